@@ -1,0 +1,325 @@
+//! The compiled form of body and logical signatures: what the parsers produce
+//! and what the engine consumes.
+//!
+//! Everything here is already *normalized*: `{n}` with n < 128 became `n`
+//! wildcard bytes, modifiers (`::i`, `::w`, `::a`, `::f`) were expanded into
+//! plain patterns, and boundaries in the middle of a pattern became byte
+//! classes. The engine never needs to know the hex syntax.
+
+/// A set of byte values (a 256-bit bitmap).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ByteSet(pub [u64; 4]);
+
+impl ByteSet {
+    /// The empty set.
+    pub const EMPTY: ByteSet = ByteSet([0; 4]);
+    /// Every byte.
+    pub const ALL: ByteSet = ByteSet([u64::MAX; 4]);
+
+    /// A set holding exactly `b`.
+    pub fn single(b: u8) -> Self {
+        let mut s = Self::EMPTY;
+        s.insert(b);
+        s
+    }
+
+    /// Adds `b`.
+    pub fn insert(&mut self, b: u8) {
+        self.0[usize::from(b >> 6)] |= 1u64 << (b & 63);
+    }
+
+    /// True if `b` is in the set.
+    #[inline]
+    pub fn contains(&self, b: u8) -> bool {
+        self.0[usize::from(b >> 6)] & (1u64 << (b & 63)) != 0
+    }
+
+    /// The complement.
+    pub fn negate(&self) -> Self {
+        ByteSet([!self.0[0], !self.0[1], !self.0[2], !self.0[3]])
+    }
+
+    /// Number of bytes in the set.
+    pub fn len(&self) -> u32 {
+        self.0.iter().map(|w| w.count_ones()).sum()
+    }
+
+    /// True if no byte is in the set.
+    pub fn is_empty(&self) -> bool {
+        self.0 == [0; 4]
+    }
+
+    /// Iterates over the bytes in the set, in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = u8> + '_ {
+        (0u8..=255).filter(move |&b| self.contains(b))
+    }
+}
+
+impl std::fmt::Debug for ByteSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.iter().map(|b| format!("{b:02x}"))).finish()
+    }
+}
+
+/// One position (or a small fixed or variable number of positions) of a part.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Token {
+    /// One byte `b` with `b & mask == value`. A literal has mask `0xff`, `??`
+    /// has mask `0`, `a?` has mask `0xf0`, `?a` has mask `0x0f`.
+    Byte {
+        /// The expected bits.
+        value: u8,
+        /// Which bits are compared.
+        mask: u8,
+    },
+    /// One byte from a set: single-byte alternations `(aa|bb)`, their
+    /// negation `!(aa|bb)`, case-folded letters (`::i`), and boundary classes
+    /// `(B)`/`(W)` in the middle of a pattern.
+    Set(ByteSet),
+    /// A generic alternation: one of the branches (which may differ in length
+    /// and may themselves contain any token, including nested alternations).
+    /// Also used for `(L)` in the middle of a pattern (`\n` or `\r\n`).
+    Alt(Vec<Vec<Token>>),
+    /// A negated fixed-length multi-byte alternation `!(aaaa|bbbb)`: `len`
+    /// bytes that equal none of the branches. Every branch is `len` long.
+    NotAlt {
+        /// Length of every branch, in bytes.
+        len: usize,
+        /// The forbidden byte strings.
+        branches: Vec<Vec<u8>>,
+    },
+}
+
+/// A zero-width check at the very start or end of a pattern.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Assertion {
+    /// `(B)`: the neighbouring byte is a word boundary in ClamAV's sense (see
+    /// [`boundary_left`] and [`boundary_right`]), or there is no neighbour
+    /// (start or end of the file).
+    Boundary,
+    /// `(L)`: at the start, the file start or a preceding `\n`; at the end,
+    /// the file end or a following `\n` or `\r\n`.
+    Line,
+    /// `(W)`: the neighbouring byte is not ASCII alphanumeric, or there is no
+    /// neighbour.
+    NonAlnum,
+    /// `(W)` in wide mode (`::wf`): the neighbouring two bytes are not an
+    /// alphanumeric ASCII character followed by (end) or preceding (start)
+    /// a `00` byte, i.e. the wide neighbour character is not alphanumeric.
+    NonAlnumWide,
+}
+
+/// True if `b` may stand immediately *before* a `(B)` match (the left
+/// side), per ClamAV's boundary table: `. < @` (left only) and space `- / _`
+/// (both sides).
+#[inline]
+pub fn boundary_left(b: u8) -> bool {
+    matches!(b, b'.' | b'<' | b'@' | b' ' | b'-' | b'/' | b'_')
+}
+
+/// True if `b` may stand immediately *after* a `(B)` match (the right side),
+/// per ClamAV's boundary table: `\n \r " ' = >` (right only) and space
+/// `- / _` (both sides).
+#[inline]
+pub fn boundary_right(b: u8) -> bool {
+    matches!(b, b'\n' | b'\r' | b'"' | b'\'' | b'=' | b'>' | b' ' | b'-' | b'/' | b'_')
+}
+
+/// True if `b` counts as a boundary when consumed in the middle of a pattern
+/// (`(B)` not at an end): any byte valid on either side.
+#[inline]
+pub fn boundary_any(b: u8) -> bool {
+    boundary_left(b) || boundary_right(b)
+}
+
+/// A single byte at a bounded distance from the body: ClamAV's `[x-y]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Anchor {
+    /// The byte.
+    pub byte: u8,
+    /// Minimum number of arbitrary bytes between the anchor byte and the body.
+    pub min: u32,
+    /// Maximum number of arbitrary bytes between the anchor byte and the body
+    /// (at most 32).
+    pub max: u32,
+}
+
+/// The gap between two consecutive parts (`*`, `{n-m}`, `{-n}`, `{n-}`, and
+/// `{n}` with n >= 128).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Gap {
+    /// Minimum number of bytes between the end of one part and the start of
+    /// the next.
+    pub min: u32,
+    /// Maximum number of bytes, or `None` for unbounded.
+    pub max: Option<u32>,
+}
+
+/// A contiguous run of tokens with no variable gap inside (except through
+/// `Alt` branches of different lengths).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Part {
+    /// The tokens, in order. Never empty. The compiler guarantees that every
+    /// part holds at least two consecutive literal bytes (`Token::Byte` with
+    /// mask `0xff`), ClamAV's minimum static run.
+    pub tokens: Vec<Token>,
+}
+
+/// A complete body pattern: one or more parts separated by gaps, with
+/// optional zero-width assertions and single-byte anchors at the ends.
+///
+/// A match is reported at the position of its first byte, counting a left
+/// anchor byte as part of the match (ClamAV anchors offsets to the start of
+/// the whole pattern, prefix included).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BodyPattern {
+    /// The parts, at least one.
+    pub parts: Vec<Part>,
+    /// `gaps[i]` separates `parts[i]` and `parts[i + 1]`.
+    pub gaps: Vec<Gap>,
+    /// `aa[x-y]` before the first part.
+    pub left_anchor: Option<Anchor>,
+    /// `[x-y]aa` after the last part.
+    pub right_anchor: Option<Anchor>,
+    /// A zero-width check before the first byte of the match.
+    pub start_assertion: Option<Assertion>,
+    /// A zero-width check after the last byte of the match.
+    pub end_assertion: Option<Assertion>,
+}
+
+/// Where a match may start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Offset {
+    /// `*`: anywhere.
+    Any,
+    /// `n` or `n,shift`: the match starts in `start ..= start + shift`.
+    Absolute {
+        /// First allowed start position.
+        start: u64,
+        /// How far past `start` it may begin (0 for an exact offset).
+        shift: u64,
+    },
+    /// `EOF-n` or `EOF-n,shift`: the match starts in
+    /// `size - back ..= size - back + shift`. Never matches when
+    /// `back > size`.
+    FromEnd {
+        /// Distance from the end of the file.
+        back: u64,
+        /// How far past `size - back` it may begin.
+        shift: u64,
+    },
+}
+
+impl Offset {
+    /// The allowed range of start positions for a file of `size` bytes, as
+    /// an inclusive `(first, last)` pair, or `None` if the offset cannot be
+    /// satisfied. `size` is required only for [`Offset::FromEnd`]; with an
+    /// unknown size (`None`) it returns `None` for that variant.
+    pub fn start_range(&self, size: Option<u64>) -> Option<(u64, u64)> {
+        match *self {
+            Offset::Any => Some((0, u64::MAX)),
+            Offset::Absolute { start, shift } => Some((start, start.saturating_add(shift))),
+            Offset::FromEnd { back, shift } => {
+                let size = size?;
+                let first = size.checked_sub(back)?;
+                Some((first, first.saturating_add(shift)))
+            }
+        }
+    }
+}
+
+/// An `.ndb` body signature (target type 0).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BodySignature {
+    /// The name as it is reported (with `.UNOFFICIAL` already appended when
+    /// the source was not a signed container).
+    pub name: String,
+    /// Where the match may start.
+    pub offset: Offset,
+    /// What must match.
+    pub pattern: BodyPattern,
+}
+
+/// One subsignature of a logical signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subsig {
+    /// Where a match may start.
+    pub offset: Offset,
+    /// The patterns, any of which counts as a match of this subsignature.
+    /// Usually one; two for `::wa` (the ASCII and the wide form).
+    pub variants: Vec<BodyPattern>,
+}
+
+/// The comparison of a count modifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CountOp {
+    /// `=n`
+    Eq,
+    /// `>n`
+    Gt,
+    /// `<n`
+    Lt,
+}
+
+/// A logical expression over subsignature match counts, already grouped
+/// the way ClamAV groups it (split at the first top-level operator, so
+/// `a & b | c` is `a & (b | c)`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogicalExpr {
+    /// Subsignature number `n` (true when it matched at least once).
+    Sub(usize),
+    /// Both sides.
+    And(Box<LogicalExpr>, Box<LogicalExpr>),
+    /// Either side.
+    Or(Box<LogicalExpr>, Box<LogicalExpr>),
+    /// A count condition on a subsignature or block: `A=n`, `(..)>n,m`, ...
+    Count {
+        /// The subsignature or block that is counted.
+        inner: Box<LogicalExpr>,
+        /// The comparison.
+        op: CountOp,
+        /// The number of matches compared against.
+        count: u32,
+        /// For blocks: the minimum number of distinct subsignatures that must
+        /// have matched (`,m`). Ignored on a single subsignature, as in ClamAV.
+        distinct: Option<u32>,
+    },
+}
+
+/// An `.ldb` logical signature (target type 0).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogicalSignature {
+    /// The reported name (see [`BodySignature::name`]).
+    pub name: String,
+    /// `FileSize:min-max` from the target description block, inclusive.
+    pub file_size: Option<(u64, u64)>,
+    /// The condition.
+    pub expr: LogicalExpr,
+    /// The subsignatures, indexed by the numbers used in `expr`.
+    pub subsigs: Vec<Subsig>,
+}
+
+/// A whole-file hash algorithm, chosen by the length of the hex digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HashAlgo {
+    /// 32 hex digits.
+    Md5,
+    /// 40 hex digits.
+    Sha1,
+    /// 64 hex digits.
+    Sha256,
+}
+
+impl HashAlgo {
+    /// Every algorithm, in a fixed order.
+    pub const ALL: [HashAlgo; 3] = [HashAlgo::Md5, HashAlgo::Sha1, HashAlgo::Sha256];
+
+    /// Length of the digest in bytes.
+    pub fn digest_len(self) -> usize {
+        match self {
+            HashAlgo::Md5 => 16,
+            HashAlgo::Sha1 => 20,
+            HashAlgo::Sha256 => 32,
+        }
+    }
+}

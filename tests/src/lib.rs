@@ -1,0 +1,1 @@
+//! Integration suite for giva; the tests live in `tests/tests/`.
