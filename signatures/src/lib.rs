@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 mod database;
+pub mod map;
 pub mod pattern;
 
 pub use database::{Database, DatabaseInfo, HashEntry};
