@@ -2,7 +2,10 @@
 //! system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/giva/shim/v1/shim.proto", "proto/giva/manager/v1/manager.proto"];
+    let files = [
+        "proto/giva/shim/v1/shim.proto",
+        "proto/giva/manager/v1/manager.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -1,1 +1,127 @@
-fn main() {}
+//! `giva-manager`: the central manager.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The giva manager: records detections from appliances and quarantines VMs.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the manager service.
+    Serve {
+        /// Address to listen on for appliances and operators.
+        #[arg(long, default_value = "127.0.0.1:7412")]
+        listen: SocketAddr,
+        /// Log format: text or json.
+        #[arg(long, default_value = "text")]
+        log_format: String,
+    },
+    /// List stored events.
+    Events {
+        /// The manager's URL.
+        #[arg(long, env = "GIVA_MANAGER", default_value = "http://127.0.0.1:7412")]
+        manager: String,
+        /// Only events of this VM.
+        #[arg(long)]
+        vm: Option<String>,
+        /// Only events received since this time (RFC 3339) or duration ago (10m).
+        #[arg(long, value_parser = giva_manager::cli::parse_since)]
+        since: Option<i64>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List known VMs and their state.
+    Vms {
+        /// The manager's URL.
+        #[arg(long, env = "GIVA_MANAGER", default_value = "http://127.0.0.1:7412")]
+        manager: String,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("giva-manager: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("giva-manager: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { listen, log_format } => {
+            init_tracing(&log_format);
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+            tracing::info!(%listen, "giva-manager serving");
+            giva_manager::serve(giva_manager::Manager::new(), listener, shutdown_signal()).await?;
+            tracing::info!("giva-manager stopped");
+            Ok(())
+        }
+        Command::Events {
+            manager,
+            vm,
+            since,
+            json,
+        } => giva_manager::cli::events(&manager, vm, since.unwrap_or(0), json).await,
+        Command::Vms { manager, json } => giva_manager::cli::vms(&manager, json).await,
+    }
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested; draining");
+}

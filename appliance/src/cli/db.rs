@@ -1,0 +1,115 @@
+//! `giva db`: compile, inspect and verify signature databases.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use giva_signatures::Database;
+
+/// `giva db compile -o OUT SRC...`: compiles sources into one database file.
+///
+/// # Errors
+///
+/// A source cannot be compiled (file, line and reason in the message) or
+/// the output cannot be written.
+pub fn compile(out: &Path, sources: &[PathBuf]) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let db = giva_signatures::compile(sources).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let compiled = started.elapsed();
+    db.write_to(out)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+    let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "compiled {} signatures into {} ({} bytes, version {}) in {:.3} s",
+        db.info().loaded.values().sum::<u64>(),
+        out.display(),
+        size,
+        db.version(),
+        compiled.as_secs_f64()
+    );
+    report_skipped(&db);
+    Ok(())
+}
+
+fn report_skipped(db: &Database) {
+    let skipped: u64 = db.info().skipped.values().sum();
+    if skipped > 0 {
+        eprintln!("skipped {skipped} unsupported signatures or files:");
+        for (reason, n) in &db.info().skipped {
+            eprintln!("  {reason}: {n}");
+        }
+    }
+}
+
+/// `giva db info FILE...`: prints what a database holds.
+///
+/// # Errors
+///
+/// The database cannot be loaded.
+pub fn info(paths: &[PathBuf], json: bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let db = super::load_databases(paths)?;
+    let load_time = started.elapsed();
+    let info = db.info();
+    if json {
+        let v = serde_json::json!({
+            "version": info.version,
+            "built_at": info.built_at,
+            "loaded": info.loaded,
+            "skipped": info.skipped,
+            "load_seconds": load_time.as_secs_f64(),
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    let what = if paths.is_empty() {
+        "bundled default database".to_string()
+    } else {
+        paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("database: {what}");
+    println!("version: {}", info.version);
+    let built = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(info.built_at));
+    println!("built: {built}");
+    println!("loaded in: {:.3} s", load_time.as_secs_f64());
+    println!("signatures:");
+    for (kind, n) in &info.loaded {
+        println!("  {kind}: {n}");
+    }
+    if info.skipped.is_empty() {
+        println!("skipped: none");
+    } else {
+        println!("skipped (unsupported, not loaded):");
+        for (reason, n) in &info.skipped {
+            println!("  {reason}: {n}");
+        }
+    }
+    Ok(())
+}
+
+/// `giva db verify FILE...`: checks compiled databases and containers
+/// without using them. Returns the exit code (0 all good, 1 a file failed).
+pub fn verify(paths: &[PathBuf]) -> u8 {
+    let mut code = 0;
+    for p in paths {
+        let result = if giva_signatures::format::has_magic(p) {
+            Database::open(p).map(|_| ()).map_err(|e| e.to_string())
+        } else {
+            let mut c = giva_signatures::Compiler::new();
+            c.add_path(p)
+                .map_err(|e| e.to_string())
+                .and_then(|()| c.build().map(|_| ()).map_err(|e| e.to_string()))
+        };
+        match result {
+            Ok(()) => println!("{}: OK", p.display()),
+            Err(e) => {
+                println!("{}: FAILED: {e}", p.display());
+                code = 1;
+            }
+        }
+    }
+    code
+}

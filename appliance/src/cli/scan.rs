@@ -1,0 +1,232 @@
+//! `giva scan`: scans local files, printing what `clamscan` prints.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use giva_engine::{Engine, Outcome, ScanOptions, ScanResult};
+use serde::Serialize;
+
+/// Options of `giva scan`.
+#[derive(Debug, Clone, Default)]
+pub struct ScanArgs {
+    /// Databases (`-d`); empty means the bundled default.
+    pub databases: Vec<PathBuf>,
+    /// Recurse into directories.
+    pub recursive: bool,
+    /// Report every matching signature.
+    pub all_match: bool,
+    /// One JSON object per file.
+    pub json: bool,
+    /// Worker threads (0 = one per core).
+    pub threads: usize,
+    /// Do not print the summary.
+    pub no_summary: bool,
+    /// Print only infected files.
+    pub infected_only: bool,
+    /// Files and directories to scan.
+    pub paths: Vec<PathBuf>,
+}
+
+/// One file's result in `--json` output.
+#[derive(Debug, Serialize)]
+struct JsonRow<'a> {
+    path: &'a Path,
+    status: &'a str,
+    signatures: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    bytes_scanned: u64,
+}
+
+#[derive(Debug, Default)]
+struct Totals {
+    files: AtomicU64,
+    infected: AtomicU64,
+    errors: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// Lists the files to scan: files as given; directories' files, and with
+/// `recursive` their subdirectories' too (symlinks are not followed below
+/// the top level). Unreadable entries come back as errors.
+pub fn collect(paths: &[PathBuf], recursive: bool) -> (Vec<PathBuf>, Vec<(PathBuf, String)>, u64) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    let mut dirs = 0u64;
+    for root in paths {
+        match std::fs::metadata(root) {
+            Ok(md) if md.is_file() => files.push(root.clone()),
+            Ok(md) if md.is_dir() => {
+                let depth = if recursive { usize::MAX } else { 1 };
+                for entry in walkdir::WalkDir::new(root)
+                    .max_depth(depth)
+                    .follow_links(false)
+                {
+                    match entry {
+                        Ok(e) if e.file_type().is_file() => files.push(e.into_path()),
+                        Ok(e) if e.file_type().is_dir() => dirs += 1,
+                        Ok(_) => {}
+                        Err(e) => errors.push((
+                            e.path().map_or_else(|| root.clone(), Path::to_path_buf),
+                            e.to_string(),
+                        )),
+                    }
+                }
+            }
+            Ok(_) => {} // sockets, devices, fifos: skipped like clamscan
+            Err(e) => errors.push((root.clone(), e.to_string())),
+        }
+    }
+    (files, errors, dirs)
+}
+
+/// Runs `giva scan`; returns the exit code (0 clean, 1 found, 2 error).
+///
+/// # Errors
+///
+/// The databases cannot be loaded or the engine cannot be built.
+pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let db = super::load_databases(&args.databases)?;
+    let engine = Engine::new(&db).map_err(|e| anyhow::anyhow!("cannot build the engine: {e}"))?;
+    let known: u64 = db.info().loaded.values().sum();
+    let opts = ScanOptions {
+        all_match: args.all_match,
+        ..ScanOptions::default()
+    };
+    let (files, walk_errors, dirs) = collect(&args.paths, args.recursive);
+
+    let totals = Totals::default();
+    let out = Mutex::new(std::io::stdout());
+    let bar = (!args.json && std::io::stderr().is_terminal() && files.len() > 1).then(|| {
+        let b = indicatif::ProgressBar::new(files.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {pos}/{len} files {binary_bytes_per_sec} [{elapsed_precise}] {wide_bar}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let emit = |line: String| {
+        if let Some(b) = &bar {
+            b.suspend(|| {
+                let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = writeln!(o, "{line}");
+            });
+        } else {
+            let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(o, "{line}");
+        }
+    };
+    for (path, err) in &walk_errors {
+        totals.errors.fetch_add(1, Ordering::Relaxed);
+        emit(render(args, path, Err(err)));
+    }
+
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+    .min(files.len().max(1));
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(path) = files.get(i) else { break };
+                    let result = engine.scan_file(path, &opts).map_err(|e| e.to_string());
+                    totals.files.fetch_add(1, Ordering::Relaxed);
+                    match &result {
+                        Ok(r) => {
+                            totals.bytes.fetch_add(r.bytes_scanned, Ordering::Relaxed);
+                            if r.is_infected() {
+                                totals.infected.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Err(_) => {
+                            totals.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    let infected = matches!(&result, Ok(r) if r.is_infected());
+                    if !args.infected_only || infected || result.is_err() {
+                        emit(render(args, path, result.as_ref().map_err(String::as_str)));
+                    }
+                    if let Some(b) = &bar {
+                        b.inc(1);
+                    }
+                }
+            });
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let infected = totals.infected.load(Ordering::Relaxed);
+    let errors = totals.errors.load(Ordering::Relaxed);
+    if !args.no_summary && !args.json {
+        let elapsed = started.elapsed().as_secs_f64();
+        let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(o, "\n----------- SCAN SUMMARY -----------");
+        let _ = writeln!(o, "Known viruses: {known}");
+        let _ = writeln!(o, "Engine version: giva {}", env!("CARGO_PKG_VERSION"));
+        let _ = writeln!(o, "Database version: {}", db.version());
+        let _ = writeln!(o, "Scanned directories: {dirs}");
+        let _ = writeln!(o, "Scanned files: {}", totals.files.load(Ordering::Relaxed));
+        let _ = writeln!(o, "Infected files: {infected}");
+        if errors > 0 {
+            let _ = writeln!(o, "Total errors: {errors}");
+        }
+        let mib = totals.bytes.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0);
+        let _ = writeln!(o, "Data scanned: {mib:.2} MiB");
+        let _ = writeln!(o, "Time: {elapsed:.3} sec");
+    }
+    Ok(if infected > 0 {
+        1
+    } else if errors > 0 {
+        2
+    } else {
+        0
+    })
+}
+
+fn render(args: &ScanArgs, path: &Path, result: Result<&ScanResult, &str>) -> String {
+    let (status, names, error, bytes) = match result {
+        Ok(r) => match r.outcome {
+            Outcome::Infected => ("found", r.names(), None, r.bytes_scanned),
+            Outcome::LimitExceeded(l) => (
+                "not_scanned",
+                Vec::new(),
+                Some(format!("limit {l:?}")),
+                r.bytes_scanned,
+            ),
+            _ => ("ok", Vec::new(), None, r.bytes_scanned),
+        },
+        Err(e) => ("error", Vec::new(), Some(e.to_string()), 0),
+    };
+    if args.json {
+        let row = JsonRow {
+            path,
+            status,
+            signatures: names,
+            error,
+            bytes_scanned: bytes,
+        };
+        return serde_json::to_string(&row).unwrap_or_default();
+    }
+    let p = path.display();
+    match status {
+        "found" => names
+            .iter()
+            .map(|n| format!("{p}: {n} FOUND"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        "ok" => format!("{p}: OK"),
+        "not_scanned" => format!("{p}: NOT SCANNED ({})", error.unwrap_or_default()),
+        _ => format!("{p}: ERROR {}", error.unwrap_or_default()),
+    }
+}

@@ -1,0 +1,246 @@
+//! The appliance's configuration: one TOML file, every option defaulted.
+//! `giva serve --print-config` prints the defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This appliance's id, reported to the manager. Empty: `giva-<hostname>`.
+    pub appliance_id: String,
+    /// Listeners and per-stream limits.
+    pub server: ServerConfig,
+    /// Which signatures to load.
+    pub database: DatabaseConfig,
+    /// Where detections go.
+    pub manager: ManagerConfig,
+    /// Scan limits.
+    pub limits: LimitsConfig,
+    /// Full-scan storm control.
+    pub full_scan: FullScanConfig,
+    /// The policy for VMs.
+    pub policy: PolicyConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            appliance_id: String::new(),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            manager: ManagerConfig::default(),
+            limits: LimitsConfig::default(),
+            full_scan: FullScanConfig::default(),
+            policy: PolicyConfig::default(),
+        }
+    }
+}
+
+/// Listeners and per-stream limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address for shims (gRPC).
+    pub listen: SocketAddr,
+    /// Largest gRPC message accepted, in bytes (bounds content chunks and
+    /// unary `Scan` buffers).
+    pub max_message_bytes: usize,
+    /// A file whose content stops arriving for this long gets an ERROR
+    /// verdict and its resources are released.
+    pub content_timeout_secs: u64,
+    /// Files one VM may have in flight at once; beyond it, events get an
+    /// ERROR verdict saying the appliance is busy.
+    pub max_inflight_per_vm: usize,
+    /// Longest path accepted in an event, in bytes.
+    pub max_path_len: usize,
+    /// How long a graceful shutdown may take before in-flight work is dropped.
+    pub shutdown_deadline_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7411)),
+            max_message_bytes: 8 * 1024 * 1024,
+            content_timeout_secs: 30,
+            max_inflight_per_vm: 1024,
+            max_path_len: 4096,
+            shutdown_deadline_secs: 10,
+        }
+    }
+}
+
+/// Which signatures to load.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Signature files, directories, containers or one compiled database.
+    /// Empty: the bundled default database.
+    pub paths: Vec<PathBuf>,
+}
+
+/// Where detections go.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ManagerConfig {
+    /// The manager's URL, e.g. `http://10.0.0.5:7412`. Empty: no manager
+    /// (detections are only logged).
+    pub url: String,
+    /// Seconds between heartbeats.
+    pub heartbeat_interval_secs: u64,
+    /// Send each detection to the manager at once (false: only with the
+    /// next heartbeat, as Deep Security does by default).
+    pub notify_immediately: bool,
+    /// Timeout of one manager call, in milliseconds.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        ManagerConfig {
+            url: String::new(),
+            heartbeat_interval_secs: 600,
+            notify_immediately: true,
+            request_timeout_ms: 5000,
+        }
+    }
+}
+
+/// Scan limits. A file over a limit gets NOT_SCANNED with the limit's name,
+/// never a clean verdict.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest file scanned, in bytes (0 = no limit).
+    pub max_file_size: u64,
+    /// Most bytes scanned per file (0 = no limit).
+    pub max_scan_bytes: u64,
+    /// Time budget per file, in milliseconds (0 = no limit).
+    pub max_scan_time_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_file_size: 512 * 1024 * 1024,
+            max_scan_bytes: 0,
+            max_scan_time_ms: 60_000,
+        }
+    }
+}
+
+/// Full-scan storm control.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FullScanConfig {
+    /// VMs that may run a full scan at the same time on this host.
+    pub max_concurrent: usize,
+}
+
+impl Default for FullScanConfig {
+    fn default() -> Self {
+        FullScanConfig { max_concurrent: 2 }
+    }
+}
+
+/// The policy for VMs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Scan files when opened.
+    pub scan_on_open: bool,
+    /// Scan files when executed.
+    pub scan_on_exec: bool,
+    /// Scan files after they are written.
+    pub scan_on_close_write: bool,
+    /// Allow access when no verdict arrives in time (false: deny).
+    pub fail_open: bool,
+    /// How long a guest access may wait for a verdict, in milliseconds.
+    pub decision_timeout_ms: u32,
+    /// Path prefixes not scanned.
+    pub exclude_prefixes: Vec<String>,
+    /// Glob patterns (`*`, `?`) on the full path not scanned.
+    pub exclude_globs: Vec<String>,
+    /// File extensions (no dot, case-insensitive) not scanned.
+    pub exclude_extensions: Vec<String>,
+    /// Deny access on detection (false: report only).
+    pub deny_on_detection: bool,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            scan_on_open: true,
+            scan_on_exec: true,
+            scan_on_close_write: true,
+            fail_open: true,
+            decision_timeout_ms: 5000,
+            exclude_prefixes: vec!["/proc/".into(), "/sys/".into(), "/dev/".into()],
+            exclude_globs: Vec::new(),
+            exclude_extensions: Vec::new(),
+            deny_on_detection: true,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML configuration file.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read, is not valid TOML, has unknown keys, or holds
+    /// an invalid value; the message names the file and the problem.
+    pub fn from_file(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        let config: Config = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Checks values that TOML types cannot.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the first invalid option.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.manager.heartbeat_interval_secs == 0 {
+            return Err("manager.heartbeat_interval_secs must be at least 1".into());
+        }
+        if self.full_scan.max_concurrent == 0 {
+            return Err("full_scan.max_concurrent must be at least 1".into());
+        }
+        if self.server.max_inflight_per_vm == 0 {
+            return Err("server.max_inflight_per_vm must be at least 1".into());
+        }
+        if self.server.max_message_bytes < 64 * 1024 {
+            return Err("server.max_message_bytes must be at least 65536".into());
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML (for `--print-config`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// The effective appliance id.
+    pub fn effective_appliance_id(&self) -> String {
+        if !self.appliance_id.is_empty() {
+            return self.appliance_id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_string());
+        format!("giva-{host}")
+    }
+}

@@ -1,0 +1,166 @@
+//! A VM's policy: what to scan and what to do about a detection.
+
+use giva_proto::shim::{EventKind, Policy as WirePolicy};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use crate::config::{LimitsConfig, PolicyConfig};
+
+/// A compiled policy, ready to answer "should this event be scanned?".
+#[derive(Debug, Clone)]
+pub struct Policy {
+    config: PolicyConfig,
+    limits: LimitsConfig,
+    globs: GlobSet,
+    extensions: Vec<String>,
+}
+
+/// Why an event is not scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// The path matches an exclusion.
+    Excluded,
+    /// The policy does not scan this kind of event.
+    KindOff,
+    /// The file is larger than the policy allows.
+    TooLarge,
+}
+
+impl Policy {
+    /// Compiles a policy.
+    ///
+    /// # Errors
+    ///
+    /// An invalid glob pattern, named in the message.
+    pub fn new(config: PolicyConfig, limits: LimitsConfig) -> Result<Self, String> {
+        let mut builder = GlobSetBuilder::new();
+        for g in &config.exclude_globs {
+            builder.add(Glob::new(g).map_err(|e| format!("policy.exclude_globs: {g}: {e}"))?);
+        }
+        let globs = builder
+            .build()
+            .map_err(|e| format!("policy.exclude_globs: {e}"))?;
+        let extensions = config
+            .exclude_extensions
+            .iter()
+            .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
+            .collect();
+        Ok(Policy {
+            config,
+            limits,
+            globs,
+            extensions,
+        })
+    }
+
+    /// The scan limits.
+    pub fn limits(&self) -> &LimitsConfig {
+        &self.limits
+    }
+
+    /// True when a detection denies access (false: report only).
+    pub fn deny_on_detection(&self) -> bool {
+        self.config.deny_on_detection
+    }
+
+    /// Decides whether an event is scanned, or why not.
+    pub fn check(&self, kind: EventKind, path: &str, size: u64) -> Result<(), Skip> {
+        let on = match kind {
+            EventKind::Open => self.config.scan_on_open,
+            EventKind::Exec => self.config.scan_on_exec,
+            EventKind::CloseWrite => self.config.scan_on_close_write,
+            EventKind::FullScanItem | EventKind::Unspecified => true,
+        };
+        if !on {
+            return Err(Skip::KindOff);
+        }
+        if self.is_excluded(path) {
+            return Err(Skip::Excluded);
+        }
+        if self.limits.max_file_size != 0 && size > self.limits.max_file_size {
+            return Err(Skip::TooLarge);
+        }
+        Ok(())
+    }
+
+    /// True when `path` matches an exclusion (prefix, glob or extension).
+    pub fn is_excluded(&self, path: &str) -> bool {
+        if self
+            .config
+            .exclude_prefixes
+            .iter()
+            .any(|p| !p.is_empty() && path.starts_with(p))
+        {
+            return true;
+        }
+        if self.globs.is_match(path) {
+            return true;
+        }
+        let file_name = path.rsplit('/').next().unwrap_or(path);
+        match file_name.rsplit_once('.') {
+            Some((stem, ext)) if !stem.is_empty() => {
+                let ext = ext.to_ascii_lowercase();
+                self.extensions.iter().any(|e| *e == ext)
+            }
+            _ => false,
+        }
+    }
+
+    /// The policy as sent to shims.
+    pub fn to_wire(&self) -> WirePolicy {
+        let c = &self.config;
+        WirePolicy {
+            scan_on_open: c.scan_on_open,
+            scan_on_exec: c.scan_on_exec,
+            scan_on_close_write: c.scan_on_close_write,
+            fail_open: c.fail_open,
+            decision_timeout_ms: c.decision_timeout_ms,
+            exclude_prefixes: c.exclude_prefixes.clone(),
+            exclude_globs: c.exclude_globs.clone(),
+            exclude_extensions: c.exclude_extensions.clone(),
+            max_file_size: self.limits.max_file_size,
+            deny_on_detection: c.deny_on_detection,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(f: impl FnOnce(&mut PolicyConfig)) -> Policy {
+        let mut c = PolicyConfig::default();
+        f(&mut c);
+        Policy::new(c, LimitsConfig::default()).expect("valid policy")
+    }
+
+    #[test]
+    fn exclusions_by_prefix_glob_and_extension() {
+        let p = policy(|c| {
+            c.exclude_globs = vec!["**/cache/*.bin".into()];
+            c.exclude_extensions = vec![".LOG".into()];
+        });
+        assert!(p.is_excluded("/proc/1/maps"));
+        assert!(p.is_excluded("/var/cache/x.bin"));
+        assert!(p.is_excluded("/var/app.log"));
+        assert!(!p.is_excluded("/var/.log"), "a dot file has no extension");
+        assert!(!p.is_excluded("/home/a/eicar.com"));
+    }
+
+    #[test]
+    fn kinds_and_size_limit() {
+        let p = policy(|c| c.scan_on_open = false);
+        assert_eq!(p.check(EventKind::Open, "/a", 1), Err(Skip::KindOff));
+        assert_eq!(p.check(EventKind::Exec, "/a", 1), Ok(()));
+        assert_eq!(
+            p.check(EventKind::Exec, "/a", u64::MAX),
+            Err(Skip::TooLarge)
+        );
+    }
+
+    #[test]
+    fn bad_glob_is_refused() {
+        let mut c = PolicyConfig::default();
+        c.exclude_globs = vec!["[".into()];
+        assert!(Policy::new(c, LimitsConfig::default()).is_err());
+    }
+}

@@ -1,0 +1,317 @@
+//! Reporting to the manager: immediate notification of detections, the
+//! periodic heartbeat, and the outbox of events not yet acknowledged.
+//!
+//! Every event goes into the outbox first. Detections also wake the notify
+//! loop, which sends them at once; everything still unacknowledged rides on
+//! the next heartbeat. An event leaves the outbox only when the manager
+//! acknowledges its id, so a manager outage delays events but loses none.
+//! (The outbox is in memory for now: it survives manager outages, not an
+//! appliance restart.)
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use giva_proto::manager::manager_service_client::ManagerServiceClient;
+use giva_proto::manager::{
+    Event, EventKind, HeartbeatRequest, HeartbeatResponse, NotifyRequest, appliance_command,
+};
+use giva_proto::now_us;
+use tokio::sync::Notify;
+use tonic::transport::{Channel, Endpoint};
+use tracing::{debug, info, warn};
+
+use crate::registry::Registry;
+use crate::stats::Stats;
+
+/// Most events kept in the outbox; past it, non-detection events are
+/// dropped first (counted), and detections are never dropped.
+pub const OUTBOX_CAPACITY: usize = 100_000;
+/// Most events sent in one request.
+const BATCH: usize = 1000;
+
+#[derive(Debug, Default)]
+struct Outbox {
+    events: VecDeque<Event>,
+}
+
+/// The reporter: owns the outbox and the link to the manager.
+#[derive(Debug)]
+pub struct Reporter {
+    appliance_id: String,
+    boot_us: i64,
+    next_id: AtomicU64,
+    outbox: Mutex<Outbox>,
+    wake: Notify,
+    client: Option<ManagerServiceClient<Channel>>,
+    notify_immediately: bool,
+    heartbeat_interval: Duration,
+    stats: Arc<Stats>,
+    started: Instant,
+}
+
+impl Reporter {
+    /// A reporter for `appliance_id`. With `url` empty, events stay in the
+    /// outbox and are only logged.
+    ///
+    /// # Errors
+    ///
+    /// The URL is not a valid endpoint.
+    pub fn new(
+        appliance_id: String,
+        url: &str,
+        heartbeat_interval: Duration,
+        notify_immediately: bool,
+        request_timeout: Duration,
+        stats: Arc<Stats>,
+    ) -> Result<Self, String> {
+        let client = if url.is_empty() {
+            None
+        } else {
+            let endpoint = Endpoint::from_shared(url.to_string())
+                .map_err(|e| format!("invalid manager URL {url}: {e}"))?
+                .connect_timeout(request_timeout)
+                .timeout(request_timeout)
+                .tcp_nodelay(true);
+            Some(ManagerServiceClient::new(endpoint.connect_lazy()))
+        };
+        Ok(Reporter {
+            appliance_id,
+            boot_us: now_us(),
+            next_id: AtomicU64::new(0),
+            outbox: Mutex::new(Outbox::default()),
+            wake: Notify::new(),
+            client,
+            notify_immediately,
+            heartbeat_interval,
+            stats,
+            started: Instant::now(),
+        })
+    }
+
+    /// This appliance's id.
+    pub fn appliance_id(&self) -> &str {
+        &self.appliance_id
+    }
+
+    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Fills in the id, appliance and time of a new event.
+    pub fn new_event(&self, kind: EventKind) -> Event {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        Event {
+            event_id: format!("{}-{:x}-{n}", self.appliance_id, self.boot_us),
+            kind: kind as i32,
+            appliance_id: self.appliance_id.clone(),
+            detected_at_us: now_us(),
+            ..Event::default()
+        }
+    }
+
+    /// Queues an event. Detections are sent at once (unless immediate
+    /// notification is off); other events travel with the next heartbeat.
+    pub fn report(&self, event: Event) {
+        let urgent = event.kind == EventKind::Detection as i32;
+        {
+            let mut outbox = self.outbox();
+            if outbox.events.len() >= OUTBOX_CAPACITY {
+                if !urgent {
+                    Stats::inc(&self.stats.outbox_dropped);
+                    warn!("outbox full: dropping a low-value event");
+                    return;
+                }
+                if let Some(pos) = outbox
+                    .events
+                    .iter()
+                    .position(|e| e.kind != EventKind::Detection as i32)
+                {
+                    outbox.events.remove(pos);
+                    Stats::inc(&self.stats.outbox_dropped);
+                    warn!("outbox full: dropped a low-value event to keep a detection");
+                }
+            }
+            outbox.events.push_back(event);
+        }
+        if urgent && self.notify_immediately {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Events not yet acknowledged.
+    pub fn pending(&self) -> usize {
+        self.outbox().events.len()
+    }
+
+    fn take_batch(&self, urgent_only: bool) -> Vec<Event> {
+        self.outbox()
+            .events
+            .iter()
+            .filter(|e| !urgent_only || e.kind == EventKind::Detection as i32)
+            .take(BATCH)
+            .cloned()
+            .collect()
+    }
+
+    fn ack(&self, ids: &[String]) {
+        if ids.is_empty() {
+            return;
+        }
+        let ids: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+        self.outbox()
+            .events
+            .retain(|e| !ids.contains(e.event_id.as_str()));
+    }
+
+    /// Sends every pending detection with `Notify`. Returns true when the
+    /// outbox holds no more detections.
+    async fn notify_once(&self) -> bool {
+        let Some(mut client) = self.client.clone() else {
+            return true;
+        };
+        loop {
+            let batch = self.take_batch(true);
+            if batch.is_empty() {
+                return true;
+            }
+            let n = batch.len();
+            let req = NotifyRequest {
+                appliance_id: self.appliance_id.clone(),
+                events: batch,
+            };
+            match client.notify(req).await {
+                Ok(resp) => {
+                    let acked = resp.into_inner().acked_event_ids;
+                    debug!(sent = n, acked = acked.len(), "notify acknowledged");
+                    self.ack(&acked);
+                }
+                Err(status) => {
+                    warn!(error = %status.message(), code = ?status.code(), "notify failed; will retry");
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Sends one heartbeat with every pending event; returns the reply.
+    async fn heartbeat_once(
+        &self,
+        registry: &Registry,
+        database_version: &str,
+        problems: Vec<String>,
+    ) -> Option<HeartbeatResponse> {
+        let mut client = self.client.clone()?;
+        let req = HeartbeatRequest {
+            appliance_id: self.appliance_id.clone(),
+            hostname: self.appliance_id.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            database_version: database_version.to_string(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            healthy: problems.is_empty(),
+            problems,
+            vms: registry.vm_infos(),
+            stats: Some(self.stats.snapshot()),
+            events: self.take_batch(false),
+        };
+        match client.heartbeat(req).await {
+            Ok(resp) => {
+                let resp = resp.into_inner();
+                self.ack(&resp.acked_event_ids);
+                Some(resp)
+            }
+            Err(status) => {
+                warn!(error = %status.message(), code = ?status.code(), "heartbeat failed");
+                None
+            }
+        }
+    }
+
+    /// Runs the notify and heartbeat loops until `shutdown` fires, then
+    /// makes one last attempt to deliver what is pending.
+    pub async fn run(
+        self: Arc<Self>,
+        registry: Arc<Registry>,
+        database_version: impl Fn() -> String + Send + Sync,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) {
+        if self.client.is_none() {
+            info!("no manager configured: detections are logged only");
+        }
+        tokio::pin!(shutdown);
+        let mut heartbeat = tokio::time::interval(self.heartbeat_interval);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut backoff = Backoff::new();
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        loop {
+            let retry = async {
+                match retry_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = self.wake.notified() => {}
+                _ = retry => {}
+                _ = heartbeat.tick() => {
+                    if let Some(resp) = self.heartbeat_once(&registry, &database_version(), Vec::new()).await {
+                        self.apply_commands(&registry, resp);
+                    }
+                }
+            }
+            if self.notify_immediately {
+                if self.notify_once().await {
+                    backoff.reset();
+                    retry_at = None;
+                } else {
+                    retry_at = Some(tokio::time::Instant::now() + backoff.next_delay());
+                }
+            }
+        }
+        if self.client.is_some() && self.pending() > 0 {
+            let _ = self.notify_once().await;
+            let _ = self
+                .heartbeat_once(&registry, &database_version(), Vec::new())
+                .await;
+        }
+    }
+
+    fn apply_commands(&self, registry: &Registry, resp: HeartbeatResponse) {
+        for cmd in resp.commands {
+            if let Some(appliance_command::Command::FullScan(fs)) = cmd.command {
+                crate::session::send_full_scan_command(registry, &fs.vm_id, &fs.reason);
+            }
+        }
+    }
+}
+
+/// Exponential backoff with jitter, from 50 ms up to 30 s.
+#[derive(Debug)]
+struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff { attempt: 0 }
+    }
+
+    fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let base_ms = 50u64.saturating_mul(1 << self.attempt.min(10)).min(30_000);
+        self.attempt = self.attempt.saturating_add(1);
+        // Jitter from the clock's low bits: enough to spread retries of many
+        // appliances, without a random-number dependency.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::from(d.subsec_nanos()))
+            .unwrap_or(0);
+        let jitter = nanos % (base_ms / 2 + 1);
+        Duration::from_millis(base_ms / 2 + jitter)
+    }
+}

@@ -1,0 +1,144 @@
+//! The signatures in service and the translation of engine results into
+//! verdicts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use giva_engine::{Engine, Limit, Outcome, ScanOptions, ScanResult};
+use giva_proto::shim::{Detection, NotScannedReason, Verdict, VerdictKind};
+use giva_signatures::Database;
+
+use crate::config::LimitsConfig;
+
+/// A database and the engine built from it, swapped as one.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The database.
+    pub database: Database,
+    /// The engine built from it.
+    pub engine: Engine,
+}
+
+/// The signatures in service. Scans take a snapshot (`current()`) and finish
+/// on it even if a new database is swapped in meanwhile.
+#[derive(Debug)]
+pub struct Signatures {
+    current: ArcSwap<Loaded>,
+}
+
+impl Signatures {
+    /// Builds the engine for `database`.
+    ///
+    /// # Errors
+    ///
+    /// The engine cannot be built from the database.
+    pub fn new(database: Database) -> Result<Self, giva_engine::BuildError> {
+        let engine = Engine::new(&database)?;
+        Ok(Signatures {
+            current: ArcSwap::from_pointee(Loaded { database, engine }),
+        })
+    }
+
+    /// The snapshot in service now.
+    pub fn current(&self) -> Arc<Loaded> {
+        self.current.load_full()
+    }
+
+    /// The version of the database in service.
+    pub fn version(&self) -> String {
+        self.current.load().database.version().to_string()
+    }
+}
+
+/// Scan options derived from the configured limits.
+pub fn scan_options(limits: &LimitsConfig) -> ScanOptions {
+    ScanOptions {
+        all_match: false,
+        max_scan_bytes: (limits.max_scan_bytes != 0).then_some(limits.max_scan_bytes),
+        max_scan_time: (limits.max_scan_time_ms != 0)
+            .then(|| Duration::from_millis(limits.max_scan_time_ms)),
+        ..ScanOptions::default()
+    }
+}
+
+/// Turns an engine result into a verdict. With `deny` false (report-only
+/// policy), detections are reported on an ALLOW verdict.
+pub fn verdict_for(seq: u64, result: &ScanResult, deny: bool, db_version: &str) -> Verdict {
+    let detections = result
+        .detections
+        .iter()
+        .map(|d| Detection {
+            signature: d.name.clone(),
+            kind: kind_name(d.kind).to_string(),
+        })
+        .collect();
+    let (kind, not_scanned, reason) = match result.outcome {
+        Outcome::Infected if deny => (VerdictKind::Deny, NotScannedReason::Unspecified, ""),
+        Outcome::Infected | Outcome::Clean => {
+            (VerdictKind::Allow, NotScannedReason::Unspecified, "")
+        }
+        // Nothing can match a file of 5 bytes or less (ClamAV's rule, which
+        // hashes obey too), so such files are allowed.
+        Outcome::TooSmall => (
+            VerdictKind::Allow,
+            NotScannedReason::TooSmall,
+            "too small to scan",
+        ),
+        Outcome::LimitExceeded(Limit::ScanBytes) => (
+            VerdictKind::NotScanned,
+            NotScannedReason::ScanBytesLimit,
+            "scan bytes limit",
+        ),
+        Outcome::LimitExceeded(Limit::ScanTime) => (
+            VerdictKind::NotScanned,
+            NotScannedReason::ScanTimeLimit,
+            "scan time limit",
+        ),
+        #[allow(unreachable_patterns)]
+        _ => (
+            VerdictKind::Error,
+            NotScannedReason::Unspecified,
+            "unknown scan outcome",
+        ),
+    };
+    Verdict {
+        seq,
+        kind: kind as i32,
+        detections,
+        from_cache: false,
+        not_scanned: not_scanned as i32,
+        reason: reason.to_string(),
+        database_version: db_version.to_string(),
+    }
+}
+
+/// The short name of a detection kind, as sent on the wire.
+pub fn kind_name(kind: giva_engine::DetectionKind) -> &'static str {
+    match kind {
+        giva_engine::DetectionKind::Hash => "hash",
+        giva_engine::DetectionKind::Body => "body",
+        giva_engine::DetectionKind::Logical => "logical",
+        #[allow(unreachable_patterns)]
+        _ => "other",
+    }
+}
+
+/// A verdict without detections.
+pub fn simple_verdict(
+    seq: u64,
+    kind: VerdictKind,
+    not_scanned: NotScannedReason,
+    reason: impl Into<String>,
+    db_version: &str,
+) -> Verdict {
+    Verdict {
+        seq,
+        kind: kind as i32,
+        detections: Vec::new(),
+        from_cache: false,
+        not_scanned: not_scanned as i32,
+        reason: reason.into(),
+        database_version: db_version.to_string(),
+    }
+}

@@ -1,0 +1,135 @@
+//! The `giva.shim.v1` gRPC service: validates requests, converts them, and
+//! hands work to sessions and the engine.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use giva_proto::manager::EventKind as MgrEventKind;
+use giva_proto::now_us;
+use giva_proto::shim::shim_service_server::ShimService;
+use giva_proto::shim::{
+    ApplianceMessage, GuestMessage, RegisterRequest, RegisterResponse, ScanRequest, ScanResponse,
+    VerdictKind,
+};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::info;
+
+use crate::Appliance;
+use crate::scan::{scan_options, verdict_for};
+
+/// Longest VM id, name, image id, OS or version string accepted.
+pub const MAX_IDENTITY_FIELD: usize = 256;
+
+/// The tonic service around a shared [`Appliance`].
+#[derive(Debug, Clone)]
+pub struct ShimGrpc(pub Arc<Appliance>);
+
+fn check_field(name: &str, value: &str) -> Result<(), Status> {
+    if value.len() > MAX_IDENTITY_FIELD {
+        return Err(Status::invalid_argument(format!(
+            "{name} is {} bytes long; at most {MAX_IDENTITY_FIELD}",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl ShimService for ShimGrpc {
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        let vm = request
+            .into_inner()
+            .vm
+            .ok_or_else(|| Status::invalid_argument("register without a VM identity"))?;
+        if vm.vm_id.is_empty() {
+            return Err(Status::invalid_argument("vm_id is required"));
+        }
+        for (name, value) in [
+            ("vm_id", &vm.vm_id),
+            ("name", &vm.name),
+            ("image_id", &vm.image_id),
+            ("os", &vm.os),
+            ("agent_version", &vm.agent_version),
+            ("group", &vm.group),
+        ] {
+            check_field(name, value)?;
+        }
+        let app = &self.0;
+        let session_id = app
+            .registry
+            .register(vm.clone(), now_us())
+            .map_err(Status::already_exists)?;
+        info!(vm_id = %vm.vm_id, name = %vm.name, image_id = %vm.image_id, "VM registered");
+        // Registration never waits on the manager: the event rides the
+        // next heartbeat.
+        let mut ev = app.reporter.new_event(MgrEventKind::VmRegistered);
+        ev.vm_id = vm.vm_id.clone();
+        ev.vm_name = vm.name.clone();
+        app.reporter.report(ev);
+        Ok(Response::new(RegisterResponse {
+            session_id,
+            policy: Some(app.policy.to_wire()),
+            database_version: app.signatures.version(),
+            appliance_id: app.reporter.appliance_id().to_string(),
+        }))
+    }
+
+    type SessionStream = Pin<Box<dyn Stream<Item = Result<ApplianceMessage, Status>> + Send>>;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<GuestMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let rx = crate::session::open(self.0.clone(), request.into_inner()).await?;
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn scan(&self, request: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
+        let req = request.into_inner();
+        check_field("vm_id", &req.vm_id)?;
+        check_field("name", &req.name)?;
+        let app = self.0.clone();
+        let loaded = app.signatures.current();
+        let opts = scan_options(app.policy.limits());
+        let data = req.data;
+        let size = data.len() as u64;
+        if app.policy.limits().max_file_size != 0 && size > app.policy.limits().max_file_size {
+            return Err(Status::resource_exhausted(format!(
+                "buffer of {size} bytes is larger than the {} byte limit",
+                app.policy.limits().max_file_size
+            )));
+        }
+        let engine = loaded.engine.clone();
+        let result = tokio::task::spawn_blocking(move || engine.scan_bytes(&data, &opts))
+            .await
+            .map_err(|e| Status::internal(format!("scan failed: {e}")))?;
+        let verdict = verdict_for(
+            0,
+            &result,
+            app.policy.deny_on_detection(),
+            loaded.database.version(),
+        );
+        if verdict.kind == VerdictKind::Deny as i32 {
+            let mut ev = app.reporter.new_event(MgrEventKind::Detection);
+            ev.vm_id = req.vm_id;
+            ev.path = req.name;
+            ev.signatures = verdict
+                .detections
+                .iter()
+                .map(|d| d.signature.clone())
+                .collect();
+            ev.action = giva_proto::manager::Action::Reported as i32;
+            ev.database_version = loaded.database.version().to_string();
+            app.reporter.report(ev);
+        }
+        Ok(Response::new(ScanResponse {
+            verdict: Some(verdict),
+        }))
+    }
+}

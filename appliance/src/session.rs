@@ -1,0 +1,513 @@
+//! One VM's session stream: file events in, content requests and verdicts
+//! out.
+//!
+//! The reader loop validates every message and routes content to the file it
+//! belongs to. Each file in flight has its own task that feeds a streaming
+//! scanner, so verdicts come back in any order and a slow file never blocks
+//! a fast one. Protocol violations end the stream with `INVALID_ARGUMENT`;
+//! resources of the VM are released when the stream ends.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use giva_proto::manager::{Action, EventKind as MgrEventKind, ScanSummary};
+use giva_proto::shim::{
+    ApplianceMessage, ContentChunk, ContentRequest, EventKind, FileEvent, FullScanCommand,
+    FullScanSlot, GuestMessage, NotScannedReason, Verdict, VerdictKind, VmIdentity,
+    appliance_message, guest_message,
+};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tonic::{Status, Streaming};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::Appliance;
+use crate::policy::Skip;
+use crate::registry::{AttachError, Registry, SessionSender};
+use crate::scan::{scan_options, simple_verdict, verdict_for};
+use crate::stats::Stats;
+
+/// Messages buffered towards one VM.
+pub const OUT_BUFFER: usize = 256;
+/// Chunks buffered towards one file's scan task.
+const CHUNK_BUFFER: usize = 8;
+
+enum FileInput {
+    Chunk(bytes::Bytes),
+    Last(bytes::Bytes),
+    Failed(String),
+}
+
+struct InFlight {
+    tx: mpsc::Sender<FileInput>,
+    next_offset: u64,
+    size: u64,
+}
+
+/// Sends a full-scan command to a VM's open session, if it has one.
+pub fn send_full_scan_command(registry: &Registry, vm_id: &str, reason: &str) -> bool {
+    let Some(tx) = registry.stream_of(vm_id) else {
+        warn!(
+            vm_id,
+            "full scan requested for a VM without an open session"
+        );
+        return false;
+    };
+    let msg = ApplianceMessage {
+        msg: Some(appliance_message::Msg::FullScanCommand(FullScanCommand {
+            reason: reason.to_string(),
+        })),
+    };
+    tx.try_send(Ok(msg)).is_ok()
+}
+
+fn msg(m: appliance_message::Msg) -> Result<ApplianceMessage, Status> {
+    Ok(ApplianceMessage { msg: Some(m) })
+}
+
+/// Opens a session: checks the first message and attaches the stream.
+/// Returns the receiver the gRPC response streams from.
+///
+/// # Errors
+///
+/// `INVALID_ARGUMENT` when the first message is not `open`, `NOT_FOUND` for
+/// an unknown session, `ALREADY_EXISTS` when the VM has a live stream.
+pub async fn open(
+    app: Arc<Appliance>,
+    mut inbound: Streaming<GuestMessage>,
+) -> Result<mpsc::Receiver<Result<ApplianceMessage, Status>>, Status> {
+    let first = inbound
+        .message()
+        .await?
+        .ok_or_else(|| Status::invalid_argument("session stream closed before `open`"))?;
+    let Some(guest_message::Msg::Open(open)) = first.msg else {
+        return Err(Status::invalid_argument(
+            "the first message of a session must be `open`",
+        ));
+    };
+    let (tx, rx) = mpsc::channel(OUT_BUFFER);
+    let vm = match app.registry.attach(&open.session_id, tx.clone()) {
+        Ok(vm) => vm,
+        Err(AttachError::UnknownSession) => {
+            return Err(Status::not_found("unknown session id; call Register first"));
+        }
+        Err(AttachError::AlreadyConnected(id)) => {
+            return Err(Status::already_exists(format!(
+                "VM {id} already has an open session"
+            )));
+        }
+    };
+    let span = info_span!("session", vm_id = %vm.vm_id);
+    let session_id = open.session_id;
+    tokio::spawn(
+        async move {
+            info!("session opened");
+            let mut session = Session { app: app.clone(), vm, tx: tx.clone(), files: HashMap::new(), slots: HashMap::new() };
+            let result = session.run(&mut inbound).await;
+            if let Err(status) = result {
+                warn!(code = ?status.code(), error = %status.message(), "session ended by protocol error");
+                let _ = tx.send(Err(status)).await;
+            }
+            app.registry.detach(&session_id);
+            info!("session closed");
+        }
+        .instrument(span),
+    );
+    Ok(rx)
+}
+
+struct Session {
+    app: Arc<Appliance>,
+    vm: VmIdentity,
+    tx: SessionSender,
+    files: HashMap<u64, InFlight>,
+    slots: HashMap<u64, Option<OwnedSemaphorePermit>>,
+}
+
+impl Session {
+    async fn run(&mut self, inbound: &mut Streaming<GuestMessage>) -> Result<(), Status> {
+        loop {
+            let message = match inbound.message().await {
+                Ok(Some(m)) => m,
+                Ok(None) => return Ok(()),
+                Err(status) => {
+                    debug!(error = %status, "session stream broke");
+                    return Ok(());
+                }
+            };
+            match message.msg {
+                Some(guest_message::Msg::Event(ev)) => self.on_event(ev).await?,
+                Some(guest_message::Msg::Chunk(chunk)) => self.on_chunk(chunk).await?,
+                Some(guest_message::Msg::ContentError(err)) => {
+                    if let Some(f) = self.files.remove(&err.seq) {
+                        let _ = f.tx.send(FileInput::Failed(err.reason)).await;
+                    }
+                }
+                Some(guest_message::Msg::FullScanRequest(req)) => {
+                    self.on_full_scan_request(req.full_scan_id)
+                }
+                Some(guest_message::Msg::FullScanFinished(done)) => {
+                    self.slots.remove(&done.full_scan_id);
+                    let mut ev = self.app.reporter.new_event(MgrEventKind::ScanCompleted);
+                    self.fill_vm(&mut ev);
+                    ev.scan = Some(ScanSummary {
+                        files_scanned: done.files_scanned,
+                        files_infected: done.files_infected,
+                        files_failed: done.files_failed,
+                        completed: done.completed,
+                    });
+                    info!(
+                        files = done.files_scanned,
+                        infected = done.files_infected,
+                        "full scan finished"
+                    );
+                    self.app.reporter.report(ev);
+                }
+                Some(guest_message::Msg::Report(r)) => {
+                    if r.fail_open_decisions + r.fail_closed_decisions + r.events_dropped > 0 {
+                        let mut ev = self.app.reporter.new_event(MgrEventKind::ShimFallback);
+                        self.fill_vm(&mut ev);
+                        ev.detail = format!(
+                            "fail_open={} fail_closed={} dropped={}",
+                            r.fail_open_decisions, r.fail_closed_decisions, r.events_dropped
+                        );
+                        warn!(detail = %ev.detail, "shim decided without verdicts");
+                        self.app.reporter.report(ev);
+                    }
+                }
+                Some(guest_message::Msg::Open(_)) => {
+                    return Err(Status::invalid_argument("`open` sent twice on one session"));
+                }
+                None => return Err(Status::invalid_argument("empty message")),
+            }
+        }
+    }
+
+    fn fill_vm(&self, ev: &mut giva_proto::manager::Event) {
+        ev.vm_id = self.vm.vm_id.clone();
+        ev.vm_name = self.vm.name.clone();
+    }
+
+    async fn send(&self, m: appliance_message::Msg) -> Result<(), Status> {
+        self.tx
+            .send(msg(m))
+            .await
+            .map_err(|_| Status::cancelled("session closed"))
+    }
+
+    async fn verdict_now(&self, v: Verdict) -> Result<(), Status> {
+        count_verdict(&self.app.stats, &v);
+        self.send(appliance_message::Msg::Verdict(v)).await
+    }
+
+    async fn on_event(&mut self, ev: FileEvent) -> Result<(), Status> {
+        Stats::inc(&self.app.stats.events);
+        let limits = &self.app.config.server;
+        if ev.path.is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "event {}: empty path",
+                ev.seq
+            )));
+        }
+        if ev.path.len() > limits.max_path_len {
+            return Err(Status::invalid_argument(format!(
+                "event {}: path is {} bytes; at most {}",
+                ev.seq,
+                ev.path.len(),
+                limits.max_path_len
+            )));
+        }
+        let kind = EventKind::try_from(ev.kind)
+            .ok()
+            .filter(|k| *k != EventKind::Unspecified)
+            .ok_or_else(|| {
+                Status::invalid_argument(format!("event {}: unknown kind {}", ev.seq, ev.kind))
+            })?;
+        let identity = ev.identity.as_ref().ok_or_else(|| {
+            Status::invalid_argument(format!("event {}: no file identity", ev.seq))
+        })?;
+        if self.files.contains_key(&ev.seq) {
+            return Err(Status::invalid_argument(format!(
+                "event {}: sequence number already in flight",
+                ev.seq
+            )));
+        }
+        let version = self.app.signatures.version();
+        if self.files.len() >= limits.max_inflight_per_vm {
+            let v = simple_verdict(
+                ev.seq,
+                VerdictKind::Error,
+                NotScannedReason::Unspecified,
+                format!(
+                    "appliance busy: {} files already in flight for this VM",
+                    self.files.len()
+                ),
+                &version,
+            );
+            return self.verdict_now(v).await;
+        }
+        match self.app.policy.check(kind, &ev.path, identity.size) {
+            Ok(()) => {}
+            Err(skip) => {
+                let (reason, text) = match skip {
+                    Skip::Excluded | Skip::KindOff => {
+                        (NotScannedReason::Excluded, "excluded by policy")
+                    }
+                    Skip::TooLarge => (NotScannedReason::FileTooLarge, "file too large"),
+                };
+                if skip == Skip::TooLarge {
+                    let mut e = self.app.reporter.new_event(MgrEventKind::LimitHit);
+                    self.fill_vm(&mut e);
+                    e.path = ev.path.clone();
+                    e.detail = format!("file too large: {} bytes", identity.size);
+                    self.app.reporter.report(e);
+                }
+                let v = simple_verdict(ev.seq, VerdictKind::NotScanned, reason, text, &version);
+                return self.verdict_now(v).await;
+            }
+        }
+        Stats::inc(&self.app.stats.cache_misses);
+        let (tx, rx) = mpsc::channel(CHUNK_BUFFER);
+        self.files.insert(
+            ev.seq,
+            InFlight {
+                tx,
+                next_offset: 0,
+                size: identity.size,
+            },
+        );
+        let task = FileTask {
+            app: self.app.clone(),
+            vm: self.vm.clone(),
+            out: self.tx.clone(),
+            seq: ev.seq,
+            path: ev.path.clone(),
+            size: identity.size,
+            blocking: ev.blocking,
+        };
+        tokio::spawn(task.run(rx).in_current_span());
+        self.send(appliance_message::Msg::ContentRequest(ContentRequest {
+            seq: ev.seq,
+            offset: 0,
+            length: 0,
+        }))
+        .await
+    }
+
+    async fn on_chunk(&mut self, chunk: ContentChunk) -> Result<(), Status> {
+        let Some(file) = self.files.get_mut(&chunk.seq) else {
+            return Err(Status::invalid_argument(format!(
+                "content for sequence number {} that has no content request open",
+                chunk.seq
+            )));
+        };
+        if chunk.offset != file.next_offset {
+            return Err(Status::invalid_argument(format!(
+                "content of {} out of order: offset {} where {} was expected",
+                chunk.seq, chunk.offset, file.next_offset
+            )));
+        }
+        let end = chunk.offset.saturating_add(chunk.data.len() as u64);
+        if end > file.size {
+            return Err(Status::invalid_argument(format!(
+                "content of {} goes beyond its declared size of {} bytes",
+                chunk.seq, file.size
+            )));
+        }
+        file.next_offset = end;
+        let data = bytes::Bytes::from(chunk.data);
+        if chunk.last {
+            let f = self.files.remove(&chunk.seq);
+            if let Some(f) = f {
+                let input = if end == f.size {
+                    FileInput::Last(data)
+                } else {
+                    FileInput::Failed(format!(
+                        "file ended at {end} bytes but its declared size is {}; it changed while being read",
+                        f.size
+                    ))
+                };
+                let _ = f.tx.send(input).await;
+            }
+        } else if file.tx.send(FileInput::Chunk(data)).await.is_err() {
+            // The scan task already gave up (time-out); forget the file.
+            self.files.remove(&chunk.seq);
+        }
+        Ok(())
+    }
+
+    fn on_full_scan_request(&mut self, id: u64) {
+        let sem = self.app.full_scan_slots.clone();
+        match sem.clone().try_acquire_owned() {
+            Ok(permit) => {
+                self.slots.insert(id, Some(permit));
+                let _ = self
+                    .tx
+                    .try_send(msg(appliance_message::Msg::FullScanSlot(FullScanSlot {
+                        full_scan_id: id,
+                        granted: true,
+                        queue_position: 0,
+                    })));
+            }
+            Err(_) => {
+                let waiting = self.app.full_scan_waiting.fetch_add(1, Ordering::Relaxed) + 1;
+                let _ = self
+                    .tx
+                    .try_send(msg(appliance_message::Msg::FullScanSlot(FullScanSlot {
+                        full_scan_id: id,
+                        granted: false,
+                        queue_position: u32::try_from(waiting).unwrap_or(u32::MAX),
+                    })));
+                // The permit is held by the waiting task until the session
+                // ends or reports the scan finished; record the slot as
+                // pending so the session knows about it.
+                self.slots.insert(id, None);
+                let tx = self.tx.clone();
+                let app = self.app.clone();
+                tokio::spawn(async move {
+                    let Ok(permit) = sem.acquire_owned().await else {
+                        return;
+                    };
+                    app.full_scan_waiting.fetch_sub(1, Ordering::Relaxed);
+                    let granted = msg(appliance_message::Msg::FullScanSlot(FullScanSlot {
+                        full_scan_id: id,
+                        granted: true,
+                        queue_position: 0,
+                    }));
+                    if tx.send(granted).await.is_ok() {
+                        // Hold the slot until the VM's stream closes; the
+                        // shim releases it earlier with FullScanFinished,
+                        // which the session handles by dropping its entry.
+                        tx.closed().await;
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+fn count_verdict(stats: &Stats, v: &Verdict) {
+    let c = match VerdictKind::try_from(v.kind) {
+        Ok(VerdictKind::Allow) => &stats.allow,
+        Ok(VerdictKind::Deny) => &stats.deny,
+        Ok(VerdictKind::NotScanned) => &stats.not_scanned,
+        _ => &stats.error,
+    };
+    Stats::inc(c);
+}
+
+/// Scans one file's content as it arrives and answers with its verdict.
+struct FileTask {
+    app: Arc<Appliance>,
+    vm: VmIdentity,
+    out: SessionSender,
+    seq: u64,
+    path: String,
+    size: u64,
+    blocking: bool,
+}
+
+impl FileTask {
+    async fn run(self, mut rx: mpsc::Receiver<FileInput>) {
+        let loaded = self.app.signatures.current();
+        let version = loaded.database.version().to_string();
+        let opts = scan_options(self.app.policy.limits());
+        let mut scanner = loaded.engine.scanner(opts);
+        scanner.reset(Some(self.size));
+        let mut scanner = Some(scanner);
+        let timeout = Duration::from_secs(self.app.config.server.content_timeout_secs.max(1));
+        let failure = loop {
+            let input = match tokio::time::timeout(timeout, rx.recv()).await {
+                Ok(Some(input)) => input,
+                Ok(None) => return, // the session ended; nobody to answer
+                Err(_) => break Some(format!("no content for {} s", timeout.as_secs())),
+            };
+            let (data, last) = match input {
+                FileInput::Chunk(d) => (d, false),
+                FileInput::Last(d) => (d, true),
+                FileInput::Failed(reason) => break Some(reason),
+            };
+            self.app
+                .stats
+                .bytes_scanned
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            // Scanning is CPU work: keep it off the async threads.
+            let Some(mut s) = scanner.take() else {
+                break Some("scanner lost".to_string());
+            };
+            match tokio::task::spawn_blocking(move || {
+                s.feed(&data);
+                s
+            })
+            .await
+            {
+                Ok(s) => scanner = Some(s),
+                Err(e) => break Some(format!("scan task failed: {e}")),
+            }
+            if last {
+                break None;
+            }
+        };
+        let verdict = match failure {
+            Some(reason) => {
+                warn!(seq = self.seq, path = %self.path, %reason, "no verdict for file");
+                simple_verdict(
+                    self.seq,
+                    VerdictKind::Error,
+                    NotScannedReason::Unspecified,
+                    reason,
+                    &version,
+                )
+            }
+            None => {
+                let Some(mut scanner) = scanner else { return };
+                let result = match tokio::task::spawn_blocking(move || scanner.finish()).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let v = simple_verdict(
+                            self.seq,
+                            VerdictKind::Error,
+                            NotScannedReason::Unspecified,
+                            format!("scan task failed: {e}"),
+                            &version,
+                        );
+                        return self.answer(v).await;
+                    }
+                };
+                let deny = self.app.policy.deny_on_detection();
+                let v = verdict_for(self.seq, &result, deny, &version);
+                if result.is_infected() {
+                    self.report_detection(&v, deny && self.blocking, &version);
+                }
+                v
+            }
+        };
+        self.answer(verdict).await;
+    }
+
+    /// Records the detection in the outbox (and notifies the manager)
+    /// before the verdict goes back to the guest.
+    fn report_detection(&self, v: &Verdict, denied: bool, version: &str) {
+        let names: Vec<String> = v.detections.iter().map(|d| d.signature.clone()).collect();
+        info!(path = %self.path, signatures = ?names, "detection");
+        let mut ev = self.app.reporter.new_event(MgrEventKind::Detection);
+        ev.vm_id = self.vm.vm_id.clone();
+        ev.vm_name = self.vm.name.clone();
+        ev.path = self.path.clone();
+        ev.signatures = names;
+        ev.action = if denied {
+            Action::Denied
+        } else {
+            Action::Reported
+        } as i32;
+        ev.database_version = version.to_string();
+        self.app.reporter.report(ev);
+    }
+
+    async fn answer(&self, v: Verdict) {
+        count_verdict(&self.app.stats, &v);
+        let _ = self.out.send(msg(appliance_message::Msg::Verdict(v))).await;
+    }
+}

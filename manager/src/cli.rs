@@ -1,0 +1,226 @@
+//! Operator commands that read the manager over gRPC.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use giva_proto::manager::manager_service_client::ManagerServiceClient;
+use giva_proto::manager::{
+    Action, EventKind, ListEventsRequest, ListVmsRequest, StoredEvent, VmState,
+};
+use serde::Serialize;
+
+/// Formats microseconds since the epoch as RFC 3339 (UTC, microseconds).
+pub fn format_us(us: i64) -> String {
+    match u64::try_from(us) {
+        Ok(us) => {
+            humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_micros(us)).to_string()
+        }
+        Err(_) => "-".to_string(),
+    }
+}
+
+/// Parses `--since`: an RFC 3339 time, or a duration ago such as `10m`.
+///
+/// # Errors
+///
+/// A message saying which forms are accepted.
+pub fn parse_since(s: &str) -> Result<i64, String> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        let d = t.duration_since(UNIX_EPOCH).map_err(|e| e.to_string())?;
+        return i64::try_from(d.as_micros()).map_err(|e| e.to_string());
+    }
+    match humantime::parse_duration(s) {
+        Ok(ago) => Ok(giva_proto::now_us() - i64::try_from(ago.as_micros()).unwrap_or(i64::MAX)),
+        Err(_) => Err(format!(
+            "'{s}' is neither a time (2026-01-31T12:00:00Z) nor a duration ago (10m, 2h)"
+        )),
+    }
+}
+
+/// One event as the `events` command prints it in JSON.
+#[derive(Debug, Serialize)]
+pub struct EventRow {
+    /// Event id.
+    pub event_id: String,
+    /// Kind, e.g. "detection".
+    pub kind: String,
+    /// Appliance id.
+    pub appliance_id: String,
+    /// VM id.
+    pub vm_id: String,
+    /// VM name.
+    pub vm_name: String,
+    /// Path in the guest.
+    pub path: String,
+    /// Signature names.
+    pub signatures: Vec<String>,
+    /// "denied" or "reported".
+    pub action: String,
+    /// Appliance time of detection.
+    pub detected_at: String,
+    /// Manager time of commit.
+    pub received_at: String,
+    /// Milliseconds between the two (clock skew included).
+    pub delay_ms: f64,
+    /// Free-text detail.
+    pub detail: String,
+}
+
+impl From<&StoredEvent> for EventRow {
+    fn from(s: &StoredEvent) -> Self {
+        let e = s.event.clone().unwrap_or_default();
+        let kind = EventKind::try_from(e.kind)
+            .map(|k| {
+                k.as_str_name()
+                    .trim_start_matches("EVENT_KIND_")
+                    .to_lowercase()
+            })
+            .unwrap_or_else(|_| e.kind.to_string());
+        let action = Action::try_from(e.action)
+            .map(|a| a.as_str_name().trim_start_matches("ACTION_").to_lowercase())
+            .unwrap_or_default();
+        EventRow {
+            event_id: e.event_id,
+            kind,
+            appliance_id: e.appliance_id,
+            vm_id: e.vm_id,
+            vm_name: e.vm_name,
+            path: e.path,
+            signatures: e.signatures,
+            action,
+            detected_at: format_us(e.detected_at_us),
+            received_at: format_us(s.received_at_us),
+            delay_ms: (s.received_at_us - e.detected_at_us) as f64 / 1000.0,
+            detail: e.detail,
+        }
+    }
+}
+
+async fn connect(url: &str) -> anyhow::Result<ManagerServiceClient<tonic::transport::Channel>> {
+    ManagerServiceClient::connect(url.to_string())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the manager at {url}: {e}"))
+}
+
+/// `giva-manager events`: prints stored events.
+///
+/// # Errors
+///
+/// The manager cannot be reached or refuses the query.
+pub async fn events(
+    url: &str,
+    vm: Option<String>,
+    since_us: i64,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut client = connect(url).await?;
+    let resp = client
+        .list_events(ListEventsRequest {
+            vm_id: vm.unwrap_or_default(),
+            since_us,
+            limit: 0,
+        })
+        .await?
+        .into_inner();
+    for ev in &resp.events {
+        let row = EventRow::from(ev);
+        if json {
+            println!("{}", serde_json::to_string(&row)?);
+        } else {
+            println!(
+                "{}  {:<9} vm={} path={} signatures={} action={} detected_at={} received_at={} (+{:.1} ms)",
+                row.event_id,
+                row.kind,
+                row.vm_id,
+                if row.path.is_empty() { "-" } else { &row.path },
+                if row.signatures.is_empty() {
+                    "-".to_string()
+                } else {
+                    row.signatures.join(",")
+                },
+                if row.action.is_empty() {
+                    "-"
+                } else {
+                    &row.action
+                },
+                row.detected_at,
+                row.received_at,
+                row.delay_ms,
+            );
+        }
+    }
+    if !json && resp.events.is_empty() {
+        eprintln!("no events");
+    }
+    Ok(())
+}
+
+/// One VM as the `vms` command prints it in JSON.
+#[derive(Debug, Serialize)]
+pub struct VmRow {
+    /// VM id.
+    pub vm_id: String,
+    /// VM name.
+    pub name: String,
+    /// Image id.
+    pub image_id: String,
+    /// Serving appliance.
+    pub appliance_id: String,
+    /// State.
+    pub state: String,
+    /// Quarantine tag applied.
+    pub tagged: bool,
+    /// Detections recorded.
+    pub detections: u64,
+    /// Last seen.
+    pub last_seen: String,
+    /// Last tagging outcome.
+    pub last_action: String,
+}
+
+impl From<&VmState> for VmRow {
+    fn from(v: &VmState) -> Self {
+        let info = v.vm.clone().unwrap_or_default();
+        VmRow {
+            vm_id: info.vm_id,
+            name: info.name,
+            image_id: info.image_id,
+            appliance_id: v.appliance_id.clone(),
+            state: v.state.clone(),
+            tagged: v.tagged,
+            detections: v.detections,
+            last_seen: format_us(v.last_seen_us),
+            last_action: v.last_action.clone(),
+        }
+    }
+}
+
+/// `giva-manager vms`: prints the VM inventory.
+///
+/// # Errors
+///
+/// The manager cannot be reached.
+pub async fn vms(url: &str, json: bool) -> anyhow::Result<()> {
+    let mut client = connect(url).await?;
+    let resp = client.list_vms(ListVmsRequest {}).await?.into_inner();
+    for vm in &resp.vms {
+        let row = VmRow::from(vm);
+        if json {
+            println!("{}", serde_json::to_string(&row)?);
+        } else {
+            println!(
+                "{:<36} {:<20} state={:<14} tagged={} detections={} appliance={} last_seen={}",
+                row.vm_id,
+                row.name,
+                row.state,
+                row.tagged,
+                row.detections,
+                row.appliance_id,
+                row.last_seen
+            );
+        }
+    }
+    if !json && resp.vms.is_empty() {
+        eprintln!("no VMs");
+    }
+    Ok(())
+}

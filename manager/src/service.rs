@@ -1,0 +1,264 @@
+//! The gRPC service: validates requests, turns them into store calls, and
+//! maps failures to `Status` in one place.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use giva_proto::manager::manager_service_server::ManagerService;
+use giva_proto::manager::{
+    ApplianceCommand, Event, EventKind, FullScanVm, HeartbeatRequest, HeartbeatResponse,
+    ListEventsRequest, ListEventsResponse, ListVmsRequest, ListVmsResponse, NotifyRequest,
+    NotifyResponse, RequestScanRequest, RequestScanResponse, SubscribeRequest, UntagVmRequest,
+    UntagVmResponse, appliance_command,
+};
+use giva_proto::now_us;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+use tracing::{info, warn};
+
+use crate::store::{MemoryStore, Stored, state};
+
+/// Most events accepted in one `Notify` or `Heartbeat`.
+pub const MAX_EVENTS_PER_REQUEST: usize = 10_000;
+/// Longest id or name accepted.
+pub const MAX_ID_LEN: usize = 256;
+/// Longest path accepted in an event.
+pub const MAX_PATH_LEN: usize = 4096;
+/// Events returned by `ListEvents` when the request gives no limit.
+pub const DEFAULT_LIST_LIMIT: usize = 1000;
+
+type CommandSender = mpsc::Sender<Result<ApplianceCommand, Status>>;
+
+/// The manager's shared state.
+#[derive(Debug, Default)]
+pub struct Manager {
+    store: MemoryStore,
+    /// Commands waiting for an appliance's next heartbeat.
+    pending: Mutex<HashMap<String, Vec<ApplianceCommand>>>,
+    /// Open `Subscribe` channels, by appliance id.
+    subscribers: Mutex<HashMap<String, CommandSender>>,
+}
+
+impl Manager {
+    /// A manager with an empty in-memory store.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The store, for tests and tools.
+    pub fn store(&self) -> &MemoryStore {
+        &self.store
+    }
+
+    /// Validates and commits events; returns the ids now stored.
+    fn ingest(&self, appliance_id: &str, events: Vec<Event>) -> Result<Vec<String>, Status> {
+        if events.len() > MAX_EVENTS_PER_REQUEST {
+            return Err(Status::resource_exhausted(format!(
+                "{} events in one request; at most {MAX_EVENTS_PER_REQUEST}",
+                events.len()
+            )));
+        }
+        for ev in &events {
+            validate_event(ev)?;
+        }
+        let received_at = now_us();
+        let mut acked = Vec::with_capacity(events.len());
+        for mut ev in events {
+            if ev.appliance_id.is_empty() {
+                ev.appliance_id = appliance_id.to_string();
+            }
+            let id = ev.event_id.clone();
+            let kind = ev.kind;
+            let (vm, sigs, path) = (ev.vm_id.clone(), ev.signatures.join(","), ev.path.clone());
+            if self.store.insert_event(ev, received_at) == Stored::New
+                && kind == EventKind::Detection as i32
+            {
+                info!(event_id = %id, vm_id = %vm, signatures = %sigs, path = %path, "detection recorded");
+            }
+            acked.push(id);
+        }
+        Ok(acked)
+    }
+
+    fn push_command(&self, appliance_id: &str, cmd: ApplianceCommand) -> bool {
+        let sender = lock(&self.subscribers).get(appliance_id).cloned();
+        if let Some(tx) = sender
+            && tx.try_send(Ok(cmd.clone())).is_ok()
+        {
+            return true;
+        }
+        lock(&self.pending)
+            .entry(appliance_id.to_string())
+            .or_default()
+            .push(cmd);
+        false
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn check_len(field: &str, value: &str, max: usize) -> Result<(), Status> {
+    if value.len() > max {
+        return Err(Status::invalid_argument(format!(
+            "{field} is {} bytes long; at most {max}",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+fn validate_event(ev: &Event) -> Result<(), Status> {
+    if ev.event_id.is_empty() {
+        return Err(Status::invalid_argument("event without event_id"));
+    }
+    check_len("event_id", &ev.event_id, MAX_ID_LEN)?;
+    check_len("vm_id", &ev.vm_id, MAX_ID_LEN)?;
+    check_len("vm_name", &ev.vm_name, MAX_ID_LEN)?;
+    check_len("path", &ev.path, MAX_PATH_LEN)?;
+    if EventKind::try_from(ev.kind).is_err() || ev.kind == EventKind::Unspecified as i32 {
+        return Err(Status::invalid_argument(format!(
+            "event {}: unknown kind {}",
+            ev.event_id, ev.kind
+        )));
+    }
+    Ok(())
+}
+
+fn require_id<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
+    if value.is_empty() {
+        return Err(Status::invalid_argument(format!("{field} is required")));
+    }
+    check_len(field, value, MAX_ID_LEN)?;
+    Ok(value)
+}
+
+/// The tonic service wrapper around a shared [`Manager`].
+#[derive(Debug, Clone)]
+pub struct ManagerGrpc(pub Arc<Manager>);
+
+#[tonic::async_trait]
+impl ManagerService for ManagerGrpc {
+    async fn notify(
+        &self,
+        request: Request<NotifyRequest>,
+    ) -> Result<Response<NotifyResponse>, Status> {
+        let req = request.into_inner();
+        let appliance = require_id("appliance_id", &req.appliance_id)?;
+        let acked_event_ids = self.0.ingest(appliance, req.events)?;
+        Ok(Response::new(NotifyResponse { acked_event_ids }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let req = request.into_inner();
+        let appliance = require_id("appliance_id", &req.appliance_id)?.to_string();
+        for vm in &req.vms {
+            require_id("vm_id", &vm.vm_id)?;
+        }
+        self.0.store.upsert_vms(&appliance, &req.vms, now_us());
+        let acked_event_ids = self.0.ingest(&appliance, req.events)?;
+        if !req.healthy {
+            warn!(appliance_id = %appliance, problems = ?req.problems, "appliance reports problems");
+        }
+        let commands = lock(&self.0.pending).remove(&appliance).unwrap_or_default();
+        Ok(Response::new(HeartbeatResponse {
+            acked_event_ids,
+            commands,
+            ..Default::default()
+        }))
+    }
+
+    type SubscribeStream = Pin<Box<dyn Stream<Item = Result<ApplianceCommand, Status>> + Send>>;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let appliance = require_id("appliance_id", &request.get_ref().appliance_id)?.to_string();
+        let (tx, rx) = mpsc::channel(64);
+        // Anything queued before the channel opened goes out first.
+        for cmd in lock(&self.0.pending).remove(&appliance).unwrap_or_default() {
+            let _ = tx.try_send(Ok(cmd));
+        }
+        lock(&self.0.subscribers).insert(appliance, tx);
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<ListEventsRequest>,
+    ) -> Result<Response<ListEventsResponse>, Status> {
+        let req = request.into_inner();
+        check_len("vm_id", &req.vm_id, MAX_ID_LEN)?;
+        let limit = match req.limit {
+            0 => DEFAULT_LIST_LIMIT,
+            n => n as usize,
+        };
+        let vm = (!req.vm_id.is_empty()).then_some(req.vm_id.as_str());
+        let events = self.0.store.events(vm, req.since_us, limit);
+        Ok(Response::new(ListEventsResponse { events }))
+    }
+
+    async fn list_vms(
+        &self,
+        _request: Request<ListVmsRequest>,
+    ) -> Result<Response<ListVmsResponse>, Status> {
+        Ok(Response::new(ListVmsResponse {
+            vms: self.0.store.vms(),
+        }))
+    }
+
+    async fn untag_vm(
+        &self,
+        request: Request<UntagVmRequest>,
+    ) -> Result<Response<UntagVmResponse>, Status> {
+        let vm_id = require_id("vm_id", &request.get_ref().vm_id)?;
+        let vm = self
+            .0
+            .store
+            .update_vm(vm_id, |vm| {
+                vm.tagged = false;
+                vm.state = state::CLEAN.to_string();
+                vm.last_action = "untagged by operator".to_string();
+                vm.clone()
+            })
+            .ok_or_else(|| Status::not_found(format!("unknown VM {vm_id}")))?;
+        Ok(Response::new(UntagVmResponse { vm: Some(vm) }))
+    }
+
+    async fn request_scan(
+        &self,
+        request: Request<RequestScanRequest>,
+    ) -> Result<Response<RequestScanResponse>, Status> {
+        let vm_id = require_id("vm_id", &request.get_ref().vm_id)?.to_string();
+        let appliance = self
+            .0
+            .store
+            .update_vm(&vm_id, |vm| {
+                vm.state = state::SCAN_REQUESTED.to_string();
+                vm.appliance_id.clone()
+            })
+            .ok_or_else(|| Status::not_found(format!("unknown VM {vm_id}")))?;
+        if appliance.is_empty() {
+            return Err(Status::failed_precondition(format!(
+                "VM {vm_id} has no known appliance yet"
+            )));
+        }
+        let cmd = ApplianceCommand {
+            command: Some(appliance_command::Command::FullScan(FullScanVm {
+                vm_id,
+                reason: "requested by operator".to_string(),
+            })),
+        };
+        let delivered = self.0.push_command(&appliance, cmd);
+        Ok(Response::new(RequestScanResponse { delivered }))
+    }
+}

@@ -1,0 +1,155 @@
+//! The connection to the appliance: registration and the session stream.
+
+use std::time::Duration;
+
+use giva_proto::shim::shim_service_client::ShimServiceClient;
+use giva_proto::shim::{
+    ApplianceMessage, GuestMessage, RegisterRequest, RegisterResponse, SessionOpen, VmIdentity,
+    guest_message,
+};
+use tokio::sync::mpsc;
+use tonic::Streaming;
+use tonic::transport::{Channel, Endpoint};
+
+/// Messages buffered towards the appliance.
+pub const OUT_BUFFER: usize = 64;
+
+/// Errors talking to the appliance.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The URL is not usable.
+    #[error("invalid appliance URL {url}: {reason}")]
+    BadUrl {
+        /// The URL given.
+        url: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// The appliance cannot be reached.
+    #[error("cannot reach the appliance at {url}: {reason}")]
+    Unreachable {
+        /// The URL given.
+        url: String,
+        /// The transport error.
+        reason: String,
+    },
+    /// The appliance refused a call.
+    #[error("the appliance refused {call}: {status}")]
+    Refused {
+        /// Which call.
+        call: &'static str,
+        /// The gRPC status.
+        status: tonic::Status,
+    },
+    /// The session stream ended unexpectedly.
+    #[error("the session with the appliance ended: {0}")]
+    SessionEnded(String),
+}
+
+/// Connects to an appliance.
+///
+/// # Errors
+///
+/// A bad URL or an unreachable appliance.
+pub async fn connect(url: &str) -> Result<ShimServiceClient<Channel>, ClientError> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| ClientError::BadUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| ClientError::Unreachable {
+            url: url.to_string(),
+            reason: source_chain(&e),
+        })?;
+    Ok(ShimServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+/// An open session: a sender towards the appliance and the incoming stream.
+#[derive(Debug)]
+pub struct Session {
+    /// The registration answer (session id, policy, database version).
+    pub registration: RegisterResponse,
+    /// Messages to the appliance.
+    pub tx: mpsc::Sender<GuestMessage>,
+    /// Messages from the appliance.
+    pub rx: Streaming<ApplianceMessage>,
+}
+
+/// Registers the VM and opens its session stream.
+///
+/// # Errors
+///
+/// The appliance refuses the registration or the stream.
+pub async fn open_session(
+    client: &mut ShimServiceClient<Channel>,
+    vm: VmIdentity,
+) -> Result<Session, ClientError> {
+    let registration = client
+        .register(RegisterRequest { vm: Some(vm) })
+        .await
+        .map_err(|status| ClientError::Refused {
+            call: "Register",
+            status,
+        })?
+        .into_inner();
+    let (tx, out_rx) = mpsc::channel(OUT_BUFFER);
+    let open = GuestMessage {
+        msg: Some(guest_message::Msg::Open(SessionOpen {
+            session_id: registration.session_id.clone(),
+        })),
+    };
+    tx.send(open)
+        .await
+        .map_err(|_| ClientError::SessionEnded("closed before open".into()))?;
+    let rx = client
+        .session(tokio_stream::wrappers::ReceiverStream::new(out_rx))
+        .await
+        .map_err(|status| ClientError::Refused {
+            call: "Session",
+            status,
+        })?
+        .into_inner();
+    Ok(Session {
+        registration,
+        tx,
+        rx,
+    })
+}
+
+/// This machine's default VM identity: `/etc/machine-id` (or the host name)
+/// as the id, the host name as the name.
+pub fn default_identity() -> VmIdentity {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string());
+    let id = std::fs::read_to_string("/etc/machine-id")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| host.clone());
+    VmIdentity {
+        vm_id: id,
+        name: host,
+        image_id: String::new(),
+        os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        group: String::new(),
+    }
+}

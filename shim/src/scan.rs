@@ -1,0 +1,437 @@
+//! `giva-shim scan`: the full-scan walker.
+//!
+//! It asks the appliance for a full-scan slot, walks the given paths, sends
+//! each file as a full-scan event, streams content when the appliance asks
+//! for it, and reports each verdict as it arrives. At the end it reports
+//! completion, so that the manager can release a quarantined VM.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use giva_proto::shim::{
+    ContentChunk, ContentError, EventKind, FileEvent, FileIdentity, FullScanFinished,
+    FullScanRequest, GuestMessage, NotScannedReason, VerdictKind, VmIdentity, appliance_message,
+    guest_message,
+};
+use serde::Serialize;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+
+use crate::client::{self, ClientError};
+
+/// Size of the content chunks sent to the appliance.
+pub const CHUNK_SIZE: usize = 256 * 1024;
+
+/// Options of a full scan.
+#[derive(Debug, Clone)]
+pub struct ScanConfig {
+    /// The appliance's URL.
+    pub appliance: String,
+    /// Who this VM is.
+    pub vm: VmIdentity,
+    /// Files and directories to scan (directories recursively).
+    pub paths: Vec<PathBuf>,
+    /// Files in flight at once.
+    pub concurrency: usize,
+    /// Give up when the appliance sends nothing for this long while files
+    /// are in flight.
+    pub idle_timeout: Duration,
+}
+
+impl ScanConfig {
+    /// A configuration with defaults for everything but the target.
+    pub fn new(appliance: impl Into<String>, vm: VmIdentity, paths: Vec<PathBuf>) -> Self {
+        ScanConfig {
+            appliance: appliance.into(),
+            vm,
+            paths,
+            concurrency: 16,
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The verdict on one file, as the shim reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileResult {
+    /// The file.
+    pub path: PathBuf,
+    /// "ok", "found", "error" or "not_scanned".
+    pub status: &'static str,
+    /// Signature names (for "found").
+    pub signatures: Vec<String>,
+    /// Detail (for "error" and "not_scanned").
+    pub reason: String,
+    /// True when the verdict came from the appliance's cache.
+    pub from_cache: bool,
+}
+
+impl FileResult {
+    /// The clamscan-style line: `PATH: OK`, `PATH: NAME FOUND`, ...
+    pub fn line(&self) -> String {
+        let p = self.path.display();
+        match self.status {
+            "found" => format!("{p}: {} FOUND", self.signatures.join(", ")),
+            "ok" => format!("{p}: OK"),
+            "not_scanned" => format!("{p}: NOT SCANNED ({})", self.reason),
+            _ => format!("{p}: ERROR {}", self.reason),
+        }
+    }
+}
+
+/// Totals of a full scan.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Files with a verdict.
+    pub scanned: u64,
+    /// Files with detections.
+    pub infected: u64,
+    /// Files that failed or were not scanned.
+    pub failed: u64,
+}
+
+impl Summary {
+    /// The process exit code: 1 when anything was found, else 2 when
+    /// anything failed, else 0.
+    pub fn exit_code(&self) -> u8 {
+        if self.infected > 0 {
+            1
+        } else if self.failed > 0 {
+            2
+        } else {
+            0
+        }
+    }
+}
+
+struct Pending {
+    path: PathBuf,
+    /// The size announced in the event; content stops there.
+    size: u64,
+}
+
+/// Runs a full scan. `on_result` is called once per file as verdicts come
+/// in; `on_progress` with (done, total) after each.
+///
+/// # Errors
+///
+/// The appliance cannot be reached, refuses the session, or stops
+/// answering.
+pub async fn run(
+    config: &ScanConfig,
+    mut on_result: impl FnMut(&FileResult),
+    mut on_progress: impl FnMut(u64, u64),
+) -> Result<Summary, ClientError> {
+    let mut client = client::connect(&config.appliance).await?;
+    let mut session = client::open_session(&mut client, config.vm.clone()).await?;
+    let image_id = config.vm.image_id.clone();
+    let scan_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    let tx = session.tx.clone();
+    send(
+        &tx,
+        guest_message::Msg::FullScanRequest(FullScanRequest {
+            full_scan_id: scan_id,
+            reason: "manual".into(),
+        }),
+    )
+    .await?;
+    wait_for_slot(&mut session.rx, scan_id).await?;
+
+    let (files, walk_errors) = walk(&config.paths);
+    let total = (files.len() + walk_errors.len()) as u64;
+    let mut summary = Summary::default();
+    for (path, reason) in walk_errors {
+        let r = FileResult {
+            path,
+            status: "error",
+            signatures: vec![],
+            reason,
+            from_cache: false,
+        };
+        summary.scanned += 1;
+        summary.failed += 1;
+        on_result(&r);
+    }
+    let mut queue: VecDeque<PathBuf> = files.into();
+    let mut pending: HashMap<u64, Pending> = HashMap::new();
+    let mut next_seq = 1u64;
+    let (readers_tx, mut readers_rx) = mpsc::channel::<(u64, String)>(64);
+
+    loop {
+        // Keep `concurrency` files in flight.
+        while pending.len() < config.concurrency.max(1) {
+            let Some(path) = queue.pop_front() else { break };
+            let seq = next_seq;
+            next_seq += 1;
+            match identity(&path, &image_id) {
+                Ok(identity) => {
+                    let ev = FileEvent {
+                        seq,
+                        kind: EventKind::FullScanItem as i32,
+                        path: path.to_string_lossy().into_owned(),
+                        identity: Some(identity),
+                        blocking: false,
+                        full_scan_id: scan_id,
+                    };
+                    let size = identity_size(&ev);
+                    send(&tx, guest_message::Msg::Event(ev)).await?;
+                    pending.insert(seq, Pending { path, size });
+                }
+                Err(reason) => {
+                    let r = FileResult {
+                        path,
+                        status: "error",
+                        signatures: vec![],
+                        reason,
+                        from_cache: false,
+                    };
+                    summary.scanned += 1;
+                    summary.failed += 1;
+                    on_result(&r);
+                }
+            }
+        }
+        if pending.is_empty() && queue.is_empty() {
+            break;
+        }
+        let incoming = tokio::select! {
+            m = tokio::time::timeout(config.idle_timeout, session.rx.message()) => m,
+            Some((seq, reason)) = readers_rx.recv() => {
+                // A reader failed; tell the appliance so it can answer.
+                send(&tx, guest_message::Msg::ContentError(ContentError { seq, reason })).await?;
+                continue;
+            }
+        };
+        let message = match incoming {
+            Err(_) => {
+                return Err(ClientError::SessionEnded(format!(
+                    "no answer from the appliance for {} s",
+                    config.idle_timeout.as_secs()
+                )));
+            }
+            Ok(Err(status)) => {
+                return Err(ClientError::Refused {
+                    call: "Session",
+                    status,
+                });
+            }
+            Ok(Ok(None)) => {
+                return Err(ClientError::SessionEnded("closed by the appliance".into()));
+            }
+            Ok(Ok(Some(m))) => m,
+        };
+        match message.msg {
+            Some(appliance_message::Msg::ContentRequest(req)) => {
+                let Some(p) = pending.get(&req.seq) else {
+                    continue;
+                };
+                let (path, size) = (p.path.clone(), p.size);
+                let tx = tx.clone();
+                let errors = readers_tx.clone();
+                tokio::spawn(async move {
+                    if let Err(reason) = stream_file(&path, req.seq, req.offset, size, &tx).await {
+                        let _ = errors.send((req.seq, reason)).await;
+                    }
+                });
+            }
+            Some(appliance_message::Msg::Verdict(v)) => {
+                let Some(p) = pending.remove(&v.seq) else {
+                    continue;
+                };
+                let r = file_result(p.path, &v);
+                summary.scanned += 1;
+                match r.status {
+                    "found" => summary.infected += 1,
+                    "ok" => {}
+                    _ => summary.failed += 1,
+                }
+                on_result(&r);
+                on_progress(summary.scanned, total);
+            }
+            _ => {}
+        }
+    }
+    send(
+        &tx,
+        guest_message::Msg::FullScanFinished(FullScanFinished {
+            full_scan_id: scan_id,
+            files_scanned: summary.scanned,
+            files_infected: summary.infected,
+            files_failed: summary.failed,
+            completed: true,
+        }),
+    )
+    .await?;
+    drop(tx);
+    drop(session.tx);
+    Ok(summary)
+}
+
+async fn send(tx: &mpsc::Sender<GuestMessage>, m: guest_message::Msg) -> Result<(), ClientError> {
+    tx.send(GuestMessage { msg: Some(m) })
+        .await
+        .map_err(|_| ClientError::SessionEnded("the stream to the appliance closed".into()))
+}
+
+async fn wait_for_slot(
+    rx: &mut tonic::Streaming<giva_proto::shim::ApplianceMessage>,
+    scan_id: u64,
+) -> Result<(), ClientError> {
+    loop {
+        let m = rx
+            .message()
+            .await
+            .map_err(|status| ClientError::Refused {
+                call: "Session",
+                status,
+            })?
+            .ok_or_else(|| ClientError::SessionEnded("closed while waiting for a slot".into()))?;
+        if let Some(appliance_message::Msg::FullScanSlot(slot)) = m.msg
+            && slot.full_scan_id == scan_id
+        {
+            if slot.granted {
+                return Ok(());
+            }
+            tracing::info!(
+                position = slot.queue_position,
+                "waiting for a full-scan slot"
+            );
+        }
+    }
+}
+
+fn file_result(path: PathBuf, v: &giva_proto::shim::Verdict) -> FileResult {
+    let signatures: Vec<String> = v.detections.iter().map(|d| d.signature.clone()).collect();
+    let status = match VerdictKind::try_from(v.kind) {
+        Ok(VerdictKind::Deny) => "found",
+        Ok(VerdictKind::Allow) if !signatures.is_empty() => "found",
+        Ok(VerdictKind::Allow) => "ok",
+        Ok(VerdictKind::NotScanned) => "not_scanned",
+        _ => "error",
+    };
+    let reason = if v.reason.is_empty() && status == "not_scanned" {
+        NotScannedReason::try_from(v.not_scanned)
+            .map(|r| r.as_str_name().to_lowercase())
+            .unwrap_or_default()
+    } else {
+        v.reason.clone()
+    };
+    FileResult {
+        path,
+        status,
+        signatures,
+        reason,
+        from_cache: v.from_cache,
+    }
+}
+
+/// Lists regular files under `paths` (directories recursively, symlinks not
+/// followed), with the paths that could not be read.
+pub fn walk(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for root in paths {
+        for entry in walkdir::WalkDir::new(root).follow_links(false) {
+            match entry {
+                Ok(e) if e.file_type().is_file() => files.push(e.into_path()),
+                Ok(_) => {}
+                Err(e) => {
+                    let p = e
+                        .path()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|| root.clone());
+                    errors.push((p, e.to_string()));
+                }
+            }
+        }
+    }
+    (files, errors)
+}
+
+/// The identity of a file from its metadata.
+///
+/// # Errors
+///
+/// The file cannot be inspected.
+pub fn identity(path: &Path, image_id: &str) -> Result<FileIdentity, String> {
+    let md = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    Ok(FileIdentity {
+        size: md.len(),
+        mtime_ns: md
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(md.mtime_nsec()),
+        file_id: md.ino(),
+        device_id: md.dev(),
+        image_id: image_id.to_string(),
+    })
+}
+
+fn identity_size(ev: &FileEvent) -> u64 {
+    ev.identity.as_ref().map_or(0, |i| i.size)
+}
+
+/// Streams a file's content from `offset` up to `size`, the size announced
+/// in its event, in chunks. A file that grew since is cut at `size`; one
+/// that shrank ends early, and the appliance answers that it changed.
+///
+/// # Errors
+///
+/// A read error, as text for a `ContentError`.
+pub async fn stream_file(
+    path: &Path,
+    seq: u64,
+    offset: u64,
+    size: u64,
+    tx: &mpsc::Sender<GuestMessage>,
+) -> Result<(), String> {
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| e.to_string())?;
+    if offset > 0 {
+        use tokio::io::AsyncSeekExt;
+        file.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let mut pos = offset;
+    loop {
+        let want = usize::try_from(size.saturating_sub(pos))
+            .unwrap_or(usize::MAX)
+            .min(CHUNK_SIZE);
+        let mut buf = vec![0u8; want];
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = file
+                .read(&mut buf[filled..])
+                .await
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        buf.truncate(filled);
+        let last = filled < want || want == 0 || pos + filled as u64 >= size;
+        let chunk = ContentChunk {
+            seq,
+            offset: pos,
+            data: buf,
+            last,
+        };
+        pos += filled as u64;
+        tx.send(GuestMessage {
+            msg: Some(guest_message::Msg::Chunk(chunk)),
+        })
+        .await
+        .map_err(|_| "session closed".to_string())?;
+        if last {
+            return Ok(());
+        }
+    }
+}
