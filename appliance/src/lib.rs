@@ -57,6 +57,8 @@ pub struct Appliance {
     pub full_scan_slots: Arc<Semaphore>,
     /// VMs waiting for a full-scan slot.
     pub full_scan_waiting: AtomicUsize,
+    /// Set once a graceful shutdown begins; sessions watch it.
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl Appliance {
@@ -86,6 +88,7 @@ impl Appliance {
         Ok(Arc::new(Appliance {
             full_scan_slots: Arc::new(Semaphore::new(config.full_scan.max_concurrent)),
             full_scan_waiting: AtomicUsize::new(0),
+            shutdown: tokio::sync::watch::Sender::new(false),
             config,
             policy,
             signatures,
@@ -93,6 +96,19 @@ impl Appliance {
             reporter: Arc::new(reporter),
             stats,
         }))
+    }
+}
+
+impl Appliance {
+    /// Starts a graceful shutdown: sessions refuse new events, finish the
+    /// files in flight, and close their streams.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// A receiver that turns true when a graceful shutdown begins.
+    pub fn shutdown_watch(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
     }
 }
 
@@ -141,13 +157,29 @@ pub async fn serve(
         .max_decoding_message_size(app.config.server.max_message_bytes);
     let addr = listener.local_addr().ok();
     info!(?addr, database = %app.signatures.version(), "appliance serving");
-    let result = tonic::transport::Server::builder()
+    let deadline = Duration::from_secs(app.config.server.shutdown_deadline_secs);
+    let app_for_signal = app.clone();
+    let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(svc)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            shutdown.await;
+            info!("draining sessions");
+            app_for_signal.begin_shutdown();
+        });
+    tokio::pin!(server);
+    let mut draining = app.shutdown_watch();
+    let result = tokio::select! {
+        r = &mut server => r,
+        _ = async {
+            let _ = draining.wait_for(|s| *s).await;
+            tokio::time::sleep(deadline).await;
+        } => {
+            tracing::warn!(deadline_secs = deadline.as_secs(), "sessions did not drain before the deadline; closing them");
+            Ok(())
+        }
+    };
     let _ = stop_tx.send(true);
-    let deadline = Duration::from_secs(app.config.server.shutdown_deadline_secs);
     if tokio::time::timeout(deadline, reporter_task).await.is_err() {
         tracing::warn!(
             pending = app.reporter.pending(),

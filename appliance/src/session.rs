@@ -127,8 +127,21 @@ struct Session {
 
 impl Session {
     async fn run(&mut self, inbound: &mut Streaming<GuestMessage>) -> Result<(), Status> {
+        let mut shutdown = self.app.shutdown_watch();
+        let mut draining = *shutdown.borrow();
         loop {
-            let message = match inbound.message().await {
+            if draining && self.files.is_empty() {
+                info!("session closed for shutdown");
+                return Ok(());
+            }
+            let next = tokio::select! {
+                m = inbound.message() => m,
+                _ = shutdown.changed(), if !draining => {
+                    draining = true;
+                    continue;
+                }
+            };
+            let message = match next {
                 Ok(Some(m)) => m,
                 Ok(None) => return Ok(()),
                 Err(status) => {
@@ -137,6 +150,11 @@ impl Session {
                 }
             };
             match message.msg {
+                Some(guest_message::Msg::Event(ev)) if draining => {
+                    let v = simple_verdict(ev.seq, VerdictKind::Error, NotScannedReason::Unspecified,
+                        "appliance shutting down", &self.app.signatures.version());
+                    self.verdict_now(v).await?;
+                }
                 Some(guest_message::Msg::Event(ev)) => self.on_event(ev).await?,
                 Some(guest_message::Msg::Chunk(chunk)) => self.on_chunk(chunk).await?,
                 Some(guest_message::Msg::ContentError(err)) => {
