@@ -24,6 +24,30 @@ pub struct Config {
     pub full_scan: FullScanConfig,
     /// The policy for VMs.
     pub policy: PolicyConfig,
+    /// The durable outbox of events for the manager.
+    pub outbox: OutboxConfig,
+}
+
+/// The durable outbox of events for the manager.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// SQLite file. Empty: `outbox.sqlite` in the state directory
+    /// (`/var/lib/giva` as root, else `~/.local/state/giva`). `:memory:`
+    /// keeps nothing across restarts.
+    pub path: PathBuf,
+    /// Most bytes of pending events kept. Past it, low-value events are
+    /// dropped first (counted); detections are always kept.
+    pub quota_bytes: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            path: PathBuf::new(),
+            quota_bytes: 256 * 1024 * 1024,
+        }
+    }
 }
 
 impl Default for Config {
@@ -36,6 +60,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             full_scan: FullScanConfig::default(),
             policy: PolicyConfig::default(),
+            outbox: OutboxConfig::default(),
         }
     }
 }
@@ -229,6 +254,15 @@ impl Config {
     /// The configuration as TOML (for `--print-config`).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// The effective outbox file.
+    pub fn outbox_path(&self) -> PathBuf {
+        if self.outbox.path.as_os_str().is_empty() {
+            giva_proto::state_dir("giva").join("outbox.sqlite")
+        } else {
+            self.outbox.path.clone()
+        }
     }
 
     /// The effective appliance id.

@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod outbox;
 pub mod policy;
 pub mod registry;
 pub mod reporter;
@@ -67,7 +68,10 @@ impl Appliance {
     /// # Errors
     ///
     /// An invalid configuration or a database the engine cannot use.
-    pub fn new(config: Config, database: giva_signatures::Database) -> anyhow::Result<Arc<Self>> {
+    pub async fn new(
+        config: Config,
+        database: giva_signatures::Database,
+    ) -> anyhow::Result<Arc<Self>> {
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
@@ -76,7 +80,14 @@ impl Appliance {
         let signatures = Signatures::new(database)
             .map_err(|e| anyhow::anyhow!("cannot build the scan engine: {e}"))?;
         let stats = Arc::new(Stats::default());
+        let outbox_path = config.outbox_path();
+        let outbox = outbox::Outbox::open(&outbox_path, config.outbox.quota_bytes)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("cannot open the outbox {}: {e}", outbox_path.display())
+            })?;
         let reporter = Reporter::new(
+            outbox,
             config.effective_appliance_id(),
             &config.manager.url,
             Duration::from_secs(config.manager.heartbeat_interval_secs),
@@ -181,9 +192,10 @@ pub async fn serve(
     };
     let _ = stop_tx.send(true);
     if tokio::time::timeout(deadline, reporter_task).await.is_err() {
+        let pending = app.reporter.pending().await;
         tracing::warn!(
-            pending = app.reporter.pending(),
-            "reporter did not flush before the deadline"
+            pending,
+            "reporter did not flush before the deadline; the outbox keeps the rest"
         );
     }
     result.map_err(|e| anyhow::anyhow!("gRPC server failed: {e}"))

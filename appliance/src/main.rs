@@ -45,6 +45,10 @@ struct ServeArgs {
     /// Seconds between heartbeats to the manager.
     #[arg(long)]
     heartbeat_interval: Option<u64>,
+    /// Directory for the appliance's state (the outbox). Default:
+    /// /var/lib/giva as root, else ~/.local/state/giva.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     log_format: String,
@@ -162,6 +166,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     if !args.db.is_empty() {
         config.database.paths = args.db;
     }
+    if let Some(d) = args.data_dir {
+        config.outbox.path = d.join("outbox.sqlite");
+    }
     if let Some(h) = args.heartbeat_interval {
         config.manager.heartbeat_interval_secs = h;
     }
@@ -189,7 +196,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             tracing::warn!(%reason, count = n, "unsupported signatures skipped");
         }
         let listen = config.server.listen;
-        let app = giva_appliance::Appliance::new(config, db)?;
+        let app = giva_appliance::Appliance::new(config, db).await?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;

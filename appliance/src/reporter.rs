@@ -3,14 +3,12 @@
 //!
 //! Every event goes into the outbox first. Detections also wake the notify
 //! loop, which sends them at once; everything still unacknowledged rides on
-//! the next heartbeat. An event leaves the outbox only when the manager
-//! acknowledges its id, so a manager outage delays events but loses none.
-//! (The outbox is in memory for now: it survives manager outages, not an
-//! appliance restart.)
+//! the next heartbeat. An event leaves the [`Outbox`] only when the manager
+//! acknowledges its id, so a manager outage or an appliance crash delays
+//! events but loses none.
 
-use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use giva_proto::manager::manager_service_client::ManagerServiceClient;
@@ -22,19 +20,12 @@ use tokio::sync::Notify;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
+use crate::outbox::{Outbox, Pushed};
 use crate::registry::Registry;
 use crate::stats::Stats;
 
-/// Most events kept in the outbox; past it, non-detection events are
-/// dropped first (counted), and detections are never dropped.
-pub const OUTBOX_CAPACITY: usize = 100_000;
 /// Most events sent in one request.
 const BATCH: usize = 1000;
-
-#[derive(Debug, Default)]
-struct Outbox {
-    events: VecDeque<Event>,
-}
 
 /// The reporter: owns the outbox and the link to the manager.
 #[derive(Debug)]
@@ -42,7 +33,7 @@ pub struct Reporter {
     appliance_id: String,
     boot_us: i64,
     next_id: AtomicU64,
-    outbox: Mutex<Outbox>,
+    outbox: Outbox,
     wake: Notify,
     client: Option<ManagerServiceClient<Channel>>,
     notify_immediately: bool,
@@ -59,6 +50,7 @@ impl Reporter {
     ///
     /// The URL is not a valid endpoint.
     pub fn new(
+        outbox: Outbox,
         appliance_id: String,
         url: &str,
         heartbeat_interval: Duration,
@@ -80,7 +72,7 @@ impl Reporter {
             appliance_id,
             boot_us: now_us(),
             next_id: AtomicU64::new(0),
-            outbox: Mutex::new(Outbox::default()),
+            outbox,
             wake: Notify::new(),
             client,
             notify_immediately,
@@ -95,10 +87,6 @@ impl Reporter {
         &self.appliance_id
     }
 
-    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
-        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Fills in the id, appliance and time of a new event.
     pub fn new_event(&self, kind: EventKind) -> Event {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -111,29 +99,19 @@ impl Reporter {
         }
     }
 
-    /// Queues an event. Detections are sent at once (unless immediate
+    /// Commits an event to the outbox; it returns once the event is on
+    /// disk. Detections are then sent at once (unless immediate
     /// notification is off); other events travel with the next heartbeat.
-    pub fn report(&self, event: Event) {
+    pub async fn report(&self, event: Event) {
         let urgent = event.kind == EventKind::Detection as i32;
-        {
-            let mut outbox = self.outbox();
-            if outbox.events.len() >= OUTBOX_CAPACITY {
-                if !urgent {
-                    Stats::inc(&self.stats.outbox_dropped);
-                    warn!("outbox full: dropping a low-value event");
-                    return;
-                }
-                if let Some(pos) = outbox
-                    .events
-                    .iter()
-                    .position(|e| e.kind != EventKind::Detection as i32)
-                {
-                    outbox.events.remove(pos);
-                    Stats::inc(&self.stats.outbox_dropped);
-                    warn!("outbox full: dropped a low-value event to keep a detection");
-                }
+        match self.outbox.push(&event).await {
+            Pushed::Stored { evicted } => {
+                self.stats
+                    .outbox_dropped
+                    .fetch_add(evicted, Ordering::Relaxed);
             }
-            outbox.events.push_back(event);
+            Pushed::Dropped => Stats::inc(&self.stats.outbox_dropped),
+            Pushed::InMemoryOnly => {}
         }
         if urgent && self.notify_immediately {
             self.wake.notify_one();
@@ -141,28 +119,13 @@ impl Reporter {
     }
 
     /// Events not yet acknowledged.
-    pub fn pending(&self) -> usize {
-        self.outbox().events.len()
+    pub async fn pending(&self) -> u64 {
+        self.outbox.len().await
     }
 
-    fn take_batch(&self, urgent_only: bool) -> Vec<Event> {
-        self.outbox()
-            .events
-            .iter()
-            .filter(|e| !urgent_only || e.kind == EventKind::Detection as i32)
-            .take(BATCH)
-            .cloned()
-            .collect()
-    }
-
-    fn ack(&self, ids: &[String]) {
-        if ids.is_empty() {
-            return;
-        }
-        let ids: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
-        self.outbox()
-            .events
-            .retain(|e| !ids.contains(e.event_id.as_str()));
+    /// The outbox.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// Sends every pending detection with `Notify`. Returns true when the
@@ -172,7 +135,7 @@ impl Reporter {
             return true;
         };
         loop {
-            let batch = self.take_batch(true);
+            let batch = self.outbox.pending(true, BATCH).await;
             if batch.is_empty() {
                 return true;
             }
@@ -185,7 +148,7 @@ impl Reporter {
                 Ok(resp) => {
                     let acked = resp.into_inner().acked_event_ids;
                     debug!(sent = n, acked = acked.len(), "notify acknowledged");
-                    self.ack(&acked);
+                    self.outbox.ack(&acked).await;
                 }
                 Err(status) => {
                     warn!(error = %status.message(), code = ?status.code(), "notify failed; will retry");
@@ -213,12 +176,12 @@ impl Reporter {
             problems,
             vms: registry.vm_infos(),
             stats: Some(self.stats.snapshot()),
-            events: self.take_batch(false),
+            events: self.outbox.pending(false, BATCH).await,
         };
         match client.heartbeat(req).await {
             Ok(resp) => {
                 let resp = resp.into_inner();
-                self.ack(&resp.acked_event_ids);
+                self.outbox.ack(&resp.acked_event_ids).await;
                 Some(resp)
             }
             Err(status) => {
@@ -270,7 +233,7 @@ impl Reporter {
                 }
             }
         }
-        if self.client.is_some() && self.pending() > 0 {
+        if self.client.is_some() && self.pending().await > 0 {
             let _ = self.notify_once().await;
             let _ = self
                 .heartbeat_once(&registry, &database_version(), Vec::new())

@@ -69,7 +69,7 @@ impl ShimService for ShimGrpc {
         let mut ev = app.reporter.new_event(MgrEventKind::VmRegistered);
         ev.vm_id = vm.vm_id.clone();
         ev.vm_name = vm.name.clone();
-        app.reporter.report(ev);
+        app.reporter.report(ev).await;
         Ok(Response::new(RegisterResponse {
             session_id,
             policy: Some(app.policy.to_wire()),
@@ -126,7 +126,7 @@ impl ShimService for ShimGrpc {
                 .collect();
             ev.action = giva_proto::manager::Action::Reported as i32;
             ev.database_version = loaded.database.version().to_string();
-            app.reporter.report(ev);
+            app.reporter.report(ev).await;
         }
         Ok(Response::new(ScanResponse {
             verdict: Some(verdict),

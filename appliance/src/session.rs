@@ -151,8 +151,13 @@ impl Session {
             };
             match message.msg {
                 Some(guest_message::Msg::Event(ev)) if draining => {
-                    let v = simple_verdict(ev.seq, VerdictKind::Error, NotScannedReason::Unspecified,
-                        "appliance shutting down", &self.app.signatures.version());
+                    let v = simple_verdict(
+                        ev.seq,
+                        VerdictKind::Error,
+                        NotScannedReason::Unspecified,
+                        "appliance shutting down",
+                        &self.app.signatures.version(),
+                    );
                     self.verdict_now(v).await?;
                 }
                 Some(guest_message::Msg::Event(ev)) => self.on_event(ev).await?,
@@ -180,7 +185,7 @@ impl Session {
                         infected = done.files_infected,
                         "full scan finished"
                     );
-                    self.app.reporter.report(ev);
+                    self.app.reporter.report(ev).await;
                 }
                 Some(guest_message::Msg::Report(r)) => {
                     if r.fail_open_decisions + r.fail_closed_decisions + r.events_dropped > 0 {
@@ -191,7 +196,7 @@ impl Session {
                             r.fail_open_decisions, r.fail_closed_decisions, r.events_dropped
                         );
                         warn!(detail = %ev.detail, "shim decided without verdicts");
-                        self.app.reporter.report(ev);
+                        self.app.reporter.report(ev).await;
                     }
                 }
                 Some(guest_message::Msg::Open(_)) => {
@@ -279,7 +284,7 @@ impl Session {
                     self.fill_vm(&mut e);
                     e.path = ev.path.clone();
                     e.detail = format!("file too large: {} bytes", identity.size);
-                    self.app.reporter.report(e);
+                    self.app.reporter.report(e).await;
                 }
                 let v = simple_verdict(ev.seq, VerdictKind::NotScanned, reason, text, &version);
                 return self.verdict_now(v).await;
@@ -497,7 +502,8 @@ impl FileTask {
                 let deny = self.app.policy.deny_on_detection();
                 let v = verdict_for(self.seq, &result, deny, &version);
                 if result.is_infected() {
-                    self.report_detection(&v, deny && self.blocking, &version);
+                    self.report_detection(&v, deny && self.blocking, &version)
+                        .await;
                 }
                 v
             }
@@ -507,7 +513,7 @@ impl FileTask {
 
     /// Records the detection in the outbox (and notifies the manager)
     /// before the verdict goes back to the guest.
-    fn report_detection(&self, v: &Verdict, denied: bool, version: &str) {
+    async fn report_detection(&self, v: &Verdict, denied: bool, version: &str) {
         let names: Vec<String> = v.detections.iter().map(|d| d.signature.clone()).collect();
         info!(path = %self.path, signatures = ?names, "detection");
         let mut ev = self.app.reporter.new_event(MgrEventKind::Detection);
@@ -521,7 +527,7 @@ impl FileTask {
             Action::Reported
         } as i32;
         ev.database_version = version.to_string();
-        self.app.reporter.report(ev);
+        self.app.reporter.report(ev).await;
     }
 
     async fn answer(&self, v: Verdict) {

@@ -24,6 +24,12 @@ pub use service::{Manager, ManagerGrpc};
 /// Largest gRPC message the manager accepts (a heartbeat with many events).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// Where the manager keeps its state by default (see
+/// [`giva_proto::state_dir`]).
+pub fn default_state_dir() -> std::path::PathBuf {
+    giva_proto::state_dir("giva-manager")
+}
+
 /// Serves `manager` on `listener` until `shutdown` completes, then drains
 /// in-flight requests.
 ///

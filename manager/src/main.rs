@@ -20,6 +20,11 @@ enum Command {
         /// Address to listen on for appliances and operators.
         #[arg(long, default_value = "127.0.0.1:7412")]
         listen: SocketAddr,
+        /// The SQLite database file for events and VMs (`:memory:` keeps
+        /// nothing across restarts). Default: /var/lib/giva-manager/manager.sqlite
+        /// as root, else ~/.local/state/giva-manager/manager.sqlite.
+        #[arg(long)]
+        db: Option<std::path::PathBuf>,
         /// Log format: text or json.
         #[arg(long, default_value = "text")]
         log_format: String,
@@ -70,13 +75,24 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { listen, log_format } => {
+        Command::Serve {
+            listen,
+            db,
+            log_format,
+        } => {
             init_tracing(&log_format);
+            let db = db.unwrap_or_else(|| giva_manager::default_state_dir().join("manager.sqlite"));
+            let store = giva_manager::store::SqliteStore::open(&db)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot open the store {}: {e}", db.display()))?;
+            tracing::info!(db = %db.display(), "store opened");
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
             tracing::info!(%listen, "giva-manager serving");
-            giva_manager::serve(giva_manager::Manager::new(), listener, shutdown_signal()).await?;
+            let manager = giva_manager::Manager::new(std::sync::Arc::new(store.clone()));
+            giva_manager::serve(manager, listener, shutdown_signal()).await?;
+            store.close().await;
             tracing::info!("giva-manager stopped");
             Ok(())
         }

@@ -18,7 +18,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
-use crate::store::{MemoryStore, Stored, state};
+use crate::store::{EventFilter, SqliteStore, Store, StoreError, Stored, state};
 
 /// Most events accepted in one `Notify` or `Heartbeat`.
 pub const MAX_EVENTS_PER_REQUEST: usize = 10_000;
@@ -32,9 +32,9 @@ pub const DEFAULT_LIST_LIMIT: usize = 1000;
 type CommandSender = mpsc::Sender<Result<ApplianceCommand, Status>>;
 
 /// The manager's shared state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Manager {
-    store: MemoryStore,
+    store: Arc<dyn Store>,
     /// Commands waiting for an appliance's next heartbeat.
     pending: Mutex<HashMap<String, Vec<ApplianceCommand>>>,
     /// Open `Subscribe` channels, by appliance id.
@@ -42,18 +42,33 @@ pub struct Manager {
 }
 
 impl Manager {
-    /// A manager with an empty in-memory store.
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+    /// A manager on `store`.
+    pub fn new(store: Arc<dyn Store>) -> Arc<Self> {
+        Arc::new(Manager {
+            store,
+            pending: Mutex::default(),
+            subscribers: Mutex::default(),
+        })
+    }
+
+    /// A manager with an empty in-memory store (for tests and trials).
+    ///
+    /// # Errors
+    ///
+    /// SQLite cannot be initialized.
+    pub async fn in_memory() -> Result<Arc<Self>, StoreError> {
+        let store = SqliteStore::open(std::path::Path::new(":memory:")).await?;
+        Ok(Self::new(Arc::new(store)))
     }
 
     /// The store, for tests and tools.
-    pub fn store(&self) -> &MemoryStore {
-        &self.store
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
     }
 
-    /// Validates and commits events; returns the ids now stored.
-    fn ingest(&self, appliance_id: &str, events: Vec<Event>) -> Result<Vec<String>, Status> {
+    /// Validates and commits events; returns the ids now stored. The ids
+    /// are returned only after the transaction is committed.
+    async fn ingest(&self, appliance_id: &str, events: Vec<Event>) -> Result<Vec<String>, Status> {
         if events.len() > MAX_EVENTS_PER_REQUEST {
             return Err(Status::resource_exhausted(format!(
                 "{} events in one request; at most {MAX_EVENTS_PER_REQUEST}",
@@ -63,23 +78,27 @@ impl Manager {
         for ev in &events {
             validate_event(ev)?;
         }
-        let received_at = now_us();
-        let mut acked = Vec::with_capacity(events.len());
-        for mut ev in events {
+        let mut events = events;
+        for ev in &mut events {
             if ev.appliance_id.is_empty() {
                 ev.appliance_id = appliance_id.to_string();
             }
-            let id = ev.event_id.clone();
-            let kind = ev.kind;
-            let (vm, sigs, path) = (ev.vm_id.clone(), ev.signatures.join(","), ev.path.clone());
-            if self.store.insert_event(ev, received_at) == Stored::New
-                && kind == EventKind::Detection as i32
-            {
-                info!(event_id = %id, vm_id = %vm, signatures = %sigs, path = %path, "detection recorded");
-            }
-            acked.push(id);
         }
-        Ok(acked)
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let outcome = self
+            .store
+            .insert_events(&events, now_us())
+            .await
+            .map_err(store_status)?;
+        for (ev, stored) in events.iter().zip(&outcome) {
+            if *stored == Stored::New && ev.kind == EventKind::Detection as i32 {
+                info!(event_id = %ev.event_id, vm_id = %ev.vm_id, signatures = %ev.signatures.join(","),
+                    path = %ev.path, "detection recorded");
+            }
+        }
+        Ok(events.into_iter().map(|e| e.event_id).collect())
     }
 
     fn push_command(&self, appliance_id: &str, cmd: ApplianceCommand) -> bool {
@@ -95,6 +114,11 @@ impl Manager {
             .push(cmd);
         false
     }
+}
+
+fn store_status(e: StoreError) -> Status {
+    tracing::error!(error = %e, "store failed");
+    Status::unavailable(format!("the manager cannot store events right now: {e}"))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -148,7 +172,7 @@ impl ManagerService for ManagerGrpc {
     ) -> Result<Response<NotifyResponse>, Status> {
         let req = request.into_inner();
         let appliance = require_id("appliance_id", &req.appliance_id)?;
-        let acked_event_ids = self.0.ingest(appliance, req.events)?;
+        let acked_event_ids = self.0.ingest(appliance, req.events).await?;
         Ok(Response::new(NotifyResponse { acked_event_ids }))
     }
 
@@ -161,8 +185,12 @@ impl ManagerService for ManagerGrpc {
         for vm in &req.vms {
             require_id("vm_id", &vm.vm_id)?;
         }
-        self.0.store.upsert_vms(&appliance, &req.vms, now_us());
-        let acked_event_ids = self.0.ingest(&appliance, req.events)?;
+        self.0
+            .store
+            .upsert_vms(&appliance, &req.vms, now_us())
+            .await
+            .map_err(store_status)?;
+        let acked_event_ids = self.0.ingest(&appliance, req.events).await?;
         if !req.healthy {
             warn!(appliance_id = %appliance, problems = ?req.problems, "appliance reports problems");
         }
@@ -202,8 +230,12 @@ impl ManagerService for ManagerGrpc {
             0 => DEFAULT_LIST_LIMIT,
             n => n as usize,
         };
-        let vm = (!req.vm_id.is_empty()).then_some(req.vm_id.as_str());
-        let events = self.0.store.events(vm, req.since_us, limit);
+        let filter = EventFilter {
+            vm_id: (!req.vm_id.is_empty()).then_some(req.vm_id),
+            since_us: req.since_us,
+            limit,
+        };
+        let events = self.0.store.events(&filter).await.map_err(store_status)?;
         Ok(Response::new(ListEventsResponse { events }))
     }
 
@@ -211,9 +243,8 @@ impl ManagerService for ManagerGrpc {
         &self,
         _request: Request<ListVmsRequest>,
     ) -> Result<Response<ListVmsResponse>, Status> {
-        Ok(Response::new(ListVmsResponse {
-            vms: self.0.store.vms(),
-        }))
+        let vms = self.0.store.vms().await.map_err(store_status)?;
+        Ok(Response::new(ListVmsResponse { vms }))
     }
 
     async fn untag_vm(
@@ -221,16 +252,17 @@ impl ManagerService for ManagerGrpc {
         request: Request<UntagVmRequest>,
     ) -> Result<Response<UntagVmResponse>, Status> {
         let vm_id = require_id("vm_id", &request.get_ref().vm_id)?;
-        let vm = self
+        let mut vm = self
             .0
             .store
-            .update_vm(vm_id, |vm| {
-                vm.tagged = false;
-                vm.state = state::CLEAN.to_string();
-                vm.last_action = "untagged by operator".to_string();
-                vm.clone()
-            })
+            .vm(vm_id)
+            .await
+            .map_err(store_status)?
             .ok_or_else(|| Status::not_found(format!("unknown VM {vm_id}")))?;
+        vm.tagged = false;
+        vm.state = state::CLEAN.to_string();
+        vm.last_action = "untagged by operator".to_string();
+        self.0.store.put_vm(&vm).await.map_err(store_status)?;
         Ok(Response::new(UntagVmResponse { vm: Some(vm) }))
     }
 
@@ -239,14 +271,16 @@ impl ManagerService for ManagerGrpc {
         request: Request<RequestScanRequest>,
     ) -> Result<Response<RequestScanResponse>, Status> {
         let vm_id = require_id("vm_id", &request.get_ref().vm_id)?.to_string();
-        let appliance = self
+        let mut vm = self
             .0
             .store
-            .update_vm(&vm_id, |vm| {
-                vm.state = state::SCAN_REQUESTED.to_string();
-                vm.appliance_id.clone()
-            })
+            .vm(&vm_id)
+            .await
+            .map_err(store_status)?
             .ok_or_else(|| Status::not_found(format!("unknown VM {vm_id}")))?;
+        vm.state = state::SCAN_REQUESTED.to_string();
+        self.0.store.put_vm(&vm).await.map_err(store_status)?;
+        let appliance = vm.appliance_id;
         if appliance.is_empty() {
             return Err(Status::failed_precondition(format!(
                 "VM {vm_id} has no known appliance yet"

@@ -10,8 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 /// The EICAR test file, exactly 68 bytes.
-pub const EICAR: &[u8] =
-    b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+pub const EICAR: &[u8] = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
 /// A running in-process server; stops when dropped.
 pub struct Running {
@@ -48,9 +47,13 @@ impl Drop for Running {
 
 /// Starts a manager on a free loopback port.
 pub async fn start_manager() -> (Running, Arc<giva_manager::Manager>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind manager");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind manager");
     let addr = listener.local_addr().expect("addr");
-    let manager = giva_manager::Manager::new();
+    let manager = giva_manager::Manager::in_memory()
+        .await
+        .expect("manager store");
     let (tx, rx) = oneshot::channel();
     let m = manager.clone();
     let task = tokio::spawn(async move {
@@ -60,20 +63,34 @@ pub async fn start_manager() -> (Running, Arc<giva_manager::Manager>) {
         .await
         .expect("manager serves");
     });
-    (Running { addr, stop: Some(tx), task: Some(task) }, manager)
+    (
+        Running {
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+        },
+        manager,
+    )
 }
 
 /// Starts an appliance with `config` (its listen address is replaced by a
 /// free loopback port) and the bundled database unless the config names one.
 pub async fn start_appliance(mut config: Config) -> (Running, Arc<giva_appliance::Appliance>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind appliance");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind appliance");
     let addr = listener.local_addr().expect("addr");
     config.server.listen = addr;
     if config.appliance_id.is_empty() {
         config.appliance_id = "test-appliance".into();
     }
     let db = giva_appliance::load_database(&config).expect("database loads");
-    let app = giva_appliance::Appliance::new(config, db).expect("appliance builds");
+    if config.outbox.path.as_os_str().is_empty() {
+        config.outbox.path = ":memory:".into();
+    }
+    let app = giva_appliance::Appliance::new(config, db)
+        .await
+        .expect("appliance builds");
     let (tx, rx) = oneshot::channel();
     let a = app.clone();
     let task = tokio::spawn(async move {
@@ -83,7 +100,14 @@ pub async fn start_appliance(mut config: Config) -> (Running, Arc<giva_appliance
         .await
         .expect("appliance serves");
     });
-    (Running { addr, stop: Some(tx), task: Some(task) }, app)
+    (
+        Running {
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+        },
+        app,
+    )
 }
 
 /// An appliance configuration that reports to `manager_url`.
@@ -101,16 +125,239 @@ pub fn write(dir: &Path, name: &str, data: &[u8]) -> std::path::PathBuf {
     p
 }
 
-/// Polls `f` until it returns true or `timeout` passes.
-pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+/// Polls the async check `f` until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if f() {
+        if f().await {
             return true;
         }
         if tokio::time::Instant::now() >= deadline {
             return false;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The detection events the manager has stored, oldest first.
+pub async fn detections(mgr: &giva_manager::Manager) -> Vec<giva_proto::manager::StoredEvent> {
+    let filter = giva_manager::store::EventFilter {
+        limit: 100_000,
+        ..Default::default()
+    };
+    mgr.store()
+        .events(&filter)
+        .await
+        .expect("store readable")
+        .into_iter()
+        .filter(|e| {
+            e.event
+                .as_ref()
+                .is_some_and(|e| e.kind == giva_proto::manager::EventKind::Detection as i32)
+        })
+        .collect()
+}
+
+/// Starts a manager on `addr` with its store in `db` (a file, so that a
+/// restart keeps what was committed).
+pub async fn start_manager_at(
+    addr: SocketAddr,
+    db: &Path,
+) -> (Running, Arc<giva_manager::Manager>) {
+    let listener = bind_retry(addr).await;
+    let store = giva_manager::store::SqliteStore::open(db)
+        .await
+        .expect("manager store");
+    let manager = giva_manager::Manager::new(Arc::new(store.clone()));
+    let (tx, rx) = oneshot::channel();
+    let m = manager.clone();
+    let task = tokio::spawn(async move {
+        giva_manager::serve(m, listener, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("manager serves");
+        store.close().await;
+    });
+    (
+        Running {
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+        },
+        manager,
+    )
+}
+
+/// Binds `addr`, retrying for a few seconds while the port is still held by
+/// a server that is shutting down.
+pub async fn bind_retry(addr: SocketAddr) -> TcpListener {
+    for _ in 0..100 {
+        if let Ok(l) = TcpListener::bind(addr).await {
+            return l;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cannot bind {addr}");
+}
+
+/// A free loopback address (bound, then released).
+pub async fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    l.local_addr().expect("addr")
+}
+
+/// An appliance running on a runtime of its own, so that a test can make
+/// it vanish at once, as a killed process does: no task gets to flush.
+pub struct CrashableAppliance {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl CrashableAppliance {
+    /// Starts it with `config`.
+    pub fn start(mut config: Config) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let addr = std_listener.local_addr().expect("addr");
+        config.server.listen = addr;
+        if config.appliance_id.is_empty() {
+            config.appliance_id = "crash-appliance".into();
+        }
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        rt.spawn(async move {
+            let listener = TcpListener::from_std(std_listener).expect("listener");
+            let db = giva_appliance::load_database(&config).expect("database");
+            let app = giva_appliance::Appliance::new(config, db)
+                .await
+                .expect("appliance");
+            let _ = ready_tx.send(());
+            let _ = giva_appliance::serve(app, listener, std::future::pending()).await;
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("appliance started");
+        CrashableAppliance { addr, rt: Some(rt) }
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Drops everything at once, without a graceful shutdown.
+    pub fn crash(mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for CrashableAppliance {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A TCP proxy on loopback that can cut every connection and refuse new
+/// ones, to play a flapping network between appliance and manager.
+pub struct FlakyProxy {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FlakyProxy {
+    /// Starts a proxy to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("addr");
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let generation = Arc::new(tokio::sync::watch::Sender::new(0u64));
+        let (up2, gen2) = (up.clone(), generation.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !up2.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut cut = gen2.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        FlakyProxy {
+            addr,
+            up,
+            generation,
+            task,
+        }
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Cuts every open connection; with `stay_down`, refuses new ones too.
+    pub fn cut(&self, stay_down: bool) {
+        self.up
+            .store(!stay_down, std::sync::atomic::Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for FlakyProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Writes `n` EICAR copies (`eicar-000.com` ...) into `dir`.
+pub fn write_eicars(dir: &Path, n: usize) {
+    for i in 0..n {
+        write(dir, &format!("eicar-{i:03}.com"), EICAR);
+    }
+}
+
+/// Runs the shim's full scan of `dir` as VM `vm_id`; returns the summary.
+pub async fn shim_scan(appliance_url: &str, vm_id: &str, dir: &Path) -> giva_shim::scan::Summary {
+    let vm = giva_proto::shim::VmIdentity {
+        vm_id: vm_id.into(),
+        name: vm_id.into(),
+        ..Default::default()
+    };
+    let config = giva_shim::scan::ScanConfig::new(appliance_url, vm, vec![dir.to_path_buf()]);
+    giva_shim::scan::run(&config, |_| {}, |_, _| {})
+        .await
+        .expect("shim scan")
 }

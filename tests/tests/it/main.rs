@@ -3,3 +3,4 @@
 
 mod common;
 mod first_path;
+mod reporting;

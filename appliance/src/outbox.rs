@@ -1,0 +1,281 @@
+//! The outbox: events the manager has not acknowledged yet, kept durably.
+//!
+//! A detection is committed to SQLite (WAL, `synchronous=FULL`, so the
+//! commit is on disk) before the guest gets its `DENY`. An event leaves the
+//! outbox only when the manager acknowledges its id, so it survives manager
+//! outages and appliance crashes. The outbox is bounded by a byte quota:
+//! past it, low-value events are dropped first (counted and logged), and
+//! detections are always kept, even over the quota.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use giva_proto::manager::{Event, EventKind};
+use prost::Message;
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use tracing::{error, warn};
+
+/// Outbox failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutboxError {
+    /// The database failed.
+    #[error("outbox database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The directory could not be created.
+    #[error("cannot create the outbox directory {path}: {source}")]
+    Directory {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What became of an event given to [`Outbox::push`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Committed to disk, after evicting this many low-value events to stay
+    /// within the quota.
+    Stored {
+        /// Low-value events dropped to make room.
+        evicted: u64,
+    },
+    /// A low-value event dropped because the quota is reached.
+    Dropped,
+    /// The disk write failed; the event is kept in memory only.
+    InMemoryOnly,
+}
+
+/// The durable outbox.
+#[derive(Debug)]
+pub struct Outbox {
+    pool: sqlx::SqlitePool,
+    quota_bytes: i64,
+    bytes: AtomicI64,
+    /// Events whose disk write failed: still delivered, but not durable.
+    fallback: Mutex<VecDeque<Event>>,
+}
+
+fn is_urgent(ev: &Event) -> bool {
+    ev.kind == EventKind::Detection as i32
+}
+
+impl Outbox {
+    /// Opens (or creates) the outbox at `path` (`:memory:` for a volatile
+    /// one), bounded by `quota_bytes` of event payload.
+    ///
+    /// # Errors
+    ///
+    /// The file or its directory cannot be created or opened.
+    pub async fn open(path: &Path, quota_bytes: u64) -> Result<Self, OutboxError> {
+        let memory = path.as_os_str() == ":memory:";
+        let options = if memory {
+            SqliteConnectOptions::from_str("sqlite::memory:")?
+        } else {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| OutboxError::Directory {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+            SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+        }
+        .busy_timeout(Duration::from_secs(10));
+        // One connection: writes are serialized anyway, and an in-memory
+        // database lives per connection.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS outbox (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                event_id TEXT NOT NULL UNIQUE,
+                urgent INTEGER NOT NULL,
+                payload BLOB NOT NULL)",
+        )
+        .execute(&pool)
+        .await?;
+        let bytes: i64 = sqlx::query("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox")
+            .fetch_one(&pool)
+            .await?
+            .get(0);
+        Ok(Outbox {
+            pool,
+            quota_bytes: i64::try_from(quota_bytes).unwrap_or(i64::MAX),
+            bytes: AtomicI64::new(bytes),
+            fallback: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    fn fallback(&self) -> std::sync::MutexGuard<'_, VecDeque<Event>> {
+        self.fallback.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores an event durably. Returns after the commit reached the disk,
+    /// or says why it did not.
+    pub async fn push(&self, event: &Event) -> Pushed {
+        match self.try_push(event).await {
+            Ok(p) => p,
+            Err(e) => {
+                error!(error = %e, event_id = %event.event_id, "outbox write failed; keeping the event in memory");
+                self.fallback().push_back(event.clone());
+                Pushed::InMemoryOnly
+            }
+        }
+    }
+
+    async fn try_push(&self, event: &Event) -> Result<Pushed, OutboxError> {
+        let payload = event.encode_to_vec();
+        let len = payload.len() as i64;
+        let urgent = is_urgent(event);
+        let mut tx = self.pool.begin().await?;
+        let mut freed = 0i64;
+        let mut dropped = 0u64;
+        if self.bytes.load(Ordering::Relaxed) + len > self.quota_bytes {
+            if !urgent {
+                warn!(event_id = %event.event_id, "outbox quota reached: dropping a low-value event");
+                return Ok(Pushed::Dropped);
+            }
+            // Make room by dropping the oldest low-value events.
+            let rows = sqlx::query(
+                "SELECT seq, LENGTH(payload) FROM outbox WHERE urgent = 0 ORDER BY seq",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let need = self.bytes.load(Ordering::Relaxed) + len - self.quota_bytes;
+            for r in rows {
+                if freed >= need {
+                    break;
+                }
+                let seq: i64 = r.get(0);
+                let n: i64 = r.get(1);
+                sqlx::query("DELETE FROM outbox WHERE seq = ?")
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+                freed += n;
+                dropped += 1;
+            }
+            if dropped > 0 {
+                warn!(
+                    dropped,
+                    "outbox quota reached: dropped low-value events to keep a detection"
+                );
+            } else {
+                warn!("outbox quota reached: keeping a detection over the quota");
+            }
+        }
+        let inserted = sqlx::query(
+            "INSERT OR IGNORE INTO outbox (event_id, urgent, payload) VALUES (?, ?, ?)",
+        )
+        .bind(&event.event_id)
+        .bind(urgent)
+        .bind(payload)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        let added = if inserted == 1 { len } else { 0 };
+        self.bytes.fetch_add(added - freed, Ordering::Relaxed);
+        Ok(Pushed::Stored { evicted: dropped })
+    }
+
+    /// The oldest pending events (only detections with `urgent_only`), at
+    /// most `limit`, in the order they were stored.
+    pub async fn pending(&self, urgent_only: bool, limit: usize) -> Vec<Event> {
+        let mut out: Vec<Event> = self
+            .fallback()
+            .iter()
+            .filter(|e| !urgent_only || is_urgent(e))
+            .take(limit)
+            .cloned()
+            .collect();
+        let rest = i64::try_from(limit.saturating_sub(out.len())).unwrap_or(i64::MAX);
+        let sql = if urgent_only {
+            "SELECT payload FROM outbox WHERE urgent = 1 ORDER BY seq LIMIT ?"
+        } else {
+            "SELECT payload FROM outbox ORDER BY seq LIMIT ?"
+        };
+        match sqlx::query(sql).bind(rest).fetch_all(&self.pool).await {
+            Ok(rows) => {
+                for r in rows {
+                    match Event::decode(r.get::<&[u8], _>(0)) {
+                        Ok(ev) => out.push(ev),
+                        Err(e) => error!(error = %e, "corrupt outbox record skipped"),
+                    }
+                }
+            }
+            Err(e) => error!(error = %e, "cannot read the outbox"),
+        }
+        out
+    }
+
+    /// Removes acknowledged events.
+    pub async fn ack(&self, ids: &[String]) {
+        if ids.is_empty() {
+            return;
+        }
+        self.fallback().retain(|e| !ids.contains(&e.event_id));
+        let result: Result<i64, sqlx::Error> = async {
+            let mut tx = self.pool.begin().await?;
+            let mut freed = 0i64;
+            for id in ids {
+                let row =
+                    sqlx::query("DELETE FROM outbox WHERE event_id = ? RETURNING LENGTH(payload)")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if let Some(r) = row {
+                    freed += r.get::<i64, _>(0);
+                }
+            }
+            tx.commit().await?;
+            Ok(freed)
+        }
+        .await;
+        match result {
+            Ok(freed) => {
+                self.bytes.fetch_sub(freed, Ordering::Relaxed);
+            }
+            Err(e) => {
+                error!(error = %e, "cannot remove acknowledged events; they will be sent again")
+            }
+        }
+    }
+
+    /// Number of events pending.
+    pub async fn len(&self) -> u64 {
+        let on_disk: i64 = match sqlx::query("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await
+        {
+            Ok(r) => r.get(0),
+            Err(_) => 0,
+        };
+        u64::try_from(on_disk).unwrap_or(0) + self.fallback().len() as u64
+    }
+
+    /// Payload bytes on disk.
+    pub fn bytes(&self) -> u64 {
+        u64::try_from(self.bytes.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// Closes the database.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
