@@ -5,7 +5,8 @@
 //! outbox only when the manager acknowledges its id, so it survives manager
 //! outages and appliance crashes. The outbox is bounded by a byte quota:
 //! past it, low-value events are dropped first (counted and logged), and
-//! detections are always kept, even over the quota.
+//! prompt events ([`is_prompt`]: detections, completed full scans) are
+//! always kept, even over the quota.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -62,8 +63,10 @@ pub struct Outbox {
     fallback: Mutex<VecDeque<Event>>,
 }
 
-fn is_urgent(ev: &Event) -> bool {
-    ev.kind == EventKind::Detection as i32
+/// True for events that are sent at once and never dropped for the quota:
+/// detections, and completed full scans (which can release a quarantine).
+pub fn is_prompt(ev: &Event) -> bool {
+    ev.kind == EventKind::Detection as i32 || ev.kind == EventKind::ScanCompleted as i32
 }
 
 impl Outbox {
@@ -141,7 +144,7 @@ impl Outbox {
     async fn try_push(&self, event: &Event) -> Result<Pushed, OutboxError> {
         let payload = event.encode_to_vec();
         let len = payload.len() as i64;
-        let urgent = is_urgent(event);
+        let urgent = is_prompt(event);
         let mut tx = self.pool.begin().await?;
         let mut freed = 0i64;
         let mut dropped = 0u64;
@@ -200,7 +203,7 @@ impl Outbox {
         let mut out: Vec<Event> = self
             .fallback()
             .iter()
-            .filter(|e| !urgent_only || is_urgent(e))
+            .filter(|e| !urgent_only || is_prompt(e))
             .take(limit)
             .cloned()
             .collect();

@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
-use crate::outbox::{Outbox, Pushed};
+use crate::outbox::{Outbox, Pushed, is_prompt};
 use crate::registry::Registry;
 use crate::stats::Stats;
 
@@ -100,10 +100,11 @@ impl Reporter {
     }
 
     /// Commits an event to the outbox; it returns once the event is on
-    /// disk. Detections are then sent at once (unless immediate
-    /// notification is off); other events travel with the next heartbeat.
+    /// disk. Prompt events (detections, completed full scans) are then sent
+    /// at once, unless immediate notification is off; other events travel
+    /// with the next heartbeat.
     pub async fn report(&self, event: Event) {
-        let urgent = event.kind == EventKind::Detection as i32;
+        let urgent = is_prompt(&event);
         match self.outbox.push(&event).await {
             Pushed::Stored { evicted } => {
                 self.stats
@@ -128,8 +129,8 @@ impl Reporter {
         &self.outbox
     }
 
-    /// Sends every pending detection with `Notify`. Returns true when the
-    /// outbox holds no more detections.
+    /// Sends every pending prompt event with `Notify`. Returns true when the
+    /// outbox holds no more of them.
     async fn notify_once(&self) -> bool {
         let Some(mut client) = self.client.clone() else {
             return true;
@@ -202,6 +203,10 @@ impl Reporter {
         if self.client.is_none() {
             info!("no manager configured: detections are logged only");
         }
+        let (stop_subscribe, subscribe_stopped) = tokio::sync::watch::channel(false);
+        let subscriber = self.client.clone().map(|client| {
+            tokio::spawn(self.clone().subscribe_loop(client, registry.clone(), subscribe_stopped))
+        });
         tokio::pin!(shutdown);
         let mut heartbeat = tokio::time::interval(self.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -233,19 +238,59 @@ impl Reporter {
                 }
             }
         }
+        let _ = stop_subscribe.send(true);
+        if let Some(task) = subscriber {
+            let _ = task.await;
+        }
         if self.client.is_some() && self.pending().await > 0 {
             let _ = self.notify_once().await;
-            let _ = self
-                .heartbeat_once(&registry, &database_version(), Vec::new())
-                .await;
+            let _ = self.heartbeat_once(&registry, &database_version(), Vec::new()).await;
+        }
+    }
+
+    /// Keeps a `Subscribe` stream open to the manager, so that commands
+    /// (such as a full scan of a VM) arrive at once rather than with the
+    /// next heartbeat reply. Reconnects with backoff.
+    async fn subscribe_loop(
+        self: Arc<Self>,
+        mut client: ManagerServiceClient<Channel>,
+        registry: Arc<Registry>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut backoff = Backoff::new();
+        loop {
+            let req =
+                giva_proto::manager::SubscribeRequest { appliance_id: self.appliance_id.clone() };
+            let attempt = async {
+                let mut stream = client.subscribe(req).await?.into_inner();
+                while let Some(cmd) = stream.message().await? {
+                    self.apply_command(&registry, cmd);
+                }
+                Ok::<(), tonic::Status>(())
+            };
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                r = attempt => if let Err(status) = r {
+                    debug!(error = %status.message(), "command channel to the manager closed");
+                }
+            }
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+            }
         }
     }
 
     fn apply_commands(&self, registry: &Registry, resp: HeartbeatResponse) {
         for cmd in resp.commands {
-            if let Some(appliance_command::Command::FullScan(fs)) = cmd.command {
-                crate::session::send_full_scan_command(registry, &fs.vm_id, &fs.reason);
-            }
+            self.apply_command(registry, cmd);
+        }
+    }
+
+    fn apply_command(&self, registry: &Registry, cmd: giva_proto::manager::ApplianceCommand) {
+        if let Some(appliance_command::Command::FullScan(fs)) = cmd.command {
+            info!(vm_id = %fs.vm_id, reason = %fs.reason, "manager asks for a full scan");
+            crate::session::send_full_scan_command(registry, &fs.vm_id, &fs.reason);
         }
     }
 }

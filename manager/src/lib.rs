@@ -1,16 +1,28 @@
 //! The giva manager: receives detections and heartbeats from appliances,
-//! stores them, and (later) tags infected VMs.
+//! stores them, and quarantines infected VMs by tagging them.
 //!
 //! - [`service::Manager`] holds the state and [`service::ManagerGrpc`] serves
 //!   it over gRPC (`giva.manager.v1`).
-//! - [`serve`] runs the service on a listener until a shutdown future fires.
-//! - [`cli`] holds the operator commands (`events`, `vms`).
+//! - [`serve`] runs the service and the tagging worker on a listener until a
+//!   shutdown future fires.
+//! - [`store`] keeps events, VMs, transitions and the action queue (SQLite).
+//! - [`quarantine`] is the VM state machine (clean → infected →
+//!   scan_requested → clean) and the policy; [`config`] its TOML file.
+//! - [`tagging`] holds the actions (NSX-T, webhook, command) behind the
+//!   [`tagging::TagAction`] trait; [`tagger::Tagger`] runs them with
+//!   retries and a concurrency limit.
+//! - [`cli`] holds the operator commands (`events`, `vms`, `untag`, `scan`,
+//!   `transitions`, `actions`).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod config;
+pub mod quarantine;
 pub mod service;
 pub mod store;
+pub mod tagger;
+pub mod tagging;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -41,10 +53,13 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let svc = ManagerServiceServer::new(ManagerGrpc(manager))
+    let svc = ManagerServiceServer::new(ManagerGrpc(manager.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     tonic::transport::Server::builder()
         .add_service(svc)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            shutdown.await;
+            manager.close_subscriptions();
+        })
         .await
 }

@@ -10,7 +10,7 @@ use giva_proto::manager::{
     ApplianceCommand, Event, EventKind, FullScanVm, HeartbeatRequest, HeartbeatResponse,
     ListEventsRequest, ListEventsResponse, ListVmsRequest, ListVmsResponse, NotifyRequest,
     NotifyResponse, RequestScanRequest, RequestScanResponse, SubscribeRequest, UntagVmRequest,
-    UntagVmResponse, appliance_command,
+    UntagVmResponse, VmState, appliance_command,
 };
 use giva_proto::now_us;
 use tokio::sync::mpsc;
@@ -18,7 +18,10 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
-use crate::store::{EventFilter, SqliteStore, Store, StoreError, Stored, state};
+use crate::config::{Config, QuarantineConfig};
+use crate::store::{EventFilter, Override, SqliteStore, Store, StoreError, Stored};
+use crate::tagger::Tagger;
+use crate::tagging::{ActionError, NamedAction};
 
 /// Most events accepted in one `Notify` or `Heartbeat`.
 pub const MAX_EVENTS_PER_REQUEST: usize = 10_000;
@@ -39,16 +42,50 @@ pub struct Manager {
     pending: Mutex<HashMap<String, Vec<ApplianceCommand>>>,
     /// Open `Subscribe` channels, by appliance id.
     subscribers: Mutex<HashMap<String, CommandSender>>,
+    /// The quarantine policy and the tagging worker.
+    tagger: Arc<Tagger>,
 }
 
 impl Manager {
-    /// A manager on `store`.
+    /// A manager on `store` with the default policy and no tagging action:
+    /// quarantines are recorded in the store only.
     pub fn new(store: Arc<dyn Store>) -> Arc<Self> {
+        Self::with_actions(store, QuarantineConfig::default(), Vec::new())
+    }
+
+    /// A manager on `store` with the policy and actions of `config`.
+    ///
+    /// # Errors
+    ///
+    /// A tagging action cannot be built (for example an unreadable CA file).
+    pub fn with_config(store: Arc<dyn Store>, config: &Config) -> Result<Arc<Self>, ActionError> {
+        let tagger = Tagger::new(store.clone(), config)?;
+        Ok(Self::with_tagger(store, tagger))
+    }
+
+    /// A manager on `store` with explicit tagging actions (for tests,
+    /// benches and embedders).
+    pub fn with_actions(
+        store: Arc<dyn Store>,
+        policy: QuarantineConfig,
+        actions: Vec<NamedAction>,
+    ) -> Arc<Self> {
+        let tagger = Tagger::with_actions(store.clone(), policy, actions);
+        Self::with_tagger(store, tagger)
+    }
+
+    fn with_tagger(store: Arc<dyn Store>, tagger: Arc<Tagger>) -> Arc<Self> {
         Arc::new(Manager {
             store,
             pending: Mutex::default(),
             subscribers: Mutex::default(),
+            tagger,
         })
+    }
+
+    /// The tagging worker ([`crate::serve`] runs it).
+    pub fn tagger(&self) -> &Arc<Tagger> {
+        &self.tagger
     }
 
     /// A manager with an empty in-memory store (for tests and trials).
@@ -89,16 +126,37 @@ impl Manager {
         }
         let outcome = self
             .store
-            .insert_events(&events, now_us())
+            .insert_events(&events, now_us(), self.tagger.rules())
             .await
             .map_err(store_status)?;
-        for (ev, stored) in events.iter().zip(&outcome) {
+        // Committed: tagging runs after the acknowledgement, never before.
+        self.tagger.enqueue(outcome.queued);
+        for (ev, stored) in events.iter().zip(&outcome.stored) {
             if *stored == Stored::New && ev.kind == EventKind::Detection as i32 {
                 info!(event_id = %ev.event_id, vm_id = %ev.vm_id, signatures = %ev.signatures.join(","),
                     path = %ev.path, "detection recorded");
             }
         }
         Ok(events.into_iter().map(|e| e.event_id).collect())
+    }
+
+    /// Ends every open `Subscribe` stream (at shutdown, so that a graceful
+    /// stop does not wait on appliances' long-lived command channels).
+    pub fn close_subscriptions(&self) {
+        lock(&self.subscribers).clear();
+    }
+
+    /// Applies an operator override and queues its actions.
+    async fn apply_override(&self, vm_id: &str, what: Override) -> Result<VmState, Status> {
+        let (vm, queued) = self
+            .store
+            .apply_override(vm_id, what, self.tagger.rules(), now_us())
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| Status::not_found(format!("unknown VM {vm_id}")))?;
+        info!(vm_id, state = %vm.state, "operator override");
+        self.tagger.enqueue(queued);
+        Ok(vm)
     }
 
     fn push_command(&self, appliance_id: &str, cmd: ApplianceCommand) -> bool {
@@ -252,17 +310,7 @@ impl ManagerService for ManagerGrpc {
         request: Request<UntagVmRequest>,
     ) -> Result<Response<UntagVmResponse>, Status> {
         let vm_id = require_id("vm_id", &request.get_ref().vm_id)?;
-        let mut vm = self
-            .0
-            .store
-            .vm(vm_id)
-            .await
-            .map_err(store_status)?
-            .ok_or_else(|| Status::not_found(format!("unknown VM {vm_id}")))?;
-        vm.tagged = false;
-        vm.state = state::CLEAN.to_string();
-        vm.last_action = "untagged by operator".to_string();
-        self.0.store.put_vm(&vm).await.map_err(store_status)?;
+        let vm = self.0.apply_override(vm_id, Override::Untag).await?;
         Ok(Response::new(UntagVmResponse { vm: Some(vm) }))
     }
 
@@ -271,21 +319,20 @@ impl ManagerService for ManagerGrpc {
         request: Request<RequestScanRequest>,
     ) -> Result<Response<RequestScanResponse>, Status> {
         let vm_id = require_id("vm_id", &request.get_ref().vm_id)?.to_string();
-        let mut vm = self
+        let vm = self
             .0
             .store
             .vm(&vm_id)
             .await
             .map_err(store_status)?
             .ok_or_else(|| Status::not_found(format!("unknown VM {vm_id}")))?;
-        vm.state = state::SCAN_REQUESTED.to_string();
-        self.0.store.put_vm(&vm).await.map_err(store_status)?;
-        let appliance = vm.appliance_id;
-        if appliance.is_empty() {
+        if vm.appliance_id.is_empty() {
             return Err(Status::failed_precondition(format!(
                 "VM {vm_id} has no known appliance yet"
             )));
         }
+        let vm = self.0.apply_override(&vm_id, Override::Scan).await?;
+        let appliance = vm.appliance_id;
         let cmd = ApplianceCommand {
             command: Some(appliance_command::Command::FullScan(FullScanVm {
                 vm_id,
