@@ -1,13 +1,25 @@
-//! The compiled signature database.
+//! The compiled signature database: an immutable, validated view of one
+//! database file (see [`format`](crate::format)), in memory or mapped.
 //!
-//! PROVISIONAL: this in-memory version fixes the API the engine uses. The
-//! signatures work replaces its storage with the validated, memory-mappable
-//! file format while keeping these signatures.
+//! The hash tables are binary-searched in place in the file's bytes, so a
+//! database with a million hashes opens in the time it takes to check its
+//! SHA-256; the body and logical signatures are decoded on open.
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::ops::Deref;
+use std::path::Path;
 use std::sync::Arc;
 
-use crate::pattern::{BodySignature, HashAlgo, LogicalSignature};
+use sha2::{Digest, Sha256};
+
+use crate::error::LoadError;
+use crate::format::{
+    self, FORMAT_VERSION, HEADER_FIXED_LEN, MAGIC, R, SEC_ALLOW, SEC_BODY, SEC_HASH, SEC_INFO,
+    SEC_LOGICAL, SEC_SIZES, SEC_STRINGS, Section, W, algo_index, record_len,
+};
+use crate::map::MappedFile;
+use crate::pattern::{BodySignature, HashAlgo, LogicalSignature, Token};
 
 /// A whole-file hash entry (detection or allow-list).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,8 +43,26 @@ pub struct DatabaseInfo {
     pub built_at: u64,
     /// Signatures loaded, per kind ("hash", "body", "logical", "allow").
     pub loaded: BTreeMap<String, u64>,
-    /// Signatures skipped as unsupported, per reason.
+    /// Signatures skipped as unsupported, per reason (for example
+    /// `"target:1"`, `"pcre"`, `"flevel"`, `"pua"`, `"ignored"`), and
+    /// unsupported files per extension (`"file:.cbc"`).
     pub skipped: BTreeMap<String, u64>,
+}
+
+#[derive(Debug)]
+enum Storage {
+    Owned(Vec<u8>),
+    Mapped(MappedFile),
+}
+
+impl Deref for Storage {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Storage::Owned(v) => v,
+            Storage::Mapped(m) => m,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -40,8 +70,12 @@ struct Inner {
     info: DatabaseInfo,
     body: Vec<BodySignature>,
     logical: Vec<LogicalSignature>,
-    hashes: Vec<HashEntry>,
-    allow: Vec<HashEntry>,
+    storage: Option<Storage>,
+    payload_start: usize,
+    strings: Section,
+    hash: [Section; 3],
+    allow: [Section; 3],
+    sizes: [Section; 3],
 }
 
 /// An immutable, validated signature database. Cheap to clone; `Send + Sync`.
@@ -50,9 +84,255 @@ pub struct Database {
     inner: Arc<Inner>,
 }
 
+fn encode(
+    info: &DatabaseInfo,
+    body: &[BodySignature],
+    logical: &[LogicalSignature],
+    hashes: &[HashEntry],
+    allow: &[HashEntry],
+) -> Vec<u8> {
+    let mut strings: Vec<u8> = Vec::new();
+    let mut sections: Vec<(u32, Vec<u8>)> = Vec::new();
+    let mut sizes: [(bool, Vec<u64>); 3] = Default::default();
+    for (kind, list) in [(SEC_HASH, hashes), (SEC_ALLOW, allow)] {
+        for algo in HashAlgo::ALL {
+            let ai = algo_index(algo) as usize;
+            let mut recs: Vec<(&[u8], u64, &str)> = list
+                .iter()
+                .filter(|h| h.algo == algo && h.digest.len() == algo.digest_len())
+                .map(|h| {
+                    (
+                        h.digest.as_slice(),
+                        h.size.unwrap_or(u64::MAX),
+                        h.name.as_str(),
+                    )
+                })
+                .collect();
+            recs.sort_unstable();
+            recs.dedup();
+            if recs.is_empty() {
+                continue;
+            }
+            let mut buf = Vec::with_capacity(recs.len() * record_len(algo));
+            for (d, size, name) in recs {
+                let off = u32::try_from(strings.len()).unwrap_or(u32::MAX);
+                let len = u32::try_from(name.len()).unwrap_or(0);
+                strings.extend_from_slice(&name.as_bytes()[..len as usize]);
+                buf.extend_from_slice(d);
+                buf.extend_from_slice(&size.to_le_bytes());
+                buf.extend_from_slice(&off.to_le_bytes());
+                buf.extend_from_slice(&len.to_le_bytes());
+                if size == u64::MAX {
+                    sizes[ai].0 = true;
+                } else {
+                    sizes[ai].1.push(size);
+                }
+            }
+            sections.push((kind + algo_index(algo), buf));
+        }
+    }
+    for algo in HashAlgo::ALL {
+        let (any, list) = &mut sizes[algo_index(algo) as usize];
+        list.sort_unstable();
+        list.dedup();
+        let mut buf = vec![u8::from(*any), 0, 0, 0, 0, 0, 0, 0];
+        for s in list.iter() {
+            buf.extend_from_slice(&s.to_le_bytes());
+        }
+        sections.push((SEC_SIZES + algo_index(algo), buf));
+    }
+    let mut w = W::default();
+    for map in [&info.loaded, &info.skipped] {
+        w.var(map.len() as u64);
+        for (k, v) in map {
+            w.str(k);
+            w.var(*v);
+        }
+    }
+    sections.push((SEC_INFO, w.0));
+    let mut w = W::default();
+    w.var(body.len() as u64);
+    for b in body {
+        w.body(b);
+    }
+    sections.push((SEC_BODY, w.0));
+    let mut w = W::default();
+    w.var(logical.len() as u64);
+    for l in logical {
+        w.logical(l);
+    }
+    sections.push((SEC_LOGICAL, w.0));
+    sections.push((SEC_STRINGS, strings));
+
+    let table_len = 4 + sections.len() * 24;
+    let mut payload =
+        Vec::with_capacity(table_len + sections.iter().map(|s| s.1.len()).sum::<usize>());
+    payload.extend_from_slice(&(sections.len() as u32).to_le_bytes());
+    let mut off = table_len as u64;
+    for (kind, data) in &sections {
+        payload.extend_from_slice(&kind.to_le_bytes());
+        payload.extend_from_slice(&0u32.to_le_bytes());
+        payload.extend_from_slice(&off.to_le_bytes());
+        payload.extend_from_slice(&(data.len() as u64).to_le_bytes());
+        off += data.len() as u64;
+    }
+    for (_, data) in sections {
+        payload.extend_from_slice(&data);
+    }
+
+    let version = info.version.as_bytes();
+    let version = &version[..version.len().min(format::MAX_VERSION_LEN)];
+    let header_len = HEADER_FIXED_LEN + version.len();
+    let mut out = Vec::with_capacity(header_len + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(header_len as u32).to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&[0u8; 32]);
+    out.extend_from_slice(&info.built_at.to_le_bytes());
+    out.extend_from_slice(&(version.len() as u32).to_le_bytes());
+    out.extend_from_slice(version);
+    out.extend_from_slice(&payload);
+    let sum = Sha256::new().chain_update(&out[56..]).finalize();
+    out[24..56].copy_from_slice(&sum);
+    out
+}
+
+fn decode_map(r: &mut R<'_>) -> Result<BTreeMap<String, u64>, LoadError> {
+    let n = r.count()?;
+    let mut m = BTreeMap::new();
+    for _ in 0..n {
+        let k = r.str()?;
+        let v = r.var()?;
+        m.insert(k, v);
+    }
+    Ok(m)
+}
+
+/// Decoded signatures and info handed over by `from_parts`.
+type Decoded = (DatabaseInfo, Vec<BodySignature>, Vec<LogicalSignature>);
+
+fn open_storage(storage: Storage, decoded: Option<Decoded>) -> Result<Inner, LoadError> {
+    let b: &[u8] = &storage;
+    let h = format::parse_header(b)?;
+    let actual = (b.len() - h.header_len.min(b.len())) as u64;
+    if actual != h.payload_len {
+        return Err(LoadError::PayloadLength {
+            expected: h.payload_len,
+            actual,
+        });
+    }
+    let payload = &b[h.header_len..];
+    let secs = format::parse_sections(payload)?;
+    let get = |k: u32| secs.get(&k).copied();
+    let slice = |s: Section| &payload[s.start..s.start + s.len];
+    let mut hash = [Section::default(); 3];
+    let mut allow = [Section::default(); 3];
+    let mut sizes = [Section::default(); 3];
+    for algo in HashAlgo::ALL {
+        let i = algo_index(algo) as usize;
+        for (kind, dst) in [(SEC_HASH, &mut hash), (SEC_ALLOW, &mut allow)] {
+            if let Some(s) = get(kind + i as u32) {
+                if s.len % record_len(algo) != 0 {
+                    return Err(LoadError::Corrupt(format!(
+                        "hash section {} length {} is not a multiple of {}",
+                        kind + i as u32,
+                        s.len,
+                        record_len(algo)
+                    )));
+                }
+                dst[i] = s;
+            }
+        }
+        if let Some(s) = get(SEC_SIZES + i as u32) {
+            if s.len < 8 || s.len % 8 != 0 {
+                return Err(LoadError::Corrupt(format!(
+                    "size section {} is malformed",
+                    SEC_SIZES + i as u32
+                )));
+            }
+            sizes[i] = s;
+        }
+    }
+    let need = |k: u32, what: &str| {
+        get(k).ok_or_else(|| LoadError::Corrupt(format!("missing {what} section")))
+    };
+    let strings = need(SEC_STRINGS, "string")?;
+    let info_sec = need(SEC_INFO, "info")?;
+    let body_sec = need(SEC_BODY, "body")?;
+    let logical_sec = need(SEC_LOGICAL, "logical")?;
+    let (info, body, logical) = match decoded {
+        Some(d) => d,
+        None => {
+            let mut r = R::new(slice(info_sec), "info");
+            let loaded = decode_map(&mut r)?;
+            let skipped = decode_map(&mut r)?;
+            let info = DatabaseInfo {
+                version: h.version.clone(),
+                built_at: h.built_at,
+                loaded,
+                skipped,
+            };
+            let mut r = R::new(slice(body_sec), "body");
+            let n = r.count()?;
+            let mut body = Vec::new();
+            for _ in 0..n {
+                body.push(r.body()?);
+            }
+            let mut r = R::new(slice(logical_sec), "logical");
+            let n = r.count()?;
+            let mut logical = Vec::new();
+            for _ in 0..n {
+                logical.push(r.logical()?);
+            }
+            (info, body, logical)
+        }
+    };
+    let payload_start = h.header_len;
+    Ok(Inner {
+        info,
+        body,
+        logical,
+        storage: Some(storage),
+        payload_start,
+        strings,
+        hash,
+        allow,
+        sizes,
+    })
+}
+
+fn verify_checksum(b: &[u8]) -> Result<(), LoadError> {
+    let h = format::parse_header(b)?;
+    let actual = (b.len() - h.header_len.min(b.len())) as u64;
+    if actual != h.payload_len {
+        return Err(LoadError::PayloadLength {
+            expected: h.payload_len,
+            actual,
+        });
+    }
+    let sum = Sha256::new().chain_update(&b[56..]).finalize();
+    if sum.as_slice() != h.checksum {
+        return Err(LoadError::ChecksumMismatch);
+    }
+    Ok(())
+}
+
+fn tokens_estimate(ts: &[Token]) -> usize {
+    ts.iter()
+        .map(|t| match t {
+            Token::Alt(bs) => 32 + bs.iter().map(|b| tokens_estimate(b)).sum::<usize>(),
+            Token::NotAlt { branches, .. } => {
+                32 + branches.iter().map(|b| 24 + b.len()).sum::<usize>()
+            }
+            _ => std::mem::size_of::<Token>(),
+        })
+        .sum()
+}
+
 impl Database {
     /// Builds a database straight from compiled parts (used by the
-    /// [`Compiler`](crate) and by tests).
+    /// [`Compiler`](crate::Compiler) and by tests).
     pub fn from_parts(
         info: DatabaseInfo,
         body: Vec<BodySignature>,
@@ -60,7 +340,91 @@ impl Database {
         hashes: Vec<HashEntry>,
         allow: Vec<HashEntry>,
     ) -> Self {
-        Database { inner: Arc::new(Inner { info, body, logical, hashes, allow }) }
+        let bytes = encode(&info, &body, &logical, &hashes, &allow);
+        match open_storage(Storage::Owned(bytes), Some((info, body, logical))) {
+            Ok(inner) => Database {
+                inner: Arc::new(inner),
+            },
+            // Unreachable: the encoder and the reader agree (covered by tests).
+            Err(_) => Database::default(),
+        }
+    }
+
+    /// Opens a compiled database file: maps it read-only and validates the
+    /// header, the SHA-256 of the payload, and every section bound.
+    ///
+    /// # Errors
+    ///
+    /// A [`LoadError`] saying why the file was refused.
+    pub fn open(path: impl AsRef<Path>) -> Result<Database, LoadError> {
+        let path = path.as_ref();
+        let map = MappedFile::open(path).map_err(|source| LoadError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        verify_checksum(&map)?;
+        let inner = open_storage(Storage::Mapped(map), None)?;
+        Ok(Database {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Validates and loads a compiled database from bytes (copied).
+    ///
+    /// # Errors
+    ///
+    /// As for [`open`](Self::open).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Database, LoadError> {
+        verify_checksum(bytes)?;
+        let inner = open_storage(Storage::Owned(bytes.to_vec()), None)?;
+        Ok(Database {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The serialized file bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match &self.inner.storage {
+            Some(s) => s.to_vec(),
+            None => encode(&self.inner.info, &[], &[], &[], &[]),
+        }
+    }
+
+    /// Writes the database file atomically: to a temporary file in the same
+    /// directory, fsync, then rename over `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::Io`] on any I/O failure.
+    pub fn write_to(&self, path: impl AsRef<Path>) -> Result<(), LoadError> {
+        let path = path.as_ref();
+        let io = |source| LoadError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .map_or_else(|| "db".into(), |n| n.to_string_lossy().into_owned());
+        let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+        let bytes = self.to_bytes();
+        let res = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+            Ok(())
+        })();
+        if res.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        res.map_err(io)
     }
 
     /// Facts about the database.
@@ -73,6 +437,50 @@ impl Database {
         &self.inner.info.version
     }
 
+    /// True if the database is a memory-mapped file.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.inner.storage, Some(Storage::Mapped(_)))
+    }
+
+    /// A rough estimate of the memory the database uses, in bytes (the file
+    /// bytes, mapped or owned, plus the decoded signatures).
+    pub fn memory_estimate(&self) -> u64 {
+        let file = self.inner.storage.as_ref().map_or(0, |s| s.len());
+        let sigs: usize = self
+            .inner
+            .body
+            .iter()
+            .map(|b| {
+                96 + b.name.len()
+                    + b.pattern
+                        .parts
+                        .iter()
+                        .map(|p| tokens_estimate(&p.tokens))
+                        .sum::<usize>()
+            })
+            .sum::<usize>()
+            + self
+                .inner
+                .logical
+                .iter()
+                .map(|l| {
+                    128 + l.name.len()
+                        + l.subsigs
+                            .iter()
+                            .flat_map(|s| &s.variants)
+                            .map(|v| {
+                                96 + v
+                                    .parts
+                                    .iter()
+                                    .map(|p| tokens_estimate(&p.tokens))
+                                    .sum::<usize>()
+                            })
+                            .sum::<usize>()
+                })
+                .sum::<usize>();
+        (file + sigs) as u64
+    }
+
     /// The body (`.ndb`) signatures.
     pub fn body_signatures(&self) -> &[BodySignature] {
         &self.inner.body
@@ -83,14 +491,81 @@ impl Database {
         &self.inner.logical
     }
 
+    fn section(&self, s: Section) -> &[u8] {
+        let Some(st) = &self.inner.storage else {
+            return &[];
+        };
+        let start = self.inner.payload_start + s.start;
+        st.get(start..start + s.len).unwrap_or(&[])
+    }
+
+    fn le_u64(b: &[u8], at: usize) -> u64 {
+        b.get(at..at + 8)
+            .and_then(|x| x.try_into().ok())
+            .map_or(u64::MAX, u64::from_le_bytes)
+    }
+
     /// True if a detection or allow-list hash of `algo` exists for files of
     /// `size` bytes (or for any size), so the scanner must compute it.
     pub fn needs_hash(&self, algo: HashAlgo, size: u64) -> bool {
-        self.inner
-            .hashes
-            .iter()
-            .chain(&self.inner.allow)
-            .any(|h| h.algo == algo && h.size.is_none_or(|s| s == size))
+        let t = self.section(self.inner.sizes[algo_index(algo) as usize]);
+        let Some((&any, _)) = t.split_first() else {
+            return false;
+        };
+        if any != 0 {
+            return true;
+        }
+        let n = t.len().saturating_sub(8) / 8;
+        let (mut lo, mut hi) = (0usize, n);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let v = Self::le_u64(t, 8 + mid * 8);
+            match v.cmp(&size) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return true,
+            }
+        }
+        false
+    }
+
+    /// The records of `table` with this digest and a size of `size` or any.
+    fn matching<'a>(
+        &'a self,
+        table: Section,
+        algo: HashAlgo,
+        digest: &'a [u8],
+        size: u64,
+    ) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let t = self.section(table);
+        let rl = record_len(algo);
+        let dl = algo.digest_len();
+        let n = if digest.len() == dl { t.len() / rl } else { 0 };
+        let rec = move |i: usize| t.get(i * rl..(i + 1) * rl).unwrap_or(&[]);
+        let (mut lo, mut hi) = (0usize, n);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if rec(mid).get(..dl).unwrap_or(&[]) < digest {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        (lo..n)
+            .map(rec)
+            .take_while(move |r| r.get(..dl) == Some(digest))
+            .filter(move |r| {
+                let s = Self::le_u64(r, dl);
+                s == u64::MAX || s == size
+            })
+    }
+
+    fn record_name<'a>(&'a self, algo: HashAlgo, r: &[u8]) -> Option<&'a str> {
+        let dl = algo.digest_len();
+        let off = u32::from_le_bytes(r.get(dl + 8..dl + 12)?.try_into().ok()?) as usize;
+        let len = u32::from_le_bytes(r.get(dl + 12..dl + 16)?.try_into().ok()?) as usize;
+        let s = self.section(self.inner.strings);
+        std::str::from_utf8(s.get(off..off.checked_add(len)?)?).ok()
     }
 
     /// Names of the detection hashes equal to `digest` for a file of `size`
@@ -101,21 +576,26 @@ impl Database {
         digest: &'a [u8],
         size: u64,
     ) -> impl Iterator<Item = &'a str> + 'a {
-        self.inner
-            .hashes
-            .iter()
-            .filter(move |h| {
-                h.algo == algo && h.digest == digest && h.size.is_none_or(|s| s == size)
-            })
-            .map(|h| h.name.as_str())
+        let table = self.inner.hash[algo_index(algo) as usize];
+        self.matching(table, algo, digest, size)
+            .filter_map(move |r| self.record_name(algo, r))
     }
 
     /// True if the allow-list (`.fp`/`.sfp`) holds `digest` for a file of
     /// `size` bytes.
     pub fn is_allowed(&self, algo: HashAlgo, digest: &[u8], size: u64) -> bool {
-        self.inner
-            .allow
-            .iter()
-            .any(|h| h.algo == algo && h.digest == digest && h.size.is_none_or(|s| s == size))
+        let table = self.inner.allow[algo_index(algo) as usize];
+        self.matching(table, algo, digest, size).next().is_some()
+    }
+
+    /// Number of detection and allow-list hash entries.
+    pub fn hash_counts(&self) -> (u64, u64) {
+        let count = |secs: &[Section; 3]| {
+            HashAlgo::ALL
+                .iter()
+                .map(|&a| (secs[algo_index(a) as usize].len / record_len(a)) as u64)
+                .sum::<u64>()
+        };
+        (count(&self.inner.hash), count(&self.inner.allow))
     }
 }

@@ -57,7 +57,9 @@ impl ByteSet {
 
 impl std::fmt::Debug for ByteSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.iter().map(|b| format!("{b:02x}"))).finish()
+        f.debug_set()
+            .entries(self.iter().map(|b| format!("{b:02x}")))
+            .finish()
     }
 }
 
@@ -122,7 +124,10 @@ pub fn boundary_left(b: u8) -> bool {
 /// `- / _` (both sides).
 #[inline]
 pub fn boundary_right(b: u8) -> bool {
-    matches!(b, b'\n' | b'\r' | b'"' | b'\'' | b'=' | b'>' | b' ' | b'-' | b'/' | b'_')
+    matches!(
+        b,
+        b'\n' | b'\r' | b'"' | b'\'' | b'=' | b'>' | b' ' | b'-' | b'/' | b'_'
+    )
 }
 
 /// True if `b` counts as a boundary when consumed in the middle of a pattern
@@ -161,7 +166,9 @@ pub struct Gap {
 pub struct Part {
     /// The tokens, in order. Never empty. The compiler guarantees that every
     /// part holds at least two consecutive literal bytes (`Token::Byte` with
-    /// mask `0xff`), ClamAV's minimum static run.
+    /// mask `0xff`), ClamAV's minimum static run, with one exception: after
+    /// `::i` the letters of that run are case sets (`Token::Set` of the two
+    /// cases), checked before the case folding.
     pub tokens: Vec<Token>,
 }
 
@@ -320,6 +327,40 @@ impl HashAlgo {
             HashAlgo::Md5 => 16,
             HashAlgo::Sha1 => 20,
             HashAlgo::Sha256 => 32,
+        }
+    }
+}
+
+/// Writes the expression in ClamAV syntax, with every `&`/`|` pair in
+/// parentheses, so [`parse_expression`](crate::parse_expression) reads it
+/// back unchanged.
+impl std::fmt::Display for LogicalExpr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogicalExpr::Sub(n) => write!(f, "{n}"),
+            LogicalExpr::And(a, b) => write!(f, "({a}&{b})"),
+            LogicalExpr::Or(a, b) => write!(f, "({a}|{b})"),
+            LogicalExpr::Count {
+                inner,
+                op,
+                count,
+                distinct,
+            } => {
+                match **inner {
+                    LogicalExpr::Count { .. } => write!(f, "({inner})")?,
+                    _ => write!(f, "{inner}")?,
+                }
+                let op = match op {
+                    CountOp::Eq => '=',
+                    CountOp::Gt => '>',
+                    CountOp::Lt => '<',
+                };
+                write!(f, "{op}{count}")?;
+                if let Some(d) = distinct {
+                    write!(f, ",{d}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
