@@ -22,8 +22,12 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Full-scan storm control.
     pub full_scan: FullScanConfig,
-    /// The policy for VMs.
+    /// The policy for VMs without a group (or with an unknown one).
     pub policy: PolicyConfig,
+    /// Policies of named VM groups (`[groups.NAME]`), chosen by the group a
+    /// shim registers with. Each is a full policy: options it leaves out
+    /// take the built-in defaults, not the values of `[policy]`.
+    pub groups: std::collections::BTreeMap<String, PolicyConfig>,
     /// The durable outbox of events for the manager.
     pub outbox: OutboxConfig,
 }
@@ -60,6 +64,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             full_scan: FullScanConfig::default(),
             policy: PolicyConfig::default(),
+            groups: std::collections::BTreeMap::new(),
             outbox: OutboxConfig::default(),
         }
     }
@@ -69,8 +74,14 @@ impl Default for Config {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address for shims (gRPC).
+    /// Address for shims (gRPC over TCP).
     pub listen: SocketAddr,
+    /// A Unix socket for shims on this host, in addition to `listen`
+    /// (absent: none). A stale socket file is replaced.
+    pub unix_socket: Option<PathBuf>,
+    /// Address of the admin HTTP endpoint (`/metrics`, `/healthz`,
+    /// `POST /reload`). Absent: no admin endpoint.
+    pub admin_listen: Option<SocketAddr>,
     /// Largest gRPC message accepted, in bytes (bounds content chunks and
     /// unary `Scan` buffers).
     pub max_message_bytes: usize,
@@ -90,6 +101,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7411)),
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9411))),
+            unix_socket: None,
             max_message_bytes: 8 * 1024 * 1024,
             content_timeout_secs: 30,
             max_inflight_per_vm: 1024,
@@ -100,12 +113,24 @@ impl Default for ServerConfig {
 }
 
 /// Which signatures to load.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// Signature files, directories, containers or one compiled database.
     /// Empty: the bundled default database.
     pub paths: Vec<PathBuf>,
+    /// How often to check the paths for changes and reload, in seconds
+    /// (0 = only on SIGHUP or `POST /reload`).
+    pub watch_interval_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            paths: Vec::new(),
+            watch_interval_secs: 30,
+        }
+    }
 }
 
 /// Where detections go.
@@ -164,11 +189,21 @@ impl Default for LimitsConfig {
 pub struct FullScanConfig {
     /// VMs that may run a full scan at the same time on this host.
     pub max_concurrent: usize,
+    /// Ask every connected VM for a full scan this often, in hours
+    /// (0 = no scheduled scans).
+    pub every_hours: u64,
+    /// Each VM's scheduled scan starts at a random point within this many
+    /// minutes after the schedule fires, so VMs do not start together.
+    pub window_minutes: u64,
 }
 
 impl Default for FullScanConfig {
     fn default() -> Self {
-        FullScanConfig { max_concurrent: 2 }
+        FullScanConfig {
+            max_concurrent: 2,
+            every_hours: 0,
+            window_minutes: 60,
+        }
     }
 }
 
@@ -194,6 +229,11 @@ pub struct PolicyConfig {
     pub exclude_extensions: Vec<String>,
     /// Deny access on detection (false: report only).
     pub deny_on_detection: bool,
+    /// Send detections to the manager at once (false: with the next
+    /// heartbeat only, Deep Security's default behaviour).
+    pub notify_immediately: bool,
+    /// Share cached verdicts with other VMs of the same image.
+    pub share_cache: bool,
 }
 
 impl Default for PolicyConfig {
@@ -208,6 +248,8 @@ impl Default for PolicyConfig {
             exclude_globs: Vec::new(),
             exclude_extensions: Vec::new(),
             deny_on_detection: true,
+            notify_immediately: true,
+            share_cache: true,
         }
     }
 }

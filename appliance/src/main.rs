@@ -38,6 +38,15 @@ struct ServeArgs {
     /// The manager's URL (e.g. http://127.0.0.1:7412).
     #[arg(long)]
     manager: Option<String>,
+    /// Address of the admin endpoint (/metrics, /healthz, POST /reload).
+    #[arg(long, conflicts_with = "no_admin")]
+    admin_listen: Option<SocketAddr>,
+    /// Run without the admin endpoint.
+    #[arg(long)]
+    no_admin: bool,
+    /// Also serve shims on this Unix socket.
+    #[arg(long)]
+    unix_socket: Option<PathBuf>,
     /// Signature database: files, directories, containers or a compiled
     /// database (repeatable). Default: the bundled database.
     #[arg(short = 'd', long = "db")]
@@ -162,6 +171,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     }
     if let Some(m) = args.manager {
         config.manager.url = m;
+    }
+    if let Some(a) = args.admin_listen {
+        config.server.admin_listen = Some(a);
+    }
+    if args.no_admin {
+        config.server.admin_listen = None;
+    }
+    if let Some(u) = args.unix_socket {
+        config.server.unix_socket = Some(u);
     }
     if !args.db.is_empty() {
         config.database.paths = args.db;

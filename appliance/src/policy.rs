@@ -62,6 +62,16 @@ impl Policy {
         self.config.deny_on_detection
     }
 
+    /// True when detections go to the manager at once.
+    pub fn notify_immediately(&self) -> bool {
+        self.config.notify_immediately
+    }
+
+    /// True when cached verdicts may be shared with other VMs of the image.
+    pub fn share_cache(&self) -> bool {
+        self.config.share_cache
+    }
+
     /// Decides whether an event is scanned, or why not.
     pub fn check(&self, kind: EventKind, path: &str, size: u64) -> Result<(), Skip> {
         let on = match kind {
@@ -120,6 +130,52 @@ impl Policy {
             max_file_size: self.limits.max_file_size,
             deny_on_detection: c.deny_on_detection,
         }
+    }
+}
+
+/// The default policy and the policies of named groups.
+#[derive(Debug, Clone)]
+pub struct Policies {
+    default: std::sync::Arc<Policy>,
+    groups: std::collections::BTreeMap<String, std::sync::Arc<Policy>>,
+}
+
+impl Policies {
+    /// Compiles every policy of the configuration.
+    ///
+    /// # Errors
+    ///
+    /// An invalid policy, named in the message.
+    pub fn new(config: &crate::config::Config) -> Result<Self, String> {
+        let default =
+            std::sync::Arc::new(Policy::new(config.policy.clone(), config.limits.clone())?);
+        let mut groups = std::collections::BTreeMap::new();
+        for (name, p) in &config.groups {
+            let policy = Policy::new(p.clone(), config.limits.clone())
+                .map_err(|e| format!("groups.{name}: {e}"))?;
+            groups.insert(name.clone(), std::sync::Arc::new(policy));
+        }
+        Ok(Policies { default, groups })
+    }
+
+    /// The policy for a VM of `group` (the default one when the group is
+    /// empty or unknown).
+    pub fn for_group(&self, group: &str) -> std::sync::Arc<Policy> {
+        if group.is_empty() {
+            return self.default.clone();
+        }
+        match self.groups.get(group) {
+            Some(p) => p.clone(),
+            None => {
+                tracing::warn!(group, "unknown policy group; using the default policy");
+                self.default.clone()
+            }
+        }
+    }
+
+    /// The default policy.
+    pub fn default_policy(&self) -> &Policy {
+        &self.default
     }
 }
 

@@ -117,6 +117,15 @@ impl Registry {
             .filter(|s| !s.is_closed())
     }
 
+    /// Ids of the VMs with an open session.
+    pub fn connected(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, e)| e.stream.as_ref().is_some_and(|s| !s.is_closed()))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// The VM list for the heartbeat.
     pub fn vm_infos(&self) -> Vec<VmInfo> {
         self.lock()

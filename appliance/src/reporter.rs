@@ -104,14 +104,21 @@ impl Reporter {
     /// at once, unless immediate notification is off; other events travel
     /// with the next heartbeat.
     pub async fn report(&self, event: Event) {
-        let urgent = is_prompt(&event);
+        self.report_with(event, true).await;
+    }
+
+    /// Like [`Reporter::report`], with `notify` false keeping a prompt
+    /// event for the next heartbeat (a policy that reproduces
+    /// heartbeat-only reporting).
+    pub async fn report_with(&self, event: Event, notify: bool) {
+        let urgent = is_prompt(&event) && notify;
         match self.outbox.push(&event).await {
             Pushed::Stored { evicted } => {
-                self.stats
-                    .outbox_dropped
-                    .fetch_add(evicted, Ordering::Relaxed);
+                self.stats.outbox_dropped.inc_by(evicted);
             }
-            Pushed::Dropped => Stats::inc(&self.stats.outbox_dropped),
+            Pushed::Dropped => {
+                self.stats.outbox_dropped.inc();
+            }
             Pushed::InMemoryOnly => {}
         }
         if urgent && self.notify_immediately {
@@ -197,7 +204,7 @@ impl Reporter {
     pub async fn run(
         self: Arc<Self>,
         registry: Arc<Registry>,
-        database_version: impl Fn() -> String + Send + Sync,
+        status: impl Fn() -> (String, Vec<String>) + Send + Sync,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) {
         if self.client.is_none() {
@@ -205,7 +212,10 @@ impl Reporter {
         }
         let (stop_subscribe, subscribe_stopped) = tokio::sync::watch::channel(false);
         let subscriber = self.client.clone().map(|client| {
-            tokio::spawn(self.clone().subscribe_loop(client, registry.clone(), subscribe_stopped))
+            tokio::spawn(
+                self.clone()
+                    .subscribe_loop(client, registry.clone(), subscribe_stopped),
+            )
         });
         tokio::pin!(shutdown);
         let mut heartbeat = tokio::time::interval(self.heartbeat_interval);
@@ -224,7 +234,7 @@ impl Reporter {
                 _ = self.wake.notified() => {}
                 _ = retry => {}
                 _ = heartbeat.tick() => {
-                    if let Some(resp) = self.heartbeat_once(&registry, &database_version(), Vec::new()).await {
+                    if let Some(resp) = { let (version, problems) = status(); self.heartbeat_once(&registry, &version, problems).await } {
                         self.apply_commands(&registry, resp);
                     }
                 }
@@ -244,7 +254,10 @@ impl Reporter {
         }
         if self.client.is_some() && self.pending().await > 0 {
             let _ = self.notify_once().await;
-            let _ = self.heartbeat_once(&registry, &database_version(), Vec::new()).await;
+            let _ = {
+                let (version, problems) = status();
+                self.heartbeat_once(&registry, &version, problems).await
+            };
         }
     }
 
@@ -259,8 +272,9 @@ impl Reporter {
     ) {
         let mut backoff = Backoff::new();
         loop {
-            let req =
-                giva_proto::manager::SubscribeRequest { appliance_id: self.appliance_id.clone() };
+            let req = giva_proto::manager::SubscribeRequest {
+                appliance_id: self.appliance_id.clone(),
+            };
             let attempt = async {
                 let mut stream = client.subscribe(req).await?.into_inner();
                 while let Some(cmd) = stream.message().await? {
@@ -313,13 +327,7 @@ impl Backoff {
     fn next_delay(&mut self) -> Duration {
         let base_ms = 50u64.saturating_mul(1 << self.attempt.min(10)).min(30_000);
         self.attempt = self.attempt.saturating_add(1);
-        // Jitter from the clock's low bits: enough to spread retries of many
-        // appliances, without a random-number dependency.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| u64::from(d.subsec_nanos()))
-            .unwrap_or(0);
-        let jitter = nanos % (base_ms / 2 + 1);
+        let jitter = fastrand::u64(0..=base_ms / 2);
         Duration::from_millis(base_ms / 2 + jitter)
     }
 }

@@ -49,6 +49,18 @@ impl Signatures {
     pub fn version(&self) -> String {
         self.current.load().database.version().to_string()
     }
+
+    /// Builds the engine for `database` and puts it in service. Scans that
+    /// hold the previous snapshot finish on it.
+    ///
+    /// # Errors
+    ///
+    /// The engine cannot be built; the database in service stays.
+    pub fn replace(&self, database: Database) -> Result<(), giva_engine::BuildError> {
+        let engine = Engine::new(&database)?;
+        self.current.store(Arc::new(Loaded { database, engine }));
+        Ok(())
+    }
 }
 
 /// Scan options derived from the configured limits.

@@ -72,7 +72,7 @@ impl ShimService for ShimGrpc {
         app.reporter.report(ev).await;
         Ok(Response::new(RegisterResponse {
             session_id,
-            policy: Some(app.policy.to_wire()),
+            policy: Some(app.policies.for_group(&vm.group).to_wire()),
             database_version: app.signatures.version(),
             appliance_id: app.reporter.appliance_id().to_string(),
         }))
@@ -96,13 +96,14 @@ impl ShimService for ShimGrpc {
         check_field("name", &req.name)?;
         let app = self.0.clone();
         let loaded = app.signatures.current();
-        let opts = scan_options(app.policy.limits());
+        let policy = app.policies.default_policy();
+        let opts = scan_options(policy.limits());
         let data = req.data;
         let size = data.len() as u64;
-        if app.policy.limits().max_file_size != 0 && size > app.policy.limits().max_file_size {
+        if policy.limits().max_file_size != 0 && size > policy.limits().max_file_size {
             return Err(Status::resource_exhausted(format!(
                 "buffer of {size} bytes is larger than the {} byte limit",
-                app.policy.limits().max_file_size
+                policy.limits().max_file_size
             )));
         }
         let engine = loaded.engine.clone();
@@ -112,7 +113,7 @@ impl ShimService for ShimGrpc {
         let verdict = verdict_for(
             0,
             &result,
-            app.policy.deny_on_detection(),
+            policy.deny_on_detection(),
             loaded.database.version(),
         );
         if verdict.kind == VerdictKind::Deny as i32 {

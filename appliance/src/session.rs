@@ -26,7 +26,7 @@ use crate::Appliance;
 use crate::policy::Skip;
 use crate::registry::{AttachError, Registry, SessionSender};
 use crate::scan::{scan_options, simple_verdict, verdict_for};
-use crate::stats::Stats;
+use crate::stats::{Stats, verdict};
 
 /// Messages buffered towards one VM.
 pub const OUT_BUFFER: usize = 256;
@@ -103,13 +103,22 @@ pub async fn open(
     tokio::spawn(
         async move {
             info!("session opened");
-            let mut session = Session { app: app.clone(), vm, tx: tx.clone(), files: HashMap::new(), slots: HashMap::new() };
+            app.stats.sessions.inc();
+            let mut session = Session {
+                policy: app.policies.for_group(&vm.group),
+                app: app.clone(),
+                vm,
+                tx: tx.clone(),
+                files: HashMap::new(),
+                slots: HashMap::new(),
+            };
             let result = session.run(&mut inbound).await;
             if let Err(status) = result {
                 warn!(code = ?status.code(), error = %status.message(), "session ended by protocol error");
                 let _ = tx.send(Err(status)).await;
             }
             app.registry.detach(&session_id);
+            app.stats.sessions.dec();
             info!("session closed");
         }
         .instrument(span),
@@ -119,6 +128,7 @@ pub async fn open(
 
 struct Session {
     app: Arc<Appliance>,
+    policy: Arc<crate::policy::Policy>,
     vm: VmIdentity,
     tx: SessionSender,
     files: HashMap<u64, InFlight>,
@@ -225,7 +235,7 @@ impl Session {
     }
 
     async fn on_event(&mut self, ev: FileEvent) -> Result<(), Status> {
-        Stats::inc(&self.app.stats.events);
+        self.app.stats.events.inc();
         let limits = &self.app.config.server;
         if ev.path.is_empty() {
             return Err(Status::invalid_argument(format!(
@@ -270,7 +280,7 @@ impl Session {
             );
             return self.verdict_now(v).await;
         }
-        match self.app.policy.check(kind, &ev.path, identity.size) {
+        match self.policy.check(kind, &ev.path, identity.size) {
             Ok(()) => {}
             Err(skip) => {
                 let (reason, text) = match skip {
@@ -290,7 +300,7 @@ impl Session {
                 return self.verdict_now(v).await;
             }
         }
-        Stats::inc(&self.app.stats.cache_misses);
+        self.app.stats.cache_misses.inc();
         let (tx, rx) = mpsc::channel(CHUNK_BUFFER);
         self.files.insert(
             ev.seq,
@@ -300,7 +310,10 @@ impl Session {
                 size: identity.size,
             },
         );
+        self.app.stats.inflight.inc();
         let task = FileTask {
+            started: std::time::Instant::now(),
+            policy: self.policy.clone(),
             app: self.app.clone(),
             vm: self.vm.clone(),
             out: self.tx.clone(),
@@ -412,17 +425,19 @@ impl Session {
 }
 
 fn count_verdict(stats: &Stats, v: &Verdict) {
-    let c = match VerdictKind::try_from(v.kind) {
-        Ok(VerdictKind::Allow) => &stats.allow,
-        Ok(VerdictKind::Deny) => &stats.deny,
-        Ok(VerdictKind::NotScanned) => &stats.not_scanned,
-        _ => &stats.error,
-    };
-    Stats::inc(c);
+    stats.verdict(match VerdictKind::try_from(v.kind) {
+        Ok(VerdictKind::Allow) => verdict::ALLOW,
+        Ok(VerdictKind::Deny) => verdict::DENY,
+        Ok(VerdictKind::NotScanned) => verdict::NOT_SCANNED,
+        _ => verdict::ERROR,
+    });
 }
 
 /// Scans one file's content as it arrives and answers with its verdict.
 struct FileTask {
+    /// When the event arrived.
+    started: std::time::Instant,
+    policy: Arc<crate::policy::Policy>,
     app: Arc<Appliance>,
     vm: VmIdentity,
     out: SessionSender,
@@ -432,11 +447,17 @@ struct FileTask {
     blocking: bool,
 }
 
+impl Drop for FileTask {
+    fn drop(&mut self) {
+        self.app.stats.inflight.dec();
+    }
+}
+
 impl FileTask {
     async fn run(self, mut rx: mpsc::Receiver<FileInput>) {
         let loaded = self.app.signatures.current();
         let version = loaded.database.version().to_string();
-        let opts = scan_options(self.app.policy.limits());
+        let opts = scan_options(self.policy.limits());
         let mut scanner = loaded.engine.scanner(opts);
         scanner.reset(Some(self.size));
         let mut scanner = Some(scanner);
@@ -452,10 +473,7 @@ impl FileTask {
                 FileInput::Last(d) => (d, true),
                 FileInput::Failed(reason) => break Some(reason),
             };
-            self.app
-                .stats
-                .bytes_scanned
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            self.app.stats.bytes_scanned.inc_by(data.len() as u64);
             // Scanning is CPU work: keep it off the async threads.
             let Some(mut s) = scanner.take() else {
                 break Some("scanner lost".to_string());
@@ -499,7 +517,7 @@ impl FileTask {
                         return self.answer(v).await;
                     }
                 };
-                let deny = self.app.policy.deny_on_detection();
+                let deny = self.policy.deny_on_detection();
                 let v = verdict_for(self.seq, &result, deny, &version);
                 if result.is_infected() {
                     self.report_detection(&v, deny && self.blocking, &version)
@@ -527,11 +545,15 @@ impl FileTask {
             Action::Reported
         } as i32;
         ev.database_version = version.to_string();
-        self.app.reporter.report(ev).await;
+        self.app
+            .reporter
+            .report_with(ev, self.policy.notify_immediately())
+            .await;
     }
 
     async fn answer(&self, v: Verdict) {
         count_verdict(&self.app.stats, &v);
+        self.app.stats.latency("scan", self.started.elapsed());
         let _ = self.out.send(msg(appliance_message::Msg::Verdict(v))).await;
     }
 }

@@ -1,51 +1,182 @@
-//! Counters of the appliance since it started.
+//! The appliance's counters, exported as Prometheus metrics on the admin
+//! endpoint (`/metrics`) and summarized in every heartbeat.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use giva_proto::manager::ApplianceStats;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
-/// Lock-free counters, shared by every session.
-#[derive(Debug, Default)]
+type Labels = Vec<(String, String)>;
+
+/// Verdict outcomes, as the `kind` label of `giva_verdicts_total`.
+pub mod verdict {
+    /// Allowed.
+    pub const ALLOW: &str = "allow";
+    /// Denied.
+    pub const DENY: &str = "deny";
+    /// Failed.
+    pub const ERROR: &str = "error";
+    /// Not scanned (a limit or an exclusion).
+    pub const NOT_SCANNED: &str = "not_scanned";
+}
+
+/// Every metric of the appliance.
+#[derive(Debug)]
 pub struct Stats {
     /// File events received.
-    pub events: AtomicU64,
+    pub events: Counter,
     /// Content bytes scanned.
-    pub bytes_scanned: AtomicU64,
-    /// ALLOW verdicts.
-    pub allow: AtomicU64,
-    /// DENY verdicts.
-    pub deny: AtomicU64,
-    /// ERROR verdicts.
-    pub error: AtomicU64,
-    /// NOT_SCANNED verdicts.
-    pub not_scanned: AtomicU64,
+    pub bytes_scanned: Counter,
+    /// Verdicts, by kind.
+    pub verdicts: Family<Labels, Counter>,
     /// Verdicts answered from the cache.
-    pub cache_hits: AtomicU64,
+    pub cache_hits: Counter,
     /// Verdicts that needed a scan.
-    pub cache_misses: AtomicU64,
+    pub cache_misses: Counter,
     /// Low-value events dropped from the outbox.
-    pub outbox_dropped: AtomicU64,
+    pub outbox_dropped: Counter,
+    /// Files whose content is being received or scanned.
+    pub inflight: Gauge,
+    /// Open shim sessions.
+    pub sessions: Gauge,
+    /// Time from event to verdict, by source (`cache` or `scan`).
+    pub verdict_seconds: Family<Labels, Histogram>,
+    /// The database in service, as a label (value 1).
+    pub database: Family<Labels, Gauge>,
+    /// Database reloads, by result (`ok` or `failed`).
+    pub reloads: Family<Labels, Counter>,
+    registry: Registry,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Stats {
-    /// Adds one to a counter.
-    pub fn inc(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// Fresh metrics, registered under the `giva_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("giva");
+        let s = Stats {
+            events: Counter::default(),
+            bytes_scanned: Counter::default(),
+            verdicts: Family::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            outbox_dropped: Counter::default(),
+            inflight: Gauge::default(),
+            sessions: Gauge::default(),
+            verdict_seconds: Family::new_with_constructor(|| {
+                // 50 µs .. ~26 s
+                Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                    0.000_05, 2.0, 20,
+                ))
+            }),
+            database: Family::default(),
+            reloads: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("events", "File events received", s.events.clone());
+        registry.register(
+            "scanned_bytes",
+            "Content bytes scanned",
+            s.bytes_scanned.clone(),
+        );
+        registry.register("verdicts", "Verdicts by kind", s.verdicts.clone());
+        registry.register(
+            "cache_hits",
+            "Verdicts answered from the cache",
+            s.cache_hits.clone(),
+        );
+        registry.register(
+            "cache_misses",
+            "Verdicts that needed a scan",
+            s.cache_misses.clone(),
+        );
+        registry.register(
+            "outbox_dropped",
+            "Low-value events dropped because the outbox quota was reached",
+            s.outbox_dropped.clone(),
+        );
+        registry.register(
+            "inflight_files",
+            "Files being received or scanned",
+            s.inflight.clone(),
+        );
+        registry.register("sessions", "Open shim sessions", s.sessions.clone());
+        registry.register(
+            "verdict_latency_seconds",
+            "Time from file event to verdict",
+            s.verdict_seconds.clone(),
+        );
+        registry.register(
+            "database_info",
+            "The signature database in service",
+            s.database.clone(),
+        );
+        registry.register(
+            "database_reloads",
+            "Database reloads by result",
+            s.reloads.clone(),
+        );
+        Stats { registry, ..s }
+    }
+
+    /// Counts one verdict of `kind` (see [`verdict`]).
+    pub fn verdict(&self, kind: &str) {
+        self.verdicts
+            .get_or_create(&vec![("kind".to_string(), kind.to_string())])
+            .inc();
+    }
+
+    /// Records how long a verdict took; `source` is `cache` or `scan`.
+    pub fn latency(&self, source: &str, took: Duration) {
+        self.verdict_seconds
+            .get_or_create(&vec![("source".to_string(), source.to_string())])
+            .observe(took.as_secs_f64());
+    }
+
+    /// Marks `version` as the database in service.
+    pub fn set_database(&self, version: &str) {
+        self.database.clear();
+        self.database
+            .get_or_create(&vec![("version".to_string(), version.to_string())])
+            .set(1);
+    }
+
+    fn verdict_count(&self, kind: &str) -> u64 {
+        self.verdicts
+            .get_or_create(&vec![("kind".to_string(), kind.to_string())])
+            .get()
     }
 
     /// A snapshot for the heartbeat.
     pub fn snapshot(&self) -> ApplianceStats {
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         ApplianceStats {
-            events: g(&self.events),
-            bytes_scanned: g(&self.bytes_scanned),
-            verdicts_allow: g(&self.allow),
-            verdicts_deny: g(&self.deny),
-            verdicts_error: g(&self.error),
-            verdicts_not_scanned: g(&self.not_scanned),
-            cache_hits: g(&self.cache_hits),
-            cache_misses: g(&self.cache_misses),
-            outbox_dropped: g(&self.outbox_dropped),
+            events: self.events.get(),
+            bytes_scanned: self.bytes_scanned.get(),
+            verdicts_allow: self.verdict_count(verdict::ALLOW),
+            verdicts_deny: self.verdict_count(verdict::DENY),
+            verdicts_error: self.verdict_count(verdict::ERROR),
+            verdicts_not_scanned: self.verdict_count(verdict::NOT_SCANNED),
+            cache_hits: self.cache_hits.get(),
+            cache_misses: self.cache_misses.get(),
+            outbox_dropped: self.outbox_dropped.get(),
         }
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.registry) {
+            out = format!("# cannot encode metrics: {e}\n");
+        }
+        out
     }
 }

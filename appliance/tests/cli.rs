@@ -1,0 +1,268 @@
+//! The `giva` binary as a user runs it: `scan`, `db`, `serve`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+const EICAR: &[u8] = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+fn giva(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_giva"))
+        .args(args)
+        .output()
+        .expect("run giva")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn guest_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("eicar.com"), EICAR).expect("write");
+    std::fs::write(dir.path().join("clean.txt"), b"nothing to see here\n").expect("write");
+    std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+    std::fs::write(dir.path().join("sub/eicar2.com"), EICAR).expect("write");
+    dir
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn scan_prints_clamscan_lines_summary_and_exit_codes() {
+    let dir = guest_dir();
+    let out = giva(&["scan", p(dir.path())]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{}: Eicar-Test-Signature FOUND",
+            dir.path().join("eicar.com").display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{}: OK", dir.path().join("clean.txt").display())),
+        "{text}"
+    );
+    assert!(
+        !text.contains("eicar2.com"),
+        "no recursion without -r: {text}"
+    );
+    assert!(
+        text.contains("----------- SCAN SUMMARY -----------"),
+        "{text}"
+    );
+    assert!(text.contains("Infected files: 1"), "{text}");
+
+    let out = giva(&["scan", "-r", "-i", "--no-summary", p(dir.path())]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text.lines().count(),
+        2,
+        "only the two infected files: {text}"
+    );
+    assert!(
+        text.contains("eicar2.com: Eicar-Test-Signature FOUND"),
+        "{text}"
+    );
+
+    let clean = dir.path().join("clean.txt");
+    assert_eq!(giva(&["scan", p(&clean)]).status.code(), Some(0));
+    let missing = giva(&["scan", "/nonexistent/giva-test"]);
+    assert_eq!(missing.status.code(), Some(2), "{}", stdout(&missing));
+    assert!(stdout(&missing).contains("/nonexistent/giva-test: ERROR"));
+}
+
+#[test]
+fn scan_json_and_allmatch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let both = dir.path().join("both.bin");
+    std::fs::write(&both, EICAR).expect("write");
+    let out = giva(&["scan", "--json", "--allmatch", p(&both)]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = stdout(&out);
+    let v: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON object");
+    assert_eq!(v["status"], "found");
+    let sigs: Vec<&str> = v["signatures"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|s| s.as_str())
+        .collect();
+    assert!(
+        sigs.contains(&"Eicar-Test-Signature") && sigs.contains(&"Eicar-Signature"),
+        "{sigs:?}"
+    );
+}
+
+#[test]
+fn db_compile_info_verify_and_scan_with_the_compiled_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("mine.ndb");
+    std::fs::write(&src, "My.Marker:0:*:4d592d4d41524b4552\n").expect("write");
+    let out_db = dir.path().join("site.gdb");
+    let c = giva(&["db", "compile", "-o", p(&out_db), p(&src)]);
+    assert_eq!(
+        c.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&c.stderr)
+    );
+    let info = giva(&["db", "info", p(&out_db)]);
+    assert_eq!(info.status.code(), Some(0));
+    assert!(stdout(&info).contains("version:"), "{}", stdout(&info));
+    let verify = giva(&["db", "verify", p(&out_db)]);
+    assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
+
+    let sample = dir.path().join("sample.bin");
+    std::fs::write(&sample, b"\x00\x01 MY-MARKER here").expect("write");
+    let scan = giva(&["scan", "-d", p(&out_db), p(&sample)]);
+    assert_eq!(scan.status.code(), Some(1), "{}", stdout(&scan));
+    assert!(
+        stdout(&scan).contains("My.Marker.UNOFFICIAL FOUND"),
+        "{}",
+        stdout(&scan)
+    );
+
+    // A flipped byte in the payload is caught by verify and refused by scan.
+    let mut bytes = std::fs::read(&out_db).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&out_db, &bytes).expect("write");
+    let verify = giva(&["db", "verify", p(&out_db)]);
+    assert_eq!(verify.status.code(), Some(1), "{}", stdout(&verify));
+    assert!(stdout(&verify).contains("FAILED"));
+    let scan = giva(&["scan", "-d", p(&out_db), p(&sample)]);
+    assert_eq!(scan.status.code(), Some(2));
+
+    // A bad signature file is refused with file, line and reason.
+    let bad = dir.path().join("bad.ndb");
+    std::fs::write(&bad, "Good:0:*:41424344\nBad.Sig:0:*:4546{-4}4a\n").expect("write");
+    let c = giva(&["db", "compile", "-o", p(&dir.path().join("x.gdb")), p(&bad)]);
+    assert_eq!(c.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&c.stderr);
+    assert!(
+        err.contains("bad.ndb") && err.contains("line 2") && err.contains("Bad.Sig"),
+        "{err}"
+    );
+}
+
+#[test]
+fn print_config_round_trips() {
+    let out = giva(&["serve", "--print-config"]);
+    assert_eq!(out.status.code(), Some(0));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("giva.toml");
+    std::fs::write(&cfg, &out.stdout).expect("write");
+    let again = giva(&["serve", "--config", p(&cfg), "--print-config"]);
+    assert_eq!(stdout(&again), stdout(&out));
+    std::fs::write(&cfg, "[server]\nlisten = 'not an address'\n").expect("write");
+    let bad = giva(&["serve", "--config", p(&cfg)]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("giva.toml"));
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A detection is on disk before the guest gets DENY: a SIGKILL right after
+/// the verdict loses nothing, and the restarted appliance delivers it.
+#[test]
+fn sigkill_after_deny_loses_no_detection() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (aport, mport) = (free_port(), free_port());
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_giva"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{aport}"),
+                "--manager",
+                &format!("http://127.0.0.1:{mport}"),
+                "--data-dir",
+                p(dir.path()),
+                "--no-admin",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start giva serve")
+    };
+    let mut child = start();
+    let guest = guest_dir();
+    let vm = giva_proto::shim::VmIdentity {
+        vm_id: "vm-kill".into(),
+        ..Default::default()
+    };
+    let config = giva_shim::scan::ScanConfig::new(
+        format!("http://127.0.0.1:{aport}"),
+        vm,
+        vec![guest.path().to_path_buf()],
+    );
+    let summary = rt.block_on(async {
+        for _ in 0..100 {
+            if let Ok(s) = giva_shim::scan::run(&config, |_| {}, |_, _| {}).await {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the appliance did not come up");
+    });
+    assert_eq!(summary.infected, 2);
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+
+    let mut restarted = start();
+    let stored = rt.block_on(async {
+        let store = giva_manager::store::SqliteStore::open(&dir.path().join("m.sqlite"))
+            .await
+            .expect("store");
+        let manager = giva_manager::Manager::new(std::sync::Arc::new(store));
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", mport))
+            .await
+            .expect("bind manager");
+        let m = manager.clone();
+        let server = tokio::spawn(giva_manager::serve(m, listener, std::future::pending()));
+        let filter = giva_manager::store::EventFilter {
+            limit: 1000,
+            ..Default::default()
+        };
+        let detections = || async {
+            let mut all = manager.store().events(&filter).await.expect("events");
+            all.retain(|e| {
+                e.event
+                    .as_ref()
+                    .is_some_and(|e| e.kind == giva_proto::manager::EventKind::Detection as i32)
+            });
+            all
+        };
+        for _ in 0..300 {
+            if detections().await.len() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Let a duplicate arrive, if one were coming.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let found = detections().await;
+        server.abort();
+        found
+    });
+    let _ = restarted.kill();
+    let _ = restarted.wait();
+    assert_eq!(
+        stored.len(),
+        2,
+        "both detections delivered once after the restart: {stored:?}"
+    );
+}

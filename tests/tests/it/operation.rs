@@ -1,0 +1,139 @@
+//! Operating the appliance: metrics, health, reload, configuration.
+
+use std::time::Duration;
+
+use giva_appliance::config::Config;
+
+use crate::common::{EICAR, shim_scan, start_appliance, test_config, write};
+
+async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect admin");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.expect("read");
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_health_and_reload_over_the_admin_endpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("sigs");
+    std::fs::create_dir(&db).expect("mkdir");
+    std::fs::write(
+        db.join("a.ndb"),
+        "Test.Alpha:0:*:414c5048412d4d41524b4552\n",
+    )
+    .expect("write");
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let admin_addr = admin.local_addr().expect("addr");
+    drop(admin);
+    let mut config = test_config();
+    config.database.paths = vec![db.clone()];
+    config.database.watch_interval_secs = 0;
+    config.server.admin_listen = Some(admin_addr);
+    let (appliance, app) = start_appliance(config).await;
+
+    let guest = dir.path().join("guest");
+    std::fs::create_dir(&guest).expect("mkdir");
+    write(&guest, "alpha.bin", b"\x00\x01ALPHA-MARKER and more");
+    write(&guest, "beta.bin", b"\x00\x01BETA-MARKER and more");
+    let s = shim_scan(&appliance.url(), "vm-ops", &guest).await;
+    assert_eq!(s.infected, 1);
+
+    let (code, body) = http(admin_addr, "GET", "/metrics").await;
+    assert_eq!(code, 200);
+    for needle in [
+        "giva_events_total 2",
+        "giva_verdicts_total{kind=\"deny\"} 1",
+        "giva_verdicts_total{kind=\"allow\"} 1",
+        "giva_verdict_latency_seconds_count{source=\"scan\"} 2",
+        "giva_sessions 0",
+        "giva_database_info{version=",
+    ] {
+        assert!(body.contains(needle), "metrics lack {needle}:\n{body}");
+    }
+    let v1 = app.signatures.version();
+
+    // A good new database is swapped in; the new signature applies.
+    std::fs::write(db.join("b.ndb"), "Test.Beta:0:*:424554412d4d41524b4552\n").expect("write");
+    let (code, body) = http(admin_addr, "POST", "/reload").await;
+    assert_eq!(code, 200, "{body}");
+    assert_ne!(app.signatures.version(), v1);
+    let s = shim_scan(&appliance.url(), "vm-ops", &guest).await;
+    assert_eq!(s.infected, 2);
+
+    // A bad one is refused and the previous one stays in service.
+    let v2 = app.signatures.version();
+    std::fs::write(db.join("c.ndb"), "Broken:0:*:41\n").expect("write");
+    let (code, body) = http(admin_addr, "POST", "/reload").await;
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("c.ndb"), "the error names the file: {body}");
+    assert_eq!(app.signatures.version(), v2);
+    let (_, health) = http(admin_addr, "GET", "/healthz").await;
+    assert!(health.starts_with("degraded"), "{health}");
+    let s = shim_scan(&appliance.url(), "vm-ops", &guest).await;
+    assert_eq!(s.infected, 2, "still scanning with the previous database");
+    let (_, metrics) = http(admin_addr, "GET", "/metrics").await;
+    assert!(
+        metrics.contains("giva_database_reloads_total{result=\"failed\"} 1"),
+        "{metrics}"
+    );
+    appliance.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_changes_are_picked_up_by_the_watcher() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("sigs.ndb");
+    std::fs::write(&db, "Test.Alpha:0:*:414c5048412d4d41524b4552\n").expect("write");
+    let mut config = test_config();
+    config.database.paths = vec![db.clone()];
+    config.database.watch_interval_secs = 1;
+    let (appliance, app) = start_appliance(config).await;
+    let v1 = app.signatures.version();
+    std::fs::write(
+        &db,
+        "Test.Alpha:0:*:414c5048412d4d41524b4552\nTest.Beta:0:*:424554412d4d41524b4552\n",
+    )
+    .expect("write");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.signatures.version() == v1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_ne!(
+        app.signatures.version(),
+        v1,
+        "the watcher reloaded the changed file: {:?}",
+        app.problems()
+    );
+    let guest = tempfile::tempdir().expect("tempdir");
+    write(guest.path(), "beta.bin", b"\x00\x01BETA-MARKER and more");
+    write(guest.path(), "eicar.com", EICAR);
+    let s = shim_scan(&appliance.url(), "vm-watch", guest.path()).await;
+    assert_eq!(s.infected, 1, "beta found; EICAR is not in this database");
+    appliance.stop().await;
+}
+
+#[test]
+fn printed_default_config_parses_back_to_the_defaults() {
+    let text = Config::default().to_toml();
+    let parsed: Config = toml::from_str(&text).expect("defaults parse");
+    assert_eq!(parsed, Config::default());
+    let bad = toml::from_str::<Config>("[server]\nlisten_typo = 1\n");
+    assert!(bad.is_err(), "unknown keys are refused");
+}
