@@ -30,7 +30,6 @@ use std::time::Duration;
 use giva_proto::shim::shim_service_server::ShimServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 
 use crate::config::Config;
@@ -327,7 +326,10 @@ pub async fn serve(
     let addr = listener.local_addr().ok();
     info!(?addr, database = %app.signatures.version(), "appliance serving");
     let tcp = router()
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), draining(app.clone()));
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            draining(app.clone()),
+        );
     let unix = match &app.config.server.unix_socket {
         Some(path) => {
             let l = bind_unix(path)?;

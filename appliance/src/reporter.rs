@@ -229,21 +229,26 @@ impl Reporter {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
+            let retry_due = tokio::select! {
                 _ = &mut shutdown => break,
-                _ = self.wake.notified() => {}
-                _ = retry => {}
+                _ = self.wake.notified() => false,
+                _ = retry => true,
                 _ = heartbeat.tick() => {
-                    if let Some(resp) = { let (version, problems) = status(); self.heartbeat_once(&registry, &version, problems).await } {
+                    let (version, problems) = status();
+                    if let Some(resp) = self.heartbeat_once(&registry, &version, problems).await {
                         self.apply_commands(&registry, resp);
                     }
+                    false
                 }
-            }
+            };
             if self.notify_immediately {
                 if self.notify_once().await {
                     backoff.reset();
                     retry_at = None;
-                } else {
+                } else if retry_due || retry_at.is_none() {
+                    // Only a failed retry grows the backoff: new events that
+                    // arrive while the manager is away try once and leave the
+                    // scheduled retry where it is.
                     retry_at = Some(tokio::time::Instant::now() + backoff.next_delay());
                 }
             }
@@ -309,7 +314,8 @@ impl Reporter {
     }
 }
 
-/// Exponential backoff with jitter, from 50 ms up to 30 s.
+/// Exponential backoff with jitter, from 50 ms up to 5 s (so delivery
+/// resumes within seconds of the manager's return).
 #[derive(Debug)]
 struct Backoff {
     attempt: u32,
@@ -325,7 +331,7 @@ impl Backoff {
     }
 
     fn next_delay(&mut self) -> Duration {
-        let base_ms = 50u64.saturating_mul(1 << self.attempt.min(10)).min(30_000);
+        let base_ms = 50u64.saturating_mul(1 << self.attempt.min(10)).min(5_000);
         self.attempt = self.attempt.saturating_add(1);
         let jitter = fastrand::u64(0..=base_ms / 2);
         Duration::from_millis(base_ms / 2 + jitter)

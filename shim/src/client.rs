@@ -53,13 +53,27 @@ pub enum ClientError {
 ///
 /// A bad URL or an unreachable appliance.
 pub async fn connect(url: &str) -> Result<ShimServiceClient<Channel>, ClientError> {
+    Ok(ShimServiceClient::new(channel(url).await?).max_decoding_message_size(64 * 1024 * 1024))
+}
+
+/// Opens a connection (one HTTP/2 channel) to an appliance.
+///
+/// # Errors
+///
+/// A bad URL or an unreachable appliance.
+pub async fn channel(url: &str) -> Result<Channel, ClientError> {
     let endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|e| ClientError::BadUrl {
             url: url.to_string(),
             reason: e.to_string(),
         })?
         .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        // Notice a vanished appliance (host gone, cable cut) within seconds,
+        // so that held accesses are decided by policy at once.
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
     let channel = endpoint
         .connect()
         .await
@@ -67,7 +81,7 @@ pub async fn connect(url: &str) -> Result<ShimServiceClient<Channel>, ClientErro
             url: url.to_string(),
             reason: source_chain(&e),
         })?;
-    Ok(ShimServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+    Ok(channel)
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {

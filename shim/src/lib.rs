@@ -1,7 +1,12 @@
 //! The giva guest shim: the thin agent in each guest VM.
 //!
 //! - [`client`]: registration and the session stream to the appliance.
+//! - [`watch`]: the on-access watcher behind `giva-shim watch`: fanotify
+//!   permission events ([`fanotify`]) or the inotify fallback
+//!   ([`fallback`]), feeding the reconnecting [`link`] to the appliance
+//!   under the appliance's [`policy`].
 //! - [`scan`]: the full-scan walker behind `giva-shim scan`.
+//! - [`load`]: the load generator behind `giva-shim load`.
 //!
 //! The shim never links the scan engine: it only reports file events and
 //! streams content on request.
@@ -9,4 +14,13 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod fallback;
+#[cfg(target_os = "linux")]
+pub mod fanotify;
+mod fullscan;
+pub mod link;
+pub mod load;
+pub mod policy;
 pub mod scan;
+pub mod shutdown;
+pub mod watch;

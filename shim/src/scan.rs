@@ -38,6 +38,8 @@ pub struct ScanConfig {
     /// Give up when the appliance sends nothing for this long while files
     /// are in flight.
     pub idle_timeout: Duration,
+    /// Threads walking the file system at once.
+    pub walkers: usize,
 }
 
 impl ScanConfig {
@@ -49,6 +51,7 @@ impl ScanConfig {
             paths,
             concurrency: 16,
             idle_timeout: Duration::from_secs(120),
+            walkers: 4,
         }
     }
 }
@@ -142,22 +145,15 @@ pub async fn run(
     .await?;
     wait_for_slot(&mut session.rx, scan_id).await?;
 
-    let (files, walk_errors) = walk(&config.paths);
-    let total = (files.len() + walk_errors.len()) as u64;
+    // The walk runs on its own threads and feeds a bounded queue, so the
+    // first files are sent at once and memory stays bounded however large
+    // the tree is.
+    let (found_tx, mut found_rx) = mpsc::channel::<Found>(WALK_QUEUE);
+    spawn_walkers(&config.paths, config.walkers, found_tx);
+    let mut walking = true;
+    let mut ready: Option<Found> = None;
+    let mut total = 0u64;
     let mut summary = Summary::default();
-    for (path, reason) in walk_errors {
-        let r = FileResult {
-            path,
-            status: "error",
-            signatures: vec![],
-            reason,
-            from_cache: false,
-        };
-        summary.scanned += 1;
-        summary.failed += 1;
-        on_result(&r);
-    }
-    let mut queue: VecDeque<PathBuf> = files.into();
     let mut pending: HashMap<u64, Pending> = HashMap::new();
     let mut next_seq = 1u64;
     let (readers_tx, mut readers_rx) = mpsc::channel::<(u64, String)>(64);
@@ -165,7 +161,34 @@ pub async fn run(
     loop {
         // Keep `concurrency` files in flight.
         while pending.len() < config.concurrency.max(1) {
-            let Some(path) = queue.pop_front() else { break };
+            let next = match ready.take() {
+                Some(found) => Ok(found),
+                None if walking => found_rx.try_recv(),
+                None => break,
+            };
+            let path = match next {
+                Ok(Found::File(p)) => p,
+                Ok(Found::Error(path, reason)) => {
+                    total += 1;
+                    let r = FileResult {
+                        path,
+                        status: "error",
+                        signatures: vec![],
+                        reason,
+                        from_cache: false,
+                    };
+                    summary.scanned += 1;
+                    summary.failed += 1;
+                    on_result(&r);
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    walking = false;
+                    break;
+                }
+            };
+            total += 1;
             let seq = next_seq;
             next_seq += 1;
             match identity(&path, &image_id) {
@@ -196,11 +219,19 @@ pub async fn run(
                 }
             }
         }
-        if pending.is_empty() && queue.is_empty() {
+        if pending.is_empty() && !walking {
             break;
         }
         let incoming = tokio::select! {
-            m = tokio::time::timeout(config.idle_timeout, session.rx.message()) => m,
+            m = tokio::time::timeout(config.idle_timeout, session.rx.message()), if !pending.is_empty() => m,
+            // Wait for the walk when nothing is in flight.
+            found = found_rx.recv(), if pending.is_empty() && walking => {
+                match found {
+                    Some(found) => ready = Some(found),
+                    None => walking = false,
+                }
+                continue;
+            }
             Some((seq, reason)) = readers_rx.recv() => {
                 // A reader failed; tell the appliance so it can answer.
                 send(&tx, guest_message::Msg::ContentError(ContentError { seq, reason })).await?;
@@ -267,10 +298,22 @@ pub async fn run(
         }),
     )
     .await?;
+    // Close our side and wait for the appliance to close its own: dropping
+    // the response stream at once would reset the HTTP/2 stream and could
+    // lose `FullScanFinished` while it is still queued, so the manager
+    // would never hear that the scan completed.
     drop(tx);
     drop(session.tx);
+    drop(readers_tx);
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        while let Ok(Some(_)) = session.rx.message().await {}
+    })
+    .await;
     Ok(summary)
 }
+
+/// How long a finished scan waits for the appliance to close the session.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn send(tx: &mpsc::Sender<GuestMessage>, m: guest_message::Msg) -> Result<(), ClientError> {
     tx.send(GuestMessage { msg: Some(m) })
@@ -327,6 +370,89 @@ fn file_result(path: PathBuf, v: &giva_proto::shim::Verdict) -> FileResult {
         signatures,
         reason,
         from_cache: v.from_cache,
+    }
+}
+
+/// Most paths queued between the walkers and the sender.
+pub(crate) const WALK_QUEUE: usize = 1024;
+
+/// What a walker found.
+pub(crate) enum Found {
+    File(PathBuf),
+    Error(PathBuf, String),
+}
+
+/// Walks `paths` on up to `walkers` threads. Each root directory is split
+/// into its top-level entries, so that the subtrees of one root are walked
+/// in parallel too.
+pub(crate) fn spawn_walkers(paths: &[PathBuf], walkers: usize, tx: mpsc::Sender<Found>) {
+    let paths = paths.to_vec();
+    std::thread::spawn(move || split_and_walk(&paths, walkers, tx));
+}
+
+fn split_and_walk(paths: &[PathBuf], walkers: usize, tx: mpsc::Sender<Found>) {
+    use std::sync::{Arc, Mutex};
+    let mut work: VecDeque<PathBuf> = VecDeque::new();
+    for root in paths {
+        // Roots the user named are followed if they are symlinks.
+        match std::fs::metadata(root) {
+            Ok(md) if md.is_file() => {
+                if tx.blocking_send(Found::File(root.clone())).is_err() {
+                    return;
+                }
+            }
+            Ok(md) if md.is_dir() => match std::fs::read_dir(root) {
+                Ok(entries) => {
+                    let mut children: Vec<PathBuf> = entries
+                        .filter_map(|e| match e {
+                            Ok(e) => Some(e.path()),
+                            Err(err) => {
+                                let _ =
+                                    tx.blocking_send(Found::Error(root.clone(), err.to_string()));
+                                None
+                            }
+                        })
+                        .collect();
+                    children.sort();
+                    work.extend(children);
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Found::Error(root.clone(), e.to_string()));
+                }
+            },
+            _ => work.push_back(root.clone()),
+        }
+    }
+    let work = Arc::new(Mutex::new(work));
+    for _ in 0..walkers.clamp(1, 16) {
+        let (work, tx) = (work.clone(), tx.clone());
+        std::thread::spawn(move || {
+            loop {
+                let next = work.lock().ok().and_then(|mut w| w.pop_front());
+                let Some(root) = next else { return };
+                // Split-off entries are not roots the user named: a symlink
+                // among them is not followed, as in one whole walk.
+                let walk = walkdir::WalkDir::new(&root)
+                    .follow_links(false)
+                    .follow_root_links(false);
+                for entry in walk {
+                    let found = match entry {
+                        Ok(e) if e.file_type().is_file() => Found::File(e.into_path()),
+                        Ok(_) => continue,
+                        Err(e) => {
+                            let p = e
+                                .path()
+                                .map(Path::to_path_buf)
+                                .unwrap_or_else(|| root.clone());
+                            Found::Error(p, e.to_string())
+                        }
+                    };
+                    if tx.blocking_send(found).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
     }
 }
 

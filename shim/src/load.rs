@@ -1,0 +1,616 @@
+//! `giva-shim load`: the load generator that acts as many guests.
+//!
+//! It simulates N VMs instant-cloned from one image directory: every VM has
+//! its own id (`load-vm-0001`, ...) and the same image id, and sees the same
+//! files with the same identities. It runs in two phases:
+//!
+//! 1. **Registration storm**: all N VMs register at once (bounded by
+//!    `register_concurrency`), as a pool of instant clones coming up.
+//! 2. **Opens**: `concurrency` VMs at a time open a session and open
+//!    `opens_per_vm` of the image's files (blocking OPEN events, with
+//!    `exec_percent` of them EXEC), streaming content from the image
+//!    directory when the appliance asks for it.
+//!
+//! It reports events/s, verdict latency percentiles, content bytes sent,
+//! cache hits, detections and errors. It is bounded: it stops issuing
+//! events at `duration` and gives up on whatever is still in flight shortly
+//! after.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use giva_proto::shim::shim_service_client::ShimServiceClient;
+use giva_proto::shim::{
+    ContentError, EventKind, FileEvent, FileIdentity, GuestMessage, RegisterRequest, SessionOpen,
+    VerdictKind, VmIdentity, appliance_message, guest_message,
+};
+use serde::Serialize;
+use tokio::sync::{Semaphore, mpsc};
+use tonic::transport::Channel;
+
+use crate::client::{self, ClientError};
+
+/// Options of a load run.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// The appliance's URL.
+    pub appliance: String,
+    /// How many VMs to simulate.
+    pub vms: usize,
+    /// The image directory every VM is cloned from.
+    pub image: PathBuf,
+    /// The image id all VMs share.
+    pub image_id: String,
+    /// Files each VM opens (default: each file of the image once).
+    pub opens_per_vm: Option<usize>,
+    /// Share of the opens sent as EXEC events, in percent.
+    pub exec_percent: u8,
+    /// VMs opening files at once.
+    pub concurrency: usize,
+    /// VMs registering at once during the storm.
+    pub register_concurrency: usize,
+    /// Events in flight per VM.
+    pub inflight_per_vm: usize,
+    /// gRPC connections the VMs share.
+    pub connections: usize,
+    /// Stop issuing events after this long.
+    pub duration: Duration,
+    /// Prefix of the VM ids.
+    pub vm_prefix: String,
+}
+
+impl LoadConfig {
+    /// Defaults for everything but the target.
+    pub fn new(appliance: impl Into<String>, vms: usize, image: impl Into<PathBuf>) -> Self {
+        LoadConfig {
+            appliance: appliance.into(),
+            vms,
+            image: image.into(),
+            image_id: "load-image".into(),
+            opens_per_vm: None,
+            exec_percent: 10,
+            concurrency: 64,
+            register_concurrency: 256,
+            inflight_per_vm: 4,
+            connections: 8,
+            duration: Duration::from_secs(300),
+            vm_prefix: "load-vm".into(),
+        }
+    }
+}
+
+/// Latency percentiles, in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+}
+
+impl Percentiles {
+    /// Percentiles of `samples` (microseconds); sorts them.
+    pub fn of(samples: &mut [u64]) -> Self {
+        if samples.is_empty() {
+            return Percentiles::default();
+        }
+        samples.sort_unstable();
+        let at = |q: f64| {
+            let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+            samples[i] as f64 / 1000.0
+        };
+        Percentiles {
+            count: samples.len() as u64,
+            p50_ms: at(0.50),
+            p90_ms: at(0.90),
+            p99_ms: at(0.99),
+            max_ms: samples[samples.len() - 1] as f64 / 1000.0,
+        }
+    }
+}
+
+/// The outcome of a load run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LoadReport {
+    /// VMs simulated.
+    pub vms: u64,
+    /// Regular files in the image.
+    pub image_files: u64,
+    /// Bytes in the image's files.
+    pub image_bytes: u64,
+    /// VMs registered.
+    pub registered: u64,
+    /// Registrations that failed.
+    pub register_errors: u64,
+    /// Wall time of the registration storm, in seconds.
+    pub register_secs: f64,
+    /// Registration latency.
+    pub register_latency: Percentiles,
+    /// File events sent.
+    pub events: u64,
+    /// Verdicts received.
+    pub verdicts: u64,
+    /// ALLOW verdicts.
+    pub allow: u64,
+    /// DENY verdicts.
+    pub deny: u64,
+    /// NOT_SCANNED verdicts.
+    pub not_scanned: u64,
+    /// ERROR verdicts.
+    pub verdict_errors: u64,
+    /// Verdicts with detections.
+    pub detections: u64,
+    /// Verdicts from the appliance's cache.
+    pub cache_hits: u64,
+    /// Content requests served.
+    pub content_requests: u64,
+    /// Content bytes sent.
+    pub content_bytes: u64,
+    /// Content bytes sent divided by the image's bytes (1.0 = the image
+    /// was read once in all).
+    pub content_per_image: f64,
+    /// Session-level failures (stream refused or broken, no answer).
+    pub errors: u64,
+    /// Events abandoned without a verdict at the end.
+    pub abandoned: u64,
+    /// Wall time of the opens phase, in seconds.
+    pub open_secs: f64,
+    /// Verdicts per second in the opens phase.
+    pub events_per_sec: f64,
+    /// Verdict latency (event sent to verdict received).
+    pub verdict_latency: Percentiles,
+    /// True when the run hit its duration limit.
+    pub hit_duration_limit: bool,
+    /// The first few error messages.
+    pub error_samples: Vec<String>,
+}
+
+impl LoadReport {
+    /// The report as pretty-printed JSON.
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// The report as text, one figure a line.
+    pub fn text(&self) -> String {
+        let p = |p: &Percentiles| {
+            format!(
+                "p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} samples)",
+                p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms, p.count
+            )
+        };
+        let mut s = String::new();
+        s.push_str(&format!(
+            "image: {} files, {} bytes\n",
+            self.image_files, self.image_bytes
+        ));
+        s.push_str(&format!(
+            "registration storm: {}/{} VMs in {:.3} s ({} errors); latency {}\n",
+            self.registered,
+            self.vms,
+            self.register_secs,
+            self.register_errors,
+            p(&self.register_latency)
+        ));
+        s.push_str(&format!(
+            "events: {} sent, {} verdicts in {:.3} s = {:.0} events/s\n",
+            self.events, self.verdicts, self.open_secs, self.events_per_sec
+        ));
+        s.push_str(&format!("verdict latency: {}\n", p(&self.verdict_latency)));
+        s.push_str(&format!(
+            "verdicts: {} allow, {} deny, {} not scanned, {} error; {} with detections; {} from cache\n",
+            self.allow, self.deny, self.not_scanned, self.verdict_errors, self.detections, self.cache_hits
+        ));
+        s.push_str(&format!(
+            "content: {} requests, {} bytes = {:.2}x the image\n",
+            self.content_requests, self.content_bytes, self.content_per_image
+        ));
+        s.push_str(&format!(
+            "errors: {} session, {} abandoned{}\n",
+            self.errors,
+            self.abandoned,
+            if self.hit_duration_limit {
+                " (stopped at the duration limit)"
+            } else {
+                ""
+            }
+        ));
+        for e in &self.error_samples {
+            s.push_str(&format!("  error: {e}\n"));
+        }
+        s
+    }
+}
+
+/// Errors that stop a load run before it starts.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The image directory is unusable.
+    #[error("image {path}: {reason}")]
+    Image {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The appliance cannot be reached.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+#[derive(Debug)]
+struct ImageFile {
+    path: PathBuf,
+    guest_path: String,
+    identity: FileIdentity,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    events: AtomicU64,
+    verdicts: AtomicU64,
+    allow: AtomicU64,
+    deny: AtomicU64,
+    not_scanned: AtomicU64,
+    verdict_errors: AtomicU64,
+    detections: AtomicU64,
+    cache_hits: AtomicU64,
+    content_requests: AtomicU64,
+    content_bytes: AtomicU64,
+    errors: AtomicU64,
+    abandoned: AtomicU64,
+    latencies: Mutex<Vec<u64>>,
+    error_samples: Mutex<Vec<String>>,
+}
+
+impl Counters {
+    fn error(&self, e: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut s) = self.error_samples.lock()
+            && s.len() < 5
+        {
+            s.push(e);
+        }
+    }
+}
+
+fn load_image(dir: &PathBuf, image_id: &str) -> Result<Vec<ImageFile>, LoadError> {
+    let bad = |reason: String| LoadError::Image {
+        path: dir.clone(),
+        reason,
+    };
+    let md = std::fs::metadata(dir).map_err(|e| bad(e.to_string()))?;
+    if !md.is_dir() {
+        return Err(bad("not a directory".into()));
+    }
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let entry = entry.map_err(|e| bad(e.to_string()))?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let md = entry.metadata().map_err(|e| bad(e.to_string()))?;
+        let rel = entry.path().strip_prefix(dir).unwrap_or(entry.path());
+        files.push(ImageFile {
+            path: entry.path().to_path_buf(),
+            guest_path: format!("/{}", rel.to_string_lossy()),
+            identity: FileIdentity {
+                size: md.len(),
+                mtime_ns: md
+                    .mtime()
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(md.mtime_nsec()),
+                file_id: md.ino(),
+                device_id: md.dev(),
+                image_id: image_id.to_string(),
+            },
+        });
+    }
+    if files.is_empty() {
+        return Err(bad("holds no regular files".into()));
+    }
+    Ok(files)
+}
+
+/// Runs the load. Returns when every VM is done or the duration is up.
+///
+/// # Errors
+///
+/// The image is unusable or the appliance cannot be reached at all.
+pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
+    let files = Arc::new(load_image(&config.image, &config.image_id)?);
+    let mut channels = Vec::new();
+    for _ in 0..config.connections.clamp(1, 256) {
+        channels.push(client::channel(&config.appliance).await?);
+    }
+    let started = Instant::now();
+    let deadline = started + config.duration;
+    let counters = Arc::new(Counters::default());
+    let mut report = LoadReport {
+        vms: config.vms as u64,
+        image_files: files.len() as u64,
+        image_bytes: files.iter().map(|f| f.identity.size).sum(),
+        ..LoadReport::default()
+    };
+
+    // Phase 1: the registration storm.
+    let sem = Arc::new(Semaphore::new(config.register_concurrency.max(1)));
+    let mut regs = tokio::task::JoinSet::new();
+    for i in 0..config.vms {
+        let vm = VmIdentity {
+            vm_id: format!("{}-{:04}", config.vm_prefix, i + 1),
+            name: format!("{}-{:04}", config.vm_prefix, i + 1),
+            image_id: config.image_id.clone(),
+            os: "linux (simulated)".into(),
+            agent_version: concat!("giva-shim-load/", env!("CARGO_PKG_VERSION")).into(),
+            group: String::new(),
+        };
+        let mut c = ShimServiceClient::new(channels[i % channels.len()].clone());
+        let sem = sem.clone();
+        regs.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let t = Instant::now();
+            let r = c.register(RegisterRequest { vm: Some(vm) }).await;
+            (i, r.map(|r| r.into_inner().session_id), t.elapsed())
+        });
+    }
+    let mut sessions: Vec<(usize, String)> = Vec::with_capacity(config.vms);
+    let mut reg_lat = Vec::with_capacity(config.vms);
+    while let Some(r) = regs.join_next().await {
+        match r {
+            Ok((i, Ok(sid), t)) => {
+                sessions.push((i, sid));
+                reg_lat.push(t.as_micros() as u64);
+            }
+            Ok((_, Err(status), _)) => {
+                report.register_errors += 1;
+                counters.error(format!("register: {status}"));
+            }
+            Err(e) => counters.error(format!("register task: {e}")),
+        }
+    }
+    report.register_secs = started.elapsed().as_secs_f64();
+    report.registered = sessions.len() as u64;
+    report.register_latency = Percentiles::of(&mut reg_lat);
+    sessions.sort_unstable();
+
+    // Phase 2: the opens.
+    let opens_started = Instant::now();
+    let sem = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let mut vms = tokio::task::JoinSet::new();
+    for (i, sid) in sessions {
+        let vm = Vm {
+            index: i,
+            session_id: sid,
+            channel: channels[i % channels.len()].clone(),
+            files: files.clone(),
+            counters: counters.clone(),
+            opens: config.opens_per_vm.unwrap_or(files.len()),
+            exec_percent: config.exec_percent.min(100),
+            inflight: config.inflight_per_vm.max(1),
+            deadline,
+        };
+        let sem = sem.clone();
+        vms.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            vm.run().await
+        });
+    }
+    let grace = tokio::time::Instant::from_std(deadline + Duration::from_secs(10));
+    loop {
+        match tokio::time::timeout_at(grace, vms.join_next()).await {
+            Ok(Some(Ok(Ok(())))) => {}
+            Ok(Some(Ok(Err(e)))) => counters.error(e),
+            Ok(Some(Err(e))) => counters.error(format!("VM task: {e}")),
+            Ok(None) => break,
+            Err(_) => {
+                counters.error("VMs still running at the end of the grace period".into());
+                vms.abort_all();
+                break;
+            }
+        }
+    }
+    report.open_secs = opens_started.elapsed().as_secs_f64();
+    report.hit_duration_limit = Instant::now() >= deadline;
+    let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let c = &counters;
+    report.events = g(&c.events);
+    report.verdicts = g(&c.verdicts);
+    report.allow = g(&c.allow);
+    report.deny = g(&c.deny);
+    report.not_scanned = g(&c.not_scanned);
+    report.verdict_errors = g(&c.verdict_errors);
+    report.detections = g(&c.detections);
+    report.cache_hits = g(&c.cache_hits);
+    report.content_requests = g(&c.content_requests);
+    report.content_bytes = g(&c.content_bytes);
+    report.errors = g(&c.errors);
+    report.abandoned = g(&c.abandoned);
+    report.content_per_image = if report.image_bytes > 0 {
+        report.content_bytes as f64 / report.image_bytes as f64
+    } else {
+        0.0
+    };
+    report.events_per_sec = if report.open_secs > 0.0 {
+        report.verdicts as f64 / report.open_secs
+    } else {
+        0.0
+    };
+    if let Ok(mut l) = c.latencies.lock() {
+        report.verdict_latency = Percentiles::of(&mut l);
+    }
+    if let Ok(s) = c.error_samples.lock() {
+        report.error_samples = s.clone();
+    }
+    Ok(report)
+}
+
+struct Vm {
+    index: usize,
+    session_id: String,
+    channel: Channel,
+    files: Arc<Vec<ImageFile>>,
+    counters: Arc<Counters>,
+    opens: usize,
+    exec_percent: u8,
+    inflight: usize,
+    deadline: Instant,
+}
+
+impl Vm {
+    async fn run(self) -> Result<(), String> {
+        let c = &self.counters;
+        let mut client = ShimServiceClient::new(self.channel.clone());
+        let (tx, rx) = mpsc::channel::<GuestMessage>(client::OUT_BUFFER);
+        let open = guest_message::Msg::Open(SessionOpen {
+            session_id: self.session_id.clone(),
+        });
+        tx.send(GuestMessage { msg: Some(open) })
+            .await
+            .map_err(|_| "session closed before open".to_string())?;
+        let mut inbound = client
+            .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .map_err(|s| format!("session: {s}"))?
+            .into_inner();
+        let n = self.files.len();
+        // Clones boot the same files, each in a slightly different order.
+        let start = self.index.wrapping_mul(7919) % n;
+        let mut sent = 0usize;
+        let mut inflight: HashMap<u64, (usize, Instant)> = HashMap::new();
+        let mut latencies = Vec::with_capacity(self.opens.min(1 << 16));
+        let result = loop {
+            while inflight.len() < self.inflight
+                && sent < self.opens
+                && Instant::now() < self.deadline
+            {
+                let idx = (start + sent) % n;
+                sent += 1;
+                let seq = sent as u64;
+                let f = &self.files[idx];
+                // Spread the EXEC share evenly over the opens.
+                let p = usize::from(self.exec_percent);
+                let kind = if sent * p / 100 != (sent - 1) * p / 100 {
+                    EventKind::Exec
+                } else {
+                    EventKind::Open
+                };
+                let ev = FileEvent {
+                    seq,
+                    kind: kind as i32,
+                    path: f.guest_path.clone(),
+                    identity: Some(f.identity.clone()),
+                    blocking: true,
+                    full_scan_id: 0,
+                };
+                inflight.insert(seq, (idx, Instant::now()));
+                c.events.fetch_add(1, Ordering::Relaxed);
+                if tx
+                    .send(GuestMessage {
+                        msg: Some(guest_message::Msg::Event(ev)),
+                    })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            if inflight.is_empty() {
+                break Ok(());
+            }
+            let wait = tokio::time::timeout(Duration::from_secs(60), inbound.message()).await;
+            let m = match wait {
+                Err(_) => break Err(format!("VM {}: no answer for 60 s", self.index + 1)),
+                Ok(Err(s)) => break Err(format!("VM {}: session: {s}", self.index + 1)),
+                Ok(Ok(None)) => break Err(format!("VM {}: session closed", self.index + 1)),
+                Ok(Ok(Some(m))) => m,
+            };
+            match m.msg {
+                Some(appliance_message::Msg::ContentRequest(req)) => {
+                    let Some(&(idx, _)) = inflight.get(&req.seq) else {
+                        continue;
+                    };
+                    c.content_requests.fetch_add(1, Ordering::Relaxed);
+                    let path = self.files[idx].path.clone();
+                    let size = self.files[idx].identity.size;
+                    let (tx, counters) = (tx.clone(), self.counters.clone());
+                    tokio::spawn(async move {
+                        match crate::scan::stream_file(&path, req.seq, req.offset, size, &tx).await
+                        {
+                            Ok(()) => {
+                                counters
+                                    .content_bytes
+                                    .fetch_add(size.saturating_sub(req.offset), Ordering::Relaxed);
+                            }
+                            Err(reason) => {
+                                let m = guest_message::Msg::ContentError(ContentError {
+                                    seq: req.seq,
+                                    reason,
+                                });
+                                let _ = tx.send(GuestMessage { msg: Some(m) }).await;
+                            }
+                        }
+                    });
+                }
+                Some(appliance_message::Msg::Verdict(v)) => {
+                    let Some((_, t)) = inflight.remove(&v.seq) else {
+                        continue;
+                    };
+                    latencies.push(t.elapsed().as_micros() as u64);
+                    c.verdicts.fetch_add(1, Ordering::Relaxed);
+                    if v.from_cache {
+                        c.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if !v.detections.is_empty() {
+                        c.detections.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let k = match VerdictKind::try_from(v.kind) {
+                        Ok(VerdictKind::Allow) => &c.allow,
+                        Ok(VerdictKind::Deny) => &c.deny,
+                        Ok(VerdictKind::NotScanned) => &c.not_scanned,
+                        _ => &c.verdict_errors,
+                    };
+                    k.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        };
+        c.abandoned
+            .fetch_add(inflight.len() as u64, Ordering::Relaxed);
+        if let Ok(mut l) = c.latencies.lock() {
+            l.extend_from_slice(&latencies);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_a_known_set() {
+        let mut v: Vec<u64> = (1..=100).map(|i| i * 1000).collect();
+        let p = Percentiles::of(&mut v);
+        assert_eq!(p.count, 100);
+        assert_eq!(p.p50_ms, 50.0);
+        assert_eq!(p.p90_ms, 90.0);
+        assert_eq!(p.p99_ms, 99.0);
+        assert_eq!(p.max_ms, 100.0);
+        assert_eq!(Percentiles::of(&mut []), Percentiles::default());
+    }
+}

@@ -1,0 +1,102 @@
+//! `giva-shim scan`, the full-scan walker: a nested tree walked in
+//! parallel, symlinks not followed, every file reported once.
+
+use giva_appliance::config::Config;
+use giva_shim::scan::ScanConfig;
+
+use crate::common::{EICAR, start_appliance, write};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_tree_is_walked_in_parallel_and_every_file_reported_once() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let outside = tempfile::tempdir().expect("tempdir");
+    write(outside.path(), "not-followed.com", EICAR);
+    let mut expected = Vec::new();
+    for d in 0..6 {
+        let sub = root.path().join(format!("d{d}")).join("inner");
+        std::fs::create_dir_all(&sub).expect("mkdir");
+        for f in 0..5 {
+            expected.push(write(
+                &sub,
+                &format!("f{f}.txt"),
+                format!("file {d}/{f}\n").as_bytes(),
+            ));
+        }
+    }
+    expected.push(write(root.path(), "top-eicar.com", EICAR));
+    std::os::unix::fs::symlink(outside.path(), root.path().join("link")).expect("symlink");
+    let (appliance, _app) = start_appliance(Config::default()).await;
+    let vm = giva_proto::shim::VmIdentity {
+        vm_id: "vm-scan-tree".into(),
+        ..Default::default()
+    };
+    let mut config = ScanConfig::new(appliance.url(), vm, vec![root.path().to_path_buf()]);
+    config.walkers = 3;
+    config.concurrency = 4;
+    let mut seen = Vec::new();
+    let mut last_progress = (0, 0);
+    let summary = giva_shim::scan::run(
+        &config,
+        |r| seen.push(r.clone()),
+        |d, t| last_progress = (d, t),
+    )
+    .await
+    .expect("scan");
+    assert_eq!(summary.scanned, 31, "{summary:?}");
+    assert_eq!(summary.infected, 1);
+    assert_eq!(summary.failed, 0);
+    assert_eq!(last_progress, (31, 31));
+    let mut paths: Vec<_> = seen.iter().map(|r| r.path.clone()).collect();
+    paths.sort();
+    expected.sort();
+    assert_eq!(
+        paths, expected,
+        "each file once, nothing behind the symlink"
+    );
+    appliance.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_full_scan_reaches_the_manager_as_completed() {
+    let (manager, mgr) = crate::common::start_manager().await;
+    let (appliance, _app) =
+        start_appliance(crate::common::config_with_manager(&manager.url())).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "readme.txt", b"nothing to see here\n");
+    let summary = crate::common::shim_scan(&appliance.url(), "vm-scan-done", dir.path()).await;
+    assert_eq!(
+        (summary.scanned, summary.infected, summary.failed),
+        (1, 0, 0)
+    );
+    let filter = giva_manager::store::EventFilter {
+        limit: 1000,
+        ..Default::default()
+    };
+    let mut done = Vec::new();
+    for _ in 0..250 {
+        done = mgr
+            .store()
+            .events(&filter)
+            .await
+            .expect("store")
+            .into_iter()
+            .filter_map(|e| e.event)
+            .filter(|e| e.kind == giva_proto::manager::EventKind::ScanCompleted as i32)
+            .collect();
+        if !done.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let scan = done
+        .first()
+        .and_then(|e| e.scan.clone())
+        .expect("ScanCompleted reaches the manager");
+    assert_eq!(
+        (scan.files_scanned, scan.files_infected, scan.files_failed),
+        (1, 0, 0)
+    );
+    assert!(scan.completed);
+    appliance.stop().await;
+    manager.stop().await;
+}
