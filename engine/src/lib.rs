@@ -1,1 +1,82 @@
-//! placeholder
+//! giva's scan engine: ClamAV-compatible matching of hash, body (`.ndb`) and
+//! logical (`.ldb`) signatures over raw bytes.
+//!
+//! Three types carry a scan:
+//!
+//! - [`Engine`]: built once from a [`giva_signatures::Database`]. It holds the
+//!   read-only automata (one multi-pattern index over the best static atom
+//!   of every signature part) and is cheap to clone and share (`Send + Sync`).
+//! - [`Scanner`]: one per worker. It owns a clone of the engine and its own
+//!   scratch, takes input in chunks of any size ([`Scanner::feed`]) and
+//!   returns the same [`ScanResult`] as a whole-buffer scan.
+//! - [`ScanResult`]: the detections and the [`Outcome`]. A file of five bytes
+//!   or less is never scanned ([`Outcome::TooSmall`]), exactly like ClamAV,
+//!   and an exceeded limit is never reported as clean.
+//!
+//! The matching semantics (offsets, anchors, boundaries, gaps, counting of
+//! overlapping matches, the grouping of logical expressions) follow
+//! `docs/clamav-formats.md`; the [`reference`](mod@reference) module holds a deliberately
+//! naive matcher used as the oracle in property tests.
+//!
+//! # Example
+//!
+//! ```
+//! use giva_engine::{Engine, Outcome, ScanOptions};
+//! use giva_signatures::{
+//!     BodyPattern, BodySignature, Database, DatabaseInfo, Offset, Part, Token,
+//! };
+//!
+//! let lit = |b: &[u8]| Part {
+//!     tokens: b.iter().map(|&value| Token::Byte { value, mask: 0xff }).collect(),
+//! };
+//! let sig = BodySignature {
+//!     name: "Test.Sig.UNOFFICIAL".into(),
+//!     offset: Offset::Any,
+//!     pattern: BodyPattern {
+//!         parts: vec![lit(b"evil")],
+//!         gaps: vec![],
+//!         left_anchor: None,
+//!         right_anchor: None,
+//!         start_assertion: None,
+//!         end_assertion: None,
+//!     },
+//! };
+//! let db = Database::from_parts(DatabaseInfo::default(), vec![sig], vec![], vec![], vec![]);
+//! let engine = Engine::new(&db)?;
+//! let opts = ScanOptions::default();
+//!
+//! let result = engine.scan_bytes(b"some evil bytes", &opts);
+//! assert_eq!(result.outcome, Outcome::Infected);
+//! assert_eq!(result.detections[0].name, "Test.Sig.UNOFFICIAL");
+//!
+//! // The same input, streamed.
+//! let mut scanner = engine.scanner(opts);
+//! scanner.reset(None);
+//! for chunk in b"some evil bytes".chunks(3) {
+//!     scanner.feed(chunk);
+//! }
+//! assert_eq!(scanner.finish(), result);
+//! # Ok::<(), giva_engine::BuildError>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod atoms;
+mod chain;
+mod compile;
+mod engine;
+mod error;
+mod file;
+mod hashing;
+mod logical;
+pub mod reference;
+mod result;
+mod scanner;
+mod stream;
+mod verify;
+
+pub use engine::Engine;
+pub use error::{BuildError, ScanError};
+pub use file::{FileAccess, MMAP_THRESHOLD};
+pub use result::{Detection, DetectionKind, Limit, Outcome, ScanResult};
+pub use scanner::{Feed, ScanOptions, Scanner, TOO_SMALL};

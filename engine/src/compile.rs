@@ -1,0 +1,380 @@
+//! Compiling body patterns into a [`Program`]: every part is expanded into
+//! fixed-length variants, each variant gets its best static atom, and one
+//! [`AtomIndex`] is built over all atoms.
+
+use std::collections::HashMap;
+
+use giva_signatures::{Anchor, Assertion, BodyPattern, ByteSet, Gap, Offset, Token};
+
+use crate::atoms::AtomIndex;
+use crate::error::BuildError;
+
+/// A part may expand into at most this many fixed-length variants.
+pub(crate) const MAX_VARIANTS: usize = 4096;
+/// Atoms are at most this long: longer ones add automaton states but hardly
+/// any selectivity.
+const MAX_ATOM: usize = 12;
+/// Bytes of right context an end assertion may look at (`\r\n`, wide).
+const ASSERT_CTX: u64 = 2;
+
+/// Who a pattern belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// Body signature number `n`.
+    Body(u32),
+    /// Flat subsignature counter index (see `Engine::lsig_base`).
+    Sub(u32),
+}
+
+/// One byte position of a variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Elem {
+    /// `b & mask == value`.
+    Byte { value: u8, mask: u8 },
+    /// One of a set (index into [`Program::sets`]).
+    Set(u32),
+}
+
+/// A negated multi-byte alternation inside a variant.
+#[derive(Clone, Debug)]
+pub(crate) struct NotAltCheck {
+    pub off: u32,
+    pub len: u32,
+    pub branches: Vec<Vec<u8>>,
+}
+
+/// One fixed-length variant of one part of one pattern.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    pub pattern: u32,
+    pub part: u32,
+    pub atom_off: u32,
+    pub elems: Box<[Elem]>,
+    pub not_alts: Box<[NotAltCheck]>,
+}
+
+impl Entry {
+    pub fn len(&self) -> u64 {
+        self.elems.len() as u64
+    }
+}
+
+/// Everything but the bytes of a pattern.
+#[derive(Clone, Debug)]
+pub(crate) struct PatternInfo {
+    pub owner: Owner,
+    pub offset: Offset,
+    pub nparts: u32,
+    pub gaps: Vec<Gap>,
+    pub left_anchor: Option<Anchor>,
+    pub right_anchor: Option<Anchor>,
+    pub start_assertion: Option<Assertion>,
+    pub end_assertion: Option<Assertion>,
+    /// Index of this pattern's first gap state.
+    pub gap_slot: u32,
+    /// The last part has several variants, so match ends must be deduplicated.
+    pub multi_end: bool,
+}
+
+/// A compiled, read-only set of patterns.
+#[derive(Debug)]
+pub(crate) struct Program {
+    pub atoms: AtomIndex,
+    pub atom_lens: Vec<u32>,
+    /// For every atom: the entries whose atom it is.
+    pub atom_targets: Vec<Vec<u32>>,
+    pub entries: Vec<Entry>,
+    pub patterns: Vec<PatternInfo>,
+    pub sets: Vec<ByteSet>,
+    /// Bytes after a candidate start that must be available before it is
+    /// verified.
+    pub lookahead: u64,
+    /// Bytes before a candidate start that verification may read.
+    pub history: u64,
+    pub max_atom: usize,
+    pub gap_slots: Vec<Gap>,
+}
+
+/// A pattern to compile.
+pub(crate) struct Source<'a> {
+    pub owner: Owner,
+    pub name: &'a str,
+    pub offset: Offset,
+    pub pattern: &'a BodyPattern,
+}
+
+#[derive(Clone, Debug)]
+enum Flat {
+    Byte { value: u8, mask: u8 },
+    Set(ByteSet),
+    NotAlt { len: usize, branches: Vec<Vec<u8>> },
+}
+
+fn expand(tokens: &[Token], limit: usize) -> Option<Vec<Vec<Flat>>> {
+    let mut out: Vec<Vec<Flat>> = vec![Vec::new()];
+    for t in tokens {
+        match t {
+            Token::Byte { value, mask } => {
+                let f = Flat::Byte {
+                    value: value & mask,
+                    mask: *mask,
+                };
+                out.iter_mut().for_each(|v| v.push(f.clone()));
+            }
+            Token::Set(s) => out.iter_mut().for_each(|v| v.push(Flat::Set(*s))),
+            Token::NotAlt { len, branches } => {
+                let f = Flat::NotAlt {
+                    len: *len,
+                    branches: branches.clone(),
+                };
+                out.iter_mut().for_each(|v| v.push(f.clone()));
+            }
+            Token::Alt(branches) => {
+                let mut alts = Vec::new();
+                for b in branches {
+                    alts.extend(expand(b, limit)?);
+                    if alts.len() > limit {
+                        return None;
+                    }
+                }
+                if out.len().saturating_mul(alts.len()) > limit {
+                    return None;
+                }
+                let mut next = Vec::with_capacity(out.len() * alts.len());
+                for v in &out {
+                    for a in &alts {
+                        let mut n = v.clone();
+                        n.extend(a.iter().cloned());
+                        next.push(n);
+                    }
+                }
+                out = next;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// How much a byte narrows the search (higher is rarer in typical data).
+fn weight(b: u8) -> u32 {
+    match b {
+        0x00 => 1,
+        0xff => 2,
+        b' ' | b'a'..=b'z' | b'0'..=b'9' => 3,
+        0x21..=0x7e => 4,
+        b'\n' | b'\r' | b'\t' => 3,
+        _ => 5,
+    }
+}
+
+/// Most atom strings one variant may expand into (small sets such as
+/// case-folded letters multiply).
+const MAX_ATOM_EXPANSION: usize = 64;
+
+/// The bytes a position may take, if they are few enough for an atom.
+fn choices(e: &Elem, sets: &[ByteSet]) -> Option<Vec<u8>> {
+    match *e {
+        Elem::Byte { value, mask: 0xff } => Some(vec![value]),
+        Elem::Byte { .. } => None,
+        Elem::Set(i) => {
+            let s = &sets[i as usize];
+            (s.len() <= 4 && !s.is_empty()).then(|| s.iter().collect())
+        }
+    }
+}
+
+/// Picks the best atom window: the highest-scoring run of at most
+/// [`MAX_ATOM`] positions that are literal bytes or tiny sets, expanding
+/// into at most [`MAX_ATOM_EXPANSION`] strings. Returns `(offset, strings)`.
+fn pick_atom(elems: &[Elem], sets: &[ByteSet]) -> Option<(usize, Vec<Vec<u8>>)> {
+    let ch: Vec<Option<Vec<u8>>> = elems.iter().map(|e| choices(e, sets)).collect();
+    let score_of = |c: &Vec<u8>| -> u32 {
+        let w = c.iter().map(|&b| weight(b)).min().unwrap_or(1);
+        if c.len() == 1 { w * 2 } else { w.max(2) - 1 }
+    };
+    let mut best: Option<(u32, usize, usize)> = None; // score, start, len
+    for start in 0..ch.len() {
+        let mut product = 1usize;
+        let mut score = 0u32;
+        let mut len = 0;
+        while start + len < ch.len() && len < MAX_ATOM {
+            let Some(c) = &ch[start + len] else { break };
+            if product * c.len() > MAX_ATOM_EXPANSION {
+                break;
+            }
+            product *= c.len();
+            score += score_of(c);
+            len += 1;
+            // Rarity (about bits of information per byte) plus a bonus for
+            // the length classes the atom index scans cheaply (7+ bytes are
+            // looked up every 4th position, 4-6 bytes every 2nd or 4th,
+            // shorter ones at every position). A lone byte is a last resort.
+            let class = match len {
+                7.. => 1016,
+                4..=6 => 1008,
+                2..=3 => 1000,
+                _ => 0,
+            };
+            let s = score + class;
+            if best.is_none_or(|(b, _, _)| s > b) {
+                best = Some((s, start, len));
+            }
+        }
+    }
+    let (_, start, len) = best?;
+    let mut out: Vec<Vec<u8>> = vec![Vec::new()];
+    for c in ch[start..start + len].iter().flatten() {
+        out = out
+            .iter()
+            .flat_map(|prefix| {
+                c.iter().map(move |&b| {
+                    let mut p = prefix.clone();
+                    p.push(b);
+                    p
+                })
+            })
+            .collect();
+    }
+    Some((start, out))
+}
+
+impl Program {
+    /// Compiles `sources` into one program.
+    pub fn build(sources: &[Source<'_>]) -> Result<Program, BuildError> {
+        let mut entries = Vec::new();
+        let mut patterns = Vec::new();
+        let mut sets: Vec<ByteSet> = Vec::new();
+        let mut set_ids: HashMap<ByteSet, u32> = HashMap::new();
+        let mut atoms: Vec<Vec<u8>> = Vec::new();
+        let mut atom_ids: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut atom_targets: Vec<Vec<u32>> = Vec::new();
+        let mut gap_slots = Vec::new();
+        let mut lookahead = ASSERT_CTX + 1;
+        let mut history = ASSERT_CTX;
+        let mut max_atom = 1;
+
+        for src in sources {
+            let pat = src.pattern;
+            if pat.parts.is_empty() || pat.gaps.len() + 1 != pat.parts.len() {
+                return Err(BuildError::Malformed {
+                    name: src.name.to_owned(),
+                    reason: "a pattern needs parts and one gap between each two parts",
+                });
+            }
+            let pid = patterns.len() as u32;
+            let nparts = pat.parts.len();
+            let mut multi_end = false;
+            for (k, part) in pat.parts.iter().enumerate() {
+                let variants = expand(&part.tokens, MAX_VARIANTS).ok_or_else(|| {
+                    BuildError::TooManyVariants {
+                        name: src.name.to_owned(),
+                        part: k,
+                        limit: MAX_VARIANTS,
+                    }
+                })?;
+                if k + 1 == nparts && variants.len() > 1 {
+                    multi_end = true;
+                }
+                for flat in variants {
+                    let mut elems = Vec::new();
+                    let mut not_alts = Vec::new();
+                    for f in flat {
+                        match f {
+                            Flat::Byte { value, mask } => elems.push(Elem::Byte { value, mask }),
+                            Flat::Set(s) => {
+                                let next = sets.len() as u32;
+                                let id = *set_ids.entry(s).or_insert_with(|| {
+                                    sets.push(s);
+                                    next
+                                });
+                                elems.push(Elem::Set(id));
+                            }
+                            Flat::NotAlt { len, branches } => {
+                                not_alts.push(NotAltCheck {
+                                    off: elems.len() as u32,
+                                    len: len as u32,
+                                    branches,
+                                });
+                                elems.extend((0..len).map(|_| Elem::Byte { value: 0, mask: 0 }));
+                            }
+                        }
+                    }
+                    let Some((atom_off, strings)) = pick_atom(&elems, &sets) else {
+                        return Err(BuildError::NoStaticBytes {
+                            name: src.name.to_owned(),
+                            part: k,
+                        });
+                    };
+                    let mut after = elems.len() as u64 + ASSERT_CTX;
+                    if k + 1 == nparts
+                        && let Some(a) = pat.right_anchor
+                    {
+                        after += u64::from(a.max) + 1;
+                    }
+                    lookahead = lookahead.max(after);
+                    if k == 0
+                        && let Some(a) = pat.left_anchor
+                    {
+                        history = history.max(u64::from(a.max) + 1 + ASSERT_CTX);
+                    }
+                    let eid = entries.len() as u32;
+                    for atom in strings {
+                        max_atom = max_atom.max(atom.len());
+                        let next = atoms.len();
+                        let aid = *atom_ids.entry(atom.clone()).or_insert_with(|| {
+                            atoms.push(atom);
+                            atom_targets.push(Vec::new());
+                            next
+                        });
+                        atom_targets[aid].push(eid);
+                    }
+                    entries.push(Entry {
+                        pattern: pid,
+                        part: k as u32,
+                        atom_off: atom_off as u32,
+                        elems: elems.into_boxed_slice(),
+                        not_alts: not_alts.into_boxed_slice(),
+                    });
+                }
+            }
+            let gap_slot = gap_slots.len() as u32;
+            gap_slots.extend(pat.gaps.iter().copied());
+            patterns.push(PatternInfo {
+                owner: src.owner,
+                offset: src.offset,
+                nparts: nparts as u32,
+                gaps: pat.gaps.clone(),
+                left_anchor: pat.left_anchor,
+                right_anchor: pat.right_anchor,
+                start_assertion: pat.start_assertion,
+                end_assertion: pat.end_assertion,
+                gap_slot,
+                multi_end,
+            });
+        }
+        let atom_lens = atoms.iter().map(|a| a.len() as u32).collect();
+        let atoms = AtomIndex::new(atoms);
+        Ok(Program {
+            atoms,
+            atom_lens,
+            atom_targets,
+            entries,
+            patterns,
+            sets,
+            lookahead,
+            history,
+            max_atom,
+            gap_slots,
+        })
+    }
+
+    /// The length of atom `atom`.
+    pub fn atom_len(&self, atom: u32) -> usize {
+        self.atom_lens[atom as usize] as usize
+    }
+
+    /// True if the program holds no pattern.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+}

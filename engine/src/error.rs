@@ -1,0 +1,54 @@
+//! Errors by phase: building an [`Engine`](crate::Engine) and scanning.
+
+use std::path::PathBuf;
+
+/// Building an [`Engine`](crate::Engine) from a database failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A signature part expands into too many fixed-length variants
+    /// (alternations multiply).
+    #[error("signature {name:?}: part {part} expands into more than {limit} variants")]
+    TooManyVariants {
+        /// The signature name.
+        name: String,
+        /// The part index.
+        part: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A signature part has no static byte to anchor the search on.
+    #[error("signature {name:?}: part {part} has no static byte")]
+    NoStaticBytes {
+        /// The signature name.
+        name: String,
+        /// The part index.
+        part: usize,
+    },
+    /// A pattern is malformed (no parts, or gap count not parts - 1).
+    #[error("signature {name:?}: malformed pattern: {reason}")]
+    Malformed {
+        /// The signature name.
+        name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+/// Scanning failed before a verdict could be reached.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScanError {
+    /// Opening, mapping or reading a file failed.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading from a stream failed.
+    #[error("reading the input stream: {0}")]
+    Read(#[source] std::io::Error),
+}

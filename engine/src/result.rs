@@ -1,0 +1,76 @@
+//! The result of a scan.
+
+/// Which kind of signature produced a detection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DetectionKind {
+    /// A whole-file hash (`.hdb`/`.hsb`).
+    Hash,
+    /// A body signature (`.ndb`).
+    Body,
+    /// A logical signature (`.ldb`).
+    Logical,
+}
+
+/// One detection.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Detection {
+    /// The signature name as reported (for example `Foo.Bar.UNOFFICIAL`).
+    pub name: String,
+    /// The kind of signature.
+    pub kind: DetectionKind,
+}
+
+/// A limit from [`ScanOptions`](crate::ScanOptions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// `max_scan_bytes`.
+    ScanBytes,
+    /// `max_scan_time`.
+    ScanTime,
+}
+
+/// The verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Scanned completely; nothing found.
+    Clean,
+    /// At least one detection.
+    Infected,
+    /// Five bytes or less: never scanned (ClamAV's rule, hashes included).
+    TooSmall,
+    /// A limit stopped the scan before the end and nothing was found in the
+    /// part that was scanned. Never to be read as clean.
+    LimitExceeded(Limit),
+}
+
+/// What a scan found.
+///
+/// Ordering of `detections` (stable and documented): in all-match mode, hash
+/// detections first (MD5, SHA-1, SHA-256; within one algorithm in the order
+/// the database returns them), then body signatures in database order, then
+/// logical
+/// signatures in database order. In first-match mode there is at most one
+/// detection: a hash detection if there is one, otherwise the body signature
+/// whose match was completed first in the stream (ties by database order),
+/// otherwise the first logical signature in database order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanResult {
+    /// The detections (empty unless `outcome` is [`Outcome::Infected`]).
+    pub detections: Vec<Detection>,
+    /// The verdict.
+    pub outcome: Outcome,
+    /// How many bytes were consumed.
+    pub bytes_scanned: u64,
+}
+
+impl ScanResult {
+    /// True if the outcome is [`Outcome::Infected`].
+    pub fn is_infected(&self) -> bool {
+        self.outcome == Outcome::Infected
+    }
+
+    /// The detection names, in order.
+    pub fn names(&self) -> Vec<&str> {
+        self.detections.iter().map(|d| d.name.as_str()).collect()
+    }
+}

@@ -1,0 +1,335 @@
+//! The [`Scanner`]: one scan at a time, fed in chunks, with its own scratch.
+
+use std::time::{Duration, Instant};
+
+use giva_signatures::HashAlgo;
+
+use crate::engine::Engine;
+use crate::hashing::Hashers;
+use crate::logical;
+use crate::result::{Detection, DetectionKind, Limit, Outcome, ScanResult};
+use crate::stream::{Matcher, Sink};
+
+/// Files of this many bytes or fewer are never scanned (ClamAV's rule).
+pub const TOO_SMALL: u64 = 5;
+
+/// Input is processed in pieces of at most this size, so that time limits
+/// are checked regularly even when the caller feeds one huge buffer.
+const PIECE: usize = 4 << 20;
+
+/// How a scan runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScanOptions {
+    /// Report every detection (ClamAV's `--allmatch`) instead of the first.
+    pub all_match: bool,
+    /// Stop after this many bytes and report [`Limit::ScanBytes`].
+    pub max_scan_bytes: Option<u64>,
+    /// Stop after this much time and report [`Limit::ScanTime`] (checked
+    /// between pieces of a few MiB, not per byte).
+    pub max_scan_time: Option<Duration>,
+}
+
+/// What [`Scanner::feed`] wants next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feed {
+    /// Send more input (or call [`Scanner::finish`] at the end).
+    Continue,
+    /// The verdict cannot change any more (a certain detection in
+    /// first-match mode, or a limit was hit): call [`Scanner::finish`].
+    Done,
+}
+
+/// A streaming scan. Owns a clone of its [`Engine`] and its own scratch, so
+/// it can be kept in a struct across await points and reused for many
+/// inputs: [`reset`](Scanner::reset), [`feed`](Scanner::feed) any number of
+/// chunks of any size, then [`finish`](Scanner::finish).
+#[derive(Debug)]
+pub struct Scanner {
+    engine: Engine,
+    opts: ScanOptions,
+    main: Matcher,
+    eof: Matcher,
+    eof_tail: Vec<u8>,
+    sink: Sink,
+    hashers: Hashers,
+    expected: Option<u64>,
+    total: u64,
+    started: Instant,
+    limit: Option<Limit>,
+    hash_possible: bool,
+}
+
+impl Scanner {
+    pub(crate) fn new(engine: Engine, opts: ScanOptions) -> Scanner {
+        let mut s = Scanner {
+            engine,
+            opts,
+            main: Matcher::default(),
+            eof: Matcher::default(),
+            eof_tail: Vec::new(),
+            sink: Sink::default(),
+            hashers: Hashers::default(),
+            expected: None,
+            total: 0,
+            started: Instant::now(),
+            limit: None,
+            hash_possible: true,
+        };
+        s.reset(None);
+        s
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ScanOptions {
+        &self.opts
+    }
+
+    /// Starts a new input. `expected_size` lets the scanner compute only the
+    /// hashes the database has entries for at that size; with `None` every
+    /// hash algorithm is computed (unless the database holds no hash at all)
+    /// and the decision is made at the end. A wrong `expected_size` may miss
+    /// hash detections (never body ones).
+    pub fn reset(&mut self, expected_size: Option<u64>) {
+        let inner = &self.engine.inner;
+        let db = &inner.db;
+        self.main.reset(&inner.main, 0);
+        self.eof_tail.clear();
+        self.sink.reset(
+            db.body_signatures().len(),
+            inner.nsubs,
+            !self.opts.all_match,
+        );
+        self.hashers = match expected_size {
+            Some(size) => Hashers::start(|a| db.needs_hash(a, size)),
+            None => {
+                let any = db.hash_counts() != (0, 0);
+                Hashers::start(|_| any)
+            }
+        };
+        self.hash_possible = self.hashers.any();
+        self.expected = expected_size;
+        self.total = 0;
+        self.started = Instant::now();
+        self.limit = None;
+    }
+
+    /// Scans the next chunk of input.
+    pub fn feed(&mut self, data: &[u8]) -> Feed {
+        if self.limit.is_some() {
+            return Feed::Done;
+        }
+        let mut data = data;
+        let mut truncated = false;
+        if let Some(max) = self.opts.max_scan_bytes {
+            let room = max.saturating_sub(self.total);
+            if data.len() as u64 > room {
+                data = &data[..room as usize];
+                truncated = true;
+            }
+        }
+        let inner = &self.engine.inner;
+        for piece in data.chunks(PIECE) {
+            self.hashers.update(piece);
+            self.main.feed(&inner.main, piece, None, &mut self.sink);
+            if !inner.eof.is_empty() && !self.sink.stop {
+                let keep = inner.eof_tail as usize;
+                if piece.len() >= keep {
+                    self.eof_tail.clear();
+                    self.eof_tail
+                        .extend_from_slice(&piece[piece.len() - keep..]);
+                } else {
+                    let over = (self.eof_tail.len() + piece.len()).saturating_sub(keep);
+                    self.eof_tail.drain(..over);
+                    self.eof_tail.extend_from_slice(piece);
+                }
+            }
+            self.total += piece.len() as u64;
+            if let Some(t) = self.opts.max_scan_time
+                && self.started.elapsed() > t
+            {
+                self.limit = Some(Limit::ScanTime);
+                return Feed::Done;
+            }
+        }
+        if truncated {
+            self.limit = Some(Limit::ScanBytes);
+            return Feed::Done;
+        }
+        if self.sink.stop && !self.hash_possible && self.total > TOO_SMALL {
+            return Feed::Done;
+        }
+        Feed::Continue
+    }
+
+    /// Ends the input and returns the verdict. The scanner can then be
+    /// [`reset`](Scanner::reset) for the next input.
+    pub fn finish(&mut self) -> ScanResult {
+        let inner = &self.engine.inner;
+        let db = &inner.db;
+        let size = self.total;
+        let result = |detections: Vec<Detection>, outcome| ScanResult {
+            detections,
+            outcome,
+            bytes_scanned: size,
+        };
+        if size <= TOO_SMALL {
+            return result(Vec::new(), Outcome::TooSmall);
+        }
+        let body = |i: u32| Detection {
+            name: db.body_signatures()[i as usize].name.clone(),
+            kind: DetectionKind::Body,
+        };
+        if let Some(limit) = self.limit {
+            // Only what is certain from the part that was scanned.
+            let mut found: Vec<u32> = self.sink.body_order.clone();
+            if self.opts.all_match {
+                found.sort_unstable();
+            } else {
+                found.truncate(1);
+            }
+            let d: Vec<Detection> = found.into_iter().map(body).collect();
+            return if d.is_empty() {
+                result(d, Outcome::LimitExceeded(limit))
+            } else {
+                result(d, Outcome::Infected)
+            };
+        }
+        self.main.finish(&inner.main, None, &mut self.sink);
+        if !inner.eof.is_empty() && !self.sink.stop {
+            let base = size - self.eof_tail.len() as u64;
+            self.eof.reset(&inner.eof, base);
+            self.eof
+                .feed(&inner.eof, &self.eof_tail, Some(size), &mut self.sink);
+            self.eof.finish(&inner.eof, Some(size), &mut self.sink);
+        }
+
+        let digests = self.hashers.finish();
+        if digests.iter().any(|(a, d)| db.is_allowed(*a, d, size)) {
+            return result(Vec::new(), Outcome::Clean);
+        }
+        let mut detections = Vec::new();
+        for (algo, d) in &digests {
+            let algo: HashAlgo = *algo;
+            detections.extend(db.lookup_hash(algo, d, size).map(|n| Detection {
+                name: n.to_owned(),
+                kind: DetectionKind::Hash,
+            }));
+        }
+        if self.opts.all_match {
+            detections.extend(
+                (0..self.sink.body_found.len() as u32)
+                    .filter(|&i| self.sink.body_found[i as usize])
+                    .map(body),
+            );
+        } else {
+            detections.extend(self.sink.body_order.iter().copied().map(body));
+        }
+        if self.opts.all_match || detections.is_empty() {
+            for (li, lsig) in db.logical_signatures().iter().enumerate() {
+                if lsig
+                    .file_size
+                    .is_some_and(|(lo, hi)| size < lo || size > hi)
+                {
+                    continue;
+                }
+                let base = inner.lsig_base[li] as usize;
+                let counts = &self.sink.counts[base..base + lsig.subsigs.len()];
+                if logical::eval(&lsig.expr, counts) {
+                    detections.push(Detection {
+                        name: lsig.name.clone(),
+                        kind: DetectionKind::Logical,
+                    });
+                    if !self.opts.all_match {
+                        break;
+                    }
+                }
+            }
+        }
+        if !self.opts.all_match {
+            detections.truncate(1);
+        }
+        let outcome = if detections.is_empty() {
+            Outcome::Clean
+        } else {
+            Outcome::Infected
+        };
+        result(detections, outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use giva_signatures::{
+        BodyPattern, BodySignature, Database, DatabaseInfo, Gap, Offset, Part, Token,
+    };
+
+    use super::*;
+
+    fn lit(b: &[u8]) -> Part {
+        Part {
+            tokens: b
+                .iter()
+                .map(|&value| Token::Byte { value, mask: 0xff })
+                .collect(),
+        }
+    }
+
+    /// Streaming keeps only a bounded tail, whatever the input size, even
+    /// with unbounded gaps, bounded gaps and end-of-file offsets.
+    #[test]
+    fn memory_stays_bounded() {
+        let pat = |parts: Vec<Part>, gaps: Vec<Gap>| BodyPattern {
+            parts,
+            gaps,
+            left_anchor: None,
+            right_anchor: None,
+            start_assertion: None,
+            end_assertion: None,
+        };
+        let sigs = vec![
+            BodySignature {
+                name: "Star".into(),
+                offset: Offset::Any,
+                pattern: pat(
+                    vec![lit(b"ab"), lit(b"zz")],
+                    vec![Gap { min: 0, max: None }],
+                ),
+            },
+            BodySignature {
+                name: "Range".into(),
+                offset: Offset::Any,
+                pattern: pat(
+                    vec![lit(b"ab"), lit(b"zy")],
+                    vec![Gap {
+                        min: 0,
+                        max: Some(50),
+                    }],
+                ),
+            },
+            BodySignature {
+                name: "Eof".into(),
+                offset: Offset::FromEnd {
+                    back: 100,
+                    shift: 0,
+                },
+                pattern: pat(vec![lit(b"ab")], vec![]),
+            },
+        ];
+        let db = Database::from_parts(DatabaseInfo::default(), sigs, vec![], vec![], vec![]);
+        let engine = Engine::new(&db).expect("engine");
+        let mut s = engine.scanner(ScanOptions {
+            all_match: true,
+            ..Default::default()
+        });
+        s.reset(Some(0));
+        let chunk = b"ababababab".repeat(100);
+        let mut max = 0;
+        for _ in 0..2000 {
+            s.feed(&chunk);
+            max = max.max(s.main.retained() + s.eof_tail.len());
+        }
+        assert!(max < 4096, "retained {max} bytes");
+        let r = s.finish();
+        assert_eq!(r.names(), ["Eof"]);
+    }
+}

@@ -1,0 +1,365 @@
+//! Running one [`Program`] over a stream: the atom search over each chunk
+//! (and over the seam with the previous one), the queue of candidates
+//! waiting for enough look-ahead, their verification in order of start
+//! position, and the chaining of parts.
+//!
+//! Candidates are verified strictly in order of their start position, and
+//! only once `lookahead` bytes past the start are available (or at end of
+//! input). That makes the result independent of how the input is chunked,
+//! and it guarantees that when part `k` is checked at `start`, every
+//! occurrence of part `k - 1` that ends before `start` was already seen.
+
+use crate::chain::GapState;
+use crate::compile::{Owner, Program};
+use crate::verify::{Hay, bytes_match, left_ok, part_matches, right_ok};
+
+/// Atoms are searched and candidates verified in blocks of this size.
+const BLOCK: usize = 16 << 10;
+
+/// Where matches go: shared by the main and the end-of-file programs.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Sink {
+    /// Body signatures found so far.
+    pub body_found: Vec<bool>,
+    /// Body signatures in the order their match completed.
+    pub body_order: Vec<u32>,
+    /// Match counts of every subsignature (flat index).
+    pub counts: Vec<u32>,
+    /// First-match mode: stop at the first body detection.
+    pub first_match: bool,
+    /// Nothing more to match.
+    pub stop: bool,
+}
+
+impl Sink {
+    pub fn reset(&mut self, bodies: usize, subs: usize, first_match: bool) {
+        self.body_found.clear();
+        self.body_found.resize(bodies, false);
+        self.body_order.clear();
+        self.counts.clear();
+        self.counts.resize(subs, 0);
+        self.first_match = first_match;
+        self.stop = false;
+    }
+
+    fn report(&mut self, owner: Owner) {
+        match owner {
+            Owner::Body(i) => {
+                if !self.body_found[i as usize] {
+                    self.body_found[i as usize] = true;
+                    self.body_order.push(i);
+                    if self.first_match {
+                        self.stop = true;
+                    }
+                }
+            }
+            Owner::Sub(i) => {
+                let c = &mut self.counts[i as usize];
+                *c = c.saturating_add(1);
+            }
+        }
+    }
+
+    #[inline]
+    fn skip(&self, owner: Owner) -> bool {
+        match owner {
+            Owner::Body(i) => self.body_found[i as usize],
+            Owner::Sub(_) => false,
+        }
+    }
+}
+
+/// Per-scan state for one program.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Matcher {
+    tail: Vec<u8>,
+    tail_base: u64,
+    /// Candidates `(start, entry)` waiting for verification.
+    queue: Vec<(u64, u32)>,
+    gaps: Vec<GapState>,
+    recent_ends: Vec<Vec<u64>>,
+    /// Gap slots and patterns whose state was touched since the last reset
+    /// (so a reset costs what the last input used, not the database size).
+    touched_gaps: Vec<u32>,
+    touched_ends: Vec<u32>,
+    gap_touched: Vec<bool>,
+    end_touched: Vec<bool>,
+    seam: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl Matcher {
+    /// Prepares for a stream whose first byte is at absolute position `base`.
+    pub fn reset(&mut self, p: &Program, base: u64) {
+        self.tail.clear();
+        self.tail_base = base;
+        self.queue.clear();
+        if self.gaps.len() != p.gap_slots.len() || self.recent_ends.len() != p.patterns.len() {
+            self.gaps = vec![GapState::default(); p.gap_slots.len()];
+            self.recent_ends = vec![Vec::new(); p.patterns.len()];
+            self.gap_touched = vec![false; p.gap_slots.len()];
+            self.end_touched = vec![false; p.patterns.len()];
+        } else {
+            for &g in &self.touched_gaps {
+                self.gaps[g as usize].clear();
+                self.gap_touched[g as usize] = false;
+            }
+            for &e in &self.touched_ends {
+                self.recent_ends[e as usize].clear();
+                self.end_touched[e as usize] = false;
+            }
+        }
+        self.touched_gaps.clear();
+        self.touched_ends.clear();
+    }
+
+    /// Scans the next chunk of input.
+    pub fn feed(&mut self, p: &Program, chunk: &[u8], size: Option<u64>, sink: &mut Sink) {
+        if sink.stop || p.is_empty() || chunk.is_empty() {
+            self.keep_tail(p, chunk);
+            return;
+        }
+        let chunk_base = self.tail_base + self.tail.len() as u64;
+        if !p.atoms.is_empty() {
+            // Atoms across the seam between the tail and this chunk.
+            let k = p.max_atom - 1;
+            if k > 0 && !self.tail.is_empty() {
+                self.seam.clear();
+                self.seam
+                    .extend_from_slice(&self.tail[self.tail.len().saturating_sub(k)..]);
+                let before = self.seam.len();
+                self.seam.extend_from_slice(&chunk[..chunk.len().min(k)]);
+                let seam_base = chunk_base - before as u64;
+                let queue = &mut self.queue;
+                p.atoms.scan(&self.seam, |atom, start| {
+                    let end = start + p.atom_len(atom);
+                    if start < before && end > before {
+                        push(
+                            p,
+                            queue,
+                            atom as usize,
+                            seam_base + start as u64,
+                            size,
+                            sink,
+                            None,
+                        );
+                    }
+                });
+            }
+        }
+        // The chunk, in blocks: scan the atoms of one block, then verify what
+        // can be verified, so that the candidate queue stays small even when
+        // an atom occurs at every position.
+        let tail = std::mem::take(&mut self.tail);
+        let hay = Hay {
+            tail: &tail,
+            tail_base: self.tail_base,
+            chunk,
+            chunk_base,
+        };
+        let mut b0 = 0;
+        while b0 < chunk.len() && !sink.stop {
+            let b1 = (b0 + BLOCK).min(chunk.len());
+            if !p.atoms.is_empty() {
+                // Atoms starting in b0..b1, which may end up to max_atom - 1
+                // bytes later.
+                let ext = (b1 + p.max_atom - 1).min(chunk.len());
+                let queue = &mut self.queue;
+                p.atoms.scan(&chunk[b0..ext], |atom, start| {
+                    if start < b1 - b0 {
+                        let abs = chunk_base + (b0 + start) as u64;
+                        push(
+                            p,
+                            queue,
+                            atom as usize,
+                            abs,
+                            size,
+                            sink,
+                            Some((chunk, chunk_base)),
+                        );
+                    }
+                });
+            }
+            // A candidate starting at s has its atom at s + atom_off, with
+            // atom_off < lookahead: every candidate with s + lookahead <=
+            // chunk_base + b1 is queued by now, and its bytes are available.
+            self.drain(
+                p,
+                &hay,
+                (chunk_base + b1 as u64).checked_sub(p.lookahead),
+                size,
+                sink,
+            );
+            b0 = b1;
+        }
+        self.tail = tail;
+        self.keep_tail(p, chunk);
+    }
+
+    /// Verifies everything still queued: the input has ended.
+    pub fn finish(&mut self, p: &Program, size: Option<u64>, sink: &mut Sink) {
+        let chunk_base = self.tail_base + self.tail.len() as u64;
+        let tail = std::mem::take(&mut self.tail);
+        let hay = Hay {
+            tail: &tail,
+            tail_base: self.tail_base,
+            chunk: &[],
+            chunk_base,
+        };
+        self.drain(p, &hay, Some(u64::MAX), size, sink);
+        self.tail = tail;
+        self.queue.clear();
+    }
+
+    /// Verifies the queued candidates that start at or before `limit`.
+    fn drain(
+        &mut self,
+        p: &Program,
+        hay: &Hay<'_>,
+        limit: Option<u64>,
+        size: Option<u64>,
+        sink: &mut Sink,
+    ) {
+        let Some(limit) = limit else { return };
+        if self.queue.is_empty() {
+            return;
+        }
+        // Candidates arrive nearly sorted (in atom order); a stable sort of
+        // nearly sorted runs is close to linear.
+        self.queue.sort();
+        let queue = std::mem::take(&mut self.queue);
+        let mut done = 0;
+        for &(start, eid) in &queue {
+            if start > limit || sink.stop {
+                break;
+            }
+            done += 1;
+            let entry = &p.entries[eid as usize];
+            let pat = &p.patterns[entry.pattern as usize];
+            if sink.skip(pat.owner) {
+                continue;
+            }
+            let part = entry.part as usize;
+            if part > 0 {
+                let slot = pat.gap_slot as usize + part - 1;
+                if self.gaps[slot].is_empty() || !self.gaps[slot].allows(pat.gaps[part - 1], start)
+                {
+                    continue;
+                }
+            }
+            if !part_matches(entry, start, hay, &p.sets, &mut self.scratch) {
+                continue;
+            }
+            if part == 0 {
+                let Some(range) = pat.offset.start_range(size) else {
+                    continue;
+                };
+                if !left_ok(pat.left_anchor, pat.start_assertion, range, start, hay) {
+                    continue;
+                }
+            }
+            let end = start + entry.len();
+            if part + 1 == pat.nparts as usize {
+                if !right_ok(pat.right_anchor, pat.end_assertion, end, hay) {
+                    continue;
+                }
+                if pat.multi_end {
+                    let recent = &mut self.recent_ends[entry.pattern as usize];
+                    if !self.end_touched[entry.pattern as usize] {
+                        self.end_touched[entry.pattern as usize] = true;
+                        self.touched_ends.push(entry.pattern);
+                    }
+                    recent.retain(|&e| e > start);
+                    if recent.contains(&end) {
+                        continue;
+                    }
+                    recent.push(end);
+                }
+                sink.report(pat.owner);
+            } else {
+                let slot = pat.gap_slot as usize + part;
+                if !self.gap_touched[slot] {
+                    self.gap_touched[slot] = true;
+                    self.touched_gaps.push(slot as u32);
+                }
+                self.gaps[slot].record(pat.gaps[part], end);
+            }
+        }
+        self.queue = queue;
+        if sink.stop {
+            self.queue.clear();
+        } else {
+            self.queue.drain(..done);
+        }
+    }
+
+    /// Bytes of input and queued candidates held between chunks (for the
+    /// bounded-memory tests).
+    #[cfg(test)]
+    pub fn retained(&self) -> usize {
+        self.tail.len() + self.queue.len() * 16
+    }
+
+    /// Keeps the bytes of `tail ++ chunk` that later verification may need.
+    fn keep_tail(&mut self, p: &Program, chunk: &[u8]) {
+        let keep = (p.lookahead + p.history + p.max_atom as u64) as usize;
+        if chunk.len() >= keep {
+            self.tail_base += (self.tail.len() + chunk.len() - keep) as u64;
+            self.tail.clear();
+            self.tail.extend_from_slice(&chunk[chunk.len() - keep..]);
+        } else {
+            let total = self.tail.len() + chunk.len();
+            if total > keep {
+                let drop = total - keep;
+                self.tail.drain(..drop);
+                self.tail_base += drop as u64;
+            }
+            self.tail.extend_from_slice(chunk);
+        }
+    }
+}
+
+/// Queues the candidates implied by an atom at absolute position `atom_start`.
+#[inline]
+fn push(
+    p: &Program,
+    queue: &mut Vec<(u64, u32)>,
+    atom: usize,
+    atom_start: u64,
+    size: Option<u64>,
+    sink: &Sink,
+    chunk: Option<(&[u8], u64)>,
+) {
+    for &eid in &p.atom_targets[atom] {
+        let entry = &p.entries[eid as usize];
+        let Some(start) = atom_start.checked_sub(u64::from(entry.atom_off)) else {
+            continue;
+        };
+        let pat = &p.patterns[entry.pattern as usize];
+        if sink.skip(pat.owner) {
+            continue;
+        }
+        if entry.part == 0 {
+            // Cheap offset pre-filter; the exact check happens on verification.
+            let Some((lo, hi)) = pat.offset.start_range(size) else {
+                continue;
+            };
+            let reach = pat.left_anchor.map_or(0, |a| u64::from(a.max) + 1);
+            if start < lo || start > hi.saturating_add(reach) {
+                continue;
+            }
+        }
+        // When the variant lies inside the current chunk, check its bytes
+        // now: most candidates die here without being queued. (The full,
+        // ordered verification still happens later.)
+        if let Some((bytes, base)) = chunk
+            && start >= base
+            && let Some(w) =
+                bytes.get((start - base) as usize..(start - base + entry.len()) as usize)
+            && !bytes_match(entry, w, &p.sets)
+        {
+            continue;
+        }
+        queue.push((start, eid));
+    }
+}

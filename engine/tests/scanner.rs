@@ -1,0 +1,258 @@
+//! Scanner behaviour that the table cannot express: limits, early stop,
+//! reuse, the 5-byte rule with hashes, file access paths, and the traits
+//! the appliance relies on.
+
+use std::time::Duration;
+
+use giva_engine::{
+    DetectionKind, Engine, Feed, FileAccess, Limit, Outcome, ScanOptions, ScanResult, Scanner,
+};
+use giva_signatures::{
+    BodyPattern, BodySignature, Database, DatabaseInfo, Gap, HashAlgo, HashEntry, Offset, Part,
+    Token,
+};
+use md5::Digest;
+
+fn lit(b: &[u8]) -> Part {
+    Part {
+        tokens: b
+            .iter()
+            .map(|&value| Token::Byte { value, mask: 0xff })
+            .collect(),
+    }
+}
+
+fn body(name: &str, offset: Offset, parts: Vec<Part>, gaps: Vec<Gap>) -> BodySignature {
+    BodySignature {
+        name: name.into(),
+        offset,
+        pattern: BodyPattern {
+            parts,
+            gaps,
+            left_anchor: None,
+            right_anchor: None,
+            start_assertion: None,
+            end_assertion: None,
+        },
+    }
+}
+
+fn db(body: Vec<BodySignature>, hashes: Vec<HashEntry>) -> Database {
+    Database::from_parts(DatabaseInfo::default(), body, vec![], hashes, vec![])
+}
+
+fn engine(body: Vec<BodySignature>, hashes: Vec<HashEntry>) -> Engine {
+    Engine::new(&db(body, hashes)).expect("engine")
+}
+
+fn md5(data: &[u8]) -> Vec<u8> {
+    md5::Md5::digest(data).to_vec()
+}
+
+#[test]
+fn engine_and_scanner_are_shareable() {
+    fn send_sync<T: Send + Sync + Clone>() {}
+    fn send<T: Send>() {}
+    send_sync::<Engine>();
+    send::<Scanner>();
+}
+
+#[test]
+fn five_bytes_are_never_scanned_even_for_hashes() {
+    let data = b"abcde";
+    let e = engine(
+        vec![body("B", Offset::Any, vec![lit(b"bcd")], vec![])],
+        vec![HashEntry {
+            algo: HashAlgo::Md5,
+            digest: md5(data),
+            size: Some(5),
+            name: "H".into(),
+        }],
+    );
+    let r = e.scan_bytes(data, &ScanOptions::default());
+    assert_eq!(r.outcome, Outcome::TooSmall);
+    assert!(r.detections.is_empty());
+    let r = e.scan_bytes(b"abcdef", &ScanOptions::default());
+    assert_eq!(r.outcome, Outcome::Infected);
+}
+
+#[test]
+fn byte_limit_is_never_clean() {
+    let e = engine(
+        vec![body("B", Offset::Any, vec![lit(b"needle")], vec![])],
+        vec![],
+    );
+    let mut data = vec![0u8; 10_000];
+    let opts = ScanOptions {
+        max_scan_bytes: Some(1000),
+        ..Default::default()
+    };
+    let r = e.scan_bytes(&data, &opts);
+    assert_eq!(r.outcome, Outcome::LimitExceeded(Limit::ScanBytes));
+    assert_eq!(r.bytes_scanned, 1000);
+    // A detection before the limit is still reported.
+    data[10..16].copy_from_slice(b"needle");
+    let r = e.scan_bytes(&data, &opts);
+    assert_eq!(r.outcome, Outcome::Infected);
+    // Exactly at the limit: complete scan.
+    let r = e.scan_bytes(&data[..1000], &opts);
+    assert_eq!(r.outcome, Outcome::Infected);
+    let r = e.scan_bytes(&[1u8; 1000], &opts);
+    assert_eq!(r.outcome, Outcome::Clean);
+}
+
+#[test]
+fn time_limit_is_never_clean() {
+    let e = engine(
+        vec![body("B", Offset::Any, vec![lit(b"needle")], vec![])],
+        vec![],
+    );
+    let opts = ScanOptions {
+        max_scan_time: Some(Duration::ZERO),
+        ..Default::default()
+    };
+    let r = e.scan_bytes(&vec![7u8; 1 << 20], &opts);
+    assert_eq!(r.outcome, Outcome::LimitExceeded(Limit::ScanTime));
+}
+
+#[test]
+fn first_match_stops_early_only_when_certain() {
+    let e = engine(
+        vec![body("B", Offset::Any, vec![lit(b"needle")], vec![])],
+        vec![],
+    );
+    let data = b"xxxxneedlexxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+    let mut s = e.scanner(ScanOptions::default());
+    s.reset(Some(1 << 20));
+    assert_eq!(s.feed(data), Feed::Done);
+    let r = s.finish();
+    assert_eq!(r.outcome, Outcome::Infected);
+    // No hash in the database: the size does not matter.
+    s.reset(None);
+    assert_eq!(s.feed(data), Feed::Done);
+    // With hashes and an unknown size, the allow-list might still apply.
+    let e2 = engine(
+        vec![body("B", Offset::Any, vec![lit(b"needle")], vec![])],
+        vec![HashEntry {
+            algo: HashAlgo::Md5,
+            digest: md5(b"other"),
+            size: Some(3),
+            name: "H".into(),
+        }],
+    );
+    let mut s2 = e2.scanner(ScanOptions::default());
+    s2.reset(None);
+    assert_eq!(s2.feed(data), Feed::Continue);
+    s2.reset(Some(1 << 20));
+    assert_eq!(s2.feed(data), Feed::Done);
+    // In all-match mode, never early.
+    let mut s = e.scanner(ScanOptions {
+        all_match: true,
+        ..Default::default()
+    });
+    s.reset(Some(1 << 20));
+    assert_eq!(s.feed(data), Feed::Continue);
+}
+
+#[test]
+fn hash_database_prevents_early_stop_and_wins_first_match() {
+    let data = b"xxxxneedlexxxx";
+    let e = engine(
+        vec![body("B", Offset::Any, vec![lit(b"needle")], vec![])],
+        vec![HashEntry {
+            algo: HashAlgo::Md5,
+            digest: md5(data),
+            size: None,
+            name: "H".into(),
+        }],
+    );
+    let mut s = e.scanner(ScanOptions::default());
+    s.reset(Some(data.len() as u64));
+    assert_eq!(s.feed(data), Feed::Continue);
+    let r = s.finish();
+    assert_eq!(r.detections.len(), 1);
+    assert_eq!(r.detections[0].kind, DetectionKind::Hash);
+    let all = e.scan_bytes(
+        data,
+        &ScanOptions {
+            all_match: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(all.names(), ["H", "B"]);
+}
+
+#[test]
+fn scanner_is_reusable() {
+    let e = engine(
+        vec![body(
+            "B",
+            Offset::Any,
+            vec![lit(b"abc"), lit(b"xyz")],
+            vec![Gap { min: 0, max: None }],
+        )],
+        vec![],
+    );
+    let mut s = e.scanner(ScanOptions::default());
+    s.reset(None);
+    s.feed(b"..abc....");
+    // Abandon that input: the next one must not inherit the partial match.
+    s.reset(None);
+    s.feed(b"....xyz...");
+    assert_eq!(s.finish().outcome, Outcome::Clean);
+    s.reset(None);
+    s.feed(b"..abc....");
+    s.feed(b"....xyz...");
+    assert_eq!(s.finish().outcome, Outcome::Infected);
+}
+
+#[test]
+fn large_files_map_and_read_alike() {
+    let mut data = vec![0x80u8; 300_000];
+    data[150_000..150_006].copy_from_slice(b"needle");
+    data[299_990..].copy_from_slice(b"0123456789");
+    let e = engine(
+        vec![
+            body("Mid", Offset::Any, vec![lit(b"needle")], vec![]),
+            body(
+                "Tail",
+                Offset::FromEnd { back: 10, shift: 0 },
+                vec![lit(b"0123456789")],
+                vec![],
+            ),
+            body(
+                "At",
+                Offset::Absolute {
+                    start: 150_000,
+                    shift: 0,
+                },
+                vec![lit(b"needle")],
+                vec![],
+            ),
+        ],
+        vec![],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("big");
+    std::fs::write(&path, &data).expect("write");
+    let opts = ScanOptions {
+        all_match: true,
+        ..Default::default()
+    };
+    let whole: ScanResult = e.scan_bytes(&data, &opts);
+    assert_eq!(whole.names(), ["Mid", "Tail", "At"]);
+    for access in [FileAccess::Auto, FileAccess::Map, FileAccess::Read] {
+        assert_eq!(e.scan_file_with(&path, &opts, access).expect("scan"), whole);
+    }
+    assert_eq!(e.scan_reader(&data[..], &opts).expect("reader"), whole);
+}
+
+#[test]
+fn missing_file_is_an_error() {
+    let e = engine(vec![], vec![]);
+    let err = e.scan_file(
+        std::path::Path::new("/nonexistent/giva"),
+        &ScanOptions::default(),
+    );
+    assert!(matches!(err, Err(giva_engine::ScanError::Io { .. })));
+}

@@ -1,0 +1,172 @@
+//! Runs every row of `tests/testdata/match.toml` under every mode: whole
+//! buffer, chunked at random boundaries (several seeds, 1 byte to 1 MiB),
+//! file via mmap, file via read, `Read` stream; first-match and all-match.
+
+use std::path::PathBuf;
+
+use giva_engine::{Engine, FileAccess, ScanOptions, ScanResult};
+use giva_signatures::Compiler;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Table {
+    case: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct DbFile {
+    name: String,
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    id: String,
+    db: Option<String>,
+    sig: Option<String>,
+    #[serde(default)]
+    files: Vec<DbFile>,
+    data: Option<String>,
+    data_hex: Option<String>,
+    expect: Vec<String>,
+    #[allow(dead_code)]
+    source: Option<String>,
+}
+
+fn table() -> Table {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/testdata/match.toml");
+    let text = std::fs::read_to_string(&path).expect("read match.toml");
+    toml::from_str(&text).expect("parse match.toml")
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// Sizes for chunked feeding: tiny to large.
+const CHUNKS: &[usize] = &[1, 2, 3, 5, 7, 16, 64, 4096, 1 << 20];
+
+fn chunked(engine: &Engine, data: &[u8], opts: &ScanOptions, seed: u64, sized: bool) -> ScanResult {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut s = engine.scanner(opts.clone());
+    s.reset(sized.then_some(data.len() as u64));
+    let mut rest = data;
+    while !rest.is_empty() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let max = CHUNKS[(x % CHUNKS.len() as u64) as usize];
+        let n = 1 + ((x >> 8) as usize % max);
+        let (a, b) = rest.split_at(n.min(rest.len()));
+        s.feed(a);
+        rest = b;
+    }
+    s.finish()
+}
+
+fn check(
+    id: &str,
+    mode: &str,
+    all: bool,
+    got: &ScanResult,
+    expect: &[String],
+) -> Result<(), String> {
+    let mut names: Vec<String> = got.detections.iter().map(|d| d.name.clone()).collect();
+    let ok = if all {
+        names.sort();
+        let mut e = expect.to_vec();
+        e.sort();
+        names == e
+    } else if expect.is_empty() {
+        names.is_empty()
+    } else {
+        names.len() == 1 && expect.contains(&names[0])
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{id} [{mode}, all_match={all}]: got {names:?} ({:?}), expected {expect:?}",
+            got.outcome
+        ))
+    }
+}
+
+#[test]
+fn match_table() {
+    let t = table();
+    assert!(t.case.len() >= 100, "table has {} rows", t.case.len());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut failures = Vec::new();
+    for (n, c) in t.case.iter().enumerate() {
+        let mut comp = Compiler::new();
+        if let (Some(db), Some(sig)) = (&c.db, &c.sig) {
+            comp.add_source(db, &format!("{sig}\n"), false);
+        }
+        for f in &c.files {
+            comp.add_source(&f.name, &format!("{}\n", f.text), false);
+        }
+        let db = match comp.build() {
+            Ok(db) => db,
+            Err(e) => {
+                failures.push(format!("{}: database does not build: {e}", c.id));
+                continue;
+            }
+        };
+        let data = match (&c.data, &c.data_hex) {
+            (_, Some(h)) => unhex(h),
+            (Some(d), None) => d.as_bytes().to_vec(),
+            (None, None) => panic!("{}: no data", c.id),
+        };
+        let engine = match Engine::new(&db) {
+            Ok(e) => e,
+            Err(e) => {
+                failures.push(format!("{}: engine does not build: {e}", c.id));
+                continue;
+            }
+        };
+        let path = dir.path().join(format!("case{n}"));
+        std::fs::write(&path, &data).expect("write");
+        for all in [false, true] {
+            let opts = ScanOptions {
+                all_match: all,
+                ..Default::default()
+            };
+            let whole = engine.scan_bytes(&data, &opts);
+            let mut runs: Vec<(String, ScanResult)> = vec![("whole".into(), whole.clone())];
+            for seed in 0..6 {
+                runs.push((
+                    format!("chunked seed {seed}"),
+                    chunked(&engine, &data, &opts, seed, seed % 2 == 0),
+                ));
+            }
+            for (name, access) in [("mmap", FileAccess::Map), ("read", FileAccess::Read)] {
+                runs.push((
+                    name.into(),
+                    engine
+                        .scan_file_with(&path, &opts, access)
+                        .expect("scan file"),
+                ));
+            }
+            runs.push((
+                "reader".into(),
+                engine.scan_reader(&data[..], &opts).expect("reader"),
+            ));
+            for (mode, r) in &runs {
+                if let Err(e) = check(&c.id, mode, all, r, &c.expect) {
+                    failures.push(e);
+                } else if r.detections != whole.detections || r.outcome != whole.outcome {
+                    failures.push(format!("{} [{mode}]: differs from whole-buffer scan", c.id));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -1,0 +1,136 @@
+//! A quick throughput measurement (not a benchmark suite): 10k literal-ish
+//! body signatures over clean random data.
+//!
+//! `cargo test -p giva-engine --release --test throughput -- --ignored --nocapture`
+
+use std::time::Instant;
+
+use giva_engine::{Engine, Outcome, ScanOptions};
+use giva_signatures::{BodyPattern, BodySignature, Database, DatabaseInfo, Offset, Part, Token};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn database(n: usize, r: &mut Rng) -> Database {
+    // GIVA_TP_WILDCARD_EVERY=k: one signature in k has a `??` in the middle
+    // (default 4; 0 for none).
+    let every: usize = std::env::var("GIVA_TP_WILDCARD_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let sigs = (0..n)
+        .map(|i| {
+            let len = 8 + (r.next() % 9) as usize;
+            let mut tokens: Vec<Token> = (0..len)
+                .map(|_| Token::Byte {
+                    value: r.next() as u8,
+                    mask: 0xff,
+                })
+                .collect();
+            if every > 0 && i % every == 0 {
+                tokens[len / 2] = Token::Byte { value: 0, mask: 0 };
+            }
+            BodySignature {
+                name: format!("Sig{i}"),
+                offset: Offset::Any,
+                pattern: BodyPattern {
+                    parts: vec![Part { tokens }],
+                    gaps: vec![],
+                    left_anchor: None,
+                    right_anchor: None,
+                    start_assertion: None,
+                    end_assertion: None,
+                },
+            }
+        })
+        .collect();
+    Database::from_parts(DatabaseInfo::default(), sigs, vec![], vec![], vec![])
+}
+
+#[test]
+#[ignore = "measurement; run in release mode"]
+fn clean_random_data_10k_signatures() {
+    let r = &mut Rng(0x1234_5678_9abc_def1);
+    let db = database(10_000, r);
+    let t = Instant::now();
+    let engine = Engine::new(&db).expect("engine");
+    eprintln!("engine built in {:?}", t.elapsed());
+    let data: Vec<u8> = (0..256 << 20).map(|_| r.next() as u8).collect();
+    let opts = ScanOptions::default();
+    // Whole buffer.
+    let t = Instant::now();
+    let res = engine.scan_bytes(&data, &opts);
+    let dt = t.elapsed();
+    assert_eq!(res.outcome, Outcome::Clean);
+    eprintln!(
+        "whole buffer: {} MiB in {dt:?} = {:.2} GB/s",
+        data.len() >> 20,
+        data.len() as f64 / dt.as_secs_f64() / 1e9
+    );
+    // Streamed in 64 KiB chunks.
+    let mut s = engine.scanner(opts);
+    let t = Instant::now();
+    s.reset(Some(data.len() as u64));
+    for c in data.chunks(64 << 10) {
+        s.feed(c);
+    }
+    let res2 = s.finish();
+    let dt = t.elapsed();
+    assert_eq!(res2, res);
+    eprintln!(
+        "64 KiB chunks: {:.2} GB/s",
+        data.len() as f64 / dt.as_secs_f64() / 1e9
+    );
+}
+
+/// The worst case for an atom index: an atom that occurs at every position
+/// (zero-filled data and a signature made of zeros).
+#[test]
+#[ignore = "measurement; run in release mode"]
+fn zero_filled_data_with_a_zero_atom() {
+    let r = &mut Rng(0x1234_5678_9abc_def1);
+    let base = database(10_000, r);
+    let mut body = base.body_signatures().to_vec();
+    let mut tokens: Vec<Token> = (0..8)
+        .map(|_| Token::Byte {
+            value: 0,
+            mask: 0xff,
+        })
+        .collect();
+    tokens.push(Token::Byte { value: 0, mask: 0 });
+    tokens.push(Token::Byte {
+        value: 1,
+        mask: 0xff,
+    });
+    body.push(BodySignature {
+        name: "Zeros".into(),
+        offset: Offset::Any,
+        pattern: BodyPattern {
+            parts: vec![Part { tokens }],
+            gaps: vec![],
+            left_anchor: None,
+            right_anchor: None,
+            start_assertion: None,
+            end_assertion: None,
+        },
+    });
+    let db = Database::from_parts(DatabaseInfo::default(), body, vec![], vec![], vec![]);
+    let engine = Engine::new(&db).expect("engine");
+    let data = vec![0u8; 64 << 20];
+    let t = Instant::now();
+    let res = engine.scan_bytes(&data, &ScanOptions::default());
+    let dt = t.elapsed();
+    assert_eq!(res.outcome, Outcome::Clean);
+    eprintln!(
+        "zero-filled, zero atom: {:.2} GB/s",
+        data.len() as f64 / dt.as_secs_f64() / 1e9
+    );
+}
