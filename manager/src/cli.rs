@@ -4,7 +4,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use giva_proto::manager::manager_service_client::ManagerServiceClient;
 use giva_proto::manager::{
-    Action, EventKind, ListEventsRequest, ListVmsRequest, StoredEvent, VmState,
+    Action, EventKind, ListEventsRequest, ListVmsRequest, RequestScanRequest, StoredEvent,
+    UntagVmRequest, VmState,
 };
 use serde::Serialize;
 
@@ -208,19 +209,128 @@ pub async fn vms(url: &str, json: bool) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&row)?);
         } else {
             println!(
-                "{:<36} {:<20} state={:<14} tagged={} detections={} appliance={} last_seen={}",
+                "{:<36} {:<20} state={:<14} tagged={} detections={} appliance={} last_seen={} last_action={}",
                 row.vm_id,
                 row.name,
                 row.state,
                 row.tagged,
                 row.detections,
                 row.appliance_id,
-                row.last_seen
+                row.last_seen,
+                if row.last_action.is_empty() {
+                    "-"
+                } else {
+                    &row.last_action
+                }
             );
         }
     }
     if !json && resp.vms.is_empty() {
         eprintln!("no VMs");
     }
+    Ok(())
+}
+
+/// `giva-manager untag VM`: removes the quarantine (manual override).
+///
+/// # Errors
+///
+/// The manager cannot be reached, or does not know the VM.
+pub async fn untag(url: &str, vm_id: &str) -> anyhow::Result<()> {
+    let mut client = connect(url).await?;
+    let resp = client
+        .untag_vm(UntagVmRequest {
+            vm_id: vm_id.to_string(),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    let vm = resp.vm.unwrap_or_default();
+    println!(
+        "{vm_id}: state={} tagged={} last_action={}",
+        vm.state, vm.tagged, vm.last_action
+    );
+    Ok(())
+}
+
+/// `giva-manager scan VM`: asks the VM's appliance for a full scan.
+///
+/// # Errors
+///
+/// The manager cannot be reached, or does not know the VM or its appliance.
+pub async fn scan(url: &str, vm_id: &str) -> anyhow::Result<()> {
+    let mut client = connect(url).await?;
+    let resp = client
+        .request_scan(RequestScanRequest {
+            vm_id: vm_id.to_string(),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    if resp.delivered {
+        println!("{vm_id}: full scan requested; the appliance has the command");
+    } else {
+        println!("{vm_id}: full scan requested; it goes out with the appliance's next heartbeat");
+    }
+    Ok(())
+}
+
+/// One transition as `transitions --json` prints it.
+#[derive(Debug, Serialize)]
+struct TransitionRow<'a> {
+    #[serde(flatten)]
+    t: &'a crate::store::Transition,
+    at: String,
+}
+
+/// `giva-manager transitions`: prints stored state changes and the
+/// tagging actions they queued, read from the database file.
+///
+/// # Errors
+///
+/// The database cannot be opened or read.
+pub async fn transitions(
+    db: &std::path::Path,
+    vm: Option<&str>,
+    limit: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    use crate::store::Store;
+    if !db.exists() {
+        anyhow::bail!("no database at {}", db.display());
+    }
+    let store = crate::store::SqliteStore::open(db).await?;
+    let transitions = store.transitions(vm, limit).await?;
+    let actions = store.actions(vm, limit.saturating_mul(4)).await?;
+    for t in &transitions {
+        let acts: Vec<_> = actions.iter().filter(|a| a.transition_id == t.id).collect();
+        if json {
+            let mut v = serde_json::to_value(TransitionRow {
+                t,
+                at: format_us(t.at_us),
+            })?;
+            v["actions"] = serde_json::to_value(&acts)?;
+            println!("{v}");
+        } else {
+            println!(
+                "{}  {}  {} -> {}  {}",
+                format_us(t.at_us),
+                t.vm_id,
+                t.from,
+                t.to,
+                t.cause
+            );
+            for a in acts {
+                println!(
+                    "    {} {} {} (attempts {}) {}",
+                    a.action, a.op, a.status, a.attempts, a.detail
+                );
+            }
+        }
+    }
+    if !json && transitions.is_empty() {
+        eprintln!("no transitions");
+    }
+    store.close().await;
     Ok(())
 }

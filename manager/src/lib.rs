@@ -12,7 +12,7 @@
 //!   [`tagging::TagAction`] trait; [`tagger::Tagger`] runs them with
 //!   retries and a concurrency limit.
 //! - [`cli`] holds the operator commands (`events`, `vms`, `untag`, `scan`,
-//!   `transitions`, `actions`).
+//!   `transitions`).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -42,8 +42,10 @@ pub fn default_state_dir() -> std::path::PathBuf {
     giva_proto::state_dir("giva-manager")
 }
 
-/// Serves `manager` on `listener` until `shutdown` completes, then drains
-/// in-flight requests.
+/// Serves `manager` on `listener`, and runs its tagging worker (which
+/// first resumes pending actions), until `shutdown` completes; then drains
+/// in-flight requests and gives running actions `quarantine.drain_ms` to
+/// finish (unfinished ones stay pending for the next start).
 ///
 /// # Errors
 ///
@@ -53,13 +55,18 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(manager.tagger().clone().run(stop_rx));
     let svc = ManagerServiceServer::new(ManagerGrpc(manager.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .add_service(svc)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             shutdown.await;
             manager.close_subscriptions();
         })
-        .await
+        .await;
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
+    served
 }

@@ -28,6 +28,14 @@ enum Command {
         /// Log format: text or json.
         #[arg(long, default_value = "text")]
         log_format: String,
+        /// The TOML configuration (quarantine policy and tagging actions).
+        /// Without it: tag on any detection, untag after a clean full scan,
+        /// no tagging action (quarantines are recorded only).
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+        /// Print the effective configuration as TOML and exit.
+        #[arg(long)]
+        print_config: bool,
     },
     /// List stored events.
     Events {
@@ -49,6 +57,38 @@ enum Command {
         /// The manager's URL.
         #[arg(long, env = "GIVA_MANAGER", default_value = "http://127.0.0.1:7412")]
         manager: String,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a VM's quarantine tag and mark it clean (manual override).
+    Untag {
+        /// The manager's URL.
+        #[arg(long, env = "GIVA_MANAGER", default_value = "http://127.0.0.1:7412")]
+        manager: String,
+        /// The VM id.
+        vm: String,
+    },
+    /// Ask a VM's appliance for a full scan (a clean result releases the VM).
+    Scan {
+        /// The manager's URL.
+        #[arg(long, env = "GIVA_MANAGER", default_value = "http://127.0.0.1:7412")]
+        manager: String,
+        /// The VM id.
+        vm: String,
+    },
+    /// List VM state changes, with their causes and tagging actions, from
+    /// the manager's database file.
+    Transitions {
+        /// The SQLite database file (default as for `serve`).
+        #[arg(long)]
+        db: Option<std::path::PathBuf>,
+        /// Only this VM.
+        #[arg(long)]
+        vm: Option<String>,
+        /// At most this many (the newest).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
@@ -79,7 +119,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             db,
             log_format,
+            config,
+            print_config,
         } => {
+            let config = match &config {
+                Some(path) => giva_manager::config::Config::load(path)?,
+                None => giva_manager::config::Config::default(),
+            };
+            if print_config {
+                print!("{}", config.to_toml());
+                return Ok(());
+            }
             init_tracing(&log_format);
             let db = db.unwrap_or_else(|| giva_manager::default_state_dir().join("manager.sqlite"));
             let store = giva_manager::store::SqliteStore::open(&db)
@@ -90,7 +140,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
             tracing::info!(%listen, "giva-manager serving");
-            let manager = giva_manager::Manager::new(std::sync::Arc::new(store.clone()));
+            let manager =
+                giva_manager::Manager::with_config(std::sync::Arc::new(store.clone()), &config)
+                    .map_err(|e| anyhow::anyhow!("cannot set up the tagging actions: {e}"))?;
+            tracing::info!(
+                actions = ?manager.tagger().rules().actions,
+                "quarantine policy loaded"
+            );
             giva_manager::serve(manager, listener, shutdown_signal()).await?;
             store.close().await;
             tracing::info!("giva-manager stopped");
@@ -103,6 +159,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => giva_manager::cli::events(&manager, vm, since.unwrap_or(0), json).await,
         Command::Vms { manager, json } => giva_manager::cli::vms(&manager, json).await,
+        Command::Untag { manager, vm } => giva_manager::cli::untag(&manager, &vm).await,
+        Command::Scan { manager, vm } => giva_manager::cli::scan(&manager, &vm).await,
+        Command::Transitions {
+            db,
+            vm,
+            limit,
+            json,
+        } => {
+            let db = db.unwrap_or_else(|| giva_manager::default_state_dir().join("manager.sqlite"));
+            giva_manager::cli::transitions(&db, vm.as_deref(), limit, json).await
+        }
     }
 }
 

@@ -1,0 +1,306 @@
+//! The quarantine state machine: which event moves a VM where, and whether
+//! the move needs a tag or an untag.
+//!
+//! ```text
+//!            detection (policy)             operator: scan
+//!   clean ───────────────────────▶ infected ──────────────▶ scan_requested
+//!     ▲          + tag                │                           │
+//!     │                               │ clean full scan           │ clean full scan
+//!     └───────────────────────────────┴───────────────────────────┘
+//!                    + untag (if untag_after_clean_scan)
+//!   operator: untag — any state ▶ clean, + untag
+//! ```
+//!
+//! The functions here are pure: the store calls them inside the transaction
+//! that commits the event, and records the [`Decision`] (a row in
+//! `vm_transitions`, and a pending row per configured action in `actions`).
+
+use giva_proto::manager::{Action, Event, EventKind, VmState};
+
+use crate::config::{QuarantineConfig, TagOn, ThreatLevel};
+use crate::store::state;
+
+/// What the store needs to know to decide: the policy and the names of the
+/// configured actions.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    /// The policy.
+    pub policy: QuarantineConfig,
+    /// Configured action names, in order. Empty: tagging is recorded only.
+    pub actions: Vec<String>,
+}
+
+/// A tag operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagOp {
+    /// Add the quarantine tag.
+    Tag,
+    /// Remove it.
+    Untag,
+}
+
+impl TagOp {
+    /// "tag" or "untag".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TagOp::Tag => "tag",
+            TagOp::Untag => "untag",
+        }
+    }
+
+    /// Parses [`TagOp::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "tag" => Some(TagOp::Tag),
+            "untag" => Some(TagOp::Untag),
+            _ => None,
+        }
+    }
+}
+
+/// What the quarantine needs to remember about a VM beyond [`VmState`]
+/// (kept in the `quarantine` table).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quarantine {
+    /// The policy wants the tag on (set by a qualifying detection, cleared
+    /// by a release).
+    pub tag_wanted: bool,
+    /// Appliance time of the detection that infected the VM; a full scan
+    /// that finished before it does not release the VM.
+    pub infected_at_us: i64,
+    /// An action for this VM is still pending.
+    pub action_pending: bool,
+}
+
+/// A state change to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The new state (one of [`state`]).
+    pub to: &'static str,
+    /// Why, for people.
+    pub cause: String,
+    /// The tag operation to queue, if any.
+    pub op: Option<TagOp>,
+}
+
+/// Threat level of a detection, from its signature names (the highest
+/// wins): `PUA.*` is low, `Heuristics.*` medium, anything else high.
+pub fn threat_level(signatures: &[String]) -> ThreatLevel {
+    signatures
+        .iter()
+        .map(|s| {
+            if s.starts_with("PUA.") {
+                ThreatLevel::Low
+            } else if s.starts_with("Heuristics.") {
+                ThreatLevel::Medium
+            } else {
+                ThreatLevel::High
+            }
+        })
+        .max()
+        .unwrap_or(ThreatLevel::High)
+}
+
+/// Whether a detection quarantines its VM under `policy`.
+pub fn qualifies(policy: &QuarantineConfig, ev: &Event) -> bool {
+    if policy.tag_on == TagOn::Reported && ev.action != Action::Reported as i32 {
+        return false;
+    }
+    policy.levels.contains(&threat_level(&ev.signatures))
+}
+
+/// A full-scan summary that proves the VM clean: completed, nothing
+/// infected, nothing failed.
+pub fn is_clean_scan(ev: &Event) -> bool {
+    ev.kind == EventKind::ScanCompleted as i32
+        && ev
+            .scan
+            .as_ref()
+            .is_some_and(|s| s.completed && s.files_infected == 0 && s.files_failed == 0)
+}
+
+/// Decides what a newly stored event does to its VM; updates `q`.
+pub fn on_event(
+    policy: &QuarantineConfig,
+    vm: &VmState,
+    q: &mut Quarantine,
+    ev: &Event,
+) -> Option<Decision> {
+    if ev.kind == EventKind::Detection as i32 {
+        if !qualifies(policy, ev) {
+            return None;
+        }
+        let first = !q.tag_wanted;
+        // A tag that failed earlier is tried again on the next detection.
+        let retry = q.tag_wanted && !vm.tagged && !q.action_pending;
+        q.tag_wanted = true;
+        q.infected_at_us = q.infected_at_us.max(ev.detected_at_us);
+        if vm.state == state::INFECTED && !first && !retry {
+            return None;
+        }
+        let what = if ev.signatures.is_empty() {
+            "malware".to_string()
+        } else {
+            ev.signatures.join(",")
+        };
+        return Some(Decision {
+            to: state::INFECTED,
+            cause: format!("detection {what} in {} (event {})", ev.path, ev.event_id),
+            op: (first || retry).then_some(TagOp::Tag),
+        });
+    }
+    if is_clean_scan(ev) {
+        if vm.state == state::CLEAN || !policy.untag_after_clean_scan {
+            return None;
+        }
+        if ev.detected_at_us < q.infected_at_us {
+            return None;
+        }
+        let untag = q.tag_wanted || vm.tagged;
+        q.tag_wanted = false;
+        return Some(Decision {
+            to: state::CLEAN,
+            cause: format!("clean full scan (event {})", ev.event_id),
+            op: untag.then_some(TagOp::Untag),
+        });
+    }
+    None
+}
+
+/// The operator removes the quarantine (`giva-manager untag`): always
+/// clean, always an untag (the tag may have been set by hand).
+pub fn on_untag(q: &mut Quarantine) -> Decision {
+    q.tag_wanted = false;
+    Decision {
+        to: state::CLEAN,
+        cause: "untagged by operator".into(),
+        op: Some(TagOp::Untag),
+    }
+}
+
+/// The operator asks for a full scan (`giva-manager scan`).
+pub fn on_scan_request() -> Decision {
+    Decision {
+        to: state::SCAN_REQUESTED,
+        cause: "full scan requested by operator".into(),
+        op: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use giva_proto::manager::ScanSummary;
+
+    fn detection(sig: &str, action: Action, at: i64) -> Event {
+        Event {
+            event_id: format!("d-{at}"),
+            kind: EventKind::Detection as i32,
+            signatures: vec![sig.into()],
+            action: action as i32,
+            detected_at_us: at,
+            ..Event::default()
+        }
+    }
+
+    fn scan(infected: u64, failed: u64, completed: bool, at: i64) -> Event {
+        Event {
+            event_id: format!("s-{at}"),
+            kind: EventKind::ScanCompleted as i32,
+            detected_at_us: at,
+            scan: Some(ScanSummary {
+                files_scanned: 10,
+                files_infected: infected,
+                files_failed: failed,
+                completed,
+            }),
+            ..Event::default()
+        }
+    }
+
+    fn vm(state: &str, tagged: bool) -> VmState {
+        VmState {
+            state: state.into(),
+            tagged,
+            ..VmState::default()
+        }
+    }
+
+    #[test]
+    fn detection_tags_once() {
+        let p = QuarantineConfig::default();
+        let mut q = Quarantine::default();
+        let d = on_event(
+            &p,
+            &vm("clean", false),
+            &mut q,
+            &detection("Eicar", Action::Denied, 1),
+        );
+        assert_eq!(d.unwrap().op, Some(TagOp::Tag));
+        q.action_pending = true;
+        assert!(
+            on_event(
+                &p,
+                &vm("infected", false),
+                &mut q,
+                &detection("Eicar", Action::Denied, 2)
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn failed_tag_is_retried_on_the_next_detection() {
+        let p = QuarantineConfig::default();
+        let mut q = Quarantine {
+            tag_wanted: true,
+            ..Quarantine::default()
+        };
+        let d = on_event(
+            &p,
+            &vm("infected", false),
+            &mut q,
+            &detection("X", Action::Denied, 3),
+        );
+        assert_eq!(d.unwrap().op, Some(TagOp::Tag));
+    }
+
+    #[test]
+    fn policy_filters() {
+        let mut p = QuarantineConfig {
+            tag_on: TagOn::Reported,
+            ..QuarantineConfig::default()
+        };
+        assert!(!qualifies(&p, &detection("X", Action::Denied, 1)));
+        assert!(qualifies(&p, &detection("X", Action::Reported, 1)));
+        p.tag_on = TagOn::Any;
+        p.levels = vec![ThreatLevel::High];
+        assert!(!qualifies(
+            &p,
+            &detection("PUA.Win.Tool", Action::Denied, 1)
+        ));
+        assert!(qualifies(&p, &detection("Win.Trojan.X", Action::Denied, 1)));
+    }
+
+    #[test]
+    fn only_a_clean_complete_scan_after_the_detection_releases() {
+        let p = QuarantineConfig::default();
+        let infected = || Quarantine {
+            tag_wanted: true,
+            infected_at_us: 100,
+            action_pending: false,
+        };
+        let v = vm("infected", true);
+        assert!(on_event(&p, &v, &mut infected(), &scan(1, 0, true, 200)).is_none());
+        assert!(on_event(&p, &v, &mut infected(), &scan(0, 1, true, 200)).is_none());
+        assert!(on_event(&p, &v, &mut infected(), &scan(0, 0, false, 200)).is_none());
+        assert!(on_event(&p, &v, &mut infected(), &scan(0, 0, true, 50)).is_none());
+        let d = on_event(&p, &v, &mut infected(), &scan(0, 0, true, 200)).unwrap();
+        assert_eq!((d.to, d.op), (state::CLEAN, Some(TagOp::Untag)));
+        let keep = QuarantineConfig {
+            untag_after_clean_scan: false,
+            ..p
+        };
+        assert!(on_event(&keep, &v, &mut infected(), &scan(0, 0, true, 200)).is_none());
+    }
+}
