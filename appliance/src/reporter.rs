@@ -33,6 +33,8 @@ pub struct Reporter {
     appliance_id: String,
     boot_us: i64,
     next_id: AtomicU64,
+    /// Serializes id assignment with the outbox commit.
+    order: tokio::sync::Mutex<()>,
     outbox: Outbox,
     wake: Notify,
     client: Option<ManagerServiceClient<Channel>>,
@@ -72,6 +74,7 @@ impl Reporter {
             appliance_id,
             boot_us: now_us(),
             next_id: AtomicU64::new(0),
+            order: tokio::sync::Mutex::new(()),
             outbox,
             wake: Notify::new(),
             client,
@@ -87,11 +90,10 @@ impl Reporter {
         &self.appliance_id
     }
 
-    /// Fills in the id, appliance and time of a new event.
+    /// A new event of `kind`, with the appliance and the time filled in. Its
+    /// id is given when it is reported, in the order events are committed.
     pub fn new_event(&self, kind: EventKind) -> Event {
-        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         Event {
-            event_id: format!("{}-{:x}-{n}", self.appliance_id, self.boot_us),
             kind: kind as i32,
             appliance_id: self.appliance_id.clone(),
             detected_at_us: now_us(),
@@ -110,9 +112,17 @@ impl Reporter {
     /// Like [`Reporter::report`], with `notify` false keeping a prompt
     /// event for the next heartbeat (a policy that reproduces
     /// heartbeat-only reporting).
-    pub async fn report_with(&self, event: Event, notify: bool) {
+    pub async fn report_with(&self, mut event: Event, notify: bool) {
         let urgent = is_prompt(&event) && notify;
-        match self.outbox.push(&event).await {
+        // Ids follow the outbox's commit order, so the manager can tell the
+        // order events happened in from their ids.
+        let pushed = {
+            let _in_order = self.order.lock().await;
+            let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+            event.event_id = format!("{}-{:x}-{n}", self.appliance_id, self.boot_us);
+            self.outbox.push(&event).await
+        };
+        match pushed {
             Pushed::Stored { evicted } => {
                 self.stats.outbox_dropped.inc_by(evicted);
             }

@@ -382,13 +382,7 @@ async fn detection_tags_the_vm_and_a_clean_full_scan_untags_it() {
             })
     })
     .await;
-    if !clean_scan_arrived {
-        // The shim can drop its connection before FullScanFinished is
-        // flushed (reported to the shim's owner); this test is about the
-        // manager, so it sends the same summary itself.
-        eprintln!("SCAN_COMPLETED from the shim did not arrive; sending it with Notify");
-        notify(&manager.url(), vec![clean_scan(vm_id, "ev-clean-fallback")]).await;
-    }
+    assert!(clean_scan_arrived, "the shim's FullScanFinished reached the manager as SCAN_COMPLETED");
     let v = wait_vm(&mgr, vm_id, |v| !v.tagged && v.state == "clean").await;
     assert!(v.last_action.starts_with("untag"), "{}", v.last_action);
     let removes = fake.state.succeeded("remove_tags");
