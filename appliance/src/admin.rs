@@ -20,7 +20,10 @@ async fn metrics(
             "content-type",
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        app.stats.render(),
+        {
+            app.stats.observe(&app.cache.stats(), &app.pool.stats());
+            app.stats.render()
+        },
     )
 }
 

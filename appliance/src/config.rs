@@ -30,6 +30,49 @@ pub struct Config {
     pub groups: std::collections::BTreeMap<String, PolicyConfig>,
     /// The durable outbox of events for the manager.
     pub outbox: OutboxConfig,
+    /// The verdict cache.
+    pub cache: CacheConfig,
+    /// The scan pool.
+    pub pool: PoolConfig,
+}
+
+/// The verdict cache, shared by every VM (within an image, by policy).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Most verdicts kept (0 disables the cache).
+    pub max_entries: usize,
+    /// Most memory used by the cache, in bytes (estimated).
+    pub max_bytes: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_entries: 1_000_000,
+            max_bytes: 100 * 1024 * 1024,
+        }
+    }
+}
+
+/// The work-stealing scan pool.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Worker threads (0 = one per core).
+    pub workers: usize,
+    /// Most scan jobs queued; past it, files get an ERROR verdict saying the
+    /// appliance is busy.
+    pub queue_capacity: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            workers: 0,
+            queue_capacity: 4096,
+        }
+    }
 }
 
 /// The durable outbox of events for the manager.
@@ -66,6 +109,8 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             groups: std::collections::BTreeMap::new(),
             outbox: OutboxConfig::default(),
+            cache: CacheConfig::default(),
+            pool: PoolConfig::default(),
         }
     }
 }

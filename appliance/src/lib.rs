@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod flight;
 pub mod outbox;
 pub mod policy;
 pub mod registry;
@@ -54,6 +55,12 @@ pub struct Appliance {
     pub reporter: Arc<Reporter>,
     /// Counters.
     pub stats: Arc<Stats>,
+    /// The work-stealing scan pool.
+    pub pool: giva_engine::ScanPool,
+    /// Verdicts by file identity and content digest.
+    pub cache: giva_engine::VerdictCache,
+    /// Scans other VMs wait for.
+    pub flights: Arc<flight::Flights>,
     /// Full-scan slots (storm control).
     pub full_scan_slots: Arc<Semaphore>,
     /// VMs waiting for a full-scan slot.
@@ -105,6 +112,15 @@ impl Appliance {
         )
         .map_err(|e| anyhow::anyhow!(e))?;
         Ok(Arc::new(Appliance {
+            pool: giva_engine::ScanPool::new(giva_engine::PoolConfig {
+                workers: config.pool.workers,
+                queue_capacity: config.pool.queue_capacity,
+            }),
+            cache: giva_engine::VerdictCache::new(giva_engine::CacheConfig {
+                max_entries: config.cache.max_entries,
+                max_bytes: config.cache.max_bytes,
+            }),
+            flights: Arc::new(flight::Flights::default()),
             full_scan_slots: Arc::new(Semaphore::new(config.full_scan.max_concurrent)),
             full_scan_waiting: AtomicUsize::new(0),
             shutdown: tokio::sync::watch::Sender::new(false),
@@ -325,11 +341,10 @@ pub async fn serve(
     };
     let addr = listener.local_addr().ok();
     info!(?addr, database = %app.signatures.version(), "appliance serving");
-    let tcp = router()
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            draining(app.clone()),
-        );
+    let tcp = router().serve_with_incoming_shutdown(
+        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+        draining(app.clone()),
+    );
     let unix = match &app.config.server.unix_socket {
         Some(path) => {
             let l = bind_unix(path)?;

@@ -18,6 +18,9 @@ pub struct Loaded {
     pub database: Database,
     /// The engine built from it.
     pub engine: Engine,
+    /// The generation of this database in this process: verdicts cached by
+    /// another generation are stale.
+    pub epoch: u64,
 }
 
 /// The signatures in service. Scans take a snapshot (`current()`) and finish
@@ -25,6 +28,7 @@ pub struct Loaded {
 #[derive(Debug)]
 pub struct Signatures {
     current: ArcSwap<Loaded>,
+    next_epoch: std::sync::atomic::AtomicU64,
 }
 
 impl Signatures {
@@ -36,7 +40,12 @@ impl Signatures {
     pub fn new(database: Database) -> Result<Self, giva_engine::BuildError> {
         let engine = Engine::new(&database)?;
         Ok(Signatures {
-            current: ArcSwap::from_pointee(Loaded { database, engine }),
+            current: ArcSwap::from_pointee(Loaded {
+                database,
+                engine,
+                epoch: 1,
+            }),
+            next_epoch: std::sync::atomic::AtomicU64::new(2),
         })
     }
 
@@ -58,7 +67,14 @@ impl Signatures {
     /// The engine cannot be built; the database in service stays.
     pub fn replace(&self, database: Database) -> Result<(), giva_engine::BuildError> {
         let engine = Engine::new(&database)?;
-        self.current.store(Arc::new(Loaded { database, engine }));
+        let epoch = self
+            .next_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.current.store(Arc::new(Loaded {
+            database,
+            engine,
+            epoch,
+        }));
         Ok(())
     }
 }

@@ -15,6 +15,10 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::info;
 
+use giva_engine::cache::content_key;
+use giva_engine::{CachedVerdict, Outcome, Priority, ScanResult};
+use sha2::{Digest, Sha256};
+
 use crate::Appliance;
 use crate::scan::{scan_options, verdict_for};
 
@@ -106,16 +110,62 @@ impl ShimService for ShimGrpc {
                 policy.limits().max_file_size
             )));
         }
-        let engine = loaded.engine.clone();
-        let result = tokio::task::spawn_blocking(move || engine.scan_bytes(&data, &opts))
-            .await
-            .map_err(|e| Status::internal(format!("scan failed: {e}")))?;
-        let verdict = verdict_for(
+        // The content digest keys the cache: the same bytes are scanned once
+        // per database generation.
+        let digest: [u8; 32] = Sha256::digest(&data).into();
+        let key = content_key(&digest);
+        let vm = if req.vm_id.is_empty() {
+            "unary".to_string()
+        } else {
+            req.vm_id.clone()
+        };
+        let (result, from_cache) = match app.cache.get(&key, loaded.epoch) {
+            Some(cached) => {
+                app.stats.cache_hits.inc();
+                let result = match cached {
+                    CachedVerdict::Clean => ScanResult {
+                        detections: Vec::new(),
+                        outcome: Outcome::Clean,
+                        bytes_scanned: 0,
+                    },
+                    CachedVerdict::Infected(d) => ScanResult {
+                        detections: d.to_vec(),
+                        outcome: Outcome::Infected,
+                        bytes_scanned: 0,
+                    },
+                };
+                (result, true)
+            }
+            None => {
+                app.stats.cache_misses.inc();
+                app.stats.bytes_scanned.inc_by(size);
+                let job = app
+                    .pool
+                    .scan_bytes(&loaded.engine, data, &opts, &vm, Priority::OnDemand)
+                    .map_err(|busy| Status::resource_exhausted(format!("{busy}; try again")))?;
+                let result = job
+                    .await
+                    .map_err(|e| Status::internal(format!("scan failed: {e:?}")))?;
+                let cached = match result.outcome {
+                    Outcome::Clean | Outcome::TooSmall => Some(CachedVerdict::Clean),
+                    Outcome::Infected => {
+                        Some(CachedVerdict::Infected(result.detections.clone().into()))
+                    }
+                    _ => None,
+                };
+                if let Some(c) = cached {
+                    app.cache.insert(key, loaded.epoch, c);
+                }
+                (result, false)
+            }
+        };
+        let mut verdict = verdict_for(
             0,
             &result,
             policy.deny_on_detection(),
             loaded.database.version(),
         );
+        verdict.from_cache = from_cache;
         if verdict.kind == VerdictKind::Deny as i32 {
             let mut ev = app.reporter.new_event(MgrEventKind::Detection);
             ev.vm_id = req.vm_id;

@@ -22,7 +22,12 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tonic::{Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use giva_engine::cache::{Key, content_key, file_key};
+use giva_engine::{CachedVerdict, Outcome, Priority};
+use sha2::{Digest, Sha256};
+
 use crate::Appliance;
+use crate::flight::{Join, Leader};
 use crate::policy::Skip;
 use crate::registry::{AttachError, Registry, SessionSender};
 use crate::scan::{scan_options, simple_verdict, verdict_for};
@@ -300,17 +305,19 @@ impl Session {
                 return self.verdict_now(v).await;
             }
         }
-        self.app.stats.cache_misses.inc();
-        let (tx, rx) = mpsc::channel(CHUNK_BUFFER);
-        self.files.insert(
-            ev.seq,
-            InFlight {
-                tx,
-                next_offset: 0,
-                size: identity.size,
-            },
+        let loaded = self.app.signatures.current();
+        let scope = if self.policy.share_cache() && !identity.image_id.is_empty() {
+            format!("image:{}", identity.image_id)
+        } else {
+            format!("vm:{}", self.vm.vm_id)
+        };
+        let key = file_key(
+            &scope,
+            &ev.path,
+            identity.size,
+            identity.mtime_ns,
+            identity.file_id,
         );
-        self.app.stats.inflight.inc();
         let task = FileTask {
             started: std::time::Instant::now(),
             policy: self.policy.clone(),
@@ -321,10 +328,55 @@ impl Session {
             path: ev.path.clone(),
             size: identity.size,
             blocking: ev.blocking,
+            priority: if ev.blocking {
+                Priority::OnAccess
+            } else if kind == EventKind::FullScanItem {
+                Priority::Background
+            } else {
+                Priority::OnDemand
+            },
+            key,
+            leader: None,
         };
+        // 1. The cache: clones of one image share verdicts without content.
+        if let Some(cached) = self.app.cache.get(&key, loaded.epoch) {
+            self.app.stats.cache_hits.inc();
+            task.answer_cached(&cached, loaded.database.version(), "cache")
+                .await;
+            return Ok(());
+        }
+        // 2. Someone is scanning the same file now: wait for that verdict.
+        let task = match self.app.flights.join(key) {
+            Join::Follower(rx) => {
+                self.app.stats.cache_hits.inc();
+                tokio::spawn(task.follow(rx).in_current_span());
+                return Ok(());
+            }
+            Join::Leader(leader) => FileTask {
+                leader: Some(leader),
+                ..task
+            },
+        };
+        // 3. Scan it: ask for the content.
+        self.app.stats.cache_misses.inc();
+        self.start_scan(ev.seq, identity.size, task).await
+    }
+
+    /// Opens the content stream of a file and hands it to its scan task.
+    async fn start_scan(&mut self, seq: u64, size: u64, task: FileTask) -> Result<(), Status> {
+        let (tx, rx) = mpsc::channel(CHUNK_BUFFER);
+        self.files.insert(
+            seq,
+            InFlight {
+                tx,
+                next_offset: 0,
+                size,
+            },
+        );
+        self.app.stats.inflight.inc();
         tokio::spawn(task.run(rx).in_current_span());
         self.send(appliance_message::Msg::ContentRequest(ContentRequest {
-            seq: ev.seq,
+            seq,
             offset: 0,
             length: 0,
         }))
@@ -445,22 +497,34 @@ struct FileTask {
     path: String,
     size: u64,
     blocking: bool,
+    /// Pool priority of its scan jobs.
+    priority: Priority,
+    /// Its key in the verdict cache.
+    key: Key,
+    /// Set when other VMs wait for this scan's verdict.
+    leader: Option<Leader>,
 }
 
-impl Drop for FileTask {
+/// Counts a file in flight for as long as it lives.
+struct InflightGuard(Arc<Appliance>);
+
+impl Drop for InflightGuard {
     fn drop(&mut self) {
-        self.app.stats.inflight.dec();
+        self.0.stats.inflight.dec();
     }
 }
 
 impl FileTask {
-    async fn run(self, mut rx: mpsc::Receiver<FileInput>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<FileInput>) {
+        let _inflight = InflightGuard(self.app.clone());
         let loaded = self.app.signatures.current();
         let version = loaded.database.version().to_string();
         let opts = scan_options(self.policy.limits());
         let mut scanner = loaded.engine.scanner(opts);
         scanner.reset(Some(self.size));
-        let mut scanner = Some(scanner);
+        // The scanner and a digest of the content travel together between
+        // pool jobs, one chunk at a time.
+        let mut state = Some((scanner, Sha256::new()));
         let timeout = Duration::from_secs(self.app.config.server.content_timeout_secs.max(1));
         let failure = loop {
             let input = match tokio::time::timeout(timeout, rx.recv()).await {
@@ -474,25 +538,88 @@ impl FileTask {
                 FileInput::Failed(reason) => break Some(reason),
             };
             self.app.stats.bytes_scanned.inc_by(data.len() as u64);
-            // Scanning is CPU work: keep it off the async threads.
-            let Some(mut s) = scanner.take() else {
+            let Some((mut s, mut digest)) = state.take() else {
                 break Some("scanner lost".to_string());
             };
-            match tokio::task::spawn_blocking(move || {
-                s.feed(&data);
-                s
-            })
-            .await
-            {
-                Ok(s) => scanner = Some(s),
-                Err(e) => break Some(format!("scan task failed: {e}")),
+            let job = self
+                .app
+                .pool
+                .submit(&self.vm.vm_id, self.priority, move || {
+                    s.feed(&data);
+                    digest.update(&data);
+                    (s, digest)
+                });
+            match job {
+                Err(busy) => break Some(format!("appliance busy: {busy}")),
+                Ok(handle) => match handle.await {
+                    Ok(next) => state = Some(next),
+                    Err(e) => break Some(format!("scan job failed: {e:?}")),
+                },
             }
             if last {
                 break None;
             }
         };
-        let verdict = match failure {
-            Some(reason) => {
+        let verdict = match (failure, state) {
+            (None, Some((mut scanner, digest))) => {
+                let finished = self
+                    .app
+                    .pool
+                    .submit(&self.vm.vm_id, self.priority, move || {
+                        (scanner.finish(), digest.finalize())
+                    });
+                let (result, digest) = match finished {
+                    Ok(h) => match h.await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let v = simple_verdict(
+                                self.seq,
+                                VerdictKind::Error,
+                                NotScannedReason::Unspecified,
+                                format!("scan job failed: {e:?}"),
+                                &version,
+                            );
+                            return self.answer(v, "scan").await;
+                        }
+                    },
+                    Err(busy) => {
+                        let v = simple_verdict(
+                            self.seq,
+                            VerdictKind::Error,
+                            NotScannedReason::Unspecified,
+                            format!("appliance busy: {busy}"),
+                            &version,
+                        );
+                        return self.answer(v, "scan").await;
+                    }
+                };
+                let cached = match result.outcome {
+                    Outcome::Clean | Outcome::TooSmall => Some(CachedVerdict::Clean),
+                    Outcome::Infected => {
+                        Some(CachedVerdict::Infected(result.detections.clone().into()))
+                    }
+                    _ => None,
+                };
+                if let Some(c) = &cached {
+                    let digest: [u8; 32] = digest.into();
+                    self.app.cache.insert(self.key, loaded.epoch, c.clone());
+                    self.app
+                        .cache
+                        .insert(content_key(&digest), loaded.epoch, c.clone());
+                }
+                if let Some(leader) = self.leader.take() {
+                    leader.complete(cached);
+                }
+                let deny = self.policy.deny_on_detection();
+                let v = verdict_for(self.seq, &result, deny, &version);
+                if result.is_infected() {
+                    self.report_detection(&v, deny && self.blocking, &version)
+                        .await;
+                }
+                v
+            }
+            (failure, _) => {
+                let reason = failure.unwrap_or_else(|| "scanner lost".to_string());
                 warn!(seq = self.seq, path = %self.path, %reason, "no verdict for file");
                 simple_verdict(
                     self.seq,
@@ -502,31 +629,57 @@ impl FileTask {
                     &version,
                 )
             }
-            None => {
-                let Some(mut scanner) = scanner else { return };
-                let result = match tokio::task::spawn_blocking(move || scanner.finish()).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let v = simple_verdict(
-                            self.seq,
-                            VerdictKind::Error,
-                            NotScannedReason::Unspecified,
-                            format!("scan task failed: {e}"),
-                            &version,
-                        );
-                        return self.answer(v).await;
-                    }
+        };
+        self.answer(verdict, "scan").await;
+    }
+
+    /// Waits for another VM's scan of the same file and answers from it.
+    /// If that scan fails, this VM's file gets an ERROR verdict (the shim's
+    /// policy decides, and the next access scans again).
+    async fn follow(self, rx: tokio::sync::watch::Receiver<Option<crate::flight::Outcome>>) {
+        let timeout = Duration::from_secs(self.app.config.server.content_timeout_secs.max(1) * 2);
+        let version = self.app.signatures.version();
+        match tokio::time::timeout(timeout, crate::flight::wait(rx)).await {
+            Ok(Some(cached)) => self.answer_cached(&cached, &version, "flight").await,
+            Ok(None) | Err(_) => {
+                let v = simple_verdict(
+                    self.seq,
+                    VerdictKind::Error,
+                    NotScannedReason::Unspecified,
+                    "the scan of this file by another VM failed; try again",
+                    &version,
+                );
+                self.answer(v, "flight").await;
+            }
+        }
+    }
+
+    /// Answers from a cached verdict, reporting a detection as a scan would.
+    async fn answer_cached(&self, cached: &CachedVerdict, version: &str, source: &str) {
+        let deny = self.policy.deny_on_detection();
+        let mut v = match cached {
+            CachedVerdict::Clean => simple_verdict(
+                self.seq,
+                VerdictKind::Allow,
+                NotScannedReason::Unspecified,
+                "",
+                version,
+            ),
+            CachedVerdict::Infected(d) => {
+                let result = giva_engine::ScanResult {
+                    detections: d.to_vec(),
+                    outcome: Outcome::Infected,
+                    bytes_scanned: 0,
                 };
-                let deny = self.policy.deny_on_detection();
-                let v = verdict_for(self.seq, &result, deny, &version);
-                if result.is_infected() {
-                    self.report_detection(&v, deny && self.blocking, &version)
-                        .await;
-                }
-                v
+                verdict_for(self.seq, &result, deny, version)
             }
         };
-        self.answer(verdict).await;
+        v.from_cache = true;
+        if matches!(cached, CachedVerdict::Infected(_)) {
+            self.report_detection(&v, deny && self.blocking, version)
+                .await;
+        }
+        self.answer(v, source).await;
     }
 
     /// Records the detection in the outbox (and notifies the manager)
@@ -551,9 +704,9 @@ impl FileTask {
             .await;
     }
 
-    async fn answer(&self, v: Verdict) {
+    async fn answer(&self, v: Verdict, source: &str) {
         count_verdict(&self.app.stats, &v);
-        self.app.stats.latency("scan", self.started.elapsed());
+        self.app.stats.latency(source, self.started.elapsed());
         let _ = self.out.send(msg(appliance_message::Msg::Verdict(v))).await;
     }
 }

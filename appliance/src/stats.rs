@@ -50,6 +50,16 @@ pub struct Stats {
     pub database: Family<Labels, Gauge>,
     /// Database reloads, by result (`ok` or `failed`).
     pub reloads: Family<Labels, Counter>,
+    /// Verdicts held in the cache.
+    pub cache_entries: Gauge,
+    /// Estimated bytes held by the cache.
+    pub cache_bytes: Gauge,
+    /// Cache entries evicted so far.
+    pub cache_evictions: Gauge,
+    /// Scan jobs waiting in the pool, by priority.
+    pub queue_depth: Family<Labels, Gauge>,
+    /// Scan jobs refused because the pool's queue was full.
+    pub pool_rejected: Gauge,
     registry: Registry,
 }
 
@@ -80,6 +90,11 @@ impl Stats {
             }),
             database: Family::default(),
             reloads: Family::default(),
+            cache_entries: Gauge::default(),
+            cache_bytes: Gauge::default(),
+            cache_evictions: Gauge::default(),
+            queue_depth: Family::default(),
+            pool_rejected: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("events", "File events received", s.events.clone());
@@ -168,6 +183,23 @@ impl Stats {
             cache_hits: self.cache_hits.get(),
             cache_misses: self.cache_misses.get(),
             outbox_dropped: self.outbox_dropped.get(),
+        }
+    }
+
+    /// Copies the cache's and the pool's own counters into the metrics.
+    pub fn observe(&self, cache: &giva_engine::CacheStats, pool: &giva_engine::PoolStats) {
+        let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.cache_entries.set(g(cache.entries));
+        self.cache_bytes.set(g(cache.bytes));
+        self.cache_evictions.set(g(cache.evictions));
+        self.pool_rejected.set(g(pool.rejected));
+        for (name, depth) in ["on_access", "on_demand", "background"]
+            .iter()
+            .zip(pool.queued)
+        {
+            self.queue_depth
+                .get_or_create(&vec![("priority".to_string(), (*name).to_string())])
+                .set(g(depth as u64));
         }
     }
 
