@@ -266,3 +266,22 @@ fn sigkill_after_deny_loses_no_detection() {
         "both detections delivered once after the restart: {stored:?}"
     );
 }
+
+/// A file larger than the split threshold is scanned in parallel segments;
+/// a signature across a segment boundary is still found.
+#[test]
+fn large_file_split_across_segments_finds_the_boundary_match() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = dir.path().join("big.bin");
+    let mut data = vec![0x5au8; 20 << 20];
+    let at = (8 << 20) - 20; // straddles the first segment boundary
+    data[at..at + EICAR.len()].copy_from_slice(EICAR);
+    std::fs::write(&big, &data).expect("write");
+    let out = giva(&["scan", "--no-summary", "--threads", "2", p(&big)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("Eicar-Signature FOUND"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -6,7 +6,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use giva_engine::{Engine, Outcome, ScanOptions, ScanResult};
+use giva_engine::{Engine, Outcome, PoolConfig, Priority, ScanOptions, ScanPool, ScanResult};
+use giva_signatures::map::MappedFile;
 use serde::Serialize;
 
 /// Options of `giva scan`.
@@ -132,6 +133,26 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
         n => n,
     }
     .min(files.len().max(1));
+    // Large files are split into overlapping segments scanned in parallel
+    // on a pool, so one big file uses every core.
+    let pool = ScanPool::new(PoolConfig {
+        workers: threads.max(1),
+        ..PoolConfig::default()
+    });
+    let split_at = pool.split_config().threshold as u64;
+    let scan_one = |path: &Path| -> Result<ScanResult, String> {
+        let big = std::fs::metadata(path)
+            .map(|m| m.is_file() && m.len() > split_at)
+            .unwrap_or(false);
+        if !big {
+            return engine.scan_file(path, &opts).map_err(|e| e.to_string());
+        }
+        let map = MappedFile::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        pool.scan_bytes(&engine, map, &opts, "local", Priority::OnDemand)
+            .map_err(|busy| busy.to_string())?
+            .wait()
+            .map_err(|e| format!("scan failed: {e:?}"))
+    };
     let next = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..threads {
@@ -139,7 +160,7 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = files.get(i) else { break };
-                    let result = engine.scan_file(path, &opts).map_err(|e| e.to_string());
+                    let result = scan_one(path);
                     totals.files.fetch_add(1, Ordering::Relaxed);
                     match &result {
                         Ok(r) => {
