@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// This appliance's id, reported to the manager. Empty: `giva-<hostname>`.
@@ -97,23 +97,6 @@ impl Default for OutboxConfig {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            appliance_id: String::new(),
-            server: ServerConfig::default(),
-            database: DatabaseConfig::default(),
-            manager: ManagerConfig::default(),
-            limits: LimitsConfig::default(),
-            full_scan: FullScanConfig::default(),
-            policy: PolicyConfig::default(),
-            groups: std::collections::BTreeMap::new(),
-            outbox: OutboxConfig::default(),
-            cache: CacheConfig::default(),
-            pool: PoolConfig::default(),
-        }
-    }
-}
 
 /// Listeners and per-stream limits.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

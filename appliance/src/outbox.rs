@@ -272,6 +272,11 @@ impl Outbox {
         u64::try_from(on_disk).unwrap_or(0) + self.fallback().len() as u64
     }
 
+    /// True when nothing is pending.
+    pub async fn is_empty(&self) -> bool {
+        self.len().await == 0
+    }
+
     /// Payload bytes on disk.
     pub fn bytes(&self) -> u64 {
         u64::try_from(self.bytes.load(Ordering::Relaxed)).unwrap_or(0)

@@ -109,7 +109,7 @@ impl Policy {
         match file_name.rsplit_once('.') {
             Some((stem, ext)) if !stem.is_empty() => {
                 let ext = ext.to_ascii_lowercase();
-                self.extensions.iter().any(|e| *e == ext)
+                self.extensions.contains(&ext)
             }
             _ => false,
         }
@@ -215,8 +215,7 @@ mod tests {
 
     #[test]
     fn bad_glob_is_refused() {
-        let mut c = PolicyConfig::default();
-        c.exclude_globs = vec!["[".into()];
+        let c = PolicyConfig { exclude_globs: vec!["[".into()], ..PolicyConfig::default() };
         assert!(Policy::new(c, LimitsConfig::default()).is_err());
     }
 }

@@ -86,7 +86,6 @@ pub fn scan_options(limits: &LimitsConfig) -> ScanOptions {
         max_scan_bytes: (limits.max_scan_bytes != 0).then_some(limits.max_scan_bytes),
         max_scan_time: (limits.max_scan_time_ms != 0)
             .then(|| Duration::from_millis(limits.max_scan_time_ms)),
-        ..ScanOptions::default()
     }
 }
 

@@ -53,8 +53,11 @@ pub async fn run(s: Scenario) -> anyhow::Result<Percentiles> {
         .await;
     });
 
-    let mut config = giva_appliance::config::Config::default();
-    config.appliance_id = "bench".into();
+    let mut config = giva_appliance::config::Config {
+        appliance_id: "bench".into(),
+        ..Default::default()
+    };
+    config.server.admin_listen = None;
     config.manager.url = format!("http://{maddr}");
     config.manager.notify_immediately = s.immediate;
     config.manager.heartbeat_interval_secs = s.heartbeat.as_secs().max(1);

@@ -90,7 +90,7 @@ async fn a_clean_full_scan_reaches_the_manager_as_completed() {
     }
     let scan = done
         .first()
-        .and_then(|e| e.scan.clone())
+        .and_then(|e| e.scan)
         .expect("ScanCompleted reaches the manager");
     assert_eq!(
         (scan.files_scanned, scan.files_infected, scan.files_failed),

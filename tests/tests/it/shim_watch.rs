@@ -602,7 +602,7 @@ async fn a_full_scan_asked_for_by_the_manager_runs_on_the_watch_session_and_is_r
     }
     let ev = found.first().expect("the manager hears the scan completed");
     assert_eq!(ev.vm_id, "vm-fullscan");
-    let scan = ev.scan.clone().expect("a scan summary");
+    let scan = ev.scan.expect("a scan summary");
     assert_eq!(
         (scan.files_scanned, scan.files_infected, scan.files_failed),
         (4, 1, 0)
