@@ -56,13 +56,24 @@ pub async fn connect(url: &str) -> Result<ShimServiceClient<Channel>, ClientErro
     Ok(ShimServiceClient::new(channel(url).await?).max_decoding_message_size(64 * 1024 * 1024))
 }
 
-/// Opens a connection (one HTTP/2 channel) to an appliance.
+/// Opens a connection (one HTTP/2 channel) to an appliance: `http://HOST:PORT`
+/// over TCP, or `unix:/path/to/socket` on the same host.
 ///
 /// # Errors
 ///
 /// A bad URL or an unreachable appliance.
 pub async fn channel(url: &str) -> Result<Channel, ClientError> {
-    let endpoint = Endpoint::from_shared(url.to_string())
+    let unix_path = url
+        .strip_prefix("unix:")
+        .map(|p| p.trim_start_matches("//").to_string());
+    // For a Unix socket the URI only names the HTTP/2 authority; the
+    // connector below ignores it and dials the socket.
+    let uri = if unix_path.is_some() {
+        "http://localhost".to_string()
+    } else {
+        url.to_string()
+    };
+    let endpoint = Endpoint::from_shared(uri)
         .map_err(|e| ClientError::BadUrl {
             url: url.to_string(),
             reason: e.to_string(),
@@ -74,14 +85,24 @@ pub async fn channel(url: &str) -> Result<Channel, ClientError> {
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true);
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| ClientError::Unreachable {
-            url: url.to_string(),
-            reason: source_chain(&e),
-        })?;
-    Ok(channel)
+    let connected = match unix_path {
+        Some(path) => {
+            endpoint
+                .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                    let path = path.clone();
+                    async move {
+                        let stream = tokio::net::UnixStream::connect(path).await?;
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                    }
+                }))
+                .await
+        }
+        None => endpoint.connect().await,
+    };
+    connected.map_err(|e| ClientError::Unreachable {
+        url: url.to_string(),
+        reason: source_chain(&e),
+    })
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {

@@ -137,3 +137,46 @@ fn printed_default_config_parses_back_to_the_defaults() {
     let bad = toml::from_str::<Config>("[server]\nlisten_typo = 1\n");
     assert!(bad.is_err(), "unknown keys are refused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shims_on_the_host_can_use_the_unix_socket() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("run/giva.sock");
+    // A stale socket file from a previous run is replaced.
+    std::fs::create_dir_all(sock.parent().expect("parent")).expect("mkdir");
+    drop(std::os::unix::net::UnixListener::bind(&sock).expect("stale socket"));
+    let mut config = test_config();
+    config.server.unix_socket = Some(sock.clone());
+    let (appliance, _app) = start_appliance(config).await;
+    let guest = dir.path().join("guest");
+    std::fs::create_dir(&guest).expect("mkdir");
+    write(&guest, "eicar.com", EICAR);
+    let url = format!("unix:{}", sock.display());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::net::UnixStream::connect(&sock).await.is_err()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = shim_scan(&url, "vm-unix", &guest).await;
+    assert_eq!(s.infected, 1);
+    appliance.stop().await;
+
+    // Anything else at that path is never replaced.
+    let mut config = test_config();
+    let file = dir.path().join("not-a-socket");
+    std::fs::write(&file, b"data").expect("write");
+    config.server.unix_socket = Some(file.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let db = giva_signatures::bundled();
+    let app = giva_appliance::Appliance::new(config, db)
+        .await
+        .expect("appliance");
+    let err = giva_appliance::serve(app, listener, std::future::pending())
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("not a socket"), "{err}");
+    assert_eq!(std::fs::read(&file).expect("still there"), b"data");
+}
