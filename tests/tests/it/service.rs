@@ -1,0 +1,306 @@
+//! The appliance as a service for many VMs: storm control, reloads under
+//! load, graceful shutdown, and identity conflicts.
+
+use std::time::Duration;
+
+use giva_proto::shim::shim_service_client::ShimServiceClient;
+use giva_proto::shim::{
+    ApplianceMessage, ContentChunk, EventKind, FileEvent, FileIdentity, FullScanFinished,
+    FullScanRequest, GuestMessage, RegisterRequest, SessionOpen, VerdictKind, VmIdentity,
+    appliance_message, guest_message,
+};
+use giva_shim::load::{LoadConfig, run};
+use tokio::sync::mpsc;
+use tonic::Code;
+use tonic::transport::Channel;
+
+use crate::common::{EICAR, start_appliance, test_config, write};
+
+struct RawSession {
+    tx: mpsc::Sender<GuestMessage>,
+    rx: tonic::Streaming<ApplianceMessage>,
+}
+
+impl RawSession {
+    async fn open(client: &mut ShimServiceClient<Channel>, vm_id: &str) -> Self {
+        let vm = VmIdentity {
+            vm_id: vm_id.into(),
+            ..Default::default()
+        };
+        let reg = client
+            .register(RegisterRequest { vm: Some(vm) })
+            .await
+            .expect("register");
+        let (tx, out) = mpsc::channel(64);
+        let open = GuestMessage {
+            msg: Some(guest_message::Msg::Open(SessionOpen {
+                session_id: reg.into_inner().session_id,
+            })),
+        };
+        tx.send(open).await.expect("send");
+        let rx = client
+            .session(tokio_stream::wrappers::ReceiverStream::new(out))
+            .await
+            .expect("session")
+            .into_inner();
+        RawSession { tx, rx }
+    }
+
+    async fn send(&self, m: guest_message::Msg) {
+        self.tx
+            .send(GuestMessage { msg: Some(m) })
+            .await
+            .expect("send");
+    }
+
+    async fn next(&mut self) -> appliance_message::Msg {
+        let m = tokio::time::timeout(Duration::from_secs(10), self.rx.message())
+            .await
+            .expect("an answer within 10 s")
+            .expect("stream ok")
+            .expect("a message");
+        m.msg.expect("non-empty")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_scan_slots_are_respected_in_order() {
+    let mut config = test_config();
+    config.full_scan.max_concurrent = 1;
+    let (appliance, _app) = start_appliance(config).await;
+    let mut client = ShimServiceClient::connect(appliance.url())
+        .await
+        .expect("connect");
+    let mut a = RawSession::open(&mut client, "slot-a").await;
+    let mut b = RawSession::open(&mut client, "slot-b").await;
+    let mut c = RawSession::open(&mut client, "slot-c").await;
+    let ask = |id| {
+        guest_message::Msg::FullScanRequest(FullScanRequest {
+            full_scan_id: id,
+            reason: "test".into(),
+        })
+    };
+    a.send(ask(1)).await;
+    let appliance_message::Msg::FullScanSlot(s) = a.next().await else {
+        panic!("slot answer")
+    };
+    assert!(s.granted, "the first VM scans at once");
+    b.send(ask(2)).await;
+    let appliance_message::Msg::FullScanSlot(s) = b.next().await else {
+        panic!("slot answer")
+    };
+    assert!(!s.granted);
+    assert_eq!(s.queue_position, 1);
+    c.send(ask(3)).await;
+    let appliance_message::Msg::FullScanSlot(s) = c.next().await else {
+        panic!("slot answer")
+    };
+    assert!(!s.granted);
+    assert_eq!(s.queue_position, 2);
+
+    // A finishes: B (first in line) gets the slot, C still waits.
+    a.send(guest_message::Msg::FullScanFinished(FullScanFinished {
+        full_scan_id: 1,
+        completed: true,
+        ..Default::default()
+    }))
+    .await;
+    let appliance_message::Msg::FullScanSlot(s) = b.next().await else {
+        panic!("grant")
+    };
+    assert!(s.granted && s.full_scan_id == 2);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), c.rx.message())
+            .await
+            .is_err(),
+        "C is not granted while B scans"
+    );
+    // B's VM disconnects mid-scan: its slot goes to C.
+    drop(b);
+    let appliance_message::Msg::FullScanSlot(s) = c.next().await else {
+        panic!("grant")
+    };
+    assert!(s.granted && s.full_scan_id == 3);
+    appliance.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_vm_id_cannot_be_registered_twice() {
+    let (appliance, _app) = start_appliance(test_config()).await;
+    let mut client = ShimServiceClient::connect(appliance.url())
+        .await
+        .expect("connect");
+    let live = RawSession::open(&mut client, "vm-twin").await;
+    let vm = VmIdentity {
+        vm_id: "vm-twin".into(),
+        ..Default::default()
+    };
+    let err = client
+        .register(RegisterRequest {
+            vm: Some(vm.clone()),
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    // Once its stream is gone, the VM may register again (a reboot).
+    drop(live);
+    let mut ok = false;
+    for _ in 0..50 {
+        if client
+            .register(RegisterRequest {
+                vm: Some(vm.clone()),
+            })
+            .await
+            .is_ok()
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok, "re-registration after the stream closed");
+    appliance.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_files_in_flight_and_refuses_new_ones() {
+    let (appliance, app) = start_appliance(test_config()).await;
+    let mut client = ShimServiceClient::connect(appliance.url())
+        .await
+        .expect("connect");
+    let mut s = RawSession::open(&mut client, "vm-drain").await;
+    let event = |seq| {
+        guest_message::Msg::Event(FileEvent {
+            seq,
+            kind: EventKind::Open as i32,
+            path: format!("/f{seq}"),
+            identity: Some(FileIdentity {
+                size: EICAR.len() as u64,
+                file_id: seq,
+                ..Default::default()
+            }),
+            blocking: true,
+            full_scan_id: 0,
+        })
+    };
+    s.send(event(1)).await;
+    let appliance_message::Msg::ContentRequest(r) = s.next().await else {
+        panic!("content request")
+    };
+    assert_eq!(r.seq, 1);
+    s.send(guest_message::Msg::Chunk(ContentChunk {
+        seq: 1,
+        offset: 0,
+        data: EICAR[..20].to_vec(),
+        last: false,
+    }))
+    .await;
+
+    // Shutdown begins while the file is half sent.
+    app.begin_shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.send(event(2)).await;
+    let appliance_message::Msg::Verdict(v) = s.next().await else {
+        panic!("verdict")
+    };
+    assert_eq!(
+        (v.seq, v.kind),
+        (2, VerdictKind::Error as i32),
+        "new work is refused"
+    );
+    assert!(v.reason.contains("shutting down"), "{}", v.reason);
+    s.send(guest_message::Msg::Chunk(ContentChunk {
+        seq: 1,
+        offset: 20,
+        data: EICAR[20..].to_vec(),
+        last: true,
+    }))
+    .await;
+    let appliance_message::Msg::Verdict(v) = s.next().await else {
+        panic!("verdict")
+    };
+    assert_eq!(
+        (v.seq, v.kind),
+        (1, VerdictKind::Deny as i32),
+        "the file in flight finishes"
+    );
+    // Then the appliance closes the session.
+    let end = tokio::time::timeout(Duration::from_secs(5), s.rx.message())
+        .await
+        .expect("closes");
+    assert!(matches!(end, Ok(None)), "{end:?}");
+    appliance.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_under_load_lose_no_verdict() {
+    let image = tempfile::tempdir().expect("tempdir");
+    write(image.path(), "eicar.com", EICAR);
+    for i in 0..9 {
+        let body: Vec<u8> = (0..30_000u32)
+            .map(|b| (b.wrapping_mul(13) + i) as u8)
+            .collect();
+        write(image.path(), &format!("f{i}.bin"), &body);
+    }
+    let sigs = tempfile::tempdir().expect("tempdir");
+    let db = sigs.path().join("s.hdb");
+    std::fs::write(
+        &db,
+        "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n",
+    )
+    .expect("write");
+    let mut config = test_config();
+    config.database.paths = vec![db.clone()];
+    config.database.watch_interval_secs = 0;
+    // No sharing between VMs, so every VM really scans while reloads swap
+    // the engine underneath.
+    config.policy.share_cache = false;
+    let (appliance, app) = start_appliance(config).await;
+    let mut load = LoadConfig::new(appliance.url(), 40, image.path());
+    load.concurrency = 16;
+    load.connections = 2;
+    load.duration = Duration::from_secs(120);
+    // Each VM opens every file ten times, so the reloads land mid-load.
+    load.opens_per_vm = Some(100);
+    let reloader = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut n = 0;
+            for i in 0..8 {
+                tokio::time::sleep(Duration::from_millis(60)).await;
+                let extra = format!("{:032x}:{}:Extra-{i}\n", i + 1, 1000 + i);
+                std::fs::write(
+                    &db,
+                    format!("44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n{extra}"),
+                )
+                .expect("write");
+                app.reload("test").await.expect("reload");
+                n += 1;
+            }
+            (n, tokio::time::Instant::now())
+        })
+    };
+    let report = tokio::time::timeout(Duration::from_secs(180), run(&load))
+        .await
+        .expect("finishes")
+        .expect("load runs");
+    let load_done = tokio::time::Instant::now();
+    let (reloads, reloads_done) = reloader.await.expect("reloader");
+    assert_eq!(reloads, 8);
+    assert!(
+        reloads_done <= load_done,
+        "the reloads happened while the load ran"
+    );
+    assert_eq!(report.verdicts, 40 * 100, "{report:?}");
+    assert_eq!(
+        report.deny,
+        40 * 10,
+        "every open of EICAR denied across reloads: {report:?}"
+    );
+    assert_eq!(
+        report.errors + report.verdict_errors + report.abandoned,
+        0,
+        "{report:?}"
+    );
+    appliance.stop().await;
+}
