@@ -74,6 +74,8 @@ pub(crate) struct PatternInfo {
     pub gap_slot: u32,
     /// The last part has several variants, so match ends must be deduplicated.
     pub multi_end: bool,
+    /// Bounded (see [`split_span`]): a split scan runs it per segment.
+    pub split: bool,
 }
 
 /// A compiled, read-only set of patterns.
@@ -93,6 +95,37 @@ pub(crate) struct Program {
     pub history: u64,
     pub max_atom: usize,
     pub gap_slots: Vec<Gap>,
+    /// The largest [`split_span`] of a pattern of this program.
+    pub max_split_span: u64,
+}
+
+/// Bounded patterns longer than this are scanned sequentially in a split
+/// scan, so that segments need only a small overlap.
+pub(crate) const MAX_SPLIT_SPAN: u64 = 64 << 10;
+
+/// The most bytes any sequence of `tokens` can match.
+fn max_len(tokens: &[Token]) -> u64 {
+    tokens
+        .iter()
+        .map(|t| match t {
+            Token::Byte { .. } | Token::Set(_) => 1,
+            Token::NotAlt { len, .. } => *len as u64,
+            Token::Alt(branches) => branches.iter().map(|b| max_len(b)).max().unwrap_or(0),
+        })
+        .sum()
+}
+
+/// The longest distance from the start of a match's first part to the end
+/// of its last part, if the pattern has no unbounded gap and that distance
+/// is at most [`MAX_SPLIT_SPAN`]: such a pattern's matches can be found in
+/// any window that holds them (plus the program's `history` before and
+/// `lookahead` after). `None` otherwise.
+pub(crate) fn split_span(pat: &BodyPattern) -> Option<u64> {
+    let mut span: u64 = pat.parts.iter().map(|p| max_len(&p.tokens)).sum();
+    for g in &pat.gaps {
+        span = span.saturating_add(u64::from(g.max?));
+    }
+    (span <= MAX_SPLIT_SPAN).then_some(span)
 }
 
 /// A pattern to compile.
@@ -252,6 +285,7 @@ impl Program {
         let mut lookahead = ASSERT_CTX + 1;
         let mut history = ASSERT_CTX;
         let mut max_atom = 1;
+        let mut max_split_span = 0;
 
         for src in sources {
             let pat = src.pattern;
@@ -337,6 +371,8 @@ impl Program {
                     });
                 }
             }
+            let span = split_span(pat);
+            max_split_span = max_split_span.max(span.unwrap_or(0));
             let gap_slot = gap_slots.len() as u32;
             gap_slots.extend(pat.gaps.iter().copied());
             patterns.push(PatternInfo {
@@ -350,6 +386,7 @@ impl Program {
                 end_assertion: pat.end_assertion,
                 gap_slot,
                 multi_end,
+                split: span.is_some(),
             });
         }
         let atom_lens = atoms.iter().map(|a| a.len() as u32).collect();
@@ -365,6 +402,7 @@ impl Program {
             history,
             max_atom,
             gap_slots,
+            max_split_span,
         })
     }
 

@@ -13,6 +13,18 @@
 //!   or less is never scanned ([`Outcome::TooSmall`]), exactly like ClamAV,
 //!   and an exceeded limit is never reported as clean.
 //!
+//! Around them, for the appliance:
+//!
+//! - [`pool::ScanPool`]: worker threads with three strict priority classes
+//!   ([`pool::Priority`]), round robin between VMs, a bounded queue
+//!   ([`pool::Busy`]) and handles that can be awaited or waited on
+//!   ([`pool::JobHandle`]). [`ScanPool::scan_bytes`] splits a large buffer
+//!   into overlapping segments scanned in parallel, with a result identical
+//!   to [`Engine::scan_bytes`].
+//! - [`cache::VerdictCache`]: verdicts keyed by content digest or file
+//!   identity, valid for one database generation, bounded by entries and
+//!   bytes.
+//!
 //! The matching semantics (offsets, anchors, boundaries, gaps, counting of
 //! overlapping matches, the grouping of logical expressions) follow
 //! `docs/clamav-formats.md`; the [`reference`](mod@reference) module holds a deliberately
@@ -62,6 +74,7 @@
 #![deny(missing_docs)]
 
 mod atoms;
+pub mod cache;
 mod chain;
 mod compile;
 mod engine;
@@ -69,14 +82,19 @@ mod error;
 mod file;
 mod hashing;
 mod logical;
+pub mod pool;
 pub mod reference;
 mod result;
 mod scanner;
+mod split;
 mod stream;
 mod verify;
 
+pub use cache::{CacheConfig, CacheStats, CachedVerdict, VerdictCache};
 pub use engine::Engine;
 pub use error::{BuildError, ScanError};
 pub use file::{FileAccess, MMAP_THRESHOLD};
+pub use pool::{Busy, JobError, JobHandle, PoolConfig, PoolStats, Priority, ScanPool};
 pub use result::{Detection, DetectionKind, Limit, Outcome, ScanResult};
 pub use scanner::{Feed, ScanOptions, Scanner, TOO_SMALL};
+pub use split::SplitConfig;

@@ -79,6 +79,11 @@ impl Scanner {
         s
     }
 
+    /// The engine this scanner runs.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// The options.
     pub fn options(&self) -> &ScanOptions {
         &self.opts
@@ -195,66 +200,100 @@ impl Scanner {
             };
         }
         self.main.finish(&inner.main, None, &mut self.sink);
-        if !inner.eof.is_empty() && !self.sink.stop {
-            let base = size - self.eof_tail.len() as u64;
-            self.eof.reset(&inner.eof, base);
-            self.eof
-                .feed(&inner.eof, &self.eof_tail, Some(size), &mut self.sink);
-            self.eof.finish(&inner.eof, Some(size), &mut self.sink);
-        }
-
         let digests = self.hashers.finish();
-        if digests.iter().any(|(a, d)| db.is_allowed(*a, d, size)) {
-            return result(Vec::new(), Outcome::Clean);
-        }
-        let mut detections = Vec::new();
-        for (algo, d) in &digests {
-            let algo: HashAlgo = *algo;
-            detections.extend(db.lookup_hash(algo, d, size).map(|n| Detection {
-                name: n.to_owned(),
-                kind: DetectionKind::Hash,
-            }));
-        }
-        if self.opts.all_match {
-            detections.extend(
-                (0..self.sink.body_found.len() as u32)
-                    .filter(|&i| self.sink.body_found[i as usize])
-                    .map(body),
-            );
-        } else {
-            detections.extend(self.sink.body_order.iter().copied().map(body));
-        }
-        if self.opts.all_match || detections.is_empty() {
-            for (li, lsig) in db.logical_signatures().iter().enumerate() {
-                if lsig
-                    .file_size
-                    .is_some_and(|(lo, hi)| size < lo || size > hi)
-                {
-                    continue;
-                }
-                let base = inner.lsig_base[li] as usize;
-                let counts = &self.sink.counts[base..base + lsig.subsigs.len()];
-                if logical::eval(&lsig.expr, counts) {
-                    detections.push(Detection {
-                        name: lsig.name.clone(),
-                        kind: DetectionKind::Logical,
-                    });
-                    if !self.opts.all_match {
-                        break;
-                    }
+        conclude(
+            &self.engine,
+            &self.opts,
+            &mut self.sink,
+            &mut self.eof,
+            &self.eof_tail,
+            &digests,
+            size,
+        )
+    }
+}
+
+/// The verdict once the main program has seen all `size` bytes: runs the
+/// end-of-file program over `tail` (the last bytes of the input, at least
+/// `eof_tail` of them when the input is that long) unless the scan already
+/// stopped, then applies hashes, the allow-list, body and logical
+/// detections. Shared by [`Scanner::finish`] and split scans.
+pub(crate) fn conclude(
+    engine: &Engine,
+    opts: &ScanOptions,
+    sink: &mut Sink,
+    eof: &mut Matcher,
+    tail: &[u8],
+    digests: &[(HashAlgo, Vec<u8>)],
+    size: u64,
+) -> ScanResult {
+    let inner = &engine.inner;
+    let db = &inner.db;
+    let result = |detections: Vec<Detection>, outcome| ScanResult {
+        detections,
+        outcome,
+        bytes_scanned: size,
+    };
+    let body = |i: u32| Detection {
+        name: db.body_signatures()[i as usize].name.clone(),
+        kind: DetectionKind::Body,
+    };
+    if !inner.eof.is_empty() && !sink.stop {
+        let base = size - tail.len() as u64;
+        eof.reset(&inner.eof, base);
+        eof.feed(&inner.eof, tail, Some(size), sink);
+        eof.finish(&inner.eof, Some(size), sink);
+    }
+    if digests.iter().any(|(a, d)| db.is_allowed(*a, d, size)) {
+        return result(Vec::new(), Outcome::Clean);
+    }
+    let mut detections = Vec::new();
+    for (algo, d) in digests {
+        let algo: HashAlgo = *algo;
+        detections.extend(db.lookup_hash(algo, d, size).map(|n| Detection {
+            name: n.to_owned(),
+            kind: DetectionKind::Hash,
+        }));
+    }
+    if opts.all_match {
+        detections.extend(
+            (0..sink.body_found.len() as u32)
+                .filter(|&i| sink.body_found[i as usize])
+                .map(body),
+        );
+    } else {
+        detections.extend(sink.body_order.iter().copied().map(body));
+    }
+    if opts.all_match || detections.is_empty() {
+        for (li, lsig) in db.logical_signatures().iter().enumerate() {
+            if lsig
+                .file_size
+                .is_some_and(|(lo, hi)| size < lo || size > hi)
+            {
+                continue;
+            }
+            let base = inner.lsig_base[li] as usize;
+            let counts = &sink.counts[base..base + lsig.subsigs.len()];
+            if logical::eval(&lsig.expr, counts) {
+                detections.push(Detection {
+                    name: lsig.name.clone(),
+                    kind: DetectionKind::Logical,
+                });
+                if !opts.all_match {
+                    break;
                 }
             }
         }
-        if !self.opts.all_match {
-            detections.truncate(1);
-        }
-        let outcome = if detections.is_empty() {
-            Outcome::Clean
-        } else {
-            Outcome::Infected
-        };
-        result(detections, outcome)
     }
+    if !opts.all_match {
+        detections.truncate(1);
+    }
+    let outcome = if detections.is_empty() {
+        Outcome::Clean
+    } else {
+        Outcome::Infected
+    };
+    result(detections, outcome)
 }
 
 #[cfg(test)]

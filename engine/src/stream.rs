@@ -23,6 +23,10 @@ pub(crate) struct Sink {
     pub body_found: Vec<bool>,
     /// Body signatures in the order their match completed.
     pub body_order: Vec<u32>,
+    /// For each entry of `body_order`, the start of the last part of that
+    /// first match: with the body index, it orders completions as a
+    /// sequential scan does (used to merge split scans).
+    pub body_start: Vec<u64>,
     /// Match counts of every subsignature (flat index).
     pub counts: Vec<u32>,
     /// First-match mode: stop at the first body detection.
@@ -36,18 +40,20 @@ impl Sink {
         self.body_found.clear();
         self.body_found.resize(bodies, false);
         self.body_order.clear();
+        self.body_start.clear();
         self.counts.clear();
         self.counts.resize(subs, 0);
         self.first_match = first_match;
         self.stop = false;
     }
 
-    fn report(&mut self, owner: Owner) {
+    fn report(&mut self, owner: Owner, start: u64) {
         match owner {
             Owner::Body(i) => {
                 if !self.body_found[i as usize] {
                     self.body_found[i as usize] = true;
                     self.body_order.push(i);
+                    self.body_start.push(start);
                     if self.first_match {
                         self.stop = true;
                     }
@@ -69,9 +75,25 @@ impl Sink {
     }
 }
 
+/// The part of the input a segment matcher answers for (split scans).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Window {
+    /// Candidates starting before this are dropped (their left context
+    /// may lie before the segment's first byte).
+    pub cand_lo: u64,
+    /// Only matches whose last part ends in `end_lo < end <= end_hi` are
+    /// reported.
+    pub end_lo: u64,
+    /// See `end_lo`.
+    pub end_hi: u64,
+}
+
 /// Per-scan state for one program.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Matcher {
+    /// Set for a segment of a split scan: only bounded patterns, only
+    /// matches ending in the window.
+    window: Option<Window>,
     tail: Vec<u8>,
     tail_base: u64,
     /// Candidates `(start, entry)` waiting for verification.
@@ -91,6 +113,7 @@ pub(crate) struct Matcher {
 impl Matcher {
     /// Prepares for a stream whose first byte is at absolute position `base`.
     pub fn reset(&mut self, p: &Program, base: u64) {
+        self.window = None;
         self.tail.clear();
         self.tail_base = base;
         self.queue.clear();
@@ -113,6 +136,14 @@ impl Matcher {
         self.touched_ends.clear();
     }
 
+    /// Prepares for one segment of a split scan: the stream starts at
+    /// `base`, only bounded (`split`) patterns run, and only matches inside
+    /// `window` are reported.
+    pub fn reset_window(&mut self, p: &Program, base: u64, window: Window) {
+        self.reset(p, base);
+        self.window = Some(window);
+    }
+
     /// Scans the next chunk of input.
     pub fn feed(&mut self, p: &Program, chunk: &[u8], size: Option<u64>, sink: &mut Sink) {
         if sink.stop || p.is_empty() || chunk.is_empty() {
@@ -120,6 +151,7 @@ impl Matcher {
             return;
         }
         let chunk_base = self.tail_base + self.tail.len() as u64;
+        let window = self.window;
         if !p.atoms.is_empty() {
             // Atoms across the seam between the tail and this chunk.
             let k = p.max_atom - 1;
@@ -142,6 +174,7 @@ impl Matcher {
                             size,
                             sink,
                             None,
+                            window,
                         );
                     }
                 });
@@ -176,6 +209,7 @@ impl Matcher {
                             size,
                             sink,
                             Some((chunk, chunk_base)),
+                            window,
                         );
                     }
                 });
@@ -275,7 +309,12 @@ impl Matcher {
                     }
                     recent.push(end);
                 }
-                sink.report(pat.owner);
+                if let Some(w) = self.window
+                    && (end <= w.end_lo || end > w.end_hi)
+                {
+                    continue;
+                }
+                sink.report(pat.owner, start);
             } else {
                 let slot = pat.gap_slot as usize + part;
                 if !self.gap_touched[slot] {
@@ -321,6 +360,7 @@ impl Matcher {
 
 /// Queues the candidates implied by an atom at absolute position `atom_start`.
 #[inline]
+#[allow(clippy::too_many_arguments)]
 fn push(
     p: &Program,
     queue: &mut Vec<(u64, u32)>,
@@ -329,6 +369,7 @@ fn push(
     size: Option<u64>,
     sink: &Sink,
     chunk: Option<(&[u8], u64)>,
+    window: Option<Window>,
 ) {
     for &eid in &p.atom_targets[atom] {
         let entry = &p.entries[eid as usize];
@@ -337,6 +378,11 @@ fn push(
         };
         let pat = &p.patterns[entry.pattern as usize];
         if sink.skip(pat.owner) {
+            continue;
+        }
+        if let Some(w) = window
+            && (start < w.cand_lo || !pat.split)
+        {
             continue;
         }
         if entry.part == 0 {

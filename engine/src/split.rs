@@ -1,0 +1,458 @@
+//! Scanning one large buffer as overlapping segments on the pool, with a
+//! result identical to a sequential scan (see `DESIGN.md`, "Split scans").
+//!
+//! One scan becomes these jobs, all queued at once:
+//!
+//! - one job per segment: the main program's bounded patterns
+//!   (`PatternInfo::split`), over the segment plus `split_overlap` bytes of
+//!   context, reporting only matches whose last part ends inside the
+//!   segment;
+//! - one job for the other main patterns (unbounded gaps, or spans over
+//!   64 KiB), sequentially over the whole buffer, if there are any;
+//! - one job for the whole-file hashes, if the database needs any at this
+//!   size.
+//!
+//! The last job to finish merges: body signatures found anywhere, the
+//! first-match winner by `(start of last part, body index)` (the order in
+//! which a sequential scan completes matches), subsignature counts summed
+//! (each match end belongs to exactly one segment), then the end-of-file
+//! program over the tail and the verdict, exactly as `Scanner::finish`.
+
+use std::cell::RefCell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use giva_signatures::HashAlgo;
+
+use crate::compile::Program;
+use crate::engine::Engine;
+use crate::hashing::Hashers;
+use crate::pool::{Job, JobError};
+use crate::result::{Detection, DetectionKind, Limit, Outcome, ScanResult};
+use crate::scanner::{ScanOptions, Scanner, TOO_SMALL, conclude};
+use crate::stream::{Matcher, Sink, Window};
+
+/// When and how [`ScanPool::scan_bytes`](crate::pool::ScanPool::scan_bytes)
+/// splits a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SplitConfig {
+    /// Buffers larger than this are split (default 8 MiB).
+    pub threshold: usize,
+    /// The size of one segment, overlap excluded (default 8 MiB). Raised
+    /// so that one scan makes at most 1024 segments (and at most half the
+    /// queue capacity). Any size gives the same result; sizes close to
+    /// [`Engine::split_overlap`] waste work on the overlap.
+    pub segment: usize,
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        SplitConfig {
+            threshold: 8 << 20,
+            segment: 8 << 20,
+        }
+    }
+}
+
+/// Most segments of one scan.
+const MAX_SEGMENTS: usize = 1024;
+
+/// Input is fed in pieces of this size, so time limits are checked.
+const PIECE: usize = 1 << 20;
+
+thread_local! {
+    /// Each worker's scanner scratch, reused while the engine and options
+    /// stay the same.
+    static SCANNER: RefCell<Option<Scanner>> = const { RefCell::new(None) };
+    /// Each worker's segment scratch.
+    static SEGMENT: RefCell<(Matcher, Sink)> = RefCell::new(Default::default());
+}
+
+/// Drops this thread's scratch (and the engine clone it holds).
+pub(crate) fn release_scratch() {
+    SCANNER.with_borrow_mut(|s| *s = None);
+    SEGMENT.with_borrow_mut(|s| *s = Default::default());
+}
+
+/// A whole-buffer scan with this thread's scratch.
+fn scan_whole(engine: &Engine, data: &[u8], opts: &ScanOptions) -> ScanResult {
+    SCANNER.with_borrow_mut(|slot| {
+        let s = match slot {
+            Some(s) if s.engine().same(engine) && s.options() == opts => s,
+            _ => slot.insert(engine.scanner(opts.clone())),
+        };
+        s.reset(Some(data.len() as u64));
+        s.feed(data);
+        s.finish()
+    })
+}
+
+type Reply = oneshot::Sender<Result<ScanResult, JobError>>;
+
+/// The segments `[lo, hi)` of a buffer of `len` bytes, or `None` if it
+/// should not be split.
+pub(crate) fn segments(len: usize, cfg: &SplitConfig, max_jobs: usize) -> Option<Vec<(u64, u64)>> {
+    if len <= cfg.threshold || len as u64 <= TOO_SMALL {
+        return None;
+    }
+    let max_segs = MAX_SEGMENTS.min(max_jobs.saturating_sub(2) / 2);
+    if max_segs < 2 {
+        return None;
+    }
+    // Correct for any size (windows then overlap more than once), but
+    // efficient only well above `Engine::split_overlap`.
+    let seg = cfg.segment.max(1).max(len.div_ceil(max_segs));
+    if seg >= len {
+        return None;
+    }
+    let len = len as u64;
+    let seg = seg as u64;
+    Some(
+        (0..len.div_ceil(seg))
+            .map(|i| (i * seg, ((i + 1) * seg).min(len)))
+            .collect(),
+    )
+}
+
+/// The jobs that scan `data` and send the result to `tx`: one job, or the
+/// jobs of a split scan if `data` is large (see [`segments`]).
+pub(crate) fn jobs<D>(
+    engine: &Engine,
+    data: Arc<D>,
+    opts: &ScanOptions,
+    cfg: &SplitConfig,
+    max_jobs: usize,
+    tx: Reply,
+) -> Vec<Job>
+where
+    D: AsRef<[u8]> + Send + Sync + 'static,
+{
+    let len = (*data).as_ref().len();
+    let plan = if opts.max_scan_bytes.is_some_and(|m| m < len as u64) {
+        // The byte limit truncates: keep the sequential semantics.
+        None
+    } else {
+        segments(len, cfg, max_jobs)
+    };
+    let seq = engine.sequential_program().map(|p| p.is_some());
+    let (Some(segs), Ok(seq)) = (plan, seq) else {
+        let engine = engine.clone();
+        let opts = opts.clone();
+        return vec![Box::new(move || {
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                scan_whole(&engine, (*data).as_ref(), &opts)
+            }))
+            .map_err(|_| JobError::Panicked);
+            let _ = tx.send(r);
+        })];
+    };
+    let db = engine.database();
+    let hashes = HashAlgo::ALL.iter().any(|&a| db.needs_hash(a, len as u64));
+    let mut parts: Vec<Part> = segs.iter().map(|&(lo, hi)| Part::Segment(lo, hi)).collect();
+    if seq {
+        parts.push(Part::Sequential);
+    }
+    if hashes {
+        parts.push(Part::Hashes);
+    }
+    let split = Arc::new(Split {
+        engine: engine.clone(),
+        opts: opts.clone(),
+        data,
+        started: OnceLock::new(),
+        best: AtomicU64::new(u64::MAX),
+        merge: Mutex::new(Merge {
+            remaining: parts.len(),
+            ..Merge::default()
+        }),
+        tx: Mutex::new(Some(tx)),
+    });
+    parts
+        .into_iter()
+        .map(|part| {
+            let split = split.clone();
+            Box::new(move || split.run(part)) as Job
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Part {
+    /// Bounded patterns, matches ending in `lo < end <= hi` (the first
+    /// segment also owns end 0, which no match has).
+    Segment(u64, u64),
+    /// Patterns that cannot be split, over the whole buffer.
+    Sequential,
+    /// Whole-file hashes.
+    Hashes,
+}
+
+/// What one job found.
+#[derive(Default)]
+struct Out {
+    /// `(start of last part, body index)` of the first match of each body
+    /// signature found.
+    bodies: Vec<(u64, u32)>,
+    /// Non-zero subsignature counts.
+    counts: Vec<(u32, u32)>,
+    digests: Vec<(HashAlgo, Vec<u8>)>,
+    limit: bool,
+}
+
+#[derive(Default)]
+struct Merge {
+    remaining: usize,
+    bodies: Vec<(u64, u32)>,
+    counts: Vec<(u32, u32)>,
+    digests: Vec<(HashAlgo, Vec<u8>)>,
+    limit: bool,
+}
+
+struct Split<D> {
+    engine: Engine,
+    opts: ScanOptions,
+    data: Arc<D>,
+    /// When the first job of this scan started (the time limit counts from
+    /// there).
+    started: OnceLock<Instant>,
+    /// First-match mode: the smallest start of a last part of a body match
+    /// found so far. A segment whose matches must all start later cannot
+    /// change the verdict and stops.
+    best: AtomicU64,
+    merge: Mutex<Merge>,
+    tx: Mutex<Option<Reply>>,
+}
+
+impl<D: AsRef<[u8]>> Split<D> {
+    fn data(&self) -> &[u8] {
+        (*self.data).as_ref()
+    }
+
+    fn send(&self, r: Result<ScanResult, JobError>) {
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(tx) = tx {
+            let _ = tx.send(r);
+        }
+    }
+
+    fn run(&self, part: Part) {
+        let started = *self.started.get_or_init(Instant::now);
+        let out = catch_unwind(AssertUnwindSafe(|| match part {
+            Part::Segment(lo, hi) => self.segment(lo, hi, started),
+            Part::Sequential => self.sequential(started),
+            Part::Hashes => self.hashes(started),
+        }));
+        let Ok(out) = out else {
+            self.send(Err(JobError::Panicked));
+            return;
+        };
+        if let Some(&(start, _)) = out.bodies.iter().min() {
+            self.best.fetch_min(start, Ordering::Relaxed);
+        }
+        let done = {
+            let mut m = self.merge.lock().unwrap_or_else(|e| e.into_inner());
+            m.bodies.extend(out.bodies);
+            m.counts.extend(out.counts);
+            m.digests.extend(out.digests);
+            m.limit |= out.limit;
+            m.remaining -= 1;
+            (m.remaining == 0).then(|| std::mem::take(&mut *m))
+        };
+        if let Some(m) = done {
+            let r =
+                catch_unwind(AssertUnwindSafe(|| self.conclude(m))).map_err(|_| JobError::Panicked);
+            self.send(r);
+        }
+    }
+
+    /// True if a segment answering for ends after `lo` cannot hold the
+    /// first-match winner any more: each of its matches has a last part
+    /// starting after `lo - span`, later than a match already found. (Its
+    /// counts do not matter then: a body detection wins over logical
+    /// signatures.)
+    fn superseded(&self, lo: u64) -> bool {
+        !self.opts.all_match
+            && self
+                .best
+                .load(Ordering::Relaxed)
+                .saturating_add(self.engine.max_bounded_span())
+                < lo
+    }
+
+    fn over_time(&self, started: Instant) -> bool {
+        self.opts
+            .max_scan_time
+            .is_some_and(|t| started.elapsed() > t)
+    }
+
+    /// Runs `p` over `data[w0..w1]` (`window` set for a segment) and
+    /// collects what it found.
+    fn run_program(
+        &self,
+        p: &Program,
+        w0: u64,
+        w1: u64,
+        window: Option<Window>,
+        started: Instant,
+    ) -> Out {
+        let inner = &self.engine.inner;
+        SEGMENT.with_borrow_mut(|(m, sink)| {
+            match window {
+                Some(w) => m.reset_window(p, w0, w),
+                None => m.reset(p, w0),
+            }
+            sink.reset(
+                inner.db.body_signatures().len(),
+                inner.nsubs,
+                !self.opts.all_match,
+            );
+            let mut out = Out::default();
+            let lo = window.map(|w| w.end_lo);
+            if lo.is_some_and(|lo| self.superseded(lo)) {
+                return out;
+            }
+            for piece in self.data()[w0 as usize..w1 as usize].chunks(PIECE) {
+                m.feed(p, piece, None, sink);
+                if sink.stop {
+                    break;
+                }
+                if lo.is_some_and(|lo| self.superseded(lo)) {
+                    return out;
+                }
+                if self.over_time(started) {
+                    out.limit = true;
+                    break;
+                }
+            }
+            if !out.limit {
+                m.finish(p, None, sink);
+            }
+            out.bodies = sink
+                .body_start
+                .iter()
+                .copied()
+                .zip(sink.body_order.iter().copied())
+                .collect();
+            out.counts = sink
+                .counts
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c > 0)
+                .map(|(i, c)| (i as u32, *c))
+                .collect();
+            out
+        })
+    }
+
+    fn segment(&self, lo: u64, hi: u64, started: Instant) -> Out {
+        let p = &self.engine.inner.main;
+        let (before, after) = self.engine.split_overlap();
+        let w0 = lo.saturating_sub(before);
+        let w1 = hi.saturating_add(after).min(self.data().len() as u64);
+        // A candidate may read `history` bytes before its start: those
+        // starting earlier could read before `w0`. None of them can be
+        // part of a match ending after `lo`.
+        let cand_lo = if w0 == 0 { 0 } else { w0 + p.history };
+        let window = Window {
+            cand_lo,
+            end_lo: lo,
+            end_hi: hi,
+        };
+        self.run_program(p, w0, w1, Some(window), started)
+    }
+
+    fn sequential(&self, started: Instant) -> Out {
+        match self.engine.sequential_program() {
+            Ok(Some(p)) => self.run_program(p, 0, self.data().len() as u64, None, started),
+            // `jobs` checked both.
+            _ => unreachable!("split scan without a sequential program"),
+        }
+    }
+
+    fn hashes(&self, started: Instant) -> Out {
+        let db = self.engine.database();
+        let size = self.data().len() as u64;
+        let mut h = Hashers::start(|a| db.needs_hash(a, size));
+        let mut out = Out::default();
+        for piece in self.data().chunks(PIECE) {
+            h.update(piece);
+            if self.over_time(started) {
+                out.limit = true;
+                return out;
+            }
+        }
+        out.digests = h.finish();
+        out
+    }
+
+    fn conclude(&self, mut m: Merge) -> ScanResult {
+        let inner = &self.engine.inner;
+        let db = &inner.db;
+        let size = self.data().len() as u64;
+        let first_match = !self.opts.all_match;
+        m.bodies.sort_unstable();
+        if m.limit {
+            // As `Scanner::finish`: only what is certain.
+            let mut found: Vec<u32> = m.bodies.iter().map(|&(_, b)| b).collect();
+            if first_match {
+                found.truncate(1);
+            } else {
+                found.sort_unstable();
+                found.dedup();
+            }
+            let d: Vec<Detection> = found
+                .into_iter()
+                .map(|i| Detection {
+                    name: db.body_signatures()[i as usize].name.clone(),
+                    kind: DetectionKind::Body,
+                })
+                .collect();
+            let outcome = if d.is_empty() {
+                Outcome::LimitExceeded(Limit::ScanTime)
+            } else {
+                Outcome::Infected
+            };
+            return ScanResult {
+                detections: d,
+                outcome,
+                bytes_scanned: size,
+            };
+        }
+        let mut sink = Sink::default();
+        sink.reset(db.body_signatures().len(), inner.nsubs, first_match);
+        for &(start, b) in &m.bodies {
+            if !sink.body_found[b as usize] {
+                sink.body_found[b as usize] = true;
+                sink.body_order.push(b);
+                sink.body_start.push(start);
+            }
+        }
+        if first_match && !sink.body_order.is_empty() {
+            // The match a sequential scan completes first, and stops at.
+            sink.body_order.truncate(1);
+            sink.body_start.truncate(1);
+            sink.stop = true;
+        }
+        for (i, c) in m.counts {
+            let x = &mut sink.counts[i as usize];
+            *x = x.saturating_add(c);
+        }
+        m.digests
+            .sort_by_key(|(a, _)| HashAlgo::ALL.iter().position(|x| x == a));
+        let data = self.data();
+        let keep = (inner.eof_tail as usize).min(data.len());
+        let tail = &data[data.len() - keep..];
+        let mut eof = Matcher::default();
+        conclude(
+            &self.engine,
+            &self.opts,
+            &mut sink,
+            &mut eof,
+            tail,
+            &m.digests,
+            size,
+        )
+    }
+}

@@ -1,0 +1,294 @@
+//! The scan pool: priorities, fairness between VMs, bounded queue, panics,
+//! async handles, shutdown, and pool scans equal to direct scans.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use giva_engine::pool::{Busy, JobError, PoolConfig, Priority, ScanPool};
+use giva_engine::{Engine, ScanOptions};
+use giva_signatures::{BodyPattern, BodySignature, Database, DatabaseInfo, Offset, Part, Token};
+
+/// Occupies every worker until the returned senders are dropped (or sent
+/// to). Returns once all gate jobs run.
+fn block_workers(pool: &ScanPool) -> Vec<mpsc::Sender<()>> {
+    let (started_tx, started_rx) = mpsc::channel();
+    let mut gates = Vec::new();
+    for _ in 0..pool.workers() {
+        let (tx, rx) = mpsc::channel::<()>();
+        let started = started_tx.clone();
+        pool.submit("gate", Priority::OnAccess, move || {
+            started.send(()).unwrap();
+            let _ = rx.recv();
+        })
+        .unwrap();
+        gates.push(tx);
+    }
+    for _ in 0..pool.workers() {
+        started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    }
+    gates
+}
+
+type Log = Arc<Mutex<Vec<(String, usize)>>>;
+
+fn logger(log: &Log, vm: &str, i: usize) -> impl FnOnce() + Send + 'static {
+    let log = log.clone();
+    let vm = vm.to_owned();
+    move || log.lock().unwrap().push((vm, i))
+}
+
+#[test]
+fn on_access_runs_before_queued_background_work() {
+    for workers in [1, 2] {
+        let pool = ScanPool::new(PoolConfig {
+            workers,
+            queue_capacity: 4096,
+        });
+        let gates = block_workers(&pool);
+        let log: Log = Arc::default();
+        let mut handles = Vec::new();
+        for i in 0..200 {
+            handles.push(
+                pool.submit("bulk", Priority::Background, logger(&log, "bg", i))
+                    .unwrap(),
+            );
+        }
+        for i in 0..5 {
+            handles.push(
+                pool.submit("bulk", Priority::OnDemand, logger(&log, "od", i))
+                    .unwrap(),
+            );
+        }
+        let urgent = pool
+            .submit("guest", Priority::OnAccess, logger(&log, "oa", 0))
+            .unwrap();
+        assert_eq!(pool.stats().queued, [1, 5, 200]);
+        drop(gates);
+        urgent.wait().unwrap();
+        for h in handles {
+            h.wait().unwrap();
+        }
+        let log = log.lock().unwrap();
+        // Strict order: with every worker free at once, the on-access job
+        // starts first and the on-demand ones before any background job.
+        // (With several workers, jobs started together may log in either
+        // order, hence the slack of `workers - 1`.)
+        let pos = |name: &str| log.iter().position(|(v, _)| v == name).unwrap();
+        assert!(pos("oa") < workers, "{workers} workers: {:?}", &log[..8]);
+        let last_od = log.iter().rposition(|(v, _)| v == "od").unwrap();
+        assert!(last_od < 6 + workers - 1, "{:?}", &log[..10]);
+    }
+}
+
+/// A steady flood of background work adds at most about one job's worth
+/// of latency to an on-access job.
+#[test]
+fn on_access_latency_under_background_flood() {
+    let pool = ScanPool::new(PoolConfig {
+        workers: 2,
+        queue_capacity: 100_000,
+    });
+    let job = Duration::from_millis(5);
+    for _ in 0..2000 {
+        pool.submit("bulk", Priority::Background, move || {
+            std::thread::sleep(job)
+        })
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(30));
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        pool.submit("guest", Priority::OnAccess, || ())
+            .unwrap()
+            .wait()
+            .unwrap();
+        let waited = t.elapsed();
+        // One job's worth (5 ms) plus scheduling noise on a loaded shared
+        // machine; without priorities it would be ~5 s (2000 jobs / 2).
+        assert!(waited < job * 100, "waited {waited:?}");
+    }
+    assert!(pool.stats().queued[2] > 1000);
+}
+
+#[test]
+fn one_vm_flooding_does_not_starve_another() {
+    let pool = ScanPool::new(PoolConfig {
+        workers: 1,
+        queue_capacity: 4096,
+    });
+    let gates = block_workers(&pool);
+    let log: Log = Arc::default();
+    let mut a = Vec::new();
+    for i in 0..1000 {
+        a.push(
+            pool.submit("vm-a", Priority::OnDemand, logger(&log, "a", i))
+                .unwrap(),
+        );
+    }
+    let mut b = Vec::new();
+    for i in 0..10 {
+        b.push(
+            pool.submit("vm-b", Priority::OnDemand, logger(&log, "b", i))
+                .unwrap(),
+        );
+    }
+    drop(gates);
+    for h in a.into_iter().chain(b) {
+        h.wait().unwrap();
+    }
+    let log = log.lock().unwrap();
+    let last_b = log.iter().rposition(|(v, _)| v == "b").unwrap();
+    let last_a = log.iter().rposition(|(v, _)| v == "a").unwrap();
+    // Round robin: a, b, a, b, ... so B's tenth job is about the 20th run.
+    assert!(last_b <= 21, "last B job ran at {last_b}");
+    assert_eq!(last_a, 1009);
+    // Each VM's own jobs keep their order.
+    let a_order: Vec<usize> = log.iter().filter(|(v, _)| v == "a").map(|x| x.1).collect();
+    assert!(a_order.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn full_queue_is_busy_at_once() {
+    let pool = ScanPool::new(PoolConfig {
+        workers: 1,
+        queue_capacity: 4,
+    });
+    let gates = block_workers(&pool);
+    let mut hs = Vec::new();
+    for i in 0..4 {
+        hs.push(pool.submit("vm", Priority::Background, move || i).unwrap());
+    }
+    let err = pool.submit("vm", Priority::OnAccess, || 0).unwrap_err();
+    assert_eq!(err, Busy);
+    assert_eq!(err.to_string(), "scan queue full");
+    let st = pool.stats();
+    assert_eq!(st.rejected, 1);
+    assert_eq!(st.queued, [0, 0, 4]);
+    assert_eq!(st.running, 1);
+    drop(gates);
+    let got: Vec<i32> = hs.into_iter().map(|h| h.wait().unwrap()).collect();
+    assert_eq!(got, [0, 1, 2, 3]);
+    // Room again.
+    assert_eq!(
+        pool.submit("vm", Priority::OnAccess, || 7).unwrap().wait(),
+        Ok(7)
+    );
+    // A handle resolves just before its job is counted as completed.
+    let t = std::time::Instant::now();
+    while pool.stats().completed < 6 && t.elapsed() < Duration::from_secs(10) {
+        std::thread::yield_now();
+    }
+    let st = pool.stats();
+    assert_eq!(st.completed, 6);
+    assert_eq!(st.queued, [0, 0, 0]);
+}
+
+#[test]
+fn a_panicking_job_does_not_kill_its_worker() {
+    let pool = ScanPool::new(PoolConfig {
+        workers: 1,
+        queue_capacity: 16,
+    });
+    let h = pool.submit("vm", Priority::OnAccess, || -> u32 { panic!("boom") });
+    assert_eq!(h.unwrap().wait(), Err(JobError::Panicked));
+    let h = pool.submit("vm", Priority::OnAccess, || 42u32).unwrap();
+    assert_eq!(h.wait(), Ok(42));
+    assert_eq!(pool.workers(), 1);
+}
+
+#[test]
+fn handles_can_be_awaited() {
+    let pool = ScanPool::new(PoolConfig::default());
+    assert!(pool.workers() >= 1);
+    let hs: Vec<_> = (0..50u64)
+        .map(|i| {
+            pool.submit("vm", Priority::OnDemand, move || i * 2)
+                .unwrap()
+        })
+        .collect();
+    let sum = futures_executor::block_on(async {
+        let mut sum = 0;
+        for h in hs {
+            sum += h.await.unwrap();
+        }
+        sum
+    });
+    assert_eq!(sum, (0..50).map(|i| i * 2).sum::<u64>());
+}
+
+#[test]
+fn dropping_the_pool_cancels_queued_jobs() {
+    let pool = ScanPool::new(PoolConfig {
+        workers: 1,
+        queue_capacity: 16,
+    });
+    let gates = block_workers(&pool);
+    let queued = pool.submit("vm", Priority::OnAccess, || 1).unwrap();
+    let clone = pool.clone();
+    drop(pool);
+    // A clone keeps the pool alive.
+    assert_eq!(clone.stats().queued, [1, 0, 0]);
+    let dropper = std::thread::spawn(move || drop(clone));
+    assert_eq!(queued.wait(), Err(JobError::Shutdown));
+    drop(gates);
+    dropper.join().unwrap();
+}
+
+fn engine() -> Engine {
+    let lit = |b: &[u8]| Part {
+        tokens: b
+            .iter()
+            .map(|&value| Token::Byte { value, mask: 0xff })
+            .collect(),
+    };
+    let sig = BodySignature {
+        name: "Test.Evil".into(),
+        offset: Offset::Any,
+        pattern: BodyPattern {
+            parts: vec![lit(b"evil")],
+            gaps: vec![],
+            left_anchor: None,
+            right_anchor: None,
+            start_assertion: None,
+            end_assertion: None,
+        },
+    };
+    let db = Database::from_parts(DatabaseInfo::default(), vec![sig], vec![], vec![], vec![]);
+    Engine::new(&db).unwrap()
+}
+
+#[test]
+fn pool_scan_equals_direct_scan() {
+    let pool = ScanPool::new(PoolConfig {
+        workers: 2,
+        queue_capacity: 64,
+    });
+    let e = engine();
+    let opts = ScanOptions::default();
+    for data in [&b"some evil bytes"[..], b"clean bytes", b"ev", b"evil"] {
+        let buf: Arc<[u8]> = data.into();
+        let got = pool
+            .scan_bytes(&e, buf, &opts, "vm", Priority::OnAccess)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(got, e.scan_bytes(data, &opts));
+    }
+    // Any shared byte container works.
+    let v = b"xx evil xx".to_vec();
+    let got = pool
+        .scan_bytes(&e, v.clone(), &opts, "vm", Priority::Background)
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(got, e.scan_bytes(&v, &opts));
+}
+
+#[test]
+fn pool_is_send_sync_clone() {
+    fn ok<T: Send + Sync + Clone>() {}
+    ok::<ScanPool>();
+    fn send<T: Send>() {}
+    send::<giva_engine::pool::JobHandle<u8>>();
+}
