@@ -97,7 +97,6 @@ impl Default for OutboxConfig {
     }
 }
 
-
 /// Listeners and per-stream limits.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]

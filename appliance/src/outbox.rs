@@ -11,9 +11,11 @@
 use std::collections::VecDeque;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 
 use giva_proto::manager::{Event, EventKind};
 use prost::Message;
@@ -56,11 +58,38 @@ pub enum Pushed {
 /// The durable outbox.
 #[derive(Debug)]
 pub struct Outbox {
+    inner: Arc<Inner>,
+    /// Writes go through one task that commits every write waiting at that
+    /// moment in one transaction (group commit): one fsync for many events.
+    writer: mpsc::Sender<Write>,
+}
+
+#[derive(Debug)]
+struct Inner {
     pool: sqlx::SqlitePool,
     quota_bytes: i64,
     bytes: AtomicI64,
     /// Events whose disk write failed: still delivered, but not durable.
     fallback: Mutex<VecDeque<Event>>,
+}
+
+type Write = (Event, oneshot::Sender<Pushed>);
+
+/// Most writes committed in one transaction.
+const GROUP_COMMIT_MAX: usize = 512;
+
+/// A write handed to the outbox; await it to know it is on disk.
+#[derive(Debug)]
+pub struct PendingPush(Option<oneshot::Receiver<Pushed>>);
+
+impl PendingPush {
+    /// Waits until the write is committed (or has failed over to memory).
+    pub async fn committed(self) -> Pushed {
+        match self.0 {
+            Some(rx) => rx.await.unwrap_or(Pushed::InMemoryOnly),
+            None => Pushed::InMemoryOnly,
+        }
+    }
 }
 
 /// True for events that are sent at once and never dropped for the quota:
@@ -116,42 +145,110 @@ impl Outbox {
             .fetch_one(&pool)
             .await?
             .get(0);
-        Ok(Outbox {
+        let inner = Arc::new(Inner {
             pool,
             quota_bytes: i64::try_from(quota_bytes).unwrap_or(i64::MAX),
             bytes: AtomicI64::new(bytes),
             fallback: Mutex::new(VecDeque::new()),
-        })
+        });
+        let (writer, rx) = mpsc::channel(GROUP_COMMIT_MAX * 4);
+        tokio::spawn(write_loop(inner.clone(), rx));
+        Ok(Outbox { inner, writer })
     }
 
     fn fallback(&self) -> std::sync::MutexGuard<'_, VecDeque<Event>> {
-        self.fallback.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.fallback()
+    }
+
+    /// Hands an event to the writer, in order; await the result to know it
+    /// is on disk.
+    pub async fn enqueue(&self, event: Event) -> PendingPush {
+        let (tx, rx) = oneshot::channel();
+        match self.writer.send((event, tx)).await {
+            Ok(()) => PendingPush(Some(rx)),
+            Err(mpsc::error::SendError((event, _))) => {
+                error!(event_id = %event.event_id, "outbox writer gone; keeping the event in memory");
+                self.fallback().push_back(event);
+                PendingPush(None)
+            }
+        }
     }
 
     /// Stores an event durably. Returns after the commit reached the disk,
     /// or says why it did not.
     pub async fn push(&self, event: &Event) -> Pushed {
-        match self.try_push(event).await {
-            Ok(p) => p,
+        self.enqueue(event.clone()).await.committed().await
+    }
+}
+
+/// Commits writes in groups: everything waiting when a transaction starts
+/// goes into it.
+async fn write_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Write>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < GROUP_COMMIT_MAX {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        let events: Vec<&Event> = batch.iter().map(|(e, _)| e).collect();
+        match inner.write_batch(&events).await {
+            Ok(results) => {
+                for ((_, reply), pushed) in batch.into_iter().zip(results) {
+                    let _ = reply.send(pushed);
+                }
+            }
             Err(e) => {
-                error!(error = %e, event_id = %event.event_id, "outbox write failed; keeping the event in memory");
-                self.fallback().push_back(event.clone());
-                Pushed::InMemoryOnly
+                error!(error = %e, events = batch.len(), "outbox write failed; keeping the events in memory");
+                for (event, reply) in batch {
+                    inner.fallback().push_back(event);
+                    let _ = reply.send(Pushed::InMemoryOnly);
+                }
             }
         }
     }
+}
 
-    async fn try_push(&self, event: &Event) -> Result<Pushed, OutboxError> {
+impl Inner {
+    fn fallback(&self) -> std::sync::MutexGuard<'_, VecDeque<Event>> {
+        self.fallback.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes `events` in one transaction, applying the quota to each.
+    async fn write_batch(&self, events: &[&Event]) -> Result<Vec<Pushed>, OutboxError> {
+        let mut tx = self.pool.begin().await?;
+        let start = self.bytes.load(Ordering::Relaxed);
+        let mut delta = 0i64;
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            let (pushed, d) = self.write_one(&mut tx, event, start + delta).await?;
+            delta += d;
+            out.push(pushed);
+        }
+        tx.commit().await?;
+        // Acknowledgements may have freed bytes meanwhile: add, never store.
+        self.bytes.fetch_add(delta, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// Writes one event inside a transaction, given the payload bytes stored
+    /// so far; returns what happened and the change in stored bytes.
+    async fn write_one(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        event: &Event,
+        bytes: i64,
+    ) -> Result<(Pushed, i64), OutboxError> {
         let payload = event.encode_to_vec();
         let len = payload.len() as i64;
         let urgent = is_prompt(event);
-        let mut tx = self.pool.begin().await?;
         let mut freed = 0i64;
         let mut dropped = 0u64;
-        if self.bytes.load(Ordering::Relaxed) + len > self.quota_bytes {
+        if bytes + len > self.quota_bytes {
             if !urgent {
                 warn!(event_id = %event.event_id, "outbox quota reached: dropping a low-value event");
-                return Ok(Pushed::Dropped);
+                return Ok((Pushed::Dropped, 0));
             }
             // Make room by dropping the oldest low-value events.
             let rows = sqlx::query(
@@ -159,7 +256,7 @@ impl Outbox {
             )
             .fetch_all(&mut *tx)
             .await?;
-            let need = self.bytes.load(Ordering::Relaxed) + len - self.quota_bytes;
+            let need = bytes + len - self.quota_bytes;
             for r in rows {
                 if freed >= need {
                     break;
@@ -191,12 +288,12 @@ impl Outbox {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        tx.commit().await?;
         let added = if inserted == 1 { len } else { 0 };
-        self.bytes.fetch_add(added - freed, Ordering::Relaxed);
-        Ok(Pushed::Stored { evicted: dropped })
+        Ok((Pushed::Stored { evicted: dropped }, added - freed))
     }
+}
 
+impl Outbox {
     /// The oldest pending events (only detections with `urgent_only`), at
     /// most `limit`, in the order they were stored.
     pub async fn pending(&self, urgent_only: bool, limit: usize) -> Vec<Event> {
@@ -213,7 +310,11 @@ impl Outbox {
         } else {
             "SELECT payload FROM outbox ORDER BY seq LIMIT ?"
         };
-        match sqlx::query(sql).bind(rest).fetch_all(&self.pool).await {
+        match sqlx::query(sql)
+            .bind(rest)
+            .fetch_all(&self.inner.pool)
+            .await
+        {
             Ok(rows) => {
                 for r in rows {
                     match Event::decode(r.get::<&[u8], _>(0)) {
@@ -234,7 +335,7 @@ impl Outbox {
         }
         self.fallback().retain(|e| !ids.contains(&e.event_id));
         let result: Result<i64, sqlx::Error> = async {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.inner.pool.begin().await?;
             let mut freed = 0i64;
             for id in ids {
                 let row =
@@ -252,7 +353,7 @@ impl Outbox {
         .await;
         match result {
             Ok(freed) => {
-                self.bytes.fetch_sub(freed, Ordering::Relaxed);
+                self.inner.bytes.fetch_sub(freed, Ordering::Relaxed);
             }
             Err(e) => {
                 error!(error = %e, "cannot remove acknowledged events; they will be sent again")
@@ -263,7 +364,7 @@ impl Outbox {
     /// Number of events pending.
     pub async fn len(&self) -> u64 {
         let on_disk: i64 = match sqlx::query("SELECT COUNT(*) FROM outbox")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.inner.pool)
             .await
         {
             Ok(r) => r.get(0),
@@ -279,11 +380,11 @@ impl Outbox {
 
     /// Payload bytes on disk.
     pub fn bytes(&self) -> u64 {
-        u64::try_from(self.bytes.load(Ordering::Relaxed)).unwrap_or(0)
+        u64::try_from(self.inner.bytes.load(Ordering::Relaxed)).unwrap_or(0)
     }
 
     /// Closes the database.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.inner.pool.close().await;
     }
 }

@@ -215,7 +215,10 @@ mod tests {
 
     #[test]
     fn bad_glob_is_refused() {
-        let c = PolicyConfig { exclude_globs: vec!["[".into()], ..PolicyConfig::default() };
+        let c = PolicyConfig {
+            exclude_globs: vec!["[".into()],
+            ..PolicyConfig::default()
+        };
         assert!(Policy::new(c, LimitsConfig::default()).is_err());
     }
 }

@@ -115,13 +115,15 @@ impl Reporter {
     pub async fn report_with(&self, mut event: Event, notify: bool) {
         let urgent = is_prompt(&event) && notify;
         // Ids follow the outbox's commit order, so the manager can tell the
-        // order events happened in from their ids.
-        let pushed = {
+        // order events happened in from their ids. Only the hand-over to the
+        // writer is serialized; the commits themselves are grouped.
+        let pending = {
             let _in_order = self.order.lock().await;
             let n = self.next_id.fetch_add(1, Ordering::Relaxed);
             event.event_id = format!("{}-{:x}-{n}", self.appliance_id, self.boot_us);
-            self.outbox.push(&event).await
+            self.outbox.enqueue(event).await
         };
+        let pushed = pending.committed().await;
         match pushed {
             Pushed::Stored { evicted } => {
                 self.stats.outbox_dropped.inc_by(evicted);

@@ -4,5 +4,14 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod bandwidth;
+pub mod compare;
+pub mod corpus;
+pub mod e2e;
 pub mod notify;
+pub mod plot;
 pub mod report;
+pub mod rng;
+pub mod run;
+pub mod sigs;
+pub mod tagging;

@@ -74,7 +74,11 @@ pub async fn run(s: Scenario) -> anyhow::Result<Percentiles> {
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(s.rate.max(1))));
     for i in 0..s.count {
         tick.tick().await;
-        let req = ScanRequest { vm_id: "bench-vm".into(), name: format!("eicar-{i}"), data: EICAR.to_vec() };
+        let req = ScanRequest {
+            vm_id: "bench-vm".into(),
+            name: format!("eicar-{i}"),
+            data: EICAR.to_vec(),
+        };
         client.scan(req).await?;
     }
     // Wait until every detection is committed (heartbeat-only needs up to
@@ -97,17 +101,28 @@ pub async fn run(s: Scenario) -> anyhow::Result<Percentiles> {
     }
     let mut lat: Vec<f64> = events
         .iter()
-        .filter_map(|e| e.event.as_ref().map(|ev| (e.received_at_us - ev.detected_at_us) as f64 / 1000.0))
+        .filter_map(|e| {
+            e.event
+                .as_ref()
+                .map(|ev| (e.received_at_us - ev.detected_at_us) as f64 / 1000.0)
+        })
         .collect();
     Ok(percentiles(&mut lat))
 }
 
 async fn detections(m: &giva_manager::Manager) -> anyhow::Result<Vec<StoredEvent>> {
-    let filter = giva_manager::store::EventFilter { limit: 1_000_000, ..Default::default() };
+    let filter = giva_manager::store::EventFilter {
+        limit: 1_000_000,
+        ..Default::default()
+    };
     Ok(m.store()
         .events(&filter)
         .await?
         .into_iter()
-        .filter(|e| e.event.as_ref().is_some_and(|e| e.kind == EventKind::Detection as i32))
+        .filter(|e| {
+            e.event
+                .as_ref()
+                .is_some_and(|e| e.kind == EventKind::Detection as i32)
+        })
         .collect())
 }

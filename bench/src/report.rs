@@ -29,7 +29,13 @@ pub fn percentiles(values: &mut [f64]) -> Percentiles {
         let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
         values[rank - 1]
     };
-    Percentiles { n: values.len(), p50: at(0.50), p90: at(0.90), p99: at(0.99), max: at(1.0) }
+    Percentiles {
+        n: values.len(),
+        p50: at(0.50),
+        p90: at(0.90),
+        p99: at(0.99),
+        max: at(1.0),
+    }
 }
 
 /// Today's date (UTC), `YYYY-MM-DD`.
@@ -56,19 +62,30 @@ pub fn machine() -> String {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|n| n.parse::<u64>().ok())
     });
-    let mem = mem_kb.map_or("? GiB".into(), |kb| format!("{:.0} GiB", kb as f64 / 1048576.0));
+    let mem = mem_kb.map_or("? GiB".into(), |kb| {
+        format!("{:.0} GiB", kb as f64 / 1048576.0)
+    });
     format!("{cpu}, {cores} cores, {mem}")
 }
 
-/// The current git commit, if any.
+/// The current git commit, if any, marked when the work tree has
+/// uncommitted changes (numbers taken then belong to no commit exactly).
 pub fn commit() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(c) => match git(&["status", "--porcelain", "--untracked-files=no"]) {
+            Some(s) if !s.is_empty() => format!("{c} (+ uncommitted changes)"),
+            _ => c,
+        },
+        None => "unknown".into(),
+    }
 }
 
 /// The results directory for today, created if needed.
