@@ -7,10 +7,13 @@
 //! random data (overlapping or not). This index is built for that case:
 //!
 //! - Atoms of at least `q + s - 1` bytes are indexed by their `q`-byte
-//!   q-grams at offsets `0..s`, and the scan looks up one position in `s`:
-//!   every occurrence has exactly one q-gram at a sampled position. Atoms of
-//!   7+ bytes use `q = 4, s = 4`; 6 bytes `q = 3, s = 4`; 4 or 5 bytes
-//!   `q = 3, s = 2`. A blocked
+//!   q-grams at `s` consecutive offsets `j..j + s`, and the scan looks up
+//!   one position in `s`: every occurrence has exactly one of those q-grams
+//!   at a sampled position. `j` is chosen per atom so that its most common
+//!   q-gram is as rare as possible (text-like q-grams shared by many atoms
+//!   made text data cost hundreds of confirmations per hit). Atoms of 7+
+//!   bytes use `q = 4, s = 4`; 4 to 6 bytes `q = 3, s = 2` (`q3s4` is kept
+//!   but no longer filled). A one-bit-per-key
 //!   Bloom filter (one 64-bit word per lookup, sized to stay in L2) rejects
 //!   almost every position; hits go to an exact open-addressing table.
 //! - **Short atoms** (1 to 3 bytes; rare, the compiler requires two static
@@ -18,6 +21,10 @@
 //!   every position.
 //!
 //! Every candidate is confirmed byte for byte, so the result is exact.
+
+/// The hasher for integer keys built at load time (SipHash dominated
+/// `AtomIndex::new` and `Program::build`).
+pub(crate) type FxBuild = rustc_hash::FxBuildHasher;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Slot {
@@ -42,8 +49,9 @@ struct GramTable {
 #[inline(always)]
 fn bloom(x: u32, shift: u32) -> (usize, u64) {
     let h = u64::from(x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let m = (1u64 << ((h >> 20) & 63)) | (1u64 << ((h >> 26) & 63));
-    ((h >> shift) as usize, m)
+    // One bit per key (k = 1): half the instructions of a two-bit mask;
+    // the extra false positives (about 1/32) cost one slot probe each.
+    ((h >> shift) as usize, 1u64 << ((h >> 20) & 63))
 }
 
 #[inline]
@@ -52,21 +60,40 @@ fn h2(x: u32) -> u32 {
 }
 
 impl GramTable {
-    fn build(mut entries: Vec<(u32, u32, u32)>) -> Self {
+    fn build(entries: Vec<(u32, u32, u32)>) -> Self {
         if entries.is_empty() {
             return GramTable::default();
         }
-        entries.sort_unstable();
+        // Group by key with a counting pass instead of a sort (the sort of
+        // ~600k entries was a quarter of `Engine::new` at 100k patterns);
+        // values are reported in no particular order.
+        let mut gid: std::collections::HashMap<u32, u32, FxBuild> =
+            std::collections::HashMap::with_capacity_and_hasher(entries.len(), FxBuild::default());
         let mut groups: Vec<(u32, u32, u32)> = Vec::new(); // key, start, len
-        let mut values = Vec::with_capacity(entries.len());
-        for (key, atom, off) in entries {
-            match groups.last_mut() {
-                Some(g) if g.0 == key => g.2 += 1,
-                _ => groups.push((key, values.len() as u32, 1)),
-            }
-            values.push((atom, off));
+        let mut of_entry = Vec::with_capacity(entries.len());
+        for &(key, _, _) in &entries {
+            let next = groups.len() as u32;
+            let g = *gid.entry(key).or_insert_with(|| {
+                groups.push((key, 0, 0));
+                next
+            });
+            groups[g as usize].2 += 1;
+            of_entry.push(g);
         }
-        // A blocked Bloom filter: one 64-bit word per key lookup, two bits
+        let mut fill = Vec::with_capacity(groups.len());
+        let mut start = 0;
+        for g in &mut groups {
+            g.1 = start;
+            fill.push(start);
+            start += g.2;
+        }
+        let mut values = vec![(0u32, 0u32); entries.len()];
+        for (&(_, atom, off), &g) in entries.iter().zip(&of_entry) {
+            let at = &mut fill[g as usize];
+            values[*at as usize] = (atom, off);
+            *at += 1;
+        }
+        // A blocked Bloom filter: one 64-bit word per key lookup, one bit
         // per key; about 32 bits per key, between 2^12 and 2^24 bits.
         let nbits = (groups.len() * 32)
             .next_power_of_two()
@@ -97,7 +124,7 @@ impl GramTable {
     #[inline(always)]
     fn maybe(&self, x: u32) -> bool {
         let (w, m) = bloom(x, self.shift);
-        self.bits[w] & m == m
+        self.bits[w] & m != 0
     }
 
     #[inline]
@@ -138,6 +165,19 @@ pub(crate) struct AtomIndex {
     short_first: [bool; 256],
 }
 
+/// How rare a byte is in typical data (higher is rarer); as
+/// `compile::weight`.
+fn gram_weight(b: u8) -> u32 {
+    match b {
+        0x00 => 1,
+        0xff => 2,
+        b' ' | b'a'..=b'z' | b'0'..=b'9' => 3,
+        0x21..=0x7e => 4,
+        b'\n' | b'\r' | b'\t' => 3,
+        _ => 5,
+    }
+}
+
 #[inline(always)]
 fn gram3(hay: &[u8], i: usize) -> u32 {
     u32::from_le_bytes([hay[i], hay[i + 1], hay[i + 2], 0])
@@ -154,14 +194,16 @@ impl AtomIndex {
     /// Indexes `atoms` (each non-empty); atom ids are their positions.
     pub fn new(atoms: Vec<Vec<u8>>) -> Self {
         let mut by = [Vec::new(), Vec::new(), Vec::new()];
+        let mut uses: [std::collections::HashMap<u32, u32, FxBuild>; 3] = Default::default();
         let mut short = Vec::new();
         let mut short_first = [false; 256];
         for (id, a) in atoms.iter().enumerate() {
             let id = id as u32;
             let (class, q, stride) = match a.len() {
                 7.. => (0, 4, 4),
-                6 => (1, 3, 4),
-                4..=5 => (2, 3, 2),
+                // 6-byte atoms share the q3s2 table: its two lookups per 4
+                // bytes are paid anyway, the q3s4 one is saved.
+                4..=6 => (2, 3, 2),
                 _ => {
                     if let Some(&b) = a.first() {
                         short.push((b, id));
@@ -170,8 +212,32 @@ impl AtomIndex {
                     continue;
                 }
             };
-            for off in 0..stride {
-                let g = if q == 4 { gram(a, off) } else { gram3(a, off) };
+            // Any `stride` consecutive q-gram offsets j..j+stride work (an
+            // occurrence has exactly one of them at a sampled position), so
+            // pick the window whose most common q-gram is rarest: text-like
+            // grams ("the ", "erne") hit constantly and are shared by many
+            // atoms.
+            let gram_at = |o: usize| if q == 4 { gram(a, o) } else { gram3(a, o) };
+            let last = a.len() + 1 - q - stride;
+            let mut best = (i64::MIN, 0usize);
+            for j in 0..=last {
+                let worst = (j..j + stride)
+                    .map(|o| {
+                        let g = gram_at(o);
+                        let rare: i64 =
+                            a[o..o + q].iter().map(|&b| i64::from(gram_weight(b))).sum();
+                        rare * 64 - i64::from(*uses[class].get(&g).unwrap_or(&0)).min(63)
+                    })
+                    .min()
+                    .unwrap_or(0);
+                if worst > best.0 {
+                    best = (worst, j);
+                }
+            }
+            let j = best.1;
+            for off in j..j + stride {
+                let g = gram_at(off);
+                *uses[class].entry(g).or_insert(0) += 1;
                 by[class].push((g, id, off as u32));
             }
         }
@@ -232,18 +298,27 @@ impl AtomIndex {
         // within the atom, so looking up every s-th position finds it once.
         let mut i = 0;
         if a || b || c {
-            while i + 7 <= n {
-                let w = &hay[i..i + 7];
-                let x = gram(w, 0);
+            // One 8-byte load per 4 positions; the q-grams are shifts of it.
+            while i + 8 <= n {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&hay[i..i + 8]);
+                let x = u64::from_le_bytes(w);
+                let x4 = x as u32;
                 if a {
-                    self.lookup(&self.q4s4, hay, i, x, &mut f);
+                    self.lookup(&self.q4s4, hay, i, x4, &mut f);
                 }
                 if b {
-                    self.lookup(&self.q3s4, hay, i, x & 0x00ff_ffff, &mut f);
+                    self.lookup(&self.q3s4, hay, i, x4 & 0x00ff_ffff, &mut f);
                 }
                 if c {
-                    self.lookup(&self.q3s2, hay, i, x & 0x00ff_ffff, &mut f);
-                    self.lookup(&self.q3s2, hay, i + 2, gram3(w, 2), &mut f);
+                    self.lookup(&self.q3s2, hay, i, x4 & 0x00ff_ffff, &mut f);
+                    self.lookup(
+                        &self.q3s2,
+                        hay,
+                        i + 2,
+                        (x >> 16) as u32 & 0x00ff_ffff,
+                        &mut f,
+                    );
                 }
                 i += 4;
             }

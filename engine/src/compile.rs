@@ -144,7 +144,7 @@ enum Flat {
 }
 
 fn expand(tokens: &[Token], limit: usize) -> Option<Vec<Vec<Flat>>> {
-    let mut out: Vec<Vec<Flat>> = vec![Vec::new()];
+    let mut out: Vec<Vec<Flat>> = vec![Vec::with_capacity(tokens.len())];
     for t in tokens {
         match t {
             Token::Byte { value, mask } => {
@@ -204,14 +204,24 @@ fn weight(b: u8) -> u32 {
 /// case-folded letters multiply).
 const MAX_ATOM_EXPANSION: usize = 64;
 
-/// The bytes a position may take, if they are few enough for an atom.
-fn choices(e: &Elem, sets: &[ByteSet]) -> Option<Vec<u8>> {
+/// The bytes a position may take, if they are few enough for an atom
+/// (at most 4: `(bytes, count)`, no allocation).
+fn choices(e: &Elem, sets: &[ByteSet]) -> Option<([u8; 4], usize)> {
     match *e {
-        Elem::Byte { value, mask: 0xff } => Some(vec![value]),
+        Elem::Byte { value, mask: 0xff } => Some(([value, 0, 0, 0], 1)),
         Elem::Byte { .. } => None,
         Elem::Set(i) => {
             let s = &sets[i as usize];
-            (s.len() <= 4 && !s.is_empty()).then(|| s.iter().collect())
+            if s.len() > 4 || s.is_empty() {
+                return None;
+            }
+            let mut out = [0u8; 4];
+            let mut n = 0;
+            for b in s.iter() {
+                out[n] = b;
+                n += 1;
+            }
+            Some((out, n))
         }
     }
 }
@@ -220,8 +230,8 @@ fn choices(e: &Elem, sets: &[ByteSet]) -> Option<Vec<u8>> {
 /// [`MAX_ATOM`] positions that are literal bytes or tiny sets, expanding
 /// into at most [`MAX_ATOM_EXPANSION`] strings. Returns `(offset, strings)`.
 fn pick_atom(elems: &[Elem], sets: &[ByteSet]) -> Option<(usize, Vec<Vec<u8>>)> {
-    let ch: Vec<Option<Vec<u8>>> = elems.iter().map(|e| choices(e, sets)).collect();
-    let score_of = |c: &Vec<u8>| -> u32 {
+    let ch: Vec<Option<([u8; 4], usize)>> = elems.iter().map(|e| choices(e, sets)).collect();
+    let score_of = |c: &[u8]| -> u32 {
         let w = c.iter().map(|&b| weight(b)).min().unwrap_or(1);
         if c.len() == 1 { w * 2 } else { w.max(2) - 1 }
     };
@@ -231,12 +241,14 @@ fn pick_atom(elems: &[Elem], sets: &[ByteSet]) -> Option<(usize, Vec<Vec<u8>>)> 
         let mut score = 0u32;
         let mut len = 0;
         while start + len < ch.len() && len < MAX_ATOM {
-            let Some(c) = &ch[start + len] else { break };
-            if product * c.len() > MAX_ATOM_EXPANSION {
+            let Some((c, n)) = &ch[start + len] else {
+                break;
+            };
+            if product * n > MAX_ATOM_EXPANSION {
                 break;
             }
-            product *= c.len();
-            score += score_of(c);
+            product *= n;
+            score += score_of(&c[..*n]);
             len += 1;
             // Rarity (about bits of information per byte) plus a bonus for
             // the length classes the atom index scans cheaply (7+ bytes are
@@ -255,12 +267,20 @@ fn pick_atom(elems: &[Elem], sets: &[ByteSet]) -> Option<(usize, Vec<Vec<u8>>)> 
         }
     }
     let (_, start, len) = best?;
-    let mut out: Vec<Vec<u8>> = vec![Vec::new()];
-    for c in ch[start..start + len].iter().flatten() {
+    let window = &ch[start..start + len];
+    if window.iter().flatten().all(|&(_, n)| n == 1) {
+        // The common case: one string, one allocation.
+        return Some((
+            start,
+            vec![window.iter().flatten().map(|(c, _)| c[0]).collect()],
+        ));
+    }
+    let mut out: Vec<Vec<u8>> = vec![Vec::with_capacity(len)];
+    for (c, n) in window.iter().flatten() {
         out = out
             .iter()
             .flat_map(|prefix| {
-                c.iter().map(move |&b| {
+                c[..*n].iter().map(move |&b| {
                     let mut p = prefix.clone();
                     p.push(b);
                     p
@@ -271,6 +291,16 @@ fn pick_atom(elems: &[Elem], sets: &[ByteSet]) -> Option<(usize, Vec<Vec<u8>>)> 
     Some((start, out))
 }
 
+/// An atom (at most [`MAX_ATOM`] = 12 bytes) as a hash key, without an
+/// allocation: the bytes, and the length in the top byte.
+fn atom_key(a: &[u8]) -> u128 {
+    debug_assert!(a.len() <= 15);
+    let mut b = [0u8; 16];
+    b[..a.len()].copy_from_slice(a);
+    b[15] = a.len() as u8;
+    u128::from_le_bytes(b)
+}
+
 impl Program {
     /// Compiles `sources` into one program.
     pub fn build(sources: &[Source<'_>]) -> Result<Program, BuildError> {
@@ -279,7 +309,7 @@ impl Program {
         let mut sets: Vec<ByteSet> = Vec::new();
         let mut set_ids: HashMap<ByteSet, u32> = HashMap::new();
         let mut atoms: Vec<Vec<u8>> = Vec::new();
-        let mut atom_ids: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut atom_ids: HashMap<u128, usize, crate::atoms::FxBuild> = HashMap::default();
         let mut atom_targets: Vec<Vec<u32>> = Vec::new();
         let mut gap_slots = Vec::new();
         let mut lookahead = ASSERT_CTX + 1;
@@ -355,7 +385,7 @@ impl Program {
                     for atom in strings {
                         max_atom = max_atom.max(atom.len());
                         let next = atoms.len();
-                        let aid = *atom_ids.entry(atom.clone()).or_insert_with(|| {
+                        let aid = *atom_ids.entry(atom_key(&atom)).or_insert_with(|| {
                             atoms.push(atom);
                             atom_targets.push(Vec::new());
                             next
