@@ -106,6 +106,9 @@ pub struct ServerConfig {
     /// A Unix socket for shims on this host, in addition to `listen`
     /// (absent: none). A stale socket file is replaced.
     pub unix_socket: Option<PathBuf>,
+    /// A vsock port for guests that reach the host without a network
+    /// (absent: none). Needs a build with `--features vsock`.
+    pub vsock_port: Option<u32>,
     /// Address of the admin HTTP endpoint (`/metrics`, `/healthz`,
     /// `POST /reload`). Absent: no admin endpoint.
     pub admin_listen: Option<SocketAddr>,
@@ -130,6 +133,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7411)),
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9411))),
             unix_socket: None,
+            vsock_port: None,
             max_message_bytes: 8 * 1024 * 1024,
             content_timeout_secs: 30,
             max_inflight_per_vm: 1024,

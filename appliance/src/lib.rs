@@ -354,6 +354,17 @@ pub async fn serve(
         }
         None => None,
     };
+    let vsock = match app.config.server.vsock_port {
+        Some(port) => {
+            let incoming = bind_vsock(port)?;
+            info!(port, "appliance serving on vsock");
+            Some(tokio::spawn(router().serve_with_incoming_shutdown(
+                incoming,
+                draining(app.clone()),
+            )))
+        }
+        None => None,
+    };
     let servers = async move {
         let unix = async move {
             match unix {
@@ -361,8 +372,14 @@ pub async fn serve(
                 None => Ok(()),
             }
         };
-        let (a, b) = tokio::join!(tcp, unix);
-        a.and(b)
+        let vsock = async move {
+            match vsock {
+                Some(v) => v.await.unwrap_or(Ok(())),
+                None => Ok(()),
+            }
+        };
+        let (a, b, c) = tokio::join!(tcp, unix, vsock);
+        a.and(b).and(c)
     };
     tokio::pin!(servers);
     let deadline = Duration::from_secs(app.config.server.shutdown_deadline_secs);
@@ -393,6 +410,26 @@ pub async fn serve(
         );
     }
     result.map_err(|e| anyhow::anyhow!("gRPC server failed: {e}"))
+}
+
+/// Listens on vsock `port` (any CID).
+#[cfg(feature = "vsock")]
+fn bind_vsock(port: u32) -> anyhow::Result<tokio_vsock::Incoming> {
+    let addr = tokio_vsock::VsockAddr::new(tokio_vsock::VMADDR_CID_ANY, port);
+    let listener = tokio_vsock::VsockListener::bind(addr)
+        .map_err(|e| anyhow::anyhow!("cannot listen on vsock port {port}: {e}"))?;
+    Ok(listener.incoming())
+}
+
+/// Without vsock support, a configured vsock port is an error, not a
+/// silently missing listener.
+#[cfg(not(feature = "vsock"))]
+fn bind_vsock(
+    port: u32,
+) -> anyhow::Result<tokio_stream::Empty<std::io::Result<tokio::net::TcpStream>>> {
+    anyhow::bail!(
+        "server.vsock_port = {port} is set, but this giva was built without vsock support (build with --features vsock)"
+    )
 }
 
 /// Binds a Unix socket at `path`, replacing a stale socket file (but never

@@ -285,3 +285,24 @@ fn large_file_split_across_segments_finds_the_boundary_match() {
         stdout(&out)
     );
 }
+
+/// Without the `vsock` feature a configured vsock port is refused with the
+/// reason, never silently ignored.
+#[cfg(not(feature = "vsock"))]
+#[test]
+fn vsock_port_without_vsock_support_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("giva.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nlisten = '127.0.0.1:0'\nvsock_port = 5000\nadmin_listen = '127.0.0.1:0'\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_giva"))
+        .args(["serve", "--config", p(&cfg), "--data-dir", p(dir.path())])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("without vsock support"), "{err}");
+}

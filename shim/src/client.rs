@@ -57,12 +57,16 @@ pub async fn connect(url: &str) -> Result<ShimServiceClient<Channel>, ClientErro
 }
 
 /// Opens a connection (one HTTP/2 channel) to an appliance: `http://HOST:PORT`
-/// over TCP, or `unix:/path/to/socket` on the same host.
+/// over TCP, `unix:/path/to/socket` on the same host, or `vsock://CID:PORT`
+/// (with the `vsock` feature).
 ///
 /// # Errors
 ///
 /// A bad URL or an unreachable appliance.
 pub async fn channel(url: &str) -> Result<Channel, ClientError> {
+    if let Some(addr) = url.strip_prefix("vsock://") {
+        return vsock_channel(url, addr).await;
+    }
     let unix_path = url
         .strip_prefix("unix:")
         .map(|p| p.trim_start_matches("//").to_string());
@@ -102,6 +106,52 @@ pub async fn channel(url: &str) -> Result<Channel, ClientError> {
     connected.map_err(|e| ClientError::Unreachable {
         url: url.to_string(),
         reason: source_chain(&e),
+    })
+}
+
+/// Connects over vsock to `CID:PORT` (guests without a network path to
+/// the host).
+#[cfg(feature = "vsock")]
+async fn vsock_channel(url: &str, addr: &str) -> Result<Channel, ClientError> {
+    let bad = |reason: &str| ClientError::BadUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let (cid, port) = addr
+        .split_once(':')
+        .ok_or_else(|| bad("expected vsock://CID:PORT"))?;
+    let cid: u32 = cid.parse().map_err(|_| bad("the CID is not a number"))?;
+    let port: u32 = port
+        .trim_end_matches('/')
+        .parse()
+        .map_err(|_| bad("the port is not a number"))?;
+    Endpoint::from_static("http://localhost")
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .connect_with_connector(tower::service_fn(
+            move |_: tonic::transport::Uri| async move {
+                let stream =
+                    tokio_vsock::VsockStream::connect(tokio_vsock::VsockAddr::new(cid, port))
+                        .await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            },
+        ))
+        .await
+        .map_err(|e| ClientError::Unreachable {
+            url: url.to_string(),
+            reason: source_chain(&e),
+        })
+}
+
+/// Without vsock support a `vsock://` URL is refused with the reason.
+#[cfg(not(feature = "vsock"))]
+async fn vsock_channel(url: &str, _addr: &str) -> Result<Channel, ClientError> {
+    Err(ClientError::BadUrl {
+        url: url.to_string(),
+        reason: "this giva-shim was built without vsock support (build with --features vsock)"
+            .into(),
     })
 }
 
