@@ -160,8 +160,10 @@ impl Session {
                 Ok(Some(m)) => m,
                 Ok(None) => return Ok(()),
                 Err(status) => {
-                    debug!(error = %status, "session stream broke");
-                    return Ok(());
+                    return match refused(status) {
+                        Some(refusal) => Err(refusal),
+                        None => Ok(()),
+                    };
                 }
             };
             match message.msg {
@@ -472,6 +474,27 @@ impl Session {
                     drop(permit);
                 });
             }
+        }
+    }
+}
+
+/// What a broken inbound stream means. A message that could not be
+/// decoded (too large, malformed) is refused with a status the guest sees
+/// (`Some`); a peer that went away needs no answer (`None`).
+fn refused(status: Status) -> Option<Status> {
+    use tonic::Code;
+    match status.code() {
+        Code::OutOfRange | Code::ResourceExhausted => Some(Status::resource_exhausted(format!(
+            "message refused: {}",
+            status.message()
+        ))),
+        Code::InvalidArgument | Code::Internal => Some(Status::invalid_argument(format!(
+            "message refused: {}",
+            status.message()
+        ))),
+        _ => {
+            debug!(error = %status, "session stream broke");
+            None
         }
     }
 }

@@ -88,6 +88,10 @@ pub async fn start_appliance(mut config: Config) -> (Running, Arc<giva_appliance
     if config.outbox.path.as_os_str().is_empty() {
         config.outbox.path = ":memory:".into();
     }
+    // Many appliances run at once here: none takes the fixed admin port.
+    if config.server.admin_listen == Config::default().server.admin_listen {
+        config.server.admin_listen = None;
+    }
     let app = giva_appliance::Appliance::new(config, db)
         .await
         .expect("appliance builds");
@@ -112,9 +116,18 @@ pub async fn start_appliance(mut config: Config) -> (Running, Arc<giva_appliance
 
 /// An appliance configuration that reports to `manager_url`.
 pub fn config_with_manager(manager_url: &str) -> Config {
-    let mut c = Config::default();
+    let mut c = test_config();
     c.manager.url = manager_url.to_string();
     c.manager.request_timeout_ms = 2000;
+    c
+}
+
+/// The default configuration, minus what tests must not share: no admin
+/// endpoint on the fixed default port, and a volatile outbox.
+pub fn test_config() -> Config {
+    let mut c = Config::default();
+    c.server.admin_listen = None;
+    c.outbox.path = ":memory:".into();
     c
 }
 
@@ -233,6 +246,9 @@ impl CrashableAppliance {
         config.server.listen = addr;
         if config.appliance_id.is_empty() {
             config.appliance_id = "crash-appliance".into();
+        }
+        if config.server.admin_listen == Config::default().server.admin_listen {
+            config.server.admin_listen = None;
         }
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         rt.spawn(async move {
@@ -360,4 +376,43 @@ pub async fn shim_scan(appliance_url: &str, vm_id: &str, dir: &Path) -> giva_shi
     giva_shim::scan::run(&config, |_| {}, |_, _| {})
         .await
         .expect("shim scan")
+}
+
+/// Starts a manager with the quarantine `config`, on `addr` (`None`: a free
+/// loopback port), with its store in `db` (`None`: in memory).
+pub async fn start_manager_with(
+    addr: Option<SocketAddr>,
+    db: Option<&Path>,
+    config: &giva_manager::config::Config,
+) -> (Running, Arc<giva_manager::Manager>) {
+    let listener = match addr {
+        Some(a) => bind_retry(a).await,
+        None => TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind manager"),
+    };
+    let addr = listener.local_addr().expect("addr");
+    let store = giva_manager::store::SqliteStore::open(db.unwrap_or(Path::new(":memory:")))
+        .await
+        .expect("manager store");
+    let manager = giva_manager::Manager::with_config(Arc::new(store.clone()), config)
+        .expect("tagging actions build");
+    let (tx, rx) = oneshot::channel();
+    let m = manager.clone();
+    let task = tokio::spawn(async move {
+        giva_manager::serve(m, listener, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("manager serves");
+        store.close().await;
+    });
+    (
+        Running {
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+        },
+        manager,
+    )
 }

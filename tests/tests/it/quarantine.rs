@@ -382,7 +382,10 @@ async fn detection_tags_the_vm_and_a_clean_full_scan_untags_it() {
             })
     })
     .await;
-    assert!(clean_scan_arrived, "the shim's FullScanFinished reached the manager as SCAN_COMPLETED");
+    assert!(
+        clean_scan_arrived,
+        "the shim's FullScanFinished reached the manager as SCAN_COMPLETED"
+    );
     let v = wait_vm(&mgr, vm_id, |v| !v.tagged && v.state == "clean").await;
     assert!(v.last_action.starts_with("untag"), "{}", v.last_action);
     let removes = fake.state.succeeded("remove_tags");

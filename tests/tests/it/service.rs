@@ -262,13 +262,14 @@ async fn reloads_under_load_lose_no_verdict() {
     load.duration = Duration::from_secs(120);
     // Each VM opens every file ten times, so the reloads land mid-load.
     load.opens_per_vm = Some(100);
+    // Reload again and again for as long as the load runs.
+    let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
     let reloader = {
         let app = app.clone();
         tokio::spawn(async move {
-            let mut n = 0;
-            for i in 0..8 {
-                tokio::time::sleep(Duration::from_millis(60)).await;
-                let extra = format!("{:032x}:{}:Extra-{i}\n", i + 1, 1000 + i);
+            let mut n = 0u32;
+            while !*done_rx.borrow_and_update() {
+                let extra = format!("{:032x}:{}:Extra-{n}\n", n + 1, 1000 + n);
                 std::fs::write(
                     &db,
                     format!("44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n{extra}"),
@@ -276,20 +277,23 @@ async fn reloads_under_load_lose_no_verdict() {
                 .expect("write");
                 app.reload("test").await.expect("reload");
                 n += 1;
+                tokio::select! {
+                    _ = done_rx.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+                }
             }
-            (n, tokio::time::Instant::now())
+            n
         })
     };
     let report = tokio::time::timeout(Duration::from_secs(180), run(&load))
         .await
         .expect("finishes")
         .expect("load runs");
-    let load_done = tokio::time::Instant::now();
-    let (reloads, reloads_done) = reloader.await.expect("reloader");
-    assert_eq!(reloads, 8);
+    let _ = done_tx.send(true);
+    let reloads = reloader.await.expect("reloader");
     assert!(
-        reloads_done <= load_done,
-        "the reloads happened while the load ran"
+        reloads >= 3,
+        "only {reloads} reloads happened during the load"
     );
     assert_eq!(report.verdicts, 40 * 100, "{report:?}");
     assert_eq!(
