@@ -121,7 +121,6 @@ enum Command {
         #[arg(long, default_value = "256MiB", value_parser = parse_size)]
         size: u64,
     },
-    /// Detection → manager-commit latency, immediate notify vs heartbeat only.
     /// Quarantine tagging: detection → NSX tag latency, and an outbreak.
     Tagging {
         /// Detections for the latency run.
@@ -140,6 +139,7 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// Detection → manager-commit latency, immediate notify vs heartbeat only.
     Notify {
         /// Detections per scenario at 1/s.
         #[arg(long, default_value_t = 20)]
