@@ -1,7 +1,8 @@
 //! A VM's policy: what to scan and what to do about a detection.
 
+use giva_proto::policy::Filter;
+pub use giva_proto::policy::Skip;
 use giva_proto::shim::{EventKind, Policy as WirePolicy};
-use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::config::{LimitsConfig, PolicyConfig};
 
@@ -10,19 +11,7 @@ use crate::config::{LimitsConfig, PolicyConfig};
 pub struct Policy {
     config: PolicyConfig,
     limits: LimitsConfig,
-    globs: GlobSet,
-    extensions: Vec<String>,
-}
-
-/// Why an event is not scanned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Skip {
-    /// The path matches an exclusion.
-    Excluded,
-    /// The policy does not scan this kind of event.
-    KindOff,
-    /// The file is larger than the policy allows.
-    TooLarge,
+    filter: Filter,
 }
 
 impl Policy {
@@ -32,24 +21,17 @@ impl Policy {
     ///
     /// An invalid glob pattern, named in the message.
     pub fn new(config: PolicyConfig, limits: LimitsConfig) -> Result<Self, String> {
-        let mut builder = GlobSetBuilder::new();
-        for g in &config.exclude_globs {
-            builder.add(Glob::new(g).map_err(|e| format!("policy.exclude_globs: {g}: {e}"))?);
-        }
-        let globs = builder
-            .build()
-            .map_err(|e| format!("policy.exclude_globs: {e}"))?;
-        let extensions = config
-            .exclude_extensions
-            .iter()
-            .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
-            .collect();
-        Ok(Policy {
+        let mut policy = Policy {
             config,
             limits,
-            globs,
-            extensions,
-        })
+            filter: Filter::new(&WirePolicy::default()).0,
+        };
+        let (filter, problems) = Filter::new(&policy.to_wire());
+        if !problems.is_empty() {
+            return Err(format!("policy: {}", problems.join("; ")));
+        }
+        policy.filter = filter;
+        Ok(policy)
     }
 
     /// The scan limits.
@@ -72,47 +54,19 @@ impl Policy {
         self.config.share_cache
     }
 
-    /// Decides whether an event is scanned, or why not.
+    /// Decides whether an event is scanned, or why not (the same rules
+    /// the shim applies).
+    ///
+    /// # Errors
+    ///
+    /// The reason the event is skipped.
     pub fn check(&self, kind: EventKind, path: &str, size: u64) -> Result<(), Skip> {
-        let on = match kind {
-            EventKind::Open => self.config.scan_on_open,
-            EventKind::Exec => self.config.scan_on_exec,
-            EventKind::CloseWrite => self.config.scan_on_close_write,
-            EventKind::FullScanItem | EventKind::Unspecified => true,
-        };
-        if !on {
-            return Err(Skip::KindOff);
-        }
-        if self.is_excluded(path) {
-            return Err(Skip::Excluded);
-        }
-        if self.limits.max_file_size != 0 && size > self.limits.max_file_size {
-            return Err(Skip::TooLarge);
-        }
-        Ok(())
+        self.filter.check(kind, path, size)
     }
 
     /// True when `path` matches an exclusion (prefix, glob or extension).
     pub fn is_excluded(&self, path: &str) -> bool {
-        if self
-            .config
-            .exclude_prefixes
-            .iter()
-            .any(|p| !p.is_empty() && path.starts_with(p))
-        {
-            return true;
-        }
-        if self.globs.is_match(path) {
-            return true;
-        }
-        let file_name = path.rsplit('/').next().unwrap_or(path);
-        match file_name.rsplit_once('.') {
-            Some((stem, ext)) if !stem.is_empty() => {
-                let ext = ext.to_ascii_lowercase();
-                self.extensions.contains(&ext)
-            }
-            _ => false,
-        }
+        self.filter.is_excluded(path)
     }
 
     /// The policy as sent to shims.

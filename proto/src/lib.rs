@@ -7,6 +7,8 @@
 //! with no system `protoc`.
 #![allow(missing_docs, clippy::doc_markdown, clippy::large_enum_variant)]
 
+pub mod policy;
+
 /// `giva.shim.v1`: shim <-> appliance.
 pub mod shim {
     tonic::include_proto!("giva.shim.v1");

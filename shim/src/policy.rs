@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
+use giva_proto::policy::Filter;
 use giva_proto::shim::{EventKind, Policy as WirePolicy};
-use globset::{Glob, GlobSet, GlobSetBuilder};
 
 /// Overrides from the command line, applied on top of every policy received.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -23,23 +23,13 @@ pub struct Overrides {
     pub decision_timeout: Option<Duration>,
 }
 
-/// Why the shim does not send an event to the appliance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Skip {
-    /// The policy does not scan this kind of event.
-    KindOff,
-    /// The path matches an exclusion (prefix, glob or extension).
-    Excluded,
-    /// The file is larger than the policy's maximum file size.
-    TooLarge,
-}
+pub use giva_proto::policy::Skip;
 
 /// A compiled policy.
 #[derive(Debug, Clone)]
 pub struct LocalPolicy {
     wire: WirePolicy,
-    globs: GlobSet,
-    extensions: Vec<String>,
+    filter: Filter,
     overrides: Overrides,
 }
 
@@ -65,28 +55,13 @@ impl LocalPolicy {
     /// not compile are left out (and logged): the appliance validated them,
     /// and a bad one must not stop the guest from being protected.
     pub fn new(wire: WirePolicy, overrides: Overrides) -> Self {
-        let mut builder = GlobSetBuilder::new();
-        for g in &wire.exclude_globs {
-            match Glob::new(g) {
-                Ok(glob) => {
-                    builder.add(glob);
-                }
-                Err(e) => tracing::warn!(glob = %g, error = %e, "ignoring a bad exclusion glob"),
-            }
+        let (filter, problems) = Filter::new(&wire);
+        for p in problems {
+            tracing::warn!(problem = %p, "ignoring a bad exclusion");
         }
-        let globs = builder.build().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "ignoring the exclusion globs");
-            GlobSet::empty()
-        });
-        let extensions = wire
-            .exclude_extensions
-            .iter()
-            .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
-            .collect();
         LocalPolicy {
             wire,
-            globs,
-            extensions,
+            filter,
             overrides,
         }
     }
@@ -121,48 +96,20 @@ impl LocalPolicy {
         self.wire.deny_on_detection
     }
 
-    /// Decides whether an event goes to the appliance, or why not.
+    /// Decides whether an event goes to the appliance, or why not (the
+    /// appliance's own rules).
+    ///
+    /// # Errors
+    ///
+    /// The reason the event is skipped.
     pub fn check(&self, kind: EventKind, path: &str, size: u64) -> Result<(), Skip> {
-        let on = match kind {
-            EventKind::Open => self.wire.scan_on_open,
-            EventKind::Exec => self.wire.scan_on_exec,
-            EventKind::CloseWrite => self.wire.scan_on_close_write,
-            EventKind::FullScanItem | EventKind::Unspecified => true,
-        };
-        if !on {
-            return Err(Skip::KindOff);
-        }
-        if self.is_excluded(path) {
-            return Err(Skip::Excluded);
-        }
-        if self.wire.max_file_size != 0 && size > self.wire.max_file_size {
-            return Err(Skip::TooLarge);
-        }
-        Ok(())
+        self.filter.check(kind, path, size)
     }
 
     /// True when `path` matches an exclusion (prefix, glob or extension),
     /// with the same rules as the appliance.
     pub fn is_excluded(&self, path: &str) -> bool {
-        if self
-            .wire
-            .exclude_prefixes
-            .iter()
-            .any(|p| !p.is_empty() && path.starts_with(p.as_str()))
-        {
-            return true;
-        }
-        if self.globs.is_match(path) {
-            return true;
-        }
-        let file_name = path.rsplit('/').next().unwrap_or(path);
-        match file_name.rsplit_once('.') {
-            Some((stem, ext)) if !stem.is_empty() => {
-                let ext = ext.to_ascii_lowercase();
-                self.extensions.contains(&ext)
-            }
-            _ => false,
-        }
+        self.filter.is_excluded(path)
     }
 }
 
