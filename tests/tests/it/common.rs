@@ -159,7 +159,8 @@ where
 /// The detection events the manager has stored, oldest first.
 pub async fn detections(mgr: &giva_manager::Manager) -> Vec<giva_proto::manager::StoredEvent> {
     let filter = giva_manager::store::EventFilter {
-        limit: 100_000,
+        // No cap: a soak stores well over 100,000 events.
+        limit: usize::MAX,
         ..Default::default()
     };
     mgr.store()
