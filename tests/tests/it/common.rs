@@ -187,24 +187,34 @@ pub async fn start_manager_at(
         .await
         .expect("manager store");
     let manager = giva_manager::Manager::new(Arc::new(store.clone()));
+    (
+        serve_manager(manager.clone(), store, listener, addr),
+        manager,
+    )
+}
+
+/// Serves `manager` on `listener` until the returned handle stops it, then
+/// closes its store.
+fn serve_manager(
+    manager: Arc<giva_manager::Manager>,
+    store: giva_manager::store::SqliteStore,
+    listener: TcpListener,
+    addr: SocketAddr,
+) -> Running {
     let (tx, rx) = oneshot::channel();
-    let m = manager.clone();
     let task = tokio::spawn(async move {
-        giva_manager::serve(m, listener, async {
+        giva_manager::serve(manager, listener, async {
             let _ = rx.await;
         })
         .await
         .expect("manager serves");
         store.close().await;
     });
-    (
-        Running {
-            addr,
-            stop: Some(tx),
-            task: Some(task),
-        },
-        manager,
-    )
+    Running {
+        addr,
+        stop: Some(tx),
+        task: Some(task),
+    }
 }
 
 /// Binds `addr`, retrying for a few seconds while the port is still held by
@@ -398,22 +408,8 @@ pub async fn start_manager_with(
         .expect("manager store");
     let manager = giva_manager::Manager::with_config(Arc::new(store.clone()), config)
         .expect("tagging actions build");
-    let (tx, rx) = oneshot::channel();
-    let m = manager.clone();
-    let task = tokio::spawn(async move {
-        giva_manager::serve(m, listener, async {
-            let _ = rx.await;
-        })
-        .await
-        .expect("manager serves");
-        store.close().await;
-    });
     (
-        Running {
-            addr,
-            stop: Some(tx),
-            task: Some(task),
-        },
+        serve_manager(manager.clone(), store, listener, addr),
         manager,
     )
 }
