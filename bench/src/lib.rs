@@ -8,6 +8,7 @@ pub mod bandwidth;
 pub mod compare;
 pub mod corpus;
 pub mod e2e;
+pub mod inprocess;
 pub mod notify;
 pub mod plot;
 pub mod report;

@@ -53,24 +53,14 @@ pub async fn run(s: Scenario) -> anyhow::Result<Percentiles> {
         .await;
     });
 
-    let mut config = giva_appliance::config::Config {
-        appliance_id: "bench".into(),
-        ..Default::default()
-    };
-    config.server.admin_listen = None;
-    config.manager.url = format!("http://{maddr}");
-    config.manager.notify_immediately = s.immediate;
-    config.manager.heartbeat_interval_secs = s.heartbeat.as_secs().max(1);
-    config.outbox.path = dir.path().join("outbox.sqlite");
-    let app = giva_appliance::Appliance::new(config, giva_signatures::bundled()).await?;
-    let alistener = TcpListener::bind("127.0.0.1:0").await?;
-    let aaddr = alistener.local_addr()?;
-    let (astop, arx) = tokio::sync::oneshot::channel::<()>();
-    let atask = tokio::spawn(giva_appliance::serve(app, alistener, async {
-        let _ = arx.await;
-    }));
+    let appliance =
+        crate::inprocess::Appliance::start("bench", &format!("http://{maddr}"), dir.path(), |c| {
+            c.manager.notify_immediately = s.immediate;
+            c.manager.heartbeat_interval_secs = s.heartbeat.as_secs().max(1);
+        })
+        .await?;
 
-    let mut client = ShimServiceClient::connect(format!("http://{aaddr}")).await?;
+    let mut client = ShimServiceClient::connect(appliance.url()).await?;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(s.rate.max(1))));
     for i in 0..s.count {
         tick.tick().await;
@@ -91,8 +81,7 @@ pub async fn run(s: Scenario) -> anyhow::Result<Percentiles> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let _ = astop.send(());
-    let _ = atask.await;
+    appliance.stop().await;
     let _ = mstop.send(());
     let _ = mtask.await;
     store.close().await;

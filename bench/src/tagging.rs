@@ -142,22 +142,11 @@ async fn latency(bench: &TaggingBench) -> anyhow::Result<Percentiles> {
     let dir = tempfile::tempdir()?;
     let mgr = ManagerUnderTest::start(&dir, &nsx.url, bench.concurrency).await?;
 
-    let mut config = giva_appliance::config::Config {
-        appliance_id: "bench-tagging".into(),
-        ..Default::default()
-    };
-    config.server.admin_listen = None;
-    config.manager.url = mgr.url.clone();
-    config.outbox.path = dir.path().join("outbox.sqlite");
-    let app = giva_appliance::Appliance::new(config, giva_signatures::bundled()).await?;
-    let alistener = TcpListener::bind("127.0.0.1:0").await?;
-    let aaddr = alistener.local_addr()?;
-    let (astop, arx) = tokio::sync::oneshot::channel::<()>();
-    let atask = tokio::spawn(giva_appliance::serve(app, alistener, async {
-        let _ = arx.await;
-    }));
+    let appliance =
+        crate::inprocess::Appliance::start("bench-tagging", &mgr.url.clone(), dir.path(), |_| {})
+            .await?;
 
-    let mut client = ShimServiceClient::connect(format!("http://{aaddr}")).await?;
+    let mut client = ShimServiceClient::connect(appliance.url()).await?;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(
         1.0 / f64::from(bench.latency_rate.max(1)),
     ));
@@ -191,8 +180,7 @@ async fn latency(bench: &TaggingBench) -> anyhow::Result<Percentiles> {
             lat.push((*at - e.detected_at_us) as f64 / 1000.0);
         }
     }
-    let _ = astop.send(());
-    let _ = atask.await;
+    appliance.stop().await;
     mgr.stop().await;
     if lat.len() < want {
         anyhow::bail!("only {} of {want} detections were tagged", lat.len());
