@@ -21,8 +21,8 @@ use std::time::Duration;
 use giva_proto::manager::{Action, Event, EventKind, StoredEvent, VmInfo, VmState};
 use prost::Message;
 use serde::Serialize;
-use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, Row};
 
 use crate::quarantine::{self, Decision, Quarantine, Rules, TagOp};
 
@@ -317,6 +317,17 @@ impl SqliteStore {
                 .synchronous(SqliteSynchronous::Full)
         }
         .busy_timeout(Duration::from_secs(10));
+        if !memory {
+            // Switch a new file to WAL and create the schema on one
+            // connection before the pool opens more. Pool connections that
+            // race to switch the journal mode of a fresh file can get
+            // SQLITE_BUSY without the busy handler ever being consulted.
+            let mut setup = options.connect().await?;
+            for stmt in SCHEMA {
+                sqlx::query(stmt).execute(&mut setup).await?;
+            }
+            setup.close().await?;
+        }
         // In-memory databases live per connection: keep exactly one.
         let max = if memory { 1 } else { 4 };
         let pool = SqlitePoolOptions::new()
@@ -326,10 +337,20 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options)
             .await?;
-        for stmt in SCHEMA {
-            sqlx::query(stmt).execute(&pool).await?;
+        if memory {
+            for stmt in SCHEMA {
+                sqlx::query(stmt).execute(&pool).await?;
+            }
         }
         Ok(SqliteStore { pool })
+    }
+
+    /// Begins a write transaction. `BEGIN IMMEDIATE` takes the write lock
+    /// up front, waiting on the busy handler: a deferred transaction that
+    /// reads and then writes fails at once with SQLITE_BUSY when another
+    /// connection committed in between.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
     /// Closes the pool, waiting for connections to finish.
@@ -653,7 +674,7 @@ impl Store for SqliteStore {
         received_at_us: i64,
         rules: &Rules,
     ) -> Result<Ingested, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut out = Ingested {
             stored: Vec::with_capacity(events.len()),
             queued: Vec::new(),
@@ -719,7 +740,7 @@ impl Store for SqliteStore {
         rules: &Rules,
         now_us: i64,
     ) -> Result<Option<(VmState, Vec<ActionRow>)>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let Some(mut vm) = load_vm(&mut tx, vm_id).await? else {
             return Ok(None);
         };
@@ -753,7 +774,7 @@ impl Store for SqliteStore {
         if outcomes.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for (id, o) in outcomes {
             let status = if o.applied {
                 action_status::APPLIED
@@ -773,7 +794,7 @@ impl Store for SqliteStore {
         error: &str,
         now_us: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         update_action(&mut tx, id, action_status::PENDING, attempts, error, now_us).await?;
         tx.commit().await?;
         Ok(())
@@ -859,7 +880,7 @@ impl Store for SqliteStore {
         if vms.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for info in vms {
             let mut vm = load_vm(&mut tx, &info.vm_id)
                 .await?
@@ -1013,5 +1034,50 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    /// Heartbeats (read, then write), detections and operator overrides
+    /// arrive on different connections at once. None of them may fail with
+    /// "database is locked": each write transaction waits for the lock.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writers_on_a_fresh_file_never_see_a_locked_database() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..3 {
+            let store = SqliteStore::open(&dir.path().join(format!("m{round}.sqlite")))
+                .await
+                .unwrap();
+            let mut tasks = tokio::task::JoinSet::new();
+            for w in 0..8 {
+                let store = store.clone();
+                tasks.spawn(async move {
+                    for i in 0..25 {
+                        let vm = format!("vm-{}", i % 3);
+                        match w % 3 {
+                            0 => {
+                                let info = VmInfo {
+                                    vm_id: vm,
+                                    ..VmInfo::default()
+                                };
+                                store.upsert_vms("a", &[info], i).await.unwrap();
+                            }
+                            1 => {
+                                let ev = detection(&format!("e-{w}-{i}"), &vm);
+                                store.insert_events(&[ev], i, &rules()).await.unwrap();
+                            }
+                            _ => {
+                                store
+                                    .apply_override(&vm, Override::Untag, &rules(), i)
+                                    .await
+                                    .unwrap();
+                            }
+                        }
+                    }
+                });
+            }
+            while let Some(r) = tasks.join_next().await {
+                r.unwrap();
+            }
+            store.close().await;
+        }
     }
 }
