@@ -34,14 +34,24 @@ pub const DEFAULT_LIST_LIMIT: usize = 1000;
 
 type CommandSender = mpsc::Sender<Result<ApplianceCommand, Status>>;
 
+/// Open `Subscribe` channels, by appliance id.
+#[derive(Debug, Default)]
+struct Subscribers {
+    open: HashMap<String, CommandSender>,
+    /// Set at shutdown: new subscriptions are refused, so that an appliance
+    /// re-subscribing the moment its stream ends cannot hold a graceful
+    /// stop open.
+    closed: bool,
+}
+
 /// The manager's shared state.
 #[derive(Debug)]
 pub struct Manager {
     store: Arc<dyn Store>,
     /// Commands waiting for an appliance's next heartbeat.
     pending: Mutex<HashMap<String, Vec<ApplianceCommand>>>,
-    /// Open `Subscribe` channels, by appliance id.
-    subscribers: Mutex<HashMap<String, CommandSender>>,
+    /// Open `Subscribe` channels.
+    subscribers: Mutex<Subscribers>,
     /// The quarantine policy and the tagging worker.
     tagger: Arc<Tagger>,
 }
@@ -142,8 +152,11 @@ impl Manager {
 
     /// Ends every open `Subscribe` stream (at shutdown, so that a graceful
     /// stop does not wait on appliances' long-lived command channels).
+    /// Later `Subscribe` calls are refused with UNAVAILABLE.
     pub fn close_subscriptions(&self) {
-        lock(&self.subscribers).clear();
+        let mut subs = lock(&self.subscribers);
+        subs.closed = true;
+        subs.open.clear();
     }
 
     /// Applies an operator override and queues its actions.
@@ -160,7 +173,7 @@ impl Manager {
     }
 
     fn push_command(&self, appliance_id: &str, cmd: ApplianceCommand) -> bool {
-        let sender = lock(&self.subscribers).get(appliance_id).cloned();
+        let sender = lock(&self.subscribers).open.get(appliance_id).cloned();
         if let Some(tx) = sender
             && tx.try_send(Ok(cmd.clone())).is_ok()
         {
@@ -268,11 +281,16 @@ impl ManagerService for ManagerGrpc {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let appliance = require_id("appliance_id", &request.get_ref().appliance_id)?.to_string();
         let (tx, rx) = mpsc::channel(64);
+        let mut subs = lock(&self.0.subscribers);
+        if subs.closed {
+            return Err(Status::unavailable("the manager is shutting down"));
+        }
         // Anything queued before the channel opened goes out first.
         for cmd in lock(&self.0.pending).remove(&appliance).unwrap_or_default() {
             let _ = tx.try_send(Ok(cmd));
         }
-        lock(&self.0.subscribers).insert(appliance, tx);
+        subs.open.insert(appliance, tx);
+        drop(subs);
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
@@ -341,5 +359,32 @@ impl ManagerService for ManagerGrpc {
         };
         let delivered = self.0.push_command(&appliance, cmd);
         Ok(Response::new(RequestScanResponse { delivered }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    /// An appliance re-subscribing the moment shutdown ended its stream
+    /// used to open a stream nobody would close, and the graceful stop
+    /// waited for it forever.
+    #[tokio::test]
+    async fn subscribing_after_shutdown_began_is_refused() {
+        let store = SqliteStore::open(std::path::Path::new(":memory:"))
+            .await
+            .unwrap();
+        let grpc = ManagerGrpc(Manager::new(Arc::new(store)));
+        let req = || {
+            Request::new(SubscribeRequest {
+                appliance_id: "a".into(),
+                ..SubscribeRequest::default()
+            })
+        };
+        assert!(grpc.subscribe(req()).await.is_ok());
+        grpc.0.close_subscriptions();
+        let refused = grpc.subscribe(req()).await.err().expect("refused");
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
     }
 }

@@ -32,7 +32,12 @@ impl Running {
             let _ = tx.send(());
         }
         if let Some(t) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+            // A graceful stop that hangs is a bug (a stream that never
+            // ends holds it open), not something to wait out.
+            tokio::time::timeout(Duration::from_secs(15), t)
+                .await
+                .expect("server drained within 15 s")
+                .expect("server task");
         }
     }
 }
