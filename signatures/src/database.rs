@@ -3,7 +3,11 @@
 //!
 //! The hash tables are binary-searched in place in the file's bytes, so a
 //! database with a million hashes opens in the time it takes to check its
-//! SHA-256; the body and logical signatures are decoded on open.
+//! checksum. The logical signatures are decoded on open; the body
+//! signatures on first use (an engine stored in the file, see
+//! [`EXT_ENGINE`], never needs them).
+
+use std::sync::OnceLock;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -11,13 +15,15 @@ use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
 use crate::error::LoadError;
 use crate::format::{
-    self, FORMAT_VERSION, HEADER_FIXED_LEN, MAGIC, R, SEC_ALLOW, SEC_BODY, SEC_HASH, SEC_INFO,
-    SEC_LOGICAL, SEC_SIZES, SEC_STRINGS, Section, W, algo_index, record_len,
+    self, EXT_MIN, FORMAT_VERSION, HEADER_FIXED_LEN, MAGIC, R, SEC_ALLOW, SEC_BODY, SEC_HASH,
+    SEC_INFO, SEC_LOGICAL, SEC_SIZES, SEC_STRINGS, Section, W, algo_index, record_len,
 };
+
+/// The extension section holding the built scan engine (written by `giva
+/// db compile`, read by `giva_engine::Engine::new`). Opaque here.
+pub const EXT_ENGINE: u32 = EXT_MIN;
 use crate::map::MappedFile;
 use crate::pattern::{BodySignature, HashAlgo, LogicalSignature, Token};
 
@@ -68,8 +74,13 @@ impl Deref for Storage {
 #[derive(Debug, Default)]
 struct Inner {
     info: DatabaseInfo,
-    body: Vec<BodySignature>,
+    /// Decoded from `body_sec` on first use.
+    body: OnceLock<Result<Vec<BodySignature>, String>>,
+    body_sec: Section,
+    body_count: usize,
     logical: Vec<LogicalSignature>,
+    /// Extension sections (kind >= [`EXT_MIN`]) by kind.
+    extensions: BTreeMap<u32, Section>,
     storage: Option<Storage>,
     payload_start: usize,
     strings: Section,
@@ -164,12 +175,17 @@ fn encode(
     sections.push((SEC_LOGICAL, w.0));
     sections.push((SEC_STRINGS, strings));
 
+    assemble(&info.version, info.built_at, &sections)
+}
+
+/// Lays out `sections` as a payload behind a header and seals it.
+fn assemble(version: &str, built_at: u64, sections: &[(u32, Vec<u8>)]) -> Vec<u8> {
     let table_len = 4 + sections.len() * 24;
     let mut payload =
         Vec::with_capacity(table_len + sections.iter().map(|s| s.1.len()).sum::<usize>());
     payload.extend_from_slice(&(sections.len() as u32).to_le_bytes());
     let mut off = table_len as u64;
-    for (kind, data) in &sections {
+    for (kind, data) in sections {
         payload.extend_from_slice(&kind.to_le_bytes());
         payload.extend_from_slice(&0u32.to_le_bytes());
         payload.extend_from_slice(&off.to_le_bytes());
@@ -177,10 +193,10 @@ fn encode(
         off += data.len() as u64;
     }
     for (_, data) in sections {
-        payload.extend_from_slice(&data);
+        payload.extend_from_slice(data);
     }
 
-    let version = info.version.as_bytes();
+    let version = version.as_bytes();
     let version = &version[..version.len().min(format::MAX_VERSION_LEN)];
     let header_len = HEADER_FIXED_LEN + version.len();
     let mut out = Vec::with_capacity(header_len + payload.len());
@@ -189,12 +205,11 @@ fn encode(
     out.extend_from_slice(&(header_len as u32).to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(&[0u8; 32]);
-    out.extend_from_slice(&info.built_at.to_le_bytes());
+    out.extend_from_slice(&built_at.to_le_bytes());
     out.extend_from_slice(&(version.len() as u32).to_le_bytes());
     out.extend_from_slice(version);
     out.extend_from_slice(&payload);
-    let sum = Sha256::new().chain_update(&out[56..]).finalize();
-    out[24..56].copy_from_slice(&sum);
+    format::seal(&mut out);
     out
 }
 
@@ -261,8 +276,14 @@ fn open_storage(storage: Storage, decoded: Option<Decoded>) -> Result<Inner, Loa
     let info_sec = need(SEC_INFO, "info")?;
     let body_sec = need(SEC_BODY, "body")?;
     let logical_sec = need(SEC_LOGICAL, "logical")?;
+    let body_count = R::new(slice(body_sec), "body").count()?;
+    let extensions = secs
+        .iter()
+        .filter(|(k, _)| **k >= EXT_MIN)
+        .map(|(k, s)| (*k, *s))
+        .collect();
     let (info, body, logical) = match decoded {
-        Some(d) => d,
+        Some((info, body, logical)) => (info, OnceLock::from(Ok(body)), logical),
         None => {
             let mut r = R::new(slice(info_sec), "info");
             let loaded = decode_map(&mut r)?;
@@ -273,26 +294,23 @@ fn open_storage(storage: Storage, decoded: Option<Decoded>) -> Result<Inner, Loa
                 loaded,
                 skipped,
             };
-            let mut r = R::new(slice(body_sec), "body");
-            let n = r.count()?;
-            let mut body = Vec::new();
-            for _ in 0..n {
-                body.push(r.body()?);
-            }
             let mut r = R::new(slice(logical_sec), "logical");
             let n = r.count()?;
             let mut logical = Vec::new();
             for _ in 0..n {
                 logical.push(r.logical()?);
             }
-            (info, body, logical)
+            (info, OnceLock::new(), logical)
         }
     };
     let payload_start = h.header_len;
     Ok(Inner {
         info,
         body,
+        body_sec,
+        body_count,
         logical,
+        extensions,
         storage: Some(storage),
         payload_start,
         strings,
@@ -311,8 +329,7 @@ fn verify_checksum(b: &[u8]) -> Result<(), LoadError> {
             actual,
         });
     }
-    let sum = Sha256::new().chain_update(&b[56..]).finalize();
-    if sum.as_slice() != h.checksum {
+    if format::checksum(&b[56..]) != h.checksum {
         return Err(LoadError::ChecksumMismatch);
     }
     Ok(())
@@ -446,9 +463,11 @@ impl Database {
     /// bytes, mapped or owned, plus the decoded signatures).
     pub fn memory_estimate(&self) -> u64 {
         let file = self.inner.storage.as_ref().map_or(0, |s| s.len());
-        let sigs: usize = self
-            .inner
-            .body
+        let body: &[BodySignature] = match self.inner.body.get() {
+            Some(Ok(b)) => b,
+            _ => &[],
+        };
+        let sigs: usize = body
             .iter()
             .map(|b| {
                 96 + b.name.len()
@@ -481,9 +500,75 @@ impl Database {
         (file + sigs) as u64
     }
 
-    /// The body (`.ndb`) signatures.
+    /// The body (`.ndb`) signatures, decoded on first use; empty if they
+    /// cannot be decoded (see [`try_body_signatures`](Self::try_body_signatures)).
     pub fn body_signatures(&self) -> &[BodySignature] {
-        &self.inner.body
+        self.try_body_signatures().unwrap_or(&[])
+    }
+
+    /// The body (`.ndb`) signatures, decoded on first use.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::Corrupt`] if the body section does not decode (the
+    /// checksum matched, so the file was written wrong).
+    pub fn try_body_signatures(&self) -> Result<&[BodySignature], LoadError> {
+        self.inner
+            .body
+            .get_or_init(|| {
+                let decode = || -> Result<Vec<BodySignature>, LoadError> {
+                    let mut r = R::new(self.section(self.inner.body_sec), "body");
+                    let n = r.count()?;
+                    let mut body = Vec::with_capacity(n.min(1 << 20));
+                    for _ in 0..n {
+                        body.push(r.body()?);
+                    }
+                    Ok(body)
+                };
+                decode().map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map(Vec::as_slice)
+            .map_err(|e| LoadError::Corrupt(e.clone()))
+    }
+
+    /// How many body signatures there are (without decoding them).
+    pub fn body_count(&self) -> usize {
+        self.inner.body_count
+    }
+
+    /// The bytes of extension section `kind` (at least [`EXT_ENGINE`]),
+    /// if the file has one.
+    pub fn extension(&self, kind: u32) -> Option<&[u8]> {
+        self.inner.extensions.get(&kind).map(|&s| self.section(s))
+    }
+
+    /// This database with extension section `kind` set to `bytes`
+    /// (replacing one of that kind); everything else is kept as is.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::Corrupt`] if `kind` is not an extension kind.
+    pub fn with_extension(&self, kind: u32, bytes: &[u8]) -> Result<Database, LoadError> {
+        if kind < EXT_MIN {
+            return Err(LoadError::Corrupt(format!(
+                "section {kind} is not an extension (at least {EXT_MIN})"
+            )));
+        }
+        let all = self.to_bytes();
+        let h = format::parse_header(&all)?;
+        let payload = &all[h.header_len..];
+        let mut sections: Vec<(u32, Vec<u8>)> = format::parse_sections(payload)?
+            .into_iter()
+            .filter(|(k, _)| *k != kind)
+            .map(|(k, s)| (k, payload[s.start..s.start + s.len].to_vec()))
+            .collect();
+        sections.push((kind, bytes.to_vec()));
+        let out = assemble(&h.version, h.built_at, &sections);
+        let inner = open_storage(Storage::Owned(out), None)?;
+        Ok(Database {
+            inner: Arc::new(inner),
+        })
     }
 
     /// The logical (`.ldb`) signatures.

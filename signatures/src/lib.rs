@@ -67,7 +67,7 @@ mod ndb;
 pub mod pattern;
 
 pub use compiler::{BUNDLED_SOURCES, Compiler, FLEVEL, Limits, bundled, compile, load};
-pub use database::{Database, DatabaseInfo, HashEntry};
+pub use database::{Database, DatabaseInfo, EXT_ENGINE, HashEntry};
 pub use error::{BuildError, CompileError, ContainerError, Error, LoadError};
 pub use hash::WILDCARD_SIZE_MIN_FLEVEL;
 pub use ldb::{MAX_SUBSIGS, max_index, parse_expression};

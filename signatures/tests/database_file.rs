@@ -1,7 +1,7 @@
 //! The compiled database file: round trips, and one test per way a file is
 //! refused.
 
-use giva_signatures::{Compiler, Database, HashAlgo, LoadError};
+use giva_signatures::{Compiler, Database, EXT_ENGINE, HashAlgo, LoadError};
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -38,7 +38,7 @@ fn hex(s: &str) -> Vec<u8> {
 }
 
 fn reseal(b: &mut [u8]) {
-    let sum = Sha256::digest(&b[56..]);
+    let sum = giva_signatures::format::checksum(&b[56..]);
     b[24..56].copy_from_slice(&sum);
 }
 
@@ -314,10 +314,68 @@ fn rejects_corrupt_signature_encoding() {
     let (_, start, _) = find_section(&b, 40);
     b[start] = 0x7f; // body count far larger than the section
     reseal(&mut b);
+    // Body signatures decode on first use (an engine stored in the file
+    // never needs them): the error comes from there, typed, not a panic.
+    let db = Database::from_bytes(&b).expect("header and bounds are fine");
     assert!(matches!(
-        Database::from_bytes(&b),
+        db.try_body_signatures(),
         Err(LoadError::Corrupt(_))
     ));
+    assert!(db.body_signatures().is_empty());
+}
+
+#[test]
+fn extension_sections_round_trip_and_are_checksummed() {
+    let db = sample();
+    assert!(db.extension(EXT_ENGINE).is_none());
+    let with = db.with_extension(EXT_ENGINE, b"engine bytes").unwrap();
+    let back = Database::from_bytes(&with.to_bytes()).unwrap();
+    assert_eq!(back.extension(EXT_ENGINE), Some(&b"engine bytes"[..]));
+    assert_eq!(back.body_signatures(), db.body_signatures());
+    assert_eq!(back.body_count(), db.body_signatures().len());
+    assert_eq!(back.version(), db.version());
+    // Replacing keeps one section of the kind.
+    let again = back.with_extension(EXT_ENGINE, b"v2").unwrap();
+    assert_eq!(again.extension(EXT_ENGINE), Some(&b"v2"[..]));
+    // Only extension kinds may be set this way.
+    assert!(matches!(
+        db.with_extension(40, b"x"),
+        Err(LoadError::Corrupt(_))
+    ));
+    // A flipped byte in the extension fails the checksum.
+    let mut b = with.to_bytes();
+    let n = b.len();
+    b[n - 1] ^= 1;
+    assert!(matches!(
+        Database::from_bytes(&b),
+        Err(LoadError::ChecksumMismatch)
+    ));
+}
+
+#[test]
+fn checksum_covers_every_chunk_of_a_large_file() {
+    use giva_signatures::format::{CHECKSUM_CHUNK, checksum};
+    let data: Vec<u8> = (0..3 * CHECKSUM_CHUNK + 17)
+        .map(|i| (i * 31) as u8)
+        .collect();
+    let sum = checksum(&data);
+    for at in [
+        0,
+        CHECKSUM_CHUNK - 1,
+        CHECKSUM_CHUNK,
+        2 * CHECKSUM_CHUNK + 5,
+        data.len() - 1,
+    ] {
+        let mut d = data.clone();
+        d[at] ^= 0x80;
+        assert_ne!(checksum(&d), sum, "flip at {at}");
+    }
+    // Truncating at a chunk boundary changes it too (the length is hashed).
+    assert_ne!(
+        checksum(&data[..CHECKSUM_CHUNK]),
+        checksum(&data[..2 * CHECKSUM_CHUNK])
+    );
+    assert_eq!(checksum(&data), sum, "deterministic across threads");
 }
 
 #[test]
