@@ -26,6 +26,8 @@
 /// `AtomIndex::new` and `Program::build`).
 pub(crate) type FxBuild = rustc_hash::FxBuildHasher;
 
+use crate::persist::{PResult, R, W, bad};
+
 #[derive(Clone, Copy, Debug, Default)]
 struct Slot {
     key: u32,
@@ -93,6 +95,12 @@ impl GramTable {
             values[*at as usize] = (atom, off);
             *at += 1;
         }
+        Self::index(&groups, values)
+    }
+
+    /// The Bloom filter and the slot table over `groups` (`(key, start,
+    /// len)` into `values`).
+    fn index(groups: &[(u32, u32, u32)], values: Vec<(u32, u32)>) -> Self {
         // A blocked Bloom filter: one 64-bit word per key lookup, one bit
         // per key; about 32 bits per key, between 2^12 and 2^24 bits.
         let nbits = (groups.len() * 32)
@@ -103,7 +111,7 @@ impl GramTable {
         let nslots = (groups.len() * 2).next_power_of_two().max(2);
         let slot_shift = 32 - nslots.trailing_zeros();
         let mut slots = vec![Slot::default(); nslots];
-        for &(key, start, len) in &groups {
+        for &(key, start, len) in groups {
             let (w, m) = bloom(key, shift);
             bits[w] |= m;
             let mut s = (h2(key) >> slot_shift) as usize;
@@ -151,7 +159,10 @@ impl GramTable {
 /// The atoms of a program, indexed for [`AtomIndex::scan`].
 #[derive(Clone, Debug)]
 pub(crate) struct AtomIndex {
-    atoms: Vec<Box<[u8]>>,
+    /// Every atom's bytes, back to back: atom `a` is
+    /// `bytes[starts[a]..starts[a + 1]]`.
+    bytes: Vec<u8>,
+    starts: Vec<u32>,
     /// 7+ byte atoms: 4-byte q-grams at offsets 0..4, looked up every 4th
     /// position.
     q4s4: GramTable,
@@ -243,8 +254,16 @@ impl AtomIndex {
         }
         short.sort_unstable();
         let [a, b, c] = by;
+        let mut bytes = Vec::with_capacity(atoms.iter().map(Vec::len).sum());
+        let mut starts = Vec::with_capacity(atoms.len() + 1);
+        starts.push(0);
+        for a in &atoms {
+            bytes.extend_from_slice(a);
+            starts.push(bytes.len() as u32);
+        }
         AtomIndex {
-            atoms: atoms.into_iter().map(Vec::into_boxed_slice).collect(),
+            bytes,
+            starts,
             q4s4: GramTable::build(a),
             q3s4: GramTable::build(b),
             q3s2: GramTable::build(c),
@@ -255,13 +274,32 @@ impl AtomIndex {
 
     /// True if there is no atom.
     pub fn is_empty(&self) -> bool {
-        self.atoms.is_empty()
+        self.starts.len() <= 1
+    }
+
+    /// The bytes of atom `id`.
+    #[inline]
+    pub fn atom(&self, id: u32) -> &[u8] {
+        let id = id as usize;
+        &self.bytes[self.starts[id] as usize..self.starts[id + 1] as usize]
+    }
+
+    /// The length of atom `id`.
+    #[inline]
+    pub fn atom_len(&self, id: u32) -> usize {
+        let id = id as usize;
+        (self.starts[id + 1] - self.starts[id]) as usize
+    }
+
+    /// How many atoms there are.
+    pub fn len(&self) -> usize {
+        self.starts.len().saturating_sub(1)
     }
 
     #[inline]
     fn confirm(&self, id: u32, hay: &[u8], start: usize) -> bool {
-        let a = &self.atoms[id as usize];
-        hay.get(start..start + a.len()) == Some(&a[..])
+        let a = self.atom(id);
+        hay.get(start..start + a.len()) == Some(a)
     }
 
     #[inline(always)]
@@ -351,6 +389,124 @@ impl AtomIndex {
                 }
             }
         }
+    }
+}
+
+impl GramTable {
+    /// Stores the table as it is in memory: rebuilding the slot table at
+    /// load (random writes into a table larger than the cache) cost more
+    /// than checksumming and copying it.
+    fn write(&self, w: &mut W) {
+        let mut bits = Vec::with_capacity(self.bits.len() * 2);
+        for &b in &self.bits {
+            bits.extend_from_slice(&[b as u32, (b >> 32) as u32]);
+        }
+        w.u32s(&bits);
+        w.u32(self.shift);
+        let mut flat = Vec::with_capacity(self.slots.len() * 3);
+        for s in &self.slots {
+            flat.extend_from_slice(&[s.key, s.start, s.len]);
+        }
+        w.u32s(&flat);
+        w.u32(self.slot_shift);
+        let mut vals = Vec::with_capacity(self.values.len() * 2);
+        for &(a, o) in &self.values {
+            vals.extend_from_slice(&[a, o]);
+        }
+        w.u32s(&vals);
+    }
+
+    /// Reads a table and checks what `maybe` and `get` rely on: the Bloom
+    /// filter and slot table sizes match their shifts, every slot's range
+    /// lies in `values`, a probe always reaches an empty slot, and every
+    /// value names one of `natoms` atoms.
+    fn read(r: &mut R<'_>, natoms: usize) -> PResult<GramTable> {
+        let bits = r.records(|[lo, hi]| u64::from(lo) | u64::from(hi) << 32)?;
+        let shift = r.u32()?;
+        let slots = r.records(|[key, start, len]| Slot { key, start, len })?;
+        let slot_shift = r.u32()?;
+        let values = r.records(|[a, o]| (a, o))?;
+        let t = GramTable {
+            bits,
+            shift,
+            slots,
+            slot_shift,
+            values,
+        };
+        if t.values.is_empty() {
+            // Never probed (`is_empty`).
+            return Ok(GramTable::default());
+        }
+        let pow2 = |n: usize, shift: u32, width: u32| {
+            n.is_power_of_two() && (1..width).contains(&shift) && n == 1usize << (width - shift)
+        };
+        let mut empty = false;
+        for s in &t.slots {
+            empty |= s.len == 0;
+            if u64::from(s.start) + u64::from(s.len) > t.values.len() as u64 {
+                return bad("gram table slot out of range");
+            }
+        }
+        if !empty
+            || !pow2(t.bits.len(), t.shift, 64)
+            || !pow2(t.slots.len(), t.slot_shift, 32)
+            || t.values.iter().any(|&(a, _)| a as usize >= natoms)
+        {
+            return bad("gram table out of range");
+        }
+        Ok(t)
+    }
+}
+
+impl AtomIndex {
+    pub(crate) fn write(&self, w: &mut W) {
+        w.bytes(&self.bytes);
+        w.u32s(&self.starts);
+        for t in [&self.q4s4, &self.q3s4, &self.q3s2] {
+            t.write(w);
+        }
+        let mut short = Vec::with_capacity(self.short.len() * 2);
+        for &(b, a) in &self.short {
+            short.extend_from_slice(&[u32::from(b), a]);
+        }
+        w.u32s(&short);
+    }
+
+    pub(crate) fn read(r: &mut R<'_>) -> PResult<AtomIndex> {
+        let bytes = r.bytes()?.to_vec();
+        let starts = r.u32s()?;
+        if starts.first() != Some(&0)
+            || starts.windows(2).any(|w| w[0] >= w[1])
+            || starts.last().map(|&x| x as usize) != Some(bytes.len())
+        {
+            return bad("atom table out of range");
+        }
+        let natoms = starts.len() - 1;
+        let q4s4 = GramTable::read(r, natoms)?;
+        let q3s4 = GramTable::read(r, natoms)?;
+        let q3s2 = GramTable::read(r, natoms)?;
+        let pairs = r.records(|[b, a]| (b, a))?;
+        let mut short = Vec::with_capacity(pairs.len());
+        let mut short_first = [false; 256];
+        for (b, a) in pairs {
+            let (Ok(b), true) = (u8::try_from(b), (a as usize) < natoms) else {
+                return bad("short atom out of range");
+            };
+            short.push((b, a));
+            short_first[usize::from(b)] = true;
+        }
+        if short.windows(2).any(|w| w[0] > w[1]) {
+            return bad("short atoms out of order");
+        }
+        Ok(AtomIndex {
+            bytes,
+            starts,
+            q4s4,
+            q3s4,
+            q3s2,
+            short,
+            short_first,
+        })
     }
 }
 

@@ -15,7 +15,7 @@ pub(crate) const MAX_VARIANTS: usize = 4096;
 /// any selectivity.
 const MAX_ATOM: usize = 12;
 /// Bytes of right context an end assertion may look at (`\r\n`, wide).
-const ASSERT_CTX: u64 = 2;
+pub(crate) const ASSERT_CTX: u64 = 2;
 
 /// Who a pattern belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,19 +43,24 @@ pub(crate) struct NotAltCheck {
     pub branches: Vec<Vec<u8>>,
 }
 
-/// One fixed-length variant of one part of one pattern.
-#[derive(Clone, Debug)]
+/// One fixed-length variant of one part of one pattern. Its byte
+/// predicates and negated alternations are ranges of the program's
+/// `elems` and `not_alts` arenas (one allocation per program, not per
+/// entry: cheaper to build, to load from a database file, and to walk).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Entry {
     pub pattern: u32,
     pub part: u32,
     pub atom_off: u32,
-    pub elems: Box<[Elem]>,
-    pub not_alts: Box<[NotAltCheck]>,
+    pub elem_start: u32,
+    pub elem_len: u32,
+    pub not_alt_start: u32,
+    pub not_alt_len: u32,
 }
 
 impl Entry {
     pub fn len(&self) -> u64 {
-        self.elems.len() as u64
+        u64::from(self.elem_len)
     }
 }
 
@@ -65,12 +70,12 @@ pub(crate) struct PatternInfo {
     pub owner: Owner,
     pub offset: Offset,
     pub nparts: u32,
-    pub gaps: Vec<Gap>,
     pub left_anchor: Option<Anchor>,
     pub right_anchor: Option<Anchor>,
     pub start_assertion: Option<Assertion>,
     pub end_assertion: Option<Assertion>,
-    /// Index of this pattern's first gap state.
+    /// Index of this pattern's first gap in [`Program::gap_slots`] (one
+    /// per pair of consecutive parts), which is also its first gap state.
     pub gap_slot: u32,
     /// The last part has several variants, so match ends must be deduplicated.
     pub multi_end: bool,
@@ -82,10 +87,15 @@ pub(crate) struct PatternInfo {
 #[derive(Debug)]
 pub(crate) struct Program {
     pub atoms: AtomIndex,
-    pub atom_lens: Vec<u32>,
-    /// For every atom: the entries whose atom it is.
-    pub atom_targets: Vec<Vec<u32>>,
+    /// For atom `a`: `targets[target_start[a]..target_start[a + 1]]` are
+    /// the entries whose atom it is.
+    pub target_start: Vec<u32>,
+    pub targets: Vec<u32>,
     pub entries: Vec<Entry>,
+    /// The byte predicates of every entry, back to back.
+    pub elems: Vec<Elem>,
+    /// The negated alternations of every entry, back to back.
+    pub not_alts: Vec<NotAltCheck>,
     pub patterns: Vec<PatternInfo>,
     pub sets: Vec<ByteSet>,
     /// Bytes after a candidate start that must be available before it is
@@ -291,6 +301,15 @@ fn pick_atom(elems: &[Elem], sets: &[ByteSet]) -> Option<(usize, Vec<Vec<u8>>)> 
     Some((start, out))
 }
 
+/// `len` as an index into an arena of a program (at most `u32::MAX`
+/// elements).
+fn arena_index(len: usize, name: &str) -> Result<u32, BuildError> {
+    u32::try_from(len).map_err(|_| BuildError::Malformed {
+        name: name.to_owned(),
+        reason: "the database has more pattern bytes than one program can hold",
+    })
+}
+
 /// An atom (at most [`MAX_ATOM`] = 12 bytes) as a hash key, without an
 /// allocation: the bytes, and the length in the top byte.
 fn atom_key(a: &[u8]) -> u128 {
@@ -305,6 +324,8 @@ impl Program {
     /// Compiles `sources` into one program.
     pub fn build(sources: &[Source<'_>]) -> Result<Program, BuildError> {
         let mut entries = Vec::new();
+        let mut all_elems: Vec<Elem> = Vec::new();
+        let mut all_not_alts: Vec<NotAltCheck> = Vec::new();
         let mut patterns = Vec::new();
         let mut sets: Vec<ByteSet> = Vec::new();
         let mut set_ids: HashMap<ByteSet, u32> = HashMap::new();
@@ -396,9 +417,13 @@ impl Program {
                         pattern: pid,
                         part: k as u32,
                         atom_off: atom_off as u32,
-                        elems: elems.into_boxed_slice(),
-                        not_alts: not_alts.into_boxed_slice(),
+                        elem_start: arena_index(all_elems.len(), src.name)?,
+                        elem_len: elems.len() as u32,
+                        not_alt_start: arena_index(all_not_alts.len(), src.name)?,
+                        not_alt_len: not_alts.len() as u32,
                     });
+                    all_elems.extend_from_slice(&elems);
+                    all_not_alts.extend(not_alts);
                 }
             }
             let span = split_span(pat);
@@ -409,7 +434,6 @@ impl Program {
                 owner: src.owner,
                 offset: src.offset,
                 nparts: nparts as u32,
-                gaps: pat.gaps.clone(),
                 left_anchor: pat.left_anchor,
                 right_anchor: pat.right_anchor,
                 start_assertion: pat.start_assertion,
@@ -419,13 +443,21 @@ impl Program {
                 split: span.is_some(),
             });
         }
-        let atom_lens = atoms.iter().map(|a| a.len() as u32).collect();
+        let mut target_start = Vec::with_capacity(atom_targets.len() + 1);
+        let mut targets = Vec::with_capacity(entries.len());
+        target_start.push(0);
+        for t in &atom_targets {
+            targets.extend_from_slice(t);
+            target_start.push(targets.len() as u32);
+        }
         let atoms = AtomIndex::new(atoms);
         Ok(Program {
             atoms,
-            atom_lens,
-            atom_targets,
+            target_start,
+            targets,
             entries,
+            elems: all_elems,
+            not_alts: all_not_alts,
             patterns,
             sets,
             lookahead,
@@ -438,7 +470,33 @@ impl Program {
 
     /// The length of atom `atom`.
     pub fn atom_len(&self, atom: u32) -> usize {
-        self.atom_lens[atom as usize] as usize
+        self.atoms.atom_len(atom)
+    }
+
+    /// The entries whose atom is `atom`.
+    #[inline]
+    pub fn targets(&self, atom: usize) -> &[u32] {
+        &self.targets[self.target_start[atom] as usize..self.target_start[atom + 1] as usize]
+    }
+
+    /// The byte predicates of `entry`.
+    #[inline]
+    pub fn elems(&self, entry: &Entry) -> &[Elem] {
+        let s = entry.elem_start as usize;
+        &self.elems[s..s + entry.elem_len as usize]
+    }
+
+    /// The negated alternations of `entry`.
+    #[inline]
+    pub fn not_alts(&self, entry: &Entry) -> &[NotAltCheck] {
+        let s = entry.not_alt_start as usize;
+        &self.not_alts[s..s + entry.not_alt_len as usize]
+    }
+
+    /// The gap between parts `k` and `k + 1` of `pat`.
+    #[inline]
+    pub fn gap(&self, pat: &PatternInfo, k: usize) -> Gap {
+        self.gap_slots[pat.gap_slot as usize + k]
     }
 
     /// True if the program holds no pattern.

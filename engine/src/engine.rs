@@ -2,10 +2,11 @@
 
 use std::sync::{Arc, OnceLock};
 
-use giva_signatures::{Database, Offset};
+use giva_signatures::{Database, EXT_ENGINE, Offset};
 
 use crate::compile::{Owner, Program, Source, split_span};
 use crate::error::BuildError;
+use crate::persist::{self, PResult, PersistError, R, W, bad};
 use crate::result::ScanResult;
 use crate::scanner::{ScanOptions, Scanner};
 
@@ -31,17 +32,134 @@ pub(crate) struct Inner {
     pub lsig_base: Vec<u32>,
     /// Total number of subsignature counters.
     pub nsubs: usize,
+    /// The body signatures' names (scanning never decodes the signatures
+    /// themselves).
+    pub names: Names,
     /// For split scans, built on first use: the `main` patterns that are
     /// not bounded (`PatternInfo::split` is false), run sequentially over
     /// the whole input; `None` if there are none.
     pub sequential: OnceLock<Result<Option<Program>, BuildError>>,
+    /// Loaded from the database's stored index.
+    pub from_blob: bool,
+}
+
+fn clone_build_error(e: &BuildError) -> BuildError {
+    BuildError::Stored(PersistError(e.to_string()))
+}
+
+impl Inner {
+    /// The engine stored in `db` (see [`Engine::to_blob`]), checked
+    /// against the database it is in.
+    fn read(db: &Database, blob: &[u8]) -> PResult<Inner> {
+        let mut r = R::new(blob);
+        if r.take(persist::MAGIC.len())? != persist::MAGIC {
+            return bad("unknown format (written by another giva version)");
+        }
+        let nbody = r.len(0)?;
+        let nlogical = r.len(0)?;
+        let nsubs = r.len(0)?;
+        if nbody != db.body_count() || nlogical != db.logical_signatures().len() {
+            return bad("built for other signatures");
+        }
+        let eof_tail = r.u64()?;
+        let lsig_base = r.u32s()?;
+        let mut expect = 0usize;
+        for (lsig, &base) in db.logical_signatures().iter().zip(&lsig_base) {
+            if base as usize != expect {
+                return bad("logical signature counters do not match");
+            }
+            expect += lsig.subsigs.len();
+        }
+        if lsig_base.len() != nlogical || expect != nsubs {
+            return bad("logical signature counters do not match");
+        }
+        let names = Names::read(&mut r)?;
+        if names.len() != nbody {
+            return bad("name count");
+        }
+        let main = Program::read(&mut r, nbody, nsubs)?;
+        let eof = Program::read(&mut r, nbody, nsubs)?;
+        let sequential = match r.u8()? {
+            0 => None,
+            1 => Some(Program::read(&mut r, nbody, nsubs)?),
+            _ => return bad("bad sequential program tag"),
+        };
+        if !r.is_empty() {
+            return bad("trailing bytes");
+        }
+        Ok(Inner {
+            db: db.clone(),
+            main,
+            eof,
+            eof_tail,
+            lsig_base,
+            nsubs,
+            names,
+            sequential: OnceLock::from(Ok(sequential)),
+            from_blob: true,
+        })
+    }
+}
+
+/// The names of the body signatures, back to back.
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    text: String,
+    /// `text[ends[i - 1]..ends[i]]` is name `i` (`ends[-1]` = 0).
+    ends: Vec<u32>,
+}
+
+impl Names {
+    /// Body signature `i`'s name.
+    pub fn get(&self, i: u32) -> &str {
+        let i = i as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        self.text.get(start..self.ends[i] as usize).unwrap_or("")
+    }
+
+    /// How many body signatures there are.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn write(&self, w: &mut W) {
+        w.bytes(self.text.as_bytes());
+        w.u32s(&self.ends);
+    }
+
+    fn read(r: &mut R<'_>) -> PResult<Names> {
+        let text = std::str::from_utf8(r.bytes()?)
+            .or_else(|_| bad("names are not UTF-8"))?
+            .to_owned();
+        let ends = r.u32s()?;
+        if ends.windows(2).any(|w| w[0] > w[1])
+            || ends.last().is_some_and(|&e| e as usize != text.len())
+            || (ends.is_empty() && !text.is_empty())
+            || ends.iter().any(|&e| !text.is_char_boundary(e as usize))
+        {
+            return bad("name table out of range");
+        }
+        Ok(Names { text, ends })
+    }
 }
 
 /// Every pattern of `db` with its owner, in the order that fixes the
-/// body and subsignature indices; with `lsig_base` and the counter count.
-fn sources(db: &Database) -> (Vec<Source<'_>>, Vec<u32>, usize) {
+/// body and subsignature indices; with `lsig_base`, the counter count and
+/// the body signatures' names.
+fn sources(db: &Database) -> Result<(Vec<Source<'_>>, Vec<u32>, usize, Names), BuildError> {
     let mut all: Vec<Source<'_>> = Vec::new();
-    for (i, sig) in db.body_signatures().iter().enumerate() {
+    let bodies = db.try_body_signatures().map_err(BuildError::Database)?;
+    let mut names = Names::default();
+    for sig in bodies {
+        names.text.push_str(&sig.name);
+        names.ends.push(
+            u32::try_from(names.text.len()).map_err(|_| BuildError::Malformed {
+                name: sig.name.clone(),
+                reason: "the body signature names exceed 4 GiB",
+            })?,
+        );
+    }
+    for (i, sig) in bodies.iter().enumerate() {
         all.push(Source {
             owner: Owner::Body(i as u32),
             name: &sig.name,
@@ -65,7 +183,7 @@ fn sources(db: &Database) -> (Vec<Source<'_>>, Vec<u32>, usize) {
         }
         nsubs += lsig.subsigs.len();
     }
-    (all, lsig_base, nsubs)
+    Ok((all, lsig_base, nsubs, names))
 }
 
 fn is_eof(s: &Source<'_>) -> bool {
@@ -80,7 +198,35 @@ impl Engine {
     /// [`BuildError`] if a pattern cannot be compiled (no static byte, too
     /// many alternation variants) or the automaton cannot be built.
     pub fn new(db: &Database) -> Result<Engine, BuildError> {
-        let (all, lsig_base, nsubs) = sources(db);
+        if let Some(stored) = Self::load_stored(db) {
+            match stored {
+                Ok(engine) => return Ok(engine),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "the database's stored engine index is unusable; rebuilding it"
+                ),
+            }
+        }
+        Self::build(db)
+    }
+
+    /// The engine stored in `db` ([`EXT_ENGINE`]), if it has one; `Err`
+    /// says why it cannot be used (for `giva db verify`; [`new`](Self::new)
+    /// then rebuilds).
+    pub fn load_stored(db: &Database) -> Option<Result<Engine, PersistError>> {
+        let blob = db.extension(EXT_ENGINE)?;
+        Some(Inner::read(db, blob).map(|inner| Engine {
+            inner: Arc::new(inner),
+        }))
+    }
+
+    /// Builds the automata from the signatures, ignoring a stored index.
+    ///
+    /// # Errors
+    ///
+    /// As for [`new`](Self::new).
+    pub fn build(db: &Database) -> Result<Engine, BuildError> {
+        let (all, lsig_base, nsubs, names) = sources(db)?;
         let eof_tail = all
             .iter()
             .filter_map(|s| match s.offset {
@@ -106,9 +252,47 @@ impl Engine {
                 eof_tail: eof_tail + 2,
                 lsig_base,
                 nsubs,
+                names,
                 sequential: OnceLock::new(),
+                from_blob: false,
             }),
         })
+    }
+
+    /// The built engine as bytes, for [`EXT_ENGINE`]: a database file that
+    /// carries them is ready to scan without rebuilding (see
+    /// [`Database::with_extension`]). Builds the sequential program first.
+    ///
+    /// # Errors
+    ///
+    /// As for [`new`](Self::new), if the sequential program cannot be built.
+    pub fn to_blob(&self) -> Result<Vec<u8>, BuildError> {
+        let seq = self.sequential_program().map_err(clone_build_error)?;
+        let i = &self.inner;
+        let mut w = W::default();
+        w.0.extend_from_slice(persist::MAGIC);
+        w.len(i.names.len());
+        w.len(i.db.logical_signatures().len());
+        w.len(i.nsubs);
+        w.u64(i.eof_tail);
+        w.u32s(&i.lsig_base);
+        i.names.write(&mut w);
+        i.main.write(&mut w);
+        i.eof.write(&mut w);
+        match seq {
+            Some(p) => {
+                w.u8(1);
+                p.write(&mut w);
+            }
+            None => w.u8(0),
+        }
+        Ok(w.0)
+    }
+
+    /// True if this engine was loaded from the database's stored index
+    /// rather than built.
+    pub fn is_from_blob(&self) -> bool {
+        self.inner.from_blob
     }
 
     /// True if `other` is a clone of this engine (same automata).
@@ -143,7 +327,7 @@ impl Engine {
                 if self.inner.main.patterns.iter().all(|p| p.split) {
                     return Ok(None);
                 }
-                let (all, _, _) = sources(&self.inner.db);
+                let (all, _, _, _) = sources(&self.inner.db)?;
                 let seq: Vec<Source<'_>> = all
                     .into_iter()
                     .filter(|s| !is_eof(s) && split_span(s.pattern).is_none())

@@ -25,6 +25,12 @@ pub enum BuildError {
         /// The part index.
         part: usize,
     },
+    /// The database's signatures could not be decoded.
+    #[error("database: {0}")]
+    Database(#[source] giva_signatures::LoadError),
+    /// The engine stored in the database could not be used.
+    #[error(transparent)]
+    Stored(#[from] crate::persist::PersistError),
     /// A pattern is malformed (no parts, or gap count not parts - 1).
     #[error("signature {name:?}: malformed pattern: {reason}")]
     Malformed {

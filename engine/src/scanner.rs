@@ -99,11 +99,8 @@ impl Scanner {
         let db = &inner.db;
         self.main.reset(&inner.main, 0);
         self.eof_tail.clear();
-        self.sink.reset(
-            db.body_signatures().len(),
-            inner.nsubs,
-            !self.opts.all_match,
-        );
+        self.sink
+            .reset(inner.names.len(), inner.nsubs, !self.opts.all_match);
         self.hashers = match expected_size {
             Some(size) => Hashers::start(|a| db.needs_hash(a, size)),
             None => {
@@ -170,7 +167,6 @@ impl Scanner {
     /// [`reset`](Scanner::reset) for the next input.
     pub fn finish(&mut self) -> ScanResult {
         let inner = &self.engine.inner;
-        let db = &inner.db;
         let size = self.total;
         let result = |detections: Vec<Detection>, outcome| ScanResult {
             detections,
@@ -181,7 +177,7 @@ impl Scanner {
             return result(Vec::new(), Outcome::TooSmall);
         }
         let body = |i: u32| Detection {
-            name: db.body_signatures()[i as usize].name.clone(),
+            name: self.engine.inner.names.get(i).to_owned(),
             kind: DetectionKind::Body,
         };
         if let Some(limit) = self.limit {
@@ -235,7 +231,7 @@ pub(crate) fn conclude(
         bytes_scanned: size,
     };
     let body = |i: u32| Detection {
-        name: db.body_signatures()[i as usize].name.clone(),
+        name: inner.names.get(i).to_owned(),
         kind: DetectionKind::Body,
     };
     if !inner.eof.is_empty() && !sink.stop {

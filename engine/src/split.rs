@@ -303,11 +303,7 @@ impl<D: AsRef<[u8]>> Split<D> {
                 Some(w) => m.reset_window(p, w0, w),
                 None => m.reset(p, w0),
             }
-            sink.reset(
-                inner.db.body_signatures().len(),
-                inner.nsubs,
-                !self.opts.all_match,
-            );
+            sink.reset(inner.names.len(), inner.nsubs, !self.opts.all_match);
             let mut out = Out::default();
             let lo = window.map(|w| w.end_lo);
             if lo.is_some_and(|lo| self.superseded(lo)) {
@@ -389,7 +385,6 @@ impl<D: AsRef<[u8]>> Split<D> {
 
     fn conclude(&self, mut m: Merge) -> ScanResult {
         let inner = &self.engine.inner;
-        let db = &inner.db;
         let size = self.data().len() as u64;
         let first_match = !self.opts.all_match;
         m.bodies.sort_unstable();
@@ -405,7 +400,7 @@ impl<D: AsRef<[u8]>> Split<D> {
             let d: Vec<Detection> = found
                 .into_iter()
                 .map(|i| Detection {
-                    name: db.body_signatures()[i as usize].name.clone(),
+                    name: inner.names.get(i).to_owned(),
                     kind: DetectionKind::Body,
                 })
                 .collect();
@@ -421,7 +416,7 @@ impl<D: AsRef<[u8]>> Split<D> {
             };
         }
         let mut sink = Sink::default();
-        sink.reset(db.body_signatures().len(), inner.nsubs, first_match);
+        sink.reset(inner.names.len(), inner.nsubs, first_match);
         for &(start, b) in &m.bodies {
             if !sink.body_found[b as usize] {
                 sink.body_found[b as usize] = true;

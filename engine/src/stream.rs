@@ -276,12 +276,13 @@ impl Matcher {
             let part = entry.part as usize;
             if part > 0 {
                 let slot = pat.gap_slot as usize + part - 1;
-                if self.gaps[slot].is_empty() || !self.gaps[slot].allows(pat.gaps[part - 1], start)
+                if self.gaps[slot].is_empty()
+                    || !self.gaps[slot].allows(p.gap(pat, part - 1), start)
                 {
                     continue;
                 }
             }
-            if !part_matches(entry, start, hay, &p.sets, &mut self.scratch) {
+            if !part_matches(p, entry, start, hay, &mut self.scratch) {
                 continue;
             }
             if part == 0 {
@@ -321,7 +322,7 @@ impl Matcher {
                     self.gap_touched[slot] = true;
                     self.touched_gaps.push(slot as u32);
                 }
-                self.gaps[slot].record(pat.gaps[part], end);
+                self.gaps[slot].record(p.gap(pat, part), end);
             }
         }
         self.queue = queue;
@@ -371,7 +372,7 @@ fn push(
     chunk: Option<(&[u8], u64)>,
     window: Option<Window>,
 ) {
-    for &eid in &p.atom_targets[atom] {
+    for &eid in p.targets(atom) {
         let entry = &p.entries[eid as usize];
         let Some(start) = atom_start.checked_sub(u64::from(entry.atom_off)) else {
             continue;
@@ -402,7 +403,7 @@ fn push(
             && start >= base
             && let Some(w) =
                 bytes.get((start - base) as usize..(start - base + entry.len()) as usize)
-            && !bytes_match(entry, w, &p.sets)
+            && !bytes_match(p, entry, w)
         {
             continue;
         }

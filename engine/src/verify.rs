@@ -4,7 +4,7 @@
 use giva_signatures::pattern::{boundary_left, boundary_right};
 use giva_signatures::{Anchor, Assertion, ByteSet};
 
-use crate::compile::{Elem, Entry};
+use crate::compile::{Elem, Entry, Program};
 
 /// The bytes visible to the verifier: the retained tail of earlier input
 /// followed by the current chunk, addressed by absolute file position.
@@ -62,10 +62,10 @@ fn elem_ok(e: Elem, b: u8, sets: &[ByteSet]) -> bool {
 
 /// True if the variant `entry` matches at absolute position `start`.
 pub(crate) fn part_matches(
+    p: &Program,
     entry: &Entry,
     start: u64,
     hay: &Hay<'_>,
-    sets: &[ByteSet],
     scratch: &mut Vec<u8>,
 ) -> bool {
     let end = start + entry.len();
@@ -82,22 +82,22 @@ pub(crate) fn part_matches(
             scratch
         }
     };
-    bytes_match(entry, bytes, sets)
+    bytes_match(p, entry, bytes)
 }
 
 /// True if `bytes` (exactly the variant's length) match the variant.
 #[inline]
-pub(crate) fn bytes_match(entry: &Entry, bytes: &[u8], sets: &[ByteSet]) -> bool {
-    if bytes.len() != entry.elems.len()
-        || !entry
-            .elems
+pub(crate) fn bytes_match(p: &Program, entry: &Entry, bytes: &[u8]) -> bool {
+    let elems = p.elems(entry);
+    if bytes.len() != elems.len()
+        || !elems
             .iter()
             .zip(bytes)
-            .all(|(&e, &b)| elem_ok(e, b, sets))
+            .all(|(&e, &b)| elem_ok(e, b, &p.sets))
     {
         return false;
     }
-    entry.not_alts.iter().all(|n| {
+    p.not_alts(entry).iter().all(|n| {
         let w = &bytes[n.off as usize..(n.off + n.len) as usize];
         !n.branches.iter().any(|br| br.as_slice() == w)
     })

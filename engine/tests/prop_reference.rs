@@ -5,7 +5,7 @@ mod generator;
 
 use generator::{ALPHA, Case, Rng, case, plant};
 use giva_engine::{Engine, ScanOptions, reference};
-use giva_signatures::BodyPattern;
+use giva_signatures::{BodyPattern, Database, EXT_ENGINE};
 use proptest::prelude::*;
 
 fn chunked(
@@ -44,6 +44,17 @@ fn check(seed: u64) {
         "seed {seed}: engine vs reference\ndata {data:?}\ndb {:#?}\n{:#?}",
         db.body_signatures(),
         db.logical_signatures()
+    );
+    // Stored in the database file and loaded back, it is the same engine.
+    let blob = engine.to_blob().expect("engine serializes");
+    let file = db.with_extension(EXT_ENGINE, &blob).expect("extension");
+    let back = Database::from_bytes(&file.to_bytes()).expect("reloads");
+    let stored = Engine::new(&back).expect("stored engine loads");
+    assert!(stored.is_from_blob(), "seed {seed}: stored engine not used");
+    assert_eq!(
+        stored.scan_bytes(&data, &all),
+        got,
+        "seed {seed}: stored engine"
     );
     // A reused scanner (after another input, and after an abandoned one)
     // gives the same result as a fresh one.

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use giva_engine::{Engine, FileAccess, ScanOptions, ScanResult};
-use giva_signatures::Compiler;
+use giva_signatures::{Compiler, Database, EXT_ENGINE};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -127,6 +127,15 @@ fn match_table() {
                 continue;
             }
         };
+        // The same engine, stored in the database file and loaded back.
+        let stored = {
+            let blob = engine.to_blob().expect("engine serializes");
+            let file = db.with_extension(EXT_ENGINE, &blob).expect("extension");
+            let back = Database::from_bytes(&file.to_bytes()).expect("reloads");
+            let e = Engine::new(&back).expect("stored engine loads");
+            assert!(e.is_from_blob(), "{}: stored engine not used", c.id);
+            e
+        };
         let path = dir.path().join(format!("case{n}"));
         std::fs::write(&path, &data).expect("write");
         for all in [false, true] {
@@ -150,6 +159,7 @@ fn match_table() {
                         .expect("scan file"),
                 ));
             }
+            runs.push(("stored engine".into(), stored.scan_bytes(&data, &opts)));
             runs.push((
                 "reader".into(),
                 engine.scan_reader(&data[..], &opts).expect("reader"),

@@ -232,9 +232,18 @@ pub fn template_database() -> &'static [u8] {
         );
         c.add_source("t.ign2", "Test.Ignored\n", false);
         c.version("fuzz-template");
-        match c.build() {
-            Ok(db) => db.to_bytes(),
+        let db = match c.build() {
+            Ok(db) => db,
             Err(e) => panic!("the template database does not compile: {e}"),
+        };
+        // With the built engine stored, so that flipped bytes also reach
+        // the stored-engine reader.
+        let blob = Engine::build(&db)
+            .and_then(|e| e.to_blob())
+            .unwrap_or_else(|e| panic!("the template engine does not build: {e}"));
+        match db.with_extension(giva_signatures::EXT_ENGINE, &blob) {
+            Ok(db) => db.to_bytes(),
+            Err(e) => panic!("the template engine cannot be stored: {e}"),
         }
     })
 }
@@ -242,15 +251,7 @@ pub fn template_database() -> &'static [u8] {
 /// Rewrites the header's payload length and checksum so that `b` passes
 /// the checksum test and the parser behind it sees the payload.
 pub fn fix_checksum(b: &mut [u8]) {
-    use giva_signatures::format::HEADER_FIXED_LEN;
-    if b.len() < HEADER_FIXED_LEN {
-        return;
-    }
-    let header_len = u32::from_le_bytes([b[12], b[13], b[14], b[15]]) as usize;
-    let payload = b.len().saturating_sub(header_len) as u64;
-    b[16..24].copy_from_slice(&payload.to_le_bytes());
-    let sum = sha2::Sha256::digest(&b[56..]);
-    b[24..56].copy_from_slice(&sum);
+    giva_signatures::format::seal(b);
 }
 
 fn use_database(db: &Database) {

@@ -379,7 +379,6 @@ mod tests {
         let req = || {
             Request::new(SubscribeRequest {
                 appliance_id: "a".into(),
-                ..SubscribeRequest::default()
             })
         };
         assert!(grpc.subscribe(req()).await.is_ok());
