@@ -116,8 +116,16 @@ fn db_compile_info_verify_and_scan_with_the_compiled_file() {
     assert_eq!(info.status.code(), Some(0));
     assert!(stdout(&info).contains("version:"), "{}", stdout(&info));
     // The built engine is stored, so that loading skips the index build.
-    assert!(stdout(&info).contains("engine: stored"), "{}", stdout(&info));
-    assert!(stdout(&info).contains("memory estimate:"), "{}", stdout(&info));
+    assert!(
+        stdout(&info).contains("engine: stored"),
+        "{}",
+        stdout(&info)
+    );
+    assert!(
+        stdout(&info).contains("memory estimate:"),
+        "{}",
+        stdout(&info)
+    );
     let verify = giva(&["db", "verify", p(&out_db)]);
     assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
 

@@ -28,7 +28,8 @@ pub(crate) type FxBuild = rustc_hash::FxBuildHasher;
 
 use crate::persist::{PResult, R, W, bad};
 
-#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct Slot {
     key: u32,
     start: u32,
@@ -43,7 +44,8 @@ struct GramTable {
     shift: u32,
     slots: Vec<Slot>,
     slot_shift: u32,
-    values: Vec<(u32, u32)>,
+    /// `[atom, offset]` pairs.
+    values: Vec<[u32; 2]>,
 }
 
 /// The word index and the two-bit mask of `x` in a blocked Bloom filter of
@@ -89,10 +91,10 @@ impl GramTable {
             fill.push(start);
             start += g.2;
         }
-        let mut values = vec![(0u32, 0u32); entries.len()];
+        let mut values = vec![[0u32; 2]; entries.len()];
         for (&(_, atom, off), &g) in entries.iter().zip(&of_entry) {
             let at = &mut fill[g as usize];
-            values[*at as usize] = (atom, off);
+            values[*at as usize] = [atom, off];
             *at += 1;
         }
         Self::index(&groups, values)
@@ -100,7 +102,7 @@ impl GramTable {
 
     /// The Bloom filter and the slot table over `groups` (`(key, start,
     /// len)` into `values`).
-    fn index(groups: &[(u32, u32, u32)], values: Vec<(u32, u32)>) -> Self {
+    fn index(groups: &[(u32, u32, u32)], values: Vec<[u32; 2]>) -> Self {
         // A blocked Bloom filter: one 64-bit word per key lookup, one bit
         // per key; about 32 bits per key, between 2^12 and 2^24 bits.
         let nbits = (groups.len() * 32)
@@ -136,7 +138,7 @@ impl GramTable {
     }
 
     #[inline]
-    fn get(&self, x: u32) -> &[(u32, u32)] {
+    fn get(&self, x: u32) -> &[[u32; 2]] {
         let mask = self.slots.len() - 1;
         let mut s = (h2(x) >> self.slot_shift) as usize;
         loop {
@@ -312,7 +314,7 @@ impl AtomIndex {
         f: &mut impl FnMut(u32, usize),
     ) {
         if table.maybe(x) {
-            for &(id, off) in table.get(x) {
+            for &[id, off] in table.get(x) {
                 let off = off as usize;
                 if i >= off && self.confirm(id, hay, i - off) {
                     f(id, i - off);
@@ -410,7 +412,7 @@ impl GramTable {
         w.u32s(&flat);
         w.u32(self.slot_shift);
         let mut vals = Vec::with_capacity(self.values.len() * 2);
-        for &(a, o) in &self.values {
+        for &[a, o] in &self.values {
             vals.extend_from_slice(&[a, o]);
         }
         w.u32s(&vals);
@@ -421,11 +423,11 @@ impl GramTable {
     /// lies in `values`, a probe always reaches an empty slot, and every
     /// value names one of `natoms` atoms.
     fn read(r: &mut R<'_>, natoms: usize) -> PResult<GramTable> {
-        let bits = r.records(|[lo, hi]| u64::from(lo) | u64::from(hi) << 32)?;
+        let bits = r.pods()?;
         let shift = r.u32()?;
-        let slots = r.records(|[key, start, len]| Slot { key, start, len })?;
+        let slots = r.pods()?;
         let slot_shift = r.u32()?;
-        let values = r.records(|[a, o]| (a, o))?;
+        let values = r.pods()?;
         let t = GramTable {
             bits,
             shift,
@@ -450,7 +452,7 @@ impl GramTable {
         if !empty
             || !pow2(t.bits.len(), t.shift, 64)
             || !pow2(t.slots.len(), t.slot_shift, 32)
-            || t.values.iter().any(|&(a, _)| a as usize >= natoms)
+            || t.values.iter().any(|&[a, _]| a as usize >= natoms)
         {
             return bad("gram table out of range");
         }
@@ -474,7 +476,7 @@ impl AtomIndex {
 
     pub(crate) fn read(r: &mut R<'_>) -> PResult<AtomIndex> {
         let bytes = r.bytes()?.to_vec();
-        let starts = r.u32s()?;
+        let starts: Vec<u32> = r.pods()?;
         if starts.first() != Some(&0)
             || starts.windows(2).any(|w| w[0] >= w[1])
             || starts.last().map(|&x| x as usize) != Some(bytes.len())
@@ -485,10 +487,10 @@ impl AtomIndex {
         let q4s4 = GramTable::read(r, natoms)?;
         let q3s4 = GramTable::read(r, natoms)?;
         let q3s2 = GramTable::read(r, natoms)?;
-        let pairs = r.records(|[b, a]| (b, a))?;
+        let pairs: Vec<[u32; 2]> = r.pods()?;
         let mut short = Vec::with_capacity(pairs.len());
         let mut short_first = [false; 256];
-        for (b, a) in pairs {
+        for [b, a] in pairs {
             let (Ok(b), true) = (u8::try_from(b), (a as usize) < natoms) else {
                 return bad("short atom out of range");
             };

@@ -47,7 +47,8 @@ pub(crate) struct NotAltCheck {
 /// predicates and negated alternations are ranges of the program's
 /// `elems` and `not_alts` arenas (one allocation per program, not per
 /// entry: cheaper to build, to load from a database file, and to walk).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct Entry {
     pub pattern: u32,
     pub part: u32,

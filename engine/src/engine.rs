@@ -51,6 +51,10 @@ impl Inner {
     /// The engine stored in `db` (see [`Engine::to_blob`]), checked
     /// against the database it is in.
     fn read(db: &Database, blob: &[u8]) -> PResult<Inner> {
+        // The arrays are copied as they are in the file, little-endian.
+        if cfg!(target_endian = "big") {
+            return bad("stored little-endian; rebuilt on this big-endian host");
+        }
         let mut r = R::new(blob);
         if r.take(persist::MAGIC.len())? != persist::MAGIC {
             return bad("unknown format (written by another giva version)");
@@ -62,7 +66,7 @@ impl Inner {
             return bad("built for other signatures");
         }
         let eof_tail = r.u64()?;
-        let lsig_base = r.u32s()?;
+        let lsig_base = r.pods()?;
         let mut expect = 0usize;
         for (lsig, &base) in db.logical_signatures().iter().zip(&lsig_base) {
             if base as usize != expect {
@@ -131,7 +135,7 @@ impl Names {
         let text = std::str::from_utf8(r.bytes()?)
             .or_else(|_| bad("names are not UTF-8"))?
             .to_owned();
-        let ends = r.u32s()?;
+        let ends = r.pods()?;
         if ends.windows(2).any(|w| w[0] > w[1])
             || ends.last().is_some_and(|&e| e as usize != text.len())
             || (ends.is_empty() && !text.is_empty())

@@ -107,14 +107,18 @@ impl<'a> R<'a> {
         let n = self.len(1)?;
         self.take(n)
     }
-    pub fn u32s(&mut self) -> PResult<Vec<u32>> {
+    /// A `u32` array written by [`W::u32s`], read as `T`s (plain structs
+    /// of `u32`s, or `u64`s as two words, low first): a copy, not a
+    /// decode. Little-endian hosts only (see `Inner::read`).
+    pub fn pods<T: bytemuck::Pod>(&mut self) -> PResult<Vec<T>> {
         let n = self.len(4)?;
-        Ok(self
-            .take(n * 4)?
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        let size = std::mem::size_of::<T>();
+        if (n * 4) % size != 0 {
+            return bad(format!("{n} words are not records of {size} bytes"));
+        }
+        Ok(bytemuck::pod_collect_to_vec(self.take(n * 4)?))
     }
+
     /// A `u32` array written by [`W::u32s`] as records of `N` words each,
     /// decoded straight from the bytes (one pass, one allocation).
     pub fn records<T, const N: usize>(&mut self, f: impl Fn([u32; N]) -> T) -> PResult<Vec<T>> {
@@ -361,15 +365,7 @@ impl Program {
             }
             not_alts.push(NotAltCheck { off, len, branches });
         }
-        let entries: Vec<Entry> = r.records(|c: [u32; 7]| Entry {
-            pattern: c[0],
-            part: c[1],
-            atom_off: c[2],
-            elem_start: c[3],
-            elem_len: c[4],
-            not_alt_start: c[5],
-            not_alt_len: c[6],
-        })?;
+        let entries: Vec<Entry> = r.pods()?;
         let npat = r.len(10)?;
         let mut patterns = Vec::with_capacity(npat);
         for _ in 0..npat {
@@ -407,8 +403,8 @@ impl Program {
                 max: read_opt_u32(r)?,
             });
         }
-        let target_start = r.u32s()?;
-        let targets = r.u32s()?;
+        let target_start = r.pods()?;
+        let targets = r.pods()?;
         let atoms = AtomIndex::read(r)?;
         let p = Program {
             atoms,
