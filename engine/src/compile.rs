@@ -302,6 +302,16 @@ fn pick_atom(elems: &[Elem], sets: &[ByteSet]) -> Option<(usize, Vec<Vec<u8>>)> 
     Some((start, out))
 }
 
+/// The bytes a variant of `len` bytes needs after its start (`lookahead`)
+/// and before it (`history`) to be verified: the end assertion's context,
+/// and the right anchor on a last part or the left anchor on a first part
+/// (`None` otherwise).
+pub(crate) fn entry_context(len: u64, right: Option<Anchor>, left: Option<Anchor>) -> (u64, u64) {
+    let after = len + ASSERT_CTX + right.map_or(0, |a| u64::from(a.max) + 1);
+    let before = left.map_or(ASSERT_CTX, |a| u64::from(a.max) + 1 + ASSERT_CTX);
+    (after, before)
+}
+
 /// `len` as an index into an arena of a program (at most `u32::MAX`
 /// elements).
 fn arena_index(len: usize, name: &str) -> Result<u32, BuildError> {
@@ -391,18 +401,13 @@ impl Program {
                             part: k,
                         });
                     };
-                    let mut after = elems.len() as u64 + ASSERT_CTX;
-                    if k + 1 == nparts
-                        && let Some(a) = pat.right_anchor
-                    {
-                        after += u64::from(a.max) + 1;
-                    }
+                    let (after, before) = entry_context(
+                        elems.len() as u64,
+                        (k + 1 == nparts).then_some(pat.right_anchor).flatten(),
+                        (k == 0).then_some(pat.left_anchor).flatten(),
+                    );
                     lookahead = lookahead.max(after);
-                    if k == 0
-                        && let Some(a) = pat.left_anchor
-                    {
-                        history = history.max(u64::from(a.max) + 1 + ASSERT_CTX);
-                    }
+                    history = history.max(before);
                     let eid = entries.len() as u32;
                     for atom in strings {
                         max_atom = max_atom.max(atom.len());

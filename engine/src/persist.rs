@@ -17,6 +17,7 @@ use giva_signatures::{Anchor, Assertion, ByteSet, Gap, Offset};
 use crate::atoms::AtomIndex;
 use crate::compile::{
     ASSERT_CTX, Elem, Entry, MAX_SPLIT_SPAN, NotAltCheck, Owner, PatternInfo, Program,
+    entry_context,
 };
 
 /// The magic and format of the blob. Bump the last byte whenever the
@@ -484,18 +485,15 @@ impl Program {
         let (mut lookahead, mut history) = (ASSERT_CTX + 1, ASSERT_CTX);
         for e in &self.entries {
             let pat = &self.patterns[e.pattern as usize];
-            let mut after = u64::from(e.elem_len) + ASSERT_CTX;
-            if e.part + 1 == pat.nparts
-                && let Some(a) = pat.right_anchor
-            {
-                after += u64::from(a.max) + 1;
-            }
+            let (after, before) = entry_context(
+                u64::from(e.elem_len),
+                (e.part + 1 == pat.nparts)
+                    .then_some(pat.right_anchor)
+                    .flatten(),
+                (e.part == 0).then_some(pat.left_anchor).flatten(),
+            );
             lookahead = lookahead.max(after);
-            if e.part == 0
-                && let Some(a) = pat.left_anchor
-            {
-                history = history.max(u64::from(a.max) + 1 + ASSERT_CTX);
-            }
+            history = history.max(before);
         }
         if (lookahead, history) != (self.lookahead, self.history)
             || self.max_split_span > MAX_SPLIT_SPAN
