@@ -60,23 +60,12 @@ impl Inner {
             return bad("unknown format (written by another giva version)");
         }
         let nbody = r.len(0)?;
-        let nlogical = r.len(0)?;
         let nsubs = r.len(0)?;
-        if nbody != db.body_count() || nlogical != db.logical_signatures().len() {
+        let (lsig_base, db_nsubs) = counters(db);
+        if nbody != db.body_count() || nsubs != db_nsubs {
             return bad("built for other signatures");
         }
         let eof_tail = r.u64()?;
-        let lsig_base = r.pods()?;
-        let mut expect = 0usize;
-        for (lsig, &base) in db.logical_signatures().iter().zip(&lsig_base) {
-            if base as usize != expect {
-                return bad("logical signature counters do not match");
-            }
-            expect += lsig.subsigs.len();
-        }
-        if lsig_base.len() != nlogical || expect != nsubs {
-            return bad("logical signature counters do not match");
-        }
         let names = Names::read(&mut r)?;
         if names.len() != nbody {
             return bad("name count");
@@ -171,23 +160,32 @@ fn sources(db: &Database) -> Result<(Vec<Source<'_>>, Vec<u32>, usize, Names), B
             pattern: &sig.pattern,
         });
     }
-    let mut lsig_base = Vec::new();
-    let mut nsubs = 0usize;
-    for lsig in db.logical_signatures() {
-        lsig_base.push(nsubs as u32);
+    let (lsig_base, nsubs) = counters(db);
+    for (lsig, &base) in db.logical_signatures().iter().zip(&lsig_base) {
         for (j, sub) in lsig.subsigs.iter().enumerate() {
             for v in &sub.variants {
                 all.push(Source {
-                    owner: Owner::Sub((nsubs + j) as u32),
+                    owner: Owner::Sub(base + j as u32),
                     name: &lsig.name,
                     offset: sub.offset,
                     pattern: v,
                 });
             }
         }
-        nsubs += lsig.subsigs.len();
     }
     Ok((all, lsig_base, nsubs, names))
+}
+
+/// The flat counter index of each logical signature's first subsignature,
+/// and the number of counters.
+fn counters(db: &Database) -> (Vec<u32>, usize) {
+    let mut base = Vec::with_capacity(db.logical_signatures().len());
+    let mut n = 0usize;
+    for lsig in db.logical_signatures() {
+        base.push(n as u32);
+        n += lsig.subsigs.len();
+    }
+    (base, n)
 }
 
 fn is_eof(s: &Source<'_>) -> bool {
@@ -276,10 +274,8 @@ impl Engine {
         let mut w = W::default();
         w.0.extend_from_slice(persist::MAGIC);
         w.len(i.names.len());
-        w.len(i.db.logical_signatures().len());
         w.len(i.nsubs);
         w.u64(i.eof_tail);
-        w.u32s(&i.lsig_base);
         i.names.write(&mut w);
         i.main.write(&mut w);
         i.eof.write(&mut w);

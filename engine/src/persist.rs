@@ -2,10 +2,11 @@
 //! loading a database does not rebuild the atom index and the programs.
 //!
 //! Layout (little-endian): the magic `GIVAENG` plus a format byte, the
-//! number of body signatures, logical signatures and subsignature counters
-//! it was built for, `eof_tail`, `lsig_base`, the body signature names,
-//! then the `main`, `eof` and (optional) sequential programs. Every array
-//! is a `u64` element count followed by the elements.
+//! number of body signatures and subsignature counters it was built for
+//! (checked against the database; the counters' layout is derived from
+//! its logical signatures), `eof_tail`, the body signature names, then the
+//! `main`, `eof` and (optional) sequential programs. Every array is a
+//! `u64` element count followed by the elements.
 //!
 //! The file is checksummed as a whole, so these bytes are what `giva db
 //! compile` wrote; reading still checks every count, index and range that
@@ -23,7 +24,7 @@ use crate::compile::{
 /// The magic and format of the blob. Bump the last byte whenever the
 /// layout or the meaning of a stored structure changes: an older blob is
 /// then ignored and the engine rebuilt.
-pub(crate) const MAGIC: &[u8; 8] = b"GIVAENG\x01";
+pub(crate) const MAGIC: &[u8; 8] = b"GIVAENG\x02";
 
 /// Why a stored engine was not used.
 #[derive(Debug, thiserror::Error)]
@@ -120,23 +121,14 @@ impl<'a> R<'a> {
         Ok(bytemuck::pod_collect_to_vec(self.take(n * 4)?))
     }
 
-    /// A `u32` array written by [`W::u32s`] as records of `N` words each,
-    /// decoded straight from the bytes (one pass, one allocation).
-    pub fn records<T, const N: usize>(&mut self, f: impl Fn([u32; N]) -> T) -> PResult<Vec<T>> {
+    /// A `u32` array written by [`W::u32s`], each word decoded by `f` in
+    /// one pass from the bytes.
+    pub fn map_u32s<T>(&mut self, f: impl Fn(u32) -> T) -> PResult<Vec<T>> {
         let n = self.len(4)?;
-        if n % N != 0 {
-            return bad(format!("{n} words are not records of {N}"));
-        }
-        let bytes = self.take(n * 4)?;
-        Ok(bytes
-            .chunks_exact(4 * N)
-            .map(|c| {
-                let mut rec = [0u32; N];
-                for (x, w) in rec.iter_mut().zip(c.chunks_exact(4)) {
-                    *x = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-                }
-                f(rec)
-            })
+        Ok(self
+            .take(n * 4)?
+            .chunks_exact(4)
+            .map(|w| f(u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
             .collect())
     }
 
@@ -347,7 +339,7 @@ impl Program {
             sets.push(ByteSet([r.u64()?, r.u64()?, r.u64()?, r.u64()?]));
         }
         // Undecodable codes become an out-of-range set, refused below.
-        let elems = r.records(|[c]| elem_of(c).unwrap_or(Elem::Set(u32::MAX >> 1)))?;
+        let elems = r.map_u32s(|c| elem_of(c).unwrap_or(Elem::Set(u32::MAX >> 1)))?;
         if elems
             .iter()
             .any(|e| matches!(e, Elem::Set(i) if *i as usize >= sets.len()))
