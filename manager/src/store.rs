@@ -353,6 +353,31 @@ impl SqliteStore {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
+    /// The newest `limit` rows (at least one) of `table` (by `id`), of one
+    /// VM or of all, oldest first. `table` and `cols` are constants.
+    async fn newest(
+        &self,
+        table: &str,
+        cols: &str,
+        vm_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<sqlx::sqlite::SqliteRow>, sqlx::Error> {
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let filter = if vm_id.is_some() {
+            "WHERE vm_id = ?"
+        } else {
+            ""
+        };
+        let sql = format!("SELECT {cols} FROM {table} {filter} ORDER BY id DESC LIMIT ?");
+        let mut q = sqlx::query(&sql);
+        if let Some(vm) = vm_id {
+            q = q.bind(vm);
+        }
+        let mut rows = q.bind(limit).fetch_all(&self.pool).await?;
+        rows.reverse();
+        Ok(rows)
+    }
+
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -805,28 +830,8 @@ impl Store for SqliteStore {
         vm_id: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ActionRow>, StoreError> {
-        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
-        let rows =
-            match vm_id {
-                Some(vm) => sqlx::query(&format!(
-                    "SELECT {ACTION_COLUMNS} FROM actions WHERE vm_id = ? ORDER BY id DESC LIMIT ?"
-                ))
-                .bind(vm)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?,
-                None => {
-                    sqlx::query(&format!(
-                        "SELECT {ACTION_COLUMNS} FROM actions ORDER BY id DESC LIMIT ?"
-                    ))
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
-                }
-            };
-        let mut out: Vec<ActionRow> = rows.iter().map(action_row).collect();
-        out.reverse();
-        Ok(out)
+        let rows = self.newest("actions", ACTION_COLUMNS, vm_id, limit).await?;
+        Ok(rows.iter().map(action_row).collect())
     }
 
     async fn transitions(
@@ -834,28 +839,9 @@ impl Store for SqliteStore {
         vm_id: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Transition>, StoreError> {
-        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
         const COLS: &str = "id, vm_id, from_state, to_state, cause, event_id, at_us";
-        let rows = match vm_id {
-            Some(vm) => {
-                sqlx::query(&format!(
-                    "SELECT {COLS} FROM vm_transitions WHERE vm_id = ? ORDER BY id DESC LIMIT ?"
-                ))
-                .bind(vm)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(&format!(
-                    "SELECT {COLS} FROM vm_transitions ORDER BY id DESC LIMIT ?"
-                ))
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
-            }
-        };
-        let mut out: Vec<Transition> = rows
+        let rows = self.newest("vm_transitions", COLS, vm_id, limit).await?;
+        Ok(rows
             .iter()
             .map(|r| Transition {
                 id: r.get(0),
@@ -866,9 +852,7 @@ impl Store for SqliteStore {
                 event_id: r.get(5),
                 at_us: r.get(6),
             })
-            .collect();
-        out.reverse();
-        Ok(out)
+            .collect())
     }
 
     async fn upsert_vms(
