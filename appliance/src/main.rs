@@ -126,7 +126,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Scan(s) => {
-            init_tracing("text", "warn");
+            giva_proto::process::init_tracing("text", "warn");
             let args = ScanArgs {
                 databases: s.database,
                 recursive: s.recursive,
@@ -140,7 +140,7 @@ fn main() -> ExitCode {
             giva_appliance::cli::scan::run(&args)
         }
         Command::Db(cmd) => {
-            init_tracing("text", "warn");
+            giva_proto::process::init_tracing("text", "warn");
             match cmd {
                 DbCommand::Compile { output, sources } => {
                     giva_appliance::cli::db::compile(&output, &sources).map(|()| 0)
@@ -197,7 +197,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         print!("{}", config.to_toml());
         return Ok(0);
     }
-    init_tracing(&args.log_format, "info");
+    giva_proto::process::init_tracing(&args.log_format, "info");
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let started = std::time::Instant::now();
@@ -218,38 +218,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-        giva_appliance::serve(app, listener, shutdown_signal()).await?;
+        giva_appliance::serve(app, listener, giva_proto::process::shutdown_signal()).await?;
         tracing::info!("appliance stopped");
         Ok(0)
     })
-}
-
-fn init_tracing(format: &str, default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = ctrl_c.await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term.recv() => {},
-    }
-    tracing::info!("shutdown requested; draining");
 }

@@ -130,7 +130,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", config.to_toml());
                 return Ok(());
             }
-            init_tracing(&log_format);
+            giva_proto::process::init_tracing(&log_format, "info");
             let db = db.unwrap_or_else(|| giva_manager::default_state_dir().join("manager.sqlite"));
             let store = giva_manager::store::SqliteStore::open(&db)
                 .await
@@ -147,7 +147,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 actions = ?manager.tagger().rules().actions,
                 "quarantine policy loaded"
             );
-            giva_manager::serve(manager, listener, shutdown_signal()).await?;
+            giva_manager::serve(manager, listener, giva_proto::process::shutdown_signal()).await?;
             store.close().await;
             tracing::info!("giva-manager stopped");
             Ok(())
@@ -171,40 +171,4 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             giva_manager::cli::transitions(&db, vm.as_deref(), limit, json).await
         }
     }
-}
-
-fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutdown requested; draining");
 }

@@ -8,6 +8,7 @@
 #![allow(missing_docs, clippy::doc_markdown, clippy::large_enum_variant)]
 
 pub mod policy;
+pub mod process;
 
 /// `giva.shim.v1`: shim <-> appliance.
 pub mod shim {
