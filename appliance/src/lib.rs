@@ -28,7 +28,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
+use giva_engine::Engine;
 use giva_proto::shim::shim_service_server::ShimServiceServer;
+use giva_signatures::Database;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::info;
@@ -82,17 +84,29 @@ impl Appliance {
     /// # Errors
     ///
     /// An invalid configuration or a database the engine cannot use.
-    pub async fn new(
+    pub async fn new(config: Config, database: Database) -> anyhow::Result<Arc<Self>> {
+        let engine = Engine::new(&database)
+            .map_err(|e| anyhow::anyhow!("cannot build the scan engine: {e}"))?;
+        Self::with_engine(config, database, engine).await
+    }
+
+    /// Builds an appliance from its configuration, a loaded database and
+    /// the engine built for it ([`load_signatures`]).
+    ///
+    /// # Errors
+    ///
+    /// An invalid configuration.
+    pub async fn with_engine(
         config: Config,
-        database: giva_signatures::Database,
+        database: Database,
+        engine: Engine,
     ) -> anyhow::Result<Arc<Self>> {
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         let policies =
             Policies::new(&config).map_err(|e| anyhow::anyhow!("invalid policy: {e}"))?;
-        let signatures = Signatures::new(database)
-            .map_err(|e| anyhow::anyhow!("cannot build the scan engine: {e}"))?;
+        let signatures = Signatures::new(database, engine);
         let stats = Arc::new(Stats::default());
         stats.set_database(&signatures.version());
         let outbox_path = config.outbox_path();
@@ -176,11 +190,10 @@ impl Appliance {
         let result = tokio::task::spawn_blocking(move || {
             let files = fingerprint(&app.config.database.paths);
             *app.loaded_files.lock().unwrap_or_else(|e| e.into_inner()) = files;
-            let db = load_database(&app.config).map_err(|e| format!("{e:#}"))?;
+            let (db, engine) =
+                load_signatures(&app.config.database.paths).map_err(|e| format!("{e:#}"))?;
             let version = db.version().to_string();
-            app.signatures
-                .replace(db)
-                .map_err(|e| format!("cannot build the engine: {e}"))?;
+            app.signatures.replace(db, engine);
             Ok::<_, String>(version)
         })
         .await
@@ -279,10 +292,26 @@ async fn watch_database(app: Arc<Appliance>, mut stop: tokio::sync::watch::Recei
 /// The signatures cannot be read or compiled; the message names the file
 /// and line.
 pub fn load_database(config: &Config) -> anyhow::Result<giva_signatures::Database> {
-    if config.database.paths.is_empty() {
-        return Ok(giva_signatures::bundled());
+    crate::cli::load_databases(&config.database.paths)
+}
+
+/// Loads the signatures `paths` name (the bundled default when none) and
+/// builds their scan engine. A compiled database's stored engine is
+/// decoded while the file's checksum is verified, which is what makes a
+/// large database start fast ([`Engine::load`]).
+///
+/// # Errors
+///
+/// The signatures cannot be read or compiled, or the engine cannot be
+/// built; the message says which and why.
+pub fn load_signatures(paths: &[std::path::PathBuf]) -> anyhow::Result<(Database, Engine)> {
+    if paths.is_empty() {
+        let db = giva_signatures::bundled();
+        let engine =
+            Engine::new(&db).map_err(|e| anyhow::anyhow!("cannot build the engine: {e}"))?;
+        return Ok((db, engine));
     }
-    giva_signatures::load(&config.database.paths).map_err(|e| anyhow::anyhow!("{e}"))
+    Engine::load(paths).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Serves `app` on `listener` until `shutdown` completes; then stops taking

@@ -201,7 +201,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let started = std::time::Instant::now();
-        let db = giva_appliance::load_database(&config)?;
+        let (db, engine) = giva_appliance::load_signatures(&config.database.paths)?;
         let skipped: u64 = db.info().skipped.values().sum();
         tracing::info!(
             version = %db.version(),
@@ -214,7 +214,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             tracing::warn!(%reason, count = n, "unsupported signatures skipped");
         }
         let listen = config.server.listen;
-        let app = giva_appliance::Appliance::new(config, db).await?;
+        let app = giva_appliance::Appliance::with_engine(config, db, engine).await?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;

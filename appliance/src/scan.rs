@@ -32,21 +32,16 @@ pub struct Signatures {
 }
 
 impl Signatures {
-    /// Builds the engine for `database`.
-    ///
-    /// # Errors
-    ///
-    /// The engine cannot be built from the database.
-    pub fn new(database: Database) -> Result<Self, giva_engine::BuildError> {
-        let engine = Engine::new(&database)?;
-        Ok(Signatures {
+    /// Puts `database`, with the `engine` built for it, in service.
+    pub fn new(database: Database, engine: Engine) -> Self {
+        Signatures {
             current: ArcSwap::from_pointee(Loaded {
                 database,
                 engine,
                 epoch: 1,
             }),
             next_epoch: std::sync::atomic::AtomicU64::new(2),
-        })
+        }
     }
 
     /// The snapshot in service now.
@@ -59,14 +54,9 @@ impl Signatures {
         self.current.load().database.version().to_string()
     }
 
-    /// Builds the engine for `database` and puts it in service. Scans that
-    /// hold the previous snapshot finish on it.
-    ///
-    /// # Errors
-    ///
-    /// The engine cannot be built; the database in service stays.
-    pub fn replace(&self, database: Database) -> Result<(), giva_engine::BuildError> {
-        let engine = Engine::new(&database)?;
+    /// Puts `database`, with the `engine` built for it, in service. Scans
+    /// that hold the previous snapshot finish on it.
+    pub fn replace(&self, database: Database, engine: Engine) {
         let epoch = self
             .next_epoch
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -75,7 +65,6 @@ impl Signatures {
             engine,
             epoch,
         }));
-        Ok(())
     }
 }
 

@@ -26,6 +26,7 @@
 /// `AtomIndex::new` and `Program::build`).
 pub(crate) type FxBuild = rustc_hash::FxBuildHasher;
 
+use crate::arr::Arr;
 use crate::persist::{PResult, R, W, bad};
 
 #[repr(C)]
@@ -40,12 +41,11 @@ struct Slot {
 /// hashed bitmap in front of an open-addressing table.
 #[derive(Clone, Debug, Default)]
 struct GramTable {
-    bits: Vec<u64>,
+    bits: Arr<u64>,
     shift: u32,
-    slots: Vec<Slot>,
-    slot_shift: u32,
+    slots: Arr<Slot>,
     /// `[atom, offset]` pairs.
-    values: Vec<[u32; 2]>,
+    values: Arr<[u32; 2]>,
 }
 
 /// The word index and the two-bit mask of `x` in a blocked Bloom filter of
@@ -61,6 +61,13 @@ fn bloom(x: u32, shift: u32) -> (usize, u64) {
 #[inline]
 fn h2(x: u32) -> u32 {
     (x ^ (x >> 15)).wrapping_mul(0x85eb_ca6b)
+}
+
+/// The first slot to probe for `x` in a table of `n` slots (`n` below
+/// 2^32): the hash scaled to `0..n` by a multiply, not a modulo.
+#[inline(always)]
+fn home(x: u32, n: usize) -> usize {
+    ((u64::from(h2(x)) * n as u64) >> 32) as usize
 }
 
 impl GramTable {
@@ -110,46 +117,37 @@ impl GramTable {
             .clamp(1 << 12, 1 << 24);
         let mut bits = vec![0u64; nbits / 64];
         let shift = 64 - (nbits / 64).trailing_zeros();
-        let nslots = (groups.len() * 2).next_power_of_two().max(2);
-        let slot_shift = 32 - nslots.trailing_zeros();
+        // Load factor 2/3, any size (not a power of two: that wasted up
+        // to half of the largest table of a big database, which every
+        // load checksums).
+        let nslots = groups.len() + groups.len() / 2 + 1;
         let mut slots = vec![Slot::default(); nslots];
         for &(key, start, len) in groups {
             let (w, m) = bloom(key, shift);
             bits[w] |= m;
-            let mut s = (h2(key) >> slot_shift) as usize;
+            let mut s = home(key, nslots);
             while slots[s].len != 0 {
-                s = (s + 1) & (nslots - 1);
+                s = if s + 1 == nslots { 0 } else { s + 1 };
             }
             slots[s] = Slot { key, start, len };
         }
         GramTable {
-            bits,
+            bits: bits.into(),
             shift,
-            slots,
-            slot_shift,
-            values,
+            slots: slots.into(),
+            values: values.into(),
         }
     }
 
     #[inline(always)]
-    fn maybe(&self, x: u32) -> bool {
-        let (w, m) = bloom(x, self.shift);
-        self.bits[w] & m != 0
-    }
-
-    #[inline]
-    fn get(&self, x: u32) -> &[[u32; 2]] {
-        let mask = self.slots.len() - 1;
-        let mut s = (h2(x) >> self.slot_shift) as usize;
-        loop {
-            let slot = self.slots[s];
-            if slot.len == 0 {
-                return &[];
-            }
-            if slot.key == x {
-                return &self.values[slot.start as usize..(slot.start + slot.len) as usize];
-            }
-            s = (s + 1) & mask;
+    /// The table as plain slices, taken once per scan rather than per
+    /// lookup (an [`Arr`] checks its view on every access).
+    fn view(&self) -> GramView<'_> {
+        GramView {
+            bits: &self.bits,
+            shift: self.shift,
+            slots: &self.slots,
+            values: &self.values,
         }
     }
 
@@ -158,13 +156,46 @@ impl GramTable {
     }
 }
 
+/// A [`GramTable`] borrowed as slices for the scan loop.
+#[derive(Clone, Copy)]
+struct GramView<'a> {
+    bits: &'a [u64],
+    shift: u32,
+    slots: &'a [Slot],
+    values: &'a [[u32; 2]],
+}
+
+impl<'a> GramView<'a> {
+    #[inline(always)]
+    fn maybe(&self, x: u32) -> bool {
+        let (w, m) = bloom(x, self.shift);
+        self.bits[w] & m != 0
+    }
+
+    #[inline]
+    fn get(&self, x: u32) -> &'a [[u32; 2]] {
+        let n = self.slots.len();
+        let mut s = home(x, n);
+        loop {
+            let slot = self.slots[s];
+            if slot.len == 0 {
+                return &[];
+            }
+            if slot.key == x {
+                return &self.values[slot.start as usize..(slot.start + slot.len) as usize];
+            }
+            s = if s + 1 == n { 0 } else { s + 1 };
+        }
+    }
+}
+
 /// The atoms of a program, indexed for [`AtomIndex::scan`].
 #[derive(Clone, Debug)]
 pub(crate) struct AtomIndex {
     /// Every atom's bytes, back to back: atom `a` is
     /// `bytes[starts[a]..starts[a + 1]]`.
-    bytes: Vec<u8>,
-    starts: Vec<u32>,
+    bytes: Arr<u8>,
+    starts: Arr<u32>,
     /// 7+ byte atoms: 4-byte q-grams at offsets 0..4, looked up every 4th
     /// position.
     q4s4: GramTable,
@@ -264,8 +295,8 @@ impl AtomIndex {
             starts.push(bytes.len() as u32);
         }
         AtomIndex {
-            bytes,
-            starts,
+            bytes: bytes.into(),
+            starts: starts.into(),
             q4s4: GramTable::build(a),
             q3s4: GramTable::build(b),
             q3s2: GramTable::build(c),
@@ -307,7 +338,7 @@ impl AtomIndex {
     #[inline(always)]
     fn lookup(
         &self,
-        table: &GramTable,
+        table: &GramView<'_>,
         hay: &[u8],
         i: usize,
         x: u32,
@@ -328,6 +359,7 @@ impl AtomIndex {
     /// no particular order.
     pub fn scan(&self, hay: &[u8], mut f: impl FnMut(u32, usize)) {
         let n = hay.len();
+        let (q4s4, q3s4, q3s2) = (self.q4s4.view(), self.q3s4.view(), self.q3s2.view());
         let (a, b, c) = (
             !self.q4s4.is_empty(),
             !self.q3s4.is_empty(),
@@ -345,33 +377,27 @@ impl AtomIndex {
                 let x = u64::from_le_bytes(w);
                 let x4 = x as u32;
                 if a {
-                    self.lookup(&self.q4s4, hay, i, x4, &mut f);
+                    self.lookup(&q4s4, hay, i, x4, &mut f);
                 }
                 if b {
-                    self.lookup(&self.q3s4, hay, i, x4 & 0x00ff_ffff, &mut f);
+                    self.lookup(&q3s4, hay, i, x4 & 0x00ff_ffff, &mut f);
                 }
                 if c {
-                    self.lookup(&self.q3s2, hay, i, x4 & 0x00ff_ffff, &mut f);
-                    self.lookup(
-                        &self.q3s2,
-                        hay,
-                        i + 2,
-                        (x >> 16) as u32 & 0x00ff_ffff,
-                        &mut f,
-                    );
+                    self.lookup(&q3s2, hay, i, x4 & 0x00ff_ffff, &mut f);
+                    self.lookup(&q3s2, hay, i + 2, (x >> 16) as u32 & 0x00ff_ffff, &mut f);
                 }
                 i += 4;
             }
             while i + 3 <= n {
                 let x3 = gram3(hay, i);
                 if a && i % 4 == 0 && i + 4 <= n {
-                    self.lookup(&self.q4s4, hay, i, gram(hay, i), &mut f);
+                    self.lookup(&q4s4, hay, i, gram(hay, i), &mut f);
                 }
                 if b && i % 4 == 0 {
-                    self.lookup(&self.q3s4, hay, i, x3, &mut f);
+                    self.lookup(&q3s4, hay, i, x3, &mut f);
                 }
                 if c && i % 2 == 0 {
-                    self.lookup(&self.q3s2, hay, i, x3, &mut f);
+                    self.lookup(&q3s2, hay, i, x3, &mut f);
                 }
                 i += 1;
             }
@@ -399,40 +425,25 @@ impl GramTable {
     /// load (random writes into a table larger than the cache) cost more
     /// than checksumming and copying it.
     fn write(&self, w: &mut W) {
-        let mut bits = Vec::with_capacity(self.bits.len() * 2);
-        for &b in &self.bits {
-            bits.extend_from_slice(&[b as u32, (b >> 32) as u32]);
-        }
-        w.u32s(&bits);
+        w.pods(&self.bits);
         w.u32(self.shift);
-        let mut flat = Vec::with_capacity(self.slots.len() * 3);
-        for s in &self.slots {
-            flat.extend_from_slice(&[s.key, s.start, s.len]);
-        }
-        w.u32s(&flat);
-        w.u32(self.slot_shift);
-        let mut vals = Vec::with_capacity(self.values.len() * 2);
-        for &[a, o] in &self.values {
-            vals.extend_from_slice(&[a, o]);
-        }
-        w.u32s(&vals);
+        w.pods(&self.slots);
+        w.pods(&self.values);
     }
 
     /// Reads a table and checks what `maybe` and `get` rely on: the Bloom
-    /// filter and slot table sizes match their shifts, every slot's range
+    /// filter size matches its shift, every slot's range
     /// lies in `values`, a probe always reaches an empty slot, and every
     /// value names one of `natoms` atoms.
     fn read(r: &mut R<'_>, natoms: usize) -> PResult<GramTable> {
-        let bits = r.pods()?;
+        let bits = r.arr()?;
         let shift = r.u32()?;
-        let slots = r.pods()?;
-        let slot_shift = r.u32()?;
-        let values = r.pods()?;
+        let slots = r.arr()?;
+        let values = r.arr()?;
         let t = GramTable {
             bits,
             shift,
             slots,
-            slot_shift,
             values,
         };
         if t.values.is_empty() {
@@ -451,7 +462,7 @@ impl GramTable {
         }
         if !empty
             || !pow2(t.bits.len(), t.shift, 64)
-            || !pow2(t.slots.len(), t.slot_shift, 32)
+            || u32::try_from(t.slots.len()).is_err()
             || t.values.iter().any(|&[a, _]| a as usize >= natoms)
         {
             return bad("gram table out of range");
@@ -462,8 +473,8 @@ impl GramTable {
 
 impl AtomIndex {
     pub(crate) fn write(&self, w: &mut W) {
-        w.bytes(&self.bytes);
-        w.u32s(&self.starts);
+        w.pods(&self.bytes);
+        w.pods(&self.starts);
         for t in [&self.q4s4, &self.q3s4, &self.q3s2] {
             t.write(w);
         }
@@ -475,8 +486,8 @@ impl AtomIndex {
     }
 
     pub(crate) fn read(r: &mut R<'_>) -> PResult<AtomIndex> {
-        let bytes = r.bytes()?.to_vec();
-        let starts: Vec<u32> = r.pods()?;
+        let bytes: Arr<u8> = r.arr()?;
+        let starts: Arr<u32> = r.arr()?;
         if starts.first() != Some(&0)
             || starts.windows(2).any(|w| w[0] >= w[1])
             || starts.last().map(|&x| x as usize) != Some(bytes.len())

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use giva_signatures::{Anchor, Assertion, BodyPattern, ByteSet, Gap, Offset, Token};
 
+use crate::arr::Arr;
 use crate::atoms::AtomIndex;
 use crate::error::BuildError;
 
@@ -90,9 +91,9 @@ pub(crate) struct Program {
     pub atoms: AtomIndex,
     /// For atom `a`: `targets[target_start[a]..target_start[a + 1]]` are
     /// the entries whose atom it is.
-    pub target_start: Vec<u32>,
-    pub targets: Vec<u32>,
-    pub entries: Vec<Entry>,
+    pub target_start: Arr<u32>,
+    pub targets: Arr<u32>,
+    pub entries: Arr<Entry>,
     /// The byte predicates of every entry, back to back.
     pub elems: Vec<Elem>,
     /// The negated alternations of every entry, back to back.
@@ -459,9 +460,9 @@ impl Program {
         let atoms = AtomIndex::new(atoms);
         Ok(Program {
             atoms,
-            target_start,
-            targets,
-            entries,
+            target_start: target_start.into(),
+            targets: targets.into(),
+            entries: entries.into(),
             elems: all_elems,
             not_alts: all_not_alts,
             patterns,

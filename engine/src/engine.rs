@@ -1,11 +1,12 @@
 //! The [`Engine`]: the read-only automata built once from a database.
 
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use giva_signatures::{Database, EXT_ENGINE, Offset};
 
 use crate::compile::{Owner, Program, Source, split_span};
-use crate::error::BuildError;
+use crate::error::{BuildError, OpenError};
 use crate::persist::{self, PResult, PersistError, R, W, bad};
 use crate::result::ScanResult;
 use crate::scanner::{ScanOptions, Scanner};
@@ -50,12 +51,13 @@ fn clone_build_error(e: &BuildError) -> BuildError {
 impl Inner {
     /// The engine stored in `db` (see [`Engine::to_blob`]), checked
     /// against the database it is in.
-    fn read(db: &Database, blob: &[u8]) -> PResult<Inner> {
-        // The arrays are copied as they are in the file, little-endian.
+    fn read(db: &Database) -> PResult<Inner> {
+        // The tables are used as they are in the file, little-endian.
         if cfg!(target_endian = "big") {
             return bad("stored little-endian; rebuilt on this big-endian host");
         }
-        let mut r = R::new(blob);
+        let blob = bytes::Bytes::from_owner(StoredEngine(db.clone()));
+        let mut r = R::new(&blob);
         if r.take(persist::MAGIC.len())? != persist::MAGIC {
             return bad("unknown format (written by another giva version)");
         }
@@ -91,6 +93,17 @@ impl Inner {
             sequential: OnceLock::from(Ok(sequential)),
             from_blob: true,
         })
+    }
+}
+
+/// A database's stored engine bytes ([`EXT_ENGINE`]) as the owner of a
+/// [`bytes::Bytes`]: the engine's tables point into them (into the file's
+/// memory map), and this keeps the database alive for as long as they do.
+struct StoredEngine(Database);
+
+impl AsRef<[u8]> for StoredEngine {
+    fn as_ref(&self) -> &[u8] {
+        self.0.extension(EXT_ENGINE).unwrap_or(&[])
     }
 }
 
@@ -200,14 +213,36 @@ impl Engine {
     /// [`BuildError`] if a pattern cannot be compiled (no static byte, too
     /// many alternation variants) or the automaton cannot be built.
     pub fn new(db: &Database) -> Result<Engine, BuildError> {
-        if let Some(stored) = Self::load_stored(db) {
-            match stored {
-                Ok(engine) => return Ok(engine),
-                Err(e) => tracing::warn!(
-                    error = %e,
-                    "the database's stored engine index is unusable; rebuilding it"
-                ),
-            }
+        Self::stored_or_build(db, Self::load_stored(db))
+    }
+
+    /// Loads the signatures `paths` name, as [`giva_signatures::load`]
+    /// does, and their engine. A compiled database file's stored engine is
+    /// decoded while the file's checksum is verified on the other cores
+    /// (see [`Database::open_overlapped`]); it is used only if the checksum
+    /// matches.
+    ///
+    /// # Errors
+    ///
+    /// The signatures cannot be loaded, or the engine cannot be built.
+    pub fn load(paths: &[impl AsRef<Path>]) -> Result<(Database, Engine), OpenError> {
+        let (db, stored) = giva_signatures::load_with(paths, Self::load_stored)?;
+        let engine = Self::stored_or_build(&db, stored.flatten())?;
+        Ok((db, engine))
+    }
+
+    /// The stored engine if it is usable, else one built from `db`.
+    fn stored_or_build(
+        db: &Database,
+        stored: Option<Result<Engine, PersistError>>,
+    ) -> Result<Engine, BuildError> {
+        match stored {
+            Some(Ok(engine)) => return Ok(engine),
+            Some(Err(e)) => tracing::warn!(
+                error = %e,
+                "the database's stored engine index is unusable; rebuilding it"
+            ),
+            None => {}
         }
         Self::build(db)
     }
@@ -216,8 +251,8 @@ impl Engine {
     /// says why it cannot be used (for `giva db verify`; [`new`](Self::new)
     /// then rebuilds).
     pub fn load_stored(db: &Database) -> Option<Result<Engine, PersistError>> {
-        let blob = db.extension(EXT_ENGINE)?;
-        Some(Inner::read(db, blob).map(|inner| Engine {
+        db.extension(EXT_ENGINE)?;
+        Some(Inner::read(db).map(|inner| Engine {
             inner: Arc::new(inner),
         }))
     }
@@ -355,5 +390,41 @@ impl Engine {
         s.reset(Some(data.len() as u64));
         s.feed(data);
         s.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mapped_database_lends_its_stored_tables_instead_of_copying_them() {
+        let mut c = giva_signatures::Compiler::new();
+        c.add_source(
+            "t.ndb",
+            "T.A:0:*:0102030405060708090a\nT.B:0:*:61626364656667\nT.C:0:EOF-4:5a5a5a5a\n",
+            false,
+        );
+        let db = c.build().expect("builds");
+        let blob = Engine::build(&db).expect("build").to_blob().expect("blob");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.giva");
+        db.with_extension(EXT_ENGINE, &blob)
+            .expect("extension")
+            .write_to(&path)
+            .expect("write");
+        let mapped = Database::open(&path).expect("open");
+        let engine = Engine::load_stored(&mapped)
+            .expect("stored")
+            .expect("usable");
+        let stored = mapped.extension(EXT_ENGINE).expect("blob");
+        let main = &engine.inner.main;
+        assert!(main.entries.lies_in(stored));
+        assert!(main.targets.lies_in(stored));
+        assert!(main.target_start.lies_in(stored));
+        // The engine keeps the mapping alive on its own.
+        drop(mapped);
+        let hits = engine.scan_bytes(b"..abcdefg..", &ScanOptions::default());
+        assert_eq!(hits.detections.len(), 1);
     }
 }

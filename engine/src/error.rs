@@ -41,6 +41,19 @@ pub enum BuildError {
     },
 }
 
+/// Loading signatures and building their engine failed
+/// ([`Engine::load`](crate::Engine::load)).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The signatures could not be loaded.
+    #[error(transparent)]
+    Signatures(#[from] giva_signatures::Error),
+    /// The engine could not be built from them.
+    #[error("cannot build the engine: {0}")]
+    Build(#[from] BuildError),
+}
+
 /// Scanning failed before a verdict could be reached.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -73,6 +73,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod arr;
 mod atoms;
 pub mod cache;
 mod chain;
@@ -93,7 +94,7 @@ mod verify;
 
 pub use cache::{CacheConfig, CacheStats, CachedVerdict, VerdictCache};
 pub use engine::Engine;
-pub use error::{BuildError, ScanError};
+pub use error::{BuildError, OpenError, ScanError};
 pub use file::{FileAccess, MMAP_THRESHOLD};
 pub use persist::PersistError;
 pub use pool::{Busy, JobError, JobHandle, PoolConfig, PoolStats, Priority, ScanPool};

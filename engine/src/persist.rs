@@ -13,7 +13,10 @@
 //! scanning relies on, and refuses the blob (the engine is then rebuilt
 //! from the signatures) rather than panic or read out of bounds later.
 
+use bytes::Bytes;
 use giva_signatures::{Anchor, Assertion, ByteSet, Gap, Offset};
+
+use crate::arr::Arr;
 
 use crate::atoms::AtomIndex;
 use crate::compile::{
@@ -24,7 +27,12 @@ use crate::compile::{
 /// The magic and format of the blob. Bump the last byte whenever the
 /// layout or the meaning of a stored structure changes: an older blob is
 /// then ignored and the engine rebuilt.
-pub(crate) const MAGIC: &[u8; 8] = b"GIVAENG\x02";
+pub(crate) const MAGIC: &[u8; 8] = b"GIVAENG\x03";
+
+/// The tables ([`W::pods`]) start at multiples of this many bytes from the
+/// blob's start, which the database file places at a multiple of 64: so
+/// they are aligned in the mapping and used in place ([`Arr`]).
+const POD_ALIGN: usize = 8;
 
 /// Why a stored engine was not used.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +66,14 @@ impl W {
         self.len(b.len());
         self.0.extend_from_slice(b);
     }
+    /// A table of plain values, used in place when read back
+    /// ([`R::arr`]): the count, zero padding to [`POD_ALIGN`], the values.
+    pub fn pods<T: bytemuck::Pod>(&mut self, v: &[T]) {
+        self.len(v.len());
+        let pad = self.0.len().next_multiple_of(POD_ALIGN) - self.0.len();
+        self.0.extend(std::iter::repeat_n(0, pad));
+        self.0.extend_from_slice(bytemuck::cast_slice(v));
+    }
     pub fn u32s(&mut self, v: &[u32]) {
         self.len(v.len());
         self.0.reserve(v.len() * 4);
@@ -70,11 +86,15 @@ impl W {
 /// Reads what [`W`] wrote, bounds-checked.
 pub(crate) struct R<'a> {
     b: &'a [u8],
+    /// What `b` started as: tables are cut from it rather than copied
+    /// ([`R::arr`]).
+    src: &'a Bytes,
 }
 
 impl<'a> R<'a> {
-    pub fn new(b: &'a [u8]) -> Self {
-        R { b }
+    /// Reads `src`, handing out its tables in place.
+    pub fn new(src: &'a Bytes) -> Self {
+        R { b: src, src }
     }
     pub fn take(&mut self, n: usize) -> PResult<&'a [u8]> {
         if n > self.b.len() {
@@ -119,6 +139,18 @@ impl<'a> R<'a> {
             return bad(format!("{n} words are not records of {size} bytes"));
         }
         Ok(bytemuck::pod_collect_to_vec(self.take(n * 4)?))
+    }
+
+    /// A table written by [`W::pods`]: a slice of the source, used in
+    /// place if it is aligned (else copied). Little-endian hosts only (see
+    /// `Inner::read`).
+    pub fn arr<T: bytemuck::Pod + Send + Sync>(&mut self) -> PResult<Arr<T>> {
+        let size = std::mem::size_of::<T>();
+        let n = self.len(size)?;
+        let at = self.src.len() - self.b.len();
+        self.take(at.next_multiple_of(POD_ALIGN) - at)?;
+        let raw = self.take(n * size)?;
+        Ok(Arr::from_bytes(self.src.slice_ref(raw)))
     }
 
     /// A `u32` array written by [`W::u32s`], each word decoded by `f` in
@@ -282,19 +314,7 @@ impl Program {
                 w.bytes(b);
             }
         }
-        let mut flat = Vec::with_capacity(self.entries.len() * 7);
-        for e in &self.entries {
-            flat.extend_from_slice(&[
-                e.pattern,
-                e.part,
-                e.atom_off,
-                e.elem_start,
-                e.elem_len,
-                e.not_alt_start,
-                e.not_alt_len,
-            ]);
-        }
-        w.u32s(&flat);
+        w.pods(&self.entries);
         w.len(self.patterns.len());
         for p in &self.patterns {
             match p.owner {
@@ -321,8 +341,8 @@ impl Program {
             w.u32(g.min);
             opt_u32(w, g.max);
         }
-        w.u32s(&self.target_start);
-        w.u32s(&self.targets);
+        w.pods(&self.target_start);
+        w.pods(&self.targets);
         self.atoms.write(w);
     }
 
@@ -358,7 +378,7 @@ impl Program {
             }
             not_alts.push(NotAltCheck { off, len, branches });
         }
-        let entries: Vec<Entry> = r.pods()?;
+        let entries: Arr<Entry> = r.arr()?;
         let npat = r.len(10)?;
         let mut patterns = Vec::with_capacity(npat);
         for _ in 0..npat {
@@ -396,8 +416,8 @@ impl Program {
                 max: read_opt_u32(r)?,
             });
         }
-        let target_start = r.pods()?;
-        let targets = r.pods()?;
+        let target_start = r.arr()?;
+        let targets = r.arr()?;
         let atoms = AtomIndex::read(r)?;
         let p = Program {
             atoms,

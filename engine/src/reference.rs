@@ -171,7 +171,7 @@ pub fn scan(db: &Database, data: &[u8]) -> Vec<Detection> {
     let mut out = Vec::new();
     for (a, d) in &digests {
         out.extend(db.lookup_hash(*a, d, size).map(|n| Detection {
-            name: n.to_owned(),
+            name: n.into_owned(),
             kind: DetectionKind::Hash,
         }));
     }

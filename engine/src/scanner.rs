@@ -247,7 +247,7 @@ pub(crate) fn conclude(
     for (algo, d) in digests {
         let algo: HashAlgo = *algo;
         detections.extend(db.lookup_hash(algo, d, size).map(|n| Detection {
-            name: n.to_owned(),
+            name: n.into_owned(),
             kind: DetectionKind::Hash,
         }));
     }

@@ -103,3 +103,31 @@ fn a_damaged_stored_engine_is_refused_or_harmless_never_a_panic() {
     }
     assert!(refused > 0);
 }
+
+#[test]
+fn loading_a_compiled_file_uses_its_stored_engine_after_the_checksum() {
+    let db = sample();
+    let built = Engine::build(&db).expect("build");
+    let file = db
+        .with_extension(EXT_ENGINE, &built.to_blob().expect("blob"))
+        .expect("extension");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sample.giva");
+    file.write_to(&path).expect("write");
+
+    let (loaded_db, engine) = Engine::load(&[&path]).expect("loads");
+    assert!(loaded_db.is_mapped());
+    assert!(engine.is_from_blob());
+    for p in PROBES {
+        assert_eq!(names(&engine, p), names(&built, p), "probe {p:?}");
+    }
+
+    // One flipped byte in the stored engine: the checksum refuses the
+    // file, whatever the engine decoded meanwhile.
+    let mut bytes = std::fs::read(&path).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(&path, &bytes).expect("write");
+    let err = Engine::load(&[&path]).expect_err("a damaged file is refused");
+    assert!(err.to_string().contains("checksum"), "{err}");
+}

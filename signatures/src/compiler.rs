@@ -548,10 +548,27 @@ pub fn compile(paths: &[impl AsRef<Path>]) -> Result<Database, Error> {
 /// [`Error::NoPaths`] for an empty list, else the errors of
 /// [`Database::open`] or [`compile`].
 pub fn load(paths: &[impl AsRef<Path>]) -> Result<Database, Error> {
+    Ok(load_with(paths, |_| ())?.0)
+}
+
+/// [`load`], running `during` on a compiled database file while its
+/// checksum is verified (see [`Database::open_overlapped`]); `None` when
+/// the signatures were compiled from text instead.
+///
+/// # Errors
+///
+/// As for [`load`].
+pub fn load_with<T>(
+    paths: &[impl AsRef<Path>],
+    during: impl FnOnce(&Database) -> T,
+) -> Result<(Database, Option<T>), Error> {
     match paths {
         [] => Err(Error::NoPaths),
-        [one] if crate::format::has_magic(one.as_ref()) => Ok(Database::open(one.as_ref())?),
-        _ => compile(paths),
+        [one] if crate::format::has_magic(one.as_ref()) => {
+            let (db, t) = Database::open_overlapped(one.as_ref(), during)?;
+            Ok((db, Some(t)))
+        }
+        _ => Ok((compile(paths)?, None)),
     }
 }
 

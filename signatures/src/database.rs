@@ -9,6 +9,7 @@
 
 use std::sync::OnceLock;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::ops::Deref;
@@ -126,9 +127,19 @@ fn encode(
             }
             let mut buf = Vec::with_capacity(recs.len() * record_len(algo));
             for (d, size, name) in recs {
+                // The suffix of most names is a flag, not 11 bytes a name
+                // for the checksum to read at every load.
+                let (stem, flag) = match name.strip_suffix(UNOFFICIAL) {
+                    Some(stem) => (stem, UNOFFICIAL_FLAG),
+                    None => (name, 0),
+                };
                 let off = u32::try_from(strings.len()).unwrap_or(u32::MAX);
-                let len = u32::try_from(name.len()).unwrap_or(0);
-                strings.extend_from_slice(&name.as_bytes()[..len as usize]);
+                let len = u32::try_from(stem.len())
+                    .ok()
+                    .filter(|&l| l < UNOFFICIAL_FLAG)
+                    .unwrap_or(0);
+                strings.extend_from_slice(&stem.as_bytes()[..len as usize]);
+                let len = len | flag;
                 buf.extend_from_slice(d);
                 buf.extend_from_slice(&size.to_le_bytes());
                 buf.extend_from_slice(&off.to_le_bytes());
@@ -180,25 +191,33 @@ fn encode(
 
 /// Lays out `sections` as a payload behind a header and seals it.
 fn assemble(version: &str, built_at: u64, sections: &[(u32, Vec<u8>)]) -> Vec<u8> {
-    let table_len = 4 + sections.len() * 24;
-    let mut payload =
-        Vec::with_capacity(table_len + sections.iter().map(|s| s.1.len()).sum::<usize>());
-    payload.extend_from_slice(&(sections.len() as u32).to_le_bytes());
-    let mut off = table_len as u64;
-    for (kind, data) in sections {
-        payload.extend_from_slice(&kind.to_le_bytes());
-        payload.extend_from_slice(&0u32.to_le_bytes());
-        payload.extend_from_slice(&off.to_le_bytes());
-        payload.extend_from_slice(&(data.len() as u64).to_le_bytes());
-        off += data.len() as u64;
-    }
-    for (_, data) in sections {
-        payload.extend_from_slice(data);
-    }
-
     let version = version.as_bytes();
     let version = &version[..version.len().min(format::MAX_VERSION_LEN)];
     let header_len = HEADER_FIXED_LEN + version.len();
+    // Each section starts at a file offset that is a multiple of
+    // SECTION_ALIGN (zero padding between), so that what is used in place
+    // from the mapping is aligned.
+    let table_len = 4 + sections.len() * 24;
+    let mut starts = Vec::with_capacity(sections.len());
+    let mut end = table_len;
+    for (_, data) in sections {
+        let start = (header_len + end).next_multiple_of(format::SECTION_ALIGN) - header_len;
+        starts.push(start);
+        end = start + data.len();
+    }
+    let mut payload = Vec::with_capacity(end);
+    payload.extend_from_slice(&(sections.len() as u32).to_le_bytes());
+    for ((kind, data), &start) in sections.iter().zip(&starts) {
+        payload.extend_from_slice(&kind.to_le_bytes());
+        payload.extend_from_slice(&0u32.to_le_bytes());
+        payload.extend_from_slice(&(start as u64).to_le_bytes());
+        payload.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    }
+    for ((_, data), &start) in sections.iter().zip(&starts) {
+        payload.resize(start, 0);
+        payload.extend_from_slice(data);
+    }
+
     let mut out = Vec::with_capacity(header_len + payload.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -223,6 +242,14 @@ fn decode_map(r: &mut R<'_>) -> Result<BTreeMap<String, u64>, LoadError> {
     }
     Ok(m)
 }
+
+/// The suffix of the reported name of a signature that does not come from
+/// a signed official container.
+const UNOFFICIAL: &str = ".UNOFFICIAL";
+
+/// In a hash record's name length: the name is the stored text followed by
+/// [`UNOFFICIAL`].
+const UNOFFICIAL_FLAG: u32 = 1 << 31;
 
 /// Decoded signatures and info handed over by `from_parts`.
 type Decoded = (DatabaseInfo, Vec<BodySignature>, Vec<LogicalSignature>);
@@ -384,6 +411,58 @@ impl Database {
         Ok(Database {
             inner: Arc::new(inner),
         })
+    }
+
+    /// Opens a compiled database file as [`open`](Self::open) does, and
+    /// runs `during` on it while the checksum is being verified on other
+    /// threads: loading then takes about the longer of the two instead of
+    /// their sum. `during` sees a database whose header and section bounds
+    /// are checked but whose content is not yet known to be intact, so it
+    /// must treat it as untrusted input (decode with bounds checks, no
+    /// side effects that outlive a refusal); its result is returned only
+    /// if the checksum matches, and dropped otherwise.
+    ///
+    /// # Errors
+    ///
+    /// As for [`open`](Self::open).
+    pub fn open_overlapped<T>(
+        path: impl AsRef<Path>,
+        during: impl FnOnce(&Database) -> T,
+    ) -> Result<(Database, T), LoadError> {
+        let path = path.as_ref();
+        let map = MappedFile::open(path).map_err(|source| LoadError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let db = match open_storage(Storage::Mapped(map), None) {
+            Ok(inner) => Database {
+                inner: Arc::new(inner),
+            },
+            // Say what `open` says of the same file (a damaged section
+            // table is a checksum mismatch first).
+            Err(_) => {
+                let db = Database::open(path)?;
+                let result = during(&db);
+                return Ok((db, result));
+            }
+        };
+        let bytes: &[u8] = db.inner.storage.as_deref().unwrap_or(&[]);
+        let h = format::parse_header(bytes)?;
+        let data = bytes.get(56..).unwrap_or(&[]);
+        let tree = format::TreeHash::new(data);
+        let result = std::thread::scope(|s| {
+            for _ in 0..format::checksum_threads(data.len()) {
+                s.spawn(|| tree.work());
+            }
+            let result = during(&db);
+            // Help with what is left rather than wait.
+            tree.work();
+            result
+        });
+        if tree.finish() != h.checksum {
+            return Err(LoadError::ChecksumMismatch);
+        }
+        Ok((db, result))
     }
 
     /// Validates and loads a compiled database from bytes (copied).
@@ -645,12 +724,18 @@ impl Database {
             })
     }
 
-    fn record_name<'a>(&'a self, algo: HashAlgo, r: &[u8]) -> Option<&'a str> {
+    fn record_name<'a>(&'a self, algo: HashAlgo, r: &[u8]) -> Option<Cow<'a, str>> {
         let dl = algo.digest_len();
         let off = u32::from_le_bytes(r.get(dl + 8..dl + 12)?.try_into().ok()?) as usize;
-        let len = u32::from_le_bytes(r.get(dl + 12..dl + 16)?.try_into().ok()?) as usize;
+        let len = u32::from_le_bytes(r.get(dl + 12..dl + 16)?.try_into().ok()?);
         let s = self.section(self.inner.strings);
-        std::str::from_utf8(s.get(off..off.checked_add(len)?)?).ok()
+        let (flag, len) = (len & UNOFFICIAL_FLAG, (len & !UNOFFICIAL_FLAG) as usize);
+        let stem = std::str::from_utf8(s.get(off..off.checked_add(len)?)?).ok()?;
+        Some(if flag != 0 {
+            Cow::Owned(format!("{stem}{UNOFFICIAL}"))
+        } else {
+            Cow::Borrowed(stem)
+        })
     }
 
     /// Names of the detection hashes equal to `digest` for a file of `size`
@@ -660,7 +745,7 @@ impl Database {
         algo: HashAlgo,
         digest: &'a [u8],
         size: u64,
-    ) -> impl Iterator<Item = &'a str> + 'a {
+    ) -> impl Iterator<Item = Cow<'a, str>> + 'a {
         let table = self.inner.hash[algo_index(algo) as usize];
         self.matching(table, algo, digest, size)
             .filter_map(move |r| self.record_name(algo, r))

@@ -15,13 +15,15 @@
 //!   68  n  version string (UTF-8)
 //! payload
 //!   u32 section count, then per section {u32 kind, u32 0, u64 offset, u64 length}
-//!   (offsets relative to the payload start), then the sections.
+//!   (offsets relative to the payload start), then the sections, each at a
+//!   file offset that is a multiple of SECTION_ALIGN (64), zero-padded.
 //! ```
 //!
 //! Sections: the info counters, a string table, per algorithm a sorted
 //! table of fixed-size detection records and of allow-list records
 //! (`digest | size u64 (u64::MAX = any) | name offset u32 | name length
-//! u32`), per algorithm the sorted sizes that have an entry (plus an
+//! u32`, whose top bit means "append `.UNOFFICIAL`": that suffix of most
+//! names is not stored a million times), per algorithm the sorted sizes that have an entry (plus an
 //! any-size flag), and the body and logical signatures in a compact binary
 //! encoding. The hash tables are binary-searched in place in the mapped
 //! bytes; the logical signatures are decoded on open, the body signatures
@@ -44,7 +46,7 @@ use crate::pattern::{
 pub const MAGIC: &[u8; 8] = b"GIVADB\r\n";
 
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Length of the fixed part of the header.
 pub const HEADER_FIXED_LEN: usize = 68;
@@ -66,6 +68,12 @@ pub(crate) const SEC_LOGICAL: u32 = 41;
 /// the rest, opaque to this crate (see [`crate::EXT_ENGINE`]).
 pub const EXT_MIN: u32 = 1000;
 
+/// Every section starts at a file offset that is a multiple of this, so
+/// that tables used in place from the mapping (the stored engine's) are
+/// aligned. Readers do not rely on it: the gaps are zero padding, covered
+/// by the checksum like the rest.
+pub const SECTION_ALIGN: usize = 64;
+
 /// The checksum covers the data in chunks of this many bytes.
 pub const CHECKSUM_CHUNK: usize = 4 << 20;
 
@@ -77,36 +85,76 @@ pub const CHECKSUM_CHUNK: usize = 4 << 20;
 /// whole file, and checking a 100 MB database takes a fraction of the
 /// time on several cores.
 pub fn checksum(data: &[u8]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    let chunks: Vec<&[u8]> = data.chunks(CHECKSUM_CHUNK).collect();
-    let mut leaves = vec![[0u8; 32]; chunks.len()];
-    let threads = std::thread::available_parallelism()
+    let tree = TreeHash::new(data);
+    let helpers = checksum_threads(data.len()).saturating_sub(1);
+    std::thread::scope(|s| {
+        for _ in 0..helpers {
+            s.spawn(|| tree.work());
+        }
+        tree.work();
+    });
+    tree.finish()
+}
+
+/// How many threads are worth using to checksum `len` bytes: one per
+/// chunk, at most one per core (and 8).
+pub(crate) fn checksum_threads(len: usize) -> usize {
+    std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .clamp(1, 8)
-        .min(chunks.len());
-    if threads <= 1 {
-        for (leaf, c) in leaves.iter_mut().zip(&chunks) {
-            *leaf = Sha256::digest(c).into();
+        .min(len.div_ceil(CHECKSUM_CHUNK))
+        .max(1)
+}
+
+/// The [`checksum`] computed by any number of threads calling
+/// [`work`](Self::work): each takes the next chunk not yet taken, so a
+/// thread that is busy elsewhere or descheduled holds nobody up.
+pub(crate) struct TreeHash<'a> {
+    data: &'a [u8],
+    next: std::sync::atomic::AtomicUsize,
+    leaves: Vec<std::sync::OnceLock<[u8; 32]>>,
+}
+
+impl<'a> TreeHash<'a> {
+    pub fn new(data: &'a [u8]) -> Self {
+        TreeHash {
+            data,
+            next: std::sync::atomic::AtomicUsize::new(0),
+            leaves: (0..data.len().div_ceil(CHECKSUM_CHUNK))
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
         }
-    } else {
-        let per = chunks.len().div_ceil(threads);
-        std::thread::scope(|s| {
-            for (ls, cs) in leaves.chunks_mut(per).zip(chunks.chunks(per)) {
-                s.spawn(move || {
-                    for (leaf, c) in ls.iter_mut().zip(cs) {
-                        *leaf = Sha256::digest(c).into();
-                    }
-                });
-            }
-        });
     }
-    let mut root = Sha256::new();
-    root.update(b"giva-db-tree-v2");
-    root.update((data.len() as u64).to_le_bytes());
-    for l in &leaves {
-        root.update(l);
+
+    /// Hashes chunks until none is left to take.
+    pub fn work(&self) {
+        use sha2::{Digest, Sha256};
+        loop {
+            let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(leaf) = self.leaves.get(i) else {
+                return;
+            };
+            let end = (i + 1).saturating_mul(CHECKSUM_CHUNK).min(self.data.len());
+            let _ = leaf.set(Sha256::digest(&self.data[i * CHECKSUM_CHUNK..end]).into());
+        }
     }
-    root.finalize().into()
+
+    /// The root, once every chunk is hashed (a chunk nobody took is hashed
+    /// here).
+    pub fn finish(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        self.work();
+        let mut root = Sha256::new();
+        root.update(b"giva-db-tree-v2");
+        root.update((self.data.len() as u64).to_le_bytes());
+        for (i, leaf) in self.leaves.iter().enumerate() {
+            let end = (i + 1).saturating_mul(CHECKSUM_CHUNK).min(self.data.len());
+            root.update(
+                leaf.get_or_init(|| Sha256::digest(&self.data[i * CHECKSUM_CHUNK..end]).into()),
+            );
+        }
+        root.finalize().into()
+    }
 }
 
 /// Writes the payload length and the [`checksum`] into the header of the

@@ -66,7 +66,7 @@ pub mod map;
 mod ndb;
 pub mod pattern;
 
-pub use compiler::{BUNDLED_SOURCES, Compiler, FLEVEL, Limits, bundled, compile, load};
+pub use compiler::{BUNDLED_SOURCES, Compiler, FLEVEL, Limits, bundled, compile, load, load_with};
 pub use database::{Database, DatabaseInfo, EXT_ENGINE, HashEntry};
 pub use error::{BuildError, CompileError, ContainerError, Error, LoadError};
 pub use hash::WILDCARD_SIZE_MIN_FLEVEL;

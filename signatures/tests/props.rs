@@ -85,7 +85,7 @@ fn bundled_database_is_official() {
         0x44u8, 0xd8, 0x86, 0x12, 0xfe, 0xa8, 0xa8, 0xf3, 0x6d, 0xe8, 0x2e, 0x12, 0x78, 0xab, 0xb0,
         0x2f,
     ];
-    let got: Vec<&str> = db
+    let got: Vec<_> = db
         .lookup_hash(giva_signatures::HashAlgo::Md5, &eicar, 68)
         .collect();
     assert_eq!(got, vec!["Eicar-Test-Signature"]);
@@ -93,7 +93,7 @@ fn bundled_database_is_official() {
         0xaau8, 0x15, 0xbc, 0xf4, 0x78, 0xd1, 0x65, 0xef, 0xd2, 0x06, 0x51, 0x90, 0xeb, 0x47, 0x3b,
         0xcb,
     ];
-    let got: Vec<&str> = db
+    let got: Vec<_> = db
         .lookup_hash(giva_signatures::HashAlgo::Md5, &clam, 544)
         .collect();
     assert_eq!(got, vec!["Clamav.Test.File-6"]);

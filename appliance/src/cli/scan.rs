@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use giva_engine::{Engine, Outcome, PoolConfig, Priority, ScanOptions, ScanPool, ScanResult};
+use giva_engine::{Outcome, PoolConfig, Priority, ScanOptions, ScanPool, ScanResult};
 use giva_signatures::map::MappedFile;
 use serde::Serialize;
 
@@ -91,8 +91,7 @@ pub fn collect(paths: &[PathBuf], recursive: bool) -> (Vec<PathBuf>, Vec<(PathBu
 /// The databases cannot be loaded or the engine cannot be built.
 pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
-    let db = super::load_databases(&args.databases)?;
-    let engine = Engine::new(&db).map_err(|e| anyhow::anyhow!("cannot build the engine: {e}"))?;
+    let (db, engine) = crate::load_signatures(&args.databases)?;
     let known: u64 = db.info().loaded.values().sum();
     let opts = ScanOptions {
         all_match: args.all_match,
