@@ -25,6 +25,7 @@ use crate::format::{
 /// The extension section holding the built scan engine (written by `giva
 /// db compile`, read by `giva_engine::Engine::new`). Opaque here.
 pub const EXT_ENGINE: u32 = EXT_MIN;
+use crate::line::UNOFFICIAL;
 use crate::map::MappedFile;
 use crate::pattern::{BodySignature, HashAlgo, LogicalSignature, Token};
 
@@ -242,10 +243,6 @@ fn decode_map(r: &mut R<'_>) -> Result<BTreeMap<String, u64>, LoadError> {
     }
     Ok(m)
 }
-
-/// The suffix of the reported name of a signature that does not come from
-/// a signed official container.
-const UNOFFICIAL: &str = ".UNOFFICIAL";
 
 /// In a hash record's name length: the name is the stored text followed by
 /// [`UNOFFICIAL`].

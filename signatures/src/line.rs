@@ -65,14 +65,18 @@ pub(crate) fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
     })
 }
 
-/// The reported name: ` (Clam)` stripped and `.UNOFFICIAL` appended unless
+/// The suffix of the reported name of a signature that does not come from
+/// an official source (a signed container or the bundled database).
+pub(crate) const UNOFFICIAL: &str = ".UNOFFICIAL";
+
+/// The reported name: ` (Clam)` stripped and [`UNOFFICIAL`] appended unless
 /// the source is official.
 pub(crate) fn display_name(raw: &str, official: bool) -> String {
     let base = raw.replace(" (Clam)", "");
     if official {
         base
     } else {
-        format!("{base}.UNOFFICIAL")
+        format!("{base}{UNOFFICIAL}")
     }
 }
 
