@@ -128,15 +128,20 @@ impl<'a> TreeHash<'a> {
 
     /// Hashes chunks until none is left to take.
     pub fn work(&self) {
-        use sha2::{Digest, Sha256};
         loop {
             let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let Some(leaf) = self.leaves.get(i) else {
                 return;
             };
-            let end = (i + 1).saturating_mul(CHECKSUM_CHUNK).min(self.data.len());
-            let _ = leaf.set(Sha256::digest(&self.data[i * CHECKSUM_CHUNK..end]).into());
+            let _ = leaf.set(self.leaf(i));
         }
+    }
+
+    /// The digest of chunk `i`.
+    fn leaf(&self, i: usize) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let end = (i + 1).saturating_mul(CHECKSUM_CHUNK).min(self.data.len());
+        Sha256::digest(&self.data[i * CHECKSUM_CHUNK..end]).into()
     }
 
     /// The root, once every chunk is hashed (a chunk nobody took is hashed
@@ -148,10 +153,7 @@ impl<'a> TreeHash<'a> {
         root.update(b"giva-db-tree-v2");
         root.update((self.data.len() as u64).to_le_bytes());
         for (i, leaf) in self.leaves.iter().enumerate() {
-            let end = (i + 1).saturating_mul(CHECKSUM_CHUNK).min(self.data.len());
-            root.update(
-                leaf.get_or_init(|| Sha256::digest(&self.data[i * CHECKSUM_CHUNK..end]).into()),
-            );
+            root.update(leaf.get_or_init(|| self.leaf(i)));
         }
         root.finalize().into()
     }
