@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use crate::error::LoadError;
 use crate::format::{
-    self, EXT_MIN, FORMAT_VERSION, HEADER_FIXED_LEN, MAGIC, R, SEC_ALLOW, SEC_BODY, SEC_HASH,
-    SEC_INFO, SEC_LOGICAL, SEC_SIZES, SEC_STRINGS, Section, W, algo_index, record_len,
+    self, EXT_MIN, FORMAT_VERSION, HEADER_FIXED_LEN, MAGIC, NAME_BLOCK, R, SEC_ALLOW, SEC_BODY,
+    SEC_HASH, SEC_INFO, SEC_LOGICAL, SEC_NAMES, Section, W, algo_index, record_len,
 };
 
 /// The extension section holding the built scan engine (written by `giva
@@ -85,10 +85,10 @@ struct Inner {
     extensions: BTreeMap<u32, Section>,
     storage: Option<Storage>,
     payload_start: usize,
-    strings: Section,
     hash: [Section; 3],
     allow: [Section; 3],
-    sizes: [Section; 3],
+    /// The names of the `hash` records.
+    names: [Section; 3],
 }
 
 /// An immutable, validated signature database. Cheap to clone; `Send + Sync`.
@@ -104,20 +104,20 @@ fn encode(
     hashes: &[HashEntry],
     allow: &[HashEntry],
 ) -> Vec<u8> {
-    let mut strings: Vec<u8> = Vec::new();
     let mut sections: Vec<(u32, Vec<u8>)> = Vec::new();
-    let mut sizes: [(bool, Vec<u64>); 3] = Default::default();
     for (kind, list) in [(SEC_HASH, hashes), (SEC_ALLOW, allow)] {
         for algo in HashAlgo::ALL {
-            let ai = algo_index(algo) as usize;
-            let mut recs: Vec<(&[u8], u64, &str)> = list
+            let ai = algo_index(algo);
+            // Allow-list names are never reported: not stored.
+            let named = kind == SEC_HASH;
+            let mut recs: Vec<([u8; 8], &[u8], &str)> = list
                 .iter()
                 .filter(|h| h.algo == algo && h.digest.len() == algo.digest_len())
                 .map(|h| {
                     (
+                        h.size.unwrap_or(u64::MAX).to_be_bytes(),
                         h.digest.as_slice(),
-                        h.size.unwrap_or(u64::MAX),
-                        h.name.as_str(),
+                        if named { h.name.as_str() } else { "" },
                     )
                 })
                 .collect();
@@ -127,42 +127,15 @@ fn encode(
                 continue;
             }
             let mut buf = Vec::with_capacity(recs.len() * record_len(algo));
-            for (d, size, name) in recs {
-                // The suffix of most names is a flag, not 11 bytes a name
-                // for the checksum to read at every load.
-                let (stem, flag) = match name.strip_suffix(UNOFFICIAL) {
-                    Some(stem) => (stem, UNOFFICIAL_FLAG),
-                    None => (name, 0),
-                };
-                let off = u32::try_from(strings.len()).unwrap_or(u32::MAX);
-                let len = u32::try_from(stem.len())
-                    .ok()
-                    .filter(|&l| l < UNOFFICIAL_FLAG)
-                    .unwrap_or(0);
-                strings.extend_from_slice(&stem.as_bytes()[..len as usize]);
-                let len = len | flag;
+            for (size, d, _) in &recs {
+                buf.extend_from_slice(size);
                 buf.extend_from_slice(d);
-                buf.extend_from_slice(&size.to_le_bytes());
-                buf.extend_from_slice(&off.to_le_bytes());
-                buf.extend_from_slice(&len.to_le_bytes());
-                if size == u64::MAX {
-                    sizes[ai].0 = true;
-                } else {
-                    sizes[ai].1.push(size);
-                }
             }
-            sections.push((kind + algo_index(algo), buf));
+            sections.push((kind + ai, buf));
+            if named {
+                sections.push((SEC_NAMES + ai, encode_names(recs.iter().map(|r| r.2))));
+            }
         }
-    }
-    for algo in HashAlgo::ALL {
-        let (any, list) = &mut sizes[algo_index(algo) as usize];
-        list.sort_unstable();
-        list.dedup();
-        let mut buf = vec![u8::from(*any), 0, 0, 0, 0, 0, 0, 0];
-        for s in list.iter() {
-            buf.extend_from_slice(&s.to_le_bytes());
-        }
-        sections.push((SEC_SIZES + algo_index(algo), buf));
     }
     let mut w = W::default();
     for map in [&info.loaded, &info.skipped] {
@@ -185,7 +158,6 @@ fn encode(
         w.logical(l);
     }
     sections.push((SEC_LOGICAL, w.0));
-    sections.push((SEC_STRINGS, strings));
 
     assemble(&info.version, info.built_at, &sections)
 }
@@ -244,9 +216,58 @@ fn decode_map(r: &mut R<'_>) -> Result<BTreeMap<String, u64>, LoadError> {
     Ok(m)
 }
 
-/// In a hash record's name length: the name is the stored text followed by
-/// [`UNOFFICIAL`].
-const UNOFFICIAL_FLAG: u32 = 1 << 31;
+/// A name section (see [`NAME_BLOCK`]) for `names`, in record order.
+fn encode_names<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> Vec<u8> {
+    let index_len = names.len().div_ceil(NAME_BLOCK) * 4;
+    let mut index = Vec::with_capacity(index_len);
+    let mut w = W::default();
+    let mut prev: &[u8] = &[];
+    for (i, name) in names.enumerate() {
+        if i % NAME_BLOCK == 0 {
+            let at = u32::try_from(index_len + w.0.len()).unwrap_or(u32::MAX);
+            index.extend_from_slice(&at.to_le_bytes());
+            prev = &[];
+        }
+        // The suffix of most names is a flag, not 11 bytes a name for the
+        // checksum to read at every load.
+        let (stem, flag) = match name.strip_suffix(UNOFFICIAL) {
+            Some(stem) => (stem.as_bytes(), 1),
+            None => (name.as_bytes(), 0),
+        };
+        let shared = prev.iter().zip(stem).take_while(|(a, b)| a == b).count();
+        w.var(shared as u64);
+        w.var(((stem.len() - shared) as u64) << 1 | flag);
+        w.0.extend_from_slice(&stem[shared..]);
+        prev = stem;
+    }
+    index.extend_from_slice(&w.0);
+    index
+}
+
+/// Name `i` of a name section (see [`NAME_BLOCK`]); `None` if the
+/// section does not hold it.
+fn decode_name(section: &[u8], i: usize) -> Option<String> {
+    let at = 4 * (i / NAME_BLOCK);
+    let start = u32::from_le_bytes(section.get(at..at + 4)?.try_into().ok()?) as usize;
+    let mut r = R::new(section.get(start..)?, "name");
+    let mut name: Vec<u8> = Vec::new();
+    let mut flag = 0;
+    for _ in 0..=i % NAME_BLOCK {
+        let shared = usize::try_from(r.var().ok()?).ok()?;
+        let rest = r.var().ok()?;
+        if shared > name.len() {
+            return None;
+        }
+        name.truncate(shared);
+        name.extend_from_slice(r.take(usize::try_from(rest >> 1).ok()?).ok()?);
+        flag = rest & 1;
+    }
+    let mut name = String::from_utf8(name).ok()?;
+    if flag != 0 {
+        name.push_str(UNOFFICIAL);
+    }
+    Some(name)
+}
 
 /// Decoded signatures and info handed over by `from_parts`.
 type Decoded = (DatabaseInfo, Vec<BodySignature>, Vec<LogicalSignature>);
@@ -267,7 +288,7 @@ fn open_storage(storage: Storage, decoded: Option<Decoded>) -> Result<Inner, Loa
     let slice = |s: Section| &payload[s.start..s.start + s.len];
     let mut hash = [Section::default(); 3];
     let mut allow = [Section::default(); 3];
-    let mut sizes = [Section::default(); 3];
+    let mut names = [Section::default(); 3];
     for algo in HashAlgo::ALL {
         let i = algo_index(algo) as usize;
         for (kind, dst) in [(SEC_HASH, &mut hash), (SEC_ALLOW, &mut allow)] {
@@ -283,20 +304,22 @@ fn open_storage(storage: Storage, decoded: Option<Decoded>) -> Result<Inner, Loa
                 dst[i] = s;
             }
         }
-        if let Some(s) = get(SEC_SIZES + i as u32) {
-            if s.len < 8 || s.len % 8 != 0 {
+        // Each block of names needs its start in the index.
+        let records = hash[i].len / record_len(algo);
+        match get(SEC_NAMES + i as u32) {
+            Some(s) if s.len >= records.div_ceil(NAME_BLOCK) * 4 => names[i] = s,
+            None if records == 0 => {}
+            _ => {
                 return Err(LoadError::Corrupt(format!(
-                    "size section {} is malformed",
-                    SEC_SIZES + i as u32
+                    "name section {} does not fit {records} hash records",
+                    SEC_NAMES + i as u32
                 )));
             }
-            sizes[i] = s;
         }
     }
     let need = |k: u32, what: &str| {
         get(k).ok_or_else(|| LoadError::Corrupt(format!("missing {what} section")))
     };
-    let strings = need(SEC_STRINGS, "string")?;
     let info_sec = need(SEC_INFO, "info")?;
     let body_sec = need(SEC_BODY, "body")?;
     let logical_sec = need(SEC_LOGICAL, "logical")?;
@@ -337,10 +360,9 @@ fn open_storage(storage: Storage, decoded: Option<Decoded>) -> Result<Inner, Loa
         extensions,
         storage: Some(storage),
         payload_start,
-        strings,
         hash,
         allow,
-        sizes,
+        names,
     })
 }
 
@@ -660,79 +682,51 @@ impl Database {
         st.get(start..start + s.len).unwrap_or(&[])
     }
 
-    fn le_u64(b: &[u8], at: usize) -> u64 {
-        b.get(at..at + 8)
-            .and_then(|x| x.try_into().ok())
-            .map_or(u64::MAX, u64::from_le_bytes)
-    }
-
     /// True if a detection or allow-list hash of `algo` exists for files of
     /// `size` bytes (or for any size), so the scanner must compute it.
     pub fn needs_hash(&self, algo: HashAlgo, size: u64) -> bool {
-        let t = self.section(self.inner.sizes[algo_index(algo) as usize]);
-        let Some((&any, _)) = t.split_first() else {
-            return false;
-        };
-        if any != 0 {
-            return true;
-        }
-        let n = t.len().saturating_sub(8) / 8;
-        let (mut lo, mut hi) = (0usize, n);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let v = Self::le_u64(t, 8 + mid * 8);
-            match v.cmp(&size) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return true,
-            }
-        }
-        false
-    }
-
-    /// The records of `table` with this digest and a size of `size` or any.
-    fn matching<'a>(
-        &'a self,
-        table: Section,
-        algo: HashAlgo,
-        digest: &'a [u8],
-        size: u64,
-    ) -> impl Iterator<Item = &'a [u8]> + 'a {
-        let t = self.section(table);
-        let rl = record_len(algo);
-        let dl = algo.digest_len();
-        let n = if digest.len() == dl { t.len() / rl } else { 0 };
-        let rec = move |i: usize| t.get(i * rl..(i + 1) * rl).unwrap_or(&[]);
-        let (mut lo, mut hi) = (0usize, n);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if rec(mid).get(..dl).unwrap_or(&[]) < digest {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        (lo..n)
-            .map(rec)
-            .take_while(move |r| r.get(..dl) == Some(digest))
-            .filter(move |r| {
-                let s = Self::le_u64(r, dl);
-                s == u64::MAX || s == size
+        let i = algo_index(algo) as usize;
+        [self.inner.hash[i], self.inner.allow[i]]
+            .into_iter()
+            .any(|sec| {
+                let t = Records::new(self.section(sec), algo);
+                t.size(t.len().wrapping_sub(1)) == Some(u64::MAX)
+                    || t.size(t.lower_bound(&size.to_be_bytes())) == Some(size)
             })
     }
 
-    fn record_name<'a>(&'a self, algo: HashAlgo, r: &[u8]) -> Option<Cow<'a, str>> {
-        let dl = algo.digest_len();
-        let off = u32::from_le_bytes(r.get(dl + 8..dl + 12)?.try_into().ok()?) as usize;
-        let len = u32::from_le_bytes(r.get(dl + 12..dl + 16)?.try_into().ok()?);
-        let s = self.section(self.inner.strings);
-        let (flag, len) = (len & UNOFFICIAL_FLAG, (len & !UNOFFICIAL_FLAG) as usize);
-        let stem = std::str::from_utf8(s.get(off..off.checked_add(len)?)?).ok()?;
-        Some(if flag != 0 {
-            Cow::Owned(format!("{stem}{UNOFFICIAL}"))
+    /// Indices of the records of `table` with this digest and a size of
+    /// `size` or any.
+    fn matching(
+        &self,
+        table: Section,
+        algo: HashAlgo,
+        digest: &[u8],
+        size: u64,
+    ) -> impl Iterator<Item = usize> + use<> {
+        let t = Records::new(self.section(table), algo);
+        let usable = digest.len() == algo.digest_len();
+        let mut key = [0u8; 8 + 32];
+        let mut equal = |size: u64| {
+            if !usable {
+                return 0..0;
+            }
+            key[..8].copy_from_slice(&size.to_be_bytes());
+            key[8..8 + digest.len()].copy_from_slice(digest);
+            let key = &key[..8 + digest.len()];
+            let lo = t.lower_bound(key);
+            let hi = (lo..t.len())
+                .find(|&j| t.get(j) != Some(key))
+                .unwrap_or(t.len());
+            lo..hi
+        };
+        let exact = equal(size);
+        let any = if size == u64::MAX {
+            0..0
         } else {
-            Cow::Borrowed(stem)
-        })
+            equal(u64::MAX)
+        };
+        exact.chain(any)
     }
 
     /// Names of the detection hashes equal to `digest` for a file of `size`
@@ -743,9 +737,14 @@ impl Database {
         digest: &'a [u8],
         size: u64,
     ) -> impl Iterator<Item = Cow<'a, str>> + 'a {
-        let table = self.inner.hash[algo_index(algo) as usize];
-        self.matching(table, algo, digest, size)
-            .filter_map(move |r| self.record_name(algo, r))
+        let i = algo_index(algo) as usize;
+        let names = self.section(self.inner.names[i]);
+        self.matching(self.inner.hash[i], algo, digest, size)
+            .map(move |r| {
+                // Unreachable for a file this crate wrote (checksummed,
+                // section sizes checked): the detection is still reported.
+                decode_name(names, r).map_or(Cow::Borrowed(UNREADABLE_NAME), Cow::Owned)
+            })
     }
 
     /// True if the allow-list (`.fp`/`.sfp`) holds `digest` for a file of
@@ -764,5 +763,53 @@ impl Database {
                 .sum::<u64>()
         };
         (count(&self.inner.hash), count(&self.inner.allow))
+    }
+}
+
+/// Reported for a detection hash whose name cannot be decoded.
+const UNREADABLE_NAME: &str = "Giva.Hash.UnreadableName";
+
+/// A hash table of fixed-size records, sorted bytewise, searched in place.
+struct Records<'a> {
+    t: &'a [u8],
+    len: usize,
+}
+
+impl<'a> Records<'a> {
+    fn new(t: &'a [u8], algo: HashAlgo) -> Self {
+        Records {
+            t,
+            len: record_len(algo),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.t.len() / self.len
+    }
+
+    fn get(&self, i: usize) -> Option<&'a [u8]> {
+        self.t.get(i.checked_mul(self.len)?..(i + 1) * self.len)
+    }
+
+    /// Record `i`'s file size (`u64::MAX`: any).
+    fn size(&self, i: usize) -> Option<u64> {
+        Some(u64::from_be_bytes(self.get(i)?.get(..8)?.try_into().ok()?))
+    }
+
+    /// The first record not less than `key` (a prefix of a record).
+    fn lower_bound(&self, key: &[u8]) -> usize {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self
+                .get(mid)
+                .is_some_and(|r| r.get(..key.len()).unwrap_or(r) < key)
+            {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
     }
 }

@@ -19,15 +19,16 @@
 //!   file offset that is a multiple of SECTION_ALIGN (64), zero-padded.
 //! ```
 //!
-//! Sections: the info counters, a string table, per algorithm a sorted
-//! table of fixed-size detection records and of allow-list records
-//! (`digest | size u64 (u64::MAX = any) | name offset u32 | name length
-//! u32`, whose top bit means "append `.UNOFFICIAL`": that suffix of most
-//! names is not stored a million times), per algorithm the sorted sizes that have an entry (plus an
-//! any-size flag), and the body and logical signatures in a compact binary
-//! encoding. The hash tables are binary-searched in place in the mapped
-//! bytes; the logical signatures are decoded on open, the body signatures
-//! on first use. Kinds from [`EXT_MIN`] up are extensions, opaque here:
+//! Sections: the info counters; per algorithm a table of fixed-size
+//! detection records and one of allow-list records (`size u64 big-endian
+//! (u64::MAX = any) | digest`), sorted bytewise, so by size and then
+//! digest; per algorithm the names of the detection records, front-coded
+//! in blocks (see [`NAME_BLOCK`]); and the body and logical signatures in
+//! a compact binary encoding. The hash tables are binary-searched in place
+//! in the mapped bytes, both to find a digest and to tell whether a file
+//! of some size needs hashing at all; the logical signatures are decoded
+//! on open, the body signatures on first use. Loading checksums every
+//! byte, so the layout stores as few as it can. Kinds from [`EXT_MIN`] up are extensions, opaque here:
 //! `giva db compile` stores the built scan engine in one, so that a
 //! database is ready to scan without rebuilding its index.
 //! Every offset and length read from a file is bounds-checked.
@@ -46,7 +47,7 @@ use crate::pattern::{
 pub const MAGIC: &[u8; 8] = b"GIVADB\r\n";
 
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Length of the fixed part of the header.
 pub const HEADER_FIXED_LEN: usize = 68;
@@ -58,10 +59,11 @@ pub const MAX_VERSION_LEN: usize = 4096;
 const MAX_DECODE_DEPTH: usize = 256;
 
 pub(crate) const SEC_INFO: u32 = 1;
-pub(crate) const SEC_STRINGS: u32 = 2;
 pub(crate) const SEC_HASH: u32 = 10;
 pub(crate) const SEC_ALLOW: u32 = 20;
-pub(crate) const SEC_SIZES: u32 = 30;
+/// Per algorithm, the names of the detection records (see
+/// [`NAME_BLOCK`]).
+pub(crate) const SEC_NAMES: u32 = 30;
 pub(crate) const SEC_BODY: u32 = 40;
 pub(crate) const SEC_LOGICAL: u32 = 41;
 /// Section kinds from here up are extensions: stored and checksummed with
@@ -189,10 +191,24 @@ pub(crate) fn algo_index(a: HashAlgo) -> u32 {
     }
 }
 
-/// Size of one hash record for `algo`.
+/// Size of one hash record for `algo`: the file size (big-endian, so that
+/// records sort bytewise by size, then digest), then the digest.
 pub(crate) fn record_len(algo: HashAlgo) -> usize {
-    algo.digest_len() + 16
+    8 + algo.digest_len()
 }
+
+/// Token tag of a run of literal bytes in the compact encoding.
+const LITERAL_RUN: u8 = 4;
+
+/// A name section holds the names of its records in blocks of this many:
+/// a table of each block's `u32` start (from the section start), then per
+/// name the length it shares with the name before it in its block
+/// (varint), its remaining length shifted left by one with the low bit
+/// meaning "append `.UNOFFICIAL`" (varint), and the remaining bytes. A
+/// name is found by decoding at most this many entries of its block, and
+/// a million names such as `Win.Trojan.Agent-1234567-0` take a third of
+/// their plain size.
+pub(crate) const NAME_BLOCK: usize = 32;
 
 /// The parsed header.
 #[derive(Debug, Clone)]
@@ -398,10 +414,37 @@ impl W {
             }
         }
     }
+    /// A token list as items: a run of literal bytes is one item (tag
+    /// [`LITERAL_RUN`], its length, the bytes), any other token one item.
+    /// Most of a body signature is literal bytes: a run stores each in one
+    /// byte instead of three.
     fn tokens(&mut self, ts: &[Token]) {
-        self.var(ts.len() as u64);
-        for t in ts {
-            self.token(t);
+        let literal = |t: &Token| match t {
+            Token::Byte { value, mask: 0xff } => Some(*value),
+            _ => None,
+        };
+        let mut items: Vec<&[Token]> = Vec::new();
+        let mut rest = ts;
+        while let Some(first) = rest.first() {
+            let n = if literal(first).is_some() {
+                rest.iter().take_while(|t| literal(t).is_some()).count()
+            } else {
+                1
+            };
+            let (item, tail) = rest.split_at(n);
+            items.push(item);
+            rest = tail;
+        }
+        self.var(items.len() as u64);
+        for item in items {
+            match item {
+                [t] if literal(t).is_none() => self.token(t),
+                run => {
+                    self.u8(LITERAL_RUN);
+                    let bytes: Vec<u8> = run.iter().filter_map(literal).collect();
+                    self.bytes(&bytes);
+                }
+            }
         }
     }
     fn anchor(&mut self, a: Option<Anchor>) {
@@ -551,16 +594,19 @@ impl<'a> R<'a> {
         }
         Ok(v as usize)
     }
-    pub fn bytes(&mut self) -> DResult<&'a [u8]> {
-        let n = self.count()?;
-        let s = self.b.get(self.pos..self.pos + n);
-        match s {
+    /// The next `n` bytes.
+    pub fn take(&mut self, n: usize) -> DResult<&'a [u8]> {
+        match self.b.get(self.pos..self.pos.saturating_add(n)) {
             Some(s) => {
                 self.pos += n;
                 Ok(s)
             }
             None => self.err("truncated"),
         }
+    }
+    pub fn bytes(&mut self) -> DResult<&'a [u8]> {
+        let n = self.count()?;
+        self.take(n)
     }
     pub fn str(&mut self) -> DResult<String> {
         let b = self.bytes()?;
@@ -640,7 +686,16 @@ impl<'a> R<'a> {
         let n = self.count()?;
         let mut v = Vec::new();
         for _ in 0..n {
-            v.push(self.token(depth)?);
+            if self.b.get(self.pos) == Some(&LITERAL_RUN) {
+                self.pos += 1;
+                let run = self.bytes()?;
+                if run.is_empty() {
+                    return self.err("empty literal run");
+                }
+                v.extend(run.iter().map(|&value| Token::Byte { value, mask: 0xff }));
+            } else {
+                v.push(self.token(depth)?);
+            }
         }
         Ok(v)
     }

@@ -309,6 +309,84 @@ fn rejects_misaligned_hash_table() {
 }
 
 #[test]
+fn rejects_hash_names_that_do_not_fit_the_records() {
+    let mut b = sample().to_bytes();
+    let (entry, _, _) = find_section(&b, 30); // MD5 detection names
+    b[entry + 16..entry + 24].copy_from_slice(&0u64.to_le_bytes());
+    reseal(&mut b);
+    let e = Database::from_bytes(&b).unwrap_err();
+    assert!(
+        matches!(e, LoadError::Corrupt(ref m) if m.contains("name section")),
+        "{e}"
+    );
+}
+
+#[test]
+fn hash_names_share_prefixes_across_blocks_and_keep_every_name() {
+    // Names with long shared prefixes, non-ASCII text, the .UNOFFICIAL
+    // suffix on some, and several names for one digest and size: every
+    // lookup gives exactly the names compiled, whichever name block of 32
+    // they land in.
+    let mut text = String::new();
+    let mut expect = Vec::new();
+    for i in 0..200u32 {
+        let d = Sha256::digest(i.to_le_bytes());
+        let h: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let name = match i % 4 {
+            0 => format!("Win.Trojan.Agent-{i}-0"),
+            1 => format!("Win.Trojan.Agent-{}-1", i * 7),
+            2 => format!("Doc.Ünïcode.Ωmega-{i}"),
+            _ => format!("W{i}"),
+        };
+        let size = if i % 5 == 0 {
+            "*".into()
+        } else {
+            format!("{}", 1000 + i % 7)
+        };
+        let flevel = if i % 5 == 0 { ":73" } else { "" };
+        text.push_str(&format!("{h}:{size}:{name}{flevel}\n"));
+        if i % 10 == 3 {
+            text.push_str(&format!("{h}:{size}:{name}.Second{flevel}\n"));
+        }
+        expect.push((d, size, name, i % 10 == 3));
+    }
+    let mut c = Compiler::new();
+    c.add_source("names.hdb", &text, false);
+    c.add_source(
+        "names2.hdb",
+        "00000000000000000000000000000001:5:Plain.Official\n",
+        true,
+    );
+    let db = Database::from_bytes(&c.build().unwrap().to_bytes()).unwrap();
+    for (d, size, name, second) in expect {
+        let any = size == "*";
+        let size = size.parse::<u64>().unwrap_or(1_000_000);
+        let mut got: Vec<String> = db
+            .lookup_hash(HashAlgo::Md5, &d[..16], size)
+            .map(|n| n.into_owned())
+            .collect();
+        got.sort();
+        let mut want = vec![format!("{name}.UNOFFICIAL")];
+        if second {
+            want.push(format!("{name}.Second.UNOFFICIAL"));
+        }
+        want.sort();
+        assert_eq!(got, want);
+        let other_size = db.lookup_hash(HashAlgo::Md5, &d[..16], size + 1).count();
+        assert_eq!(other_size > 0, any);
+    }
+    let one = hex("00000000000000000000000000000001");
+    assert_eq!(
+        db.lookup_hash(HashAlgo::Md5, &one, 5).collect::<Vec<_>>(),
+        vec!["Plain.Official"]
+    );
+    assert!(
+        db.needs_hash(HashAlgo::Md5, 123_456),
+        "any-size records exist"
+    );
+}
+
+#[test]
 fn rejects_corrupt_signature_encoding() {
     let mut b = sample().to_bytes();
     let (_, start, _) = find_section(&b, 40);
