@@ -3,20 +3,24 @@
 //!
 //! One scan becomes these jobs, all queued at once:
 //!
-//! - one job per segment: the main program's bounded patterns
-//!   (`PatternInfo::split`), over the segment plus `split_overlap` bytes of
-//!   context, reporting only matches whose last part ends inside the
-//!   segment;
-//! - one job for the other main patterns (unbounded gaps, or spans over
-//!   64 KiB), sequentially over the whole buffer, if there are any;
+//! - one job per segment: the main program over the segment plus
+//!   `split_overlap` bytes of context. Its bounded patterns
+//!   (`PatternInfo::split`) report only matches whose last part ends inside
+//!   the segment. The other patterns (unbounded gaps, or spans over
+//!   64 KiB) cannot be decided inside a segment: their part matches that
+//!   start inside it are verified there and kept, in order, as events;
 //! - one job for the whole-file hashes, if the database needs any at this
 //!   size.
 //!
-//! The last job to finish merges: body signatures found anywhere, the
-//! first-match winner by `(start of last part, body index)` (the order in
-//! which a sequential scan completes matches), subsignature counts summed
-//! (each match end belongs to exactly one segment), then the end-of-file
-//! program over the tail and the verdict, exactly as `Scanner::finish`.
+//! The last job to finish merges: the events of every segment, in segment
+//! order, are chained as a sequential scan chains them
+//! (`Matcher::replay`); body signatures found anywhere; the first-match
+//! winner by `(start of last part, body index)` (the order in which a
+//! sequential scan completes matches); subsignature counts summed (each
+//! match end belongs to exactly one segment); then the end-of-file program
+//! over the tail and the verdict, exactly as `Scanner::finish`. If the
+//! events outgrow [`SplitConfig::events`], the merge runs the unsplit
+//! patterns over the whole buffer instead.
 
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -45,6 +49,14 @@ pub struct SplitConfig {
     /// queue capacity). Any size gives the same result; sizes close to
     /// [`Engine::split_overlap`] waste work on the overlap.
     pub segment: usize,
+    /// Most part-match events of patterns that cannot be split (unbounded
+    /// gaps, very long spans) one scan keeps for its merge, shared out
+    /// evenly between its segments (default 4 Mi, 16 bytes each). Real
+    /// files give a few; a file built to repeat such a pattern's atom
+    /// gives one per repetition, and beyond the budget the merge runs
+    /// those patterns over the whole buffer instead (the same result,
+    /// sequentially).
+    pub events: usize,
 }
 
 impl Default for SplitConfig {
@@ -52,6 +64,7 @@ impl Default for SplitConfig {
         SplitConfig {
             threshold: 8 << 20,
             segment: 8 << 20,
+            events: 4 << 20,
         }
     }
 }
@@ -150,10 +163,8 @@ where
     };
     let db = engine.database();
     let hashes = HashAlgo::ALL.iter().any(|&a| db.needs_hash(a, len as u64));
+    let event_cap = if seq { cfg.events / segs.len() } else { 0 };
     let mut parts: Vec<Part> = segs.iter().map(|&(lo, hi)| Part::Segment(lo, hi)).collect();
-    if seq {
-        parts.push(Part::Sequential);
-    }
     if hashes {
         parts.push(Part::Hashes);
     }
@@ -163,6 +174,7 @@ where
         data,
         started: OnceLock::new(),
         best: AtomicU64::new(u64::MAX),
+        event_cap,
         merge: Mutex::new(Merge {
             remaining: parts.len(),
             ..Merge::default()
@@ -181,10 +193,9 @@ where
 #[derive(Clone, Copy, Debug)]
 enum Part {
     /// Bounded patterns, matches ending in `lo < end <= hi` (the first
-    /// segment also owns end 0, which no match has).
+    /// segment also owns end 0, which no match has); part matches of the
+    /// others starting in `lo <= start < hi`.
     Segment(u64, u64),
-    /// Patterns that cannot be split, over the whole buffer.
-    Sequential,
     /// Whole-file hashes.
     Hashes,
 }
@@ -199,6 +210,10 @@ struct Out {
     counts: Vec<(u32, u32)>,
     digests: Vec<(HashAlgo, Vec<u8>)>,
     limit: bool,
+    /// A segment's first byte and its events (see [`Window::events_lo`]).
+    events: Option<(u64, Vec<(u64, u32)>)>,
+    /// The segment found more events than it could keep.
+    overflow: bool,
 }
 
 #[derive(Default)]
@@ -208,6 +223,9 @@ struct Merge {
     counts: Vec<(u32, u32)>,
     digests: Vec<(HashAlgo, Vec<u8>)>,
     limit: bool,
+    /// Per segment: its first byte, whether it ran out of time, its events.
+    events: Vec<(u64, bool, Vec<(u64, u32)>)>,
+    overflow: bool,
 }
 
 struct Split<D> {
@@ -221,6 +239,8 @@ struct Split<D> {
     /// found so far. A segment whose matches must all start later cannot
     /// change the verdict and stops.
     best: AtomicU64,
+    /// Most events one segment keeps.
+    event_cap: usize,
     merge: Mutex<Merge>,
     tx: Mutex<Option<Reply>>,
 }
@@ -241,7 +261,6 @@ impl<D: AsRef<[u8]>> Split<D> {
         let started = *self.started.get_or_init(Instant::now);
         let out = catch_unwind(AssertUnwindSafe(|| match part {
             Part::Segment(lo, hi) => self.segment(lo, hi, started),
-            Part::Sequential => self.sequential(started),
             Part::Hashes => self.hashes(started),
         }));
         let Ok(out) = out else {
@@ -257,6 +276,10 @@ impl<D: AsRef<[u8]>> Split<D> {
             m.counts.extend(out.counts);
             m.digests.extend(out.digests);
             m.limit |= out.limit;
+            m.overflow |= out.overflow;
+            if let Some((lo, events)) = out.events {
+                m.events.push((lo, out.limit, events));
+            }
             m.remaining -= 1;
             (m.remaining == 0).then(|| std::mem::take(&mut *m))
         };
@@ -303,6 +326,7 @@ impl<D: AsRef<[u8]>> Split<D> {
                 Some(w) => m.reset_window(p, w0, w),
                 None => m.reset(p, w0),
             }
+            m.event_cap = self.event_cap;
             sink.reset(inner.names.len(), inner.nsubs, !self.opts.all_match);
             let mut out = Out::default();
             let lo = window.map(|w| w.end_lo);
@@ -338,6 +362,10 @@ impl<D: AsRef<[u8]>> Split<D> {
                 .filter(|(_, c)| **c > 0)
                 .map(|(i, c)| (i as u32, *c))
                 .collect();
+            if let Some(w) = window {
+                out.events = Some((w.events_lo, std::mem::take(&mut m.events)));
+                out.overflow = m.events_overflow;
+            }
             out
         })
     }
@@ -355,16 +383,54 @@ impl<D: AsRef<[u8]>> Split<D> {
             cand_lo,
             end_lo: lo,
             end_hi: hi,
+            events_lo: lo,
+            events_hi: hi,
         };
         self.run_program(p, w0, w1, Some(window), started)
     }
 
-    fn sequential(&self, started: Instant) -> Out {
-        match self.engine.sequential_program() {
-            Ok(Some(p)) => self.run_program(p, 0, self.data().len() as u64, None, started),
-            // `jobs` checked both.
-            _ => unreachable!("split scan without a sequential program"),
+    /// The unsplit patterns' matches: the segments' events chained in
+    /// order, or (if a segment could not keep all of its events) a
+    /// sequential scan of those patterns over the whole buffer.
+    fn unsplit(&self, m: &mut Merge) {
+        if m.overflow {
+            let started = *self.started.get_or_init(Instant::now);
+            if let Ok(Some(p)) = self.engine.sequential_program() {
+                let out = self.run_program(p, 0, self.data().len() as u64, None, started);
+                m.bodies.extend(out.bodies);
+                m.counts.extend(out.counts);
+                m.limit |= out.limit;
+            }
+            return;
         }
+        m.events.sort_unstable_by_key(|(lo, _, _)| *lo);
+        // After a segment that ran out of time, nothing is certain.
+        let complete = m.events.iter().take_while(|(_, limit, _)| !limit);
+        if complete.clone().all(|(_, _, e)| e.is_empty()) {
+            return;
+        }
+        let inner = &self.engine.inner;
+        let p = &inner.main;
+        SEGMENT.with_borrow_mut(|(matcher, sink)| {
+            matcher.reset(p, 0);
+            sink.reset(inner.names.len(), inner.nsubs, !self.opts.all_match);
+            for (_, _, events) in complete {
+                matcher.replay(p, events, sink);
+            }
+            m.bodies.extend(
+                sink.body_start
+                    .iter()
+                    .copied()
+                    .zip(sink.body_order.iter().copied()),
+            );
+            m.counts.extend(
+                sink.counts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| **c > 0)
+                    .map(|(i, c)| (i as u32, *c)),
+            );
+        });
     }
 
     fn hashes(&self, started: Instant) -> Out {
@@ -384,6 +450,7 @@ impl<D: AsRef<[u8]>> Split<D> {
     }
 
     fn conclude(&self, mut m: Merge) -> ScanResult {
+        self.unsplit(&mut m);
         let inner = &self.engine.inner;
         let size = self.data().len() as u64;
         let first_match = !self.opts.all_match;

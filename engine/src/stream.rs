@@ -86,6 +86,14 @@ pub(crate) struct Window {
     pub end_lo: u64,
     /// See `end_lo`.
     pub end_hi: u64,
+    /// Candidates of the patterns that cannot be split (`!split`) starting
+    /// in `events_lo <= start < events_hi` are checked as far as their own
+    /// bytes decide (the part, offset, anchors and assertions) and kept as
+    /// events, in order, for [`Matcher::replay`] to chain over the whole
+    /// input.
+    pub events_lo: u64,
+    /// See `events_lo`.
+    pub events_hi: u64,
 }
 
 /// Per-scan state for one program.
@@ -108,6 +116,12 @@ pub(crate) struct Matcher {
     end_touched: Vec<bool>,
     seam: Vec<u8>,
     scratch: Vec<u8>,
+    /// Part matches `(start, entry)` of unsplit patterns (see
+    /// [`Window::events_lo`]), at most `event_cap`.
+    pub events: Vec<(u64, u32)>,
+    pub event_cap: usize,
+    /// More events than `event_cap` were found (and dropped).
+    pub events_overflow: bool,
 }
 
 impl Matcher {
@@ -134,6 +148,8 @@ impl Matcher {
         }
         self.touched_gaps.clear();
         self.touched_ends.clear();
+        self.events.clear();
+        self.events_overflow = false;
     }
 
     /// Prepares for one segment of a split scan: the stream starts at
@@ -273,14 +289,12 @@ impl Matcher {
             if sink.skip(pat.owner) {
                 continue;
             }
+            // A segment keeps the part matches of unsplit patterns for the
+            // merge, which chains them in order over the whole input.
+            let event = self.window.is_some() && !pat.split;
             let part = entry.part as usize;
-            if part > 0 {
-                let slot = pat.gap_slot as usize + part - 1;
-                if self.gaps[slot].is_empty()
-                    || !self.gaps[slot].allows(p.gap(pat, part - 1), start)
-                {
-                    continue;
-                }
+            if part > 0 && !event && !self.gap_allows(p, eid, start) {
+                continue;
             }
             if !part_matches(p, entry, start, hay, &mut self.scratch) {
                 continue;
@@ -293,43 +307,99 @@ impl Matcher {
                     continue;
                 }
             }
-            let end = start + entry.len();
-            if part + 1 == pat.nparts as usize {
-                if !right_ok(pat.right_anchor, pat.end_assertion, end, hay) {
-                    continue;
-                }
-                if pat.multi_end {
-                    let recent = &mut self.recent_ends[entry.pattern as usize];
-                    if !self.end_touched[entry.pattern as usize] {
-                        self.end_touched[entry.pattern as usize] = true;
-                        self.touched_ends.push(entry.pattern);
-                    }
-                    recent.retain(|&e| e > start);
-                    if recent.contains(&end) {
-                        continue;
-                    }
-                    recent.push(end);
-                }
-                if let Some(w) = self.window
-                    && (end <= w.end_lo || end > w.end_hi)
-                {
-                    continue;
-                }
-                sink.report(pat.owner, start);
-            } else {
-                let slot = pat.gap_slot as usize + part;
-                if !self.gap_touched[slot] {
-                    self.gap_touched[slot] = true;
-                    self.touched_gaps.push(slot as u32);
-                }
-                self.gaps[slot].record(p.gap(pat, part), end);
+            if part + 1 == pat.nparts as usize
+                && !right_ok(
+                    pat.right_anchor,
+                    pat.end_assertion,
+                    start + entry.len(),
+                    hay,
+                )
+            {
+                continue;
             }
+            if event {
+                if self.events.len() < self.event_cap {
+                    self.events.push((start, eid));
+                } else {
+                    self.events_overflow = true;
+                }
+                continue;
+            }
+            self.chain(p, eid, start, sink);
         }
         self.queue = queue;
         if sink.stop {
             self.queue.clear();
         } else {
             self.queue.drain(..done);
+        }
+    }
+
+    /// True if part `k > 0` of entry `eid`'s pattern may start at `start`:
+    /// part `k - 1` validly ended within the gap before.
+    fn gap_allows(&mut self, p: &Program, eid: u32, start: u64) -> bool {
+        let entry = &p.entries[eid as usize];
+        let pat = &p.patterns[entry.pattern as usize];
+        let part = entry.part as usize;
+        let slot = pat.gap_slot as usize + part - 1;
+        !self.gaps[slot].is_empty() && self.gaps[slot].allows(p.gap(pat, part - 1), start)
+    }
+
+    /// A verified part match of entry `eid` at `start` (its gap from the
+    /// previous part checked): the last part reports a match of its
+    /// pattern, an earlier one opens the gap to the next.
+    fn chain(&mut self, p: &Program, eid: u32, start: u64, sink: &mut Sink) {
+        let entry = &p.entries[eid as usize];
+        let pat = &p.patterns[entry.pattern as usize];
+        let part = entry.part as usize;
+        let end = start + entry.len();
+        if part + 1 == pat.nparts as usize {
+            if pat.multi_end {
+                let recent = &mut self.recent_ends[entry.pattern as usize];
+                if !self.end_touched[entry.pattern as usize] {
+                    self.end_touched[entry.pattern as usize] = true;
+                    self.touched_ends.push(entry.pattern);
+                }
+                recent.retain(|&e| e > start);
+                if recent.contains(&end) {
+                    return;
+                }
+                recent.push(end);
+            }
+            if let Some(w) = self.window
+                && (end <= w.end_lo || end > w.end_hi)
+            {
+                return;
+            }
+            sink.report(pat.owner, start);
+        } else {
+            let slot = pat.gap_slot as usize + part;
+            if !self.gap_touched[slot] {
+                self.gap_touched[slot] = true;
+                self.touched_gaps.push(slot as u32);
+            }
+            self.gaps[slot].record(p.gap(pat, part), end);
+        }
+    }
+
+    /// Chains part matches kept by segments ([`Window::events_lo`]), given
+    /// in the order a sequential scan verifies them (`(start, entry)`,
+    /// segment after segment), exactly as that scan would: the same gap
+    /// checks, the same reports. Call on a matcher [`reset`](Self::reset)
+    /// for `p` at 0.
+    pub fn replay(&mut self, p: &Program, events: &[(u64, u32)], sink: &mut Sink) {
+        for &(start, eid) in events {
+            if sink.stop {
+                break;
+            }
+            let Some(entry) = p.entries.get(eid as usize) else {
+                continue;
+            };
+            let pat = &p.patterns[entry.pattern as usize];
+            if sink.skip(pat.owner) || (entry.part > 0 && !self.gap_allows(p, eid, start)) {
+                continue;
+            }
+            self.chain(p, eid, start, sink);
         }
     }
 
@@ -382,7 +452,11 @@ fn push(
             continue;
         }
         if let Some(w) = window
-            && (start < w.cand_lo || !pat.split)
+            && !(if pat.split {
+                start >= w.cand_lo
+            } else {
+                (w.events_lo..w.events_hi).contains(&start)
+            })
         {
             continue;
         }

@@ -64,12 +64,14 @@ fn big_case(seed: u64) -> (Database, Vec<u8>) {
 }
 
 fn pool(segment: usize) -> ScanPool {
-    pool_with(2, segment)
+    pool_with(2, segment, SplitConfig::default().events)
 }
 
 /// With one worker, segments run in order, so a first-match winner found
-/// early stops the later segments (deterministically).
-fn pool_with(workers: usize, segment: usize) -> ScanPool {
+/// early stops the later segments (deterministically). A small `events`
+/// budget makes the merge fall back to a sequential pass of the unsplit
+/// patterns.
+fn pool_with(workers: usize, segment: usize, events: usize) -> ScanPool {
     ScanPool::with_split(
         PoolConfig {
             workers,
@@ -78,6 +80,7 @@ fn pool_with(workers: usize, segment: usize) -> ScanPool {
         SplitConfig {
             threshold: 0,
             segment,
+            events,
         },
     )
 }
@@ -135,8 +138,9 @@ proptest! {
         seed in any::<u64>(),
         segment in 1usize..80,
         workers in 1usize..3,
+        events in prop_oneof![Just(0usize), 0usize..300, Just(1usize << 22)],
     ) {
-        check(&pool_with(workers, segment), seed);
+        check(&pool_with(workers, segment, events), seed);
     }
 }
 

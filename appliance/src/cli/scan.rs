@@ -127,17 +127,18 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
         emit(render(args, path, Err(err)));
     }
 
-    let threads = match args.threads {
+    let workers = match args.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
-    }
-    .min(files.len().max(1));
+    };
     // Large files are split into overlapping segments scanned in parallel
-    // on a pool, so one big file uses every core.
+    // on a pool of all the threads, so one big file uses every core; the
+    // walk needs no more threads than there are files.
     let pool = ScanPool::new(PoolConfig {
-        workers: threads.max(1),
+        workers,
         ..PoolConfig::default()
     });
+    let threads = workers.min(files.len().max(1));
     let split_at = pool.split_config().threshold as u64;
     let scan_one = |path: &Path| -> Result<ScanResult, String> {
         let big = std::fs::metadata(path)
