@@ -211,10 +211,14 @@ struct Out {
     digests: Vec<(HashAlgo, Vec<u8>)>,
     limit: bool,
     /// A segment's first byte and its events (see [`Window::events_lo`]).
-    events: Option<(u64, Vec<(u64, u32)>)>,
+    events: Option<(u64, Events)>,
     /// The segment found more events than it could keep.
     overflow: bool,
 }
+
+/// Part matches `(start, entry)` of unsplit patterns, in verification
+/// order (see [`Window::events_lo`]).
+type Events = Vec<(u64, u32)>;
 
 #[derive(Default)]
 struct Merge {
@@ -224,7 +228,7 @@ struct Merge {
     digests: Vec<(HashAlgo, Vec<u8>)>,
     limit: bool,
     /// Per segment: its first byte, whether it ran out of time, its events.
-    events: Vec<(u64, bool, Vec<(u64, u32)>)>,
+    events: Vec<(u64, bool, Events)>,
     overflow: bool,
 }
 
