@@ -60,6 +60,12 @@ pub struct Stats {
     pub queue_depth: Family<Labels, Gauge>,
     /// Scan jobs refused because the pool's queue was full.
     pub pool_rejected: Gauge,
+    /// Segments of split scans (large files) scanned.
+    pub split_segments: Gauge,
+    /// Of those, segments an idle worker stole from a busy one.
+    pub split_stolen: Gauge,
+    /// Times a split scan gave its worker to waiting work.
+    pub split_yields: Gauge,
     registry: Registry,
 }
 
@@ -95,6 +101,9 @@ impl Stats {
             cache_evictions: Gauge::default(),
             queue_depth: Family::default(),
             pool_rejected: Gauge::default(),
+            split_segments: Gauge::default(),
+            split_stolen: Gauge::default(),
+            split_yields: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("events", "File events received", s.events.clone());
@@ -139,6 +148,46 @@ impl Stats {
             "database_reloads",
             "Database reloads by result",
             s.reloads.clone(),
+        );
+        registry.register(
+            "cache_entries",
+            "Verdicts held in the cache",
+            s.cache_entries.clone(),
+        );
+        registry.register(
+            "cache_bytes",
+            "Estimated bytes held by the verdict cache",
+            s.cache_bytes.clone(),
+        );
+        registry.register(
+            "cache_evictions",
+            "Verdicts evicted from the cache so far",
+            s.cache_evictions.clone(),
+        );
+        registry.register(
+            "scan_queue_depth",
+            "Scan jobs waiting, by priority",
+            s.queue_depth.clone(),
+        );
+        registry.register(
+            "scan_queue_rejected",
+            "Scan jobs refused because the queue was full",
+            s.pool_rejected.clone(),
+        );
+        registry.register(
+            "split_segments",
+            "Segments of large files scanned in parallel",
+            s.split_segments.clone(),
+        );
+        registry.register(
+            "split_segments_stolen",
+            "Segments an idle worker stole from a busy one",
+            s.split_stolen.clone(),
+        );
+        registry.register(
+            "split_yields",
+            "Times a large-file scan gave its worker to waiting work",
+            s.split_yields.clone(),
         );
         Stats { registry, ..s }
     }
@@ -193,6 +242,9 @@ impl Stats {
         self.cache_bytes.set(g(cache.bytes));
         self.cache_evictions.set(g(cache.evictions));
         self.pool_rejected.set(g(pool.rejected));
+        self.split_segments.set(g(pool.segments));
+        self.split_stolen.set(g(pool.stolen));
+        self.split_yields.set(g(pool.yields));
         for (name, depth) in ["on_access", "on_demand", "background"]
             .iter()
             .zip(pool.queued)

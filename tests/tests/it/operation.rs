@@ -64,6 +64,15 @@ async fn metrics_health_and_reload_over_the_admin_endpoint() {
         "giva_verdict_latency_seconds_count{source=\"scan\"} 2",
         "giva_sessions 0",
         "giva_database_info{version=",
+        // Two files, each under its identity and its content digest.
+        "giva_cache_entries 4",
+        "giva_cache_bytes ",
+        "giva_cache_evictions 0",
+        "giva_scan_queue_depth{priority=\"on_access\"} 0",
+        "giva_scan_queue_rejected 0",
+        "giva_split_segments 0",
+        "giva_split_segments_stolen 0",
+        "giva_split_yields 0",
     ] {
         assert!(body.contains(needle), "metrics lack {needle}:\n{body}");
     }
