@@ -15,14 +15,21 @@
 //! - inside a class, VMs are served round robin: a VM with 1000 queued jobs
 //!   delays another VM's job by at most one job per VM with work.
 //!
-//! Why not per-worker crossbeam deques with stealing: those give every
-//! worker a private LIFO/FIFO that other workers only steal from when idle,
-//! which cannot honour a global priority order or per-VM round robin (a
-//! worker would run its local background job while an on-access job sits
-//! in another worker's deque). Scan jobs are coarse (tens of microseconds
-//! and up) so one short critical section per job is negligible, and a
-//! large file is spread across all workers by splitting it into segment
-//! jobs ([`ScanPool::scan_bytes`]), which is what stealing would buy.
+//! Work stealing is where the work is divisible: a large buffer
+//! ([`ScanPool::scan_bytes`]) becomes segments in a `crossbeam-deque`
+//! injector, served by one runner job per worker. Each runner takes
+//! batches of segments into its own deque and, when both are empty,
+//! steals from the other runners' deques, so idle workers take over the
+//! rest of a busy one's share. Between segments a runner yields its worker
+//! (re-queues itself at the back of its VM's queue, [`Yielder`]) when a
+//! job of a higher class, or of another VM in its class, is waiting: the
+//! priority and round-robin guarantees above then hold at segment
+//! granularity. Whole jobs are not stolen from per-worker deques: a
+//! worker's private deque would be served before the global classes, so
+//! it could not honour a global priority order or per-VM round robin (a
+//! worker would run its local background job while an on-access job
+//! waits). Scan jobs are coarse (tens of microseconds and up), so one
+//! short critical section per job is negligible.
 //!
 //! Jobs run under `catch_unwind`: a panic becomes [`JobError::Panicked`]
 //! and the worker lives on. When the last [`ScanPool`] handle is dropped,
@@ -118,6 +125,12 @@ pub struct PoolStats {
     pub completed: u64,
     /// Submissions refused with [`Busy`].
     pub rejected: u64,
+    /// Segments of split scans scanned.
+    pub segments: u64,
+    /// Of those, segments a runner stole from another runner's deque.
+    pub stolen: u64,
+    /// Times a split scan's runner gave its worker to waiting work.
+    pub yields: u64,
 }
 
 /// The result of a submitted job. Await it from async code (it does not
@@ -216,6 +229,9 @@ struct Shared {
     running: AtomicUsize,
     completed: AtomicU64,
     rejected: AtomicU64,
+    segments: AtomicU64,
+    stolen: AtomicU64,
+    yields: AtomicU64,
 }
 
 impl Shared {
@@ -256,6 +272,45 @@ impl Shared {
             let _ = catch_unwind(AssertUnwindSafe(job));
             self.running.fetch_sub(1, Ordering::Relaxed);
             self.completed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Lets a long job (a split scan's runner) give its worker to waiting work
+/// between steps, by re-queueing its continuation under its own VM and
+/// class.
+pub(crate) struct Yielder {
+    shared: Arc<Shared>,
+    vm: Arc<str>,
+    priority: Priority,
+}
+
+impl Yielder {
+    /// Queues `make(state)` at the back of this VM's queue in this class,
+    /// if a job of a higher class or of another VM in this class is
+    /// waiting (and the queue has room); otherwise gives `state` back to
+    /// carry on with.
+    pub fn yield_to_waiting<S>(&self, state: S, make: impl FnOnce(S) -> Job) -> Option<S> {
+        let mut s = self.shared.lock();
+        let class = self.priority.index();
+        let waiting = s.classes[..class].iter().any(|c| c.len > 0)
+            || s.classes[class].ring.iter().any(|vm| *vm != self.vm);
+        if !waiting || s.shutdown || s.queued >= self.shared.capacity {
+            return Some(state);
+        }
+        s.classes[class].push(&self.vm, make(state));
+        s.queued += 1;
+        drop(s);
+        self.shared.yields.fetch_add(1, Ordering::Relaxed);
+        self.shared.ready.notify_one();
+        None
+    }
+
+    /// Counts a scanned segment (and whether it was stolen).
+    pub fn count_segment(&self, stolen: bool) {
+        self.shared.segments.fetch_add(1, Ordering::Relaxed);
+        if stolen {
+            self.shared.stolen.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -340,6 +395,9 @@ impl ScanPool {
             running: AtomicUsize::new(0),
             completed: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            segments: AtomicU64::new(0),
+            stolen: AtomicU64::new(0),
+            yields: AtomicU64::new(0),
         });
         let threads = (0..workers)
             .map(|i| {
@@ -422,6 +480,9 @@ impl ScanPool {
             running: shared.running.load(Ordering::Relaxed),
             completed: shared.completed.load(Ordering::Relaxed),
             rejected: shared.rejected.load(Ordering::Relaxed),
+            segments: shared.segments.load(Ordering::Relaxed),
+            stolen: shared.stolen.load(Ordering::Relaxed),
+            yields: shared.yields.load(Ordering::Relaxed),
         }
     }
 
@@ -460,13 +521,19 @@ impl ScanPool {
         D: AsRef<[u8]> + Send + Sync + 'static,
     {
         let (tx, rx) = oneshot::channel();
+        let yielder = Yielder {
+            shared: self.owner.shared.clone(),
+            vm: vm.into(),
+            priority,
+        };
         let jobs = split::jobs(
             engine,
             Arc::new(data),
             opts,
             &self.owner.split,
-            self.owner.shared.capacity,
+            (self.workers(), self.owner.shared.capacity),
             tx,
+            yielder,
         );
         self.submit_all(vm, priority, jobs)?;
         Ok(JobHandle::new(rx))

@@ -33,7 +33,9 @@ use giva_signatures::HashAlgo;
 use crate::compile::Program;
 use crate::engine::Engine;
 use crate::hashing::Hashers;
-use crate::pool::{Job, JobError};
+use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+
+use crate::pool::{Job, JobError, Yielder};
 use crate::result::{Detection, DetectionKind, Limit, Outcome, ScanResult};
 use crate::scanner::{ScanOptions, Scanner, TOO_SMALL, conclude};
 use crate::stream::{Matcher, Sink, Window};
@@ -130,14 +132,18 @@ pub(crate) fn segments(len: usize, cfg: &SplitConfig, max_jobs: usize) -> Option
 }
 
 /// The jobs that scan `data` and send the result to `tx`: one job, or the
-/// jobs of a split scan if `data` is large (see [`segments`]).
+/// jobs of a split scan if `data` is large (see [`segments`]): a runner per
+/// worker (at most one per segment), sharing the segments by work stealing
+/// ([`Runner`]), and a job for the whole-file hashes if any are needed.
+/// `(workers, max_jobs)`: the pool's workers and queue capacity.
 pub(crate) fn jobs<D>(
     engine: &Engine,
     data: Arc<D>,
     opts: &ScanOptions,
     cfg: &SplitConfig,
-    max_jobs: usize,
+    (workers, max_jobs): (usize, usize),
     tx: Reply,
+    yielder: Yielder,
 ) -> Vec<Job>
 where
     D: AsRef<[u8]> + Send + Sync + 'static,
@@ -164,10 +170,13 @@ where
     let db = engine.database();
     let hashes = HashAlgo::ALL.iter().any(|&a| db.needs_hash(a, len as u64));
     let event_cap = if seq { cfg.events / segs.len() } else { 0 };
-    let mut parts: Vec<Part> = segs.iter().map(|&(lo, hi)| Part::Segment(lo, hi)).collect();
-    if hashes {
-        parts.push(Part::Hashes);
+    let injector = Injector::new();
+    for &seg in &segs {
+        injector.push(seg);
     }
+    let locals: Vec<Worker<(u64, u64)>> = (0..workers.clamp(1, segs.len()))
+        .map(|_| Worker::new_fifo())
+        .collect();
     let split = Arc::new(Split {
         engine: engine.clone(),
         opts: opts.clone(),
@@ -176,18 +185,79 @@ where
         best: AtomicU64::new(u64::MAX),
         event_cap,
         merge: Mutex::new(Merge {
-            remaining: parts.len(),
+            remaining: segs.len() + usize::from(hashes),
             ..Merge::default()
         }),
         tx: Mutex::new(Some(tx)),
+        injector,
+        stealers: locals.iter().map(Worker::stealer).collect(),
+        yielder,
     });
-    parts
+    let mut jobs: Vec<Job> = locals
         .into_iter()
-        .map(|part| {
-            let split = split.clone();
-            Box::new(move || split.run(part)) as Job
+        .map(|local| {
+            let runner = Runner {
+                split: split.clone(),
+                local,
+            };
+            Box::new(move || runner.run()) as Job
         })
-        .collect()
+        .collect();
+    if hashes {
+        jobs.push(Box::new(move || split.run(Part::Hashes)));
+    }
+    jobs
+}
+
+/// One worker's share of a split scan: segments from its own deque, else a
+/// batch from the scan's injector, else stolen from another runner. Between
+/// segments it gives its worker to waiting work of a higher class or of
+/// another VM (and continues later from the back of its VM's queue).
+struct Runner<D> {
+    split: Arc<Split<D>>,
+    local: Worker<(u64, u64)>,
+}
+
+impl<D: AsRef<[u8]> + Send + Sync + 'static> Runner<D> {
+    fn run(self) {
+        let mut me = self;
+        loop {
+            let Some((seg, stolen)) = me.next() else {
+                return;
+            };
+            me.split.yielder.count_segment(stolen);
+            me.split.run(Part::Segment(seg.0, seg.1));
+            let split = me.split.clone();
+            match split
+                .yielder
+                .yield_to_waiting(me, |r| Box::new(move || r.run()))
+            {
+                Some(back) => me = back,
+                None => return,
+            }
+        }
+    }
+
+    /// The next segment, and whether it was stolen from another runner.
+    fn next(&self) -> Option<((u64, u64), bool)> {
+        if let Some(seg) = self.local.pop() {
+            return Some((seg, false));
+        }
+        loop {
+            match self.split.injector.steal_batch_and_pop(&self.local) {
+                Steal::Success(seg) => return Some((seg, false)),
+                Steal::Retry => continue,
+                Steal::Empty => {}
+            }
+            let stolen: Steal<(u64, u64)> =
+                self.split.stealers.iter().map(Stealer::steal).collect();
+            match stolen {
+                Steal::Success(seg) => return Some((seg, true)),
+                Steal::Retry => continue,
+                Steal::Empty => return None,
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -247,6 +317,11 @@ struct Split<D> {
     event_cap: usize,
     merge: Mutex<Merge>,
     tx: Mutex<Option<Reply>>,
+    /// Segments not yet taken by a runner.
+    injector: Injector<(u64, u64)>,
+    /// Every runner's deque, to steal from.
+    stealers: Vec<Stealer<(u64, u64)>>,
+    yielder: Yielder,
 }
 
 impl<D: AsRef<[u8]>> Split<D> {

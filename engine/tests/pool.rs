@@ -5,8 +5,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use giva_engine::pool::{Busy, JobError, PoolConfig, Priority, ScanPool};
-use giva_engine::{Engine, ScanOptions};
+use giva_engine::pool::{Busy, JobError, PoolConfig, Priority, ScanPool, SplitConfig};
+use giva_engine::{Engine, Outcome, ScanOptions};
 use giva_signatures::{BodyPattern, BodySignature, Database, DatabaseInfo, Offset, Part, Token};
 
 /// Occupies every worker until the returned senders are dropped (or sent
@@ -291,4 +291,112 @@ fn pool_is_send_sync_clone() {
     ok::<ScanPool>();
     fn send<T: Send>() {}
     send::<giva_engine::pool::JobHandle<u8>>();
+}
+
+/// A pool that splits every buffer into segments of `segment` bytes.
+fn splitting_pool(workers: usize, segment: usize) -> ScanPool {
+    ScanPool::with_split(
+        PoolConfig {
+            workers,
+            queue_capacity: 4096,
+        },
+        SplitConfig {
+            threshold: 0,
+            segment,
+            ..SplitConfig::default()
+        },
+    )
+}
+
+/// A split scan's runner gives its worker to an on-access job of another
+/// VM between two segments: with one worker, the on-access job submitted
+/// while a background scan of 1024 segments runs does not wait for the
+/// whole scan.
+#[test]
+fn a_split_scan_yields_its_worker_between_segments() {
+    let pool = splitting_pool(1, 16 << 10);
+    let e = engine();
+    let data: Arc<[u8]> = vec![b'x'; 16 << 20].into();
+    let all = ScanOptions {
+        all_match: true,
+        ..ScanOptions::default()
+    };
+    let scan = pool
+        .scan_bytes(&e, data, &all, "bulk", Priority::Background)
+        .unwrap();
+    let t = std::time::Instant::now();
+    while pool.stats().segments == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the scan never started"
+        );
+        std::thread::yield_now();
+    }
+    let p = pool.clone();
+    let seen = pool
+        .submit("guest", Priority::OnAccess, move || p.stats().segments)
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(scan.wait().unwrap().outcome, Outcome::Clean);
+    let st = pool.stats();
+    assert_eq!(st.segments, 1024);
+    assert!(seen < 1024, "the on-access job waited for the whole scan");
+    assert!(st.yields >= 1);
+}
+
+/// Work stealing between the runners of one split scan: a runner that
+/// yields its worker to an on-access job (which then blocks) leaves the
+/// segments in its deque, and the other worker's runner steals them, so
+/// the scan completes while the on-access job still holds the first
+/// worker. (A runner may yield with an empty deque, leaving nothing to
+/// steal: then the scenario is tried again.)
+#[test]
+fn an_idle_runner_steals_the_segments_of_a_runner_that_yielded() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let pool = splitting_pool(2, 4 << 10);
+    let e = engine();
+    let data: Arc<[u8]> = vec![b'x'; 4 << 20].into();
+    let all = ScanOptions {
+        all_match: true,
+        ..ScanOptions::default()
+    };
+    for _ in 0..10 {
+        let before = pool.stats();
+        let scan = pool
+            .scan_bytes(&e, data.clone(), &all, "bulk", Priority::Background)
+            .unwrap();
+        let t = std::time::Instant::now();
+        while pool.stats().segments < before.segments + 2 {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the scan never started"
+            );
+            std::thread::yield_now();
+        }
+        let (gate, gate_rx) = mpsc::channel::<()>();
+        let released = Arc::new(AtomicBool::new(false));
+        let flag = released.clone();
+        let guest = pool
+            .submit("guest", Priority::OnAccess, move || {
+                // Held until the scan is done (or 10 s, a safety net).
+                let _ = gate_rx.recv_timeout(Duration::from_secs(10));
+                flag.store(true, Ordering::SeqCst);
+            })
+            .unwrap();
+        assert_eq!(scan.wait().unwrap().outcome, Outcome::Clean);
+        let done_first = !released.load(Ordering::SeqCst);
+        drop(gate);
+        guest.wait().unwrap();
+        let st = pool.stats();
+        assert_eq!(st.segments, before.segments + 1024);
+        if st.yields > before.yields && st.stolen > before.stolen {
+            assert!(done_first, "the scan waited for the yielded runner");
+            return;
+        }
+    }
+    panic!(
+        "no runner yielded with segments left to steal: {:?}",
+        pool.stats()
+    );
 }
