@@ -1,9 +1,11 @@
 //! Scanning one large buffer as overlapping segments on the pool, with a
 //! result identical to a sequential scan (see `DESIGN.md`, "Split scans").
 //!
-//! One scan becomes these jobs, all queued at once:
+//! One scan is cut into segments, which runner jobs (one per worker, all
+//! queued at once) share by work stealing ([`Runner`]), plus one job for
+//! the hashes:
 //!
-//! - one job per segment: the main program over the segment plus
+//! - per segment: the main program over the segment plus
 //!   `split_overlap` bytes of context. Its bounded patterns
 //!   (`PatternInfo::split`) report only matches whose last part ends inside
 //!   the segment. The other patterns (unbounded gaps, or spans over
