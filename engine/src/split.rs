@@ -288,6 +288,24 @@ struct Out {
     overflow: bool,
 }
 
+/// Appends what `sink` found: `(start of last part, body index)` of each
+/// body signature, and the non-zero subsignature counts.
+fn take_found(sink: &Sink, bodies: &mut Vec<(u64, u32)>, counts: &mut Vec<(u32, u32)>) {
+    bodies.extend(
+        sink.body_start
+            .iter()
+            .copied()
+            .zip(sink.body_order.iter().copied()),
+    );
+    counts.extend(
+        sink.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| (i as u32, *c)),
+    );
+}
+
 /// Part matches `(start, entry)` of unsplit patterns, in verification
 /// order (see [`Window::events_lo`]).
 type Events = Vec<(u64, u32)>;
@@ -430,19 +448,7 @@ impl<D: AsRef<[u8]>> Split<D> {
             if !out.limit {
                 m.finish(p, None, sink);
             }
-            out.bodies = sink
-                .body_start
-                .iter()
-                .copied()
-                .zip(sink.body_order.iter().copied())
-                .collect();
-            out.counts = sink
-                .counts
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| **c > 0)
-                .map(|(i, c)| (i as u32, *c))
-                .collect();
+            take_found(sink, &mut out.bodies, &mut out.counts);
             if let Some(w) = window {
                 out.events = Some((w.events_lo, std::mem::take(&mut m.events)));
                 out.overflow = m.events_overflow;
@@ -498,19 +504,7 @@ impl<D: AsRef<[u8]>> Split<D> {
             for (_, _, events) in complete {
                 matcher.replay(p, events, sink);
             }
-            m.bodies.extend(
-                sink.body_start
-                    .iter()
-                    .copied()
-                    .zip(sink.body_order.iter().copied()),
-            );
-            m.counts.extend(
-                sink.counts
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| **c > 0)
-                    .map(|(i, c)| (i as u32, *c)),
-            );
+            take_found(sink, &mut m.bodies, &mut m.counts);
         });
     }
 
