@@ -28,6 +28,7 @@ pub(crate) type FxBuild = rustc_hash::FxBuildHasher;
 
 use crate::arr::Arr;
 use crate::persist::{PResult, R, W, bad};
+use crate::rarity::rarity;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -209,19 +210,6 @@ pub(crate) struct AtomIndex {
     short_first: [bool; 256],
 }
 
-/// How rare a byte is in typical data (higher is rarer); as
-/// `compile::weight`.
-fn gram_weight(b: u8) -> u32 {
-    match b {
-        0x00 => 1,
-        0xff => 2,
-        b' ' | b'a'..=b'z' | b'0'..=b'9' => 3,
-        0x21..=0x7e => 4,
-        b'\n' | b'\r' | b'\t' => 3,
-        _ => 5,
-    }
-}
-
 #[inline(always)]
 fn gram3(hay: &[u8], i: usize) -> u32 {
     u32::from_le_bytes([hay[i], hay[i + 1], hay[i + 2], 0])
@@ -268,9 +256,12 @@ impl AtomIndex {
                 let worst = (j..j + stride)
                     .map(|o| {
                         let g = gram_at(o);
-                        let rare: i64 =
-                            a[o..o + q].iter().map(|&b| i64::from(gram_weight(b))).sum();
-                        rare * 64 - i64::from(*uses[class].get(&g).unwrap_or(&0)).min(63)
+                        // A hit on a gram shared by `n` atoms costs `n`
+                        // confirmations: sharing is worth log2(n + 1) bits
+                        // of rarity (in rarity's quarter bits).
+                        let n = *uses[class].get(&g).unwrap_or(&0);
+                        let shared = 4 * (u32::BITS - n.leading_zeros());
+                        i64::from(rarity(&a[o..o + q])) - i64::from(shared)
                     })
                     .min()
                     .unwrap_or(0);

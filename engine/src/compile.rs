@@ -8,6 +8,7 @@ use giva_signatures::{Anchor, Assertion, BodyPattern, ByteSet, Gap, Offset, Toke
 
 use crate::arr::Arr;
 use crate::atoms::AtomIndex;
+use crate::rarity::Cost;
 use crate::error::BuildError;
 
 /// A part may expand into at most this many fixed-length variants.
@@ -200,18 +201,6 @@ fn expand(tokens: &[Token], limit: usize) -> Option<Vec<Vec<Flat>>> {
     Some(out)
 }
 
-/// How much a byte narrows the search (higher is rarer in typical data).
-fn weight(b: u8) -> u32 {
-    match b {
-        0x00 => 1,
-        0xff => 2,
-        b' ' | b'a'..=b'z' | b'0'..=b'9' => 3,
-        0x21..=0x7e => 4,
-        b'\n' | b'\r' | b'\t' => 3,
-        _ => 5,
-    }
-}
-
 /// Most atom strings one variant may expand into (small sets such as
 /// case-folded letters multiply).
 const MAX_ATOM_EXPANSION: usize = 64;
@@ -241,16 +230,16 @@ fn choices(e: &Elem, sets: &[ByteSet]) -> Option<([u8; 4], usize)> {
 /// Picks the best atom window: the highest-scoring run of at most
 /// [`MAX_ATOM`] positions that are literal bytes or tiny sets, expanding
 /// into at most [`MAX_ATOM_EXPANSION`] strings. Returns `(offset, strings)`.
+/// The score bonus of one step up in atom length class: 8 bits, so a
+/// shorter atom wins only when it is 256 times rarer.
+const CLASS_STEP: u32 = 32;
+
 fn pick_atom(elems: &[Elem], sets: &[ByteSet]) -> Option<(usize, Vec<Vec<u8>>)> {
     let ch: Vec<Option<([u8; 4], usize)>> = elems.iter().map(|e| choices(e, sets)).collect();
-    let score_of = |c: &[u8]| -> u32 {
-        let w = c.iter().map(|&b| weight(b)).min().unwrap_or(1);
-        if c.len() == 1 { w * 2 } else { w.max(2) - 1 }
-    };
     let mut best: Option<(u32, usize, usize)> = None; // score, start, len
     for start in 0..ch.len() {
         let mut product = 1usize;
-        let mut score = 0u32;
+        let mut cost = Cost::default();
         let mut len = 0;
         while start + len < ch.len() && len < MAX_ATOM {
             let Some((c, n)) = &ch[start + len] else {
@@ -260,19 +249,20 @@ fn pick_atom(elems: &[Elem], sets: &[ByteSet]) -> Option<(usize, Vec<Vec<u8>>)> 
                 break;
             }
             product *= n;
-            score += score_of(&c[..*n]);
+            cost.add(&c[..*n]);
             len += 1;
-            // Rarity (about bits of information per byte) plus a bonus for
-            // the length classes the atom index scans cheaply (7+ bytes are
-            // looked up every 4th position, 4-6 bytes every 2nd or 4th,
-            // shorter ones at every position). A lone byte is a last resort.
+            // Rarity (quarter bits in the kind of data where the window is
+            // most likely; `rarity.rs`) plus a bonus for the length classes
+            // the atom index scans cheaply (7+ bytes are looked up every
+            // 4th position, 4-6 bytes every 2nd, shorter ones at every
+            // position). A lone byte is a last resort.
             let class = match len {
-                7.. => 1016,
-                4..=6 => 1008,
-                2..=3 => 1000,
+                7.. => 3 * CLASS_STEP,
+                4..=6 => 2 * CLASS_STEP,
+                2..=3 => CLASS_STEP,
                 _ => 0,
             };
-            let s = score + class;
+            let s = cost.rarity() + class;
             if best.is_none_or(|(b, _, _)| s > b) {
                 best = Some((s, start, len));
             }

@@ -84,6 +84,7 @@ mod file;
 mod hashing;
 mod logical;
 mod persist;
+mod rarity;
 pub mod pool;
 pub mod reference;
 mod result;

@@ -134,3 +134,59 @@ fn zero_filled_data_with_a_zero_atom() {
         data.len() as f64 / dt.as_secs_f64() / 1e9
     );
 }
+
+/// Single-core throughput of a compiled database over a directory of
+/// files, per file extension (the bench corpus has `.txt`, `.bin`, `.exe`).
+/// Files are read into memory first, so this is the engine alone: no load,
+/// no page cache, no pool.
+///
+/// `GIVA_TP_DB=db.giva GIVA_TP_DIR=bench/results/tmp/corpus-…/files
+/// cargo test -p giva-engine --release --test throughput -- --ignored --nocapture corpus`
+#[test]
+#[ignore = "measurement; needs GIVA_TP_DB and GIVA_TP_DIR"]
+fn corpus_per_file_kind() {
+    let (Ok(db), Ok(dir)) = (std::env::var("GIVA_TP_DB"), std::env::var("GIVA_TP_DIR")) else {
+        eprintln!("set GIVA_TP_DB and GIVA_TP_DIR");
+        return;
+    };
+    let rounds: u32 = std::env::var("GIVA_TP_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let t = Instant::now();
+    let (_db, engine) = Engine::load(&[db]).expect("database");
+    eprintln!("loaded in {:?}", t.elapsed());
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .expect("corpus directory")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let kind = p
+                .extension()
+                .map_or("-".into(), |e| e.to_string_lossy().into_owned());
+            (kind, std::fs::read(&p).expect("read"))
+        })
+        .collect();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let opts = ScanOptions {
+        all_match: true,
+        ..ScanOptions::default()
+    };
+    let mut kinds: std::collections::BTreeMap<&str, (u64, f64)> = Default::default();
+    for _ in 0..rounds {
+        for (kind, data) in &files {
+            let t = Instant::now();
+            std::hint::black_box(engine.scan_bytes(data, &opts));
+            let e = kinds.entry(kind).or_default();
+            e.0 += data.len() as u64;
+            e.1 += t.elapsed().as_secs_f64();
+        }
+    }
+    let (mut bytes, mut secs) = (0, 0.0);
+    for (kind, (b, s)) in &kinds {
+        eprintln!("{kind:>4}: {:7.1} MB/s", *b as f64 / s / 1e6);
+        bytes += b;
+        secs += s;
+    }
+    eprintln!(" all: {:7.1} MB/s", bytes as f64 / secs / 1e6);
+}
