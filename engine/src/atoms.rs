@@ -13,9 +13,12 @@
 //!   q-gram is as rare as possible (text-like q-grams shared by many atoms
 //!   made text data cost hundreds of confirmations per hit). Atoms of 7+
 //!   bytes use `q = 4, s = 4`; 4 to 6 bytes `q = 3, s = 2` (`q3s4` is kept
-//!   but no longer filled). A one-bit-per-key
-//!   Bloom filter (one 64-bit word per lookup, sized to stay in L2) rejects
-//!   almost every position; hits go to an exact open-addressing table.
+//!   but no longer filled). A blocked Bloom filter (two bits per key in
+//!   one 32-bit word, about 32 bits per key) rejects almost every position;
+//!   `simd.rs` probes it for eight positions at once where the CPU has
+//!   AVX2. Positions that pass go to an exact open-addressing table, whose
+//!   values carry each atom's first 8 bytes so that a candidate is mostly
+//!   confirmed or rejected by one 8-byte compare.
 //! - **Short atoms** (1 to 3 bytes; rare, the compiler requires two static
 //!   bytes per part) are indexed by their first byte(s) and checked at
 //!   every position.
@@ -29,6 +32,7 @@ pub(crate) type FxBuild = rustc_hash::FxBuildHasher;
 use crate::arr::Arr;
 use crate::persist::{PResult, R, W, bad};
 use crate::rarity::rarity;
+use crate::simd;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -38,25 +42,71 @@ struct Slot {
     len: u32,
 }
 
-/// A set of 4-byte keys, each with a list of `(atom, offset)` values: a
-/// hashed bitmap in front of an open-addressing table.
-#[derive(Clone, Debug, Default)]
-struct GramTable {
-    bits: Arr<u64>,
-    shift: u32,
-    slots: Arr<Slot>,
-    /// `[atom, offset]` pairs.
-    values: Arr<[u32; 2]>,
+/// One atom that has a key at some offset.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+struct Val {
+    atom: u32,
+    /// The key's offset in the atom (low byte) and the atom's length (the
+    /// byte above).
+    at: u32,
+    /// The atom's first 8 bytes (zero-padded), little-endian: most
+    /// candidates are rejected by one compare, without reading the atom.
+    head: u64,
 }
 
+impl Val {
+    fn new(atom: u32, off: usize, bytes: &[u8]) -> Val {
+        Val {
+            atom,
+            at: off as u32 | (bytes.len() as u32) << 8,
+            head: head_of(bytes),
+        }
+    }
+
+    #[inline(always)]
+    fn off(&self) -> usize {
+        (self.at & 0xff) as usize
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        (self.at >> 8 & 0xff) as usize
+    }
+}
+
+/// The first 8 bytes of `a`, zero-padded, as a little-endian word.
+fn head_of(a: &[u8]) -> u64 {
+    let mut h = [0u8; 8];
+    let n = a.len().min(8);
+    h[..n].copy_from_slice(&a[..n]);
+    u64::from_le_bytes(h)
+}
+
+/// A set of 4-byte keys, each with a list of atoms that have the key at
+/// some offset: a hashed bitmap in front of an open-addressing table.
+#[derive(Clone, Debug, Default)]
+struct GramTable {
+    bits: Arr<u32>,
+    shift: u32,
+    slots: Arr<Slot>,
+    values: Arr<Val>,
+}
+
+/// The multiplier of the Bloom filter's hash (a 32-bit multiply, so that
+/// eight keys hash in one AVX2 instruction).
+const MUL: u32 = 0x9e37_79b1;
+
 /// The word index and the two-bit mask of `x` in a blocked Bloom filter of
-/// `2^(64 - shift)` words.
+/// `2^(32 - shift)` 32-bit words: the top bits of `x * MUL` pick the word,
+/// the two groups of low5 below them the bits. Two bits per key, not one:
+/// with 32 bits per key that cuts false positives from about 3% to about
+/// 0.5%, and a false positive costs a slot probe, a likely cache miss.
 #[inline(always)]
-fn bloom(x: u32, shift: u32) -> (usize, u64) {
-    let h = u64::from(x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    // One bit per key (k = 1): half the instructions of a two-bit mask;
-    // the extra false positives (about 1/32) cost one slot probe each.
-    ((h >> shift) as usize, 1u64 << ((h >> 20) & 63))
+fn bloom(x: u32, shift: u32) -> (usize, u32) {
+    let h = x.wrapping_mul(MUL);
+    let m = 1u32 << ((h >> (shift - 5)) & 31) | 1u32 << ((h >> (shift - 10)) & 31);
+    ((h >> shift) as usize, m)
 }
 
 #[inline]
@@ -72,7 +122,8 @@ fn home(x: u32, n: usize) -> usize {
 }
 
 impl GramTable {
-    fn build(entries: Vec<(u32, u32, u32)>) -> Self {
+    /// `entries` are `(key, atom, offset)`.
+    fn build(entries: Vec<(u32, u32, u32)>, atoms: &[Vec<u8>]) -> Self {
         if entries.is_empty() {
             return GramTable::default();
         }
@@ -99,10 +150,10 @@ impl GramTable {
             fill.push(start);
             start += g.2;
         }
-        let mut values = vec![[0u32; 2]; entries.len()];
+        let mut values = vec![Val::default(); entries.len()];
         for (&(_, atom, off), &g) in entries.iter().zip(&of_entry) {
             let at = &mut fill[g as usize];
-            values[*at as usize] = [atom, off];
+            values[*at as usize] = Val::new(atom, off as usize, &atoms[atom as usize]);
             *at += 1;
         }
         Self::index(&groups, values)
@@ -110,14 +161,14 @@ impl GramTable {
 
     /// The Bloom filter and the slot table over `groups` (`(key, start,
     /// len)` into `values`).
-    fn index(groups: &[(u32, u32, u32)], values: Vec<[u32; 2]>) -> Self {
-        // A blocked Bloom filter: one 64-bit word per key lookup, one bit
+    fn index(groups: &[(u32, u32, u32)], values: Vec<Val>) -> Self {
+        // A blocked Bloom filter: one 32-bit word per key lookup, one bit
         // per key; about 32 bits per key, between 2^12 and 2^24 bits.
         let nbits = (groups.len() * 32)
             .next_power_of_two()
             .clamp(1 << 12, 1 << 24);
-        let mut bits = vec![0u64; nbits / 64];
-        let shift = 64 - (nbits / 64).trailing_zeros();
+        let mut bits = vec![0u32; nbits / 32];
+        let shift = 32 - (nbits / 32).trailing_zeros();
         // Load factor 2/3, any size (not a power of two: that wasted up
         // to half of the largest table of a big database, which every
         // load checksums).
@@ -155,26 +206,35 @@ impl GramTable {
     fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
+
+    /// The Bloom filter for [`simd::filter_blocks`] (`None` if empty: an
+    /// empty table is never probed).
+    fn filter(&self) -> Option<simd::Filter<'_>> {
+        if self.is_empty() {
+            return None;
+        }
+        simd::Filter::new(&self.bits, self.shift)
+    }
 }
 
 /// A [`GramTable`] borrowed as slices for the scan loop.
 #[derive(Clone, Copy)]
 struct GramView<'a> {
-    bits: &'a [u64],
+    bits: &'a [u32],
     shift: u32,
     slots: &'a [Slot],
-    values: &'a [[u32; 2]],
+    values: &'a [Val],
 }
 
 impl<'a> GramView<'a> {
     #[inline(always)]
     fn maybe(&self, x: u32) -> bool {
         let (w, m) = bloom(x, self.shift);
-        self.bits[w] & m != 0
+        self.bits[w] & m == m
     }
 
     #[inline]
-    fn get(&self, x: u32) -> &'a [[u32; 2]] {
+    fn get(&self, x: u32) -> &'a [Val] {
         let n = self.slots.len();
         let mut s = home(x, n);
         loop {
@@ -288,9 +348,9 @@ impl AtomIndex {
         AtomIndex {
             bytes: bytes.into(),
             starts: starts.into(),
-            q4s4: GramTable::build(a),
-            q3s4: GramTable::build(b),
-            q3s2: GramTable::build(c),
+            q4s4: GramTable::build(a, &atoms),
+            q3s4: GramTable::build(b, &atoms),
+            q3s2: GramTable::build(c, &atoms),
             short,
             short_first,
         }
@@ -320,10 +380,45 @@ impl AtomIndex {
         self.starts.len().saturating_sub(1)
     }
 
-    #[inline]
-    fn confirm(&self, id: u32, hay: &[u8], start: usize) -> bool {
-        let a = self.atom(id);
-        hay.get(start..start + a.len()) == Some(a)
+    /// Whether the atom of `v` occurs at `start` (which is at most
+    /// `hay.len()`).
+    #[inline(always)]
+    fn confirm(&self, v: &Val, hay: &[u8], start: usize) -> bool {
+        let len = v.len();
+        match hay.get(start..start + 8) {
+            Some(w) => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(w);
+                let mask = if len >= 8 {
+                    u64::MAX
+                } else {
+                    (1u64 << (8 * len)) - 1
+                };
+                u64::from_le_bytes(b) & mask == v.head
+                    && (len <= 8
+                        || hay.get(start + 8..start + len) == Some(&self.atom(v.atom)[8..]))
+            }
+            None => hay.get(start..start + len) == Some(self.atom(v.atom)),
+        }
+    }
+
+    /// Reports the atoms of `table` that have key `x` at position `i`
+    /// (the Bloom filter already passed).
+    #[inline(always)]
+    fn probe(
+        &self,
+        table: &GramView<'_>,
+        hay: &[u8],
+        i: usize,
+        x: u32,
+        f: &mut impl FnMut(u32, usize),
+    ) {
+        for v in table.get(x) {
+            let off = v.off();
+            if i >= off && self.confirm(v, hay, i - off) {
+                f(v.atom, i - off);
+            }
+        }
     }
 
     #[inline(always)]
@@ -336,12 +431,7 @@ impl AtomIndex {
         f: &mut impl FnMut(u32, usize),
     ) {
         if table.maybe(x) {
-            for &[id, off] in table.get(x) {
-                let off = off as usize;
-                if i >= off && self.confirm(id, hay, i - off) {
-                    f(id, i - off);
-                }
-            }
+            self.probe(table, hay, i, x, f);
         }
     }
 
@@ -349,6 +439,36 @@ impl AtomIndex {
     /// entirely within `hay`. Each occurrence is reported exactly once, in
     /// no particular order.
     pub fn scan(&self, hay: &[u8], mut f: impl FnMut(u32, usize)) {
+        let views = [self.q4s4.view(), self.q3s4.view(), self.q3s2.view()];
+        let tables = [&self.q4s4, &self.q3s4, &self.q3s2];
+        let filters = tables.map(GramTable::filter);
+        // A table the SIMD loop cannot take (never the case for a built or
+        // checked table) leaves the whole buffer to the scalar loop.
+        let usable = tables
+            .iter()
+            .zip(&filters)
+            .all(|(t, f)| t.is_empty() || f.is_some());
+        let mut done = None;
+        if usable {
+            done = simd::filter_blocks(hay, MUL, filters, &mut |t, p| {
+                let x = gram(hay, p);
+                let x = if t == 0 { x } else { x & 0x00ff_ffff };
+                self.probe(&views[t], hay, p, x, &mut f);
+            });
+        }
+        self.grams_scalar(hay, done.unwrap_or(0), &mut f);
+        self.shorts(hay, &mut f);
+    }
+
+    /// [`AtomIndex::scan`] without SIMD (for tests on machines with AVX2).
+    #[cfg(test)]
+    fn scan_scalar(&self, hay: &[u8], mut f: impl FnMut(u32, usize)) {
+        self.grams_scalar(hay, 0, &mut f);
+        self.shorts(hay, &mut f);
+    }
+
+    /// The q-gram lookups at positions `from..` (`from` a multiple of 4).
+    fn grams_scalar(&self, hay: &[u8], from: usize, f: &mut impl FnMut(u32, usize)) {
         let n = hay.len();
         let (q4s4, q3s4, q3s2) = (self.q4s4.view(), self.q3s4.view(), self.q3s2.view());
         let (a, b, c) = (
@@ -356,54 +476,60 @@ impl AtomIndex {
             !self.q3s4.is_empty(),
             !self.q3s2.is_empty(),
         );
+        if !(a || b || c) {
+            return;
+        }
         // An atom of length >= q + s - 1 at p has exactly one of its q-grams
         // at offsets 0..s starting at a multiple of s, and that q-gram ends
         // within the atom, so looking up every s-th position finds it once.
-        let mut i = 0;
-        if a || b || c {
-            // One 8-byte load per 4 positions; the q-grams are shifts of it.
-            while i + 8 <= n {
-                let mut w = [0u8; 8];
-                w.copy_from_slice(&hay[i..i + 8]);
-                let x = u64::from_le_bytes(w);
-                let x4 = x as u32;
-                if a {
-                    self.lookup(&q4s4, hay, i, x4, &mut f);
-                }
-                if b {
-                    self.lookup(&q3s4, hay, i, x4 & 0x00ff_ffff, &mut f);
-                }
-                if c {
-                    self.lookup(&q3s2, hay, i, x4 & 0x00ff_ffff, &mut f);
-                    self.lookup(&q3s2, hay, i + 2, (x >> 16) as u32 & 0x00ff_ffff, &mut f);
-                }
-                i += 4;
+        let mut i = from;
+        // One 8-byte load per 4 positions; the q-grams are shifts of it.
+        while i + 8 <= n {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&hay[i..i + 8]);
+            let x = u64::from_le_bytes(w);
+            let x4 = x as u32;
+            if a {
+                self.lookup(&q4s4, hay, i, x4, f);
             }
-            while i + 3 <= n {
-                let x3 = gram3(hay, i);
-                if a && i % 4 == 0 && i + 4 <= n {
-                    self.lookup(&q4s4, hay, i, gram(hay, i), &mut f);
-                }
-                if b && i % 4 == 0 {
-                    self.lookup(&q3s4, hay, i, x3, &mut f);
-                }
-                if c && i % 2 == 0 {
-                    self.lookup(&q3s2, hay, i, x3, &mut f);
-                }
-                i += 1;
+            if b {
+                self.lookup(&q3s4, hay, i, x4 & 0x00ff_ffff, f);
             }
+            if c {
+                self.lookup(&q3s2, hay, i, x4 & 0x00ff_ffff, f);
+                self.lookup(&q3s2, hay, i + 2, (x >> 16) as u32 & 0x00ff_ffff, f);
+            }
+            i += 4;
         }
-        if !self.short.is_empty() {
-            for (i, &b) in hay.iter().enumerate() {
-                if self.short_first[usize::from(b)] {
-                    let from = self.short.partition_point(|&(k, _)| k < b);
-                    for &(k, id) in &self.short[from..] {
-                        if k != b {
-                            break;
-                        }
-                        if self.confirm(id, hay, i) {
-                            f(id, i);
-                        }
+        while i + 3 <= n {
+            let x3 = gram3(hay, i);
+            if a && i.is_multiple_of(4) && i + 4 <= n {
+                self.lookup(&q4s4, hay, i, gram(hay, i), f);
+            }
+            if b && i.is_multiple_of(4) {
+                self.lookup(&q3s4, hay, i, x3, f);
+            }
+            if c && i.is_multiple_of(2) {
+                self.lookup(&q3s2, hay, i, x3, f);
+            }
+            i += 1;
+        }
+    }
+
+    /// The short atoms (1 to 3 bytes), checked at every position.
+    fn shorts(&self, hay: &[u8], f: &mut impl FnMut(u32, usize)) {
+        if self.short.is_empty() {
+            return;
+        }
+        for (i, &b) in hay.iter().enumerate() {
+            if self.short_first[usize::from(b)] {
+                let from = self.short.partition_point(|&(k, _)| k < b);
+                for &(k, id) in &self.short[from..] {
+                    if k != b {
+                        break;
+                    }
+                    if hay[i..].starts_with(self.atom(id)) {
+                        f(id, i);
                     }
                 }
             }
@@ -422,11 +548,12 @@ impl GramTable {
         w.pods(&self.values);
     }
 
-    /// Reads a table and checks what `maybe` and `get` rely on: the Bloom
-    /// filter size matches its shift, every slot's range
-    /// lies in `values`, a probe always reaches an empty slot, and every
-    /// value names one of `natoms` atoms.
-    fn read(r: &mut R<'_>, natoms: usize) -> PResult<GramTable> {
+    /// Reads a table and checks what `maybe`, `get` and `confirm` rely
+    /// on: the Bloom filter size matches its shift, every slot's range lies
+    /// in `values`, a probe always reaches an empty slot, and every value
+    /// names an atom of `atoms` with its length, head and a key offset
+    /// inside it.
+    fn read(r: &mut R<'_>, atoms: &AtomIndex) -> PResult<GramTable> {
         let bits = r.arr()?;
         let shift = r.u32()?;
         let slots = r.arr()?;
@@ -451,10 +578,20 @@ impl GramTable {
                 return bad("gram table slot out of range");
             }
         }
+        let natoms = atoms.len();
+        let wrong = |v: &Val| {
+            if v.atom as usize >= natoms {
+                return true;
+            }
+            let a = atoms.atom(v.atom);
+            v.len() != a.len() || v.off() + 3 > a.len() || v.head != head_of(a)
+        };
+        // `bloom` takes 10 bits below the word index: shift >= 10.
         if !empty
-            || !pow2(t.bits.len(), t.shift, 64)
+            || !pow2(t.bits.len(), t.shift, 32)
+            || t.shift < 10
             || u32::try_from(t.slots.len()).is_err()
-            || t.values.iter().any(|&[a, _]| a as usize >= natoms)
+            || t.values.iter().any(wrong)
         {
             return bad("gram table out of range");
         }
@@ -486,9 +623,18 @@ impl AtomIndex {
             return bad("atom table out of range");
         }
         let natoms = starts.len() - 1;
-        let q4s4 = GramTable::read(r, natoms)?;
-        let q3s4 = GramTable::read(r, natoms)?;
-        let q3s2 = GramTable::read(r, natoms)?;
+        let mut index = AtomIndex {
+            bytes,
+            starts,
+            q4s4: GramTable::default(),
+            q3s4: GramTable::default(),
+            q3s2: GramTable::default(),
+            short: Vec::new(),
+            short_first: [false; 256],
+        };
+        index.q4s4 = GramTable::read(r, &index)?;
+        index.q3s4 = GramTable::read(r, &index)?;
+        index.q3s2 = GramTable::read(r, &index)?;
         let pairs: Vec<[u32; 2]> = r.pods()?;
         let mut short = Vec::with_capacity(pairs.len());
         let mut short_first = [false; 256];
@@ -502,15 +648,9 @@ impl AtomIndex {
         if short.windows(2).any(|w| w[0] > w[1]) {
             return bad("short atoms out of order");
         }
-        Ok(AtomIndex {
-            bytes,
-            starts,
-            q4s4,
-            q3s4,
-            q3s2,
-            short,
-            short_first,
-        })
+        index.short = short;
+        index.short_first = short_first;
+        Ok(index)
     }
 }
 
@@ -555,10 +695,63 @@ mod tests {
                 .map(|_| b'a' + (next() % alpha) as u8)
                 .collect();
             let index = AtomIndex::new(atoms.clone());
+            let want = naive(&atoms, &hay);
+            // The SIMD filter where the CPU has it, and the scalar loop.
             let mut got = Vec::new();
             index.scan(&hay, |id, s| got.push((id, s)));
             got.sort_unstable();
-            assert_eq!(got, naive(&atoms, &hay), "round {round}");
+            assert_eq!(got, want, "round {round}");
+            got.clear();
+            index.scan_scalar(&hay, |id, s| got.push((id, s)));
+            got.sort_unstable();
+            assert_eq!(got, want, "round {round}, scalar");
+        }
+    }
+
+    #[test]
+    fn large_tables_find_planted_atoms_with_and_without_simd() {
+        // Thousands of atoms of every index class over the whole byte range,
+        // so the filters have many words; every atom planted somewhere.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let atoms: Vec<Vec<u8>> = (0..3000)
+            .map(|i| (0..4 + i % 9).map(|_| next() as u8).collect())
+            .collect();
+        // Random bytes with every atom planted once, without overlaps.
+        let mut hay = Vec::new();
+        for a in &atoms {
+            hay.extend((0..next() % 24).map(|_| next() as u8));
+            hay.extend_from_slice(a);
+        }
+        let index = AtomIndex::new(atoms.clone());
+        let mut by_bytes: std::collections::HashMap<&[u8], Vec<u32>> = Default::default();
+        for (id, a) in atoms.iter().enumerate() {
+            by_bytes.entry(a).or_default().push(id as u32);
+        }
+        let mut want = Vec::new();
+        for s in 0..hay.len() {
+            for len in 4..=12.min(hay.len() - s) {
+                for &id in by_bytes.get(&hay[s..s + len]).into_iter().flatten() {
+                    want.push((id, s));
+                }
+            }
+        }
+        want.sort_unstable();
+        assert!(want.len() >= atoms.len());
+        for simd in [true, false] {
+            let mut got = Vec::new();
+            if simd {
+                index.scan(&hay, |id, s| got.push((id, s)));
+            } else {
+                index.scan_scalar(&hay, |id, s| got.push((id, s)));
+            }
+            got.sort_unstable();
+            assert_eq!(got, want, "simd {simd}");
         }
     }
 }

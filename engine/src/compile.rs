@@ -8,8 +8,8 @@ use giva_signatures::{Anchor, Assertion, BodyPattern, ByteSet, Gap, Offset, Toke
 
 use crate::arr::Arr;
 use crate::atoms::AtomIndex;
-use crate::rarity::Cost;
 use crate::error::BuildError;
+use crate::rarity::Cost;
 
 /// A part may expand into at most this many fixed-length variants.
 pub(crate) const MAX_VARIANTS: usize = 4096;

@@ -64,11 +64,7 @@ impl Cost {
     pub fn add(&mut self, choices: &[u8]) {
         let give = UNIT * choices.len().next_power_of_two().trailing_zeros();
         for m in 0..3 {
-            let c = choices
-                .iter()
-                .map(|&b| byte_cost(b)[m])
-                .min()
-                .unwrap_or(0);
+            let c = choices.iter().map(|&b| byte_cost(b)[m]).min().unwrap_or(0);
             self.0[m] += c.saturating_sub(give);
         }
     }
