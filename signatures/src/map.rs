@@ -1,4 +1,5 @@
-//! Read-only memory maps: the only `unsafe` code in giva.
+//! Read-only memory maps: one of the two modules of giva with `unsafe` code
+//! (the other is the engine's SIMD filter, `engine/src/simd.rs`).
 //!
 //! # Safety
 //!
