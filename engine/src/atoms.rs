@@ -666,15 +666,19 @@ mod tests {
         out
     }
 
-    #[test]
-    fn finds_every_occurrence_of_every_length() {
-        let mut x = 0x1234_5678_9abc_def1u64;
-        let mut next = move || {
+    /// A small deterministic random source.
+    fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             x
-        };
+        }
+    }
+
+    #[test]
+    fn finds_every_occurrence_of_every_length() {
+        let mut next = xorshift(0x1234_5678_9abc_def1u64);
         for round in 0..300 {
             let alpha = if round % 2 == 0 { 2 } else { 4 };
             let n = 1 + next() % 20;
@@ -706,13 +710,7 @@ mod tests {
     fn large_tables_find_planted_atoms_with_and_without_simd() {
         // Thousands of atoms of every index class over the whole byte range,
         // so the filters have many words; every atom planted somewhere.
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
         let atoms: Vec<Vec<u8>> = (0..3000)
             .map(|i| (0..4 + i % 9).map(|_| next() as u8).collect())
             .collect();
