@@ -420,20 +420,6 @@ impl AtomIndex {
         }
     }
 
-    #[inline(always)]
-    fn lookup(
-        &self,
-        table: &GramView<'_>,
-        hay: &[u8],
-        i: usize,
-        x: u32,
-        f: &mut impl FnMut(u32, usize),
-    ) {
-        if table.maybe(x) {
-            self.probe(table, hay, i, x, f);
-        }
-    }
-
     /// Calls `f(atom, start)` for every occurrence of every atom that lies
     /// entirely within `hay`. Each occurrence is reported exactly once, in
     /// no particular order.
@@ -481,6 +467,11 @@ impl AtomIndex {
         // An atom of length >= q + s - 1 at p has exactly one of its q-grams
         // at offsets 0..s starting at a multiple of s, and that q-gram ends
         // within the atom, so looking up every s-th position finds it once.
+        let mut lookup = |t: &GramView<'_>, i: usize, x: u32| {
+            if t.maybe(x) {
+                self.probe(t, hay, i, x, f);
+            }
+        };
         let mut i = from;
         // One 8-byte load per 4 positions; the q-grams are shifts of it.
         while i + 8 <= n {
@@ -489,27 +480,27 @@ impl AtomIndex {
             let x = u64::from_le_bytes(w);
             let x4 = x as u32;
             if a {
-                self.lookup(&q4s4, hay, i, x4, f);
+                lookup(&q4s4, i, x4);
             }
             if b {
-                self.lookup(&q3s4, hay, i, x4 & 0x00ff_ffff, f);
+                lookup(&q3s4, i, x4 & 0x00ff_ffff);
             }
             if c {
-                self.lookup(&q3s2, hay, i, x4 & 0x00ff_ffff, f);
-                self.lookup(&q3s2, hay, i + 2, (x >> 16) as u32 & 0x00ff_ffff, f);
+                lookup(&q3s2, i, x4 & 0x00ff_ffff);
+                lookup(&q3s2, i + 2, (x >> 16) as u32 & 0x00ff_ffff);
             }
             i += 4;
         }
         while i + 3 <= n {
             let x3 = gram3(hay, i);
             if a && i.is_multiple_of(4) && i + 4 <= n {
-                self.lookup(&q4s4, hay, i, gram(hay, i), f);
+                lookup(&q4s4, i, gram(hay, i));
             }
             if b && i.is_multiple_of(4) {
-                self.lookup(&q3s4, hay, i, x3, f);
+                lookup(&q3s4, i, x3);
             }
             if c && i.is_multiple_of(2) {
-                self.lookup(&q3s2, hay, i, x3, f);
+                lookup(&q3s2, i, x3);
             }
             i += 1;
         }
@@ -553,7 +544,7 @@ impl GramTable {
     /// and every value names an atom of `atoms`. A value's length, head
     /// and offset are not checked: they come from the compiler through the
     /// database checksum, and a wrong one only makes a match fail.
-    fn read(r: &mut R<'_>, atoms: &AtomIndex) -> PResult<GramTable> {
+    fn read(r: &mut R<'_>, natoms: usize) -> PResult<GramTable> {
         let bits = r.arr()?;
         let shift = r.u32()?;
         let slots = r.arr()?;
@@ -578,14 +569,12 @@ impl GramTable {
                 return bad("gram table slot out of range");
             }
         }
-        let natoms = atoms.len();
-        let wrong = |v: &Val| v.atom as usize >= natoms;
         // `bloom` takes 10 bits below the word index: shift >= 10.
         if !empty
             || !pow2(t.bits.len(), t.shift, 32)
             || t.shift < 10
             || u32::try_from(t.slots.len()).is_err()
-            || t.values.iter().any(wrong)
+            || t.values.iter().any(|v| v.atom as usize >= natoms)
         {
             return bad("gram table out of range");
         }
@@ -617,18 +606,9 @@ impl AtomIndex {
             return bad("atom table out of range");
         }
         let natoms = starts.len() - 1;
-        let mut index = AtomIndex {
-            bytes,
-            starts,
-            q4s4: GramTable::default(),
-            q3s4: GramTable::default(),
-            q3s2: GramTable::default(),
-            short: Vec::new(),
-            short_first: [false; 256],
-        };
-        index.q4s4 = GramTable::read(r, &index)?;
-        index.q3s4 = GramTable::read(r, &index)?;
-        index.q3s2 = GramTable::read(r, &index)?;
+        let q4s4 = GramTable::read(r, natoms)?;
+        let q3s4 = GramTable::read(r, natoms)?;
+        let q3s2 = GramTable::read(r, natoms)?;
         let pairs: Vec<[u32; 2]> = r.pods()?;
         let mut short = Vec::with_capacity(pairs.len());
         let mut short_first = [false; 256];
@@ -642,9 +622,15 @@ impl AtomIndex {
         if short.windows(2).any(|w| w[0] > w[1]) {
             return bad("short atoms out of order");
         }
-        index.short = short;
-        index.short_first = short_first;
-        Ok(index)
+        Ok(AtomIndex {
+            bytes,
+            starts,
+            q4s4,
+            q3s4,
+            q3s2,
+            short,
+            short_first,
+        })
     }
 }
 
