@@ -308,6 +308,14 @@ fn splitting_pool(workers: usize, segment: usize) -> ScanPool {
     )
 }
 
+/// `len` clean bytes with a near miss of [`engine`]'s atom every 4 bytes:
+/// each costs a table probe, so a scan of them lasts long enough (tens of
+/// ms in a release build) for a job submitted after it starts to arrive
+/// while it still runs. Plain `x`s scanned too fast for that.
+fn near_misses(len: usize) -> Arc<[u8]> {
+    b"evix".repeat(len / 4).into()
+}
+
 /// A split scan's runner gives its worker to an on-access job of another
 /// VM between two segments: with one worker, the on-access job submitted
 /// while a background scan of 1024 segments runs does not wait for the
@@ -316,7 +324,7 @@ fn splitting_pool(workers: usize, segment: usize) -> ScanPool {
 fn a_split_scan_yields_its_worker_between_segments() {
     let pool = splitting_pool(1, 16 << 10);
     let e = engine();
-    let data: Arc<[u8]> = vec![b'x'; 16 << 20].into();
+    let data = near_misses(16 << 20);
     let all = ScanOptions {
         all_match: true,
         ..ScanOptions::default()
@@ -356,7 +364,7 @@ fn an_idle_runner_steals_the_segments_of_a_runner_that_yielded() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let pool = splitting_pool(2, 4 << 10);
     let e = engine();
-    let data: Arc<[u8]> = vec![b'x'; 4 << 20].into();
+    let data = near_misses(4 << 20);
     let all = ScanOptions {
         all_match: true,
         ..ScanOptions::default()
