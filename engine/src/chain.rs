@@ -17,11 +17,6 @@ pub(crate) struct GapState {
 }
 
 impl GapState {
-    pub fn clear(&mut self) {
-        self.min_end = None;
-        self.ends.clear();
-    }
-
     /// Records that the previous part validly ends at `end`.
     pub fn record(&mut self, gap: Gap, end: u64) {
         match gap.max {

@@ -96,6 +96,56 @@ pub(crate) struct Window {
     pub events_hi: u64,
 }
 
+/// State for keys `0..n` (gap slots, patterns) that costs what a scan
+/// uses, not what the database holds: a zeroed index (one allocation the
+/// allocator may hand out as untouched zero pages) into a pool of the
+/// states in use. A scanner made for each small file used to build and
+/// drop a state per pattern: 0.27 ms a file at 100k signatures.
+#[derive(Clone, Debug, Default)]
+struct Sparse<T> {
+    /// `index[k]` is 1 + the pool position of key `k`'s state, or 0.
+    index: Vec<u32>,
+    /// The keys in use, in pool order.
+    keys: Vec<u32>,
+    pool: Vec<T>,
+}
+
+impl<T: Default> Sparse<T> {
+    /// Forgets every state, for keys `0..n`.
+    fn reset(&mut self, n: usize) {
+        if self.index.len() == n {
+            for &k in &self.keys {
+                self.index[k as usize] = 0;
+            }
+        } else {
+            self.index = vec![0; n];
+        }
+        self.keys.clear();
+    }
+
+    fn get_mut(&mut self, k: usize) -> Option<&mut T> {
+        match self.index[k] {
+            0 => None,
+            i => Some(&mut self.pool[i as usize - 1]),
+        }
+    }
+
+    /// Key `k`'s state, made empty on first use since the reset.
+    fn entry(&mut self, k: usize) -> &mut T {
+        if self.index[k] == 0 {
+            let i = self.keys.len();
+            self.keys.push(k as u32);
+            if i == self.pool.len() {
+                self.pool.push(T::default());
+            } else {
+                self.pool[i] = T::default();
+            }
+            self.index[k] = i as u32 + 1;
+        }
+        &mut self.pool[self.index[k] as usize - 1]
+    }
+}
+
 /// Per-scan state for one program.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Matcher {
@@ -106,14 +156,10 @@ pub(crate) struct Matcher {
     tail_base: u64,
     /// Candidates `(start, entry)` waiting for verification.
     queue: Vec<(u64, u32)>,
-    gaps: Vec<GapState>,
-    recent_ends: Vec<Vec<u64>>,
-    /// Gap slots and patterns whose state was touched since the last reset
-    /// (so a reset costs what the last input used, not the database size).
-    touched_gaps: Vec<u32>,
-    touched_ends: Vec<u32>,
-    gap_touched: Vec<bool>,
-    end_touched: Vec<bool>,
+    /// Per gap slot: the valid ends of the part before the gap.
+    gaps: Sparse<GapState>,
+    /// Per multi-end pattern: its recent match ends.
+    recent_ends: Sparse<Vec<u64>>,
     seam: Vec<u8>,
     scratch: Vec<u8>,
     /// Part matches `(start, entry)` of unsplit patterns (see
@@ -131,23 +177,8 @@ impl Matcher {
         self.tail.clear();
         self.tail_base = base;
         self.queue.clear();
-        if self.gaps.len() != p.gap_slots.len() || self.recent_ends.len() != p.patterns.len() {
-            self.gaps = vec![GapState::default(); p.gap_slots.len()];
-            self.recent_ends = vec![Vec::new(); p.patterns.len()];
-            self.gap_touched = vec![false; p.gap_slots.len()];
-            self.end_touched = vec![false; p.patterns.len()];
-        } else {
-            for &g in &self.touched_gaps {
-                self.gaps[g as usize].clear();
-                self.gap_touched[g as usize] = false;
-            }
-            for &e in &self.touched_ends {
-                self.recent_ends[e as usize].clear();
-                self.end_touched[e as usize] = false;
-            }
-        }
-        self.touched_gaps.clear();
-        self.touched_ends.clear();
+        self.gaps.reset(p.gap_slots.len());
+        self.recent_ends.reset(p.patterns.len());
         self.events.clear();
         self.events_overflow = false;
     }
@@ -342,7 +373,9 @@ impl Matcher {
         let pat = &p.patterns[entry.pattern as usize];
         let part = entry.part as usize;
         let slot = pat.gap_slot as usize + part - 1;
-        !self.gaps[slot].is_empty() && self.gaps[slot].allows(p.gap(pat, part - 1), start)
+        self.gaps
+            .get_mut(slot)
+            .is_some_and(|g| !g.is_empty() && g.allows(p.gap(pat, part - 1), start))
     }
 
     /// A verified part match of entry `eid` at `start` (its gap from the
@@ -355,11 +388,7 @@ impl Matcher {
         let end = start + entry.len();
         if part + 1 == pat.nparts as usize {
             if pat.multi_end {
-                let recent = &mut self.recent_ends[entry.pattern as usize];
-                if !self.end_touched[entry.pattern as usize] {
-                    self.end_touched[entry.pattern as usize] = true;
-                    self.touched_ends.push(entry.pattern);
-                }
+                let recent = self.recent_ends.entry(entry.pattern as usize);
                 recent.retain(|&e| e > start);
                 if recent.contains(&end) {
                     return;
@@ -374,11 +403,7 @@ impl Matcher {
             sink.report(pat.owner, start);
         } else {
             let slot = pat.gap_slot as usize + part;
-            if !self.gap_touched[slot] {
-                self.gap_touched[slot] = true;
-                self.touched_gaps.push(slot as u32);
-            }
-            self.gaps[slot].record(p.gap(pat, part), end);
+            self.gaps.entry(slot).record(p.gap(pat, part), end);
         }
     }
 
