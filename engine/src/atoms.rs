@@ -423,87 +423,122 @@ impl AtomIndex {
     /// Calls `f(atom, start)` for every occurrence of every atom that lies
     /// entirely within `hay`. Each occurrence is reported exactly once, in
     /// no particular order.
-    pub fn scan(&self, hay: &[u8], mut f: impl FnMut(u32, usize)) {
-        let views = [self.q4s4.view(), self.q3s4.view(), self.q3s2.view()];
+    pub fn scan(&self, hay: &[u8], f: impl FnMut(u32, usize)) {
+        self.scan_at(simd::Level::best(), hay, f);
+    }
+
+    /// [`AtomIndex::scan`] with the filter loop of `level` at most.
+    ///
+    /// The buffer goes through the filters a chunk at a time. The filter
+    /// loop only collects the positions that pass; then the home slot of
+    /// every one is prefetched, and only then are they probed. So the
+    /// probes' cache misses in a slot table larger than the cache overlap
+    /// instead of stalling the scan one by one, and the filter loop makes
+    /// no calls.
+    fn scan_at(&self, level: simd::Level, hay: &[u8], mut f: impl FnMut(u32, usize)) {
         let tables = [&self.q4s4, &self.q3s4, &self.q3s2];
-        let filters = tables.map(GramTable::filter);
+        let mut filters = tables.map(GramTable::filter);
         // A table the SIMD loop cannot take (never the case for a built or
         // checked table) leaves the whole buffer to the scalar loop.
         let usable = tables
             .iter()
             .zip(&filters)
             .all(|(t, f)| t.is_empty() || f.is_some());
-        let mut done = None;
-        if usable {
-            done = simd::filter_blocks(hay, MUL, filters, &mut |t, p| {
-                let x = gram(hay, p);
-                let x = if t == 0 { x } else { x & 0x00ff_ffff };
-                self.probe(&views[t], hay, p, x, &mut f);
-            });
+        if !usable {
+            filters = [None; 3];
         }
-        self.grams_scalar(hay, done.unwrap_or(0), &mut f);
+        let views = tables.map(GramTable::view);
+        let mut passes = Vec::with_capacity(CHUNK + 64);
+        let mut from = 0;
+        while from < hay.len() {
+            passes.clear();
+            let until = from + CHUNK;
+            let mut next = simd::filter_blocks(level, hay, from, until, MUL, filters, &mut passes);
+            if next < until {
+                next = self.grams_scalar(hay, from, next, until, &mut passes);
+            }
+            let pass = |e: &u32| {
+                let (t, p) = ((e & 3) as usize, from + (e >> 2) as usize);
+                let x = if t == 0 { gram(hay, p) } else { gram3(hay, p) };
+                (&views[t], p, x)
+            };
+            for (v, _, x) in passes.iter().map(pass) {
+                simd::prefetch(v.slots.as_ptr().wrapping_add(home(x, v.slots.len())));
+            }
+            for (v, p, x) in passes.iter().map(pass) {
+                self.probe(v, hay, p, x, &mut f);
+            }
+            from = next;
+        }
         self.shorts(hay, &mut f);
     }
 
-    /// [`AtomIndex::scan`] without SIMD (for tests on machines with AVX2).
-    #[cfg(test)]
-    fn scan_scalar(&self, hay: &[u8], mut f: impl FnMut(u32, usize)) {
-        self.grams_scalar(hay, 0, &mut f);
-        self.shorts(hay, &mut f);
-    }
-
-    /// The q-gram lookups at positions `from..` (`from` a multiple of 4).
-    fn grams_scalar(&self, hay: &[u8], from: usize, f: &mut impl FnMut(u32, usize)) {
+    /// The q-gram lookups at positions `at..until` (`at` a multiple of 4)
+    /// and, when that reaches the end of the buffer, to the end. Like
+    /// [`simd::filter_blocks`], pushes `(position - from) << 2 | table`
+    /// for each position that passes a filter; returns where it stopped.
+    fn grams_scalar(
+        &self,
+        hay: &[u8],
+        from: usize,
+        at: usize,
+        until: usize,
+        out: &mut Vec<u32>,
+    ) -> usize {
         let n = hay.len();
-        let (q4s4, q3s4, q3s2) = (self.q4s4.view(), self.q3s4.view(), self.q3s2.view());
+        let views = [self.q4s4.view(), self.q3s4.view(), self.q3s2.view()];
         let (a, b, c) = (
             !self.q4s4.is_empty(),
             !self.q3s4.is_empty(),
             !self.q3s2.is_empty(),
         );
         if !(a || b || c) {
-            return;
+            return n;
         }
         // An atom of length >= q + s - 1 at p has exactly one of its q-grams
         // at offsets 0..s starting at a multiple of s, and that q-gram ends
         // within the atom, so looking up every s-th position finds it once.
-        let mut lookup = |t: &GramView<'_>, i: usize, x: u32| {
-            if t.maybe(x) {
-                self.probe(t, hay, i, x, f);
+        let mut lookup = |t: usize, i: usize, x: u32| {
+            if views[t].maybe(x) {
+                out.push(((i - from) as u32) << 2 | t as u32);
             }
         };
-        let mut i = from;
+        let mut i = at;
         // One 8-byte load per 4 positions; the q-grams are shifts of it.
         while i + 8 <= n {
+            if i >= until {
+                return i;
+            }
             let mut w = [0u8; 8];
             w.copy_from_slice(&hay[i..i + 8]);
             let x = u64::from_le_bytes(w);
             let x4 = x as u32;
             if a {
-                lookup(&q4s4, i, x4);
+                lookup(0, i, x4);
             }
             if b {
-                lookup(&q3s4, i, x4 & 0x00ff_ffff);
+                lookup(1, i, x4 & 0x00ff_ffff);
             }
             if c {
-                lookup(&q3s2, i, x4 & 0x00ff_ffff);
-                lookup(&q3s2, i + 2, (x >> 16) as u32 & 0x00ff_ffff);
+                lookup(2, i, x4 & 0x00ff_ffff);
+                lookup(2, i + 2, (x >> 16) as u32 & 0x00ff_ffff);
             }
             i += 4;
         }
         while i + 3 <= n {
             let x3 = gram3(hay, i);
             if a && i.is_multiple_of(4) && i + 4 <= n {
-                lookup(&q4s4, i, gram(hay, i));
+                lookup(0, i, gram(hay, i));
             }
             if b && i.is_multiple_of(4) {
-                lookup(&q3s4, i, x3);
+                lookup(1, i, x3);
             }
             if c && i.is_multiple_of(2) {
-                lookup(&q3s2, i, x3);
+                lookup(2, i, x3);
             }
             i += 1;
         }
+        n
     }
 
     /// The short atoms (1 to 3 bytes), checked at every position.
@@ -526,6 +561,10 @@ impl AtomIndex {
         }
     }
 }
+
+/// The filter loops run over this many bytes at a time before the
+/// positions that passed are probed (see [`AtomIndex::scan_at`]).
+const CHUNK: usize = 16 << 10;
 
 impl GramTable {
     /// Stores the table as it is in memory: rebuilding the slot table at
@@ -680,20 +719,18 @@ mod tests {
                 .collect();
             let index = AtomIndex::new(atoms.clone());
             let want = naive(&atoms, &hay);
-            // The SIMD filter where the CPU has it, and the scalar loop.
-            let mut got = Vec::new();
-            index.scan(&hay, |id, s| got.push((id, s)));
-            got.sort_unstable();
-            assert_eq!(got, want, "round {round}");
-            got.clear();
-            index.scan_scalar(&hay, |id, s| got.push((id, s)));
-            got.sort_unstable();
-            assert_eq!(got, want, "round {round}, scalar");
+            // Every filter loop this CPU runs, down to the scalar one.
+            for level in simd::Level::available() {
+                let mut got = Vec::new();
+                index.scan_at(level, &hay, |id, s| got.push((id, s)));
+                got.sort_unstable();
+                assert_eq!(got, want, "round {round}, {level:?}");
+            }
         }
     }
 
     #[test]
-    fn large_tables_find_planted_atoms_with_and_without_simd() {
+    fn large_tables_find_planted_atoms_at_every_simd_level() {
         // Thousands of atoms of every index class over the whole byte range,
         // so the filters have many words; every atom planted somewhere.
         let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
@@ -721,15 +758,11 @@ mod tests {
         }
         want.sort_unstable();
         assert!(want.len() >= atoms.len());
-        for simd in [true, false] {
+        for level in simd::Level::available() {
             let mut got = Vec::new();
-            if simd {
-                index.scan(&hay, |id, s| got.push((id, s)));
-            } else {
-                index.scan_scalar(&hay, |id, s| got.push((id, s)));
-            }
+            index.scan_at(level, &hay, |id, s| got.push((id, s)));
             got.sort_unstable();
-            assert_eq!(got, want, "simd {simd}");
+            assert_eq!(got, want, "{level:?}");
         }
     }
 }
