@@ -457,7 +457,9 @@ impl AtomIndex {
             filters = [None; 3];
         }
         let views = tables.map(GramTable::view);
-        let mut passes = Vec::with_capacity(CHUNK + 64);
+        // At most one pass per input byte (8 + 8 + 16 lookups a 32-byte
+        // block); seams between chunks are scanned too, and are tiny.
+        let mut passes = Vec::with_capacity(hay.len().min(CHUNK) + 64);
         let mut from = 0;
         while from < hay.len() {
             passes.clear();

@@ -45,8 +45,9 @@ impl<'a> Filter<'a> {
     }
 }
 
-/// The vector instructions a filter loop uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The vector instructions a filter loop uses, in order: [`filter_blocks`]
+/// runs the best level at or below the one asked for that the CPU has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Level {
     /// None: the caller's scalar loop does everything.
     Scalar,
@@ -77,18 +78,6 @@ impl Level {
     pub fn available() -> Vec<Level> {
         let all = [Level::Avx512, Level::Avx2, Level::Scalar];
         all.into_iter().filter(|&l| l <= Level::best()).collect()
-    }
-}
-
-impl PartialOrd for Level {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Level {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (*self as u8).cmp(&(*other as u8))
     }
 }
 
