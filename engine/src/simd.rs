@@ -126,14 +126,19 @@ struct Blocks<'a> {
 }
 
 impl Blocks<'_> {
-    /// Pushes the positions of `mask`'s lanes (lane `k` is position
-    /// `i + add + 4k`) for `table`.
+    /// Pushes the passing lanes of the block at `i`: each of `masks` is
+    /// `(lanes, table, add)`, lane `k` being position `i + add + 4k`.
     #[inline(always)]
-    fn push(&self, out: &mut Vec<u32>, i: usize, add: usize, table: u32, mut mask: u32) {
-        let base = ((i + add - self.from) as u32) << 2 | table;
-        while mask != 0 {
-            out.push(base + (mask.trailing_zeros() << 4));
-            mask &= mask - 1;
+    fn push(&self, out: &mut Vec<u32>, i: usize, masks: [(u32, u32, usize); 4]) {
+        if masks.iter().all(|m| m.0 == 0) {
+            return;
+        }
+        for (mut lanes, table, add) in masks {
+            let base = ((i + add - self.from) as u32) << 2 | table;
+            while lanes != 0 {
+                out.push(base + (lanes.trailing_zeros() << 4));
+                lanes &= lanes - 1;
+            }
         }
     }
 }
@@ -210,11 +215,7 @@ unsafe fn avx2(
                 2,
             ),
         ];
-        if masks.iter().any(|m| m.0 != 0) {
-            for (m, table, add) in masks {
-                blocks.push(out, i, add, table, m);
-            }
-        }
+        blocks.push(out, i, masks);
         i += 32;
     }
     i
@@ -276,11 +277,7 @@ unsafe fn avx512(
                 2,
             ),
         ];
-        if masks.iter().any(|m| m.0 != 0) {
-            for (m, table, add) in masks {
-                blocks.push(out, i, add, table, m);
-            }
-        }
+        blocks.push(out, i, masks);
         i += 64;
     }
     i

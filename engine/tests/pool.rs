@@ -316,6 +316,18 @@ fn near_misses(len: usize) -> Arc<[u8]> {
     b"evix".repeat(len / 4).into()
 }
 
+/// Waits (up to 10 s) until the pool has scanned `segments` segments.
+fn wait_for_segments(pool: &ScanPool, segments: u64) {
+    let t = std::time::Instant::now();
+    while pool.stats().segments < segments {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the scan never started"
+        );
+        std::thread::yield_now();
+    }
+}
+
 /// A split scan's runner gives its worker to an on-access job of another
 /// VM between two segments: with one worker, the on-access job submitted
 /// while a background scan of 1024 segments runs does not wait for the
@@ -332,14 +344,7 @@ fn a_split_scan_yields_its_worker_between_segments() {
     let scan = pool
         .scan_bytes(&e, data, &all, "bulk", Priority::Background)
         .unwrap();
-    let t = std::time::Instant::now();
-    while pool.stats().segments == 0 {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "the scan never started"
-        );
-        std::thread::yield_now();
-    }
+    wait_for_segments(&pool, 1);
     let p = pool.clone();
     let seen = pool
         .submit("guest", Priority::OnAccess, move || p.stats().segments)
@@ -374,14 +379,7 @@ fn an_idle_runner_steals_the_segments_of_a_runner_that_yielded() {
         let scan = pool
             .scan_bytes(&e, data.clone(), &all, "bulk", Priority::Background)
             .unwrap();
-        let t = std::time::Instant::now();
-        while pool.stats().segments < before.segments + 2 {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "the scan never started"
-            );
-            std::thread::yield_now();
-        }
+        wait_for_segments(&pool, before.segments + 2);
         let (gate, gate_rx) = mpsc::channel::<()>();
         let released = Arc::new(AtomicBool::new(false));
         let flag = released.clone();
