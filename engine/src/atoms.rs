@@ -6,20 +6,23 @@
 //! data, and `aho-corasick` measured about 0.07 GB/s for 10k atoms on clean
 //! random data (overlapping or not). This index is built for that case:
 //!
-//! - Atoms of at least `q + s - 1` bytes are indexed by their `q`-byte
-//!   q-grams at `s` consecutive offsets `j..j + s`, and the scan looks up
-//!   one position in `s`: every occurrence has exactly one of those q-grams
-//!   at a sampled position. `j` is chosen per atom so that its most common
-//!   q-gram is as rare as possible (text-like q-grams shared by many atoms
-//!   made text data cost hundreds of confirmations per hit). Atoms of 7+
-//!   bytes use `q = 4, s = 4`; 4 to 6 bytes `q = 3, s = 2` (`q3s4` is kept
-//!   but no longer filled). A blocked Bloom filter (two bits per key in
-//!   one 32-bit word, 32 to 64 bits per key) rejects almost every position;
-//!   `simd.rs` probes it for 8 or 16 positions at once where the CPU has
-//!   AVX2 or AVX-512. Positions that pass, collected 16 KiB of input at a
-//!   time, go to an exact open-addressing table (their slots prefetched
-//!   first), whose values carry each atom's first 8 bytes so that a
-//!   candidate is mostly confirmed or rejected by one 8-byte compare.
+//! - Atoms of 4 bytes or more are indexed by their `q`-byte q-grams at two
+//!   consecutive offsets `j` and `j + 1`, and the scan looks up every even
+//!   position: every occurrence has exactly one of those q-grams at an even
+//!   position. `j` is chosen per atom so that the more common of its two
+//!   q-grams is as rare as possible (text-like q-grams shared by many atoms
+//!   made text data cost hundreds of confirmations per hit). Atoms of 5+
+//!   bytes use 4-byte q-grams, 4-byte atoms 3-byte ones.
+//! - One blocked Bloom filter in front of both kinds of key rejects almost
+//!   every position: two bits per key in one 32-bit word, 32 to 256 bits
+//!   per key. The word is picked by the position's first 3 bytes, so one
+//!   fetched word answers both kinds at that position, and a 64-byte block
+//!   costs two 16-lane gathers (`simd.rs` runs 8 or 16 positions at once
+//!   where the CPU has AVX2 or AVX-512). Positions that pass, collected 16
+//!   KiB of input at a time, go to an exact open-addressing table per kind
+//!   (their slots prefetched first), whose values carry each atom's first 8
+//!   bytes so that a candidate is mostly confirmed or rejected by one
+//!   8-byte compare.
 //! - **Short atoms** (1 to 3 bytes; rare, the compiler requires two static
 //!   bytes per part) are indexed by their first byte(s) and checked at
 //!   every position.
@@ -84,30 +87,52 @@ fn head_of(a: &[u8]) -> u64 {
     u64::from_le_bytes(h)
 }
 
-/// A set of 4-byte keys, each with a list of atoms that have the key at
-/// some offset: a hashed bitmap in front of an open-addressing table.
+/// A set of 3- or 4-byte keys, each with a list of atoms that have the
+/// key at some offset: an open-addressing table.
 #[derive(Clone, Debug, Default)]
 struct GramTable {
-    bits: Arr<u32>,
-    shift: u32,
     slots: Arr<Slot>,
     values: Arr<Val>,
 }
 
-/// The multiplier of the Bloom filter's hash (a 32-bit multiply, so that
-/// eight keys hash in one AVX2 instruction).
-const MUL: u32 = 0x9e37_79b1;
+/// The blocked Bloom filter in front of both gram tables:
+/// `2^(32 - shift)` 32-bit words (see [`bloom`]).
+#[derive(Clone, Debug, Default)]
+struct Bloom {
+    bits: Arr<u32>,
+    shift: u32,
+}
 
-/// The word index and the two-bit mask of `x` in a blocked Bloom filter of
-/// `2^(32 - shift)` 32-bit words: the top bits of `x * MUL` pick the word,
-/// the two groups of low5 below them the bits. Two bits per key, not one:
-/// with 32 bits per key that cuts false positives from about 3% to about
-/// 0.5%, and a false positive costs a slot probe, a likely cache miss.
+/// The multiplier of the hash of a position's first 3 bytes, which picks
+/// the filter word (a 32-bit multiply, so that 8 or 16 keys hash in one
+/// vector instruction).
+const MUL: u32 = 0x9e37_79b1;
+/// The multipliers of the hashes of a 4-byte and of a 3-byte key, which
+/// pick their bits. Not one multiplier for both: a 3-byte key and the
+/// 4-byte keys it begins share their word, and their bits would then
+/// differ only where the 4th byte reaches.
+const MUL4: u32 = 0x85eb_ca77;
+const MUL3: u32 = 0xc2b2_ae3d;
+
+/// The word index and the two-bit mask of key `x` (4 bytes if `wide`,
+/// else its low 3 bytes) in a blocked Bloom filter of `2^(32 - shift)`
+/// 32-bit words. The top bits of `(x & 0xffffff) * MUL` pick the word for
+/// both kinds of key, so that one word fetched per position answers both;
+/// the top two groups of 5 bits of the key times `MUL4` or `MUL3` pick its
+/// bits (the top bits of a product depend on every byte of the key). Two
+/// bits per key, not one: with 32 bits per key that cuts false positives
+/// from about 3% to about 0.5%, and a false positive costs a slot probe, a
+/// likely cache miss.
 #[inline(always)]
-fn bloom(x: u32, shift: u32) -> (usize, u32) {
-    let h = x.wrapping_mul(MUL);
-    let m = 1u32 << ((h >> (shift - 5)) & 31) | 1u32 << ((h >> (shift - 10)) & 31);
-    ((h >> shift) as usize, m)
+fn bloom(x: u32, wide: bool, shift: u32) -> (usize, u32) {
+    let x3 = x & 0x00ff_ffff;
+    let g = if wide {
+        x.wrapping_mul(MUL4)
+    } else {
+        x3.wrapping_mul(MUL3)
+    };
+    let m = 1u32 << (g >> 27) | 1u32 << ((g >> 22) & 31);
+    ((x3.wrapping_mul(MUL) >> shift) as usize, m)
 }
 
 #[inline]
@@ -160,32 +185,14 @@ impl GramTable {
         Self::index(&groups, values)
     }
 
-    /// The Bloom filter and the slot table over `groups` (`(key, start,
-    /// len)` into `values`).
+    /// The slot table over `groups` (`(key, start, len)` into `values`).
     fn index(groups: &[(u32, u32, u32)], values: Vec<Val>) -> Self {
-        // A blocked Bloom filter: one 32-bit word per key lookup, two bits
-        // per key. About 64 bits per key while that stays within 512 KiB,
-        // else about 32, up to 2 MiB; at least 4096 bits. Each false
-        // positive costs a slot probe, and at 1k signatures the probes of
-        // false positives took a fifth of the scan: 64 bits per key took
-        // the bench corpus from 2.38 to 3.0 GB/s there, and random files
-        // at 10k from 1.88 to 2.17 GB/s.
-        let bits_for = |per_key: usize| (groups.len() * per_key).next_power_of_two();
-        let nbits = if bits_for(64) <= 1 << 22 {
-            bits_for(64).max(1 << 12)
-        } else {
-            bits_for(32).min(1 << 24)
-        };
-        let mut bits = vec![0u32; nbits / 32];
-        let shift = 32 - (nbits / 32).trailing_zeros();
         // Load factor 2/3, any size (not a power of two: that wasted up
         // to half of the largest table of a big database, which every
         // load checksums).
         let nslots = groups.len() + groups.len() / 2 + 1;
         let mut slots = vec![Slot::default(); nslots];
         for &(key, start, len) in groups {
-            let (w, m) = bloom(key, shift);
-            bits[w] |= m;
             let mut s = home(key, nslots);
             while slots[s].len != 0 {
                 s = if s + 1 == nslots { 0 } else { s + 1 };
@@ -193,11 +200,14 @@ impl GramTable {
             slots[s] = Slot { key, start, len };
         }
         GramTable {
-            bits: bits.into(),
-            shift,
             slots: slots.into(),
             values: values.into(),
         }
+    }
+
+    /// The keys in the table.
+    fn keys(&self) -> impl Iterator<Item = u32> + '_ {
+        self.slots.iter().filter(|s| s.len != 0).map(|s| s.key)
     }
 
     #[inline(always)]
@@ -205,8 +215,6 @@ impl GramTable {
     /// lookup (an [`Arr`] checks its view on every access).
     fn view(&self) -> GramView<'_> {
         GramView {
-            bits: &self.bits,
-            shift: self.shift,
             slots: &self.slots,
             values: &self.values,
         }
@@ -215,33 +223,67 @@ impl GramTable {
     fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
+}
 
-    /// The Bloom filter for [`simd::filter_blocks`] (`None` if empty: an
-    /// empty table is never probed).
+impl Bloom {
+    /// The filter over the keys of `wide` (4-byte keys) and `narrow`
+    /// (3-byte keys): about 256 bits per key, but not beyond 512 KiB
+    /// unless that leaves fewer than 32 bits per key, and never beyond 2
+    /// MiB; at least 4096 bits. Every position that passes costs a slot
+    /// probe and likely two branch misses, so false positives are dear:
+    /// at 1k signatures 64 bits per key left 3.4k of them per MB of the
+    /// bench corpus and scanned it at 2.7 GB/s, 256 bits per key 0.3k
+    /// and 4.4 GB/s; at 10k 64 bits per key gave 2.4 GB/s and 140 (512
+    /// KiB) 3.3 GB/s. Larger filters gained nothing at either: the
+    /// gathers start to miss the cache.
+    fn new(wide: &GramTable, narrow: &GramTable) -> Self {
+        if wide.is_empty() && narrow.is_empty() {
+            return Bloom::default();
+        }
+        let keys = wide.keys().count() + narrow.keys().count();
+        let bits_for = |per_key: usize| (keys * per_key).next_power_of_two();
+        let nbits = bits_for(256)
+            .min(bits_for(32).max(1 << 22))
+            .clamp(1 << 12, 1 << 24);
+        let mut bits = vec![0u32; nbits / 32];
+        let shift = 32 - (nbits / 32).trailing_zeros();
+        for (table, is_wide) in [(wide, true), (narrow, false)] {
+            for key in table.keys() {
+                let (w, m) = bloom(key, is_wide, shift);
+                bits[w] |= m;
+            }
+        }
+        Bloom {
+            bits: bits.into(),
+            shift,
+        }
+    }
+
+    /// The filter for [`simd::filter_blocks`] (`None` if empty: then no
+    /// table has a key).
     fn filter(&self) -> Option<simd::Filter<'_>> {
-        if self.is_empty() {
+        if self.bits.is_empty() {
             return None;
         }
         simd::Filter::new(&self.bits, self.shift)
+    }
+
+    /// Whether key `x` may be in the table of its kind.
+    #[inline(always)]
+    fn maybe(bits: &[u32], shift: u32, x: u32, wide: bool) -> bool {
+        let (w, m) = bloom(x, wide, shift);
+        bits[w] & m == m
     }
 }
 
 /// A [`GramTable`] borrowed as slices for the scan loop.
 #[derive(Clone, Copy)]
 struct GramView<'a> {
-    bits: &'a [u32],
-    shift: u32,
     slots: &'a [Slot],
     values: &'a [Val],
 }
 
 impl<'a> GramView<'a> {
-    #[inline(always)]
-    fn maybe(&self, x: u32) -> bool {
-        let (w, m) = bloom(x, self.shift);
-        self.bits[w] & m == m
-    }
-
     #[inline]
     fn get(&self, x: u32) -> &'a [Val] {
         let n = self.slots.len();
@@ -266,14 +308,13 @@ pub(crate) struct AtomIndex {
     /// `bytes[starts[a]..starts[a + 1]]`.
     bytes: Arr<u8>,
     starts: Arr<u32>,
-    /// 7+ byte atoms: 4-byte q-grams at offsets 0..4, looked up every 4th
+    /// The filter in front of `q4` and `q3`, looked up at every even
     /// position.
-    q4s4: GramTable,
-    /// 6-byte atoms: 3-byte q-grams at offsets 0..4, every 4th position.
-    q3s4: GramTable,
-    /// 4- and 5-byte atoms: 3-byte q-grams at offsets 0..2, every 2nd
-    /// position.
-    q3s2: GramTable,
+    bloom: Bloom,
+    /// 5+ byte atoms: 4-byte q-grams at two consecutive offsets.
+    q4: GramTable,
+    /// 4-byte atoms: 3-byte q-grams at offsets 0 and 1.
+    q3: GramTable,
     /// Short atoms by first byte: `(first byte, atom)` sorted.
     short: Vec<(u8, u32)>,
     short_first: [bool; 256],
@@ -294,17 +335,16 @@ fn gram(hay: &[u8], i: usize) -> u32 {
 impl AtomIndex {
     /// Indexes `atoms` (each non-empty); atom ids are their positions.
     pub fn new(atoms: Vec<Vec<u8>>) -> Self {
-        let mut by = [Vec::new(), Vec::new(), Vec::new()];
-        let mut uses: [std::collections::HashMap<u32, u32, FxBuild>; 3] = Default::default();
+        let mut by = [Vec::new(), Vec::new()];
+        let mut uses: [std::collections::HashMap<u32, u32, FxBuild>; 2] = Default::default();
+        let mut words: std::collections::HashMap<u32, u32, FxBuild> = Default::default();
         let mut short = Vec::new();
         let mut short_first = [false; 256];
         for (id, a) in atoms.iter().enumerate() {
             let id = id as u32;
-            let (class, q, stride) = match a.len() {
-                7.. => (0, 4, 4),
-                // 6-byte atoms share the q3s2 table: its two lookups per 4
-                // bytes are paid anyway, the q3s4 one is saved.
-                4..=6 => (2, 3, 2),
+            let (class, q) = match a.len() {
+                5.. => (0, 4),
+                4 => (1, 3),
                 _ => {
                     if let Some(&b) = a.first() {
                         short.push((b, id));
@@ -313,23 +353,29 @@ impl AtomIndex {
                     continue;
                 }
             };
-            // Any `stride` consecutive q-gram offsets j..j+stride work (an
-            // occurrence has exactly one of them at a sampled position), so
-            // pick the window whose most common q-gram is rarest: text-like
+            // Any two consecutive q-gram offsets j, j + 1 work (an
+            // occurrence has exactly one of them at an even position), so
+            // pick the pair whose more common q-gram is rarer: text-like
             // grams ("the ", "erne") hit constantly and are shared by many
             // atoms.
             let gram_at = |o: usize| if q == 4 { gram(a, o) } else { gram3(a, o) };
-            let last = a.len() + 1 - q - stride;
+            let last = a.len() - q - 1;
             let mut best = (i64::MIN, 0usize);
             for j in 0..=last {
-                let worst = (j..j + stride)
+                let worst = (j..j + 2)
                     .map(|o| {
                         let g = gram_at(o);
                         // A hit on a gram shared by `n` atoms costs `n`
                         // confirmations: sharing is worth log2(n + 1) bits
-                        // of rarity (in rarity's quarter bits).
+                        // of rarity (in rarity's quarter bits). So is
+                        // sharing a filter word with `w` keys (all keys
+                        // with the same first 3 bytes do): each sets two
+                        // more bits that other grams of that word can hit.
+                        // With both, 100k bench signatures scanned text
+                        // at 1.0 GB/s instead of 0.42.
                         let n = *uses[class].get(&g).unwrap_or(&0);
-                        let shared = 4 * (u32::BITS - n.leading_zeros());
+                        let w = *words.get(&(g & 0x00ff_ffff)).unwrap_or(&0);
+                        let shared = 4 * (2 * u32::BITS - n.leading_zeros() - w.leading_zeros());
                         i64::from(rarity(&a[o..o + q])) - i64::from(shared)
                     })
                     .min()
@@ -339,14 +385,15 @@ impl AtomIndex {
                 }
             }
             let j = best.1;
-            for off in j..j + stride {
+            for off in j..j + 2 {
                 let g = gram_at(off);
                 *uses[class].entry(g).or_insert(0) += 1;
+                *words.entry(g & 0x00ff_ffff).or_insert(0) += 1;
                 by[class].push((g, id, off as u32));
             }
         }
         short.sort_unstable();
-        let [a, b, c] = by;
+        let [a, b] = by;
         let mut bytes = Vec::with_capacity(atoms.iter().map(Vec::len).sum());
         let mut starts = Vec::with_capacity(atoms.len() + 1);
         starts.push(0);
@@ -354,15 +401,17 @@ impl AtomIndex {
             bytes.extend_from_slice(a);
             starts.push(bytes.len() as u32);
         }
-        AtomIndex {
+        let mut index = AtomIndex {
             bytes: bytes.into(),
             starts: starts.into(),
-            q4s4: GramTable::build(a, &atoms),
-            q3s4: GramTable::build(b, &atoms),
-            q3s2: GramTable::build(c, &atoms),
+            bloom: Bloom::default(),
+            q4: GramTable::build(a, &atoms),
+            q3: GramTable::build(b, &atoms),
             short,
             short_first,
-        }
+        };
+        index.bloom = Bloom::new(&index.q4, &index.q3);
+        index
     }
 
     /// True if there is no atom.
@@ -445,31 +494,34 @@ impl AtomIndex {
     /// instead of stalling the scan one by one, and the filter loop makes
     /// no calls.
     fn scan_at(&self, level: simd::Level, hay: &[u8], mut f: impl FnMut(u32, usize)) {
-        let tables = [&self.q4s4, &self.q3s4, &self.q3s2];
-        let mut filters = tables.map(GramTable::filter);
-        // A table the SIMD loop cannot take (never the case for a built or
-        // checked table) leaves the whole buffer to the scalar loop.
-        let usable = tables
-            .iter()
-            .zip(&filters)
-            .all(|(t, f)| t.is_empty() || f.is_some());
-        if !usable {
-            filters = [None; 3];
-        }
-        let views = tables.map(GramTable::view);
-        // At most one pass per input byte (8 + 8 + 16 lookups a 32-byte
-        // block); seams between chunks are scanned too, and are tiny.
+        let kinds = [!self.q4.is_empty(), !self.q3.is_empty()];
+        // A filter the SIMD loop cannot take (never the case for a built
+        // or checked one) leaves the whole buffer to the scalar loop.
+        let filter = self.bloom.filter();
+        let views = [self.q4.view(), self.q3.view()];
+        // At most one pass per input byte (two kinds at every even
+        // position); seams between chunks are scanned too, and are tiny.
         let mut passes = Vec::with_capacity(hay.len().min(CHUNK) + 64);
         let mut from = 0;
         while from < hay.len() {
             passes.clear();
             let until = from + CHUNK;
-            let mut next = simd::filter_blocks(level, hay, from, until, MUL, filters, &mut passes);
+            let mut next = match filter {
+                Some(filter) => {
+                    let hash = simd::Hash {
+                        filter,
+                        mul: [MUL, MUL4, MUL3],
+                        kinds,
+                    };
+                    simd::filter_blocks(level, hay, from, until, hash, &mut passes)
+                }
+                None => from,
+            };
             if next < until {
                 next = self.grams_scalar(hay, from, next, until, &mut passes);
             }
             let pass = |e: &u32| {
-                let (t, p) = ((e & 3) as usize, from + (e >> 2) as usize);
+                let (t, p) = ((e & 1) as usize, from + (e >> 1) as usize);
                 let x = if t == 0 { gram(hay, p) } else { gram3(hay, p) };
                 (&views[t], p, x)
             };
@@ -484,10 +536,11 @@ impl AtomIndex {
         self.shorts(hay, &mut f);
     }
 
-    /// The q-gram lookups at positions `at..until` (`at` a multiple of 4)
-    /// and, when that reaches the end of the buffer, to the end. Like
-    /// [`simd::filter_blocks`], pushes `(position - from) << 2 | table`
-    /// for each position that passes a filter; returns where it stopped.
+    /// The q-gram lookups at the even positions `at..until` (`at` a
+    /// multiple of 4) and, when that reaches the end of the buffer, to the
+    /// end. Like [`simd::filter_blocks`], pushes `(position - from) << 1 |
+    /// kind` (0 for a 4-byte key, 1 for a 3-byte one) for each lookup that
+    /// passes the filter; returns where it stopped.
     fn grams_scalar(
         &self,
         hay: &[u8],
@@ -497,21 +550,20 @@ impl AtomIndex {
         out: &mut Vec<u32>,
     ) -> usize {
         let n = hay.len();
-        let views = [self.q4s4.view(), self.q3s4.view(), self.q3s2.view()];
-        let (a, b, c) = (
-            !self.q4s4.is_empty(),
-            !self.q3s4.is_empty(),
-            !self.q3s2.is_empty(),
-        );
-        if !(a || b || c) {
+        let (wide, narrow) = (!self.q4.is_empty(), !self.q3.is_empty());
+        if !(wide || narrow) {
             return n;
         }
-        // An atom of length >= q + s - 1 at p has exactly one of its q-grams
-        // at offsets 0..s starting at a multiple of s, and that q-gram ends
-        // within the atom, so looking up every s-th position finds it once.
-        let mut lookup = |t: usize, i: usize, x: u32| {
-            if views[t].maybe(x) {
-                out.push(((i - from) as u32) << 2 | t as u32);
+        let (bits, shift) = (&self.bloom.bits[..], self.bloom.shift);
+        // An atom at p has exactly one of its two indexed q-grams at an
+        // even position, and that q-gram ends within the atom, so looking
+        // up every even position finds it once.
+        let mut lookup = |i: usize, x: u32, room: usize| {
+            if wide && room >= 4 && Bloom::maybe(bits, shift, x, true) {
+                out.push(((i - from) as u32) << 1);
+            }
+            if narrow && Bloom::maybe(bits, shift, x, false) {
+                out.push(((i - from) as u32) << 1 | 1);
             }
         };
         let mut i = at;
@@ -523,31 +575,16 @@ impl AtomIndex {
             let mut w = [0u8; 8];
             w.copy_from_slice(&hay[i..i + 8]);
             let x = u64::from_le_bytes(w);
-            let x4 = x as u32;
-            if a {
-                lookup(0, i, x4);
-            }
-            if b {
-                lookup(1, i, x4 & 0x00ff_ffff);
-            }
-            if c {
-                lookup(2, i, x4 & 0x00ff_ffff);
-                lookup(2, i + 2, (x >> 16) as u32 & 0x00ff_ffff);
-            }
+            lookup(i, x as u32, 4);
+            lookup(i + 2, (x >> 16) as u32, 4);
             i += 4;
         }
         while i + 3 <= n {
-            let x3 = gram3(hay, i);
-            if a && i.is_multiple_of(4) && i + 4 <= n {
-                lookup(0, i, gram(hay, i));
-            }
-            if b && i.is_multiple_of(4) {
-                lookup(1, i, x3);
-            }
-            if c && i.is_multiple_of(2) {
-                lookup(2, i, x3);
-            }
-            i += 1;
+            let mut b = [0u8; 4];
+            let room = (n - i).min(4);
+            b[..room].copy_from_slice(&hay[i..i + room]);
+            lookup(i, u32::from_le_bytes(b), room);
+            i += 2;
         }
         n
     }
@@ -582,36 +619,25 @@ impl GramTable {
     /// load (random writes into a table larger than the cache) cost more
     /// than checksumming and copying it.
     fn write(&self, w: &mut W) {
-        w.pods(&self.bits);
-        w.u32(self.shift);
         w.pods(&self.slots);
         w.pods(&self.values);
     }
 
-    /// Reads a table and checks what `maybe`, `get` and `confirm` need to
-    /// stay in bounds: the Bloom filter size matches its shift, every
-    /// slot's range lies in `values`, a probe always reaches an empty slot,
-    /// and every value names an atom of `atoms`. A value's length, head
-    /// and offset are not checked: they come from the compiler through the
-    /// database checksum, and a wrong one only makes a match fail.
+    /// Reads a table and checks what `get` and `confirm` need to stay in
+    /// bounds: every slot's range lies in `values`, a probe always reaches
+    /// an empty slot, and every value names an atom of `atoms`. A value's
+    /// length, head and offset are not checked: they come from the
+    /// compiler through the database checksum, and a wrong one only makes
+    /// a match fail.
     fn read(r: &mut R<'_>, natoms: usize) -> PResult<GramTable> {
-        let bits = r.arr()?;
-        let shift = r.u32()?;
-        let slots = r.arr()?;
-        let values = r.arr()?;
         let t = GramTable {
-            bits,
-            shift,
-            slots,
-            values,
+            slots: r.arr()?,
+            values: r.arr()?,
         };
         if t.values.is_empty() {
             // Never probed (`is_empty`).
             return Ok(GramTable::default());
         }
-        let pow2 = |n: usize, shift: u32, width: u32| {
-            n.is_power_of_two() && (1..width).contains(&shift) && n == 1usize << (width - shift)
-        };
         let mut empty = false;
         for s in &t.slots {
             empty |= s.len == 0;
@@ -619,10 +645,7 @@ impl GramTable {
                 return bad("gram table slot out of range");
             }
         }
-        // `bloom` takes 10 bits below the word index: shift >= 10.
         if !empty
-            || !pow2(t.bits.len(), t.shift, 32)
-            || t.shift < 10
             || u32::try_from(t.slots.len()).is_err()
             || t.values.iter().any(|v| v.atom as usize >= natoms)
         {
@@ -632,13 +655,37 @@ impl GramTable {
     }
 }
 
+impl Bloom {
+    fn write(&self, w: &mut W) {
+        w.pods(&self.bits);
+        w.u32(self.shift);
+    }
+
+    /// Reads a filter and checks that `bloom` stays in bounds: the word
+    /// count is the power of two its shift indexes (as
+    /// [`simd::Filter::new`] wants).
+    fn read(r: &mut R<'_>) -> PResult<Bloom> {
+        let b = Bloom {
+            bits: r.arr()?,
+            shift: r.u32()?,
+        };
+        if b.bits.is_empty() {
+            return Ok(Bloom::default());
+        }
+        if !(10..32).contains(&b.shift) || b.bits.len() != 1usize << (32 - b.shift) {
+            return bad("gram filter out of range");
+        }
+        Ok(b)
+    }
+}
+
 impl AtomIndex {
     pub(crate) fn write(&self, w: &mut W) {
         w.pods(&self.bytes);
         w.pods(&self.starts);
-        for t in [&self.q4s4, &self.q3s4, &self.q3s2] {
-            t.write(w);
-        }
+        self.bloom.write(w);
+        self.q4.write(w);
+        self.q3.write(w);
         let mut short = Vec::with_capacity(self.short.len() * 2);
         for &(b, a) in &self.short {
             short.extend_from_slice(&[u32::from(b), a]);
@@ -656,9 +703,12 @@ impl AtomIndex {
             return bad("atom table out of range");
         }
         let natoms = starts.len() - 1;
-        let q4s4 = GramTable::read(r, natoms)?;
-        let q3s4 = GramTable::read(r, natoms)?;
-        let q3s2 = GramTable::read(r, natoms)?;
+        let bloom = Bloom::read(r)?;
+        let q4 = GramTable::read(r, natoms)?;
+        let q3 = GramTable::read(r, natoms)?;
+        if bloom.bits.is_empty() && !(q4.is_empty() && q3.is_empty()) {
+            return bad("gram tables without a filter");
+        }
         let pairs: Vec<[u32; 2]> = r.pods()?;
         let mut short = Vec::with_capacity(pairs.len());
         let mut short_first = [false; 256];
@@ -675,9 +725,9 @@ impl AtomIndex {
         Ok(AtomIndex {
             bytes,
             starts,
-            q4s4,
-            q3s4,
-            q3s2,
+            bloom,
+            q4,
+            q3,
             short,
             short_first,
         })

@@ -2,9 +2,9 @@
 //! AVX-512: the engine's only `unsafe` code.
 //!
 //! [`filter_blocks`] hashes the q-gram keys of a 32- or 64-byte block at
-//! once and fetches their filter words with one gather per table, so the
-//! scan pays a scalar table probe only for the few positions whose filter
-//! bits are all set. On the bench corpus the AVX2 loop doubled
+//! once and fetches their filter words with one gather per 8 or 16 even
+//! positions, so the scan pays a scalar table probe only for the few
+//! positions whose filter bits are all set. On the bench corpus the AVX2 loop doubled
 //! single-core throughput over the scalar loop (`engine/DESIGN.md`,
 //! "Throughput"). Machines without either get 0 blocks done, and the
 //! caller runs the scalar loop, which computes the same hash.
@@ -21,16 +21,17 @@
 //!   `hay[i..i + 66]` (AVX-512), and each loop runs only while that range
 //!   is inside `hay`.
 //! - [`prefetch`] reads nothing, so its address may lie anywhere.
-//! - A gather reads the filter word `(key * MUL) >> shift` of each lane,
-//!   which is below `2^(32 - shift)`; [`Filter::new`] accepts a filter only
-//!   if its word count is exactly that power of two (and `shift` leaves the
-//!   ten bits below the index that pick the key's two bits).
+//! - A gather reads the filter word `h >> shift` of each lane (`h` a
+//!   32-bit hash), which is below `2^(32 - shift)`; [`Filter::new`] accepts
+//!   a filter only if its word count is exactly that power of two.
 
 #![allow(unsafe_code)]
 
-/// One table's Bloom filter: `2^(32 - shift)` words; a key `x` sets bits
-/// `(h >> (shift - 5)) & 31` and `(h >> (shift - 10)) & 31` of word
-/// `h >> shift`, where `h = x * mul`. `atoms::bloom` is the scalar form.
+/// The Bloom filter of the atom index: `2^(32 - shift)` words. At a
+/// position whose 4 bytes are `x`, `h = (x & 0xffffff) * mul[0]` picks
+/// word `h >> shift`; with `g` the 4-byte key times `mul[1]` or the 3-byte key
+/// `x & 0xffffff` times `mul[2]`, the key's bits are `g >> 27` and `(g >>
+/// 22) & 31`. `atoms::bloom` is the scalar form.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Filter<'a> {
     bits: &'a [u32],
@@ -40,6 +41,7 @@ pub(crate) struct Filter<'a> {
 impl<'a> Filter<'a> {
     /// The filter, if `bits` and `shift` agree as described above.
     pub fn new(bits: &'a [u32], shift: u32) -> Option<Filter<'a>> {
+        // At most 2^22 words (16 MiB): far above any filter built.
         let ok = (10..32).contains(&shift) && bits.len() == 1usize << (32 - shift);
         ok.then_some(Filter { bits, shift })
     }
@@ -81,24 +83,23 @@ impl Level {
     }
 }
 
-/// Runs the filters at `level` (or the best level below it this CPU has)
+/// Runs `filter` at `level` (or the best level below it this CPU has)
 /// over the blocks of `hay` that start in `from..until` and end inside
-/// `hay`, and pushes `(position - from) << 2 | table` to `out` for each
-/// position whose key passes table `table`'s filter: tables 0 and 1 at
-/// every 4th position (4- and 3-byte keys), table 2 at every 2nd (3-byte
-/// keys). `from` must be a multiple of 4. Returns where the blocks end
-/// (also a multiple of 4; `from` if it ran none): the caller scans the
-/// rest.
+/// `hay`, and pushes `(position - from) << 1 | kind` to `out` for each
+/// even position whose key of kind `kind` passes `hash.filter`: kind 0
+/// the position's 4 bytes, kind 1 its first 3, each only if
+/// `hash.kinds[kind]`. `from` must be a multiple of 4.
+/// Returns where the blocks end (also a multiple of 4; `from` if it ran
+/// none): the caller scans the rest.
 pub(crate) fn filter_blocks(
     level: Level,
     hay: &[u8],
     from: usize,
     until: usize,
-    mul: u32,
-    tables: [Option<Filter<'_>>; 3],
+    hash: Hash<'_>,
     out: &mut Vec<u32>,
 ) -> usize {
-    if tables.iter().all(Option::is_none) {
+    if hash.kinds == [false; 2] {
         return from;
     }
     #[cfg(target_arch = "x86_64")]
@@ -106,15 +107,26 @@ pub(crate) fn filter_blocks(
         let blocks = Blocks { hay, from, until };
         if level >= Level::Avx512 && std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F.
-            return unsafe { avx512(blocks, mul, tables, out) };
+            return unsafe { avx512(blocks, hash, out) };
         }
         if level >= Level::Avx2 && std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2.
-            return unsafe { avx2(blocks, mul, tables, out) };
+            return unsafe { avx2(blocks, hash, out) };
         }
     }
-    let _ = (level, hay, until, mul, out);
+    let _ = (level, hay, until, out);
     from
+}
+
+/// What a filter loop looks up (see [`filter_blocks`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Hash<'a> {
+    pub filter: Filter<'a>,
+    /// The multipliers of the word's hash and of a 4-byte and a 3-byte
+    /// key's (see [`Filter`]).
+    pub mul: [u32; 3],
+    /// Which kinds of key (4-byte, 3-byte) the filter holds.
+    pub kinds: [bool; 2],
 }
 
 /// The range a filter loop covers (see [`filter_blocks`]).
@@ -127,16 +139,16 @@ struct Blocks<'a> {
 
 impl Blocks<'_> {
     /// Pushes the passing lanes of the block at `i`: each of `masks` is
-    /// `(lanes, table, add)`, lane `k` being position `i + add + 4k`.
+    /// `(lanes, kind, add)`, lane `k` being position `i + add + 4k`.
     #[inline(always)]
     fn push(&self, out: &mut Vec<u32>, i: usize, masks: [(u32, u32, usize); 4]) {
         if masks.iter().all(|m| m.0 == 0) {
             return;
         }
-        for (mut lanes, table, add) in masks {
-            let base = ((i + add - self.from) as u32) << 2 | table;
+        for (mut lanes, kind, add) in masks {
+            let base = ((i + add - self.from) as u32) << 1 | kind;
             while lanes != 0 {
-                out.push(base + (lanes.trailing_zeros() << 4));
+                out.push(base + (lanes.trailing_zeros() << 3));
                 lanes &= lanes - 1;
             }
         }
@@ -166,31 +178,39 @@ const PREFETCH: usize = 2048;
 /// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn avx2(
-    blocks: Blocks<'_>,
-    mul: u32,
-    tables: [Option<Filter<'_>>; 3],
-    out: &mut Vec<u32>,
-) -> usize {
+unsafe fn avx2(blocks: Blocks<'_>, hash: Hash<'_>, out: &mut Vec<u32>) -> usize {
     use std::arch::x86_64::*;
-    let mulv = _mm256_set1_epi32(mul as i32);
+    let Hash { filter, mul, kinds } = hash;
+    let mul4 = _mm256_set1_epi32(mul[1] as i32);
+    let mul3 = _mm256_set1_epi32(mul[2] as i32);
+    let mulw = _mm256_set1_epi32(mul[0] as i32);
     let low3 = _mm256_set1_epi32(0x00ff_ffff);
     let one = _mm256_set1_epi32(1);
     let low5 = _mm256_set1_epi32(31);
-    // The lanes whose key has both filter bits set, one bit per lane.
-    let pass = |keys: __m256i, t: &Filter<'_>| -> u32 {
-        let h = _mm256_mullo_epi32(keys, mulv);
-        let word = _mm256_srl_epi32(h, _mm_cvtsi32_si128(t.shift as i32));
-        let bit = |below: i32| {
-            let b = _mm256_srl_epi32(h, _mm_cvtsi32_si128(t.shift as i32 - below));
-            _mm256_sllv_epi32(one, _mm256_and_si256(b, low5))
-        };
-        let m = _mm256_or_si256(bit(5), bit(10));
+    let shift = _mm_cvtsi32_si128(filter.shift as i32);
+    // A key's two bits, from the top bits of its hash `g`.
+    let bits = |g: __m256i| {
+        let hi = _mm256_srli_epi32::<27>(g);
+        let lo = _mm256_and_si256(_mm256_srli_epi32::<22>(g), low5);
+        _mm256_or_si256(_mm256_sllv_epi32(one, hi), _mm256_sllv_epi32(one, lo))
+    };
+    // The lanes whose 4-byte key and whose 3-byte key have both their
+    // filter bits set, one bit per lane.
+    let pass = |keys: __m256i| -> (u32, u32) {
+        let k3 = _mm256_and_si256(keys, low3);
+        let word = _mm256_srl_epi32(_mm256_mullo_epi32(k3, mulw), shift);
         // SAFETY: every lane of `word` is below 2^(32 - shift), which is
         // `bits.len()` (`Filter::new`).
-        let w = unsafe { _mm256_i32gather_epi32::<4>(t.bits.as_ptr().cast(), word) };
-        let set = _mm256_cmpeq_epi32(_mm256_and_si256(w, m), m);
-        _mm256_movemask_ps(_mm256_castsi256_ps(set)) as u32
+        let w = unsafe { _mm256_i32gather_epi32::<4>(filter.bits.as_ptr().cast(), word) };
+        let kind = |on: bool, k: __m256i, mul: __m256i| {
+            if !on {
+                return 0;
+            }
+            let m = bits(_mm256_mullo_epi32(k, mul));
+            let set = _mm256_cmpeq_epi32(_mm256_and_si256(w, m), m);
+            _mm256_movemask_ps(_mm256_castsi256_ps(set)) as u32
+        };
+        (kind(kinds[0], keys, mul4), kind(kinds[1], k3, mul3))
     };
     let hay = blocks.hay;
     let mut i = blocks.from;
@@ -204,18 +224,8 @@ unsafe fn avx2(
             )
         };
         // Lane k holds the 4 bytes at i + 4k (v0) or at i + 2 + 4k (v2).
-        let k3 = _mm256_and_si256(v0, low3);
-        let masks = [
-            (tables[0].map_or(0, |t| pass(v0, &t)), 0, 0),
-            (tables[1].map_or(0, |t| pass(k3, &t)), 1, 0),
-            (tables[2].map_or(0, |t| pass(k3, &t)), 2, 0),
-            (
-                tables[2].map_or(0, |t| pass(_mm256_and_si256(v2, low3), &t)),
-                2,
-                2,
-            ),
-        ];
-        blocks.push(out, i, masks);
+        let (a, b) = (pass(v0), pass(v2));
+        blocks.push(out, i, [(a.0, 0, 0), (a.1, 1, 0), (b.0, 0, 2), (b.1, 1, 2)]);
         i += 32;
     }
     i
@@ -228,31 +238,38 @@ unsafe fn avx2(
 /// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn avx512(
-    blocks: Blocks<'_>,
-    mul: u32,
-    tables: [Option<Filter<'_>>; 3],
-    out: &mut Vec<u32>,
-) -> usize {
+unsafe fn avx512(blocks: Blocks<'_>, hash: Hash<'_>, out: &mut Vec<u32>) -> usize {
     use std::arch::x86_64::*;
-    let mulv = _mm512_set1_epi32(mul as i32);
+    let Hash { filter, mul, kinds } = hash;
+    let mul4 = _mm512_set1_epi32(mul[1] as i32);
+    let mul3 = _mm512_set1_epi32(mul[2] as i32);
+    let mulw = _mm512_set1_epi32(mul[0] as i32);
     let low3 = _mm512_set1_epi32(0x00ff_ffff);
     let one = _mm512_set1_epi32(1);
-    // The lanes whose key has both filter bits set, one bit per lane.
-    let pass = |keys: __m512i, t: &Filter<'_>| -> u32 {
-        let h = _mm512_mullo_epi32(keys, mulv);
-        let word = _mm512_srl_epi32(h, _mm_cvtsi32_si128(t.shift as i32));
-        let bit = |below: i32| {
-            _mm512_rolv_epi32(
-                one,
-                _mm512_srl_epi32(h, _mm_cvtsi32_si128(t.shift as i32 - below)),
-            )
-        };
-        let m = _mm512_or_si512(bit(5), bit(10));
+    let shift = _mm_cvtsi32_si128(filter.shift as i32);
+    // A key's two bits, from the top bits of its hash `g`.
+    let bits = |g: __m512i| {
+        _mm512_or_si512(
+            _mm512_rolv_epi32(one, _mm512_srli_epi32::<27>(g)),
+            _mm512_rolv_epi32(one, _mm512_srli_epi32::<22>(g)),
+        )
+    };
+    // The lanes whose 4-byte key and whose 3-byte key have both their
+    // filter bits set, one bit per lane.
+    let pass = |keys: __m512i| -> (u32, u32) {
+        let k3 = _mm512_and_si512(keys, low3);
+        let word = _mm512_srl_epi32(_mm512_mullo_epi32(k3, mulw), shift);
         // SAFETY: every lane of `word` is below 2^(32 - shift), which is
         // `bits.len()` (`Filter::new`).
-        let w = unsafe { _mm512_i32gather_epi32::<4>(word, t.bits.as_ptr().cast()) };
-        u32::from(_mm512_cmpeq_epi32_mask(_mm512_and_si512(w, m), m))
+        let w = unsafe { _mm512_i32gather_epi32::<4>(word, filter.bits.as_ptr().cast()) };
+        let kind = |on: bool, k: __m512i, mul: __m512i| {
+            if !on {
+                return 0;
+            }
+            let m = bits(_mm512_mullo_epi32(k, mul));
+            u32::from(_mm512_cmpeq_epi32_mask(_mm512_and_si512(w, m), m))
+        };
+        (kind(kinds[0], keys, mul4), kind(kinds[1], k3, mul3))
     };
     let hay = blocks.hay;
     let mut i = blocks.from;
@@ -266,18 +283,8 @@ unsafe fn avx512(
             )
         };
         // Lane k holds the 4 bytes at i + 4k (v0) or at i + 2 + 4k (v2).
-        let k3 = _mm512_and_si512(v0, low3);
-        let masks = [
-            (tables[0].map_or(0, |t| pass(v0, &t)), 0, 0),
-            (tables[1].map_or(0, |t| pass(k3, &t)), 1, 0),
-            (tables[2].map_or(0, |t| pass(k3, &t)), 2, 0),
-            (
-                tables[2].map_or(0, |t| pass(_mm512_and_si512(v2, low3), &t)),
-                2,
-                2,
-            ),
-        ];
-        blocks.push(out, i, masks);
+        let (a, b) = (pass(v0), pass(v2));
+        blocks.push(out, i, [(a.0, 0, 0), (a.1, 1, 0), (b.0, 0, 2), (b.1, 1, 2)]);
         i += 64;
     }
     i
@@ -295,13 +302,16 @@ mod tests {
         assert!(Filter::new(&bits, 21).is_none());
         assert!(Filter::new(&bits[..100], 25).is_none());
         let few = vec![0u32; 1 << 23];
-        assert!(Filter::new(&few, 9).is_none(), "no room for the bits");
+        assert!(
+            Filter::new(&few, 9).is_none(),
+            "larger than any filter built"
+        );
     }
 
     #[test]
     fn short_input_and_no_tables_leave_everything_to_the_caller() {
         let bits = vec![u32::MAX; 1 << 12];
-        let t = Filter::new(&bits, 20);
+        let t = Filter::new(&bits, 20).expect("filter");
         for level in Level::available() {
             let mut out = Vec::new();
             let block = match level {
@@ -309,33 +319,38 @@ mod tests {
                 Level::Avx2 => 32,
                 Level::Avx512 => 64,
             };
+            let run = |hay: &[u8], from, until, kinds, out: &mut Vec<u32>| {
+                let hash = Hash {
+                    filter: t,
+                    mul: [1, 1, 1],
+                    kinds,
+                };
+                filter_blocks(level, hay, from, until, hash, out)
+            };
             // One byte short of a block and its look-ahead.
             let short = vec![0; block + 1];
-            assert_eq!(
-                filter_blocks(level, &short, 0, 1000, 1, [t; 3], &mut out),
-                0
-            );
-            assert_eq!(
-                filter_blocks(level, &[0; 200], 4, 100, 1, [None; 3], &mut out),
-                4
-            );
+            assert_eq!(run(&short, 0, 1000, [true; 2], &mut out), 0);
+            assert_eq!(run(&[0; 200], 4, 100, [false; 2], &mut out), 4);
             assert!(out.is_empty());
-            // A filter with every bit set passes every position: 8 + 8 +
-            // 16 per 32 bytes, in blocks that start before `until`.
+            // A filter with every bit set passes every lookup: two kinds
+            // at every even position, in blocks that start before `until`.
             let hay = vec![7; 4 * block + 2];
-            let done = filter_blocks(level, &hay, 8, 8 + block + 1, 1, [t; 3], &mut out);
-            // Blocks at 8 and 8 + block; none without SIMD.
-            let want_done = if block == 0 { 8 } else { 8 + 2 * block };
-            assert_eq!(done, want_done, "{level:?}");
-            assert_eq!(out.len(), done - 8, "{level:?}");
-            let mut got: Vec<(u32, u32)> = out.iter().map(|e| (e >> 2, e & 3)).collect();
-            got.sort_unstable();
-            let mut want: Vec<(u32, u32)> = (0..(done - 8) as u32)
-                .step_by(4)
-                .flat_map(|p| [(p, 0), (p, 1), (p, 2), (p + 2, 2)])
-                .collect();
-            want.sort_unstable();
-            assert_eq!(got, want, "{level:?}");
+            for kinds in [[true, true], [true, false], [false, true]] {
+                out.clear();
+                let done = run(&hay, 8, 8 + block + 1, kinds, &mut out);
+                // Blocks at 8 and 8 + block; none without SIMD.
+                let want_done = if block == 0 { 8 } else { 8 + 2 * block };
+                assert_eq!(done, want_done, "{level:?}");
+                let mut got: Vec<(u32, u32)> = out.iter().map(|e| (e >> 1, e & 1)).collect();
+                got.sort_unstable();
+                let mut want: Vec<(u32, u32)> = (0..(done - 8) as u32)
+                    .step_by(2)
+                    .flat_map(|p| [(p, 0), (p, 1)])
+                    .filter(|&(_, k)| kinds[k as usize])
+                    .collect();
+                want.sort_unstable();
+                assert_eq!(got, want, "{level:?} {kinds:?}");
+            }
         }
     }
 }
