@@ -308,10 +308,12 @@ pub(crate) struct AtomIndex {
     /// `bytes[starts[a]..starts[a + 1]]`.
     bytes: Arr<u8>,
     starts: Arr<u32>,
-    /// The filter in front of `q4` and `q3`, looked up at every even
-    /// position.
+    /// The positions looked up are the multiples of this: 2, or 4 when
+    /// every atom of 4 bytes or more has 7 or more.
+    stride: u32,
+    /// The filter in front of `q4` and `q3`.
     bloom: Bloom,
-    /// 5+ byte atoms: 4-byte q-grams at two consecutive offsets.
+    /// 5+ byte atoms: 4-byte q-grams at `stride` consecutive offsets.
     q4: GramTable,
     /// 4-byte atoms: 3-byte q-grams at offsets 0 and 1.
     q3: GramTable,
@@ -340,6 +342,13 @@ impl AtomIndex {
         let mut words: std::collections::HashMap<u32, u32, FxBuild> = Default::default();
         let mut short = Vec::new();
         let mut short_first = [false; 256];
+        // Every position in `stride` is looked up: every 4th when no atom
+        // has 4 to 6 bytes (one gather a 64-byte block instead of two).
+        let stride = if atoms.iter().any(|a| (4..7).contains(&a.len())) {
+            2
+        } else {
+            4
+        };
         for (id, a) in atoms.iter().enumerate() {
             let id = id as u32;
             let (class, q) = match a.len() {
@@ -353,16 +362,16 @@ impl AtomIndex {
                     continue;
                 }
             };
-            // Any two consecutive q-gram offsets j, j + 1 work (an
-            // occurrence has exactly one of them at an even position), so
-            // pick the pair whose more common q-gram is rarer: text-like
+            // Any `stride` consecutive q-gram offsets j.. work (an
+            // occurrence has exactly one of them at a looked-up position),
+            // so pick the window whose most common q-gram is rarest: text-like
             // grams ("the ", "erne") hit constantly and are shared by many
             // atoms.
             let gram_at = |o: usize| if q == 4 { gram(a, o) } else { gram3(a, o) };
-            let last = a.len() - q - 1;
+            let last = a.len() + 1 - q - stride;
             let mut best = (i64::MIN, 0usize);
             for j in 0..=last {
-                let worst = (j..j + 2)
+                let worst = (j..j + stride)
                     .map(|o| {
                         let g = gram_at(o);
                         // A hit on a gram shared by `n` atoms costs `n`
@@ -385,7 +394,7 @@ impl AtomIndex {
                 }
             }
             let j = best.1;
-            for off in j..j + 2 {
+            for off in j..j + stride {
                 let g = gram_at(off);
                 *uses[class].entry(g).or_insert(0) += 1;
                 *words.entry(g & 0x00ff_ffff).or_insert(0) += 1;
@@ -402,6 +411,7 @@ impl AtomIndex {
             starts.push(bytes.len() as u32);
         }
         let mut index = AtomIndex {
+            stride: stride as u32,
             bytes: bytes.into(),
             starts: starts.into(),
             bloom: Bloom::default(),
@@ -512,6 +522,7 @@ impl AtomIndex {
                         filter,
                         mul: [MUL, MUL4, MUL3],
                         kinds,
+                        pairs: self.stride == 2,
                     };
                     simd::filter_blocks(level, hay, from, until, hash, &mut passes)
                 }
@@ -555,9 +566,9 @@ impl AtomIndex {
             return n;
         }
         let (bits, shift) = (&self.bloom.bits[..], self.bloom.shift);
-        // An atom at p has exactly one of its two indexed q-grams at an
-        // even position, and that q-gram ends within the atom, so looking
-        // up every even position finds it once.
+        // An atom at p has exactly one of its indexed q-grams at a
+        // multiple of the stride, and that q-gram ends within the atom, so
+        // looking up those positions finds it once.
         let mut lookup = |i: usize, x: u32, room: usize| {
             if wide && room >= 4 && Bloom::maybe(bits, shift, x, true) {
                 out.push(((i - from) as u32) << 1);
@@ -576,7 +587,9 @@ impl AtomIndex {
             w.copy_from_slice(&hay[i..i + 8]);
             let x = u64::from_le_bytes(w);
             lookup(i, x as u32, 4);
-            lookup(i + 2, (x >> 16) as u32, 4);
+            if self.stride == 2 {
+                lookup(i + 2, (x >> 16) as u32, 4);
+            }
             i += 4;
         }
         while i + 3 <= n {
@@ -584,7 +597,7 @@ impl AtomIndex {
             let room = (n - i).min(4);
             b[..room].copy_from_slice(&hay[i..i + room]);
             lookup(i, u32::from_le_bytes(b), room);
-            i += 2;
+            i += self.stride as usize;
         }
         n
     }
@@ -683,6 +696,7 @@ impl AtomIndex {
     pub(crate) fn write(&self, w: &mut W) {
         w.pods(&self.bytes);
         w.pods(&self.starts);
+        w.u32(self.stride);
         self.bloom.write(w);
         self.q4.write(w);
         self.q3.write(w);
@@ -703,11 +717,17 @@ impl AtomIndex {
             return bad("atom table out of range");
         }
         let natoms = starts.len() - 1;
+        let stride = r.u32()?;
         let bloom = Bloom::read(r)?;
         let q4 = GramTable::read(r, natoms)?;
         let q3 = GramTable::read(r, natoms)?;
         if bloom.bits.is_empty() && !(q4.is_empty() && q3.is_empty()) {
             return bad("gram tables without a filter");
+        }
+        // Stride 4 finds 4-byte atoms only if they have 4-byte keys, which
+        // they never do: their table must then be empty.
+        if !(stride == 2 || stride == 4 && q3.is_empty()) {
+            return bad("gram stride out of range");
         }
         let pairs: Vec<[u32; 2]> = r.pods()?;
         let mut short = Vec::with_capacity(pairs.len());
@@ -723,6 +743,7 @@ impl AtomIndex {
             return bad("short atoms out of order");
         }
         Ok(AtomIndex {
+            stride,
             bytes,
             starts,
             bloom,
@@ -768,17 +789,24 @@ mod tests {
         for round in 0..300 {
             let alpha = if round % 2 == 0 { 2 } else { 4 };
             let n = 1 + next() % 20;
+            // Every third round no atom has 4 to 6 bytes: stride 4.
+            let long = round % 3 == 2;
             let atoms: Vec<Vec<u8>> = (0..n)
                 .map(|_| {
-                    (0..1 + next() % 12)
-                        .map(|_| b'a' + (next() % alpha) as u8)
-                        .collect()
+                    let len = match 1 + next() % 12 {
+                        4..7 if long => 7,
+                        len => len,
+                    };
+                    (0..len).map(|_| b'a' + (next() % alpha) as u8).collect()
                 })
                 .collect();
             let hay: Vec<u8> = (0..next() % 200)
                 .map(|_| b'a' + (next() % alpha) as u8)
                 .collect();
             let index = AtomIndex::new(atoms.clone());
+            let mid = atoms.iter().any(|a| (4..7).contains(&a.len()));
+            assert_eq!(index.stride, if mid { 2 } else { 4 }, "round {round}");
+            assert!(!(long && mid));
             let want = naive(&atoms, &hay);
             // Every filter loop this CPU runs, down to the scalar one.
             for level in simd::Level::available() {
@@ -794,36 +822,41 @@ mod tests {
     fn large_tables_find_planted_atoms_at_every_simd_level() {
         // Thousands of atoms of every index class over the whole byte range,
         // so the filters have many words; every atom planted somewhere.
+        // Then only atoms of 7+ bytes, which the index looks up at every
+        // 4th position instead of every 2nd.
         let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
-        let atoms: Vec<Vec<u8>> = (0..3000)
-            .map(|i| (0..4 + i % 9).map(|_| next() as u8).collect())
-            .collect();
-        // Random bytes with every atom planted once, without overlaps.
-        let mut hay = Vec::new();
-        for a in &atoms {
-            hay.extend((0..next() % 24).map(|_| next() as u8));
-            hay.extend_from_slice(a);
-        }
-        let index = AtomIndex::new(atoms.clone());
-        let mut by_bytes: std::collections::HashMap<&[u8], Vec<u32>> = Default::default();
-        for (id, a) in atoms.iter().enumerate() {
-            by_bytes.entry(a).or_default().push(id as u32);
-        }
-        let mut want = Vec::new();
-        for s in 0..hay.len() {
-            for len in 4..=12.min(hay.len() - s) {
-                for &id in by_bytes.get(&hay[s..s + len]).into_iter().flatten() {
-                    want.push((id, s));
+        for (min, stride) in [(4, 2), (7, 4)] {
+            let atoms: Vec<Vec<u8>> = (0..3000)
+                .map(|i| (0..min + i % (13 - min)).map(|_| next() as u8).collect())
+                .collect();
+            // Random bytes with every atom planted once, without overlaps.
+            let mut hay = Vec::new();
+            for a in &atoms {
+                hay.extend((0..next() % 24).map(|_| next() as u8));
+                hay.extend_from_slice(a);
+            }
+            let index = AtomIndex::new(atoms.clone());
+            assert_eq!(index.stride, stride);
+            let mut by_bytes: std::collections::HashMap<&[u8], Vec<u32>> = Default::default();
+            for (id, a) in atoms.iter().enumerate() {
+                by_bytes.entry(a).or_default().push(id as u32);
+            }
+            let mut want = Vec::new();
+            for s in 0..hay.len() {
+                for len in min..=12.min(hay.len() - s) {
+                    for &id in by_bytes.get(&hay[s..s + len]).into_iter().flatten() {
+                        want.push((id, s));
+                    }
                 }
             }
-        }
-        want.sort_unstable();
-        assert!(want.len() >= atoms.len());
-        for level in simd::Level::available() {
-            let mut got = Vec::new();
-            index.scan_at(level, &hay, |id, s| got.push((id, s)));
-            got.sort_unstable();
-            assert_eq!(got, want, "{level:?}");
+            want.sort_unstable();
+            assert!(want.len() >= atoms.len());
+            for level in simd::Level::available() {
+                let mut got = Vec::new();
+                index.scan_at(level, &hay, |id, s| got.push((id, s)));
+                got.sort_unstable();
+                assert_eq!(got, want, "{level:?} stride {stride}");
+            }
         }
     }
 }

@@ -86,9 +86,10 @@ impl Level {
 /// Runs `filter` at `level` (or the best level below it this CPU has)
 /// over the blocks of `hay` that start in `from..until` and end inside
 /// `hay`, and pushes `(position - from) << 1 | kind` to `out` for each
-/// even position whose key of kind `kind` passes `hash.filter`: kind 0
-/// the position's 4 bytes, kind 1 its first 3, each only if
-/// `hash.kinds[kind]`. `from` must be a multiple of 4.
+/// even position (each multiple of 4 unless `hash.pairs`) whose key of
+/// kind `kind` passes `hash.filter`: kind 0 the position's 4 bytes, kind 1
+/// its first 3, each only if `hash.kinds[kind]`. `from` must be a multiple
+/// of 4.
 /// Returns where the blocks end (also a multiple of 4; `from` if it ran
 /// none): the caller scans the rest.
 pub(crate) fn filter_blocks(
@@ -127,6 +128,8 @@ pub(crate) struct Hash<'a> {
     pub mul: [u32; 3],
     /// Which kinds of key (4-byte, 3-byte) the filter holds.
     pub kinds: [bool; 2],
+    /// Whether the positions 2 past a multiple of 4 are looked up too.
+    pub pairs: bool,
 }
 
 /// The range a filter loop covers (see [`filter_blocks`]).
@@ -180,7 +183,12 @@ const PREFETCH: usize = 2048;
 #[target_feature(enable = "avx2")]
 unsafe fn avx2(blocks: Blocks<'_>, hash: Hash<'_>, out: &mut Vec<u32>) -> usize {
     use std::arch::x86_64::*;
-    let Hash { filter, mul, kinds } = hash;
+    let Hash {
+        filter,
+        mul,
+        kinds,
+        pairs,
+    } = hash;
     let mul4 = _mm256_set1_epi32(mul[1] as i32);
     let mul3 = _mm256_set1_epi32(mul[2] as i32);
     let mulw = _mm256_set1_epi32(mul[0] as i32);
@@ -224,7 +232,7 @@ unsafe fn avx2(blocks: Blocks<'_>, hash: Hash<'_>, out: &mut Vec<u32>) -> usize 
             )
         };
         // Lane k holds the 4 bytes at i + 4k (v0) or at i + 2 + 4k (v2).
-        let (a, b) = (pass(v0), pass(v2));
+        let (a, b) = (pass(v0), if pairs { pass(v2) } else { (0, 0) });
         blocks.push(out, i, [(a.0, 0, 0), (a.1, 1, 0), (b.0, 0, 2), (b.1, 1, 2)]);
         i += 32;
     }
@@ -240,7 +248,12 @@ unsafe fn avx2(blocks: Blocks<'_>, hash: Hash<'_>, out: &mut Vec<u32>) -> usize 
 #[target_feature(enable = "avx512f")]
 unsafe fn avx512(blocks: Blocks<'_>, hash: Hash<'_>, out: &mut Vec<u32>) -> usize {
     use std::arch::x86_64::*;
-    let Hash { filter, mul, kinds } = hash;
+    let Hash {
+        filter,
+        mul,
+        kinds,
+        pairs,
+    } = hash;
     let mul4 = _mm512_set1_epi32(mul[1] as i32);
     let mul3 = _mm512_set1_epi32(mul[2] as i32);
     let mulw = _mm512_set1_epi32(mul[0] as i32);
@@ -283,7 +296,7 @@ unsafe fn avx512(blocks: Blocks<'_>, hash: Hash<'_>, out: &mut Vec<u32>) -> usiz
             )
         };
         // Lane k holds the 4 bytes at i + 4k (v0) or at i + 2 + 4k (v2).
-        let (a, b) = (pass(v0), pass(v2));
+        let (a, b) = (pass(v0), if pairs { pass(v2) } else { (0, 0) });
         blocks.push(out, i, [(a.0, 0, 0), (a.1, 1, 0), (b.0, 0, 2), (b.1, 1, 2)]);
         i += 64;
     }
@@ -319,37 +332,42 @@ mod tests {
                 Level::Avx2 => 32,
                 Level::Avx512 => 64,
             };
-            let run = |hay: &[u8], from, until, kinds, out: &mut Vec<u32>| {
+            let run = |hay: &[u8], from, until, (kinds, pairs), out: &mut Vec<u32>| {
                 let hash = Hash {
                     filter: t,
                     mul: [1, 1, 1],
                     kinds,
+                    pairs,
                 };
                 filter_blocks(level, hay, from, until, hash, out)
             };
             // One byte short of a block and its look-ahead.
             let short = vec![0; block + 1];
-            assert_eq!(run(&short, 0, 1000, [true; 2], &mut out), 0);
-            assert_eq!(run(&[0; 200], 4, 100, [false; 2], &mut out), 4);
+            assert_eq!(run(&short, 0, 1000, ([true; 2], true), &mut out), 0);
+            assert_eq!(run(&[0; 200], 4, 100, ([false; 2], true), &mut out), 4);
             assert!(out.is_empty());
             // A filter with every bit set passes every lookup: two kinds
-            // at every even position, in blocks that start before `until`.
+            // at every even position (every 4th without `pairs`), in blocks
+            // that start before `until`.
             let hay = vec![7; 4 * block + 2];
-            for kinds in [[true, true], [true, false], [false, true]] {
+            let cases = [[true, true], [true, false], [false, true]]
+                .into_iter()
+                .flat_map(|k| [(k, true), (k, false)]);
+            for (kinds, pairs) in cases {
                 out.clear();
-                let done = run(&hay, 8, 8 + block + 1, kinds, &mut out);
+                let done = run(&hay, 8, 8 + block + 1, (kinds, pairs), &mut out);
                 // Blocks at 8 and 8 + block; none without SIMD.
                 let want_done = if block == 0 { 8 } else { 8 + 2 * block };
                 assert_eq!(done, want_done, "{level:?}");
                 let mut got: Vec<(u32, u32)> = out.iter().map(|e| (e >> 1, e & 1)).collect();
                 got.sort_unstable();
                 let mut want: Vec<(u32, u32)> = (0..(done - 8) as u32)
-                    .step_by(2)
+                    .step_by(if pairs { 2 } else { 4 })
                     .flat_map(|p| [(p, 0), (p, 1)])
                     .filter(|&(_, k)| kinds[k as usize])
                     .collect();
                 want.sort_unstable();
-                assert_eq!(got, want, "{level:?} {kinds:?}");
+                assert_eq!(got, want, "{level:?} {kinds:?} {pairs}");
             }
         }
     }
