@@ -342,8 +342,9 @@ impl AtomIndex {
         let mut words: std::collections::HashMap<u32, u32, FxBuild> = Default::default();
         let mut short = Vec::new();
         let mut short_first = [false; 256];
-        // Every position in `stride` is looked up: every 4th when no atom
-        // has 4 to 6 bytes (one gather a 64-byte block instead of two).
+        // One position in `stride` is looked up: every 4th when no atom has
+        // 4 to 6 bytes (one gather a 64-byte block instead of two), else
+        // every 2nd.
         let stride = if atoms.iter().any(|a| (4..7).contains(&a.len())) {
             2
         } else {
