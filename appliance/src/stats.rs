@@ -66,6 +66,9 @@ pub struct Stats {
     pub split_stolen: Gauge,
     /// Times a split scan gave its worker to waiting work.
     pub split_yields: Gauge,
+    /// Scans dropped unrun or stopped early because nobody waited for them
+    /// any more (the request was cancelled).
+    pub pool_abandoned: Gauge,
     registry: Registry,
 }
 
@@ -104,6 +107,7 @@ impl Stats {
             split_segments: Gauge::default(),
             split_stolen: Gauge::default(),
             split_yields: Gauge::default(),
+            pool_abandoned: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("events", "File events received", s.events.clone());
@@ -189,6 +193,11 @@ impl Stats {
             "Times a large-file scan gave its worker to waiting work",
             s.split_yields.clone(),
         );
+        registry.register(
+            "scan_queue_abandoned",
+            "Scans dropped or stopped early because their request was cancelled",
+            s.pool_abandoned.clone(),
+        );
         Stats { registry, ..s }
     }
 
@@ -245,6 +254,7 @@ impl Stats {
         self.split_segments.set(g(pool.segments));
         self.split_stolen.set(g(pool.stolen));
         self.split_yields.set(g(pool.yields));
+        self.pool_abandoned.set(g(pool.abandoned));
         for (name, depth) in ["on_access", "on_demand", "background"]
             .iter()
             .zip(pool.queued)

@@ -121,7 +121,7 @@ pub struct PoolStats {
     pub queued: [usize; 3],
     /// Jobs running now.
     pub running: usize,
-    /// Jobs finished (panicked ones included).
+    /// Jobs finished (panicked and abandoned ones included).
     pub completed: u64,
     /// Submissions refused with [`Busy`].
     pub rejected: u64,
@@ -131,10 +131,15 @@ pub struct PoolStats {
     pub stolen: u64,
     /// Times a split scan's runner gave its worker to waiting work.
     pub yields: u64,
+    /// Jobs and split scans dropped unrun because their [`JobHandle`] was
+    /// dropped first (the client went away, or stopped waiting).
+    pub abandoned: u64,
 }
 
 /// The result of a submitted job. Await it from async code (it does not
 /// block the executor thread), or [`wait`](JobHandle::wait) for it.
+/// Dropping it cancels the job if it has not started, and stops a split
+/// scan at its next segment: nobody is left to take the result.
 #[derive(Debug)]
 pub struct JobHandle<T> {
     rx: oneshot::Receiver<Result<T, JobError>>,
@@ -232,6 +237,7 @@ struct Shared {
     segments: AtomicU64,
     stolen: AtomicU64,
     yields: AtomicU64,
+    abandoned: AtomicU64,
 }
 
 impl Shared {
@@ -304,6 +310,11 @@ impl Yielder {
         self.shared.yields.fetch_add(1, Ordering::Relaxed);
         self.shared.ready.notify_one();
         None
+    }
+
+    /// Counts a scan dropped because its handle was.
+    pub fn count_abandoned(&self) {
+        self.shared.abandoned.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a scanned segment (and whether it was stolen).
@@ -398,6 +409,7 @@ impl ScanPool {
             segments: AtomicU64::new(0),
             stolen: AtomicU64::new(0),
             yields: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
         });
         let threads = (0..workers)
             .map(|i| {
@@ -430,7 +442,12 @@ impl ScanPool {
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<JobHandle<T>, Busy> {
         let (tx, rx) = oneshot::channel();
+        let shared = self.owner.shared.clone();
         let job: Job = Box::new(move || {
+            if tx.is_closed() {
+                shared.abandoned.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             let r = catch_unwind(AssertUnwindSafe(job)).map_err(|_| JobError::Panicked);
             let _ = tx.send(r);
         });
@@ -483,6 +500,7 @@ impl ScanPool {
             segments: shared.segments.load(Ordering::Relaxed),
             stolen: shared.stolen.load(Ordering::Relaxed),
             yields: shared.yields.load(Ordering::Relaxed),
+            abandoned: shared.abandoned.load(Ordering::Relaxed),
         }
     }
 

@@ -26,7 +26,7 @@
 
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -162,6 +162,10 @@ where
         let engine = engine.clone();
         let opts = opts.clone();
         return vec![Box::new(move || {
+            if tx.is_closed() {
+                yielder.count_abandoned();
+                return;
+            }
             let r = catch_unwind(AssertUnwindSafe(|| {
                 scan_whole(&engine, (*data).as_ref(), &opts)
             }))
@@ -191,6 +195,7 @@ where
             ..Merge::default()
         }),
         tx: Mutex::new(Some(tx)),
+        dropped: AtomicBool::new(false),
         injector,
         stealers: locals.iter().map(Worker::stealer).collect(),
         yielder,
@@ -224,6 +229,9 @@ impl<D: AsRef<[u8]> + Send + Sync + 'static> Runner<D> {
     fn run(self) {
         let mut me = self;
         loop {
+            if me.split.abandoned() {
+                return;
+            }
             let Some((seg, stolen)) = me.next() else {
                 return;
             };
@@ -337,6 +345,8 @@ struct Split<D> {
     event_cap: usize,
     merge: Mutex<Merge>,
     tx: Mutex<Option<Reply>>,
+    /// Set once the handle is found dropped (so it is counted once).
+    dropped: AtomicBool,
     /// Segments not yet taken by a runner.
     injector: Injector<(u64, u64)>,
     /// Every runner's deque, to steal from.
@@ -349,6 +359,24 @@ impl<D: AsRef<[u8]>> Split<D> {
         (*self.data).as_ref()
     }
 
+    /// True if nobody waits for the result any more: the handle was
+    /// dropped, or the result was already sent (after a panic). The
+    /// segments left are then skipped, and the scan's memory (its buffer
+    /// included) is freed when its last queued job has run.
+    fn abandoned(&self) -> bool {
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        match tx.as_ref() {
+            None => true,
+            Some(tx) if tx.is_closed() => {
+                if !self.dropped.swap(true, Ordering::Relaxed) {
+                    self.yielder.count_abandoned();
+                }
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
     fn send(&self, r: Result<ScanResult, JobError>) {
         let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(tx) = tx {
@@ -357,6 +385,9 @@ impl<D: AsRef<[u8]>> Split<D> {
     }
 
     fn run(&self, part: Part) {
+        if self.abandoned() {
+            return;
+        }
         let started = *self.started.get_or_init(Instant::now);
         let out = catch_unwind(AssertUnwindSafe(|| match part {
             Part::Segment(lo, hi) => self.segment(lo, hi, started),

@@ -5,24 +5,26 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use giva_engine::pool::{Busy, JobError, PoolConfig, Priority, ScanPool, SplitConfig};
+use giva_engine::pool::{Busy, JobError, JobHandle, PoolConfig, Priority, ScanPool, SplitConfig};
 use giva_engine::{Engine, Outcome, ScanOptions};
 use giva_signatures::{BodyPattern, BodySignature, Database, DatabaseInfo, Offset, Part, Token};
 
 /// Occupies every worker until the returned senders are dropped (or sent
-/// to). Returns once all gate jobs run.
-fn block_workers(pool: &ScanPool) -> Vec<mpsc::Sender<()>> {
+/// to). Returns once all gate jobs run. The handles are kept with the
+/// senders: a job whose handle is dropped before it starts never runs.
+fn block_workers(pool: &ScanPool) -> Vec<(mpsc::Sender<()>, JobHandle<()>)> {
     let (started_tx, started_rx) = mpsc::channel();
     let mut gates = Vec::new();
     for _ in 0..pool.workers() {
         let (tx, rx) = mpsc::channel::<()>();
         let started = started_tx.clone();
-        pool.submit("gate", Priority::OnAccess, move || {
-            started.send(()).unwrap();
-            let _ = rx.recv();
-        })
-        .unwrap();
-        gates.push(tx);
+        let handle = pool
+            .submit("gate", Priority::OnAccess, move || {
+                started.send(()).unwrap();
+                let _ = rx.recv();
+            })
+            .unwrap();
+        gates.push((tx, handle));
     }
     for _ in 0..pool.workers() {
         started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -90,12 +92,15 @@ fn on_access_latency_under_background_flood() {
         queue_capacity: 100_000,
     });
     let job = Duration::from_millis(5);
-    for _ in 0..2000 {
-        pool.submit("bulk", Priority::Background, move || {
-            std::thread::sleep(job)
+    // Kept: dropping them would cancel the flood.
+    let _flood: Vec<_> = (0..2000)
+        .map(|_| {
+            pool.submit("bulk", Priority::Background, move || {
+                std::thread::sleep(job)
+            })
+            .unwrap()
         })
-        .unwrap();
-    }
+        .collect();
     std::thread::sleep(Duration::from_millis(30));
     for _ in 0..5 {
         let t = std::time::Instant::now();
@@ -233,6 +238,71 @@ fn dropping_the_pool_cancels_queued_jobs() {
     assert_eq!(queued.wait(), Err(JobError::Shutdown));
     drop(gates);
     dropper.join().unwrap();
+}
+
+/// A job whose handle is dropped before it starts never runs: a guest
+/// that disconnects, or a caller that stops waiting, does not leave its
+/// scans queued for nobody.
+#[test]
+fn a_job_whose_handle_is_dropped_before_it_starts_never_runs() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let pool = ScanPool::new(PoolConfig {
+        workers: 1,
+        queue_capacity: 16,
+    });
+    let gates = block_workers(&pool);
+    let ran = Arc::new(AtomicBool::new(false));
+    let flag = ran.clone();
+    let dropped = pool
+        .submit("vm", Priority::OnAccess, move || {
+            flag.store(true, Ordering::SeqCst)
+        })
+        .unwrap();
+    let kept = pool.submit("vm", Priority::OnAccess, || 7).unwrap();
+    drop(dropped);
+    drop(gates);
+    // FIFO within the VM: the dropped job was dequeued before this one ran.
+    assert_eq!(kept.wait(), Ok(7));
+    assert!(!ran.load(Ordering::SeqCst), "the abandoned job ran");
+    assert_eq!(pool.stats().abandoned, 1);
+}
+
+/// Dropping the handle of a split scan stops it at its next segment, and
+/// the pool lets go of its buffer.
+#[test]
+fn dropping_a_split_scan_stops_it_and_frees_its_buffer() {
+    let pool = splitting_pool(1, 16 << 10);
+    let e = engine();
+    let data = near_misses(16 << 20);
+    let all = ScanOptions {
+        all_match: true,
+        ..ScanOptions::default()
+    };
+    let scan = pool
+        .scan_bytes(&e, data.clone(), &all, "bulk", Priority::Background)
+        .unwrap();
+    wait_for_segments(&pool, 1);
+    drop(scan);
+    // The next job of the same VM and class queues behind the runner, which
+    // yields to nothing (no other VM waits): it runs once the runner stops.
+    let after = pool.submit("bulk", Priority::Background, || ()).unwrap();
+    after.wait().unwrap();
+    let st = pool.stats();
+    assert!(
+        st.segments < 1024,
+        "all {} segments were scanned",
+        st.segments
+    );
+    assert_eq!(st.abandoned, 1);
+    // Only this test holds the buffer now.
+    let t = std::time::Instant::now();
+    while Arc::strong_count(&data) > 1 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the buffer is still held"
+        );
+        std::thread::yield_now();
+    }
 }
 
 fn engine() -> Engine {

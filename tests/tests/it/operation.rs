@@ -73,6 +73,7 @@ async fn metrics_health_and_reload_over_the_admin_endpoint() {
         "giva_split_segments 0",
         "giva_split_segments_stolen 0",
         "giva_split_yields 0",
+        "giva_scan_queue_abandoned 0",
     ] {
         assert!(body.contains(needle), "metrics lack {needle}:\n{body}");
     }
