@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use giva_engine::pool::{Busy, JobError, JobHandle, PoolConfig, Priority, ScanPool, SplitConfig};
-use giva_engine::{Engine, Outcome, ScanOptions};
+use giva_engine::{Engine, Outcome, ScanOptions, ScanResult};
 use giva_signatures::{BodyPattern, BodySignature, Database, DatabaseInfo, Offset, Part, Token};
 
 /// Occupies every worker until the returned senders are dropped (or sent
@@ -267,44 +267,6 @@ fn a_job_whose_handle_is_dropped_before_it_starts_never_runs() {
     assert_eq!(pool.stats().abandoned, 1);
 }
 
-/// Dropping the handle of a split scan stops it at its next segment, and
-/// the pool lets go of its buffer.
-#[test]
-fn dropping_a_split_scan_stops_it_and_frees_its_buffer() {
-    let pool = splitting_pool(1, 16 << 10);
-    let e = engine();
-    let data = near_misses(16 << 20);
-    let all = ScanOptions {
-        all_match: true,
-        ..ScanOptions::default()
-    };
-    let scan = pool
-        .scan_bytes(&e, data.clone(), &all, "bulk", Priority::Background)
-        .unwrap();
-    wait_for_segments(&pool, 1);
-    drop(scan);
-    // The next job of the same VM and class queues behind the runner, which
-    // yields to nothing (no other VM waits): it runs once the runner stops.
-    let after = pool.submit("bulk", Priority::Background, || ()).unwrap();
-    after.wait().unwrap();
-    let st = pool.stats();
-    assert!(
-        st.segments < 1024,
-        "all {} segments were scanned",
-        st.segments
-    );
-    assert_eq!(st.abandoned, 1);
-    // Only this test holds the buffer now.
-    let t = std::time::Instant::now();
-    while Arc::strong_count(&data) > 1 {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "the buffer is still held"
-        );
-        std::thread::yield_now();
-    }
-}
-
 fn engine() -> Engine {
     let lit = |b: &[u8]| Part {
         tokens: b
@@ -386,6 +348,16 @@ fn near_misses(len: usize) -> Arc<[u8]> {
     b"evix".repeat(len / 4).into()
 }
 
+/// Starts an all-match scan of `data` as VM `bulk`'s background work.
+fn background_scan(pool: &ScanPool, e: &Engine, data: Arc<[u8]>) -> JobHandle<ScanResult> {
+    let all = ScanOptions {
+        all_match: true,
+        ..ScanOptions::default()
+    };
+    pool.scan_bytes(e, data, &all, "bulk", Priority::Background)
+        .unwrap()
+}
+
 /// Waits (up to 10 s) until the pool has scanned `segments` segments.
 fn wait_for_segments(pool: &ScanPool, segments: u64) {
     let t = std::time::Instant::now();
@@ -407,13 +379,7 @@ fn a_split_scan_yields_its_worker_between_segments() {
     let pool = splitting_pool(1, 16 << 10);
     let e = engine();
     let data = near_misses(16 << 20);
-    let all = ScanOptions {
-        all_match: true,
-        ..ScanOptions::default()
-    };
-    let scan = pool
-        .scan_bytes(&e, data, &all, "bulk", Priority::Background)
-        .unwrap();
+    let scan = background_scan(&pool, &e, data);
     wait_for_segments(&pool, 1);
     let p = pool.clone();
     let seen = pool
@@ -440,15 +406,9 @@ fn an_idle_runner_steals_the_segments_of_a_runner_that_yielded() {
     let pool = splitting_pool(2, 4 << 10);
     let e = engine();
     let data = near_misses(4 << 20);
-    let all = ScanOptions {
-        all_match: true,
-        ..ScanOptions::default()
-    };
     for _ in 0..10 {
         let before = pool.stats();
-        let scan = pool
-            .scan_bytes(&e, data.clone(), &all, "bulk", Priority::Background)
-            .unwrap();
+        let scan = background_scan(&pool, &e, data.clone());
         wait_for_segments(&pool, before.segments + 2);
         let (gate, gate_rx) = mpsc::channel::<()>();
         let released = Arc::new(AtomicBool::new(false));
@@ -475,4 +435,36 @@ fn an_idle_runner_steals_the_segments_of_a_runner_that_yielded() {
         "no runner yielded with segments left to steal: {:?}",
         pool.stats()
     );
+}
+
+/// Dropping the handle of a split scan stops it at its next segment, and
+/// the pool lets go of its buffer.
+#[test]
+fn dropping_a_split_scan_stops_it_and_frees_its_buffer() {
+    let pool = splitting_pool(1, 16 << 10);
+    let e = engine();
+    let data = near_misses(16 << 20);
+    let scan = background_scan(&pool, &e, data.clone());
+    wait_for_segments(&pool, 1);
+    drop(scan);
+    // The next job of the same VM and class queues behind the runner, which
+    // yields to nothing (no other VM waits): it runs once the runner stops.
+    let after = pool.submit("bulk", Priority::Background, || ()).unwrap();
+    after.wait().unwrap();
+    let st = pool.stats();
+    assert!(
+        st.segments < 1024,
+        "all {} segments were scanned",
+        st.segments
+    );
+    assert_eq!(st.abandoned, 1);
+    // Only this test holds the buffer now.
+    let t = std::time::Instant::now();
+    while Arc::strong_count(&data) > 1 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the buffer is still held"
+        );
+        std::thread::yield_now();
+    }
 }
