@@ -11,7 +11,7 @@
 //!
 //! # Safety
 //!
-//! Three things make the `unsafe` here sound, and each is checked in this
+//! These things make the `unsafe` here sound, and each is checked in this
 //! module rather than trusted from callers:
 //!
 //! - The AVX2 and AVX-512 functions run only after
@@ -24,6 +24,9 @@
 //! - A gather reads the filter word `h >> shift` of each lane (`h` a
 //!   32-bit hash), which is below `2^(32 - shift)`; [`Filter::new`] accepts
 //!   a filter only if its word count is exactly that power of two.
+//! - The loops push into the output vector's spare capacity through `Out`,
+//!   whose writes are bounds-checked and counted; the vector's length grows
+//!   by that count only.
 
 #![allow(unsafe_code)]
 
@@ -106,17 +109,71 @@ pub(crate) fn filter_blocks(
     #[cfg(target_arch = "x86_64")]
     {
         let blocks = Blocks { hay, from, until };
-        if level >= Level::Avx512 && std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe { avx512(blocks, hash, out) };
+        let wide = level >= Level::Avx512 && std::arch::is_x86_feature_detected!("avx512f");
+        let narrow = level >= Level::Avx2 && std::arch::is_x86_feature_detected!("avx2");
+        if !(wide || narrow) {
+            return from;
         }
-        if level >= Level::Avx2 && std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2.
-            return unsafe { avx2(blocks, hash, out) };
+        // The loops write into spare capacity reserved here, so that they
+        // make no call: a call in the loop (`Vec::push` growing) made the
+        // compiler keep the hash constants on the stack and load them again
+        // in every block, beside the gathers' loads. A block pushes at most
+        // one entry per byte (two kinds at each of its 32 even positions),
+        // and blocks start before `until`.
+        out.reserve(until.min(hay.len()).saturating_sub(from) + 64);
+        let mut o = Out {
+            spare: out.spare_capacity_mut(),
+            len: 0,
+        };
+        // One loop per combination of key kinds and stride, so that the
+        // loop tests none of them (the tests cost about 3% at 10k bench
+        // signatures).
+        macro_rules! specialized {
+            ($f:ident) => {
+                match (hash.kinds, hash.pairs) {
+                    ([true, true], true) => $f::<true, true, true>,
+                    ([true, true], false) => $f::<true, true, false>,
+                    ([true, false], true) => $f::<true, false, true>,
+                    ([true, false], false) => $f::<true, false, false>,
+                    ([false, _], true) => $f::<false, true, true>,
+                    ([false, _], false) => $f::<false, true, false>,
+                }
+            };
         }
+        let run: unsafe fn(Blocks<'_>, Hash<'_>, &mut Out<'_>) -> usize = if wide {
+            specialized!(avx512)
+        } else {
+            specialized!(avx2)
+        };
+        // SAFETY: the CPU has AVX-512F if `wide`, else AVX2.
+        let end = unsafe { run(blocks, hash, &mut o) };
+        let n = o.len;
+        // SAFETY: `Out::push` wrote `spare[..n]`, which is `out`'s spare
+        // capacity from its current length on.
+        unsafe { out.set_len(out.len() + n) };
+        return end;
     }
-    let _ = (level, hay, until, out);
-    from
+    #[allow(unreachable_code)]
+    {
+        let _ = (level, hay, until, out);
+        from
+    }
+}
+
+/// The entries a filter loop pushes, written into a vector's spare
+/// capacity. A push past its end panics (it never reallocates, so the loop
+/// makes no call that could return).
+struct Out<'a> {
+    spare: &'a mut [std::mem::MaybeUninit<u32>],
+    len: usize,
+}
+
+impl Out<'_> {
+    #[inline(always)]
+    fn push(&mut self, v: u32) {
+        self.spare[self.len].write(v);
+        self.len += 1;
+    }
 }
 
 /// What a filter loop looks up (see [`filter_blocks`]).
@@ -144,7 +201,7 @@ impl Blocks<'_> {
     /// Pushes the passing lanes of the block at `i`: each of `masks` is
     /// `(lanes, kind, add)`, lane `k` being position `i + add + 4k`.
     #[inline(always)]
-    fn push(&self, out: &mut Vec<u32>, i: usize, masks: [(u32, u32, usize); 4]) {
+    fn push(&self, out: &mut Out<'_>, i: usize, masks: [(u32, u32, usize); 4]) {
         if masks.iter().all(|m| m.0 == 0) {
             return;
         }
@@ -181,21 +238,21 @@ const PREFETCH: usize = 2048;
 /// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn avx2(blocks: Blocks<'_>, hash: Hash<'_>, out: &mut Vec<u32>) -> usize {
+unsafe fn avx2<const WIDE: bool, const NARROW: bool, const PAIRS: bool>(
+    blocks: Blocks<'_>,
+    hash: Hash<'_>,
+    out: &mut Out<'_>,
+) -> usize {
     use std::arch::x86_64::*;
-    let Hash {
-        filter,
-        mul,
-        kinds,
-        pairs,
-    } = hash;
+    let Hash { filter, mul, .. } = hash;
     let mul4 = _mm256_set1_epi32(mul[1] as i32);
     let mul3 = _mm256_set1_epi32(mul[2] as i32);
     let mulw = _mm256_set1_epi32(mul[0] as i32);
     let low3 = _mm256_set1_epi32(0x00ff_ffff);
     let one = _mm256_set1_epi32(1);
     let low5 = _mm256_set1_epi32(31);
-    let shift = _mm_cvtsi32_si128(filter.shift as i32);
+    // A per-lane shift is one instruction; a shift by an `xmm` count two.
+    let shift = _mm256_set1_epi32(filter.shift as i32);
     // A key's two bits, from the top bits of its hash `g`.
     let bits = |g: __m256i| {
         let hi = _mm256_srli_epi32::<27>(g);
@@ -206,7 +263,7 @@ unsafe fn avx2(blocks: Blocks<'_>, hash: Hash<'_>, out: &mut Vec<u32>) -> usize 
     // filter bits set, one bit per lane.
     let pass = |keys: __m256i| -> (u32, u32) {
         let k3 = _mm256_and_si256(keys, low3);
-        let word = _mm256_srl_epi32(_mm256_mullo_epi32(k3, mulw), shift);
+        let word = _mm256_srlv_epi32(_mm256_mullo_epi32(k3, mulw), shift);
         // SAFETY: every lane of `word` is below 2^(32 - shift), which is
         // `bits.len()` (`Filter::new`).
         let w = unsafe { _mm256_i32gather_epi32::<4>(filter.bits.as_ptr().cast(), word) };
@@ -218,7 +275,7 @@ unsafe fn avx2(blocks: Blocks<'_>, hash: Hash<'_>, out: &mut Vec<u32>) -> usize 
             let set = _mm256_cmpeq_epi32(_mm256_and_si256(w, m), m);
             _mm256_movemask_ps(_mm256_castsi256_ps(set)) as u32
         };
-        (kind(kinds[0], keys, mul4), kind(kinds[1], k3, mul3))
+        (kind(WIDE, keys, mul4), kind(NARROW, k3, mul3))
     };
     let hay = blocks.hay;
     let mut i = blocks.from;
@@ -232,7 +289,7 @@ unsafe fn avx2(blocks: Blocks<'_>, hash: Hash<'_>, out: &mut Vec<u32>) -> usize 
             )
         };
         // Lane k holds the 4 bytes at i + 4k (v0) or at i + 2 + 4k (v2).
-        let (a, b) = (pass(v0), if pairs { pass(v2) } else { (0, 0) });
+        let (a, b) = (pass(v0), if PAIRS { pass(v2) } else { (0, 0) });
         blocks.push(out, i, [(a.0, 0, 0), (a.1, 1, 0), (b.0, 0, 2), (b.1, 1, 2)]);
         i += 32;
     }
@@ -246,20 +303,20 @@ unsafe fn avx2(blocks: Blocks<'_>, hash: Hash<'_>, out: &mut Vec<u32>) -> usize 
 /// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn avx512(blocks: Blocks<'_>, hash: Hash<'_>, out: &mut Vec<u32>) -> usize {
+unsafe fn avx512<const WIDE: bool, const NARROW: bool, const PAIRS: bool>(
+    blocks: Blocks<'_>,
+    hash: Hash<'_>,
+    out: &mut Out<'_>,
+) -> usize {
     use std::arch::x86_64::*;
-    let Hash {
-        filter,
-        mul,
-        kinds,
-        pairs,
-    } = hash;
+    let Hash { filter, mul, .. } = hash;
     let mul4 = _mm512_set1_epi32(mul[1] as i32);
     let mul3 = _mm512_set1_epi32(mul[2] as i32);
     let mulw = _mm512_set1_epi32(mul[0] as i32);
     let low3 = _mm512_set1_epi32(0x00ff_ffff);
     let one = _mm512_set1_epi32(1);
-    let shift = _mm_cvtsi32_si128(filter.shift as i32);
+    // A per-lane shift is one instruction; a shift by an `xmm` count two.
+    let shift = _mm512_set1_epi32(filter.shift as i32);
     // A key's two bits, from the top bits of its hash `g`.
     let bits = |g: __m512i| {
         _mm512_or_si512(
@@ -271,7 +328,7 @@ unsafe fn avx512(blocks: Blocks<'_>, hash: Hash<'_>, out: &mut Vec<u32>) -> usiz
     // filter bits set, one bit per lane.
     let pass = |keys: __m512i| -> (u32, u32) {
         let k3 = _mm512_and_si512(keys, low3);
-        let word = _mm512_srl_epi32(_mm512_mullo_epi32(k3, mulw), shift);
+        let word = _mm512_srlv_epi32(_mm512_mullo_epi32(k3, mulw), shift);
         // SAFETY: every lane of `word` is below 2^(32 - shift), which is
         // `bits.len()` (`Filter::new`).
         let w = unsafe { _mm512_i32gather_epi32::<4>(word, filter.bits.as_ptr().cast()) };
@@ -282,7 +339,7 @@ unsafe fn avx512(blocks: Blocks<'_>, hash: Hash<'_>, out: &mut Vec<u32>) -> usiz
             let m = bits(_mm512_mullo_epi32(k, mul));
             u32::from(_mm512_cmpeq_epi32_mask(_mm512_and_si512(w, m), m))
         };
-        (kind(kinds[0], keys, mul4), kind(kinds[1], k3, mul3))
+        (kind(WIDE, keys, mul4), kind(NARROW, k3, mul3))
     };
     let hay = blocks.hay;
     let mut i = blocks.from;
@@ -296,7 +353,7 @@ unsafe fn avx512(blocks: Blocks<'_>, hash: Hash<'_>, out: &mut Vec<u32>) -> usiz
             )
         };
         // Lane k holds the 4 bytes at i + 4k (v0) or at i + 2 + 4k (v2).
-        let (a, b) = (pass(v0), if pairs { pass(v2) } else { (0, 0) });
+        let (a, b) = (pass(v0), if PAIRS { pass(v2) } else { (0, 0) });
         blocks.push(out, i, [(a.0, 0, 0), (a.1, 1, 0), (b.0, 0, 2), (b.1, 1, 2)]);
         i += 64;
     }
