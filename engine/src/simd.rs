@@ -135,6 +135,7 @@ pub(crate) fn filter_blocks(
                     ([true, true], false) => $f::<true, true, false>,
                     ([true, false], true) => $f::<true, false, true>,
                     ([true, false], false) => $f::<true, false, false>,
+                    // [false, false] returned above.
                     ([false, _], true) => $f::<false, true, true>,
                     ([false, _], false) => $f::<false, true, false>,
                 }
@@ -151,9 +152,9 @@ pub(crate) fn filter_blocks(
         // SAFETY: `Out::push` wrote `spare[..n]`, which is `out`'s spare
         // capacity from its current length on.
         unsafe { out.set_len(out.len() + n) };
-        return end;
+        end
     }
-    #[allow(unreachable_code)]
+    #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (level, hay, until, out);
         from
