@@ -17,6 +17,13 @@ pub const MMAP_THRESHOLD: u64 = 64 << 10;
 
 const READ_CHUNK: usize = 256 << 10;
 
+/// A mapped file is scanned this many bytes at a time, each window's pages
+/// mapped in one call first ([`MappedFile::populate`]): cheaper than a
+/// fault per few pages, and unlike mapping the whole file up front it
+/// reads no further ahead of the scan than the kernel's read-ahead would,
+/// and nothing past a first detection.
+const MAP_WINDOW: usize = 4 << 20;
+
 /// How [`Engine::scan_file_with`] gets at a file's bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FileAccess {
@@ -68,7 +75,16 @@ impl Engine {
         };
         if map {
             let map = MappedFile::from_file(&file).map_err(io)?;
-            Ok(self.scan_bytes(&map, opts))
+            let mut scanner = self.scanner(opts.clone());
+            scanner.reset(Some(map.len() as u64));
+            for (i, piece) in map.chunks(MAP_WINDOW).enumerate() {
+                let at = i * MAP_WINDOW;
+                map.populate(at..at + piece.len());
+                if scanner.feed(piece) == Feed::Done {
+                    break;
+                }
+            }
+            Ok(scanner.finish())
         } else {
             self.scan_read(file, Some(len), opts).map_err(|e| match e {
                 ScanError::Read(source) => io(source),

@@ -208,12 +208,17 @@ fn scanner_is_reusable() {
 
 #[test]
 fn large_files_map_and_read_alike() {
-    let mut data = vec![0x80u8; 300_000];
+    // Past 4 MiB, so that a mapped file is scanned in more than one window,
+    // with a match across the first seam.
+    let len = (4 << 20) + 300_000;
+    let mut data = vec![0x80u8; len];
     data[150_000..150_006].copy_from_slice(b"needle");
-    data[299_990..].copy_from_slice(b"0123456789");
+    data[(4 << 20) - 4..(4 << 20) + 4].copy_from_slice(b"seamseam");
+    data[len - 10..].copy_from_slice(b"0123456789");
     let e = engine(
         vec![
             body("Mid", Offset::Any, vec![lit(b"needle")], vec![]),
+            body("Seam", Offset::Any, vec![lit(b"seamseam")], vec![]),
             body(
                 "Tail",
                 Offset::FromEnd { back: 10, shift: 0 },
@@ -240,7 +245,7 @@ fn large_files_map_and_read_alike() {
         ..Default::default()
     };
     let whole: ScanResult = e.scan_bytes(&data, &opts);
-    assert_eq!(whole.names(), ["Mid", "Tail", "At"]);
+    assert_eq!(whole.names(), ["Mid", "Seam", "Tail", "At"]);
     for access in [FileAccess::Auto, FileAccess::Map, FileAccess::Read] {
         assert_eq!(e.scan_file_with(&path, &opts, access).expect("scan"), whole);
     }

@@ -55,6 +55,23 @@ impl MappedFile {
         let map = unsafe { memmap2::Mmap::map(file)? };
         Ok(MappedFile { map: Some(map) })
     }
+
+    /// Asks the kernel to map the pages of `range` (byte offsets into the
+    /// file) now, in one call, rather than on faults as they are first
+    /// read. Only advice: a range out of bounds, or a kernel without
+    /// `MADV_POPULATE_READ` (before Linux 5.14), leaves the pages to be
+    /// faulted in as before.
+    pub fn populate(&self, range: std::ops::Range<usize>) {
+        #[cfg(target_os = "linux")]
+        if let Some(map) = &self.map
+            && range.start < range.end
+            && range.end <= map.len()
+        {
+            let _ = map.advise_range(memmap2::Advice::PopulateRead, range.start, range.len());
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = range;
+    }
 }
 
 impl Deref for MappedFile {
