@@ -19,10 +19,11 @@
 //!   fetched word answers both kinds at that position, and a 64-byte block
 //!   costs two 16-lane gathers (`simd.rs` runs 8 or 16 positions at once
 //!   where the CPU has AVX2 or AVX-512). Positions that pass, collected 16
-//!   KiB of input at a time, go to an exact open-addressing table per kind
-//!   (their slots prefetched first), whose values carry each atom's first 8
-//!   bytes so that a candidate is mostly confirmed or rejected by one
-//!   8-byte compare.
+//!   KiB of input at a time, go through a second, plain Bloom filter (the
+//!   [`Sieve`]), and those that pass it too to an exact open-addressing
+//!   table per kind (their slots prefetched first), whose values carry
+//!   each atom's first 8 bytes so that a candidate is mostly confirmed or
+//!   rejected by one 8-byte compare.
 //! - **Short atoms** (1 to 3 bytes; rare, the compiler requires two static
 //!   bytes per part) are indexed by their first byte(s) and checked at
 //!   every position.
