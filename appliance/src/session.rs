@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
 use giva_proto::manager::{Action, EventKind as MgrEventKind, ScanSummary};
@@ -18,7 +19,7 @@ use giva_proto::shim::{
     FullScanSlot, GuestMessage, NotScannedReason, Verdict, VerdictKind, VmIdentity,
     appliance_message, guest_message,
 };
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tonic::{Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -137,7 +138,19 @@ struct Session {
     vm: VmIdentity,
     tx: SessionSender,
     files: HashMap<u64, InFlight>,
-    slots: HashMap<u64, Option<OwnedSemaphorePermit>>,
+    /// The VM's full scans that hold or wait for a slot. Removing an entry
+    /// (the shim reports the scan finished) or dropping the session (the
+    /// VM went away) gives the slot back, or stops the wait for one.
+    slots: HashMap<u64, SlotHold>,
+}
+
+/// A full scan's claim on one of the appliance's full-scan slots.
+enum SlotHold {
+    /// Granted at once: the slot is held here.
+    Held { _permit: OwnedSemaphorePermit },
+    /// Queued: a task waits for the slot and then holds it until this
+    /// sender is dropped.
+    Queued { _release: oneshot::Sender<()> },
 }
 
 impl Session {
@@ -431,7 +444,7 @@ impl Session {
         let sem = self.app.full_scan_slots.clone();
         match sem.clone().try_acquire_owned() {
             Ok(permit) => {
-                self.slots.insert(id, Some(permit));
+                self.slots.insert(id, SlotHold::Held { _permit: permit });
                 let _ = self
                     .tx
                     .try_send(msg(appliance_message::Msg::FullScanSlot(FullScanSlot {
@@ -441,35 +454,54 @@ impl Session {
                     })));
             }
             Err(_) => {
-                let waiting = self.app.full_scan_waiting.fetch_add(1, Ordering::Relaxed) + 1;
-                let _ = self
-                    .tx
-                    .try_send(msg(appliance_message::Msg::FullScanSlot(FullScanSlot {
-                        full_scan_id: id,
-                        granted: false,
-                        queue_position: u32::try_from(waiting).unwrap_or(u32::MAX),
-                    })));
-                // The permit is held by the waiting task until the session
-                // ends or reports the scan finished; record the slot as
-                // pending so the session knows about it.
-                self.slots.insert(id, None);
+                // A task queues for the slot and holds it until the session
+                // drops the entry's sender: when the shim reports the scan
+                // finished, or when the session ends. (Waiting for the
+                // outbound stream to close instead kept a departed VM's
+                // slot until the transport noticed, about 10 s.)
+                let (hold, mut release) = oneshot::channel::<()>();
+                self.slots.insert(id, SlotHold::Queued { _release: hold });
                 let tx = self.tx.clone();
                 let app = self.app.clone();
-                tokio::spawn(async move {
-                    let Ok(permit) = sem.acquire_owned().await else {
-                        return;
-                    };
-                    app.full_scan_waiting.fetch_sub(1, Ordering::Relaxed);
-                    let granted = msg(appliance_message::Msg::FullScanSlot(FullScanSlot {
+                let slot = move |granted, queue_position| {
+                    msg(appliance_message::Msg::FullScanSlot(FullScanSlot {
                         full_scan_id: id,
-                        granted: true,
-                        queue_position: 0,
-                    }));
-                    if tx.send(granted).await.is_ok() {
-                        // Hold the slot until the VM's stream closes; the
-                        // shim releases it earlier with FullScanFinished,
-                        // which the session handles by dropping its entry.
-                        tx.closed().await;
+                        granted,
+                        queue_position,
+                    }))
+                };
+                tokio::spawn(async move {
+                    let acquire = sem.acquire_owned();
+                    tokio::pin!(acquire);
+                    // Take a place in the queue before telling the VM its
+                    // position: the semaphore serves waiters in the order
+                    // they first asked, and a VM answered after this one
+                    // must not be served before it.
+                    let first =
+                        std::future::poll_fn(|cx| Poll::Ready(acquire.as_mut().poll(cx))).await;
+                    let permit = match first {
+                        Poll::Ready(permit) => permit,
+                        Poll::Pending => {
+                            let waiting = app.full_scan_waiting.fetch_add(1, Ordering::Relaxed) + 1;
+                            let _ = tx
+                                .try_send(slot(false, u32::try_from(waiting).unwrap_or(u32::MAX)));
+                            let permit = tokio::select! {
+                                permit = &mut acquire => Some(permit),
+                                _ = &mut release => None,
+                            };
+                            app.full_scan_waiting.fetch_sub(1, Ordering::Relaxed);
+                            match permit {
+                                Some(permit) => permit,
+                                None => return,
+                            }
+                        }
+                    };
+                    let Ok(permit) = permit else { return };
+                    if tx.send(slot(true, 0)).await.is_ok() {
+                        tokio::select! {
+                            _ = &mut release => {}
+                            _ = tx.closed() => {}
+                        }
                     }
                     drop(permit);
                 });
