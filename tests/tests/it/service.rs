@@ -1,6 +1,7 @@
 //! The appliance as a service for many VMs: storm control, reloads under
 //! load, graceful shutdown, and identity conflicts.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use giva_proto::shim::shim_service_client::ShimServiceClient;
@@ -14,7 +15,7 @@ use tokio::sync::mpsc;
 use tonic::Code;
 use tonic::transport::Channel;
 
-use crate::common::{EICAR, start_appliance, test_config, write};
+use crate::common::{EICAR, Running, start_appliance, test_config, write};
 
 struct RawSession {
     tx: mpsc::Sender<GuestMessage>,
@@ -67,23 +68,41 @@ impl RawSession {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_scan_slots_are_respected_in_order() {
+/// An appliance with one full-scan slot and three VMs with open sessions.
+async fn one_slot_three_vms(
+    names: [&str; 3],
+) -> (Running, Arc<giva_appliance::Appliance>, [RawSession; 3]) {
     let mut config = test_config();
     config.full_scan.max_concurrent = 1;
-    let (appliance, _app) = start_appliance(config).await;
+    let (appliance, app) = start_appliance(config).await;
     let mut client = ShimServiceClient::connect(appliance.url())
         .await
         .expect("connect");
-    let mut a = RawSession::open(&mut client, "slot-a").await;
-    let mut b = RawSession::open(&mut client, "slot-b").await;
-    let mut c = RawSession::open(&mut client, "slot-c").await;
-    let ask = |id| {
-        guest_message::Msg::FullScanRequest(FullScanRequest {
-            full_scan_id: id,
-            reason: "test".into(),
-        })
-    };
+    let a = RawSession::open(&mut client, names[0]).await;
+    let b = RawSession::open(&mut client, names[1]).await;
+    let c = RawSession::open(&mut client, names[2]).await;
+    (appliance, app, [a, b, c])
+}
+
+fn ask(id: u64) -> guest_message::Msg {
+    guest_message::Msg::FullScanRequest(FullScanRequest {
+        full_scan_id: id,
+        reason: "test".into(),
+    })
+}
+
+fn finished(id: u64) -> guest_message::Msg {
+    guest_message::Msg::FullScanFinished(FullScanFinished {
+        full_scan_id: id,
+        completed: true,
+        ..Default::default()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_scan_slots_are_respected_in_order() {
+    let (appliance, _app, [mut a, mut b, mut c]) =
+        one_slot_three_vms(["slot-a", "slot-b", "slot-c"]).await;
     a.send(ask(1)).await;
     let appliance_message::Msg::FullScanSlot(s) = a.next().await else {
         panic!("slot answer")
@@ -103,12 +122,7 @@ async fn full_scan_slots_are_respected_in_order() {
     assert_eq!(s.queue_position, 2);
 
     // A finishes: B (first in line) gets the slot, C still waits.
-    a.send(guest_message::Msg::FullScanFinished(FullScanFinished {
-        full_scan_id: 1,
-        completed: true,
-        ..Default::default()
-    }))
-    .await;
+    a.send(finished(1)).await;
     let appliance_message::Msg::FullScanSlot(s) = b.next().await else {
         panic!("grant")
     };
@@ -132,28 +146,8 @@ async fn full_scan_slots_are_respected_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_full_scan_that_finishes_gives_its_slot_to_the_next() {
-    let mut config = test_config();
-    config.full_scan.max_concurrent = 1;
-    let (appliance, _app) = start_appliance(config).await;
-    let mut client = ShimServiceClient::connect(appliance.url())
-        .await
-        .expect("connect");
-    let mut a = RawSession::open(&mut client, "fin-a").await;
-    let mut b = RawSession::open(&mut client, "fin-b").await;
-    let mut c = RawSession::open(&mut client, "fin-c").await;
-    let ask = |id| {
-        guest_message::Msg::FullScanRequest(FullScanRequest {
-            full_scan_id: id,
-            reason: "test".into(),
-        })
-    };
-    let finished = |id| {
-        guest_message::Msg::FullScanFinished(FullScanFinished {
-            full_scan_id: id,
-            completed: true,
-            ..Default::default()
-        })
-    };
+    let (appliance, _app, [mut a, mut b, mut c]) =
+        one_slot_three_vms(["fin-a", "fin-b", "fin-c"]).await;
     let granted = |m| matches!(m, appliance_message::Msg::FullScanSlot(s) if s.granted);
     a.send(ask(1)).await;
     assert!(granted(a.next().await));
