@@ -142,7 +142,7 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
     let split_at = pool.split_config().threshold as u64;
     let scan_one = |path: &Path| -> Result<ScanResult, String> {
         // With one thread a split buys nothing and costs its overlaps and
-        // merge: about 3% of a 1-thread scan of the 1 GiB bench corpus.
+        // merge: about 4% of a 1-thread scan of the 1 GiB bench corpus.
         let big = workers > 1
             && std::fs::metadata(path)
                 .map(|m| m.is_file() && m.len() > split_at)
