@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use giva_engine::{Engine, Limit, Outcome, ScanOptions, ScanResult};
+use giva_engine::{Engine, Limit, Outcome, ScanOptions, ScanResult, ScannerPool};
 use giva_proto::shim::{Detection, NotScannedReason, Verdict, VerdictKind};
 use giva_signatures::Database;
 
@@ -21,6 +21,24 @@ pub struct Loaded {
     /// The generation of this database in this process: verdicts cached by
     /// another generation are stale.
     pub epoch: u64,
+    /// Idle scanners of `engine`, reused by the streamed files' scans.
+    pub scanners: ScannerPool,
+}
+
+/// Most idle scanners a database generation keeps: enough for the files
+/// in flight on a busy appliance, few enough that their scratch stays
+/// small.
+const IDLE_SCANNERS: usize = 32;
+
+impl Loaded {
+    fn new(database: Database, engine: Engine, epoch: u64) -> Loaded {
+        Loaded {
+            scanners: ScannerPool::new(engine.clone(), IDLE_SCANNERS),
+            database,
+            engine,
+            epoch,
+        }
+    }
 }
 
 /// The signatures in service. Scans take a snapshot (`current()`) and finish
@@ -35,11 +53,7 @@ impl Signatures {
     /// Puts `database`, with the `engine` built for it, in service.
     pub fn new(database: Database, engine: Engine) -> Self {
         Signatures {
-            current: ArcSwap::from_pointee(Loaded {
-                database,
-                engine,
-                epoch: 1,
-            }),
+            current: ArcSwap::from_pointee(Loaded::new(database, engine, 1)),
             next_epoch: std::sync::atomic::AtomicU64::new(2),
         }
     }
@@ -60,11 +74,8 @@ impl Signatures {
         let epoch = self
             .next_epoch
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.current.store(Arc::new(Loaded {
-            database,
-            engine,
-            epoch,
-        }));
+        self.current
+            .store(Arc::new(Loaded::new(database, engine, epoch)));
     }
 }
 

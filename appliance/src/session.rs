@@ -575,8 +575,7 @@ impl FileTask {
         let loaded = self.app.signatures.current();
         let version = loaded.database.version().to_string();
         let opts = scan_options(self.policy.limits());
-        let mut scanner = loaded.engine.scanner(opts);
-        scanner.reset(Some(self.size));
+        let scanner = loaded.scanners.take(opts, Some(self.size));
         // The scanner and a digest of the content travel together between
         // pool jobs, one chunk at a time.
         let mut state = Some((scanner, Sha256::new()));
@@ -621,11 +620,14 @@ impl FileTask {
                     .app
                     .pool
                     .submit(&self.vm.vm_id, self.priority, move || {
-                        (scanner.finish(), digest.finalize())
+                        (scanner.finish(), digest.finalize(), scanner)
                     });
                 let (result, digest) = match finished {
                     Ok(h) => match h.await {
-                        Ok(r) => r,
+                        Ok((result, digest, scanner)) => {
+                            loaded.scanners.give(scanner);
+                            (result, digest)
+                        }
                         Err(e) => {
                             let v = simple_verdict(
                                 self.seq,

@@ -101,5 +101,5 @@ pub use file::{FileAccess, MMAP_THRESHOLD};
 pub use persist::PersistError;
 pub use pool::{Busy, JobError, JobHandle, PoolConfig, PoolStats, Priority, ScanPool};
 pub use result::{Detection, DetectionKind, Limit, Outcome, ScanResult};
-pub use scanner::{Feed, ScanOptions, Scanner, TOO_SMALL};
+pub use scanner::{Feed, ScanOptions, Scanner, ScannerPool, TOO_SMALL};
 pub use split::SplitConfig;

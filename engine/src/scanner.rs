@@ -29,6 +29,63 @@ pub struct ScanOptions {
     pub max_scan_time: Option<Duration>,
 }
 
+/// Scanners kept for reuse by one [`Engine`], so that a stream of small
+/// inputs does not pay for a fresh scanner's scratch every time: a 4 KiB
+/// input cost 14.6 µs with a fresh scanner and 3.7 µs with a reused one
+/// at 100k bench body signatures (1.2 µs of 3.3 at 10k; `small_file_cost`
+/// in `tests/throughput.rs`).
+#[derive(Debug)]
+pub struct ScannerPool {
+    engine: Engine,
+    free: std::sync::Mutex<Vec<Scanner>>,
+    keep: usize,
+}
+
+impl ScannerPool {
+    /// A pool for `engine` that keeps at most `keep` idle scanners.
+    pub fn new(engine: Engine, keep: usize) -> ScannerPool {
+        ScannerPool {
+            engine,
+            free: std::sync::Mutex::new(Vec::new()),
+            keep,
+        }
+    }
+
+    /// A scanner with `opts`, reset for an input of `expected_size` (see
+    /// [`Scanner::reset`]): an idle one if the pool has one, else a new
+    /// one.
+    pub fn take(&self, opts: ScanOptions, expected_size: Option<u64>) -> Scanner {
+        let idle = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut scanner = match idle {
+            Some(mut s) => {
+                s.opts = opts;
+                s
+            }
+            None => self.engine.scanner(opts),
+        };
+        scanner.reset(expected_size);
+        scanner
+    }
+
+    /// Keeps `scanner` for a later [`take`](ScannerPool::take), unless the
+    /// pool is full or the scanner runs another engine. Its state does not
+    /// matter: `take` resets it.
+    pub fn give(&self, scanner: Scanner) {
+        if !std::sync::Arc::ptr_eq(&scanner.engine.inner, &self.engine.inner) {
+            return;
+        }
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < self.keep {
+            free.push(scanner);
+        }
+    }
+
+    /// The idle scanners kept now.
+    pub fn idle(&self) -> usize {
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
 /// What [`Scanner::feed`] wants next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Feed {

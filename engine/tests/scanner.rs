@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use giva_engine::{
     DetectionKind, Engine, Feed, FileAccess, Limit, Outcome, ScanOptions, ScanResult, Scanner,
+    ScannerPool,
 };
 use giva_signatures::{
     BodyPattern, BodySignature, Database, DatabaseInfo, Gap, HashAlgo, HashEntry, Offset, Part,
@@ -204,6 +205,50 @@ fn scanner_is_reusable() {
     s.feed(b"..abc....");
     s.feed(b"....xyz...");
     assert_eq!(s.finish().outcome, Outcome::Infected);
+}
+
+#[test]
+fn pooled_scanners_start_clean_take_new_options_and_stay_bounded() {
+    let sigs = || {
+        vec![
+            body(
+                "Split",
+                Offset::Any,
+                vec![lit(b"abc"), lit(b"xyz")],
+                vec![Gap { min: 0, max: None }],
+            ),
+            body("One", Offset::Any, vec![lit(b"needle")], vec![]),
+            body("Two", Offset::Any, vec![lit(b"haystack")], vec![]),
+        ]
+    };
+    let e = engine(sigs(), vec![]);
+    let pool = ScannerPool::new(e.clone(), 1);
+    let all = ScanOptions {
+        all_match: true,
+        ..Default::default()
+    };
+    // An input abandoned halfway through a two-part match.
+    let mut s = pool.take(ScanOptions::default(), None);
+    s.feed(b"..abc....");
+    pool.give(s);
+    assert_eq!(pool.idle(), 1);
+    // Taken again with other options: no inherited part, all matches.
+    let mut s = pool.take(all.clone(), None);
+    assert_eq!(pool.idle(), 0);
+    s.feed(b"....xyz... needle haystack");
+    let r = s.finish();
+    assert_eq!(r.names(), ["One", "Two"]);
+    assert_eq!(r, e.scan_bytes(b"....xyz... needle haystack", &all));
+    // At most `keep` idle scanners.
+    let (a, b) = (pool.take(all.clone(), None), pool.take(all.clone(), None));
+    pool.give(a);
+    pool.give(b);
+    assert_eq!(pool.idle(), 1);
+    // A scanner of another engine is not kept.
+    let other = engine(sigs(), vec![]);
+    let pool2 = ScannerPool::new(other, 4);
+    pool2.give(e.scanner(all));
+    assert_eq!(pool2.idle(), 0);
 }
 
 #[test]
