@@ -290,7 +290,7 @@ impl Bloom {
 /// 100k.
 #[derive(Clone, Debug, Default)]
 struct Sieve {
-    /// Empty if there are no keys: then everything passes.
+    /// Empty if there are no keys (then there is nothing to sieve).
     bits: Arr<u64>,
     /// `64 - log2(bit count)`: a bit number is the top bits of a product.
     shift: u32,
@@ -330,14 +330,13 @@ impl Sieve {
         ]
     }
 
-    /// Whether key `x` of kind `kind` may be in its table.
+    /// Whether key `x` of kind `kind` may be in its table, given the
+    /// sieve's `bits` (taken as a slice once per scan, as [`GramView`]
+    /// does: an [`Arr`] checks its view on every access) and `shift`.
     #[inline(always)]
-    fn maybe(&self, x: u32, kind: usize) -> bool {
-        if self.bits.is_empty() {
-            return true;
-        }
-        let [a, b] = Sieve::bit_numbers(x, kind, self.shift);
-        (self.bits[a >> 6] >> (a & 63)) & (self.bits[b >> 6] >> (b & 63)) & 1 != 0
+    fn maybe(bits: &[u64], shift: u32, x: u32, kind: usize) -> bool {
+        let [a, b] = Sieve::bit_numbers(x, kind, shift);
+        (bits[a >> 6] >> (a & 63)) & (bits[b >> 6] >> (b & 63)) & 1 != 0
     }
 
     fn write(&self, w: &mut W) {
@@ -604,6 +603,8 @@ impl AtomIndex {
         // or checked one) leaves the whole buffer to the scalar loop.
         let filter = self.bloom.filter();
         let views = [self.q4.view(), self.q3.view()];
+        // Empty when no table has a key: then nothing is sieved.
+        let sieve = &self.sieve.bits[..];
         // At most one pass per input byte (two kinds at every even
         // position); seams between chunks are scanned too, and are tiny.
         let mut passes = Vec::with_capacity(hay.len().min(CHUNK) + 64);
@@ -631,10 +632,12 @@ impl AtomIndex {
                 let x = if t == 0 { gram(hay, p) } else { gram3(hay, p) };
                 (t, p, x)
             };
-            passes.retain(|e| {
-                let (t, _, x) = key(e);
-                self.sieve.maybe(x, t)
-            });
+            if !sieve.is_empty() {
+                passes.retain(|e| {
+                    let (t, _, x) = key(e);
+                    Sieve::maybe(sieve, self.sieve.shift, x, t)
+                });
+            }
             let pass = |e: &u32| {
                 let (t, p, x) = key(e);
                 (&views[t], p, x)
