@@ -928,6 +928,25 @@ mod tests {
     }
 
     #[test]
+    fn an_atom_that_starts_with_a_word_is_indexed_past_the_word() {
+        // A bench signature's shape: a text word, then random bytes. The
+        // grams inside the word hit text files constantly. The 5-byte atom
+        // makes the stride 2, as in any large database, which leaves a
+        // choice of windows past the word.
+        let atoms = vec![
+            b"number K)\xff".to_vec(),
+            b"xportQoZ\xff".to_vec(),
+            b"\x9a\x3e\xd7\x61\x05".to_vec(),
+        ];
+        let index = AtomIndex::new(atoms);
+        assert_eq!(index.stride, 2);
+        let keys: Vec<[u8; 4]> = index.q4.keys().map(u32::to_le_bytes).collect();
+        for word in [b"numb", b"umbe", b"mber", b"xpor", b"port"] {
+            assert!(!keys.contains(word), "{:?} indexed", keys);
+        }
+    }
+
+    #[test]
     fn a_stored_index_scans_alike_and_a_sieve_out_of_range_is_refused() {
         let mut next = xorshift(0x2545_f491_4f6c_dd1du64);
         let atoms: Vec<Vec<u8>> = (0..500)

