@@ -102,6 +102,9 @@ struct GramTable {
 struct Bloom {
     bits: Arr<u32>,
     shift: u32,
+    /// Whether a key sets three bits of its word rather than two (the
+    /// largest filters; see [`Bloom::new`]).
+    three: bool,
 }
 
 /// The multiplier of the hash of a position's first 3 bytes, which picks
@@ -115,24 +118,27 @@ const MUL: u32 = 0x9e37_79b1;
 const MUL4: u32 = 0x85eb_ca77;
 const MUL3: u32 = 0xc2b2_ae3d;
 
-/// The word index and the two-bit mask of key `x` (4 bytes if `wide`,
-/// else its low 3 bytes) in a blocked Bloom filter of `2^(32 - shift)`
-/// 32-bit words. The top bits of `(x & 0xffffff) * MUL` pick the word for
-/// both kinds of key, so that one word fetched per position answers both;
-/// the top two groups of 5 bits of the key times `MUL4` or `MUL3` pick its
-/// bits (the top bits of a product depend on every byte of the key). Two
-/// bits per key, not one: with 32 bits per key that cuts false positives
-/// from about 3% to about 0.5%, and a false positive costs a slot probe, a
-/// likely cache miss.
+/// The word index and the bit mask of key `x` (4 bytes if `wide`, else
+/// its low 3 bytes) in a blocked Bloom filter of `2^(32 - shift)` 32-bit
+/// words. The top bits of `(x & 0xffffff) * MUL` pick the word for both
+/// kinds of key, so that one word fetched per position answers both; the
+/// top two groups of 5 bits of the key times `MUL4` or `MUL3` pick its
+/// bits (the top bits of a product depend on every byte of the key), and
+/// the third group a third bit if `three`. Two bits per key, not one: with
+/// 32 bits per key that cuts false positives from about 3% to about 0.5%,
+/// and a false positive costs a slot probe, a likely cache miss.
 #[inline(always)]
-fn bloom(x: u32, wide: bool, shift: u32) -> (usize, u32) {
+fn bloom(x: u32, wide: bool, shift: u32, three: bool) -> (usize, u32) {
     let x3 = x & 0x00ff_ffff;
     let g = if wide {
         x.wrapping_mul(MUL4)
     } else {
         x3.wrapping_mul(MUL3)
     };
-    let m = 1u32 << (g >> 27) | 1u32 << ((g >> 22) & 31);
+    let mut m = 1u32 << (g >> 27) | 1u32 << ((g >> 22) & 31);
+    if three {
+        m |= 1u32 << ((g >> 17) & 31);
+    }
     ((x3.wrapping_mul(MUL) >> shift) as usize, m)
 }
 
@@ -237,26 +243,50 @@ impl Bloom {
     /// and 4.4 GB/s; at 10k 64 bits per key gave 2.4 GB/s and 140 (512
     /// KiB) 3.3 GB/s. Larger filters gained nothing at either: the
     /// gathers start to miss the cache.
+    ///
+    /// A filter that would need more than 1 MiB that way gets three bits
+    /// per key and about 24 bits per key instead (1 MiB at 100k bench
+    /// signatures, at most 2 MiB): its gathers miss the 2 MiB L2 cache far
+    /// less, and the third bit keeps its false positives down. At 100k,
+    /// `giva scan` took 0.45 s instead of 0.53 (two bits, 2 MiB); three
+    /// bits at 10k lost 3% (text's hot words fill up).
     fn new(wide: &GramTable, narrow: &GramTable) -> Self {
         if wide.is_empty() && narrow.is_empty() {
             return Bloom::default();
         }
-        let keys = wide.keys().count() + narrow.keys().count();
+        let (nbits, three) = Bloom::size(wide.keys().count() + narrow.keys().count());
+        Bloom::build(wide, narrow, nbits, three)
+    }
+
+    /// The bit count and whether three bits per key, for `keys` keys (see
+    /// [`Bloom::new`]).
+    fn size(keys: usize) -> (usize, bool) {
         let bits_for = |per_key: usize| (keys * per_key).next_power_of_two();
-        let nbits = bits_for(256)
+        let two = bits_for(256)
             .min(bits_for(32).max(1 << 22))
             .clamp(1 << 12, 1 << 24);
+        if two > 1 << 23 {
+            (bits_for(24).min(1 << 24), true)
+        } else {
+            (two, false)
+        }
+    }
+
+    /// The filter of `nbits` bits (a power of two, at least 1024) over the
+    /// keys of `wide` and `narrow`, with two or `three` bits per key.
+    fn build(wide: &GramTable, narrow: &GramTable, nbits: usize, three: bool) -> Self {
         let mut bits = vec![0u32; nbits / 32];
         let shift = 32 - (nbits / 32).trailing_zeros();
         for (table, is_wide) in [(wide, true), (narrow, false)] {
             for key in table.keys() {
-                let (w, m) = bloom(key, is_wide, shift);
+                let (w, m) = bloom(key, is_wide, shift, three);
                 bits[w] |= m;
             }
         }
         Bloom {
             bits: bits.into(),
             shift,
+            three,
         }
     }
 
@@ -266,13 +296,13 @@ impl Bloom {
         if self.bits.is_empty() {
             return None;
         }
-        simd::Filter::new(&self.bits, self.shift)
+        simd::Filter::new(&self.bits, self.shift, self.three)
     }
 
     /// Whether key `x` may be in the table of its kind.
     #[inline(always)]
-    fn maybe(bits: &[u32], shift: u32, x: u32, wide: bool) -> bool {
-        let (w, m) = bloom(x, wide, shift);
+    fn maybe(bits: &[u32], shift: u32, three: bool, x: u32, wide: bool) -> bool {
+        let (w, m) = bloom(x, wide, shift, three);
         bits[w] & m == m
     }
 }
@@ -671,15 +701,15 @@ impl AtomIndex {
         if !(wide || narrow) {
             return n;
         }
-        let (bits, shift) = (&self.bloom.bits[..], self.bloom.shift);
+        let (bits, shift, three) = (&self.bloom.bits[..], self.bloom.shift, self.bloom.three);
         // An atom at p has exactly one of its indexed q-grams at a
         // multiple of the stride, and that q-gram ends within the atom, so
         // looking up those positions finds it once.
         let mut lookup = |i: usize, x: u32, room: usize| {
-            if wide && room >= 4 && Bloom::maybe(bits, shift, x, true) {
+            if wide && room >= 4 && Bloom::maybe(bits, shift, three, x, true) {
                 out.push(((i - from) as u32) << 1);
             }
-            if narrow && Bloom::maybe(bits, shift, x, false) {
+            if narrow && Bloom::maybe(bits, shift, three, x, false) {
                 out.push(((i - from) as u32) << 1 | 1);
             }
         };
@@ -778,16 +808,21 @@ impl Bloom {
     fn write(&self, w: &mut W) {
         w.pods(&self.bits);
         w.u32(self.shift);
+        w.u32(u32::from(self.three));
     }
 
     /// Reads a filter and checks that `bloom` stays in bounds: the word
     /// count is the power of two its shift indexes (as
     /// [`simd::Filter::new`] wants).
     fn read(r: &mut R<'_>) -> PResult<Bloom> {
-        let b = Bloom {
-            bits: r.arr()?,
-            shift: r.u32()?,
+        let bits = r.arr()?;
+        let shift = r.u32()?;
+        let three = match r.u32()? {
+            0 => false,
+            1 => true,
+            _ => return bad("gram filter bits per key out of range"),
         };
+        let b = Bloom { bits, shift, three };
         if b.bits.is_empty() {
             return Ok(Bloom::default());
         }
@@ -928,6 +963,18 @@ mod tests {
     }
 
     #[test]
+    fn only_the_largest_filters_set_three_bits_per_key() {
+        // 1k, 10k and 100k bench signatures have about 3.7k, 30k and 295k
+        // keys in their main program.
+        assert_eq!(Bloom::size(3_700), (1 << 20, false));
+        assert_eq!(Bloom::size(30_000), (1 << 22, false));
+        assert_eq!(Bloom::size(200_000), (1 << 23, false));
+        assert_eq!(Bloom::size(295_000), (1 << 23, true));
+        assert_eq!(Bloom::size(2_000_000), (1 << 24, true));
+        assert_eq!(Bloom::size(1), (1 << 12, false));
+    }
+
+    #[test]
     fn an_atom_that_starts_with_a_word_is_indexed_past_the_word() {
         // A bench signature's shape: a text word, then random bytes. The
         // grams inside the word hit text files constantly. The 5-byte atom
@@ -970,6 +1017,17 @@ mod tests {
             got.sort_unstable();
             got
         };
+        assert_eq!(scan(&stored), naive(&atoms, &hay));
+
+        // A three-bit filter is stored as one.
+        let mut three = AtomIndex::new(atoms.clone());
+        three.bloom = Bloom::build(&three.q4, &three.q3, 1 << 13, true);
+        let mut w = W::default();
+        three.write(&mut w);
+        let blob = bytes::Bytes::from(w.0);
+        let stored = AtomIndex::read(&mut R::new(&blob)).expect("reads back");
+        assert!(stored.bloom.three);
+        assert_eq!(stored.bloom.bits[..], three.bloom.bits[..]);
         assert_eq!(scan(&stored), naive(&atoms, &hay));
 
         // A shift that does not match the bit count could index past it.
@@ -1015,11 +1073,19 @@ mod tests {
             }
             want.sort_unstable();
             assert!(want.len() >= atoms.len());
-            for level in simd::Level::available() {
-                let mut got = Vec::new();
-                index.scan_at(level, &hay, |id, s| got.push((id, s)));
-                got.sort_unstable();
-                assert_eq!(got, want, "{level:?} stride {stride}");
+            assert!(!index.bloom.three, "a filter this small has two bits");
+            // The same tables behind a three-bit filter, as the largest
+            // databases get (a small one: many words hold several keys).
+            let mut three = AtomIndex::new(atoms.clone());
+            three.bloom = Bloom::build(&three.q4, &three.q3, 1 << 14, true);
+            for ix in [&index, &three] {
+                for level in simd::Level::available() {
+                    let mut got = Vec::new();
+                    ix.scan_at(level, &hay, |id, s| got.push((id, s)));
+                    got.sort_unstable();
+                    let bits = if ix.bloom.three { 3 } else { 2 };
+                    assert_eq!(got, want, "{level:?} stride {stride}, {bits} bits");
+                }
             }
         }
     }

@@ -34,19 +34,21 @@
 /// position whose 4 bytes are `x`, `h = (x & 0xffffff) * mul[0]` picks
 /// word `h >> shift`; with `g` the 4-byte key times `mul[1]` or the 3-byte key
 /// `x & 0xffffff` times `mul[2]`, the key's bits are `g >> 27` and `(g >>
-/// 22) & 31`. `atoms::bloom` is the scalar form.
+/// 22) & 31`, and `(g >> 17) & 31` too if `three`. `atoms::bloom` is the
+/// scalar form.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Filter<'a> {
     bits: &'a [u32],
     shift: u32,
+    three: bool,
 }
 
 impl<'a> Filter<'a> {
     /// The filter, if `bits` and `shift` agree as described above.
-    pub fn new(bits: &'a [u32], shift: u32) -> Option<Filter<'a>> {
+    pub fn new(bits: &'a [u32], shift: u32, three: bool) -> Option<Filter<'a>> {
         // At most 2^22 words (16 MiB): far above any filter built.
         let ok = (10..32).contains(&shift) && bits.len() == 1usize << (32 - shift);
-        ok.then_some(Filter { bits, shift })
+        ok.then_some(Filter { bits, shift, three })
     }
 }
 
@@ -125,19 +127,25 @@ pub(crate) fn filter_blocks(
             spare: out.spare_capacity_mut(),
             len: 0,
         };
-        // One loop per combination of key kinds and stride, so that the
-        // loop tests none of them (the tests cost about 3% at 10k bench
-        // signatures).
+        // One loop per combination of key kinds, stride and bits per key,
+        // so that the loop tests none of them (the tests cost about 3% at
+        // 10k bench signatures).
         macro_rules! specialized {
             ($f:ident) => {
-                match (hash.kinds, hash.pairs) {
-                    ([true, true], true) => $f::<true, true, true>,
-                    ([true, true], false) => $f::<true, true, false>,
-                    ([true, false], true) => $f::<true, false, true>,
-                    ([true, false], false) => $f::<true, false, false>,
+                match (hash.kinds, hash.pairs, hash.filter.three) {
+                    ([true, true], true, false) => $f::<true, true, true, false>,
+                    ([true, true], false, false) => $f::<true, true, false, false>,
+                    ([true, false], true, false) => $f::<true, false, true, false>,
+                    ([true, false], false, false) => $f::<true, false, false, false>,
                     // [false, false] returned above.
-                    ([false, _], true) => $f::<false, true, true>,
-                    ([false, _], false) => $f::<false, true, false>,
+                    ([false, _], true, false) => $f::<false, true, true, false>,
+                    ([false, _], false, false) => $f::<false, true, false, false>,
+                    ([true, true], true, true) => $f::<true, true, true, true>,
+                    ([true, true], false, true) => $f::<true, true, false, true>,
+                    ([true, false], true, true) => $f::<true, false, true, true>,
+                    ([true, false], false, true) => $f::<true, false, false, true>,
+                    ([false, _], true, true) => $f::<false, true, true, true>,
+                    ([false, _], false, true) => $f::<false, true, false, true>,
                 }
             };
         }
@@ -239,7 +247,7 @@ const PREFETCH: usize = 2048;
 /// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn avx2<const WIDE: bool, const NARROW: bool, const PAIRS: bool>(
+unsafe fn avx2<const WIDE: bool, const NARROW: bool, const PAIRS: bool, const THREE: bool>(
     blocks: Blocks<'_>,
     hash: Hash<'_>,
     out: &mut Out<'_>,
@@ -254,11 +262,17 @@ unsafe fn avx2<const WIDE: bool, const NARROW: bool, const PAIRS: bool>(
     let low5 = _mm256_set1_epi32(31);
     // A per-lane shift is one instruction; a shift by an `xmm` count two.
     let shift = _mm256_set1_epi32(filter.shift as i32);
-    // A key's two bits, from the top bits of its hash `g`.
+    // A key's two (or three) bits, from the top bits of its hash `g`.
     let bits = |g: __m256i| {
         let hi = _mm256_srli_epi32::<27>(g);
         let lo = _mm256_and_si256(_mm256_srli_epi32::<22>(g), low5);
-        _mm256_or_si256(_mm256_sllv_epi32(one, hi), _mm256_sllv_epi32(one, lo))
+        let m = _mm256_or_si256(_mm256_sllv_epi32(one, hi), _mm256_sllv_epi32(one, lo));
+        if THREE {
+            let third = _mm256_and_si256(_mm256_srli_epi32::<17>(g), low5);
+            _mm256_or_si256(m, _mm256_sllv_epi32(one, third))
+        } else {
+            m
+        }
     };
     // The lanes whose 4-byte key and whose 3-byte key have both their
     // filter bits set, one bit per lane.
@@ -304,7 +318,7 @@ unsafe fn avx2<const WIDE: bool, const NARROW: bool, const PAIRS: bool>(
 /// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn avx512<const WIDE: bool, const NARROW: bool, const PAIRS: bool>(
+unsafe fn avx512<const WIDE: bool, const NARROW: bool, const PAIRS: bool, const THREE: bool>(
     blocks: Blocks<'_>,
     hash: Hash<'_>,
     out: &mut Out<'_>,
@@ -318,12 +332,17 @@ unsafe fn avx512<const WIDE: bool, const NARROW: bool, const PAIRS: bool>(
     let one = _mm512_set1_epi32(1);
     // A per-lane shift is one instruction; a shift by an `xmm` count two.
     let shift = _mm512_set1_epi32(filter.shift as i32);
-    // A key's two bits, from the top bits of its hash `g`.
+    // A key's two (or three) bits, from the top bits of its hash `g`.
     let bits = |g: __m512i| {
-        _mm512_or_si512(
+        let m = _mm512_or_si512(
             _mm512_rolv_epi32(one, _mm512_srli_epi32::<27>(g)),
             _mm512_rolv_epi32(one, _mm512_srli_epi32::<22>(g)),
-        )
+        );
+        if THREE {
+            _mm512_or_si512(m, _mm512_rolv_epi32(one, _mm512_srli_epi32::<17>(g)))
+        } else {
+            m
+        }
     };
     // The lanes whose 4-byte key and whose 3-byte key have both their
     // filter bits set, one bit per lane.
@@ -368,13 +387,16 @@ mod tests {
     #[test]
     fn a_filter_must_have_exactly_the_words_its_shift_indexes() {
         let bits = vec![0u32; 1 << 12];
-        assert!(Filter::new(&bits, 20).is_some());
-        assert!(Filter::new(&bits, 19).is_none(), "gathers past the end");
-        assert!(Filter::new(&bits, 21).is_none());
-        assert!(Filter::new(&bits[..100], 25).is_none());
+        assert!(Filter::new(&bits, 20, false).is_some());
+        assert!(
+            Filter::new(&bits, 19, false).is_none(),
+            "gathers past the end"
+        );
+        assert!(Filter::new(&bits, 21, true).is_none());
+        assert!(Filter::new(&bits[..100], 25, false).is_none());
         let few = vec![0u32; 1 << 23];
         assert!(
-            Filter::new(&few, 9).is_none(),
+            Filter::new(&few, 9, false).is_none(),
             "larger than any filter built"
         );
     }
@@ -382,8 +404,12 @@ mod tests {
     #[test]
     fn short_input_and_no_tables_leave_everything_to_the_caller() {
         let bits = vec![u32::MAX; 1 << 12];
-        let t = Filter::new(&bits, 20).expect("filter");
-        for level in Level::available() {
+        // Every level with two and with three bits per key.
+        let cases = [false, true]
+            .into_iter()
+            .flat_map(|three| Level::available().into_iter().map(move |l| (three, l)));
+        for (three, level) in cases {
+            let t = Filter::new(&bits, 20, three).expect("filter");
             let mut out = Vec::new();
             let block = match level {
                 Level::Scalar => 0,
@@ -425,7 +451,7 @@ mod tests {
                     .filter(|&(_, k)| kinds[k as usize])
                     .collect();
                 want.sort_unstable();
-                assert_eq!(got, want, "{level:?} {kinds:?} {pairs}");
+                assert_eq!(got, want, "{level:?} {kinds:?} {pairs} {three}");
             }
         }
     }
