@@ -130,22 +130,25 @@ pub(crate) fn filter_blocks(
         // One loop per combination of key kinds, stride and bits per key,
         // so that the loop tests none of them (the tests cost about 3% at
         // 10k bench signatures).
+        macro_rules! with_kinds {
+            ($f:ident, $three:literal) => {
+                match (hash.kinds, hash.pairs) {
+                    ([true, true], true) => $f::<true, true, true, $three>,
+                    ([true, true], false) => $f::<true, true, false, $three>,
+                    ([true, false], true) => $f::<true, false, true, $three>,
+                    ([true, false], false) => $f::<true, false, false, $three>,
+                    // [false, false] returned above.
+                    ([false, _], true) => $f::<false, true, true, $three>,
+                    ([false, _], false) => $f::<false, true, false, $three>,
+                }
+            };
+        }
         macro_rules! specialized {
             ($f:ident) => {
-                match (hash.kinds, hash.pairs, hash.filter.three) {
-                    ([true, true], true, false) => $f::<true, true, true, false>,
-                    ([true, true], false, false) => $f::<true, true, false, false>,
-                    ([true, false], true, false) => $f::<true, false, true, false>,
-                    ([true, false], false, false) => $f::<true, false, false, false>,
-                    // [false, false] returned above.
-                    ([false, _], true, false) => $f::<false, true, true, false>,
-                    ([false, _], false, false) => $f::<false, true, false, false>,
-                    ([true, true], true, true) => $f::<true, true, true, true>,
-                    ([true, true], false, true) => $f::<true, true, false, true>,
-                    ([true, false], true, true) => $f::<true, false, true, true>,
-                    ([true, false], false, true) => $f::<true, false, false, true>,
-                    ([false, _], true, true) => $f::<false, true, true, true>,
-                    ([false, _], false, true) => $f::<false, true, false, true>,
+                if hash.filter.three {
+                    with_kinds!($f, true)
+                } else {
+                    with_kinds!($f, false)
                 }
             };
         }
