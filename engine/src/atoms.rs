@@ -663,10 +663,16 @@ impl AtomIndex {
                 (t, p, x)
             };
             if !sieve.is_empty() {
-                passes.retain(|e| {
-                    let (t, _, x) = key(e);
-                    Sieve::maybe(sieve, self.sieve.shift, x, t)
-                });
+                // Without a branch on the outcome, which is random for the
+                // real keys of short atoms (`Vec::retain` branches).
+                let mut kept = 0;
+                for k in 0..passes.len() {
+                    let e = passes[k];
+                    let (t, _, x) = key(&e);
+                    passes[kept] = e;
+                    kept += usize::from(Sieve::maybe(sieve, self.sieve.shift, x, t));
+                }
+                passes.truncate(kept);
             }
             let pass = |e: &u32| {
                 let (t, p, x) = key(e);
