@@ -819,7 +819,8 @@ impl Bloom {
 
     /// Reads a filter and checks that `bloom` stays in bounds: the word
     /// count is the power of two its shift indexes (as
-    /// [`simd::Filter::new`] wants).
+    /// [`simd::Filter::new`] wants). Its bits per key are stored as 0 (two)
+    /// or 1 (three); anything else is refused.
     fn read(r: &mut R<'_>) -> PResult<Bloom> {
         let bits = r.arr()?;
         let shift = r.u32()?;
@@ -995,7 +996,11 @@ mod tests {
         assert_eq!(index.stride, 2);
         let keys: Vec<[u8; 4]> = index.q4.keys().map(u32::to_le_bytes).collect();
         for word in [b"numb", b"umbe", b"mber", b"xpor", b"port"] {
-            assert!(!keys.contains(word), "{:?} indexed", keys);
+            assert!(
+                !keys.contains(word),
+                "{:?} indexed; keys {keys:?}",
+                String::from_utf8_lossy(word)
+            );
         }
     }
 
@@ -1035,6 +1040,19 @@ mod tests {
         assert!(stored.bloom.three);
         assert_eq!(stored.bloom.bits[..], three.bloom.bits[..]);
         assert_eq!(scan(&stored), naive(&atoms, &hay));
+        // A bits-per-key flag other than 0 or 1 is refused.
+        for flag in [0, 1, 2, u32::MAX] {
+            let mut w = W::default();
+            w.pods(&three.bloom.bits);
+            w.u32(three.bloom.shift);
+            w.u32(flag);
+            let blob = bytes::Bytes::from(w.0);
+            let read = Bloom::read(&mut R::new(&blob));
+            assert_eq!(read.is_ok(), flag < 2, "flag {flag}");
+            if let Ok(b) = read {
+                assert_eq!(b.three, flag == 1);
+            }
+        }
 
         // A shift that does not match the bit count could index past it.
         for shift in [index.sieve.shift - 1, index.sieve.shift + 1] {
