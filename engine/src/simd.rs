@@ -17,9 +17,9 @@
 //! - The AVX2 and AVX-512 functions run only after
 //!   `is_x86_feature_detected!` for `avx2` or `avx512f`, in
 //!   [`filter_blocks`], whatever [`Level`] the caller asks for.
-//! - The two unaligned loads of a block read `hay[i..i + 34]` (AVX2) or
-//!   `hay[i..i + 66]` (AVX-512), and each loop runs only while that range
-//!   is inside `hay`.
+//! - The unaligned loads of a block read `hay[i - 1..i + 34]` (AVX2) or
+//!   `hay[i - 1..i + 66]` (AVX-512), and each loop runs only while that
+//!   range is inside `hay`: [`filter_blocks`] runs no block at 0.
 //! - [`prefetch`] reads nothing, so its address may lie anywhere.
 //! - A gather reads the filter word `h >> shift` of each lane (`h` a
 //!   32-bit hash), which is below `2^(32 - shift)`; [`Filter::new`] accepts
@@ -32,10 +32,11 @@
 
 /// The Bloom filter of the atom index: `2^(32 - shift)` words. At a
 /// position whose 4 bytes are `x`, `h = (x & 0xffffff) * mul[0]` picks
-/// word `h >> shift`; with `g` the 4-byte key times `mul[1]` or the 3-byte key
-/// `x & 0xffffff` times `mul[2]`, the key's bits are `g >> 27` and `(g >>
-/// 22) & 31`, and `(g >> 17) & 31` too if `three`. `atoms::bloom` is the
-/// scalar form.
+/// word `h >> shift`; with `g` the 4-byte key `x` times `mul[1]` or `x &
+/// 0xffffff` times `mul[2]` for the back key `b` (the 4 bytes from 1
+/// before the position), the key's bits are `g >> 27` and `(g >> 22) &
+/// 31`, `(g >> 17) & 31` too if `three`, and for the back key `(g ^ b) &
+/// 31` too. `atoms::bloom` is the scalar form.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Filter<'a> {
     bits: &'a [u32],
@@ -90,27 +91,35 @@ impl Level {
 
 /// Runs `filter` at `level` (or the best level below it this CPU has)
 /// over the blocks of `hay` that start in `from..until` and end inside
-/// `hay`, and pushes `(position - from) << 1 | kind` to `out` for each
+/// `hay`, and pushes `(position - base) << 1 | kind` to `out` for each
 /// even position (each multiple of 4 unless `hash.pairs`) whose key of
-/// kind `kind` passes `hash.filter`: kind 0 the position's 4 bytes, kind 1
-/// its first 3, each only if `hash.kinds[kind]`. `from` must be a multiple
-/// of 4.
+/// kind `kind` passes `hash.filter`: kind 0 the 4 bytes at the position,
+/// kind 1 its back key, the 4 bytes from 1 before it, each only if
+/// `hash.kinds[kind]`. `from` must be a multiple of 4 and not below
+/// `base`, and not 0 with back keys (a block there would have no byte
+/// before it).
 /// Returns where the blocks end (also a multiple of 4; `from` if it ran
 /// none): the caller scans the rest.
 pub(crate) fn filter_blocks(
     level: Level,
     hay: &[u8],
+    base: usize,
     from: usize,
     until: usize,
     hash: Hash<'_>,
     out: &mut Vec<u32>,
 ) -> usize {
-    if hash.kinds == [false; 2] {
+    if hash.kinds == [false; 2] || from < base || hash.kinds[1] && from == 0 {
         return from;
     }
     #[cfg(target_arch = "x86_64")]
     {
-        let blocks = Blocks { hay, from, until };
+        let blocks = Blocks {
+            hay,
+            base,
+            from,
+            until,
+        };
         let wide = level >= Level::Avx512 && std::arch::is_x86_feature_detected!("avx512f");
         let narrow = level >= Level::Avx2 && std::arch::is_x86_feature_detected!("avx2");
         if !(wide || narrow) {
@@ -167,7 +176,7 @@ pub(crate) fn filter_blocks(
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (level, hay, until, out);
+        let _ = (level, hay, base, until, out);
         from
     }
 }
@@ -192,10 +201,10 @@ impl Out<'_> {
 #[derive(Clone, Copy)]
 pub(crate) struct Hash<'a> {
     pub filter: Filter<'a>,
-    /// The multipliers of the word's hash and of a 4-byte and a 3-byte
+    /// The multipliers of the word's hash and of a 4-byte key's and a back
     /// key's (see [`Filter`]).
     pub mul: [u32; 3],
-    /// Which kinds of key (4-byte, 3-byte) the filter holds.
+    /// Which kinds of key (4-byte, back) the filter holds.
     pub kinds: [bool; 2],
     /// Whether the positions 2 past a multiple of 4 are looked up too.
     pub pairs: bool,
@@ -205,6 +214,9 @@ pub(crate) struct Hash<'a> {
 #[derive(Clone, Copy)]
 struct Blocks<'a> {
     hay: &'a [u8],
+    /// Positions are pushed relative to this.
+    base: usize,
+    /// The first block; 4 or more with back keys.
     from: usize,
     until: usize,
 }
@@ -218,7 +230,7 @@ impl Blocks<'_> {
             return;
         }
         for (mut lanes, kind, add) in masks {
-            let base = ((i + add - self.from) as u32) << 1 | kind;
+            let base = ((i + add - self.base) as u32) << 1 | kind;
             while lanes != 0 {
                 out.push(base + (lanes.trailing_zeros() << 3));
                 lanes &= lanes - 1;
@@ -266,56 +278,78 @@ unsafe fn avx2<const WIDE: bool, const NARROW: bool, const PAIRS: bool, const TH
     // A per-lane shift is one instruction; a shift by an `xmm` count two.
     let shift = _mm256_set1_epi32(filter.shift as i32);
     // A key's two (or three) bits, from the top bits of its hash `g`.
+    let bit = |n: __m256i| _mm256_sllv_epi32(one, _mm256_and_si256(n, low5));
     let bits = |g: __m256i| {
-        let hi = _mm256_srli_epi32::<27>(g);
-        let lo = _mm256_and_si256(_mm256_srli_epi32::<22>(g), low5);
-        let m = _mm256_or_si256(_mm256_sllv_epi32(one, hi), _mm256_sllv_epi32(one, lo));
+        let m = _mm256_or_si256(
+            _mm256_sllv_epi32(one, _mm256_srli_epi32::<27>(g)),
+            bit(_mm256_srli_epi32::<22>(g)),
+        );
         if THREE {
-            let third = _mm256_and_si256(_mm256_srli_epi32::<17>(g), low5);
-            _mm256_or_si256(m, _mm256_sllv_epi32(one, third))
+            _mm256_or_si256(m, bit(_mm256_srli_epi32::<17>(g)))
         } else {
             m
         }
     };
-    // The lanes whose 4-byte key and whose 3-byte key have both their
-    // filter bits set, one bit per lane.
-    let pass = |keys: __m256i| -> (u32, u32) {
+    // The lanes whose 4-byte key and whose back key have their filter
+    // bits set, one bit per lane.
+    let pass = |keys: __m256i, back: __m256i| -> (u32, u32) {
         let k3 = _mm256_and_si256(keys, low3);
         let word = _mm256_srlv_epi32(_mm256_mullo_epi32(k3, mulw), shift);
         // SAFETY: every lane of `word` is below 2^(32 - shift), which is
         // `bits.len()` (`Filter::new`).
         let w = unsafe { _mm256_i32gather_epi32::<4>(filter.bits.as_ptr().cast(), word) };
-        let kind = |on: bool, k: __m256i, mul: __m256i| {
+        let kind = |on: bool, k: __m256i, mul: __m256i, b: Option<__m256i>| {
             if !on {
                 return 0;
             }
-            let m = bits(_mm256_mullo_epi32(k, mul));
+            let g = _mm256_mullo_epi32(k, mul);
+            let m = match b {
+                Some(b) => {
+                    let d = bit(_mm256_xor_si256(g, b));
+                    _mm256_or_si256(bits(g), d)
+                }
+                None => bits(g),
+            };
             let set = _mm256_cmpeq_epi32(_mm256_and_si256(w, m), m);
             _mm256_movemask_ps(_mm256_castsi256_ps(set)) as u32
         };
-        (kind(WIDE, keys, mul4), kind(NARROW, k3, mul3))
+        (
+            kind(WIDE, keys, mul4, None),
+            kind(NARROW, k3, mul3, Some(back)),
+        )
     };
     let hay = blocks.hay;
+    // SAFETY: the callers read inside hay[i - 1..i + 34], and `i` is at
+    // least 4 with back keys (`filter_blocks`).
+    let load = |at: usize| unsafe { _mm256_loadu_si256(hay.as_ptr().add(at).cast()) };
+    let back = |at: usize| {
+        if NARROW {
+            load(at - 1)
+        } else {
+            _mm256_setzero_si256()
+        }
+    };
     let mut i = blocks.from;
     while i < blocks.until && i + 34 <= hay.len() {
         prefetch(hay.as_ptr().wrapping_add(i + PREFETCH));
-        // SAFETY: both loads read inside hay[i..i + 34].
-        let (v0, v2) = unsafe {
-            (
-                _mm256_loadu_si256(hay.as_ptr().add(i).cast()),
-                _mm256_loadu_si256(hay.as_ptr().add(i + 2).cast()),
-            )
+        // Lane k of a load at `at` holds the 4 bytes at at + 4k: the key at
+        // i + 4k (or i + 2 + 4k), and its back key from 1 byte before.
+        let a = pass(load(i), back(i));
+        let b = if PAIRS {
+            pass(load(i + 2), back(i + 2))
+        } else {
+            (0, 0)
         };
-        // Lane k holds the 4 bytes at i + 4k (v0) or at i + 2 + 4k (v2).
-        let (a, b) = (pass(v0), if PAIRS { pass(v2) } else { (0, 0) });
         blocks.push(out, i, [(a.0, 0, 0), (a.1, 1, 0), (b.0, 0, 2), (b.1, 1, 2)]);
         i += 32;
     }
     i
 }
 
-/// [`avx2`] on 64-byte blocks. The two bits of a key come from rotates,
-/// which take the bit number modulo 32 as the filter wants, so no mask.
+/// [`avx2`] on 64-byte blocks. Each bit of a key comes from a two-table
+/// permute (`1 << n` for the low 5 bits of `n`, as the filter wants, so
+/// no mask) rather than a shift: shifts and multiplies compete for one
+/// port with 512-bit vectors, permutes run on another.
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
@@ -332,51 +366,76 @@ unsafe fn avx512<const WIDE: bool, const NARROW: bool, const PAIRS: bool, const 
     let mul3 = _mm512_set1_epi32(mul[2] as i32);
     let mulw = _mm512_set1_epi32(mul[0] as i32);
     let low3 = _mm512_set1_epi32(0x00ff_ffff);
-    let one = _mm512_set1_epi32(1);
     // A per-lane shift is one instruction; a shift by an `xmm` count two.
     let shift = _mm512_set1_epi32(filter.shift as i32);
     // A key's two (or three) bits, from the top bits of its hash `g`.
+    let lo = _mm512_sllv_epi32(
+        _mm512_set1_epi32(1),
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+    );
+    let hi = _mm512_slli_epi32::<16>(lo);
+    let bit = |n: __m512i| _mm512_permutex2var_epi32(lo, n, hi);
     let bits = |g: __m512i| {
-        let m = _mm512_or_si512(
-            _mm512_rolv_epi32(one, _mm512_srli_epi32::<27>(g)),
-            _mm512_rolv_epi32(one, _mm512_srli_epi32::<22>(g)),
-        );
+        let a = bit(_mm512_srli_epi32::<27>(g));
+        let b = bit(_mm512_srli_epi32::<22>(g));
         if THREE {
-            _mm512_or_si512(m, _mm512_rolv_epi32(one, _mm512_srli_epi32::<17>(g)))
+            let c = bit(_mm512_srli_epi32::<17>(g));
+            _mm512_ternarylogic_epi32::<0xfe>(a, b, c)
         } else {
-            m
+            _mm512_or_si512(a, b)
         }
     };
-    // The lanes whose 4-byte key and whose 3-byte key have both their
-    // filter bits set, one bit per lane.
-    let pass = |keys: __m512i| -> (u32, u32) {
+    // The lanes whose 4-byte key and whose back key have their filter
+    // bits set, one bit per lane.
+    let pass = |keys: __m512i, back: __m512i| -> (u32, u32) {
         let k3 = _mm512_and_si512(keys, low3);
         let word = _mm512_srlv_epi32(_mm512_mullo_epi32(k3, mulw), shift);
         // SAFETY: every lane of `word` is below 2^(32 - shift), which is
         // `bits.len()` (`Filter::new`).
         let w = unsafe { _mm512_i32gather_epi32::<4>(word, filter.bits.as_ptr().cast()) };
-        let kind = |on: bool, k: __m512i, mul: __m512i| {
+        // A key passes if its bits miss every bit `w` lacks.
+        let nw = _mm512_ternarylogic_epi32::<0x55>(w, w, w);
+        let kind = |on: bool, k: __m512i, mul: __m512i, b: Option<__m512i>| {
             if !on {
                 return 0;
             }
-            let m = bits(_mm512_mullo_epi32(k, mul));
-            u32::from(_mm512_cmpeq_epi32_mask(_mm512_and_si512(w, m), m))
+            let g = _mm512_mullo_epi32(k, mul);
+            let m = match b {
+                Some(b) => {
+                    let d = bit(_mm512_xor_si512(g, b));
+                    _mm512_or_si512(bits(g), d)
+                }
+                None => bits(g),
+            };
+            u32::from(_mm512_testn_epi32_mask(m, nw))
         };
-        (kind(WIDE, keys, mul4), kind(NARROW, k3, mul3))
+        (
+            kind(WIDE, keys, mul4, None),
+            kind(NARROW, k3, mul3, Some(back)),
+        )
     };
     let hay = blocks.hay;
+    // SAFETY: the callers read inside hay[i - 1..i + 66], and `i` is at
+    // least 4 with back keys (`filter_blocks`).
+    let load = |at: usize| unsafe { _mm512_loadu_si512(hay.as_ptr().add(at).cast()) };
+    let back = |at: usize| {
+        if NARROW {
+            load(at - 1)
+        } else {
+            _mm512_setzero_si512()
+        }
+    };
     let mut i = blocks.from;
     while i < blocks.until && i + 66 <= hay.len() {
         prefetch(hay.as_ptr().wrapping_add(i + PREFETCH));
-        // SAFETY: both loads read inside hay[i..i + 66].
-        let (v0, v2) = unsafe {
-            (
-                _mm512_loadu_si512(hay.as_ptr().add(i).cast()),
-                _mm512_loadu_si512(hay.as_ptr().add(i + 2).cast()),
-            )
+        // Lane k of a load at `at` holds the 4 bytes at at + 4k: the key at
+        // i + 4k (or i + 2 + 4k), and its back key from 1 byte before.
+        let a = pass(load(i), back(i));
+        let b = if PAIRS {
+            pass(load(i + 2), back(i + 2))
+        } else {
+            (0, 0)
         };
-        // Lane k holds the 4 bytes at i + 4k (v0) or at i + 2 + 4k (v2).
-        let (a, b) = (pass(v0), if PAIRS { pass(v2) } else { (0, 0) });
         blocks.push(out, i, [(a.0, 0, 0), (a.1, 1, 0), (b.0, 0, 2), (b.1, 1, 2)]);
         i += 64;
     }
@@ -426,12 +485,14 @@ mod tests {
                     kinds,
                     pairs,
                 };
-                filter_blocks(level, hay, from, until, hash, out)
+                filter_blocks(level, hay, from, from, until, hash, out)
             };
             // One byte short of a block and its look-ahead.
             let short = vec![0; block + 1];
             assert_eq!(run(&short, 0, 1000, ([true; 2], true), &mut out), 0);
             assert_eq!(run(&[0; 200], 4, 100, ([false; 2], true), &mut out), 4);
+            // Back keys need a byte before the first block.
+            assert_eq!(run(&[0; 200], 0, 100, ([false, true], true), &mut out), 0);
             assert!(out.is_empty());
             // A filter with every bit set passes every lookup: two kinds
             // at every even position (every 4th without `pairs`), in blocks

@@ -267,18 +267,19 @@ fn a_job_whose_handle_is_dropped_before_it_starts_never_runs() {
     assert_eq!(pool.stats().abandoned, 1);
 }
 
+/// Two literal signatures, `evil ` and `vilex`, whose atoms [`near_misses`]
+/// keep hitting without a match.
 fn engine() -> Engine {
-    let lit = |b: &[u8]| Part {
-        tokens: b
-            .iter()
-            .map(|&value| Token::Byte { value, mask: 0xff })
-            .collect(),
-    };
-    let sig = BodySignature {
-        name: "Test.Evil".into(),
+    let sig = |name: &str, bytes: &[u8]| BodySignature {
+        name: name.into(),
         offset: Offset::Any,
         pattern: BodyPattern {
-            parts: vec![lit(b"evil")],
+            parts: vec![Part {
+                tokens: bytes
+                    .iter()
+                    .map(|&value| Token::Byte { value, mask: 0xff })
+                    .collect(),
+            }],
             gaps: vec![],
             left_anchor: None,
             right_anchor: None,
@@ -286,7 +287,8 @@ fn engine() -> Engine {
             end_assertion: None,
         },
     };
-    let db = Database::from_parts(DatabaseInfo::default(), vec![sig], vec![], vec![], vec![]);
+    let sigs = vec![sig("Test.Evil", b"evil "), sig("Test.Vile", b"vilex")];
+    let db = Database::from_parts(DatabaseInfo::default(), sigs, vec![], vec![], vec![]);
     Engine::new(&db).unwrap()
 }
 
@@ -340,12 +342,16 @@ fn splitting_pool(workers: usize, segment: usize) -> ScanPool {
     )
 }
 
-/// `len` clean bytes with a near miss of [`engine`]'s atom every 4 bytes:
-/// each costs a table probe, so a scan of them lasts long enough (tens of
-/// ms in a release build) for a job submitted after it starts to arrive
-/// while it still runs. Plain `x`s scanned too fast for that.
+/// `len` clean bytes, `evilevil…`, with a near miss of one of [`engine`]'s
+/// atoms every 4 bytes: a real key of the index (`evil` or `vile`, the
+/// first 4 bytes of an atom) at a position it looks up, whichever of the
+/// two parities a scan's window starts at. Each costs a table probe and a
+/// compare, so a scan of them lasts long enough (tens of ms in a release
+/// build) for a job submitted after it starts to arrive while it still
+/// runs. Plain `x`s scanned too fast for that, and so do near misses of a
+/// 4-byte atom: the filter holds all 4 of its bytes.
 fn near_misses(len: usize) -> Arc<[u8]> {
-    b"evix".repeat(len / 4).into()
+    b"evil".repeat(len / 4).into()
 }
 
 /// Starts an all-match scan of `data` as VM `bulk`'s background work.
