@@ -309,11 +309,12 @@ pub(crate) fn conclude(
         }));
     }
     if opts.all_match {
-        detections.extend(
-            (0..sink.body_found.len() as u32)
-                .filter(|&i| sink.body_found[i as usize])
-                .map(body),
-        );
+        // Every body found is in `body_order` once; sorted, that is the
+        // signatures' order, without walking a flag per signature (100k of
+        // them for every file took 2% of a 100k bench scan).
+        let mut found = sink.body_order.clone();
+        found.sort_unstable();
+        detections.extend(found.into_iter().map(body));
     } else {
         detections.extend(sink.body_order.iter().copied().map(body));
     }
