@@ -14,7 +14,7 @@
 //! bytes, paid a table probe and a failed confirmation per occurrence.
 
 /// Cost units per bit.
-const UNIT: u32 = 4;
+pub(crate) const UNIT: u32 = 4;
 
 /// `-log2` of an English letter's frequency among all characters of text
 /// (letters take about 80% of them), in quarter bits; `a` to `z`.
