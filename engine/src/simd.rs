@@ -348,8 +348,8 @@ unsafe fn avx2<const WIDE: bool, const NARROW: bool, const PAIRS: bool, const TH
 
 /// [`avx2`] on 64-byte blocks. Each bit of a key comes from a two-table
 /// permute (`1 << n` for the low 5 bits of `n`, as the filter wants, so
-/// no mask) rather than a shift: shifts and multiplies compete for one
-/// port with 512-bit vectors, permutes run on another.
+/// no mask) rather than a rotate: with 512-bit vectors, rotates, shifts
+/// and multiplies all compete for one port, and permutes run on another.
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
