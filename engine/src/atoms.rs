@@ -252,7 +252,7 @@ impl GramTable {
 }
 
 impl Bloom {
-    /// The filter over the keys of `wide` (4-byte keys) and `narrow`
+    /// The filter over the keys of `wide` (4-byte keys) and `back`
     /// (back keys): about 256 bits per key, but not beyond 512 KiB
     /// unless that leaves fewer than 32 bits per key, and never beyond 2
     /// MiB; at least 4096 bits. Every position that passes costs a slot
@@ -269,12 +269,12 @@ impl Bloom {
     /// less, and the third bit keeps its false positives down. At 100k,
     /// `giva scan` took 0.45 s instead of 0.53 (two bits, 2 MiB); three
     /// bits at 10k lost 3% (text's hot words fill up).
-    fn new(wide: &GramTable, narrow: &GramTable) -> Self {
-        if wide.is_empty() && narrow.is_empty() {
+    fn new(wide: &GramTable, back: &GramTable) -> Self {
+        if wide.is_empty() && back.is_empty() {
             return Bloom::default();
         }
-        let (nbits, three) = Bloom::size(wide.keys().count() + narrow.keys().count());
-        Bloom::build(wide, narrow, nbits, three)
+        let (nbits, three) = Bloom::size(wide.keys().count() + back.keys().count());
+        Bloom::build(wide, back, nbits, three)
     }
 
     /// The bit count and whether three bits per key, for `keys` keys (see
@@ -292,11 +292,11 @@ impl Bloom {
     }
 
     /// The filter of `nbits` bits (a power of two, at least 1024) over the
-    /// keys of `wide` and `narrow`, with two or `three` bits per key.
-    fn build(wide: &GramTable, narrow: &GramTable, nbits: usize, three: bool) -> Self {
+    /// keys of `wide` and `back`, with two or `three` bits per key.
+    fn build(wide: &GramTable, back: &GramTable, nbits: usize, three: bool) -> Self {
         let mut bits = vec![0u32; nbits / 32];
         let shift = 32 - (nbits / 32).trailing_zeros();
-        for (table, is_wide) in [(wide, true), (narrow, false)] {
+        for (table, is_wide) in [(wide, true), (back, false)] {
             for key in table.keys() {
                 let (w, m) = bloom(key, is_wide, shift, three);
                 bits[w] |= m;
@@ -348,15 +348,15 @@ struct Sieve {
 impl Sieve {
     /// About 16 bits per key (about 1% false positives), 4096 bits at
     /// least, 2^22 (512 KiB) at most.
-    fn new(wide: &GramTable, narrow: &GramTable) -> Sieve {
-        let keys = wide.keys().count() + narrow.keys().count();
+    fn new(wide: &GramTable, back: &GramTable) -> Sieve {
+        let keys = wide.keys().count() + back.keys().count();
         if keys == 0 {
             return Sieve::default();
         }
         let nbits = (keys * 16).next_power_of_two().clamp(1 << 12, 1 << 22);
         let shift = 64 - nbits.trailing_zeros();
         let mut bits = vec![0u64; nbits / 64];
-        for (table, kind) in [(wide, 0), (narrow, 1)] {
+        for (table, kind) in [(wide, 0), (back, 1)] {
             for key in table.keys() {
                 for b in Sieve::bit_numbers(key, kind, shift) {
                     bits[b >> 6] |= 1 << (b & 63);

@@ -262,7 +262,7 @@ const PREFETCH: usize = 2048;
 /// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn avx2<const WIDE: bool, const NARROW: bool, const PAIRS: bool, const THREE: bool>(
+unsafe fn avx2<const WIDE: bool, const BACK: bool, const PAIRS: bool, const THREE: bool>(
     blocks: Blocks<'_>,
     hash: Hash<'_>,
     out: &mut Out<'_>,
@@ -315,7 +315,7 @@ unsafe fn avx2<const WIDE: bool, const NARROW: bool, const PAIRS: bool, const TH
         };
         (
             kind(WIDE, keys, mul4, None),
-            kind(NARROW, k3, mul3, Some(back)),
+            kind(BACK, k3, mul3, Some(back)),
         )
     };
     let hay = blocks.hay;
@@ -323,7 +323,7 @@ unsafe fn avx2<const WIDE: bool, const NARROW: bool, const PAIRS: bool, const TH
     // least 4 with back keys (`filter_blocks`).
     let load = |at: usize| unsafe { _mm256_loadu_si256(hay.as_ptr().add(at).cast()) };
     let back = |at: usize| {
-        if NARROW {
+        if BACK {
             load(at - 1)
         } else {
             _mm256_setzero_si256()
@@ -355,7 +355,7 @@ unsafe fn avx2<const WIDE: bool, const NARROW: bool, const PAIRS: bool, const TH
 /// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn avx512<const WIDE: bool, const NARROW: bool, const PAIRS: bool, const THREE: bool>(
+unsafe fn avx512<const WIDE: bool, const BACK: bool, const PAIRS: bool, const THREE: bool>(
     blocks: Blocks<'_>,
     hash: Hash<'_>,
     out: &mut Out<'_>,
@@ -411,7 +411,7 @@ unsafe fn avx512<const WIDE: bool, const NARROW: bool, const PAIRS: bool, const 
         };
         (
             kind(WIDE, keys, mul4, None),
-            kind(NARROW, k3, mul3, Some(back)),
+            kind(BACK, k3, mul3, Some(back)),
         )
     };
     let hay = blocks.hay;
@@ -419,7 +419,7 @@ unsafe fn avx512<const WIDE: bool, const NARROW: bool, const PAIRS: bool, const 
     // least 4 with back keys (`filter_blocks`).
     let load = |at: usize| unsafe { _mm512_loadu_si512(hay.as_ptr().add(at).cast()) };
     let back = |at: usize| {
-        if NARROW {
+        if BACK {
             load(at - 1)
         } else {
             _mm512_setzero_si512()
