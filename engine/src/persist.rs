@@ -27,7 +27,7 @@ use crate::compile::{
 /// The magic and format of the blob. Bump the last byte whenever the
 /// layout or the meaning of a stored structure changes: an older blob is
 /// then ignored and the engine rebuilt.
-pub(crate) const MAGIC: &[u8; 8] = b"GIVAENG\x08";
+pub(crate) const MAGIC: &[u8; 8] = b"GIVAENG\x09";
 
 /// The tables ([`W::pods`]) start at multiples of this many bytes from the
 /// blob's start, which the database file places at a multiple of 64: so

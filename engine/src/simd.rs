@@ -15,8 +15,9 @@
 //! module rather than trusted from callers:
 //!
 //! - The AVX2 and AVX-512 functions run only after
-//!   `is_x86_feature_detected!` for `avx2` or `avx512f`, in
-//!   [`filter_blocks`], whatever [`Level`] the caller asks for.
+//!   `is_x86_feature_detected!` for `avx2`, or for `avx512f`, `avx512bw`
+//!   and `avx512vbmi`, in [`filter_blocks`], whatever [`Level`] the caller
+//!   asks for.
 //! - The unaligned loads of a block read `hay[i - 1..i + 34]` (AVX2) or
 //!   `hay[i - 1..i + 66]` (AVX-512), and each loop runs only while that
 //!   range is inside `hay`: [`filter_blocks`] runs no block at 0.
@@ -32,24 +33,23 @@
 
 /// The Bloom filter of the atom index: `2^(32 - shift)` words. At a
 /// position whose 4 bytes are `x`, `h = (x & 0xffffff) * mul[0]` picks
-/// word `h >> shift`; with `g` the 4-byte key `x` times `mul[1]` or `x &
-/// 0xffffff` times `mul[2]` for the back key `b` (the 4 bytes from 1
-/// before the position), the key's bits are `g >> 27` and `(g >> 22) &
-/// 31`, `(g >> 17) & 31` too if `three`, and for the back key `(g ^ b) &
-/// 31` too. `atoms::bloom` is the scalar form.
+/// word `h >> shift`; a key sets one bit in each byte of it, from the
+/// hash `g`: for the 4-byte key, `x` rotated left by 8 bits times
+/// `mul[1]`; for the back key `b` (the 4 bytes from 1 before the
+/// position), `(x & 0xffffff) * mul[2] ^ b`. `atoms::bloom` is the scalar
+/// form and says which bits of `g` pick which bit.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Filter<'a> {
     bits: &'a [u32],
     shift: u32,
-    three: bool,
 }
 
 impl<'a> Filter<'a> {
     /// The filter, if `bits` and `shift` agree as described above.
-    pub fn new(bits: &'a [u32], shift: u32, three: bool) -> Option<Filter<'a>> {
+    pub fn new(bits: &'a [u32], shift: u32) -> Option<Filter<'a>> {
         // At most 2^22 words (16 MiB): far above any filter built.
         let ok = (10..32).contains(&shift) && bits.len() == 1usize << (32 - shift);
-        ok.then_some(Filter { bits, shift, three })
+        ok.then_some(Filter { bits, shift })
     }
 }
 
@@ -62,7 +62,7 @@ pub(crate) enum Level {
     /// 32-byte blocks, 8-lane gathers.
     Avx2,
     /// 64-byte blocks, 16-lane gathers, and 32 vector registers (the AVX2
-    /// loop spills).
+    /// loop spills); byte shuffles across the whole vector (`avx512vbmi`).
     Avx512,
 }
 
@@ -71,7 +71,7 @@ impl Level {
     pub fn best() -> Level {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            if has_avx512() {
                 return Level::Avx512;
             }
             if std::arch::is_x86_feature_detected!("avx2") {
@@ -87,6 +87,19 @@ impl Level {
         let all = [Level::Avx512, Level::Avx2, Level::Scalar];
         all.into_iter().filter(|&l| l <= Level::best()).collect()
     }
+}
+
+/// Whether this CPU runs the AVX-512 loop: Ice Lake and later, Zen 4 and
+/// later (Skylake-X lacks `avx512vbmi` and runs the AVX2 loop).
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vbmi")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// Runs `filter` at `level` (or the best level below it this CPU has)
@@ -120,7 +133,7 @@ pub(crate) fn filter_blocks(
             from,
             until,
         };
-        let wide = level >= Level::Avx512 && std::arch::is_x86_feature_detected!("avx512f");
+        let wide = level >= Level::Avx512 && has_avx512();
         let narrow = level >= Level::Avx2 && std::arch::is_x86_feature_detected!("avx2");
         if !(wide || narrow) {
             return from;
@@ -136,28 +149,19 @@ pub(crate) fn filter_blocks(
             spare: out.spare_capacity_mut(),
             len: 0,
         };
-        // One loop per combination of key kinds, stride and bits per key,
-        // so that the loop tests none of them (the tests cost about 3% at
-        // 10k bench signatures).
-        macro_rules! with_kinds {
-            ($f:ident, $three:literal) => {
-                match (hash.kinds, hash.pairs) {
-                    ([true, true], true) => $f::<true, true, true, $three>,
-                    ([true, true], false) => $f::<true, true, false, $three>,
-                    ([true, false], true) => $f::<true, false, true, $three>,
-                    ([true, false], false) => $f::<true, false, false, $three>,
-                    // [false, false] returned above.
-                    ([false, _], true) => $f::<false, true, true, $three>,
-                    ([false, _], false) => $f::<false, true, false, $three>,
-                }
-            };
-        }
+        // One loop per combination of key kinds and stride, so that the
+        // loop tests none of them (the tests cost about 3% at 10k bench
+        // signatures).
         macro_rules! specialized {
             ($f:ident) => {
-                if hash.filter.three {
-                    with_kinds!($f, true)
-                } else {
-                    with_kinds!($f, false)
+                match (hash.kinds, hash.pairs) {
+                    ([true, true], true) => $f::<true, true, true>,
+                    ([true, true], false) => $f::<true, true, false>,
+                    ([true, false], true) => $f::<true, false, true>,
+                    ([true, false], false) => $f::<true, false, false>,
+                    // [false, false] returned above.
+                    ([false, _], true) => $f::<false, true, true>,
+                    ([false, _], false) => $f::<false, true, false>,
                 }
             };
         }
@@ -166,7 +170,7 @@ pub(crate) fn filter_blocks(
         } else {
             specialized!(avx2)
         };
-        // SAFETY: the CPU has AVX-512F if `wide`, else AVX2.
+        // SAFETY: the CPU has AVX-512F, BW and VBMI if `wide`, else AVX2.
         let end = unsafe { run(blocks, hash, &mut o) };
         let n = o.len;
         // SAFETY: `Out::push` wrote `spare[..n]`, which is `out`'s spare
@@ -262,7 +266,7 @@ const PREFETCH: usize = 2048;
 /// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn avx2<const WIDE: bool, const BACK: bool, const PAIRS: bool, const THREE: bool>(
+unsafe fn avx2<const WIDE: bool, const BACK: bool, const PAIRS: bool>(
     blocks: Blocks<'_>,
     hash: Hash<'_>,
     out: &mut Out<'_>,
@@ -273,22 +277,23 @@ unsafe fn avx2<const WIDE: bool, const BACK: bool, const PAIRS: bool, const THRE
     let mul3 = _mm256_set1_epi32(mul[2] as i32);
     let mulw = _mm256_set1_epi32(mul[0] as i32);
     let low3 = _mm256_set1_epi32(0x00ff_ffff);
-    let one = _mm256_set1_epi32(1);
-    let low5 = _mm256_set1_epi32(31);
+    let low6 = _mm256_set1_epi32(0x3f);
+    let at4 = _mm256_set1_epi32(0x3f00);
+    let at16 = _mm256_set1_epi32(0x3f3f_0000);
+    let low3s = _mm256_set1_epi8(7);
+    // `1 << i` for i below 8, in each 16-byte half (`vpshufb` looks up
+    // within halves).
+    let one_of_8 = _mm256_setr_epi8(
+        1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128,
+        1, 2, 4, 8, 16, 32, 64, -128,
+    );
     // A per-lane shift is one instruction; a shift by an `xmm` count two.
     let shift = _mm256_set1_epi32(filter.shift as i32);
-    // A key's two (or three) bits, from the top bits of its hash `g`.
-    let bit = |n: __m256i| _mm256_sllv_epi32(one, _mm256_and_si256(n, low5));
-    let bits = |g: __m256i| {
-        let m = _mm256_or_si256(
-            _mm256_sllv_epi32(one, _mm256_srli_epi32::<27>(g)),
-            bit(_mm256_srli_epi32::<22>(g)),
-        );
-        if THREE {
-            _mm256_or_si256(m, bit(_mm256_srli_epi32::<17>(g)))
-        } else {
-            m
-        }
+    // The key bits of the 6-bit fields `f` holds in the low bits of each
+    // byte: `atoms::BYTE_BIT`, its index folded to 3 bits first.
+    let bits = |f: __m256i| {
+        let i = _mm256_and_si256(_mm256_xor_si256(f, _mm256_srli_epi32::<3>(f)), low3s);
+        _mm256_shuffle_epi8(one_of_8, i)
     };
     // The lanes whose 4-byte key and whose back key have their filter
     // bits set, one bit per lane.
@@ -298,25 +303,30 @@ unsafe fn avx2<const WIDE: bool, const BACK: bool, const PAIRS: bool, const THRE
         // SAFETY: every lane of `word` is below 2^(32 - shift), which is
         // `bits.len()` (`Filter::new`).
         let w = unsafe { _mm256_i32gather_epi32::<4>(filter.bits.as_ptr().cast(), word) };
-        let kind = |on: bool, k: __m256i, mul: __m256i, b: Option<__m256i>| {
-            if !on {
-                return 0;
-            }
-            let g = _mm256_mullo_epi32(k, mul);
-            let m = match b {
-                Some(b) => {
-                    let d = bit(_mm256_xor_si256(g, b));
-                    _mm256_or_si256(bits(g), d)
-                }
-                None => bits(g),
-            };
+        let test = |m: __m256i| {
             let set = _mm256_cmpeq_epi32(_mm256_and_si256(w, m), m);
             _mm256_movemask_ps(_mm256_castsi256_ps(set)) as u32
         };
-        (
-            kind(WIDE, keys, mul4, None),
-            kind(BACK, k3, mul3, Some(back)),
-        )
+        let a = if WIDE {
+            let r = _mm256_or_si256(_mm256_slli_epi32::<8>(keys), _mm256_srli_epi32::<24>(keys));
+            test(bits(_mm256_srli_epi32::<2>(_mm256_mullo_epi32(r, mul4))))
+        } else {
+            0
+        };
+        let b = if BACK {
+            let g = _mm256_xor_si256(_mm256_mullo_epi32(k3, mul3), back);
+            let f = _mm256_or_si256(
+                _mm256_and_si256(g, low6),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_slli_epi32::<4>(g), at4),
+                    _mm256_and_si256(_mm256_srli_epi32::<2>(g), at16),
+                ),
+            );
+            test(bits(f))
+        } else {
+            0
+        };
+        (a, b)
     };
     let hay = blocks.hay;
     // SAFETY: the callers read inside hay[i - 1..i + 34], and `i` is at
@@ -346,16 +356,17 @@ unsafe fn avx2<const WIDE: bool, const BACK: bool, const PAIRS: bool, const THRE
     i
 }
 
-/// [`avx2`] on 64-byte blocks. Each bit of a key comes from a two-table
-/// permute (`1 << n` for the low 5 bits of `n`, as the filter wants, so
-/// no mask) rather than a rotate: with 512-bit vectors, rotates, shifts
-/// and multiplies all compete for one port, and permutes run on another.
+/// [`avx2`] on 64-byte blocks. A key's bits come from one
+/// `vpmultishiftqb`, which moves each of its four 6-bit fields to the low
+/// bits of a byte, and one `vpermb`, which looks all 64 bytes up in
+/// `atoms::BYTE_BIT` at once: both run on the port the multiplies and
+/// shifts leave free.
 ///
 /// # Safety
-/// The CPU must support AVX-512F.
+/// The CPU must support AVX-512F, AVX-512BW and AVX-512VBMI.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn avx512<const WIDE: bool, const BACK: bool, const PAIRS: bool, const THREE: bool>(
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+unsafe fn avx512<const WIDE: bool, const BACK: bool, const PAIRS: bool>(
     blocks: Blocks<'_>,
     hash: Hash<'_>,
     out: &mut Out<'_>,
@@ -368,22 +379,15 @@ unsafe fn avx512<const WIDE: bool, const BACK: bool, const PAIRS: bool, const TH
     let low3 = _mm512_set1_epi32(0x00ff_ffff);
     // A per-lane shift is one instruction; a shift by an `xmm` count two.
     let shift = _mm512_set1_epi32(filter.shift as i32);
-    // A key's two (or three) bits, from the top bits of its hash `g`.
-    let lo = _mm512_sllv_epi32(
-        _mm512_set1_epi32(1),
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-    );
-    let hi = _mm512_slli_epi32::<16>(lo);
-    let bit = |n: __m512i| _mm512_permutex2var_epi32(lo, n, hi);
-    let bits = |g: __m512i| {
-        let a = bit(_mm512_srli_epi32::<27>(g));
-        let b = bit(_mm512_srli_epi32::<22>(g));
-        if THREE {
-            let c = bit(_mm512_srli_epi32::<17>(g));
-            _mm512_ternarylogic_epi32::<0xfe>(a, b, c)
-        } else {
-            _mm512_or_si512(a, b)
-        }
+    // SAFETY: the table is 64 bytes, one vector.
+    let table = unsafe { _mm512_loadu_si512(crate::atoms::BYTE_BIT.as_ptr().cast()) };
+    // The bit offset of each byte's field in its 64-bit half-pair of
+    // lanes, lowest byte first (`atoms::bloom`): 4-byte keys 2, 10, 18,
+    // 26, back keys 0, 4, 18, 26, and 32 more for the upper lane.
+    let fields_wide = _mm512_set1_epi64(0x3a32_2a22_1a12_0a02);
+    let fields_back = _mm512_set1_epi64(0x3a32_2420_1a12_0400);
+    let bits = |fields: __m512i, g: __m512i| {
+        _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(fields, g), table)
     };
     // The lanes whose 4-byte key and whose back key have their filter
     // bits set, one bit per lane.
@@ -395,24 +399,19 @@ unsafe fn avx512<const WIDE: bool, const BACK: bool, const PAIRS: bool, const TH
         let w = unsafe { _mm512_i32gather_epi32::<4>(word, filter.bits.as_ptr().cast()) };
         // A key passes if its bits miss every bit `w` lacks.
         let nw = _mm512_ternarylogic_epi32::<0x55>(w, w, w);
-        let kind = |on: bool, k: __m512i, mul: __m512i, b: Option<__m512i>| {
-            if !on {
-                return 0;
-            }
-            let g = _mm512_mullo_epi32(k, mul);
-            let m = match b {
-                Some(b) => {
-                    let d = bit(_mm512_xor_si512(g, b));
-                    _mm512_or_si512(bits(g), d)
-                }
-                None => bits(g),
-            };
-            u32::from(_mm512_testn_epi32_mask(m, nw))
+        let a = if WIDE {
+            let g = _mm512_mullo_epi32(_mm512_rol_epi32::<8>(keys), mul4);
+            u32::from(_mm512_testn_epi32_mask(bits(fields_wide, g), nw))
+        } else {
+            0
         };
-        (
-            kind(WIDE, keys, mul4, None),
-            kind(BACK, k3, mul3, Some(back)),
-        )
+        let b = if BACK {
+            let g = _mm512_xor_si512(_mm512_mullo_epi32(k3, mul3), back);
+            u32::from(_mm512_testn_epi32_mask(bits(fields_back, g), nw))
+        } else {
+            0
+        };
+        (a, b)
     };
     let hay = blocks.hay;
     // SAFETY: the callers read inside hay[i - 1..i + 66], and `i` is at
@@ -449,16 +448,13 @@ mod tests {
     #[test]
     fn a_filter_must_have_exactly_the_words_its_shift_indexes() {
         let bits = vec![0u32; 1 << 12];
-        assert!(Filter::new(&bits, 20, false).is_some());
-        assert!(
-            Filter::new(&bits, 19, false).is_none(),
-            "gathers past the end"
-        );
-        assert!(Filter::new(&bits, 21, true).is_none());
-        assert!(Filter::new(&bits[..100], 25, false).is_none());
+        assert!(Filter::new(&bits, 20).is_some());
+        assert!(Filter::new(&bits, 19).is_none(), "gathers past the end");
+        assert!(Filter::new(&bits, 21).is_none());
+        assert!(Filter::new(&bits[..100], 25).is_none());
         let few = vec![0u32; 1 << 23];
         assert!(
-            Filter::new(&few, 9, false).is_none(),
+            Filter::new(&few, 9).is_none(),
             "larger than any filter built"
         );
     }
@@ -466,12 +462,8 @@ mod tests {
     #[test]
     fn short_input_and_no_tables_leave_everything_to_the_caller() {
         let bits = vec![u32::MAX; 1 << 12];
-        // Every level with two and with three bits per key.
-        let cases = [false, true]
-            .into_iter()
-            .flat_map(|three| Level::available().into_iter().map(move |l| (three, l)));
-        for (three, level) in cases {
-            let t = Filter::new(&bits, 20, three).expect("filter");
+        for level in Level::available() {
+            let t = Filter::new(&bits, 20).expect("filter");
             let mut out = Vec::new();
             let block = match level {
                 Level::Scalar => 0,
@@ -515,7 +507,7 @@ mod tests {
                     .filter(|&(_, k)| kinds[k as usize])
                     .collect();
                 want.sort_unstable();
-                assert_eq!(got, want, "{level:?} {kinds:?} {pairs} {three}");
+                assert_eq!(got, want, "{level:?} {kinds:?} {pairs}");
             }
         }
     }
