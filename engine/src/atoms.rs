@@ -484,18 +484,54 @@ pub(crate) struct AtomIndex {
 }
 
 /// The rarity of `g` (4 bytes) as a key of the index: [`rarity`], but no
-/// more than that of its first 3 bytes plus [`HOT_WORD_BITS`]. Those 3
-/// bytes pick the key's filter word, which every occurrence of them looks
-/// up, and each key there makes the other strings that begin with them
-/// more likely to pass: with a few keys in the word, about 1 in 2^10 of
-/// them do (3 bits of the string among the word's 6 to 9). A rare last
-/// byte does not help with that. At 100k bench signatures, `ess\0` and
-/// `mer\x18` were keys, and `ess ` and `mer `, no keys but a good part
-/// of the bench's text, passed on every occurrence: text files passed the
-/// filter 4,417 times a MB, 460 with this cap.
-fn gram_rarity(g: &[u8]) -> u32 {
-    rarity(g).min(rarity(&g[..3]) + HOT_WORD_BITS * crate::rarity::UNIT)
+/// more than that of its first 3 bytes, or `heat` (that of the most common
+/// 3 bytes that pick the same filter word, [`word_heat`]), plus
+/// [`HOT_WORD_BITS`]. Every occurrence of those 3 bytes looks the word up,
+/// and each key there makes them more likely to pass whatever follows:
+/// with a few keys in the word, about 1 in 2^8 to 2^10 of them do. A rare
+/// last byte does not help with that.
+///
+/// At 100k bench signatures, `ess\0` and `mer\x18` were keys, and `ess `
+/// and `mer `, no keys but a good part of the bench's text, passed on
+/// every occurrence: text files passed the filter 4,417 times a MB, 460
+/// with the cap on a gram's own first 3 bytes. Later, with the bits of
+/// [`bloom`] and words balanced, five strings such as `lic\n` and `g ne`
+/// made most of 1,091 passes per MB of text: keys of other first bytes had
+/// landed in their words. With the cap on the word's heat too, 311.
+fn gram_rarity(g: &[u8], heat: u32) -> u32 {
+    rarity(g).min(
+        rarity(&g[..3])
+            .min(heat)
+            .saturating_add(HOT_WORD_BITS * crate::rarity::UNIT),
+    )
 }
+
+/// For each word of a filter of `2^(32 - shift)` words, the rarity of the
+/// most common 3 bytes that pick it, if that is at most [`HOT_BITS`]
+/// (`u32::MAX` for none). At 100k bench signatures, one word in 8 has one.
+fn word_heat(shift: u32) -> Vec<u32> {
+    // The common 3 bytes, found once per process (about 7 ms).
+    static COMMON: std::sync::OnceLock<Vec<(u32, u32)>> = std::sync::OnceLock::new();
+    let common = COMMON.get_or_init(|| {
+        let mut v = Vec::new();
+        crate::rarity::common_trigrams(HOT_BITS * crate::rarity::UNIT, |s, r| {
+            v.push((u32::from_le_bytes([s[0], s[1], s[2], 0]), r));
+        });
+        v
+    });
+    let mut heat = vec![u32::MAX; 1 << (32 - shift)];
+    for &(k3, r) in common {
+        let w = &mut heat[(k3.wrapping_mul(MUL) >> shift) as usize];
+        *w = (*w).min(r);
+    }
+    heat
+}
+
+/// See [`word_heat`]. 10 bits left text passing 919 times per MB at 100k
+/// bench signatures, 12 bits 311 and 14 bits 288; but the more words are
+/// avoided, the fuller the others: the random files passed 1,765, 1,830
+/// and 2,112 times.
+const HOT_BITS: u32 = 12;
 
 /// See [`gram_rarity`].
 const HOT_WORD_BITS: u32 = 10;
@@ -536,6 +572,7 @@ impl AtomIndex {
             .sum();
         let word_shift = 32 - (Bloom::size(most) / 32).trailing_zeros();
         let word_of = |k3: u32| k3.wrapping_mul(MUL) >> word_shift;
+        let heat = word_heat(word_shift);
         for (id, a) in atoms.iter().enumerate() {
             let id = id as u32;
             match a.len() {
@@ -585,7 +622,8 @@ impl AtomIndex {
                         let n = *uses.get(&g).unwrap_or(&0);
                         let w = *words.get(&word_of(g & 0x00ff_ffff)).unwrap_or(&0);
                         let shared = 4 * (2 * u32::BITS - n.leading_zeros() - w.leading_zeros());
-                        i64::from(gram_rarity(&a[o..o + 4])) - i64::from(shared)
+                        let h = heat[word_of(g & 0x00ff_ffff) as usize];
+                        i64::from(gram_rarity(&a[o..o + 4], h)) - i64::from(shared)
                     })
                     .min()
                     .unwrap_or(0);
@@ -1159,15 +1197,42 @@ mod tests {
         // against 18.5), but its first 3 bytes, which pick its word, are
         // text (8.25 bits): capped at 18.25, it loses the window choice.
         assert!(rarity(b"ess\xff") > rarity(b"s\xff\0\xff"));
-        assert!(gram_rarity(b"ess\xff") < gram_rarity(b"s\xff\0\xff"));
+        assert!(gram_rarity(b"ess\xff", u32::MAX) < gram_rarity(b"s\xff\0\xff", u32::MAX));
         assert_eq!(
-            gram_rarity(&[0x9a, 0x3e, 0xd7, 0x61]),
+            gram_rarity(&[0x9a, 0x3e, 0xd7, 0x61], u32::MAX),
             rarity(&[0x9a, 0x3e, 0xd7, 0x61])
         );
-        let index = AtomIndex::new(vec![b"ess\xff\x00\xff".to_vec()]);
+        // So is a gram whose word is also picked by common text.
+        let random = [0x9a, 0x3e, 0xd7, 0x61];
+        assert!(gram_rarity(&random, rarity(b"the")) < gram_rarity(b"s\xff\0\xff", u32::MAX));
+
+        // In an index among 3,000 other atoms (so that its filter has many
+        // words, few of them hot), the atom is indexed past `ess`.
+        let mut next = xorshift(0x510e_527f_ade6_82d1u64);
+        let mut atoms: Vec<Vec<u8>> = (0..3000)
+            .map(|_| (0..8).map(|_| next() as u8).collect())
+            .collect();
+        atoms.push(b"ess\xff\x00\xff".to_vec());
+        let index = AtomIndex::new(atoms);
         let keys: Vec<[u8; 4]> = index.q4.keys().map(u32::to_le_bytes).collect();
-        assert!(!keys.contains(b"ess\xff"), "keys {keys:?}");
-        assert!(keys.contains(b"s\xff\x00\xff"), "keys {keys:?}");
+        assert!(!keys.contains(b"ess\xff"));
+        assert!(keys.contains(b"s\xff\x00\xff"));
+    }
+
+    #[test]
+    fn hot_words_are_those_of_common_strings() {
+        let shift = 32 - 15;
+        let heat = word_heat(shift);
+        let word = |s: &[u8; 3]| {
+            (u32::from_le_bytes([s[0], s[1], s[2], 0]).wrapping_mul(MUL) >> shift) as usize
+        };
+        assert_eq!(heat.len(), 1 << 15);
+        for s in [b"the", b"ess", b"\0\0\0", b"\xff\0\0"] {
+            assert!(heat[word(s)] <= rarity(s), "{s:?}");
+        }
+        // Common strings are a minority: most words are not hot.
+        let hot = heat.iter().filter(|&&h| h < u32::MAX).count();
+        assert!(hot > 1000 && hot < heat.len() / 2, "{hot}");
     }
 
     #[test]

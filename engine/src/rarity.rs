@@ -105,9 +105,85 @@ pub(crate) fn rarity(bytes: &[u8]) -> u32 {
     c.rarity()
 }
 
+/// Calls `f(s, rarity(s))` for every 3-byte string `s` whose rarity is at
+/// most `max`, without scoring all 2^24 of them: a cost only grows as
+/// bytes are added, so a prefix already above `max` ends its branch, and
+/// the last byte's cost is looked up (it depends only on whether the byte
+/// before is a lowercase letter).
+pub(crate) fn common_trigrams(max: u32, mut f: impl FnMut([u8; 3], u32)) {
+    let after = |letter: bool| -> Vec<[u32; 3]> {
+        (0..=255u8)
+            .map(|b| {
+                let mut c = Cost {
+                    cost: [0; 3],
+                    letter,
+                };
+                c.add(&[b]);
+                c.cost
+            })
+            .collect()
+    };
+    let last = [after(false), after(true)];
+    let add = |c: Cost, b: u8| {
+        let mut c = c;
+        c.add(&[b]);
+        (c.rarity() <= max).then_some(c)
+    };
+    for a in 0..=255u8 {
+        let Some(ca) = add(Cost::default(), a) else {
+            continue;
+        };
+        for b in 0..=255u8 {
+            let Some(cb) = add(ca, b) else { continue };
+            for (c, d) in (0..=255u8).zip(&last[usize::from(cb.letter)]) {
+                let r = (0..3).map(|m| cb.cost[m] + d[m]).min().unwrap_or(0);
+                if r <= max {
+                    f([a, b, c], r);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_trigrams_are_all_those_of_low_rarity() {
+        let max = 12 * UNIT;
+        let mut found = std::collections::HashMap::new();
+        common_trigrams(max, |s, r| {
+            assert_eq!(r, rarity(&s), "{s:?}");
+            found.insert(s, r);
+        });
+        assert!(found.contains_key(b"the") && found.contains_key(&[0, 0, 0]));
+        assert!(found.len() > 1000, "{}", found.len());
+        // Every string below the bound is there: all of those made of
+        // letters, spaces and a few binary bytes, and a sample of the rest.
+        let some: Vec<u8> = (b'a'..=b'z')
+            .chain([b' ', b'\n', 0, 0xff, 0x8b, b'E'])
+            .collect();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut sample = Vec::new();
+        for &a in &some {
+            for &b in &some {
+                for &c in &some {
+                    sample.push([a, b, c]);
+                }
+            }
+        }
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let [a, b, c, ..] = x.to_le_bytes();
+            sample.push([a, b, c]);
+        }
+        for s in sample {
+            assert_eq!(found.contains_key(&s), rarity(&s) <= max, "{s:?}");
+        }
+    }
 
     #[test]
     fn a_word_is_common_and_a_mixed_string_is_not() {
