@@ -268,23 +268,21 @@ impl GramTable {
 
 impl Bloom {
     /// The filter over the keys of `wide` (4-byte keys) and `back`
-    /// (back keys): about 256 bits per key, but not beyond 512 KiB
-    /// unless that leaves fewer than 32 bits per key, and never beyond 2
-    /// MiB; at least 4096 bits. Every position that passes costs a slot
-    /// probe and likely two branch misses, so false positives are dear:
-    /// at 1k signatures 64 bits per key left 3.4k of them per MB of the
-    /// bench corpus and scanned it at 2.7 GB/s, 256 bits per key 0.3k
-    /// and 4.4 GB/s; at 10k 64 bits per key gave 2.4 GB/s and 140 (512
-    /// KiB) 3.3 GB/s. Larger filters gained nothing at either: the
-    /// gathers start to miss the cache.
+    /// (back keys): about 128 bits per key, but not beyond 256 KiB unless
+    /// that leaves fewer than 24 bits per key; then about 24 bits per key,
+    /// never beyond 2 MiB; at least 4096 bits. Every position that passes
+    /// costs a sieve check and often a slot probe with likely two branch
+    /// misses, so false positives are dear; but so are gathers that miss
+    /// the cache. Engine alone, bench corpus, with the bits of [`bloom`]:
     ///
-    /// A filter that would need more than 1 MiB that way gets about 24
-    /// bits per key instead (1 MiB at 100k bench signatures, at most 2
-    /// MiB): its gathers miss the 2 MiB L2 cache far less. At 100k, with
-    /// the bits of the time, `giva scan` took 0.45 s with 1 MiB against
-    /// 0.53 with 2 MiB; with the bits of [`bloom`] now, the engine alone
-    /// scanned the bench's random files at 2.1 GB/s with 2 MiB, against
-    /// 2.9 with 1 MiB, though they passed a quarter as often.
+    /// - 1k signatures (3.7k keys): 128 bits per key (64 KiB) 6.8 GB/s,
+    ///   256 (128 KiB) 5.7-6.0, 64 (32 KiB) 6.5-6.8, 32 5.3-5.8.
+    /// - 10k (30k keys): 64 bits per key (256 KiB) 5.4 GB/s, 128 (512 KiB)
+    ///   5.0-5.2, 32 (128 KiB) 5.2-5.4.
+    /// - 100k (295k keys): 24 bits per key (1 MiB) 3.9 GB/s, 12 (512 KiB)
+    ///   2.7 with 5 times the passes, 48 (2 MiB) slower too: the random
+    ///   files went from 2.9 GB/s to 2.1 though they passed a quarter as
+    ///   often.
     fn new(wide: &GramTable, back: &GramTable) -> Self {
         if wide.is_empty() && back.is_empty() {
             return Bloom::default();
@@ -299,13 +297,11 @@ impl Bloom {
     /// The bit count for `keys` keys (see [`Bloom::new`]).
     fn size(keys: usize) -> usize {
         let bits_for = |per_key: usize| (keys * per_key).next_power_of_two();
-        let most = bits_for(256)
-            .min(bits_for(32).max(1 << 22))
-            .clamp(1 << 12, 1 << 24);
-        if most > 1 << 23 {
-            bits_for(24).min(1 << 24)
+        let small = bits_for(128).clamp(1 << 12, 1 << 21);
+        if small >= keys * 24 {
+            small
         } else {
-            most
+            bits_for(24).min(1 << 24)
         }
     }
 
@@ -1105,8 +1101,10 @@ mod tests {
     fn the_largest_filters_get_fewer_bits_per_key() {
         // 1k, 10k and 100k bench signatures have about 3.7k, 30k and 295k
         // keys in their main program.
-        assert_eq!(Bloom::size(3_700), 1 << 20);
-        assert_eq!(Bloom::size(30_000), 1 << 22);
+        assert_eq!(Bloom::size(3_700), 1 << 19);
+        assert_eq!(Bloom::size(30_000), 1 << 21);
+        assert_eq!(Bloom::size(80_000), 1 << 21);
+        assert_eq!(Bloom::size(90_000), 1 << 22);
         assert_eq!(Bloom::size(200_000), 1 << 23);
         assert_eq!(Bloom::size(295_000), 1 << 23);
         assert_eq!(Bloom::size(2_000_000), 1 << 24);
