@@ -16,8 +16,8 @@
 //!   at its start when that is even, and as the *back key* (the 4 bytes
 //!   from 1 before the position) when its start is odd.
 //! - One blocked Bloom filter in front of both kinds of key rejects almost
-//!   every position: two bits per key in one 32-bit word, 32 to 256 bits
-//!   per key. The word is picked by the position's first 3 bytes (which
+//!   every position: one bit in each byte of one 32-bit word per key,
+//!   24 to 128 bits per key. The word is picked by the position's first 3 bytes (which
 //!   both kinds of key at a position hold), so one fetched word answers
 //!   both, and a 64-byte block costs two 16-lane gathers (`simd.rs` runs
 //!   8 or 16 positions at once where the CPU has AVX2 or AVX-512).
