@@ -1259,19 +1259,20 @@ mod tests {
         };
         assert_eq!(scan(&stored), naive(&atoms, &hay));
 
-        // A shift that does not match the bit count could index past it.
-        for shift in [index.sieve.shift - 1, index.sieve.shift + 1] {
+        // A shift that does not match the bit count could index past it,
+        // in either filter.
+        fn with_shift<T: bytemuck::Pod>(bits: &[T], shift: u32) -> bytes::Bytes {
             let mut w = W::default();
-            w.pods(&index.sieve.bits);
+            w.pods(bits);
             w.u32(shift);
-            let blob = bytes::Bytes::from(w.0);
+            bytes::Bytes::from(w.0)
+        }
+        for shift in [index.sieve.shift - 1, index.sieve.shift + 1] {
+            let blob = with_shift(&index.sieve.bits, shift);
             assert!(Sieve::read(&mut R::new(&blob)).is_err(), "shift {shift}");
         }
         for shift in [index.bloom.shift - 1, index.bloom.shift + 1] {
-            let mut w = W::default();
-            w.pods(&index.bloom.bits);
-            w.u32(shift);
-            let blob = bytes::Bytes::from(w.0);
+            let blob = with_shift(&index.bloom.bits, shift);
             assert!(Bloom::read(&mut R::new(&blob)).is_err(), "shift {shift}");
         }
     }
