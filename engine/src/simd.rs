@@ -91,15 +91,11 @@ impl Level {
 
 /// Whether this CPU runs the AVX-512 loop: Ice Lake and later, Zen 4 and
 /// later (Skylake-X lacks `avx512vbmi` and runs the AVX2 loop).
+#[cfg(target_arch = "x86_64")]
 fn has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vbmi")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vbmi")
 }
 
 /// Runs `filter` at `level` (or the best level below it this CPU has)
@@ -381,9 +377,9 @@ unsafe fn avx512<const WIDE: bool, const BACK: bool, const PAIRS: bool>(
     let shift = _mm512_set1_epi32(filter.shift as i32);
     // SAFETY: the table is 64 bytes, one vector.
     let table = unsafe { _mm512_loadu_si512(crate::atoms::BYTE_BIT.as_ptr().cast()) };
-    // The bit offset of each byte's field in its 64-bit half-pair of
-    // lanes, lowest byte first (`atoms::bloom`): 4-byte keys 2, 10, 18,
-    // 26, back keys 0, 4, 18, 26, and 32 more for the upper lane.
+    // Where each byte's field starts in the 64 bits of its pair of lanes,
+    // lowest byte first (`atoms::bloom`): 4-byte keys at bits 2, 10, 18
+    // and 26, back keys at 0, 4, 18 and 26, and 32 more in the upper lane.
     let fields_wide = _mm512_set1_epi64(0x3a32_2a22_1a12_0a02);
     let fields_back = _mm512_set1_epi64(0x3a32_2420_1a12_0400);
     let bits = |fields: __m512i, g: __m512i| {
