@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use giva_engine::{Engine, Limit, Outcome, ScanOptions, ScanResult, ScannerPool};
+use giva_engine::{Engine, IdleScanners, Limit, Outcome, ScanOptions, ScanResult};
 use giva_proto::shim::{Detection, NotScannedReason, Verdict, VerdictKind};
 use giva_signatures::Database;
 
@@ -22,7 +22,7 @@ pub struct Loaded {
     /// another generation are stale.
     pub epoch: u64,
     /// Idle scanners of `engine`, reused by the streamed files' scans.
-    pub scanners: ScannerPool,
+    pub scanners: IdleScanners,
 }
 
 /// Most idle scanners a database generation keeps: enough for the files
@@ -33,7 +33,7 @@ const IDLE_SCANNERS: usize = 32;
 impl Loaded {
     fn new(database: Database, engine: Engine, epoch: u64) -> Loaded {
         Loaded {
-            scanners: ScannerPool::new(engine.clone(), IDLE_SCANNERS),
+            scanners: IdleScanners::new(engine.clone(), IDLE_SCANNERS),
             database,
             engine,
             epoch,

@@ -6,13 +6,13 @@ use std::sync::{Arc, OnceLock};
 use giva_signatures::{Database, EXT_ENGINE, Offset};
 
 use crate::compile::{Owner, Program, Source, split_span};
-use crate::error::{BuildError, OpenError};
-use crate::persist::{self, PResult, PersistError, R, W, bad};
-use crate::result::ScanResult;
-use crate::scanner::{ScanOptions, Scanner};
+use crate::error::{BuildError, OpenError, StoredError};
+use crate::names::Names;
+use crate::stored;
 
 /// The compiled, read-only form of a [`Database`]. Cheap to clone (an `Arc`
-/// inside) and `Send + Sync`; create one [`Scanner`] per worker.
+/// inside) and `Send + Sync`; create one [`Scanner`](crate::Scanner) per
+/// worker ([`Engine::scanner`]).
 #[derive(Clone, Debug)]
 pub struct Engine {
     pub(crate) inner: Arc<Inner>,
@@ -39,61 +39,9 @@ pub(crate) struct Inner {
     /// For split scans, built on first use: the `main` patterns that are
     /// not bounded (`PatternInfo::split` is false), run sequentially over
     /// the whole input; `None` if there are none.
-    pub sequential: OnceLock<Result<Option<Program>, BuildError>>,
+    pub sequential: OnceLock<Result<Option<Program>, Arc<BuildError>>>,
     /// Loaded from the database's stored index.
     pub from_blob: bool,
-}
-
-fn clone_build_error(e: &BuildError) -> BuildError {
-    BuildError::Stored(PersistError(e.to_string()))
-}
-
-impl Inner {
-    /// The engine stored in `db` (see [`Engine::to_blob`]), checked
-    /// against the database it is in.
-    fn read(db: &Database) -> PResult<Inner> {
-        // The tables are used as they are in the file, little-endian.
-        if cfg!(target_endian = "big") {
-            return bad("stored little-endian; rebuilt on this big-endian host");
-        }
-        let blob = bytes::Bytes::from_owner(StoredEngine(db.clone()));
-        let mut r = R::new(&blob);
-        if r.take(persist::MAGIC.len())? != persist::MAGIC {
-            return bad("unknown format (written by another giva version)");
-        }
-        let nbody = r.len(0)?;
-        let nsubs = r.len(0)?;
-        let (lsig_base, db_nsubs) = counters(db);
-        if nbody != db.body_count() || nsubs != db_nsubs {
-            return bad("built for other signatures");
-        }
-        let eof_tail = r.u64()?;
-        let names = Names::read(&mut r)?;
-        if names.len() != nbody {
-            return bad("name count");
-        }
-        let main = Program::read(&mut r, nbody, nsubs)?;
-        let eof = Program::read(&mut r, nbody, nsubs)?;
-        let sequential = match r.u8()? {
-            0 => None,
-            1 => Some(Program::read(&mut r, nbody, nsubs)?),
-            _ => return bad("bad sequential program tag"),
-        };
-        if !r.is_empty() {
-            return bad("trailing bytes");
-        }
-        Ok(Inner {
-            db: db.clone(),
-            main,
-            eof,
-            eof_tail,
-            lsig_base,
-            nsubs,
-            names,
-            sequential: OnceLock::from(Ok(sequential)),
-            from_blob: true,
-        })
-    }
 }
 
 /// A database's stored engine bytes ([`EXT_ENGINE`]) as the owner of a
@@ -107,48 +55,6 @@ impl AsRef<[u8]> for StoredEngine {
     }
 }
 
-/// The names of the body signatures, back to back.
-#[derive(Debug, Default)]
-pub(crate) struct Names {
-    text: String,
-    /// `text[ends[i - 1]..ends[i]]` is name `i` (`ends[-1]` = 0).
-    ends: Vec<u32>,
-}
-
-impl Names {
-    /// Body signature `i`'s name.
-    pub fn get(&self, i: u32) -> &str {
-        let i = i as usize;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        self.text.get(start..self.ends[i] as usize).unwrap_or("")
-    }
-
-    /// How many body signatures there are.
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    fn write(&self, w: &mut W) {
-        w.bytes(self.text.as_bytes());
-        w.u32s(&self.ends);
-    }
-
-    fn read(r: &mut R<'_>) -> PResult<Names> {
-        let text = std::str::from_utf8(r.bytes()?)
-            .or_else(|_| bad("names are not UTF-8"))?
-            .to_owned();
-        let ends = r.pods()?;
-        if ends.windows(2).any(|w| w[0] > w[1])
-            || ends.last().is_some_and(|&e| e as usize != text.len())
-            || (ends.is_empty() && !text.is_empty())
-            || ends.iter().any(|&e| !text.is_char_boundary(e as usize))
-        {
-            return bad("name table out of range");
-        }
-        Ok(Names { text, ends })
-    }
-}
-
 /// Every pattern of `db` with its owner, in the order that fixes the
 /// body and subsignature indices; with `lsig_base`, the counter count and
 /// the body signatures' names.
@@ -157,13 +63,10 @@ fn sources(db: &Database) -> Result<(Vec<Source<'_>>, Vec<u32>, usize, Names), B
     let bodies = db.try_body_signatures().map_err(BuildError::Database)?;
     let mut names = Names::default();
     for sig in bodies {
-        names.text.push_str(&sig.name);
-        names.ends.push(
-            u32::try_from(names.text.len()).map_err(|_| BuildError::Malformed {
-                name: sig.name.clone(),
-                reason: "the body signature names exceed 4 GiB",
-            })?,
-        );
+        names.push(&sig.name).ok_or_else(|| BuildError::Malformed {
+            name: sig.name.clone(),
+            reason: "the body signature names exceed 4 GiB",
+        })?;
     }
     for (i, sig) in bodies.iter().enumerate() {
         all.push(Source {
@@ -234,7 +137,7 @@ impl Engine {
     /// The stored engine if it is usable, else one built from `db`.
     fn stored_or_build(
         db: &Database,
-        stored: Option<Result<Engine, PersistError>>,
+        stored: Option<Result<Engine, StoredError>>,
     ) -> Result<Engine, BuildError> {
         match stored {
             Some(Ok(engine)) => return Ok(engine),
@@ -250,10 +153,22 @@ impl Engine {
     /// The engine stored in `db` ([`EXT_ENGINE`]), if it has one; `Err`
     /// says why it cannot be used (for `giva db verify`; [`new`](Self::new)
     /// then rebuilds).
-    pub fn load_stored(db: &Database) -> Option<Result<Engine, PersistError>> {
+    pub fn load_stored(db: &Database) -> Option<Result<Engine, StoredError>> {
         db.extension(EXT_ENGINE)?;
-        Some(Inner::read(db).map(|inner| Engine {
-            inner: Arc::new(inner),
+        let (lsig_base, nsubs) = counters(db);
+        let blob = bytes::Bytes::from_owner(StoredEngine(db.clone()));
+        Some(stored::read(&blob, db.body_count(), nsubs).map(|s| Engine {
+            inner: Arc::new(Inner {
+                db: db.clone(),
+                main: s.main,
+                eof: s.eof,
+                eof_tail: s.eof_tail,
+                lsig_base,
+                nsubs,
+                names: s.names,
+                sequential: OnceLock::from(Ok(s.sequential)),
+                from_blob: true,
+            }),
         }))
     }
 
@@ -304,24 +219,13 @@ impl Engine {
     ///
     /// As for [`new`](Self::new), if the sequential program cannot be built.
     pub fn to_blob(&self) -> Result<Vec<u8>, BuildError> {
-        let seq = self.sequential_program().map_err(clone_build_error)?;
+        let seq = self
+            .sequential_program()
+            .map_err(|e| BuildError::Sequential(e.clone()))?;
         let i = &self.inner;
-        let mut w = W::default();
-        w.0.extend_from_slice(persist::MAGIC);
-        w.len(i.names.len());
-        w.len(i.nsubs);
-        w.u64(i.eof_tail);
-        i.names.write(&mut w);
-        i.main.write(&mut w);
-        i.eof.write(&mut w);
-        match seq {
-            Some(p) => {
-                w.u8(1);
-                p.write(&mut w);
-            }
-            None => w.u8(0),
-        }
-        Ok(w.0)
+        Ok(stored::write(
+            i.nsubs, i.eof_tail, &i.names, &i.main, &i.eof, seq,
+        ))
     }
 
     /// True if this engine was loaded from the database's stored index
@@ -355,19 +259,19 @@ impl Engine {
     /// on first use), or `None` if every pattern can run per segment.
     /// `Err` (not expected: these patterns compiled once already) means
     /// the input must not be split.
-    pub(crate) fn sequential_program(&self) -> Result<Option<&Program>, &BuildError> {
+    pub(crate) fn sequential_program(&self) -> Result<Option<&Program>, &Arc<BuildError>> {
         self.inner
             .sequential
             .get_or_init(|| {
                 if self.inner.main.patterns.iter().all(|p| p.split) {
                     return Ok(None);
                 }
-                let (all, _, _, _) = sources(&self.inner.db)?;
+                let (all, _, _, _) = sources(&self.inner.db).map_err(Arc::new)?;
                 let seq: Vec<Source<'_>> = all
                     .into_iter()
                     .filter(|s| !is_eof(s) && split_span(s.pattern).is_none())
                     .collect();
-                Program::build(&seq).map(Some)
+                Program::build(&seq).map(Some).map_err(Arc::new)
             })
             .as_ref()
             .map(Option::as_ref)
@@ -377,25 +281,12 @@ impl Engine {
     pub fn database(&self) -> &Database {
         &self.inner.db
     }
-
-    /// A new scanner with its own scratch. Call [`Scanner::reset`] before
-    /// each input.
-    pub fn scanner(&self, opts: ScanOptions) -> Scanner {
-        Scanner::new(self.clone(), opts)
-    }
-
-    /// Scans a whole buffer.
-    pub fn scan_bytes(&self, data: &[u8], opts: &ScanOptions) -> ScanResult {
-        let mut s = self.scanner(opts.clone());
-        s.reset(Some(data.len() as u64));
-        s.feed(data);
-        s.finish()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scanner::ScanOptions;
 
     #[test]
     fn a_mapped_database_lends_its_stored_tables_instead_of_copying_them() {

@@ -30,7 +30,11 @@ pub enum BuildError {
     Database(#[source] giva_signatures::LoadError),
     /// The engine stored in the database could not be used.
     #[error(transparent)]
-    Stored(#[from] crate::persist::PersistError),
+    Stored(#[from] StoredError),
+    /// The program of the patterns a split scan runs sequentially could not
+    /// be built (it failed once and is not retried).
+    #[error("the sequential program: {0}")]
+    Sequential(std::sync::Arc<BuildError>),
     /// A pattern is malformed (no parts, or gap count not parts - 1).
     #[error("signature {name:?}: malformed pattern: {reason}")]
     Malformed {
@@ -39,6 +43,20 @@ pub enum BuildError {
         /// What is wrong.
         reason: &'static str,
     },
+}
+
+/// Why the engine stored in a database was not used (it is then rebuilt
+/// from the signatures).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoredError {
+    /// The bytes do not decode.
+    #[error("stored engine index: {0}")]
+    Wire(#[from] giva_signatures::wire::WireError),
+    /// The bytes decode, but a rule that scanning relies on does not hold,
+    /// or the blob is of another format or for other signatures.
+    #[error("stored engine index: {0}")]
+    Invalid(&'static str),
 }
 
 /// Loading signatures and building their engine failed

@@ -1,4 +1,9 @@
 //! Scanning files and readers.
+//!
+//! [`Engine::scan_file`] reads: a file that may change under the scan is
+//! never mapped (see [`giva_signatures::map`] for giva's policy). A caller
+//! that has mapped a file under that policy scans the mapping with
+//! [`Engine::scan_mapped`].
 
 use std::fs::File;
 use std::io::Read;
@@ -11,8 +16,8 @@ use crate::error::ScanError;
 use crate::result::ScanResult;
 use crate::scanner::{Feed, ScanOptions};
 
-/// Files at least this large are memory-mapped by [`Engine::scan_file`];
-/// smaller ones are read.
+/// Files smaller than this are not worth mapping: a caller that maps
+/// files under giva's policy (`giva scan`) reads smaller ones.
 pub const MMAP_THRESHOLD: u64 = 64 << 10;
 
 const READ_CHUNK: usize = 256 << 10;
@@ -24,73 +29,37 @@ const READ_CHUNK: usize = 256 << 10;
 /// and nothing past a first detection.
 const MAP_WINDOW: usize = 4 << 20;
 
-/// How [`Engine::scan_file_with`] gets at a file's bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum FileAccess {
-    /// Map files of at least [`MMAP_THRESHOLD`] bytes, read smaller ones.
-    #[default]
-    Auto,
-    /// Always map (see the caveats on [`Engine::scan_file`]).
-    Map,
-    /// Always read in chunks.
-    Read,
-}
-
 impl Engine {
-    /// Scans a local file: memory-mapped when it is at least
-    /// [`MMAP_THRESHOLD`] bytes, read in chunks otherwise. Only for files
-    /// that are not modified in place while being scanned (see
-    /// [`giva_signatures::map`]); stream untrusted content with
-    /// [`scan_reader`](Engine::scan_reader) instead.
+    /// Scans a local file, read in chunks.
     ///
     /// # Errors
     ///
-    /// [`ScanError::Io`] if the file cannot be opened, mapped or read.
+    /// [`ScanError::Io`] if the file cannot be opened or read.
     pub fn scan_file(&self, path: &Path, opts: &ScanOptions) -> Result<ScanResult, ScanError> {
-        self.scan_file_with(path, opts, FileAccess::Auto)
-    }
-
-    /// [`scan_file`](Engine::scan_file) with an explicit choice between
-    /// mapping and reading.
-    ///
-    /// # Errors
-    ///
-    /// [`ScanError::Io`] if the file cannot be opened, mapped or read.
-    pub fn scan_file_with(
-        &self,
-        path: &Path,
-        opts: &ScanOptions,
-        access: FileAccess,
-    ) -> Result<ScanResult, ScanError> {
         let io = |source| ScanError::Io {
             path: path.to_owned(),
             source,
         };
         let file = File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
-        let map = match access {
-            FileAccess::Auto => len >= MMAP_THRESHOLD,
-            FileAccess::Map => true,
-            FileAccess::Read => false,
-        };
-        if map {
-            let map = MappedFile::from_file(&file).map_err(io)?;
-            let mut scanner = self.scanner(opts.clone());
-            scanner.reset(Some(map.len() as u64));
-            for (i, piece) in map.chunks(MAP_WINDOW).enumerate() {
-                let at = i * MAP_WINDOW;
-                map.populate(at..at + piece.len());
-                if scanner.feed(piece) == Feed::Done {
-                    break;
-                }
+        self.scan_read(file, Some(len), opts).map_err(|e| match e {
+            ScanError::Read(source) => io(source),
+            other => other,
+        })
+    }
+
+    /// Scans a mapped file, a window at a time.
+    pub fn scan_mapped(&self, map: &MappedFile, opts: &ScanOptions) -> ScanResult {
+        let mut scanner = self.scanner(opts.clone());
+        scanner.reset(Some(map.len() as u64));
+        for (i, piece) in map.chunks(MAP_WINDOW).enumerate() {
+            let at = i * MAP_WINDOW;
+            map.populate(at..at + piece.len());
+            if scanner.feed(piece) == Feed::Done {
+                break;
             }
-            Ok(scanner.finish())
-        } else {
-            self.scan_read(file, Some(len), opts).map_err(|e| match e {
-                ScanError::Read(source) => io(source),
-                other => other,
-            })
         }
+        scanner.finish()
     }
 
     /// Scans everything `reader` yields, in chunks. The size is not known

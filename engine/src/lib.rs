@@ -8,7 +8,8 @@
 //!   of every signature part) and is cheap to clone and share (`Send + Sync`).
 //! - [`Scanner`]: one per worker. It owns a clone of the engine and its own
 //!   scratch, takes input in chunks of any size ([`Scanner::feed`]) and
-//!   returns the same [`ScanResult`] as a whole-buffer scan.
+//!   returns the same [`ScanResult`] as a whole-buffer scan. An
+//!   [`IdleScanners`] stash keeps scanners for reuse across small inputs.
 //! - [`ScanResult`]: the detections and the [`Outcome`]. A file of five bytes
 //!   or less is never scanned ([`Outcome::TooSmall`]), exactly like ClamAV,
 //!   and an exceeded limit is never reported as clean.
@@ -27,8 +28,26 @@
 //!
 //! The matching semantics (offsets, anchors, boundaries, gaps, counting of
 //! overlapping matches, the grouping of logical expressions) follow
-//! `docs/clamav-formats.md`; the [`reference`](mod@reference) module holds a deliberately
-//! naive matcher used as the oracle in property tests.
+//! `docs/clamav-formats.md`; the [`reference`](mod@reference) module holds
+//! a deliberately naive matcher used as the oracle in property tests.
+//!
+//! # Modules
+//!
+//! Dependencies point down this list, never up (`engine/DESIGN.md` explains
+//! each part):
+//!
+//! - [`pool`]: the scheduler, and split scans of large buffers;
+//! - `scanner`, `file`: a scan, fed in chunks, from a buffer, reader or
+//!   mapped file;
+//! - `engine`: building an [`Engine`] from a database, or loading it from
+//!   the `stored` blob in the database file;
+//! - `exec`: running programs over input: streaming, verification,
+//!   chaining, logical expressions, hashes;
+//! - `compile`: patterns to programs: variants, atom choice;
+//! - `index`: the multi-pattern atom search: gram tables, filters, the
+//!   SIMD loops (the only `unsafe` code);
+//! - leaves: `util` (tables used in place, the stored encoding),
+//!   `result`, `error`, `names`, [`cache`].
 //!
 //! # Example
 //!
@@ -70,36 +89,28 @@
 //! assert_eq!(scanner.finish(), result);
 //! # Ok::<(), giva_engine::BuildError>(())
 //! ```
-#![deny(unsafe_code)] // `simd.rs` alone allows it
+#![deny(unsafe_code)] // `index/simd.rs` alone allows it
 #![deny(missing_docs)]
 
-mod arr;
-mod atoms;
 pub mod cache;
-mod chain;
 mod compile;
 mod engine;
 mod error;
+mod exec;
 mod file;
-mod hashing;
-mod logical;
-mod persist;
+mod index;
+mod names;
 pub mod pool;
-mod rarity;
 pub mod reference;
 mod result;
 mod scanner;
-mod simd;
-mod split;
-mod stream;
-mod verify;
+mod stored;
+mod util;
 
 pub use cache::{CacheConfig, CacheStats, CachedVerdict, VerdictCache};
 pub use engine::Engine;
-pub use error::{BuildError, OpenError, ScanError};
-pub use file::{FileAccess, MMAP_THRESHOLD};
-pub use persist::PersistError;
-pub use pool::{Busy, JobError, JobHandle, PoolConfig, PoolStats, Priority, ScanPool};
+pub use error::{BuildError, OpenError, ScanError, StoredError};
+pub use file::MMAP_THRESHOLD;
+pub use pool::{Busy, JobError, JobHandle, PoolConfig, PoolStats, Priority, ScanPool, SplitConfig};
 pub use result::{Detection, DetectionKind, Limit, Outcome, ScanResult};
-pub use scanner::{Feed, ScanOptions, Scanner, ScannerPool, TOO_SMALL};
-pub use split::SplitConfig;
+pub use scanner::{Feed, IdleScanners, ScanOptions, Scanner, TOO_SMALL};

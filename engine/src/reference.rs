@@ -17,7 +17,7 @@ use giva_signatures::{Assertion, BodyPattern, Database, HashAlgo, Offset, Token}
 
 use giva_signatures::pattern::{boundary_left, boundary_right};
 
-use crate::logical;
+use crate::exec::logical;
 use crate::result::{Detection, DetectionKind};
 
 fn match_seq(tokens: &[Token], data: &[u8], pos: usize, out: &mut Vec<usize>) {
@@ -163,7 +163,7 @@ pub fn scan(db: &Database, data: &[u8]) -> Vec<Detection> {
     }
     let digests: Vec<(HashAlgo, Vec<u8>)> = HashAlgo::ALL
         .iter()
-        .map(|&a| (a, crate::hashing::digest(a, data)))
+        .map(|&a| (a, crate::exec::hashing::digest(a, data)))
         .collect();
     if digests.iter().any(|(a, d)| db.is_allowed(*a, d, size)) {
         return Vec::new();

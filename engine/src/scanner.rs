@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 use giva_signatures::HashAlgo;
 
 use crate::engine::Engine;
-use crate::hashing::Hashers;
-use crate::logical;
+use crate::exec::hashing::Hashers;
+use crate::exec::logical;
+use crate::exec::stream::{Matcher, Sink};
 use crate::result::{Detection, DetectionKind, Limit, Outcome, ScanResult};
-use crate::stream::{Matcher, Sink};
 
 /// Files of this many bytes or fewer are never scanned (ClamAV's rule).
 pub const TOO_SMALL: u64 = 5;
@@ -35,16 +35,16 @@ pub struct ScanOptions {
 /// at 100k bench body signatures (1.2 µs of 3.3 at 10k; `small_file_cost`
 /// in `tests/throughput.rs`).
 #[derive(Debug)]
-pub struct ScannerPool {
+pub struct IdleScanners {
     engine: Engine,
     free: std::sync::Mutex<Vec<Scanner>>,
     keep: usize,
 }
 
-impl ScannerPool {
-    /// A pool for `engine` that keeps at most `keep` idle scanners.
-    pub fn new(engine: Engine, keep: usize) -> ScannerPool {
-        ScannerPool {
+impl IdleScanners {
+    /// A stash for `engine` that keeps at most `keep` idle scanners.
+    pub fn new(engine: Engine, keep: usize) -> IdleScanners {
+        IdleScanners {
             engine,
             free: std::sync::Mutex::new(Vec::new()),
             keep,
@@ -52,7 +52,7 @@ impl ScannerPool {
     }
 
     /// A scanner with `opts`, reset for an input of `expected_size` (see
-    /// [`Scanner::reset`]): an idle one if the pool has one, else a new
+    /// [`Scanner::reset`]): an idle one if the stash has one, else a new
     /// one.
     pub fn take(&self, opts: ScanOptions, expected_size: Option<u64>) -> Scanner {
         let idle = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
@@ -67,8 +67,8 @@ impl ScannerPool {
         scanner
     }
 
-    /// Keeps `scanner` for a later [`take`](ScannerPool::take), unless the
-    /// pool is full or the scanner runs another engine. Its state does not
+    /// Keeps `scanner` for a later [`take`](IdleScanners::take), unless the
+    /// stash is full or the scanner runs another engine. Its state does not
     /// matter: `take` resets it.
     pub fn give(&self, scanner: Scanner) {
         if !std::sync::Arc::ptr_eq(&scanner.engine.inner, &self.engine.inner) {
@@ -83,6 +83,22 @@ impl ScannerPool {
     /// The idle scanners kept now.
     pub fn idle(&self) -> usize {
         self.free.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+impl Engine {
+    /// A new scanner with its own scratch. Call [`Scanner::reset`] before
+    /// each input.
+    pub fn scanner(&self, opts: ScanOptions) -> Scanner {
+        Scanner::new(self.clone(), opts)
+    }
+
+    /// Scans a whole buffer.
+    pub fn scan_bytes(&self, data: &[u8], opts: &ScanOptions) -> ScanResult {
+        let mut s = self.scanner(opts.clone());
+        s.reset(Some(data.len() as u64));
+        s.feed(data);
+        s.finish()
     }
 }
 

@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use giva_engine::{
-    DetectionKind, Engine, Feed, FileAccess, Limit, Outcome, ScanOptions, ScanResult, Scanner,
-    ScannerPool,
+    DetectionKind, Engine, Feed, IdleScanners, Limit, Outcome, ScanOptions, ScanResult, Scanner,
 };
 use giva_signatures::{
     BodyPattern, BodySignature, Database, DatabaseInfo, Gap, HashAlgo, HashEntry, Offset, Part,
@@ -222,7 +221,7 @@ fn pooled_scanners_start_clean_take_new_options_and_stay_bounded() {
         ]
     };
     let e = engine(sigs(), vec![]);
-    let pool = ScannerPool::new(e.clone(), 1);
+    let pool = IdleScanners::new(e.clone(), 1);
     let all = ScanOptions {
         all_match: true,
         ..Default::default()
@@ -246,7 +245,7 @@ fn pooled_scanners_start_clean_take_new_options_and_stay_bounded() {
     assert_eq!(pool.idle(), 1);
     // A scanner of another engine is not kept.
     let other = engine(sigs(), vec![]);
-    let pool2 = ScannerPool::new(other, 4);
+    let pool2 = IdleScanners::new(other, 4);
     pool2.give(e.scanner(all));
     assert_eq!(pool2.idle(), 0);
 }
@@ -291,9 +290,11 @@ fn large_files_map_and_read_alike() {
     };
     let whole: ScanResult = e.scan_bytes(&data, &opts);
     assert_eq!(whole.names(), ["Mid", "Seam", "Tail", "At"]);
-    for access in [FileAccess::Auto, FileAccess::Map, FileAccess::Read] {
-        assert_eq!(e.scan_file_with(&path, &opts, access).expect("scan"), whole);
-    }
+    assert_eq!(e.scan_file(&path, &opts).expect("scan"), whole);
+    // SAFETY: the test's own temporary file, which nothing changes.
+    #[allow(unsafe_code)]
+    let map = unsafe { giva_signatures::map::MappedFile::open(&path) }.expect("map");
+    assert_eq!(e.scan_mapped(&map, &opts), whole);
     assert_eq!(e.scan_reader(&data[..], &opts).expect("reader"), whole);
 }
 

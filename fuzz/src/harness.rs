@@ -137,8 +137,8 @@ fn cvd_header(md5: &str, dsig: &str) -> Vec<u8> {
         .replace(":MD5:", &format!(":{md5}:"))
         .replace(":DSIG:", &format!(":{dsig}:"));
     let mut h = line.into_bytes();
-    h.truncate(giva_signatures::container::HEADER_LEN);
-    h.resize(giva_signatures::container::HEADER_LEN, b' ');
+    h.truncate(giva_signatures::cvd::HEADER_LEN);
+    h.resize(giva_signatures::cvd::HEADER_LEN, b' ');
     h
 }
 
@@ -176,8 +176,8 @@ pub fn cvd(data: &[u8]) {
             (b, "cld")
         }
     };
-    let _ = giva_signatures::container::parse_header(&bytes[..bytes.len().min(512)]);
-    let Ok(unpacked) = giva_signatures::container::unpack(&bytes, ext, &limits) else {
+    let _ = giva_signatures::cvd::parse_header(&bytes[..bytes.len().min(512)]);
+    let Ok(unpacked) = giva_signatures::cvd::unpack(&bytes, ext, &limits) else {
         return;
     };
     let mut c = Compiler::with_limits(limits);
@@ -251,7 +251,7 @@ pub fn template_database() -> &'static [u8] {
 /// Rewrites the header's payload length and checksum so that `b` passes
 /// the checksum test and the parser behind it sees the payload.
 pub fn fix_checksum(b: &mut [u8]) {
-    giva_signatures::format::seal(b);
+    giva_signatures::db::layout::seal(b);
 }
 
 fn use_database(db: &Database) {
@@ -291,7 +291,7 @@ fn use_database(db: &Database) {
 /// checksum fixed afterwards; 3 the same flips without fixing, which must
 /// always be refused; 4 the template truncated at a position.
 pub fn database(data: &[u8]) {
-    use giva_signatures::format::{FORMAT_VERSION, MAGIC};
+    use giva_signatures::db::layout::{FORMAT_VERSION, MAGIC};
     let Some((&sel, rest)) = data.split_first() else {
         return;
     };
@@ -307,7 +307,7 @@ pub fn database(data: &[u8]) {
             let mut b = Vec::new();
             b.extend_from_slice(MAGIC);
             b.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-            let header_len = (giva_signatures::format::HEADER_FIXED_LEN + version.len()) as u32;
+            let header_len = (giva_signatures::db::layout::HEADER_FIXED_LEN + version.len()) as u32;
             b.extend_from_slice(&header_len.to_le_bytes());
             b.extend_from_slice(&0u64.to_le_bytes());
             b.extend_from_slice(&[0u8; 32]);

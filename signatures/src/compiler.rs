@@ -7,72 +7,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-use crate::container;
-use crate::database::{Database, DatabaseInfo, HashEntry};
-use crate::error::{BuildError, CompileError, Error};
-use crate::ign::IgnoreList;
-use crate::line::{self, LineError, Outcome, Settings};
-use crate::pattern::{BodySignature, LogicalSignature};
-use crate::{hash, ldb, ndb};
-
-/// The ClamAV functionality level giva emulates: that of ClamAV 1.4.6 as
-/// shipped by Debian 12 (measured with `Engine:` ranges on an `.ldb`:
-/// `Engine:216-255` loads, `Engine:217-255` and `Engine:51-215` are skipped).
-pub const FLEVEL: u32 = 216;
-
-/// Limits against hostile or broken signature input. Exceeding one gives a
-/// [`CompileError::Limit`] naming it; nothing is allocated beyond them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Longest line of any text format except `.ldb`, in bytes.
-    pub max_line_len: usize,
-    /// Longest `.ldb` line, in bytes.
-    pub max_ldb_line_len: usize,
-    /// Longest hex signature (one body or subsignature), in characters.
-    pub max_pattern_len: usize,
-    /// Most tokens one pattern may expand to (after `{n}` expansion).
-    pub max_pattern_tokens: usize,
-    /// Most alternation levels nested inside an outermost alternation
-    /// (ClamAV's `ACPATT_ALTN_MAXNEST` is 15, so 16 levels in all; measured
-    /// with clamscan 1.4.6). Values above 200 act as 200.
-    pub max_nesting: usize,
-    /// Most branches in one alternation.
-    pub max_alternatives: usize,
-    /// Largest signature file (or container) read, in bytes.
-    pub max_file_size: u64,
-    /// Most signatures in one database.
-    pub max_signatures: u64,
-    /// Most files read from one directory.
-    pub max_dir_entries: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_line_len: 1 << 20,
-            max_ldb_line_len: 1 << 20,
-            max_pattern_len: 1 << 18,
-            max_pattern_tokens: 1 << 18,
-            max_nesting: 15,
-            max_alternatives: 4096,
-            max_file_size: 2 << 30,
-            max_signatures: 100_000_000,
-            max_dir_entries: 100_000,
-        }
-    }
-}
-
-/// The sources of giva's bundled default database, as `(file name, text)`.
-pub const BUNDLED_SOURCES: &[(&str, &str)] = &[
-    (
-        "giva-default.hdb",
-        include_str!("../default/giva-default.hdb"),
-    ),
-    (
-        "giva-default.ndb",
-        include_str!("../default/giva-default.ndb"),
-    ),
-];
+use crate::clamav::cvd as container;
+use crate::clamav::ign::IgnoreList;
+use crate::clamav::line::{self, LineError, Outcome, Settings};
+use crate::clamav::{hash, ldb, ndb};
+use crate::db::{Database, DatabaseInfo};
+use crate::error::{BuildError, CompileError};
+use crate::limits::{FLEVEL, Limits};
+use crate::pattern::{BodySignature, HashEntry, LogicalSignature};
 
 /// One signature source waiting to be compiled.
 #[derive(Clone, Debug)]
@@ -524,67 +466,4 @@ fn to_compile(src: &Source, n: usize, e: LineError) -> CompileError {
             reason: e.reason,
         }
     }
-}
-
-/// Compiles signature files, directories and containers into a database.
-///
-/// # Errors
-///
-/// See [`Compiler::add_path`] and [`Compiler::build`].
-pub fn compile(paths: &[impl AsRef<Path>]) -> Result<Database, Error> {
-    let mut c = Compiler::new();
-    for p in paths {
-        c.add_path(p)?;
-    }
-    Ok(c.build()?)
-}
-
-/// What every `-d/--db` option uses: one compiled giva database file is
-/// opened (detected by its magic); anything else is compiled (text files,
-/// directories, containers).
-///
-/// # Errors
-///
-/// [`Error::NoPaths`] for an empty list, else the errors of
-/// [`Database::open`] or [`compile`].
-pub fn load(paths: &[impl AsRef<Path>]) -> Result<Database, Error> {
-    Ok(load_with(paths, |_| ())?.0)
-}
-
-/// [`load`], running `during` on a compiled database file while its
-/// checksum is verified (see [`Database::open_overlapped`]); `None` when
-/// the signatures were compiled from text instead.
-///
-/// # Errors
-///
-/// As for [`load`].
-pub fn load_with<T>(
-    paths: &[impl AsRef<Path>],
-    during: impl FnOnce(&Database) -> T,
-) -> Result<(Database, Option<T>), Error> {
-    match paths {
-        [] => Err(Error::NoPaths),
-        [one] if crate::format::has_magic(one.as_ref()) => {
-            let (db, t) = Database::open_overlapped(one.as_ref(), during)?;
-            Ok((db, Some(t)))
-        }
-        _ => Ok((compile(paths)?, None)),
-    }
-}
-
-/// giva's bundled default database (EICAR and ClamAV's public test file),
-/// compiled from [`BUNDLED_SOURCES`] with official names.
-///
-/// # Panics
-///
-/// Never in practice: the sources are compiled into the crate and a test
-/// checks that they build.
-pub fn bundled() -> Database {
-    let mut c = Compiler::new();
-    for (name, text) in BUNDLED_SOURCES {
-        c.add_source(name, text, true);
-    }
-    // The bundled sources are part of this crate and covered by tests; an
-    // empty database here would be a silent pass, so fail loudly instead.
-    c.build().expect("the bundled signature sources compile")
 }

@@ -167,6 +167,15 @@ pub enum LoadError {
     /// range.
     #[error("corrupt database: {0}")]
     Corrupt(String),
+    /// A section does not decode.
+    #[error("corrupt database: {section} section {source}")]
+    Section {
+        /// Which section.
+        section: &'static str,
+        /// What is wrong, and where in the section.
+        #[source]
+        source: crate::wire::WireError,
+    },
 }
 
 /// Why a `.cvd`/`.cld`/`.cud` container was refused.

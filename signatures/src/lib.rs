@@ -6,6 +6,20 @@
 //! validated, memory-mappable file). [`load`] is what every `-d/--db`
 //! option uses; [`bundled`] is the built-in default database.
 //!
+//! # Modules
+//!
+//! Dependencies point down this list, never up:
+//!
+//! - [`compiler`](Compiler) and `load`: drive the parsers and build a
+//!   database;
+//! - `clamav`: one parser per ClamAV format, and [`cvd`] containers;
+//! - [`db`]: the database file: [`Database`], its [`layout`](db::layout),
+//!   how it is written;
+//! - [`pattern`]: the signature types every parser produces and the engine
+//!   consumes, each with its [`wire`] encoding;
+//! - leaves: [`wire`] (the binary encoding both stored formats use),
+//!   [`map`] (read-only file mapping, `unsafe`), `limits`, `error`.
+//!
 //! ```
 //! use giva_signatures::Compiler;
 //!
@@ -52,26 +66,25 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+mod clamav;
 mod compiler;
-pub mod container;
-mod database;
+pub mod db;
 mod error;
-pub mod format;
-mod hash;
-mod hex;
-mod ign;
-mod ldb;
-mod line;
+mod limits;
+mod load;
 pub mod map;
-mod ndb;
 pub mod pattern;
+pub mod wire;
 
-pub use compiler::{BUNDLED_SOURCES, Compiler, FLEVEL, Limits, bundled, compile, load, load_with};
-pub use database::{Database, DatabaseInfo, EXT_ENGINE, HashEntry};
+pub use clamav::cvd;
+pub use clamav::hash::WILDCARD_SIZE_MIN_FLEVEL;
+pub use clamav::ldb::parse_expression;
+pub use compiler::Compiler;
+pub use db::{Database, DatabaseInfo, EXT_ENGINE};
 pub use error::{BuildError, CompileError, ContainerError, Error, LoadError};
-pub use hash::WILDCARD_SIZE_MIN_FLEVEL;
-pub use ldb::{MAX_SUBSIGS, max_index, parse_expression};
+pub use limits::{FLEVEL, Limits};
+pub use load::{BUNDLED_SOURCES, bundled, compile, load, load_with};
 pub use pattern::{
-    Anchor, Assertion, BodyPattern, BodySignature, ByteSet, CountOp, Gap, HashAlgo, LogicalExpr,
-    LogicalSignature, Offset, Part, Subsig, Token,
+    Anchor, Assertion, BodyPattern, BodySignature, ByteSet, CountOp, Gap, HashAlgo, HashEntry,
+    LogicalExpr, LogicalSignature, MAX_SUBSIGS, Offset, Part, Subsig, Token, UNOFFICIAL,
 };

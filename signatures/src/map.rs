@@ -1,21 +1,26 @@
-//! Read-only memory maps: one of the two modules of giva with `unsafe` code
-//! (the other is the engine's SIMD filter, `engine/src/simd.rs`).
+//! Read-only memory maps: one of the two modules of giva that define
+//! `unsafe` code (the other is the engine's SIMD filter).
 //!
 //! # Safety
 //!
-//! `memmap2::Mmap::map` is unsafe because the mapped file may be changed or
-//! truncated by another process while it is mapped: the bytes seen through
-//! the slice could change under a `&[u8]`, and a truncated file raises
-//! SIGBUS on access. giva maps only files it trusts not to change in place:
+//! Mapping a file is sound only while nobody changes or truncates it: the
+//! bytes seen through the slice could change under a `&[u8]`, and a
+//! truncated file raises SIGBUS on access. So mapping is a choice that the
+//! caller makes and vouches for, by calling the `unsafe`
+//! [`MappedFile::open`] or [`MappedFile::from_file`]. giva's policy, which
+//! every caller follows:
 //!
-//! - compiled databases, which are written to a temporary name and renamed
-//!   into place (a rename never modifies the old, still-mapped inode), and
-//!   whose content is verified against a SHA-256 after mapping;
-//! - local files given to `giva scan` by the operator, exactly as `clamscan`
-//!   and ripgrep do.
-//!
-//! Guest content that arrives over the network is never mapped; it is
-//! streamed. Callers pick a map only where the trade-off above holds.
+//! - **Compiled databases are mapped.** They are written to a temporary
+//!   name and renamed into place (a rename never modifies the old,
+//!   still-mapped inode), and their content is verified against a SHA-256
+//!   after mapping ([`Database::open`](crate::Database::open)).
+//! - **Local files named by the operator may be mapped** by `giva scan`,
+//!   as `clamscan` and ripgrep do: the operator accepts that a file
+//!   truncated during its own scan kills the scan.
+//! - **Files that may change under a scan are read, never mapped.** Guest
+//!   content arrives over the network and is streamed; the appliance never
+//!   maps a guest's file, and the engine's own file scan
+//!   (`Engine::scan_file`) reads.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -33,27 +38,69 @@ impl MappedFile {
     /// Maps `path` read-only. An empty file yields an empty slice (mapping a
     /// zero-length file is an error on most systems, so it is not mapped).
     ///
+    /// # Safety
+    ///
+    /// Nobody may modify or truncate the file while the map lives (see the
+    /// module docs for giva's policy).
+    ///
     /// # Errors
     ///
     /// Any I/O error from opening, inspecting or mapping the file.
-    pub fn open(path: &Path) -> io::Result<Self> {
+    pub unsafe fn open(path: &Path) -> io::Result<Self> {
         let file = File::open(path)?;
-        Self::from_file(&file)
+        // SAFETY: the caller's promise covers the file behind `path`.
+        unsafe { Self::from_file(&file) }
     }
 
     /// Maps an already opened file read-only.
     ///
+    /// # Safety
+    ///
+    /// As for [`open`](Self::open).
+    ///
     /// # Errors
     ///
     /// Any I/O error from inspecting or mapping the file.
-    pub fn from_file(file: &File) -> io::Result<Self> {
+    pub unsafe fn from_file(file: &File) -> io::Result<Self> {
         if file.metadata()?.len() == 0 {
             return Ok(MappedFile { map: None });
         }
-        // SAFETY: see the module docs: only files that are not modified in
-        // place while mapped are passed here, and the map is read-only.
+        // SAFETY: the caller promises that nobody modifies or truncates the
+        // file while it is mapped, and the map is read-only.
         let map = unsafe { memmap2::Mmap::map(file)? };
         Ok(MappedFile { map: Some(map) })
+    }
+
+    /// Maps a compiled database file: the one kind of file that this crate
+    /// maps by itself, under the policy in the module docs (written by
+    /// rename, verified against its checksum after mapping).
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error from opening, inspecting or mapping the file.
+    pub(crate) fn open_database(path: &Path) -> io::Result<Self> {
+        // SAFETY: compiled databases are replaced by rename, never modified
+        // in place, and `Database::open` verifies the checksum of what it
+        // mapped before trusting any of it.
+        unsafe { Self::open(path) }
+    }
+
+    /// Maps a local file that the operator named for an on-demand scan
+    /// (`giva scan PATH`): the one kind of untrusted file giva maps, under
+    /// the policy in the module docs. The operator accepts, as with
+    /// `clamscan` and ripgrep, that a file truncated while it is scanned
+    /// ends the scan with SIGBUS; a file whose bytes change mid-scan gives
+    /// a verdict on a mix of old and new bytes. Guest content never comes
+    /// here: the appliance streams it.
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error from opening, inspecting or mapping the file.
+    pub fn open_operator_file(path: &Path) -> io::Result<Self> {
+        // SAFETY: giva's policy (module docs) for files named by the
+        // operator on the command line: the operator vouches that they are
+        // not modified while `giva scan` reads them.
+        unsafe { Self::open(path) }
     }
 
     /// Asks the kernel to map the pages of `range` (byte offsets into the

@@ -5,6 +5,18 @@
 //! wildcard bytes, modifiers (`::i`, `::w`, `::a`, `::f`) were expanded into
 //! plain patterns, and boundaries in the middle of a pattern became byte
 //! classes. The engine never needs to know the hex syntax.
+//!
+//! Each type writes and reads itself through [`crate::wire`] (the
+//! implementations are in `pattern/wire.rs`).
+
+mod wire;
+
+/// The suffix of the reported name of a signature that does not come from
+/// an official source (a signed container or the bundled database).
+pub const UNOFFICIAL: &str = ".UNOFFICIAL";
+
+/// Most subsignatures in one logical signature (ClamAV's limit).
+pub const MAX_SUBSIGS: usize = 64;
 
 /// A set of byte values (a 256-bit bitmap).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -293,6 +305,17 @@ pub enum LogicalExpr {
     },
 }
 
+impl LogicalExpr {
+    /// The highest subsignature number the expression names.
+    pub fn max_index(&self) -> usize {
+        match self {
+            LogicalExpr::Sub(n) => *n,
+            LogicalExpr::And(a, b) | LogicalExpr::Or(a, b) => a.max_index().max(b.max_index()),
+            LogicalExpr::Count { inner, .. } => inner.max_index(),
+        }
+    }
+}
+
 /// An `.ldb` logical signature (target type 0).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogicalSignature {
@@ -329,6 +352,19 @@ impl HashAlgo {
             HashAlgo::Sha256 => 32,
         }
     }
+}
+
+/// A whole-file hash entry (detection or allow-list).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashEntry {
+    /// The algorithm.
+    pub algo: HashAlgo,
+    /// The raw digest (`algo.digest_len()` bytes).
+    pub digest: Vec<u8>,
+    /// The file size it applies to, or `None` for any size.
+    pub size: Option<u64>,
+    /// The reported name (for the allow-list: the name in the `.fp` line).
+    pub name: String,
 }
 
 /// Writes the expression in ClamAV syntax, with every `&`/`|` pair in

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-use giva_signatures::container::{self, unpack};
+use giva_signatures::cvd::{self as container, unpack};
 use giva_signatures::{CompileError, Compiler, ContainerError, Limits};
 use md5::Md5;
 use sha2::{Digest, Sha256};

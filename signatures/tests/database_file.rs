@@ -38,7 +38,7 @@ fn hex(s: &str) -> Vec<u8> {
 }
 
 fn reseal(b: &mut [u8]) {
-    let sum = giva_signatures::format::checksum(&b[56..]);
+    let sum = giva_signatures::db::layout::checksum(&b[56..]);
     b[24..56].copy_from_slice(&sum);
 }
 
@@ -397,7 +397,10 @@ fn rejects_corrupt_signature_encoding() {
     let db = Database::from_bytes(&b).expect("header and bounds are fine");
     assert!(matches!(
         db.try_body_signatures(),
-        Err(LoadError::Corrupt(_))
+        Err(LoadError::Section {
+            section: "body",
+            ..
+        })
     ));
     assert!(db.body_signatures().is_empty());
 }
@@ -432,7 +435,7 @@ fn extension_sections_round_trip_and_are_checksummed() {
 
 #[test]
 fn checksum_covers_every_chunk_of_a_large_file() {
-    use giva_signatures::format::{CHECKSUM_CHUNK, checksum};
+    use giva_signatures::db::layout::{CHECKSUM_CHUNK, checksum};
     let data: Vec<u8> = (0..3 * CHECKSUM_CHUNK + 17)
         .map(|i| (i * 31) as u8)
         .collect();

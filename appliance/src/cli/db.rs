@@ -128,7 +128,7 @@ fn verify_compiled(db: &Database) -> Result<(), String> {
 pub fn verify(paths: &[PathBuf]) -> u8 {
     let mut code = 0;
     for p in paths {
-        let result = if giva_signatures::format::has_magic(p) {
+        let result = if giva_signatures::db::layout::has_magic(p) {
             Database::open(p)
                 .map_err(|e| e.to_string())
                 .and_then(|db| verify_compiled(&db))

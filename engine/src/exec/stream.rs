@@ -9,9 +9,9 @@
 //! and it guarantees that when part `k` is checked at `start`, every
 //! occurrence of part `k - 1` that ends before `start` was already seen.
 
-use crate::chain::GapState;
 use crate::compile::{Owner, Program};
-use crate::verify::{Hay, bytes_match, left_ok, part_matches, right_ok};
+use crate::exec::chain::GapState;
+use crate::exec::verify::{Hay, bytes_match, left_ok, part_matches, right_ok};
 
 /// Atoms are searched and candidates verified in blocks of this size.
 const BLOCK: usize = 16 << 10;

@@ -380,7 +380,7 @@ unsafe fn avx512<const WIDE: bool, const BACK: bool, const PAIRS: bool>(
     // A per-lane shift is one instruction; a shift by an `xmm` count two.
     let shift = _mm512_set1_epi32(filter.shift as i32);
     // SAFETY: the table is 64 bytes, one vector.
-    let table = unsafe { _mm512_loadu_si512(crate::atoms::BYTE_BIT.as_ptr().cast()) };
+    let table = unsafe { _mm512_loadu_si512(crate::index::hash::BYTE_BIT.as_ptr().cast()) };
     // Where each byte's field starts in the 64 bits of its pair of lanes,
     // lowest byte first (`atoms::bloom`): 4-byte keys at bits 2, 10, 18
     // and 26, back keys at 0, 4, 18 and 26, and 32 more in the upper lane.

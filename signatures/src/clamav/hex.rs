@@ -14,7 +14,7 @@
 //! 4. apply the `::w`, `::i` and `::f` modifiers and check that every part
 //!    has two consecutive fixed bytes.
 
-use crate::compiler::Limits;
+use crate::limits::Limits;
 use crate::pattern::{Anchor, Assertion, BodyPattern, ByteSet, Gap, Part, Token, boundary_any};
 
 /// Modifiers of an `.ldb` content subsignature.

@@ -3,9 +3,9 @@
 //!
 //! `MalwareName:TargetType:Offset:HexSignature[:MinFL[:MaxFL]]`
 
-use crate::hex::{self, HexError, HexOptions};
-use crate::ign::IgnoreList;
-use crate::line::{
+use crate::clamav::hex::{self, HexError, HexOptions};
+use crate::clamav::ign::IgnoreList;
+use crate::clamav::line::{
     LineError, LineResult, Outcome, Settings, display_name, flevel_skip, parse_flevel, parse_u32,
     parse_u64,
 };

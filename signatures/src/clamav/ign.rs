@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use md5::{Digest, Md5};
 
-use crate::line::{LineError, decode_hex};
+use crate::clamav::line::{LineError, decode_hex};
 
 /// A set of names to ignore, optionally pinned to the MD5 of the line.
 #[derive(Debug, Default, Clone)]

@@ -24,8 +24,8 @@ use md5::Md5;
 use num_bigint::BigUint;
 use sha2::{Digest, Sha256};
 
-use crate::compiler::Limits;
 use crate::error::ContainerError;
+use crate::limits::Limits;
 
 /// Length of the container header.
 pub const HEADER_LEN: usize = 512;
@@ -185,7 +185,7 @@ fn verify_legacy(md5_hex: &str, dsig: &str, n: &BigUint, e: u32) -> bool {
     if md5_hex.len() != 32 {
         return false;
     }
-    let Some(md5) = crate::line::decode_hex(md5_hex) else {
+    let Some(md5) = crate::clamav::line::decode_hex(md5_hex) else {
         return false;
     };
     rsa_decode(dsig, n, e, 16).is_some_and(|m| m == md5)
@@ -249,10 +249,6 @@ fn verify_pss(mhash: &[u8; 32], dsig: &str, n: &BigUint, e: u32) -> bool {
 pub fn verify_info_dsig(mhash: &[u8; 32], dsig: &str) -> bool {
     let k = Keys::clamav();
     verify_pss(mhash, dsig, &k.info_n, k.info_e)
-}
-
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn read_tar<R: Read>(r: R, limits: &Limits) -> Result<Vec<Member>, ContainerError> {
@@ -322,7 +318,7 @@ pub(crate) fn unpack_with_keys(
     // `.cld` is rewritten by freshclam: only its `.info` signature counts.
     let signed = ext != "cud";
     if ext == "cvd" {
-        let actual = hex(&Md5::digest(body));
+        let actual = hex::encode(Md5::digest(body));
         if !actual.eq_ignore_ascii_case(&header.md5) {
             return Err(ContainerError::Md5Mismatch {
                 expected: header.md5.clone(),
@@ -361,7 +357,7 @@ pub(crate) fn unpack_with_keys(
                 reason: format!("size {} differs from .info ({size})", m.data.len()),
             });
         }
-        if !hex(&Sha256::digest(&m.data)).eq_ignore_ascii_case(sha) {
+        if !hex::encode(Sha256::digest(&m.data)).eq_ignore_ascii_case(sha) {
             return Err(ContainerError::Member {
                 member: m.name.clone(),
                 reason: "SHA-256 differs from .info".into(),
@@ -574,7 +570,7 @@ mod tests {
     fn sign_legacy(md5_hex: &str) -> String {
         let n: BigUint = TEST_LEGACY_N.parse().unwrap();
         let d: BigUint = TEST_LEGACY_D.parse().unwrap();
-        let m = BigUint::from_bytes_be(&crate::line::decode_hex(md5_hex).unwrap());
+        let m = BigUint::from_bytes_be(&crate::clamav::line::decode_hex(md5_hex).unwrap());
         encode_sig(m.modpow(&d, &n))
     }
 
@@ -630,7 +626,7 @@ mod tests {
     #[test]
     fn pss_verifier_with_a_test_key() {
         let k = test_keys();
-        let mhash: [u8; 32] = crate::line::decode_hex(TEST_INFO_MHASH)
+        let mhash: [u8; 32] = crate::clamav::line::decode_hex(TEST_INFO_MHASH)
             .unwrap()
             .try_into()
             .unwrap();
@@ -672,7 +668,7 @@ mod tests {
         let mut info = format!(
             "ClamAV-VDB:{HDR}:X:X:tester:{STIME}\ntest.ndb:{}:{}\n",
             ndb.len(),
-            hex(&Sha256::digest(ndb))
+            hex::encode(Sha256::digest(ndb))
         );
         if sign_info {
             let mhash: [u8; 32] = Sha256::digest(info.as_bytes()).into();
@@ -702,7 +698,7 @@ mod tests {
         } else {
             tar
         };
-        let md5 = hex(&Md5::digest(&body));
+        let md5 = hex::encode(Md5::digest(&body));
         let dsig = sign_legacy(&md5);
         let mut out = format!("ClamAV-VDB:{HDR}:{md5}:{dsig}:tester:{STIME}").into_bytes();
         out.resize(HEADER_LEN, b' ');

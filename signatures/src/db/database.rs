@@ -1,5 +1,5 @@
 //! The compiled signature database: an immutable, validated view of one
-//! database file (see [`format`](crate::format)), in memory or mapped.
+//! database file (see [`layout`](crate::db::layout)), in memory or mapped.
 //!
 //! The hash tables are binary-searched in place in the file's bytes, so a
 //! database with a million hashes opens in the time it takes to check its
@@ -16,46 +16,21 @@ use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::error::LoadError;
-use crate::format::{
-    self, EXT_MIN, FORMAT_VERSION, HEADER_FIXED_LEN, MAGIC, NAME_BLOCK, R, SEC_ALLOW, SEC_BODY,
-    SEC_HASH, SEC_INFO, SEC_LOGICAL, SEC_NAMES, Section, W, algo_index, record_len,
+use crate::db::info::DatabaseInfo;
+use crate::db::layout::{
+    self, EXT_MIN, SEC_ALLOW, SEC_BODY, SEC_HASH, SEC_INFO, SEC_LOGICAL, SEC_NAMES, Section,
+    algo_index, record_len,
 };
+use crate::db::names::{NAME_BLOCK, decode_name};
+use crate::db::write::{assemble, encode};
+use crate::error::LoadError;
 
 /// The extension section holding the built scan engine (written by `giva
 /// db compile`, read by `giva_engine::Engine::new`). Opaque here.
 pub const EXT_ENGINE: u32 = EXT_MIN;
-use crate::line::UNOFFICIAL;
 use crate::map::MappedFile;
-use crate::pattern::{BodySignature, HashAlgo, LogicalSignature, Token};
-
-/// A whole-file hash entry (detection or allow-list).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HashEntry {
-    /// The algorithm.
-    pub algo: HashAlgo,
-    /// The raw digest (`algo.digest_len()` bytes).
-    pub digest: Vec<u8>,
-    /// The file size it applies to, or `None` for any size.
-    pub size: Option<u64>,
-    /// The reported name (for the allow-list: the name in the `.fp` line).
-    pub name: String,
-}
-
-/// Facts about a database, for `giva db info` and logs.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DatabaseInfo {
-    /// Version string (content-derived unless set by the builder).
-    pub version: String,
-    /// Build time, seconds since the Unix epoch.
-    pub built_at: u64,
-    /// Signatures loaded, per kind ("hash", "body", "logical", "allow").
-    pub loaded: BTreeMap<String, u64>,
-    /// Signatures skipped as unsupported, per reason (for example
-    /// `"target:1"`, `"pcre"`, `"flevel"`, `"pua"`, `"ignored"`), and
-    /// unsupported files per extension (`"file:.cbc"`).
-    pub skipped: BTreeMap<String, u64>,
-}
+use crate::pattern::{BodySignature, HashAlgo, HashEntry, LogicalSignature, Token};
+use crate::wire::{Reader, WireError};
 
 #[derive(Debug)]
 enum Storage {
@@ -77,7 +52,7 @@ impl Deref for Storage {
 struct Inner {
     info: DatabaseInfo,
     /// Decoded from `body_sec` on first use.
-    body: OnceLock<Result<Vec<BodySignature>, String>>,
+    body: OnceLock<Result<Vec<BodySignature>, WireError>>,
     body_sec: Section,
     body_count: usize,
     logical: Vec<LogicalSignature>,
@@ -97,176 +72,19 @@ pub struct Database {
     inner: Arc<Inner>,
 }
 
-fn encode(
-    info: &DatabaseInfo,
-    body: &[BodySignature],
-    logical: &[LogicalSignature],
-    hashes: &[HashEntry],
-    allow: &[HashEntry],
-) -> Vec<u8> {
-    let mut sections: Vec<(u32, Vec<u8>)> = Vec::new();
-    for (kind, list) in [(SEC_HASH, hashes), (SEC_ALLOW, allow)] {
-        for algo in HashAlgo::ALL {
-            let ai = algo_index(algo);
-            // Allow-list names are never reported: not stored.
-            let named = kind == SEC_HASH;
-            let mut recs: Vec<([u8; 8], &[u8], &str)> = list
-                .iter()
-                .filter(|h| h.algo == algo && h.digest.len() == algo.digest_len())
-                .map(|h| {
-                    (
-                        h.size.unwrap_or(u64::MAX).to_be_bytes(),
-                        h.digest.as_slice(),
-                        if named { h.name.as_str() } else { "" },
-                    )
-                })
-                .collect();
-            recs.sort_unstable();
-            recs.dedup();
-            if recs.is_empty() {
-                continue;
-            }
-            let mut buf = Vec::with_capacity(recs.len() * record_len(algo));
-            for (size, d, _) in &recs {
-                buf.extend_from_slice(size);
-                buf.extend_from_slice(d);
-            }
-            sections.push((kind + ai, buf));
-            if named {
-                sections.push((SEC_NAMES + ai, encode_names(recs.iter().map(|r| r.2))));
-            }
-        }
-    }
-    let mut w = W::default();
-    for map in [&info.loaded, &info.skipped] {
-        w.var(map.len() as u64);
-        for (k, v) in map {
-            w.str(k);
-            w.var(*v);
-        }
-    }
-    sections.push((SEC_INFO, w.0));
-    let mut w = W::default();
-    w.var(body.len() as u64);
-    for b in body {
-        w.body(b);
-    }
-    sections.push((SEC_BODY, w.0));
-    let mut w = W::default();
-    w.var(logical.len() as u64);
-    for l in logical {
-        w.logical(l);
-    }
-    sections.push((SEC_LOGICAL, w.0));
-
-    assemble(&info.version, info.built_at, &sections)
+fn section_error(section: &'static str, source: WireError) -> LoadError {
+    LoadError::Section { section, source }
 }
 
-/// Lays out `sections` as a payload behind a header and seals it.
-fn assemble(version: &str, built_at: u64, sections: &[(u32, Vec<u8>)]) -> Vec<u8> {
-    let version = version.as_bytes();
-    let version = &version[..version.len().min(format::MAX_VERSION_LEN)];
-    let header_len = HEADER_FIXED_LEN + version.len();
-    // Each section starts at a file offset that is a multiple of
-    // SECTION_ALIGN (zero padding between), so that what is used in place
-    // from the mapping is aligned.
-    let table_len = 4 + sections.len() * 24;
-    let mut starts = Vec::with_capacity(sections.len());
-    let mut end = table_len;
-    for (_, data) in sections {
-        let start = (header_len + end).next_multiple_of(format::SECTION_ALIGN) - header_len;
-        starts.push(start);
-        end = start + data.len();
-    }
-    let mut payload = Vec::with_capacity(end);
-    payload.extend_from_slice(&(sections.len() as u32).to_le_bytes());
-    for ((kind, data), &start) in sections.iter().zip(&starts) {
-        payload.extend_from_slice(&kind.to_le_bytes());
-        payload.extend_from_slice(&0u32.to_le_bytes());
-        payload.extend_from_slice(&(start as u64).to_le_bytes());
-        payload.extend_from_slice(&(data.len() as u64).to_le_bytes());
-    }
-    for ((_, data), &start) in sections.iter().zip(&starts) {
-        payload.resize(start, 0);
-        payload.extend_from_slice(data);
-    }
-
-    let mut out = Vec::with_capacity(header_len + payload.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&(header_len as u32).to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&[0u8; 32]);
-    out.extend_from_slice(&built_at.to_le_bytes());
-    out.extend_from_slice(&(version.len() as u32).to_le_bytes());
-    out.extend_from_slice(version);
-    out.extend_from_slice(&payload);
-    format::seal(&mut out);
-    out
-}
-
-fn decode_map(r: &mut R<'_>) -> Result<BTreeMap<String, u64>, LoadError> {
-    let n = r.count()?;
+fn decode_map(r: &mut Reader<'_>) -> Result<BTreeMap<String, u64>, WireError> {
+    let n = r.count(2)?;
     let mut m = BTreeMap::new();
     for _ in 0..n {
-        let k = r.str()?;
+        let k = r.str()?.to_owned();
         let v = r.var()?;
         m.insert(k, v);
     }
     Ok(m)
-}
-
-/// A name section (see [`NAME_BLOCK`]) for `names`, in record order.
-fn encode_names<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> Vec<u8> {
-    let index_len = names.len().div_ceil(NAME_BLOCK) * 4;
-    let mut index = Vec::with_capacity(index_len);
-    let mut w = W::default();
-    let mut prev: &[u8] = &[];
-    for (i, name) in names.enumerate() {
-        if i % NAME_BLOCK == 0 {
-            let at = u32::try_from(index_len + w.0.len()).unwrap_or(u32::MAX);
-            index.extend_from_slice(&at.to_le_bytes());
-            prev = &[];
-        }
-        // The suffix of most names is a flag, not 11 bytes a name for the
-        // checksum to read at every load.
-        let (stem, flag) = match name.strip_suffix(UNOFFICIAL) {
-            Some(stem) => (stem.as_bytes(), 1),
-            None => (name.as_bytes(), 0),
-        };
-        let shared = prev.iter().zip(stem).take_while(|(a, b)| a == b).count();
-        w.var(shared as u64);
-        w.var(((stem.len() - shared) as u64) << 1 | flag);
-        w.0.extend_from_slice(&stem[shared..]);
-        prev = stem;
-    }
-    index.extend_from_slice(&w.0);
-    index
-}
-
-/// Name `i` of a name section (see [`NAME_BLOCK`]); `None` if the
-/// section does not hold it.
-fn decode_name(section: &[u8], i: usize) -> Option<String> {
-    let at = 4 * (i / NAME_BLOCK);
-    let start = u32::from_le_bytes(section.get(at..at + 4)?.try_into().ok()?) as usize;
-    let mut r = R::new(section.get(start..)?, "name");
-    let mut name: Vec<u8> = Vec::new();
-    let mut flag = 0;
-    for _ in 0..=i % NAME_BLOCK {
-        let shared = usize::try_from(r.var().ok()?).ok()?;
-        let rest = r.var().ok()?;
-        if shared > name.len() {
-            return None;
-        }
-        name.truncate(shared);
-        name.extend_from_slice(r.take(usize::try_from(rest >> 1).ok()?).ok()?);
-        flag = rest & 1;
-    }
-    let mut name = String::from_utf8(name).ok()?;
-    if flag != 0 {
-        name.push_str(UNOFFICIAL);
-    }
-    Some(name)
 }
 
 /// Decoded signatures and info handed over by `from_parts`.
@@ -274,7 +92,7 @@ type Decoded = (DatabaseInfo, Vec<BodySignature>, Vec<LogicalSignature>);
 
 fn open_storage(storage: Storage, decoded: Option<Decoded>) -> Result<Inner, LoadError> {
     let b: &[u8] = &storage;
-    let h = format::parse_header(b)?;
+    let h = layout::parse_header(b)?;
     let actual = (b.len() - h.header_len.min(b.len())) as u64;
     if actual != h.payload_len {
         return Err(LoadError::PayloadLength {
@@ -283,7 +101,7 @@ fn open_storage(storage: Storage, decoded: Option<Decoded>) -> Result<Inner, Loa
         });
     }
     let payload = &b[h.header_len..];
-    let secs = format::parse_sections(payload)?;
+    let secs = layout::parse_sections(payload)?;
     let get = |k: u32| secs.get(&k).copied();
     let slice = |s: Section| &payload[s.start..s.start + s.len];
     let mut hash = [Section::default(); 3];
@@ -323,7 +141,9 @@ fn open_storage(storage: Storage, decoded: Option<Decoded>) -> Result<Inner, Loa
     let info_sec = need(SEC_INFO, "info")?;
     let body_sec = need(SEC_BODY, "body")?;
     let logical_sec = need(SEC_LOGICAL, "logical")?;
-    let body_count = R::new(slice(body_sec), "body").count()?;
+    let body_count = Reader::new(slice(body_sec))
+        .count(1)
+        .map_err(|e| section_error("body", e))?;
     let extensions = secs
         .iter()
         .filter(|(k, _)| **k >= EXT_MIN)
@@ -332,21 +152,18 @@ fn open_storage(storage: Storage, decoded: Option<Decoded>) -> Result<Inner, Loa
     let (info, body, logical) = match decoded {
         Some((info, body, logical)) => (info, OnceLock::from(Ok(body)), logical),
         None => {
-            let mut r = R::new(slice(info_sec), "info");
-            let loaded = decode_map(&mut r)?;
-            let skipped = decode_map(&mut r)?;
+            let mut r = Reader::new(slice(info_sec));
+            let loaded = decode_map(&mut r).map_err(|e| section_error("info", e))?;
+            let skipped = decode_map(&mut r).map_err(|e| section_error("info", e))?;
             let info = DatabaseInfo {
                 version: h.version.clone(),
                 built_at: h.built_at,
                 loaded,
                 skipped,
             };
-            let mut r = R::new(slice(logical_sec), "logical");
-            let n = r.count()?;
-            let mut logical = Vec::new();
-            for _ in 0..n {
-                logical.push(r.logical()?);
-            }
+            let logical = Reader::new(slice(logical_sec))
+                .list(1)
+                .map_err(|e| section_error("logical", e))?;
             (info, OnceLock::new(), logical)
         }
     };
@@ -367,7 +184,7 @@ fn open_storage(storage: Storage, decoded: Option<Decoded>) -> Result<Inner, Loa
 }
 
 fn verify_checksum(b: &[u8]) -> Result<(), LoadError> {
-    let h = format::parse_header(b)?;
+    let h = layout::parse_header(b)?;
     let actual = (b.len() - h.header_len.min(b.len())) as u64;
     if actual != h.payload_len {
         return Err(LoadError::PayloadLength {
@@ -375,7 +192,7 @@ fn verify_checksum(b: &[u8]) -> Result<(), LoadError> {
             actual,
         });
     }
-    if format::checksum(&b[56..]) != h.checksum {
+    if layout::checksum(&b[56..]) != h.checksum {
         return Err(LoadError::ChecksumMismatch);
     }
     Ok(())
@@ -421,7 +238,7 @@ impl Database {
     /// A [`LoadError`] saying why the file was refused.
     pub fn open(path: impl AsRef<Path>) -> Result<Database, LoadError> {
         let path = path.as_ref();
-        let map = MappedFile::open(path).map_err(|source| LoadError::Io {
+        let map = MappedFile::open_database(path).map_err(|source| LoadError::Io {
             path: path.to_owned(),
             source,
         })?;
@@ -449,7 +266,7 @@ impl Database {
         during: impl FnOnce(&Database) -> T,
     ) -> Result<(Database, T), LoadError> {
         let path = path.as_ref();
-        let map = MappedFile::open(path).map_err(|source| LoadError::Io {
+        let map = MappedFile::open_database(path).map_err(|source| LoadError::Io {
             path: path.to_owned(),
             source,
         })?;
@@ -466,11 +283,11 @@ impl Database {
             }
         };
         let bytes: &[u8] = db.inner.storage.as_deref().unwrap_or(&[]);
-        let h = format::parse_header(bytes)?;
+        let h = layout::parse_header(bytes)?;
         let data = bytes.get(56..).unwrap_or(&[]);
-        let tree = format::TreeHash::new(data);
+        let tree = layout::TreeHash::new(data);
         let result = std::thread::scope(|s| {
-            for _ in 0..format::checksum_threads(data.len()) {
+            for _ in 0..layout::checksum_threads(data.len()) {
                 s.spawn(|| tree.work());
             }
             let result = during(&db);
@@ -608,26 +425,15 @@ impl Database {
     ///
     /// # Errors
     ///
-    /// [`LoadError::Corrupt`] if the body section does not decode (the
+    /// [`LoadError::Section`] if the body section does not decode (the
     /// checksum matched, so the file was written wrong).
     pub fn try_body_signatures(&self) -> Result<&[BodySignature], LoadError> {
         self.inner
             .body
-            .get_or_init(|| {
-                let decode = || -> Result<Vec<BodySignature>, LoadError> {
-                    let mut r = R::new(self.section(self.inner.body_sec), "body");
-                    let n = r.count()?;
-                    let mut body = Vec::with_capacity(n.min(1 << 20));
-                    for _ in 0..n {
-                        body.push(r.body()?);
-                    }
-                    Ok(body)
-                };
-                decode().map_err(|e| e.to_string())
-            })
+            .get_or_init(|| Reader::new(self.section(self.inner.body_sec)).list(1))
             .as_ref()
             .map(Vec::as_slice)
-            .map_err(|e| LoadError::Corrupt(e.clone()))
+            .map_err(|e| section_error("body", e.clone()))
     }
 
     /// How many body signatures there are (without decoding them).
@@ -654,9 +460,9 @@ impl Database {
             )));
         }
         let all = self.to_bytes();
-        let h = format::parse_header(&all)?;
+        let h = layout::parse_header(&all)?;
         let payload = &all[h.header_len..];
-        let mut sections: Vec<(u32, Vec<u8>)> = format::parse_sections(payload)?
+        let mut sections: Vec<(u32, Vec<u8>)> = layout::parse_sections(payload)?
             .into_iter()
             .filter(|(k, _)| *k != kind)
             .map(|(k, s)| (k, payload[s.start..s.start + s.len].to_vec()))

@@ -1,14 +1,13 @@
 //! `.ldb` logical signatures (clamav-formats.md §6):
 //! `SignatureName;TargetDescriptionBlock;LogicalExpression;Subsig0;…`.
 
-use crate::hex::{self, HexOptions};
-use crate::ign::IgnoreList;
-use crate::line::{LineError, LineResult, Outcome, Settings, display_name, parse_u32, parse_u64};
-use crate::ndb::{OffsetSpec, hex_err, parse_offset};
-use crate::pattern::{CountOp, LogicalExpr, LogicalSignature, Subsig};
-
-/// ClamAV's `MAX_LDB_SUBSIGS`.
-pub const MAX_SUBSIGS: usize = 64;
+use crate::clamav::hex::{self, HexOptions};
+use crate::clamav::ign::IgnoreList;
+use crate::clamav::line::{
+    LineError, LineResult, Outcome, Settings, display_name, parse_u32, parse_u64,
+};
+use crate::clamav::ndb::{OffsetSpec, hex_err, parse_offset};
+use crate::pattern::{CountOp, LogicalExpr, LogicalSignature, MAX_SUBSIGS, Subsig};
 
 /// The minimum `Engine` level required by any TDB key other than `Target`.
 pub const TDB_KEYS_MIN_FLEVEL: u32 = 51;
@@ -194,15 +193,6 @@ fn block_modifier(inner: LogicalExpr, rest: &[u8], text: &str) -> Result<Logical
         count,
         distinct,
     })
-}
-
-/// The highest subsignature index used in `e`.
-pub fn max_index(e: &LogicalExpr) -> usize {
-    match e {
-        LogicalExpr::Sub(n) => *n,
-        LogicalExpr::And(a, b) | LogicalExpr::Or(a, b) => max_index(a).max(max_index(b)),
-        LogicalExpr::Count { inner, .. } => max_index(inner),
-    }
 }
 
 /// `min-max` with an optional (unbounded) maximum, as ClamAV reads ranges
@@ -439,12 +429,12 @@ pub(crate) fn parse_line(
             ),
         ));
     }
-    if max_index(&expr) + 1 != subsig_texts.len() {
+    if expr.max_index() + 1 != subsig_texts.len() {
         return Err(LineError::new(
             Some(raw_name),
             format!(
                 "the expression uses subsignatures 0..={} but the line has {}",
-                max_index(&expr),
+                expr.max_index(),
                 subsig_texts.len()
             ),
         ));
@@ -485,7 +475,7 @@ mod tests {
         let e = parse_expression("0&1|2").unwrap();
         assert!(matches!(e, LogicalExpr::And(_, ref r) if matches!(**r, LogicalExpr::Or(..))));
         let e = parse_expression("((0|1|2)>5,2)&(3|1)").unwrap();
-        assert_eq!(max_index(&e), 3);
+        assert_eq!(e.max_index(), 3);
         assert!(parse_expression("0&!1").is_err());
         assert!(parse_expression("0&").is_err());
         let e = parse_expression("0=3,5").unwrap();

@@ -1,7 +1,8 @@
 //! Helpers shared by the line-based text formats: line splitting, the
 //! per-line outcome, names and FLEVEL gating.
 
-use crate::compiler::Limits;
+use crate::limits::Limits;
+use crate::pattern::UNOFFICIAL;
 
 /// What one line turned into.
 #[derive(Debug)]
@@ -65,10 +66,6 @@ pub(crate) fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
     })
 }
 
-/// The suffix of the reported name of a signature that does not come from
-/// an official source (a signed container or the bundled database).
-pub(crate) const UNOFFICIAL: &str = ".UNOFFICIAL";
-
 /// The reported name: ` (Clam)` stripped and [`UNOFFICIAL`] appended unless
 /// the source is official.
 pub(crate) fn display_name(raw: &str, official: bool) -> String {
@@ -115,20 +112,9 @@ pub(crate) fn flevel_skip(min: Option<u32>, max: Option<u32>, flevel: u32) -> Op
     }
 }
 
-/// Decodes hex digits into bytes.
+/// Decodes a hex digest (either case); `None` if it is not hex.
 pub(crate) fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    let b = s.as_bytes();
-    (0..b.len())
-        .step_by(2)
-        .map(|i| {
-            let h = (b[i] as char).to_digit(16)?;
-            let l = (b[i + 1] as char).to_digit(16)?;
-            u8::try_from(h << 4 | l).ok()
-        })
-        .collect()
+    hex::decode(s).ok()
 }
 
 /// C `atoi` on an unsigned field: leading whitespace skipped, the leading

@@ -32,15 +32,16 @@ use std::time::Instant;
 
 use giva_signatures::HashAlgo;
 
-use crate::compile::Program;
-use crate::engine::Engine;
-use crate::hashing::Hashers;
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
-use crate::pool::{Job, JobError, Yielder};
+use crate::compile::Program;
+use crate::engine::Engine;
+use crate::exec::hashing::Hashers;
+use crate::exec::stream::{Matcher, Sink, Window};
+use crate::pool::job::{Job, JobError};
+use crate::pool::scheduler::Yielder;
 use crate::result::{Detection, DetectionKind, Limit, Outcome, ScanResult};
 use crate::scanner::{ScanOptions, Scanner, TOO_SMALL, conclude};
-use crate::stream::{Matcher, Sink, Window};
 
 /// When and how [`ScanPool::scan_bytes`](crate::pool::ScanPool::scan_bytes)
 /// splits a buffer.

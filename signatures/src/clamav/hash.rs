@@ -4,13 +4,13 @@
 //! `HashString:FileSize:MalwareName[:MinFL[:MaxFL]]`; the algorithm is chosen
 //! by the digest length; `*` as the size needs MinFL ≥ 73.
 
-use crate::database::HashEntry;
-use crate::ign::IgnoreList;
-use crate::line::{
+use crate::clamav::ign::IgnoreList;
+use crate::clamav::line::{
     LineError, LineResult, Outcome, Settings, atoi_u32, decode_hex, display_name, flevel_skip,
     parse_u64,
 };
 use crate::pattern::HashAlgo;
+use crate::pattern::HashEntry;
 
 /// The minimum FLEVEL a `*` size needs.
 pub const WILDCARD_SIZE_MIN_FLEVEL: u32 = 73;

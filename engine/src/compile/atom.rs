@@ -1,0 +1,102 @@
+//! Choosing the atom of a variant: its rarest run of static bytes.
+
+use giva_signatures::ByteSet;
+
+use crate::compile::program::Elem;
+use crate::index::rarity::Cost;
+
+/// Atoms are at most this long: longer ones add automaton states but hardly
+/// any selectivity.
+const MAX_ATOM: usize = 12;
+
+/// Most atom strings one variant may expand into (small sets such as
+/// case-folded letters multiply).
+const MAX_ATOM_EXPANSION: usize = 64;
+
+/// The bytes a position may take, if they are few enough for an atom
+/// (at most 4: `(bytes, count)`, no allocation).
+fn choices(e: &Elem, sets: &[ByteSet]) -> Option<([u8; 4], usize)> {
+    match *e {
+        Elem::Byte { value, mask: 0xff } => Some(([value, 0, 0, 0], 1)),
+        Elem::Byte { .. } => None,
+        Elem::Set(i) => {
+            let s = &sets[i as usize];
+            if s.len() > 4 || s.is_empty() {
+                return None;
+            }
+            let mut out = [0u8; 4];
+            let mut n = 0;
+            for b in s.iter() {
+                out[n] = b;
+                n += 1;
+            }
+            Some((out, n))
+        }
+    }
+}
+
+/// Picks the best atom window: the highest-scoring run of at most
+/// [`MAX_ATOM`] positions that are literal bytes or tiny sets, expanding
+/// into at most [`MAX_ATOM_EXPANSION`] strings. Returns `(offset, strings)`.
+/// The score bonus of one step up in atom length class: 8 bits, so a
+/// shorter atom wins only when it is 256 times rarer.
+const CLASS_STEP: u32 = 32;
+
+pub(super) fn pick_atom(elems: &[Elem], sets: &[ByteSet]) -> Option<(usize, Vec<Vec<u8>>)> {
+    let ch: Vec<Option<([u8; 4], usize)>> = elems.iter().map(|e| choices(e, sets)).collect();
+    let mut best: Option<(u32, usize, usize)> = None; // score, start, len
+    for start in 0..ch.len() {
+        let mut product = 1usize;
+        let mut cost = Cost::default();
+        let mut len = 0;
+        while start + len < ch.len() && len < MAX_ATOM {
+            let Some((c, n)) = &ch[start + len] else {
+                break;
+            };
+            if product * n > MAX_ATOM_EXPANSION {
+                break;
+            }
+            product *= n;
+            cost.add(&c[..*n]);
+            len += 1;
+            // Rarity (quarter bits in the kind of data where the window is
+            // most likely; `rarity.rs`) plus a bonus for the length classes
+            // the atom index scans cheaply (7+ bytes are looked up every
+            // 4th position, 4-6 bytes every 2nd, shorter ones at every
+            // position). A lone byte is a last resort.
+            let class = match len {
+                7.. => 3 * CLASS_STEP,
+                4..=6 => 2 * CLASS_STEP,
+                2..=3 => CLASS_STEP,
+                _ => 0,
+            };
+            let s = cost.rarity() + class;
+            if best.is_none_or(|(b, _, _)| s > b) {
+                best = Some((s, start, len));
+            }
+        }
+    }
+    let (_, start, len) = best?;
+    let window = &ch[start..start + len];
+    if window.iter().flatten().all(|&(_, n)| n == 1) {
+        // The common case: one string, one allocation.
+        return Some((
+            start,
+            vec![window.iter().flatten().map(|(c, _)| c[0]).collect()],
+        ));
+    }
+    let mut out: Vec<Vec<u8>> = vec![Vec::with_capacity(len)];
+    for (c, n) in window.iter().flatten() {
+        out = out
+            .iter()
+            .flat_map(|prefix| {
+                c[..*n].iter().map(move |&b| {
+                    let mut p = prefix.clone();
+                    p.push(b);
+                    p
+                })
+            })
+            .collect();
+    }
+    Some((start, out))
+}

@@ -1,0 +1,55 @@
+//! Expanding a part's alternations into fixed-length variants.
+
+use giva_signatures::{ByteSet, Token};
+
+#[derive(Clone, Debug)]
+pub(super) enum Flat {
+    Byte { value: u8, mask: u8 },
+    Set(ByteSet),
+    NotAlt { len: usize, branches: Vec<Vec<u8>> },
+}
+
+pub(super) fn expand(tokens: &[Token], limit: usize) -> Option<Vec<Vec<Flat>>> {
+    let mut out: Vec<Vec<Flat>> = vec![Vec::with_capacity(tokens.len())];
+    for t in tokens {
+        match t {
+            Token::Byte { value, mask } => {
+                let f = Flat::Byte {
+                    value: value & mask,
+                    mask: *mask,
+                };
+                out.iter_mut().for_each(|v| v.push(f.clone()));
+            }
+            Token::Set(s) => out.iter_mut().for_each(|v| v.push(Flat::Set(*s))),
+            Token::NotAlt { len, branches } => {
+                let f = Flat::NotAlt {
+                    len: *len,
+                    branches: branches.clone(),
+                };
+                out.iter_mut().for_each(|v| v.push(f.clone()));
+            }
+            Token::Alt(branches) => {
+                let mut alts = Vec::new();
+                for b in branches {
+                    alts.extend(expand(b, limit)?);
+                    if alts.len() > limit {
+                        return None;
+                    }
+                }
+                if out.len().saturating_mul(alts.len()) > limit {
+                    return None;
+                }
+                let mut next = Vec::with_capacity(out.len() * alts.len());
+                for v in &out {
+                    for a in &alts {
+                        let mut n = v.clone();
+                        n.extend(a.iter().cloned());
+                        next.push(n);
+                    }
+                }
+                out = next;
+            }
+        }
+    }
+    Some(out)
+}

@@ -1,0 +1,541 @@
+//! How the signature types write and read themselves ([`Wire`]): the one
+//! encoding that both the database file and the stored engine use.
+//!
+//! Numbers are LEB128 ([`Writer::var`]) and lists are counted. A token
+//! list is stored as items: a run of literal bytes is one item (tag
+//! [`LITERAL_RUN`], then the bytes), any other token one item, since most
+//! of a body signature is literal bytes. Decoding checks every structural
+//! rule the parsers guarantee (a pattern has parts, one gap between each
+//! two, a logical expression names only existing subsignatures), so a
+//! decoded signature is one the parsers could have produced.
+
+use crate::pattern::{
+    Anchor, Assertion, BodyPattern, BodySignature, ByteSet, CountOp, Gap, LogicalExpr,
+    LogicalSignature, MAX_SUBSIGS, Offset, Part, Subsig, Token,
+};
+use crate::wire::{Reader, Wire, WireError, WireErrorKind, Writer};
+
+/// Token tag of a run of literal bytes.
+const LITERAL_RUN: u8 = 4;
+
+/// Deepest nesting decoded (alternations inside alternations, and
+/// expressions).
+const MAX_DEPTH: usize = 256;
+
+impl Wire for Offset {
+    fn put(&self, w: &mut Writer) {
+        match *self {
+            Offset::Any => w.u8(0),
+            Offset::Absolute { start, shift } => {
+                w.u8(1);
+                w.var(start);
+                w.var(shift);
+            }
+            Offset::FromEnd { back, shift } => {
+                w.u8(2);
+                w.var(back);
+                w.var(shift);
+            }
+        }
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        match r.u8()? {
+            0 => Ok(Offset::Any),
+            1 => Ok(Offset::Absolute {
+                start: r.var()?,
+                shift: r.var()?,
+            }),
+            2 => Ok(Offset::FromEnd {
+                back: r.var()?,
+                shift: r.var()?,
+            }),
+            t => r.bad_tag("offset", t),
+        }
+    }
+}
+
+impl Wire for Anchor {
+    fn put(&self, w: &mut Writer) {
+        w.u8(self.byte);
+        w.var(u64::from(self.min));
+        w.var(u64::from(self.max));
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(Anchor {
+            byte: r.u8()?,
+            min: r.var_u32()?,
+            max: r.var_u32()?,
+        })
+    }
+}
+
+/// An assertion or none, in one byte.
+impl Wire for Option<Assertion> {
+    fn put(&self, w: &mut Writer) {
+        w.u8(match self {
+            None => 0,
+            Some(Assertion::Boundary) => 1,
+            Some(Assertion::Line) => 2,
+            Some(Assertion::NonAlnum) => 3,
+            Some(Assertion::NonAlnumWide) => 4,
+        });
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(match r.u8()? {
+            0 => None,
+            1 => Some(Assertion::Boundary),
+            2 => Some(Assertion::Line),
+            3 => Some(Assertion::NonAlnum),
+            4 => Some(Assertion::NonAlnumWide),
+            t => return r.bad_tag("assertion", t),
+        })
+    }
+}
+
+impl Wire for Gap {
+    fn put(&self, w: &mut Writer) {
+        w.var(u64::from(self.min));
+        w.opt(self.max.as_ref());
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(Gap {
+            min: r.var_u32()?,
+            max: r.opt()?,
+        })
+    }
+}
+
+/// Four little-endian words.
+impl Wire for ByteSet {
+    fn put(&self, w: &mut Writer) {
+        for x in self.0 {
+            w.u64(x);
+        }
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(ByteSet([r.u64()?, r.u64()?, r.u64()?, r.u64()?]))
+    }
+}
+
+fn put_token(w: &mut Writer, t: &Token) {
+    match t {
+        Token::Byte { value, mask } => {
+            w.u8(0);
+            w.u8(*value);
+            w.u8(*mask);
+        }
+        Token::Set(s) => {
+            w.u8(1);
+            s.put(w);
+        }
+        Token::Alt(branches) => {
+            w.u8(2);
+            w.count(branches.len());
+            for b in branches {
+                put_tokens(w, b);
+            }
+        }
+        Token::NotAlt { len, branches } => {
+            w.u8(3);
+            w.count(*len);
+            w.count(branches.len());
+            for b in branches {
+                w.bytes(b);
+            }
+        }
+    }
+}
+
+fn literal(t: &Token) -> Option<u8> {
+    match t {
+        Token::Byte { value, mask: 0xff } => Some(*value),
+        _ => None,
+    }
+}
+
+fn put_tokens(w: &mut Writer, ts: &[Token]) {
+    let mut items: Vec<&[Token]> = Vec::new();
+    let mut rest = ts;
+    while let Some(first) = rest.first() {
+        let n = if literal(first).is_some() {
+            rest.iter().take_while(|t| literal(t).is_some()).count()
+        } else {
+            1
+        };
+        let (item, tail) = rest.split_at(n);
+        items.push(item);
+        rest = tail;
+    }
+    w.count(items.len());
+    for item in items {
+        match item {
+            [t] if literal(t).is_none() => put_token(w, t),
+            run => {
+                w.u8(LITERAL_RUN);
+                let bytes: Vec<u8> = run.iter().filter_map(literal).collect();
+                w.bytes(&bytes);
+            }
+        }
+    }
+}
+
+fn get_token(r: &mut Reader<'_>, depth: usize) -> Result<Token, WireError> {
+    if depth > MAX_DEPTH {
+        return r.invalid("nesting too deep");
+    }
+    match r.u8()? {
+        0 => Ok(Token::Byte {
+            value: r.u8()?,
+            mask: r.u8()?,
+        }),
+        1 => Ok(Token::Set(r.get()?)),
+        2 => {
+            let n = r.count(1)?;
+            let mut branches = Vec::new();
+            for _ in 0..n {
+                branches.push(get_tokens(r, depth + 1)?);
+            }
+            Ok(Token::Alt(branches))
+        }
+        3 => {
+            let len = r.count(1)?;
+            let n = r.count(1)?;
+            let mut branches = Vec::new();
+            for _ in 0..n {
+                let b = r.bytes()?;
+                if b.len() != len {
+                    return r.invalid("negated branch length mismatch");
+                }
+                branches.push(b.to_vec());
+            }
+            Ok(Token::NotAlt { len, branches })
+        }
+        t => r.bad_tag("token", t),
+    }
+}
+
+fn get_tokens(r: &mut Reader<'_>, depth: usize) -> Result<Vec<Token>, WireError> {
+    let n = r.count(1)?;
+    let mut v = Vec::new();
+    for _ in 0..n {
+        if r.peek() == Some(LITERAL_RUN) {
+            r.u8()?;
+            let run = r.bytes()?;
+            if run.is_empty() {
+                return r.invalid("empty literal run");
+            }
+            v.extend(run.iter().map(|&value| Token::Byte { value, mask: 0xff }));
+        } else {
+            v.push(get_token(r, depth)?);
+        }
+    }
+    Ok(v)
+}
+
+/// Its tokens; never empty.
+impl Wire for Part {
+    fn put(&self, w: &mut Writer) {
+        put_tokens(w, &self.tokens);
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let tokens = get_tokens(r, 0)?;
+        if tokens.is_empty() {
+            return r.invalid("empty part");
+        }
+        Ok(Part { tokens })
+    }
+}
+
+impl Wire for BodyPattern {
+    fn put(&self, w: &mut Writer) {
+        w.list(&self.parts);
+        w.list(&self.gaps);
+        w.opt(self.left_anchor.as_ref());
+        w.opt(self.right_anchor.as_ref());
+        self.start_assertion.put(w);
+        self.end_assertion.put(w);
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let parts: Vec<Part> = r.list(1)?;
+        if parts.is_empty() {
+            return r.invalid("pattern without parts");
+        }
+        let gaps: Vec<Gap> = r.list(1)?;
+        if gaps.len() + 1 != parts.len() {
+            return r.invalid("gap count does not match part count");
+        }
+        Ok(BodyPattern {
+            parts,
+            gaps,
+            left_anchor: r.opt()?,
+            right_anchor: r.opt()?,
+            start_assertion: r.get()?,
+            end_assertion: r.get()?,
+        })
+    }
+}
+
+impl Wire for BodySignature {
+    fn put(&self, w: &mut Writer) {
+        w.str(&self.name);
+        self.offset.put(w);
+        self.pattern.put(w);
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(BodySignature {
+            name: r.get()?,
+            offset: r.get()?,
+            pattern: r.get()?,
+        })
+    }
+}
+
+fn put_expr(w: &mut Writer, e: &LogicalExpr) {
+    match e {
+        LogicalExpr::Sub(n) => {
+            w.u8(0);
+            w.count(*n);
+        }
+        LogicalExpr::And(a, b) | LogicalExpr::Or(a, b) => {
+            w.u8(if matches!(e, LogicalExpr::And(..)) {
+                1
+            } else {
+                2
+            });
+            put_expr(w, a);
+            put_expr(w, b);
+        }
+        LogicalExpr::Count {
+            inner,
+            op,
+            count,
+            distinct,
+        } => {
+            w.u8(3);
+            w.u8(match op {
+                CountOp::Eq => 0,
+                CountOp::Gt => 1,
+                CountOp::Lt => 2,
+            });
+            w.var(u64::from(*count));
+            w.opt(distinct.as_ref());
+            put_expr(w, inner);
+        }
+    }
+}
+
+fn get_expr(r: &mut Reader<'_>, depth: usize) -> Result<LogicalExpr, WireError> {
+    if depth > MAX_DEPTH {
+        return r.invalid("expression nesting too deep");
+    }
+    match r.u8()? {
+        0 => {
+            let v = r.var()?;
+            if v >= MAX_SUBSIGS as u64 {
+                return Err(r.error(WireErrorKind::OutOfRange("subsignature index")));
+            }
+            Ok(LogicalExpr::Sub(v as usize))
+        }
+        t @ (1 | 2) => {
+            let a = Box::new(get_expr(r, depth + 1)?);
+            let b = Box::new(get_expr(r, depth + 1)?);
+            Ok(if t == 1 {
+                LogicalExpr::And(a, b)
+            } else {
+                LogicalExpr::Or(a, b)
+            })
+        }
+        3 => {
+            let op = match r.u8()? {
+                0 => CountOp::Eq,
+                1 => CountOp::Gt,
+                2 => CountOp::Lt,
+                t => return r.bad_tag("count operator", t),
+            };
+            let count = r.var_u32()?;
+            let distinct = r.opt()?;
+            let inner = Box::new(get_expr(r, depth + 1)?);
+            Ok(LogicalExpr::Count {
+                inner,
+                op,
+                count,
+                distinct,
+            })
+        }
+        t => r.bad_tag("expression", t),
+    }
+}
+
+impl Wire for LogicalExpr {
+    fn put(&self, w: &mut Writer) {
+        put_expr(w, self);
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        get_expr(r, 0)
+    }
+}
+
+impl Wire for Subsig {
+    fn put(&self, w: &mut Writer) {
+        self.offset.put(w);
+        w.list(&self.variants);
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(Subsig {
+            offset: r.get()?,
+            variants: r.list(1)?,
+        })
+    }
+}
+
+impl Wire for LogicalSignature {
+    fn put(&self, w: &mut Writer) {
+        w.str(&self.name);
+        match self.file_size {
+            None => w.u8(0),
+            Some((a, b)) => {
+                w.u8(1);
+                w.var(a);
+                w.var(b);
+            }
+        }
+        self.expr.put(w);
+        w.list(&self.subsigs);
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let name = r.get()?;
+        let file_size = match r.u8()? {
+            0 => None,
+            1 => Some((r.var()?, r.var()?)),
+            t => return r.bad_tag("file size", t),
+        };
+        let expr: LogicalExpr = r.get()?;
+        let subsigs: Vec<Subsig> = r.list(1)?;
+        if expr.max_index() >= subsigs.len() {
+            return r.invalid("expression refers to a missing subsignature");
+        }
+        Ok(LogicalSignature {
+            name,
+            file_size,
+            expr,
+            subsigs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lit(b: &[u8]) -> Part {
+        Part {
+            tokens: b
+                .iter()
+                .map(|&value| Token::Byte { value, mask: 0xff })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn signatures_read_back_as_written() {
+        let pattern = BodyPattern {
+            parts: vec![
+                Part {
+                    tokens: vec![
+                        Token::Byte {
+                            value: 0x41,
+                            mask: 0xff,
+                        },
+                        Token::Byte {
+                            value: 0x40,
+                            mask: 0xf0,
+                        },
+                        Token::Alt(vec![lit(b"ab").tokens, lit(b"c").tokens]),
+                        Token::NotAlt {
+                            len: 2,
+                            branches: vec![b"xy".to_vec()],
+                        },
+                        Token::Set(ByteSet::single(7)),
+                    ],
+                },
+                lit(b"zz"),
+            ],
+            gaps: vec![Gap {
+                min: 3,
+                max: Some(9),
+            }],
+            left_anchor: Some(Anchor {
+                byte: 1,
+                min: 0,
+                max: 4,
+            }),
+            right_anchor: None,
+            start_assertion: Some(Assertion::Boundary),
+            end_assertion: None,
+        };
+        let body = BodySignature {
+            name: "A.B".into(),
+            offset: Offset::FromEnd { back: 5, shift: 1 },
+            pattern: pattern.clone(),
+        };
+        let logical = LogicalSignature {
+            name: "L".into(),
+            file_size: Some((1, 99)),
+            expr: LogicalExpr::Count {
+                inner: Box::new(LogicalExpr::And(
+                    Box::new(LogicalExpr::Sub(0)),
+                    Box::new(LogicalExpr::Sub(1)),
+                )),
+                op: CountOp::Gt,
+                count: 2,
+                distinct: Some(1),
+            },
+            subsigs: vec![
+                Subsig {
+                    offset: Offset::Any,
+                    variants: vec![pattern.clone()],
+                },
+                Subsig {
+                    offset: Offset::Absolute { start: 4, shift: 0 },
+                    variants: vec![pattern],
+                },
+            ],
+        };
+        let mut w = Writer::new();
+        w.put(&body);
+        w.put(&logical);
+        let bytes = w.into_bytes();
+        let mut r = Reader::new(&bytes);
+        assert_eq!(r.get::<BodySignature>(), Ok(body));
+        assert_eq!(r.get::<LogicalSignature>(), Ok(logical));
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn an_expression_naming_a_missing_subsignature_is_refused() {
+        let l = LogicalSignature {
+            name: "L".into(),
+            file_size: None,
+            expr: LogicalExpr::Sub(1),
+            subsigs: vec![Subsig {
+                offset: Offset::Any,
+                variants: vec![BodyPattern {
+                    parts: vec![lit(b"ab")],
+                    gaps: vec![],
+                    left_anchor: None,
+                    right_anchor: None,
+                    start_assertion: None,
+                    end_assertion: None,
+                }],
+            }],
+        };
+        let mut w = Writer::new();
+        w.put(&l);
+        let bytes = w.into_bytes();
+        let e = Reader::new(&bytes).get::<LogicalSignature>().unwrap_err();
+        assert_eq!(
+            e.kind,
+            WireErrorKind::Invalid("expression refers to a missing subsignature")
+        );
+    }
+}
