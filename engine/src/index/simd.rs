@@ -7,11 +7,11 @@
 //! positions whose filter bits are all set. Machines without either get 0
 //! blocks done, and the caller runs the scalar loop, which computes the
 //! same hash. When the AVX2 loop was written it doubled single-core
-//! throughput over the scalar loop (`engine/DESIGN.md`, "Throughput");
+//! throughput over the scalar loop (`engine/DESIGN.md`);
 //! with the rest of the scan faster since, the scalar loop now scans the
 //! 1 GiB bench corpus at about 0.45 GB/s against about 4 GB/s for the AVX2
 //! loop (engine alone, 1k to 100k body signatures,
-//! `bench/results/2026-12-03/byte-bits.md`).
+//! `bench/results/history/2026-12-03/byte-bits.md`).
 //!
 //! # Safety
 //!
