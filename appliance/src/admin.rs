@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
-use crate::Appliance;
+use crate::appliance::Appliance;
 
 async fn metrics(
     State(app): State<Arc<Appliance>>,

@@ -332,7 +332,7 @@ impl Config {
     /// The effective outbox file.
     pub fn outbox_path(&self) -> PathBuf {
         if self.outbox.path.as_os_str().is_empty() {
-            giva_proto::state_dir("giva").join("outbox.sqlite")
+            giva_runtime::dirs::state_dir("giva").join("outbox.sqlite")
         } else {
             self.outbox.path.clone()
         }

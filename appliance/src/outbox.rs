@@ -30,6 +30,20 @@ pub enum OutboxError {
     /// The database failed.
     #[error("outbox database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The outbox's schema could not be brought up to date.
+    #[error("outbox schema migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The outbox was written by a newer giva, with a schema version this
+    /// build does not know.
+    #[error(
+        "the outbox was written by a newer giva (schema version {found}; this build knows up to {known})"
+    )]
+    NewerSchema {
+        /// The unknown version found.
+        found: i64,
+        /// The newest version this build knows.
+        known: i64,
+    },
     /// The directory could not be created.
     #[error("cannot create the outbox directory {path}: {source}")]
     Directory {
@@ -38,6 +52,23 @@ pub enum OutboxError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// The outbox's schema, version by version (`appliance/migrations/`). An
+/// outbox is brought up to the newest version when it opens; one written
+/// by a newer build is refused.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Names the one migration failure an operator can meet by mistake: an
+/// outbox from a newer release.
+fn migrate_error(e: sqlx::migrate::MigrateError) -> OutboxError {
+    match e {
+        sqlx::migrate::MigrateError::VersionMissing(found) => OutboxError::NewerSchema {
+            found,
+            known: MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0),
+        },
+        other => OutboxError::Migrate(other),
+    }
 }
 
 /// What became of an event given to [`Outbox::push`].
@@ -132,15 +163,7 @@ impl Outbox {
             .max_lifetime(None)
             .connect_with(options)
             .await?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS outbox (
-                seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                event_id TEXT NOT NULL UNIQUE,
-                urgent INTEGER NOT NULL,
-                payload BLOB NOT NULL)",
-        )
-        .execute(&pool)
-        .await?;
+        MIGRATOR.run(&pool).await.map_err(migrate_error)?;
         let bytes: i64 = sqlx::query("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox")
             .fetch_one(&pool)
             .await?

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use giva_proto::manager::VmInfo;
-use giva_proto::shim::{ApplianceMessage, VmIdentity};
+use giva_proto::shim::{ApplianceMessage, FullScanCommand, VmIdentity, appliance_message};
 use tokio::sync::mpsc;
 use tonic::Status;
 
@@ -39,6 +39,24 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// Sends a full-scan command to a VM's open session, if it has one.
+    /// False if the VM has no open session or its stream is full.
+    pub fn send_full_scan_command(&self, vm_id: &str, reason: &str) -> bool {
+        let Some(tx) = self.stream_of(vm_id) else {
+            tracing::warn!(
+                vm_id,
+                "full scan requested for a VM without an open session"
+            );
+            return false;
+        };
+        let msg = ApplianceMessage {
+            msg: Some(appliance_message::Msg::FullScanCommand(FullScanCommand {
+                reason: reason.to_string(),
+            })),
+        };
+        tx.try_send(Ok(msg)).is_ok()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VmEntry>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }

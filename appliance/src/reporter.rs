@@ -16,6 +16,7 @@ use giva_proto::manager::{
     Event, EventKind, HeartbeatRequest, HeartbeatResponse, NotifyRequest, appliance_command,
 };
 use giva_proto::now_us;
+use giva_runtime::Backoff;
 use tokio::sync::Notify;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
@@ -232,7 +233,7 @@ impl Reporter {
         tokio::pin!(shutdown);
         let mut heartbeat = tokio::time::interval(self.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut backoff = Backoff::new();
+        let mut backoff = backoff();
         let mut retry_at: Option<tokio::time::Instant> = None;
         loop {
             let retry = async {
@@ -287,7 +288,7 @@ impl Reporter {
         registry: Arc<Registry>,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        let mut backoff = Backoff::new();
+        let mut backoff = backoff();
         loop {
             let req = giva_proto::manager::SubscribeRequest {
                 appliance_id: self.appliance_id.clone(),
@@ -321,31 +322,13 @@ impl Reporter {
     fn apply_command(&self, registry: &Registry, cmd: giva_proto::manager::ApplianceCommand) {
         if let Some(appliance_command::Command::FullScan(fs)) = cmd.command {
             info!(vm_id = %fs.vm_id, reason = %fs.reason, "manager asks for a full scan");
-            crate::session::send_full_scan_command(registry, &fs.vm_id, &fs.reason);
+            registry.send_full_scan_command(&fs.vm_id, &fs.reason);
         }
     }
 }
 
-/// Exponential backoff with jitter, from 50 ms up to 5 s (so delivery
-/// resumes within seconds of the manager's return).
-#[derive(Debug)]
-struct Backoff {
-    attempt: u32,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff { attempt: 0 }
-    }
-
-    fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        let base_ms = 50u64.saturating_mul(1 << self.attempt.min(10)).min(5_000);
-        self.attempt = self.attempt.saturating_add(1);
-        let jitter = fastrand::u64(0..=base_ms / 2);
-        Duration::from_millis(base_ms / 2 + jitter)
-    }
+/// The retry schedule of the reports to the manager: 50 ms up to 5 s, so
+/// that delivery resumes within seconds of the manager's return.
+fn backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(50), Duration::from_secs(5))
 }

@@ -19,7 +19,7 @@ use giva_engine::cache::content_key;
 use giva_engine::{CachedVerdict, Outcome, Priority, ScanResult};
 use sha2::{Digest, Sha256};
 
-use crate::Appliance;
+use crate::appliance::Appliance;
 use crate::scan::{scan_options, verdict_for};
 
 /// Longest VM id, name, image id, OS or version string accepted.

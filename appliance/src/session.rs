@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use giva_proto::manager::{Action, EventKind as MgrEventKind, ScanSummary};
 use giva_proto::shim::{
-    ApplianceMessage, ContentChunk, ContentRequest, EventKind, FileEvent, FullScanCommand,
-    FullScanSlot, GuestMessage, NotScannedReason, Verdict, VerdictKind, VmIdentity,
-    appliance_message, guest_message,
+    ApplianceMessage, ContentChunk, ContentRequest, EventKind, FileEvent, FullScanSlot,
+    GuestMessage, NotScannedReason, Verdict, VerdictKind, VmIdentity, appliance_message,
+    guest_message,
 };
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tonic::{Status, Streaming};
@@ -27,10 +27,10 @@ use giva_engine::cache::{Key, content_key, file_key};
 use giva_engine::{CachedVerdict, Outcome, Priority};
 use sha2::{Digest, Sha256};
 
-use crate::Appliance;
+use crate::appliance::Appliance;
 use crate::flight::{Join, Leader};
 use crate::policy::Skip;
-use crate::registry::{AttachError, Registry, SessionSender};
+use crate::registry::{AttachError, SessionSender};
 use crate::scan::{scan_options, simple_verdict, verdict_for};
 use crate::stats::{Stats, verdict};
 
@@ -49,23 +49,6 @@ struct InFlight {
     tx: mpsc::Sender<FileInput>,
     next_offset: u64,
     size: u64,
-}
-
-/// Sends a full-scan command to a VM's open session, if it has one.
-pub fn send_full_scan_command(registry: &Registry, vm_id: &str, reason: &str) -> bool {
-    let Some(tx) = registry.stream_of(vm_id) else {
-        warn!(
-            vm_id,
-            "full scan requested for a VM without an open session"
-        );
-        return false;
-    };
-    let msg = ApplianceMessage {
-        msg: Some(appliance_message::Msg::FullScanCommand(FullScanCommand {
-            reason: reason.to_string(),
-        })),
-    };
-    tx.try_send(Ok(msg)).is_ok()
 }
 
 fn msg(m: appliance_message::Msg) -> Result<ApplianceMessage, Status> {

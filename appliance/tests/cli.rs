@@ -235,10 +235,10 @@ fn sigkill_after_deny_loses_no_detection() {
 
     let mut restarted = start();
     let stored = rt.block_on(async {
-        let store = giva_manager::store::SqliteStore::open(&dir.path().join("m.sqlite"))
+        let store = giva_manager::store::Store::open(&dir.path().join("m.sqlite"))
             .await
             .expect("store");
-        let manager = giva_manager::Manager::new(std::sync::Arc::new(store));
+        let manager = giva_manager::Manager::new(store);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", mport))
             .await
             .expect("bind manager");

@@ -8,7 +8,6 @@
 //! the appliance's unary `Scan` at the chosen rate. Both timestamps come
 //! from the same clock.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use giva_proto::manager::{EventKind, StoredEvent};
@@ -40,8 +39,8 @@ pub struct Scenario {
 /// A service fails to start or a request fails.
 pub async fn run(s: Scenario) -> anyhow::Result<Percentiles> {
     let dir = tempfile::tempdir()?;
-    let store = giva_manager::store::SqliteStore::open(&dir.path().join("manager.sqlite")).await?;
-    let manager = giva_manager::Manager::new(Arc::new(store.clone()));
+    let store = giva_manager::store::Store::open(&dir.path().join("manager.sqlite")).await?;
+    let manager = giva_manager::Manager::new(store.clone());
     let mlistener = TcpListener::bind("127.0.0.1:0").await?;
     let maddr = mlistener.local_addr()?;
     let (mstop, mrx) = tokio::sync::oneshot::channel::<()>();

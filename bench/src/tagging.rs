@@ -252,7 +252,7 @@ async fn outbreak(bench: &TaggingBench, delay_ms: u64) -> anyhow::Result<Outbrea
 struct ManagerUnderTest {
     url: String,
     manager: Arc<giva_manager::Manager>,
-    store: giva_manager::store::SqliteStore,
+    store: giva_manager::store::Store,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -271,9 +271,8 @@ impl ManagerUnderTest {
             password: "bench".into(),
             ..NsxConfig::default()
         }));
-        let store =
-            giva_manager::store::SqliteStore::open(&dir.path().join("manager.sqlite")).await?;
-        let manager = giva_manager::Manager::with_config(Arc::new(store.clone()), &config)?;
+        let store = giva_manager::store::Store::open(&dir.path().join("manager.sqlite")).await?;
+        let manager = giva_manager::Manager::with_config(store.clone(), &config)?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();

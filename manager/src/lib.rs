@@ -11,8 +11,10 @@
 //! - [`tagging`] holds the actions (NSX-T, webhook, command) behind the
 //!   [`tagging::TagAction`] trait; [`tagger::Tagger`] runs them with
 //!   retries and a concurrency limit.
-//! - [`cli`] holds the operator commands (`events`, `vms`, `untag`, `scan`,
-//!   `transitions`).
+//! - [`cli`] is the command line: `serve`, and the operator commands
+//!   (`events`, `vms`, `untag`, `scan`, `transitions`); `main.rs` only
+//!   parses it and runs it.
+//! - [`time`] formats times for people.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -23,6 +25,7 @@ pub mod service;
 pub mod store;
 pub mod tagger;
 pub mod tagging;
+pub mod time;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,9 +40,9 @@ pub use service::{Manager, ManagerGrpc};
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Where the manager keeps its state by default (see
-/// [`giva_proto::state_dir`]).
+/// [`giva_runtime::dirs::state_dir`]).
 pub fn default_state_dir() -> std::path::PathBuf {
-    giva_proto::state_dir("giva-manager")
+    giva_runtime::dirs::state_dir("giva-manager")
 }
 
 /// Serves `manager` on `listener`, and runs its tagging worker (which

@@ -15,10 +15,66 @@
 //! that commits the event, and records the [`Decision`] (a row in
 //! `vm_transitions`, and a pending row per configured action in `actions`).
 
-use giva_proto::manager::{Action, Event, EventKind, VmState};
+use std::fmt;
+use std::str::FromStr;
+
+use giva_proto::manager::{Action, Event, EventKind, VmState as VmRecord};
+use serde::Serialize;
 
 use crate::config::{QuarantineConfig, TagOn, ThreatLevel};
-use crate::store::state;
+
+/// Where a VM stands in the quarantine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmState {
+    /// No open detection.
+    Clean,
+    /// A detection was recorded and the VM is (to be) quarantined.
+    Infected,
+    /// A full scan was requested to confirm the VM is clean.
+    ScanRequested,
+}
+
+impl VmState {
+    /// The name stored and shown: `clean`, `infected` or `scan_requested`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmState::Clean => "clean",
+            VmState::Infected => "infected",
+            VmState::ScanRequested => "scan_requested",
+        }
+    }
+
+    /// The state of a VM record (a record the manager did not write, with
+    /// an empty or unknown state, counts as clean).
+    pub fn of(vm: &VmRecord) -> VmState {
+        vm.state.parse().unwrap_or(VmState::Clean)
+    }
+}
+
+impl fmt::Display for VmState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not a [`VmState`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown VM state {0:?}")]
+pub struct UnknownState(pub String);
+
+impl FromStr for VmState {
+    type Err = UnknownState;
+
+    fn from_str(s: &str) -> Result<Self, UnknownState> {
+        match s {
+            "clean" => Ok(VmState::Clean),
+            "infected" => Ok(VmState::Infected),
+            "scan_requested" => Ok(VmState::ScanRequested),
+            other => Err(UnknownState(other.to_string())),
+        }
+    }
+}
 
 /// What the store needs to know to decide: the policy and the names of the
 /// configured actions.
@@ -31,7 +87,8 @@ pub struct Rules {
 }
 
 /// A tag operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TagOp {
     /// Add the quarantine tag.
     Tag,
@@ -49,6 +106,7 @@ impl TagOp {
     }
 
     /// Parses [`TagOp::as_str`].
+    #[must_use]
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "tag" => Some(TagOp::Tag),
@@ -58,7 +116,13 @@ impl TagOp {
     }
 }
 
-/// What the quarantine needs to remember about a VM beyond [`VmState`]
+impl fmt::Display for TagOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the quarantine needs to remember about a VM beyond its record
 /// (kept in the `quarantine` table).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Quarantine {
@@ -75,8 +139,8 @@ pub struct Quarantine {
 /// A state change to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
-    /// The new state (one of [`state`]).
-    pub to: &'static str,
+    /// The new state.
+    pub to: VmState,
     /// Why, for people.
     pub cause: String,
     /// The tag operation to queue, if any.
@@ -122,7 +186,7 @@ pub fn is_clean_scan(ev: &Event) -> bool {
 /// Decides what a newly stored event does to its VM; updates `q`.
 pub fn on_event(
     policy: &QuarantineConfig,
-    vm: &VmState,
+    vm: &VmRecord,
     q: &mut Quarantine,
     ev: &Event,
 ) -> Option<Decision> {
@@ -135,7 +199,7 @@ pub fn on_event(
         let retry = q.tag_wanted && !vm.tagged && !q.action_pending;
         q.tag_wanted = true;
         q.infected_at_us = q.infected_at_us.max(ev.detected_at_us);
-        if vm.state == state::INFECTED && !first && !retry {
+        if VmState::of(vm) == VmState::Infected && !first && !retry {
             return None;
         }
         let what = if ev.signatures.is_empty() {
@@ -144,13 +208,13 @@ pub fn on_event(
             ev.signatures.join(",")
         };
         return Some(Decision {
-            to: state::INFECTED,
+            to: VmState::Infected,
             cause: format!("detection {what} in {} (event {})", ev.path, ev.event_id),
             op: (first || retry).then_some(TagOp::Tag),
         });
     }
     if is_clean_scan(ev) {
-        if vm.state == state::CLEAN || !policy.untag_after_clean_scan {
+        if VmState::of(vm) == VmState::Clean || !policy.untag_after_clean_scan {
             return None;
         }
         if ev.detected_at_us < q.infected_at_us {
@@ -159,7 +223,7 @@ pub fn on_event(
         let untag = q.tag_wanted || vm.tagged;
         q.tag_wanted = false;
         return Some(Decision {
-            to: state::CLEAN,
+            to: VmState::Clean,
             cause: format!("clean full scan (event {})", ev.event_id),
             op: untag.then_some(TagOp::Untag),
         });
@@ -172,7 +236,7 @@ pub fn on_event(
 pub fn on_untag(q: &mut Quarantine) -> Decision {
     q.tag_wanted = false;
     Decision {
-        to: state::CLEAN,
+        to: VmState::Clean,
         cause: "untagged by operator".into(),
         op: Some(TagOp::Untag),
     }
@@ -181,7 +245,7 @@ pub fn on_untag(q: &mut Quarantine) -> Decision {
 /// The operator asks for a full scan (`giva-manager scan`).
 pub fn on_scan_request() -> Decision {
     Decision {
-        to: state::SCAN_REQUESTED,
+        to: VmState::ScanRequested,
         cause: "full scan requested by operator".into(),
         op: None,
     }
@@ -218,11 +282,11 @@ mod tests {
         }
     }
 
-    fn vm(state: &str, tagged: bool) -> VmState {
-        VmState {
-            state: state.into(),
+    fn vm(state: VmState, tagged: bool) -> VmRecord {
+        VmRecord {
+            state: state.as_str().into(),
             tagged,
-            ..VmState::default()
+            ..VmRecord::default()
         }
     }
 
@@ -232,7 +296,7 @@ mod tests {
         let mut q = Quarantine::default();
         let d = on_event(
             &p,
-            &vm("clean", false),
+            &vm(VmState::Clean, false),
             &mut q,
             &detection("Eicar", Action::Denied, 1),
         );
@@ -241,7 +305,7 @@ mod tests {
         assert!(
             on_event(
                 &p,
-                &vm("infected", false),
+                &vm(VmState::Infected, false),
                 &mut q,
                 &detection("Eicar", Action::Denied, 2)
             )
@@ -258,7 +322,7 @@ mod tests {
         };
         let d = on_event(
             &p,
-            &vm("infected", false),
+            &vm(VmState::Infected, false),
             &mut q,
             &detection("X", Action::Denied, 3),
         );
@@ -290,13 +354,13 @@ mod tests {
             infected_at_us: 100,
             action_pending: false,
         };
-        let v = vm("infected", true);
+        let v = vm(VmState::Infected, true);
         assert!(on_event(&p, &v, &mut infected(), &scan(1, 0, true, 200)).is_none());
         assert!(on_event(&p, &v, &mut infected(), &scan(0, 1, true, 200)).is_none());
         assert!(on_event(&p, &v, &mut infected(), &scan(0, 0, false, 200)).is_none());
         assert!(on_event(&p, &v, &mut infected(), &scan(0, 0, true, 50)).is_none());
         let d = on_event(&p, &v, &mut infected(), &scan(0, 0, true, 200)).unwrap();
-        assert_eq!((d.to, d.op), (state::CLEAN, Some(TagOp::Untag)));
+        assert_eq!((d.to, d.op), (VmState::Clean, Some(TagOp::Untag)));
         let keep = QuarantineConfig {
             untag_after_clean_scan: false,
             ..p

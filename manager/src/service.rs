@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
 use crate::config::{Config, QuarantineConfig};
-use crate::store::{EventFilter, Override, SqliteStore, Store, StoreError, Stored};
+use crate::store::{EventFilter, Override, Store, StoreError, Stored};
 use crate::tagger::Tagger;
 use crate::tagging::{ActionError, NamedAction};
 
@@ -47,7 +47,7 @@ struct Subscribers {
 /// The manager's shared state.
 #[derive(Debug)]
 pub struct Manager {
-    store: Arc<dyn Store>,
+    store: Store,
     /// Commands waiting for an appliance's next heartbeat.
     pending: Mutex<HashMap<String, Vec<ApplianceCommand>>>,
     /// Open `Subscribe` channels.
@@ -59,7 +59,7 @@ pub struct Manager {
 impl Manager {
     /// A manager on `store` with the default policy and no tagging action:
     /// quarantines are recorded in the store only.
-    pub fn new(store: Arc<dyn Store>) -> Arc<Self> {
+    pub fn new(store: Store) -> Arc<Self> {
         Self::with_actions(store, QuarantineConfig::default(), Vec::new())
     }
 
@@ -68,7 +68,7 @@ impl Manager {
     /// # Errors
     ///
     /// A tagging action cannot be built (for example an unreadable CA file).
-    pub fn with_config(store: Arc<dyn Store>, config: &Config) -> Result<Arc<Self>, ActionError> {
+    pub fn with_config(store: Store, config: &Config) -> Result<Arc<Self>, ActionError> {
         let tagger = Tagger::new(store.clone(), config)?;
         Ok(Self::with_tagger(store, tagger))
     }
@@ -76,7 +76,7 @@ impl Manager {
     /// A manager on `store` with explicit tagging actions (for tests,
     /// benches and embedders).
     pub fn with_actions(
-        store: Arc<dyn Store>,
+        store: Store,
         policy: QuarantineConfig,
         actions: Vec<NamedAction>,
     ) -> Arc<Self> {
@@ -84,7 +84,7 @@ impl Manager {
         Self::with_tagger(store, tagger)
     }
 
-    fn with_tagger(store: Arc<dyn Store>, tagger: Arc<Tagger>) -> Arc<Self> {
+    fn with_tagger(store: Store, tagger: Arc<Tagger>) -> Arc<Self> {
         Arc::new(Manager {
             store,
             pending: Mutex::default(),
@@ -104,13 +104,13 @@ impl Manager {
     ///
     /// SQLite cannot be initialized.
     pub async fn in_memory() -> Result<Arc<Self>, StoreError> {
-        let store = SqliteStore::open(std::path::Path::new(":memory:")).await?;
-        Ok(Self::new(Arc::new(store)))
+        let store = Store::open(std::path::Path::new(":memory:")).await?;
+        Ok(Self::new(store))
     }
 
     /// The store, for tests and tools.
-    pub fn store(&self) -> &dyn Store {
-        self.store.as_ref()
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Validates and commits events; returns the ids now stored. The ids
@@ -365,17 +365,15 @@ impl ManagerService for ManagerGrpc {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::SqliteStore;
+    use crate::store::Store;
 
     /// An appliance re-subscribing the moment shutdown ended its stream
     /// used to open a stream nobody would close, and the graceful stop
     /// waited for it forever.
     #[tokio::test]
     async fn subscribing_after_shutdown_began_is_refused() {
-        let store = SqliteStore::open(std::path::Path::new(":memory:"))
-            .await
-            .unwrap();
-        let grpc = ManagerGrpc(Manager::new(Arc::new(store)));
+        let store = Store::open(std::path::Path::new(":memory:")).await.unwrap();
+        let grpc = ManagerGrpc(Manager::new(store));
         let req = || {
             Request::new(SubscribeRequest {
                 appliance_id: "a".into(),

@@ -23,16 +23,17 @@ use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, QuarantineConfig};
-use crate::quarantine::Rules;
+use crate::quarantine::{Rules, TagOp};
 use crate::store::{ActionOutcome, ActionRow, Store};
 use crate::tagging::{self, ActionError, NamedAction, TagAction, TagRequest, VmRef};
+use giva_runtime::Backoff;
 
 type Key = (String, String);
 
 /// The action queue and its worker.
 #[derive(Debug)]
 pub struct Tagger {
-    store: Arc<dyn Store>,
+    store: Store,
     rules: Rules,
     actions: HashMap<String, Arc<dyn TagAction>>,
     queue: Mutex<BTreeMap<i64, ActionRow>>,
@@ -45,7 +46,7 @@ impl Tagger {
     /// # Errors
     ///
     /// An action cannot be built.
-    pub fn new(store: Arc<dyn Store>, config: &Config) -> Result<Arc<Self>, ActionError> {
+    pub fn new(store: Store, config: &Config) -> Result<Arc<Self>, ActionError> {
         let actions = tagging::build(config)?;
         Ok(Self::with_actions(
             store,
@@ -56,7 +57,7 @@ impl Tagger {
 
     /// A tagger with explicit actions (for tests, benches and embedders).
     pub fn with_actions(
-        store: Arc<dyn Store>,
+        store: Store,
         policy: QuarantineConfig,
         actions: Vec<NamedAction>,
     ) -> Arc<Self> {
@@ -240,7 +241,7 @@ impl Tagger {
                             {
                                 warn!(error = %se, "cannot record a tagging attempt");
                             }
-                            let wait = backoff(policy, attempt);
+                            let wait = backoff(policy).delay_after(attempt);
                             tokio::select! {
                                 _ = tokio::time::sleep(wait) => {}
                                 _ = stop.wait_for(|s| *s) => {
@@ -265,7 +266,7 @@ const OUTCOME_BATCH: usize = 256;
 /// Commits outcomes in batches: whatever has arrived since the last commit
 /// goes into the next transaction (group commit), so a fast NSX does not
 /// cost one fsync per VM while ingest needs the disk too.
-async fn write_outcomes(store: Arc<dyn Store>, mut rx: mpsc::Receiver<(i64, ActionOutcome)>) {
+async fn write_outcomes(store: Store, mut rx: mpsc::Receiver<(i64, ActionOutcome)>) {
     let mut batch = Vec::with_capacity(OUTCOME_BATCH);
     while rx.recv_many(&mut batch, OUTCOME_BATCH).await > 0 {
         if let Err(e) = store.finish_actions(&batch, now_us()).await {
@@ -289,44 +290,20 @@ fn request_for(row: &ActionRow) -> TagRequest {
             name: field("vm_name"),
             appliance_id: field("appliance_id"),
         },
-        tag: row.op == "tag",
+        tag: row.op == TagOp::Tag,
         payload: row.payload.clone(),
     }
 }
 
-/// The wait after failed attempt `attempt` (1-based): initial × 2^(n-1),
-/// capped, minus up to a quarter of jitter.
-fn backoff(policy: &QuarantineConfig, attempt: u32) -> Duration {
-    let base = policy
-        .initial_backoff_ms
-        .saturating_mul(1u64 << (attempt - 1).min(20))
-        .min(policy.max_backoff_ms.max(policy.initial_backoff_ms));
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::from(d.subsec_nanos()));
-    let jitter = if base >= 4 { nanos % (base / 4) } else { 0 };
-    Duration::from_millis(base - jitter)
+/// The retry schedule of `policy`: from `initial_backoff_ms`, doubling,
+/// up to `max_backoff_ms`, with jitter.
+fn backoff(policy: &QuarantineConfig) -> Backoff {
+    Backoff::new(
+        Duration::from_millis(policy.initial_backoff_ms),
+        Duration::from_millis(policy.max_backoff_ms),
+    )
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let p = QuarantineConfig {
-            initial_backoff_ms: 100,
-            max_backoff_ms: 1000,
-            ..QuarantineConfig::default()
-        };
-        let ms = |n| backoff(&p, n).as_millis() as u64;
-        assert!((75..=100).contains(&ms(1)));
-        assert!((150..=200).contains(&ms(2)));
-        assert!((750..=1000).contains(&ms(10)));
-        assert!((750..=1000).contains(&ms(40)));
-    }
 }

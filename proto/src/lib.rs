@@ -8,7 +8,6 @@
 #![allow(missing_docs, clippy::doc_markdown, clippy::large_enum_variant)]
 
 pub mod policy;
-pub mod process;
 
 /// `giva.shim.v1`: shim <-> appliance.
 pub mod shim {
@@ -27,24 +26,4 @@ pub fn now_us() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-/// The directory where a giva program named `name` keeps its state:
-/// `/var/lib/NAME` when running as root, else `$XDG_STATE_HOME/NAME`, else
-/// `~/.local/state/NAME`.
-pub fn state_dir(name: &str) -> std::path::PathBuf {
-    use std::os::unix::fs::MetadataExt;
-    let is_root = std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false);
-    if is_root {
-        return std::path::PathBuf::from("/var/lib").join(name);
-    }
-    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
-        return std::path::PathBuf::from(x).join(name);
-    }
-    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        Some(h) => std::path::PathBuf::from(h).join(".local/state").join(name),
-        None => std::path::PathBuf::from(".").join(name),
-    }
 }

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use giva_signatures::Database;
 
+use crate::loading::load_databases;
+
 /// `giva db compile -o OUT SRC...`: compiles sources into one database file.
 ///
 /// # Errors
@@ -55,7 +57,7 @@ fn report_skipped(db: &Database) {
 /// The database cannot be loaded.
 pub fn info(paths: &[PathBuf], json: bool) -> anyhow::Result<()> {
     let started = Instant::now();
-    let db = super::load_databases(paths)?;
+    let db = load_databases(paths)?;
     let load_time = started.elapsed();
     let info = db.info();
     let stored = db.extension(giva_signatures::EXT_ENGINE).map(<[u8]>::len);

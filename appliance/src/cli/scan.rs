@@ -12,26 +12,8 @@ use giva_engine::{
 use giva_signatures::map::MappedFile;
 use serde::Serialize;
 
-/// Options of `giva scan`.
-#[derive(Debug, Clone, Default)]
-pub struct ScanArgs {
-    /// Databases (`-d`); empty means the bundled default.
-    pub databases: Vec<PathBuf>,
-    /// Recurse into directories.
-    pub recursive: bool,
-    /// Report every matching signature.
-    pub all_match: bool,
-    /// One JSON object per file.
-    pub json: bool,
-    /// Worker threads (0 = one per core).
-    pub threads: usize,
-    /// Do not print the summary.
-    pub no_summary: bool,
-    /// Print only infected files.
-    pub infected_only: bool,
-    /// Files and directories to scan.
-    pub paths: Vec<PathBuf>,
-}
+use crate::cli::args::ScanArgs;
+use crate::loading::load_signatures;
 
 /// One file's result in `--json` output.
 #[derive(Debug, Serialize)]
@@ -93,7 +75,7 @@ pub fn collect(paths: &[PathBuf], recursive: bool) -> (Vec<PathBuf>, Vec<(PathBu
 /// The databases cannot be loaded or the engine cannot be built.
 pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
-    let (db, engine) = crate::load_signatures(&args.databases)?;
+    let (db, engine) = load_signatures(&args.databases)?;
     let known: u64 = db.info().loaded.values().sum();
     let opts = ScanOptions {
         all_match: args.all_match,

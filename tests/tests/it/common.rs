@@ -188,10 +188,10 @@ pub async fn start_manager_at(
     db: &Path,
 ) -> (Running, Arc<giva_manager::Manager>) {
     let listener = bind_retry(addr).await;
-    let store = giva_manager::store::SqliteStore::open(db)
+    let store = giva_manager::store::Store::open(db)
         .await
         .expect("manager store");
-    let manager = giva_manager::Manager::new(Arc::new(store.clone()));
+    let manager = giva_manager::Manager::new(store.clone());
     (
         serve_manager(manager.clone(), store, listener, addr),
         manager,
@@ -202,7 +202,7 @@ pub async fn start_manager_at(
 /// closes its store.
 fn serve_manager(
     manager: Arc<giva_manager::Manager>,
-    store: giva_manager::store::SqliteStore,
+    store: giva_manager::store::Store,
     listener: TcpListener,
     addr: SocketAddr,
 ) -> Running {
@@ -408,11 +408,11 @@ pub async fn start_manager_with(
             .expect("bind manager"),
     };
     let addr = listener.local_addr().expect("addr");
-    let store = giva_manager::store::SqliteStore::open(db.unwrap_or(Path::new(":memory:")))
+    let store = giva_manager::store::Store::open(db.unwrap_or(Path::new(":memory:")))
         .await
         .expect("manager store");
-    let manager = giva_manager::Manager::with_config(Arc::new(store.clone()), config)
-        .expect("tagging actions build");
+    let manager =
+        giva_manager::Manager::with_config(store.clone(), config).expect("tagging actions build");
     (
         serve_manager(manager.clone(), store, listener, addr),
         manager,

@@ -13,6 +13,7 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use giva_manager::config::{ActionConfig, CommandConfig, Config, NsxConfig, TagOn, WebhookConfig};
+use giva_manager::quarantine::VmState as Quarantine;
 use giva_proto::manager::manager_service_client::ManagerServiceClient;
 use giva_proto::manager::{
     Action, Event, EventKind, NotifyRequest, RequestScanRequest, ScanSummary, UntagVmRequest,
@@ -400,7 +401,7 @@ async fn detection_tags_the_vm_and_a_clean_full_scan_untags_it() {
     );
 
     // Every step is stored with its cause.
-    let path: Vec<(String, String)> = mgr
+    let path: Vec<(Quarantine, Quarantine)> = mgr
         .store()
         .transitions(Some(vm_id), 100)
         .await
@@ -409,11 +410,10 @@ async fn detection_tags_the_vm_and_a_clean_full_scan_untags_it() {
         .map(|t| (t.from, t.to))
         .collect();
     let expected = [
-        ("clean", "infected"),
-        ("infected", "scan_requested"),
-        ("scan_requested", "clean"),
-    ]
-    .map(|(a, b)| (a.to_string(), b.to_string()));
+        (Quarantine::Clean, Quarantine::Infected),
+        (Quarantine::Infected, Quarantine::ScanRequested),
+        (Quarantine::ScanRequested, Quarantine::Clean),
+    ];
     assert_eq!(path, expected);
 
     c.untag_vm(UntagVmRequest {

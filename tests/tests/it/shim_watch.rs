@@ -573,11 +573,7 @@ async fn a_full_scan_asked_for_by_the_manager_runs_on_the_watch_session_and_is_r
     config.vault = dir.path().join("vault");
     let watcher = Watcher::start(config).await.expect("watcher starts");
     assert!(eventually(Duration::from_secs(5), || watcher.is_connected()).await);
-    assert!(giva_appliance::session::send_full_scan_command(
-        &app.registry,
-        "vm-fullscan",
-        "test"
-    ));
+    assert!(app.registry.send_full_scan_command("vm-fullscan", "test"));
     let completed = || async {
         let filter = giva_manager::store::EventFilter {
             limit: 1000,

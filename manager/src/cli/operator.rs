@@ -1,41 +1,15 @@
-//! Operator commands that read the manager over gRPC.
-
-use std::time::{Duration, UNIX_EPOCH};
+//! The operator commands: `events`, `vms`, `untag` and `scan` over gRPC,
+//! and `transitions` from the database file.
 
 use giva_proto::manager::manager_service_client::ManagerServiceClient;
 use giva_proto::manager::{
     Action, EventKind, ListEventsRequest, ListVmsRequest, RequestScanRequest, StoredEvent,
-    UntagVmRequest, VmState,
+    UntagVmRequest, VmState as VmRecord,
 };
 use serde::Serialize;
 
-/// Formats microseconds since the epoch as RFC 3339 (UTC, microseconds).
-pub fn format_us(us: i64) -> String {
-    match u64::try_from(us) {
-        Ok(us) => {
-            humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_micros(us)).to_string()
-        }
-        Err(_) => "-".to_string(),
-    }
-}
-
-/// Parses `--since`: an RFC 3339 time, or a duration ago such as `10m`.
-///
-/// # Errors
-///
-/// A message saying which forms are accepted.
-pub fn parse_since(s: &str) -> Result<i64, String> {
-    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
-        let d = t.duration_since(UNIX_EPOCH).map_err(|e| e.to_string())?;
-        return i64::try_from(d.as_micros()).map_err(|e| e.to_string());
-    }
-    match humantime::parse_duration(s) {
-        Ok(ago) => Ok(giva_proto::now_us() - i64::try_from(ago.as_micros()).unwrap_or(i64::MAX)),
-        Err(_) => Err(format!(
-            "'{s}' is neither a time (2026-01-31T12:00:00Z) nor a duration ago (10m, 2h)"
-        )),
-    }
-}
+use crate::store::{Store, Transition};
+use crate::time::format_us;
 
 /// One event as the `events` command prints it in JSON.
 #[derive(Debug, Serialize)]
@@ -178,8 +152,8 @@ pub struct VmRow {
     pub last_action: String,
 }
 
-impl From<&VmState> for VmRow {
-    fn from(v: &VmState) -> Self {
+impl From<&VmRecord> for VmRow {
+    fn from(v: &VmRecord) -> Self {
         let info = v.vm.clone().unwrap_or_default();
         VmRow {
             vm_id: info.vm_id,
@@ -279,7 +253,7 @@ pub async fn scan(url: &str, vm_id: &str) -> anyhow::Result<()> {
 #[derive(Debug, Serialize)]
 struct TransitionRow<'a> {
     #[serde(flatten)]
-    t: &'a crate::store::Transition,
+    t: &'a Transition,
     at: String,
 }
 
@@ -295,11 +269,10 @@ pub async fn transitions(
     limit: usize,
     json: bool,
 ) -> anyhow::Result<()> {
-    use crate::store::Store;
     if !db.exists() {
         anyhow::bail!("no database at {}", db.display());
     }
-    let store = crate::store::SqliteStore::open(db).await?;
+    let store = Store::open(db).await?;
     let transitions = store.transitions(vm, limit).await?;
     let actions = store.actions(vm, limit.saturating_mul(4)).await?;
     for t in &transitions {

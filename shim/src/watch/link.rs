@@ -21,320 +21,25 @@
 //! the appliance in a `ShimReport` once a session is open again.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use giva_proto::shim::{
-    ContentChunk, ContentError, EventKind, FileEvent, FileIdentity, GuestMessage, ShimReport,
-    Verdict, VerdictKind, VmIdentity, appliance_message, guest_message,
+    ContentError, FileEvent, GuestMessage, Verdict, VerdictKind, VmIdentity, appliance_message,
+    guest_message,
 };
-use serde::Serialize;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use giva_runtime::Backoff;
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::client::{self, ClientError};
-use crate::fullscan::{self, FULL_SCAN_INFLIGHT};
-use crate::policy::{LocalPolicy, Overrides};
 use crate::shutdown::Shutdown;
-
-/// Size of the content chunks the watcher sends (small, to keep memory low:
-/// at most `OUT_BUFFER` of them are queued).
-pub const WATCH_CHUNK_SIZE: usize = 128 * 1024;
-
-/// Something that holds guest accesses and can answer them.
-pub trait Gate: Send + Sync + fmt::Debug {
-    /// Answers access `id`. Returns false when it was already answered (for
-    /// example by its deadline).
-    fn answer(&self, id: u64, allow: bool) -> bool;
-    /// True while access `id` waits for an answer.
-    fn is_pending(&self, id: u64) -> bool;
-}
-
-/// The right and the duty to answer one held guest access.
-#[derive(Debug)]
-pub struct Ticket {
-    gate: Arc<dyn Gate>,
-    id: u64,
-    shared: Arc<Shared>,
-    done: bool,
-}
-
-impl Ticket {
-    /// A ticket for access `id` held by `gate`.
-    pub fn new(gate: Arc<dyn Gate>, id: u64, shared: Arc<Shared>) -> Self {
-        Ticket {
-            gate,
-            id,
-            shared,
-            done: false,
-        }
-    }
-
-    /// True while the access still waits.
-    pub fn is_pending(&self) -> bool {
-        self.gate.is_pending(self.id)
-    }
-
-    /// Answers from a verdict.
-    pub fn decide(mut self, allow: bool) {
-        self.done = true;
-        if self.gate.answer(self.id, allow) {
-            let c = if allow {
-                &self.shared.stats.allowed
-            } else {
-                &self.shared.stats.denied
-            };
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Answers by the fail-open/fail-closed policy (counted and reported).
-    pub fn fail(mut self) {
-        self.done = true;
-        self.fail_inner();
-    }
-
-    fn fail_inner(&self) {
-        if self.shared.is_stopping() {
-            // The watcher is stopping: let the guest go, uncounted.
-            self.gate.answer(self.id, true);
-            return;
-        }
-        let allow = self.shared.policy().fail_open();
-        if self.gate.answer(self.id, allow) {
-            self.shared.count_fail(allow);
-        }
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        if !self.done {
-            self.fail_inner();
-        }
-    }
-}
-
-/// Who waits for the outcome of a request.
-#[derive(Debug)]
-pub enum Reply {
-    /// A guest access is held until the ticket is answered.
-    Permission(Ticket),
-    /// A task waits for the verdict (`None`: no verdict could be had).
-    Notify(oneshot::Sender<Option<Verdict>>),
-    /// Nobody waits.
-    None,
-}
-
-/// One file event for the appliance.
-#[derive(Debug)]
-pub struct Request {
-    /// What happened.
-    pub kind: EventKind,
-    /// The path in the guest.
-    pub path: String,
-    /// The file's identity (size, mtime, inode, device, image).
-    pub identity: FileIdentity,
-    /// Where content is read from when the appliance asks for it. Under
-    /// fanotify this is the event's own descriptor, whose reads raise no
-    /// further events.
-    pub content: Arc<File>,
-    /// Who waits.
-    pub reply: Reply,
-    /// The full scan this file belongs to (0: an on-access event).
-    pub full_scan_id: u64,
-}
-
-/// Counters of a watcher (all since start).
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// File events seen (kernel or inotify).
-    pub events: AtomicU64,
-    /// Events sent to the appliance.
-    pub sent: AtomicU64,
-    /// Events not sent: excluded by policy, not a regular file, too large.
-    pub skipped: AtomicU64,
-    /// Events caused by the shim's own process (allowed at once).
-    pub own: AtomicU64,
-    /// Verdicts received.
-    pub verdicts: AtomicU64,
-    /// Verdicts that came from the appliance's cache.
-    pub cache_hits: AtomicU64,
-    /// Verdicts with detections.
-    pub detections: AtomicU64,
-    /// Held accesses allowed by a verdict.
-    pub allowed: AtomicU64,
-    /// Held accesses denied by a verdict.
-    pub denied: AtomicU64,
-    /// Held accesses allowed by the fail-open policy.
-    pub fail_open: AtomicU64,
-    /// Held accesses denied by the fail-closed policy.
-    pub fail_closed: AtomicU64,
-    /// Events dropped (queue full, kernel queue overflow, no session).
-    pub dropped: AtomicU64,
-    /// Content bytes sent.
-    pub bytes_sent: AtomicU64,
-    /// Sessions opened (1 + reconnects).
-    pub sessions: AtomicU64,
-    /// Files moved into the vault (fallback mode).
-    pub vaulted: AtomicU64,
-}
-
-/// A copy of [`Stats`] at one moment.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
-#[allow(missing_docs)]
-pub struct StatsSnapshot {
-    pub events: u64,
-    pub sent: u64,
-    pub skipped: u64,
-    pub own: u64,
-    pub verdicts: u64,
-    pub cache_hits: u64,
-    pub detections: u64,
-    pub allowed: u64,
-    pub denied: u64,
-    pub fail_open: u64,
-    pub fail_closed: u64,
-    pub dropped: u64,
-    pub bytes_sent: u64,
-    pub sessions: u64,
-    pub vaulted: u64,
-}
-
-impl Stats {
-    /// Reads every counter.
-    pub fn snapshot(&self) -> StatsSnapshot {
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        StatsSnapshot {
-            events: g(&self.events),
-            sent: g(&self.sent),
-            skipped: g(&self.skipped),
-            own: g(&self.own),
-            verdicts: g(&self.verdicts),
-            cache_hits: g(&self.cache_hits),
-            detections: g(&self.detections),
-            allowed: g(&self.allowed),
-            denied: g(&self.denied),
-            fail_open: g(&self.fail_open),
-            fail_closed: g(&self.fail_closed),
-            dropped: g(&self.dropped),
-            bytes_sent: g(&self.bytes_sent),
-            sessions: g(&self.sessions),
-            vaulted: g(&self.vaulted),
-        }
-    }
-}
-
-/// State shared by the link, the event sources and the tickets.
-#[derive(Debug)]
-pub struct Shared {
-    policy: RwLock<Arc<LocalPolicy>>,
-    overrides: Overrides,
-    connected: AtomicBool,
-    stopping: AtomicBool,
-    /// The counters.
-    pub stats: Stats,
-    unreported_open: AtomicU64,
-    unreported_closed: AtomicU64,
-    unreported_dropped: AtomicU64,
-}
-
-impl Shared {
-    /// Shared state starting with the default policy and `overrides`.
-    pub fn new(overrides: Overrides) -> Arc<Self> {
-        Arc::new(Shared {
-            policy: RwLock::new(Arc::new(LocalPolicy::new(
-                crate::policy::default_wire_policy(),
-                overrides,
-            ))),
-            overrides,
-            connected: AtomicBool::new(false),
-            stopping: AtomicBool::new(false),
-            stats: Stats::default(),
-            unreported_open: AtomicU64::new(0),
-            unreported_closed: AtomicU64::new(0),
-            unreported_dropped: AtomicU64::new(0),
-        })
-    }
-
-    /// The policy in force.
-    pub fn policy(&self) -> Arc<LocalPolicy> {
-        match self.policy.read() {
-            Ok(p) => p.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    fn set_policy(&self, wire: giva_proto::shim::Policy) {
-        let p = Arc::new(LocalPolicy::new(wire, self.overrides));
-        match self.policy.write() {
-            Ok(mut g) => *g = p,
-            Err(poisoned) => *poisoned.into_inner() = p,
-        }
-    }
-
-    /// Marks the watcher as stopping: from now on, accesses still held are
-    /// allowed (a stopped shim must not deny by fail-closed policy).
-    pub fn begin_stop(&self) {
-        self.stopping.store(true, Ordering::Release);
-    }
-
-    fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
-    }
-
-    /// True while a session with the appliance is open.
-    pub fn is_connected(&self) -> bool {
-        self.connected.load(Ordering::Acquire)
-    }
-
-    /// Decides a held access without a verdict, by policy, and counts it.
-    /// Returns true to allow.
-    pub fn fail_now(&self) -> bool {
-        let allow = self.policy().fail_open();
-        self.count_fail(allow);
-        allow
-    }
-
-    fn count_fail(&self, allow: bool) {
-        if allow {
-            self.stats.fail_open.fetch_add(1, Ordering::Relaxed);
-            self.unreported_open.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.stats.fail_closed.fetch_add(1, Ordering::Relaxed);
-            self.unreported_closed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Counts an event that could not be sent.
-    pub fn count_dropped(&self) {
-        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-        self.unreported_dropped.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The counters not yet reported, or `None` when all are zero.
-    fn pending_report(&self) -> Option<ShimReport> {
-        let r = ShimReport {
-            fail_open_decisions: self.unreported_open.load(Ordering::Relaxed),
-            fail_closed_decisions: self.unreported_closed.load(Ordering::Relaxed),
-            events_dropped: self.unreported_dropped.load(Ordering::Relaxed),
-        };
-        (r.fail_open_decisions + r.fail_closed_decisions + r.events_dropped > 0).then_some(r)
-    }
-
-    fn mark_reported(&self, r: &ShimReport) {
-        self.unreported_open
-            .fetch_sub(r.fail_open_decisions, Ordering::Relaxed);
-        self.unreported_closed
-            .fetch_sub(r.fail_closed_decisions, Ordering::Relaxed);
-        self.unreported_dropped
-            .fetch_sub(r.events_dropped, Ordering::Relaxed);
-    }
-}
+use crate::watch::content::Content;
+use crate::watch::fullscan::{self, FULL_SCAN_INFLIGHT};
+use crate::watch::state::Shared;
+use crate::watch::ticket::{Reply, Request};
 
 /// How the link connects.
 #[derive(Debug, Clone)]
@@ -392,7 +97,7 @@ pub async fn run(
     mut rx: mpsc::Receiver<Request>,
     shutdown: Shutdown,
 ) {
-    let mut backoff = config.backoff_min;
+    let mut backoff = Backoff::new(config.backoff_min, config.backoff_max);
     let mut was_up = true; // log the first failure
     loop {
         if shutdown.is_triggered() {
@@ -406,7 +111,7 @@ pub async fn run(
         };
         match attempt {
             Ok(session) => {
-                backoff = config.backoff_min;
+                backoff.reset();
                 was_up = true;
                 if let Some(p) = session.registration.policy.clone() {
                     shared.set_policy(p);
@@ -432,9 +137,9 @@ pub async fn run(
                     tracing::warn!(error = %e, "cannot reach the appliance; deciding by policy and retrying");
                     was_up = false;
                 } else {
-                    tracing::debug!(error = %e, ?backoff, "reconnect failed");
+                    tracing::debug!(error = %e, failures = backoff.failures(), "reconnect failed");
                 }
-                let wait = tokio::time::sleep(backoff);
+                let wait = tokio::time::sleep(backoff.next_delay());
                 tokio::pin!(wait);
                 loop {
                     tokio::select! {
@@ -446,7 +151,6 @@ pub async fn run(
                         _ = shutdown.cancelled() => return,
                     }
                 }
-                backoff = (backoff * 2).min(config.backoff_max);
             }
         }
     }
@@ -511,8 +215,8 @@ async fn serve(
                             (tx.clone(), err_tx.clone(), readers.clone(), shared.clone());
                         tokio::spawn(async move {
                             let Ok(_permit) = readers.acquire_owned().await else { return };
-                            if let Err(reason) = job.stream(&tx, &shared).await {
-                                let _ = errs.send((job.seq, reason)).await;
+                            if let Err(e) = job.stream(&tx, &shared).await {
+                                let _ = errs.send((job.seq, e.to_string())).await;
                             }
                         });
                     }
@@ -695,158 +399,5 @@ fn on_verdict(shared: &Shared, f: InFlight, v: Verdict) {
             let _ = tx.send(Some(v));
         }
         Reply::None => {}
-    }
-}
-
-/// One content request being served.
-struct Content {
-    file: Arc<File>,
-    seq: u64,
-    offset: u64,
-    length: u64,
-    size: u64,
-}
-
-impl Content {
-    /// Streams the requested range, up to the size announced in the event,
-    /// reading with `pread` on the event's descriptor (off the async
-    /// threads).
-    async fn stream(&self, tx: &mpsc::Sender<GuestMessage>, shared: &Shared) -> Result<(), String> {
-        let end = if self.length == 0 {
-            self.size
-        } else {
-            self.offset.saturating_add(self.length).min(self.size)
-        };
-        let mut pos = self.offset.min(end);
-        loop {
-            let want = usize::try_from(end - pos)
-                .unwrap_or(usize::MAX)
-                .min(WATCH_CHUNK_SIZE);
-            let file = self.file.clone();
-            let data = tokio::task::spawn_blocking(move || read_at(&file, pos, want))
-                .await
-                .map_err(|e| format!("reader failed: {e}"))??;
-            let n = data.len() as u64;
-            let last = data.len() < want || pos + n >= end;
-            shared.stats.bytes_sent.fetch_add(n, Ordering::Relaxed);
-            let chunk = ContentChunk {
-                seq: self.seq,
-                offset: pos,
-                data,
-                last,
-            };
-            pos += n;
-            tx.send(GuestMessage {
-                msg: Some(guest_message::Msg::Chunk(chunk)),
-            })
-            .await
-            .map_err(|_| "session closed".to_string())?;
-            if last {
-                return Ok(());
-            }
-        }
-    }
-}
-
-/// Reads up to `want` bytes at `pos` (fewer only at the end of the file).
-fn read_at(file: &File, pos: u64, want: usize) -> Result<Vec<u8>, String> {
-    let mut buf = vec![0u8; want];
-    let mut filled = 0;
-    while filled < want {
-        match file.read_at(&mut buf[filled..], pos + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    buf.truncate(filled);
-    Ok(buf)
-}
-
-/// The identity of an open file, from `fstat`.
-///
-/// # Errors
-///
-/// `fstat` failed.
-pub fn identity_of(file: &File, image_id: &str) -> std::io::Result<(FileIdentity, bool)> {
-    use std::os::unix::fs::MetadataExt;
-    let md = file.metadata()?;
-    Ok((
-        FileIdentity {
-            size: md.len(),
-            mtime_ns: md
-                .mtime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(md.mtime_nsec()),
-            file_id: md.ino(),
-            device_id: md.dev(),
-            image_id: image_id.to_string(),
-        },
-        md.file_type().is_file(),
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
-    use super::*;
-
-    /// A gate that records answers.
-    #[derive(Debug, Default)]
-    struct Recorder {
-        pending: Mutex<HashMap<u64, Option<bool>>>,
-    }
-
-    impl Recorder {
-        fn hold(&self, id: u64) {
-            self.pending.lock().unwrap().insert(id, None);
-        }
-        fn answer_of(&self, id: u64) -> Option<bool> {
-            self.pending.lock().unwrap().get(&id).copied().flatten()
-        }
-    }
-
-    impl Gate for Recorder {
-        fn answer(&self, id: u64, allow: bool) -> bool {
-            match self.pending.lock().unwrap().get_mut(&id) {
-                Some(slot @ None) => {
-                    *slot = Some(allow);
-                    true
-                }
-                _ => false,
-            }
-        }
-        fn is_pending(&self, id: u64) -> bool {
-            matches!(self.pending.lock().unwrap().get(&id), Some(None))
-        }
-    }
-
-    #[test]
-    fn a_ticket_is_answered_once_and_a_dropped_ticket_fails_by_policy() {
-        let shared = Shared::new(Overrides {
-            fail_open: Some(false),
-            decision_timeout: None,
-        });
-        let rec = Arc::new(Recorder::default());
-        let gate: Arc<dyn Gate> = rec.clone();
-        for id in 1..=3 {
-            rec.hold(id);
-        }
-        Ticket::new(gate.clone(), 1, shared.clone()).decide(true);
-        drop(Ticket::new(gate.clone(), 2, shared.clone()));
-        // Answered already (say, by its deadline): nothing more is counted.
-        assert!(rec.answer(3, true));
-        Ticket::new(gate.clone(), 3, shared.clone()).fail();
-        assert_eq!(rec.answer_of(1), Some(true));
-        assert_eq!(rec.answer_of(2), Some(false), "fail-closed");
-        let s = shared.stats.snapshot();
-        assert_eq!((s.allowed, s.fail_closed, s.fail_open), (1, 1, 0));
-        let r = shared.pending_report().expect("a report is due");
-        assert_eq!(r.fail_closed_decisions, 1);
-        shared.mark_reported(&r);
-        assert!(shared.pending_report().is_none());
     }
 }

@@ -17,8 +17,10 @@ use notify::{RecursiveMode, Watcher as _};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::link::{Reply, Request, Shared, identity_of};
 use crate::shutdown::Shutdown;
+use crate::watch::content::identity_of;
+use crate::watch::state::Shared;
+use crate::watch::ticket::{Reply, Request};
 
 /// Paths queued between inotify and the scanner.
 const PATH_QUEUE: usize = 1024;

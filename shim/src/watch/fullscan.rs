@@ -12,8 +12,10 @@ use giva_proto::shim::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::link::{Reply, Request, Shared, identity_of};
 use crate::scan::{Found, WALK_QUEUE, spawn_walkers};
+use crate::watch::content::identity_of;
+use crate::watch::state::Shared;
+use crate::watch::ticket::{Reply, Request};
 
 /// Files of a full scan in flight at once.
 pub(crate) const FULL_SCAN_INFLIGHT: usize = 8;

@@ -48,9 +48,11 @@ use nix::sys::fanotify::{
 };
 use tokio::sync::mpsc;
 
-use crate::link::{Gate, Reply, Request, Shared, Ticket, identity_of};
 use crate::shutdown::Shutdown;
-use crate::watch::MarkScope;
+use crate::watch::config::MarkScope;
+use crate::watch::content::identity_of;
+use crate::watch::state::Shared;
+use crate::watch::ticket::{Gate, Reply, Request, Ticket};
 
 /// Most directories marked one by one under one path.
 const MAX_DIR_MARKS: usize = 100_000;

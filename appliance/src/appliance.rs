@@ -1,0 +1,204 @@
+//! [`Appliance`]: everything a running appliance shares, and the
+//! operations on it as a whole (reload, shutdown, health problems).
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use giva_engine::Engine;
+use giva_signatures::Database;
+use tokio::sync::Semaphore;
+use tracing::info;
+
+use crate::config::Config;
+use crate::flight;
+use crate::loading::load_signatures;
+use crate::outbox;
+use crate::policy::Policies;
+use crate::registry::Registry;
+use crate::reload::{ReloadState, fingerprint};
+use crate::reporter::Reporter;
+use crate::scan::Signatures;
+use crate::stats::Stats;
+
+/// A running appliance's shared state.
+#[derive(Debug)]
+pub struct Appliance {
+    /// The configuration it was started with.
+    pub config: Config,
+    /// The policies for VMs (default and per group).
+    pub policies: Policies,
+    /// The signatures in service.
+    pub signatures: Signatures,
+    /// Registered VMs.
+    pub registry: Arc<Registry>,
+    /// The link to the manager.
+    pub reporter: Arc<Reporter>,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// The work-stealing scan pool.
+    pub pool: giva_engine::ScanPool,
+    /// Verdicts by file identity and content digest.
+    pub cache: giva_engine::VerdictCache,
+    /// Scans other VMs wait for.
+    pub flights: Arc<flight::Flights>,
+    /// Full-scan slots (storm control).
+    pub full_scan_slots: Arc<Semaphore>,
+    /// VMs waiting for a full-scan slot.
+    pub full_scan_waiting: AtomicUsize,
+    /// Set once a graceful shutdown begins; sessions watch it.
+    shutdown: tokio::sync::watch::Sender<bool>,
+    /// The state of database reloads.
+    pub(crate) reloads: ReloadState,
+}
+
+impl Appliance {
+    /// Builds an appliance from its configuration and a loaded database.
+    ///
+    /// # Errors
+    ///
+    /// An invalid configuration or a database the engine cannot use.
+    pub async fn new(config: Config, database: Database) -> anyhow::Result<Arc<Self>> {
+        let engine = Engine::new(&database)
+            .map_err(|e| anyhow::anyhow!("cannot build the scan engine: {e}"))?;
+        Self::with_engine(config, database, engine).await
+    }
+
+    /// Builds an appliance from its configuration, a loaded database and
+    /// the engine built for it ([`load_signatures`]).
+    ///
+    /// # Errors
+    ///
+    /// An invalid configuration.
+    pub async fn with_engine(
+        config: Config,
+        database: Database,
+        engine: Engine,
+    ) -> anyhow::Result<Arc<Self>> {
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let policies =
+            Policies::new(&config).map_err(|e| anyhow::anyhow!("invalid policy: {e}"))?;
+        let signatures = Signatures::new(database, engine);
+        let stats = Arc::new(Stats::default());
+        stats.set_database(&signatures.version());
+        let outbox_path = config.outbox_path();
+        let outbox = outbox::Outbox::open(&outbox_path, config.outbox.quota_bytes)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("cannot open the outbox {}: {e}", outbox_path.display())
+            })?;
+        let reporter = Reporter::new(
+            outbox,
+            config.effective_appliance_id(),
+            &config.manager.url,
+            Duration::from_secs(config.manager.heartbeat_interval_secs),
+            config.manager.notify_immediately,
+            Duration::from_millis(config.manager.request_timeout_ms),
+            stats.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!(e))?;
+        Ok(Arc::new(Appliance {
+            pool: giva_engine::ScanPool::new(giva_engine::PoolConfig {
+                workers: config.pool.workers,
+                queue_capacity: config.pool.queue_capacity,
+            }),
+            cache: giva_engine::VerdictCache::new(giva_engine::CacheConfig {
+                max_entries: config.cache.max_entries,
+                max_bytes: config.cache.max_bytes,
+            }),
+            flights: Arc::new(flight::Flights::default()),
+            full_scan_slots: Arc::new(Semaphore::new(config.full_scan.max_concurrent)),
+            full_scan_waiting: AtomicUsize::new(0),
+            shutdown: tokio::sync::watch::Sender::new(false),
+            reloads: ReloadState::new(&config.database.paths),
+            config,
+            policies,
+            signatures,
+            registry: Arc::new(Registry::default()),
+            reporter: Arc::new(reporter),
+            stats,
+        }))
+    }
+}
+
+impl Appliance {
+    /// Starts a graceful shutdown: sessions refuse new events, finish the
+    /// files in flight, and close their streams.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// A receiver that turns true when a graceful shutdown begins.
+    pub fn shutdown_watch(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Problems to report in health checks and heartbeats.
+    pub fn problems(&self) -> Vec<String> {
+        let err = self
+            .reloads
+            .error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        err.map(|e| format!("database reload failed, previous database in service: {e}"))
+            .into_iter()
+            .collect()
+    }
+
+    /// Loads the configured database again, validates it and builds its
+    /// engine off the async threads, then swaps it in atomically. Scans in
+    /// flight finish on the old one. A bad database is refused and the old
+    /// one stays in service. Returns the new version.
+    ///
+    /// # Errors
+    ///
+    /// The new database cannot be loaded or built; the message says why.
+    pub async fn reload(self: &Arc<Self>, why: &str) -> Result<String, String> {
+        let _one_at_a_time = self.reloads.lock.lock().await;
+        let app = self.clone();
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || {
+            let files = fingerprint(&app.config.database.paths);
+            *app.reloads
+                .loaded_files
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = files;
+            let (db, engine) =
+                load_signatures(&app.config.database.paths).map_err(|e| format!("{e:#}"))?;
+            let version = db.version().to_string();
+            app.signatures.replace(db, engine);
+            Ok::<_, String>(version)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+        let mut err = self.reloads.error.lock().unwrap_or_else(|e| e.into_inner());
+        match &result {
+            Ok(version) => {
+                *err = None;
+                self.stats.set_database(version);
+                self.stats
+                    .reloads
+                    .get_or_create(&vec![("result".into(), "ok".into())])
+                    .inc();
+                info!(%version, why, seconds = started.elapsed().as_secs_f64(), "database reloaded");
+            }
+            Err(e) => {
+                *err = Some(e.clone());
+                self.stats
+                    .reloads
+                    .get_or_create(&vec![("result".into(), "failed".into())])
+                    .inc();
+                tracing::error!(error = %e, why, "database reload refused; the previous database stays in service");
+            }
+        }
+        result
+    }
+}
+
+/// Completes when the watched flag turns true (or its sender is gone).
+pub(crate) async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}

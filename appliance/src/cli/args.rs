@@ -1,0 +1,170 @@
+//! The command line of `giva`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use giva_runtime::LogFormat;
+
+use crate::config::Config;
+
+/// giva: the guest-introspection scan appliance.
+#[derive(Debug, Parser)]
+#[command(name = "giva", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the appliance: serve shims over gRPC and report to the manager.
+    Serve(ServeArgs),
+    /// Scan local files, like clamscan on raw files.
+    Scan(ScanArgs),
+    /// Compile, inspect and verify signature databases.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+/// `giva serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML). Options given on the command line win.
+    #[arg(short, long)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on for shims.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// The manager's URL (e.g. http://127.0.0.1:7412).
+    #[arg(long)]
+    pub manager: Option<String>,
+    /// Address of the admin endpoint (/metrics, /healthz, POST /reload).
+    #[arg(long, conflicts_with = "no_admin")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Run without the admin endpoint.
+    #[arg(long)]
+    pub no_admin: bool,
+    /// Also serve shims on this Unix socket.
+    #[arg(long)]
+    pub unix_socket: Option<PathBuf>,
+    /// Signature database: files, directories, containers or a compiled
+    /// database (repeatable). Default: the bundled database.
+    #[arg(short = 'd', long = "db")]
+    pub db: Vec<PathBuf>,
+    /// Seconds between heartbeats to the manager.
+    #[arg(long)]
+    pub heartbeat_interval: Option<u64>,
+    /// Directory for the appliance's state (the outbox). Default:
+    /// /var/lib/giva as root, else ~/.local/state/giva.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Print the effective configuration (defaults plus overrides) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+impl ServeArgs {
+    /// The configuration: the file's (or the defaults), with the options
+    /// given on the command line on top, validated.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read or parsed, or the result is invalid.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(l) = self.listen {
+            config.server.listen = l;
+        }
+        if let Some(m) = &self.manager {
+            config.manager.url.clone_from(m);
+        }
+        if let Some(a) = self.admin_listen {
+            config.server.admin_listen = Some(a);
+        }
+        if self.no_admin {
+            config.server.admin_listen = None;
+        }
+        if let Some(u) = &self.unix_socket {
+            config.server.unix_socket = Some(u.clone());
+        }
+        if !self.db.is_empty() {
+            config.database.paths.clone_from(&self.db);
+        }
+        if let Some(d) = &self.data_dir {
+            config.outbox.path = d.join("outbox.sqlite");
+        }
+        if let Some(h) = self.heartbeat_interval {
+            config.manager.heartbeat_interval_secs = h;
+        }
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        Ok(config)
+    }
+}
+
+/// `giva scan`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ScanArgs {
+    /// Signature database (repeatable). Default: the bundled database.
+    #[arg(short = 'd', long = "database")]
+    pub databases: Vec<PathBuf>,
+    /// Scan directories recursively.
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Report every matching signature, not just the first.
+    #[arg(long = "allmatch")]
+    pub all_match: bool,
+    /// One JSON object per file.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Do not print the summary.
+    #[arg(long)]
+    pub no_summary: bool,
+    /// Print only infected files.
+    #[arg(short, long = "infected")]
+    pub infected_only: bool,
+    /// Files and directories to scan.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// `giva db`.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Compile signature sources into one database file.
+    Compile {
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Sources: signature files, directories, .cvd/.cld/.cud containers.
+        #[arg(required = true)]
+        sources: Vec<PathBuf>,
+    },
+    /// Show what a database holds (default: the bundled database).
+    Info {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+        /// Database files, directories or containers.
+        paths: Vec<PathBuf>,
+    },
+    /// Check compiled databases or containers without using them.
+    Verify {
+        /// Files to check.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}

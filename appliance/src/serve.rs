@@ -1,0 +1,143 @@
+//! [`serve`]: the gRPC service, its listeners, the admin endpoint and the
+//! background tasks, until a shutdown; then the drain.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use giva_proto::shim::shim_service_server::ShimServiceServer;
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::admin;
+use crate::appliance::{Appliance, stopped};
+use crate::listen::{bind_unix, bind_vsock};
+use crate::service;
+use crate::tasks::{reload_on_sighup, schedule_full_scans, watch_database};
+
+/// Serves `app` on `listener` until `shutdown` completes; then stops taking
+/// new streams, lets the reporter flush, and returns.
+///
+/// # Errors
+///
+/// A transport error from the gRPC server.
+pub async fn serve(
+    app: Arc<Appliance>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let reporter_task = {
+        let app2 = app.clone();
+        let mut rx = stop_rx.clone();
+        tokio::spawn(app.reporter.clone().run(
+            app.registry.clone(),
+            move || (app2.signatures.version(), app2.problems()),
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            },
+        ))
+    };
+    let watcher = tokio::spawn(watch_database(app.clone(), stop_rx.clone()));
+    let sighup = tokio::spawn(reload_on_sighup(app.clone(), stop_rx.clone()));
+    let scheduler = tokio::spawn(schedule_full_scans(app.clone(), stop_rx.clone()));
+    let admin = match app.config.server.admin_listen {
+        Some(addr) => {
+            let l = TcpListener::bind(addr).await.map_err(|e| {
+                anyhow::anyhow!("cannot listen on {addr} for the admin endpoint: {e}")
+            })?;
+            info!(addr = ?l.local_addr().ok(), "admin endpoint (/metrics, /healthz, POST /reload)");
+            let mut rx = stop_rx.clone();
+            Some(tokio::spawn(admin::serve(app.clone(), l, async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })))
+        }
+        None => None,
+    };
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<ShimServiceServer<service::ShimGrpc>>()
+        .await;
+    let router = || {
+        let svc = ShimServiceServer::new(service::ShimGrpc(app.clone()))
+            .max_decoding_message_size(app.config.server.max_message_bytes);
+        tonic::transport::Server::builder()
+            .add_service(health_service.clone())
+            .add_service(svc)
+    };
+    let draining = |app: Arc<Appliance>| async move {
+        let mut rx = app.shutdown_watch();
+        stopped(&mut rx).await;
+    };
+    let addr = listener.local_addr().ok();
+    info!(?addr, database = %app.signatures.version(), "appliance serving");
+    let tcp = router().serve_with_incoming_shutdown(
+        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+        draining(app.clone()),
+    );
+    let unix = match &app.config.server.unix_socket {
+        Some(path) => {
+            let l = bind_unix(path)?;
+            info!(path = %path.display(), "appliance serving on a Unix socket");
+            let incoming = tokio_stream::wrappers::UnixListenerStream::new(l);
+            Some(router().serve_with_incoming_shutdown(incoming, draining(app.clone())))
+        }
+        None => None,
+    };
+    let vsock = match app.config.server.vsock_port {
+        Some(port) => {
+            let incoming = bind_vsock(port)?;
+            info!(port, "appliance serving on vsock");
+            Some(tokio::spawn(router().serve_with_incoming_shutdown(
+                incoming,
+                draining(app.clone()),
+            )))
+        }
+        None => None,
+    };
+    let servers = async move {
+        let unix = async move {
+            match unix {
+                Some(u) => u.await,
+                None => Ok(()),
+            }
+        };
+        let vsock = async move {
+            match vsock {
+                Some(v) => v.await.unwrap_or(Ok(())),
+                None => Ok(()),
+            }
+        };
+        let (a, b, c) = tokio::join!(tcp, unix, vsock);
+        a.and(b).and(c)
+    };
+    tokio::pin!(servers);
+    let deadline = Duration::from_secs(app.config.server.shutdown_deadline_secs);
+    let result = tokio::select! {
+        r = &mut servers => r,
+        _ = async {
+            shutdown.await;
+            info!("draining sessions");
+            app.begin_shutdown();
+            tokio::time::sleep(deadline).await;
+        } => {
+            tracing::warn!(deadline_secs = deadline.as_secs(), "sessions did not drain before the deadline; closing them");
+            Ok(())
+        }
+    };
+    let _ = stop_tx.send(true);
+    let _ = watcher.await;
+    let _ = sighup.await;
+    let _ = scheduler.await;
+    if let Some(a) = admin {
+        let _ = tokio::time::timeout(deadline, a).await;
+    }
+    if tokio::time::timeout(deadline, reporter_task).await.is_err() {
+        let pending = app.reporter.pending().await;
+        tracing::warn!(
+            pending,
+            "reporter did not flush before the deadline; the outbox keeps the rest"
+        );
+    }
+    result.map_err(|e| anyhow::anyhow!("gRPC server failed: {e}"))
+}

@@ -1,0 +1,112 @@
+//! The appliance's background tasks: reload on database changes and on
+//! SIGHUP, and scheduled full scans.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::info;
+
+use crate::appliance::{Appliance, stopped};
+use crate::reload::{Fingerprint, fingerprint};
+
+/// Reloads when the database files change, checking every
+/// `database.watch_interval_secs` (a change must hold still for one check
+/// before it is loaded, so half-written files are not picked up).
+pub(crate) async fn watch_database(
+    app: Arc<Appliance>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let secs = app.config.database.watch_interval_secs;
+    if secs == 0 || app.config.database.paths.is_empty() {
+        return;
+    }
+    let paths = app.config.database.paths.clone();
+    let mut candidate: Option<Fingerprint> = None;
+    loop {
+        tokio::select! {
+            _ = stopped(&mut stop) => return,
+            _ = tokio::time::sleep(Duration::from_secs(secs)) => {}
+        }
+        let now = fingerprint(&paths);
+        let loaded = app
+            .reloads
+            .loaded_files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if now == loaded {
+            candidate = None;
+            continue;
+        }
+        if candidate.as_ref() == Some(&now) {
+            let _ = app.reload("database files changed").await;
+            candidate = None;
+        } else {
+            candidate = Some(now);
+        }
+    }
+}
+
+/// Scheduled full scans: every `full_scan.every_hours`, each connected VM
+/// is asked for a full scan at a random point within the window. Storm
+/// control (the full-scan slots) still applies when they start.
+pub(crate) async fn schedule_full_scans(
+    app: Arc<Appliance>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let hours = app.config.full_scan.every_hours;
+    if hours == 0 {
+        return;
+    }
+    let period = Duration::from_secs(hours.saturating_mul(3600));
+    let window_ms = app
+        .config
+        .full_scan
+        .window_minutes
+        .saturating_mul(60_000)
+        .max(1);
+    loop {
+        tokio::select! {
+            _ = stopped(&mut stop) => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let vms = app.registry.connected();
+        info!(
+            vms = vms.len(),
+            window_minutes = app.config.full_scan.window_minutes,
+            "scheduling full scans"
+        );
+        for vm in vms {
+            let delay = Duration::from_millis(fastrand::u64(0..window_ms));
+            let registry = app.registry.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = stopped(&mut stop) => {}
+                    _ = tokio::time::sleep(delay) => {
+                        registry.send_full_scan_command(&vm, "schedule");
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Reloads the database on SIGHUP.
+pub(crate) async fn reload_on_sighup(
+    app: Arc<Appliance>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let Some(mut hup) = giva_runtime::signal::hangups() else {
+        tracing::warn!("cannot listen for SIGHUP; reload with POST /reload instead");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = stopped(&mut stop) => return,
+            _ = hup.recv() => {
+                let _ = app.reload("SIGHUP").await;
+            }
+        }
+    }
+}

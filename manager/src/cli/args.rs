@@ -1,0 +1,156 @@
+//! The command line of `giva-manager`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::UNIX_EPOCH;
+
+use clap::{Args, Parser, Subcommand};
+use giva_runtime::LogFormat;
+
+/// The giva manager: records detections from appliances and quarantines VMs.
+#[derive(Debug, Parser)]
+#[command(name = "giva-manager", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the manager service.
+    Serve(ServeArgs),
+    /// List stored events.
+    Events {
+        /// The manager to ask.
+        #[command(flatten)]
+        manager: ManagerUrl,
+        /// Only events of this VM.
+        #[arg(long)]
+        vm: Option<String>,
+        /// Only events received since this time (RFC 3339) or duration ago (10m).
+        #[arg(long, value_parser = parse_since)]
+        since: Option<i64>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List known VMs and their state.
+    Vms {
+        /// The manager to ask.
+        #[command(flatten)]
+        manager: ManagerUrl,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a VM's quarantine tag and mark it clean (manual override).
+    Untag {
+        /// The manager to ask.
+        #[command(flatten)]
+        manager: ManagerUrl,
+        /// The VM id.
+        vm: String,
+    },
+    /// Ask a VM's appliance for a full scan (a clean result releases the VM).
+    Scan {
+        /// The manager to ask.
+        #[command(flatten)]
+        manager: ManagerUrl,
+        /// The VM id.
+        vm: String,
+    },
+    /// List VM state changes, with their causes and tagging actions, from
+    /// the manager's database file.
+    Transitions {
+        /// The SQLite database file (default as for `serve`).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Only this VM.
+        #[arg(long)]
+        vm: Option<String>,
+        /// At most this many (the newest).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where the operator commands find the manager.
+#[derive(Debug, Clone, Args)]
+pub struct ManagerUrl {
+    /// The manager's URL.
+    #[arg(
+        long = "manager",
+        env = "GIVA_MANAGER",
+        default_value = "http://127.0.0.1:7412"
+    )]
+    pub url: String,
+}
+
+/// `giva-manager serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on for appliances and operators.
+    #[arg(long, default_value = "127.0.0.1:7412")]
+    pub listen: SocketAddr,
+    /// The SQLite database file for events and VMs (`:memory:` keeps
+    /// nothing across restarts). Default: /var/lib/giva-manager/manager.sqlite
+    /// as root, else ~/.local/state/giva-manager/manager.sqlite.
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text")]
+    pub log_format: LogFormat,
+    /// The TOML configuration (quarantine policy and tagging actions).
+    /// Without it: tag on any detection, untag after a clean full scan,
+    /// no tagging action (quarantines are recorded only).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// A `--since` that is neither a time nor a duration.
+#[derive(Debug, thiserror::Error)]
+#[error("'{0}' is neither a time (2026-01-31T12:00:00Z) nor a duration ago (10m, 2h)")]
+pub struct BadSince(String);
+
+/// Parses `--since`: an RFC 3339 time, or a duration ago such as `10m`,
+/// as microseconds since the epoch.
+///
+/// # Errors
+///
+/// [`BadSince`], saying which forms are accepted.
+pub fn parse_since(s: &str) -> Result<i64, BadSince> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        let us = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
+        return Ok(i64::try_from(us).unwrap_or(i64::MAX));
+    }
+    match humantime::parse_duration(s) {
+        Ok(ago) => Ok(giva_proto::now_us() - i64::try_from(ago.as_micros()).unwrap_or(i64::MAX)),
+        Err(_) => Err(BadSince(s.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_reads_times_and_durations_and_names_the_forms_otherwise() {
+        assert_eq!(parse_since("1970-01-01T00:00:01Z").unwrap(), 1_000_000);
+        let ago = parse_since("10m").unwrap();
+        assert!((giva_proto::now_us() - ago - 600_000_000).abs() < 5_000_000);
+        assert!(
+            parse_since("yesterday")
+                .unwrap_err()
+                .to_string()
+                .contains("10m")
+        );
+    }
+}

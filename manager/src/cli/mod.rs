@@ -1,0 +1,11 @@
+//! `giva-manager`'s command line: the flags ([`Cli`]), the service
+//! (`serve`), and the operator commands (`events`, `vms`, `untag`, `scan`,
+//! `transitions`).
+
+mod args;
+mod operator;
+mod run;
+
+pub use args::{BadSince, Cli, Command, ManagerUrl, ServeArgs, parse_since};
+pub use operator::{EventRow, VmRow, events, scan, transitions, untag, vms};
+pub use run::run;

@@ -1,0 +1,81 @@
+//! Running a `giva-manager` command.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::cli::args::{Cli, Command, ServeArgs};
+use crate::cli::operator;
+use crate::config::Config;
+use crate::store::Store;
+
+/// Runs the command `cli` names; returns the exit code.
+///
+/// # Errors
+///
+/// The command failed: a bad configuration, an unreachable manager, a
+/// database that cannot be opened.
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await?,
+        Command::Events {
+            manager,
+            vm,
+            since,
+            json,
+        } => operator::events(&manager.url, vm, since.unwrap_or(0), json).await?,
+        Command::Vms { manager, json } => operator::vms(&manager.url, json).await?,
+        Command::Untag { manager, vm } => operator::untag(&manager.url, &vm).await?,
+        Command::Scan { manager, vm } => operator::scan(&manager.url, &vm).await?,
+        Command::Transitions {
+            db,
+            vm,
+            limit,
+            json,
+        } => {
+            let db = db.unwrap_or_else(default_db);
+            operator::transitions(&db, vm.as_deref(), limit, json).await?;
+        }
+    }
+    Ok(0)
+}
+
+/// The store's default file.
+fn default_db() -> std::path::PathBuf {
+    crate::default_state_dir().join("manager.sqlite")
+}
+
+/// `giva-manager serve`: the manager service until SIGINT or SIGTERM.
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+    giva_runtime::telemetry::init(args.log_format, "info");
+    let db = args.db.unwrap_or_else(default_db);
+    let store = Store::open(&db)
+        .await
+        .with_context(|| format!("cannot open the store {}", db.display()))?;
+    tracing::info!(db = %db.display(), "store opened");
+    let listen = args.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(%listen, "giva-manager serving");
+    let manager = crate::Manager::with_config(store.clone(), &config)
+        .context("cannot set up the tagging actions")?;
+    tracing::info!(actions = ?manager.tagger().rules().actions, "quarantine policy loaded");
+    crate::serve(
+        Arc::clone(&manager),
+        listener,
+        giva_runtime::signal::shutdown(),
+    )
+    .await?;
+    store.close().await;
+    tracing::info!("giva-manager stopped");
+    Ok(())
+}

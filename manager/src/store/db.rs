@@ -1,0 +1,133 @@
+//! The [`Store`]: the SQLite database, opened and migrated to this build's
+//! schema (`manager/migrations/`, embedded by `sqlx::migrate!`).
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection};
+
+use crate::store::records::StoreError;
+
+/// The schema, version by version. A store is brought up to the newest
+/// version when it opens; one written by a newer build (a version this
+/// build does not know) is refused.
+pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Where the manager keeps events, the VM inventory, state transitions and
+/// the tagging queue: a bundled SQLite through sqlx (no system library).
+/// Cheap to clone (a connection pool inside).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) pool: sqlx::SqlitePool,
+}
+
+/// Names the one migration failure an operator can meet by mistake: a
+/// store from a newer release.
+fn migrate_error(e: sqlx::migrate::MigrateError) -> StoreError {
+    match e {
+        sqlx::migrate::MigrateError::VersionMissing(found) => StoreError::NewerSchema {
+            found,
+            known: MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0),
+        },
+        other => StoreError::Migrate(other),
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path` and migrates it to this
+    /// build's schema; `:memory:` keeps it in memory (for tests and
+    /// trials).
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be opened or created, or its schema cannot be
+    /// migrated (for example, it was written by a newer giva-manager).
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let memory = path.as_os_str() == ":memory:";
+        let options = if memory {
+            SqliteConnectOptions::from_str("sqlite::memory:")?
+        } else {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    sqlx::Error::Configuration(
+                        format!("cannot create {}: {e}", dir.display()).into(),
+                    )
+                })?;
+            }
+            SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+        }
+        .busy_timeout(Duration::from_secs(10));
+        if !memory {
+            // Switch a new file to WAL and migrate it on one connection
+            // before the pool opens more. Pool connections that race to
+            // switch the journal mode of a fresh file can get SQLITE_BUSY
+            // without the busy handler ever being consulted.
+            let mut setup = options.connect().await?;
+            MIGRATOR
+                .run_direct(&mut setup)
+                .await
+                .map_err(migrate_error)?;
+            setup.close().await?;
+        }
+        // In-memory databases live per connection: keep exactly one.
+        let max = if memory { 1 } else { 4 };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        if memory {
+            MIGRATOR.run(&pool).await.map_err(migrate_error)?;
+        }
+        Ok(Store { pool })
+    }
+
+    /// Begins a write transaction. `BEGIN IMMEDIATE` takes the write lock
+    /// up front, waiting on the busy handler: a deferred transaction that
+    /// reads and then writes fails at once with SQLITE_BUSY when another
+    /// connection committed in between.
+    pub(crate) async fn write_tx(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// The newest `limit` rows (at least one) of `table` (by `id`), of one
+    /// VM or of all, oldest first. `table` and `cols` are constants.
+    pub(crate) async fn newest(
+        &self,
+        table: &str,
+        cols: &str,
+        vm_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<sqlx::sqlite::SqliteRow>, sqlx::Error> {
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let filter = if vm_id.is_some() {
+            "WHERE vm_id = ?"
+        } else {
+            ""
+        };
+        let sql = format!("SELECT {cols} FROM {table} {filter} ORDER BY id DESC LIMIT ?");
+        let mut q = sqlx::query(&sql);
+        if let Some(vm) = vm_id {
+            q = q.bind(vm);
+        }
+        let mut rows = q.bind(limit).fetch_all(&self.pool).await?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,31 @@
+//! What giva's three programs (`giva`, `giva-shim`, `giva-manager`) share at
+//! run time, so that each `main.rs` only parses flags and calls its
+//! library:
+//!
+//! - [`telemetry`]: logging to stderr, text or JSON ([`LogFormat`]);
+//! - [`signal`]: the shutdown signal (SIGINT, SIGTERM) and reload requests
+//!   (SIGHUP);
+//! - [`dirs`]: where a program keeps its state;
+//! - [`retry`]: exponential [`Backoff`] with jitter, for every retry loop;
+//! - [`exit`]: running a program's body and turning its result into an
+//!   exit code, with errors printed once, as `program: error`.
+//!
+//! ```
+//! use std::time::Duration;
+//! use giva_runtime::Backoff;
+//!
+//! let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+//! let first = b.next_delay();
+//! assert!(first <= Duration::from_millis(100) && first >= Duration::from_millis(50));
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod dirs;
+pub mod exit;
+pub mod retry;
+pub mod signal;
+pub mod telemetry;
+
+pub use retry::Backoff;
+pub use telemetry::LogFormat;

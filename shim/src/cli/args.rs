@@ -1,0 +1,235 @@
+//! The command line of `giva-shim`, and how each command's flags become
+//! its configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use giva_proto::shim::VmIdentity;
+
+use crate::load::LoadConfig;
+use crate::scan::ScanConfig;
+use crate::watch::{Backend, DEFAULT_VAULT, MarkScope, WatchConfig};
+
+/// The giva guest shim: reports file activity to the appliance and enforces
+/// its verdicts.
+#[derive(Debug, Parser)]
+#[command(name = "giva-shim", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// On-access protection: hold opens and execs of files under PATH until
+    /// the appliance's verdict (fanotify), or quarantine infected files after
+    /// they are written (inotify fallback).
+    Watch(WatchArgs),
+    /// Load generator: simulate N VMs instant-cloned from one image directory
+    /// and measure the appliance (registration storm, then blocking opens).
+    Load(LoadArgs),
+    /// Full scan: send every file under PATH to the appliance and print the verdicts.
+    Scan(ScanArgs),
+}
+
+/// Who this VM is and where its appliance is.
+#[derive(Debug, Clone, Args)]
+pub struct Identity {
+    /// The appliance's URL.
+    #[arg(long, env = "GIVA_APPLIANCE", default_value = "http://127.0.0.1:7411")]
+    pub appliance: String,
+    /// This VM's id (default: /etc/machine-id, or the host name).
+    #[arg(long)]
+    pub vm_id: Option<String>,
+    /// This VM's name (default: the host name).
+    #[arg(long)]
+    pub vm_name: Option<String>,
+    /// The image this VM was cloned from (clones of one image share verdicts).
+    #[arg(long, default_value = "")]
+    pub image_id: String,
+}
+
+impl Identity {
+    /// The appliance's URL and the VM identity to register with.
+    pub fn resolve(self) -> (String, VmIdentity) {
+        let mut vm = crate::client::default_identity();
+        if let Some(v) = self.vm_id {
+            vm.vm_id = v;
+        }
+        if let Some(n) = self.vm_name {
+            vm.name = n;
+        }
+        vm.image_id = self.image_id;
+        (self.appliance, vm)
+    }
+}
+
+/// Where fanotify marks go (`--mark`).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MarkArg {
+    /// A mount mark for mount points, inode marks otherwise.
+    Auto,
+    /// Inode marks on each directory and its subdirectories.
+    Inode,
+    /// A mount mark on the mount holding each path.
+    Mount,
+    /// A file-system mark on the file system holding each path.
+    Filesystem,
+}
+
+impl From<MarkArg> for MarkScope {
+    fn from(m: MarkArg) -> Self {
+        match m {
+            MarkArg::Auto => MarkScope::Auto,
+            MarkArg::Inode => MarkScope::Inode,
+            MarkArg::Mount => MarkScope::Mount,
+            MarkArg::Filesystem => MarkScope::Filesystem,
+        }
+    }
+}
+
+/// `giva-shim watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub identity: Identity,
+    /// Deny held accesses when no verdict comes in time (overrides the policy).
+    #[arg(long, conflicts_with = "fail_open")]
+    pub fail_closed: bool,
+    /// Allow held accesses when no verdict comes in time (overrides the policy).
+    #[arg(long)]
+    pub fail_open: bool,
+    /// How long a held access waits for a verdict (overrides the policy).
+    #[arg(long)]
+    pub decision_timeout_ms: Option<u64>,
+    /// Use notify-only watching (inotify) even where fanotify works.
+    #[arg(long)]
+    pub no_fanotify: bool,
+    /// Fail instead of falling back when fanotify is unavailable.
+    #[arg(long, conflicts_with = "no_fanotify")]
+    pub require_fanotify: bool,
+    /// Where fanotify marks go.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mark: MarkArg,
+    /// Where notify-only watching moves infected files.
+    #[arg(long, default_value = DEFAULT_VAULT)]
+    pub vault: PathBuf,
+    /// Events in flight to the appliance at once.
+    #[arg(long, default_value_t = 64)]
+    pub max_inflight: usize,
+    /// Directories, mount points or files to watch.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+impl From<WatchArgs> for WatchConfig {
+    fn from(a: WatchArgs) -> Self {
+        let (appliance, vm) = a.identity.resolve();
+        let mut config = WatchConfig::new(appliance, vm, a.paths);
+        config.overrides.fail_open = match (a.fail_open, a.fail_closed) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        };
+        config.overrides.decision_timeout = a.decision_timeout_ms.map(Duration::from_millis);
+        config.backend = match (a.no_fanotify, a.require_fanotify) {
+            (true, _) => Backend::Notify,
+            (_, true) => Backend::Fanotify,
+            _ => Backend::Auto,
+        };
+        config.mark = a.mark.into();
+        config.vault = a.vault;
+        config.max_inflight = a.max_inflight;
+        config
+    }
+}
+
+/// `giva-shim load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The appliance's URL.
+    #[arg(long, env = "GIVA_APPLIANCE", default_value = "http://127.0.0.1:7411")]
+    pub appliance: String,
+    /// Number of VMs to simulate.
+    #[arg(long)]
+    pub vms: usize,
+    /// The image directory every VM is cloned from.
+    #[arg(long)]
+    pub image: PathBuf,
+    /// The image id the VMs share.
+    #[arg(long, default_value = "load-image")]
+    pub image_id: String,
+    /// Files each VM opens (default: each file of the image once).
+    #[arg(long)]
+    pub opens_per_vm: Option<usize>,
+    /// Share of the opens sent as EXEC, in percent.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub exec_percent: u8,
+    /// VMs opening files at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// VMs registering at once during the storm.
+    #[arg(long, default_value_t = 256)]
+    pub register_concurrency: usize,
+    /// Events in flight per VM.
+    #[arg(long, default_value_t = 4)]
+    pub inflight_per_vm: usize,
+    /// gRPC connections shared by the VMs.
+    #[arg(long, default_value_t = 8)]
+    pub connections: usize,
+    /// Stop issuing events after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub duration: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl From<&LoadArgs> for LoadConfig {
+    fn from(a: &LoadArgs) -> Self {
+        let mut config = LoadConfig::new(a.appliance.clone(), a.vms, a.image.clone());
+        config.image_id = a.image_id.clone();
+        config.opens_per_vm = a.opens_per_vm;
+        config.exec_percent = a.exec_percent;
+        config.concurrency = a.concurrency;
+        config.register_concurrency = a.register_concurrency;
+        config.inflight_per_vm = a.inflight_per_vm;
+        config.connections = a.connections;
+        config.duration = Duration::from_secs(a.duration);
+        config
+    }
+}
+
+/// `giva-shim scan`.
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub identity: Identity,
+    /// One JSON object per file instead of clamscan-style lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Files in flight at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Do not print the summary.
+    #[arg(long)]
+    pub no_summary: bool,
+    /// Files and directories to scan.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+impl ScanArgs {
+    /// The scan's configuration (the output flags stay with the command).
+    pub fn config(&self) -> ScanConfig {
+        let (appliance, vm) = self.identity.clone().resolve();
+        let mut config = ScanConfig::new(appliance, vm, self.paths.clone());
+        config.concurrency = self.concurrency;
+        config
+    }
+}
