@@ -35,13 +35,13 @@ fn choices(e: &Elem, sets: &[ByteSet]) -> Option<([u8; 4], usize)> {
     }
 }
 
-/// Picks the best atom window: the highest-scoring run of at most
-/// [`MAX_ATOM`] positions that are literal bytes or tiny sets, expanding
-/// into at most [`MAX_ATOM_EXPANSION`] strings. Returns `(offset, strings)`.
 /// The score bonus of one step up in atom length class: 8 bits, so a
 /// shorter atom wins only when it is 256 times rarer.
 const CLASS_STEP: u32 = 32;
 
+/// Picks the best atom window: the highest-scoring run of at most
+/// [`MAX_ATOM`] positions that are literal bytes or tiny sets, expanding
+/// into at most [`MAX_ATOM_EXPANSION`] strings. Returns `(offset, strings)`.
 pub(super) fn pick_atom(elems: &[Elem], sets: &[ByteSet]) -> Option<(usize, Vec<Vec<u8>>)> {
     let ch: Vec<Option<([u8; 4], usize)>> = elems.iter().map(|e| choices(e, sets)).collect();
     let mut best: Option<(u32, usize, usize)> = None; // score, start, len
@@ -61,8 +61,9 @@ pub(super) fn pick_atom(elems: &[Elem], sets: &[ByteSet]) -> Option<(usize, Vec<
             len += 1;
             // Rarity (quarter bits in the kind of data where the window is
             // most likely; `rarity.rs`) plus a bonus for the length classes
-            // the atom index scans cheaply (7+ bytes are looked up every
-            // 4th position, 4-6 bytes every 2nd, shorter ones at every
+            // the atom index scans cheaply (an index whose atoms all have
+            // 7+ bytes looks up every 4th position, one with 4-6 byte atoms
+            // every 2nd; atoms of 1-3 bytes are checked at every
             // position). A lone byte is a last resort.
             let class = match len {
                 7.. => 3 * CLASS_STEP,

@@ -1,6 +1,6 @@
 //! How rare byte strings are in the data an appliance scans, used to pick
 //! atoms (`compile::pick_atom`) and the q-grams that index them
-//! (`atoms::AtomIndex::new`).
+//! (`index/build.rs`).
 //!
 //! A string is scored under three simple models of file contents: text
 //! (English-like letter frequencies, spaces, punctuation), machine code and

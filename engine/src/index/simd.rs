@@ -6,12 +6,9 @@
 //! positions, so the scan pays a scalar table probe only for the few
 //! positions whose filter bits are all set. Machines without either get 0
 //! blocks done, and the caller runs the scalar loop, which computes the
-//! same hash. When the AVX2 loop was written it doubled single-core
-//! throughput over the scalar loop (`engine/DESIGN.md`);
-//! with the rest of the scan faster since, the scalar loop now scans the
-//! 1 GiB bench corpus at about 0.45 GB/s against about 4 GB/s for the AVX2
-//! loop (engine alone, 1k to 100k body signatures,
-//! `bench/results/history/2026-12-03/byte-bits.md`).
+//! same hash. The scalar loop scans the 1 GiB bench corpus at about
+//! 0.45 GB/s against about 4 GB/s for the AVX2 loop (engine alone, 1k to
+//! 100k body signatures, `bench/results/history/2026-12-03/byte-bits.md`).
 //!
 //! # Safety
 //!
@@ -40,7 +37,7 @@
 /// word `h >> shift`; a key sets one bit in each byte of it, from the
 /// hash `g`: for the 4-byte key, `x` rotated left by 8 bits times
 /// `mul[1]`; for the back key `b` (the 4 bytes from 1 before the
-/// position), `(x & 0xffffff) * mul[2] ^ b`. `atoms::bloom` is the scalar
+/// position), `(x & 0xffffff) * mul[2] ^ b`. `hash::bloom` is the scalar
 /// form and says which bits of `g` pick which bit.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Filter<'a> {
@@ -290,7 +287,7 @@ unsafe fn avx2<const WIDE: bool, const BACK: bool, const PAIRS: bool>(
     // A per-lane shift is one instruction; a shift by an `xmm` count two.
     let shift = _mm256_set1_epi32(filter.shift as i32);
     // The key bits of the 6-bit fields `f` holds in the low bits of each
-    // byte: `atoms::BYTE_BIT`, its index folded to 3 bits first.
+    // byte: `hash::BYTE_BIT`, its index folded to 3 bits first.
     let bits = |f: __m256i| {
         let i = _mm256_and_si256(_mm256_xor_si256(f, _mm256_srli_epi32::<3>(f)), low3s);
         _mm256_shuffle_epi8(one_of_8, i)
@@ -359,7 +356,7 @@ unsafe fn avx2<const WIDE: bool, const BACK: bool, const PAIRS: bool>(
 /// [`avx2`] on 64-byte blocks. A key's bits come from one
 /// `vpmultishiftqb`, which moves each of its four 6-bit fields to the low
 /// bits of a byte, and one `vpermb`, which looks all 64 bytes up in
-/// `atoms::BYTE_BIT` at once: both run on the port the multiplies and
+/// `hash::BYTE_BIT` at once: both run on the port the multiplies and
 /// shifts leave free.
 ///
 /// # Safety
@@ -382,7 +379,7 @@ unsafe fn avx512<const WIDE: bool, const BACK: bool, const PAIRS: bool>(
     // SAFETY: the table is 64 bytes, one vector.
     let table = unsafe { _mm512_loadu_si512(crate::index::hash::BYTE_BIT.as_ptr().cast()) };
     // Where each byte's field starts in the 64 bits of its pair of lanes,
-    // lowest byte first (`atoms::bloom`): 4-byte keys at bits 2, 10, 18
+    // lowest byte first (`hash::bloom`): 4-byte keys at bits 2, 10, 18
     // and 26, back keys at 0, 4, 18 and 26, and 32 more in the upper lane.
     let fields_wide = _mm512_set1_epi64(0x3a32_2a22_1a12_0a02);
     let fields_back = _mm512_set1_epi64(0x3a32_2420_1a12_0400);
