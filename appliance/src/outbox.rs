@@ -411,3 +411,86 @@ impl Outbox {
         self.inner.pool.close().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{ConnectOptions, Connection};
+
+    use super::*;
+
+    async fn raw(path: &Path) -> sqlx::SqliteConnection {
+        SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    fn detection(id: &str) -> Event {
+        Event {
+            event_id: id.into(),
+            kind: EventKind::Detection as i32,
+            vm_id: "vm-1".into(),
+            ..Event::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outbox_from_before_versioned_schemas_keeps_its_pending_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite");
+        let mut conn = raw(&path).await;
+        // The table as the previous release created it, with no
+        // _sqlx_migrations, holding a detection not yet acknowledged.
+        sqlx::query(
+            "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+             event_id TEXT NOT NULL UNIQUE, urgent INTEGER NOT NULL, payload BLOB NOT NULL)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO outbox (event_id, urgent, payload) VALUES ('d1', 1, ?)")
+            .bind(detection("d1").encode_to_vec())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+
+        let outbox = Outbox::open(&path, 1 << 20)
+            .await
+            .expect("the old outbox opens");
+        let pending = outbox.pending(true, 10).await;
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].event_id, "d1");
+        assert!(outbox.bytes() > 0, "its bytes count against the quota");
+        outbox.close().await;
+        let mut conn = raw(&path).await;
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(versions, [1]);
+    }
+
+    #[tokio::test]
+    async fn an_outbox_written_by_a_newer_giva_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite");
+        Outbox::open(&path, 1 << 20).await.unwrap().close().await;
+        let mut conn = raw(&path).await;
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES (9999, 'from the future', 1, x'00', 0)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+        let err = Outbox::open(&path, 1 << 20).await.unwrap_err();
+        assert!(
+            err.to_string().contains("newer giva") && err.to_string().contains("9999"),
+            "{err}"
+        );
+    }
+}
