@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::corpus::{self, CorpusSpec, Manifest};
+use crate::latest::{Row, Summary};
 use crate::run::{self, Run};
 use crate::sigs::{self, SigSpec};
 
@@ -853,6 +854,97 @@ impl CompareResult {
             }
         }
         md
+    }
+}
+
+impl CompareResult {
+    /// The headline rows for `LATEST.md`: per signature count, giva on one
+    /// core and on all cores beside `clamscan` raw, the compiled load, and
+    /// whether every tool found exactly the planted detections.
+    pub fn summary(&self, command: &str) -> Summary {
+        let mut s = Summary::new(
+            "compare",
+            "Scan throughput and database load, giva beside clamscan",
+            command,
+            "compare.md",
+        );
+        s.setup = format!(
+            "Corpus: {}. One core's memory-read ceiling (the bench's probe): {:.1} GB/s.",
+            self.corpus, self.bw_one
+        );
+        s.plots = vec!["compare-throughput.svg".into(), "compare-load.svg".into()];
+        let mut configs: Vec<(&str, usize)> = self
+            .scans
+            .iter()
+            .map(|r| (r.config.as_str(), r.body))
+            .collect();
+        configs.dedup();
+        for (config, body) in configs {
+            let find = |tool: &str, threads: &str| {
+                self.scans.iter().find(|r| {
+                    r.config == config
+                        && r.tool == tool
+                        && r.threads == threads
+                        && r.note.is_empty()
+                })
+            };
+            let clam = find("clamscan raw", "1");
+            for (threads, label) in [("1", "one core"), ("all", "all cores")] {
+                let Some(g) = find("giva scan", threads) else {
+                    continue;
+                };
+                let ratio = clam.map(|c| g.mbps() / c.mbps());
+                let (target, met) = match (threads, body, ratio) {
+                    ("1", 100_000.., Some(r)) => {
+                        ("≥ 50× clamscan raw".to_string(), Some(r >= 50.0))
+                    }
+                    ("1", 10_000.., Some(r)) => ("≥ 30× clamscan raw".to_string(), Some(r >= 30.0)),
+                    _ => (String::new(), None),
+                };
+                s.rows.push(Row {
+                    measure: format!("scan MB/s, {config}, {label}"),
+                    giva: format!("{:.0} MB/s", g.mbps()),
+                    peer: clam.map_or(String::new(), |c| {
+                        format!("clamscan raw, one core: {:.1} MB/s", c.mbps())
+                    }),
+                    ratio: ratio.map_or(String::new(), |r| format!("{r:.0}×")),
+                    target,
+                    met,
+                });
+            }
+            let load = |prefix: &str| {
+                self.loads
+                    .iter()
+                    .find(|l| l.config == config && l.what.starts_with(prefix))
+                    .and_then(|l| l.secs)
+            };
+            if let (Some(g), Some(c)) = (load("giva load, compiled"), load("clamscan load")) {
+                s.rows.push(Row {
+                    measure: format!("database load, {config}"),
+                    giva: format!("{g:.3} s (compiled)"),
+                    peer: format!("clamscan: {c:.3} s"),
+                    ratio: format!("{:.0}× faster", c / g),
+                    target: "≥ 20× faster".into(),
+                    met: Some(c / g >= 20.0),
+                });
+            }
+            if let Some((_, expected)) = self.expected.iter().find(|(c, _)| c == config) {
+                let all_same = self
+                    .scans
+                    .iter()
+                    .filter(|r| r.config == config && r.note.is_empty())
+                    .all(|r| r.found == *expected);
+                s.rows.push(Row {
+                    measure: format!("detections, {config}"),
+                    giva: format!("{} planted, found by every run", expected.len()),
+                    peer: "clamscan: the same".into(),
+                    ratio: String::new(),
+                    target: "identical across tools".into(),
+                    met: Some(all_same),
+                });
+            }
+        }
+        s
     }
 }
 

@@ -1,5 +1,5 @@
 //! Writing results: percentiles, and a markdown file per run under
-//! `bench/results/<date>/` with the date, commit and machine.
+//! `bench/results/history/<date>/` with the date, commit and machine.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
@@ -88,13 +88,14 @@ pub fn commit() -> String {
     }
 }
 
-/// The results directory for today, created if needed.
+/// Today's directory of dated runs under `root` (`history/<date>/`),
+/// created if needed.
 ///
 /// # Errors
 ///
 /// The directory cannot be created.
 pub fn results_dir(root: &Path) -> std::io::Result<PathBuf> {
-    let dir = root.join(today());
+    let dir = root.join("history").join(today());
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

@@ -13,3 +13,4 @@ mod service;
 mod shim_load;
 mod shim_scan;
 mod shim_watch;
+mod structure;
