@@ -52,6 +52,18 @@ pub struct Appliance {
     pub(crate) reloads: ReloadState,
 }
 
+/// Why a reload was refused (the previous database stays in service).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The new database cannot be loaded, or its engine built.
+    #[error(transparent)]
+    Database(#[from] giva_engine::OpenError),
+    /// The reload task died.
+    #[error("the reload task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 impl Appliance {
     /// Builds an appliance from its configuration and a loaded database.
     ///
@@ -155,8 +167,8 @@ impl Appliance {
     ///
     /// # Errors
     ///
-    /// The new database cannot be loaded or built; the message says why.
-    pub async fn reload(self: &Arc<Self>, why: &str) -> Result<String, String> {
+    /// [`ReloadError`]: the new database cannot be loaded or built.
+    pub async fn reload(self: &Arc<Self>, why: &str) -> Result<String, ReloadError> {
         let _one_at_a_time = self.reloads.lock.lock().await;
         let app = self.clone();
         let started = std::time::Instant::now();
@@ -166,14 +178,13 @@ impl Appliance {
                 .loaded_files
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()) = files;
-            let (db, engine) =
-                load_signatures(&app.config.database.paths).map_err(|e| format!("{e:#}"))?;
+            let (db, engine) = load_signatures(&app.config.database.paths)?;
             let version = db.version().to_string();
             app.signatures.replace(db, engine);
-            Ok::<_, String>(version)
+            Ok::<_, ReloadError>(version)
         })
         .await
-        .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+        .unwrap_or_else(|e| Err(ReloadError::Task(e)));
         let mut err = self.reloads.error.lock().unwrap_or_else(|e| e.into_inner());
         match &result {
             Ok(version) => {
@@ -186,7 +197,7 @@ impl Appliance {
                 info!(%version, why, seconds = started.elapsed().as_secs_f64(), "database reloaded");
             }
             Err(e) => {
-                *err = Some(e.clone());
+                *err = Some(e.to_string());
                 self.stats
                     .reloads
                     .get_or_create(&vec![("result".into(), "failed".into())])

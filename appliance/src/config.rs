@@ -285,6 +285,16 @@ impl Default for PolicyConfig {
     }
 }
 
+/// A configuration option below its minimum.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{option} must be at least {min}")]
+pub struct InvalidOption {
+    /// The option, as `section.key`.
+    pub option: &'static str,
+    /// Its smallest valid value.
+    pub min: u64,
+}
+
 impl Config {
     /// Reads and validates a TOML configuration file.
     ///
@@ -307,21 +317,35 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// A message naming the first invalid option.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.manager.heartbeat_interval_secs == 0 {
-            return Err("manager.heartbeat_interval_secs must be at least 1".into());
-        }
-        if self.full_scan.max_concurrent == 0 {
-            return Err("full_scan.max_concurrent must be at least 1".into());
-        }
-        if self.server.max_inflight_per_vm == 0 {
-            return Err("server.max_inflight_per_vm must be at least 1".into());
-        }
-        if self.server.max_message_bytes < 64 * 1024 {
-            return Err("server.max_message_bytes must be at least 65536".into());
-        }
-        Ok(())
+    /// [`InvalidOption`] naming the first invalid option.
+    pub fn validate(&self) -> Result<(), InvalidOption> {
+        let at_least = |option: &'static str, value: u64, min: u64| {
+            if value < min {
+                Err(InvalidOption { option, min })
+            } else {
+                Ok(())
+            }
+        };
+        at_least(
+            "manager.heartbeat_interval_secs",
+            self.manager.heartbeat_interval_secs,
+            1,
+        )?;
+        at_least(
+            "full_scan.max_concurrent",
+            self.full_scan.max_concurrent as u64,
+            1,
+        )?;
+        at_least(
+            "server.max_inflight_per_vm",
+            self.server.max_inflight_per_vm as u64,
+            1,
+        )?;
+        at_least(
+            "server.max_message_bytes",
+            self.server.max_message_bytes as u64,
+            64 * 1024,
+        )
     }
 
     /// The configuration as TOML (for `--print-config`).

@@ -35,6 +35,6 @@ pub mod session;
 pub mod stats;
 mod tasks;
 
-pub use appliance::Appliance;
+pub use appliance::{Appliance, ReloadError};
 pub use loading::{load_database, load_databases, load_signatures};
 pub use serve::serve;

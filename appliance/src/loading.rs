@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use giva_engine::Engine;
+use giva_engine::{Engine, OpenError};
 use giva_signatures::Database;
 
 use crate::config::Config;
@@ -13,12 +13,12 @@ use crate::config::Config;
 ///
 /// # Errors
 ///
-/// A database cannot be read or compiled; the message names file and line.
-pub fn load_databases(paths: &[PathBuf]) -> anyhow::Result<Database> {
+/// A database cannot be read or compiled; the error names file and line.
+pub fn load_databases(paths: &[PathBuf]) -> Result<Database, giva_signatures::Error> {
     if paths.is_empty() {
         return Ok(giva_signatures::bundled());
     }
-    giva_signatures::load(paths).map_err(|e| anyhow::anyhow!("{e}"))
+    giva_signatures::load(paths)
 }
 
 /// Loads the database named by the configuration: the bundled default when
@@ -26,9 +26,9 @@ pub fn load_databases(paths: &[PathBuf]) -> anyhow::Result<Database> {
 ///
 /// # Errors
 ///
-/// The signatures cannot be read or compiled; the message names the file
+/// The signatures cannot be read or compiled; the error names the file
 /// and line.
-pub fn load_database(config: &Config) -> anyhow::Result<Database> {
+pub fn load_database(config: &Config) -> Result<Database, giva_signatures::Error> {
     load_databases(&config.database.paths)
 }
 
@@ -40,13 +40,12 @@ pub fn load_database(config: &Config) -> anyhow::Result<Database> {
 /// # Errors
 ///
 /// The signatures cannot be read or compiled, or the engine cannot be
-/// built; the message says which and why.
-pub fn load_signatures(paths: &[PathBuf]) -> anyhow::Result<(Database, Engine)> {
+/// built; the error says which and why.
+pub fn load_signatures(paths: &[PathBuf]) -> Result<(Database, Engine), OpenError> {
     if paths.is_empty() {
         let db = giva_signatures::bundled();
-        let engine =
-            Engine::new(&db).map_err(|e| anyhow::anyhow!("cannot build the engine: {e}"))?;
+        let engine = Engine::new(&db)?;
         return Ok((db, engine));
     }
-    Engine::load(paths).map_err(|e| anyhow::anyhow!("{e}"))
+    Engine::load(paths)
 }

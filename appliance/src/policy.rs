@@ -14,13 +14,23 @@ pub struct Policy {
     filter: Filter,
 }
 
+/// A policy that does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {}", group.as_ref().map_or_else(|| "policy".to_string(), |g| format!("groups.{g}")), problems.join("; "))]
+pub struct PolicyError {
+    /// The group whose policy it is (`None`: the default policy).
+    pub group: Option<String>,
+    /// What is wrong: each invalid pattern, named.
+    pub problems: Vec<String>,
+}
+
 impl Policy {
     /// Compiles a policy.
     ///
     /// # Errors
     ///
-    /// An invalid glob pattern, named in the message.
-    pub fn new(config: PolicyConfig, limits: LimitsConfig) -> Result<Self, String> {
+    /// [`PolicyError`] for invalid patterns, each named.
+    pub fn new(config: PolicyConfig, limits: LimitsConfig) -> Result<Self, PolicyError> {
         let mut policy = Policy {
             config,
             limits,
@@ -28,7 +38,10 @@ impl Policy {
         };
         let (filter, problems) = Filter::new(&policy.to_wire());
         if !problems.is_empty() {
-            return Err(format!("policy: {}", problems.join("; ")));
+            return Err(PolicyError {
+                group: None,
+                problems,
+            });
         }
         policy.filter = filter;
         Ok(policy)
@@ -99,14 +112,17 @@ impl Policies {
     ///
     /// # Errors
     ///
-    /// An invalid policy, named in the message.
-    pub fn new(config: &crate::config::Config) -> Result<Self, String> {
+    /// [`PolicyError`] for the first invalid policy.
+    pub fn new(config: &crate::config::Config) -> Result<Self, PolicyError> {
         let default =
             std::sync::Arc::new(Policy::new(config.policy.clone(), config.limits.clone())?);
         let mut groups = std::collections::BTreeMap::new();
         for (name, p) in &config.groups {
-            let policy = Policy::new(p.clone(), config.limits.clone())
-                .map_err(|e| format!("groups.{name}: {e}"))?;
+            let policy =
+                Policy::new(p.clone(), config.limits.clone()).map_err(|e| PolicyError {
+                    group: Some(name.clone()),
+                    ..e
+                })?;
             groups.insert(name.clone(), std::sync::Arc::new(policy));
         }
         Ok(Policies { default, groups })

@@ -21,12 +21,14 @@ struct VmEntry {
     stream: Option<SessionSender>,
 }
 
-/// Why a session could not be attached.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a VM could not register, or a session could not be attached.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AttachError {
     /// No VM registered with this session id.
+    #[error("unknown session")]
     UnknownSession,
     /// The VM already has an open stream.
+    #[error("VM {0} already has a live session")]
     AlreadyConnected(String),
 }
 
@@ -71,13 +73,13 @@ impl Registry {
     ///
     /// The VM has a live session stream: a second registration of a live VM
     /// id is refused, so two guests cannot claim one identity.
-    pub fn register(&self, identity: VmIdentity, now_us: i64) -> Result<String, String> {
+    pub fn register(&self, identity: VmIdentity, now_us: i64) -> Result<String, AttachError> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let session_id = format!("{:x}-{n:x}", now_us);
         let mut vms = self.lock();
         if let Some(old) = vms.get(&identity.vm_id) {
             if old.stream.as_ref().is_some_and(|s| !s.is_closed()) {
-                return Err(format!("VM {} already has a live session", identity.vm_id));
+                return Err(AttachError::AlreadyConnected(identity.vm_id.clone()));
             }
             self.sessions().remove(&old.session_id);
         }

@@ -60,12 +60,15 @@ impl Reporter {
         notify_immediately: bool,
         request_timeout: Duration,
         stats: Arc<Stats>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BadManagerUrl> {
         let client = if url.is_empty() {
             None
         } else {
             let endpoint = Endpoint::from_shared(url.to_string())
-                .map_err(|e| format!("invalid manager URL {url}: {e}"))?
+                .map_err(|source| BadManagerUrl {
+                    url: url.to_string(),
+                    source,
+                })?
                 .connect_timeout(request_timeout)
                 .timeout(request_timeout)
                 .tcp_nodelay(true);
@@ -325,6 +328,17 @@ impl Reporter {
             registry.send_full_scan_command(&fs.vm_id, &fs.reason);
         }
     }
+}
+
+/// The manager's URL is not a valid endpoint.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid manager URL {url}: {source}")]
+pub struct BadManagerUrl {
+    /// The URL given.
+    pub url: String,
+    /// What is wrong with it.
+    #[source]
+    pub source: tonic::transport::Error,
 }
 
 /// The retry schedule of the reports to the manager: 50 ms up to 5 s, so

@@ -66,7 +66,7 @@ impl ShimService for ShimGrpc {
         let session_id = app
             .registry
             .register(vm.clone(), now_us())
-            .map_err(Status::already_exists)?;
+            .map_err(|e| Status::already_exists(e.to_string()))?;
         info!(vm_id = %vm.vm_id, name = %vm.name, image_id = %vm.image_id, "VM registered");
         // Registration never waits on the manager: the event rides the
         // next heartbeat.

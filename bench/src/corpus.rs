@@ -408,30 +408,35 @@ pub fn ensure(spec: &CorpusSpec, root: &Path) -> anyhow::Result<(PathBuf, Manife
     Ok((dir, m))
 }
 
+/// A size that [`parse_size`] cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadSize {
+    /// No number in front.
+    #[error("'{0}': expected a size like 100MiB or 1GiB")]
+    Number(String),
+    /// A unit that is not one of the accepted ones.
+    #[error("'{0}': unknown unit (use K, M, G, KiB, MiB or GiB)")]
+    Unit(String),
+}
+
 /// Parses a size such as `1GiB`, `100MiB`, `64K`, `4096`.
 ///
 /// # Errors
 ///
-/// A message naming the accepted forms.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+/// [`BadSize`], naming the accepted forms.
+pub fn parse_size(s: &str) -> Result<u64, BadSize> {
     let t = s.trim();
     let split = t
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("'{s}': expected a size like 100MiB or 1GiB"))?;
+    let n: f64 = num.parse().map_err(|_| BadSize::Number(s.to_string()))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" | "kb" => 1 << 10,
         "m" | "mib" | "mb" => 1 << 20,
         "g" | "gib" | "gb" => 1 << 30,
-        _ => {
-            return Err(format!(
-                "'{s}': unknown unit (use K, M, G, KiB, MiB or GiB)"
-            ));
-        }
+        _ => return Err(BadSize::Unit(s.to_string())),
     };
     Ok((n * mult as f64) as u64)
 }

@@ -4,7 +4,7 @@
 //! through `#[path]`, into the integration suite, which replays the inputs
 //! kept in `fuzz/regressions/<target>/` through the same function. It only
 //! uses crates both have: the giva crates, `prost`, `tokio`, `tonic`,
-//! `tokio-stream`, `sha2`, `md-5` and `arbitrary`.
+//! `tokio-stream`, `sha2`, `md-5`, `hex` and `arbitrary`.
 //!
 //! Every function panics (and so makes libFuzzer report a crash) when an
 //! invariant breaks; returning means the input was handled correctly.
@@ -43,10 +43,6 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         _ => return false,
     }
     true
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -162,7 +158,7 @@ pub fn cvd(data: &[u8]) {
             (b, "cud")
         }
         2 => {
-            let md5 = hex(&md5::Md5::digest(rest));
+            let md5 = hex::encode(md5::Md5::digest(rest));
             let mut b = cvd_header(
                 &md5,
                 "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
@@ -399,16 +395,16 @@ pub enum Tok {
 
 fn tok_text(t: &Tok, out: &mut String) {
     match t {
-        Tok::Byte(b) => out.push_str(&hex(&[alpha(*b)])),
-        Tok::Pair(a, b) => out.push_str(&hex(&[alpha(*a), alpha(*b)])),
+        Tok::Byte(b) => out.push_str(&hex::encode([alpha(*b)])),
+        Tok::Pair(a, b) => out.push_str(&hex::encode([alpha(*a), alpha(*b)])),
         Tok::Wild => out.push_str("??"),
         Tok::NibHi(b) => {
-            out.push_str(&hex(&[alpha(*b)])[..1]);
+            out.push_str(&hex::encode([alpha(*b)])[..1]);
             out.push('?');
         }
         Tok::NibLo(b) => {
             out.push('?');
-            out.push_str(&hex(&[alpha(*b)])[1..]);
+            out.push_str(&hex::encode([alpha(*b)])[1..]);
         }
         Tok::Alt {
             branches,
@@ -433,10 +429,10 @@ fn tok_text(t: &Tok, out: &mut String) {
                 let bytes: Vec<u8> = (0..w)
                     .map(|k| alpha(b.get(k).copied().unwrap_or(0)))
                     .collect();
-                out.push_str(&hex(&bytes));
+                out.push_str(&hex::encode(&bytes));
             }
             if branches.is_empty() {
-                out.push_str(&hex(&vec![b'a'; width]));
+                out.push_str(&hex::encode(vec![b'a'; width]));
             }
             out.push(')');
         }
@@ -645,15 +641,15 @@ pub fn diff_sources(input: &DiffInput, data: &[u8]) -> Vec<(String, String)> {
                     data.len().to_string()
                 };
                 if *sha {
-                    let d = hex(&sha2::Sha256::digest(data));
+                    let d = hex::encode(sha2::Sha256::digest(data));
                     hsb.push_str(&format!("{d}:{size}:Diff.H{i}\n"));
                 } else {
-                    let d = hex(&md5::Md5::digest(data));
+                    let d = hex::encode(md5::Md5::digest(data));
                     hdb.push_str(&format!("{d}:{size}:Diff.H{i}\n"));
                 }
             }
             Sig::AllowData => {
-                let d = hex(&md5::Md5::digest(data));
+                let d = hex::encode(md5::Md5::digest(data));
                 fp.push_str(&format!("{d}:{}:Allowed\n", data.len()));
             }
             Sig::Ignore(n) => {

@@ -19,4 +19,5 @@ pub mod load;
 pub mod policy;
 pub mod scan;
 pub mod shutdown;
+pub mod stream;
 pub mod watch;

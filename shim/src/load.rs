@@ -414,7 +414,7 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     loop {
         match tokio::time::timeout_at(grace, vms.join_next()).await {
             Ok(Some(Ok(Ok(())))) => {}
-            Ok(Some(Ok(Err(e)))) => counters.error(e),
+            Ok(Some(Ok(Err(e)))) => counters.error(e.to_string()),
             Ok(Some(Err(e))) => counters.error(format!("VM task: {e}")),
             Ok(None) => break,
             Err(_) => {
@@ -459,6 +459,20 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     Ok(report)
 }
 
+/// Why one simulated VM stopped early.
+#[derive(Debug, thiserror::Error)]
+enum VmError {
+    /// The appliance ended the session with an error.
+    #[error("VM {vm}: session: {status}")]
+    Session { vm: usize, status: tonic::Status },
+    /// The session closed.
+    #[error("VM {vm}: session closed")]
+    Closed { vm: usize },
+    /// Nothing came back for a minute.
+    #[error("VM {vm}: no answer for 60 s")]
+    Silent { vm: usize },
+}
+
 struct Vm {
     index: usize,
     session_id: String,
@@ -472,7 +486,7 @@ struct Vm {
 }
 
 impl Vm {
-    async fn run(self) -> Result<(), String> {
+    async fn run(self) -> Result<(), VmError> {
         let c = &self.counters;
         let mut client = ShimServiceClient::new(self.channel.clone());
         let (tx, rx) = mpsc::channel::<GuestMessage>(client::OUT_BUFFER);
@@ -481,11 +495,14 @@ impl Vm {
         });
         tx.send(GuestMessage { msg: Some(open) })
             .await
-            .map_err(|_| "session closed before open".to_string())?;
+            .map_err(|_| VmError::Closed { vm: self.index + 1 })?;
         let mut inbound = client
             .session(tokio_stream::wrappers::ReceiverStream::new(rx))
             .await
-            .map_err(|s| format!("session: {s}"))?
+            .map_err(|status| VmError::Session {
+                vm: self.index + 1,
+                status,
+            })?
             .into_inner();
         let n = self.files.len();
         // Clones boot the same files, each in a slightly different order.
@@ -534,9 +551,14 @@ impl Vm {
             }
             let wait = tokio::time::timeout(Duration::from_secs(60), inbound.message()).await;
             let m = match wait {
-                Err(_) => break Err(format!("VM {}: no answer for 60 s", self.index + 1)),
-                Ok(Err(s)) => break Err(format!("VM {}: session: {s}", self.index + 1)),
-                Ok(Ok(None)) => break Err(format!("VM {}: session closed", self.index + 1)),
+                Err(_) => break Err(VmError::Silent { vm: self.index + 1 }),
+                Ok(Err(status)) => {
+                    break Err(VmError::Session {
+                        vm: self.index + 1,
+                        status,
+                    });
+                }
+                Ok(Ok(None)) => break Err(VmError::Closed { vm: self.index + 1 }),
                 Ok(Ok(Some(m))) => m,
             };
             match m.msg {
@@ -556,10 +578,10 @@ impl Vm {
                                     .content_bytes
                                     .fetch_add(size.saturating_sub(req.offset), Ordering::Relaxed);
                             }
-                            Err(reason) => {
+                            Err(e) => {
                                 let m = guest_message::Msg::ContentError(ContentError {
                                     seq: req.seq,
-                                    reason,
+                                    reason: e.to_string(),
                                 });
                                 let _ = tx.send(GuestMessage { msg: Some(m) }).await;
                             }

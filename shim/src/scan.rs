@@ -5,6 +5,7 @@
 //! for it, and reports each verdict as it arrives. At the end it reports
 //! completion, so that the manager can release a quarantined VM.
 
+use crate::stream::StreamError;
 use std::collections::{HashMap, VecDeque};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -205,12 +206,12 @@ pub async fn run(
                     send(&tx, guest_message::Msg::Event(ev)).await?;
                     pending.insert(seq, Pending { path, size });
                 }
-                Err(reason) => {
+                Err(e) => {
                     let r = FileResult {
                         path,
                         status: "error",
                         signatures: vec![],
-                        reason,
+                        reason: e.to_string(),
                         from_cache: false,
                     };
                     summary.scanned += 1;
@@ -265,8 +266,8 @@ pub async fn run(
                 let tx = tx.clone();
                 let errors = readers_tx.clone();
                 tokio::spawn(async move {
-                    if let Err(reason) = stream_file(&path, req.seq, req.offset, size, &tx).await {
-                        let _ = errors.send((req.seq, reason)).await;
+                    if let Err(e) = stream_file(&path, req.seq, req.offset, size, &tx).await {
+                        let _ = errors.send((req.seq, e.to_string())).await;
                     }
                 });
             }
@@ -484,8 +485,8 @@ pub fn walk(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
 /// # Errors
 ///
 /// The file cannot be inspected.
-pub fn identity(path: &Path, image_id: &str) -> Result<FileIdentity, String> {
-    let md = std::fs::metadata(path).map_err(|e| e.to_string())?;
+pub fn identity(path: &Path, image_id: &str) -> std::io::Result<FileIdentity> {
+    let md = std::fs::metadata(path)?;
     Ok(FileIdentity {
         size: md.len(),
         mtime_ns: md
@@ -508,22 +509,18 @@ fn identity_size(ev: &FileEvent) -> u64 {
 ///
 /// # Errors
 ///
-/// A read error, as text for a `ContentError`.
+/// [`StreamError`]: a read error, or the session closed.
 pub async fn stream_file(
     path: &Path,
     seq: u64,
     offset: u64,
     size: u64,
     tx: &mpsc::Sender<GuestMessage>,
-) -> Result<(), String> {
-    let mut file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<(), StreamError> {
+    let mut file = tokio::fs::File::open(path).await?;
     if offset > 0 {
         use tokio::io::AsyncSeekExt;
-        file.seek(std::io::SeekFrom::Start(offset))
-            .await
-            .map_err(|e| e.to_string())?;
+        file.seek(std::io::SeekFrom::Start(offset)).await?;
     }
     let mut pos = offset;
     loop {
@@ -533,10 +530,7 @@ pub async fn stream_file(
         let mut buf = vec![0u8; want];
         let mut filled = 0;
         while filled < buf.len() {
-            let n = file
-                .read(&mut buf[filled..])
-                .await
-                .map_err(|e| e.to_string())?;
+            let n = file.read(&mut buf[filled..]).await?;
             if n == 0 {
                 break;
             }
@@ -555,7 +549,7 @@ pub async fn stream_file(
             msg: Some(guest_message::Msg::Chunk(chunk)),
         })
         .await
-        .map_err(|_| "session closed".to_string())?;
+        .map_err(|_| StreamError::SessionClosed)?;
         if last {
             return Ok(());
         }

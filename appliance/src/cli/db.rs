@@ -115,13 +115,43 @@ pub fn info(paths: &[PathBuf], json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Why `giva db verify` refused a file.
+#[derive(Debug, thiserror::Error)]
+enum VerifyError {
+    /// The compiled database does not open, or its signatures do not
+    /// decode.
+    #[error(transparent)]
+    Database(#[from] giva_signatures::LoadError),
+    /// Its stored engine cannot be used.
+    #[error(transparent)]
+    StoredEngine(#[from] giva_engine::StoredError),
+    /// A text source or container does not compile.
+    #[error(transparent)]
+    Compile(#[from] giva_signatures::CompileError),
+    /// The signatures do not build into a database.
+    #[error(transparent)]
+    Build(#[from] giva_signatures::BuildError),
+}
+
 /// Beyond the header, checksum and bounds that opening checks: every
 /// signature decodes, and a stored engine loads.
-fn verify_compiled(db: &Database) -> Result<(), String> {
-    db.try_body_signatures().map_err(|e| e.to_string())?;
+fn verify_compiled(db: &Database) -> Result<(), VerifyError> {
+    db.try_body_signatures()?;
     match giva_engine::Engine::load_stored(db) {
-        Some(Err(e)) => Err(e.to_string()),
+        Some(Err(e)) => Err(e.into()),
         _ => Ok(()),
+    }
+}
+
+/// Checks one file: a compiled database, or sources that compile.
+fn verify_one(p: &Path) -> Result<(), VerifyError> {
+    if giva_signatures::db::layout::has_magic(p) {
+        verify_compiled(&Database::open(p)?)
+    } else {
+        let mut c = giva_signatures::Compiler::new();
+        c.add_path(p)?;
+        c.build()?;
+        Ok(())
     }
 }
 
@@ -130,17 +160,7 @@ fn verify_compiled(db: &Database) -> Result<(), String> {
 pub fn verify(paths: &[PathBuf]) -> u8 {
     let mut code = 0;
     for p in paths {
-        let result = if giva_signatures::db::layout::has_magic(p) {
-            Database::open(p)
-                .map_err(|e| e.to_string())
-                .and_then(|db| verify_compiled(&db))
-        } else {
-            let mut c = giva_signatures::Compiler::new();
-            c.add_path(p)
-                .map_err(|e| e.to_string())
-                .and_then(|()| c.build().map(|_| ()).map_err(|e| e.to_string()))
-        };
-        match result {
+        match verify_one(p) {
             Ok(()) => println!("{}: OK", p.display()),
             Err(e) => {
                 println!("{}: FAILED: {e}", p.display());

@@ -15,6 +15,29 @@ use serde::Serialize;
 use crate::cli::args::ScanArgs;
 use crate::loading::load_signatures;
 
+/// Why one file could not be scanned (printed as its line, as `clamscan`
+/// prints `ERROR`).
+#[derive(Debug, thiserror::Error)]
+enum FileError {
+    /// Opening or reading it failed.
+    #[error(transparent)]
+    Scan(#[from] giva_engine::ScanError),
+    /// Mapping it failed.
+    #[error("{}: {source}", path.display())]
+    Map {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The pool refused the split scan.
+    #[error(transparent)]
+    Busy(#[from] giva_engine::Busy),
+    /// The split scan gave no result.
+    #[error("scan failed: {0}")]
+    Job(#[from] giva_engine::JobError),
+}
+
 /// One file's result in `--json` output.
 #[derive(Debug, Serialize)]
 struct JsonRow<'a> {
@@ -124,27 +147,28 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
     });
     let threads = workers.min(files.len().max(1));
     let split_at = pool.split_config().threshold as u64;
-    let scan_one = |path: &Path| -> Result<ScanResult, String> {
+    let scan_one = |path: &Path| -> Result<ScanResult, FileError> {
         let len = std::fs::metadata(path)
             .ok()
             .filter(std::fs::Metadata::is_file)
             .map_or(0, |m| m.len());
         if len < MMAP_THRESHOLD {
-            return engine.scan_file(path, &opts).map_err(|e| e.to_string());
+            return Ok(engine.scan_file(path, &opts)?);
         }
         // Operator-named local files are mapped under the policy of
         // `giva_signatures::map`: reading would copy every byte once more.
-        let map =
-            MappedFile::open_operator_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let map = MappedFile::open_operator_file(path).map_err(|source| FileError::Map {
+            path: path.to_owned(),
+            source,
+        })?;
         // With one thread a split buys nothing and costs its overlaps and
         // merge: about 4% of a 1-thread scan of the 1 GiB bench corpus.
         if workers == 1 || len <= split_at {
             return Ok(engine.scan_mapped(&map, &opts));
         }
-        pool.scan_bytes(&engine, map, &opts, "local", Priority::OnDemand)
-            .map_err(|busy| busy.to_string())?
-            .wait()
-            .map_err(|e| format!("scan failed: {e:?}"))
+        Ok(pool
+            .scan_bytes(&engine, map, &opts, "local", Priority::OnDemand)?
+            .wait()?)
     };
     let next = AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -168,7 +192,12 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
                     }
                     let infected = matches!(&result, Ok(r) if r.is_infected());
                     if !args.infected_only || infected || result.is_err() {
-                        emit(render(args, path, result.as_ref().map_err(String::as_str)));
+                        let shown = result.as_ref().map_err(ToString::to_string);
+                        emit(render(
+                            args,
+                            path,
+                            shown.as_ref().copied().map_err(String::as_str),
+                        ));
                     }
                     if let Some(b) = &bar {
                         b.inc(1);

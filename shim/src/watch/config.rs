@@ -110,7 +110,10 @@ pub enum WatchError {
     },
     /// The inotify fallback cannot start.
     #[error("notify-only watching failed: {0}")]
-    Notify(String),
+    Inotify(#[source] notify::Error),
+    /// The fanotify reader thread cannot start.
+    #[error("cannot start the fanotify thread: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 /// The event source in use.

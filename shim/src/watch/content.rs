@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use giva_proto::shim::{ContentChunk, FileIdentity, GuestMessage, guest_message};
 use tokio::sync::mpsc;
 
+use crate::stream::StreamError;
 use crate::watch::state::Shared;
 
 /// Size of the content chunks the watcher sends (small, to keep memory low:
@@ -22,21 +23,6 @@ pub(crate) struct Content {
     pub offset: u64,
     pub length: u64,
     pub size: u64,
-}
-
-/// Why a content request could not be served (sent to the appliance as
-/// the `ContentError` reason).
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum StreamError {
-    /// Reading the file failed.
-    #[error("{0}")]
-    Read(#[from] std::io::Error),
-    /// The blocking reader task died.
-    #[error("reader failed: {0}")]
-    Reader(#[from] tokio::task::JoinError),
-    /// The session ended under the transfer.
-    #[error("session closed")]
-    SessionClosed,
 }
 
 impl Content {

@@ -18,6 +18,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::shutdown::Shutdown;
+use crate::watch::config::WatchError;
 use crate::watch::content::identity_of;
 use crate::watch::state::Shared;
 use crate::watch::ticket::{Reply, Request};
@@ -155,7 +156,7 @@ pub fn start(
     vault: Vault,
     image_id: String,
     shutdown: Shutdown,
-) -> Result<(NotifyWatch, tokio::task::JoinHandle<()>), String> {
+) -> Result<(NotifyWatch, tokio::task::JoinHandle<()>), WatchError> {
     let (ptx, mut prx) = mpsc::channel::<PathBuf>(PATH_QUEUE);
     let counters = shared.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
@@ -175,11 +176,14 @@ pub fn start(
             }
         }
     })
-    .map_err(|e| format!("inotify: {e}"))?;
+    .map_err(WatchError::Inotify)?;
     for p in paths {
         watcher
             .watch(p, RecursiveMode::Recursive)
-            .map_err(|e| format!("cannot watch {}: {e}", p.display()))?;
+            .map_err(|e| WatchError::BadPath {
+                path: p.clone(),
+                reason: e.to_string(),
+            })?;
     }
     let task = tokio::spawn(async move {
         loop {

@@ -56,10 +56,10 @@ impl Watcher {
             ),
             b => match start_fanotify(&config, &shared, &tx, &shutdown)? {
                 Ok(source) => (ActiveBackend::Fanotify, Some(source)),
-                Err(reason) if b == Backend::Fanotify => {
+                Err(Unsupported(reason)) if b == Backend::Fanotify => {
                     return Err(WatchError::FanotifyUnavailable(reason));
                 }
-                Err(reason) => (ActiveBackend::Notify { reason }, None),
+                Err(Unsupported(reason)) => (ActiveBackend::Notify { reason }, None),
             },
         };
         let source = match source {
@@ -76,8 +76,7 @@ impl Watcher {
                     vault,
                     config.vm.image_id.clone(),
                     shutdown.clone(),
-                )
-                .map_err(WatchError::Notify)?;
+                )?;
                 Source::Notify(w, task)
             }
         };
@@ -149,6 +148,11 @@ impl Drop for Watcher {
     }
 }
 
+/// Why fanotify cannot be used here, for people (the watcher then falls
+/// back to notify-only watching, unless fanotify is required).
+#[derive(Debug)]
+struct Unsupported(String);
+
 /// Starts the fanotify source. The outer error is fatal (a bad path); the
 /// inner one says why fanotify is unavailable.
 #[cfg(target_os = "linux")]
@@ -157,11 +161,11 @@ fn start_fanotify(
     shared: &Arc<Shared>,
     tx: &mpsc::Sender<Request>,
     shutdown: &Shutdown,
-) -> Result<Result<Source, String>, WatchError> {
+) -> Result<Result<Source, Unsupported>, WatchError> {
     use crate::watch::fanotify::{FanGate, ReaderConfig, Unavailable, reader_loop};
     let gate = match FanGate::open(&config.paths, config.mark) {
         Ok(g) => g,
-        Err(Unavailable::Unsupported(reason)) => return Ok(Err(reason)),
+        Err(Unavailable::Unsupported(reason)) => return Ok(Err(Unsupported(reason))),
         Err(Unavailable::BadPath(path, reason)) => {
             return Err(WatchError::BadPath { path, reason });
         }
@@ -174,7 +178,7 @@ fn start_fanotify(
     let thread = std::thread::Builder::new()
         .name("giva-fanotify".into())
         .spawn(move || reader_loop(gate, shared, tx, shutdown, rc))
-        .map_err(|e| WatchError::Notify(format!("cannot start the fanotify thread: {e}")))?;
+        .map_err(WatchError::Thread)?;
     Ok(Ok(Source::Fanotify(thread)))
 }
 
@@ -184,9 +188,9 @@ fn start_fanotify(
     _shared: &Arc<Shared>,
     _tx: &mpsc::Sender<Request>,
     _shutdown: &Shutdown,
-) -> Result<Result<Source, String>, WatchError> {
-    Ok(Err(format!(
+) -> Result<Result<Source, Unsupported>, WatchError> {
+    Ok(Err(Unsupported(format!(
         "fanotify exists only on Linux (this is {})",
         std::env::consts::OS
-    )))
+    ))))
 }

@@ -1013,7 +1013,7 @@ async fn a_hostile_signature_update_is_refused_and_scanning_goes_on() {
             .await
             .expect("a reload finishes in time");
         let e = r.expect_err("a hostile signature file must be refused");
-        assert!(e.contains(name), "{name}: {e}");
+        assert!(e.to_string().contains(name), "{name}: {e}");
         assert_eq!(app.signatures.version(), version, "the old database stays");
         other_vm_still_detects(&appliance.url(), &format!("vm-update-{name}")).await;
         std::fs::remove_file(&path).expect("remove");
