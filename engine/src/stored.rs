@@ -73,7 +73,9 @@ pub(crate) fn read(blob: &Bytes, nbody: usize, nsubs: usize) -> StoredResult<Sto
     }
     let mut r = StoredReader::new(blob);
     if r.take(MAGIC.len())? != MAGIC {
-        return invalid("another format (written by another giva version)");
+        return invalid(
+            "another format, written by another giva version (`giva db compile` it again to skip the rebuild)",
+        );
     }
     if r.count(0)? != nbody || r.count(0)? != nsubs {
         return invalid("built for other signatures");

@@ -15,6 +15,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod identity;
 pub mod load;
 pub mod policy;
 pub mod scan;

@@ -17,7 +17,6 @@
 //! after.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -308,16 +307,7 @@ fn load_image(dir: &PathBuf, image_id: &str) -> Result<Vec<ImageFile>, LoadError
         files.push(ImageFile {
             path: entry.path().to_path_buf(),
             guest_path: format!("/{}", rel.to_string_lossy()),
-            identity: FileIdentity {
-                size: md.len(),
-                mtime_ns: md
-                    .mtime()
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(md.mtime_nsec()),
-                file_id: md.ino(),
-                device_id: md.dev(),
-                image_id: image_id.to_string(),
-            },
+            identity: crate::identity::from_metadata(&md, image_id),
         });
     }
     if files.is_empty() {

@@ -7,7 +7,6 @@
 
 use crate::stream::StreamError;
 use std::collections::{HashMap, VecDeque};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -486,17 +485,10 @@ pub fn walk(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
 ///
 /// The file cannot be inspected.
 pub fn identity(path: &Path, image_id: &str) -> std::io::Result<FileIdentity> {
-    let md = std::fs::metadata(path)?;
-    Ok(FileIdentity {
-        size: md.len(),
-        mtime_ns: md
-            .mtime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(md.mtime_nsec()),
-        file_id: md.ino(),
-        device_id: md.dev(),
-        image_id: image_id.to_string(),
-    })
+    Ok(crate::identity::from_metadata(
+        &std::fs::metadata(path)?,
+        image_id,
+    ))
 }
 
 fn identity_size(ev: &FileEvent) -> u64 {

@@ -1,4 +1,4 @@
-//! The VM inventory: VM records (as the protocol's `VmRecord` message) and
+//! The VM inventory: VM records (the protocol's `VmState` message, called `VmRecord` here) and
 //! what the quarantine remembers of each VM.
 
 use giva_proto::manager::{VmInfo, VmState as VmRecord};

@@ -90,19 +90,9 @@ fn read_at(file: &File, pos: u64, want: usize) -> std::io::Result<Vec<u8>> {
 ///
 /// `fstat` failed.
 pub fn identity_of(file: &File, image_id: &str) -> std::io::Result<(FileIdentity, bool)> {
-    use std::os::unix::fs::MetadataExt;
     let md = file.metadata()?;
     Ok((
-        FileIdentity {
-            size: md.len(),
-            mtime_ns: md
-                .mtime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(md.mtime_nsec()),
-            file_id: md.ino(),
-            device_id: md.dev(),
-            image_id: image_id.to_string(),
-        },
+        crate::identity::from_metadata(&md, image_id),
         md.file_type().is_file(),
     ))
 }

@@ -87,11 +87,9 @@ fn decode_map(r: &mut Reader<'_>) -> Result<BTreeMap<String, u64>, WireError> {
     Ok(m)
 }
 
-/// Decoded signatures and info handed over by `from_parts`.
-type Decoded = (DatabaseInfo, Vec<BodySignature>, Vec<LogicalSignature>);
-
-fn open_storage(storage: Storage, decoded: Option<Decoded>) -> Result<Inner, LoadError> {
-    let b: &[u8] = &storage;
+/// The header of the file `b`, checked to announce exactly the payload
+/// that follows it.
+fn header_with_payload(b: &[u8]) -> Result<layout::Header, LoadError> {
     let h = layout::parse_header(b)?;
     let actual = (b.len() - h.header_len.min(b.len())) as u64;
     if actual != h.payload_len {
@@ -100,6 +98,15 @@ fn open_storage(storage: Storage, decoded: Option<Decoded>) -> Result<Inner, Loa
             actual,
         });
     }
+    Ok(h)
+}
+
+/// Decoded signatures and info handed over by `from_parts`.
+type Decoded = (DatabaseInfo, Vec<BodySignature>, Vec<LogicalSignature>);
+
+fn open_storage(storage: Storage, decoded: Option<Decoded>) -> Result<Inner, LoadError> {
+    let b: &[u8] = &storage;
+    let h = header_with_payload(b)?;
     let payload = &b[h.header_len..];
     let secs = layout::parse_sections(payload)?;
     let get = |k: u32| secs.get(&k).copied();
@@ -184,14 +191,7 @@ fn open_storage(storage: Storage, decoded: Option<Decoded>) -> Result<Inner, Loa
 }
 
 fn verify_checksum(b: &[u8]) -> Result<(), LoadError> {
-    let h = layout::parse_header(b)?;
-    let actual = (b.len() - h.header_len.min(b.len())) as u64;
-    if actual != h.payload_len {
-        return Err(LoadError::PayloadLength {
-            expected: h.payload_len,
-            actual,
-        });
-    }
+    let h = header_with_payload(b)?;
     if layout::checksum(&b[56..]) != h.checksum {
         return Err(LoadError::ChecksumMismatch);
     }
