@@ -12,7 +12,7 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::flight;
-use crate::loading::load_signatures;
+use crate::loading::{load_signatures, options};
 use crate::outbox;
 use crate::policy::Policies;
 use crate::registry::Registry;
@@ -178,7 +178,7 @@ impl Appliance {
                 .loaded_files
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()) = files;
-            let (db, engine) = load_signatures(&app.config.database.paths)?;
+            let (db, engine) = load_signatures(&app.config.database.paths, options(&app.config))?;
             let version = db.version().to_string();
             app.signatures.replace(db, engine);
             Ok::<_, ReloadError>(version)

@@ -153,6 +153,10 @@ pub struct DatabaseConfig {
     /// How often to check the paths for changes and reload, in seconds
     /// (0 = only on SIGHUP or `POST /reload`).
     pub watch_interval_secs: u64,
+    /// Serve with a database that holds no signature (which calls every
+    /// file clean). Off: such a database is refused at start and on
+    /// reload.
+    pub allow_empty: bool,
 }
 
 impl Default for DatabaseConfig {
@@ -160,6 +164,7 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             paths: Vec::new(),
             watch_interval_secs: 30,
+            allow_empty: false,
         }
     }
 }

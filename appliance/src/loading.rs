@@ -4,21 +4,25 @@
 use std::path::PathBuf;
 
 use giva_engine::{Engine, OpenError};
-use giva_signatures::Database;
+use giva_signatures::{Database, LoadOptions};
 
 use crate::config::Config;
 
 /// Loads the databases given with `-d` (text files, directories, containers
 /// or one compiled database), or the bundled default when none is given.
+/// Loading no signature at all is an error unless `options` allow it.
 ///
 /// # Errors
 ///
 /// A database cannot be read or compiled; the error names file and line.
-pub fn load_databases(paths: &[PathBuf]) -> Result<Database, giva_signatures::Error> {
+pub fn load_databases(
+    paths: &[PathBuf],
+    options: LoadOptions,
+) -> Result<Database, giva_signatures::Error> {
     if paths.is_empty() {
         return Ok(giva_signatures::bundled());
     }
-    giva_signatures::load(paths)
+    Ok(giva_signatures::load_with_options(paths, options, |_| ())?.0)
 }
 
 /// Loads the database named by the configuration: the bundled default when
@@ -29,7 +33,14 @@ pub fn load_databases(paths: &[PathBuf]) -> Result<Database, giva_signatures::Er
 /// The signatures cannot be read or compiled; the error names the file
 /// and line.
 pub fn load_database(config: &Config) -> Result<Database, giva_signatures::Error> {
-    load_databases(&config.database.paths)
+    load_databases(&config.database.paths, options(config))
+}
+
+/// The load options the configuration asks for.
+pub fn options(config: &Config) -> LoadOptions {
+    LoadOptions {
+        allow_empty: config.database.allow_empty,
+    }
 }
 
 /// Loads the signatures `paths` name (the bundled default when none) and
@@ -41,11 +52,14 @@ pub fn load_database(config: &Config) -> Result<Database, giva_signatures::Error
 ///
 /// The signatures cannot be read or compiled, or the engine cannot be
 /// built; the error says which and why.
-pub fn load_signatures(paths: &[PathBuf]) -> Result<(Database, Engine), OpenError> {
+pub fn load_signatures(
+    paths: &[PathBuf],
+    options: LoadOptions,
+) -> Result<(Database, Engine), OpenError> {
     if paths.is_empty() {
         let db = giva_signatures::bundled();
         let engine = Engine::new(&db)?;
         return Ok((db, engine));
     }
-    Engine::load(paths)
+    Engine::load_with_options(paths, options)
 }

@@ -145,7 +145,7 @@ fn db_compile_info_verify_and_scan_with_the_compiled_file() {
     bytes[last] ^= 0xff;
     std::fs::write(&out_db, &bytes).expect("write");
     let verify = giva(&["db", "verify", p(&out_db)]);
-    assert_eq!(verify.status.code(), Some(1), "{}", stdout(&verify));
+    assert_eq!(verify.status.code(), Some(2), "{}", stdout(&verify));
     assert!(stdout(&verify).contains("FAILED"));
     let scan = giva(&["scan", "-d", p(&out_db), p(&sample)]);
     assert_eq!(scan.status.code(), Some(2));
@@ -319,4 +319,123 @@ fn vsock_port_without_vsock_support_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("without vsock support"), "{err}");
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A compiled database of one marker signature, written to `dir/name`.
+fn compiled(dir: &Path, name: &str) -> std::path::PathBuf {
+    let src = dir.join("marker.ndb");
+    std::fs::write(&src, "My.Marker:0:*:4d592d4d41524b4552\n").expect("write");
+    let out = dir.join(name);
+    let c = giva(&["db", "compile", "-o", p(&out), p(&src)]);
+    assert_eq!(c.status.code(), Some(0), "{}", stderr(&c));
+    out
+}
+
+#[test]
+fn a_database_with_no_signature_is_refused_naming_each_source_and_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sample = dir.path().join("sample.txt");
+    std::fs::write(&sample, EICAR).expect("write");
+    let empty = dir.path().join("empty.ndb");
+    std::fs::write(&empty, b"").expect("write");
+    let unknown = dir.path().join("sigs.foo");
+    std::fs::write(&unknown, b"A:0:*:41424344\n").expect("write");
+    let nothing = dir.path().join("nothing");
+    std::fs::create_dir(&nothing).expect("mkdir");
+    std::fs::write(nothing.join("readme.txt"), b"not signatures\n").expect("write");
+    // An empty signature file is malformed (as ClamAV has it); a file or
+    // directory that yields nothing is refused for holding no signature.
+    for (db, name, why) in [
+        (&empty, "empty.ndb", "empty database file"),
+        (&unknown, p(&unknown), "unsupported file type .foo"),
+        (&nothing, p(&nothing), "no supported signature file in it"),
+    ] {
+        let out = giva(&["scan", "-d", p(db), p(&sample)]);
+        assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+        let err = stderr(&out);
+        assert!(err.contains(name) && err.contains(why), "{err}");
+        assert!(!stdout(&out).contains("OK"), "nothing may be called clean");
+        let verify = giva(&["db", "verify", p(db)]);
+        assert_eq!(verify.status.code(), Some(2), "{}", stdout(&verify));
+        assert!(stdout(&verify).contains(why), "{}", stdout(&verify));
+        let compile = giva(&["db", "compile", "-o", p(&dir.path().join("x.gdb")), p(db)]);
+        assert_eq!(compile.status.code(), Some(2), "{}", stderr(&compile));
+        let serve = giva(&[
+            "serve",
+            "-d",
+            p(db),
+            "--listen",
+            "127.0.0.1:0",
+            "--no-admin",
+        ]);
+        assert_eq!(serve.status.code(), Some(2), "{}", stderr(&serve));
+        assert!(stderr(&serve).contains(why), "{}", stderr(&serve));
+    }
+    // Asked for, an empty database scans (and says so in its count).
+    let out = giva(&["scan", "--allow-empty", "-d", p(&nothing), p(&sample)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Known viruses: 0"),
+        "{}",
+        stdout(&out)
+    );
+    let verify = giva(&["db", "verify", "--allow-empty", p(&nothing)]);
+    assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
+}
+
+#[test]
+fn a_compiled_database_is_recognised_by_its_magic_and_a_truncated_one_says_truncated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sample = dir.path().join("sample.bin");
+    std::fs::write(&sample, b"\x00\x01 MY-MARKER here").expect("write");
+    // Named like a text format, read as what it is.
+    let disguised = compiled(dir.path(), "site.ndb");
+    let out = giva(&["scan", "-d", p(&disguised), p(&sample)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).contains("My.Marker"), "{}", stdout(&out));
+    let bytes = std::fs::read(&disguised).expect("read");
+    // Cut in the payload, in the header, and to nothing: each is refused
+    // as truncated, under any name.
+    for (name, len) in [
+        ("cut.gdb", bytes.len() / 2),
+        ("head.txt", 40),
+        ("empty.gdb", 0),
+        ("magic.ndb", 5),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes[..len]).expect("write");
+        let out = giva(&["scan", "-d", p(&path), p(&sample)]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("truncated"),
+            "{name}: {}",
+            stderr(&out)
+        );
+        let verify = giva(&["db", "verify", p(&path)]);
+        assert_eq!(verify.status.code(), Some(2), "{name}");
+        assert!(
+            stdout(&verify).contains("truncated"),
+            "{name}: {}",
+            stdout(&verify)
+        );
+    }
+    // A compiled database among other sources cannot be merged with them.
+    let text = dir.path().join("more.ndb");
+    std::fs::write(&text, "More:0:*:41424344\n").expect("write");
+    let out = giva(&["scan", "-d", p(&disguised), "-d", p(&text), p(&sample)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("compiled giva database"),
+        "{}",
+        stderr(&out)
+    );
+    // An old compiled database is read and stored again in this build's
+    // format by compiling it.
+    let again = dir.path().join("again.gdb");
+    let c = giva(&["db", "compile", "-o", p(&again), p(&disguised)]);
+    assert_eq!(c.status.code(), Some(0), "{}", stderr(&c));
 }

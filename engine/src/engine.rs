@@ -127,9 +127,22 @@ impl Engine {
     ///
     /// # Errors
     ///
-    /// The signatures cannot be loaded, or the engine cannot be built.
+    /// The signatures cannot be loaded (none at all is an error, see
+    /// [`giva_signatures::load`]), or the engine cannot be built.
     pub fn load(paths: &[impl AsRef<Path>]) -> Result<(Database, Engine), OpenError> {
-        let (db, stored) = giva_signatures::load_with(paths, Self::load_stored)?;
+        Self::load_with_options(paths, giva_signatures::LoadOptions::default())
+    }
+
+    /// [`load`](Self::load) with [`giva_signatures::LoadOptions`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`load`](Self::load).
+    pub fn load_with_options(
+        paths: &[impl AsRef<Path>],
+        options: giva_signatures::LoadOptions,
+    ) -> Result<(Database, Engine), OpenError> {
+        let (db, stored) = giva_signatures::load_with_options(paths, options, Self::load_stored)?;
         let engine = Self::stored_or_build(&db, stored.flatten())?;
         Ok((db, engine))
     }

@@ -61,6 +61,12 @@ const LINE_FORMATS: &[&str] = &[
     "zmd", "rmd", "pwdb",
 ];
 
+/// True if files named `*.ext` hold signatures the compiler reads (text
+/// formats and containers; case-insensitive).
+pub(crate) fn is_supported_extension(ext: &str) -> bool {
+    known_ext(&ext.to_ascii_lowercase())
+}
+
 /// True for extensions the compiler reads (text formats and containers).
 fn known_ext(ext: &str) -> bool {
     matches!(
@@ -198,6 +204,9 @@ impl Compiler {
         let path = path.as_ref();
         let name = file_name(path);
         let ext = ext_of(&name);
+        if crate::db::layout::sniff(path) == crate::db::layout::Sniff::Compiled {
+            return Err(CompileError::CompiledDatabase { file: name });
+        }
         if !known_ext(&ext) {
             let text = if LINE_FORMATS.contains(&ext.as_str()) {
                 Some(String::from_utf8_lossy(&self.read(path)?).into_owned())

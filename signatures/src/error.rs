@@ -57,6 +57,13 @@ pub enum CompileError {
         #[source]
         source: ContainerError,
     },
+    /// A compiled giva database among other sources: it cannot be merged
+    /// with them, and is used only when it is the one source given.
+    #[error("{file}: a compiled giva database, usable only as the one database given")]
+    CompiledDatabase {
+        /// The file name.
+        file: String,
+    },
 }
 
 impl CompileError {
@@ -65,7 +72,8 @@ impl CompileError {
         match self {
             CompileError::Malformed { file, .. }
             | CompileError::Limit { file, .. }
-            | CompileError::Container { file, .. } => Some(file),
+            | CompileError::Container { file, .. }
+            | CompileError::CompiledDatabase { file } => Some(file),
             CompileError::Io { .. } => None,
         }
     }
@@ -145,14 +153,22 @@ pub enum LoadError {
         supported: u32,
     },
     /// The file is shorter than its header.
-    #[error("truncated header: {len} bytes, need at least {need}")]
+    #[error("truncated compiled database: {len} bytes, its header alone takes at least {need}")]
     TruncatedHeader {
         /// The file length.
         len: usize,
         /// The minimum header length.
         need: usize,
     },
-    /// The payload is shorter (or longer) than the header says.
+    /// The payload is shorter than the header says: the file was cut.
+    #[error("truncated: the header says {expected} payload bytes, the file has {actual}")]
+    Truncated {
+        /// Length announced by the header.
+        expected: u64,
+        /// Length present.
+        actual: u64,
+    },
+    /// The payload is longer than the header says.
     #[error("payload length mismatch: header says {expected} bytes, file has {actual}")]
     PayloadLength {
         /// Length announced by the header.
@@ -238,4 +254,23 @@ pub enum Error {
     /// No path was given.
     #[error("no database path given")]
     NoPaths,
+    /// The sources hold no signature, so every file would scan clean.
+    #[error(
+        "no signatures loaded ({}); a database with no signature would call every file clean",
+        sources.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    Empty {
+        /// Each source given, and why it gave nothing.
+        sources: Vec<EmptySource>,
+    },
+}
+
+/// A source that gave no signature, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {reason}", path.display())]
+pub struct EmptySource {
+    /// The file or directory.
+    pub path: PathBuf,
+    /// Why it gave nothing (`empty file`, `unsupported file type .foo`, …).
+    pub reason: String,
 }

@@ -81,9 +81,11 @@ pub use clamav::hash::WILDCARD_SIZE_MIN_FLEVEL;
 pub use clamav::ldb::parse_expression;
 pub use compiler::Compiler;
 pub use db::{Database, DatabaseInfo, EXT_ENGINE};
-pub use error::{BuildError, CompileError, ContainerError, Error, LoadError};
+pub use error::{BuildError, CompileError, ContainerError, EmptySource, Error, LoadError};
 pub use limits::{FLEVEL, Limits};
-pub use load::{BUNDLED_SOURCES, bundled, compile, load, load_with};
+pub use load::{
+    BUNDLED_SOURCES, LoadOptions, bundled, compile, is_empty, load, load_with, load_with_options,
+};
 pub use pattern::{
     Anchor, Assertion, BodyPattern, BodySignature, ByteSet, CountOp, Gap, HashAlgo, HashEntry,
     LogicalExpr, LogicalSignature, MAX_SUBSIGS, Offset, Part, Subsig, Token, UNOFFICIAL,

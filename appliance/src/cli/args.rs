@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// database (repeatable). Default: the bundled database.
     #[arg(short = 'd', long = "db")]
     pub db: Vec<PathBuf>,
+    /// Serve even with a database that holds no signature (it would call
+    /// every file clean).
+    #[arg(long)]
+    pub allow_empty: bool,
     /// Seconds between heartbeats to the manager.
     #[arg(long)]
     pub heartbeat_interval: Option<u64>,
@@ -99,6 +103,9 @@ impl ServeArgs {
         if !self.db.is_empty() {
             config.database.paths.clone_from(&self.db);
         }
+        if self.allow_empty {
+            config.database.allow_empty = true;
+        }
         if let Some(d) = &self.data_dir {
             config.outbox.path = d.join("outbox.sqlite");
         }
@@ -118,6 +125,9 @@ pub struct ScanArgs {
     /// Signature database (repeatable). Default: the bundled database.
     #[arg(short = 'd', long = "database")]
     pub databases: Vec<PathBuf>,
+    /// Scan even with a database that holds no signature.
+    #[arg(long)]
+    pub allow_empty: bool,
     /// Scan directories recursively.
     #[arg(short, long)]
     pub recursive: bool,
@@ -149,7 +159,12 @@ pub enum DbCommand {
         /// Output file.
         #[arg(short, long)]
         output: PathBuf,
-        /// Sources: signature files, directories, .cvd/.cld/.cud containers.
+        /// Write a database even if the sources hold no signature.
+        #[arg(long)]
+        allow_empty: bool,
+        /// Sources: signature files, directories, .cvd/.cld/.cud containers,
+        /// or a compiled database (to store its engine in this build's
+        /// format).
         #[arg(required = true)]
         sources: Vec<PathBuf>,
     },
@@ -161,8 +176,12 @@ pub enum DbCommand {
         /// Database files, directories or containers.
         paths: Vec<PathBuf>,
     },
-    /// Check compiled databases or containers without using them.
+    /// Check compiled databases, containers or signature files without
+    /// using them (exit 0: all good; 2: one failed).
     Verify {
+        /// Accept a file that holds no signature.
+        #[arg(long)]
+        allow_empty: bool,
         /// Files to check.
         #[arg(required = true)]
         paths: Vec<PathBuf>,

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use giva_signatures::Database;
+use giva_signatures::{Database, LoadOptions};
 
 use crate::loading::load_databases;
 
@@ -13,9 +13,14 @@ use crate::loading::load_databases;
 ///
 /// A source cannot be compiled (file, line and reason in the message) or
 /// the output cannot be written.
-pub fn compile(out: &Path, sources: &[PathBuf]) -> anyhow::Result<()> {
+pub fn compile(out: &Path, sources: &[PathBuf], options: LoadOptions) -> anyhow::Result<()> {
     let started = Instant::now();
-    let db = giva_signatures::compile(sources).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // `load`, not `compile`: a compiled database given as the source is
+    // read by its magic, so `giva db compile -o new.gdb old.gdb` stores
+    // the engine again in this build's format.
+    let db = giva_signatures::load_with_options(sources, options, |_| ())
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .0;
     // Store the built engine too: loading the file then skips the index
     // build (most of a large database's load time).
     let engine = giva_engine::Engine::build(&db).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -57,7 +62,8 @@ fn report_skipped(db: &Database) {
 /// The database cannot be loaded.
 pub fn info(paths: &[PathBuf], json: bool) -> anyhow::Result<()> {
     let started = Instant::now();
-    let db = load_databases(paths)?;
+    // Inspecting an empty database is allowed: it says it holds nothing.
+    let db = load_databases(paths, LoadOptions { allow_empty: true })?;
     let load_time = started.elapsed();
     let info = db.info();
     let stored = db.extension(giva_signatures::EXT_ENGINE).map(<[u8]>::len);
@@ -118,19 +124,16 @@ pub fn info(paths: &[PathBuf], json: bool) -> anyhow::Result<()> {
 /// Why `giva db verify` refused a file.
 #[derive(Debug, thiserror::Error)]
 enum VerifyError {
-    /// The compiled database does not open, or its signatures do not
-    /// decode.
+    /// The sources do not load: damaged, truncated, refused, or holding no
+    /// signature.
+    #[error(transparent)]
+    Load(#[from] giva_signatures::Error),
+    /// The compiled database's signatures do not decode.
     #[error(transparent)]
     Database(#[from] giva_signatures::LoadError),
     /// Its stored engine cannot be used.
     #[error(transparent)]
     StoredEngine(#[from] giva_engine::StoredError),
-    /// A text source or container does not compile.
-    #[error(transparent)]
-    Compile(#[from] giva_signatures::CompileError),
-    /// The signatures do not build into a database.
-    #[error(transparent)]
-    Build(#[from] giva_signatures::BuildError),
 }
 
 /// Beyond the header, checksum and bounds that opening checks: every
@@ -143,28 +146,28 @@ fn verify_compiled(db: &Database) -> Result<(), VerifyError> {
     }
 }
 
-/// Checks one file: a compiled database, or sources that compile.
-fn verify_one(p: &Path) -> Result<(), VerifyError> {
-    if giva_signatures::db::layout::has_magic(p) {
-        verify_compiled(&Database::open(p)?)
-    } else {
-        let mut c = giva_signatures::Compiler::new();
-        c.add_path(p)?;
-        c.build()?;
-        Ok(())
+/// Checks one source as `-d` would load it: a compiled database (by its
+/// magic, whatever its name) or sources that compile, holding at least
+/// one signature unless `options` allow none.
+fn verify_one(p: &Path, options: LoadOptions) -> Result<(), VerifyError> {
+    let (db, _) = giva_signatures::load_with_options(&[p], options, |_| ())?;
+    if db.is_mapped() {
+        verify_compiled(&db)?;
     }
+    Ok(())
 }
 
-/// `giva db verify FILE...`: checks compiled databases and containers
-/// without using them. Returns the exit code (0 all good, 1 a file failed).
-pub fn verify(paths: &[PathBuf]) -> u8 {
+/// `giva db verify FILE...`: checks compiled databases, containers and
+/// signature files without using them. Returns the exit code: 0 when
+/// every file is good, 2 when one failed (its line says why).
+pub fn verify(paths: &[PathBuf], options: LoadOptions) -> u8 {
     let mut code = 0;
     for p in paths {
-        match verify_one(p) {
+        match verify_one(p, options) {
             Ok(()) => println!("{}: OK", p.display()),
             Err(e) => {
                 println!("{}: FAILED: {e}", p.display());
-                code = 1;
+                code = giva_runtime::exit::FAILURE;
             }
         }
     }

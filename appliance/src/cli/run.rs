@@ -3,10 +3,11 @@
 
 use anyhow::Context;
 use giva_runtime::LogFormat;
+use giva_signatures::LoadOptions;
 
 use crate::cli::args::{Cli, Command, DbCommand, ServeArgs};
 use crate::cli::{db, scan};
-use crate::loading::load_signatures;
+use crate::loading::{load_signatures, options};
 
 /// Runs the command `cli` names.
 ///
@@ -24,11 +25,15 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Db(cmd) => {
             giva_runtime::telemetry::init(LogFormat::Text, "warn");
             match cmd {
-                DbCommand::Compile { output, sources } => {
-                    db::compile(&output, &sources).map(|()| 0)
-                }
+                DbCommand::Compile {
+                    output,
+                    allow_empty,
+                    sources,
+                } => db::compile(&output, &sources, LoadOptions { allow_empty }).map(|()| 0),
                 DbCommand::Info { json, paths } => db::info(&paths, json).map(|()| 0),
-                DbCommand::Verify { paths } => Ok(db::verify(&paths)),
+                DbCommand::Verify { allow_empty, paths } => {
+                    Ok(db::verify(&paths, LoadOptions { allow_empty }))
+                }
             }
         }
     }
@@ -45,7 +50,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
         let started = std::time::Instant::now();
-        let (db, engine) = load_signatures(&config.database.paths)?;
+        let (db, engine) = load_signatures(&config.database.paths, options(&config))?;
         let skipped: u64 = db.info().skipped.values().sum();
         tracing::info!(
             version = %db.version(),

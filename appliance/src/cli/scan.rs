@@ -98,7 +98,12 @@ pub fn collect(paths: &[PathBuf], recursive: bool) -> (Vec<PathBuf>, Vec<(PathBu
 /// The databases cannot be loaded or the engine cannot be built.
 pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
-    let (db, engine) = load_signatures(&args.databases)?;
+    let (db, engine) = load_signatures(
+        &args.databases,
+        giva_signatures::LoadOptions {
+            allow_empty: args.allow_empty,
+        },
+    )?;
     let known: u64 = db.info().loaded.values().sum();
     let opts = ScanOptions {
         all_match: args.all_match,

@@ -92,6 +92,12 @@ fn decode_map(r: &mut Reader<'_>) -> Result<BTreeMap<String, u64>, WireError> {
 fn header_with_payload(b: &[u8]) -> Result<layout::Header, LoadError> {
     let h = layout::parse_header(b)?;
     let actual = (b.len() - h.header_len.min(b.len())) as u64;
+    if actual < h.payload_len {
+        return Err(LoadError::Truncated {
+            expected: h.payload_len,
+            actual,
+        });
+    }
     if actual != h.payload_len {
         return Err(LoadError::PayloadLength {
             expected: h.payload_len,

@@ -170,6 +170,44 @@ pub fn seal(b: &mut [u8]) {
     b[24..56].copy_from_slice(&sum);
 }
 
+/// What the first bytes of a file say it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sniff {
+    /// It starts with [`MAGIC`]: a compiled giva database.
+    Compiled,
+    /// It is shorter than [`MAGIC`] and all of it is the start of it (or
+    /// it is empty and named `.gdb`): a compiled database cut short.
+    Truncated {
+        /// Its length in bytes.
+        len: u64,
+    },
+    /// Anything else: signature text or a container, to be compiled.
+    Other,
+}
+
+/// What the file at `path` is, by its first bytes (its name counts only
+/// for an empty `.gdb`). A file that cannot be read is [`Sniff::Other`]:
+/// compiling it reports the error.
+pub fn sniff(path: &Path) -> Sniff {
+    let mut head = Vec::with_capacity(MAGIC.len());
+    let read =
+        std::fs::File::open(path).and_then(|f| f.take(MAGIC.len() as u64).read_to_end(&mut head));
+    if read.is_err() {
+        return Sniff::Other;
+    }
+    let gdb = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gdb"));
+    match head.len() {
+        n if n == MAGIC.len() && head == MAGIC[..] => Sniff::Compiled,
+        0 if gdb => Sniff::Truncated { len: 0 },
+        n if n > 0 && n < MAGIC.len() && MAGIC.starts_with(&head) => {
+            Sniff::Truncated { len: n as u64 }
+        }
+        _ => Sniff::Other,
+    }
+}
+
 /// True if the file at `path` starts with [`MAGIC`].
 pub fn has_magic(path: &Path) -> bool {
     let mut buf = [0u8; 8];

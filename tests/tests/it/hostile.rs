@@ -1018,5 +1018,18 @@ async fn a_hostile_signature_update_is_refused_and_scanning_goes_on() {
         other_vm_still_detects(&appliance.url(), &format!("vm-update-{name}")).await;
         std::fs::remove_file(&path).expect("remove");
     }
+    // An update that empties the database (the signature file truncated to
+    // nothing) would make every verdict clean: refused, the old one stays.
+    std::fs::write(dir.path().join("main.hdb"), b"").expect("truncate");
+    let e = app
+        .reload("emptied")
+        .await
+        .expect_err("an empty database must be refused");
+    assert!(
+        e.to_string().contains("main.hdb") && e.to_string().contains("empty"),
+        "{e}"
+    );
+    assert_eq!(app.signatures.version(), version, "the old database stays");
+    other_vm_still_detects(&appliance.url(), "vm-update-emptied").await;
     appliance.stop().await;
 }
