@@ -95,6 +95,11 @@ impl ShimService for ShimGrpc {
     }
 
     async fn scan(&self, request: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
+        // The caller is who the connection says, not who the request
+        // claims: a claimed VM id would let anyone quarantine any VM.
+        let caller = request
+            .remote_addr()
+            .map_or_else(|| "a local socket".to_string(), |a| a.to_string());
         let req = request.into_inner();
         check_field("vm_id", &req.vm_id)?;
         check_field("name", &req.name)?;
@@ -114,11 +119,9 @@ impl ShimService for ShimGrpc {
         // per database generation.
         let digest: [u8; 32] = Sha256::digest(&data).into();
         let key = content_key(&digest);
-        let vm = if req.vm_id.is_empty() {
-            "unary".to_string()
-        } else {
-            req.vm_id.clone()
-        };
+        // The pool's fairness key: per caller, so that a claim cannot queue
+        // behind (or ahead of) another VM's work.
+        let vm = format!("unary:{caller}");
         let (result, from_cache) = match app.cache.get(&key, loaded.epoch) {
             Some(cached) => {
                 app.stats.cache_hits.inc();
@@ -168,7 +171,16 @@ impl ShimService for ShimGrpc {
         verdict.from_cache = from_cache;
         if verdict.kind == VerdictKind::Deny as i32 {
             let mut ev = app.reporter.new_event(MgrEventKind::Detection);
-            ev.vm_id = req.vm_id;
+            // Not attributed to a VM: the manager records the detection
+            // and quarantines nobody on an unverified claim.
+            ev.detail = if req.vm_id.is_empty() {
+                format!("unary Scan from {caller}")
+            } else {
+                format!(
+                    "unary Scan from {caller}, which claimed to be VM {} (not verified)",
+                    req.vm_id
+                )
+            };
             ev.path = req.name;
             ev.signatures = verdict
                 .detections

@@ -14,3 +14,4 @@ mod shim_load;
 mod shim_scan;
 mod shim_watch;
 mod structure;
+mod trust;
