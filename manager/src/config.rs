@@ -38,6 +38,8 @@
 
 use std::path::{Path, PathBuf};
 
+use giva_runtime::Secret;
+use giva_runtime::secret::{self, SecretError, SecretSource};
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration file.
@@ -153,13 +155,27 @@ pub struct NsxConfig {
     pub url: String,
     /// User for HTTP basic authentication.
     pub user: String,
-    /// Password for HTTP basic authentication.
-    pub password: String,
+    /// Password for HTTP basic authentication (printed as `<redacted>`;
+    /// better given with `password_file` or `password_env`).
+    pub password: Secret,
+    /// A file holding the password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// An environment variable holding the password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
     /// A header carrying a token instead of basic authentication, e.g.
     /// `csp-auth-token` (VMware Cloud) or `Authorization`.
     pub token_header: String,
-    /// The token's value.
-    pub token: String,
+    /// The token's value (printed as `<redacted>`; or `token_file`,
+    /// `token_env`).
+    pub token: Secret,
+    /// A file holding the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// An environment variable holding the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
     /// Tag scope. Default "ANTI_VIRUS" with tag "VirusFound.threat=high",
     /// which is Deep Security's `ANTI_VIRUS.VirusFound.threat=high` split
     /// into NSX's scope and tag.
@@ -174,15 +190,53 @@ pub struct NsxConfig {
     pub timeout_ms: u64,
 }
 
+impl NsxConfig {
+    /// The password, from wherever it is given.
+    ///
+    /// # Errors
+    ///
+    /// It is given in more than one way, or its file or variable is missing.
+    pub fn password(&self) -> Result<Secret, SecretError> {
+        secret::resolve(
+            "nsx password",
+            &self.password,
+            &SecretSource {
+                file: self.password_file.clone(),
+                env: self.password_env.clone(),
+            },
+        )
+    }
+
+    /// The token, from wherever it is given.
+    ///
+    /// # Errors
+    ///
+    /// As for [`password`](Self::password).
+    pub fn token(&self) -> Result<Secret, SecretError> {
+        secret::resolve(
+            "nsx token",
+            &self.token,
+            &SecretSource {
+                file: self.token_file.clone(),
+                env: self.token_env.clone(),
+            },
+        )
+    }
+}
+
 impl Default for NsxConfig {
     fn default() -> Self {
         NsxConfig {
             name: String::new(),
             url: String::new(),
             user: String::new(),
-            password: String::new(),
+            password: Secret::default(),
+            password_file: None,
+            password_env: None,
             token_header: String::new(),
-            token: String::new(),
+            token: Secret::default(),
+            token_file: None,
+            token_env: None,
             scope: "ANTI_VIRUS".into(),
             tag: "VirusFound.threat=high".into(),
             ca_file: None,
@@ -202,7 +256,14 @@ pub struct WebhookConfig {
     pub url: String,
     /// The HMAC-SHA256 key. The body is signed in the header
     /// `X-Giva-Signature: sha256=<hex>`; empty = no signature header.
-    pub secret: String,
+    /// Printed as `<redacted>`; or `secret_file`, `secret_env`.
+    pub secret: Secret,
+    /// A file holding the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+    /// An environment variable holding the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<String>,
     /// A PEM file of extra CA certificates to trust.
     pub ca_file: Option<PathBuf>,
     /// Accept any server certificate. Only for labs.
@@ -211,12 +272,32 @@ pub struct WebhookConfig {
     pub timeout_ms: u64,
 }
 
+impl WebhookConfig {
+    /// The signing key, from wherever it is given.
+    ///
+    /// # Errors
+    ///
+    /// It is given in more than one way, or its file or variable is missing.
+    pub fn secret(&self) -> Result<Secret, SecretError> {
+        secret::resolve(
+            "webhook secret",
+            &self.secret,
+            &SecretSource {
+                file: self.secret_file.clone(),
+                env: self.secret_env.clone(),
+            },
+        )
+    }
+}
+
 impl Default for WebhookConfig {
     fn default() -> Self {
         WebhookConfig {
             name: String::new(),
             url: String::new(),
-            secret: String::new(),
+            secret: Secret::default(),
+            secret_file: None,
+            secret_env: None,
             ca_file: None,
             insecure: false,
             timeout_ms: 10_000,
@@ -256,7 +337,7 @@ const ACTION_EXAMPLES: &str = r#"
 # kind = "nsx"                  # POST /api/v1/fabric/virtual-machines?action=add_tags|remove_tags
 # url = "https://nsx.example.com"
 # user = "admin"                # basic auth; or token_header + token
-# password = "..."
+# password_file = "/etc/giva/nsx-password"   # or password_env = "NSX_PASSWORD", or password = "..."
 # scope = "ANTI_VIRUS"
 # tag = "VirusFound.threat=high"
 # ca_file = "/etc/giva/nsx-ca.pem"
@@ -265,7 +346,7 @@ const ACTION_EXAMPLES: &str = r#"
 # [[actions]]
 # kind = "webhook"              # JSON POST, header X-Giva-Signature: sha256=<hex HMAC of the body>
 # url = "https://hooks.example.com/giva"
-# secret = "..."
+# secret_file = "/etc/giva/webhook-secret"  # or secret_env, or secret = "..."
 #
 # [[actions]]
 # kind = "command"              # the event as JSON on stdin; exit 0 = applied
@@ -297,6 +378,9 @@ pub enum ConfigError {
     /// A value is out of range or missing.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// A secret cannot be read.
+    #[error("invalid configuration: {0}")]
+    Secret(#[from] SecretError),
 }
 
 impl Config {
@@ -377,7 +461,8 @@ impl Config {
                     if c.tag.is_empty() {
                         return Err(ConfigError::Invalid("nsx action with an empty tag".into()));
                     }
-                    if !c.token.is_empty() && c.token_header.is_empty() {
+                    c.password()?;
+                    if !c.token()?.is_empty() && c.token_header.is_empty() {
                         return Err(ConfigError::Invalid(
                             "nsx action: token without token_header".into(),
                         ));
@@ -387,6 +472,7 @@ impl Config {
                     if c.url.is_empty() {
                         return Err(ConfigError::Invalid("webhook action without url".into()));
                     }
+                    c.secret()?;
                 }
                 ActionConfig::Command(c) => {
                     if c.program.as_os_str().is_empty() {
@@ -406,12 +492,72 @@ mod tests {
     use super::*;
 
     #[test]
+    fn printed_config_shows_no_secret_and_cannot_be_used_as_one() {
+        let mut c = Config::default();
+        c.actions.push(ActionConfig::Nsx(NsxConfig {
+            url: "https://nsx".into(),
+            user: "admin".into(),
+            password: "nsx-hunter2".into(),
+            token_header: "csp-auth-token".into(),
+            token: "nsx-token-42".into(),
+            ..NsxConfig::default()
+        }));
+        c.actions.push(ActionConfig::Webhook(WebhookConfig {
+            url: "https://hook".into(),
+            secret: "hook-key-7".into(),
+            ..WebhookConfig::default()
+        }));
+        let printed = c.to_toml();
+        for secret in ["nsx-hunter2", "nsx-token-42", "hook-key-7"] {
+            assert!(!printed.contains(secret), "{printed}");
+            assert!(!format!("{c:?}").contains(secret));
+        }
+        assert!(printed.contains("<redacted>"), "{printed}");
+        // Fed back as it is, the redaction marker is refused as a secret.
+        let e = Config::parse(&printed).expect_err("the marker is not a password");
+        assert!(
+            e.to_string()
+                .contains("copied from a printed configuration"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_files_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nsx-password");
+        std::fs::write(&file, "from-a-file\n").unwrap();
+        let nsx = NsxConfig {
+            url: "https://nsx".into(),
+            password_file: Some(file.clone()),
+            ..NsxConfig::default()
+        };
+        assert_eq!(nsx.password().unwrap().expose(), "from-a-file");
+        let both = NsxConfig {
+            password: "inline".into(),
+            ..nsx.clone()
+        };
+        assert!(both.password().is_err(), "one source only");
+        let printed = Config {
+            actions: vec![ActionConfig::Nsx(nsx)],
+            ..Config::default()
+        }
+        .to_toml();
+        assert!(printed.contains("password_file") && !printed.contains("from-a-file"));
+    }
+
+    #[test]
     fn empty_file_is_the_default() {
         assert_eq!(Config::parse("").unwrap(), Config::default());
     }
 
     #[test]
     fn printed_config_parses_back() {
+        // Secrets given by file print as the file, so the printed
+        // configuration is usable as it is.
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "s").unwrap();
         let mut c = Config::default();
         c.actions.push(ActionConfig::Nsx(NsxConfig {
             url: "https://nsx".into(),
@@ -419,7 +565,7 @@ mod tests {
         }));
         c.actions.push(ActionConfig::Webhook(WebhookConfig {
             url: "https://hook".into(),
-            secret: "s".into(),
+            secret_file: Some(key),
             ..WebhookConfig::default()
         }));
         assert_eq!(Config::parse(&c.to_toml()).unwrap(), c);

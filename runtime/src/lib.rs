@@ -7,6 +7,8 @@
 //!   (SIGHUP);
 //! - [`dirs`]: where a program keeps its state;
 //! - [`retry`]: exponential [`Backoff`] with jitter, for every retry loop;
+//! - [`secret`]: passwords and tokens that never print ([`Secret`]), read
+//!   inline, from a file or from the environment;
 //! - [`exit`]: running a program's body and turning its result into an
 //!   exit code, with errors printed once, as `program: error`.
 //!
@@ -24,8 +26,10 @@
 pub mod dirs;
 pub mod exit;
 pub mod retry;
+pub mod secret;
 pub mod signal;
 pub mod telemetry;
 
 pub use retry::Backoff;
+pub use secret::Secret;
 pub use telemetry::LogFormat;

@@ -14,6 +14,8 @@
 //! lost answer does no harm. Authentication is HTTP basic (user and
 //! password) or a token in a configured header.
 
+use giva_runtime::Secret;
+use giva_runtime::secret::SecretError;
 use serde::Serialize;
 
 use super::{ActionError, TagAction, TagRequest, http_client, send};
@@ -46,6 +48,8 @@ pub struct NsxAction {
     client: reqwest::Client,
     base: String,
     config: NsxConfig,
+    password: Secret,
+    token: Secret,
 }
 
 impl NsxAction {
@@ -55,7 +59,11 @@ impl NsxAction {
     ///
     /// The CA file cannot be read or the HTTP client cannot be built.
     pub fn new(config: &NsxConfig) -> Result<Self, ActionError> {
+        let secret =
+            |r: Result<Secret, SecretError>| r.map_err(|e| ActionError::Config(e.to_string()));
         Ok(NsxAction {
+            password: secret(config.password())?,
+            token: secret(config.token())?,
             client: http_client(
                 config.ca_file.as_deref(),
                 config.insecure,
@@ -85,13 +93,10 @@ impl TagAction for NsxAction {
         };
         let mut req = self.client.post(url).json(&body);
         if !self.config.user.is_empty() {
-            req = req.basic_auth(&self.config.user, Some(&self.config.password));
+            req = req.basic_auth(&self.config.user, Some(self.password.expose()));
         }
-        if !self.config.token.is_empty() {
-            req = req.header(
-                self.config.token_header.as_str(),
-                self.config.token.as_str(),
-            );
+        if !self.token.is_empty() {
+            req = req.header(self.config.token_header.as_str(), self.token.expose());
         }
         send(req).await
     }

@@ -25,6 +25,7 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
 pub struct WebhookAction {
     client: reqwest::Client,
     config: WebhookConfig,
+    secret: giva_runtime::Secret,
 }
 
 impl WebhookAction {
@@ -35,6 +36,9 @@ impl WebhookAction {
     /// The CA file cannot be read or the HTTP client cannot be built.
     pub fn new(config: &WebhookConfig) -> Result<Self, ActionError> {
         Ok(WebhookAction {
+            secret: config
+                .secret()
+                .map_err(|e| ActionError::Config(e.to_string()))?,
             client: http_client(
                 config.ca_file.as_deref(),
                 config.insecure,
@@ -53,10 +57,10 @@ impl TagAction for WebhookAction {
             .client
             .post(&self.config.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json");
-        if !self.config.secret.is_empty() {
+        if !self.secret.is_empty() {
             req = req.header(
                 SIGNATURE_HEADER,
-                signature(self.config.secret.as_bytes(), &body),
+                signature(self.secret.expose().as_bytes(), &body),
             );
         }
         send(req.body(body)).await
