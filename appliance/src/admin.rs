@@ -1,18 +1,25 @@
 //! The admin HTTP endpoint: `GET /metrics` (Prometheus), `GET /healthz`,
 //! `POST /reload` (reload the signature database now).
+//!
+//! Reading is open to whoever can reach the endpoint (it listens on
+//! loopback by default); `POST /reload` needs the admin token
+//! (`Authorization: Bearer <token>`, from the file the configuration
+//! names), so that a process that can reach the port cannot make the
+//! appliance do work on demand.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
+use giva_runtime::Secret;
 use tokio::net::TcpListener;
 
 use crate::appliance::Appliance;
 
 async fn metrics(
-    State(app): State<Arc<Appliance>>,
+    State(Admin { app, .. }): State<Admin>,
 ) -> (StatusCode, [(&'static str, &'static str); 1], String) {
     (
         StatusCode::OK,
@@ -27,7 +34,7 @@ async fn metrics(
     )
 }
 
-async fn healthz(State(app): State<Arc<Appliance>>) -> (StatusCode, String) {
+async fn healthz(State(Admin { app, .. }): State<Admin>) -> (StatusCode, String) {
     let problems = app.problems();
     if problems.is_empty() {
         (StatusCode::OK, format!("ok {}\n", app.signatures.version()))
@@ -39,8 +46,33 @@ async fn healthz(State(app): State<Arc<Appliance>>) -> (StatusCode, String) {
     }
 }
 
-async fn reload(State(app): State<Arc<Appliance>>) -> (StatusCode, String) {
-    match app.reload("admin request").await {
+/// What the handlers share.
+#[derive(Clone)]
+struct Admin {
+    app: Arc<Appliance>,
+    token: Secret,
+}
+
+async fn reload(State(admin): State<Admin>, headers: HeaderMap) -> (StatusCode, String) {
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(giva_runtime::token::bearer);
+    match given {
+        None => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                "POST /reload needs `Authorization: Bearer <token>`, the token in the \
+                 appliance's admin token file (server.admin_token_file)\n"
+                    .into(),
+            );
+        }
+        Some(t) if !giva_runtime::token::matches(t, &admin.token) => {
+            return (StatusCode::UNAUTHORIZED, "unknown token\n".into());
+        }
+        Some(_) => {}
+    }
+    match admin.app.reload("admin request").await {
         Ok(version) => (StatusCode::OK, format!("reloaded: {version}\n")),
         Err(e) => (
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -49,13 +81,15 @@ async fn reload(State(app): State<Arc<Appliance>>) -> (StatusCode, String) {
     }
 }
 
-/// Serves the admin endpoint on `listener` until `shutdown` completes.
+/// Serves the admin endpoint on `listener` until `shutdown` completes;
+/// `POST /reload` needs `token`.
 ///
 /// # Errors
 ///
 /// The HTTP server fails.
 pub async fn serve(
     app: Arc<Appliance>,
+    token: Secret,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -63,7 +97,7 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/reload", post(reload))
-        .with_state(app);
+        .with_state(Admin { app, token });
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

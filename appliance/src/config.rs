@@ -112,6 +112,10 @@ pub struct ServerConfig {
     /// Address of the admin HTTP endpoint (`/metrics`, `/healthz`,
     /// `POST /reload`). Absent: no admin endpoint.
     pub admin_listen: Option<SocketAddr>,
+    /// The file holding the token that `POST /reload` needs
+    /// (`Authorization: Bearer <token>`); made, mode 0600, at first start.
+    /// Empty: `admin.token` in the state directory.
+    pub admin_token_file: PathBuf,
     /// Largest gRPC message accepted, in bytes (bounds content chunks and
     /// unary `Scan` buffers).
     pub max_message_bytes: usize,
@@ -132,6 +136,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7411)),
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9411))),
+            admin_token_file: PathBuf::new(),
             unix_socket: None,
             vsock_port: None,
             max_message_bytes: 8 * 1024 * 1024,
@@ -364,6 +369,15 @@ impl Config {
             giva_runtime::dirs::state_dir("giva").join("outbox.sqlite")
         } else {
             self.outbox.path.clone()
+        }
+    }
+
+    /// The effective admin token file.
+    pub fn admin_token_path(&self) -> PathBuf {
+        if self.server.admin_token_file.as_os_str().is_empty() {
+            giva_runtime::dirs::state_dir("giva").join("admin.token")
+        } else {
+            self.server.admin_token_file.clone()
         }
     }
 

@@ -46,11 +46,23 @@ pub async fn serve(
             let l = TcpListener::bind(addr).await.map_err(|e| {
                 anyhow::anyhow!("cannot listen on {addr} for the admin endpoint: {e}")
             })?;
-            info!(addr = ?l.local_addr().ok(), "admin endpoint (/metrics, /healthz, POST /reload)");
+            let token_file = app.config.admin_token_path();
+            let token = giva_runtime::token::load_or_create(&token_file)
+                .map_err(|e| anyhow::anyhow!("the admin endpoint's token: {e}"))?;
+            info!(
+                addr = ?l.local_addr().ok(),
+                token_file = %token_file.display(),
+                "admin endpoint (/metrics, /healthz, POST /reload with the token)"
+            );
             let mut rx = stop_rx.clone();
-            Some(tokio::spawn(admin::serve(app.clone(), l, async move {
-                let _ = rx.wait_for(|s| *s).await;
-            })))
+            Some(tokio::spawn(admin::serve(
+                app.clone(),
+                token,
+                l,
+                async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                },
+            )))
         }
         None => None,
     };

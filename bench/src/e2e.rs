@@ -135,6 +135,8 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 
 struct Stack {
     manager_url: String,
+    /// The operator token `giva-manager events` reads.
+    manager_token: PathBuf,
     appliance_url: String,
     admin: SocketAddr,
     // Dropped in reverse order of declaration: appliance first.
@@ -154,6 +156,8 @@ fn start_stack(a: &E2eArgs, dir: &Path, immediate: bool) -> anyhow::Result<Stack
             maddr.to_string(),
             "--db".into(),
             dir.join("manager.sqlite").display().to_string(),
+            "--token-file".into(),
+            dir.join("operator.token").display().to_string(),
         ],
         &dir.join("manager.log"),
     )?;
@@ -209,6 +213,7 @@ fn start_stack(a: &E2eArgs, dir: &Path, immediate: bool) -> anyhow::Result<Stack
     wait_tcp(admin, &mut appliance, Duration::from_secs(30))?;
     Ok(Stack {
         manager_url: format!("http://{maddr}"),
+        manager_token: dir.join("operator.token"),
         appliance_url: format!("http://{aaddr}"),
         admin,
         _appliance: appliance,
@@ -325,10 +330,23 @@ fn load(
     Ok(r)
 }
 
-fn detection_delays(a: &E2eArgs, manager_url: &str) -> anyhow::Result<Vec<f64>> {
+fn detection_delays(a: &E2eArgs, stack: &Stack) -> anyhow::Result<Vec<f64>> {
     let out = Command::new(a.bin_dir.join("giva-manager"))
-        .args(["events", "--manager", manager_url, "--json"])
+        .args([
+            "events",
+            "--manager",
+            &stack.manager_url,
+            "--json",
+            "--token-file",
+        ])
+        .arg(&stack.manager_token)
         .output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "giva-manager events: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
     let text = String::from_utf8_lossy(&out.stdout);
     Ok(text
         .lines()
@@ -415,10 +433,10 @@ pub fn run(a: &E2eArgs) -> anyhow::Result<E2eResult> {
         // Detections reach the manager immediately; give stragglers a moment.
         let expected = a.storm_vms * 2;
         let deadline = Instant::now() + Duration::from_secs(30);
-        let mut delays = detection_delays(a, &stack.manager_url)?;
+        let mut delays = detection_delays(a, &stack)?;
         while delays.len() < expected && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(500));
-            delays = detection_delays(a, &stack.manager_url)?;
+            delays = detection_delays(a, &stack)?;
         }
         if delays.len() < expected {
             res.notes.push(format!(
@@ -487,10 +505,10 @@ pub fn run(a: &E2eArgs) -> anyhow::Result<E2eResult> {
         res.runs.push(r);
         let expected = vms * 2;
         let deadline = Instant::now() + Duration::from_secs(a.heartbeat_secs * 2 + 30);
-        let mut delays = detection_delays(a, &stack.manager_url)?;
+        let mut delays = detection_delays(a, &stack)?;
         while delays.len() < expected && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(500));
-            delays = detection_delays(a, &stack.manager_url)?;
+            delays = detection_delays(a, &stack)?;
         }
         if delays.len() < expected {
             res.notes.push(format!(

@@ -272,7 +272,11 @@ impl ManagerUnderTest {
             ..NsxConfig::default()
         }));
         let store = giva_manager::store::Store::open(&dir.path().join("manager.sqlite")).await?;
-        let manager = giva_manager::Manager::with_config(store.clone(), &config)?;
+        let manager = giva_manager::Manager::with_config(
+            store.clone(),
+            &config,
+            giva_manager::auth::Auth::generate()?,
+        )?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();

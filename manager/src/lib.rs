@@ -11,6 +11,7 @@
 //! - [`tagging`] holds the actions (NSX-T, webhook, command) behind the
 //!   [`tagging::TagAction`] trait; [`tagger::Tagger`] runs them with
 //!   retries and a concurrency limit.
+//! - [`auth`] checks the operators' and readers' tokens.
 //! - [`cli`] is the command line: `serve`, and the operator commands
 //!   (`events`, `vms`, `untag`, `scan`, `transitions`); `main.rs` only
 //!   parses it and runs it.
@@ -18,6 +19,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod quarantine;

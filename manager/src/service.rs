@@ -18,6 +18,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
+use crate::auth::{Auth, Role};
 use crate::config::{Config, QuarantineConfig};
 use crate::store::{EventFilter, Override, Store, StoreError, Stored};
 use crate::tagger::Tagger;
@@ -54,43 +55,66 @@ pub struct Manager {
     subscribers: Mutex<Subscribers>,
     /// The quarantine policy and the tagging worker.
     tagger: Arc<Tagger>,
+    /// The tokens of operators and readers.
+    auth: Auth,
 }
 
 impl Manager {
-    /// A manager on `store` with the default policy and no tagging action:
-    /// quarantines are recorded in the store only.
+    /// A manager on `store` with the default policy and no tagging action
+    /// (quarantines are recorded in the store only), and a fresh random
+    /// operator token ([`auth`](Self::auth)).
+    ///
+    /// # Panics
+    ///
+    /// If the kernel's random source cannot be read.
     pub fn new(store: Store) -> Arc<Self> {
         Self::with_actions(store, QuarantineConfig::default(), Vec::new())
     }
 
-    /// A manager on `store` with the policy and actions of `config`.
+    /// A manager on `store` with the policy and actions of `config`, taking
+    /// the tokens of `auth`.
     ///
     /// # Errors
     ///
     /// A tagging action cannot be built (for example an unreadable CA file).
-    pub fn with_config(store: Store, config: &Config) -> Result<Arc<Self>, ActionError> {
+    pub fn with_config(
+        store: Store,
+        config: &Config,
+        auth: Auth,
+    ) -> Result<Arc<Self>, ActionError> {
         let tagger = Tagger::new(store.clone(), config)?;
-        Ok(Self::with_tagger(store, tagger))
+        Ok(Self::with_tagger(store, tagger, auth))
     }
 
-    /// A manager on `store` with explicit tagging actions (for tests,
-    /// benches and embedders).
+    /// A manager on `store` with explicit tagging actions and a fresh
+    /// random operator token (for tests, benches and embedders).
+    ///
+    /// # Panics
+    ///
+    /// If the kernel's random source cannot be read.
     pub fn with_actions(
         store: Store,
         policy: QuarantineConfig,
         actions: Vec<NamedAction>,
     ) -> Arc<Self> {
         let tagger = Tagger::with_actions(store.clone(), policy, actions);
-        Self::with_tagger(store, tagger)
+        let auth = Auth::generate().expect("the kernel's random source is readable");
+        Self::with_tagger(store, tagger, auth)
     }
 
-    fn with_tagger(store: Store, tagger: Arc<Tagger>) -> Arc<Self> {
+    fn with_tagger(store: Store, tagger: Arc<Tagger>, auth: Auth) -> Arc<Self> {
         Arc::new(Manager {
             store,
             pending: Mutex::default(),
             subscribers: Mutex::default(),
             tagger,
+            auth,
         })
+    }
+
+    /// The tokens this manager accepts.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
     }
 
     /// The tagging worker ([`crate::serve`] runs it).
@@ -300,6 +324,7 @@ impl ManagerService for ManagerGrpc {
         &self,
         request: Request<ListEventsRequest>,
     ) -> Result<Response<ListEventsResponse>, Status> {
+        self.0.auth.check(&request, Role::Reader)?;
         let req = request.into_inner();
         check_len("vm_id", &req.vm_id, MAX_ID_LEN)?;
         let limit = match req.limit {
@@ -317,8 +342,9 @@ impl ManagerService for ManagerGrpc {
 
     async fn list_vms(
         &self,
-        _request: Request<ListVmsRequest>,
+        request: Request<ListVmsRequest>,
     ) -> Result<Response<ListVmsResponse>, Status> {
+        self.0.auth.check(&request, Role::Reader)?;
         let vms = self.0.store.vms().await.map_err(store_status)?;
         Ok(Response::new(ListVmsResponse { vms }))
     }
@@ -327,6 +353,7 @@ impl ManagerService for ManagerGrpc {
         &self,
         request: Request<UntagVmRequest>,
     ) -> Result<Response<UntagVmResponse>, Status> {
+        self.0.auth.check(&request, Role::Operator)?;
         let vm_id = require_id("vm_id", &request.get_ref().vm_id)?;
         let vm = self.0.apply_override(vm_id, Override::Untag).await?;
         Ok(Response::new(UntagVmResponse { vm: Some(vm) }))
@@ -336,6 +363,7 @@ impl ManagerService for ManagerGrpc {
         &self,
         request: Request<RequestScanRequest>,
     ) -> Result<Response<RequestScanResponse>, Status> {
+        self.0.auth.check(&request, Role::Operator)?;
         let vm_id = require_id("vm_id", &request.get_ref().vm_id)?.to_string();
         let vm = self
             .0

@@ -9,6 +9,7 @@
 //! - [`retry`]: exponential [`Backoff`] with jitter, for every retry loop;
 //! - [`secret`]: passwords and tokens that never print ([`Secret`]), read
 //!   inline, from a file or from the environment;
+//! - [`token`]: bearer tokens made at first start, kept in 0600 files;
 //! - [`exit`]: running a program's body and turning its result into an
 //!   exit code, with errors printed once, as `program: error`.
 //!
@@ -29,6 +30,7 @@ pub mod retry;
 pub mod secret;
 pub mod signal;
 pub mod telemetry;
+pub mod token;
 
 pub use retry::Backoff;
 pub use secret::Secret;

@@ -61,7 +61,7 @@ pub struct ServeArgs {
     /// Seconds between heartbeats to the manager.
     #[arg(long)]
     pub heartbeat_interval: Option<u64>,
-    /// Directory for the appliance's state (the outbox). Default:
+    /// Directory for the appliance's state (the outbox, the admin token). Default:
     /// /var/lib/giva as root, else ~/.local/state/giva.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -108,6 +108,7 @@ impl ServeArgs {
         }
         if let Some(d) = &self.data_dir {
             config.outbox.path = d.join("outbox.sqlite");
+            config.server.admin_token_file = d.join("admin.token");
         }
         if let Some(h) = self.heartbeat_interval {
             config.manager.heartbeat_interval_secs = h;

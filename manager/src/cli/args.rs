@@ -79,7 +79,7 @@ pub enum Command {
     },
 }
 
-/// Where the operator commands find the manager.
+/// Where the operator commands find the manager, and their token.
 #[derive(Debug, Clone, Args)]
 pub struct ManagerUrl {
     /// The manager's URL.
@@ -89,6 +89,23 @@ pub struct ManagerUrl {
         default_value = "http://127.0.0.1:7412"
     )]
     pub url: String,
+    /// The file holding the token to call with (default: the operator
+    /// token that `giva-manager serve` made in its state directory).
+    #[arg(long, env = "GIVA_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl ManagerUrl {
+    /// The token file to read.
+    pub fn token_file(&self) -> PathBuf {
+        self.token_file.clone().unwrap_or_else(default_token_file)
+    }
+}
+
+/// Where `giva-manager serve` keeps its operator token by default, and
+/// where the operator commands look for it.
+pub fn default_token_file() -> PathBuf {
+    crate::default_state_dir().join("operator.token")
 }
 
 /// `giva-manager serve`.
@@ -113,6 +130,15 @@ pub struct ServeArgs {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// The operator token's file: made (mode 0600) at first start and
+    /// read by the operator commands on this host. Default: operator.token
+    /// in the state directory.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// A file holding a token that may only read (events, VMs); made at
+    /// first start if missing. Without it, reading needs the operator token.
+    #[arg(long)]
+    pub reader_token_file: Option<PathBuf>,
 }
 
 /// A `--since` that is neither a time nor a duration.

@@ -6,6 +6,6 @@ mod args;
 mod operator;
 mod run;
 
-pub use args::{BadSince, Cli, Command, ManagerUrl, ServeArgs, parse_since};
-pub use operator::{EventRow, VmRow, events, scan, transitions, untag, vms};
+pub use args::{BadSince, Cli, Command, ManagerUrl, ServeArgs, default_token_file, parse_since};
+pub use operator::{EventRow, VmRow, WithToken, events, scan, transitions, untag, vms};
 pub use run::run;

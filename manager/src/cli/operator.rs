@@ -7,7 +7,11 @@ use giva_proto::manager::{
     UntagVmRequest, VmState as VmRecord,
 };
 use serde::Serialize;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
 
+use crate::cli::args::ManagerUrl;
 use crate::store::{Store, Transition};
 use crate::time::format_us;
 
@@ -70,10 +74,63 @@ impl From<&StoredEvent> for EventRow {
     }
 }
 
-async fn connect(url: &str) -> anyhow::Result<ManagerServiceClient<tonic::transport::Channel>> {
-    ManagerServiceClient::connect(url.to_string())
+/// A client that calls with the token of `manager.token_file()`, if it
+/// can be read (else with none, and the manager says the call needs one).
+type Client = ManagerServiceClient<InterceptedService<Channel, WithToken>>;
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct WithToken(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl WithToken {
+    /// Calls with `token`.
+    pub fn new(token: &giva_runtime::Secret) -> Self {
+        WithToken(format!("Bearer {}", token.expose()).parse().ok())
+    }
+}
+
+impl std::fmt::Debug for WithToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WithToken(<redacted>)")
+    }
+}
+
+impl tonic::service::Interceptor for WithToken {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+async fn connect(manager: &ManagerUrl) -> anyhow::Result<Client> {
+    let url = &manager.url;
+    let channel = Endpoint::from_shared(url.clone())
+        .map_err(|e| anyhow::anyhow!("invalid manager URL {url}: {e}"))?
+        .connect()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot reach the manager at {url}: {e}"))
+        .map_err(|e| anyhow::anyhow!("cannot reach the manager at {url}: {e}"))?;
+    let token = match giva_runtime::token::read(&manager.token_file()) {
+        Ok(t) => WithToken::new(&t),
+        Err(e) => {
+            tracing::debug!(error = %e, "calling without a token");
+            WithToken(None)
+        }
+    };
+    Ok(ManagerServiceClient::with_interceptor(channel, token))
+}
+
+/// A call's refusal, with what to do about it.
+fn refused(s: &tonic::Status, manager: &ManagerUrl) -> anyhow::Error {
+    match s.code() {
+        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => anyhow::anyhow!(
+            "{} (token file: {})",
+            s.message(),
+            manager.token_file().display()
+        ),
+        _ => anyhow::anyhow!("{}", s.message()),
+    }
 }
 
 /// `giva-manager events`: prints stored events.
@@ -82,19 +139,20 @@ async fn connect(url: &str) -> anyhow::Result<ManagerServiceClient<tonic::transp
 ///
 /// The manager cannot be reached or refuses the query.
 pub async fn events(
-    url: &str,
+    manager: &ManagerUrl,
     vm: Option<String>,
     since_us: i64,
     json: bool,
 ) -> anyhow::Result<()> {
-    let mut client = connect(url).await?;
+    let mut client = connect(manager).await?;
     let resp = client
         .list_events(ListEventsRequest {
             vm_id: vm.unwrap_or_default(),
             since_us,
             limit: 0,
         })
-        .await?
+        .await
+        .map_err(|s| refused(&s, manager))?
         .into_inner();
     for ev in &resp.events {
         let row = EventRow::from(ev);
@@ -174,9 +232,13 @@ impl From<&VmRecord> for VmRow {
 /// # Errors
 ///
 /// The manager cannot be reached.
-pub async fn vms(url: &str, json: bool) -> anyhow::Result<()> {
-    let mut client = connect(url).await?;
-    let resp = client.list_vms(ListVmsRequest {}).await?.into_inner();
+pub async fn vms(manager: &ManagerUrl, json: bool) -> anyhow::Result<()> {
+    let mut client = connect(manager).await?;
+    let resp = client
+        .list_vms(ListVmsRequest {})
+        .await
+        .map_err(|s| refused(&s, manager))?
+        .into_inner();
     for vm in &resp.vms {
         let row = VmRow::from(vm);
         if json {
@@ -210,14 +272,14 @@ pub async fn vms(url: &str, json: bool) -> anyhow::Result<()> {
 /// # Errors
 ///
 /// The manager cannot be reached, or does not know the VM.
-pub async fn untag(url: &str, vm_id: &str) -> anyhow::Result<()> {
-    let mut client = connect(url).await?;
+pub async fn untag(manager: &ManagerUrl, vm_id: &str) -> anyhow::Result<()> {
+    let mut client = connect(manager).await?;
     let resp = client
         .untag_vm(UntagVmRequest {
             vm_id: vm_id.to_string(),
         })
         .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .map_err(|s| refused(&s, manager))?
         .into_inner();
     let vm = resp.vm.unwrap_or_default();
     println!(
@@ -232,14 +294,14 @@ pub async fn untag(url: &str, vm_id: &str) -> anyhow::Result<()> {
 /// # Errors
 ///
 /// The manager cannot be reached, or does not know the VM or its appliance.
-pub async fn scan(url: &str, vm_id: &str) -> anyhow::Result<()> {
-    let mut client = connect(url).await?;
+pub async fn scan(manager: &ManagerUrl, vm_id: &str) -> anyhow::Result<()> {
+    let mut client = connect(manager).await?;
     let resp = client
         .request_scan(RequestScanRequest {
             vm_id: vm_id.to_string(),
         })
         .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .map_err(|s| refused(&s, manager))?
         .into_inner();
     if resp.delivered {
         println!("{vm_id}: full scan requested; the appliance has the command");

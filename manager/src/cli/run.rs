@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::cli::args::{Cli, Command, ServeArgs};
+use crate::auth::Auth;
+use crate::cli::args::{Cli, Command, ServeArgs, default_token_file};
 use crate::cli::operator;
 use crate::config::Config;
 use crate::store::Store;
@@ -23,10 +24,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             vm,
             since,
             json,
-        } => operator::events(&manager.url, vm, since.unwrap_or(0), json).await?,
-        Command::Vms { manager, json } => operator::vms(&manager.url, json).await?,
-        Command::Untag { manager, vm } => operator::untag(&manager.url, &vm).await?,
-        Command::Scan { manager, vm } => operator::scan(&manager.url, &vm).await?,
+        } => operator::events(&manager, vm, since.unwrap_or(0), json).await?,
+        Command::Vms { manager, json } => operator::vms(&manager, json).await?,
+        Command::Untag { manager, vm } => operator::untag(&manager, &vm).await?,
+        Command::Scan { manager, vm } => operator::scan(&manager, &vm).await?,
         Command::Transitions {
             db,
             vm,
@@ -66,7 +67,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(%listen, "giva-manager serving");
-    let manager = crate::Manager::with_config(store.clone(), &config)
+    let token_file = args.token_file.clone().unwrap_or_else(default_token_file);
+    let auth = Auth::from_files(&token_file, args.reader_token_file.as_deref())?;
+    tracing::info!(token_file = %token_file.display(), "operator token");
+    let manager = crate::Manager::with_config(store.clone(), &config, auth)
         .context("cannot set up the tagging actions")?;
     tracing::info!(actions = ?manager.tagger().rules().actions, "quarantine policy loaded");
     crate::serve(

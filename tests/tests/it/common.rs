@@ -411,10 +411,33 @@ pub async fn start_manager_with(
     let store = giva_manager::store::Store::open(db.unwrap_or(Path::new(":memory:")))
         .await
         .expect("manager store");
-    let manager =
-        giva_manager::Manager::with_config(store.clone(), config).expect("tagging actions build");
+    let auth = giva_manager::auth::Auth::generate().expect("random token");
+    let manager = giva_manager::Manager::with_config(store.clone(), config, auth)
+        .expect("tagging actions build");
     (
         serve_manager(manager.clone(), store, listener, addr),
         manager,
+    )
+}
+
+/// A client of the manager at `url` that calls with `mgr`'s operator
+/// token (what `giva-manager untag` and `scan` do).
+pub async fn operator_client(
+    url: &str,
+    mgr: &giva_manager::Manager,
+) -> giva_proto::manager::manager_service_client::ManagerServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        giva_manager::cli::WithToken,
+    >,
+> {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+        .expect("url")
+        .connect()
+        .await
+        .expect("manager reachable");
+    giva_proto::manager::manager_service_client::ManagerServiceClient::with_interceptor(
+        channel,
+        giva_manager::cli::WithToken::new(mgr.auth().operator_token()),
     )
 }

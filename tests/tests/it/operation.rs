@@ -4,15 +4,25 @@ use std::time::Duration;
 
 use giva_appliance::config::Config;
 
-use crate::common::{EICAR, shim_scan, start_appliance, test_config, write};
+use crate::common::{EICAR, eventually, shim_scan, start_appliance, test_config, write};
 
 async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
+    http_with(addr, method, path, "").await
+}
+
+/// As [`http`], with `headers` (each ending in `\r\n`) added.
+async fn http_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect admin");
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
     );
     s.write_all(req.as_bytes()).await.expect("write");
     let mut buf = String::new();
@@ -46,7 +56,13 @@ async fn metrics_health_and_reload_over_the_admin_endpoint() {
     config.database.paths = vec![db.clone()];
     config.database.watch_interval_secs = 0;
     config.server.admin_listen = Some(admin_addr);
+    let token_file = dir.path().join("state/admin.token");
+    config.server.admin_token_file = token_file.clone();
     let (appliance, app) = start_appliance(config).await;
+    // Made when the admin endpoint starts, just after the gRPC listener.
+    eventually(Duration::from_secs(10), || async { token_file.exists() }).await;
+    let token = std::fs::read_to_string(&token_file).expect("the admin token was made");
+    let auth = format!("Authorization: Bearer {}\r\n", token.trim());
 
     let guest = dir.path().join("guest");
     std::fs::create_dir(&guest).expect("mkdir");
@@ -81,7 +97,15 @@ async fn metrics_health_and_reload_over_the_admin_endpoint() {
 
     // A good new database is swapped in; the new signature applies.
     std::fs::write(db.join("b.ndb"), "Test.Beta:0:*:424554412d4d41524b4552\n").expect("write");
+    // Not without the token, nor with a wrong one.
     let (code, body) = http(admin_addr, "POST", "/reload").await;
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("admin token"), "{body}");
+    let wrong = "Authorization: Bearer 00000000\r\n";
+    let (code, _) = http_with(admin_addr, "POST", "/reload", wrong).await;
+    assert_eq!(code, 401);
+    assert_eq!(app.signatures.version(), v1, "nothing reloaded");
+    let (code, body) = http_with(admin_addr, "POST", "/reload", &auth).await;
     assert_eq!(code, 200, "{body}");
     assert_ne!(app.signatures.version(), v1);
     let s = shim_scan(&appliance.url(), "vm-ops", &guest).await;
@@ -90,7 +114,7 @@ async fn metrics_health_and_reload_over_the_admin_endpoint() {
     // A bad one is refused and the previous one stays in service.
     let v2 = app.signatures.version();
     std::fs::write(db.join("c.ndb"), "Broken:0:*:41\n").expect("write");
-    let (code, body) = http(admin_addr, "POST", "/reload").await;
+    let (code, body) = http_with(admin_addr, "POST", "/reload", &auth).await;
     assert_eq!(code, 422, "{body}");
     assert!(body.contains("c.ndb"), "the error names the file: {body}");
     assert_eq!(app.signatures.version(), v2);

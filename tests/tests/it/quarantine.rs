@@ -23,8 +23,8 @@ use hmac::{KeyInit, Mac};
 use serde_json::Value;
 
 use crate::common::{
-    config_with_manager, eventually, shim_scan, start_appliance, start_manager, start_manager_with,
-    write, write_eicars,
+    config_with_manager, eventually, operator_client, shim_scan, start_appliance, start_manager,
+    start_manager_with, write, write_eicars,
 };
 
 const SECRET: &str = "webhook-secret";
@@ -346,7 +346,7 @@ async fn detection_tags_the_vm_and_a_clean_full_scan_untags_it() {
 
     // The operator asks for a full scan: the appliance holds a Subscribe
     // channel, so the command is delivered at once.
-    let mut c = client(&manager.url()).await;
+    let mut c = operator_client(&manager.url(), &mgr).await;
     let delivered = eventually(Duration::from_secs(10), || {
         let mut c = c.clone();
         async move {
@@ -578,7 +578,7 @@ async fn the_command_hook_gets_the_event_as_json_on_stdin() {
     );
     assert!(!v.tagged, "not every action applied the tag");
 
-    client(&manager.url())
+    operator_client(&manager.url(), &mgr)
         .await
         .untag_vm(UntagVmRequest {
             vm_id: "vm-cmd".into(),
