@@ -1,5 +1,6 @@
-//! The admin HTTP endpoint: `GET /metrics` (Prometheus), `GET /healthz`,
-//! `POST /reload` (reload the signature database now).
+//! The admin HTTP endpoint: `GET /metrics` (Prometheus), `GET /healthz`
+//! (is anything wrong: 503 with the reasons), `GET /readyz` (are verdicts
+//! served), `POST /reload` (reload the signature database now).
 //!
 //! Reading is open to whoever can reach the endpoint (it listens on
 //! loopback by default); `POST /reload` needs the admin token
@@ -34,15 +35,32 @@ async fn metrics(
     )
 }
 
+/// 200 `ok <database version>`, or 503 `unhealthy: <reasons>`.
 async fn healthz(State(Admin { app, .. }): State<Admin>) -> (StatusCode, String) {
-    let problems = app.problems();
+    let problems = app.health().await;
     if problems.is_empty() {
         (StatusCode::OK, format!("ok {}\n", app.signatures.version()))
     } else {
         (
-            StatusCode::OK,
-            format!("degraded: {}\n", problems.join("; ")),
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: {}\n", problems.join("; ")),
         )
+    }
+}
+
+/// 200 `ready <database version>` while verdicts are served, or 503 with
+/// the reason. An unhealthy appliance that still answers is ready: a
+/// manager outage must not make shims stop asking.
+async fn readyz(State(Admin { app, .. }): State<Admin>) -> (StatusCode, String) {
+    match app.ready() {
+        Ok(()) => (
+            StatusCode::OK,
+            format!("ready {}\n", app.signatures.version()),
+        ),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
     }
 }
 
@@ -96,6 +114,7 @@ pub async fn serve(
     let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/reload", post(reload))
         .with_state(Admin { app, token });
     axum::serve(listener, router)

@@ -147,7 +147,58 @@ impl Appliance {
         self.shutdown.subscribe()
     }
 
-    /// Problems to report in health checks and heartbeats.
+    /// Whether verdicts are being served (`/readyz`, and the shims' gRPC
+    /// health): `Err` with the reason once a shutdown has begun.
+    pub fn ready(&self) -> Result<(), String> {
+        if *self.shutdown.borrow() {
+            Err("draining: finishing the files in flight, taking no new events".into())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Everything `/healthz` reports: the [`problems`](Self::problems) of
+    /// the database, a detection waiting too long in the outbox, and a
+    /// manager unreachable for too long. Empty when healthy.
+    pub async fn health(&self) -> Vec<String> {
+        let mut out = self.problems();
+        if !self.reporter.has_manager() {
+            return out;
+        }
+        let m = &self.config.manager;
+        // Detections of a heartbeat-only policy wait for the heartbeat by
+        // design.
+        let heartbeat_only =
+            !m.notify_immediately || self.policies.all().any(|p| !p.notify_immediately());
+        let overdue = m.detection_overdue_secs
+            + if heartbeat_only {
+                m.heartbeat_interval_secs
+            } else {
+                0
+            };
+        if let Some(at) = self.reporter.outbox().oldest_prompt_us().await {
+            let waited =
+                u64::try_from(giva_proto::now_us().saturating_sub(at)).unwrap_or(0) / 1_000_000;
+            if waited > overdue {
+                out.push(format!(
+                    "a detection has waited {waited} s in the outbox for the manager (over {overdue} s)"
+                ));
+            }
+        }
+        if let Some(d) = self.reporter.unreachable_for()
+            && d.as_secs() > m.unreachable_overdue_secs
+        {
+            out.push(format!(
+                "the manager at {} has been unreachable for {} s (over {} s)",
+                m.url,
+                d.as_secs(),
+                m.unreachable_overdue_secs
+            ));
+        }
+        out
+    }
+
+    /// Problems of the database, reported in health checks and heartbeats.
     pub fn problems(&self) -> Vec<String> {
         let err = self
             .reloads

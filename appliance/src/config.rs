@@ -188,6 +188,12 @@ pub struct ManagerConfig {
     pub notify_immediately: bool,
     /// Timeout of one manager call, in milliseconds.
     pub request_timeout_ms: u64,
+    /// `/healthz` answers 503 while a detection (or a completed full scan)
+    /// has waited longer than this in the outbox, undelivered.
+    pub detection_overdue_secs: u64,
+    /// `/healthz` answers 503 while the manager has been unreachable for
+    /// longer than this.
+    pub unreachable_overdue_secs: u64,
 }
 
 impl Default for ManagerConfig {
@@ -197,6 +203,8 @@ impl Default for ManagerConfig {
             heartbeat_interval_secs: 600,
             notify_immediately: true,
             request_timeout_ms: 5000,
+            detection_overdue_secs: 60,
+            unreachable_overdue_secs: 120,
         }
     }
 }

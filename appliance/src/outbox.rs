@@ -384,6 +384,26 @@ impl Outbox {
         }
     }
 
+    /// When the oldest pending prompt event (a detection or a completed
+    /// full scan) happened, in microseconds since the epoch.
+    pub async fn oldest_prompt_us(&self) -> Option<i64> {
+        let in_memory = self
+            .fallback()
+            .iter()
+            .filter(|e| is_prompt(e))
+            .map(|e| e.detected_at_us)
+            .min();
+        let on_disk =
+            sqlx::query("SELECT payload FROM outbox WHERE urgent = 1 ORDER BY seq LIMIT 1")
+                .fetch_optional(&self.inner.pool)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|r| Event::decode(r.get::<&[u8], _>(0)).ok())
+                .map(|e| e.detected_at_us);
+        in_memory.into_iter().chain(on_disk).min()
+    }
+
     /// Number of events pending.
     pub async fn len(&self) -> u64 {
         let on_disk: i64 = match sqlx::query("SELECT COUNT(*) FROM outbox")

@@ -128,6 +128,11 @@ impl Policies {
         Ok(Policies { default, groups })
     }
 
+    /// Every policy: the default one, then each group's.
+    pub fn all(&self) -> impl Iterator<Item = &Policy> {
+        std::iter::once(&*self.default).chain(self.groups.values().map(|p| &**p))
+    }
+
     /// The policy for a VM of `group` (the default one when the group is
     /// empty or unknown).
     pub fn for_group(&self, group: &str) -> std::sync::Arc<Policy> {

@@ -43,6 +43,18 @@ pub struct Reporter {
     heartbeat_interval: Duration,
     stats: Arc<Stats>,
     started: Instant,
+    /// Since when calls to the manager fail for want of a link (`None`:
+    /// the last call reached it).
+    unreachable_since: std::sync::Mutex<Option<Instant>>,
+}
+
+/// True for the failures that mean the manager was not reached (as
+/// opposed to reached and refusing).
+fn unreachable(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+    )
 }
 
 impl Reporter {
@@ -86,7 +98,46 @@ impl Reporter {
             heartbeat_interval,
             stats,
             started: Instant::now(),
+            unreachable_since: std::sync::Mutex::new(None),
         })
+    }
+
+    /// True when a manager is configured.
+    pub fn has_manager(&self) -> bool {
+        self.client.is_some()
+    }
+
+    /// How long the manager has been unreachable (`None`: the last call
+    /// reached it, or none was made yet).
+    pub fn unreachable_for(&self) -> Option<Duration> {
+        self.unreachable_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|t| t.elapsed())
+    }
+
+    /// Records whether a call reached the manager.
+    fn link(&self, result: Result<(), &tonic::Status>) {
+        let mut since = self
+            .unreachable_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match result {
+            Err(status) if unreachable(status) => {
+                if since.is_none() {
+                    warn!(error = %status.message(), "the manager is unreachable");
+                    *since = Some(Instant::now());
+                }
+            }
+            _ => {
+                if let Some(t) = since.take() {
+                    info!(
+                        after_secs = t.elapsed().as_secs(),
+                        "the manager is reachable again"
+                    );
+                }
+            }
+        }
     }
 
     /// This appliance's id.
@@ -168,7 +219,9 @@ impl Reporter {
                 appliance_id: self.appliance_id.clone(),
                 events: batch,
             };
-            match client.notify(req).await {
+            let result = client.notify(req).await;
+            self.link(result.as_ref().map(|_| ()));
+            match result {
                 Ok(resp) => {
                     let acked = resp.into_inner().acked_event_ids;
                     debug!(sent = n, acked = acked.len(), "notify acknowledged");
@@ -202,7 +255,9 @@ impl Reporter {
             stats: Some(self.stats.snapshot()),
             events: self.outbox.pending(false, BATCH).await,
         };
-        match client.heartbeat(req).await {
+        let result = client.heartbeat(req).await;
+        self.link(result.as_ref().map(|_| ()));
+        match result {
             Ok(resp) => {
                 let resp = resp.into_inner();
                 self.outbox.ack(&resp.acked_event_ids).await;
@@ -297,7 +352,9 @@ impl Reporter {
                 appliance_id: self.appliance_id.clone(),
             };
             let attempt = async {
-                let mut stream = client.subscribe(req).await?.into_inner();
+                let subscribed = client.subscribe(req).await;
+                self.link(subscribed.as_ref().map(|_| ()));
+                let mut stream = subscribed?.into_inner();
                 while let Some(cmd) = stream.message().await? {
                     self.apply_command(&registry, cmd);
                 }
@@ -306,6 +363,7 @@ impl Reporter {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
                 r = attempt => if let Err(status) = r {
+                    self.link(Err(&status));
                     debug!(error = %status.message(), "command channel to the manager closed");
                 }
             }

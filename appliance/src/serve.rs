@@ -52,7 +52,7 @@ pub async fn serve(
             info!(
                 addr = ?l.local_addr().ok(),
                 token_file = %token_file.display(),
-                "admin endpoint (/metrics, /healthz, POST /reload with the token)"
+                "admin endpoint (/metrics, /healthz, /readyz, POST /reload with the token)"
             );
             let mut rx = stop_rx.clone();
             Some(tokio::spawn(admin::serve(
@@ -66,10 +66,24 @@ pub async fn serve(
         }
         None => None,
     };
+    // The shims' gRPC health follows readiness: serving until the drain
+    // begins. A manager outage leaves it serving.
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<ShimServiceServer<service::ShimGrpc>>()
         .await;
+    {
+        let mut rx = app.shutdown_watch();
+        tokio::spawn(async move {
+            stopped(&mut rx).await;
+            health_reporter
+                .set_not_serving::<ShimServiceServer<service::ShimGrpc>>()
+                .await;
+            health_reporter
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+        });
+    }
     let router = || {
         let svc = ShimServiceServer::new(service::ShimGrpc(app.clone()))
             .max_decoding_message_size(app.config.server.max_message_bytes);

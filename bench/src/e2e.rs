@@ -158,6 +158,7 @@ fn start_stack(a: &E2eArgs, dir: &Path, immediate: bool) -> anyhow::Result<Stack
             dir.join("manager.sqlite").display().to_string(),
             "--token-file".into(),
             dir.join("operator.token").display().to_string(),
+            "--no-admin".into(),
         ],
         &dir.join("manager.log"),
     )?;

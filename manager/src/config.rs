@@ -12,7 +12,7 @@
 //! levels = ["high", "medium", "low"]
 //! untag_after_clean_scan = true
 //! concurrency = 32
-//! max_attempts = 5
+//! max_attempts = 0              # retry until applied, superseded or cancelled
 //! initial_backoff_ms = 200
 //! max_backoff_ms = 10000
 //!
@@ -90,7 +90,10 @@ pub struct QuarantineConfig {
     pub untag_after_clean_scan: bool,
     /// Most tagging calls in flight at once, over all VMs.
     pub concurrency: usize,
-    /// Attempts per action before it is reported as failed.
+    /// Attempts per action before it is given up as failed. 0 (the
+    /// default): retry until it is applied, superseded by a newer action
+    /// for the same VM, or cancelled by an operator (`giva-manager
+    /// cancel VM`); pending actions survive a restart.
     pub max_attempts: u32,
     /// Wait before the first retry; doubles on each retry.
     pub initial_backoff_ms: u64,
@@ -99,6 +102,9 @@ pub struct QuarantineConfig {
     /// At shutdown, how long calls in flight may take to finish. Unfinished
     /// actions stay pending and resume at the next start.
     pub drain_ms: u64,
+    /// The manager's `/healthz` answers 503 while a tagging action has
+    /// been pending longer than this.
+    pub overdue_secs: u64,
 }
 
 impl Default for QuarantineConfig {
@@ -108,10 +114,11 @@ impl Default for QuarantineConfig {
             levels: vec![ThreatLevel::High, ThreatLevel::Medium, ThreatLevel::Low],
             untag_after_clean_scan: true,
             concurrency: 32,
-            max_attempts: 5,
+            max_attempts: 0,
             initial_backoff_ms: 200,
             max_backoff_ms: 10_000,
             drain_ms: 2_000,
+            overdue_secs: 300,
         }
     }
 }
@@ -438,11 +445,6 @@ impl Config {
         if q.concurrency == 0 {
             return Err(ConfigError::Invalid(
                 "quarantine.concurrency must be at least 1".into(),
-            ));
-        }
-        if q.max_attempts == 0 {
-            return Err(ConfigError::Invalid(
-                "quarantine.max_attempts must be at least 1".into(),
             ));
         }
         let mut names = std::collections::HashSet::new();

@@ -19,11 +19,13 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod quarantine;
 pub mod service;
+pub mod stats;
 pub mod store;
 pub mod tagger;
 pub mod tagging;

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use giva_proto::manager::manager_service_server::ManagerService;
 use giva_proto::manager::{
-    ApplianceCommand, Event, EventKind, FullScanVm, HeartbeatRequest, HeartbeatResponse,
-    ListEventsRequest, ListEventsResponse, ListVmsRequest, ListVmsResponse, NotifyRequest,
-    NotifyResponse, RequestScanRequest, RequestScanResponse, SubscribeRequest, UntagVmRequest,
-    UntagVmResponse, VmState, appliance_command,
+    ApplianceCommand, CancelActionsRequest, CancelActionsResponse, Event, EventKind, FullScanVm,
+    HeartbeatRequest, HeartbeatResponse, ListEventsRequest, ListEventsResponse, ListVmsRequest,
+    ListVmsResponse, NotifyRequest, NotifyResponse, RequestScanRequest, RequestScanResponse,
+    SubscribeRequest, UntagVmRequest, UntagVmResponse, VmState, appliance_command,
 };
 use giva_proto::now_us;
 use tokio::sync::mpsc;
@@ -20,6 +20,7 @@ use tracing::{info, warn};
 
 use crate::auth::{Auth, Role};
 use crate::config::{Config, QuarantineConfig};
+use crate::stats::Stats;
 use crate::store::{EventFilter, Override, Store, StoreError, Stored};
 use crate::tagger::Tagger;
 use crate::tagging::{ActionError, NamedAction};
@@ -57,6 +58,8 @@ pub struct Manager {
     tagger: Arc<Tagger>,
     /// The tokens of operators and readers.
     auth: Auth,
+    /// Counters for `/metrics`.
+    stats: Arc<Stats>,
 }
 
 impl Manager {
@@ -82,8 +85,9 @@ impl Manager {
         config: &Config,
         auth: Auth,
     ) -> Result<Arc<Self>, ActionError> {
-        let tagger = Tagger::new(store.clone(), config)?;
-        Ok(Self::with_tagger(store, tagger, auth))
+        let stats = Arc::new(Stats::new());
+        let tagger = Tagger::new(store.clone(), config, stats.clone())?;
+        Ok(Self::with_tagger(store, tagger, auth, stats))
     }
 
     /// A manager on `store` with explicit tagging actions and a fresh
@@ -97,18 +101,68 @@ impl Manager {
         policy: QuarantineConfig,
         actions: Vec<NamedAction>,
     ) -> Arc<Self> {
-        let tagger = Tagger::with_actions(store.clone(), policy, actions);
+        let stats = Arc::new(Stats::new());
+        let tagger = Tagger::with_actions(store.clone(), policy, actions, stats.clone());
         let auth = Auth::generate().expect("the kernel's random source is readable");
-        Self::with_tagger(store, tagger, auth)
+        Self::with_tagger(store, tagger, auth, stats)
     }
 
-    fn with_tagger(store: Store, tagger: Arc<Tagger>, auth: Auth) -> Arc<Self> {
+    fn with_tagger(store: Store, tagger: Arc<Tagger>, auth: Auth, stats: Arc<Stats>) -> Arc<Self> {
         Arc::new(Manager {
             store,
             pending: Mutex::default(),
             subscribers: Mutex::default(),
             tagger,
             auth,
+            stats,
+        })
+    }
+
+    /// The counters, refreshed, as OpenMetrics text (for `/metrics`).
+    pub fn render_metrics(&self) -> String {
+        self.stats
+            .tag_queue
+            .set(i64::try_from(self.tagger.queued()).unwrap_or(i64::MAX));
+        self.stats
+            .subscribers
+            .set(i64::try_from(lock(&self.subscribers).open.len()).unwrap_or(i64::MAX));
+        self.stats.render()
+    }
+
+    /// What is wrong, for `/healthz`: the store cannot be read, or a
+    /// tagging action has been pending longer than
+    /// `quarantine.overdue_secs`. Empty when healthy.
+    pub async fn health(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match self.store.oldest_pending_action().await {
+            Err(e) => out.push(format!("the store cannot be read: {e}")),
+            Ok(Some(row)) => {
+                let overdue = self.tagger.rules().policy.overdue_secs;
+                let waited_us = now_us().saturating_sub(row.created_at_us);
+                if waited_us > i64::try_from(overdue.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
+                {
+                    out.push(format!(
+                        "{} of VM {} by {} has been pending for {:.1} s (over {overdue} s), \
+                         after {} attempts: {}",
+                        row.op,
+                        row.vm_id,
+                        row.action,
+                        waited_us as f64 / 1e6,
+                        row.attempts,
+                        row.detail
+                    ));
+                }
+            }
+            Ok(None) => {}
+        }
+        out
+    }
+
+    /// Checks `request`'s credential for `role`, counting a refusal.
+    fn authorize<T>(&self, request: &Request<T>, role: Role, call: &str) -> Result<(), Status> {
+        self.auth.check(request, role).inspect_err(|s| {
+            self.stats.refusal(call, s.code());
+            warn!(call, code = ?s.code(), "call refused");
         })
     }
 
@@ -166,6 +220,8 @@ impl Manager {
         // Committed: tagging runs after the acknowledgement, never before.
         self.tagger.enqueue(outcome.queued);
         for (ev, stored) in events.iter().zip(&outcome.stored) {
+            let kind = EventKind::try_from(ev.kind).map_or("unknown", |k| k.as_str_name());
+            self.stats.event(kind, *stored == Stored::New);
             if *stored == Stored::New && ev.kind == EventKind::Detection as i32 {
                 info!(event_id = %ev.event_id, vm_id = %ev.vm_id, signatures = %ev.signatures.join(","),
                     path = %ev.path, "detection recorded");
@@ -324,7 +380,7 @@ impl ManagerService for ManagerGrpc {
         &self,
         request: Request<ListEventsRequest>,
     ) -> Result<Response<ListEventsResponse>, Status> {
-        self.0.auth.check(&request, Role::Reader)?;
+        self.0.authorize(&request, Role::Reader, "ListEvents")?;
         let req = request.into_inner();
         check_len("vm_id", &req.vm_id, MAX_ID_LEN)?;
         let limit = match req.limit {
@@ -344,7 +400,7 @@ impl ManagerService for ManagerGrpc {
         &self,
         request: Request<ListVmsRequest>,
     ) -> Result<Response<ListVmsResponse>, Status> {
-        self.0.auth.check(&request, Role::Reader)?;
+        self.0.authorize(&request, Role::Reader, "ListVms")?;
         let vms = self.0.store.vms().await.map_err(store_status)?;
         Ok(Response::new(ListVmsResponse { vms }))
     }
@@ -353,7 +409,7 @@ impl ManagerService for ManagerGrpc {
         &self,
         request: Request<UntagVmRequest>,
     ) -> Result<Response<UntagVmResponse>, Status> {
-        self.0.auth.check(&request, Role::Operator)?;
+        self.0.authorize(&request, Role::Operator, "UntagVm")?;
         let vm_id = require_id("vm_id", &request.get_ref().vm_id)?;
         let vm = self.0.apply_override(vm_id, Override::Untag).await?;
         Ok(Response::new(UntagVmResponse { vm: Some(vm) }))
@@ -363,7 +419,7 @@ impl ManagerService for ManagerGrpc {
         &self,
         request: Request<RequestScanRequest>,
     ) -> Result<Response<RequestScanResponse>, Status> {
-        self.0.auth.check(&request, Role::Operator)?;
+        self.0.authorize(&request, Role::Operator, "RequestScan")?;
         let vm_id = require_id("vm_id", &request.get_ref().vm_id)?.to_string();
         let vm = self
             .0
@@ -387,6 +443,45 @@ impl ManagerService for ManagerGrpc {
         };
         let delivered = self.0.push_command(&appliance, cmd);
         Ok(Response::new(RequestScanResponse { delivered }))
+    }
+
+    async fn cancel_actions(
+        &self,
+        request: Request<CancelActionsRequest>,
+    ) -> Result<Response<CancelActionsResponse>, Status> {
+        self.0
+            .authorize(&request, Role::Operator, "CancelActions")?;
+        let vm_id = require_id("vm_id", &request.get_ref().vm_id)?;
+        let vm = self
+            .0
+            .store
+            .vm(vm_id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| Status::not_found(format!("unknown VM {vm_id}")))?;
+        let ids = self
+            .0
+            .store
+            .cancel_actions(vm_id, "operator", now_us())
+            .await
+            .map_err(store_status)?;
+        self.0.tagger.cancel(&ids);
+        info!(
+            vm_id,
+            cancelled = ids.len(),
+            "operator cancelled pending tagging actions"
+        );
+        let vm = self
+            .0
+            .store
+            .vm(vm_id)
+            .await
+            .map_err(store_status)?
+            .or(Some(vm));
+        Ok(Response::new(CancelActionsResponse {
+            cancelled: u32::try_from(ids.len()).unwrap_or(u32::MAX),
+            vm,
+        }))
     }
 }
 

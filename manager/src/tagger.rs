@@ -7,8 +7,11 @@
 //! ([`Tagger::run`], started by [`crate::serve`]) starts up to
 //! `quarantine.concurrency` actions at once, over all VMs. For one VM and
 //! one action, rows run in id order, so a tag never overtakes the untag
-//! queued after it. Each action is tried up to `max_attempts` times with
-//! exponential backoff (with jitter); its outcome is written back to the
+//! queued after it. Each action is retried with capped exponential backoff
+//! (with jitter) until it is applied, or `max_attempts` is reached if one
+//! is set, or a newer row for the same VM and action supersedes it (tag
+//! and untag set a state, so the newest is the one that counts), or an
+//! operator cancels it. Its outcome is written back to the
 //! row and to the VM's `last_action`, by one writer that commits outcomes
 //! in batches. A row is pending until then, so a
 //! restart resumes it: [`Tagger::run`] starts by loading every pending row.
@@ -24,7 +27,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, QuarantineConfig};
 use crate::quarantine::{Rules, TagOp};
-use crate::store::{ActionOutcome, ActionRow, Store};
+use crate::stats::Stats;
+use crate::store::{ActionOutcome, ActionRow, ActionStatus, Store};
 use crate::tagging::{self, ActionError, NamedAction, TagAction, TagRequest, VmRef};
 use giva_runtime::Backoff;
 
@@ -38,6 +42,12 @@ pub struct Tagger {
     actions: HashMap<String, Arc<dyn TagAction>>,
     queue: Mutex<BTreeMap<i64, ActionRow>>,
     wake: Notify,
+    /// Woken when rows are queued or cancelled, so that a retrying action
+    /// can see that it is superseded or cancelled.
+    changed: Notify,
+    /// Rows cancelled while running.
+    cancelled: Mutex<HashSet<i64>>,
+    stats: Arc<Stats>,
 }
 
 impl Tagger {
@@ -46,12 +56,13 @@ impl Tagger {
     /// # Errors
     ///
     /// An action cannot be built.
-    pub fn new(store: Store, config: &Config) -> Result<Arc<Self>, ActionError> {
+    pub fn new(store: Store, config: &Config, stats: Arc<Stats>) -> Result<Arc<Self>, ActionError> {
         let actions = tagging::build(config)?;
         Ok(Self::with_actions(
             store,
             config.quarantine.clone(),
             actions,
+            stats,
         ))
     }
 
@@ -60,6 +71,7 @@ impl Tagger {
         store: Store,
         policy: QuarantineConfig,
         actions: Vec<NamedAction>,
+        stats: Arc<Stats>,
     ) -> Arc<Self> {
         let rules = Rules {
             policy,
@@ -71,6 +83,9 @@ impl Tagger {
             actions: actions.into_iter().map(|a| (a.name, a.action)).collect(),
             queue: Mutex::default(),
             wake: Notify::new(),
+            changed: Notify::new(),
+            cancelled: Mutex::default(),
+            stats,
         })
     }
 
@@ -91,6 +106,7 @@ impl Tagger {
             }
         }
         self.wake.notify_one();
+        self.changed.notify_waiters();
     }
 
     /// Actions queued and not started.
@@ -194,67 +210,116 @@ impl Tagger {
         take.iter().filter_map(|id| q.remove(id)).collect()
     }
 
-    /// Applies one action with retries; `None` when stopped before an
-    /// outcome (the row stays pending).
+    /// True when a row newer than `row` for the same VM and action is
+    /// queued: it sets the state that counts, so `row` need not apply.
+    fn superseded(&self, row: &ActionRow) -> bool {
+        lock(&self.queue)
+            .range(row.id + 1..)
+            .any(|(_, r)| r.vm_id == row.vm_id && r.action == row.action)
+    }
+
+    /// Stops the rows `ids` (already marked cancelled in the store): the
+    /// queued ones are dropped, the running ones stop before their next
+    /// attempt.
+    pub fn cancel(&self, ids: &[i64]) {
+        let running: Vec<i64> = {
+            let mut q = lock(&self.queue);
+            ids.iter()
+                .copied()
+                .filter(|id| q.remove(id).is_none())
+                .collect()
+        };
+        lock(&self.cancelled).extend(running);
+        self.changed.notify_waiters();
+    }
+
+    /// Applies one action, retrying until it is applied, `max_attempts`
+    /// is reached (0: no limit), a newer row for the same VM and action
+    /// supersedes it, or it is cancelled. `None` when stopped or cancelled
+    /// before an outcome (the row stays as the store has it).
     async fn run_one(
         &self,
         row: &ActionRow,
         mut stop: watch::Receiver<bool>,
     ) -> Option<ActionOutcome> {
         let policy = &self.rules.policy;
-        let outcome = match self.actions.get(&row.action) {
-            None => ActionOutcome {
-                applied: false,
-                attempts: 0,
+        let op = row.op.as_str();
+        let Some(action) = self.actions.get(&row.action) else {
+            return Some(ActionOutcome {
+                status: ActionStatus::Failed,
+                attempts: row.attempts,
                 detail: format!("action '{}' is no longer configured", row.action),
-            },
-            Some(action) => {
-                let request = request_for(row);
-                // Attempts count across restarts; a restart still gets one.
-                let budget = policy.max_attempts.max(row.attempts + 1);
-                let mut attempt = row.attempts;
-                loop {
-                    attempt += 1;
-                    match action.apply(&request).await {
-                        Ok(()) => {
-                            debug!(vm_id = %row.vm_id, action = %row.action, op = %row.op, attempt, "tagging action applied");
-                            break ActionOutcome {
-                                applied: true,
-                                attempts: attempt,
-                                detail: "applied".into(),
-                            };
-                        }
-                        Err(e) if attempt >= budget => {
-                            warn!(vm_id = %row.vm_id, action = %row.action, op = %row.op, attempt, error = %e, "tagging action failed");
-                            break ActionOutcome {
-                                applied: false,
-                                attempts: attempt,
-                                detail: e.to_string(),
-                            };
-                        }
-                        Err(e) => {
-                            debug!(vm_id = %row.vm_id, action = %row.action, attempt, error = %e, "tagging attempt failed; retrying");
-                            if let Err(se) = self
-                                .store
-                                .note_attempt(row.id, attempt, &e.to_string(), now_us())
-                                .await
-                            {
-                                warn!(error = %se, "cannot record a tagging attempt");
-                            }
-                            let wait = backoff(policy).delay_after(attempt);
-                            tokio::select! {
-                                _ = tokio::time::sleep(wait) => {}
-                                _ = stop.wait_for(|s| *s) => {
-                                    // Shutting down: leave the row pending for the next start.
-                                    return None;
-                                }
-                            }
+            });
+        };
+        let request = request_for(row);
+        // Attempts count across restarts; a restart still gets one.
+        let budget = match policy.max_attempts {
+            0 => u32::MAX,
+            n => n.max(row.attempts + 1),
+        };
+        let mut attempt = row.attempts;
+        loop {
+            if lock(&self.cancelled).remove(&row.id) {
+                info!(vm_id = %row.vm_id, action = %row.action, op, "tagging action cancelled");
+                return None;
+            }
+            if self.superseded(row) {
+                debug!(vm_id = %row.vm_id, action = %row.action, op, "tagging action superseded");
+                return Some(ActionOutcome {
+                    status: ActionStatus::Superseded,
+                    attempts: attempt,
+                    detail: "a newer action for this VM came first".into(),
+                });
+            }
+            attempt = attempt.saturating_add(1);
+            match action.apply(&request).await {
+                Ok(()) => {
+                    debug!(vm_id = %row.vm_id, action = %row.action, op, attempt, "tagging action applied");
+                    self.stats.tag_call(op, "applied");
+                    return Some(ActionOutcome {
+                        status: ActionStatus::Applied,
+                        attempts: attempt,
+                        detail: "applied".into(),
+                    });
+                }
+                Err(e) if attempt >= budget => {
+                    warn!(vm_id = %row.vm_id, action = %row.action, op, attempt, error = %e, "tagging action failed");
+                    self.stats.tag_call(op, "failed");
+                    return Some(ActionOutcome {
+                        status: ActionStatus::Failed,
+                        attempts: attempt,
+                        detail: e.to_string(),
+                    });
+                }
+                Err(e) => {
+                    self.stats.tag_call(op, "retry");
+                    // The first failure is worth a warning; the retries of
+                    // an outage are not, each.
+                    if attempt == row.attempts + 1 {
+                        warn!(vm_id = %row.vm_id, action = %row.action, op, error = %e, "tagging attempt failed; retrying until applied");
+                    } else {
+                        debug!(vm_id = %row.vm_id, action = %row.action, attempt, error = %e, "tagging attempt failed; retrying");
+                    }
+                    if let Err(se) = self
+                        .store
+                        .note_attempt(row.id, attempt, &e.to_string(), now_us())
+                        .await
+                    {
+                        warn!(error = %se, "cannot record a tagging attempt");
+                    }
+                    let wait = backoff(policy).delay_after(attempt);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        // A newer row or a cancellation: look again now.
+                        _ = self.changed.notified() => {}
+                        _ = stop.wait_for(|s| *s) => {
+                            // Shutting down: leave the row pending for the next start.
+                            return None;
                         }
                     }
                 }
             }
-        };
-        Some(outcome)
+        }
     }
 }
 

@@ -41,10 +41,21 @@ fn free_addr() -> String {
     l.local_addr().expect("addr").to_string()
 }
 
-fn serve(dir: &Path, extra: &[&str]) -> (Served, String) {
+/// Starts `giva-manager serve` in `dir`; returns it, its URL and its admin
+/// address.
+fn serve(dir: &Path, extra: &[&str]) -> (Served, String, String) {
     let addr = free_addr();
+    let admin = free_addr();
     let db = dir.join("manager.sqlite");
-    let mut args = vec!["serve", "--listen", &addr, "--db", p(&db)];
+    let mut args = vec![
+        "serve",
+        "--listen",
+        &addr,
+        "--admin-listen",
+        &admin,
+        "--db",
+        p(&db),
+    ];
     args.extend_from_slice(extra);
     let child = manager(&args)
         .stdout(Stdio::null())
@@ -63,7 +74,30 @@ fn serve(dir: &Path, extra: &[&str]) -> (Served, String) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    (served, format!("http://{addr}"))
+    (served, format!("http://{addr}"), admin)
+}
+
+/// `GET path` on `addr`: the status code and the body.
+fn get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect admin");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).expect("read");
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
 }
 
 #[test]
@@ -71,7 +105,7 @@ fn operator_commands_need_the_operator_token_and_readers_only_read() {
     let dir = tempfile::tempdir().expect("tempdir");
     let op = dir.path().join("state/operator.token");
     let rd = dir.path().join("state/reader.token");
-    let (_served, url) = serve(
+    let (_served, url, admin) = serve(
         dir.path(),
         &["--token-file", p(&op), "--reader-token-file", p(&rd)],
     );
@@ -117,6 +151,22 @@ fn operator_commands_need_the_operator_token_and_readers_only_read() {
     assert_eq!(out.status.code(), Some(2));
     assert!(!text(&out).contains("token"), "{}", text(&out));
     assert!(text(&out).contains("vm-1"), "{}", text(&out));
+
+    // Refusals are counted, and health and metrics need no token.
+    let (code, body) = get(&admin, "/healthz");
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    let (code, metrics) = get(&admin, "/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains(
+            "giva_manager_refused_calls_total{call=\"UntagVm\",code=\"Unauthenticated\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("giva_manager_tag_queue_depth 0"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -135,6 +185,7 @@ fn a_token_file_others_may_read_is_refused() {
         p(&db),
         "--token-file",
         p(&op),
+        "--no-admin",
     ])
     .output()
     .expect("run");

@@ -61,6 +61,15 @@ pub enum Command {
         /// The VM id.
         vm: String,
     },
+    /// Cancel a VM's pending tagging actions (they are otherwise retried
+    /// until applied): for example when its NSX object is gone for good.
+    Cancel {
+        /// The manager to ask.
+        #[command(flatten)]
+        manager: ManagerUrl,
+        /// The VM id.
+        vm: String,
+    },
     /// List VM state changes, with their causes and tagging actions, from
     /// the manager's database file.
     Transitions {
@@ -114,6 +123,12 @@ pub struct ServeArgs {
     /// Address to listen on for appliances and operators.
     #[arg(long, default_value = "127.0.0.1:7412")]
     pub listen: SocketAddr,
+    /// Address of the admin HTTP endpoint (`/metrics`, `/healthz`).
+    #[arg(long, default_value = "127.0.0.1:9412")]
+    pub admin_listen: SocketAddr,
+    /// No admin endpoint.
+    #[arg(long)]
+    pub no_admin: bool,
     /// The SQLite database file for events and VMs (`:memory:` keeps
     /// nothing across restarts). Default: /var/lib/giva-manager/manager.sqlite
     /// as root, else ~/.local/state/giva-manager/manager.sqlite.

@@ -3,8 +3,8 @@
 
 use giva_proto::manager::manager_service_client::ManagerServiceClient;
 use giva_proto::manager::{
-    Action, EventKind, ListEventsRequest, ListVmsRequest, RequestScanRequest, StoredEvent,
-    UntagVmRequest, VmState as VmRecord,
+    Action, CancelActionsRequest, EventKind, ListEventsRequest, ListVmsRequest, RequestScanRequest,
+    StoredEvent, UntagVmRequest, VmState as VmRecord,
 };
 use serde::Serialize;
 use tonic::metadata::MetadataValue;
@@ -367,5 +367,30 @@ pub async fn transitions(
         eprintln!("no transitions");
     }
     store.close().await;
+    Ok(())
+}
+
+/// `giva-manager cancel`: cancels a VM's pending tagging actions.
+///
+/// # Errors
+///
+/// The manager cannot be reached, refuses, or does not know the VM.
+pub async fn cancel(manager: &ManagerUrl, vm_id: &str) -> anyhow::Result<()> {
+    let mut client = connect(manager).await?;
+    let resp = client
+        .cancel_actions(CancelActionsRequest {
+            vm_id: vm_id.to_string(),
+        })
+        .await
+        .map_err(|s| refused(&s, manager))?
+        .into_inner();
+    let vm = resp.vm.unwrap_or_default();
+    println!(
+        "{vm_id}: {} pending action{} cancelled; state {}, tagged {}",
+        resp.cancelled,
+        if resp.cancelled == 1 { "" } else { "s" },
+        vm.state,
+        vm.tagged
+    );
     Ok(())
 }

@@ -28,6 +28,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Vms { manager, json } => operator::vms(&manager, json).await?,
         Command::Untag { manager, vm } => operator::untag(&manager, &vm).await?,
         Command::Scan { manager, vm } => operator::scan(&manager, &vm).await?,
+        Command::Cancel { manager, vm } => operator::cancel(&manager, &vm).await?,
         Command::Transitions {
             db,
             vm,
@@ -73,12 +74,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let manager = crate::Manager::with_config(store.clone(), &config, auth)
         .context("cannot set up the tagging actions")?;
     tracing::info!(actions = ?manager.tagger().rules().actions, "quarantine policy loaded");
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin = if args.no_admin {
+        None
+    } else {
+        let addr = args.admin_listen;
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for the admin endpoint"))?;
+        tracing::info!(%addr, "admin endpoint (/metrics, /healthz)");
+        Some(tokio::spawn(crate::admin::serve(
+            Arc::clone(&manager),
+            l,
+            async move {
+                let _ = admin_stopped.await;
+            },
+        )))
+    };
     crate::serve(
         Arc::clone(&manager),
         listener,
         giva_runtime::signal::shutdown(),
     )
     .await?;
+    let _ = stop_admin.send(());
+    if let Some(a) = admin {
+        let _ = a.await;
+    }
     store.close().await;
     tracing::info!("giva-manager stopped");
     Ok(())

@@ -106,6 +106,9 @@ pub(crate) fn summarize(rows: &[ActionRow], now_us: i64) -> String {
                 if r.attempts == 1 { "" } else { "s" },
                 r.detail
             ),
+            ActionStatus::Superseded | ActionStatus::Cancelled => {
+                format!("{} {}: {}", r.action, r.status, r.detail)
+            }
             _ if r.attempts > 0 => format!(
                 "{} retrying after {} failed attempt{}: {}",
                 r.action,
@@ -144,15 +147,58 @@ impl Store {
         }
         let mut tx = self.write_tx().await?;
         for (id, o) in outcomes {
-            let status = if o.applied {
-                ActionStatus::Applied
-            } else {
-                ActionStatus::Failed
-            };
-            update_action(&mut tx, *id, status, o.attempts, &o.detail, now_us).await?;
+            update_action(&mut tx, *id, o.status, o.attempts, &o.detail, now_us).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The oldest pending action, if any (for health).
+    pub async fn oldest_pending_action(&self) -> Result<Option<ActionRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {ACTION_COLUMNS} FROM actions WHERE status = ? ORDER BY id LIMIT 1"
+        ))
+        .bind(ActionStatus::Pending.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(action_row).transpose()
+    }
+
+    /// Cancels every pending action of `vm_id` (an operator's decision,
+    /// recorded with `who`); returns their ids.
+    pub async fn cancel_actions(
+        &self,
+        vm_id: &str,
+        who: &str,
+        now_us: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let ids: Vec<i64> = sqlx::query("SELECT id FROM actions WHERE vm_id = ? AND status = ?")
+            .bind(vm_id)
+            .bind(ActionStatus::Pending.as_str())
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for &id in &ids {
+            let attempts: i64 = sqlx::query("SELECT attempts FROM actions WHERE id = ?")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?
+                .get(0);
+            update_action(
+                &mut tx,
+                id,
+                ActionStatus::Cancelled,
+                u32::try_from(attempts).unwrap_or(0),
+                &format!("cancelled by {who}"),
+                now_us,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
     }
 
     /// Records a failed attempt of a still pending action (attempts so far

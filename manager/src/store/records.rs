@@ -15,17 +15,25 @@ pub enum ActionStatus {
     Pending,
     /// Applied.
     Applied,
-    /// Failed on every attempt.
+    /// Failed on every attempt (`quarantine.max_attempts` reached).
     Failed,
+    /// Not applied because a newer action for the same VM and action
+    /// came before it was: the newer one sets the state that counts.
+    Superseded,
+    /// Cancelled by an operator.
+    Cancelled,
 }
 
 impl ActionStatus {
-    /// The name stored and shown: `pending`, `applied` or `failed`.
+    /// The name stored and shown: `pending`, `applied`, `failed`,
+    /// `superseded` or `cancelled`.
     pub fn as_str(self) -> &'static str {
         match self {
             ActionStatus::Pending => "pending",
             ActionStatus::Applied => "applied",
             ActionStatus::Failed => "failed",
+            ActionStatus::Superseded => "superseded",
+            ActionStatus::Cancelled => "cancelled",
         }
     }
 }
@@ -44,6 +52,8 @@ impl FromStr for ActionStatus {
             "pending" => Ok(ActionStatus::Pending),
             "applied" => Ok(ActionStatus::Applied),
             "failed" => Ok(ActionStatus::Failed),
+            "superseded" => Ok(ActionStatus::Superseded),
+            "cancelled" => Ok(ActionStatus::Cancelled),
             other => Err(StoreError::corrupt("action status", other)),
         }
     }
@@ -101,8 +111,10 @@ pub struct ActionRow {
 /// The outcome of an action after its attempts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionOutcome {
-    /// True if an attempt succeeded.
-    pub applied: bool,
+    /// Applied, failed, superseded (never pending or cancelled: a
+    /// cancellation is written by
+    /// [`Store::cancel_actions`](crate::store::Store::cancel_actions)).
+    pub status: ActionStatus,
     /// Attempts made.
     pub attempts: u32,
     /// "applied", or the last error.

@@ -6,7 +6,7 @@ use giva_proto::manager::{Event, EventKind, VmInfo};
 
 use crate::config::QuarantineConfig;
 use crate::quarantine::{Rules, TagOp, VmState};
-use crate::store::{ActionOutcome, Override, Store, Stored};
+use crate::store::{ActionOutcome, ActionStatus, Override, Store, Stored};
 
 fn rules() -> Rules {
     Rules {
@@ -41,7 +41,7 @@ async fn one_quarantine_per_outbreak_on_a_vm_and_replays_change_nothing() {
     assert_eq!(store.pending_actions().await.unwrap().len(), 2);
 
     let applied = ActionOutcome {
-        applied: true,
+        status: ActionStatus::Applied,
         attempts: 1,
         detail: "applied".into(),
     };

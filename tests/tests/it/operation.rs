@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use giva_appliance::config::Config;
 
-use crate::common::{EICAR, eventually, shim_scan, start_appliance, test_config, write};
+use crate::common::{
+    EICAR, config_with_manager, eventually, shim_scan, start_appliance, start_manager_with,
+    test_config, write,
+};
 
 async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
     http_with(addr, method, path, "").await
@@ -118,8 +121,14 @@ async fn metrics_health_and_reload_over_the_admin_endpoint() {
     assert_eq!(code, 422, "{body}");
     assert!(body.contains("c.ndb"), "the error names the file: {body}");
     assert_eq!(app.signatures.version(), v2);
-    let (_, health) = http(admin_addr, "GET", "/healthz").await;
-    assert!(health.starts_with("degraded"), "{health}");
+    let (code, health) = http(admin_addr, "GET", "/healthz").await;
+    assert_eq!(code, 503, "a failed reload is unhealthy: {health}");
+    assert!(
+        health.starts_with("unhealthy: database reload failed"),
+        "{health}"
+    );
+    let (code, ready) = http(admin_addr, "GET", "/readyz").await;
+    assert_eq!(code, 200, "verdicts are still served: {ready}");
     let s = shim_scan(&appliance.url(), "vm-ops", &guest).await;
     assert_eq!(s.infected, 2, "still scanning with the previous database");
     let (_, metrics) = http(admin_addr, "GET", "/metrics").await;
@@ -161,6 +170,84 @@ async fn database_changes_are_picked_up_by_the_watcher() {
     let s = shim_scan(&appliance.url(), "vm-watch", guest.path()).await;
     assert_eq!(s.infected, 1, "beta found; EICAR is not in this database");
     appliance.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_turns_503_while_a_detection_cannot_reach_the_manager() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A manager address nobody listens on yet.
+    let manager_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let admin_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let mut config = config_with_manager(&format!("http://{manager_addr}"));
+    config.server.admin_listen = Some(admin_addr);
+    config.server.admin_token_file = dir.path().join("admin.token");
+    config.manager.detection_overdue_secs = 1;
+    config.manager.unreachable_overdue_secs = 1;
+    config.manager.request_timeout_ms = 500;
+    let (appliance, _app) = start_appliance(config).await;
+    let guest = dir.path().join("guest");
+    std::fs::create_dir(&guest).expect("mkdir");
+    write(&guest, "eicar.com", EICAR);
+    let s = shim_scan(&appliance.url(), "vm-health", &guest).await;
+    assert_eq!(s.infected, 1);
+
+    let unhealthy = eventually(Duration::from_secs(15), || async {
+        let (code, body) = http(admin_addr, "GET", "/healthz").await;
+        code == 503 && body.contains("waited") && body.contains("unreachable")
+    })
+    .await;
+    let (_, body) = http(admin_addr, "GET", "/healthz").await;
+    assert!(
+        unhealthy,
+        "a stuck detection and a lost manager show: {body}"
+    );
+    // Still ready, and the shims' gRPC health still says serving: a
+    // manager outage must not make fail-open shims stop asking.
+    let (code, _) = http(admin_addr, "GET", "/readyz").await;
+    assert_eq!(code, 200);
+    let channel = tonic::transport::Endpoint::from_shared(appliance.url())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = HealthClient::new(channel);
+    let status = health
+        .check(HealthCheckRequest {
+            service: "giva.shim.v1.ShimService".into(),
+        })
+        .await
+        .expect("health")
+        .into_inner()
+        .status;
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    // The manager comes up: the detection is delivered and health returns.
+    let (manager, _mgr) = start_manager_with(
+        Some(manager_addr),
+        None,
+        &giva_manager::config::Config::default(),
+    )
+    .await;
+    let healthy = eventually(Duration::from_secs(20), || async {
+        http(admin_addr, "GET", "/healthz").await.0 == 200
+    })
+    .await;
+    let (_, body) = http(admin_addr, "GET", "/healthz").await;
+    assert!(healthy, "healthy once the detection is delivered: {body}");
+    appliance.stop().await;
+    manager.stop().await;
 }
 
 #[test]

@@ -16,8 +16,8 @@ use giva_manager::config::{ActionConfig, CommandConfig, Config, NsxConfig, TagOn
 use giva_manager::quarantine::VmState as Quarantine;
 use giva_proto::manager::manager_service_client::ManagerServiceClient;
 use giva_proto::manager::{
-    Action, Event, EventKind, NotifyRequest, RequestScanRequest, ScanSummary, UntagVmRequest,
-    VmState,
+    Action, CancelActionsRequest, Event, EventKind, NotifyRequest, RequestScanRequest, ScanSummary,
+    UntagVmRequest, VmState,
 };
 use hmac::{KeyInit, Mac};
 use serde_json::Value;
@@ -524,6 +524,118 @@ async fn a_restarted_manager_resumes_pending_actions() {
             .expect("pending")
             .is_empty()
     );
+    manager.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_are_retried_until_applied_unless_superseded_or_cancelled() {
+    let fake = start_fake().await;
+    fake.state.fail_status.store(503, Ordering::SeqCst);
+    let mut cfg = config(vec![nsx_action(&fake.url)]);
+    cfg.quarantine.max_attempts = 0; // the default: until applied
+    cfg.quarantine.overdue_secs = 0;
+    let (manager, mgr) = start_manager_with(None, None, &cfg).await;
+    for vm in ["vm-a", "vm-b", "vm-c"] {
+        notify(
+            &manager.url(),
+            vec![detection(vm, &format!("ev-{vm}"), Action::Denied)],
+        )
+        .await;
+    }
+    // Far past the old give-up point (5 attempts), still retrying, and
+    // the manager's health says so.
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            fake.state.calls("add_tags").len() >= 3 * 8
+        })
+        .await,
+        "NSX is retried"
+    );
+    let v = vm(&mgr, "vm-a").await;
+    assert!(v.last_action.contains("retrying"), "{}", v.last_action);
+    assert_eq!(
+        mgr.store().pending_actions().await.expect("pending").len(),
+        3
+    );
+    let health = mgr.health().await;
+    assert!(
+        health
+            .iter()
+            .any(|p| p.contains("has been pending") && p.contains("HTTP 503")),
+        "{health:?}"
+    );
+
+    let mut op = operator_client(&manager.url(), &mgr).await;
+    // vm-b's NSX object is gone for good: the operator cancels its tag.
+    let resp = op
+        .cancel_actions(CancelActionsRequest {
+            vm_id: "vm-b".into(),
+        })
+        .await
+        .expect("cancel")
+        .into_inner();
+    assert_eq!(resp.cancelled, 1);
+    // vm-c is released by hand while its tag still fails: the untag
+    // supersedes the tag, which is then never applied.
+    op.untag_vm(UntagVmRequest {
+        vm_id: "vm-c".into(),
+    })
+    .await
+    .expect("untag");
+
+    // NSX recovers: vm-a is tagged, vm-c untagged, vm-b left alone.
+    fake.state.fail_status.store(0, Ordering::SeqCst);
+    let a = wait_vm(&mgr, "vm-a", |v| v.tagged).await;
+    assert!(a.last_action.contains("nsx applied"), "{}", a.last_action);
+    let c = wait_vm(&mgr, "vm-c", |v| {
+        v.last_action.contains("untag") && v.last_action.contains("applied")
+    })
+    .await;
+    assert!(!c.tagged);
+    let ok_tags: Vec<_> = fake
+        .state
+        .succeeded("add_tags")
+        .iter()
+        .map(|c| {
+            c.body["external_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ok_tags, ["vm-a"], "only vm-a's tag was applied");
+    assert_eq!(fake.state.succeeded("remove_tags").len(), 1);
+    let status = |rows: Vec<giva_manager::store::ActionRow>| -> Vec<String> {
+        rows.iter()
+            .map(|r| format!("{} {}", r.op, r.status))
+            .collect()
+    };
+    assert_eq!(
+        status(
+            mgr.store()
+                .actions(Some("vm-b"), 10)
+                .await
+                .expect("actions")
+        ),
+        ["tag cancelled"]
+    );
+    assert_eq!(
+        status(
+            mgr.store()
+                .actions(Some("vm-c"), 10)
+                .await
+                .expect("actions")
+        ),
+        ["tag superseded", "untag applied"]
+    );
+    assert!(
+        mgr.store()
+            .pending_actions()
+            .await
+            .expect("pending")
+            .is_empty()
+    );
+    assert!(mgr.health().await.is_empty());
     manager.stop().await;
 }
 
