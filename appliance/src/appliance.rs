@@ -27,7 +27,7 @@ pub struct Appliance {
     /// The configuration it was started with.
     pub config: Config,
     /// The policies for VMs (default and per group).
-    pub policies: Policies,
+    pub policies: Arc<Policies>,
     /// The signatures in service.
     pub signatures: Signatures,
     /// Registered VMs.
@@ -91,7 +91,7 @@ impl Appliance {
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         let policies =
-            Policies::new(&config).map_err(|e| anyhow::anyhow!("invalid policy: {e}"))?;
+            Arc::new(Policies::new(&config).map_err(|e| anyhow::anyhow!("invalid policy: {e}"))?);
         let signatures = Signatures::new(database, engine);
         let stats = Arc::new(Stats::default());
         stats.set_database(&signatures.version());
@@ -126,9 +126,9 @@ impl Appliance {
             shutdown: tokio::sync::watch::Sender::new(false),
             reloads: ReloadState::new(&config.database.paths),
             config,
-            policies,
+            policies: policies.clone(),
             signatures,
-            registry: Arc::new(Registry::default()),
+            registry: Arc::new(Registry::new(policies.clone())),
             reporter: Arc::new(reporter),
             stats,
         }))

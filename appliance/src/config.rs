@@ -283,6 +283,9 @@ pub struct PolicyConfig {
     pub notify_immediately: bool,
     /// Share cached verdicts with other VMs of the same image.
     pub share_cache: bool,
+    /// What an ordered full scan walks in the guest. A scan that walks
+    /// anything else does not release a quarantined VM.
+    pub full_scan_roots: Vec<String>,
 }
 
 impl Default for PolicyConfig {
@@ -299,6 +302,7 @@ impl Default for PolicyConfig {
             deny_on_detection: true,
             notify_immediately: true,
             share_cache: true,
+            full_scan_roots: vec!["/".into()],
         }
     }
 }

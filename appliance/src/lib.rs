@@ -21,6 +21,7 @@ mod appliance;
 pub mod cli;
 pub mod config;
 pub mod flight;
+pub mod fullscan;
 mod listen;
 mod loading;
 pub mod outbox;

@@ -67,6 +67,11 @@ impl Policy {
         self.config.share_cache
     }
 
+    /// What an ordered full scan walks.
+    pub fn full_scan_roots(&self) -> &[String] {
+        &self.config.full_scan_roots
+    }
+
     /// Decides whether an event is scanned, or why not (the same rules
     /// the shim applies).
     ///

@@ -9,6 +9,12 @@ use giva_proto::shim::{ApplianceMessage, FullScanCommand, VmIdentity, appliance_
 use tokio::sync::mpsc;
 use tonic::Status;
 
+use crate::fullscan::ScanOrder;
+use crate::policy::Policies;
+
+/// Orders kept per VM, at most (the oldest goes first).
+const MAX_ORDERS_PER_VM: usize = 8;
+
 /// Sender of messages on a VM's session stream.
 pub type SessionSender = mpsc::Sender<Result<ApplianceMessage, Status>>;
 
@@ -33,17 +39,37 @@ pub enum AttachError {
 }
 
 /// Registered VMs, by VM id, and their session ids.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Registry {
     inner: Mutex<HashMap<String, VmEntry>>,
     sessions: Mutex<HashMap<String, String>>,
     counter: AtomicU64,
+    /// Full scans ordered and not started yet, by VM, with their tokens.
+    orders: Mutex<HashMap<String, Vec<(String, ScanOrder)>>>,
+    /// Paths with detections, by VM, since its last scan that proved it
+    /// clean: every ordered scan re-reads them first.
+    detected: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
+    policies: std::sync::Arc<Policies>,
 }
 
 impl Registry {
-    /// Sends a full-scan command to a VM's open session, if it has one.
-    /// False if the VM has no open session or its stream is full.
-    pub fn send_full_scan_command(&self, vm_id: &str, reason: &str) -> bool {
+    /// An empty registry; ordered scans walk the roots of `policies`.
+    pub fn new(policies: std::sync::Arc<Policies>) -> Self {
+        Registry {
+            inner: Mutex::default(),
+            sessions: Mutex::default(),
+            counter: AtomicU64::new(0),
+            orders: Mutex::default(),
+            detected: Mutex::default(),
+            policies,
+        }
+    }
+
+    /// Orders a full scan of a VM over its policy's roots: sends the
+    /// command to its open session, and keeps the order until the shim
+    /// starts the scan with the command's token. False if the VM has no
+    /// open session or its stream is full.
+    pub fn send_full_scan_command(&self, vm_id: &str, mut order: ScanOrder) -> bool {
         let Some(tx) = self.stream_of(vm_id) else {
             tracing::warn!(
                 vm_id,
@@ -51,12 +77,80 @@ impl Registry {
             );
             return false;
         };
+        let group = self
+            .lock()
+            .get(vm_id)
+            .map(|e| e.identity.group.clone())
+            .unwrap_or_default();
+        order.roots = self.policies.for_group(&group).full_scan_roots().to_vec();
+        if let Some(known) = self
+            .detected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(vm_id)
+        {
+            order.recheck.extend(known.iter().cloned());
+        }
+        order.recheck.sort();
+        order.recheck.dedup();
+        order.recheck.truncate(crate::fullscan::MAX_RECHECK);
+        let token = format!("{:032x}", fastrand::u128(..));
         let msg = ApplianceMessage {
             msg: Some(appliance_message::Msg::FullScanCommand(FullScanCommand {
-                reason: reason.to_string(),
+                reason: order.reason.clone(),
+                scan_token: token.clone(),
+                roots: order.roots.clone(),
+                recheck_paths: order.recheck.clone(),
             })),
         };
+        {
+            let mut orders = self.orders.lock().unwrap_or_else(|e| e.into_inner());
+            let list = orders.entry(vm_id.to_string()).or_default();
+            if list.len() >= MAX_ORDERS_PER_VM {
+                list.remove(0);
+            }
+            list.push((token, order));
+        }
         tx.try_send(Ok(msg)).is_ok()
+    }
+
+    /// Remembers a detection at `path` in `vm_id`, for the next ordered
+    /// scan to re-read.
+    pub fn note_detection(&self, vm_id: &str, path: &str) {
+        let mut d = self.detected.lock().unwrap_or_else(|e| e.into_inner());
+        let paths = d.entry(vm_id.to_string()).or_default();
+        if paths.len() < crate::fullscan::MAX_RECHECK {
+            paths.insert(path.to_string());
+        }
+    }
+
+    /// Forgets the detections of `vm_id` that a scan proved gone or clean.
+    pub fn forget_detections(&self, vm_id: &str, proven: &[String]) {
+        let mut d = self.detected.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(paths) = d.get_mut(vm_id) {
+            for p in proven {
+                paths.remove(p);
+            }
+            if paths.is_empty() {
+                d.remove(vm_id);
+            }
+        }
+    }
+
+    /// Takes the order of `vm_id` with `token`, if there is one: a scan
+    /// answers an order once.
+    pub fn take_order(&self, vm_id: &str, token: &str) -> Option<ScanOrder> {
+        if token.is_empty() {
+            return None;
+        }
+        let mut orders = self.orders.lock().unwrap_or_else(|e| e.into_inner());
+        let list = orders.get_mut(vm_id)?;
+        let i = list.iter().position(|(t, _)| t == token)?;
+        let (_, order) = list.remove(i);
+        if list.is_empty() {
+            orders.remove(vm_id);
+        }
+        Some(order)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VmEntry>> {

@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
+use crate::fullscan::{OrderedBy, ScanOrder};
 use crate::outbox::{Outbox, Pushed, is_prompt};
 use crate::registry::Registry;
 use crate::stats::Stats;
@@ -382,8 +383,17 @@ impl Reporter {
 
     fn apply_command(&self, registry: &Registry, cmd: giva_proto::manager::ApplianceCommand) {
         if let Some(appliance_command::Command::FullScan(fs)) = cmd.command {
-            info!(vm_id = %fs.vm_id, reason = %fs.reason, "manager asks for a full scan");
-            registry.send_full_scan_command(&fs.vm_id, &fs.reason);
+            info!(vm_id = %fs.vm_id, reason = %fs.reason, order = %fs.order_id, "manager asks for a full scan");
+            registry.send_full_scan_command(
+                &fs.vm_id,
+                ScanOrder {
+                    ordered_by: OrderedBy::Manager,
+                    order_id: fs.order_id,
+                    reason: fs.reason,
+                    roots: Vec::new(),
+                    recheck: fs.recheck_paths,
+                },
+            );
         }
     }
 }

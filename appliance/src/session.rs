@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::appliance::Appliance;
 use crate::flight::{Join, Leader};
+use crate::fullscan::{self, FullScan, Tally};
 use crate::policy::Skip;
 use crate::registry::{AttachError, SessionSender};
 use crate::scan::{scan_options, simple_verdict, verdict_for};
@@ -100,8 +101,10 @@ pub async fn open(
                 tx: tx.clone(),
                 files: HashMap::new(),
                 slots: HashMap::new(),
+                scans: HashMap::new(),
             };
             let result = session.run(&mut inbound).await;
+            session.cut_off_scans().await;
             if let Err(status) = result {
                 warn!(code = ?status.code(), error = %status.message(), "session ended by protocol error");
                 let _ = tx.send(Err(status)).await;
@@ -125,7 +128,15 @@ struct Session {
     /// (the shim reports the scan finished) or dropping the session (the
     /// VM went away) gives the slot back, or stops the wait for one.
     slots: HashMap<u64, SlotHold>,
+    /// The VM's full scans in progress, with what they were answered.
+    scans: HashMap<u64, FullScan>,
 }
+
+/// Full scans one session may run at once.
+const MAX_SCANS_PER_SESSION: usize = 4;
+
+/// The tally of a full scan, shared with its files' tasks.
+type SharedTally = Arc<std::sync::Mutex<Tally>>;
 
 /// A full scan's claim on one of the appliance's full-scan slots.
 enum SlotHold {
@@ -181,24 +192,45 @@ impl Session {
                     }
                 }
                 Some(guest_message::Msg::FullScanRequest(req)) => {
+                    if self.scans.len() >= MAX_SCANS_PER_SESSION
+                        && !self.scans.contains_key(&req.full_scan_id)
+                    {
+                        return Err(Status::resource_exhausted(format!(
+                            "at most {MAX_SCANS_PER_SESSION} full scans at once per VM"
+                        )));
+                    }
+                    let order = self
+                        .app
+                        .registry
+                        .take_order(&self.vm.vm_id, &req.scan_token);
+                    let recheck = order
+                        .as_ref()
+                        .map(|o| o.recheck.clone())
+                        .unwrap_or_default();
+                    self.scans.insert(
+                        req.full_scan_id,
+                        FullScan {
+                            order,
+                            roots: req.roots,
+                            started_at_us: giva_proto::now_us(),
+                            tally: Arc::new(std::sync::Mutex::new(Tally::new(&recheck))),
+                        },
+                    );
                     self.on_full_scan_request(req.full_scan_id)
                 }
                 Some(guest_message::Msg::FullScanFinished(done)) => {
                     self.slots.remove(&done.full_scan_id);
-                    let mut ev = self.app.reporter.new_event(MgrEventKind::ScanCompleted);
-                    self.fill_vm(&mut ev);
-                    ev.scan = Some(ScanSummary {
-                        files_scanned: done.files_scanned,
-                        files_infected: done.files_infected,
-                        files_failed: done.files_failed,
-                        completed: done.completed,
-                    });
-                    info!(
-                        files = done.files_scanned,
-                        infected = done.files_infected,
-                        "full scan finished"
-                    );
-                    self.app.reporter.report(ev).await;
+                    let scan = self
+                        .scans
+                        .remove(&done.full_scan_id)
+                        .unwrap_or_else(|| FullScan {
+                            order: None,
+                            roots: Vec::new(),
+                            started_at_us: giva_proto::now_us(),
+                            tally: SharedTally::default(),
+                        });
+                    let record = fullscan::record(&scan, &done, giva_proto::now_us());
+                    self.report_scan(record).await;
                 }
                 Some(guest_message::Msg::Report(r)) => {
                     if r.fail_open_decisions + r.fail_closed_decisions + r.events_dropped > 0 {
@@ -220,6 +252,43 @@ impl Session {
         }
     }
 
+    /// Reports a full scan's record; one that proves the VM clean also
+    /// clears the paths it re-read.
+    async fn report_scan(&self, record: ScanSummary) {
+        info!(
+            files = record.files_scanned,
+            infected = record.files_infected,
+            failed = record.files_failed,
+            skipped = record.files_skipped,
+            ordered_by = %record.ordered_by,
+            blockers = ?record.blockers,
+            "full scan finished"
+        );
+        if record.blockers.is_empty() {
+            self.app
+                .registry
+                .forget_detections(&self.vm.vm_id, &record.rechecked);
+        }
+        let mut ev = self.app.reporter.new_event(MgrEventKind::ScanCompleted);
+        self.fill_vm(&mut ev);
+        ev.detail = if record.blockers.is_empty() {
+            format!("{}-ordered full scan found the VM clean", record.ordered_by)
+        } else {
+            format!("does not release: {}", record.blockers.join("; "))
+        };
+        ev.scan = Some(record);
+        self.app.reporter.report(ev).await;
+    }
+
+    /// Reports the ordered scans the session leaves unfinished.
+    async fn cut_off_scans(&mut self) {
+        let scans: Vec<FullScan> = self.scans.drain().map(|(_, s)| s).collect();
+        for scan in scans.iter().filter(|s| s.order.is_some()) {
+            self.report_scan(fullscan::cut_off(scan, giva_proto::now_us()))
+                .await;
+        }
+    }
+
     fn fill_vm(&self, ev: &mut giva_proto::manager::Event) {
         ev.vm_id = self.vm.vm_id.clone();
         ev.vm_name = self.vm.name.clone();
@@ -235,6 +304,22 @@ impl Session {
     async fn verdict_now(&self, v: Verdict) -> Result<(), Status> {
         count_verdict(&self.app.stats, &v);
         self.send(appliance_message::Msg::Verdict(v)).await
+    }
+
+    /// [`verdict_now`](Self::verdict_now) for a file of a full scan,
+    /// counted in its tally first.
+    async fn scan_verdict_now(
+        &self,
+        v: Verdict,
+        tally: Option<&SharedTally>,
+        path: &str,
+    ) -> Result<(), Status> {
+        if let Some(t) = tally {
+            t.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record(path, &v, None);
+        }
+        self.verdict_now(v).await
     }
 
     async fn on_event(&mut self, ev: FileEvent) -> Result<(), Status> {
@@ -270,6 +355,14 @@ impl Session {
             )));
         }
         let version = self.app.signatures.version();
+        // A file of a full scan is counted in that scan's tally, by every
+        // answer it gets from here on.
+        let tally = (kind == EventKind::FullScanItem)
+            .then(|| self.scans.get(&ev.full_scan_id).map(|s| s.tally.clone()))
+            .flatten();
+        if let Some(t) = &tally {
+            t.lock().unwrap_or_else(|e| e.into_inner()).begin();
+        }
         if self.files.len() >= limits.max_inflight_per_vm {
             let v = simple_verdict(
                 ev.seq,
@@ -281,7 +374,7 @@ impl Session {
                 ),
                 &version,
             );
-            return self.verdict_now(v).await;
+            return self.scan_verdict_now(v, tally.as_ref(), &ev.path).await;
         }
         match self.policy.check(kind, &ev.path, identity.size) {
             Ok(()) => {}
@@ -300,7 +393,7 @@ impl Session {
                     self.app.reporter.report(e).await;
                 }
                 let v = simple_verdict(ev.seq, VerdictKind::NotScanned, reason, text, &version);
-                return self.verdict_now(v).await;
+                return self.scan_verdict_now(v, tally.as_ref(), &ev.path).await;
             }
         }
         let loaded = self.app.signatures.current();
@@ -335,6 +428,8 @@ impl Session {
             },
             key,
             leader: None,
+            tally,
+            digest: None,
         };
         // 1. The cache: clones of one image share verdicts without content.
         if let Some(cached) = self.app.cache.get(&key, loaded.epoch) {
@@ -541,6 +636,10 @@ struct FileTask {
     key: Key,
     /// Set when other VMs wait for this scan's verdict.
     leader: Option<Leader>,
+    /// The tally of the full scan this file belongs to.
+    tally: Option<SharedTally>,
+    /// SHA-256 of the content, once all of it was read.
+    digest: Option<[u8; 32]>,
 }
 
 /// Counts a file in flight for as long as it lives.
@@ -640,8 +739,9 @@ impl FileTask {
                     }
                     _ => None,
                 };
+                let digest: [u8; 32] = digest.into();
+                self.digest = Some(digest);
                 if let Some(c) = &cached {
-                    let digest: [u8; 32] = digest.into();
                     self.app.cache.insert(self.key, loaded.epoch, c.clone());
                     self.app
                         .cache
@@ -727,6 +827,7 @@ impl FileTask {
     async fn report_detection(&self, v: &Verdict, denied: bool, version: &str) {
         let names: Vec<String> = v.detections.iter().map(|d| d.signature.clone()).collect();
         info!(path = %self.path, signatures = ?names, "detection");
+        self.app.registry.note_detection(&self.vm.vm_id, &self.path);
         let mut ev = self.app.reporter.new_event(MgrEventKind::Detection);
         ev.vm_id = self.vm.vm_id.clone();
         ev.vm_name = self.vm.name.clone();
@@ -745,6 +846,13 @@ impl FileTask {
     }
 
     async fn answer(&self, v: Verdict, source: &str) {
+        // Counted before it is sent: the shim may end the scan as soon as
+        // it has the last verdict.
+        if let Some(t) = &self.tally {
+            t.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record(&self.path, &v, self.digest);
+        }
         count_verdict(&self.app.stats, &v);
         self.app.stats.latency(source, self.started.elapsed());
         let _ = self.out.send(msg(appliance_message::Msg::Verdict(v))).await;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tracing::info;
 
 use crate::appliance::{Appliance, stopped};
+use crate::fullscan::{OrderedBy, ScanOrder};
 use crate::reload::{Fingerprint, fingerprint};
 
 /// Reloads when the database files change, checking every
@@ -84,7 +85,16 @@ pub(crate) async fn schedule_full_scans(
                 tokio::select! {
                     _ = stopped(&mut stop) => {}
                     _ = tokio::time::sleep(delay) => {
-                        registry.send_full_scan_command(&vm, "schedule");
+                        registry.send_full_scan_command(
+                            &vm,
+                            ScanOrder {
+                                ordered_by: OrderedBy::Schedule,
+                                order_id: String::new(),
+                                reason: "schedule".into(),
+                                roots: Vec::new(),
+                                recheck: Vec::new(),
+                            },
+                        );
                     }
                 }
             });

@@ -987,6 +987,7 @@ fn op_message(op: &Op, offsets: &mut [u64; 8]) -> Option<giva_proto::shim::Guest
         Op::FullScanRequest(id) => Msg::FullScanRequest(FullScanRequest {
             full_scan_id: u64::from(*id),
             reason: "fuzz".into(),
+            ..FullScanRequest::default()
         }),
         Op::FullScanFinished(id, completed) => Msg::FullScanFinished(FullScanFinished {
             full_scan_id: u64::from(*id),
@@ -994,6 +995,7 @@ fn op_message(op: &Op, offsets: &mut [u64; 8]) -> Option<giva_proto::shim::Guest
             files_infected: 0,
             files_failed: 0,
             completed: *completed,
+            ..FullScanFinished::default()
         }),
         Op::Report(a, b, c) => Msg::Report(ShimReport {
             fail_open_decisions: u64::from(*a),

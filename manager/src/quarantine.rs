@@ -173,22 +173,65 @@ pub fn qualifies(policy: &QuarantineConfig, ev: &Event) -> bool {
     policy.levels.contains(&threat_level(&ev.signatures))
 }
 
-/// A full-scan summary that proves the VM clean: completed, nothing
-/// infected, nothing failed.
-pub fn is_clean_scan(ev: &Event) -> bool {
-    ev.kind == EventKind::ScanCompleted as i32
-        && ev
-            .scan
-            .as_ref()
-            .is_some_and(|s| s.completed && s.files_infected == 0 && s.files_failed == 0)
+/// The record of a full scan, if `ev` carries one.
+pub fn scan_record(ev: &Event) -> Option<&giva_proto::manager::ScanSummary> {
+    (ev.kind == EventKind::ScanCompleted as i32)
+        .then_some(ev.scan.as_ref())
+        .flatten()
 }
 
-/// Decides what a newly stored event does to its VM; updates `q`.
+/// What the manager's store knows against a full scan's record: each
+/// problem found (an order that does not match, a detected path the scan
+/// did not re-read, a skipped file without an exception).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanEvidence {
+    /// Why the record does not release the VM; empty if nothing was found.
+    pub problems: Vec<String>,
+}
+
+/// Why the full scan `record` (of event `ev`) does not release a VM whose
+/// latest detection the appliance saw at `q.infected_at_us`; empty when it
+/// does. The appliance's blockers come first, then what the manager checks
+/// itself.
+pub fn release_blockers(
+    q: &Quarantine,
+    record: &giva_proto::manager::ScanSummary,
+    evidence: &ScanEvidence,
+) -> Vec<String> {
+    let mut why = record.blockers.clone();
+    if why.is_empty() {
+        // The appliance found nothing; check what its record says anyway.
+        if !matches!(record.ordered_by.as_str(), "manager" | "schedule") {
+            why.push(format!(
+                "started by {:?}, not ordered by the manager or the schedule",
+                record.ordered_by
+            ));
+        }
+        if !record.completed {
+            why.push("incomplete".into());
+        }
+        if record.files_infected > 0 || record.files_failed > 0 {
+            why.push(format!(
+                "{} infected, {} failed",
+                record.files_infected, record.files_failed
+            ));
+        }
+    }
+    if record.started_at_us <= q.infected_at_us {
+        why.push("it started before the latest detection".into());
+    }
+    why.extend(evidence.problems.iter().cloned());
+    why
+}
+
+/// Decides what a newly stored event does to its VM; updates `q`. A full
+/// scan's record needs the store's `evidence` about it.
 pub fn on_event(
     policy: &QuarantineConfig,
     vm: &VmRecord,
     q: &mut Quarantine,
     ev: &Event,
+    evidence: Option<&ScanEvidence>,
 ) -> Option<Decision> {
     if ev.kind == EventKind::Detection as i32 {
         if !qualifies(policy, ev) {
@@ -213,18 +256,31 @@ pub fn on_event(
             op: (first || retry).then_some(TagOp::Tag),
         });
     }
-    if is_clean_scan(ev) {
+    if let Some(record) = scan_record(ev) {
         if VmState::of(vm) == VmState::Clean || !policy.untag_after_clean_scan {
             return None;
         }
-        if ev.detected_at_us < q.infected_at_us {
-            return None;
+        let why = release_blockers(q, record, evidence.unwrap_or(&ScanEvidence::default()));
+        if !why.is_empty() {
+            // Recorded, so that the operator sees why the VM stays.
+            return Some(Decision {
+                to: VmState::of(vm),
+                cause: format!(
+                    "full scan (event {}) does not release: {}",
+                    ev.event_id,
+                    why.join("; ")
+                ),
+                op: None,
+            });
         }
         let untag = q.tag_wanted || vm.tagged;
         q.tag_wanted = false;
         return Some(Decision {
             to: VmState::Clean,
-            cause: format!("clean full scan (event {})", ev.event_id),
+            cause: format!(
+                "clean full scan ordered by the {} (event {})",
+                record.ordered_by, ev.event_id
+            ),
             op: untag.then_some(TagOp::Untag),
         });
     }
@@ -277,6 +333,10 @@ mod tests {
                 files_infected: infected,
                 files_failed: failed,
                 completed,
+                ordered_by: "manager".into(),
+                order_id: "o".into(),
+                started_at_us: at,
+                ..ScanSummary::default()
             }),
             ..Event::default()
         }
@@ -299,6 +359,7 @@ mod tests {
             &vm(VmState::Clean, false),
             &mut q,
             &detection("Eicar", Action::Denied, 1),
+            None,
         );
         assert_eq!(d.unwrap().op, Some(TagOp::Tag));
         q.action_pending = true;
@@ -307,7 +368,8 @@ mod tests {
                 &p,
                 &vm(VmState::Infected, false),
                 &mut q,
-                &detection("Eicar", Action::Denied, 2)
+                &detection("Eicar", Action::Denied, 2),
+                None
             )
             .is_none()
         );
@@ -325,6 +387,7 @@ mod tests {
             &vm(VmState::Infected, false),
             &mut q,
             &detection("X", Action::Denied, 3),
+            None,
         );
         assert_eq!(d.unwrap().op, Some(TagOp::Tag));
     }
@@ -347,7 +410,7 @@ mod tests {
     }
 
     #[test]
-    fn only_a_clean_complete_scan_after_the_detection_releases() {
+    fn only_a_clean_complete_ordered_scan_after_the_detection_releases() {
         let p = QuarantineConfig::default();
         let infected = || Quarantine {
             tag_wanted: true,
@@ -355,16 +418,45 @@ mod tests {
             action_pending: false,
         };
         let v = vm(VmState::Infected, true);
-        assert!(on_event(&p, &v, &mut infected(), &scan(1, 0, true, 200)).is_none());
-        assert!(on_event(&p, &v, &mut infected(), &scan(0, 1, true, 200)).is_none());
-        assert!(on_event(&p, &v, &mut infected(), &scan(0, 0, false, 200)).is_none());
-        assert!(on_event(&p, &v, &mut infected(), &scan(0, 0, true, 50)).is_none());
-        let d = on_event(&p, &v, &mut infected(), &scan(0, 0, true, 200)).unwrap();
+        let ok = ScanEvidence::default();
+        let stays = |ev: &Event, evidence: &ScanEvidence| {
+            let d = on_event(&p, &v, &mut infected(), ev, Some(evidence)).unwrap();
+            assert_eq!((d.to, d.op), (VmState::Infected, None), "{}", d.cause);
+            d.cause
+        };
+        assert!(stays(&scan(1, 0, true, 200), &ok).contains("1 infected"));
+        assert!(stays(&scan(0, 1, true, 200), &ok).contains("1 failed"));
+        assert!(stays(&scan(0, 0, false, 200), &ok).contains("incomplete"));
+        assert!(stays(&scan(0, 0, true, 50), &ok).contains("before the latest detection"));
+        let mut guest = scan(0, 0, true, 200);
+        if let Some(s) = guest.scan.as_mut() {
+            s.ordered_by = "guest".into();
+        }
+        assert!(stays(&guest, &ok).contains("not ordered"));
+        let mut blocked = scan(0, 0, true, 200);
+        if let Some(s) = blocked.scan.as_mut() {
+            s.blockers = vec!["walked other roots".into()];
+        }
+        assert!(stays(&blocked, &ok).contains("walked other roots"));
+        let store_says = ScanEvidence {
+            problems: vec!["order o was used already".into()],
+        };
+        assert!(stays(&scan(0, 0, true, 200), &store_says).contains("used already"));
+        let d = on_event(&p, &v, &mut infected(), &scan(0, 0, true, 200), Some(&ok)).unwrap();
         assert_eq!((d.to, d.op), (VmState::Clean, Some(TagOp::Untag)));
         let keep = QuarantineConfig {
             untag_after_clean_scan: false,
             ..p
         };
-        assert!(on_event(&keep, &v, &mut infected(), &scan(0, 0, true, 200)).is_none());
+        assert!(
+            on_event(
+                &keep,
+                &v,
+                &mut infected(),
+                &scan(0, 0, true, 200),
+                Some(&ok)
+            )
+            .is_none()
+        );
     }
 }

@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use giva_proto::manager::manager_service_server::ManagerService;
 use giva_proto::manager::{
-    ApplianceCommand, CancelActionsRequest, CancelActionsResponse, Event, EventKind, FullScanVm,
-    HeartbeatRequest, HeartbeatResponse, ListEventsRequest, ListEventsResponse, ListVmsRequest,
-    ListVmsResponse, NotifyRequest, NotifyResponse, RequestScanRequest, RequestScanResponse,
-    SubscribeRequest, UntagVmRequest, UntagVmResponse, VmState, appliance_command,
+    AddExceptionRequest, AddExceptionResponse, ApplianceCommand, CancelActionsRequest,
+    CancelActionsResponse, Event, EventKind, FullScanVm, HeartbeatRequest, HeartbeatResponse,
+    ListEventsRequest, ListEventsResponse, ListVmsRequest, ListVmsResponse, NotifyRequest,
+    NotifyResponse, RequestScanRequest, RequestScanResponse, SubscribeRequest, UntagVmRequest,
+    UntagVmResponse, VmState, appliance_command,
 };
 use giva_proto::now_us;
 use tokio::sync::mpsc;
@@ -433,16 +434,71 @@ impl ManagerService for ManagerGrpc {
                 "VM {vm_id} has no known appliance yet"
             )));
         }
+        // The order's nonce: the scan's record must carry it to release.
+        let order_id = giva_runtime::token::random_hex(16)
+            .map_err(|e| Status::internal(format!("no random source: {e}")))?;
+        let recheck_paths = self
+            .0
+            .store
+            .order_scan(&vm_id, &vm.appliance_id, &order_id, now_us())
+            .await
+            .map_err(store_status)?;
         let vm = self.0.apply_override(&vm_id, Override::Scan).await?;
         let appliance = vm.appliance_id;
+        info!(
+            vm_id,
+            order_id,
+            recheck = recheck_paths.len(),
+            "full scan ordered"
+        );
         let cmd = ApplianceCommand {
             command: Some(appliance_command::Command::FullScan(FullScanVm {
                 vm_id,
                 reason: "requested by operator".to_string(),
+                order_id,
+                recheck_paths,
             })),
         };
         let delivered = self.0.push_command(&appliance, cmd);
         Ok(Response::new(RequestScanResponse { delivered }))
+    }
+
+    async fn add_exception(
+        &self,
+        request: Request<AddExceptionRequest>,
+    ) -> Result<Response<AddExceptionResponse>, Status> {
+        self.0.authorize(&request, Role::Operator, "AddException")?;
+        let req = request.into_inner();
+        let vm_id = require_id("vm_id", &req.vm_id)?;
+        if req.path.is_empty() {
+            return Err(Status::invalid_argument("path is required"));
+        }
+        check_len("path", &req.path, MAX_PATH_LEN)?;
+        if req.sha256.len() != 64 || !req.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Status::invalid_argument(
+                "sha256 must be the content's SHA-256, 64 hex digits",
+            ));
+        }
+        if req.reason.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "reason is required: it is kept with the exception",
+            ));
+        }
+        check_len("reason", &req.reason, MAX_PATH_LEN)?;
+        self.0
+            .store
+            .add_exception(
+                vm_id,
+                &req.path,
+                &req.sha256,
+                &req.reason,
+                "operator",
+                now_us(),
+            )
+            .await
+            .map_err(store_status)?;
+        info!(vm_id, path = %req.path, sha256 = %req.sha256, reason = %req.reason, "operator added a scan exception");
+        Ok(Response::new(AddExceptionResponse {}))
     }
 
     async fn cancel_actions(

@@ -61,7 +61,7 @@ impl ScanConfig {
 pub struct FileResult {
     /// The file.
     pub path: PathBuf,
-    /// "ok", "found", "error" or "not_scanned".
+    /// "ok", "found", "error", "not_scanned" (a limit) or "excluded".
     pub status: &'static str,
     /// Signature names (for "found").
     pub signatures: Vec<String>,
@@ -78,7 +78,7 @@ impl FileResult {
         match self.status {
             "found" => format!("{p}: {} FOUND", self.signatures.join(", ")),
             "ok" => format!("{p}: OK"),
-            "not_scanned" => format!("{p}: NOT SCANNED ({})", self.reason),
+            "not_scanned" | "excluded" => format!("{p}: NOT SCANNED ({})", self.reason),
             _ => format!("{p}: ERROR {}", self.reason),
         }
     }
@@ -91,20 +91,45 @@ pub struct Summary {
     pub scanned: u64,
     /// Files with detections.
     pub infected: u64,
-    /// Files that failed or were not scanned.
+    /// Files that could not be scanned (errors).
     pub failed: u64,
+    /// Files not scanned because of a limit (size, bytes, time).
+    pub skipped: u64,
+    /// Files the policy excludes (not scanned, not a failure).
+    pub excluded: u64,
+    /// Files that vanished between the walk and their reading (not a
+    /// failure).
+    pub vanished: u64,
 }
 
 impl Summary {
     /// The process exit code: 1 when anything was found, else 2 when
-    /// anything failed, else 0.
+    /// anything failed or was skipped by a limit, else 0. Excluded and
+    /// vanished files do not count.
     pub fn exit_code(&self) -> u8 {
         if self.infected > 0 {
             1
-        } else if self.failed > 0 {
+        } else if self.failed > 0 || self.skipped > 0 {
             2
         } else {
             0
+        }
+    }
+
+    /// Counts one file's result.
+    fn count(&mut self, r: &FileResult) {
+        match r.status {
+            "found" => {
+                self.scanned += 1;
+                self.infected += 1;
+            }
+            "ok" => self.scanned += 1,
+            "excluded" => self.excluded += 1,
+            "not_scanned" => self.skipped += 1,
+            _ => {
+                self.scanned += 1;
+                self.failed += 1;
+            }
         }
     }
 }
@@ -137,9 +162,17 @@ pub async fn run(
     let tx = session.tx.clone();
     send(
         &tx,
+        // No token: a scan the guest starts is recorded, and never
+        // releases a quarantined VM.
         guest_message::Msg::FullScanRequest(FullScanRequest {
             full_scan_id: scan_id,
             reason: "manual".into(),
+            scan_token: String::new(),
+            roots: config
+                .paths
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
         }),
     )
     .await?;
@@ -149,7 +182,7 @@ pub async fn run(
     // first files are sent at once and memory stays bounded however large
     // the tree is.
     let (found_tx, mut found_rx) = mpsc::channel::<Found>(WALK_QUEUE);
-    spawn_walkers(&config.paths, config.walkers, found_tx);
+    spawn_walkers(&config.paths, config.walkers, None, found_tx);
     let mut walking = true;
     let mut ready: Option<Found> = None;
     let mut total = 0u64;
@@ -177,9 +210,12 @@ pub async fn run(
                         reason,
                         from_cache: false,
                     };
-                    summary.scanned += 1;
-                    summary.failed += 1;
+                    summary.count(&r);
                     on_result(&r);
+                    continue;
+                }
+                Ok(Found::Vanished) => {
+                    summary.vanished += 1;
                     continue;
                 }
                 Err(mpsc::error::TryRecvError::Empty) => break,
@@ -205,6 +241,9 @@ pub async fn run(
                     send(&tx, guest_message::Msg::Event(ev)).await?;
                     pending.insert(seq, Pending { path, size });
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    summary.vanished += 1;
+                }
                 Err(e) => {
                     let r = FileResult {
                         path,
@@ -213,8 +252,7 @@ pub async fn run(
                         reason: e.to_string(),
                         from_cache: false,
                     };
-                    summary.scanned += 1;
-                    summary.failed += 1;
+                    summary.count(&r);
                     on_result(&r);
                 }
             }
@@ -275,14 +313,9 @@ pub async fn run(
                     continue;
                 };
                 let r = file_result(p.path, &v);
-                summary.scanned += 1;
-                match r.status {
-                    "found" => summary.infected += 1,
-                    "ok" => {}
-                    _ => summary.failed += 1,
-                }
+                summary.count(&r);
                 on_result(&r);
-                on_progress(summary.scanned, total);
+                on_progress(summary.scanned + summary.skipped + summary.excluded, total);
             }
             _ => {}
         }
@@ -295,6 +328,8 @@ pub async fn run(
             files_infected: summary.infected,
             files_failed: summary.failed,
             completed: true,
+            files_vanished: summary.vanished,
+            absent_paths: Vec::new(),
         }),
     )
     .await?;
@@ -354,10 +389,13 @@ fn file_result(path: PathBuf, v: &giva_proto::shim::Verdict) -> FileResult {
         Ok(VerdictKind::Deny) => "found",
         Ok(VerdictKind::Allow) if !signatures.is_empty() => "found",
         Ok(VerdictKind::Allow) => "ok",
+        Ok(VerdictKind::NotScanned) if v.not_scanned == NotScannedReason::Excluded as i32 => {
+            "excluded"
+        }
         Ok(VerdictKind::NotScanned) => "not_scanned",
         _ => "error",
     };
-    let reason = if v.reason.is_empty() && status == "not_scanned" {
+    let reason = if v.reason.is_empty() && matches!(status, "not_scanned" | "excluded") {
         NotScannedReason::try_from(v.not_scanned)
             .map(|r| r.as_str_name().to_lowercase())
             .unwrap_or_default()
@@ -380,17 +418,32 @@ pub(crate) const WALK_QUEUE: usize = 1024;
 pub(crate) enum Found {
     File(PathBuf),
     Error(PathBuf, String),
+    /// Listed, then gone before it could be read: not an error.
+    Vanished,
 }
 
 /// Walks `paths` on up to `walkers` threads. Each root directory is split
 /// into its top-level entries, so that the subtrees of one root are walked
 /// in parallel too.
-pub(crate) fn spawn_walkers(paths: &[PathBuf], walkers: usize, tx: mpsc::Sender<Found>) {
+pub(crate) fn spawn_walkers(
+    paths: &[PathBuf],
+    walkers: usize,
+    prune: Option<Prune>,
+    tx: mpsc::Sender<Found>,
+) {
     let paths = paths.to_vec();
-    std::thread::spawn(move || split_and_walk(&paths, walkers, tx));
+    std::thread::spawn(move || split_and_walk(&paths, walkers, prune, tx));
 }
 
-fn split_and_walk(paths: &[PathBuf], walkers: usize, tx: mpsc::Sender<Found>) {
+/// Directories not to descend into (every file under them is excluded).
+pub(crate) type Prune = std::sync::Arc<dyn Fn(&Path) -> bool + Send + Sync>;
+
+fn split_and_walk(
+    paths: &[PathBuf],
+    walkers: usize,
+    prune: Option<Prune>,
+    tx: mpsc::Sender<Found>,
+) {
     use std::sync::{Arc, Mutex};
     let mut work: VecDeque<PathBuf> = VecDeque::new();
     for root in paths {
@@ -414,6 +467,9 @@ fn split_and_walk(paths: &[PathBuf], walkers: usize, tx: mpsc::Sender<Found>) {
                         })
                         .collect();
                     children.sort();
+                    if let Some(prune) = &prune {
+                        children.retain(|c| !(c.is_dir() && prune(c)));
+                    }
                     work.extend(children);
                 }
                 Err(e) => {
@@ -425,7 +481,7 @@ fn split_and_walk(paths: &[PathBuf], walkers: usize, tx: mpsc::Sender<Found>) {
     }
     let work = Arc::new(Mutex::new(work));
     for _ in 0..walkers.clamp(1, 16) {
-        let (work, tx) = (work.clone(), tx.clone());
+        let (work, tx, prune) = (work.clone(), tx.clone(), prune.clone());
         std::thread::spawn(move || {
             loop {
                 let next = work.lock().ok().and_then(|mut w| w.pop_front());
@@ -434,7 +490,11 @@ fn split_and_walk(paths: &[PathBuf], walkers: usize, tx: mpsc::Sender<Found>) {
                 // among them is not followed, as in one whole walk.
                 let walk = walkdir::WalkDir::new(&root)
                     .follow_links(false)
-                    .follow_root_links(false);
+                    .follow_root_links(false)
+                    .into_iter()
+                    .filter_entry(|e| {
+                        !(e.file_type().is_dir() && prune.as_ref().is_some_and(|p| p(e.path())))
+                    });
                 for entry in walk {
                     let found = match entry {
                         Ok(e) if e.file_type().is_file() => Found::File(e.into_path()),
@@ -444,7 +504,13 @@ fn split_and_walk(paths: &[PathBuf], walkers: usize, tx: mpsc::Sender<Found>) {
                                 .path()
                                 .map(Path::to_path_buf)
                                 .unwrap_or_else(|| root.clone());
-                            Found::Error(p, e.to_string())
+                            if e.io_error()
+                                .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+                            {
+                                Found::Vanished
+                            } else {
+                                Found::Error(p, e.to_string())
+                            }
                         }
                     };
                     if tx.blocking_send(found).is_err() {
@@ -545,5 +611,43 @@ pub async fn stream_file(
         if last {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pruned_directories_are_not_entered() {
+        let root = std::env::temp_dir().join(format!("giva-prune-{}", std::process::id()));
+        for d in ["keep/deep", "proc/1"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("keep/deep/a.txt"), b"a").unwrap();
+        std::fs::write(root.join("proc/1/maps"), b"m").unwrap();
+        std::fs::write(root.join("top.txt"), b"t").unwrap();
+        let excluded = root.join("proc");
+        let prune: Prune = std::sync::Arc::new(move |d: &Path| d.starts_with(&excluded));
+        for roots in [
+            vec![root.clone()],
+            vec![root.join("keep"), root.join("proc")],
+        ] {
+            let (tx, mut rx) = mpsc::channel(16);
+            spawn_walkers(&roots, 2, Some(prune.clone()), tx);
+            let mut seen = Vec::new();
+            while let Some(f) = rx.recv().await {
+                if let Found::File(p) = f {
+                    seen.push(p.strip_prefix(&root).unwrap().to_path_buf());
+                }
+            }
+            seen.sort();
+            assert!(
+                seen.iter().all(|p| !p.starts_with("proc")),
+                "{roots:?}: {seen:?}"
+            );
+            assert!(seen.contains(&PathBuf::from("keep/deep/a.txt")), "{seen:?}");
+        }
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -61,6 +61,23 @@ pub enum Command {
         /// The VM id.
         vm: String,
     },
+    /// Let a full scan skip one file (over a limit) and still release the
+    /// VM: an audited exception for that path and that content only.
+    Except {
+        /// The manager to ask.
+        #[command(flatten)]
+        manager: ManagerUrl,
+        /// The VM id.
+        vm: String,
+        /// The file's path in the guest.
+        path: String,
+        /// The SHA-256 of the content accepted (64 hex digits).
+        #[arg(long)]
+        sha256: String,
+        /// Why it is accepted (kept with the exception).
+        #[arg(long)]
+        reason: String,
+    },
     /// Cancel a VM's pending tagging actions (they are otherwise retried
     /// until applied): for example when its NSX object is gone for good.
     Cancel {

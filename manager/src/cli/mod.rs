@@ -7,5 +7,7 @@ mod operator;
 mod run;
 
 pub use args::{BadSince, Cli, Command, ManagerUrl, ServeArgs, default_token_file, parse_since};
-pub use operator::{EventRow, VmRow, WithToken, cancel, events, scan, transitions, untag, vms};
+pub use operator::{
+    EventRow, VmRow, WithToken, cancel, events, except, scan, transitions, untag, vms,
+};
 pub use run::run;

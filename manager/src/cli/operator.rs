@@ -1,10 +1,11 @@
-//! The operator commands: `events`, `vms`, `untag` and `scan` over gRPC,
+//! The operator commands: `events`, `vms`, `untag`, `scan`, `cancel` and
+//! `except` over gRPC,
 //! and `transitions` from the database file.
 
 use giva_proto::manager::manager_service_client::ManagerServiceClient;
 use giva_proto::manager::{
-    Action, CancelActionsRequest, EventKind, ListEventsRequest, ListVmsRequest, RequestScanRequest,
-    StoredEvent, UntagVmRequest, VmState as VmRecord,
+    Action, AddExceptionRequest, CancelActionsRequest, EventKind, ListEventsRequest,
+    ListVmsRequest, RequestScanRequest, StoredEvent, UntagVmRequest, VmState as VmRecord,
 };
 use serde::Serialize;
 use tonic::metadata::MetadataValue;
@@ -392,5 +393,31 @@ pub async fn cancel(manager: &ManagerUrl, vm_id: &str) -> anyhow::Result<()> {
         vm.state,
         vm.tagged
     );
+    Ok(())
+}
+
+/// `giva-manager except`: records an exception for one skipped file.
+///
+/// # Errors
+///
+/// The manager cannot be reached or refuses.
+pub async fn except(
+    manager: &ManagerUrl,
+    vm_id: &str,
+    path: &str,
+    sha256: &str,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let mut client = connect(manager).await?;
+    client
+        .add_exception(AddExceptionRequest {
+            vm_id: vm_id.to_string(),
+            path: path.to_string(),
+            sha256: sha256.to_string(),
+            reason: reason.to_string(),
+        })
+        .await
+        .map_err(|s| refused(&s, manager))?;
+    println!("{vm_id}: a scan may skip {path} with content {sha256} ({reason})");
     Ok(())
 }

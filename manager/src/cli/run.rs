@@ -29,6 +29,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Untag { manager, vm } => operator::untag(&manager, &vm).await?,
         Command::Scan { manager, vm } => operator::scan(&manager, &vm).await?,
         Command::Cancel { manager, vm } => operator::cancel(&manager, &vm).await?,
+        Command::Except {
+            manager,
+            vm,
+            path,
+            sha256,
+            reason,
+        } => operator::except(&manager, &vm, &path, &sha256, &reason).await?,
         Command::Transitions {
             db,
             vm,

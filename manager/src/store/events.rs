@@ -7,12 +7,13 @@ use prost::Message;
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::quarantine::{self, Decision, Rules, TagOp};
+use crate::quarantine::{self, Decision, Rules, TagOp, VmState};
 use crate::store::actions::summarize;
 use crate::store::db::Store;
 use crate::store::records::{
     ActionRow, ActionStatus, EventFilter, Ingested, Override, StoreError, Stored,
 };
+use crate::store::scans;
 use crate::store::vms::{decode, load_quarantine, load_vm, new_vm, save_quarantine, save_vm};
 use crate::time::format_us;
 
@@ -187,9 +188,24 @@ impl Store {
             if ev.kind == EventKind::Detection as i32 {
                 vm.detections += 1;
             }
-            if ev.kind == EventKind::Detection as i32 || quarantine::is_clean_scan(ev) {
+            let scan = quarantine::scan_record(ev);
+            if ev.kind == EventKind::Detection as i32 || scan.is_some() {
                 let mut q = load_quarantine(&mut tx, &ev.vm_id).await?;
-                if let Some(d) = quarantine::on_event(&rules.policy, &vm, &mut q, ev) {
+                let evidence = match scan {
+                    Some(s) if VmState::of(&vm) != VmState::Clean => {
+                        Some(scans::evidence(&mut tx, &ev.vm_id, &ev.appliance_id, s).await?)
+                    }
+                    _ => None,
+                };
+                if let Some(d) =
+                    quarantine::on_event(&rules.policy, &vm, &mut q, ev, evidence.as_ref())
+                {
+                    if let Some(s) = scan
+                        && d.to == VmState::Clean
+                        && s.ordered_by == "manager"
+                    {
+                        scans::use_order(&mut tx, &s.order_id, &ev.event_id).await?;
+                    }
                     let queued =
                         record(&mut tx, rules, &mut vm, &d, Some(ev), received_at_us).await?;
                     out.queued.extend(queued);

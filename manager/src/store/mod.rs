@@ -16,12 +16,15 @@
 //!
 //! The parts: `db` (opening and migrating), `records` (what is read and
 //! written), `vms` (the inventory), `events` (storing events and their
-//! quarantine decisions), `actions` (the tagging queue and transitions).
+//! quarantine decisions), `actions` (the tagging queue and transitions),
+//! `scans` (scan orders, exceptions, and the evidence a scan's record is
+//! weighed against).
 
 mod actions;
 mod db;
 mod events;
 mod records;
+mod scans;
 mod vms;
 
 #[cfg(test)]

@@ -109,5 +109,14 @@ fn print_summary(s: &Summary, elapsed: Duration) {
     println!("Scanned files: {}", s.scanned);
     println!("Infected files: {}", s.infected);
     println!("Failed files: {}", s.failed);
+    if s.skipped > 0 {
+        println!("Not scanned (limits): {}", s.skipped);
+    }
+    if s.excluded > 0 {
+        println!("Excluded by policy: {}", s.excluded);
+    }
+    if s.vanished > 0 {
+        println!("Vanished during the scan: {}", s.vanished);
+    }
     println!("Time: {:.3} sec", elapsed.as_secs_f64());
 }

@@ -1,8 +1,10 @@
-//! A full scan run by the watcher on its own session, when the manager asks
-//! for one (`FullScanCommand`): request a slot, walk the watched paths, send
-//! each file as a `FULL_SCAN_ITEM` through the link (behind on-access
-//! events), and report `FullScanFinished` so that the manager can untag the
-//! VM.
+//! A full scan run by the watcher on its own session, when the appliance
+//! orders one (`FullScanCommand`): request a slot with the command's token,
+//! send the paths to re-read first (noting those that are gone), walk the
+//! command's roots, send each file as a `FULL_SCAN_ITEM` through the link
+//! (behind on-access events), and report `FullScanFinished`. The appliance
+//! keeps its own count of the verdicts; a clean record of an ordered scan is
+//! what releases a quarantined VM.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,11 +41,23 @@ impl Drop for Running {
     }
 }
 
+/// What to scan: the command's token, roots and paths to re-read.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Order {
+    /// Why.
+    pub reason: String,
+    /// Echoed in the request.
+    pub token: String,
+    /// What to walk.
+    pub roots: Vec<PathBuf>,
+    /// Sent first; those gone are reported absent.
+    pub recheck: Vec<PathBuf>,
+}
+
 /// Asks for a slot and starts the scan task, which waits for the slot.
 pub(crate) async fn start(
-    paths: Vec<PathBuf>,
+    order: Order,
     image_id: String,
-    reason: String,
     shared: Arc<Shared>,
     session: mpsc::Sender<GuestMessage>,
 ) -> Option<Running> {
@@ -53,7 +67,13 @@ pub(crate) async fn start(
         .unwrap_or(1);
     let ask = guest_message::Msg::FullScanRequest(FullScanRequest {
         full_scan_id: id,
-        reason,
+        reason: order.reason.clone(),
+        scan_token: order.token.clone(),
+        roots: order
+            .roots
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect(),
     });
     session.send(GuestMessage { msg: Some(ask) }).await.ok()?;
     let (start_tx, start_rx) = oneshot::channel();
@@ -62,7 +82,7 @@ pub(crate) async fn start(
         if start_rx.await.is_err() {
             return;
         }
-        run(id, paths, image_id, shared, req_tx, session).await;
+        run(id, order, image_id, shared, req_tx, session).await;
     });
     Some(Running {
         id,
@@ -74,35 +94,60 @@ pub(crate) async fn start(
 
 async fn run(
     id: u64,
-    paths: Vec<PathBuf>,
+    order: Order,
     image_id: String,
     shared: Arc<Shared>,
     requests: mpsc::Sender<Request>,
     session: mpsc::Sender<GuestMessage>,
 ) {
-    tracing::info!(id, "full scan started");
+    tracing::info!(id, roots = ?order.roots, recheck = order.recheck.len(), "full scan started");
     let (found_tx, mut found_rx) = mpsc::channel::<Found>(WALK_QUEUE);
-    spawn_walkers(&paths, 2, found_tx);
+    // The paths to re-read go first, then the walk of the roots.
+    let recheck = order.recheck.clone();
+    let (first_tx, mut first_rx) = mpsc::channel::<(PathBuf, bool)>(WALK_QUEUE);
+    tokio::spawn(async move {
+        for p in recheck {
+            if first_tx.send((p, true)).await.is_err() {
+                return;
+            }
+        }
+    });
+    // Excluded directories (/proc, /sys, /dev by default) are not entered.
+    let policy = shared.clone();
+    let prune: crate::scan::Prune = Arc::new(move |dir: &std::path::Path| {
+        policy
+            .policy()
+            .is_excluded(&format!("{}/", dir.to_string_lossy().trim_end_matches('/')))
+    });
+    spawn_walkers(&order.roots, 2, Some(prune), found_tx);
     let mut done = FullScanFinished {
         full_scan_id: id,
         completed: true,
         ..FullScanFinished::default()
     };
     let mut waiting = tokio::task::JoinSet::new();
-    while let Some(found) = found_rx.recv().await {
+    loop {
+        let (path, rechecking) = match first_rx.recv().await {
+            Some(first) => first,
+            None => match found_rx.recv().await {
+                Some(Found::File(p)) => (p, false),
+                Some(Found::Vanished) => {
+                    done.files_vanished += 1;
+                    continue;
+                }
+                Some(Found::Error(..)) => {
+                    done.files_scanned += 1;
+                    done.files_failed += 1;
+                    continue;
+                }
+                None => break,
+            },
+        };
         while waiting.len() >= FULL_SCAN_INFLIGHT {
             if let Some(r) = waiting.join_next().await {
                 count(&mut done, r.ok().flatten());
             }
         }
-        let path = match found {
-            Found::File(p) => p,
-            Found::Error(..) => {
-                done.files_scanned += 1;
-                done.files_failed += 1;
-                continue;
-            }
-        };
         let (p, img) = (path.clone(), image_id.clone());
         let opened = tokio::task::spawn_blocking(move || {
             let f = std::fs::File::open(&p)?;
@@ -110,10 +155,21 @@ async fn run(
             Ok::<_, std::io::Error>((f, identity))
         })
         .await;
-        let Ok(Ok((file, identity))) = opened else {
-            done.files_scanned += 1;
-            done.files_failed += 1;
-            continue;
+        let (file, identity) = match opened {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                if rechecking {
+                    done.absent_paths.push(path.to_string_lossy().into_owned());
+                } else {
+                    done.files_vanished += 1;
+                }
+                continue;
+            }
+            _ => {
+                done.files_scanned += 1;
+                done.files_failed += 1;
+                continue;
+            }
         };
         let path_s = path.to_string_lossy().into_owned();
         if shared

@@ -242,16 +242,29 @@ async fn serve(
                         shared.set_policy(p);
                     }
                     Some(appliance_message::Msg::FullScanCommand(c)) => {
+                        // The command's roots are the policy's; an older
+                        // appliance sends none, and the watched paths are
+                        // walked.
+                        let roots: Vec<PathBuf> = if c.roots.is_empty() {
+                            config.full_scan_paths.clone()
+                        } else {
+                            c.roots.iter().map(PathBuf::from).collect()
+                        };
                         if full.is_some() {
                             tracing::info!(reason = %c.reason, "full scan asked for while one runs; ignored");
-                        } else if config.full_scan_paths.is_empty() {
+                        } else if roots.is_empty() {
                             tracing::warn!(reason = %c.reason, "full scan asked for, but there is nothing to walk");
                         } else {
-                            tracing::info!(reason = %c.reason, "the manager asks for a full scan");
+                            tracing::info!(reason = %c.reason, ?roots, "the appliance orders a full scan");
+                            let order = fullscan::Order {
+                                reason: c.reason.clone(),
+                                token: c.scan_token,
+                                roots,
+                                recheck: c.recheck_paths.iter().map(PathBuf::from).collect(),
+                            };
                             full = fullscan::start(
-                                config.full_scan_paths.clone(),
+                                order,
                                 config.vm.image_id.clone(),
-                                format!("manager: {}", c.reason),
                                 shared.clone(),
                                 tx.clone(),
                             )

@@ -441,3 +441,71 @@ pub async fn operator_client(
         giva_manager::cli::WithToken::new(mgr.auth().operator_token()),
     )
 }
+
+/// A shim session driven message by message, as a hostile guest would.
+pub struct RawSession {
+    /// Towards the appliance.
+    pub tx: tokio::sync::mpsc::Sender<giva_proto::shim::GuestMessage>,
+    /// From the appliance.
+    pub rx: tonic::Streaming<giva_proto::shim::ApplianceMessage>,
+}
+
+impl RawSession {
+    /// Registers `vm_id` and opens its session.
+    pub async fn open(
+        client: &mut giva_proto::shim::shim_service_client::ShimServiceClient<
+            tonic::transport::Channel,
+        >,
+        vm_id: &str,
+    ) -> Self {
+        let vm = giva_proto::shim::VmIdentity {
+            vm_id: vm_id.into(),
+            ..Default::default()
+        };
+        let reg = client
+            .register(giva_proto::shim::RegisterRequest { vm: Some(vm) })
+            .await
+            .expect("register");
+        let (tx, out) = tokio::sync::mpsc::channel(64);
+        let open = giva_proto::shim::GuestMessage {
+            msg: Some(giva_proto::shim::guest_message::Msg::Open(
+                giva_proto::shim::SessionOpen {
+                    session_id: reg.into_inner().session_id,
+                },
+            )),
+        };
+        tx.send(open).await.expect("send");
+        let rx = client
+            .session(tokio_stream::wrappers::ReceiverStream::new(out))
+            .await
+            .expect("session")
+            .into_inner();
+        RawSession { tx, rx }
+    }
+
+    /// Sends one message.
+    pub async fn send(&self, m: giva_proto::shim::guest_message::Msg) {
+        self.tx
+            .send(giva_proto::shim::GuestMessage { msg: Some(m) })
+            .await
+            .expect("send");
+    }
+
+    /// The next message, within 10 s.
+    pub async fn next(&mut self) -> giva_proto::shim::appliance_message::Msg {
+        self.next_within(Duration::from_secs(10)).await
+    }
+
+    /// The next message, within `limit`.
+    pub async fn next_within(
+        &mut self,
+        limit: Duration,
+    ) -> giva_proto::shim::appliance_message::Msg {
+        let m = tokio::time::timeout(limit, self.rx.message())
+            .await
+            .unwrap_or_else(|_| panic!("an answer within {limit:?}"))
+            .expect("stream ok")
+            .expect("a message");
+        m.msg.expect("non-empty")
+    }
+}

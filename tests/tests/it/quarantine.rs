@@ -228,6 +228,8 @@ fn detection(vm: &str, id: &str, action: Action) -> Event {
     }
 }
 
+/// The record of a clean full scan that the appliance's schedule ordered,
+/// as an appliance reports it.
 fn clean_scan(vm: &str, id: &str) -> Event {
     Event {
         event_id: id.into(),
@@ -240,6 +242,12 @@ fn clean_scan(vm: &str, id: &str) -> Event {
             files_infected: 0,
             files_failed: 0,
             completed: true,
+            ordered_by: "schedule".into(),
+            roots: vec!["/".into()],
+            started_at_us: giva_proto::now_us(),
+            finished_at_us: giva_proto::now_us(),
+            rechecked: vec!["/tmp/eicar.com".into()],
+            ..ScanSummary::default()
         }),
         ..Event::default()
     }
@@ -300,8 +308,37 @@ async fn wait_vm(mgr: &giva_manager::Manager, id: &str, f: impl Fn(&VmState) -> 
     v
 }
 
+/// Asks for a full scan of `vm_id` with the operator's token until the
+/// appliance has the command.
+async fn order_scan(url: &str, mgr: &giva_manager::Manager, vm_id: &str) {
+    let c = operator_client(url, mgr).await;
+    let delivered = eventually(Duration::from_secs(10), || {
+        let mut c = c.clone();
+        async move {
+            c.request_scan(RequestScanRequest {
+                vm_id: vm_id.into(),
+            })
+            .await
+            .is_ok_and(|r| r.into_inner().delivered)
+        }
+    })
+    .await;
+    assert!(delivered, "scan request reached the appliance's channel");
+}
+
+/// The causes of `vm_id`'s transitions, oldest first.
+async fn causes(mgr: &giva_manager::Manager, vm_id: &str) -> Vec<(Quarantine, Quarantine, String)> {
+    mgr.store()
+        .transitions(Some(vm_id), 100)
+        .await
+        .expect("transitions")
+        .into_iter()
+        .map(|t| (t.from, t.to, t.cause))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn detection_tags_the_vm_and_a_clean_full_scan_untags_it() {
+async fn detection_tags_the_vm_and_only_an_ordered_clean_full_scan_untags_it() {
     let fake = start_fake().await;
     let (manager, mgr) = start_manager_with(
         None,
@@ -309,18 +346,21 @@ async fn detection_tags_the_vm_and_a_clean_full_scan_untags_it() {
         &config(vec![nsx_action(&fake.url), webhook_action(&fake.url)]),
     )
     .await;
-    let (appliance, _app) = start_appliance(config_with_manager(&manager.url())).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let infected = dir.path().join("infected");
-    let clean = dir.path().join("clean");
-    std::fs::create_dir(&infected).expect("mkdir");
-    std::fs::create_dir(&clean).expect("mkdir");
-    write_eicars(&infected, 1);
-    write(&clean, "readme.txt", b"nothing to see here\n");
+    let guest = dir.path().join("guest");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&guest).expect("mkdir");
+    std::fs::create_dir(&empty).expect("mkdir");
+    write_eicars(&guest, 1);
+    write(&guest, "readme.txt", b"nothing to see here\n");
+    // An ordered full scan walks the policy's roots: here, the guest dir.
+    let mut aconfig = config_with_manager(&manager.url());
+    aconfig.policy.full_scan_roots = vec![guest.display().to_string()];
+    let (appliance, _app) = start_appliance(aconfig).await;
 
     // The shim's VM id is the NSX external id (instance UUID).
     let vm_id = "4210a3b2-5c7e-4e7d-9f1a-0123456789ab";
-    let summary = shim_scan(&appliance.url(), vm_id, &infected).await;
+    let summary = shim_scan(&appliance.url(), vm_id, &guest).await;
     assert_eq!(summary.infected, 1);
 
     let v = wait_vm(&mgr, vm_id, |v| v.tagged).await;
@@ -344,49 +384,59 @@ async fn detection_tags_the_vm_and_a_clean_full_scan_untags_it() {
     assert_eq!(hooks[0].body["vm_id"], vm_id);
     assert_eq!(hooks[0].body["to_state"], "infected");
 
-    // The operator asks for a full scan: the appliance holds a Subscribe
-    // channel, so the command is delivered at once.
-    let mut c = operator_client(&manager.url(), &mgr).await;
-    let delivered = eventually(Duration::from_secs(10), || {
-        let mut c = c.clone();
-        async move {
-            c.request_scan(RequestScanRequest {
-                vm_id: vm_id.into(),
-            })
-            .await
-            .is_ok_and(|r| r.into_inner().delivered)
-        }
-    })
-    .await;
-    assert!(delivered, "scan request reached the appliance's channel");
-    assert_eq!(vm(&mgr, vm_id).await.state, "scan_requested");
-
-    // The full scan finds nothing: the appliance reports SCAN_COMPLETED
-    // at once, and the manager removes the tag.
-    let summary = shim_scan(&appliance.url(), vm_id, &clean).await;
-    assert_eq!(summary.infected, 0);
-    let clean_scan_arrived = eventually(Duration::from_secs(5), || async {
-        mgr.store()
-            .events(&giva_manager::store::EventFilter {
-                vm_id: Some(vm_id.to_string()),
-                limit: 100,
-                ..Default::default()
-            })
-            .await
-            .is_ok_and(|evs| {
-                evs.iter().any(|e| {
-                    e.event.as_ref().is_some_and(|e| {
-                        e.kind == EventKind::ScanCompleted as i32
-                            && e.scan.as_ref().is_some_and(|s| s.files_infected == 0)
-                    })
-                })
-            })
-    })
-    .await;
+    // The guest scans an empty directory by itself: recorded, and the VM
+    // stays quarantined.
+    let summary = shim_scan(&appliance.url(), vm_id, &empty).await;
+    assert_eq!((summary.infected, summary.failed), (0, 0));
     assert!(
-        clean_scan_arrived,
-        "the shim's FullScanFinished reached the manager as SCAN_COMPLETED"
+        eventually(Duration::from_secs(10), || async {
+            causes(&mgr, vm_id).await.iter().any(|(_, _, c)| {
+                c.contains("does not release") && c.contains("started by the guest")
+            })
+        })
+        .await,
+        "{:?}",
+        causes(&mgr, vm_id).await
     );
+    let v = vm(&mgr, vm_id).await;
+    assert!(v.tagged && v.state == "infected", "{v:?}");
+    assert!(fake.state.calls("remove_tags").is_empty(), "no untag call");
+
+    // The VM's shim now runs on-access; the operator orders a full scan,
+    // which still finds the EICAR file: the VM stays quarantined.
+    let mut wconfig = giva_shim::watch::WatchConfig::new(
+        appliance.url(),
+        giva_proto::shim::VmIdentity {
+            vm_id: vm_id.into(),
+            name: vm_id.into(),
+            ..Default::default()
+        },
+        vec![guest.clone()],
+    );
+    wconfig.backend = giva_shim::watch::Backend::Notify;
+    wconfig.vault = dir.path().join("vault");
+    let watcher = giva_shim::watch::Watcher::start(wconfig)
+        .await
+        .expect("watcher starts");
+    assert!(eventually(Duration::from_secs(5), || async { watcher.is_connected() }).await);
+    order_scan(&manager.url(), &mgr, vm_id).await;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            causes(&mgr, vm_id)
+                .await
+                .iter()
+                .any(|(_, _, c)| c.contains("does not release") && c.contains("1 infected"))
+        })
+        .await,
+        "{:?}",
+        causes(&mgr, vm_id).await
+    );
+    assert!(vm(&mgr, vm_id).await.tagged);
+
+    // The file is cleaned up; the next ordered scan finds the detected
+    // path gone and the rest clean, and the manager removes the tag.
+    std::fs::remove_file(guest.join("eicar-000.com")).expect("clean up");
+    order_scan(&manager.url(), &mgr, vm_id).await;
     let v = wait_vm(&mgr, vm_id, |v| !v.tagged && v.state == "clean").await;
     assert!(v.last_action.starts_with("untag"), "{}", v.last_action);
     let removes = fake.state.succeeded("remove_tags");
@@ -400,27 +450,33 @@ async fn detection_tags_the_vm_and_a_clean_full_scan_untags_it() {
             .any(|h| h.body["op"] == "untag" && h.signature_ok)
     );
 
-    // Every step is stored with its cause.
-    let path: Vec<(Quarantine, Quarantine)> = mgr
-        .store()
-        .transitions(Some(vm_id), 100)
-        .await
-        .expect("transitions")
-        .into_iter()
-        .map(|t| (t.from, t.to))
+    // Every step is stored with its cause; the last is the release.
+    let all = causes(&mgr, vm_id).await;
+    let (from, to, cause) = all.last().expect("transitions").clone();
+    assert_eq!((from, to), (Quarantine::ScanRequested, Quarantine::Clean));
+    assert!(
+        cause.contains("clean full scan ordered by the manager"),
+        "{cause}"
+    );
+    let changes: Vec<(Quarantine, Quarantine)> = all
+        .iter()
+        .filter(|(f, t, _)| f != t)
+        .map(|(f, t, _)| (*f, *t))
         .collect();
-    let expected = [
-        (Quarantine::Clean, Quarantine::Infected),
-        (Quarantine::Infected, Quarantine::ScanRequested),
-        (Quarantine::ScanRequested, Quarantine::Clean),
-    ];
-    assert_eq!(path, expected);
+    assert_eq!(
+        changes.first(),
+        Some(&(Quarantine::Clean, Quarantine::Infected))
+    );
+    assert!(changes.contains(&(Quarantine::Infected, Quarantine::ScanRequested)));
 
-    c.untag_vm(UntagVmRequest {
-        vm_id: vm_id.into(),
-    })
-    .await
-    .expect("manual untag works on a clean VM too");
+    operator_client(&manager.url(), &mgr)
+        .await
+        .untag_vm(UntagVmRequest {
+            vm_id: vm_id.into(),
+        })
+        .await
+        .expect("manual untag works on a clean VM too");
+    watcher.stop().await;
     appliance.stop().await;
     manager.stop().await;
 }

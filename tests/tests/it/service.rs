@@ -6,67 +6,13 @@ use std::time::Duration;
 
 use giva_proto::shim::shim_service_client::ShimServiceClient;
 use giva_proto::shim::{
-    ApplianceMessage, ContentChunk, EventKind, FileEvent, FileIdentity, FullScanFinished,
-    FullScanRequest, GuestMessage, RegisterRequest, SessionOpen, VerdictKind, VmIdentity,
-    appliance_message, guest_message,
+    ContentChunk, EventKind, FileEvent, FileIdentity, FullScanFinished, FullScanRequest,
+    RegisterRequest, VerdictKind, VmIdentity, appliance_message, guest_message,
 };
 use giva_shim::load::{LoadConfig, run};
-use tokio::sync::mpsc;
 use tonic::Code;
-use tonic::transport::Channel;
 
-use crate::common::{EICAR, Running, start_appliance, test_config, write};
-
-struct RawSession {
-    tx: mpsc::Sender<GuestMessage>,
-    rx: tonic::Streaming<ApplianceMessage>,
-}
-
-impl RawSession {
-    async fn open(client: &mut ShimServiceClient<Channel>, vm_id: &str) -> Self {
-        let vm = VmIdentity {
-            vm_id: vm_id.into(),
-            ..Default::default()
-        };
-        let reg = client
-            .register(RegisterRequest { vm: Some(vm) })
-            .await
-            .expect("register");
-        let (tx, out) = mpsc::channel(64);
-        let open = GuestMessage {
-            msg: Some(guest_message::Msg::Open(SessionOpen {
-                session_id: reg.into_inner().session_id,
-            })),
-        };
-        tx.send(open).await.expect("send");
-        let rx = client
-            .session(tokio_stream::wrappers::ReceiverStream::new(out))
-            .await
-            .expect("session")
-            .into_inner();
-        RawSession { tx, rx }
-    }
-
-    async fn send(&self, m: guest_message::Msg) {
-        self.tx
-            .send(GuestMessage { msg: Some(m) })
-            .await
-            .expect("send");
-    }
-
-    async fn next(&mut self) -> appliance_message::Msg {
-        self.next_within(Duration::from_secs(10)).await
-    }
-
-    async fn next_within(&mut self, limit: Duration) -> appliance_message::Msg {
-        let m = tokio::time::timeout(limit, self.rx.message())
-            .await
-            .unwrap_or_else(|_| panic!("an answer within {limit:?}"))
-            .expect("stream ok")
-            .expect("a message");
-        m.msg.expect("non-empty")
-    }
-}
+use crate::common::{EICAR, RawSession, Running, start_appliance, test_config, write};
 
 /// An appliance with one full-scan slot and three VMs with open sessions.
 async fn one_slot_three_vms(
@@ -88,6 +34,7 @@ fn ask(id: u64) -> guest_message::Msg {
     guest_message::Msg::FullScanRequest(FullScanRequest {
         full_scan_id: id,
         reason: "test".into(),
+        ..Default::default()
     })
 }
 

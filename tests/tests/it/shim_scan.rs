@@ -90,7 +90,7 @@ async fn a_clean_full_scan_reaches_the_manager_as_completed() {
     }
     let scan = done
         .first()
-        .and_then(|e| e.scan)
+        .and_then(|e| e.scan.clone())
         .expect("ScanCompleted reaches the manager");
     assert_eq!(
         (scan.files_scanned, scan.files_infected, scan.files_failed),
@@ -99,4 +99,43 @@ async fn a_clean_full_scan_reaches_the_manager_as_completed() {
     assert!(scan.completed);
     appliance.stop().await;
     manager.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn excluded_files_are_not_failures() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let cache = root.path().join("cache");
+    std::fs::create_dir(&cache).expect("mkdir");
+    write(&cache, "blob.bin", b"whatever is cached\n");
+    write(root.path(), "notes.txt", b"plain notes\n");
+    let mut config = crate::common::test_config();
+    config.policy.exclude_prefixes = vec![format!("{}/", cache.display())];
+    let (appliance, _app) = start_appliance(config).await;
+    let vm = giva_proto::shim::VmIdentity {
+        vm_id: "vm-excluded".into(),
+        ..Default::default()
+    };
+    let config = ScanConfig::new(appliance.url(), vm, vec![root.path().to_path_buf()]);
+    let mut lines = Vec::new();
+    let summary = giva_shim::scan::run(&config, |r| lines.push(r.line()), |_, _| {})
+        .await
+        .expect("scan");
+    assert_eq!(
+        (
+            summary.scanned,
+            summary.excluded,
+            summary.failed,
+            summary.skipped
+        ),
+        (1, 1, 0, 0),
+        "{summary:?}"
+    );
+    assert_eq!(summary.exit_code(), 0, "an exclusion is not a failure");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with("blob.bin: NOT SCANNED (excluded by policy)")),
+        "{lines:?}"
+    );
+    appliance.stop().await;
 }

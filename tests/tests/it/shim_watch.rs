@@ -565,15 +565,32 @@ async fn a_full_scan_asked_for_by_the_manager_runs_on_the_watch_session_and_is_r
     for i in 0..3 {
         write(&watched.join("sub"), &format!("clean{i}.txt"), CLEAN);
     }
+    // An excluded directory is not even entered.
+    std::fs::create_dir_all(watched.join("skipped")).expect("mkdir");
+    write(&watched.join("skipped"), "eicar.com", EICAR);
     let (manager, mgr) = crate::common::start_manager().await;
-    let (appliance, app) =
-        start_appliance(crate::common::config_with_manager(&manager.url())).await;
+    let mut aconfig = crate::common::config_with_manager(&manager.url());
+    aconfig.policy.full_scan_roots = vec![watched.display().to_string()];
+    aconfig
+        .policy
+        .exclude_prefixes
+        .push(format!("{}/", watched.join("skipped").display()));
+    let (appliance, app) = start_appliance(aconfig).await;
     let mut config = WatchConfig::new(appliance.url(), vm("vm-fullscan"), vec![watched.clone()]);
     config.backend = Backend::Notify;
     config.vault = dir.path().join("vault");
     let watcher = Watcher::start(config).await.expect("watcher starts");
     assert!(eventually(Duration::from_secs(5), || watcher.is_connected()).await);
-    assert!(app.registry.send_full_scan_command("vm-fullscan", "test"));
+    assert!(app.registry.send_full_scan_command(
+        "vm-fullscan",
+        giva_appliance::fullscan::ScanOrder {
+            ordered_by: giva_appliance::fullscan::OrderedBy::Schedule,
+            order_id: String::new(),
+            reason: "test".into(),
+            roots: Vec::new(),
+            recheck: Vec::new(),
+        }
+    ));
     let completed = || async {
         let filter = giva_manager::store::EventFilter {
             limit: 1000,
@@ -598,12 +615,15 @@ async fn a_full_scan_asked_for_by_the_manager_runs_on_the_watch_session_and_is_r
     }
     let ev = found.first().expect("the manager hears the scan completed");
     assert_eq!(ev.vm_id, "vm-fullscan");
-    let scan = ev.scan.expect("a scan summary");
+    let scan = ev.scan.clone().expect("a scan summary");
     assert_eq!(
         (scan.files_scanned, scan.files_infected, scan.files_failed),
         (4, 1, 0)
     );
     assert!(scan.completed);
+    assert_eq!(scan.ordered_by, "schedule");
+    assert_eq!(scan.roots, [watched.display().to_string()]);
+    assert_eq!(scan.blockers, ["1 infected"], "the appliance's own count");
     let s = watcher.stop().await;
     assert!(s.verdicts >= 4 && s.detections >= 1, "{s:?}");
     appliance.stop().await;

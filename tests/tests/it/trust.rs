@@ -11,7 +11,7 @@ use giva_proto::shim::shim_service_client::ShimServiceClient;
 use giva_proto::shim::{ScanRequest, VerdictKind};
 
 use crate::common::{
-    EICAR, config_with_manager, detections, eventually, operator_client, shim_scan,
+    EICAR, RawSession, config_with_manager, detections, eventually, operator_client, shim_scan,
     start_appliance, start_manager,
 };
 
@@ -138,6 +138,275 @@ async fn a_unary_scan_that_claims_another_vm_quarantines_nobody() {
         .expect("the victim is known");
     assert_eq!(VmState::of(&victim), VmState::Clean, "{victim:?}");
     assert!(!victim.tagged);
+    appliance.stop().await;
+    manager.stop().await;
+}
+
+/// Sends one file's content on `s` as a guest would, after its event;
+/// returns the verdict kind.
+async fn send_file(
+    s: &mut RawSession,
+    seq: u64,
+    path: &str,
+    data: &[u8],
+    full_scan_id: u64,
+) -> i32 {
+    use giva_proto::shim::{
+        ContentChunk, EventKind as ShimKind, FileEvent, FileIdentity, appliance_message,
+        guest_message,
+    };
+    s.send(guest_message::Msg::Event(FileEvent {
+        seq,
+        kind: if full_scan_id == 0 {
+            ShimKind::Open
+        } else {
+            ShimKind::FullScanItem
+        } as i32,
+        path: path.into(),
+        identity: Some(FileIdentity {
+            size: data.len() as u64,
+            mtime_ns: seq as i64,
+            file_id: seq,
+            ..Default::default()
+        }),
+        blocking: false,
+        full_scan_id,
+    }))
+    .await;
+    loop {
+        match s.next().await {
+            appliance_message::Msg::ContentRequest(r) if r.seq == seq => {
+                s.send(guest_message::Msg::Chunk(ContentChunk {
+                    seq,
+                    offset: 0,
+                    data: data.to_vec(),
+                    last: true,
+                }))
+                .await;
+            }
+            appliance_message::Msg::Verdict(v) if v.seq == seq => return v.kind,
+            _ => {}
+        }
+    }
+}
+
+/// Waits on `s` for the appliance's next `FullScanCommand`.
+async fn next_command(s: &mut RawSession) -> giva_proto::shim::FullScanCommand {
+    loop {
+        if let giva_proto::shim::appliance_message::Msg::FullScanCommand(c) = s.next().await {
+            return c;
+        }
+    }
+}
+
+/// Runs full scan `id` on `s`: asks for a slot with `token` over `roots`,
+/// sends `files`, and says it is over with `absent` paths gone.
+async fn run_scan(
+    s: &mut RawSession,
+    id: u64,
+    token: &str,
+    roots: &[String],
+    files: &[(&str, &[u8])],
+    absent: &[String],
+) {
+    use giva_proto::shim::{FullScanFinished, FullScanRequest, appliance_message, guest_message};
+    s.send(guest_message::Msg::FullScanRequest(FullScanRequest {
+        full_scan_id: id,
+        reason: "ordered".into(),
+        scan_token: token.into(),
+        roots: roots.to_vec(),
+    }))
+    .await;
+    loop {
+        if let appliance_message::Msg::FullScanSlot(slot) = s.next().await
+            && slot.full_scan_id == id
+            && slot.granted
+        {
+            break;
+        }
+    }
+    for (i, (path, data)) in files.iter().enumerate() {
+        send_file(s, id * 100 + i as u64, path, data, id).await;
+    }
+    s.send(guest_message::Msg::FullScanFinished(FullScanFinished {
+        full_scan_id: id,
+        completed: true,
+        absent_paths: absent.to_vec(),
+        ..FullScanFinished::default()
+    }))
+    .await;
+}
+
+/// The causes of `vm_id`'s transitions.
+async fn causes(mgr: &giva_manager::Manager, vm_id: &str) -> Vec<String> {
+    mgr.store()
+        .transitions(Some(vm_id), 100)
+        .await
+        .expect("transitions")
+        .into_iter()
+        .map(|t| t.cause)
+        .collect()
+}
+
+async fn order(manager_url: &str, mgr: &giva_manager::Manager, vm_id: &str) {
+    let delivered = operator_client(manager_url, mgr)
+        .await
+        .request_scan(RequestScanRequest {
+            vm_id: vm_id.into(),
+        })
+        .await
+        .expect("scan ordered")
+        .into_inner()
+        .delivered;
+    assert!(delivered);
+}
+
+async fn wait_cause(mgr: &giva_manager::Manager, vm_id: &str, needle: &str) {
+    let seen = eventually(Duration::from_secs(10), || async {
+        causes(mgr, vm_id).await.iter().any(|c| c.contains(needle))
+    })
+    .await;
+    assert!(
+        seen,
+        "no transition says {needle:?}: {:?}",
+        causes(mgr, vm_id).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_ordered_scan_over_the_policys_roots_releases_and_an_order_serves_once() {
+    let (manager, mgr) = start_manager().await;
+    let mut config = config_with_manager(&manager.url());
+    config.policy.full_scan_roots = vec!["/srv".into()];
+    let (appliance, _app) = start_appliance(config).await;
+    let mut client = ShimServiceClient::connect(appliance.url())
+        .await
+        .expect("connect");
+    let mut s = RawSession::open(&mut client, "vm-h").await;
+    let eicar = "/srv/eicar.com";
+    assert_eq!(
+        send_file(&mut s, 1, eicar, EICAR, 0).await,
+        VerdictKind::Deny as i32
+    );
+    let infected = || async {
+        mgr.store()
+            .vm("vm-h")
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|v| VmState::of(&v) == VmState::Infected)
+    };
+    assert!(eventually(Duration::from_secs(10), infected).await);
+
+    // A scan the guest starts by itself, however clean, releases nothing.
+    let srv = vec!["/srv".to_string()];
+    run_scan(
+        &mut s,
+        10,
+        "",
+        &srv,
+        &[("/srv/ok.txt", b"fine text\n")],
+        &[eicar.into()],
+    )
+    .await;
+    wait_cause(&mgr, "vm-h", "started by the guest").await;
+
+    // Nor does a token the appliance never issued.
+    run_scan(&mut s, 11, "feedface", &srv, &[], &[eicar.into()]).await;
+    wait_cause(&mgr, "vm-h", "started by the guest").await;
+
+    // An ordered scan that walks somewhere else releases nothing.
+    order(&manager.url(), &mgr, "vm-h").await;
+    let cmd = next_command(&mut s).await;
+    assert_eq!(cmd.roots, srv, "the policy's roots");
+    assert_eq!(cmd.recheck_paths, [eicar], "the detected path, to re-read");
+    run_scan(
+        &mut s,
+        12,
+        &cmd.scan_token,
+        &["/tmp/empty".into()],
+        &[],
+        &[eicar.into()],
+    )
+    .await;
+    wait_cause(&mgr, "vm-h", "policy's roots").await;
+
+    // One that skips the detected path (neither clean nor gone) neither.
+    order(&manager.url(), &mgr, "vm-h").await;
+    let cmd = next_command(&mut s).await;
+    run_scan(&mut s, 13, &cmd.scan_token, &srv, &[], &[]).await;
+    wait_cause(&mgr, "vm-h", "neither found clean nor gone").await;
+    // A token serves once.
+    run_scan(&mut s, 14, &cmd.scan_token, &srv, &[], &[eicar.into()]).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            causes(&mgr, "vm-h")
+                .await
+                .iter()
+                .filter(|c| c.contains("started by the guest"))
+                .count()
+                >= 3
+        })
+        .await
+    );
+    let quarantined = mgr.store().vm("vm-h").await.expect("store").expect("known");
+    assert!(
+        quarantined.tagged && VmState::of(&quarantined) != VmState::Clean,
+        "still quarantined: {quarantined:?}"
+    );
+
+    // The order's scan over the roots, with the detected path gone,
+    // releases. (The shim walks the file system, so a shim that lies
+    // about it can still pass; docs/security.md says so.)
+    order(&manager.url(), &mgr, "vm-h").await;
+    let cmd = next_command(&mut s).await;
+    run_scan(
+        &mut s,
+        15,
+        &cmd.scan_token,
+        &srv,
+        &[("/srv/ok.txt", b"fine text\n")],
+        &[eicar.into()],
+    )
+    .await;
+    wait_cause(&mgr, "vm-h", "clean full scan ordered by the manager").await;
+
+    // Re-infected, then a forged record reusing that order: refused.
+    assert_eq!(
+        send_file(&mut s, 2, "/srv/again.com", EICAR, 0).await,
+        VerdictKind::Deny as i32
+    );
+    assert!(eventually(Duration::from_secs(10), infected).await);
+    let used = mgr
+        .store()
+        .events(&giva_manager::store::EventFilter {
+            vm_id: Some("vm-h".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("events")
+        .into_iter()
+        .filter_map(|e| e.event)
+        .find(|e| e.detail.contains("found the VM clean"))
+        .expect("the releasing record");
+    let mut forged = used.clone();
+    forged.event_id = "forged-1".into();
+    if let Some(r) = forged.scan.as_mut() {
+        r.started_at_us = giva_proto::now_us();
+        r.rechecked = vec![eicar.into(), "/srv/again.com".into()];
+    }
+    ManagerServiceClient::connect(manager.url())
+        .await
+        .expect("connect")
+        .notify(giva_proto::manager::NotifyRequest {
+            appliance_id: used.appliance_id.clone(),
+            events: vec![forged],
+        })
+        .await
+        .expect("notify");
+    wait_cause(&mgr, "vm-h", "used already").await;
+    assert!(infected().await, "still quarantined");
     appliance.stop().await;
     manager.stop().await;
 }
