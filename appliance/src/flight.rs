@@ -1,9 +1,19 @@
 //! Single flight: when many VMs ask about the same file at once (an
 //! instant-clone storm), one of them streams and scans it and the others
 //! wait for its verdict, so the same bytes are never scanned twice.
+//!
+//! The leader is a guest, and a guest may stop sending content on purpose
+//! to make the others wait. So a leader says when it waits for its guest's
+//! content ([`Leader::waiting_for_content`]), and a follower that sees it
+//! waiting longer than [`STALL`] stops waiting and scans its own copy
+//! ([`wait`] returns [`Waited::Stalled`]). Time the leader spends in the
+//! scan pool does not count: a busy appliance does not make followers
+//! stream what is being scanned already.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use giva_engine::CachedVerdict;
 use giva_engine::cache::Key;
@@ -13,7 +23,48 @@ use tokio::sync::watch;
 /// the leader could not produce one (then each follower scans for itself).
 pub type Outcome = Option<CachedVerdict>;
 
-type Slot = watch::Receiver<Option<Outcome>>;
+/// How long a leader may wait for its guest's content before followers
+/// give up on it.
+pub const STALL: Duration = Duration::from_secs(1);
+
+/// Whether, and since when, a leader waits for content.
+#[derive(Debug)]
+struct Progress {
+    base: Instant,
+    /// Milliseconds after `base` plus one since the leader waits for
+    /// content; 0 while it does not.
+    waiting_since: AtomicU64,
+}
+
+impl Progress {
+    fn mark(&self, waiting: bool) {
+        let v = if waiting {
+            u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX) + 1
+        } else {
+            0
+        };
+        self.waiting_since.store(v, Ordering::Relaxed);
+    }
+
+    /// How long the leader has been waiting for content, if it is.
+    fn waiting_for(&self) -> Option<Duration> {
+        match self.waiting_since.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(
+                self.base
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(since - 1)),
+            ),
+        }
+    }
+}
+
+/// A follower's view of a flight.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    rx: watch::Receiver<Option<Outcome>>,
+    progress: Arc<Progress>,
+}
 
 /// The flights in progress, by cache key.
 #[derive(Debug, Default)]
@@ -36,6 +87,7 @@ pub enum Join {
 pub struct Leader {
     key: Key,
     tx: watch::Sender<Option<Outcome>>,
+    progress: Arc<Progress>,
     flights: Arc<Flights>,
     done: bool,
 }
@@ -48,16 +100,29 @@ impl Flights {
     /// Joins the flight for `key`, or starts one.
     pub fn join(self: &Arc<Self>, key: Key) -> Join {
         let mut map = self.lock();
-        if let Some(rx) = map.get(&key)
-            && rx.borrow().is_none()
+        if let Some(slot) = map.get(&key)
+            && slot.rx.borrow().is_none()
         {
-            return Join::Follower(rx.clone());
+            return Join::Follower(slot.clone());
         }
         let (tx, rx) = watch::channel(None);
-        map.insert(key, rx);
+        let progress = Arc::new(Progress {
+            base: Instant::now(),
+            waiting_since: AtomicU64::new(0),
+        });
+        // It waits for its guest's content from the start.
+        progress.mark(true);
+        map.insert(
+            key,
+            Slot {
+                rx,
+                progress: progress.clone(),
+            },
+        );
         Join::Leader(Leader {
             key,
             tx,
+            progress,
             flights: self.clone(),
             done: false,
         })
@@ -75,6 +140,12 @@ impl Flights {
 }
 
 impl Leader {
+    /// Says whether the leader now waits for its guest's content (true)
+    /// or works on what it has (false).
+    pub fn waiting_for_content(&self, waiting: bool) {
+        self.progress.mark(waiting);
+    }
+
     /// Ends the flight with `outcome`.
     pub fn complete(mut self, outcome: Outcome) {
         self.finish(outcome);
@@ -96,11 +167,33 @@ impl Drop for Leader {
     }
 }
 
-/// Waits for a flight's outcome; `None` when the leader failed or vanished.
-pub async fn wait(mut rx: Slot) -> Outcome {
-    match rx.wait_for(Option::is_some).await {
-        Ok(v) => v.clone().flatten(),
-        Err(_) => None,
+/// How a follower's wait ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Waited {
+    /// The leader finished: its verdict, or `None` if it failed.
+    Done(Outcome),
+    /// The leader waited for its guest's content longer than [`STALL`].
+    Stalled,
+}
+
+/// Waits for a flight's outcome, or until its leader stalls.
+pub async fn wait(slot: Slot) -> Waited {
+    let Slot { mut rx, progress } = slot;
+    let check = STALL / 4;
+    loop {
+        tokio::select! {
+            r = rx.wait_for(Option::is_some) => {
+                return match r {
+                    Ok(v) => Waited::Done(v.clone().flatten()),
+                    Err(_) => Waited::Done(None),
+                };
+            }
+            () = tokio::time::sleep(check) => {
+                if progress.waiting_for().is_some_and(|d| d > STALL) {
+                    return Waited::Stalled;
+                }
+            }
+        }
     }
 }
 
@@ -117,8 +210,9 @@ mod tests {
         let Join::Follower(rx) = flights.join([1; 16]) else {
             panic!("second follows")
         };
+        leader.waiting_for_content(false);
         leader.complete(Some(CachedVerdict::Clean));
-        assert_eq!(wait(rx).await, Some(CachedVerdict::Clean));
+        assert_eq!(wait(rx).await, Waited::Done(Some(CachedVerdict::Clean)));
         assert!(flights.is_empty());
 
         let Join::Leader(leader) = flights.join([2; 16]) else {
@@ -127,11 +221,40 @@ mod tests {
         let Join::Follower(rx) = flights.join([2; 16]) else {
             panic!("follower")
         };
+        leader.waiting_for_content(false);
         drop(leader);
-        assert_eq!(wait(rx).await, None);
+        assert_eq!(wait(rx).await, Waited::Done(None));
         assert!(
             matches!(flights.join([2; 16]), Join::Leader(_)),
             "a new flight can start"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_leader_stuck_waiting_for_content_lets_followers_go_but_a_busy_one_does_not() {
+        let flights = Arc::new(Flights::default());
+        let Join::Leader(leader) = flights.join([3; 16]) else {
+            panic!("leader")
+        };
+        let Join::Follower(rx) = flights.join([3; 16]) else {
+            panic!("follower")
+        };
+        let started = Instant::now();
+        assert_eq!(wait(rx).await, Waited::Stalled);
+        assert!(started.elapsed() >= STALL && started.elapsed() < STALL * 2);
+
+        // Scanning (not waiting for content) for longer than STALL is fine.
+        let Join::Follower(rx) = flights.join([3; 16]) else {
+            panic!("follower")
+        };
+        leader.waiting_for_content(false);
+        let waiter = tokio::spawn(wait(rx));
+        tokio::time::sleep(STALL + STALL / 2).await;
+        assert!(!waiter.is_finished());
+        leader.complete(Some(CachedVerdict::Clean));
+        assert_eq!(
+            waiter.await.unwrap(),
+            Waited::Done(Some(CachedVerdict::Clean))
         );
     }
 }

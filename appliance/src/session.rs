@@ -28,7 +28,7 @@ use giva_engine::{CachedVerdict, Outcome, Priority};
 use sha2::{Digest, Sha256};
 
 use crate::appliance::Appliance;
-use crate::flight::{Join, Leader};
+use crate::flight::{Join, Leader, Waited};
 use crate::fullscan::{self, FullScan, Tally};
 use crate::policy::Skip;
 use crate::registry::{AttachError, SessionSender};
@@ -90,6 +90,7 @@ pub async fn open(
     };
     let span = info_span!("session", vm_id = %vm.vm_id);
     let session_id = open.session_id;
+    let (rescan_tx, rescan_rx) = mpsc::channel(OUT_BUFFER);
     tokio::spawn(
         async move {
             info!("session opened");
@@ -102,6 +103,8 @@ pub async fn open(
                 files: HashMap::new(),
                 slots: HashMap::new(),
                 scans: HashMap::new(),
+                rescan_tx,
+                rescan_rx,
             };
             let result = session.run(&mut inbound).await;
             session.cut_off_scans().await;
@@ -130,6 +133,10 @@ struct Session {
     slots: HashMap<u64, SlotHold>,
     /// The VM's full scans in progress, with what they were answered.
     scans: HashMap<u64, FullScan>,
+    /// Files whose shared scan by another VM stalled or failed come back
+    /// here, to be scanned from this VM's own content.
+    rescan_tx: mpsc::Sender<FileTask>,
+    rescan_rx: mpsc::Receiver<FileTask>,
 }
 
 /// Full scans one session may run at once.
@@ -160,6 +167,10 @@ impl Session {
                 m = inbound.message() => m,
                 _ = shutdown.changed(), if !draining => {
                     draining = true;
+                    continue;
+                }
+                Some(task) = self.rescan_rx.recv() => {
+                    self.start_scan(task.seq, task.size, task).await?;
                     continue;
                 }
             };
@@ -440,9 +451,9 @@ impl Session {
         }
         // 2. Someone is scanning the same file now: wait for that verdict.
         let task = match self.app.flights.join(key) {
-            Join::Follower(rx) => {
+            Join::Follower(slot) => {
                 self.app.stats.cache_hits.inc();
-                tokio::spawn(task.follow(rx).in_current_span());
+                tokio::spawn(task.follow(slot, self.rescan_tx.clone()).in_current_span());
                 return Ok(());
             }
             Join::Leader(leader) => FileTask {
@@ -663,11 +674,17 @@ impl FileTask {
         let mut state = Some((scanner, Sha256::new()));
         let timeout = Duration::from_secs(self.app.config.server.content_timeout_secs.max(1));
         let failure = loop {
+            if let Some(l) = &self.leader {
+                l.waiting_for_content(true);
+            }
             let input = match tokio::time::timeout(timeout, rx.recv()).await {
                 Ok(Some(input)) => input,
                 Ok(None) => return, // the session ended; nobody to answer
                 Err(_) => break Some(format!("no content for {} s", timeout.as_secs())),
             };
+            if let Some(l) = &self.leader {
+                l.waiting_for_content(false);
+            }
             let (data, last) = match input {
                 FileInput::Chunk(d) => (d, false),
                 FileInput::Last(d) => (d, true),
@@ -774,23 +791,35 @@ impl FileTask {
     }
 
     /// Waits for another VM's scan of the same file and answers from it.
-    /// If that scan fails, this VM's file gets an ERROR verdict (the shim's
-    /// policy decides, and the next access scans again).
-    async fn follow(self, rx: tokio::sync::watch::Receiver<Option<crate::flight::Outcome>>) {
+    /// If that scan fails, or its VM stops sending the content for longer
+    /// than [`crate::flight::STALL`], the file goes back to this VM's
+    /// session through `rescan` and is scanned from its own content: one
+    /// guest cannot make another's verdict wait or fail.
+    async fn follow(self, slot: crate::flight::Slot, rescan: mpsc::Sender<FileTask>) {
         let timeout = Duration::from_secs(self.app.config.server.content_timeout_secs.max(1) * 2);
         let version = self.app.signatures.version();
-        match tokio::time::timeout(timeout, crate::flight::wait(rx)).await {
-            Ok(Some(cached)) => self.answer_cached(&cached, &version, "flight").await,
-            Ok(None) | Err(_) => {
+        let why = match tokio::time::timeout(timeout, crate::flight::wait(slot)).await {
+            Ok(Waited::Done(Some(cached))) => {
+                return self.answer_cached(&cached, &version, "flight").await;
+            }
+            Ok(Waited::Done(None)) => "failed",
+            Ok(Waited::Stalled) => "stalled",
+            Err(_) => {
                 let v = simple_verdict(
                     self.seq,
                     VerdictKind::Error,
                     NotScannedReason::Unspecified,
-                    "the scan of this file by another VM failed; try again",
+                    "the scan of this file by another VM did not finish; try again",
                     &version,
                 );
-                self.answer(v, "flight").await;
+                return self.answer(v, "flight").await;
             }
+        };
+        debug!(seq = self.seq, path = %self.path, why, "shared scan {why}; scanning this VM's own copy");
+        self.app.stats.flight_fallback(why);
+        if let Err(mpsc::error::SendError(task)) = rescan.send(self).await {
+            // The session ended: nobody to answer.
+            drop(task);
         }
     }
 

@@ -69,6 +69,9 @@ pub struct Stats {
     /// Scans dropped unrun or stopped early because nobody waited for them
     /// any more (the request was cancelled).
     pub pool_abandoned: Gauge,
+    /// Files whose shared scan by another VM failed or stalled, scanned
+    /// from their own VM's content instead, by why (`failed`, `stalled`).
+    pub flight_fallbacks: Family<Labels, Counter>,
     registry: Registry,
 }
 
@@ -108,6 +111,7 @@ impl Stats {
             split_stolen: Gauge::default(),
             split_yields: Gauge::default(),
             pool_abandoned: Gauge::default(),
+            flight_fallbacks: Family::default(),
             registry: Registry::default(),
         };
         registry.register("events", "File events received", s.events.clone());
@@ -198,7 +202,19 @@ impl Stats {
             "Scans dropped or stopped early because their request was cancelled",
             s.pool_abandoned.clone(),
         );
+        registry.register(
+            "shared_scan_fallbacks",
+            "Files scanned from their own VM's content because the shared scan failed or stalled",
+            s.flight_fallbacks.clone(),
+        );
         Stats { registry, ..s }
+    }
+
+    /// Counts a file that left a failed or stalled shared scan.
+    pub fn flight_fallback(&self, why: &str) {
+        self.flight_fallbacks
+            .get_or_create(&vec![("why".to_string(), why.to_string())])
+            .inc();
     }
 
     /// Counts one verdict of `kind` (see [`verdict`]).

@@ -410,3 +410,73 @@ async fn only_an_ordered_scan_over_the_policys_roots_releases_and_an_order_serve
     appliance.stop().await;
     manager.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_that_stalls_a_shared_scan_cannot_make_another_wait() {
+    use giva_proto::shim::{
+        ContentChunk, EventKind as ShimKind, FileEvent, FileIdentity, appliance_message,
+        guest_message,
+    };
+    let (appliance, app) = start_appliance(crate::common::test_config()).await;
+    let mut client = ShimServiceClient::connect(appliance.url())
+        .await
+        .expect("connect");
+    let mut attacker = RawSession::open(&mut client, "vm-attacker").await;
+    let mut victim = RawSession::open(&mut client, "vm-victim").await;
+    // Both claim the same file of the same image: the second waits for
+    // the first one's scan.
+    let event = |seq| {
+        guest_message::Msg::Event(FileEvent {
+            seq,
+            kind: ShimKind::Open as i32,
+            path: "/usr/bin/shared-tool".into(),
+            identity: Some(FileIdentity {
+                size: EICAR.len() as u64,
+                mtime_ns: 42,
+                file_id: 42,
+                image_id: "gold".into(),
+                ..Default::default()
+            }),
+            blocking: true,
+            full_scan_id: 0,
+        })
+    };
+    attacker.send(event(1)).await;
+    assert!(matches!(
+        attacker.next().await,
+        appliance_message::Msg::ContentRequest(_)
+    ));
+    // The attacker never sends the content.
+    let asked = std::time::Instant::now();
+    victim.send(event(1)).await;
+    let verdict = loop {
+        match victim.next_within(Duration::from_secs(5)).await {
+            appliance_message::Msg::ContentRequest(r) => {
+                victim
+                    .send(guest_message::Msg::Chunk(ContentChunk {
+                        seq: r.seq,
+                        offset: 0,
+                        data: EICAR.to_vec(),
+                        last: true,
+                    }))
+                    .await;
+            }
+            appliance_message::Msg::Verdict(v) => break v,
+            _ => {}
+        }
+    };
+    let took = asked.elapsed();
+    assert_eq!(verdict.kind, VerdictKind::Deny as i32, "{verdict:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "the victim's verdict came {took:?} after its event"
+    );
+    app.stats.observe(&app.cache.stats(), &app.pool.stats());
+    assert!(
+        app.stats
+            .render()
+            .contains("giva_shared_scan_fallbacks_total{why=\"stalled\"} 1")
+    );
+    drop(attacker);
+    appliance.stop().await;
+}
