@@ -222,8 +222,15 @@ impl Manager {
         self.tagger.enqueue(outcome.queued);
         for (ev, stored) in events.iter().zip(&outcome.stored) {
             let kind = EventKind::try_from(ev.kind).map_or("unknown", |k| k.as_str_name());
-            self.stats.event(kind, *stored == Stored::New);
-            if *stored == Stored::New && ev.kind == EventKind::Detection as i32 {
+            self.stats.event(kind, *stored != Stored::Duplicate);
+            if let Stored::Collision { stored_as } = stored {
+                self.stats.collision();
+                tracing::error!(
+                    event_id = %ev.event_id, %stored_as, appliance_id, vm_id = %ev.vm_id,
+                    "an event id already held another event: this one is kept and applied under another id"
+                );
+            }
+            if *stored != Stored::Duplicate && ev.kind == EventKind::Detection as i32 {
                 info!(event_id = %ev.event_id, vm_id = %ev.vm_id, signatures = %ev.signatures.join(","),
                     path = %ev.path, "detection recorded");
             }

@@ -24,6 +24,8 @@ pub struct Stats {
     pub subscribers: Gauge,
     /// Calls refused for want of a credential, by call and code.
     pub refused: Family<Labels, Counter>,
+    /// Events whose id held another event already (kept under another id).
+    pub collisions: Counter,
     registry: Registry,
 }
 
@@ -50,6 +52,7 @@ impl Stats {
             tag_queue: Gauge::default(),
             subscribers: Gauge::default(),
             refused: Family::default(),
+            collisions: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -77,6 +80,11 @@ impl Stats {
             "Calls refused for want of a credential, by call and code",
             s.refused.clone(),
         );
+        registry.register(
+            "event_id_collisions",
+            "Events whose id held another event already; kept under another id",
+            s.collisions.clone(),
+        );
         Stats { registry, ..s }
     }
 
@@ -93,6 +101,11 @@ impl Stats {
         self.tag_calls
             .get_or_create(&labels(&[("op", op), ("outcome", outcome)]))
             .inc();
+    }
+
+    /// Counts an event id collision.
+    pub fn collision(&self) {
+        self.collisions.inc();
     }
 
     /// Counts a refused call.

@@ -134,6 +134,61 @@ async fn record(
     Ok(out)
 }
 
+/// Inserts one event: `New`; `Duplicate` when the same event (same id,
+/// same content) is stored already; `Collision` when its id holds another
+/// content, and it is then stored under its id plus a digest of its
+/// content, so that a pre-empted id cannot make a real event vanish.
+async fn insert_event(
+    conn: &mut sqlx::SqliteConnection,
+    ev: &Event,
+    payload: &[u8],
+    received_at_us: i64,
+) -> Result<Stored, StoreError> {
+    let insert = |id: String| {
+        sqlx::query(
+            "INSERT OR IGNORE INTO events (event_id, kind, appliance_id, vm_id, detected_at_us, received_at_us, payload)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(ev.kind)
+        .bind(&ev.appliance_id)
+        .bind(&ev.vm_id)
+        .bind(ev.detected_at_us)
+        .bind(received_at_us)
+        .bind(payload)
+    };
+    let same = |existing: Option<sqlx::sqlite::SqliteRow>| {
+        existing.is_some_and(|r| r.get::<&[u8], _>(0) == payload)
+    };
+    if insert(ev.event_id.clone())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+        == 1
+    {
+        return Ok(Stored::New);
+    }
+    let existing = sqlx::query("SELECT payload FROM events WHERE event_id = ?")
+        .bind(&ev.event_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if same(existing) {
+        return Ok(Stored::Duplicate);
+    }
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(payload);
+    let stored_as = format!("{}~{}", ev.event_id, hex::encode(&digest[..8]));
+    if insert(stored_as.clone())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+        == 1
+    {
+        return Ok(Stored::Collision { stored_as });
+    }
+    // This very event arrived before, and collided then too.
+    Ok(Stored::Duplicate)
+}
+
 impl Store {
     /// Commits events that are new (by id), updates their VMs and applies
     /// the quarantine `rules`, in one transaction. Returns, per event,
@@ -150,26 +205,13 @@ impl Store {
             queued: Vec::new(),
         };
         for ev in events {
-            let inserted = sqlx::query(
-                "INSERT OR IGNORE INTO events (event_id, kind, appliance_id, vm_id, detected_at_us, received_at_us, payload)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&ev.event_id)
-            .bind(ev.kind)
-            .bind(&ev.appliance_id)
-            .bind(&ev.vm_id)
-            .bind(ev.detected_at_us)
-            .bind(received_at_us)
-            .bind(ev.encode_to_vec())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if !inserted {
-                out.stored.push(Stored::Duplicate);
+            let payload = ev.encode_to_vec();
+            let stored = insert_event(&mut tx, ev, &payload, received_at_us).await?;
+            let duplicate = stored == Stored::Duplicate;
+            out.stored.push(stored);
+            if duplicate {
                 continue;
             }
-            out.stored.push(Stored::New);
             if ev.vm_id.is_empty() {
                 continue;
             }

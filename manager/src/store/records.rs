@@ -171,12 +171,20 @@ pub enum StoreError {
 }
 
 /// What happened when an event was stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
     /// The event is new and was committed.
     New,
     /// The event was already stored; nothing changed.
     Duplicate,
+    /// Another event, with a different content, holds this id already
+    /// (an id pre-empted by a forger, or an appliance bug): this one was
+    /// committed under `stored_as` and applied, never dropped as a
+    /// duplicate.
+    Collision {
+        /// The id it was stored under.
+        stored_as: String,
+    },
 }
 
 /// Which events to list.

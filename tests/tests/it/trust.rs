@@ -480,3 +480,60 @@ async fn a_guest_that_stalls_a_shared_scan_cannot_make_another_wait() {
     drop(attacker);
     appliance.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pre_empted_event_id_cannot_erase_a_detection() {
+    use giva_proto::manager::{Action, Event, EventKind, NotifyRequest};
+    let (manager, mgr) = start_manager().await;
+    let mut c = ManagerServiceClient::connect(manager.url())
+        .await
+        .expect("connect");
+    let id = "app-1-18c2f-7";
+    // The forger stores the appliance's next id first, as a harmless event.
+    let harmless = Event {
+        event_id: id.into(),
+        kind: EventKind::VmRegistered as i32,
+        appliance_id: "app-1".into(),
+        vm_id: "vm-e".into(),
+        detected_at_us: giva_proto::now_us(),
+        ..Event::default()
+    };
+    let notify = |ev: Event| NotifyRequest {
+        appliance_id: "app-1".into(),
+        events: vec![ev],
+    };
+    c.notify(notify(harmless)).await.expect("notify");
+    // The real detection comes with that id: acknowledged, and applied.
+    let detection = Event {
+        event_id: id.into(),
+        kind: EventKind::Detection as i32,
+        appliance_id: "app-1".into(),
+        vm_id: "vm-e".into(),
+        path: "/tmp/eicar.com".into(),
+        signatures: vec!["Eicar-Test-Signature".into()],
+        action: Action::Denied as i32,
+        detected_at_us: giva_proto::now_us(),
+        ..Event::default()
+    };
+    for _ in 0..2 {
+        // Sent twice, as after a lost acknowledgement: stored once.
+        let acked = c
+            .notify(notify(detection.clone()))
+            .await
+            .expect("notify")
+            .into_inner()
+            .acked_event_ids;
+        assert_eq!(acked, [id]);
+    }
+    let v = mgr.store().vm("vm-e").await.expect("store").expect("known");
+    assert_eq!(VmState::of(&v), VmState::Infected, "{v:?}");
+    assert_eq!(v.detections, 1);
+    assert_eq!(detections(&mgr).await.len(), 1);
+    assert!(
+        mgr.render_metrics()
+            .contains("giva_manager_event_id_collisions_total 1"),
+        "{}",
+        mgr.render_metrics()
+    );
+    manager.stop().await;
+}
