@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
-use std::time::Duration;
 
 use giva_engine::Engine;
 use giva_signatures::Database;
@@ -104,10 +103,7 @@ impl Appliance {
         let reporter = Reporter::new(
             outbox,
             config.effective_appliance_id(),
-            &config.manager.url,
-            Duration::from_secs(config.manager.heartbeat_interval_secs),
-            config.manager.notify_immediately,
-            Duration::from_millis(config.manager.request_timeout_ms),
+            &config.manager,
             stats.clone(),
         )
         .map_err(|e| anyhow::anyhow!(e))?;

@@ -112,6 +112,18 @@ pub struct ServerConfig {
     /// Address of the admin HTTP endpoint (`/metrics`, `/healthz`,
     /// `POST /reload`). Absent: no admin endpoint.
     pub admin_listen: Option<SocketAddr>,
+    /// The appliance's TLS certificate (PEM) for the shims' TCP listener;
+    /// with it and its key, shims connect with `https://`. Empty: plaintext,
+    /// which is allowed on loopback only, unless `insecure_plaintext`.
+    pub tls_cert_file: PathBuf,
+    /// The certificate's private key (PEM).
+    pub tls_key_file: PathBuf,
+    /// The CA that signs shims' certificates. With it, a shim on TCP must
+    /// show a certificate, and may register only as the VM it names.
+    pub client_ca_file: PathBuf,
+    /// Accept plaintext listeners on non-loopback addresses (shims' TCP
+    /// listener, admin endpoint). Off: such a listener refuses to start.
+    pub insecure_plaintext: bool,
     /// The file holding the token that `POST /reload` needs
     /// (`Authorization: Bearer <token>`); made, mode 0600, at first start.
     /// Empty: `admin.token` in the state directory.
@@ -137,6 +149,10 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7411)),
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9411))),
             admin_token_file: PathBuf::new(),
+            tls_cert_file: PathBuf::new(),
+            tls_key_file: PathBuf::new(),
+            client_ca_file: PathBuf::new(),
+            insecure_plaintext: false,
             unix_socket: None,
             vsock_port: None,
             max_message_bytes: 8 * 1024 * 1024,
@@ -178,9 +194,16 @@ impl Default for DatabaseConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ManagerConfig {
-    /// The manager's URL, e.g. `http://10.0.0.5:7412`. Empty: no manager
-    /// (detections are only logged).
+    /// The manager's URL, e.g. `https://manager.example:7412`. Empty: no
+    /// manager (detections are only logged). `https://` needs `ca_file`.
     pub url: String,
+    /// The CA that signed the manager's certificate.
+    pub ca_file: PathBuf,
+    /// This appliance's certificate, naming its appliance id, shown to the
+    /// manager (which then knows the appliance's calls are its own).
+    pub cert_file: PathBuf,
+    /// The certificate's key.
+    pub key_file: PathBuf,
     /// Seconds between heartbeats.
     pub heartbeat_interval_secs: u64,
     /// Send each detection to the manager at once (false: only with the
@@ -200,6 +223,9 @@ impl Default for ManagerConfig {
     fn default() -> Self {
         ManagerConfig {
             url: String::new(),
+            ca_file: PathBuf::new(),
+            cert_file: PathBuf::new(),
+            key_file: PathBuf::new(),
             heartbeat_interval_secs: 600,
             notify_immediately: true,
             request_timeout_ms: 5000,

@@ -22,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod flight;
 pub mod fullscan;
+pub mod identity;
 mod listen;
 mod loading;
 pub mod outbox;

@@ -191,6 +191,11 @@ impl Registry {
         Ok(session_id)
     }
 
+    /// The VM a session id was given to, if any.
+    pub fn vm_of_session(&self, session_id: &str) -> Option<String> {
+        self.sessions().get(session_id).cloned()
+    }
+
     /// Attaches a session stream; returns the VM's identity.
     ///
     /// # Errors

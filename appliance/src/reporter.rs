@@ -18,9 +18,10 @@ use giva_proto::manager::{
 use giva_proto::now_us;
 use giva_runtime::Backoff;
 use tokio::sync::Notify;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
+use crate::config::ManagerConfig;
 use crate::fullscan::{OrderedBy, ScanOrder};
 use crate::outbox::{Outbox, Pushed, is_prompt};
 use crate::registry::Registry;
@@ -59,25 +60,32 @@ fn unreachable(status: &tonic::Status) -> bool {
 }
 
 impl Reporter {
-    /// A reporter for `appliance_id`. With `url` empty, events stay in the
-    /// outbox and are only logged.
+    /// A reporter for `appliance_id`, to the manager of `link`. With no
+    /// URL, events stay in the outbox and are only logged.
     ///
     /// # Errors
     ///
-    /// The URL is not a valid endpoint.
+    /// The URL is not a valid endpoint, or its TLS files are unusable.
     pub fn new(
         outbox: Outbox,
         appliance_id: String,
-        url: &str,
-        heartbeat_interval: Duration,
-        notify_immediately: bool,
-        request_timeout: Duration,
+        link: &ManagerConfig,
         stats: Arc<Stats>,
     ) -> Result<Self, BadManagerUrl> {
+        let url = link.url.as_str();
+        let tls = giva_proto::tls::ClientFiles {
+            ca: link.ca_file.clone(),
+            cert: link.cert_file.clone(),
+            key: link.key_file.clone(),
+        };
+        let request_timeout = Duration::from_millis(link.request_timeout_ms);
+        let heartbeat_interval = Duration::from_secs(link.heartbeat_interval_secs);
+        let notify_immediately = link.notify_immediately;
         let client = if url.is_empty() {
             None
         } else {
-            let endpoint = Endpoint::from_shared(url.to_string())
+            let endpoint = tls
+                .endpoint(url)
                 .map_err(|source| BadManagerUrl {
                     url: url.to_string(),
                     source,
@@ -400,13 +408,13 @@ impl Reporter {
 
 /// The manager's URL is not a valid endpoint.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid manager URL {url}: {source}")]
+#[error("cannot use the manager URL {url}: {source}")]
 pub struct BadManagerUrl {
     /// The URL given.
     pub url: String,
-    /// What is wrong with it.
+    /// What is wrong with it, or with the TLS files.
     #[source]
-    pub source: tonic::transport::Error,
+    pub source: giva_proto::tls::TlsError,
 }
 
 /// The retry schedule of the reports to the manager: 50 ms up to 5 s, so

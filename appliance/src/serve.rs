@@ -26,6 +26,37 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let server = &app.config.server;
+    let tls = giva_proto::tls::server_config(
+        &server.tls_cert_file,
+        &server.tls_key_file,
+        &server.client_ca_file,
+    )
+    .map_err(|e| anyhow::anyhow!("the shims' TLS: {e}"))?;
+    if let Ok(addr) = listener.local_addr() {
+        giva_proto::tls::check_plaintext(
+            "the shims' listener",
+            &addr,
+            tls.is_some(),
+            server.insecure_plaintext,
+        )?;
+        if tls.is_none() && !giva_proto::tls::is_loopback(&addr) {
+            tracing::warn!(%addr, "shims connect in plaintext on a network address (--insecure-plaintext)");
+        }
+    }
+    if let Some(addr) = &server.admin_listen {
+        giva_proto::tls::check_plaintext(
+            "the admin endpoint",
+            addr,
+            false,
+            server.insecure_plaintext,
+        )?;
+    }
+    if tls.is_some() && server.client_ca_file.as_os_str().is_empty() {
+        tracing::warn!(
+            "shims are not authenticated: no server.client_ca_file, so a VM's id is its own claim"
+        );
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let reporter_task = {
         let app2 = app.clone();
@@ -84,12 +115,17 @@ pub async fn serve(
                 .await;
         });
     }
-    let router = || {
+    // TLS on the TCP listener; a Unix socket and vsock stay on the host.
+    let router = |tls: Option<tonic::transport::ServerTlsConfig>| {
         let svc = ShimServiceServer::new(service::ShimGrpc(app.clone()))
             .max_decoding_message_size(app.config.server.max_message_bytes);
-        tonic::transport::Server::builder()
-            .add_service(health_service.clone())
-            .add_service(svc)
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder
+                .tls_config(tls)
+                .map_err(|e| anyhow::anyhow!("the shims' TLS: {e}"))?;
+        }
+        Ok::<_, anyhow::Error>(builder.add_service(health_service.clone()).add_service(svc))
     };
     let draining = |app: Arc<Appliance>| async move {
         let mut rx = app.shutdown_watch();
@@ -97,7 +133,7 @@ pub async fn serve(
     };
     let addr = listener.local_addr().ok();
     info!(?addr, database = %app.signatures.version(), "appliance serving");
-    let tcp = router().serve_with_incoming_shutdown(
+    let tcp = router(tls)?.serve_with_incoming_shutdown(
         tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
         draining(app.clone()),
     );
@@ -106,7 +142,7 @@ pub async fn serve(
             let l = bind_unix(path)?;
             info!(path = %path.display(), "appliance serving on a Unix socket");
             let incoming = tokio_stream::wrappers::UnixListenerStream::new(l);
-            Some(router().serve_with_incoming_shutdown(incoming, draining(app.clone())))
+            Some(router(None)?.serve_with_incoming_shutdown(incoming, draining(app.clone())))
         }
         None => None,
     };
@@ -114,7 +150,7 @@ pub async fn serve(
         Some(port) => {
             let incoming = bind_vsock(port)?;
             info!(port, "appliance serving on vsock");
-            Some(tokio::spawn(router().serve_with_incoming_shutdown(
+            Some(tokio::spawn(router(None)?.serve_with_incoming_shutdown(
                 incoming,
                 draining(app.clone()),
             )))

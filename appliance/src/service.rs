@@ -20,6 +20,7 @@ use giva_engine::{CachedVerdict, Outcome, Priority, ScanResult};
 use sha2::{Digest, Sha256};
 
 use crate::appliance::Appliance;
+use crate::identity::{certified_vm, check_claim};
 use crate::scan::{scan_options, verdict_for};
 
 /// Longest VM id, name, image id, OS or version string accepted.
@@ -45,6 +46,7 @@ impl ShimService for ShimGrpc {
         &self,
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
+        let certified = certified_vm(&self.0, &request)?;
         let vm = request
             .into_inner()
             .vm
@@ -52,6 +54,7 @@ impl ShimService for ShimGrpc {
         if vm.vm_id.is_empty() {
             return Err(Status::invalid_argument("vm_id is required"));
         }
+        check_claim(&self.0, certified.as_deref(), &vm.vm_id)?;
         for (name, value) in [
             ("vm_id", &vm.vm_id),
             ("name", &vm.name),
@@ -88,7 +91,8 @@ impl ShimService for ShimGrpc {
         &self,
         request: Request<Streaming<GuestMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
-        let rx = crate::session::open(self.0.clone(), request.into_inner()).await?;
+        let certified = certified_vm(&self.0, &request)?;
+        let rx = crate::session::open(self.0.clone(), certified, request.into_inner()).await?;
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))

@@ -65,6 +65,7 @@ fn msg(m: appliance_message::Msg) -> Result<ApplianceMessage, Status> {
 /// an unknown session, `ALREADY_EXISTS` when the VM has a live stream.
 pub async fn open(
     app: Arc<Appliance>,
+    certified: Option<String>,
     mut inbound: Streaming<GuestMessage>,
 ) -> Result<mpsc::Receiver<Result<ApplianceMessage, Status>>, Status> {
     let first = inbound
@@ -76,6 +77,13 @@ pub async fn open(
             "the first message of a session must be `open`",
         ));
     };
+    if let Some(name) = &certified {
+        let vm_id = app
+            .registry
+            .vm_of_session(&open.session_id)
+            .unwrap_or_default();
+        crate::identity::check_claim(&app, Some(name), &vm_id)?;
+    }
     let (tx, rx) = mpsc::channel(OUT_BUFFER);
     let vm = match app.registry.attach(&open.session_id, tx.clone()) {
         Ok(vm) => vm,

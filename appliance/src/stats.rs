@@ -72,6 +72,9 @@ pub struct Stats {
     /// Files whose shared scan by another VM failed or stalled, scanned
     /// from their own VM's content instead, by why (`failed`, `stalled`).
     pub flight_fallbacks: Family<Labels, Counter>,
+    /// Shims refused for their certificate, by why (`no_certificate`,
+    /// `other_vm`).
+    pub identity_refusals: Family<Labels, Counter>,
     registry: Registry,
 }
 
@@ -112,6 +115,7 @@ impl Stats {
             split_yields: Gauge::default(),
             pool_abandoned: Gauge::default(),
             flight_fallbacks: Family::default(),
+            identity_refusals: Family::default(),
             registry: Registry::default(),
         };
         registry.register("events", "File events received", s.events.clone());
@@ -207,7 +211,19 @@ impl Stats {
             "Files scanned from their own VM's content because the shared scan failed or stalled",
             s.flight_fallbacks.clone(),
         );
+        registry.register(
+            "identity_refusals",
+            "Shims refused because their certificate names no VM or another VM",
+            s.identity_refusals.clone(),
+        );
         Stats { registry, ..s }
+    }
+
+    /// Counts a shim refused for its certificate.
+    pub fn identity_refused(&self, why: &str) {
+        self.identity_refusals
+            .get_or_create(&vec![("why".to_string(), why.to_string())])
+            .inc();
     }
 
     /// Counts a file that left a failed or stalled shared scan.

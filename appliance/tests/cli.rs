@@ -439,3 +439,22 @@ fn a_compiled_database_is_recognised_by_its_magic_and_a_truncated_one_says_trunc
     let c = giva(&["db", "compile", "-o", p(&again), p(&disguised)]);
     assert_eq!(c.status.code(), Some(0), "{}", stderr(&c));
 }
+
+#[test]
+fn plaintext_on_a_network_address_is_refused_unless_accepted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = giva(&[
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--no-admin",
+        "--data-dir",
+        p(dir.path()),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("without TLS") && stderr(&out).contains("--insecure-plaintext"),
+        "{}",
+        stderr(&out)
+    );
+}

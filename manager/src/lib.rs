@@ -21,6 +21,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod ca;
 pub mod cli;
 pub mod config;
 pub mod quarantine;
@@ -62,11 +63,32 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    serve_tls(manager, listener, None, shutdown).await
+}
+
+/// [`serve`], with TLS when `tls` is given. A TLS configuration with a
+/// client CA makes the manager take appliances' calls (`Notify`,
+/// `Heartbeat`, `Subscribe`) only from the appliance their certificate
+/// names ([`Manager::require_appliance_certificates`]).
+///
+/// # Errors
+///
+/// A transport error from the gRPC server, or an unusable TLS setup.
+pub async fn serve_tls(
+    manager: Arc<Manager>,
+    listener: TcpListener,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(manager.tagger().clone().run(stop_rx));
     let svc = ManagerServiceServer::new(ManagerGrpc(manager.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let served = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let served = builder
         .add_service(svc)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             shutdown.await;

@@ -61,6 +61,8 @@ pub struct Manager {
     auth: Auth,
     /// Counters for `/metrics`.
     stats: Arc<Stats>,
+    /// Appliances' calls need a certificate naming the appliance.
+    appliance_certs: std::sync::atomic::AtomicBool,
 }
 
 impl Manager {
@@ -116,7 +118,44 @@ impl Manager {
             tagger,
             auth,
             stats,
+            appliance_certs: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// From now on, an appliance's call (`Notify`, `Heartbeat`,
+    /// `Subscribe`) is taken only with a TLS client certificate that names
+    /// the appliance it claims to be.
+    pub fn require_appliance_certificates(&self) {
+        self.appliance_certs
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Checks that `request` comes from appliance `claimed`, when
+    /// appliances are authenticated; counts a refusal.
+    fn authorize_appliance<T>(
+        &self,
+        request: &Request<T>,
+        claimed: &str,
+        call: &str,
+    ) -> Result<(), Status> {
+        if !self
+            .appliance_certs
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(());
+        }
+        let refused = match giva_proto::tls::peer_name(request) {
+            Some(name) if name == claimed => return Ok(()),
+            Some(name) => Status::permission_denied(format!(
+                "the certificate names appliance {name}, not {claimed}"
+            )),
+            None => Status::unauthenticated(
+                "appliances' calls need a client certificate naming the appliance",
+            ),
+        };
+        self.stats.refusal(call, refused.code());
+        warn!(call, claimed, code = ?refused.code(), "appliance call refused");
+        Err(refused)
     }
 
     /// The counters, refreshed, as OpenMetrics text (for `/metrics`).
@@ -205,9 +244,17 @@ impl Manager {
             validate_event(ev)?;
         }
         let mut events = events;
+        let certified = self
+            .appliance_certs
+            .load(std::sync::atomic::Ordering::Relaxed);
         for ev in &mut events {
             if ev.appliance_id.is_empty() {
                 ev.appliance_id = appliance_id.to_string();
+            } else if certified && ev.appliance_id != appliance_id {
+                return Err(Status::permission_denied(format!(
+                    "event {} claims appliance {}; this caller is {appliance_id}",
+                    ev.event_id, ev.appliance_id
+                )));
             }
         }
         if events.is_empty() {
@@ -329,8 +376,10 @@ impl ManagerService for ManagerGrpc {
         &self,
         request: Request<NotifyRequest>,
     ) -> Result<Response<NotifyResponse>, Status> {
+        let claimed = require_id("appliance_id", &request.get_ref().appliance_id)?.to_string();
+        self.0.authorize_appliance(&request, &claimed, "Notify")?;
         let req = request.into_inner();
-        let appliance = require_id("appliance_id", &req.appliance_id)?;
+        let appliance = req.appliance_id.as_str();
         let acked_event_ids = self.0.ingest(appliance, req.events).await?;
         Ok(Response::new(NotifyResponse { acked_event_ids }))
     }
@@ -339,8 +388,11 @@ impl ManagerService for ManagerGrpc {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
+        let claimed = require_id("appliance_id", &request.get_ref().appliance_id)?.to_string();
+        self.0
+            .authorize_appliance(&request, &claimed, "Heartbeat")?;
         let req = request.into_inner();
-        let appliance = require_id("appliance_id", &req.appliance_id)?.to_string();
+        let appliance = req.appliance_id.clone();
         for vm in &req.vms {
             require_id("vm_id", &vm.vm_id)?;
         }
@@ -368,6 +420,8 @@ impl ManagerService for ManagerGrpc {
         request: Request<SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let appliance = require_id("appliance_id", &request.get_ref().appliance_id)?.to_string();
+        self.0
+            .authorize_appliance(&request, &appliance, "Subscribe")?;
         let (tx, rx) = mpsc::channel(64);
         let mut subs = lock(&self.0.subscribers);
         if subs.closed {

@@ -192,3 +192,64 @@ fn a_token_file_others_may_read_is_refused() {
     assert!(!out.status.success());
     assert!(text(&out).contains("chmod 600"), "{}", text(&out));
 }
+
+#[test]
+fn plaintext_on_a_network_address_is_refused_unless_accepted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("manager.sqlite");
+    let token = dir.path().join("operator.token");
+    let out = manager(&[
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--no-admin",
+        "--db",
+        p(&db),
+        "--token-file",
+        p(&token),
+    ])
+    .output()
+    .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("--insecure-plaintext"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn the_ca_issues_certificates_that_name_their_holder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca");
+    let out = manager(&["ca", "init", "--dir", p(&ca)])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    let issued = dir.path().join("issued");
+    let out = manager(&[
+        "ca",
+        "issue",
+        "app-1",
+        "--dir",
+        p(&ca),
+        "--out",
+        p(&issued),
+        "--ip",
+        "127.0.0.1",
+    ])
+    .output()
+    .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    let cert = std::fs::read_to_string(issued.join("app-1.pem")).expect("certificate");
+    assert_eq!(
+        giva_proto::tls::certificate_name_pem(&cert).as_deref(),
+        Some("app-1")
+    );
+    let mode = std::fs::metadata(issued.join("app-1.key"))
+        .expect("key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(issued.join("ca.pem").exists());
+}

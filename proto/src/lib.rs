@@ -2,12 +2,14 @@
 //!
 //! - [`shim`]: `giva.shim.v1`, between the shim in a guest and the appliance.
 //! - [`manager`]: `giva.manager.v1`, between the appliance and the manager.
+//! - [`tls`]: TLS for both, from PEM files; peers named by their certificate.
 //!
 //! The code is generated at build time by `protox` and `tonic-prost-build`,
 //! with no system `protoc`.
 #![allow(missing_docs, clippy::doc_markdown, clippy::large_enum_variant)]
 
 pub mod policy;
+pub mod tls;
 
 /// `giva.shim.v1`: shim <-> appliance.
 pub mod shim {

@@ -7,6 +7,7 @@ use giva_proto::shim::{
     ApplianceMessage, GuestMessage, RegisterRequest, RegisterResponse, SessionOpen, VmIdentity,
     guest_message,
 };
+use giva_proto::tls::ClientFiles;
 use tokio::sync::mpsc;
 use tonic::Streaming;
 use tonic::transport::{Channel, Endpoint};
@@ -47,23 +48,41 @@ pub enum ClientError {
     SessionEnded(String),
 }
 
-/// Connects to an appliance.
+/// Connects to an appliance, with TLS for an `https://` URL.
 ///
 /// # Errors
 ///
-/// A bad URL or an unreachable appliance.
-pub async fn connect(url: &str) -> Result<ShimServiceClient<Channel>, ClientError> {
-    Ok(ShimServiceClient::new(channel(url).await?).max_decoding_message_size(64 * 1024 * 1024))
+/// A bad URL, unusable TLS files, or an unreachable appliance.
+pub async fn connect(
+    url: &str,
+    tls: &ClientFiles,
+) -> Result<ShimServiceClient<Channel>, ClientError> {
+    Ok(
+        ShimServiceClient::new(channel(url, tls).await?)
+            .max_decoding_message_size(64 * 1024 * 1024),
+    )
 }
 
 /// Opens a connection (one HTTP/2 channel) to an appliance: `http://HOST:PORT`
-/// over TCP, `unix:/path/to/socket` on the same host, or `vsock://CID:PORT`
-/// (with the `vsock` feature).
+/// over TCP, `https://HOST:PORT` over TCP with TLS (`tls` gives the CA, and
+/// a client certificate when the appliance asks for one),
+/// `unix:/path/to/socket` on the same host, or `vsock://CID:PORT` (with the
+/// `vsock` feature).
 ///
 /// # Errors
 ///
-/// A bad URL or an unreachable appliance.
-pub async fn channel(url: &str) -> Result<Channel, ClientError> {
+/// A bad URL, unusable TLS files, or an unreachable appliance.
+pub async fn channel(url: &str, tls: &ClientFiles) -> Result<Channel, ClientError> {
+    let bad = |reason: String| ClientError::BadUrl {
+        url: url.to_string(),
+        reason,
+    };
+    let local = url.starts_with("vsock://") || url.starts_with("unix:");
+    if local && *tls != ClientFiles::default() {
+        return Err(bad(
+            "TLS files are for https:// URLs; a Unix socket or vsock is not a network link".into(),
+        ));
+    }
     if let Some(addr) = url.strip_prefix("vsock://") {
         return vsock_channel(url, addr).await;
     }
@@ -72,23 +91,17 @@ pub async fn channel(url: &str) -> Result<Channel, ClientError> {
         .map(|p| p.trim_start_matches("//").to_string());
     // For a Unix socket the URI only names the HTTP/2 authority; the
     // connector below ignores it and dials the socket.
-    let uri = if unix_path.is_some() {
-        "http://localhost".to_string()
-    } else {
-        url.to_string()
-    };
-    let endpoint = Endpoint::from_shared(uri)
-        .map_err(|e| ClientError::BadUrl {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        // Notice a vanished appliance (host gone, cable cut) within seconds,
-        // so that held accesses are decided by policy at once.
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .keep_alive_while_idle(true);
+    let endpoint = match &unix_path {
+        Some(_) => Endpoint::from_static("http://localhost"),
+        None => tls.endpoint(url).map_err(|e| bad(e.to_string()))?,
+    }
+    .connect_timeout(Duration::from_secs(5))
+    .tcp_nodelay(true)
+    // Notice a vanished appliance (host gone, cable cut) within seconds,
+    // so that held accesses are decided by policy at once.
+    .http2_keep_alive_interval(Duration::from_secs(5))
+    .keep_alive_timeout(Duration::from_secs(5))
+    .keep_alive_while_idle(true);
     let connected = match unix_path {
         Some(path) => {
             endpoint
@@ -105,7 +118,7 @@ pub async fn channel(url: &str) -> Result<Channel, ClientError> {
     };
     connected.map_err(|e| ClientError::Unreachable {
         url: url.to_string(),
-        reason: source_chain(&e),
+        reason: giva_proto::tls::explain(&e),
     })
 }
 
@@ -141,7 +154,7 @@ async fn vsock_channel(url: &str, addr: &str) -> Result<Channel, ClientError> {
         .await
         .map_err(|e| ClientError::Unreachable {
             url: url.to_string(),
-            reason: source_chain(&e),
+            reason: giva_proto::tls::explain(&e),
         })
 }
 
@@ -153,17 +166,6 @@ async fn vsock_channel(url: &str, _addr: &str) -> Result<Channel, ClientError> {
         reason: "this giva-shim was built without vsock support (build with --features vsock)"
             .into(),
     })
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
 }
 
 /// An open session: a sender towards the appliance and the incoming stream.

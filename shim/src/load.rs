@@ -60,6 +60,8 @@ pub struct LoadConfig {
     pub duration: Duration,
     /// Prefix of the VM ids.
     pub vm_prefix: String,
+    /// TLS for an `https://` appliance URL.
+    pub tls: giva_proto::tls::ClientFiles,
 }
 
 impl LoadConfig {
@@ -78,6 +80,7 @@ impl LoadConfig {
             connections: 8,
             duration: Duration::from_secs(300),
             vm_prefix: "load-vm".into(),
+            tls: giva_proto::tls::ClientFiles::default(),
         }
     }
 }
@@ -325,7 +328,7 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     let files = Arc::new(load_image(&config.image, &config.image_id)?);
     let mut channels = Vec::new();
     for _ in 0..config.connections.clamp(1, 256) {
-        channels.push(client::channel(&config.appliance).await?);
+        channels.push(client::channel(&config.appliance, &config.tls).await?);
     }
     let started = Instant::now();
     let deadline = started + config.duration;

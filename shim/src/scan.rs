@@ -40,6 +40,8 @@ pub struct ScanConfig {
     pub idle_timeout: Duration,
     /// Threads walking the file system at once.
     pub walkers: usize,
+    /// TLS for an `https://` appliance URL.
+    pub tls: giva_proto::tls::ClientFiles,
 }
 
 impl ScanConfig {
@@ -52,6 +54,7 @@ impl ScanConfig {
             concurrency: 16,
             idle_timeout: Duration::from_secs(120),
             walkers: 4,
+            tls: giva_proto::tls::ClientFiles::default(),
         }
     }
 }
@@ -152,7 +155,7 @@ pub async fn run(
     mut on_result: impl FnMut(&FileResult),
     mut on_progress: impl FnMut(u64, u64),
 ) -> Result<Summary, ClientError> {
-    let mut client = client::connect(&config.appliance).await?;
+    let mut client = client::connect(&config.appliance, &config.tls).await?;
     let mut session = client::open_session(&mut client, config.vm.clone()).await?;
     let image_id = config.vm.image_id.clone();
     let scan_id = std::time::SystemTime::now()

@@ -71,6 +71,9 @@ pub struct ServeArgs {
     /// Print the effective configuration (defaults plus overrides) and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Accept plaintext listeners on non-loopback addresses.
+    #[arg(long)]
+    pub insecure_plaintext: bool,
 }
 
 impl ServeArgs {
@@ -109,6 +112,9 @@ impl ServeArgs {
         if let Some(d) = &self.data_dir {
             config.outbox.path = d.join("outbox.sqlite");
             config.server.admin_token_file = d.join("admin.token");
+        }
+        if self.insecure_plaintext {
+            config.server.insecure_plaintext = true;
         }
         if let Some(h) = self.heartbeat_interval {
             config.manager.heartbeat_interval_secs = h;

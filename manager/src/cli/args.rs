@@ -78,6 +78,9 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// The certificate authority: make it, and sign certificates.
+    #[command(subcommand)]
+    Ca(CaCommand),
     /// Cancel a VM's pending tagging actions (they are otherwise retried
     /// until applied): for example when its NSX object is gone for good.
     Cancel {
@@ -119,6 +122,9 @@ pub struct ManagerUrl {
     /// token that `giva-manager serve` made in its state directory).
     #[arg(long, env = "GIVA_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// The CA that signed the manager's certificate (for `https://`).
+    #[arg(long, env = "GIVA_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ManagerUrl {
@@ -171,6 +177,53 @@ pub struct ServeArgs {
     /// first start if missing. Without it, reading needs the operator token.
     #[arg(long)]
     pub reader_token_file: Option<PathBuf>,
+    /// The manager's TLS certificate (PEM): with it and its key, clients
+    /// connect with `https://`.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA that signs appliances' certificates: with it, an appliance's
+    /// calls are taken only from the appliance its certificate names.
+    #[arg(long, requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+    /// Accept plaintext on a non-loopback address.
+    #[arg(long)]
+    pub insecure_plaintext: bool,
+}
+
+/// `giva-manager ca`.
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Make the CA (`ca.pem`, and `ca.key` mode 0600) in the state
+    /// directory, or keep the one there.
+    Init {
+        /// Where the CA lives (default: the state directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Sign a certificate for NAME (an appliance id, a VM id, a host
+    /// name) and write NAME.pem, NAME.key (mode 0600) and ca.pem into --out.
+    Issue {
+        /// The name the certificate gives its holder.
+        name: String,
+        /// Where the CA lives (default: the state directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Where to write the files.
+        #[arg(long)]
+        out: PathBuf,
+        /// Further DNS names it is valid for (a server's host names).
+        #[arg(long)]
+        dns: Vec<String>,
+        /// IP addresses it is valid for (a server's addresses).
+        #[arg(long)]
+        ip: Vec<std::net::IpAddr>,
+        /// Days it is valid.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
 }
 
 /// A `--since` that is neither a time nor a duration.

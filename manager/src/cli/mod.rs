@@ -6,7 +6,9 @@ mod args;
 mod operator;
 mod run;
 
-pub use args::{BadSince, Cli, Command, ManagerUrl, ServeArgs, default_token_file, parse_since};
+pub use args::{
+    BadSince, CaCommand, Cli, Command, ManagerUrl, ServeArgs, default_token_file, parse_since,
+};
 pub use operator::{
     EventRow, VmRow, WithToken, cancel, events, except, scan, transitions, untag, vms,
 };

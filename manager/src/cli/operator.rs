@@ -10,7 +10,7 @@ use giva_proto::manager::{
 use serde::Serialize;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::cli::args::ManagerUrl;
 use crate::store::{Store, Transition};
@@ -107,11 +107,21 @@ impl tonic::service::Interceptor for WithToken {
 
 async fn connect(manager: &ManagerUrl) -> anyhow::Result<Client> {
     let url = &manager.url;
-    let channel = Endpoint::from_shared(url.clone())
-        .map_err(|e| anyhow::anyhow!("invalid manager URL {url}: {e}"))?
+    let tls = giva_proto::tls::ClientFiles {
+        ca: manager.ca_file.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    let channel = tls
+        .endpoint(url)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
         .connect()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot reach the manager at {url}: {e}"))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the manager at {url}: {}",
+                giva_proto::tls::explain(&e)
+            )
+        })?;
     let token = match giva_runtime::token::read(&manager.token_file()) {
         Ok(t) => WithToken::new(&t),
         Err(e) => {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::auth::Auth;
-use crate::cli::args::{Cli, Command, ServeArgs, default_token_file};
+use crate::cli::args::{CaCommand, Cli, Command, ServeArgs, default_token_file};
 use crate::cli::operator;
 use crate::config::Config;
 use crate::store::Store;
@@ -29,6 +29,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Untag { manager, vm } => operator::untag(&manager, &vm).await?,
         Command::Scan { manager, vm } => operator::scan(&manager, &vm).await?,
         Command::Cancel { manager, vm } => operator::cancel(&manager, &vm).await?,
+        Command::Ca(cmd) => ca(cmd)?,
         Command::Except {
             manager,
             vm,
@@ -47,6 +48,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// `giva-manager ca`.
+fn ca(cmd: CaCommand) -> anyhow::Result<()> {
+    match cmd {
+        CaCommand::Init { dir } => {
+            let dir = dir.unwrap_or_else(crate::default_state_dir);
+            crate::ca::Ca::init(&dir)?;
+            println!("CA: {}", crate::ca::Ca::cert_path(&dir).display());
+        }
+        CaCommand::Issue {
+            name,
+            dir,
+            out,
+            dns,
+            ip,
+            days,
+        } => {
+            let dir = dir.unwrap_or_else(crate::default_state_dir);
+            let (cert, key) =
+                crate::ca::Ca::load(&dir)?.issue_files(&name, &dns, &ip, days, &out)?;
+            println!(
+                "{name}: certificate {}, key {} (mode 0600), CA {}",
+                cert.display(),
+                key.display(),
+                crate::ca::Ca::cert_path(&out).display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The store's default file.
@@ -71,6 +102,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the store {}", db.display()))?;
     tracing::info!(db = %db.display(), "store opened");
     let listen = args.listen;
+    let none = std::path::PathBuf::new();
+    let tls = giva_proto::tls::server_config(
+        args.tls_cert.as_ref().unwrap_or(&none),
+        args.tls_key.as_ref().unwrap_or(&none),
+        args.client_ca.as_ref().unwrap_or(&none),
+    )?;
+    giva_proto::tls::check_plaintext(
+        "the manager's listener",
+        &listen,
+        tls.is_some(),
+        args.insecure_plaintext,
+    )?;
+    if !args.no_admin {
+        giva_proto::tls::check_plaintext(
+            "the admin endpoint",
+            &args.admin_listen,
+            false,
+            args.insecure_plaintext,
+        )?;
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -98,9 +149,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             },
         )))
     };
-    crate::serve(
+    if args.client_ca.is_some() {
+        manager.require_appliance_certificates();
+        tracing::info!("appliances are authenticated by their certificates");
+    } else {
+        tracing::warn!(
+            "appliances are not authenticated (no --client-ca): anyone who reaches this port can report events"
+        );
+    }
+    crate::serve_tls(
         Arc::clone(&manager),
         listener,
+        tls,
         giva_runtime::signal::shutdown(),
     )
     .await?;

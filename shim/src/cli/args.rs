@@ -35,12 +35,39 @@ pub enum Command {
     Scan(ScanArgs),
 }
 
+/// TLS to an `https://` appliance.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// The CA that signed the appliance's certificate (needed for https://).
+    #[arg(long, env = "GIVA_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// This VM's certificate, naming its VM id (when the appliance asks).
+    #[arg(long, env = "GIVA_CERT_FILE")]
+    pub cert: Option<PathBuf>,
+    /// The certificate's key.
+    #[arg(long, env = "GIVA_KEY_FILE")]
+    pub key: Option<PathBuf>,
+}
+
+impl From<&TlsArgs> for giva_proto::tls::ClientFiles {
+    fn from(a: &TlsArgs) -> Self {
+        giva_proto::tls::ClientFiles {
+            ca: a.ca_file.clone().unwrap_or_default(),
+            cert: a.cert.clone().unwrap_or_default(),
+            key: a.key.clone().unwrap_or_default(),
+        }
+    }
+}
+
 /// Who this VM is and where its appliance is.
 #[derive(Debug, Clone, Args)]
 pub struct Identity {
-    /// The appliance's URL.
+    /// The appliance's URL (`https://` for TLS, with --ca-file).
     #[arg(long, env = "GIVA_APPLIANCE", default_value = "http://127.0.0.1:7411")]
     pub appliance: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub tls: TlsArgs,
     /// This VM's id (default: /etc/machine-id, or the host name).
     #[arg(long)]
     pub vm_id: Option<String>,
@@ -128,8 +155,10 @@ pub struct WatchArgs {
 
 impl From<WatchArgs> for WatchConfig {
     fn from(a: WatchArgs) -> Self {
+        let tls = (&a.identity.tls).into();
         let (appliance, vm) = a.identity.resolve();
         let mut config = WatchConfig::new(appliance, vm, a.paths);
+        config.tls = tls;
         config.overrides.fail_open = match (a.fail_open, a.fail_closed) {
             (true, _) => Some(true),
             (_, true) => Some(false),
@@ -187,11 +216,15 @@ pub struct LoadArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub tls: TlsArgs,
 }
 
 impl From<&LoadArgs> for LoadConfig {
     fn from(a: &LoadArgs) -> Self {
         let mut config = LoadConfig::new(a.appliance.clone(), a.vms, a.image.clone());
+        config.tls = (&a.tls).into();
         config.image_id = a.image_id.clone();
         config.opens_per_vm = a.opens_per_vm;
         config.exec_percent = a.exec_percent;
@@ -229,6 +262,7 @@ impl ScanArgs {
     pub fn config(&self) -> ScanConfig {
         let (appliance, vm) = self.identity.clone().resolve();
         let mut config = ScanConfig::new(appliance, vm, self.paths.clone());
+        config.tls = (&self.identity.tls).into();
         config.concurrency = self.concurrency;
         config
     }

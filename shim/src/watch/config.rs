@@ -54,6 +54,8 @@ pub struct WatchConfig {
     pub mark: MarkScope,
     /// Where the fallback quarantines files.
     pub vault: PathBuf,
+    /// TLS for an `https://` appliance URL.
+    pub tls: giva_proto::tls::ClientFiles,
     /// Allow the shim's own process at once (fanotify). Only tests that run
     /// the watcher inside the process that makes the guest activity turn
     /// this off.
@@ -77,6 +79,7 @@ impl WatchConfig {
             backend: Backend::Auto,
             mark: MarkScope::Auto,
             vault: PathBuf::from(DEFAULT_VAULT),
+            tls: giva_proto::tls::ClientFiles::default(),
             skip_own_pid: true,
             max_inflight: 64,
             backoff_min: Duration::from_millis(100),

@@ -60,6 +60,8 @@ pub struct LinkConfig {
     pub forget_after: Duration,
     /// What a full scan asked for by the manager walks.
     pub full_scan_paths: Vec<PathBuf>,
+    /// TLS for an `https://` appliance URL.
+    pub tls: giva_proto::tls::ClientFiles,
 }
 
 impl LinkConfig {
@@ -74,6 +76,7 @@ impl LinkConfig {
             backoff_max: Duration::from_secs(10),
             forget_after: Duration::from_secs(120),
             full_scan_paths: Vec::new(),
+            tls: giva_proto::tls::ClientFiles::default(),
         }
     }
 }
@@ -162,7 +165,7 @@ pub async fn run(
 }
 
 async fn connect(config: &LinkConfig) -> Result<client::Session, ClientError> {
-    let mut c = client::connect(&config.appliance).await?;
+    let mut c = client::connect(&config.appliance, &config.tls).await?;
     client::open_session(&mut c, config.vm.clone()).await
 }
 

@@ -85,6 +85,7 @@ impl Watcher {
         lc.backoff_min = config.backoff_min;
         lc.backoff_max = config.backoff_max;
         lc.full_scan_paths = config.paths.clone();
+        lc.tls = config.tls.clone();
         let link = tokio::spawn(link::run(lc, shared.clone(), rx, shutdown.clone()));
         Ok(Watcher {
             shared,

@@ -21,6 +21,19 @@ pub struct Running {
 }
 
 impl Running {
+    /// A server running as `task`, stopped through `stop`.
+    pub fn spawned(
+        addr: SocketAddr,
+        stop: oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<()>,
+    ) -> Self {
+        Running {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
     /// `http://ADDR`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)

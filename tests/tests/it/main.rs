@@ -14,4 +14,5 @@ mod shim_load;
 mod shim_scan;
 mod shim_watch;
 mod structure;
+mod tls;
 mod trust;

@@ -1,0 +1,285 @@
+//! The manager's certificate authority: it signs the certificates that
+//! appliances show the manager, that appliances show shims, and that shims
+//! show appliances, so that each link can check the other end.
+//!
+//! `giva-manager ca init` makes the CA (an ECDSA P-256 key, kept mode 0600,
+//! and a self-signed certificate valid ten years) in the manager's state
+//! directory; `giva-manager ca issue NAME` signs a certificate for NAME: an
+//! appliance's id, a VM's id, or a host name. The certificate names NAME as
+//! its common name, so the peer's certificate says who it is.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+
+/// Why the CA cannot do its work.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaError {
+    /// A file cannot be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// There is no CA in the directory.
+    #[error("no CA in {} (make one with `giva-manager ca init`)", dir.display())]
+    Missing {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A certificate or key cannot be made or parsed.
+    #[error("{what}: {source}")]
+    Cert {
+        /// What was being done.
+        what: String,
+        /// Why.
+        source: rcgen::Error,
+    },
+}
+
+/// A certificate and its private key, as PEM.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The certificate.
+    pub cert_pem: String,
+    /// Its private key (keep it mode 0600).
+    pub key_pem: String,
+}
+
+/// The CA: its certificate and the key it signs with.
+pub struct Ca {
+    cert_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ca(<key redacted>)")
+    }
+}
+
+fn cert_err(what: &str) -> impl FnOnce(rcgen::Error) -> CaError + '_ {
+    move |source| CaError::Cert {
+        what: what.to_string(),
+        source,
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CaError + '_ {
+    move |source| CaError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes `text` to `path`, readable by its owner only if `private`.
+///
+/// # Errors
+///
+/// The file cannot be written.
+pub fn write_file(path: &Path, text: &str, private: bool) -> Result<(), CaError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(if private { 0o600 } else { 0o644 })
+        .open(path)
+        .map_err(io_err(path))?;
+    f.write_all(text.as_bytes()).map_err(io_err(path))?;
+    Ok(())
+}
+
+fn validity(params: &mut CertificateParams, days: u32) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::minutes(5);
+    params.not_after = now + time::Duration::days(i64::from(days));
+}
+
+impl Ca {
+    /// The CA's certificate file in `dir`.
+    pub fn cert_path(dir: &Path) -> PathBuf {
+        dir.join("ca.pem")
+    }
+
+    fn key_path(dir: &Path) -> PathBuf {
+        dir.join("ca.key")
+    }
+
+    /// Makes a new CA in `dir` (`ca.pem`, and `ca.key` mode 0600), or
+    /// loads the one there.
+    ///
+    /// # Errors
+    ///
+    /// [`CaError`]: the files cannot be written or read.
+    pub fn init(dir: &Path) -> Result<Self, CaError> {
+        if Self::key_path(dir).exists() {
+            return Self::load(dir);
+        }
+        let key = KeyPair::generate().map_err(cert_err("generate the CA key"))?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        // A name of its own, so that another giva CA is told apart by name.
+        let tag = giva_runtime::token::random_hex(4).map_err(io_err(dir))?;
+        dn.push(DnType::CommonName, format!("giva CA {tag}"));
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        validity(&mut params, 3650);
+        let cert = params
+            .self_signed(&key)
+            .map_err(cert_err("sign the CA certificate"))?;
+        write_file(&Self::key_path(dir), &key.serialize_pem(), true)?;
+        write_file(&Self::cert_path(dir), &cert.pem(), false)?;
+        tracing::info!(dir = %dir.display(), "made a new CA");
+        Self::load(dir)
+    }
+
+    /// Loads the CA in `dir`.
+    ///
+    /// # Errors
+    ///
+    /// [`CaError::Missing`] when there is none, or it cannot be read.
+    pub fn load(dir: &Path) -> Result<Self, CaError> {
+        let key_path = Self::key_path(dir);
+        if !key_path.exists() {
+            return Err(CaError::Missing {
+                dir: dir.to_owned(),
+            });
+        }
+        let key_pem = std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
+        let cert_path = Self::cert_path(dir);
+        let cert_pem = std::fs::read_to_string(&cert_path).map_err(io_err(&cert_path))?;
+        let key = KeyPair::from_pem(&key_pem).map_err(cert_err("read the CA key"))?;
+        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
+            .map_err(cert_err("read the CA certificate"))?;
+        Ok(Ca { cert_pem, issuer })
+    }
+
+    /// The CA's certificate, as PEM (what peers trust).
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// Signs a certificate for `name` (its common name, and a DNS name
+    /// when it is one), also valid for `dns` names and `ips`, for `days`,
+    /// usable by a server and by a client.
+    ///
+    /// # Errors
+    ///
+    /// [`CaError::Cert`]: a name is not valid in a certificate.
+    pub fn issue(
+        &self,
+        name: &str,
+        dns: &[String],
+        ips: &[IpAddr],
+        days: u32,
+    ) -> Result<Issued, CaError> {
+        let key = KeyPair::generate().map_err(cert_err("generate a key"))?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, name);
+        params.distinguished_name = dn;
+        let mut sans = Vec::new();
+        for d in std::iter::once(name).chain(dns.iter().map(String::as_str)) {
+            if let Ok(n) = d.to_string().try_into() {
+                sans.push(SanType::DnsName(n));
+            }
+        }
+        sans.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        params.subject_alt_names = sans;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        validity(&mut params, days);
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(cert_err(&format!("sign a certificate for {name}")))?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Issues a certificate for `name` and writes `NAME.pem`, `NAME.key`
+    /// (mode 0600) and the CA's `ca.pem` into `out`; returns the paths of
+    /// the certificate and the key.
+    ///
+    /// # Errors
+    ///
+    /// As for [`issue`](Self::issue), or a file cannot be written.
+    pub fn issue_files(
+        &self,
+        name: &str,
+        dns: &[String],
+        ips: &[IpAddr],
+        days: u32,
+        out: &Path,
+    ) -> Result<(PathBuf, PathBuf), CaError> {
+        let issued = self.issue(name, dns, ips, days)?;
+        let file = name.replace(['/', '\\'], "_");
+        let cert = out.join(format!("{file}.pem"));
+        let key = out.join(format!("{file}.key"));
+        write_file(&cert, &issued.cert_pem, false)?;
+        write_file(&key, &issued.key_pem, true)?;
+        write_file(&Self::cert_path(out), &self.cert_pem, false)?;
+        Ok((cert, key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_ca_is_made_once_and_its_certificates_name_their_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::init(dir.path()).unwrap();
+        let again = Ca::init(dir.path()).unwrap();
+        assert_eq!(ca.cert_pem(), again.cert_pem(), "kept across starts");
+        let mode = std::fs::metadata(dir.path().join("ca.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let issued = ca
+            .issue(
+                "vm-42",
+                &["host.example".into()],
+                &["127.0.0.1".parse().unwrap()],
+                1,
+            )
+            .unwrap();
+        assert_eq!(
+            giva_proto::tls::certificate_name_pem(&issued.cert_pem).as_deref(),
+            Some("vm-42")
+        );
+        assert!(matches!(
+            Ca::load(&dir.path().join("none")),
+            Err(CaError::Missing { .. })
+        ));
+    }
+}

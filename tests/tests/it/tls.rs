@@ -1,0 +1,246 @@
+//! TLS on every link, with certificates from the manager's CA: the
+//! appliance and the manager know each other's calls are their own, a shim
+//! registers only as the VM its certificate names, and handshake failures
+//! say what is wrong.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use giva_manager::ca::Ca;
+use giva_proto::manager::manager_service_client::ManagerServiceClient;
+use giva_proto::manager::{NotifyRequest, SubscribeRequest};
+use giva_proto::tls::ClientFiles;
+use giva_shim::scan::ScanConfig;
+use tokio::net::TcpListener;
+
+use crate::common::{EICAR, Running, eventually, start_appliance, test_config, write};
+
+/// A CA in `dir/ca`, and the files of a certificate it issued for `name`.
+struct Pki {
+    dir: PathBuf,
+    ca: Ca,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Self {
+        let ca = Ca::init(&dir.join("ca")).expect("CA");
+        Pki {
+            dir: dir.to_owned(),
+            ca,
+        }
+    }
+
+    fn ca_file(&self) -> PathBuf {
+        Ca::cert_path(&self.dir.join("ca"))
+    }
+
+    /// A certificate for `name`, valid for 127.0.0.1 too.
+    fn issue(&self, name: &str) -> (PathBuf, PathBuf) {
+        self.issue_for(name, &["127.0.0.1".parse().expect("ip")], 1)
+    }
+
+    fn issue_for(&self, name: &str, ips: &[std::net::IpAddr], days: u32) -> (PathBuf, PathBuf) {
+        self.ca
+            .issue_files(name, &[], ips, days, &self.dir.join("issued"))
+            .expect("issue")
+    }
+
+    fn client(&self, name: Option<&str>) -> ClientFiles {
+        let (cert, key) = name.map(|n| self.issue(n)).unwrap_or_default();
+        ClientFiles {
+            ca: self.ca_file(),
+            cert,
+            key,
+        }
+    }
+}
+
+/// A manager serving TLS with `pki`'s certificate, taking appliances'
+/// calls only from the appliance their certificate names.
+async fn start_tls_manager(pki: &Pki) -> (Running, std::sync::Arc<giva_manager::Manager>, String) {
+    let (cert, key) = pki.issue("manager");
+    let tls = giva_proto::tls::server_config(&cert, &key, &pki.ca_file())
+        .expect("TLS")
+        .expect("configured");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let manager = giva_manager::Manager::in_memory().await.expect("store");
+    manager.require_appliance_certificates();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let m = manager.clone();
+    let task = tokio::spawn(async move {
+        giva_manager::serve_tls(m, listener, Some(tls), async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("manager serves");
+    });
+    let running = Running::spawned(addr, stop, task);
+    (running, manager, format!("https://{addr}"))
+}
+
+async fn tls_client(
+    url: &str,
+    files: &ClientFiles,
+) -> Result<ManagerServiceClient<tonic::transport::Channel>, String> {
+    let endpoint = files.endpoint(url).map_err(|e| e.to_string())?;
+    endpoint
+        .connect()
+        .await
+        .map(ManagerServiceClient::new)
+        .map_err(|e| giva_proto::tls::explain(&e))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appliance_and_manager_know_each_others_calls_over_mtls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(dir.path());
+    let (manager, mgr, url) = start_tls_manager(&pki).await;
+
+    // The appliance reports over mTLS as the appliance its certificate names.
+    let (cert, key) = pki.issue("app-1");
+    let mut config = test_config();
+    config.appliance_id = "app-1".into();
+    config.manager.url = url.clone();
+    config.manager.ca_file = pki.ca_file();
+    config.manager.cert_file = cert;
+    config.manager.key_file = key;
+    let (appliance, _app) = start_appliance(config).await;
+    let guest = dir.path().join("guest");
+    std::fs::create_dir(&guest).expect("mkdir");
+    write(&guest, "eicar.com", EICAR);
+    let s = crate::common::shim_scan(&appliance.url(), "vm-tls", &guest).await;
+    assert_eq!(s.infected, 1);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            !crate::common::detections(&mgr).await.is_empty()
+        })
+        .await,
+        "the detection arrived over mTLS"
+    );
+
+    // Another appliance's certificate cannot speak for app-1.
+    let forged = NotifyRequest {
+        appliance_id: "app-1".into(),
+        events: Vec::new(),
+    };
+    let mut rogue = tls_client(&url, &pki.client(Some("app-2")))
+        .await
+        .expect("TLS connects");
+    let e = rogue.notify(forged.clone()).await.expect_err("refused");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    let e = rogue
+        .subscribe(SubscribeRequest {
+            appliance_id: "app-1".into(),
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    // Nor can a caller without a certificate.
+    let mut anon = tls_client(&url, &pki.client(None))
+        .await
+        .expect("TLS connects");
+    let e = anon.notify(forged).await.expect_err("refused");
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+
+    // A plaintext URL to a TLS port, or https without a CA, never works.
+    let e = tls_client(&url, &ClientFiles::default())
+        .await
+        .expect_err("no CA");
+    assert!(e.contains("needs TLS"), "{e}");
+    appliance.stop().await;
+    manager.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_failures_are_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(dir.path());
+    let (manager, _mgr, url) = start_tls_manager(&pki).await;
+    // A client that trusts another CA.
+    let other = Pki::new(&dir.path().join("other"));
+    let e = tls_client(&url, &other.client(None))
+        .await
+        .expect_err("unknown CA");
+    assert!(e.contains("CA that is not trusted"), "{e}");
+    manager.stop().await;
+
+    // A server whose certificate does not name the address dialled, and
+    // one whose certificate has expired.
+    for (name, ips, days, expect) in [
+        ("elsewhere", vec![], 1, "does not name the host"),
+        (
+            "stale",
+            vec!["127.0.0.1".parse().expect("ip")],
+            0,
+            "has expired",
+        ),
+    ] {
+        let (cert, key) = pki.issue_for(name, &ips, days);
+        let tls = giva_proto::tls::server_config(&cert, &key, Path::new(""))
+            .expect("TLS")
+            .expect("configured");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let manager = giva_manager::Manager::in_memory().await.expect("store");
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = giva_manager::serve_tls(manager, listener, Some(tls), async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        if days == 0 {
+            // Valid until now: expired a moment later.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+        let e = tls_client(&format!("https://{addr}"), &pki.client(None))
+            .await
+            .expect_err("refused");
+        assert!(e.contains(expect), "{name}: {e}");
+        let _ = stop.send(());
+        let _ = task.await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shim_registers_only_as_the_vm_its_certificate_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(dir.path());
+    let (cert, key) = pki.issue("appliance-host");
+    let mut config = test_config();
+    config.server.tls_cert_file = cert;
+    config.server.tls_key_file = key;
+    config.server.client_ca_file = pki.ca_file();
+    let (appliance, app) = start_appliance(config).await;
+    let url = format!("https://{}", appliance.addr);
+    let guest = dir.path().join("guest");
+    std::fs::create_dir(&guest).expect("mkdir");
+    write(&guest, "eicar.com", EICAR);
+    let scan = |vm_id: &str, tls: ClientFiles| {
+        let vm = giva_proto::shim::VmIdentity {
+            vm_id: vm_id.into(),
+            ..Default::default()
+        };
+        let mut c = ScanConfig::new(url.clone(), vm, vec![guest.clone()]);
+        c.tls = tls;
+        async move { giva_shim::scan::run(&c, |_| {}, |_, _| {}).await }
+    };
+    let ok = scan("vm-1", pki.client(Some("vm-1"))).await.expect("scan");
+    assert_eq!(ok.infected, 1);
+    // vm-1's certificate claiming vm-2: refused, and counted.
+    let e = scan("vm-2", pki.client(Some("vm-1")))
+        .await
+        .expect_err("refused");
+    assert!(e.to_string().contains("names VM vm-1, not vm-2"), "{e}");
+    // No certificate at all.
+    let e = scan("vm-1", pki.client(None)).await.expect_err("refused");
+    assert!(e.to_string().contains("client certificate"), "{e}");
+    app.stats.observe(&app.cache.stats(), &app.pool.stats());
+    let metrics = app.stats.render();
+    assert!(
+        metrics.contains("giva_identity_refusals_total{why=\"other_vm\"} 1"),
+        "{metrics}"
+    );
+    appliance.stop().await;
+}
