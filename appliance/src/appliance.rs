@@ -100,6 +100,18 @@ impl Appliance {
             .map_err(|e| {
                 anyhow::anyhow!("cannot open the outbox {}: {e}", outbox_path.display())
             })?;
+        for e in &config.inventory {
+            if e.template && e.vm.contains('*') {
+                tracing::warn!(vm = %e.vm, "an inventory pattern cannot make templates; name the template VM exactly");
+            }
+            if !e.group.is_empty() && !config.groups.contains_key(&e.group) {
+                tracing::warn!(vm = %e.vm, group = %e.group, "the inventory names a group with no policy; the default policy applies");
+            }
+        }
+        let registry = Arc::new(Registry::new(
+            policies.clone(),
+            crate::inventory::Inventory::new(&config.inventory),
+        ));
         let reporter = Reporter::new(
             outbox,
             config.effective_appliance_id(),
@@ -124,7 +136,7 @@ impl Appliance {
             config,
             policies: policies.clone(),
             signatures,
-            registry: Arc::new(Registry::new(policies.clone())),
+            registry,
             reporter: Arc::new(reporter),
             stats,
         }))

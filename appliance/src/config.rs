@@ -24,16 +24,38 @@ pub struct Config {
     pub full_scan: FullScanConfig,
     /// The policy for VMs without a group (or with an unknown one).
     pub policy: PolicyConfig,
-    /// Policies of named VM groups (`[groups.NAME]`), chosen by the group a
-    /// shim registers with. Each is a full policy: options it leaves out
-    /// take the built-in defaults, not the values of `[policy]`.
+    /// Policies of named VM groups (`[groups.NAME]`), chosen by the VM's
+    /// group in the inventory. Each is a full policy: options it leaves
+    /// out take the built-in defaults, not the values of `[policy]`.
     pub groups: std::collections::BTreeMap<String, PolicyConfig>,
+    /// Where each VM belongs (`[[inventory]]`, first match wins): its
+    /// group, its image, and whether it is the image's template. A VM no
+    /// entry names gets the default policy and shares no verdicts. What a
+    /// guest says of its group or image when it registers is ignored.
+    pub inventory: Vec<InventoryEntry>,
     /// The durable outbox of events for the manager.
     pub outbox: OutboxConfig,
     /// The verdict cache.
     pub cache: CacheConfig,
     /// The scan pool.
     pub pool: PoolConfig,
+}
+
+/// One `[[inventory]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct InventoryEntry {
+    /// The VM id, or a pattern where `*` stands for any characters
+    /// (`clone-*`).
+    pub vm: String,
+    /// Its policy group (empty: the default policy).
+    pub group: String,
+    /// Its image: VMs of one image read the verdicts their template's scans
+    /// left (empty: none).
+    pub image: String,
+    /// This VM is the image's template: its verdicts by file identity are
+    /// shared with the image's other VMs. Only an exact VM id can be one.
+    pub template: bool,
 }
 
 /// The verdict cache, shared by every VM (within an image, by policy).

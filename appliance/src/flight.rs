@@ -128,6 +128,15 @@ impl Flights {
         })
     }
 
+    /// Follows the flight in progress for `key`, if there is one; never
+    /// starts one.
+    pub fn follow(&self, key: Key) -> Option<Slot> {
+        self.lock()
+            .get(&key)
+            .filter(|slot| slot.rx.borrow().is_none())
+            .cloned()
+    }
+
     /// Flights in progress.
     pub fn len(&self) -> usize {
         self.lock().len()

@@ -23,6 +23,7 @@ pub mod config;
 pub mod flight;
 pub mod fullscan;
 pub mod identity;
+pub mod inventory;
 mod listen;
 mod loading;
 pub mod outbox;

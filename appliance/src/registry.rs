@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use crate::fullscan::ScanOrder;
+use crate::inventory::Inventory;
 use crate::policy::Policies;
 
 /// Orders kept per VM, at most (the oldest goes first).
@@ -20,7 +21,10 @@ pub type SessionSender = mpsc::Sender<Result<ApplianceMessage, Status>>;
 
 #[derive(Debug)]
 struct VmEntry {
+    /// As registered, with group and image from the inventory.
     identity: VmIdentity,
+    /// The image's template VM.
+    template: bool,
     session_id: String,
     registered_at_us: i64,
     /// Set while a session stream is open.
@@ -50,11 +54,13 @@ pub struct Registry {
     /// clean: every ordered scan re-reads them first.
     detected: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
     policies: std::sync::Arc<Policies>,
+    inventory: Inventory,
 }
 
 impl Registry {
-    /// An empty registry; ordered scans walk the roots of `policies`.
-    pub fn new(policies: std::sync::Arc<Policies>) -> Self {
+    /// An empty registry; VMs are placed by `inventory`, and ordered scans
+    /// walk the roots of `policies`.
+    pub fn new(policies: std::sync::Arc<Policies>, inventory: Inventory) -> Self {
         Registry {
             inner: Mutex::default(),
             sessions: Mutex::default(),
@@ -62,6 +68,7 @@ impl Registry {
             orders: Mutex::default(),
             detected: Mutex::default(),
             policies,
+            inventory,
         }
     }
 
@@ -167,7 +174,27 @@ impl Registry {
     ///
     /// The VM has a live session stream: a second registration of a live VM
     /// id is refused, so two guests cannot claim one identity.
-    pub fn register(&self, identity: VmIdentity, now_us: i64) -> Result<String, AttachError> {
+    pub fn register(
+        &self,
+        mut identity: VmIdentity,
+        now_us: i64,
+    ) -> Result<(String, VmIdentity), AttachError> {
+        // Group and image are the operator's, never the guest's.
+        let placed = self.inventory.place(&identity.vm_id);
+        if (!identity.group.is_empty() && identity.group != placed.group)
+            || (!identity.image_id.is_empty() && identity.image_id != placed.image)
+        {
+            tracing::debug!(
+                vm_id = %identity.vm_id,
+                claimed_group = %identity.group,
+                claimed_image = %identity.image_id,
+                group = %placed.group,
+                image = %placed.image,
+                "a VM's own group or image ignored for the inventory's"
+            );
+        }
+        identity.group = placed.group;
+        identity.image_id = placed.image;
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let session_id = format!("{:x}-{n:x}", now_us);
         let mut vms = self.lock();
@@ -182,13 +209,19 @@ impl Registry {
         vms.insert(
             identity.vm_id.clone(),
             VmEntry {
-                identity,
+                identity: identity.clone(),
+                template: placed.template,
                 session_id: session_id.clone(),
                 registered_at_us: now_us,
                 stream: None,
             },
         );
-        Ok(session_id)
+        Ok((session_id, identity))
+    }
+
+    /// True when `vm_id` is its image's template.
+    pub fn is_template(&self, vm_id: &str) -> bool {
+        self.lock().get(vm_id).is_some_and(|e| e.template)
     }
 
     /// The VM a session id was given to, if any.

@@ -66,9 +66,9 @@ impl ShimService for ShimGrpc {
             check_field(name, value)?;
         }
         let app = &self.0;
-        let session_id = app
+        let (session_id, vm) = app
             .registry
-            .register(vm.clone(), now_us())
+            .register(vm, now_us())
             .map_err(|e| Status::already_exists(e.to_string()))?;
         info!(vm_id = %vm.vm_id, name = %vm.name, image_id = %vm.image_id, "VM registered");
         // Registration never waits on the manager: the event rides the

@@ -105,6 +105,7 @@ pub async fn open(
             app.stats.sessions.inc();
             let mut session = Session {
                 policy: app.policies.for_group(&vm.group),
+                template: app.registry.is_template(&vm.vm_id),
                 app: app.clone(),
                 vm,
                 tx: tx.clone(),
@@ -132,6 +133,8 @@ pub async fn open(
 struct Session {
     app: Arc<Appliance>,
     policy: Arc<crate::policy::Policy>,
+    /// This VM is its image's template (see [`crate::inventory`]).
+    template: bool,
     vm: VmIdentity,
     tx: SessionSender,
     files: HashMap<u64, InFlight>,
@@ -416,18 +419,25 @@ impl Session {
             }
         }
         let loaded = self.app.signatures.current();
-        let scope = if self.policy.share_cache() && !identity.image_id.is_empty() {
-            format!("image:{}", identity.image_id)
-        } else {
-            format!("vm:{}", self.vm.vm_id)
+        // Verdicts by file identity: this VM's own, and, for a VM of an
+        // image, the image's, which only its template writes. The event's
+        // own image id is the guest's word and is not used.
+        let keyed = |scope: &str| {
+            file_key(
+                scope,
+                &ev.path,
+                identity.size,
+                identity.mtime_ns,
+                identity.file_id,
+            )
         };
-        let key = file_key(
-            &scope,
-            &ev.path,
-            identity.size,
-            identity.mtime_ns,
-            identity.file_id,
-        );
+        let own_key = keyed(&format!("vm:{}", self.vm.vm_id));
+        let shared_key = (self.policy.share_cache() && !self.vm.image_id.is_empty())
+            .then(|| keyed(&format!("image:{}", self.vm.image_id)));
+        let key = match shared_key {
+            Some(k) if self.template => k,
+            _ => own_key,
+        };
         let task = FileTask {
             started: std::time::Instant::now(),
             policy: self.policy.clone(),
@@ -450,15 +460,26 @@ impl Session {
             tally,
             digest: None,
         };
-        // 1. The cache: clones of one image share verdicts without content.
-        if let Some(cached) = self.app.cache.get(&key, loaded.epoch) {
-            self.app.stats.cache_hits.inc();
-            task.answer_cached(&cached, loaded.database.version(), "cache")
-                .await;
-            return Ok(());
+        // 1. The cache: this VM's own verdicts, then its template's, so
+        //    clones of one image share verdicts without content.
+        for k in std::iter::once(own_key).chain(shared_key) {
+            if let Some(cached) = self.app.cache.get(&k, loaded.epoch) {
+                self.app.stats.cache_hits.inc();
+                task.answer_cached(&cached, loaded.database.version(), "cache")
+                    .await;
+                return Ok(());
+            }
         }
-        // 2. Someone is scanning the same file now: wait for that verdict.
-        let task = match self.app.flights.join(key) {
+        // 2. The template is scanning the same file now: wait for that
+        //    verdict. (A clone leads only flights of its own.)
+        let joined = match shared_key.filter(|_| !self.template) {
+            Some(shared) => match self.app.flights.follow(shared) {
+                Some(slot) => Join::Follower(slot),
+                None => self.app.flights.join(key),
+            },
+            None => self.app.flights.join(key),
+        };
+        let task = match joined {
             Join::Follower(slot) => {
                 self.app.stats.cache_hits.inc();
                 tokio::spawn(task.follow(slot, self.rescan_tx.clone()).in_current_span());

@@ -144,7 +144,24 @@ struct Stack {
     _manager: Proc,
 }
 
-fn start_stack(a: &E2eArgs, dir: &Path, immediate: bool) -> anyhow::Result<Stack> {
+/// An appliance inventory entry: VM id or pattern, image, template.
+type Placement<'a> = (&'a str, &'a str, bool);
+
+/// The inventory that makes `{image}-{template}` the template of `image`
+/// and every other `{image}-*` VM one of its clones.
+fn image_inventory(image: &str, template: &str) -> Vec<(String, String, bool)> {
+    vec![
+        (format!("{image}-{template}"), image.to_string(), true),
+        (format!("{image}-*"), image.to_string(), false),
+    ]
+}
+
+fn start_stack(
+    a: &E2eArgs,
+    dir: &Path,
+    immediate: bool,
+    inventory: &[Placement<'_>],
+) -> anyhow::Result<Stack> {
     std::fs::create_dir_all(dir)?;
     let maddr = free_port()?;
     let mut manager = spawn(
@@ -198,6 +215,18 @@ fn start_stack(a: &E2eArgs, dir: &Path, immediate: bool) -> anyhow::Result<Stack
     if !immediate {
         toml = toml.replace("notify_immediately = true", "notify_immediately = false");
     }
+    // The inventory: which VM is each image's template (clones share only
+    // a template's verdicts).
+    let entries: Vec<String> = inventory
+        .iter()
+        .map(|(vm, image, template)| {
+            format!("{{ vm = \"{vm}\", image = \"{image}\", template = {template} }}")
+        })
+        .collect();
+    toml = toml.replace(
+        "inventory = []",
+        &format!("inventory = [{}]", entries.join(", ")),
+    );
     let conf = dir.join("appliance.toml");
     std::fs::write(&conf, toml)?;
     let mut appliance = spawn(
@@ -281,6 +310,7 @@ fn load(
     image: &Path,
     image_id: &str,
     vms: usize,
+    template: bool,
 ) -> anyhow::Result<LoadRun> {
     eprintln!("  load: {label} ({vms} VMs) …");
     let start = Instant::now();
@@ -295,10 +325,13 @@ fn load(
             &image.display().to_string(),
             "--image-id",
             image_id,
+            "--vm-prefix",
+            image_id,
             "--duration",
             &a.duration_secs.to_string(),
             "--json",
         ])
+        .args(template.then_some("--template"))
         .stdin(Stdio::null())
         .output()?;
     let wall_s = start.elapsed().as_secs_f64();
@@ -409,7 +442,14 @@ pub fn run(a: &E2eArgs) -> anyhow::Result<E2eResult> {
     }
     image_bytes += make_image(&image.join("eicar"), 0, 0, 0, 2)?;
     {
-        let stack = start_stack(a, &work.join("stack-storm"), true)?;
+        // The template (storm-image-0000) goes first, as a running parent
+        // would have; the clones then share its verdicts.
+        let inventory = image_inventory("storm-image", "0000");
+        let placements: Vec<Placement<'_>> = inventory
+            .iter()
+            .map(|(v, i, t)| (v.as_str(), i.as_str(), *t))
+            .collect();
+        let stack = start_stack(a, &work.join("stack-storm"), true, &placements)?;
         let before = http_get(stack.admin, "/metrics")
             .ok()
             .and_then(|m| metric(&m, "giva_scanned_bytes_total"))
@@ -421,6 +461,7 @@ pub fn run(a: &E2eArgs) -> anyhow::Result<E2eResult> {
             &image,
             "storm-image",
             a.storm_vms,
+            true,
         )?;
         std::thread::sleep(Duration::from_millis(500));
         let metrics = http_get(stack.admin, "/metrics")?;
@@ -453,8 +494,20 @@ pub fn run(a: &E2eArgs) -> anyhow::Result<E2eResult> {
     // 2. Cache misses and hits by size.
     eprintln!("== cache misses and hits by file size");
     {
-        let stack = start_stack(a, &work.join("stack-cache"), true)?;
-        for (size, n) in [(4usize << 10, 400usize), (64 << 10, 200), (1 << 20, 40)] {
+        // Each image's first VM is its template: the miss run (one VM) is
+        // the template scanning cold; the hit runs' clones share its
+        // verdicts.
+        let sizes = [(4usize << 10, 400usize), (64 << 10, 200), (1 << 20, 40)];
+        let inventory: Vec<(String, String, bool)> = sizes
+            .iter()
+            .flat_map(|(size, _)| image_inventory(&format!("img-{size}"), "0001"))
+            .collect();
+        let placements: Vec<Placement<'_>> = inventory
+            .iter()
+            .map(|(v, i, t)| (v.as_str(), i.as_str(), *t))
+            .collect();
+        let stack = start_stack(a, &work.join("stack-cache"), true, &placements)?;
+        for (size, n) in sizes {
             let label = match size {
                 s if s >= 1 << 20 => format!("{} MiB", s >> 20),
                 s => format!("{} KiB", s >> 10),
@@ -469,6 +522,7 @@ pub fn run(a: &E2eArgs) -> anyhow::Result<E2eResult> {
                 &img,
                 &id,
                 1,
+                false,
             )?;
             res.runs.push(r);
             for &vms in &a.hit_vms {
@@ -479,6 +533,7 @@ pub fn run(a: &E2eArgs) -> anyhow::Result<E2eResult> {
                     &img,
                     &id,
                     vms,
+                    false,
                 )?;
                 res.runs.push(r);
             }
@@ -491,7 +546,7 @@ pub fn run(a: &E2eArgs) -> anyhow::Result<E2eResult> {
         a.heartbeat_secs
     );
     {
-        let stack = start_stack(a, &work.join("stack-heartbeat"), false)?;
+        let stack = start_stack(a, &work.join("stack-heartbeat"), false, &[])?;
         let img = work.join("image-eicar");
         make_image(&img, 1, 20, 4096, 2)?;
         let vms = 50;
@@ -502,6 +557,7 @@ pub fn run(a: &E2eArgs) -> anyhow::Result<E2eResult> {
             &img,
             "hb-image",
             vms,
+            false,
         )?;
         res.runs.push(r);
         let expected = vms * 2;

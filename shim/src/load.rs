@@ -62,6 +62,10 @@ pub struct LoadConfig {
     pub vm_prefix: String,
     /// TLS for an `https://` appliance URL.
     pub tls: giva_proto::tls::ClientFiles,
+    /// First run the image's template VM (`PREFIX-0000`) through every
+    /// file, as a running parent VM would have been, before the clones
+    /// come up. The appliance's inventory must name it the template.
+    pub template: bool,
 }
 
 impl LoadConfig {
@@ -81,6 +85,7 @@ impl LoadConfig {
             duration: Duration::from_secs(300),
             vm_prefix: "load-vm".into(),
             tls: giva_proto::tls::ClientFiles::default(),
+            template: false,
         }
     }
 }
@@ -156,8 +161,12 @@ pub struct LoadReport {
     pub cache_hits: u64,
     /// Content requests served.
     pub content_requests: u64,
-    /// Content bytes sent.
+    /// Content bytes sent (the template's included).
     pub content_bytes: u64,
+    /// Of those, the template's.
+    pub template_content_bytes: u64,
+    /// Wall time of the template's pass, in seconds (0: none).
+    pub template_secs: f64,
     /// Content bytes sent divided by the image's bytes (1.0 = the image
     /// was read once in all).
     pub content_per_image: f64,
@@ -213,6 +222,12 @@ impl LoadReport {
             "verdicts: {} allow, {} deny, {} not scanned, {} error; {} with detections; {} from cache\n",
             self.allow, self.deny, self.not_scanned, self.verdict_errors, self.detections, self.cache_hits
         ));
+        if self.template_secs > 0.0 {
+            s.push_str(&format!(
+                "template: every file in {:.3} s, {} content bytes\n",
+                self.template_secs, self.template_content_bytes
+            ));
+        }
         s.push_str(&format!(
             "content: {} requests, {} bytes = {:.2}x the image\n",
             self.content_requests, self.content_bytes, self.content_per_image
@@ -340,18 +355,54 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
         ..LoadReport::default()
     };
 
+    let identity = |i: usize| VmIdentity {
+        vm_id: format!("{}-{:04}", config.vm_prefix, i),
+        name: format!("{}-{:04}", config.vm_prefix, i),
+        image_id: config.image_id.clone(),
+        os: "linux (simulated)".into(),
+        agent_version: concat!("giva-shim-load/", env!("CARGO_PKG_VERSION")).into(),
+        group: String::new(),
+    };
+
+    // Phase 0: the image's template, through every file, alone.
+    if config.template {
+        let t = Instant::now();
+        let mut c = ShimServiceClient::new(channels[0].clone());
+        let sid = c
+            .register(RegisterRequest {
+                vm: Some(identity(0)),
+            })
+            .await
+            .map_err(|status| ClientError::Refused {
+                call: "Register",
+                status,
+            })?
+            .into_inner()
+            .session_id;
+        let template_counters = Arc::new(Counters::default());
+        let vm = Vm {
+            index: 0,
+            session_id: sid,
+            channel: channels[0].clone(),
+            files: files.clone(),
+            counters: template_counters.clone(),
+            opens: files.len(),
+            exec_percent: 0,
+            inflight: config.inflight_per_vm.max(1),
+            deadline,
+        };
+        if let Err(e) = vm.run().await {
+            counters.error(format!("template: {e}"));
+        }
+        report.template_secs = t.elapsed().as_secs_f64();
+        report.template_content_bytes = template_counters.content_bytes.load(Ordering::Relaxed);
+    }
+
     // Phase 1: the registration storm.
     let sem = Arc::new(Semaphore::new(config.register_concurrency.max(1)));
     let mut regs = tokio::task::JoinSet::new();
     for i in 0..config.vms {
-        let vm = VmIdentity {
-            vm_id: format!("{}-{:04}", config.vm_prefix, i + 1),
-            name: format!("{}-{:04}", config.vm_prefix, i + 1),
-            image_id: config.image_id.clone(),
-            os: "linux (simulated)".into(),
-            agent_version: concat!("giva-shim-load/", env!("CARGO_PKG_VERSION")).into(),
-            group: String::new(),
-        };
+        let vm = identity(i + 1);
         let mut c = ShimServiceClient::new(channels[i % channels.len()].clone());
         let sem = sem.clone();
         regs.spawn(async move {
@@ -430,7 +481,7 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     report.detections = g(&c.detections);
     report.cache_hits = g(&c.cache_hits);
     report.content_requests = g(&c.content_requests);
-    report.content_bytes = g(&c.content_bytes);
+    report.content_bytes = g(&c.content_bytes) + report.template_content_bytes;
     report.errors = g(&c.errors);
     report.abandoned = g(&c.abandoned);
     report.content_per_image = if report.image_bytes > 0 {

@@ -216,6 +216,14 @@ pub struct LoadArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Prefix of the simulated VMs' ids (`PREFIX-0001`, ...).
+    #[arg(long, default_value = "load-vm")]
+    pub vm_prefix: String,
+    /// First run the template VM (`PREFIX-0000`) through every file, as a
+    /// running parent would have been; the appliance's inventory must name
+    /// it the image's template for the clones to share its verdicts.
+    #[arg(long)]
+    pub template: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub tls: TlsArgs,
@@ -225,6 +233,8 @@ impl From<&LoadArgs> for LoadConfig {
     fn from(a: &LoadArgs) -> Self {
         let mut config = LoadConfig::new(a.appliance.clone(), a.vms, a.image.clone());
         config.tls = (&a.tls).into();
+        config.template = a.template;
+        config.vm_prefix = a.vm_prefix.clone();
         config.image_id = a.image_id.clone();
         config.opens_per_vm = a.opens_per_vm;
         config.exec_percent = a.exec_percent;

@@ -1,5 +1,6 @@
-//! The verdict cache: clones of one image share verdicts without sending
-//! content, sharing follows the policy, a new database makes old verdicts
+//! The verdict cache: clones of one image share their template's verdicts
+//! without sending content, sharing follows the policy and the operator's
+//! inventory (never a guest's word), a new database makes old verdicts
 //! stale, and an instant-clone storm scans one image's bytes once.
 
 use std::time::Duration;
@@ -8,7 +9,26 @@ use giva_proto::shim::VmIdentity;
 use giva_shim::load::{LoadConfig, run};
 use giva_shim::scan::{FileResult, ScanConfig};
 
+use giva_appliance::config::{Config, InventoryEntry};
+
 use crate::common::{EICAR, start_appliance, test_config, write};
+
+/// The test configuration with an inventory: `template` is the template of
+/// `image`, and every VM named `prefix*` belongs to `image`.
+fn with_image(mut config: Config, template: &str, prefix: &str, image: &str) -> Config {
+    config.inventory.push(InventoryEntry {
+        vm: template.into(),
+        image: image.into(),
+        template: true,
+        ..InventoryEntry::default()
+    });
+    config.inventory.push(InventoryEntry {
+        vm: format!("{prefix}*"),
+        image: image.into(),
+        ..InventoryEntry::default()
+    });
+    config
+}
 
 fn clone_vm(id: &str, image: &str) -> VmIdentity {
     VmIdentity {
@@ -44,7 +64,13 @@ fn image_dir() -> tempfile::TempDir {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clones_share_verdicts_without_content_and_policy_can_turn_it_off() {
     let image = image_dir();
-    let (appliance, app) = start_appliance(test_config()).await;
+    let mut config = with_image(test_config(), "clone-1", "clone-", "img-A");
+    config.inventory.push(InventoryEntry {
+        vm: "other-*".into(),
+        image: "img-B".into(),
+        ..InventoryEntry::default()
+    });
+    let (appliance, app) = start_appliance(config).await;
     let first = scan_as(&appliance.url(), clone_vm("clone-1", "img-A"), image.path()).await;
     assert!(first.iter().all(|r| !r.from_cache), "{first:?}");
     let scanned = app.stats.snapshot().bytes_scanned;
@@ -70,13 +96,14 @@ async fn clones_share_verdicts_without_content_and_policy_can_turn_it_off() {
         "no content moved"
     );
 
-    // Another image does not share the first image's verdicts.
-    let other = scan_as(&appliance.url(), clone_vm("other-1", "img-B"), image.path()).await;
-    assert!(other.iter().all(|r| !r.from_cache));
+    // Another image does not share the first image's verdicts, and saying
+    // otherwise at registration changes nothing.
+    let other = scan_as(&appliance.url(), clone_vm("other-1", "img-A"), image.path()).await;
+    assert!(other.iter().all(|r| !r.from_cache), "{other:?}");
     appliance.stop().await;
 
     // With sharing off, each VM keeps its own verdicts.
-    let mut config = test_config();
+    let mut config = with_image(test_config(), "solo-1", "solo-", "img-A");
     config.policy.share_cache = false;
     let (appliance, _app) = start_appliance(config).await;
     scan_as(&appliance.url(), clone_vm("solo-1", "img-A"), image.path()).await;
@@ -99,7 +126,7 @@ async fn a_new_database_makes_cached_verdicts_stale() {
     let sigs = tempfile::tempdir().expect("tempdir");
     let db = sigs.path().join("s.ndb");
     std::fs::write(&db, "Test.Alpha:0:*:414c5048412d4d41524b4552\n").expect("write");
-    let mut config = test_config();
+    let mut config = with_image(test_config(), "v1", "v", "img");
     config.database.paths = vec![db.clone()];
     config.database.watch_interval_secs = 0;
     let (appliance, app) = start_appliance(config).await;
@@ -137,8 +164,10 @@ async fn instant_clone_storm_of_500_vms_scans_one_image_once() {
         .expect("read")
         .map(|e| e.expect("entry").metadata().expect("md").len())
         .sum();
-    let (appliance, app) = start_appliance(test_config()).await;
+    let (appliance, app) =
+        start_appliance(with_image(test_config(), "load-vm-0000", "load-vm-", "img")).await;
     let mut config = LoadConfig::new(appliance.url(), 500, image.path());
+    config.template = true;
     config.concurrency = 64;
     config.connections = 4;
     config.duration = Duration::from_secs(120);
@@ -164,5 +193,68 @@ async fn instant_clone_storm_of_500_vms_scans_one_image_once() {
         scanned as f64 <= 1.1 * image_bytes as f64,
         "bytes scanned {scanned} > 1.1 x image {image_bytes}"
     );
+    appliance.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_cannot_poison_the_verdicts_other_clones_read() {
+    use giva_proto::shim::{
+        ContentChunk, EventKind, FileEvent, FileIdentity, VerdictKind, appliance_message,
+        guest_message,
+    };
+    let (appliance, _app) =
+        start_appliance(with_image(test_config(), "gold", "clone-", "img")).await;
+    let mut client =
+        giva_proto::shim::shim_service_client::ShimServiceClient::connect(appliance.url())
+            .await
+            .expect("connect");
+    let event = |seq, image: &str| {
+        guest_message::Msg::Event(FileEvent {
+            seq,
+            kind: EventKind::Open as i32,
+            path: "/usr/bin/tool".into(),
+            identity: Some(FileIdentity {
+                size: EICAR.len() as u64,
+                mtime_ns: 7,
+                file_id: 7,
+                image_id: image.into(),
+                ..Default::default()
+            }),
+            blocking: true,
+            full_scan_id: 0,
+        })
+    };
+    // The attacker, a clone, sends harmless bytes under the identity the
+    // victim's file has, and even claims to be of another image.
+    async fn answer(s: &mut crate::common::RawSession, data: &[u8]) -> giva_proto::shim::Verdict {
+        loop {
+            match s.next().await {
+                appliance_message::Msg::ContentRequest(r) => {
+                    s.send(guest_message::Msg::Chunk(ContentChunk {
+                        seq: r.seq,
+                        offset: 0,
+                        data: data.to_vec(),
+                        last: true,
+                    }))
+                    .await;
+                }
+                appliance_message::Msg::Verdict(v) => return v,
+                _ => {}
+            }
+        }
+    }
+    let harmless = b"X5O-harmless-bytes-of-the-same-length-as-the-eicar-test-file-0000000";
+    assert_eq!(harmless.len(), EICAR.len());
+    let mut attacker = crate::common::RawSession::open(&mut client, "clone-evil").await;
+    attacker.send(event(1, "img")).await;
+    let v = answer(&mut attacker, harmless).await;
+    assert_eq!(v.kind, VerdictKind::Allow as i32);
+    // The victim's file of that identity is EICAR: it is scanned, not
+    // answered from the attacker's verdict.
+    let mut victim = crate::common::RawSession::open(&mut client, "clone-victim").await;
+    victim.send(event(1, "img")).await;
+    let v = answer(&mut victim, EICAR).await;
+    assert_eq!(v.kind, VerdictKind::Deny as i32, "{v:?}");
+    assert!(!v.from_cache);
     appliance.stop().await;
 }

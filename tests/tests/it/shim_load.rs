@@ -18,8 +18,20 @@ async fn load_of_50_clones_counts_every_verdict() {
         let body: Vec<u8> = (0..(1000 + i * 3000)).map(|b| (b * 31 + i) as u8).collect();
         write(&image.path().join("bin"), &format!("tool{i:02}"), &body);
     }
-    let (appliance, app) = start_appliance(Config::default()).await;
+    let mut aconfig = Config::default();
+    for (vm, template) in [("load-vm-0000", true), ("load-vm-*", false)] {
+        aconfig
+            .inventory
+            .push(giva_appliance::config::InventoryEntry {
+                vm: vm.into(),
+                image: "load-image".into(),
+                template,
+                ..Default::default()
+            });
+    }
+    let (appliance, app) = start_appliance(aconfig).await;
     let mut config = LoadConfig::new(appliance.url(), 50, image.path());
+    config.template = true;
     config.concurrency = 16;
     config.connections = 2;
     config.duration = Duration::from_secs(60);

@@ -417,7 +417,20 @@ async fn a_guest_that_stalls_a_shared_scan_cannot_make_another_wait() {
         ContentChunk, EventKind as ShimKind, FileEvent, FileIdentity, appliance_message,
         guest_message,
     };
-    let (appliance, app) = start_appliance(crate::common::test_config()).await;
+    // The attacker is the template of the victim's image (a compromised
+    // parent): its scans are the ones clones wait for.
+    let mut config = crate::common::test_config();
+    for (vm, template) in [("vm-attacker", true), ("vm-victim", false)] {
+        config
+            .inventory
+            .push(giva_appliance::config::InventoryEntry {
+                vm: vm.into(),
+                image: "gold".into(),
+                template,
+                ..Default::default()
+            });
+    }
+    let (appliance, app) = start_appliance(config).await;
     let mut client = ShimServiceClient::connect(appliance.url())
         .await
         .expect("connect");
