@@ -145,11 +145,11 @@ struct Stack {
 }
 
 /// An appliance inventory entry: VM id or pattern, image, template.
-type Placement<'a> = (&'a str, &'a str, bool);
+type Placement = (String, String, bool);
 
 /// The inventory that makes `{image}-{template}` the template of `image`
 /// and every other `{image}-*` VM one of its clones.
-fn image_inventory(image: &str, template: &str) -> Vec<(String, String, bool)> {
+fn image_inventory(image: &str, template: &str) -> Vec<Placement> {
     vec![
         (format!("{image}-{template}"), image.to_string(), true),
         (format!("{image}-*"), image.to_string(), false),
@@ -160,7 +160,7 @@ fn start_stack(
     a: &E2eArgs,
     dir: &Path,
     immediate: bool,
-    inventory: &[Placement<'_>],
+    inventory: &[Placement],
 ) -> anyhow::Result<Stack> {
     std::fs::create_dir_all(dir)?;
     let maddr = free_port()?;
@@ -445,11 +445,7 @@ pub fn run(a: &E2eArgs) -> anyhow::Result<E2eResult> {
         // The template (storm-image-0000) goes first, as a running parent
         // would have; the clones then share its verdicts.
         let inventory = image_inventory("storm-image", "0000");
-        let placements: Vec<Placement<'_>> = inventory
-            .iter()
-            .map(|(v, i, t)| (v.as_str(), i.as_str(), *t))
-            .collect();
-        let stack = start_stack(a, &work.join("stack-storm"), true, &placements)?;
+        let stack = start_stack(a, &work.join("stack-storm"), true, &inventory)?;
         let before = http_get(stack.admin, "/metrics")
             .ok()
             .and_then(|m| metric(&m, "giva_scanned_bytes_total"))
@@ -498,15 +494,11 @@ pub fn run(a: &E2eArgs) -> anyhow::Result<E2eResult> {
         // the template scanning cold; the hit runs' clones share its
         // verdicts.
         let sizes = [(4usize << 10, 400usize), (64 << 10, 200), (1 << 20, 40)];
-        let inventory: Vec<(String, String, bool)> = sizes
+        let inventory: Vec<Placement> = sizes
             .iter()
             .flat_map(|(size, _)| image_inventory(&format!("img-{size}"), "0001"))
             .collect();
-        let placements: Vec<Placement<'_>> = inventory
-            .iter()
-            .map(|(v, i, t)| (v.as_str(), i.as_str(), *t))
-            .collect();
-        let stack = start_stack(a, &work.join("stack-cache"), true, &placements)?;
+        let stack = start_stack(a, &work.join("stack-cache"), true, &inventory)?;
         for (size, n) in sizes {
             let label = match size {
                 s if s >= 1 << 20 => format!("{} MiB", s >> 20),
@@ -546,7 +538,8 @@ pub fn run(a: &E2eArgs) -> anyhow::Result<E2eResult> {
         a.heartbeat_secs
     );
     {
-        let stack = start_stack(a, &work.join("stack-heartbeat"), false, &[])?;
+        let inventory = image_inventory("hb-image", "0000");
+        let stack = start_stack(a, &work.join("stack-heartbeat"), false, &inventory)?;
         let img = work.join("image-eicar");
         make_image(&img, 1, 20, 4096, 2)?;
         let vms = 50;
@@ -557,7 +550,7 @@ pub fn run(a: &E2eArgs) -> anyhow::Result<E2eResult> {
             &img,
             "hb-image",
             vms,
-            false,
+            true,
         )?;
         res.runs.push(r);
         let expected = vms * 2;
