@@ -101,12 +101,23 @@ impl Appliance {
                 anyhow::anyhow!("cannot open the outbox {}: {e}", outbox_path.display())
             })?;
         for e in &config.inventory {
+            if e.cid.is_some() && e.vm.contains('*') {
+                anyhow::bail!(
+                    "inventory entry {}: a vsock CID belongs to one VM; name it exactly",
+                    e.vm
+                );
+            }
             if e.template && e.vm.contains('*') {
                 tracing::warn!(vm = %e.vm, "an inventory pattern cannot make templates; name the template VM exactly");
             }
             if !e.group.is_empty() && !config.groups.contains_key(&e.group) {
                 tracing::warn!(vm = %e.vm, group = %e.group, "the inventory names a group with no policy; the default policy applies");
             }
+        }
+        if config.server.vsock_port.is_some() && !config.inventory.iter().any(|e| e.cid.is_some()) {
+            tracing::warn!(
+                "vsock shims are not authenticated: no inventory entry gives a VM's cid, so a VM's id is its own claim"
+            );
         }
         let registry = Arc::new(Registry::new(
             policies.clone(),

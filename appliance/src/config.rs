@@ -56,6 +56,12 @@ pub struct InventoryEntry {
     /// This VM is the image's template: its verdicts by file identity are
     /// shared with the image's other VMs. Only an exact VM id can be one.
     pub template: bool,
+    /// The vsock CID the hypervisor gave this VM: a shim connecting from
+    /// it over vsock is this VM, whatever it claims. Only an exact VM id
+    /// can have one. Once any entry has a CID, vsock shims from other
+    /// CIDs are refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cid: Option<u32>,
 }
 
 /// The verdict cache, shared by every VM (within an image, by policy).

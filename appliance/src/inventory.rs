@@ -56,6 +56,27 @@ impl Inventory {
         }
     }
 
+    /// The VM the hypervisor's vsock `cid` belongs to: `Ok(Some(vm))` when
+    /// an entry names it, `Ok(None)` when no entry has a CID (vsock shims
+    /// are then not authenticated), `Err(())` for a CID no entry has while
+    /// others do.
+    #[allow(clippy::result_unit_err)]
+    pub fn vm_of_cid(&self, cid: u32) -> Result<Option<String>, ()> {
+        if let Some(e) = self.entries.iter().find(|e| e.cid == Some(cid)) {
+            return Ok(Some(e.vm.clone()));
+        }
+        if self.entries.iter().any(|e| e.cid.is_some()) {
+            Err(())
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// True when any entry gives a CID (vsock shims are then known by it).
+    pub fn knows_cids(&self) -> bool {
+        self.entries.iter().any(|e| e.cid.is_some())
+    }
+
     /// Where `vm_id` belongs: the first entry that names it (exactly, or by
     /// a `*` pattern). A template must be named exactly.
     pub fn place(&self, vm_id: &str) -> Placement {
@@ -81,7 +102,21 @@ mod tests {
             group: group.into(),
             image: image.into(),
             template,
+            cid: None,
         }
+    }
+
+    #[test]
+    fn a_cid_names_its_vm_and_unknown_cids_are_refused_once_any_is_known() {
+        let none = Inventory::new(&[entry("vm-1", "", "", false)]);
+        assert_eq!(none.vm_of_cid(7), Ok(None), "no CIDs: claims stand");
+        assert!(!none.knows_cids());
+        let mut a = entry("vm-1", "", "", false);
+        a.cid = Some(7);
+        let inv = Inventory::new(&[a, entry("vm-*", "", "", false)]);
+        assert_eq!(inv.vm_of_cid(7), Ok(Some("vm-1".into())));
+        assert_eq!(inv.vm_of_cid(8), Err(()), "an unknown CID");
+        assert!(inv.knows_cids());
     }
 
     #[test]

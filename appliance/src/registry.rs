@@ -219,6 +219,11 @@ impl Registry {
         Ok((session_id, identity))
     }
 
+    /// The operator's inventory.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
     /// True when `vm_id` is its image's template.
     pub fn is_template(&self, vm_id: &str) -> bool {
         self.lock().get(vm_id).is_some_and(|e| e.template)

@@ -458,3 +458,21 @@ fn plaintext_on_a_network_address_is_refused_unless_accepted() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_vsock_cid_belongs_to_one_named_vm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("giva.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nlisten = '127.0.0.1:0'\nadmin_listen = '127.0.0.1:0'\n\n\
+         [[inventory]]\nvm = 'clone-*'\ncid = 5\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_giva"))
+        .args(["serve", "--config", p(&cfg), "--data-dir", p(dir.path())])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("name it exactly"), "{}", stderr(&out));
+}
