@@ -135,7 +135,8 @@ pub struct ServerConfig {
     /// (absent: none). A stale socket file is replaced.
     pub unix_socket: Option<PathBuf>,
     /// A vsock port for guests that reach the host without a network
-    /// (absent: none). Needs a build with `--features vsock`.
+    /// (absent: none). A shim over vsock is the VM the inventory gives its
+    /// CID. (A build with `--no-default-features` has no vsock.)
     pub vsock_port: Option<u32>,
     /// Address of the admin HTTP endpoint (`/metrics`, `/healthz`,
     /// `POST /reload`). Absent: no admin endpoint.

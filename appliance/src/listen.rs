@@ -16,7 +16,7 @@ pub(crate) fn bind_vsock(
     port: u32,
 ) -> anyhow::Result<tokio_stream::Empty<std::io::Result<tokio::net::TcpStream>>> {
     anyhow::bail!(
-        "server.vsock_port = {port} is set, but this giva was built without vsock support (build with --features vsock)"
+        "server.vsock_port = {port} is set, but this giva was built without vsock support (it is in the default features; this build left it out)"
     )
 }
 

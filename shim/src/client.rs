@@ -163,7 +163,7 @@ async fn vsock_channel(url: &str, addr: &str) -> Result<Channel, ClientError> {
 async fn vsock_channel(url: &str, _addr: &str) -> Result<Channel, ClientError> {
     Err(ClientError::BadUrl {
         url: url.to_string(),
-        reason: "this giva-shim was built without vsock support (build with --features vsock)"
+        reason: "this giva-shim was built without vsock support (it is in the default features; this build left it out)"
             .into(),
     })
 }
