@@ -190,6 +190,9 @@ pub async fn events(
                 row.received_at,
                 row.delay_ms,
             );
+            if !row.detail.is_empty() {
+                println!("    {}", row.detail);
+            }
         }
     }
     if !json && resp.events.is_empty() {
