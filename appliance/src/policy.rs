@@ -20,7 +20,7 @@ pub struct Policy {
 pub struct PolicyError {
     /// The group whose policy it is (`None`: the default policy).
     pub group: Option<String>,
-    /// What is wrong: each invalid pattern, named.
+    /// What is wrong: each invalid pattern or root, named.
     pub problems: Vec<String>,
 }
 
@@ -29,14 +29,21 @@ impl Policy {
     ///
     /// # Errors
     ///
-    /// [`PolicyError`] for invalid patterns, each named.
+    /// [`PolicyError`] for invalid patterns or scan roots, each named.
     pub fn new(config: PolicyConfig, limits: LimitsConfig) -> Result<Self, PolicyError> {
         let mut policy = Policy {
             config,
             limits,
             filter: Filter::new(&WirePolicy::default()).0,
         };
-        let (filter, problems) = Filter::new(&policy.to_wire());
+        let (filter, mut problems) = Filter::new(&policy.to_wire());
+        let roots = &policy.config.full_scan_roots;
+        if roots.is_empty() {
+            problems.push("full_scan_roots is empty: an ordered full scan would walk nothing".into());
+        }
+        for r in roots.iter().filter(|r| !r.starts_with('/')) {
+            problems.push(format!("full_scan_roots: {r:?} is not an absolute path"));
+        }
         if !problems.is_empty() {
             return Err(PolicyError {
                 group: None,
@@ -200,5 +207,17 @@ mod tests {
             ..PolicyConfig::default()
         };
         assert!(Policy::new(c, LimitsConfig::default()).is_err());
+    }
+
+    #[test]
+    fn full_scan_roots_are_absolute_and_not_empty() {
+        for roots in [vec![], vec!["srv".to_string()]] {
+            let c = PolicyConfig {
+                full_scan_roots: roots.clone(),
+                ..PolicyConfig::default()
+            };
+            let e = Policy::new(c, LimitsConfig::default()).unwrap_err();
+            assert!(e.to_string().contains("full_scan_roots"), "{roots:?}: {e}");
+        }
     }
 }
