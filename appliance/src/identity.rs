@@ -54,8 +54,14 @@ pub(crate) fn certified_vm<T>(
     if app.config.server.client_ca_file.as_os_str().is_empty() || request.remote_addr().is_none() {
         return Ok(None);
     }
-    match giva_proto::tls::peer_name(request) {
+    match giva_proto::tls::peer_name(request, giva_proto::tls::Role::Vm) {
         Some(name) => Ok(Some(name)),
+        None if giva_proto::tls::peer_has_certificate(request) => {
+            app.stats.identity_refused("not_a_vm");
+            Err(Status::permission_denied(
+                "the certificate is not a VM's: a shim shows its VM's certificate",
+            ))
+        }
         None => {
             app.stats.identity_refused("no_certificate");
             Err(Status::unauthenticated(

@@ -39,7 +39,8 @@ impl Policy {
         let (filter, mut problems) = Filter::new(&policy.to_wire());
         let roots = &policy.config.full_scan_roots;
         if roots.is_empty() {
-            problems.push("full_scan_roots is empty: an ordered full scan would walk nothing".into());
+            problems
+                .push("full_scan_roots is empty: an ordered full scan would walk nothing".into());
         }
         for r in roots.iter().filter(|r| !r.starts_with('/')) {
             problems.push(format!("full_scan_roots: {r:?} is not an absolute path"));

@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+pub use giva_proto::tls::Role;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -176,9 +177,11 @@ impl Ca {
         &self.cert_pem
     }
 
-    /// Signs a certificate for `name` (its common name, and a DNS name
-    /// when it is one), also valid for `dns` names and `ips`, for `days`,
-    /// usable by a server and by a client.
+    /// Signs a certificate for `name` in `role` (its common name, a
+    /// `giva:ROLE:NAME` URI that peers check, and a DNS name when it is
+    /// one), also valid for `dns` names and `ips`, for `days`. A VM's
+    /// certificate is for a client only; an appliance's and a server's
+    /// serve too.
     ///
     /// # Errors
     ///
@@ -186,6 +189,7 @@ impl Ca {
     pub fn issue(
         &self,
         name: &str,
+        role: Role,
         dns: &[String],
         ips: &[IpAddr],
         days: u32,
@@ -202,16 +206,25 @@ impl Ca {
             }
         }
         sans.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        sans.push(SanType::URI(
+            role.uri(name)
+                .try_into()
+                .map_err(cert_err(&format!("name {name}")))?,
+        ));
         params.subject_alt_names = sans;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages = match role {
+            Role::Vm => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            Role::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
+            Role::Appliance => vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        };
         params.use_authority_key_identifier_extension = true;
         validity(&mut params, days);
         let cert = params
@@ -233,12 +246,13 @@ impl Ca {
     pub fn issue_files(
         &self,
         name: &str,
+        role: Role,
         dns: &[String],
         ips: &[IpAddr],
         days: u32,
         out: &Path,
     ) -> Result<(PathBuf, PathBuf), CaError> {
-        let issued = self.issue(name, dns, ips, days)?;
+        let issued = self.issue(name, role, dns, ips, days)?;
         let file = name.replace(['/', '\\'], "_");
         let cert = out.join(format!("{file}.pem"));
         let key = out.join(format!("{file}.key"));
@@ -268,11 +282,22 @@ mod tests {
         let issued = ca
             .issue(
                 "vm-42",
+                Role::Vm,
                 &["host.example".into()],
                 &["127.0.0.1".parse().unwrap()],
                 1,
             )
             .unwrap();
+        use giva_proto::tls::certificate_role_name_pem as role_name;
+        assert_eq!(
+            role_name(&issued.cert_pem, Role::Vm).as_deref(),
+            Some("vm-42")
+        );
+        assert_eq!(
+            role_name(&issued.cert_pem, Role::Appliance),
+            None,
+            "a VM's certificate never names an appliance"
+        );
         assert_eq!(
             giva_proto::tls::certificate_name_pem(&issued.cert_pem).as_deref(),
             Some("vm-42")

@@ -144,11 +144,14 @@ impl Manager {
         {
             return Ok(());
         }
-        let refused = match giva_proto::tls::peer_name(request) {
+        let refused = match giva_proto::tls::peer_name(request, giva_proto::tls::Role::Appliance) {
             Some(name) if name == claimed => return Ok(()),
             Some(name) => Status::permission_denied(format!(
                 "the certificate names appliance {name}, not {claimed}"
             )),
+            None if giva_proto::tls::peer_has_certificate(request) => Status::permission_denied(
+                "the certificate is not an appliance's (a VM's or a server's cannot call for one)",
+            ),
             None => Status::unauthenticated(
                 "appliances' calls need a client certificate naming the appliance",
             ),

@@ -231,6 +231,8 @@ fn the_ca_issues_certificates_that_name_their_holder() {
         "ca",
         "issue",
         "app-1",
+        "--role",
+        "appliance",
         "--dir",
         p(&ca),
         "--out",
@@ -243,7 +245,8 @@ fn the_ca_issues_certificates_that_name_their_holder() {
     assert!(out.status.success(), "{}", text(&out));
     let cert = std::fs::read_to_string(issued.join("app-1.pem")).expect("certificate");
     assert_eq!(
-        giva_proto::tls::certificate_name_pem(&cert).as_deref(),
+        giva_proto::tls::certificate_role_name_pem(&cert, giva_proto::tls::Role::Appliance)
+            .as_deref(),
         Some("app-1")
     );
     let mode = std::fs::metadata(issued.join("app-1.key"))

@@ -121,6 +121,12 @@ pub fn server_config(
     client_ca: &Path,
 ) -> Result<Option<ServerTlsConfig>, TlsError> {
     let Some((cert, key)) = pair(cert, key)? else {
+        if !client_ca.as_os_str().is_empty() {
+            return Err(TlsError::Scheme(
+                "a client CA needs the server's own certificate and key: clients can show                  certificates only over TLS"
+                    .into(),
+            ));
+        }
         return Ok(None);
     };
     let mut config = ServerTlsConfig::new().identity(identity(cert, key)?);
@@ -249,6 +255,53 @@ pub fn check_plaintext(
     })
 }
 
+/// What a certificate from the manager's CA was issued for. The role is a
+/// SAN URI `giva:ROLE:NAME`, so that a VM's certificate (which sits in the
+/// guest, where malware can read it) can never speak for an appliance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// An appliance (serves shims, reports to the manager).
+    Appliance,
+    /// A VM's shim.
+    Vm,
+    /// A server only (the manager's listener).
+    Server,
+}
+
+impl Role {
+    /// The role's name in the URI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Appliance => "appliance",
+            Role::Vm => "vm",
+            Role::Server => "server",
+        }
+    }
+
+    /// The SAN URI that gives `name` this role.
+    pub fn uri(self, name: &str) -> String {
+        format!("giva:{}:{name}", self.as_str())
+    }
+}
+
+/// The name a DER certificate gives its holder in `role` (its
+/// `giva:ROLE:NAME` SAN URI), if it was issued for that role.
+pub fn certificate_role_name(der: &[u8], role: Role) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let prefix = format!("giva:{}:", role.as_str());
+    cert.subject_alternative_name()
+        .ok()
+        .flatten()
+        .and_then(|san| {
+            san.value.general_names.iter().find_map(|n| match n {
+                x509_parser::extensions::GeneralName::URI(u) => {
+                    u.strip_prefix(prefix.as_str()).map(str::to_string)
+                }
+                _ => None,
+            })
+        })
+}
+
 /// The name a DER certificate gives its subject: its common name, else its
 /// first DNS name.
 pub fn certificate_name(der: &[u8]) -> Option<String> {
@@ -278,11 +331,26 @@ pub fn certificate_name_pem(pem: &str) -> Option<String> {
     certificate_name(&block.contents)
 }
 
-/// The name in the certificate the peer of `request` showed, if it showed
-/// one (the server's TLS has a client CA, and the certificate chains to it).
-pub fn peer_name<T>(request: &tonic::Request<T>) -> Option<String> {
+/// The name the first certificate in PEM text gives its holder in `role`.
+pub fn certificate_role_name_pem(pem: &str, role: Role) -> Option<String> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    certificate_role_name(&block.contents, role)
+}
+
+/// Whether the peer of `request` showed a certificate (the server's TLS
+/// has a client CA, and the certificate chains to it).
+pub fn peer_has_certificate<T>(request: &tonic::Request<T>) -> bool {
+    request.peer_certs().is_some_and(|c| !c.is_empty())
+}
+
+/// The name the peer of `request` has in `role`, by the certificate it
+/// showed: `None` without a certificate, or with one issued for another
+/// role.
+pub fn peer_name<T>(request: &tonic::Request<T>, role: Role) -> Option<String> {
     let certs = request.peer_certs()?;
-    certs.first().and_then(|c| certificate_name(c.as_ref()))
+    certs
+        .first()
+        .and_then(|c| certificate_role_name(c.as_ref(), role))
 }
 
 /// A connection error, with what a TLS failure means in plain words.

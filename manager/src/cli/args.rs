@@ -203,11 +203,18 @@ pub enum CaCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Sign a certificate for NAME (an appliance id, a VM id, a host
-    /// name) and write NAME.pem, NAME.key (mode 0600) and ca.pem into --out.
+    /// Sign a certificate for NAME in a role (an appliance's id, a VM's
+    /// id, or a server's host name) and write NAME.pem, NAME.key (mode
+    /// 0600) and ca.pem into --out.
     Issue {
         /// The name the certificate gives its holder.
         name: String,
+        /// What it is for: `appliance` (serves shims and reports to the
+        /// manager), `vm` (a shim), or `server` (the manager's listener).
+        /// Peers check the role, so a VM's certificate cannot speak for an
+        /// appliance.
+        #[arg(long, value_parser = parse_role)]
+        role: giva_proto::tls::Role,
         /// Where the CA lives (default: the state directory).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -224,6 +231,17 @@ pub enum CaCommand {
         #[arg(long, default_value_t = 365)]
         days: u32,
     },
+}
+
+/// Parses `--role`.
+fn parse_role(s: &str) -> Result<giva_proto::tls::Role, String> {
+    use giva_proto::tls::Role;
+    match s {
+        "appliance" => Ok(Role::Appliance),
+        "vm" => Ok(Role::Vm),
+        "server" => Ok(Role::Server),
+        other => Err(format!("'{other}' is no role: appliance, vm or server")),
+    }
 }
 
 /// A `--since` that is neither a time nor a duration.

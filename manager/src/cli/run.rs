@@ -60,6 +60,7 @@ fn ca(cmd: CaCommand) -> anyhow::Result<()> {
         }
         CaCommand::Issue {
             name,
+            role,
             dir,
             out,
             dns,
@@ -68,9 +69,10 @@ fn ca(cmd: CaCommand) -> anyhow::Result<()> {
         } => {
             let dir = dir.unwrap_or_else(crate::default_state_dir);
             let (cert, key) =
-                crate::ca::Ca::load(&dir)?.issue_files(&name, &dns, &ip, days, &out)?;
+                crate::ca::Ca::load(&dir)?.issue_files(&name, role, &dns, &ip, days, &out)?;
             println!(
-                "{name}: certificate {}, key {} (mode 0600), CA {}",
+                "{name} ({}): certificate {}, key {} (mode 0600), CA {}",
+                role.as_str(),
                 cert.display(),
                 key.display(),
                 crate::ca::Ca::cert_path(&out).display()

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use giva_manager::ca::Ca;
+use giva_manager::ca::{Ca, Role};
 use giva_proto::manager::manager_service_client::ManagerServiceClient;
 use giva_proto::manager::{NotifyRequest, SubscribeRequest};
 use giva_proto::tls::ClientFiles;
@@ -34,19 +34,27 @@ impl Pki {
         Ca::cert_path(&self.dir.join("ca"))
     }
 
-    /// A certificate for `name`, valid for 127.0.0.1 too.
-    fn issue(&self, name: &str) -> (PathBuf, PathBuf) {
-        self.issue_for(name, &["127.0.0.1".parse().expect("ip")], 1)
+    /// A certificate for `name` in `role`, valid for 127.0.0.1 too.
+    fn issue(&self, name: &str, role: Role) -> (PathBuf, PathBuf) {
+        self.issue_for(name, role, &["127.0.0.1".parse().expect("ip")], 1)
     }
 
-    fn issue_for(&self, name: &str, ips: &[std::net::IpAddr], days: u32) -> (PathBuf, PathBuf) {
+    fn issue_for(
+        &self,
+        name: &str,
+        role: Role,
+        ips: &[std::net::IpAddr],
+        days: u32,
+    ) -> (PathBuf, PathBuf) {
+        let out = self.dir.join("issued").join(role.as_str());
         self.ca
-            .issue_files(name, &[], ips, days, &self.dir.join("issued"))
+            .issue_files(name, role, &[], ips, days, &out)
             .expect("issue")
     }
 
-    fn client(&self, name: Option<&str>) -> ClientFiles {
-        let (cert, key) = name.map(|n| self.issue(n)).unwrap_or_default();
+    /// A client's files: the CA, and a certificate for `name` in `role`.
+    fn client(&self, holder: Option<(&str, Role)>) -> ClientFiles {
+        let (cert, key) = holder.map(|(n, r)| self.issue(n, r)).unwrap_or_default();
         ClientFiles {
             ca: self.ca_file(),
             cert,
@@ -58,7 +66,7 @@ impl Pki {
 /// A manager serving TLS with `pki`'s certificate, taking appliances'
 /// calls only from the appliance their certificate names.
 async fn start_tls_manager(pki: &Pki) -> (Running, std::sync::Arc<giva_manager::Manager>, String) {
-    let (cert, key) = pki.issue("manager");
+    let (cert, key) = pki.issue("manager", Role::Server);
     let tls = giva_proto::tls::server_config(&cert, &key, &pki.ca_file())
         .expect("TLS")
         .expect("configured");
@@ -98,7 +106,7 @@ async fn appliance_and_manager_know_each_others_calls_over_mtls() {
     let (manager, mgr, url) = start_tls_manager(&pki).await;
 
     // The appliance reports over mTLS as the appliance its certificate names.
-    let (cert, key) = pki.issue("app-1");
+    let (cert, key) = pki.issue("app-1", Role::Appliance);
     let mut config = test_config();
     config.appliance_id = "app-1".into();
     config.manager.url = url.clone();
@@ -124,7 +132,7 @@ async fn appliance_and_manager_know_each_others_calls_over_mtls() {
         appliance_id: "app-1".into(),
         events: Vec::new(),
     };
-    let mut rogue = tls_client(&url, &pki.client(Some("app-2")))
+    let mut rogue = tls_client(&url, &pki.client(Some(("app-2", Role::Appliance))))
         .await
         .expect("TLS connects");
     let e = rogue.notify(forged.clone()).await.expect_err("refused");
@@ -136,6 +144,14 @@ async fn appliance_and_manager_know_each_others_calls_over_mtls() {
         .await
         .expect_err("refused");
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    // Nor a VM's certificate, even one that bears the appliance's name:
+    // it sits in a guest, where malware can read it.
+    let mut guest = tls_client(&url, &pki.client(Some(("app-1", Role::Vm))))
+        .await
+        .expect("TLS connects");
+    let e = guest.notify(forged.clone()).await.expect_err("refused");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("not an appliance's"), "{e:?}");
     // Nor can a caller without a certificate.
     let mut anon = tls_client(&url, &pki.client(None))
         .await
@@ -176,7 +192,7 @@ async fn handshake_failures_are_named() {
             "has expired",
         ),
     ] {
-        let (cert, key) = pki.issue_for(name, &ips, days);
+        let (cert, key) = pki.issue_for(name, Role::Server, &ips, days);
         let tls = giva_proto::tls::server_config(&cert, &key, Path::new(""))
             .expect("TLS")
             .expect("configured");
@@ -207,7 +223,7 @@ async fn handshake_failures_are_named() {
 async fn a_shim_registers_only_as_the_vm_its_certificate_names() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = Pki::new(dir.path());
-    let (cert, key) = pki.issue("appliance-host");
+    let (cert, key) = pki.issue("appliance-host", Role::Appliance);
     let mut config = test_config();
     config.server.tls_cert_file = cert;
     config.server.tls_key_file = key;
@@ -226,13 +242,20 @@ async fn a_shim_registers_only_as_the_vm_its_certificate_names() {
         c.tls = tls;
         async move { giva_shim::scan::run(&c, |_| {}, |_, _| {}).await }
     };
-    let ok = scan("vm-1", pki.client(Some("vm-1"))).await.expect("scan");
+    let ok = scan("vm-1", pki.client(Some(("vm-1", Role::Vm))))
+        .await
+        .expect("scan");
     assert_eq!(ok.infected, 1);
     // vm-1's certificate claiming vm-2: refused, and counted.
-    let e = scan("vm-2", pki.client(Some("vm-1")))
+    let e = scan("vm-2", pki.client(Some(("vm-1", Role::Vm))))
         .await
         .expect_err("refused");
     assert!(e.to_string().contains("names VM vm-1, not vm-2"), "{e}");
+    // An appliance's certificate is no VM's.
+    let e = scan("app", pki.client(Some(("app", Role::Appliance))))
+        .await
+        .expect_err("refused");
+    assert!(e.to_string().contains("not a VM's"), "{e}");
     // No certificate at all.
     let e = scan("vm-1", pki.client(None)).await.expect_err("refused");
     assert!(e.to_string().contains("client certificate"), "{e}");
