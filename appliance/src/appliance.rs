@@ -108,7 +108,10 @@ impl Appliance {
                 );
             }
             if e.template && e.vm.contains('*') {
-                tracing::warn!(vm = %e.vm, "an inventory pattern cannot make templates; name the template VM exactly");
+                anyhow::bail!(
+                    "inventory entry {}: a pattern cannot make templates; name the template VM exactly",
+                    e.vm
+                );
             }
             if !e.group.is_empty() && !config.groups.contains_key(&e.group) {
                 tracing::warn!(vm = %e.vm, group = %e.group, "the inventory names a group with no policy; the default policy applies");

@@ -27,6 +27,8 @@ use giva_proto::shim::{FullScanFinished, NotScannedReason, Verdict, VerdictKind}
 pub const MAX_SKIPPED_LISTED: usize = 100;
 /// Paths to re-read that an order carries, at most.
 pub const MAX_RECHECK: usize = 1000;
+/// Roots a scan may name, at most.
+pub const MAX_ROOTS: usize = 64;
 
 /// Who ordered a full scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,9 +167,17 @@ pub fn record(scan: &FullScan, done: &FullScanFinished, now_us: i64) -> ScanSumm
                 .cloned()
                 .collect();
             if scan.roots != order.roots {
+                let few = |r: &[String]| {
+                    let mut s = r.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+                    if r.len() > 5 {
+                        s.push_str(&format!(" and {} more", r.len() - 5));
+                    }
+                    s
+                };
                 blockers.push(format!(
-                    "walked {:?}, but the policy's roots are {:?}",
-                    scan.roots, order.roots
+                    "walked [{}], but the policy's roots are [{}]",
+                    few(&scan.roots),
+                    few(&order.roots)
                 ));
             }
             let unproven: Vec<&String> = order

@@ -71,12 +71,26 @@ pub(crate) fn certified_vm<T>(
     }
 }
 
-/// Refuses a caller whose channel names another VM than `vm_id`.
+/// Refuses a caller whose channel names another VM than `vm_id`, and one
+/// whose channel names no VM while the inventory binds `vm_id` to a vsock
+/// CID (that VM is known by its CID alone).
 pub(crate) fn check_claim(
     app: &Appliance,
     certified: Option<&str>,
     vm_id: &str,
 ) -> Result<(), Status> {
+    if certified.is_none()
+        && let Some(cid) = app.registry.inventory().cid_of(vm_id)
+    {
+        app.stats.identity_refused("bound_elsewhere");
+        warn!(
+            vm_id,
+            cid, "a VM bound to a vsock CID claimed over another channel"
+        );
+        return Err(Status::permission_denied(format!(
+            "VM {vm_id} is known by its vsock CID {cid}; it registers over vsock only"
+        )));
+    }
     match certified {
         Some(name) if name != vm_id => {
             app.stats.identity_refused("other_vm");

@@ -72,6 +72,14 @@ impl Inventory {
         }
     }
 
+    /// The CID the inventory binds `vm_id` to, if any.
+    pub fn cid_of(&self, vm_id: &str) -> Option<u32> {
+        self.entries
+            .iter()
+            .find(|e| e.vm == vm_id && e.cid.is_some())
+            .and_then(|e| e.cid)
+    }
+
     /// True when any entry gives a CID (vsock shims are then known by it).
     pub fn knows_cids(&self) -> bool {
         self.entries.iter().any(|e| e.cid.is_some())
@@ -117,6 +125,8 @@ mod tests {
         assert_eq!(inv.vm_of_cid(7), Ok(Some("vm-1".into())));
         assert_eq!(inv.vm_of_cid(8), Err(()), "an unknown CID");
         assert!(inv.knows_cids());
+        assert_eq!(inv.cid_of("vm-1"), Some(7));
+        assert_eq!(inv.cid_of("vm-2"), None);
     }
 
     #[test]

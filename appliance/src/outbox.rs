@@ -124,9 +124,16 @@ impl PendingPush {
 }
 
 /// True for events that are sent at once and never dropped for the quota:
-/// detections, and completed full scans (which can release a quarantine).
+/// detections, and the records of ordered full scans (which can release a
+/// quarantine). The record of a scan a guest started proves nothing, and
+/// waits for the heartbeat like any low-value event.
 pub fn is_prompt(ev: &Event) -> bool {
-    ev.kind == EventKind::Detection as i32 || ev.kind == EventKind::ScanCompleted as i32
+    ev.kind == EventKind::Detection as i32
+        || (ev.kind == EventKind::ScanCompleted as i32
+            && ev
+                .scan
+                .as_ref()
+                .is_some_and(|s| matches!(s.ordered_by.as_str(), "manager" | "schedule")))
 }
 
 impl Outbox {

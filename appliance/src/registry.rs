@@ -15,6 +15,11 @@ use crate::policy::Policies;
 
 /// Orders kept per VM, at most (the oldest goes first).
 const MAX_ORDERS_PER_VM: usize = 8;
+/// An order sent to a VM: its token, the order, and when it was sent.
+type PendingOrder = (String, ScanOrder, std::time::Instant);
+
+/// How long an order waits for its scan to start.
+const ORDER_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Sender of messages on a VM's session stream.
 pub type SessionSender = mpsc::Sender<Result<ApplianceMessage, Status>>;
@@ -49,7 +54,7 @@ pub struct Registry {
     sessions: Mutex<HashMap<String, String>>,
     counter: AtomicU64,
     /// Full scans ordered and not started yet, by VM, with their tokens.
-    orders: Mutex<HashMap<String, Vec<(String, ScanOrder)>>>,
+    orders: Mutex<HashMap<String, Vec<PendingOrder>>>,
     /// Paths with detections, by VM, since its last scan that proved it
     /// clean: every ordered scan re-reads them first.
     detected: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
@@ -101,7 +106,13 @@ impl Registry {
         order.recheck.sort();
         order.recheck.dedup();
         order.recheck.truncate(crate::fullscan::MAX_RECHECK);
-        let token = format!("{:032x}", fastrand::u128(..));
+        let token = match giva_runtime::token::random_hex(16) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(vm_id, error = %e, "no random source: the full scan is not ordered");
+                return false;
+            }
+        };
         let msg = ApplianceMessage {
             msg: Some(appliance_message::Msg::FullScanCommand(FullScanCommand {
                 reason: order.reason.clone(),
@@ -116,14 +127,19 @@ impl Registry {
             if list.len() >= MAX_ORDERS_PER_VM {
                 list.remove(0);
             }
-            list.push((token, order));
+            list.push((token, order, std::time::Instant::now()));
         }
         tx.try_send(Ok(msg)).is_ok()
     }
 
     /// Remembers a detection at `path` in `vm_id`, for the next ordered
-    /// scan to re-read.
+    /// scan to re-read. Orders not started yet are void: a scan that
+    /// proves anything starts after the latest detection.
     pub fn note_detection(&self, vm_id: &str, path: &str) {
+        self.orders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(vm_id);
         let mut d = self.detected.lock().unwrap_or_else(|e| e.into_inner());
         let paths = d.entry(vm_id.to_string()).or_default();
         if paths.len() < crate::fullscan::MAX_RECHECK {
@@ -152,8 +168,9 @@ impl Registry {
         }
         let mut orders = self.orders.lock().unwrap_or_else(|e| e.into_inner());
         let list = orders.get_mut(vm_id)?;
-        let i = list.iter().position(|(t, _)| t == token)?;
-        let (_, order) = list.remove(i);
+        list.retain(|(_, _, issued)| issued.elapsed() < ORDER_TTL);
+        let i = list.iter().position(|(t, _, _)| t == token)?;
+        let (_, order, _) = list.remove(i);
         if list.is_empty() {
             orders.remove(vm_id);
         }
@@ -195,8 +212,10 @@ impl Registry {
         }
         identity.group = placed.group;
         identity.image_id = placed.image;
+        // Unguessable: a session id is what opens the VM's stream.
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let session_id = format!("{:x}-{n:x}", now_us);
+        let session_id = giva_runtime::token::random_hex(16)
+            .unwrap_or_else(|_| format!("{:032x}-{now_us:x}-{n:x}", fastrand::u128(..)));
         let mut vms = self.lock();
         if let Some(old) = vms.get(&identity.vm_id) {
             if old.stream.as_ref().is_some_and(|s| !s.is_closed()) {

@@ -29,6 +29,24 @@ use crate::stats::Stats;
 
 /// Most events sent in one request.
 const BATCH: usize = 1000;
+/// Most bytes of events sent in one request (the manager takes 64 MiB).
+const BATCH_BYTES: usize = 4 << 20;
+
+/// The first events of `batch` that fit in [`BATCH_BYTES`] (at least one).
+fn fit(mut batch: Vec<Event>) -> Vec<Event> {
+    use prost::Message;
+    let mut bytes = 0usize;
+    let keep = batch
+        .iter()
+        .take_while(|e| {
+            bytes += e.encoded_len();
+            bytes <= BATCH_BYTES
+        })
+        .count()
+        .max(1);
+    batch.truncate(keep);
+    batch
+}
 
 /// The reporter: owns the outbox and the link to the manager.
 #[derive(Debug)]
@@ -219,11 +237,12 @@ impl Reporter {
             return true;
         };
         loop {
-            let batch = self.outbox.pending(true, BATCH).await;
+            let batch = fit(self.outbox.pending(true, BATCH).await);
             if batch.is_empty() {
                 return true;
             }
             let n = batch.len();
+            let ids: Vec<String> = batch.iter().map(|e| e.event_id.clone()).collect();
             let req = NotifyRequest {
                 appliance_id: self.appliance_id.clone(),
                 events: batch,
@@ -236,10 +255,40 @@ impl Reporter {
                     debug!(sent = n, acked = acked.len(), "notify acknowledged");
                     self.outbox.ack(&acked).await;
                 }
+                Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                    // The manager refuses something in the batch for good:
+                    // find it by sending one event at a time, and set the
+                    // refused one aside, so that it cannot hold back every
+                    // other event behind it.
+                    self.set_aside_refused(&mut client, &ids).await;
+                }
                 Err(status) => {
                     warn!(error = %status.message(), code = ?status.code(), "notify failed; will retry");
                     return false;
                 }
+            }
+        }
+    }
+
+    /// Sends the events `ids` one at a time; drops from the outbox each one
+    /// the manager refuses as invalid (logged and counted), acknowledges
+    /// the others as the manager does.
+    async fn set_aside_refused(&self, client: &mut ManagerServiceClient<Channel>, ids: &[String]) {
+        let pending = self.outbox.pending(true, BATCH).await;
+        for ev in pending.into_iter().filter(|e| ids.contains(&e.event_id)) {
+            let id = ev.event_id.clone();
+            let req = NotifyRequest {
+                appliance_id: self.appliance_id.clone(),
+                events: vec![ev],
+            };
+            match client.notify(req).await {
+                Ok(resp) => self.outbox.ack(&resp.into_inner().acked_event_ids).await,
+                Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                    tracing::error!(event_id = %id, error = %status.message(), "the manager refuses this event for good; it is set aside");
+                    self.stats.outbox_dropped.inc();
+                    self.outbox.ack(std::slice::from_ref(&id)).await;
+                }
+                Err(_) => return,
             }
         }
     }
@@ -262,7 +311,7 @@ impl Reporter {
             problems,
             vms: registry.vm_infos(),
             stats: Some(self.stats.snapshot()),
-            events: self.outbox.pending(false, BATCH).await,
+            events: fit(self.outbox.pending(false, BATCH).await),
         };
         let result = client.heartbeat(req).await;
         self.link(result.as_ref().map(|_| ()));

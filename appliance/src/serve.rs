@@ -74,12 +74,13 @@ pub async fn serve(
     let scheduler = tokio::spawn(schedule_full_scans(app.clone(), stop_rx.clone()));
     let admin = match app.config.server.admin_listen {
         Some(addr) => {
-            let l = TcpListener::bind(addr).await.map_err(|e| {
-                anyhow::anyhow!("cannot listen on {addr} for the admin endpoint: {e}")
-            })?;
+            // The token before the port opens.
             let token_file = app.config.admin_token_path();
             let token = giva_runtime::token::load_or_create(&token_file)
                 .map_err(|e| anyhow::anyhow!("the admin endpoint's token: {e}"))?;
+            let l = TcpListener::bind(addr).await.map_err(|e| {
+                anyhow::anyhow!("cannot listen on {addr} for the admin endpoint: {e}")
+            })?;
             info!(
                 addr = ?l.local_addr().ok(),
                 token_file = %token_file.display(),

@@ -114,6 +114,7 @@ pub async fn open(
                 scans: HashMap::new(),
                 rescan_tx,
                 rescan_rx,
+                following: Arc::default(),
             };
             let result = session.run(&mut inbound).await;
             session.cut_off_scans().await;
@@ -148,6 +149,24 @@ struct Session {
     /// here, to be scanned from this VM's own content.
     rescan_tx: mpsc::Sender<FileTask>,
     rescan_rx: mpsc::Receiver<FileTask>,
+    /// Files waiting on another VM's scan (counted in the in-flight limit).
+    following: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a file waiting on another VM's scan for as long as it waits.
+struct Following(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Following {
+    fn new(count: Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Following(count)
+    }
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Full scans one session may run at once.
@@ -181,7 +200,20 @@ impl Session {
                     continue;
                 }
                 Some(task) = self.rescan_rx.recv() => {
-                    self.start_scan(task.seq, task.size, task).await?;
+                    let max = self.app.config.server.max_inflight_per_vm;
+                    if self.files.contains_key(&task.seq) || self.files.len() >= max {
+                        // The guest reused the number, or is at its limit.
+                        let v = simple_verdict(
+                            task.seq,
+                            VerdictKind::Error,
+                            NotScannedReason::Unspecified,
+                            "appliance busy: too many files in flight for this VM",
+                            &self.app.signatures.version(),
+                        );
+                        task.answer(v, "flight").await;
+                    } else {
+                        self.start_scan(task.seq, task.size, task).await?;
+                    }
                     continue;
                 }
             };
@@ -221,6 +253,16 @@ impl Session {
                             "at most {MAX_SCANS_PER_SESSION} full scans at once per VM"
                         )));
                     }
+                    let max_path = self.app.config.server.max_path_len;
+                    if req.roots.len() > fullscan::MAX_ROOTS
+                        || req.roots.iter().any(|r| r.len() > max_path)
+                        || req.scan_token.len() > 64
+                    {
+                        return Err(Status::invalid_argument(format!(
+                            "a full scan names at most {} roots of at most {max_path} bytes",
+                            fullscan::MAX_ROOTS
+                        )));
+                    }
                     let order = self
                         .app
                         .registry
@@ -242,17 +284,17 @@ impl Session {
                 }
                 Some(guest_message::Msg::FullScanFinished(done)) => {
                     self.slots.remove(&done.full_scan_id);
-                    let scan = self
-                        .scans
-                        .remove(&done.full_scan_id)
-                        .unwrap_or_else(|| FullScan {
-                            order: None,
-                            roots: Vec::new(),
-                            started_at_us: giva_proto::now_us(),
-                            tally: SharedTally::default(),
-                        });
-                    let record = fullscan::record(&scan, &done, giva_proto::now_us());
-                    self.report_scan(record).await;
+                    // A scan that was never asked for has nothing to record.
+                    if let Some(scan) = self.scans.remove(&done.full_scan_id) {
+                        if done.absent_paths.len() > fullscan::MAX_RECHECK {
+                            return Err(Status::invalid_argument(format!(
+                                "at most {} absent paths",
+                                fullscan::MAX_RECHECK
+                            )));
+                        }
+                        let record = fullscan::record(&scan, &done, giva_proto::now_us());
+                        self.report_scan(record).await;
+                    }
                 }
                 Some(guest_message::Msg::Report(r)) => {
                     if r.fail_open_decisions + r.fail_closed_decisions + r.events_dropped > 0 {
@@ -385,15 +427,13 @@ impl Session {
         if let Some(t) = &tally {
             t.lock().unwrap_or_else(|e| e.into_inner()).begin();
         }
-        if self.files.len() >= limits.max_inflight_per_vm {
+        let in_flight = self.files.len() + self.following.load(Ordering::Relaxed);
+        if in_flight >= limits.max_inflight_per_vm {
             let v = simple_verdict(
                 ev.seq,
                 VerdictKind::Error,
                 NotScannedReason::Unspecified,
-                format!(
-                    "appliance busy: {} files already in flight for this VM",
-                    self.files.len()
-                ),
+                format!("appliance busy: {in_flight} files already in flight for this VM"),
                 &version,
             );
             return self.scan_verdict_now(v, tally.as_ref(), &ev.path).await;
@@ -482,7 +522,15 @@ impl Session {
         let task = match joined {
             Join::Follower(slot) => {
                 self.app.stats.cache_hits.inc();
-                tokio::spawn(task.follow(slot, self.rescan_tx.clone()).in_current_span());
+                let following = Following::new(self.following.clone());
+                let rescan = self.rescan_tx.clone();
+                tokio::spawn(
+                    async move {
+                        let _following = following;
+                        task.follow(slot, rescan).await;
+                    }
+                    .in_current_span(),
+                );
                 return Ok(());
             }
             Join::Leader(leader) => FileTask {

@@ -265,7 +265,7 @@ impl Manager {
         }
         let outcome = self
             .store
-            .insert_events(&events, now_us(), self.tagger.rules())
+            .insert_events(&events, now_us(), self.tagger.rules(), certified)
             .await
             .map_err(store_status)?;
         // Committed: tagging runs after the acknowledgement, never before.
@@ -357,6 +357,49 @@ fn validate_event(ev: &Event) -> Result<(), Status> {
             "event {}: unknown kind {}",
             ev.event_id, ev.kind
         )));
+    }
+    check_len("detail", &ev.detail, MAX_DETAIL_LEN)?;
+    check_len("sha256", &ev.sha256, MAX_ID_LEN)?;
+    check_len("database_version", &ev.database_version, MAX_ID_LEN)?;
+    check_list("signatures", &ev.signatures, MAX_LIST, MAX_ID_LEN * 4)?;
+    if let Some(s) = &ev.scan {
+        check_len("ordered_by", &s.ordered_by, MAX_ID_LEN)?;
+        check_len("order_id", &s.order_id, MAX_ID_LEN)?;
+        check_list("roots", &s.roots, MAX_LIST, MAX_PATH_LEN)?;
+        check_list("rechecked", &s.rechecked, MAX_RECHECKED, MAX_PATH_LEN)?;
+        check_list("blockers", &s.blockers, MAX_LIST, MAX_DETAIL_LEN / 4)?;
+        if s.skipped.len() > MAX_LIST {
+            return Err(Status::invalid_argument(format!(
+                "{} skipped files listed; at most {MAX_LIST}",
+                s.skipped.len()
+            )));
+        }
+        for f in &s.skipped {
+            check_len("skipped path", &f.path, MAX_PATH_LEN)?;
+            check_len("skipped sha256", &f.sha256, MAX_ID_LEN)?;
+            check_len("skipped reason", &f.reason, MAX_ID_LEN)?;
+        }
+    }
+    Ok(())
+}
+
+/// Longest free text in an event.
+const MAX_DETAIL_LEN: usize = 256 * 1024;
+/// Most entries in an event's lists (signatures, roots, blockers, skipped
+/// files).
+const MAX_LIST: usize = 1024;
+/// Most paths a scan record says it re-read.
+const MAX_RECHECKED: usize = 4096;
+
+fn check_list(field: &str, values: &[String], max: usize, max_len: usize) -> Result<(), Status> {
+    if values.len() > max {
+        return Err(Status::invalid_argument(format!(
+            "{field} has {} entries; at most {max}",
+            values.len()
+        )));
+    }
+    for v in values {
+        check_len(field, v, max_len)?;
     }
     Ok(())
 }

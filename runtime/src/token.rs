@@ -97,21 +97,42 @@ pub fn load_or_create(path: &Path) -> Result<Secret, TokenError> {
 ///
 /// As for [`load_or_create`].
 pub fn read(path: &Path) -> Result<Secret, TokenError> {
+    use std::os::unix::fs::MetadataExt;
     let io = |source| TokenError::Io {
         path: path.to_owned(),
         source,
     };
-    let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
+    // Not through a link, and checked on the file opened (not a name that
+    // could be swapped between the check and the read).
+    if std::fs::symlink_metadata(path)
+        .map_err(io)?
+        .file_type()
+        .is_symlink()
+    {
+        return Err(io(std::io::Error::other(
+            "a symbolic link; a token file must be the file itself",
+        )));
+    }
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let md = file.metadata().map_err(io)?;
+    let mode = md.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(TokenError::Exposed {
             path: path.to_owned(),
             mode,
         });
     }
+    // The running user's id, as the kernel shows it on /proc/self.
+    if let Ok(me) = std::fs::metadata("/proc/self").map(|m| m.uid())
+        && md.uid() != me
+    {
+        return Err(io(std::io::Error::other(format!(
+            "owned by user {}, not by this process's user {me}",
+            md.uid()
+        ))));
+    }
     let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_to_string(&mut text))
-        .map_err(io)?;
+    file.read_to_string(&mut text).map_err(io)?;
     let token = text.trim();
     if token.is_empty() {
         return Err(TokenError::Empty {
@@ -164,6 +185,12 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = load_or_create(&path).unwrap_err();
         assert!(matches!(e, TokenError::Exposed { .. }), "{e}");
+        // A link to a private file is refused: the file itself, or nothing.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("link.token");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let e = read(&link).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
     }
 
     #[test]

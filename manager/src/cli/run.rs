@@ -124,15 +124,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.insecure_plaintext,
         )?;
     }
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(%listen, "giva-manager serving");
+    // Tokens before the port opens: whoever sees the port can find them.
     let token_file = args.token_file.clone().unwrap_or_else(default_token_file);
     let auth = Auth::from_files(&token_file, args.reader_token_file.as_deref())?;
     tracing::info!(token_file = %token_file.display(), "operator token");
     let manager = crate::Manager::with_config(store.clone(), &config, auth)
         .context("cannot set up the tagging actions")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(%listen, "giva-manager serving");
     tracing::info!(actions = ?manager.tagger().rules().actions, "quarantine policy loaded");
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin = if args.no_admin {

@@ -198,6 +198,7 @@ impl Store {
         events: &[Event],
         received_at_us: i64,
         rules: &Rules,
+        appliances_authenticated: bool,
     ) -> Result<Ingested, StoreError> {
         let mut tx = self.write_tx().await?;
         let mut out = Ingested {
@@ -234,9 +235,16 @@ impl Store {
             if ev.kind == EventKind::Detection as i32 || scan.is_some() {
                 let mut q = load_quarantine(&mut tx, &ev.vm_id).await?;
                 let evidence = match scan {
-                    Some(s) if VmState::of(&vm) != VmState::Clean => {
-                        Some(scans::evidence(&mut tx, &ev.vm_id, &ev.appliance_id, s).await?)
-                    }
+                    Some(s) if VmState::of(&vm) != VmState::Clean => Some(
+                        scans::evidence(
+                            &mut tx,
+                            &vm,
+                            &ev.appliance_id,
+                            s,
+                            appliances_authenticated,
+                        )
+                        .await?,
+                    ),
                     _ => None,
                 };
                 if let Some(d) =

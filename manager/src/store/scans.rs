@@ -56,12 +56,29 @@ async fn detections_since_release(
 /// (see [`crate::quarantine::on_event`]).
 pub(crate) async fn evidence(
     conn: &mut sqlx::SqliteConnection,
-    vm_id: &str,
+    vm: &giva_proto::manager::VmState,
     appliance_id: &str,
     record: &ScanSummary,
+    appliances_authenticated: bool,
 ) -> Result<ScanEvidence, StoreError> {
+    let vm_id = vm.vm.as_ref().map(|v| v.vm_id.as_str()).unwrap_or_default();
     let (detected, newest_detection_us) = detections_since_release(conn, vm_id).await?;
     let mut problems = Vec::new();
+    if !vm.appliance_id.is_empty() && vm.appliance_id != appliance_id {
+        problems.push(format!(
+            "reported by appliance {appliance_id}, but the VM is {}'s",
+            vm.appliance_id
+        ));
+    }
+    if record.ordered_by == "schedule" && !appliances_authenticated {
+        // No order of the manager's to check it against: only an
+        // appliance the manager knows by its certificate may vouch for it.
+        problems.push(
+            "a scheduled scan releases a VM only when the manager authenticates appliances \
+             (--client-ca); order one with `giva-manager scan`"
+                .into(),
+        );
+    }
     if record.ordered_by == "manager" {
         let order = sqlx::query(
             "SELECT vm_id, appliance_id, created_at_us, used_by FROM scan_orders WHERE order_id = ?",

@@ -31,11 +31,17 @@ fn detection(id: &str, vm: &str) -> Event {
 async fn one_quarantine_per_outbreak_on_a_vm_and_replays_change_nothing() {
     let store = Store::open(Path::new(":memory:")).await.unwrap();
     let evs = [detection("e1", "vm"), detection("e2", "vm")];
-    let out = store.insert_events(&evs, 100, &rules()).await.unwrap();
+    let out = store
+        .insert_events(&evs, 100, &rules(), false)
+        .await
+        .unwrap();
     assert_eq!(out.stored, [Stored::New, Stored::New]);
     assert_eq!(out.queued.len(), 2, "one row per configured action");
     assert!(out.queued.iter().all(|r| r.op == TagOp::Tag));
-    let again = store.insert_events(&evs, 200, &rules()).await.unwrap();
+    let again = store
+        .insert_events(&evs, 200, &rules(), false)
+        .await
+        .unwrap();
     assert!(again.queued.is_empty());
     assert_eq!(store.transitions(Some("vm"), 10).await.unwrap().len(), 1);
     assert_eq!(store.pending_actions().await.unwrap().len(), 2);
@@ -69,7 +75,7 @@ async fn one_quarantine_per_outbreak_on_a_vm_and_replays_change_nothing() {
 async fn operator_untag_queues_an_untag_and_cleans() {
     let store = Store::open(Path::new(":memory:")).await.unwrap();
     store
-        .insert_events(&[detection("e1", "vm")], 100, &rules())
+        .insert_events(&[detection("e1", "vm")], 100, &rules(), false)
         .await
         .unwrap();
     let (vm, queued) = store
@@ -115,7 +121,10 @@ async fn concurrent_writers_on_a_fresh_file_never_see_a_locked_database() {
                         }
                         1 => {
                             let ev = detection(&format!("e-{w}-{i}"), &vm);
-                            store.insert_events(&[ev], i, &rules()).await.unwrap();
+                            store
+                                .insert_events(&[ev], i, &rules(), false)
+                                .await
+                                .unwrap();
                         }
                         _ => {
                             store
@@ -177,7 +186,7 @@ async fn a_store_from_before_versioned_schemas_is_adopted_with_its_data() {
         // quarantined vm-1, and a pending tag action.
         let store_then = Store::open(Path::new(":memory:")).await.unwrap();
         let out = store_then
-            .insert_events(&[detection("e1", "vm-1")], 100, &rules())
+            .insert_events(&[detection("e1", "vm-1")], 100, &rules(), false)
             .await
             .unwrap();
         assert_eq!(out.queued.len(), 2);

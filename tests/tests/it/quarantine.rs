@@ -228,8 +228,8 @@ fn detection(vm: &str, id: &str, action: Action) -> Event {
     }
 }
 
-/// The record of a clean full scan that the appliance's schedule ordered,
-/// as an appliance reports it.
+/// The record of a clean full scan that an appliance's schedule ordered,
+/// as an appliance would report it.
 fn clean_scan(vm: &str, id: &str) -> Event {
     Event {
         event_id: id.into(),
@@ -356,6 +356,8 @@ async fn detection_tags_the_vm_and_only_an_ordered_clean_full_scan_untags_it() {
     // An ordered full scan walks the policy's roots: here, the guest dir.
     let mut aconfig = config_with_manager(&manager.url());
     aconfig.policy.full_scan_roots = vec![guest.display().to_string()];
+    // Records of scans the guest starts ride the heartbeat: a short one.
+    aconfig.manager.heartbeat_interval_secs = 1;
     let (appliance, _app) = start_appliance(aconfig).await;
 
     // The shim's VM id is the NSX external id (instance UUID).
@@ -823,9 +825,31 @@ async fn policy_decides_which_detections_quarantine() {
     let v = vm(&mgr, "vm-rec").await;
     assert!(v.tagged && v.state == "infected");
     assert!(v.last_action.contains("no tagging action configured"));
+    // A clean record of a scheduled scan, from an appliance the manager
+    // does not authenticate, vouches for nothing.
     notify(&manager.url(), vec![clean_scan("vm-rec", "ev-p-2")]).await;
     let v = vm(&mgr, "vm-rec").await;
+    assert!(v.tagged && v.state == "infected", "{v:?}");
+    let t = mgr
+        .store()
+        .transitions(Some("vm-rec"), 10)
+        .await
+        .expect("transitions");
+    assert!(
+        t.last().is_some_and(|t| t.cause.contains("--client-ca")),
+        "{t:?}"
+    );
+    // The operator releases it: recorded only, as the tag was.
+    operator_client(&manager.url(), &mgr)
+        .await
+        .untag_vm(UntagVmRequest {
+            vm_id: "vm-rec".into(),
+        })
+        .await
+        .expect("untag");
+    let v = vm(&mgr, "vm-rec").await;
     assert!(!v.tagged && v.state == "clean", "{v:?}");
+    assert!(v.last_action.contains("no tagging action configured"));
     manager.stop().await;
 
     // Only detections the appliance could not deny.

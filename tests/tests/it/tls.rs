@@ -159,6 +159,43 @@ async fn appliance_and_manager_know_each_others_calls_over_mtls() {
     let e = anon.notify(forged).await.expect_err("refused");
     assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
 
+    // The appliance itself may vouch for a clean scheduled scan of its VM:
+    // the manager knows its calls are its own.
+    let eicar_path = dir.path().join("guest/eicar.com").display().to_string();
+    let record = giva_proto::manager::Event {
+        event_id: "app-1-scheduled-1".into(),
+        kind: giva_proto::manager::EventKind::ScanCompleted as i32,
+        appliance_id: "app-1".into(),
+        vm_id: "vm-tls".into(),
+        detected_at_us: giva_proto::now_us(),
+        scan: Some(giva_proto::manager::ScanSummary {
+            completed: true,
+            ordered_by: "schedule".into(),
+            roots: vec!["/".into()],
+            started_at_us: giva_proto::now_us(),
+            finished_at_us: giva_proto::now_us(),
+            rechecked: vec![eicar_path],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    tls_client(&url, &pki.client(Some(("app-1", Role::Appliance))))
+        .await
+        .expect("TLS connects")
+        .notify(NotifyRequest {
+            appliance_id: "app-1".into(),
+            events: vec![record],
+        })
+        .await
+        .expect("the appliance's own call");
+    let v = mgr
+        .store()
+        .vm("vm-tls")
+        .await
+        .expect("store")
+        .expect("known");
+    assert_eq!(v.state, "clean", "{v:?}");
+
     // A plaintext URL to a TLS port, or https without a CA, never works.
     let e = tls_client(&url, &ClientFiles::default())
         .await
