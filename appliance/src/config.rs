@@ -149,7 +149,12 @@ pub struct ServerConfig {
     pub tls_key_file: PathBuf,
     /// The CA that signs shims' certificates. With it, a shim on TCP must
     /// show a certificate, and may register only as the VM it names.
+    /// A bundle of several CAs is accepted (during a CA rotation).
     pub client_ca_file: PathBuf,
+    /// The CAs' revocation lists (PEM): a shim whose certificate, or whose
+    /// certificate's issuer, is on one is refused at the handshake. The
+    /// certificate, key, client CA and lists are read again on SIGHUP.
+    pub crl_file: PathBuf,
     /// Accept plaintext listeners on non-loopback addresses (shims' TCP
     /// listener, admin endpoint). Off: such a listener refuses to start.
     pub insecure_plaintext: bool,
@@ -181,6 +186,7 @@ impl Default for ServerConfig {
             tls_cert_file: PathBuf::new(),
             tls_key_file: PathBuf::new(),
             client_ca_file: PathBuf::new(),
+            crl_file: PathBuf::new(),
             insecure_plaintext: false,
             unix_socket: None,
             vsock_port: None,

@@ -58,7 +58,11 @@ pub struct Reporter {
     order: tokio::sync::Mutex<()>,
     outbox: Outbox,
     wake: Notify,
-    client: Option<ManagerServiceClient<Channel>>,
+    /// The link to the manager; made anew when its TLS files are reloaded.
+    client: std::sync::RwLock<Option<ManagerServiceClient<Channel>>>,
+    /// Bumped when the link is made anew, so that the command stream moves
+    /// to it.
+    relinked: tokio::sync::watch::Sender<u64>,
     notify_immediately: bool,
     heartbeat_interval: Duration,
     stats: Arc<Stats>,
@@ -90,29 +94,9 @@ impl Reporter {
         link: &ManagerConfig,
         stats: Arc<Stats>,
     ) -> Result<Self, BadManagerUrl> {
-        let url = link.url.as_str();
-        let tls = giva_proto::tls::ClientFiles {
-            ca: link.ca_file.clone(),
-            cert: link.cert_file.clone(),
-            key: link.key_file.clone(),
-        };
-        let request_timeout = Duration::from_millis(link.request_timeout_ms);
         let heartbeat_interval = Duration::from_secs(link.heartbeat_interval_secs);
         let notify_immediately = link.notify_immediately;
-        let client = if url.is_empty() {
-            None
-        } else {
-            let endpoint = tls
-                .endpoint(url)
-                .map_err(|source| BadManagerUrl {
-                    url: url.to_string(),
-                    source,
-                })?
-                .connect_timeout(request_timeout)
-                .timeout(request_timeout)
-                .tcp_nodelay(true);
-            Some(ManagerServiceClient::new(endpoint.connect_lazy()))
-        };
+        let client = connect(link)?;
         Ok(Reporter {
             appliance_id,
             boot_us: now_us(),
@@ -120,7 +104,8 @@ impl Reporter {
             order: tokio::sync::Mutex::new(()),
             outbox,
             wake: Notify::new(),
-            client,
+            client: std::sync::RwLock::new(client),
+            relinked: tokio::sync::watch::channel(0).0,
             notify_immediately,
             heartbeat_interval,
             stats,
@@ -131,7 +116,34 @@ impl Reporter {
 
     /// True when a manager is configured.
     pub fn has_manager(&self) -> bool {
-        self.client.is_some()
+        self.client().is_some()
+    }
+
+    fn client(&self) -> Option<ManagerServiceClient<Channel>> {
+        self.client
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Reads the manager link's TLS files again and makes a new link with
+    /// them (a renewed certificate, a rotated CA); calls in flight finish
+    /// on the old one. Returns false when the link has no TLS.
+    ///
+    /// # Errors
+    ///
+    /// The files are unusable; the link in use stays.
+    pub fn reload_tls(&self, link: &ManagerConfig) -> Result<bool, BadManagerUrl> {
+        if link.url.is_empty() || link.ca_file.as_os_str().is_empty() {
+            return Ok(false);
+        }
+        let client = connect(link)?;
+        *self
+            .client
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = client;
+        self.relinked.send_modify(|g| *g += 1);
+        Ok(true)
     }
 
     /// How long the manager has been unreachable (`None`: the last call
@@ -152,7 +164,7 @@ impl Reporter {
         match result {
             Err(status) if unreachable(status) => {
                 if since.is_none() {
-                    warn!(error = %status.message(), "the manager is unreachable");
+                    warn!(error = %giva_proto::tls::explain(status), "the manager is unreachable");
                     *since = Some(Instant::now());
                 }
             }
@@ -233,7 +245,7 @@ impl Reporter {
     /// Sends every pending prompt event with `Notify`. Returns true when the
     /// outbox holds no more of them.
     async fn notify_once(&self) -> bool {
-        let Some(mut client) = self.client.clone() else {
+        let Some(mut client) = self.client() else {
             return true;
         };
         loop {
@@ -263,7 +275,7 @@ impl Reporter {
                     self.set_aside_refused(&mut client, &ids).await;
                 }
                 Err(status) => {
-                    warn!(error = %status.message(), code = ?status.code(), "notify failed; will retry");
+                    warn!(error = %giva_proto::tls::explain(&status), code = ?status.code(), "notify failed; will retry");
                     return false;
                 }
             }
@@ -300,7 +312,7 @@ impl Reporter {
         database_version: &str,
         problems: Vec<String>,
     ) -> Option<HeartbeatResponse> {
-        let mut client = self.client.clone()?;
+        let mut client = self.client()?;
         let req = HeartbeatRequest {
             appliance_id: self.appliance_id.clone(),
             hostname: self.appliance_id.clone(),
@@ -322,7 +334,7 @@ impl Reporter {
                 Some(resp)
             }
             Err(status) => {
-                warn!(error = %status.message(), code = ?status.code(), "heartbeat failed");
+                warn!(error = %giva_proto::tls::explain(&status), code = ?status.code(), "heartbeat failed");
                 None
             }
         }
@@ -336,14 +348,14 @@ impl Reporter {
         status: impl Fn() -> (String, Vec<String>) + Send + Sync,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) {
-        if self.client.is_none() {
+        if !self.has_manager() {
             info!("no manager configured: detections are logged only");
         }
         let (stop_subscribe, subscribe_stopped) = tokio::sync::watch::channel(false);
-        let subscriber = self.client.clone().map(|client| {
+        let subscriber = self.has_manager().then(|| {
             tokio::spawn(
                 self.clone()
-                    .subscribe_loop(client, registry.clone(), subscribe_stopped),
+                    .subscribe_loop(registry.clone(), subscribe_stopped),
             )
         });
         tokio::pin!(shutdown);
@@ -386,7 +398,7 @@ impl Reporter {
         if let Some(task) = subscriber {
             let _ = task.await;
         }
-        if self.client.is_some() && self.pending().await > 0 {
+        if self.has_manager() && self.pending().await > 0 {
             let _ = self.notify_once().await;
             let _ = {
                 let (version, problems) = status();
@@ -400,12 +412,16 @@ impl Reporter {
     /// next heartbeat reply. Reconnects with backoff.
     async fn subscribe_loop(
         self: Arc<Self>,
-        mut client: ManagerServiceClient<Channel>,
         registry: Arc<Registry>,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         let mut backoff = backoff();
+        let mut relinked = self.relinked.subscribe();
         loop {
+            let Some(mut client) = self.client() else {
+                return;
+            };
+            relinked.mark_unchanged();
             let req = giva_proto::manager::SubscribeRequest {
                 appliance_id: self.appliance_id.clone(),
             };
@@ -420,6 +436,8 @@ impl Reporter {
             };
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
+                // A new link: subscribe on it at once.
+                _ = relinked.changed() => continue,
                 r = attempt => if let Err(status) = r {
                     self.link(Err(&status));
                     debug!(error = %status.message(), "command channel to the manager closed");
@@ -453,6 +471,31 @@ impl Reporter {
             );
         }
     }
+}
+
+/// The client for the manager of `link` (`None`: no URL), connecting
+/// lazily with its TLS files as they are now.
+fn connect(link: &ManagerConfig) -> Result<Option<ManagerServiceClient<Channel>>, BadManagerUrl> {
+    let url = link.url.as_str();
+    if url.is_empty() {
+        return Ok(None);
+    }
+    let tls = giva_proto::tls::ClientFiles {
+        ca: link.ca_file.clone(),
+        cert: link.cert_file.clone(),
+        key: link.key_file.clone(),
+    };
+    let request_timeout = Duration::from_millis(link.request_timeout_ms);
+    let endpoint = tls
+        .endpoint(url)
+        .map_err(|source| BadManagerUrl {
+            url: url.to_string(),
+            source,
+        })?
+        .connect_timeout(request_timeout)
+        .timeout(request_timeout)
+        .tcp_nodelay(true);
+    Ok(Some(ManagerServiceClient::new(endpoint.connect_lazy())))
 }
 
 /// The manager's URL is not a valid endpoint.

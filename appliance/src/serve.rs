@@ -27,11 +27,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let server = &app.config.server;
-    let tls = giva_proto::tls::server_config(
-        &server.tls_cert_file,
-        &server.tls_key_file,
-        &server.client_ca_file,
-    )
+    let tls = giva_proto::tls::ServerTls::load(giva_proto::tls::ServerFiles {
+        cert: server.tls_cert_file.clone(),
+        key: server.tls_key_file.clone(),
+        client_ca: server.client_ca_file.clone(),
+        crl: server.crl_file.clone(),
+    })
     .map_err(|e| anyhow::anyhow!("the shims' TLS: {e}"))?;
     if let Ok(addr) = listener.local_addr() {
         giva_proto::tls::check_plaintext(
@@ -70,7 +71,7 @@ pub async fn serve(
         ))
     };
     let watcher = tokio::spawn(watch_database(app.clone(), stop_rx.clone()));
-    let sighup = tokio::spawn(reload_on_sighup(app.clone(), stop_rx.clone()));
+    let sighup = tokio::spawn(reload_on_sighup(app.clone(), tls.clone(), stop_rx.clone()));
     let scheduler = tokio::spawn(schedule_full_scans(app.clone(), stop_rx.clone()));
     let admin = match app.config.server.admin_listen {
         Some(addr) => {
@@ -117,16 +118,12 @@ pub async fn serve(
         });
     }
     // TLS on the TCP listener; a Unix socket and vsock stay on the host.
-    let router = |tls: Option<tonic::transport::ServerTlsConfig>| {
+    let router = || {
         let svc = ShimServiceServer::new(service::ShimGrpc(app.clone()))
             .max_decoding_message_size(app.config.server.max_message_bytes);
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(tls) = tls {
-            builder = builder
-                .tls_config(tls)
-                .map_err(|e| anyhow::anyhow!("the shims' TLS: {e}"))?;
-        }
-        Ok::<_, anyhow::Error>(builder.add_service(health_service.clone()).add_service(svc))
+        tonic::transport::Server::builder()
+            .add_service(health_service.clone())
+            .add_service(svc)
     };
     let draining = |app: Arc<Appliance>| async move {
         let mut rx = app.shutdown_watch();
@@ -134,16 +131,34 @@ pub async fn serve(
     };
     let addr = listener.local_addr().ok();
     info!(?addr, database = %app.signatures.version(), "appliance serving");
-    let tcp = router(tls)?.serve_with_incoming_shutdown(
-        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-        draining(app.clone()),
-    );
+    let tcp = {
+        let router = router();
+        let draining = draining(app.clone());
+        async move {
+            match tls {
+                Some(tls) => {
+                    router
+                        .serve_with_incoming_shutdown(tls.incoming(listener, "shims"), draining)
+                        .await
+                }
+                None => {
+                    router
+                        .serve_with_incoming_shutdown(
+                            tonic::transport::server::TcpIncoming::from(listener)
+                                .with_nodelay(Some(true)),
+                            draining,
+                        )
+                        .await
+                }
+            }
+        }
+    };
     let unix = match &app.config.server.unix_socket {
         Some(path) => {
             let l = bind_unix(path)?;
             info!(path = %path.display(), "appliance serving on a Unix socket");
             let incoming = tokio_stream::wrappers::UnixListenerStream::new(l);
-            Some(router(None)?.serve_with_incoming_shutdown(incoming, draining(app.clone())))
+            Some(router().serve_with_incoming_shutdown(incoming, draining(app.clone())))
         }
         None => None,
     };
@@ -151,7 +166,7 @@ pub async fn serve(
         Some(port) => {
             let incoming = bind_vsock(port)?;
             info!(port, "appliance serving on vsock");
-            Some(tokio::spawn(router(None)?.serve_with_incoming_shutdown(
+            Some(tokio::spawn(router().serve_with_incoming_shutdown(
                 incoming,
                 draining(app.clone()),
             )))

@@ -8,9 +8,7 @@
 //! appliance's id, a VM's id, or a host name. The certificate names NAME as
 //! its common name, so the peer's certificate says who it is.
 
-use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub use giva_proto::tls::Role;
@@ -52,8 +50,13 @@ pub enum CaError {
 pub struct Issued {
     /// The certificate.
     pub cert_pem: String,
-    /// Its private key (keep it mode 0600).
+    /// Its private key (keep it mode 0600); empty for a certificate signed
+    /// for a request, whose key never left its holder.
     pub key_pem: String,
+    /// Its serial number, lower-case hex.
+    pub serial: String,
+    /// When it expires, in microseconds since the epoch.
+    pub not_after_us: i64,
 }
 
 /// The CA: its certificate and the key it signs with.
@@ -88,24 +91,83 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CaError + '_ {
 ///
 /// The file cannot be written.
 pub fn write_file(path: &Path, text: &str, private: bool) -> Result<(), CaError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(if private { 0o600 } else { 0o644 })
-        .open(path)
-        .map_err(io_err(path))?;
-    f.write_all(text.as_bytes()).map_err(io_err(path))?;
-    Ok(())
+    giva_runtime::dirs::write_file(path, text, private).map_err(io_err(path))
 }
 
 fn validity(params: &mut CertificateParams, days: u32) {
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::minutes(5);
     params.not_after = now + time::Duration::days(i64::from(days));
+}
+
+/// A random positive serial number of 16 bytes.
+fn serial_number(dir: &Path) -> Result<rcgen::SerialNumber, CaError> {
+    let mut bytes =
+        decode_hex(&giva_runtime::token::random_hex(16).map_err(io_err(dir))?).unwrap_or_default();
+    if let Some(first) = bytes.first_mut() {
+        // Positive, and 16 bytes long in DER.
+        *first = (*first & 0x7f) | 0x10;
+    }
+    Ok(rcgen::SerialNumber::from_slice(&bytes))
+}
+
+fn hex(serial: &rcgen::SerialNumber) -> String {
+    hex::encode(serial.as_ref())
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    hex::decode(s).ok()
+}
+
+fn micros(t: time::OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+/// The parameters of a leaf certificate for `name` in `role`, and its
+/// serial number (hex).
+fn leaf_params(
+    name: &str,
+    role: Role,
+    dns: &[String],
+    ips: &[IpAddr],
+    days: u32,
+) -> Result<(CertificateParams, String), CaError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    params.distinguished_name = dn;
+    let mut sans = Vec::new();
+    for d in std::iter::once(name).chain(dns.iter().map(String::as_str)) {
+        if let Ok(n) = d.to_string().try_into() {
+            sans.push(SanType::DnsName(n));
+        }
+    }
+    sans.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+    sans.push(SanType::URI(
+        role.uri(name)
+            .try_into()
+            .map_err(cert_err(&format!("name {name}")))?,
+    ));
+    params.subject_alt_names = sans;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = match role {
+        Role::Vm => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        Role::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
+        Role::Appliance => vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+    };
+    params.use_authority_key_identifier_extension = true;
+    let serial = serial_number(Path::new("the serial number"))?;
+    let hex_serial = hex(&serial);
+    params.serial_number = Some(serial);
+    validity(&mut params, days);
+    Ok((params, hex_serial))
 }
 
 impl Ca {
@@ -128,25 +190,9 @@ impl Ca {
         if Self::key_path(dir).exists() {
             return Self::load(dir);
         }
-        let key = KeyPair::generate().map_err(cert_err("generate the CA key"))?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        // A name of its own, so that another giva CA is told apart by name.
-        let tag = giva_runtime::token::random_hex(4).map_err(io_err(dir))?;
-        dn.push(DnType::CommonName, format!("giva CA {tag}"));
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        validity(&mut params, 3650);
-        let cert = params
-            .self_signed(&key)
-            .map_err(cert_err("sign the CA certificate"))?;
-        write_file(&Self::key_path(dir), &key.serialize_pem(), true)?;
-        write_file(&Self::cert_path(dir), &cert.pem(), false)?;
+        let made = Self::generate(dir)?;
+        write_file(&Self::key_path(dir), &made.key_pem, true)?;
+        write_file(&Self::cert_path(dir), &made.cert_pem, false)?;
         tracing::info!(dir = %dir.display(), "made a new CA");
         Self::load(dir)
     }
@@ -166,10 +212,100 @@ impl Ca {
         let key_pem = std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
         let cert_path = Self::cert_path(dir);
         let cert_pem = std::fs::read_to_string(&cert_path).map_err(io_err(&cert_path))?;
-        let key = KeyPair::from_pem(&key_pem).map_err(cert_err("read the CA key"))?;
-        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
-            .map_err(cert_err("read the CA certificate"))?;
-        Ok(Ca { cert_pem, issuer })
+        Self::from_pem(&cert_pem, &key_pem)
+    }
+
+    /// The CA of a certificate and its key.
+    ///
+    /// # Errors
+    ///
+    /// [`CaError::Cert`]: either cannot be read.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, CaError> {
+        let key = KeyPair::from_pem(key_pem).map_err(cert_err("read the CA key"))?;
+        let issuer =
+            Issuer::from_ca_cert_pem(cert_pem, key).map_err(cert_err("read the CA certificate"))?;
+        Ok(Ca {
+            cert_pem: cert_pem.to_string(),
+            issuer,
+        })
+    }
+
+    /// A new CA: an ECDSA P-256 key and a self-signed certificate, valid
+    /// ten years, named `giva CA` and a random tag (so that another giva
+    /// CA is told apart by name). `dir` is named in an error only.
+    ///
+    /// # Errors
+    ///
+    /// [`CaError`]: no randomness, or the certificate cannot be made.
+    pub fn generate(dir: &Path) -> Result<Issued, CaError> {
+        let key = KeyPair::generate().map_err(cert_err("generate the CA key"))?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        let tag = giva_runtime::token::random_hex(4).map_err(io_err(dir))?;
+        dn.push(DnType::CommonName, format!("giva CA {tag}"));
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let serial = serial_number(dir)?;
+        params.serial_number = Some(serial.clone());
+        validity(&mut params, 3650);
+        let not_after_us = micros(params.not_after);
+        let cert = params
+            .self_signed(&key)
+            .map_err(cert_err("sign the CA certificate"))?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            serial: hex(&serial),
+            not_after_us,
+        })
+    }
+
+    /// A revocation list, numbered `number`, of the certificates this CA
+    /// signed that were revoked: their serial numbers (hex) and when.
+    ///
+    /// # Errors
+    ///
+    /// [`CaError::Cert`]: a serial number is not hex, or signing fails.
+    pub fn revocation_list(
+        &self,
+        revoked: &[(String, i64)],
+        number: u64,
+    ) -> Result<String, CaError> {
+        let now = time::OffsetDateTime::now_utc();
+        let mut certs = Vec::with_capacity(revoked.len());
+        for (serial, at_us) in revoked {
+            let bytes = decode_hex(serial).ok_or_else(|| CaError::Cert {
+                what: format!("serial number {serial}"),
+                source: rcgen::Error::InvalidAsn1String(rcgen::InvalidAsn1String::PrintableString(
+                    serial.clone(),
+                )),
+            })?;
+            let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(*at_us) * 1000)
+                .unwrap_or(now);
+            certs.push(rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from_slice(&bytes),
+                revocation_time: at,
+                reason_code: None,
+                invalidity_date: None,
+            });
+        }
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now - time::Duration::minutes(5),
+            next_update: now + time::Duration::days(30),
+            crl_number: rcgen::SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs: certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params
+            .signed_by(&self.issuer)
+            .map_err(cert_err("sign the revocation list"))?;
+        crl.pem().map_err(cert_err("write the revocation list"))
     }
 
     /// The CA's certificate, as PEM (what peers trust).
@@ -195,44 +331,50 @@ impl Ca {
         days: u32,
     ) -> Result<Issued, CaError> {
         let key = KeyPair::generate().map_err(cert_err("generate a key"))?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, name);
-        params.distinguished_name = dn;
-        let mut sans = Vec::new();
-        for d in std::iter::once(name).chain(dns.iter().map(String::as_str)) {
-            if let Ok(n) = d.to_string().try_into() {
-                sans.push(SanType::DnsName(n));
-            }
-        }
-        sans.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
-        sans.push(SanType::URI(
-            role.uri(name)
-                .try_into()
-                .map_err(cert_err(&format!("name {name}")))?,
-        ));
-        params.subject_alt_names = sans;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = match role {
-            Role::Vm => vec![ExtendedKeyUsagePurpose::ClientAuth],
-            Role::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
-            Role::Appliance => vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ],
-        };
-        params.use_authority_key_identifier_extension = true;
-        validity(&mut params, days);
+        let (params, serial) = leaf_params(name, role, dns, ips, days)?;
+        let not_after_us = micros(params.not_after);
         let cert = params
             .signed_by(&key, &self.issuer)
             .map_err(cert_err(&format!("sign a certificate for {name}")))?;
         Ok(Issued {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            serial,
+            not_after_us,
+        })
+    }
+
+    /// Signs a certificate for `name` in `role`, also valid for `dns` names
+    /// and `ips`, valid `days`, for the key
+    /// of a certificate signing request (whose signature proves its holder
+    /// has that key). Only the request's key is used: its names and
+    /// extensions are the requester's claims, and are ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`CaError::Cert`]: the request is not valid, or signing fails.
+    pub fn sign_request(
+        &self,
+        csr_pem: &str,
+        name: &str,
+        role: Role,
+        dns: &[String],
+        ips: &[IpAddr],
+        days: u32,
+    ) -> Result<Issued, CaError> {
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(cert_err("read the certificate signing request"))?;
+        let (params, serial) = leaf_params(name, role, dns, ips, days)?;
+        let not_after_us = micros(params.not_after);
+        csr.params = params;
+        let cert = csr
+            .signed_by(&self.issuer)
+            .map_err(cert_err(&format!("sign a certificate for {name}")))?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: String::new(),
+            serial,
+            not_after_us,
         })
     }
 

@@ -24,6 +24,7 @@ pub mod auth;
 pub mod ca;
 pub mod cli;
 pub mod config;
+pub mod pki;
 pub mod quarantine;
 pub mod service;
 pub mod stats;
@@ -77,24 +78,30 @@ pub async fn serve(
 pub async fn serve_tls(
     manager: Arc<Manager>,
     listener: TcpListener,
-    tls: Option<tonic::transport::ServerTlsConfig>,
+    tls: Option<Arc<giva_proto::tls::ServerTls>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(manager.tagger().clone().run(stop_rx));
     let svc = ManagerServiceServer::new(ManagerGrpc(manager.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls)?;
-    }
-    let served = builder
-        .add_service(svc)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            shutdown.await;
-            manager.close_subscriptions();
-        })
-        .await;
+    let router = tonic::transport::Server::builder().add_service(svc);
+    let shutdown = async move {
+        shutdown.await;
+        manager.close_subscriptions();
+    };
+    let served = match tls {
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(tls.incoming(listener, "manager"), shutdown)
+                .await
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                .await
+        }
+    };
     let _ = stop_tx.send(true);
     let _ = worker.await;
     served

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use giva_proto::manager::manager_service_server::ManagerService;
 use giva_proto::manager::{
     AddExceptionRequest, AddExceptionResponse, ApplianceCommand, CancelActionsRequest,
-    CancelActionsResponse, Event, EventKind, FullScanVm, HeartbeatRequest, HeartbeatResponse,
-    ListEventsRequest, ListEventsResponse, ListVmsRequest, ListVmsResponse, NotifyRequest,
-    NotifyResponse, RequestScanRequest, RequestScanResponse, SubscribeRequest, UntagVmRequest,
-    UntagVmResponse, VmState, appliance_command,
+    CancelActionsResponse, EnrollRequest, EnrollResponse, Event, EventKind, FullScanVm,
+    HeartbeatRequest, HeartbeatResponse, ListEventsRequest, ListEventsResponse, ListVmsRequest,
+    ListVmsResponse, NotifyRequest, NotifyResponse, RequestScanRequest, RequestScanResponse,
+    SubscribeRequest, UntagVmRequest, UntagVmResponse, VmState, appliance_command,
 };
 use giva_proto::now_us;
 use tokio::sync::mpsc;
@@ -63,6 +63,8 @@ pub struct Manager {
     stats: Arc<Stats>,
     /// Appliances' calls need a certificate naming the appliance.
     appliance_certs: std::sync::atomic::AtomicBool,
+    /// The CA, its certificates and enrollment tokens.
+    pki: crate::pki::Pki,
 }
 
 impl Manager {
@@ -112,6 +114,7 @@ impl Manager {
 
     fn with_tagger(store: Store, tagger: Arc<Tagger>, auth: Auth, stats: Arc<Stats>) -> Arc<Self> {
         Arc::new(Manager {
+            pki: crate::pki::Pki::new(store.clone()),
             store,
             pending: Mutex::default(),
             subscribers: Mutex::default(),
@@ -132,7 +135,7 @@ impl Manager {
 
     /// Checks that `request` comes from appliance `claimed`, when
     /// appliances are authenticated; counts a refusal.
-    fn authorize_appliance<T>(
+    async fn authorize_appliance<T>(
         &self,
         request: &Request<T>,
         claimed: &str,
@@ -145,7 +148,23 @@ impl Manager {
             return Ok(());
         }
         let refused = match giva_proto::tls::peer_name(request, giva_proto::tls::Role::Appliance) {
-            Some(name) if name == claimed => return Ok(()),
+            Some(name) if name == claimed => {
+                // The store knows revocations at once; the revocation
+                // lists reach the TLS layer only on a reload.
+                let der = request
+                    .peer_certs()
+                    .and_then(|c| c.first().map(|c| c.as_ref().to_vec()))
+                    .unwrap_or_default();
+                match self.pki.is_revoked(&der).await {
+                    Ok(false) => return Ok(()),
+                    Ok(true) => Status::permission_denied(format!(
+                        "the certificate of appliance {name} was revoked"
+                    )),
+                    Err(e) => Status::unavailable(format!(
+                        "cannot check the certificate's revocation: {e}"
+                    )),
+                }
+            }
             Some(name) => Status::permission_denied(format!(
                 "the certificate names appliance {name}, not {claimed}"
             )),
@@ -423,7 +442,9 @@ impl ManagerService for ManagerGrpc {
         request: Request<NotifyRequest>,
     ) -> Result<Response<NotifyResponse>, Status> {
         let claimed = require_id("appliance_id", &request.get_ref().appliance_id)?.to_string();
-        self.0.authorize_appliance(&request, &claimed, "Notify")?;
+        self.0
+            .authorize_appliance(&request, &claimed, "Notify")
+            .await?;
         let req = request.into_inner();
         let appliance = req.appliance_id.as_str();
         let acked_event_ids = self.0.ingest(appliance, req.events).await?;
@@ -436,7 +457,8 @@ impl ManagerService for ManagerGrpc {
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let claimed = require_id("appliance_id", &request.get_ref().appliance_id)?.to_string();
         self.0
-            .authorize_appliance(&request, &claimed, "Heartbeat")?;
+            .authorize_appliance(&request, &claimed, "Heartbeat")
+            .await?;
         let req = request.into_inner();
         let appliance = req.appliance_id.clone();
         for vm in &req.vms {
@@ -467,7 +489,8 @@ impl ManagerService for ManagerGrpc {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let appliance = require_id("appliance_id", &request.get_ref().appliance_id)?.to_string();
         self.0
-            .authorize_appliance(&request, &appliance, "Subscribe")?;
+            .authorize_appliance(&request, &appliance, "Subscribe")
+            .await?;
         let (tx, rx) = mpsc::channel(64);
         let mut subs = lock(&self.0.subscribers);
         if subs.closed {
@@ -646,7 +669,51 @@ impl ManagerService for ManagerGrpc {
             vm,
         }))
     }
+
+    async fn enroll(
+        &self,
+        request: Request<EnrollRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        let peer = request.remote_addr();
+        let req = request.into_inner();
+        if req.token.len() > 256 || req.csr_pem.len() > 16 * 1024 {
+            return Err(Status::invalid_argument(
+                "an enrollment token is at most 256 bytes and a request 16 KiB",
+            ));
+        }
+        match self
+            .0
+            .pki
+            .enroll(&req.token, &req.csr_pem, ENROLLED_DAYS)
+            .await
+        {
+            Ok((issued, ca_pem, role, name)) => {
+                let crl_pem = self.0.pki.revocation_lists().await.unwrap_or_default();
+                info!(role = role.as_str(), %name, serial = %issued.serial, ?peer, "enrolled");
+                Ok(Response::new(EnrollResponse {
+                    cert_pem: issued.cert_pem,
+                    ca_pem,
+                    crl_pem,
+                    role: role.as_str().to_string(),
+                    name,
+                }))
+            }
+            Err(e) => {
+                let status = match &e {
+                    crate::pki::PkiError::Refused(why) => Status::permission_denied(why.clone()),
+                    crate::pki::PkiError::NoCa => Status::failed_precondition(e.to_string()),
+                    _ => Status::internal(e.to_string()),
+                };
+                self.0.stats.refusal("Enroll", status.code());
+                warn!(?peer, error = %e, "enrollment refused");
+                Err(status)
+            }
+        }
+    }
 }
+
+/// How long an enrolled certificate is valid, in days.
+pub const ENROLLED_DAYS: u32 = 365;
 
 #[cfg(test)]
 mod tests {

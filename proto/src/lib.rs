@@ -8,6 +8,8 @@
 //! with no system `protoc`.
 #![allow(missing_docs, clippy::doc_markdown, clippy::large_enum_variant)]
 
+#[cfg(feature = "enroll")]
+pub mod enroll;
 pub mod policy;
 pub mod tls;
 

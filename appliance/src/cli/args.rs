@@ -27,6 +27,35 @@ pub enum Command {
     /// Compile, inspect and verify signature databases.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Enroll this appliance with the manager against a one-time token
+    /// (made with `giva-manager ca token NAME --role appliance`): a key is
+    /// made here and stays here, and the manager signs it for NAME. Writes
+    /// appliance.pem, appliance.key (mode 0600), ca.pem and crl.pem into
+    /// --out, and prints the configuration that uses them.
+    Enroll(EnrollArgs),
+}
+
+/// `giva enroll`.
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    /// The manager (`https://HOST:7412`).
+    #[arg(long)]
+    pub manager: String,
+    /// The CA that signed the manager's certificate (its ca.pem).
+    #[arg(long)]
+    pub ca_file: PathBuf,
+    /// A file holding the token. Without it, the token is read from the
+    /// environment variable GIVA_ENROLL_TOKEN (where an appliance image's
+    /// first-boot step puts its property), never from the command line,
+    /// which other users can see.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Where to write the files (default: tls/ in the state directory).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Make a new key even if one is there.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `giva serve`.

@@ -4,8 +4,9 @@
 
 mod args;
 pub mod db;
+mod enroll;
 mod run;
 pub mod scan;
 
-pub use args::{Cli, Command, DbCommand, ScanArgs, ServeArgs};
+pub use args::{Cli, Command, DbCommand, EnrollArgs, ScanArgs, ServeArgs};
 pub use run::run;

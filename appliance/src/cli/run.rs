@@ -6,7 +6,7 @@ use giva_runtime::LogFormat;
 use giva_signatures::LoadOptions;
 
 use crate::cli::args::{Cli, Command, DbCommand, ServeArgs};
-use crate::cli::{db, scan};
+use crate::cli::{db, enroll, scan};
 use crate::loading::{load_signatures, options};
 
 /// Runs the command `cli` names.
@@ -35,6 +35,11 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                     Ok(db::verify(&paths, LoadOptions { allow_empty }))
                 }
             }
+        }
+        Command::Enroll(args) => {
+            giva_runtime::telemetry::init(LogFormat::Text, "warn");
+            let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            rt.block_on(enroll::run(&args)).map(|()| 0)
         }
     }
 }

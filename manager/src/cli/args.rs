@@ -78,9 +78,9 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
-    /// The certificate authority: make it, and sign certificates.
-    #[command(subcommand)]
-    Ca(CaCommand),
+    /// The certificate authority, kept in the store: make it, sign
+    /// certificates, make enrollment tokens, revoke, rotate.
+    Ca(CaArgs),
     /// Cancel a VM's pending tagging actions (they are otherwise retried
     /// until applied): for example when its NSX object is gone for good.
     Cancel {
@@ -186,26 +186,45 @@ pub struct ServeArgs {
     pub tls_key: Option<PathBuf>,
     /// The CA that signs appliances' certificates: with it, an appliance's
     /// calls are taken only from the appliance its certificate names.
+    /// A bundle of several CAs is accepted (during a CA rotation).
     #[arg(long, requires = "tls_cert")]
     pub client_ca: Option<PathBuf>,
+    /// The CAs' revocation lists (PEM): a certificate on one is refused.
+    /// The certificate, key, client CA and lists are read again on SIGHUP.
+    #[arg(long, requires = "client_ca")]
+    pub crl: Option<PathBuf>,
     /// Accept plaintext on a non-loopback address.
     #[arg(long)]
     pub insecure_plaintext: bool,
 }
 
-/// `giva-manager ca`.
+/// `giva-manager ca`: the CA, kept in the manager's store.
+#[derive(Debug, clap::Args)]
+pub struct CaArgs {
+    /// The store (default as for `serve`).
+    #[arg(long, global = true)]
+    pub db: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CaCommand,
+}
+
+/// `giva-manager ca` commands.
 #[derive(Debug, Subcommand)]
 pub enum CaCommand {
-    /// Make the CA (`ca.pem`, and `ca.key` mode 0600) in the state
-    /// directory, or keep the one there.
+    /// Make the CA in the store, or keep the one there (one made by an
+    /// earlier release in --dir as ca.pem and ca.key is adopted); write
+    /// the CAs to trust (ca.pem) and their revocation lists (crl.pem) into
+    /// --dir.
     Init {
-        /// Where the CA lives (default: the state directory).
+        /// Where to write ca.pem and crl.pem (default: the state
+        /// directory).
         #[arg(long)]
         dir: Option<PathBuf>,
     },
     /// Sign a certificate for NAME in a role (an appliance's id, a VM's
     /// id, or a server's host name) and write NAME.pem, NAME.key (mode
-    /// 0600) and ca.pem into --out.
+    /// 0600), ca.pem and crl.pem into --out.
     Issue {
         /// The name the certificate gives its holder.
         name: String,
@@ -215,9 +234,6 @@ pub enum CaCommand {
         /// appliance.
         #[arg(long, value_parser = parse_role)]
         role: giva_proto::tls::Role,
-        /// Where the CA lives (default: the state directory).
-        #[arg(long)]
-        dir: Option<PathBuf>,
         /// Where to write the files.
         #[arg(long)]
         out: PathBuf,
@@ -230,6 +246,79 @@ pub enum CaCommand {
         /// Days it is valid.
         #[arg(long, default_value_t = 365)]
         days: u32,
+    },
+    /// Make a one-time enrollment token for an appliance or a VM named
+    /// NAME: `giva enroll` (or `giva-shim enroll`) trades it for a
+    /// certificate. It is printed once; only its digest is kept.
+    Token {
+        /// The appliance's or VM's id.
+        name: String,
+        /// `appliance` or `vm`.
+        #[arg(long, value_parser = parse_role)]
+        role: giva_proto::tls::Role,
+        /// DNS names the certificate is valid for too (an appliance's host
+        /// name, which shims dial). Fixed here, not by the enrolling host.
+        #[arg(long)]
+        dns: Vec<String>,
+        /// IP addresses it is valid for too.
+        #[arg(long)]
+        ip: Vec<std::net::IpAddr>,
+        /// How long it may be used (such as 30m, 24h, 7d).
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
+    /// Revoke a certificate by its serial number, or every certificate of
+    /// a role and name. The manager refuses a revoked appliance at once;
+    /// crl.pem in --dir is rewritten for the appliances (which read it
+    /// again on SIGHUP).
+    Revoke {
+        /// The serial number (hex, as `ca list` shows).
+        serial: Option<String>,
+        /// With --name: every certificate of this role and name.
+        #[arg(long, value_parser = parse_role, requires = "name", conflicts_with = "serial")]
+        role: Option<giva_proto::tls::Role>,
+        /// With --role.
+        #[arg(long, requires = "role")]
+        name: Option<String>,
+        /// Why (kept with the record).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Where to write ca.pem and crl.pem (default: the state
+        /// directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Start a CA rotation: a new CA signs from now on, and ca.pem in
+    /// --dir holds both, so certificates from either are accepted while
+    /// they are renewed. End it with `ca retire`.
+    Rotate {
+        /// Where to write ca.pem and crl.pem (default: the state
+        /// directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// End a CA rotation: stop trusting generation GEN (ca.pem in --dir
+    /// no longer holds it).
+    Retire {
+        /// The generation (as `ca list` shows).
+        generation: i64,
+        /// Where to write ca.pem and crl.pem (default: the state
+        /// directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// List the CA's generations and the certificates they issued.
+    List {
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the CAs to trust (ca.pem) and their revocation lists
+    /// (crl.pem) into --dir.
+    Export {
+        /// Where (default: the state directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 

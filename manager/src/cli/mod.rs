@@ -3,6 +3,7 @@
 //! `transitions`).
 
 mod args;
+mod ca;
 mod operator;
 mod run;
 

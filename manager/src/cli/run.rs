@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::auth::Auth;
-use crate::cli::args::{CaCommand, Cli, Command, ServeArgs, default_token_file};
+use crate::cli::args::{Cli, Command, ServeArgs, default_token_file};
 use crate::cli::operator;
 use crate::config::Config;
 use crate::store::Store;
@@ -29,7 +29,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Untag { manager, vm } => operator::untag(&manager, &vm).await?,
         Command::Scan { manager, vm } => operator::scan(&manager, &vm).await?,
         Command::Cancel { manager, vm } => operator::cancel(&manager, &vm).await?,
-        Command::Ca(cmd) => ca(cmd)?,
+        Command::Ca(args) => crate::cli::ca::run(args, default_db()).await?,
         Command::Except {
             manager,
             vm,
@@ -50,36 +50,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// `giva-manager ca`.
-fn ca(cmd: CaCommand) -> anyhow::Result<()> {
-    match cmd {
-        CaCommand::Init { dir } => {
-            let dir = dir.unwrap_or_else(crate::default_state_dir);
-            crate::ca::Ca::init(&dir)?;
-            println!("CA: {}", crate::ca::Ca::cert_path(&dir).display());
-        }
-        CaCommand::Issue {
-            name,
-            role,
-            dir,
-            out,
-            dns,
-            ip,
-            days,
-        } => {
-            let dir = dir.unwrap_or_else(crate::default_state_dir);
-            let (cert, key) =
-                crate::ca::Ca::load(&dir)?.issue_files(&name, role, &dns, &ip, days, &out)?;
-            println!(
-                "{name} ({}): certificate {}, key {} (mode 0600), CA {}",
-                role.as_str(),
-                cert.display(),
-                key.display(),
-                crate::ca::Ca::cert_path(&out).display()
-            );
+/// Reads the TLS files again on each SIGHUP: a renewed certificate, a
+/// rotated CA or a new revocation list takes effect for new connections.
+async fn reload_tls_on_sighup(tls: Arc<giva_proto::tls::ServerTls>) {
+    let Some(mut hup) = giva_runtime::signal::hangups() else {
+        tracing::warn!("cannot listen for SIGHUP: TLS files are read at start only");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("TLS certificate, key, CAs and revocation lists reloaded"),
+            Err(e) => tracing::error!(error = %e, "TLS reload failed; the files in use stay"),
         }
     }
-    Ok(())
 }
 
 /// The store's default file.
@@ -104,12 +87,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the store {}", db.display()))?;
     tracing::info!(db = %db.display(), "store opened");
     let listen = args.listen;
-    let none = std::path::PathBuf::new();
-    let tls = giva_proto::tls::server_config(
-        args.tls_cert.as_ref().unwrap_or(&none),
-        args.tls_key.as_ref().unwrap_or(&none),
-        args.client_ca.as_ref().unwrap_or(&none),
-    )?;
+    let tls = giva_proto::tls::ServerTls::load(giva_proto::tls::ServerFiles {
+        cert: args.tls_cert.clone().unwrap_or_default(),
+        key: args.tls_key.clone().unwrap_or_default(),
+        client_ca: args.client_ca.clone().unwrap_or_default(),
+        crl: args.crl.clone().unwrap_or_default(),
+    })?;
     giva_proto::tls::check_plaintext(
         "the manager's listener",
         &listen,
@@ -160,6 +143,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "appliances are not authenticated (no --client-ca): anyone who reaches this port can report events"
         );
     }
+    let reloader = tls
+        .clone()
+        .map(|tls| tokio::spawn(reload_tls_on_sighup(tls)));
     crate::serve_tls(
         Arc::clone(&manager),
         listener,
@@ -167,6 +153,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         giva_runtime::signal::shutdown(),
     )
     .await?;
+    if let Some(r) = reloader {
+        r.abort();
+    }
     let _ = stop_admin.send(());
     if let Some(a) = admin {
         let _ = a.await;

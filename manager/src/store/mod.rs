@@ -18,11 +18,13 @@
 //! written), `vms` (the inventory), `events` (storing events and their
 //! quarantine decisions), `actions` (the tagging queue and transitions),
 //! `scans` (scan orders, exceptions, and the evidence a scan's record is
-//! weighed against).
+//! weighed against), `pki` (the CA's generations, its certificates and
+//! enrollment tokens).
 
 mod actions;
 mod db;
 mod events;
+mod pki;
 mod records;
 mod scans;
 mod vms;
@@ -31,6 +33,7 @@ mod vms;
 mod tests;
 
 pub use db::Store;
+pub use pki::{CaGeneration, CertificateRecord, TokenUse};
 pub use records::{
     ActionOutcome, ActionRow, ActionStatus, EventFilter, Ingested, Override, StoreError, Stored,
     Transition,

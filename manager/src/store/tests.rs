@@ -240,7 +240,7 @@ async fn a_store_from_before_versioned_schemas_is_adopted_with_its_data() {
         .fetch_all(&mut conn)
         .await
         .unwrap();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
     drop(conn);
     Store::open(&path).await.expect("opens again").close().await;
 }

@@ -63,13 +63,27 @@ impl Pki {
     }
 }
 
+fn server_tls(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+    crl: &Path,
+) -> std::sync::Arc<giva_proto::tls::ServerTls> {
+    giva_proto::tls::ServerTls::load(giva_proto::tls::ServerFiles {
+        cert: cert.to_owned(),
+        key: key.to_owned(),
+        client_ca: client_ca.to_owned(),
+        crl: crl.to_owned(),
+    })
+    .expect("TLS")
+    .expect("configured")
+}
+
 /// A manager serving TLS with `pki`'s certificate, taking appliances'
 /// calls only from the appliance their certificate names.
 async fn start_tls_manager(pki: &Pki) -> (Running, std::sync::Arc<giva_manager::Manager>, String) {
     let (cert, key) = pki.issue("manager", Role::Server);
-    let tls = giva_proto::tls::server_config(&cert, &key, &pki.ca_file())
-        .expect("TLS")
-        .expect("configured");
+    let tls = server_tls(&cert, &key, &pki.ca_file(), Path::new(""));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let manager = giva_manager::Manager::in_memory().await.expect("store");
@@ -219,7 +233,9 @@ async fn handshake_failures_are_named() {
     manager.stop().await;
 
     // A server whose certificate does not name the address dialled, and
-    // one whose certificate has expired.
+    // one whose certificate has expired. giva refuses to serve an expired
+    // certificate, so the second server is a bare tonic one: what a client
+    // of giva says of a peer that shows one.
     for (name, ips, days, expect) in [
         ("elsewhere", vec![], 1, "does not name the host"),
         (
@@ -230,23 +246,48 @@ async fn handshake_failures_are_named() {
         ),
     ] {
         let (cert, key) = pki.issue_for(name, Role::Server, &ips, days);
-        let tls = giva_proto::tls::server_config(&cert, &key, Path::new(""))
-            .expect("TLS")
-            .expect("configured");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let manager = giva_manager::Manager::in_memory().await.expect("store");
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = giva_manager::serve_tls(manager, listener, Some(tls), async {
-                let _ = rx.await;
-            })
-            .await;
-        });
-        if days == 0 {
+        let task = if days == 0 {
             // Valid until now: expired a moment later.
             tokio::time::sleep(Duration::from_millis(1100)).await;
-        }
+            let e = giva_proto::tls::ServerTls::load(giva_proto::tls::ServerFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ..Default::default()
+            })
+            .expect_err("an expired certificate is not served");
+            assert!(e.to_string().contains("has expired"), "{e}");
+            let identity = tonic::transport::Identity::from_pem(
+                std::fs::read(&cert).expect("cert"),
+                std::fs::read(&key).expect("key"),
+            );
+            let (_, health) = tonic_health::server::health_reporter();
+            let server = tonic::transport::Server::builder()
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .expect("tls")
+                .add_service(health);
+            tokio::spawn(async move {
+                let _ = server
+                    .serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        async {
+                            let _ = rx.await;
+                        },
+                    )
+                    .await;
+            })
+        } else {
+            let tls = server_tls(&cert, &key, Path::new(""), Path::new(""));
+            let manager = giva_manager::Manager::in_memory().await.expect("store");
+            tokio::spawn(async move {
+                let _ = giva_manager::serve_tls(manager, listener, Some(tls), async {
+                    let _ = rx.await;
+                })
+                .await;
+            })
+        };
         let e = tls_client(&format!("https://{addr}"), &pki.client(None))
             .await
             .expect_err("refused");

@@ -2,8 +2,9 @@
 //! peer named by its certificate, and the rules that keep plaintext off the
 //! network.
 //!
-//! - A server with a certificate serves TLS; with a client CA as well, it
-//!   asks clients for a certificate, and [`peer_name`] says whom it names.
+//! - A server with a certificate serves TLS ([`ServerTls`]); with a client
+//!   CA as well, it asks clients for a certificate, and [`peer_name`] says
+//!   whom it names. Its files are read again on [`ServerTls::reload`].
 //! - A client to an `https://` URL uses TLS and never falls back to
 //!   plaintext ([`endpoint`] refuses an `https://` URL without a TLS
 //!   configuration, and an `http://` URL with one).
@@ -15,7 +16,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+mod server;
+
+pub use server::{ServerFiles, ServerTls};
 
 /// Why a TLS configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,14 @@ pub enum TlsError {
     Url {
         /// The URL.
         url: String,
+        /// Why.
+        reason: String,
+    },
+    /// A file holds something that cannot be used.
+    #[error("{}: {reason}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
         /// Why.
         reason: String,
     },
@@ -103,39 +116,6 @@ fn pair<'a>(cert: &'a Path, key: &'a Path) -> Result<Option<(&'a Path, &'a Path)
         (false, false) => Ok(Some((cert, key))),
         _ => Err(TlsError::Unpaired),
     }
-}
-
-/// A server's TLS: its certificate and key, and the CA its clients'
-/// certificates must chain to (empty: clients show none). `None` when no
-/// certificate is given (plaintext).
-///
-/// With a client CA, clients may still connect without a certificate
-/// (operators use tokens); calls that need one check [`peer_name`].
-///
-/// # Errors
-///
-/// [`TlsError`]: a file is missing, not PEM, or a certificate lacks its key.
-pub fn server_config(
-    cert: &Path,
-    key: &Path,
-    client_ca: &Path,
-) -> Result<Option<ServerTlsConfig>, TlsError> {
-    let Some((cert, key)) = pair(cert, key)? else {
-        if !client_ca.as_os_str().is_empty() {
-            return Err(TlsError::Scheme(
-                "a client CA needs the server's own certificate and key: clients can show                  certificates only over TLS"
-                    .into(),
-            ));
-        }
-        return Ok(None);
-    };
-    let mut config = ServerTlsConfig::new().identity(identity(cert, key)?);
-    if !client_ca.as_os_str().is_empty() {
-        config = config
-            .client_ca_root(certificate(client_ca)?)
-            .client_auth_optional(true);
-    }
-    Ok(Some(config))
 }
 
 /// A client's TLS: the CA the server's certificate must chain to, and the
@@ -362,7 +342,11 @@ pub fn explain(error: &(dyn std::error::Error + 'static)) -> String {
         source = e.source();
     }
     let all = chain.join(": ");
-    let hint = if all.contains("Expired") || all.contains("expired") {
+    let hint = if all.contains("CertificateRevoked") {
+        Some("this certificate was revoked: enroll again or get a new one")
+    } else if all.contains("alert: UnknownCA") || all.contains("alert: BadCertificate") {
+        Some("the server does not trust the CA that signed this certificate")
+    } else if all.contains("Expired") || all.contains("expired") {
         Some("the certificate has expired")
     } else if all.contains("UnknownIssuer")
         || all.contains("unknown issuer")
@@ -422,13 +406,13 @@ mod tests {
         );
         let e = client_config(&dir.join("none.pem"), Path::new(""), Path::new("")).unwrap_err();
         assert!(e.to_string().contains("none.pem"), "{e}");
-        let e = server_config(&junk, Path::new(""), Path::new("")).unwrap_err();
+        let e = ServerTls::load(ServerFiles {
+            cert: junk.clone(),
+            ..ServerFiles::default()
+        })
+        .unwrap_err();
         assert!(matches!(e, TlsError::Unpaired), "{e}");
-        assert!(
-            server_config(Path::new(""), Path::new(""), Path::new(""))
-                .unwrap()
-                .is_none()
-        );
+        assert!(ServerTls::load(ServerFiles::default()).unwrap().is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

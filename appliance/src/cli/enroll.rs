@@ -1,0 +1,90 @@
+//! `giva enroll`: this appliance's certificate from the manager, against a
+//! one-time token.
+
+use std::path::Path;
+
+use giva_proto::manager::EnrollRequest;
+use giva_proto::manager::manager_service_client::ManagerServiceClient;
+
+use crate::cli::args::EnrollArgs;
+
+/// The environment variable the token is read from without
+/// `--token-file`.
+pub const TOKEN_ENV: &str = "GIVA_ENROLL_TOKEN";
+
+/// Reads the token: from `file`, else from [`TOKEN_ENV`].
+fn token(file: Option<&Path>) -> anyhow::Result<String> {
+    let token = match file {
+        Some(f) => std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("cannot read the token file {}: {e}", f.display()))?,
+        None => std::env::var(TOKEN_ENV)
+            .map_err(|_| anyhow::anyhow!("no token: give --token-file, or set {TOKEN_ENV}"))?,
+    };
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        anyhow::bail!("the enrollment token is empty");
+    }
+    Ok(token)
+}
+
+/// Runs `giva enroll`.
+///
+/// # Errors
+///
+/// No token, an unreachable manager, a refused token, or files that
+/// cannot be written.
+pub async fn run(args: &EnrollArgs) -> anyhow::Result<()> {
+    let token = token(args.token_file.as_deref())?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| giva_runtime::dirs::state_dir("giva").join("tls"));
+    let (key_pem, csr_pem) = giva_proto::enroll::request(&out, "appliance", args.force)?;
+    let files = giva_proto::tls::ClientFiles {
+        ca: args.ca_file.clone(),
+        ..Default::default()
+    };
+    let channel = files
+        .endpoint(&args.manager)?
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(std::time::Duration::from_secs(30))
+        .connect()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the manager at {}: {}",
+                args.manager,
+                giva_proto::tls::explain(&e)
+            )
+        })?;
+    let answer = ManagerServiceClient::new(channel)
+        .enroll(EnrollRequest { token, csr_pem })
+        .await
+        .map_err(|s| anyhow::anyhow!("the manager refused the enrollment: {}", s.message()))?
+        .into_inner();
+    if answer.role != "appliance" {
+        anyhow::bail!(
+            "the token is for a {} ({}), not an appliance: use it with giva-shim enroll",
+            answer.role,
+            answer.name
+        );
+    }
+    let saved = giva_proto::enroll::save(&out, "appliance", &key_pem, &answer)?;
+    eprintln!(
+        "enrolled as appliance {}: certificate {}, key {} (mode 0600)",
+        saved.name,
+        saved.cert.display(),
+        saved.key.display()
+    );
+    // The configuration that uses them, on standard output.
+    println!(
+        "appliance_id = \"{name}\"\n\n[manager]\nurl = \"{url}\"\nca_file = \"{ca}\"\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n\n[server]\ntls_cert_file = \"{cert}\"\ntls_key_file = \"{key}\"\nclient_ca_file = \"{ca}\"\ncrl_file = \"{crl}\"",
+        name = saved.name,
+        url = args.manager,
+        ca = saved.ca.display(),
+        cert = saved.cert.display(),
+        key = saved.key.display(),
+        crl = saved.crl.display(),
+    );
+    Ok(())
+}

@@ -1,0 +1,437 @@
+//! The manager's public-key infrastructure, kept in its store: the CA's
+//! generations, the certificates they issued, revocation, rotation, and
+//! the one-time tokens that appliances enroll with.
+//!
+//! - **Generations.** The first CA is generation 1. `rotate` adds a new
+//!   one, which signs from then on; the old stays trusted (it is in the
+//!   trust bundle, `ca.pem`) until it is `retire`d, so that certificates
+//!   can be renewed one host at a time with no downtime.
+//! - **Revocation.** A revoked certificate is marked in the store, where the
+//!   manager checks every appliance call, and is listed in its generation's
+//!   revocation list (`crl.pem`), which appliances load (and reload on
+//!   SIGHUP) to refuse shims.
+//! - **Enrollment.** `token` makes a one-time token for a role and a name,
+//!   valid for a while; only its SHA-256 is kept. A holder sends it with a
+//!   certificate signing request to the `Enroll` call, and gets back a
+//!   certificate for that role and name, and the trust bundle. The key
+//!   never leaves the holder.
+
+use std::path::{Path, PathBuf};
+
+use sha2::Digest;
+
+use crate::ca::{Ca, CaError, Issued, Role, write_file};
+use crate::store::{CertificateRecord, Store, StoreError, TokenUse};
+
+/// Why the PKI cannot do what was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PkiError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A certificate or key could not be made.
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    /// There is no CA yet.
+    #[error("the manager has no CA yet: make one with `giva-manager ca init`")]
+    NoCa,
+    /// An operation that is not allowed.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<sqlx::Error> for PkiError {
+    fn from(e: sqlx::Error) -> Self {
+        PkiError::Store(e.into())
+    }
+}
+
+/// The manager's PKI over its store.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    store: Store,
+}
+
+/// The SHA-256 (hex) under which a token is kept.
+pub fn token_digest(token: &str) -> String {
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// The prefix of enrollment tokens, so that one is recognised in a log or
+/// a paste.
+pub const TOKEN_PREFIX: &str = "giva-enroll-";
+
+impl Pki {
+    /// The PKI kept in `store`.
+    pub fn new(store: Store) -> Self {
+        Pki { store }
+    }
+
+    /// The store it is kept in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Makes the CA if there is none: the one in `adopt` (a directory with
+    /// `ca.pem` and `ca.key`, as an earlier release made with `ca init`)
+    /// when there is one, else a new one. Returns the newest generation and
+    /// whether it was made now.
+    ///
+    /// # Errors
+    ///
+    /// [`PkiError`]: the store fails, or the CA cannot be made or read.
+    pub async fn init(&self, adopt: Option<&Path>) -> Result<(i64, bool), PkiError> {
+        if let Some(g) = self.store.ca_generations().await?.last() {
+            return Ok((g.generation, false));
+        }
+        let (cert_pem, key_pem) = match adopt.filter(|d| d.join("ca.key").exists()) {
+            Some(dir) => {
+                let ca = Ca::load(dir)?;
+                let key_path = dir.join("ca.key");
+                let key_pem = std::fs::read_to_string(&key_path).map_err(|source| CaError::Io {
+                    path: key_path,
+                    source,
+                })?;
+                tracing::info!(dir = %dir.display(), "adopting the CA kept in files");
+                (ca.cert_pem().to_string(), key_pem)
+            }
+            None => {
+                let made = Ca::generate(Path::new("the store"))?;
+                (made.cert_pem, made.key_pem)
+            }
+        };
+        let generation = self
+            .store
+            .add_ca_generation(&cert_pem, &key_pem, giva_proto::now_us())
+            .await?;
+        Ok((generation, true))
+    }
+
+    /// The newest trusted generation, which signs.
+    async fn signer(&self) -> Result<(i64, Ca), PkiError> {
+        let gens = self.store.ca_generations().await?;
+        let g = gens
+            .iter()
+            .rev()
+            .find(|g| g.retired_at_us == 0)
+            .ok_or(PkiError::NoCa)?;
+        Ok((g.generation, Ca::from_pem(&g.cert_pem, &g.key_pem)?))
+    }
+
+    /// The certificates of every trusted generation, newest first: what
+    /// peers trust (`ca.pem`).
+    ///
+    /// # Errors
+    ///
+    /// [`PkiError`]: the store fails, or there is no CA.
+    pub async fn trust_bundle(&self) -> Result<String, PkiError> {
+        let gens = self.store.ca_generations().await?;
+        let bundle: String = gens
+            .iter()
+            .rev()
+            .filter(|g| g.retired_at_us == 0)
+            .map(|g| g.cert_pem.clone())
+            .collect();
+        if bundle.is_empty() {
+            return Err(PkiError::NoCa);
+        }
+        Ok(bundle)
+    }
+
+    /// The revocation lists of every trusted generation (`crl.pem`).
+    ///
+    /// # Errors
+    ///
+    /// [`PkiError`]: the store fails, or a list cannot be signed.
+    pub async fn revocation_lists(&self) -> Result<String, PkiError> {
+        let mut out = String::new();
+        for g in self.store.ca_generations().await? {
+            if g.retired_at_us != 0 {
+                continue;
+            }
+            let revoked: Vec<(String, i64)> = self
+                .store
+                .revoked_certificates(g.generation)
+                .await?
+                .into_iter()
+                .map(|c| (c.serial, c.revoked_at_us))
+                .collect();
+            let number = self.store.next_crl_number(g.generation).await?;
+            let ca = Ca::from_pem(&g.cert_pem, &g.key_pem)?;
+            out.push_str(&ca.revocation_list(&revoked, u64::try_from(number).unwrap_or(0))?);
+        }
+        Ok(out)
+    }
+
+    /// Writes the trust bundle (`ca.pem`) and the revocation lists
+    /// (`crl.pem`) into `dir`; returns their paths.
+    ///
+    /// # Errors
+    ///
+    /// [`PkiError`]: as for [`Pki::trust_bundle`], or a file cannot be
+    /// written.
+    pub async fn export(&self, dir: &Path) -> Result<(PathBuf, PathBuf), PkiError> {
+        let ca = dir.join("ca.pem");
+        let crl = dir.join("crl.pem");
+        write_file(&ca, &self.trust_bundle().await?, false)?;
+        write_file(&crl, &self.revocation_lists().await?, false)?;
+        Ok((ca, crl))
+    }
+
+    async fn record(
+        &self,
+        generation: i64,
+        issued: &Issued,
+        role: Role,
+        name: &str,
+        issued_to: &str,
+    ) -> Result<CertificateRecord, PkiError> {
+        let record = CertificateRecord {
+            serial: issued.serial.clone(),
+            generation,
+            role: role.as_str().to_string(),
+            name: name.to_string(),
+            issued_at_us: giva_proto::now_us(),
+            not_after_us: issued.not_after_us,
+            issued_to: issued_to.to_string(),
+            revoked_at_us: 0,
+            revoke_reason: String::new(),
+        };
+        self.store.record_certificate(&record).await?;
+        Ok(record)
+    }
+
+    /// Issues a certificate and its key (see [`Ca::issue`]) from the
+    /// signing generation, and records it as issued to `issued_to`.
+    ///
+    /// # Errors
+    ///
+    /// [`PkiError`]: no CA, a bad name, or the store fails.
+    pub async fn issue(
+        &self,
+        name: &str,
+        role: Role,
+        dns: &[String],
+        ips: &[std::net::IpAddr],
+        days: u32,
+        issued_to: &str,
+    ) -> Result<Issued, PkiError> {
+        let (generation, ca) = self.signer().await?;
+        let issued = ca.issue(name, role, dns, ips, days)?;
+        self.record(generation, &issued, role, name, issued_to)
+            .await?;
+        Ok(issued)
+    }
+
+    /// Makes a one-time enrollment token for `name` in `role`, valid for
+    /// `ttl`. Only its digest is kept: the token is shown once.
+    ///
+    /// # Errors
+    ///
+    /// [`PkiError`]: no randomness, or the store fails.
+    pub async fn make_token(
+        &self,
+        role: Role,
+        name: &str,
+        dns: &[String],
+        ips: &[std::net::IpAddr],
+        ttl: std::time::Duration,
+    ) -> Result<String, PkiError> {
+        if role == Role::Server {
+            return Err(PkiError::Refused(
+                "servers are not enrolled: issue their certificate with `ca issue --role server`"
+                    .into(),
+            ));
+        }
+        validate_name(name)?;
+        for d in dns {
+            validate_name(d)?;
+        }
+        let hosts: Vec<String> = dns
+            .iter()
+            .cloned()
+            .chain(ips.iter().map(ToString::to_string))
+            .collect();
+        let random = giva_runtime::token::random_hex(24).map_err(|source| CaError::Io {
+            path: PathBuf::from("/dev/urandom"),
+            source,
+        })?;
+        let token = format!("{TOKEN_PREFIX}{random}");
+        let now = giva_proto::now_us();
+        let ttl_us = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
+        self.store
+            .add_enrollment_token(
+                &token_digest(&token),
+                role.as_str(),
+                name,
+                &hosts.join(" "),
+                now,
+                now.saturating_add(ttl_us),
+            )
+            .await?;
+        Ok(token)
+    }
+
+    /// Enrolls the holder of `token`: checks it (unknown, used or expired
+    /// tokens are refused, and a token is used once), signs the request's
+    /// key for the token's role and name, and returns the certificate and
+    /// the trust bundle.
+    ///
+    /// # Errors
+    ///
+    /// [`PkiError::Refused`] with why, or a store or CA failure.
+    pub async fn enroll(
+        &self,
+        token: &str,
+        csr_pem: &str,
+        days: u32,
+    ) -> Result<(Issued, String, Role, String), PkiError> {
+        // The request must be sound before the token is spent on it.
+        let (generation, ca) = self.signer().await?;
+        rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
+            PkiError::Refused(format!("the certificate signing request is not valid: {e}"))
+        })?;
+        let digest = token_digest(token);
+        let (role, name, hosts) = match self
+            .store
+            .use_enrollment_token(&digest, giva_proto::now_us())
+            .await?
+        {
+            TokenUse::Granted { role, name, hosts } => (role, name, hosts),
+            TokenUse::Unknown => return Err(PkiError::Refused("unknown enrollment token".into())),
+            TokenUse::Used => {
+                return Err(PkiError::Refused(
+                    "the enrollment token was used already".into(),
+                ));
+            }
+            TokenUse::Expired => {
+                return Err(PkiError::Refused("the enrollment token has expired".into()));
+            }
+        };
+        let role = match role.as_str() {
+            "appliance" => Role::Appliance,
+            "vm" => Role::Vm,
+            other => return Err(PkiError::Refused(format!("no enrollment as {other}"))),
+        };
+        let mut dns = Vec::new();
+        let mut ips = Vec::new();
+        for h in hosts.split_whitespace() {
+            match h.parse::<std::net::IpAddr>() {
+                Ok(ip) => ips.push(ip),
+                Err(_) => dns.push(h.to_string()),
+            }
+        }
+        let issued = ca.sign_request(csr_pem, &name, role, &dns, &ips, days)?;
+        self.record(
+            generation,
+            &issued,
+            role,
+            &name,
+            &format!("token {}", &digest[..16]),
+        )
+        .await?;
+        self.store
+            .note_token_certificate(&digest, &issued.serial)
+            .await?;
+        let bundle = self.trust_bundle().await?;
+        Ok((issued, bundle, role, name))
+    }
+
+    /// Starts a rotation: a new generation signs from now on; the others
+    /// stay trusted until retired. Returns the new generation.
+    ///
+    /// # Errors
+    ///
+    /// [`PkiError`]: no CA yet, or the store fails.
+    pub async fn rotate(&self) -> Result<i64, PkiError> {
+        self.signer().await?;
+        let made = Ca::generate(Path::new("the store"))?;
+        Ok(self
+            .store
+            .add_ca_generation(&made.cert_pem, &made.key_pem, giva_proto::now_us())
+            .await?)
+    }
+
+    /// Ends a rotation: `generation` is no longer trusted. The newest
+    /// generation, which signs, cannot be retired.
+    ///
+    /// # Errors
+    ///
+    /// [`PkiError::Refused`] for the signing or an unknown generation.
+    pub async fn retire(&self, generation: i64) -> Result<(), PkiError> {
+        let (signing, _) = self.signer().await?;
+        if generation == signing {
+            return Err(PkiError::Refused(format!(
+                "generation {generation} signs new certificates: rotate first"
+            )));
+        }
+        if !self
+            .store
+            .retire_ca_generation(generation, giva_proto::now_us())
+            .await?
+        {
+            return Err(PkiError::Refused(format!(
+                "no trusted CA generation {generation}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Revokes a certificate by serial number, or every certificate of a
+    /// role and name. Returns those revoked now.
+    ///
+    /// # Errors
+    ///
+    /// [`PkiError`]: the store fails.
+    pub async fn revoke(
+        &self,
+        serial: Option<&str>,
+        role_name: Option<(Role, &str)>,
+        reason: &str,
+    ) -> Result<Vec<CertificateRecord>, PkiError> {
+        Ok(self
+            .store
+            .revoke_certificates(
+                serial,
+                role_name.map(|(r, n)| (r.as_str(), n)),
+                reason,
+                giva_proto::now_us(),
+            )
+            .await?)
+    }
+
+    /// True when the certificate (DER) was revoked in this store.
+    ///
+    /// # Errors
+    ///
+    /// [`PkiError`]: the store fails.
+    pub async fn is_revoked(&self, der: &[u8]) -> Result<bool, PkiError> {
+        let Some(serial) = serial_of(der) else {
+            return Ok(false);
+        };
+        Ok(self.store.is_revoked(&serial).await?)
+    }
+}
+
+/// The serial number (lower-case hex, as recorded) of a DER certificate.
+pub fn serial_of(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(hex::encode(cert.raw_serial()))
+}
+
+/// A name for a certificate: what an appliance or VM id may be.
+fn validate_name(name: &str) -> Result<(), PkiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(PkiError::Refused(format!(
+            "'{name}' is not a name a certificate can carry: 1 to 128 letters, digits, '-', '_', '.' or '@'"
+        )))
+    }
+}

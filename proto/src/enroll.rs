@@ -1,0 +1,111 @@
+//! The enrolling side of enrollment: a key made here and kept here, a
+//! certificate signing request for it, and the files the answer is kept
+//! in. The manager's `Enroll` call signs the request for the role and name
+//! that the one-time token was made for.
+
+use std::path::{Path, PathBuf};
+
+/// What an enrollment wrote.
+#[derive(Debug, Clone)]
+pub struct Enrolled {
+    /// The role the certificate is for (`appliance` or `vm`).
+    pub role: String,
+    /// The name it gives its holder.
+    pub name: String,
+    /// The certificate.
+    pub cert: PathBuf,
+    /// Its key (mode 0600).
+    pub key: PathBuf,
+    /// The CAs to trust.
+    pub ca: PathBuf,
+    /// Their revocation lists.
+    pub crl: PathBuf,
+}
+
+/// Why an enrollment cannot go ahead.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnrollError {
+    /// A key is in the way.
+    #[error("{} exists: this host is enrolled already (--force makes a new key)", path.display())]
+    Exists {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// The key or the request cannot be made.
+    #[error("cannot make a key and its request: {0}")]
+    Key(String),
+    /// A file cannot be written.
+    #[error("{}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The answer is not what was asked for.
+    #[error("the answer is unusable: {0}")]
+    Answer(String),
+}
+
+/// A new key (ECDSA P-256, PEM) and a certificate signing request for it
+/// (PEM). The request names nothing: the manager takes the name from the
+/// token. Refuses when `out/STEM.key` exists, unless `force`.
+///
+/// # Errors
+///
+/// [`EnrollError::Exists`], or the key cannot be made.
+pub fn request(out: &Path, stem: &str, force: bool) -> Result<(String, String), EnrollError> {
+    let key_path = out.join(format!("{stem}.key"));
+    if key_path.exists() && !force {
+        return Err(EnrollError::Exists { path: key_path });
+    }
+    let key = rcgen::KeyPair::generate().map_err(|e| EnrollError::Key(e.to_string()))?;
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .and_then(|p| p.serialize_request(&key))
+        .and_then(|r| r.pem())
+        .map_err(|e| EnrollError::Key(e.to_string()))?;
+    Ok((key.serialize_pem(), csr))
+}
+
+/// Keeps the answer: `out/STEM.pem`, `out/STEM.key` (mode 0600, written
+/// last, so a key on disk always has its certificate), `out/ca.pem` and
+/// `out/crl.pem`.
+///
+/// # Errors
+///
+/// A file cannot be written, or the answer holds no certificate.
+pub fn save(
+    out: &Path,
+    stem: &str,
+    key_pem: &str,
+    answer: &crate::manager::EnrollResponse,
+) -> Result<Enrolled, EnrollError> {
+    if !answer.cert_pem.contains("BEGIN CERTIFICATE")
+        || !answer.ca_pem.contains("BEGIN CERTIFICATE")
+    {
+        return Err(EnrollError::Answer("no certificate in it".into()));
+    }
+    let files = Enrolled {
+        role: answer.role.clone(),
+        name: answer.name.clone(),
+        cert: out.join(format!("{stem}.pem")),
+        key: out.join(format!("{stem}.key")),
+        ca: out.join("ca.pem"),
+        crl: out.join("crl.pem"),
+    };
+    for (path, text, private) in [
+        (&files.cert, answer.cert_pem.as_str(), false),
+        (&files.ca, answer.ca_pem.as_str(), false),
+        (&files.crl, answer.crl_pem.as_str(), false),
+        (&files.key, key_pem, true),
+    ] {
+        giva_runtime::dirs::write_file(path, text, private).map_err(|source| {
+            EnrollError::Write {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    }
+    Ok(files)
+}
