@@ -91,7 +91,13 @@ async fn reload(State(admin): State<Admin>, headers: HeaderMap) -> (StatusCode, 
         Some(_) => {}
     }
     match admin.app.reload("admin request").await {
-        Ok(version) => (StatusCode::OK, format!("reloaded: {version}\n")),
+        Ok(version) => match admin.app.reload_tls() {
+            Ok(()) => (StatusCode::OK, format!("reloaded: {version}\n")),
+            Err(e) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("reloaded: {version}; TLS reload refused, old files kept: {e}\n"),
+            ),
+        },
         Err(e) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("reload refused, old database kept: {e}\n"),

@@ -49,6 +49,8 @@ pub struct Appliance {
     shutdown: tokio::sync::watch::Sender<bool>,
     /// The state of database reloads.
     pub(crate) reloads: ReloadState,
+    /// The shims' TLS listener's configuration, once serving with TLS.
+    pub(crate) tls: std::sync::OnceLock<Arc<giva_proto::tls::ServerTls>>,
 }
 
 /// Why a reload was refused (the previous database stays in service).
@@ -147,6 +149,7 @@ impl Appliance {
             full_scan_waiting: AtomicUsize::new(0),
             shutdown: tokio::sync::watch::Sender::new(false),
             reloads: ReloadState::new(&config.database.paths),
+            tls: std::sync::OnceLock::new(),
             config,
             policies: policies.clone(),
             signatures,
@@ -231,6 +234,36 @@ impl Appliance {
         err.map(|e| format!("database reload failed, previous database in service: {e}"))
             .into_iter()
             .collect()
+    }
+
+    /// Reads the TLS files again: the shims' listener's certificate, key,
+    /// client CAs and revocation lists, and the manager link's. New
+    /// connections use them; a file that is unusable keeps the ones in
+    /// use, and is named in the error.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong with which files.
+    pub fn reload_tls(&self) -> Result<(), String> {
+        let mut errors = Vec::new();
+        if let Some(tls) = self.tls.get() {
+            match tls.reload() {
+                Ok(()) => info!("shims' TLS files reloaded"),
+                Err(e) => errors.push(format!("the shims' TLS: {e}")),
+            }
+        }
+        match self.reporter.reload_tls(&self.config.manager) {
+            Ok(true) => info!("manager link's TLS files reloaded"),
+            Ok(false) => {}
+            Err(e) => errors.push(format!("the manager link's TLS: {e}")),
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            let all = errors.join("; ");
+            tracing::error!(error = %all, "TLS reload failed; the files in use stay");
+            Err(all)
+        }
     }
 
     /// Loads the configured database again, validates it and builds its

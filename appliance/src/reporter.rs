@@ -63,6 +63,8 @@ pub struct Reporter {
     /// Bumped when the link is made anew, so that the command stream moves
     /// to it.
     relinked: tokio::sync::watch::Sender<u64>,
+    /// Held while a VM's enrollment is passed on.
+    enrolling: tokio::sync::Mutex<()>,
     notify_immediately: bool,
     heartbeat_interval: Duration,
     stats: Arc<Stats>,
@@ -106,6 +108,7 @@ impl Reporter {
             wake: Notify::new(),
             client: std::sync::RwLock::new(client),
             relinked: tokio::sync::watch::channel(0).0,
+            enrolling: tokio::sync::Mutex::new(()),
             notify_immediately,
             heartbeat_interval,
             stats,
@@ -124,6 +127,34 @@ impl Reporter {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Passes a VM's enrollment on to the manager, for the role `vm` only
+    /// (a token for an appliance is refused there, unspent). One at a time,
+    /// so that a guest cannot flood the manager through this appliance.
+    ///
+    /// # Errors
+    ///
+    /// No manager, or the manager's refusal.
+    pub async fn enroll_vm(
+        &self,
+        token: String,
+        csr_pem: String,
+    ) -> Result<giva_proto::manager::EnrollResponse, tonic::Status> {
+        let Some(mut client) = self.client() else {
+            return Err(tonic::Status::failed_precondition(
+                "this appliance has no manager to enroll with",
+            ));
+        };
+        let _one = self.enrolling.lock().await;
+        client
+            .enroll(giva_proto::manager::EnrollRequest {
+                token,
+                csr_pem,
+                role: "vm".into(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
     }
 
     /// Reads the manager link's TLS files again and makes a new link with

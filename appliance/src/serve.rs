@@ -71,7 +71,10 @@ pub async fn serve(
         ))
     };
     let watcher = tokio::spawn(watch_database(app.clone(), stop_rx.clone()));
-    let sighup = tokio::spawn(reload_on_sighup(app.clone(), tls.clone(), stop_rx.clone()));
+    if let Some(tls) = &tls {
+        let _ = app.tls.set(tls.clone());
+    }
+    let sighup = tokio::spawn(reload_on_sighup(app.clone(), stop_rx.clone()));
     let scheduler = tokio::spawn(schedule_full_scans(app.clone(), stop_rx.clone()));
     let admin = match app.config.server.admin_listen {
         Some(addr) => {

@@ -98,6 +98,41 @@ impl ShimService for ShimGrpc {
         )))
     }
 
+    async fn enroll(
+        &self,
+        request: Request<giva_proto::shim::EnrollRequest>,
+    ) -> Result<Response<giva_proto::shim::EnrollResponse>, Status> {
+        let caller = request
+            .remote_addr()
+            .map_or_else(|| "a local socket".to_string(), |a| a.to_string());
+        let req = request.into_inner();
+        if req.token.len() > 256 || req.csr_pem.len() > 16 * 1024 {
+            return Err(Status::invalid_argument(
+                "an enrollment token is at most 256 bytes and a request 16 KiB",
+            ));
+        }
+        match self.0.reporter.enroll_vm(req.token, req.csr_pem).await {
+            Ok(answer) if answer.role == "vm" => {
+                tracing::info!(vm_id = %answer.name, %caller, "VM enrolled");
+                Ok(Response::new(giva_proto::shim::EnrollResponse {
+                    cert_pem: answer.cert_pem,
+                    ca_pem: answer.ca_pem,
+                    crl_pem: answer.crl_pem,
+                    vm_id: answer.name,
+                }))
+            }
+            Ok(answer) => {
+                // The manager checks the role; this is the second lock.
+                tracing::error!(role = %answer.role, %caller, "the manager answered a VM's enrollment with another role; withheld");
+                Err(Status::permission_denied("not a VM's enrollment"))
+            }
+            Err(status) => {
+                tracing::warn!(%caller, error = %status.message(), "VM enrollment refused");
+                Err(status)
+            }
+        }
+    }
+
     async fn scan(&self, request: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
         // The caller is who the connection says, not who the request
         // claims: a claimed VM id would let anyone quarantine any VM.

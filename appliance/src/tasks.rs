@@ -106,7 +106,6 @@ pub(crate) async fn schedule_full_scans(
 /// files on SIGHUP.
 pub(crate) async fn reload_on_sighup(
     app: Arc<Appliance>,
-    tls: Option<Arc<giva_proto::tls::ServerTls>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let Some(mut hup) = giva_runtime::signal::hangups() else {
@@ -118,17 +117,7 @@ pub(crate) async fn reload_on_sighup(
             _ = stopped(&mut stop) => return,
             _ = hup.recv() => {
                 let _ = app.reload("SIGHUP").await;
-                if let Some(tls) = &tls {
-                    match tls.reload() {
-                        Ok(()) => tracing::info!("shims' TLS files reloaded"),
-                        Err(e) => tracing::error!(error = %e, "shims' TLS reload failed; the files in use stay"),
-                    }
-                }
-                match app.reporter.reload_tls(&app.config.manager) {
-                    Ok(true) => tracing::info!("manager link's TLS files reloaded"),
-                    Ok(false) => {}
-                    Err(e) => tracing::error!(error = %e, "manager link's TLS reload failed; the files in use stay"),
-                }
+                let _ = app.reload_tls();
             }
         }
     }

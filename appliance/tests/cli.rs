@@ -476,3 +476,43 @@ fn a_vsock_cid_belongs_to_one_named_vm() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("name it exactly"), "{}", stderr(&out));
 }
+
+#[test]
+fn enroll_says_what_is_missing_and_keeps_an_enrolled_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_dir = dir.path().join("tls");
+    let run = |extra: &[&str], env_token: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_giva"));
+        c.args(["enroll", "--manager", "https://127.0.0.1:1", "--ca-file"])
+            .arg(dir.path().join("ca.pem"))
+            .arg("--out")
+            .arg(&out_dir)
+            .args(extra)
+            .env_remove("GIVA_ENROLL_TOKEN");
+        if let Some(t) = env_token {
+            c.env("GIVA_ENROLL_TOKEN", t);
+        }
+        let o = c.output().expect("run giva");
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    // No token: it says where one comes from, never asks for it on the
+    // command line.
+    let e = run(&[], None);
+    assert!(
+        e.contains("--token-file") && e.contains("GIVA_ENROLL_TOKEN"),
+        "{e}"
+    );
+    // A token, but no CA file to check the manager with.
+    let e = run(&[], Some("giva-enroll-x"));
+    assert!(e.contains("ca.pem"), "{e}");
+    // A key already there is not replaced without --force.
+    std::fs::create_dir_all(&out_dir).expect("mkdir");
+    std::fs::write(out_dir.join("appliance.key"), "kept").expect("key");
+    let e = run(&[], Some("giva-enroll-x"));
+    assert!(e.contains("enrolled already"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("appliance.key")).expect("key"),
+        "kept"
+    );
+}

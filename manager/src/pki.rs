@@ -274,7 +274,8 @@ impl Pki {
     }
 
     /// Enrolls the holder of `token`: checks it (unknown, used or expired
-    /// tokens are refused, and a token is used once), signs the request's
+    /// tokens are refused, as is one for another `role` than asked, and a
+    /// token is used once), signs the request's
     /// key for the token's role and name, and returns the certificate and
     /// the trust bundle.
     ///
@@ -285,6 +286,7 @@ impl Pki {
         &self,
         token: &str,
         csr_pem: &str,
+        role: Option<Role>,
         days: u32,
     ) -> Result<(Issued, String, Role, String), PkiError> {
         // The request must be sound before the token is spent on it.
@@ -295,7 +297,7 @@ impl Pki {
         let digest = token_digest(token);
         let (role, name, hosts) = match self
             .store
-            .use_enrollment_token(&digest, giva_proto::now_us())
+            .use_enrollment_token(&digest, role.map(Role::as_str), giva_proto::now_us())
             .await?
         {
             TokenUse::Granted { role, name, hosts } => (role, name, hosts),
@@ -307,6 +309,12 @@ impl Pki {
             }
             TokenUse::Expired => {
                 return Err(PkiError::Refused("the enrollment token has expired".into()));
+            }
+            TokenUse::OtherRole(its) => {
+                return Err(PkiError::Refused(format!(
+                    "the enrollment token is for a{} {its}, not this",
+                    if its.starts_with('a') { "n" } else { "" }
+                )));
             }
         };
         let role = match role.as_str() {

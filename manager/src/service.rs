@@ -681,10 +681,20 @@ impl ManagerService for ManagerGrpc {
                 "an enrollment token is at most 256 bytes and a request 16 KiB",
             ));
         }
+        let role = match req.role.as_str() {
+            "" => None,
+            "appliance" => Some(crate::ca::Role::Appliance),
+            "vm" => Some(crate::ca::Role::Vm),
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "no enrollment as '{other}': appliance or vm"
+                )));
+            }
+        };
         match self
             .0
             .pki
-            .enroll(&req.token, &req.csr_pem, ENROLLED_DAYS)
+            .enroll(&req.token, &req.csr_pem, role, ENROLLED_DAYS)
             .await
         {
             Ok((issued, ca_pem, role, name)) => {

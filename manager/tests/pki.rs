@@ -55,6 +55,7 @@ async fn enroll(
         .enroll(EnrollRequest {
             token: token.to_string(),
             csr_pem: csr,
+            role: "appliance".into(),
         })
         .await?
         .into_inner();

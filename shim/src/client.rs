@@ -36,7 +36,7 @@ pub enum ClientError {
         reason: String,
     },
     /// The appliance refused a call.
-    #[error("the appliance refused {call}: {status}")]
+    #[error("the appliance refused {call}: {}", giva_proto::tls::explain(status))]
     Refused {
         /// Which call.
         call: &'static str,

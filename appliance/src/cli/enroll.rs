@@ -58,7 +58,11 @@ pub async fn run(args: &EnrollArgs) -> anyhow::Result<()> {
             )
         })?;
     let answer = ManagerServiceClient::new(channel)
-        .enroll(EnrollRequest { token, csr_pem })
+        .enroll(EnrollRequest {
+            token,
+            csr_pem,
+            role: "appliance".into(),
+        })
         .await
         .map_err(|s| anyhow::anyhow!("the manager refused the enrollment: {}", s.message()))?
         .into_inner();

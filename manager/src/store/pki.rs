@@ -62,6 +62,8 @@ pub enum TokenUse {
     Used,
     /// Past its time.
     Expired,
+    /// For another role than the one asked for (not spent).
+    OtherRole(String),
 }
 
 fn generation(row: &sqlx::sqlite::SqliteRow) -> CaGeneration {
@@ -280,6 +282,7 @@ impl Store {
     pub async fn use_enrollment_token(
         &self,
         digest: &str,
+        role: Option<&str>,
         now_us: i64,
     ) -> Result<TokenUse, StoreError> {
         let mut tx = self.write_tx().await?;
@@ -295,6 +298,10 @@ impl Store {
         }
         if row.get::<i64, _>("expires_at_us") <= now_us {
             return Ok(TokenUse::Expired);
+        }
+        let its_role: String = row.get("role");
+        if role.is_some_and(|r| r != its_role) {
+            return Ok(TokenUse::OtherRole(its_role));
         }
         sqlx::query("UPDATE enrollment_tokens SET used_at_us = ? WHERE digest = ?")
             .bind(now_us)

@@ -33,6 +33,34 @@ pub enum Command {
     Load(LoadArgs),
     /// Full scan: send every file under PATH to the appliance and print the verdicts.
     Scan(ScanArgs),
+    /// Enroll this VM against a one-time token (made with `giva-manager ca
+    /// token VM --role vm`): a key is made here and stays here, and the
+    /// manager, through the appliance, signs it for the token's VM. Writes
+    /// vm.pem, vm.key (mode 0600), ca.pem and crl.pem into --out.
+    Enroll(EnrollArgs),
+}
+
+/// `giva-shim enroll`.
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    /// The appliance (`https://HOST:7411`, or `unix:`/`vsock://`).
+    #[arg(long, env = "GIVA_APPLIANCE", default_value = "http://127.0.0.1:7411")]
+    pub appliance: String,
+    /// The CA that signed the appliance's certificate (for https://).
+    #[arg(long, env = "GIVA_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// A file holding the token. Without it, the token is read from the
+    /// environment variable GIVA_ENROLL_TOKEN (where a clone's
+    /// customization step puts it), never from the command line, which
+    /// other users can see.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Where to write the files.
+    #[arg(long, default_value = "/etc/giva")]
+    pub out: PathBuf,
+    /// Make a new key even if one is there.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// TLS to an `https://` appliance.

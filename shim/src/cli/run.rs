@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use crate::cli::args::{Cli, Command, LoadArgs, ScanArgs, WatchArgs};
+use crate::cli::args::{Cli, Command, EnrollArgs, LoadArgs, ScanArgs, WatchArgs};
 use crate::scan::Summary;
 use crate::watch::{ActiveBackend, WatchConfig, Watcher};
 
@@ -19,7 +19,63 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Load(args) => load(&args).await,
         Command::Watch(args) => watch(args).await,
         Command::Scan(args) => scan(&args).await,
+        Command::Enroll(args) => enroll(&args).await.map(|()| 0),
     }
+}
+
+/// Reads an enrollment token: from `file`, else from `GIVA_ENROLL_TOKEN`.
+fn enrollment_token(file: Option<&std::path::Path>) -> anyhow::Result<String> {
+    let token = match file {
+        Some(f) => std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("cannot read the token file {}: {e}", f.display()))?,
+        None => std::env::var("GIVA_ENROLL_TOKEN").map_err(|_| {
+            anyhow::anyhow!("no token: give --token-file, or set GIVA_ENROLL_TOKEN")
+        })?,
+    };
+    let token = token.trim().to_string();
+    anyhow::ensure!(!token.is_empty(), "the enrollment token is empty");
+    Ok(token)
+}
+
+async fn enroll(args: &EnrollArgs) -> anyhow::Result<()> {
+    let token = enrollment_token(args.token_file.as_deref())?;
+    let (key_pem, csr_pem) = giva_proto::enroll::request(&args.out, "vm", args.force)?;
+    let tls = giva_proto::tls::ClientFiles {
+        ca: args.ca_file.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    let mut client = crate::client::connect(&args.appliance, &tls).await?;
+    let answer = client
+        .enroll(giva_proto::shim::EnrollRequest { token, csr_pem })
+        .await
+        .map_err(|s| anyhow::anyhow!("the enrollment was refused: {}", s.message()))?
+        .into_inner();
+    let saved = giva_proto::enroll::save(
+        &args.out,
+        "vm",
+        &key_pem,
+        &giva_proto::manager::EnrollResponse {
+            cert_pem: answer.cert_pem,
+            ca_pem: answer.ca_pem,
+            crl_pem: answer.crl_pem,
+            role: "vm".into(),
+            name: answer.vm_id,
+        },
+    )?;
+    eprintln!(
+        "enrolled as VM {}: certificate {}, key {} (mode 0600)",
+        saved.name,
+        saved.cert.display(),
+        saved.key.display()
+    );
+    println!(
+        "--vm-id {} --ca-file {} --cert {} --key {}",
+        saved.name,
+        saved.ca.display(),
+        saved.cert.display(),
+        saved.key.display()
+    );
+    Ok(())
 }
 
 async fn load(args: &LoadArgs) -> anyhow::Result<u8> {

@@ -264,6 +264,13 @@ impl ShimService for Silent {
 
     type SessionStream = Out;
 
+    async fn enroll(
+        &self,
+        _r: Request<giva_proto::shim::EnrollRequest>,
+    ) -> Result<Response<giva_proto::shim::EnrollResponse>, Status> {
+        Err(Status::unimplemented("a silent appliance enrolls no one"))
+    }
+
     async fn session(
         &self,
         request: Request<Streaming<GuestMessage>>,

@@ -345,3 +345,169 @@ async fn a_shim_registers_only_as_the_vm_its_certificate_names() {
     );
     appliance.stop().await;
 }
+
+/// A VM enrolls through its appliance against a one-time token from the
+/// manager's CA, and registers as the VM the token named; a token for an
+/// appliance is refused there unspent; a revoked VM certificate is refused
+/// at the handshake once the appliance reads its revocation list again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_enrolls_through_its_appliance_and_revocation_reaches_the_appliance() {
+    use giva_manager::pki::Pki;
+    use giva_proto::shim::shim_service_client::ShimServiceClient;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let manager = giva_manager::Manager::in_memory().await.expect("store");
+    manager.require_appliance_certificates();
+    let pki = Pki::new(manager.store().clone());
+    pki.init(None).await.expect("CA");
+    let (ca_file, crl_file) = pki.export(&d.join("pki")).await.expect("export");
+    let write_pair = |name: &str, issued: giva_manager::ca::Issued| {
+        let cert = d.join(format!("{name}.pem"));
+        let key = d.join(format!("{name}.key"));
+        std::fs::write(&cert, issued.cert_pem).expect("cert");
+        std::fs::write(&key, issued.key_pem).expect("key");
+        (cert, key)
+    };
+    let localhost = ["127.0.0.1".parse().expect("ip")];
+    let (mcert, mkey) = write_pair(
+        "manager",
+        pki.issue("manager", Role::Server, &[], &localhost, 1, "test")
+            .await
+            .expect("issue"),
+    );
+    let tls = server_tls(&mcert, &mkey, &ca_file, &crl_file);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let maddr = listener.local_addr().expect("addr");
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let m = manager.clone();
+    let mtask = tokio::spawn(async move {
+        let _ = giva_manager::serve_tls(m, listener, Some(tls), async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+
+    let (acert, akey) = write_pair(
+        "app-1",
+        pki.issue("app-1", Role::Appliance, &[], &localhost, 1, "test")
+            .await
+            .expect("issue"),
+    );
+    let mut config = crate::common::config_with_manager(&format!("https://{maddr}"));
+    config.appliance_id = "app-1".into();
+    config.manager.ca_file = ca_file.clone();
+    config.manager.cert_file = acert.clone();
+    config.manager.key_file = akey.clone();
+    config.server.tls_cert_file = acert;
+    config.server.tls_key_file = akey;
+    config.server.client_ca_file = ca_file.clone();
+    config.server.crl_file = crl_file.clone();
+    let (appliance, app) = start_appliance(config).await;
+    let url = format!("https://{}", appliance.addr);
+    let anonymous = ClientFiles {
+        ca: ca_file.clone(),
+        ..Default::default()
+    };
+    let enroll = |token: String, out: PathBuf| {
+        let url = url.clone();
+        let anonymous = anonymous.clone();
+        async move {
+            let (key, csr) = giva_proto::enroll::request(&out, "vm", false).expect("request");
+            let channel = anonymous
+                .endpoint(&url)
+                .expect("endpoint")
+                .connect()
+                .await
+                .expect("connect");
+            let answer = ShimServiceClient::new(channel)
+                .enroll(giva_proto::shim::EnrollRequest {
+                    token,
+                    csr_pem: csr,
+                })
+                .await?
+                .into_inner();
+            let saved = giva_proto::enroll::save(
+                &out,
+                "vm",
+                &key,
+                &giva_proto::manager::EnrollResponse {
+                    cert_pem: answer.cert_pem,
+                    ca_pem: answer.ca_pem,
+                    crl_pem: answer.crl_pem,
+                    role: "vm".into(),
+                    name: answer.vm_id.clone(),
+                },
+            )
+            .expect("save");
+            Ok::<_, tonic::Status>((
+                answer.vm_id,
+                ClientFiles {
+                    ca: saved.ca,
+                    cert: saved.cert,
+                    key: saved.key,
+                },
+            ))
+        }
+    };
+
+    // An appliance's token is refused through the appliance, unspent.
+    let app_token = pki
+        .make_token(Role::Appliance, "app-2", &[], &[], Duration::from_secs(60))
+        .await
+        .expect("token");
+    let e = enroll(app_token.clone(), d.join("stolen"))
+        .await
+        .expect_err("not a VM's");
+    assert!(e.message().contains("for an appliance"), "{}", e.message());
+    let (_, csr) = giva_proto::enroll::request(&d.join("app-2"), "appliance", false).expect("csr");
+    let (_, _, role, name) = pki
+        .enroll(&app_token, &csr, Some(Role::Appliance), 1)
+        .await
+        .expect("the refused token was not spent");
+    assert_eq!((role, name.as_str()), (Role::Appliance, "app-2"));
+
+    // The VM's token buys a certificate for the VM it names.
+    let token = pki
+        .make_token(Role::Vm, "vm-7", &[], &[], Duration::from_secs(60))
+        .await
+        .expect("token");
+    let (vm_id, files) = enroll(token.clone(), d.join("vm-7"))
+        .await
+        .expect("enrolled");
+    assert_eq!(vm_id, "vm-7");
+    let e = enroll(token, d.join("again")).await.expect_err("once");
+    assert!(e.message().contains("used already"), "{}", e.message());
+
+    let guest = d.join("guest");
+    std::fs::create_dir(&guest).expect("mkdir");
+    write(&guest, "eicar.com", EICAR);
+    let scan = |vm_id: &str, tls: ClientFiles| {
+        let vm = giva_proto::shim::VmIdentity {
+            vm_id: vm_id.into(),
+            ..Default::default()
+        };
+        let mut c = ScanConfig::new(url.clone(), vm, vec![guest.clone()]);
+        c.tls = tls;
+        async move { giva_shim::scan::run(&c, |_| {}, |_, _| {}).await }
+    };
+    let ok = scan("vm-7", files.clone()).await.expect("scan as vm-7");
+    assert_eq!(ok.infected, 1);
+    let e = scan("vm-8", files.clone())
+        .await
+        .expect_err("as another VM");
+    assert!(e.to_string().contains("names VM vm-7, not vm-8"), "{e}");
+
+    // Revoked: once the appliance reads the new list, the handshake fails.
+    pki.revoke(None, Some((Role::Vm, "vm-7")), "reimaged")
+        .await
+        .expect("revoke");
+    pki.export(&d.join("pki")).await.expect("export");
+    app.reload_tls().expect("reload");
+    let e = scan("vm-7", files).await.expect_err("revoked");
+    assert!(e.to_string().contains("revoked"), "{e}");
+
+    appliance.stop().await;
+    let _ = stop.send(());
+    let _ = mtask.await;
+}
