@@ -1,20 +1,26 @@
 //! The manager's certificate authority: it signs the certificates that
 //! appliances show the manager, that appliances show shims, and that shims
-//! show appliances, so that each link can check the other end.
+//! show appliances, so that each link can check the other end; and the
+//! delegated CAs that let appliances sign instant clones' certificates.
 //!
-//! `giva-manager ca init` makes the CA (an ECDSA P-256 key, kept mode 0600,
-//! and a self-signed certificate valid ten years) in the manager's state
-//! directory; `giva-manager ca issue NAME` signs a certificate for NAME: an
-//! appliance's id, a VM's id, or a host name. The certificate names NAME as
-//! its common name, so the peer's certificate says who it is.
+//! What goes in a certificate is [`giva_proto::issue`]'s, shared with the
+//! appliances' delegated CAs. Where the CA is kept, and its generations,
+//! revocations and enrollment tokens, is [`crate::pki`]'s; this module
+//! signs. ([`Ca::init`] keeps a CA in files, as releases before the store
+//! kept it did; [`crate::pki::Pki::init`] adopts such a CA.)
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+pub use giva_proto::issue::Signed as Issued;
+use giva_proto::issue::{
+    IssueError, delegate_params, issuer, leaf_params, serial_number, sign_new_key, sign_request,
+    validity,
+};
 pub use giva_proto::tls::Role;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
 };
 
 /// Why the CA cannot do its work.
@@ -43,20 +49,9 @@ pub enum CaError {
         /// Why.
         source: rcgen::Error,
     },
-}
-
-/// A certificate and its private key, as PEM.
-#[derive(Debug, Clone)]
-pub struct Issued {
-    /// The certificate.
-    pub cert_pem: String,
-    /// Its private key (keep it mode 0600); empty for a certificate signed
-    /// for a request, whose key never left its holder.
-    pub key_pem: String,
-    /// Its serial number, lower-case hex.
-    pub serial: String,
-    /// When it expires, in microseconds since the epoch.
-    pub not_after_us: i64,
+    /// A certificate cannot be issued.
+    #[error(transparent)]
+    Issue(#[from] IssueError),
 }
 
 /// The CA: its certificate and the key it signs with.
@@ -94,80 +89,8 @@ pub fn write_file(path: &Path, text: &str, private: bool) -> Result<(), CaError>
     giva_runtime::dirs::write_file(path, text, private).map_err(io_err(path))
 }
 
-fn validity(params: &mut CertificateParams, days: u32) {
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::minutes(5);
-    params.not_after = now + time::Duration::days(i64::from(days));
-}
-
-/// A random positive serial number of 16 bytes.
-fn serial_number(dir: &Path) -> Result<rcgen::SerialNumber, CaError> {
-    let mut bytes =
-        decode_hex(&giva_runtime::token::random_hex(16).map_err(io_err(dir))?).unwrap_or_default();
-    if let Some(first) = bytes.first_mut() {
-        // Positive, and 16 bytes long in DER.
-        *first = (*first & 0x7f) | 0x10;
-    }
-    Ok(rcgen::SerialNumber::from_slice(&bytes))
-}
-
-fn hex(serial: &rcgen::SerialNumber) -> String {
-    hex::encode(serial.as_ref())
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    hex::decode(s).ok()
-}
-
-fn micros(t: time::OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
-}
-
-/// The parameters of a leaf certificate for `name` in `role`, and its
-/// serial number (hex).
-fn leaf_params(
-    name: &str,
-    role: Role,
-    dns: &[String],
-    ips: &[IpAddr],
-    days: u32,
-) -> Result<(CertificateParams, String), CaError> {
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, name);
-    params.distinguished_name = dn;
-    let mut sans = Vec::new();
-    for d in std::iter::once(name).chain(dns.iter().map(String::as_str)) {
-        if let Ok(n) = d.to_string().try_into() {
-            sans.push(SanType::DnsName(n));
-        }
-    }
-    sans.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
-    sans.push(SanType::URI(
-        role.uri(name)
-            .try_into()
-            .map_err(cert_err(&format!("name {name}")))?,
-    ));
-    params.subject_alt_names = sans;
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = match role {
-        Role::Vm => vec![ExtendedKeyUsagePurpose::ClientAuth],
-        Role::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
-        Role::Appliance => vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ],
-    };
-    params.use_authority_key_identifier_extension = true;
-    let serial = serial_number(Path::new("the serial number"))?;
-    let hex_serial = hex(&serial);
-    params.serial_number = Some(serial);
-    validity(&mut params, days);
-    Ok((params, hex_serial))
+fn hours(days: u32) -> u32 {
+    days.saturating_mul(24)
 }
 
 impl Ca {
@@ -190,7 +113,7 @@ impl Ca {
         if Self::key_path(dir).exists() {
             return Self::load(dir);
         }
-        let made = Self::generate(dir)?;
+        let made = Self::generate()?;
         write_file(&Self::key_path(dir), &made.key_pem, true)?;
         write_file(&Self::cert_path(dir), &made.cert_pem, false)?;
         tracing::info!(dir = %dir.display(), "made a new CA");
@@ -219,29 +142,29 @@ impl Ca {
     ///
     /// # Errors
     ///
-    /// [`CaError::Cert`]: either cannot be read.
+    /// [`CaError`]: either cannot be read.
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, CaError> {
-        let key = KeyPair::from_pem(key_pem).map_err(cert_err("read the CA key"))?;
-        let issuer =
-            Issuer::from_ca_cert_pem(cert_pem, key).map_err(cert_err("read the CA certificate"))?;
         Ok(Ca {
             cert_pem: cert_pem.to_string(),
-            issuer,
+            issuer: issuer(cert_pem, key_pem)?,
         })
     }
 
     /// A new CA: an ECDSA P-256 key and a self-signed certificate, valid
     /// ten years, named `giva CA` and a random tag (so that another giva
-    /// CA is told apart by name). `dir` is named in an error only.
+    /// CA is told apart by name).
     ///
     /// # Errors
     ///
     /// [`CaError`]: no randomness, or the certificate cannot be made.
-    pub fn generate(dir: &Path) -> Result<Issued, CaError> {
+    pub fn generate() -> Result<Issued, CaError> {
         let key = KeyPair::generate().map_err(cert_err("generate the CA key"))?;
         let mut params = CertificateParams::default();
+        let (number, serial) = serial_number()?;
+        params.serial_number = Some(number);
+        validity(&mut params, hours(3650));
         let mut dn = DistinguishedName::new();
-        let tag = giva_runtime::token::random_hex(4).map_err(io_err(dir))?;
+        let tag = giva_runtime::token::random_hex(4).map_err(IssueError::from)?;
         dn.push(DnType::CommonName, format!("giva CA {tag}"));
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -250,9 +173,6 @@ impl Ca {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        let serial = serial_number(dir)?;
-        params.serial_number = Some(serial.clone());
-        validity(&mut params, 3650);
         let not_after_us = micros(params.not_after);
         let cert = params
             .self_signed(&key)
@@ -260,7 +180,7 @@ impl Ca {
         Ok(Issued {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
-            serial: hex(&serial),
+            serial,
             not_after_us,
         })
     }
@@ -279,12 +199,10 @@ impl Ca {
         let now = time::OffsetDateTime::now_utc();
         let mut certs = Vec::with_capacity(revoked.len());
         for (serial, at_us) in revoked {
-            let bytes = decode_hex(serial).ok_or_else(|| CaError::Cert {
-                what: format!("serial number {serial}"),
-                source: rcgen::Error::InvalidAsn1String(rcgen::InvalidAsn1String::PrintableString(
-                    serial.clone(),
-                )),
-            })?;
+            let Ok(bytes) = hex::decode(serial) else {
+                tracing::warn!(%serial, "a revoked serial number that is not hex is left out");
+                continue;
+            };
             let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(*at_us) * 1000)
                 .unwrap_or(now);
             certs.push(rcgen::RevokedCertParams {
@@ -313,15 +231,14 @@ impl Ca {
         &self.cert_pem
     }
 
-    /// Signs a certificate for `name` in `role` (its common name, a
-    /// `giva:ROLE:NAME` URI that peers check, and a DNS name when it is
-    /// one), also valid for `dns` names and `ips`, for `days`. A VM's
-    /// certificate is for a client only; an appliance's and a server's
-    /// serve too.
+    /// Signs a certificate and a new key for `name` in `role` (see
+    /// [`giva_proto::issue::leaf_params`]), also valid for `dns` names and
+    /// `ips`, for `days`. A VM's certificate is for a client only; an
+    /// appliance's and a server's serve too.
     ///
     /// # Errors
     ///
-    /// [`CaError::Cert`]: a name is not valid in a certificate.
+    /// [`CaError`]: a name is not valid in a certificate.
     pub fn issue(
         &self,
         name: &str,
@@ -330,29 +247,17 @@ impl Ca {
         ips: &[IpAddr],
         days: u32,
     ) -> Result<Issued, CaError> {
-        let key = KeyPair::generate().map_err(cert_err("generate a key"))?;
-        let (params, serial) = leaf_params(name, role, dns, ips, days)?;
-        let not_after_us = micros(params.not_after);
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .map_err(cert_err(&format!("sign a certificate for {name}")))?;
-        Ok(Issued {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            serial,
-            not_after_us,
-        })
+        let (params, serial) = leaf_params(name, role, dns, ips, hours(days))?;
+        Ok(sign_new_key(&self.issuer, params, serial)?)
     }
 
     /// Signs a certificate for `name` in `role`, also valid for `dns` names
-    /// and `ips`, valid `days`, for the key
-    /// of a certificate signing request (whose signature proves its holder
-    /// has that key). Only the request's key is used: its names and
-    /// extensions are the requester's claims, and are ignored.
+    /// and `ips`, valid `days`, for the key of a certificate signing
+    /// request. Only the request's key is used.
     ///
     /// # Errors
     ///
-    /// [`CaError::Cert`]: the request is not valid, or signing fails.
+    /// [`CaError`]: the request is not valid, or signing fails.
     pub fn sign_request(
         &self,
         csr_pem: &str,
@@ -362,19 +267,27 @@ impl Ca {
         ips: &[IpAddr],
         days: u32,
     ) -> Result<Issued, CaError> {
-        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
-            .map_err(cert_err("read the certificate signing request"))?;
-        let (params, serial) = leaf_params(name, role, dns, ips, days)?;
-        let not_after_us = micros(params.not_after);
-        csr.params = params;
-        let cert = csr
-            .signed_by(&self.issuer)
-            .map_err(cert_err(&format!("sign a certificate for {name}")))?;
-        Ok(Issued {
-            cert_pem: cert.pem(),
-            key_pem: String::new(),
-            serial,
-            not_after_us,
+        let (params, serial) = leaf_params(name, role, dns, ips, hours(days))?;
+        Ok(sign_request(&self.issuer, csr_pem, params, serial)?)
+    }
+
+    /// Signs a delegated CA for `appliance` (see
+    /// [`giva_proto::issue::delegate_params`]), valid `days`: for a
+    /// request's key, or with a new key when `csr_pem` is `None`.
+    ///
+    /// # Errors
+    ///
+    /// [`CaError`]: the request is not valid, or signing fails.
+    pub fn sign_delegate(
+        &self,
+        appliance: &str,
+        csr_pem: Option<&str>,
+        days: u32,
+    ) -> Result<Issued, CaError> {
+        let (params, serial) = delegate_params(appliance, hours(days))?;
+        Ok(match csr_pem {
+            Some(csr) => sign_request(&self.issuer, csr, params, serial)?,
+            None => sign_new_key(&self.issuer, params, serial)?,
         })
     }
 
@@ -403,6 +316,10 @@ impl Ca {
         write_file(&Self::cert_path(out), &self.cert_pem, false)?;
         Ok((cert, key))
     }
+}
+
+fn micros(t: time::OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

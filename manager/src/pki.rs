@@ -97,7 +97,7 @@ impl Pki {
                 (ca.cert_pem().to_string(), key_pem)
             }
             None => {
-                let made = Ca::generate(Path::new("the store"))?;
+                let made = Ca::generate()?;
                 (made.cert_pem, made.key_pem)
             }
         };
@@ -354,7 +354,7 @@ impl Pki {
     /// [`PkiError`]: no CA yet, or the store fails.
     pub async fn rotate(&self) -> Result<i64, PkiError> {
         self.signer().await?;
-        let made = Ca::generate(Path::new("the store"))?;
+        let made = Ca::generate()?;
         Ok(self
             .store
             .add_ca_generation(&made.cert_pem, &made.key_pem, giva_proto::now_us())

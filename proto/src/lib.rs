@@ -8,8 +8,10 @@
 //! with no system `protoc`.
 #![allow(missing_docs, clippy::doc_markdown, clippy::large_enum_variant)]
 
-#[cfg(feature = "enroll")]
+#[cfg(feature = "pki")]
 pub mod enroll;
+#[cfg(feature = "pki")]
+pub mod issue;
 pub mod policy;
 pub mod tls;
 

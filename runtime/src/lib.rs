@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod clone_token;
 pub mod dirs;
 pub mod exit;
 pub mod retry;
