@@ -303,7 +303,10 @@ async fn wait_vm(mgr: &giva_manager::Manager, id: &str, f: impl Fn(&VmState) -> 
             })
             .await
             .expect("events");
-        panic!("VM {id} never reached the expected state: {v:?}\nits events: {events:?}");
+        let causes = causes(mgr, id).await;
+        panic!(
+            "VM {id} never reached the expected state: {v:?}\nits transitions: {causes:?}\nits events: {events:?}"
+        );
     }
     v
 }
@@ -422,12 +425,15 @@ async fn detection_tags_the_vm_and_only_an_ordered_clean_full_scan_untags_it() {
         .expect("watcher starts");
     assert!(eventually(Duration::from_secs(5), || async { watcher.is_connected() }).await);
     order_scan(&manager.url(), &mgr, vm_id).await;
+    // The ordered scan's record, not the guest's own (which says
+    // "infected" too): the next step must not race this scan.
     assert!(
         eventually(Duration::from_secs(20), || async {
-            causes(&mgr, vm_id)
-                .await
-                .iter()
-                .any(|(_, _, c)| c.contains("does not release") && c.contains("1 infected"))
+            causes(&mgr, vm_id).await.iter().any(|(_, _, c)| {
+                c.contains("does not release")
+                    && c.contains(" infected")
+                    && !c.contains("started by the guest")
+            })
         })
         .await,
         "{:?}",
