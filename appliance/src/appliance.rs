@@ -51,6 +51,8 @@ pub struct Appliance {
     pub(crate) reloads: ReloadState,
     /// The shims' TLS listener's configuration, once serving with TLS.
     pub(crate) tls: std::sync::OnceLock<Arc<giva_proto::tls::ServerTls>>,
+    /// Signs instant clones' certificates (`[clones]`), if configured.
+    pub clones: Option<crate::clones::CloneSigner>,
 }
 
 /// Why a reload was refused (the previous database stays in service).
@@ -135,7 +137,10 @@ impl Appliance {
             stats.clone(),
         )
         .map_err(|e| anyhow::anyhow!(e))?;
+        let clones =
+            crate::clones::CloneSigner::load(&config.clones).map_err(|e| anyhow::anyhow!(e))?;
         Ok(Arc::new(Appliance {
+            clones,
             pool: giva_engine::ScanPool::new(giva_engine::PoolConfig {
                 workers: config.pool.workers,
                 queue_capacity: config.pool.queue_capacity,

@@ -39,6 +39,39 @@ pub struct Config {
     pub cache: CacheConfig,
     /// The scan pool.
     pub pool: PoolConfig,
+    /// Instant clones' certificates, signed here against clone tokens.
+    pub clones: ClonesConfig,
+}
+
+/// `[clones]`: with a delegated CA from the manager and the clone key, the
+/// appliance signs an instant clone's certificate itself when the clone
+/// enrolls with a clone token, so that registration needs no manager round
+/// trip. Empty files: clone tokens are refused.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClonesConfig {
+    /// The delegated CA's certificate (`giva enroll` writes
+    /// delegate.pem; `giva-manager ca issue --delegate` NAME-delegate.pem).
+    pub delegate_cert_file: PathBuf,
+    /// Its key.
+    pub delegate_key_file: PathBuf,
+    /// The clone key clone tokens are checked with (clone.key).
+    pub clone_key_file: PathBuf,
+    /// How long a clone's certificate is valid, in hours: short, because a
+    /// clone's certificate is not revoked one by one (revoking the
+    /// appliance's delegated CA refuses them all).
+    pub cert_hours: u32,
+}
+
+impl Default for ClonesConfig {
+    fn default() -> Self {
+        ClonesConfig {
+            delegate_cert_file: PathBuf::new(),
+            delegate_key_file: PathBuf::new(),
+            clone_key_file: PathBuf::new(),
+            cert_hours: 24,
+        }
+    }
 }
 
 /// One `[[inventory]]` entry.

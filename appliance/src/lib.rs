@@ -19,6 +19,7 @@
 pub mod admin;
 mod appliance;
 pub mod cli;
+pub mod clones;
 pub mod config;
 pub mod flight;
 pub mod fullscan;

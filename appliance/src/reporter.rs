@@ -152,6 +152,7 @@ impl Reporter {
                 token,
                 csr_pem,
                 role: "vm".into(),
+                delegate_csr_pem: String::new(),
             })
             .await
             .map(tonic::Response::into_inner)

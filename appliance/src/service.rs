@@ -40,6 +40,46 @@ fn check_field(name: &str, value: &str) -> Result<(), Status> {
     Ok(())
 }
 
+impl ShimGrpc {
+    /// A clone's enrollment, answered here: the token checked with the
+    /// clone key, the certificate signed with the delegated CA.
+    fn enroll_clone(
+        &self,
+        token: &str,
+        csr_pem: &str,
+        caller: &str,
+    ) -> Result<Response<giva_proto::shim::EnrollResponse>, Status> {
+        let Some(signer) = &self.0.clones else {
+            return Err(Status::failed_precondition(
+                "this appliance signs no clones' certificates (no [clones] delegated CA)",
+            ));
+        };
+        match signer.sign(token, csr_pem) {
+            Ok((vm_id, cert_pem)) => {
+                self.0.stats.clone_enrollments.inc();
+                tracing::info!(%vm_id, %caller, "clone enrolled");
+                let server = &self.0.config.server;
+                let ca = if server.client_ca_file.as_os_str().is_empty() {
+                    &self.0.config.manager.ca_file
+                } else {
+                    &server.client_ca_file
+                };
+                Ok(Response::new(giva_proto::shim::EnrollResponse {
+                    cert_pem,
+                    ca_pem: std::fs::read_to_string(ca).unwrap_or_default(),
+                    crl_pem: std::fs::read_to_string(&server.crl_file).unwrap_or_default(),
+                    vm_id,
+                }))
+            }
+            Err(status) => {
+                self.0.stats.identity_refused("clone_token");
+                tracing::warn!(%caller, error = %status.message(), "clone enrollment refused");
+                Err(status)
+            }
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl ShimService for ShimGrpc {
     async fn register(
@@ -110,6 +150,9 @@ impl ShimService for ShimGrpc {
             return Err(Status::invalid_argument(
                 "an enrollment token is at most 256 bytes and a request 16 KiB",
             ));
+        }
+        if giva_runtime::clone_token::is_clone_token(&req.token) {
+            return self.enroll_clone(&req.token, &req.csr_pem, &caller);
         }
         match self.0.reporter.enroll_vm(req.token, req.csr_pem).await {
             Ok(answer) if answer.role == "vm" => {

@@ -73,8 +73,10 @@ pub struct Stats {
     /// from their own VM's content instead, by why (`failed`, `stalled`).
     pub flight_fallbacks: Family<Labels, Counter>,
     /// Shims refused for their certificate, by why (`no_certificate`,
-    /// `other_vm`).
+    /// `other_vm`, `clone_token`).
     pub identity_refusals: Family<Labels, Counter>,
+    /// Clones whose certificate this appliance signed.
+    pub clone_enrollments: Counter,
     registry: Registry,
 }
 
@@ -116,6 +118,7 @@ impl Stats {
             pool_abandoned: Gauge::default(),
             flight_fallbacks: Family::default(),
             identity_refusals: Family::default(),
+            clone_enrollments: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("events", "File events received", s.events.clone());
@@ -215,6 +218,11 @@ impl Stats {
             "identity_refusals",
             "Shims refused because their certificate names no VM or another VM",
             s.identity_refusals.clone(),
+        );
+        registry.register(
+            "clone_enrollments",
+            "Instant clones whose certificate this appliance signed against a clone token",
+            s.clone_enrollments.clone(),
         );
         Stats { registry, ..s }
     }

@@ -45,3 +45,9 @@ CREATE TABLE enrollment_tokens (
     used_at_us INTEGER NOT NULL DEFAULT 0,
     serial TEXT NOT NULL DEFAULT ''
 );
+-- Secrets of the PKI that are not keys of a CA: the clone key, with which
+-- clone tokens are signed (appliances get it at enrollment to check them).
+CREATE TABLE pki_secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);

@@ -47,6 +47,26 @@ impl From<sqlx::Error> for PkiError {
     }
 }
 
+/// The role under which delegated CAs are recorded.
+pub const DELEGATE_ROLE: &str = "delegate";
+
+/// What an enrollment gives.
+#[derive(Debug, Clone)]
+pub struct Enrollment {
+    /// The certificate (no key: it stays with the holder).
+    pub cert: Issued,
+    /// The CAs to trust.
+    pub ca_pem: String,
+    /// The role it is for.
+    pub role: Role,
+    /// The name it gives.
+    pub name: String,
+    /// An appliance's delegated CA, when it asked for one.
+    pub delegate: Option<Issued>,
+    /// The clone key (hex), with the delegated CA.
+    pub clone_key: Option<String>,
+}
+
 /// The manager's PKI over its store.
 #[derive(Debug, Clone)]
 pub struct Pki {
@@ -289,11 +309,31 @@ impl Pki {
         role: Option<Role>,
         days: u32,
     ) -> Result<(Issued, String, Role, String), PkiError> {
-        // The request must be sound before the token is spent on it.
+        let e = self.enroll_with(token, csr_pem, None, role, days).await?;
+        Ok((e.cert, e.ca_pem, e.role, e.name))
+    }
+
+    /// [`Pki::enroll`], and for an appliance that sends `delegate_csr_pem`,
+    /// its delegated CA and the clone key too.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Pki::enroll`]; a delegated CA is refused for a VM.
+    pub async fn enroll_with(
+        &self,
+        token: &str,
+        csr_pem: &str,
+        delegate_csr_pem: Option<&str>,
+        role: Option<Role>,
+        days: u32,
+    ) -> Result<Enrollment, PkiError> {
+        // The requests must be sound before the token is spent on them.
         let (generation, ca) = self.signer().await?;
-        rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
-            PkiError::Refused(format!("the certificate signing request is not valid: {e}"))
-        })?;
+        for csr in std::iter::once(csr_pem).chain(delegate_csr_pem) {
+            rcgen::CertificateSigningRequestParams::from_pem(csr).map_err(|e| {
+                PkiError::Refused(format!("a certificate signing request is not valid: {e}"))
+            })?;
+        }
         let digest = token_digest(token);
         let (role, name, hosts) = match self
             .store
@@ -330,20 +370,103 @@ impl Pki {
                 Err(_) => dns.push(h.to_string()),
             }
         }
+        if delegate_csr_pem.is_some() && role != Role::Appliance {
+            return Err(PkiError::Refused(
+                "only an appliance gets a delegated CA".into(),
+            ));
+        }
         let issued = ca.sign_request(csr_pem, &name, role, &dns, &ips, days)?;
-        self.record(
-            generation,
-            &issued,
-            role,
-            &name,
-            &format!("token {}", &digest[..16]),
-        )
-        .await?;
+        let to = format!("token {}", &digest[..16]);
+        self.record(generation, &issued, role, &name, &to).await?;
         self.store
             .note_token_certificate(&digest, &issued.serial)
             .await?;
-        let bundle = self.trust_bundle().await?;
-        Ok((issued, bundle, role, name))
+        let (delegate, clone_key) = match delegate_csr_pem {
+            Some(csr) => {
+                let d = ca.sign_delegate(&name, Some(csr), days)?;
+                self.record_delegate(generation, &d, &name, &to).await?;
+                (Some(d), Some(self.clone_key().await?))
+            }
+            None => (None, None),
+        };
+        Ok(Enrollment {
+            cert: issued,
+            ca_pem: self.trust_bundle().await?,
+            role,
+            name,
+            delegate,
+            clone_key,
+        })
+    }
+
+    async fn record_delegate(
+        &self,
+        generation: i64,
+        issued: &Issued,
+        appliance: &str,
+        issued_to: &str,
+    ) -> Result<(), PkiError> {
+        self.store
+            .record_certificate(&CertificateRecord {
+                serial: issued.serial.clone(),
+                generation,
+                role: DELEGATE_ROLE.to_string(),
+                name: appliance.to_string(),
+                issued_at_us: giva_proto::now_us(),
+                not_after_us: issued.not_after_us,
+                issued_to: issued_to.to_string(),
+                revoked_at_us: 0,
+                revoke_reason: String::new(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Signs a delegated CA, with a new key, for `appliance` (for an
+    /// appliance whose certificate an operator issues by hand).
+    ///
+    /// # Errors
+    ///
+    /// [`PkiError`]: no CA, or the store fails.
+    pub async fn issue_delegate(&self, appliance: &str, days: u32) -> Result<Issued, PkiError> {
+        let (generation, ca) = self.signer().await?;
+        let d = ca.sign_delegate(appliance, None, days)?;
+        self.record_delegate(generation, &d, appliance, "operator")
+            .await?;
+        Ok(d)
+    }
+
+    /// The clone key (hex), made at first use: clone tokens are signed
+    /// with it, and appliances check them with it.
+    ///
+    /// # Errors
+    ///
+    /// [`PkiError`]: the store fails, or there is no randomness.
+    pub async fn clone_key(&self) -> Result<String, PkiError> {
+        let fresh = giva_runtime::token::random_hex(32).map_err(|source| CaError::Io {
+            path: PathBuf::from("/dev/urandom"),
+            source,
+        })?;
+        Ok(self.store.pki_secret("clone_key", move || fresh).await?)
+    }
+
+    /// A clone token for `vm_id`, valid for `ttl`.
+    ///
+    /// # Errors
+    ///
+    /// [`PkiError`]: a bad VM id, or the store fails.
+    pub async fn clone_token(
+        &self,
+        vm_id: &str,
+        ttl: std::time::Duration,
+    ) -> Result<String, PkiError> {
+        let key = hex::decode(self.clone_key().await?)
+            .map_err(|_| PkiError::Refused("the stored clone key is not hex".into()))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        giva_runtime::clone_token::mint(&key, vm_id, (now + ttl).as_secs())
+            .map_err(|e| PkiError::Refused(e.to_string()))
     }
 
     /// Starts a rotation: a new generation signs from now on; the others

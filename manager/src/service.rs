@@ -155,6 +155,18 @@ impl Manager {
                     .peer_certs()
                     .and_then(|c| c.first().map(|c| c.as_ref().to_vec()))
                     .unwrap_or_default();
+                if giva_proto::issue::issued_by_delegate(&der) {
+                    let refused = Status::permission_denied(
+                        "an appliance's certificate must come from the manager's CA, not from an \
+                         appliance's delegated CA",
+                    );
+                    self.stats.refusal(call, refused.code());
+                    warn!(
+                        call,
+                        claimed, "appliance certificate made by a delegated CA refused"
+                    );
+                    return Err(refused);
+                }
                 match self.pki.is_revoked(&der).await {
                     Ok(false) => return Ok(()),
                     Ok(true) => Status::permission_denied(format!(
@@ -691,21 +703,27 @@ impl ManagerService for ManagerGrpc {
                 )));
             }
         };
+        let delegate = (!req.delegate_csr_pem.is_empty()).then_some(req.delegate_csr_pem.as_str());
+        if delegate.is_some_and(|d| d.len() > 16 * 1024) {
+            return Err(Status::invalid_argument("a request is at most 16 KiB"));
+        }
         match self
             .0
             .pki
-            .enroll(&req.token, &req.csr_pem, role, ENROLLED_DAYS)
+            .enroll_with(&req.token, &req.csr_pem, delegate, role, ENROLLED_DAYS)
             .await
         {
-            Ok((issued, ca_pem, role, name)) => {
+            Ok(e) => {
                 let crl_pem = self.0.pki.revocation_lists().await.unwrap_or_default();
-                info!(role = role.as_str(), %name, serial = %issued.serial, ?peer, "enrolled");
+                info!(role = e.role.as_str(), name = %e.name, serial = %e.cert.serial, delegate = e.delegate.is_some(), ?peer, "enrolled");
                 Ok(Response::new(EnrollResponse {
-                    cert_pem: issued.cert_pem,
-                    ca_pem,
+                    cert_pem: e.cert.cert_pem,
+                    ca_pem: e.ca_pem,
                     crl_pem,
-                    role: role.as_str().to_string(),
-                    name,
+                    role: e.role.as_str().to_string(),
+                    name: e.name,
+                    delegate_cert_pem: e.delegate.map(|d| d.cert_pem).unwrap_or_default(),
+                    clone_key: e.clone_key.unwrap_or_default(),
                 }))
             }
             Err(e) => {

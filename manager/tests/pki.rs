@@ -56,6 +56,7 @@ async fn enroll(
             token: token.to_string(),
             csr_pem: csr,
             role: "appliance".into(),
+            delegate_csr_pem: String::new(),
         })
         .await?
         .into_inner();

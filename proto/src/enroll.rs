@@ -68,6 +68,45 @@ pub fn request(out: &Path, stem: &str, force: bool) -> Result<(String, String), 
     Ok((key.serialize_pem(), csr))
 }
 
+/// What an enrollment answered, from the manager or an appliance.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    /// The role of the certificate.
+    pub role: &'a str,
+    /// The name it gives.
+    pub name: &'a str,
+    /// The certificate (and its chain, if any).
+    pub cert_pem: &'a str,
+    /// The CAs to trust.
+    pub ca_pem: &'a str,
+    /// Their revocation lists.
+    pub crl_pem: &'a str,
+}
+
+impl<'a> From<&'a crate::manager::EnrollResponse> for Answer<'a> {
+    fn from(r: &'a crate::manager::EnrollResponse) -> Self {
+        Answer {
+            role: &r.role,
+            name: &r.name,
+            cert_pem: &r.cert_pem,
+            ca_pem: &r.ca_pem,
+            crl_pem: &r.crl_pem,
+        }
+    }
+}
+
+impl<'a> From<&'a crate::shim::EnrollResponse> for Answer<'a> {
+    fn from(r: &'a crate::shim::EnrollResponse) -> Self {
+        Answer {
+            role: "vm",
+            name: &r.vm_id,
+            cert_pem: &r.cert_pem,
+            ca_pem: &r.ca_pem,
+            crl_pem: &r.crl_pem,
+        }
+    }
+}
+
 /// Keeps the answer: `out/STEM.pem`, `out/STEM.key` (mode 0600, written
 /// last, so a key on disk always has its certificate), `out/ca.pem` and
 /// `out/crl.pem`.
@@ -75,29 +114,30 @@ pub fn request(out: &Path, stem: &str, force: bool) -> Result<(String, String), 
 /// # Errors
 ///
 /// A file cannot be written, or the answer holds no certificate.
-pub fn save(
+pub fn save<'a>(
     out: &Path,
     stem: &str,
     key_pem: &str,
-    answer: &crate::manager::EnrollResponse,
+    answer: impl Into<Answer<'a>>,
 ) -> Result<Enrolled, EnrollError> {
+    let answer = answer.into();
     if !answer.cert_pem.contains("BEGIN CERTIFICATE")
         || !answer.ca_pem.contains("BEGIN CERTIFICATE")
     {
         return Err(EnrollError::Answer("no certificate in it".into()));
     }
     let files = Enrolled {
-        role: answer.role.clone(),
-        name: answer.name.clone(),
+        role: answer.role.to_string(),
+        name: answer.name.to_string(),
         cert: out.join(format!("{stem}.pem")),
         key: out.join(format!("{stem}.key")),
         ca: out.join("ca.pem"),
         crl: out.join("crl.pem"),
     };
     for (path, text, private) in [
-        (&files.cert, answer.cert_pem.as_str(), false),
-        (&files.ca, answer.ca_pem.as_str(), false),
-        (&files.crl, answer.crl_pem.as_str(), false),
+        (&files.cert, answer.cert_pem, false),
+        (&files.ca, answer.ca_pem, false),
+        (&files.crl, answer.crl_pem, false),
         (&files.key, key_pem, true),
     ] {
         giva_runtime::dirs::write_file(path, text, private).map_err(|source| {

@@ -40,6 +40,9 @@ pub async fn run(args: &EnrollArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| giva_runtime::dirs::state_dir("giva").join("tls"));
     let (key_pem, csr_pem) = giva_proto::enroll::request(&out, "appliance", args.force)?;
+    // A second key, for the delegated CA that signs instant clones.
+    let (delegate_key_pem, delegate_csr_pem) =
+        giva_proto::enroll::request(&out, "delegate", args.force)?;
     let files = giva_proto::tls::ClientFiles {
         ca: args.ca_file.clone(),
         ..Default::default()
@@ -62,6 +65,7 @@ pub async fn run(args: &EnrollArgs) -> anyhow::Result<()> {
             token,
             csr_pem,
             role: "appliance".into(),
+            delegate_csr_pem,
         })
         .await
         .map_err(|s| anyhow::anyhow!("the manager refused the enrollment: {}", s.message()))?
@@ -74,6 +78,29 @@ pub async fn run(args: &EnrollArgs) -> anyhow::Result<()> {
         );
     }
     let saved = giva_proto::enroll::save(&out, "appliance", &key_pem, &answer)?;
+    let clones = if answer.delegate_cert_pem.contains("BEGIN CERTIFICATE") {
+        let files = [
+            (
+                out.join("delegate.pem"),
+                answer.delegate_cert_pem.as_str(),
+                false,
+            ),
+            (out.join("clone.key"), answer.clone_key.as_str(), true),
+            (out.join("delegate.key"), delegate_key_pem.as_str(), true),
+        ];
+        for (path, text, private) in &files {
+            giva_runtime::dirs::write_file(path, text, *private)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        }
+        format!(
+            "\n\n[clones]\ndelegate_cert_file = \"{}\"\ndelegate_key_file = \"{}\"\nclone_key_file = \"{}\"",
+            files[0].0.display(),
+            files[2].0.display(),
+            files[1].0.display()
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
         "enrolled as appliance {}: certificate {}, key {} (mode 0600)",
         saved.name,
@@ -82,7 +109,7 @@ pub async fn run(args: &EnrollArgs) -> anyhow::Result<()> {
     );
     // The configuration that uses them, on standard output.
     println!(
-        "appliance_id = \"{name}\"\n\n[manager]\nurl = \"{url}\"\nca_file = \"{ca}\"\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n\n[server]\ntls_cert_file = \"{cert}\"\ntls_key_file = \"{key}\"\nclient_ca_file = \"{ca}\"\ncrl_file = \"{crl}\"",
+        "appliance_id = \"{name}\"\n\n[manager]\nurl = \"{url}\"\nca_file = \"{ca}\"\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n\n[server]\ntls_cert_file = \"{cert}\"\ntls_key_file = \"{key}\"\nclient_ca_file = \"{ca}\"\ncrl_file = \"{crl}\"{clones}",
         name = saved.name,
         url = args.manager,
         ca = saved.ca.display(),

@@ -246,6 +246,21 @@ pub enum CaCommand {
         /// Days it is valid.
         #[arg(long, default_value_t = 365)]
         days: u32,
+        /// For an appliance: also its delegated CA (NAME-delegate.pem and
+        /// .key), with which it signs instant clones' certificates, and the
+        /// clone key (clone.key) it checks clone tokens with.
+        #[arg(long)]
+        delegate: bool,
+    },
+    /// Make a clone token for VM: the instant clone's customization step
+    /// hands it to `giva-shim enroll`, and the appliance (which has the
+    /// clone key) signs the clone's certificate with no manager round trip.
+    CloneToken {
+        /// The clone's VM id.
+        vm: String,
+        /// How long it may be used.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
     },
     /// Make a one-time enrollment token for an appliance or a VM named
     /// NAME: `giva enroll` (or `giva-shim enroll`) trades it for a

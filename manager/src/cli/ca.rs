@@ -53,7 +53,11 @@ async fn run_on(pki: &Pki, command: CaCommand, state: &Path) -> anyhow::Result<(
             dns,
             ip,
             days,
+            delegate,
         } => {
+            if delegate && role != crate::ca::Role::Appliance {
+                anyhow::bail!("--delegate is for an appliance's certificate");
+            }
             let issued = pki.issue(&name, role, &dns, &ip, days, "operator").await?;
             let file = name.replace(['/', '\\'], "_");
             let cert = out.join(format!("{file}.pem"));
@@ -69,6 +73,24 @@ async fn run_on(pki: &Pki, command: CaCommand, state: &Path) -> anyhow::Result<(
                 key.display(),
                 ca.display()
             );
+            if delegate {
+                let d = pki.issue_delegate(&name, days).await?;
+                let dcert = out.join(format!("{file}-delegate.pem"));
+                let dkey = out.join(format!("{file}-delegate.key"));
+                let ckey = out.join("clone.key");
+                write_file(&dcert, &d.cert_pem, false)?;
+                write_file(&dkey, &d.key_pem, true)?;
+                write_file(&ckey, &pki.clone_key().await?, true)?;
+                println!(
+                    "delegated CA {} (key {}), clone key {}",
+                    dcert.display(),
+                    dkey.display(),
+                    ckey.display()
+                );
+            }
+        }
+        CaCommand::CloneToken { vm, ttl } => {
+            println!("{}", pki.clone_token(&vm, ttl).await?);
         }
         CaCommand::Token {
             name,

@@ -316,6 +316,31 @@ impl Store {
         })
     }
 
+    /// The PKI secret `name`, made with `make` (and kept) if there is none.
+    pub async fn pki_secret(
+        &self,
+        name: &str,
+        make: impl FnOnce() -> String,
+    ) -> Result<String, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT value FROM pki_secrets WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(v) = found {
+            return Ok(v);
+        }
+        let value = make();
+        sqlx::query("INSERT INTO pki_secrets (name, value) VALUES (?, ?)")
+            .bind(name)
+            .bind(&value)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(value)
+    }
+
     /// Notes the certificate an enrollment token bought.
     pub async fn note_token_certificate(
         &self,

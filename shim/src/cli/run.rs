@@ -50,18 +50,7 @@ async fn enroll(args: &EnrollArgs) -> anyhow::Result<()> {
         .await
         .map_err(|s| anyhow::anyhow!("the enrollment was refused: {}", s.message()))?
         .into_inner();
-    let saved = giva_proto::enroll::save(
-        &args.out,
-        "vm",
-        &key_pem,
-        &giva_proto::manager::EnrollResponse {
-            cert_pem: answer.cert_pem,
-            ca_pem: answer.ca_pem,
-            crl_pem: answer.crl_pem,
-            role: "vm".into(),
-            name: answer.vm_id,
-        },
-    )?;
+    let saved = giva_proto::enroll::save(&args.out, "vm", &key_pem, &answer)?;
     eprintln!(
         "enrolled as VM {}: certificate {}, key {} (mode 0600)",
         saved.name,

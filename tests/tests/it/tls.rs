@@ -427,19 +427,7 @@ async fn a_vm_enrolls_through_its_appliance_and_revocation_reaches_the_appliance
                 })
                 .await?
                 .into_inner();
-            let saved = giva_proto::enroll::save(
-                &out,
-                "vm",
-                &key,
-                &giva_proto::manager::EnrollResponse {
-                    cert_pem: answer.cert_pem,
-                    ca_pem: answer.ca_pem,
-                    crl_pem: answer.crl_pem,
-                    role: "vm".into(),
-                    name: answer.vm_id.clone(),
-                },
-            )
-            .expect("save");
+            let saved = giva_proto::enroll::save(&out, "vm", &key, &answer).expect("save");
             Ok::<_, tonic::Status>((
                 answer.vm_id,
                 ClientFiles {
@@ -524,4 +512,225 @@ async fn a_vm_enrolls_through_its_appliance_and_revocation_reaches_the_appliance
     appliance.stop().await;
     let _ = stop.send(());
     let _ = mtask.await;
+}
+
+/// Instant clones: each enrolls at its appliance with a clone token and
+/// gets a certificate of its own, signed by the appliance's delegated CA
+/// with no manager round trip (here there is no manager at all). A token
+/// works once, cannot be altered, and buys a certificate for its VM only;
+/// and the delegated CA cannot make a certificate that passes as a host
+/// or as an appliance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instant_clones_get_their_own_certificates_from_the_appliance_alone() {
+    use giva_manager::pki::Pki;
+    use giva_proto::shim::shim_service_client::ShimServiceClient;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let store_manager = giva_manager::Manager::in_memory().await.expect("store");
+    let pki = Pki::new(store_manager.store().clone());
+    pki.init(None).await.expect("CA");
+    let (ca_file, crl_file) = pki.export(&d.join("pki")).await.expect("export");
+    let put = |name: &str, text: &str| {
+        let p = d.join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    };
+    let localhost = ["127.0.0.1".parse().expect("ip")];
+    let app = pki
+        .issue("app-1", Role::Appliance, &[], &localhost, 1, "test")
+        .await
+        .expect("issue");
+    let delegate = pki.issue_delegate("app-1", 1).await.expect("delegate");
+    let mut config = test_config();
+    config.appliance_id = "app-1".into();
+    config.server.tls_cert_file = put("app.pem", &app.cert_pem);
+    config.server.tls_key_file = put("app.key", &app.key_pem);
+    config.server.client_ca_file = ca_file.clone();
+    config.server.crl_file = crl_file;
+    config.clones.delegate_cert_file = put("delegate.pem", &delegate.cert_pem);
+    config.clones.delegate_key_file = put("delegate.key", &delegate.key_pem);
+    config.clones.clone_key_file = put("clone.key", &pki.clone_key().await.expect("key"));
+    let (appliance, app_state) = start_appliance(config).await;
+    let url = format!("https://{}", appliance.addr);
+    let anonymous = ClientFiles {
+        ca: ca_file.clone(),
+        ..Default::default()
+    };
+    let enroll = |token: String, name: &'static str| {
+        let url = url.clone();
+        let anonymous = anonymous.clone();
+        let out = d.join(name);
+        async move {
+            let (key, csr) = giva_proto::enroll::request(&out, "vm", false).expect("request");
+            let channel = anonymous
+                .endpoint(&url)
+                .expect("endpoint")
+                .connect()
+                .await
+                .expect("connect");
+            let answer = ShimServiceClient::new(channel)
+                .enroll(giva_proto::shim::EnrollRequest {
+                    token,
+                    csr_pem: csr,
+                })
+                .await?
+                .into_inner();
+            let saved = giva_proto::enroll::save(&out, "vm", &key, &answer).expect("save");
+            Ok::<_, tonic::Status>((
+                answer.vm_id,
+                ClientFiles {
+                    ca: saved.ca,
+                    cert: saved.cert,
+                    key: saved.key,
+                },
+            ))
+        }
+    };
+    let guest = d.join("guest");
+    std::fs::create_dir(&guest).expect("mkdir");
+    write(&guest, "eicar.com", EICAR);
+    let scan = |vm_id: &str, tls: ClientFiles| {
+        let vm = giva_proto::shim::VmIdentity {
+            vm_id: vm_id.into(),
+            ..Default::default()
+        };
+        let mut c = ScanConfig::new(url.clone(), vm, vec![guest.clone()]);
+        c.tls = tls;
+        async move { giva_shim::scan::run(&c, |_| {}, |_, _| {}).await }
+    };
+    let ttl = Duration::from_secs(600);
+
+    // Two clones of one parent, each with its own token and certificate.
+    let t1 = pki.clone_token("clone-1", ttl).await.expect("token");
+    let t2 = pki.clone_token("clone-2", ttl).await.expect("token");
+    let (id1, c1) = enroll(t1.clone(), "clone-1")
+        .await
+        .expect("clone-1 enrolls");
+    let (id2, c2) = enroll(t2, "clone-2").await.expect("clone-2 enrolls");
+    assert_eq!((id1.as_str(), id2.as_str()), ("clone-1", "clone-2"));
+    assert_eq!(scan("clone-1", c1.clone()).await.expect("scan").infected, 1);
+    assert_eq!(scan("clone-2", c2).await.expect("scan").infected, 1);
+    let e = scan("clone-2", c1).await.expect_err("clone-1 as clone-2");
+    assert!(
+        e.to_string().contains("names VM clone-1, not clone-2"),
+        "{e}"
+    );
+
+    // Used once; altered or foreign tokens are refused.
+    let e = enroll(t1.clone(), "again").await.expect_err("replayed");
+    assert!(e.message().contains("used already"), "{}", e.message());
+    let e = enroll(t1.replace("clone-1", "clone-9"), "forged")
+        .await
+        .expect_err("altered");
+    assert!(e.message().contains("signature"), "{}", e.message());
+    let foreign =
+        giva_runtime::clone_token::mint(b"another manager", "clone-3", u64::MAX).expect("mint");
+    let e = enroll(foreign, "foreign").await.expect_err("other key");
+    assert!(e.message().contains("signature"), "{}", e.message());
+    app_state
+        .stats
+        .observe(&app_state.cache.stats(), &app_state.pool.stats());
+    let metrics = app_state.stats.render();
+    assert!(
+        metrics.contains("giva_clone_enrollments_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("giva_identity_refusals_total{why=\"clone_token\"} 3"),
+        "{metrics}"
+    );
+    appliance.stop().await;
+
+    // What a stolen delegated key can sign is worth nothing elsewhere: a
+    // server certificate for 127.0.0.1 breaks the delegated CA's name
+    // constraints, and an appliance's certificate is refused by the
+    // manager.
+    let issuer = giva_proto::issue::issuer(&delegate.cert_pem, &delegate.key_pem).expect("issuer");
+    let (params, serial) =
+        giva_proto::issue::leaf_params("manager", Role::Server, &[], &localhost, 1)
+            .expect("params");
+    let fake = giva_proto::issue::sign_new_key(&issuer, params, serial).expect("sign");
+    let chain = put(
+        "fake.pem",
+        &format!("{}{}", fake.cert_pem, delegate.cert_pem),
+    );
+    let key = put("fake.key", &fake.key_pem);
+    let tls = server_tls(&chain, &key, Path::new(""), Path::new(""));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let m = giva_manager::Manager::in_memory().await.expect("store");
+    let task = tokio::spawn(async move {
+        let _ = giva_manager::serve_tls(m, listener, Some(tls), async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    let e = tls_client(&format!("https://{addr}"), &anonymous)
+        .await
+        .expect_err("a host certificate from a delegated CA");
+    assert!(
+        e.contains("NameConstraint") || e.contains("not valid"),
+        "{e}"
+    );
+    let _ = stop.send(());
+    let _ = task.await;
+
+    // The real manager, asked by an "appliance" with a delegated-CA
+    // certificate.
+    let (mcert, mkey) = {
+        let m = pki
+            .issue("manager", Role::Server, &[], &localhost, 1, "test")
+            .await
+            .expect("issue");
+        (put("m.pem", &m.cert_pem), put("m.key", &m.key_pem))
+    };
+    let tls = server_tls(&mcert, &mkey, &ca_file, Path::new(""));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    store_manager.require_appliance_certificates();
+    let m = store_manager.clone();
+    let task = tokio::spawn(async move {
+        let _ = giva_manager::serve_tls(m, listener, Some(tls), async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    let forge = |name: &str| {
+        let (params, serial) =
+            giva_proto::issue::leaf_params(name, Role::Appliance, &[], &[], 1).expect("params");
+        let forged = giva_proto::issue::sign_new_key(&issuer, params, serial).expect("sign");
+        ClientFiles {
+            ca: ca_file.clone(),
+            cert: put(
+                &format!("{name}.pem"),
+                &format!("{}{}", forged.cert_pem, delegate.cert_pem),
+            ),
+            key: put(&format!("{name}.key"), &forged.key_pem),
+        }
+    };
+    let heartbeat = |files: ClientFiles, appliance: &'static str| async move {
+        let mut c = tls_client(&format!("https://{addr}"), &files).await?;
+        c.heartbeat(giva_proto::manager::HeartbeatRequest {
+            appliance_id: appliance.into(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .map_err(|s| giva_proto::tls::explain(&s))
+    };
+    // Its host name breaks the name constraints: refused at the handshake.
+    let e = heartbeat(forge("app-1"), "app-1")
+        .await
+        .expect_err("refused");
+    assert!(!e.contains("PermissionDenied"), "{e}");
+    // A name inside the allowed zone passes the handshake, and the manager
+    // still refuses it: an appliance's certificate comes from its CA only.
+    let zone = "app-1.clones.giva.invalid";
+    let e = heartbeat(forge(zone), zone).await.expect_err("refused");
+    assert!(e.contains("delegated CA"), "{e}");
+    let _ = stop.send(());
+    let _ = task.await;
 }

@@ -1,0 +1,140 @@
+//! Instant clones' certificates, signed here: a clone enrolls with a clone
+//! token that its customization step handed in, and the appliance, which
+//! holds a CA the manager delegated to it and the clone key, checks the
+//! token and signs a short-lived certificate for the VM it names. No
+//! manager round trip, so a storm of clones registers at the appliance's
+//! pace.
+//!
+//! - A token is used once: its nonce is remembered until it expires.
+//!   (The memory is this process's: a token replayed after a restart of
+//!   the appliance, within its time, is accepted again. Tokens are short;
+//!   `docs/security.md` says so.)
+//! - The certificate names the VM (`giva:vm:NAME`), is for a client only,
+//!   and lives `clones.cert_hours`. The delegated CA's own constraints keep
+//!   it from naming any host.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use giva_proto::issue::{issuer, leaf_params, sign_request};
+use giva_proto::tls::Role;
+use giva_runtime::clone_token;
+use rcgen::{Issuer, KeyPair};
+use tonic::Status;
+
+use crate::config::ClonesConfig;
+
+/// Nonces remembered at most; beyond, clone enrollments wait for tokens to
+/// expire.
+const MAX_REMEMBERED: usize = 1_000_000;
+
+/// Signs clones' certificates.
+pub struct CloneSigner {
+    issuer: Issuer<'static, KeyPair>,
+    delegate_pem: String,
+    key: Vec<u8>,
+    hours: u32,
+    used: Mutex<HashMap<String, u64>>,
+}
+
+impl std::fmt::Debug for CloneSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CloneSigner(<keys redacted>)")
+    }
+}
+
+fn read(what: &str, path: &std::path::Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("clones.{what} {}: {e}", path.display()))
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl CloneSigner {
+    /// The signer `config` describes; `None` when it names no files.
+    ///
+    /// # Errors
+    ///
+    /// Some files are given and others not, or one cannot be read.
+    pub fn load(config: &ClonesConfig) -> Result<Option<Self>, String> {
+        let given = [
+            &config.delegate_cert_file,
+            &config.delegate_key_file,
+            &config.clone_key_file,
+        ]
+        .map(|p| !p.as_os_str().is_empty());
+        if given.iter().all(|g| !g) {
+            return Ok(None);
+        }
+        if !given.iter().all(|g| *g) {
+            return Err(
+                "clones needs all of delegate_cert_file, delegate_key_file and clone_key_file"
+                    .into(),
+            );
+        }
+        if config.cert_hours == 0 {
+            return Err("clones.cert_hours must be at least 1".into());
+        }
+        let delegate_pem = read("delegate_cert_file", &config.delegate_cert_file)?;
+        let key_pem = read("delegate_key_file", &config.delegate_key_file)?;
+        let clone_key = read("clone_key_file", &config.clone_key_file)?;
+        let key = hex::decode(clone_key.trim()).map_err(|_| {
+            format!(
+                "clones.clone_key_file {}: not a hex key",
+                config.clone_key_file.display()
+            )
+        })?;
+        let issuer =
+            issuer(&delegate_pem, &key_pem).map_err(|e| format!("the delegated CA: {e}"))?;
+        Ok(Some(CloneSigner {
+            issuer,
+            delegate_pem,
+            key,
+            hours: config.cert_hours,
+            used: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Checks `token` and signs `csr_pem` for the VM it names; returns the
+    /// VM id and the certificate followed by the delegated CA (the chain a
+    /// shim shows).
+    ///
+    /// # Errors
+    ///
+    /// `PERMISSION_DENIED` for a token that is forged, expired or used;
+    /// `INVALID_ARGUMENT` for a bad request.
+    pub fn sign(&self, token: &str, csr_pem: &str) -> Result<(String, String), Status> {
+        let now = now_secs();
+        let claim = clone_token::verify(&self.key, token, now)
+            .map_err(|e| Status::permission_denied(e.to_string()))?;
+        rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
+            Status::invalid_argument(format!("the certificate signing request is not valid: {e}"))
+        })?;
+        {
+            let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+            used.retain(|_, expires| *expires > now);
+            if used.contains_key(&claim.nonce) {
+                return Err(Status::permission_denied(
+                    "the clone token was used already",
+                ));
+            }
+            if used.len() >= MAX_REMEMBERED {
+                return Err(Status::resource_exhausted(
+                    "too many clone tokens in their time; try again later",
+                ));
+            }
+            used.insert(claim.nonce.clone(), claim.expires);
+        }
+        let (params, serial) = leaf_params(&claim.vm_id, Role::Vm, &[], &[], self.hours)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let signed = sign_request(&self.issuer, csr_pem, params, serial)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok((
+            claim.vm_id,
+            format!("{}{}", signed.cert_pem, self.delegate_pem),
+        ))
+    }
+}
