@@ -138,6 +138,9 @@ struct Stack {
     /// The operator token `giva-manager events` reads.
     manager_token: PathBuf,
     appliance_url: String,
+    /// With identity and TLS on: the CAs to trust, and the clone key the
+    /// load generator's clones get their tokens from.
+    secure: Option<(PathBuf, PathBuf)>,
     admin: SocketAddr,
     // Dropped in reverse order of declaration: appliance first.
     _appliance: Proc,
@@ -156,27 +159,120 @@ fn image_inventory(image: &str, template: &str) -> Vec<Placement> {
     ]
 }
 
+/// Runs `giva-manager ca --db DB ARGS`.
+fn ca(a: &E2eArgs, db: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new(a.bin_dir.join("giva-manager"))
+        .args(["ca", "--db"])
+        .arg(db)
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "giva-manager ca {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// The certificates of a stack with identity and TLS on, made with the
+/// manager's CA: the manager's, the appliance's with its delegated CA, and
+/// the clone key.
+struct Pki {
+    ca: PathBuf,
+    crl: PathBuf,
+    tls: PathBuf,
+}
+
+fn make_pki(a: &E2eArgs, dir: &Path, appliance_id: &str) -> anyhow::Result<Pki> {
+    let db = dir.join("manager.sqlite");
+    let pki = dir.join("pki");
+    let tls = dir.join("tls");
+    let (p, t) = (pki.display().to_string(), tls.display().to_string());
+    ca(a, &db, &["init", "--dir", &p])?;
+    ca(
+        a,
+        &db,
+        &[
+            "issue",
+            "manager",
+            "--role",
+            "server",
+            "--ip",
+            "127.0.0.1",
+            "--out",
+            &t,
+        ],
+    )?;
+    ca(
+        a,
+        &db,
+        &[
+            "issue",
+            appliance_id,
+            "--role",
+            "appliance",
+            "--ip",
+            "127.0.0.1",
+            "--out",
+            &t,
+            "--delegate",
+        ],
+    )?;
+    Ok(Pki {
+        ca: pki.join("ca.pem"),
+        crl: pki.join("crl.pem"),
+        tls,
+    })
+}
+
+/// Sets `table.key` in a TOML document to a path.
+fn set_path(doc: &mut toml::Table, table: &str, key: &str, path: &Path) {
+    if let Some(toml::Value::Table(t)) = doc.get_mut(table) {
+        t.insert(key.into(), toml::Value::String(path.display().to_string()));
+    }
+}
+
 fn start_stack(
     a: &E2eArgs,
     dir: &Path,
     immediate: bool,
     inventory: &[Placement],
+    secure: bool,
 ) -> anyhow::Result<Stack> {
     std::fs::create_dir_all(dir)?;
+    let appliance_id = "bench-e2e";
+    let pki = if secure {
+        Some(make_pki(a, dir, appliance_id)?)
+    } else {
+        None
+    };
+    let scheme = if secure { "https" } else { "http" };
     let maddr = free_port()?;
+    let mut margs: Vec<String> = vec![
+        "serve".into(),
+        "--listen".into(),
+        maddr.to_string(),
+        "--db".into(),
+        dir.join("manager.sqlite").display().to_string(),
+        "--token-file".into(),
+        dir.join("operator.token").display().to_string(),
+        "--no-admin".into(),
+    ];
+    if let Some(p) = &pki {
+        for (flag, path) in [
+            ("--tls-cert", p.tls.join("manager.pem")),
+            ("--tls-key", p.tls.join("manager.key")),
+            ("--client-ca", p.ca.clone()),
+            ("--crl", p.crl.clone()),
+        ] {
+            margs.extend([flag.to_string(), path.display().to_string()]);
+        }
+    }
     let mut manager = spawn(
         "giva-manager",
         &a.bin_dir.join("giva-manager"),
-        &[
-            "serve".into(),
-            "--listen".into(),
-            maddr.to_string(),
-            "--db".into(),
-            dir.join("manager.sqlite").display().to_string(),
-            "--token-file".into(),
-            dir.join("operator.token").display().to_string(),
-            "--no-admin".into(),
-        ],
+        &margs,
         &dir.join("manager.log"),
     )?;
     wait_tcp(maddr, &mut manager, Duration::from_secs(30))?;
@@ -188,7 +284,7 @@ fn start_stack(
         "--listen".into(),
         aaddr.to_string(),
         "--manager".into(),
-        format!("http://{maddr}"),
+        format!("{scheme}://{maddr}"),
         "--admin-listen".into(),
         admin.to_string(),
         "--data-dir".into(),
@@ -227,6 +323,41 @@ fn start_stack(
         "inventory = []",
         &format!("inventory = [{}]", entries.join(", ")),
     );
+    if let Some(p) = &pki {
+        // Identity and TLS on every link: the manager's CA, the
+        // appliance's certificate for both ends, shims' certificates
+        // required, and clones signed here.
+        let mut doc: toml::Table = toml::from_str(&toml)?;
+        let cert = p.tls.join(format!("{appliance_id}.pem"));
+        let key = p.tls.join(format!("{appliance_id}.key"));
+        set_path(&mut doc, "manager", "ca_file", &p.ca);
+        set_path(&mut doc, "manager", "cert_file", &cert);
+        set_path(&mut doc, "manager", "key_file", &key);
+        set_path(&mut doc, "server", "tls_cert_file", &cert);
+        set_path(&mut doc, "server", "tls_key_file", &key);
+        set_path(&mut doc, "server", "client_ca_file", &p.ca);
+        set_path(&mut doc, "server", "crl_file", &p.crl);
+        let delegate = p.tls.join(format!("{appliance_id}-delegate"));
+        set_path(
+            &mut doc,
+            "clones",
+            "delegate_cert_file",
+            &delegate.with_extension("pem"),
+        );
+        set_path(
+            &mut doc,
+            "clones",
+            "delegate_key_file",
+            &delegate.with_extension("key"),
+        );
+        set_path(
+            &mut doc,
+            "clones",
+            "clone_key_file",
+            &p.tls.join("clone.key"),
+        );
+        toml = toml::to_string(&doc)?;
+    }
     let conf = dir.join("appliance.toml");
     std::fs::write(&conf, toml)?;
     let mut appliance = spawn(
@@ -242,9 +373,10 @@ fn start_stack(
     wait_tcp(aaddr, &mut appliance, Duration::from_secs(120))?;
     wait_tcp(admin, &mut appliance, Duration::from_secs(30))?;
     Ok(Stack {
-        manager_url: format!("http://{maddr}"),
+        manager_url: format!("{scheme}://{maddr}"),
         manager_token: dir.join("operator.token"),
-        appliance_url: format!("http://{aaddr}"),
+        appliance_url: format!("{scheme}://{aaddr}"),
+        secure: pki.map(|p| (p.ca, p.tls.join("clone.key"))),
         admin,
         _appliance: appliance,
         _manager: manager,
@@ -332,6 +464,14 @@ fn load(
             "--json",
         ])
         .args(template.then_some("--template"))
+        .args(stack.secure.iter().flat_map(|(ca, key)| {
+            [
+                "--ca-file".into(),
+                ca.as_os_str().to_owned(),
+                "--clone-key".into(),
+                key.as_os_str().to_owned(),
+            ]
+        }))
         .stdin(Stdio::null())
         .output()?;
     let wall_s = start.elapsed().as_secs_f64();
@@ -374,6 +514,12 @@ fn detection_delays(a: &E2eArgs, stack: &Stack) -> anyhow::Result<Vec<f64>> {
             "--token-file",
         ])
         .arg(&stack.manager_token)
+        .args(
+            stack
+                .secure
+                .iter()
+                .flat_map(|(ca, _)| ["--ca-file".into(), ca.as_os_str().to_owned()]),
+        )
         .output()?;
     if !out.status.success() {
         anyhow::bail!(
@@ -445,7 +591,9 @@ pub fn run(a: &E2eArgs) -> anyhow::Result<E2eResult> {
         // The template (storm-image-0000) goes first, as a running parent
         // would have; the clones then share its verdicts.
         let inventory = image_inventory("storm-image", "0000");
-        let stack = start_stack(a, &work.join("stack-storm"), true, &inventory)?;
+        // Identity and TLS on: each clone enrolls with a clone token and
+        // connects with a certificate of its own.
+        let stack = start_stack(a, &work.join("stack-storm"), true, &inventory, true)?;
         let before = http_get(stack.admin, "/metrics")
             .ok()
             .and_then(|m| metric(&m, "giva_scanned_bytes_total"))
@@ -453,7 +601,10 @@ pub fn run(a: &E2eArgs) -> anyhow::Result<E2eResult> {
         let r = load(
             a,
             &stack,
-            &format!("storm: {} VMs of one image", a.storm_vms),
+            &format!(
+                "storm: {} VMs of one image (TLS, a certificate per clone)",
+                a.storm_vms
+            ),
             &image,
             "storm-image",
             a.storm_vms,
@@ -487,6 +638,25 @@ pub fn run(a: &E2eArgs) -> anyhow::Result<E2eResult> {
         }
     }
 
+    // 1b. The same storm without identity or TLS, on connections the VMs
+    // share: what identity costs.
+    {
+        let inventory = image_inventory("storm-image", "0000");
+        let stack = start_stack(a, &work.join("stack-storm-plain"), true, &inventory, false)?;
+        res.runs.push(load(
+            a,
+            &stack,
+            &format!(
+                "storm: {} VMs of one image (plaintext, shared connections)",
+                a.storm_vms
+            ),
+            &image,
+            "storm-image",
+            a.storm_vms,
+            true,
+        )?);
+    }
+
     // 2. Cache misses and hits by size.
     eprintln!("== cache misses and hits by file size");
     {
@@ -498,7 +668,7 @@ pub fn run(a: &E2eArgs) -> anyhow::Result<E2eResult> {
             .iter()
             .flat_map(|(size, _)| image_inventory(&format!("img-{size}"), "0001"))
             .collect();
-        let stack = start_stack(a, &work.join("stack-cache"), true, &inventory)?;
+        let stack = start_stack(a, &work.join("stack-cache"), true, &inventory, false)?;
         for (size, n) in sizes {
             let label = match size {
                 s if s >= 1 << 20 => format!("{} MiB", s >> 20),
@@ -539,7 +709,7 @@ pub fn run(a: &E2eArgs) -> anyhow::Result<E2eResult> {
     );
     {
         let inventory = image_inventory("hb-image", "0000");
-        let stack = start_stack(a, &work.join("stack-heartbeat"), false, &inventory)?;
+        let stack = start_stack(a, &work.join("stack-heartbeat"), false, &inventory, false)?;
         let img = work.join("image-eicar");
         make_image(&img, 1, 20, 4096, 2)?;
         let vms = 50;
@@ -574,7 +744,7 @@ pub fn run(a: &E2eArgs) -> anyhow::Result<E2eResult> {
 }
 
 /// What the e2e rows were measured on.
-const E2E_SETUP: &str = "Real processes on loopback: `giva-manager serve`, `giva serve` (bundled database) and `giva-shim load`; latencies from event sent to verdict received. The load generator shares the machine's two cores with the appliance: at 200 VMs it drives about 250,000 verdicts a second, and those latencies include queueing on saturated cores.";
+const E2E_SETUP: &str = "Real processes on loopback: `giva-manager serve`, `giva serve` (bundled database) and `giva-shim load`; latencies from event sent to verdict received. The storm runs with identity and TLS on (each clone enrolls with a clone token, gets a certificate the appliance signs, and connects with it; mTLS to the manager), and once more in plaintext for comparison. The load generator shares the machine's two cores with the appliance: at 200 VMs it drives about 250,000 verdicts a second, and those latencies include queueing on saturated cores.";
 
 impl E2eResult {
     /// The headline rows for `LATEST.md`: cache-hit verdict latency, the
@@ -596,6 +766,37 @@ impl E2eResult {
                 ratio: String::new(),
                 target: "< 1 ms".into(),
                 met: Some(p99 < 1.0),
+            });
+        }
+        let storm = |how: &str| {
+            self.runs
+                .iter()
+                .find(|r| r.label.starts_with("storm") && r.label.contains(how))
+        };
+        if let Some(r) = storm("TLS") {
+            let p99 = r.lat("verdict_latency", "p99_ms");
+            s.rows.push(Row {
+                measure: "instant-clone storm (TLS, a certificate per clone): verdict p99".into(),
+                giva: format!("{p99:.2} ms"),
+                peer: storm("plaintext").map_or(String::new(), |p| {
+                    format!(
+                        "plaintext, shared connections: {:.2} ms",
+                        p.lat("verdict_latency", "p99_ms")
+                    )
+                }),
+                ratio: String::new(),
+                target: "< 10 ms".into(),
+                met: Some(p99 < 10.0),
+            });
+            s.rows.push(Row {
+                measure: "instant-clone storm: registration p99 (clone token, appliance-signed certificate, handshake, Register; no manager round trip)".into(),
+                giva: format!("{:.0} ms", r.lat("register_latency", "p99_ms")),
+                peer: storm("plaintext").map_or(String::new(), |p| {
+                    format!("plaintext: {:.0} ms", p.lat("register_latency", "p99_ms"))
+                }),
+                ratio: String::new(),
+                target: String::new(),
+                met: None,
             });
         }
         if let Some((image, scanned)) = self.storm_bytes {
@@ -630,7 +831,7 @@ impl E2eResult {
     /// The markdown report body (after the common header).
     pub fn markdown(&self) -> String {
         let mut md = String::new();
-        md.push_str("Real processes on loopback: `giva-manager serve` (SQLite on disk), `giva serve` (bundled database, outbox on disk, admin endpoint), `giva-shim load` (one process per run). Latencies are measured by the load generator from event sent to verdict received.\n\n");
+        md.push_str("Real processes on loopback: `giva-manager serve` (SQLite on disk), `giva serve` (bundled database, outbox on disk, admin endpoint), `giva-shim load` (one process per run). Latencies are measured by the load generator from event sent to verdict received. The first storm runs with identity and TLS on: each clone enrolls with a clone token, the appliance signs its certificate (no manager round trip), and the clone connects with it on a connection of its own; the appliance reports to the manager over mTLS. Its registration latency counts the enrollment and the handshake. The second storm is the same in plaintext, with the VMs sharing 8 connections, as before identity.\n\n");
         md.push_str("## Load runs\n\n| run | events | events/s | verdict p50 ms | p90 ms | p99 ms | max ms | cache hits | content requests | content bytes / image | register p99 ms | errors | wall s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for r in &self.runs {
             md.push_str(&format!(

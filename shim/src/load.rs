@@ -66,6 +66,12 @@ pub struct LoadConfig {
     /// file, as a running parent VM would have been, before the clones
     /// come up. The appliance's inventory must name it the template.
     pub template: bool,
+    /// The clone key (hex): each simulated VM gets a clone token for its
+    /// id (as its customization step would hand it in), enrolls with it at
+    /// the appliance, and connects with its own certificate on a
+    /// connection of its own. The registration latency then counts the
+    /// enrollment and the handshake.
+    pub clone_key: Option<Vec<u8>>,
 }
 
 impl LoadConfig {
@@ -86,6 +92,7 @@ impl LoadConfig {
             vm_prefix: "load-vm".into(),
             tls: giva_proto::tls::ClientFiles::default(),
             template: false,
+            clone_key: None,
         }
     }
 }
@@ -365,9 +372,22 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     };
 
     // Phase 0: the image's template, through every file, alone.
+    let enrolling = config.clone_key.as_ref().map(|key| {
+        Arc::new(Enrolling {
+            key: key.clone(),
+            anonymous: channels[0].clone(),
+            url: config.appliance.clone(),
+            ca: config.tls.ca.clone(),
+            dir: std::env::temp_dir().join(format!("giva-load-{}", std::process::id())),
+        })
+    });
     if config.template {
         let t = Instant::now();
-        let mut c = ShimServiceClient::new(channels[0].clone());
+        let channel = match &enrolling {
+            Some(e) => e.channel(&identity(0).vm_id).await?,
+            None => channels[0].clone(),
+        };
+        let mut c = ShimServiceClient::new(channel.clone());
         let sid = c
             .register(RegisterRequest {
                 vm: Some(identity(0)),
@@ -383,7 +403,7 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
         let vm = Vm {
             index: 0,
             session_id: sid,
-            channel: channels[0].clone(),
+            channel,
             files: files.clone(),
             counters: template_counters.clone(),
             opens: files.len(),
@@ -403,21 +423,41 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     let mut regs = tokio::task::JoinSet::new();
     for i in 0..config.vms {
         let vm = identity(i + 1);
-        let mut c = ShimServiceClient::new(channels[i % channels.len()].clone());
+        let shared = channels[i % channels.len()].clone();
+        let enrolling = enrolling.clone();
         let sem = sem.clone();
         regs.spawn(async move {
             let _permit = sem.acquire_owned().await;
             let t = Instant::now();
-            let r = c.register(RegisterRequest { vm: Some(vm) }).await;
-            (i, r.map(|r| r.into_inner().session_id), t.elapsed())
+            let channel = match &enrolling {
+                Some(e) => match e.channel(&vm.vm_id).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        return (
+                            i,
+                            Err(tonic::Status::unavailable(e.to_string())),
+                            t.elapsed(),
+                        );
+                    }
+                },
+                None => shared,
+            };
+            let r = ShimServiceClient::new(channel.clone())
+                .register(RegisterRequest { vm: Some(vm) })
+                .await;
+            (
+                i,
+                r.map(|r| (r.into_inner().session_id, channel)),
+                t.elapsed(),
+            )
         });
     }
-    let mut sessions: Vec<(usize, String)> = Vec::with_capacity(config.vms);
+    let mut sessions: Vec<(usize, String, Channel)> = Vec::with_capacity(config.vms);
     let mut reg_lat = Vec::with_capacity(config.vms);
     while let Some(r) = regs.join_next().await {
         match r {
-            Ok((i, Ok(sid), t)) => {
-                sessions.push((i, sid));
+            Ok((i, Ok((sid, channel)), t)) => {
+                sessions.push((i, sid, channel));
                 reg_lat.push(t.as_micros() as u64);
             }
             Ok((_, Err(status), _)) => {
@@ -430,17 +470,20 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     report.register_secs = started.elapsed().as_secs_f64();
     report.registered = sessions.len() as u64;
     report.register_latency = Percentiles::of(&mut reg_lat);
-    sessions.sort_unstable();
+    sessions.sort_unstable_by_key(|(i, _, _)| *i);
+    if let Some(e) = &enrolling {
+        let _ = std::fs::remove_dir_all(&e.dir);
+    }
 
     // Phase 2: the opens.
     let opens_started = Instant::now();
     let sem = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let mut vms = tokio::task::JoinSet::new();
-    for (i, sid) in sessions {
+    for (i, sid, channel) in sessions {
         let vm = Vm {
             index: i,
             session_id: sid,
-            channel: channels[i % channels.len()].clone(),
+            channel,
             files: files.clone(),
             counters: counters.clone(),
             opens: config.opens_per_vm.unwrap_or(files.len()),
@@ -515,6 +558,51 @@ enum VmError {
     /// Nothing came back for a minute.
     #[error("VM {vm}: no answer for 60 s")]
     Silent { vm: usize },
+}
+
+/// How a simulated clone gets its certificate: a clone token for its id,
+/// an enrollment at the appliance, and a connection of its own with the
+/// certificate.
+struct Enrolling {
+    key: Vec<u8>,
+    anonymous: Channel,
+    url: String,
+    ca: PathBuf,
+    dir: PathBuf,
+}
+
+impl Enrolling {
+    async fn channel(&self, vm_id: &str) -> Result<Channel, ClientError> {
+        let refused = |status| ClientError::Refused {
+            call: "Enroll",
+            status,
+        };
+        let expires = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            + 3600;
+        let token = giva_runtime::clone_token::mint(&self.key, vm_id, expires)
+            .map_err(|e| refused(tonic::Status::invalid_argument(e.to_string())))?;
+        let out = self.dir.join(vm_id);
+        let (key, csr) = giva_proto::enroll::request(&out, "vm", true)
+            .map_err(|e| refused(tonic::Status::internal(e.to_string())))?;
+        let answer = ShimServiceClient::new(self.anonymous.clone())
+            .enroll(giva_proto::shim::EnrollRequest {
+                token,
+                csr_pem: csr,
+            })
+            .await
+            .map_err(refused)?
+            .into_inner();
+        let saved = giva_proto::enroll::save(&out, "vm", &key, &answer)
+            .map_err(|e| refused(tonic::Status::internal(e.to_string())))?;
+        let files = giva_proto::tls::ClientFiles {
+            ca: self.ca.clone(),
+            cert: saved.cert,
+            key: saved.key,
+        };
+        client::channel(&self.url, &files).await
+    }
 }
 
 struct Vm {

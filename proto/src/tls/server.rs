@@ -285,6 +285,13 @@ impl ServerTls {
                         Ok(Ok(stream)) => {
                             let _ = tx.send(Ok(stream)).await;
                         }
+                        // A connection closed before any handshake (a port
+                        // probe, a health check) is not news.
+                        Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => tracing::debug!(
+                            listener = what,
+                            %peer,
+                            "connection closed before its TLS handshake"
+                        ),
                         Ok(Err(e)) => tracing::info!(
                             listener = what,
                             %peer,

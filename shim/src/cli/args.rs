@@ -252,6 +252,11 @@ pub struct LoadArgs {
     /// it the image's template for the clones to share its verdicts.
     #[arg(long)]
     pub template: bool,
+    /// A file with the clone key (hex, as `giva-manager ca issue
+    /// --delegate` writes clone.key): each VM enrolls with a clone token
+    /// of its own and connects with its own certificate.
+    #[arg(long, value_parser = read_clone_key)]
+    pub clone_key: Option<CloneKey>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub tls: TlsArgs,
@@ -262,6 +267,7 @@ impl From<&LoadArgs> for LoadConfig {
         let mut config = LoadConfig::new(a.appliance.clone(), a.vms, a.image.clone());
         config.tls = (&a.tls).into();
         config.template = a.template;
+        config.clone_key = a.clone_key.as_ref().map(|k| k.0.clone());
         config.vm_prefix = a.vm_prefix.clone();
         config.image_id = a.image_id.clone();
         config.opens_per_vm = a.opens_per_vm;
@@ -273,6 +279,24 @@ impl From<&LoadArgs> for LoadConfig {
         config.duration = Duration::from_secs(a.duration);
         config
     }
+}
+
+/// The clone key `--clone-key` read.
+#[derive(Clone)]
+pub struct CloneKey(pub Vec<u8>);
+
+impl std::fmt::Debug for CloneKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CloneKey(<redacted>)")
+    }
+}
+
+/// Reads `--clone-key`: a file holding a hex key.
+fn read_clone_key(path: &str) -> Result<CloneKey, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    hex::decode(text.trim())
+        .map(CloneKey)
+        .map_err(|_| format!("{path}: not a hex key"))
 }
 
 /// `giva-shim scan`.
