@@ -111,6 +111,22 @@ fn hangup(served: &common::Served) {
     std::thread::sleep(Duration::from_millis(500));
 }
 
+/// The manager's server certificate for 127.0.0.1, from the signing CA.
+fn issue_manager_certificate(db: &Path, out: &Path) {
+    let args = [
+        "issue",
+        "manager",
+        "--role",
+        "server",
+        "--ip",
+        "127.0.0.1",
+        "--out",
+    ];
+    let mut all = args.to_vec();
+    all.push(p(out));
+    ca(db, &all);
+}
+
 fn token(db: &Path, name: &str, extra: &[&str]) -> String {
     let mut args = vec!["token", name, "--role", "appliance"];
     args.extend_from_slice(extra);
@@ -125,19 +141,7 @@ fn appliances_enroll_once_revocation_is_at_once_and_the_ca_rotates_while_serving
     let pki = d.join("pki");
     ca(&db, &["init", "--dir", p(&pki)]);
     let tls = d.join("tls");
-    ca(
-        &db,
-        &[
-            "issue",
-            "manager",
-            "--role",
-            "server",
-            "--ip",
-            "127.0.0.1",
-            "--out",
-            p(&tls),
-        ],
-    );
+    issue_manager_certificate(&db, &tls);
     let ca_file = pki.join("ca.pem");
     let crl_file = pki.join("crl.pem");
     let serve_args = [
@@ -249,19 +253,7 @@ fn appliances_enroll_once_revocation_is_at_once_and_the_ca_rotates_while_serving
         let bundle = std::fs::read_to_string(&ca_file).expect("bundle");
         assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 2, "{bundle}");
         // The manager's own certificate is renewed under the new CA.
-        ca(
-            &db,
-            &[
-                "issue",
-                "manager",
-                "--role",
-                "server",
-                "--ip",
-                "127.0.0.1",
-                "--out",
-                p(&tls),
-            ],
-        );
+        issue_manager_certificate(&db, &tls);
         hangup(&served);
         let fresh = |files: &ClientFiles| ClientFiles {
             ca: ca_file.clone(),

@@ -43,9 +43,39 @@ pub enum EnrollError {
         /// Why.
         source: std::io::Error,
     },
+    /// No usable token.
+    #[error("{0}")]
+    Token(String),
     /// The answer is not what was asked for.
     #[error("the answer is unusable: {0}")]
     Answer(String),
+}
+
+/// The environment variable an enrollment token is read from when no
+/// file is given: where an appliance image's first-boot step, or a clone's
+/// customization step, puts it.
+pub const TOKEN_ENV: &str = "GIVA_ENROLL_TOKEN";
+
+/// Reads an enrollment token: from `file`, else from [`TOKEN_ENV`]; never
+/// from the command line, which other users can see.
+///
+/// # Errors
+///
+/// [`EnrollError::Token`]: no token, an unreadable file, or an empty one.
+pub fn read_token(file: Option<&Path>) -> Result<String, EnrollError> {
+    let token = match file {
+        Some(f) => std::fs::read_to_string(f).map_err(|e| {
+            EnrollError::Token(format!("cannot read the token file {}: {e}", f.display()))
+        })?,
+        None => std::env::var(TOKEN_ENV).map_err(|_| {
+            EnrollError::Token(format!("no token: give --token-file, or set {TOKEN_ENV}"))
+        })?,
+    };
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        return Err(EnrollError::Token("the enrollment token is empty".into()));
+    }
+    Ok(token)
 }
 
 /// A new key (ECDSA P-256, PEM) and a certificate signing request for it

@@ -1,31 +1,10 @@
 //! `giva enroll`: this appliance's certificate from the manager, against a
 //! one-time token.
 
-use std::path::Path;
-
 use giva_proto::manager::EnrollRequest;
 use giva_proto::manager::manager_service_client::ManagerServiceClient;
 
 use crate::cli::args::EnrollArgs;
-
-/// The environment variable the token is read from without
-/// `--token-file`.
-pub const TOKEN_ENV: &str = "GIVA_ENROLL_TOKEN";
-
-/// Reads the token: from `file`, else from [`TOKEN_ENV`].
-fn token(file: Option<&Path>) -> anyhow::Result<String> {
-    let token = match file {
-        Some(f) => std::fs::read_to_string(f)
-            .map_err(|e| anyhow::anyhow!("cannot read the token file {}: {e}", f.display()))?,
-        None => std::env::var(TOKEN_ENV)
-            .map_err(|_| anyhow::anyhow!("no token: give --token-file, or set {TOKEN_ENV}"))?,
-    };
-    let token = token.trim().to_string();
-    if token.is_empty() {
-        anyhow::bail!("the enrollment token is empty");
-    }
-    Ok(token)
-}
 
 /// Runs `giva enroll`.
 ///
@@ -34,7 +13,7 @@ fn token(file: Option<&Path>) -> anyhow::Result<String> {
 /// No token, an unreachable manager, a refused token, or files that
 /// cannot be written.
 pub async fn run(args: &EnrollArgs) -> anyhow::Result<()> {
-    let token = token(args.token_file.as_deref())?;
+    let token = giva_proto::enroll::read_token(args.token_file.as_deref())?;
     let out = args
         .out
         .clone()

@@ -23,22 +23,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-/// Reads an enrollment token: from `file`, else from `GIVA_ENROLL_TOKEN`.
-fn enrollment_token(file: Option<&std::path::Path>) -> anyhow::Result<String> {
-    let token = match file {
-        Some(f) => std::fs::read_to_string(f)
-            .map_err(|e| anyhow::anyhow!("cannot read the token file {}: {e}", f.display()))?,
-        None => std::env::var("GIVA_ENROLL_TOKEN").map_err(|_| {
-            anyhow::anyhow!("no token: give --token-file, or set GIVA_ENROLL_TOKEN")
-        })?,
-    };
-    let token = token.trim().to_string();
-    anyhow::ensure!(!token.is_empty(), "the enrollment token is empty");
-    Ok(token)
-}
-
 async fn enroll(args: &EnrollArgs) -> anyhow::Result<()> {
-    let token = enrollment_token(args.token_file.as_deref())?;
+    let token = giva_proto::enroll::read_token(args.token_file.as_deref())?;
     let (key_pem, csr_pem) = giva_proto::enroll::request(&args.out, "vm", args.force)?;
     let tls = giva_proto::tls::ClientFiles {
         ca: args.ca_file.clone().unwrap_or_default(),

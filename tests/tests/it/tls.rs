@@ -63,6 +63,56 @@ impl Pki {
     }
 }
 
+/// Enrolls a VM at the appliance at `url` with `token`, keeping its files
+/// in `out`: its id and the files to connect with.
+async fn enroll_vm(
+    url: &str,
+    anonymous: &ClientFiles,
+    token: String,
+    out: &Path,
+) -> Result<(String, ClientFiles), tonic::Status> {
+    use giva_proto::shim::shim_service_client::ShimServiceClient;
+    let (key, csr) = giva_proto::enroll::request(out, "vm", false).expect("request");
+    let channel = anonymous
+        .endpoint(url)
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let answer = ShimServiceClient::new(channel)
+        .enroll(giva_proto::shim::EnrollRequest {
+            token,
+            csr_pem: csr,
+        })
+        .await?
+        .into_inner();
+    let saved = giva_proto::enroll::save(out, "vm", &key, &answer).expect("save");
+    Ok((
+        answer.vm_id,
+        ClientFiles {
+            ca: saved.ca,
+            cert: saved.cert,
+            key: saved.key,
+        },
+    ))
+}
+
+/// A full scan of `guest` as `vm_id`, with `tls`.
+async fn scan_as(
+    url: &str,
+    guest: &Path,
+    vm_id: &str,
+    tls: ClientFiles,
+) -> Result<giva_shim::scan::Summary, giva_shim::client::ClientError> {
+    let vm = giva_proto::shim::VmIdentity {
+        vm_id: vm_id.into(),
+        ..Default::default()
+    };
+    let mut c = ScanConfig::new(url.to_string(), vm, vec![guest.to_owned()]);
+    c.tls = tls;
+    giva_shim::scan::run(&c, |_| {}, |_, _| {}).await
+}
+
 fn server_tls(
     cert: &Path,
     key: &Path,
@@ -311,31 +361,29 @@ async fn a_shim_registers_only_as_the_vm_its_certificate_names() {
     let guest = dir.path().join("guest");
     std::fs::create_dir(&guest).expect("mkdir");
     write(&guest, "eicar.com", EICAR);
-    let scan = |vm_id: &str, tls: ClientFiles| {
-        let vm = giva_proto::shim::VmIdentity {
-            vm_id: vm_id.into(),
-            ..Default::default()
-        };
-        let mut c = ScanConfig::new(url.clone(), vm, vec![guest.clone()]);
-        c.tls = tls;
-        async move { giva_shim::scan::run(&c, |_| {}, |_, _| {}).await }
-    };
-    let ok = scan("vm-1", pki.client(Some(("vm-1", Role::Vm))))
+    let ok = scan_as(&url, &guest, "vm-1", pki.client(Some(("vm-1", Role::Vm))))
         .await
         .expect("scan");
     assert_eq!(ok.infected, 1);
     // vm-1's certificate claiming vm-2: refused, and counted.
-    let e = scan("vm-2", pki.client(Some(("vm-1", Role::Vm))))
+    let e = scan_as(&url, &guest, "vm-2", pki.client(Some(("vm-1", Role::Vm))))
         .await
         .expect_err("refused");
     assert!(e.to_string().contains("names VM vm-1, not vm-2"), "{e}");
     // An appliance's certificate is no VM's.
-    let e = scan("app", pki.client(Some(("app", Role::Appliance))))
-        .await
-        .expect_err("refused");
+    let e = scan_as(
+        &url,
+        &guest,
+        "app",
+        pki.client(Some(("app", Role::Appliance))),
+    )
+    .await
+    .expect_err("refused");
     assert!(e.to_string().contains("not a VM's"), "{e}");
     // No certificate at all.
-    let e = scan("vm-1", pki.client(None)).await.expect_err("refused");
+    let e = scan_as(&url, &guest, "vm-1", pki.client(None))
+        .await
+        .expect_err("refused");
     assert!(e.to_string().contains("client certificate"), "{e}");
     app.stats.observe(&app.cache.stats(), &app.pool.stats());
     let metrics = app.stats.render();
@@ -353,8 +401,6 @@ async fn a_shim_registers_only_as_the_vm_its_certificate_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vm_enrolls_through_its_appliance_and_revocation_reaches_the_appliance() {
     use giva_manager::pki::Pki;
-    use giva_proto::shim::shim_service_client::ShimServiceClient;
-
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let manager = giva_manager::Manager::in_memory().await.expect("store");
@@ -409,42 +455,13 @@ async fn a_vm_enrolls_through_its_appliance_and_revocation_reaches_the_appliance
         ca: ca_file.clone(),
         ..Default::default()
     };
-    let enroll = |token: String, out: PathBuf| {
-        let url = url.clone();
-        let anonymous = anonymous.clone();
-        async move {
-            let (key, csr) = giva_proto::enroll::request(&out, "vm", false).expect("request");
-            let channel = anonymous
-                .endpoint(&url)
-                .expect("endpoint")
-                .connect()
-                .await
-                .expect("connect");
-            let answer = ShimServiceClient::new(channel)
-                .enroll(giva_proto::shim::EnrollRequest {
-                    token,
-                    csr_pem: csr,
-                })
-                .await?
-                .into_inner();
-            let saved = giva_proto::enroll::save(&out, "vm", &key, &answer).expect("save");
-            Ok::<_, tonic::Status>((
-                answer.vm_id,
-                ClientFiles {
-                    ca: saved.ca,
-                    cert: saved.cert,
-                    key: saved.key,
-                },
-            ))
-        }
-    };
 
     // An appliance's token is refused through the appliance, unspent.
     let app_token = pki
         .make_token(Role::Appliance, "app-2", &[], &[], Duration::from_secs(60))
         .await
         .expect("token");
-    let e = enroll(app_token.clone(), d.join("stolen"))
+    let e = enroll_vm(&url, &anonymous, app_token.clone(), &d.join("stolen"))
         .await
         .expect_err("not a VM's");
     assert!(e.message().contains("for an appliance"), "{}", e.message());
@@ -460,28 +477,23 @@ async fn a_vm_enrolls_through_its_appliance_and_revocation_reaches_the_appliance
         .make_token(Role::Vm, "vm-7", &[], &[], Duration::from_secs(60))
         .await
         .expect("token");
-    let (vm_id, files) = enroll(token.clone(), d.join("vm-7"))
+    let (vm_id, files) = enroll_vm(&url, &anonymous, token.clone(), &d.join("vm-7"))
         .await
         .expect("enrolled");
     assert_eq!(vm_id, "vm-7");
-    let e = enroll(token, d.join("again")).await.expect_err("once");
+    let e = enroll_vm(&url, &anonymous, token, &d.join("again"))
+        .await
+        .expect_err("once");
     assert!(e.message().contains("used already"), "{}", e.message());
 
     let guest = d.join("guest");
     std::fs::create_dir(&guest).expect("mkdir");
     write(&guest, "eicar.com", EICAR);
-    let scan = |vm_id: &str, tls: ClientFiles| {
-        let vm = giva_proto::shim::VmIdentity {
-            vm_id: vm_id.into(),
-            ..Default::default()
-        };
-        let mut c = ScanConfig::new(url.clone(), vm, vec![guest.clone()]);
-        c.tls = tls;
-        async move { giva_shim::scan::run(&c, |_| {}, |_, _| {}).await }
-    };
-    let ok = scan("vm-7", files.clone()).await.expect("scan as vm-7");
+    let ok = scan_as(&url, &guest, "vm-7", files.clone())
+        .await
+        .expect("scan as vm-7");
     assert_eq!(ok.infected, 1);
-    let e = scan("vm-8", files.clone())
+    let e = scan_as(&url, &guest, "vm-8", files.clone())
         .await
         .expect_err("as another VM");
     assert!(e.to_string().contains("names VM vm-7, not vm-8"), "{e}");
@@ -492,7 +504,9 @@ async fn a_vm_enrolls_through_its_appliance_and_revocation_reaches_the_appliance
         .expect("revoke");
     pki.export(&d.join("pki")).await.expect("export");
     app.reload_tls().expect("reload");
-    let e = scan("vm-7", files).await.expect_err("revoked");
+    let e = scan_as(&url, &guest, "vm-7", files)
+        .await
+        .expect_err("revoked");
     // Named when the shim reads the alert before the connection closes
     // (TLS 1.3 checks a client's certificate after its first request).
     let e = e.to_string();
@@ -523,8 +537,6 @@ async fn a_vm_enrolls_through_its_appliance_and_revocation_reaches_the_appliance
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instant_clones_get_their_own_certificates_from_the_appliance_alone() {
     use giva_manager::pki::Pki;
-    use giva_proto::shim::shim_service_client::ShimServiceClient;
-
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let store_manager = giva_manager::Manager::in_memory().await.expect("store");
@@ -557,76 +569,62 @@ async fn instant_clones_get_their_own_certificates_from_the_appliance_alone() {
         ca: ca_file.clone(),
         ..Default::default()
     };
-    let enroll = |token: String, name: &'static str| {
-        let url = url.clone();
-        let anonymous = anonymous.clone();
-        let out = d.join(name);
-        async move {
-            let (key, csr) = giva_proto::enroll::request(&out, "vm", false).expect("request");
-            let channel = anonymous
-                .endpoint(&url)
-                .expect("endpoint")
-                .connect()
-                .await
-                .expect("connect");
-            let answer = ShimServiceClient::new(channel)
-                .enroll(giva_proto::shim::EnrollRequest {
-                    token,
-                    csr_pem: csr,
-                })
-                .await?
-                .into_inner();
-            let saved = giva_proto::enroll::save(&out, "vm", &key, &answer).expect("save");
-            Ok::<_, tonic::Status>((
-                answer.vm_id,
-                ClientFiles {
-                    ca: saved.ca,
-                    cert: saved.cert,
-                    key: saved.key,
-                },
-            ))
-        }
-    };
     let guest = d.join("guest");
     std::fs::create_dir(&guest).expect("mkdir");
     write(&guest, "eicar.com", EICAR);
-    let scan = |vm_id: &str, tls: ClientFiles| {
-        let vm = giva_proto::shim::VmIdentity {
-            vm_id: vm_id.into(),
-            ..Default::default()
-        };
-        let mut c = ScanConfig::new(url.clone(), vm, vec![guest.clone()]);
-        c.tls = tls;
-        async move { giva_shim::scan::run(&c, |_| {}, |_, _| {}).await }
-    };
     let ttl = Duration::from_secs(600);
 
     // Two clones of one parent, each with its own token and certificate.
     let t1 = pki.clone_token("clone-1", ttl).await.expect("token");
     let t2 = pki.clone_token("clone-2", ttl).await.expect("token");
-    let (id1, c1) = enroll(t1.clone(), "clone-1")
+    let (id1, c1) = enroll_vm(&url, &anonymous, t1.clone(), &d.join("clone-1"))
         .await
         .expect("clone-1 enrolls");
-    let (id2, c2) = enroll(t2, "clone-2").await.expect("clone-2 enrolls");
+    let (id2, c2) = enroll_vm(&url, &anonymous, t2, &d.join("clone-2"))
+        .await
+        .expect("clone-2 enrolls");
     assert_eq!((id1.as_str(), id2.as_str()), ("clone-1", "clone-2"));
-    assert_eq!(scan("clone-1", c1.clone()).await.expect("scan").infected, 1);
-    assert_eq!(scan("clone-2", c2).await.expect("scan").infected, 1);
-    let e = scan("clone-2", c1).await.expect_err("clone-1 as clone-2");
+    assert_eq!(
+        scan_as(&url, &guest, "clone-1", c1.clone())
+            .await
+            .expect("scan")
+            .infected,
+        1
+    );
+    assert_eq!(
+        scan_as(&url, &guest, "clone-2", c2)
+            .await
+            .expect("scan")
+            .infected,
+        1
+    );
+    let e = scan_as(&url, &guest, "clone-2", c1)
+        .await
+        .expect_err("clone-1 as clone-2");
     assert!(
         e.to_string().contains("names VM clone-1, not clone-2"),
         "{e}"
     );
 
     // Used once; altered or foreign tokens are refused.
-    let e = enroll(t1.clone(), "again").await.expect_err("replayed");
-    assert!(e.message().contains("used already"), "{}", e.message());
-    let e = enroll(t1.replace("clone-1", "clone-9"), "forged")
+    let e = enroll_vm(&url, &anonymous, t1.clone(), &d.join("again"))
         .await
-        .expect_err("altered");
+        .expect_err("replayed");
+    assert!(e.message().contains("used already"), "{}", e.message());
+    let e = enroll_vm(
+        &url,
+        &anonymous,
+        t1.replace("clone-1", "clone-9"),
+        &d.join("forged"),
+    )
+    .await
+    .expect_err("altered");
     assert!(e.message().contains("signature"), "{}", e.message());
     let foreign =
         giva_runtime::clone_token::mint(b"another manager", "clone-3", u64::MAX).expect("mint");
-    let e = enroll(foreign, "foreign").await.expect_err("other key");
+    let e = enroll_vm(&url, &anonymous, foreign, &d.join("foreign"))
+        .await
+        .expect_err("other key");
     assert!(e.message().contains("signature"), "{}", e.message());
     app_state
         .stats
