@@ -242,7 +242,8 @@ impl Appliance {
     }
 
     /// Reads the TLS files again: the shims' listener's certificate, key,
-    /// client CAs and revocation lists, and the manager link's. New
+    /// client CAs and revocation lists, the manager link's, and the
+    /// delegated CA and clone key. New
     /// connections use them; a file that is unusable keeps the ones in
     /// use, and is named in the error.
     ///
@@ -261,6 +262,12 @@ impl Appliance {
             Ok(true) => info!("manager link's TLS files reloaded"),
             Ok(false) => {}
             Err(e) => errors.push(format!("the manager link's TLS: {e}")),
+        }
+        if let Some(clones) = &self.clones {
+            match clones.reload(&self.config.clones) {
+                Ok(()) => info!("delegated CA and clone key reloaded"),
+                Err(e) => errors.push(e),
+            }
         }
         if errors.is_empty() {
             Ok(())

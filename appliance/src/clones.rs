@@ -5,7 +5,8 @@
 //! manager round trip, so a storm of clones registers at the appliance's
 //! pace.
 //!
-//! - A token is used once: its nonce is remembered until it expires.
+//! - A token is used once: its nonce is remembered until it expires, and
+//!   no token is valid for more than a day.
 //!   (The memory is this process's: a token replayed after a restart of
 //!   the appliance, within its time, is accepted again. Tokens are short;
 //!   `docs/security.md` says so.)
@@ -30,11 +31,17 @@ const MAX_REMEMBERED: usize = 1_000_000;
 
 /// Signs clones' certificates.
 pub struct CloneSigner {
+    keys: arc_swap::ArcSwap<Keys>,
+    hours: u32,
+    used: Mutex<HashMap<String, u64>>,
+}
+
+/// What [`CloneSigner::reload`] reads again: the delegated CA and the
+/// clone key.
+struct Keys {
     issuer: Issuer<'static, KeyPair>,
     delegate_pem: String,
     key: Vec<u8>,
-    hours: u32,
-    used: Mutex<HashMap<String, u64>>,
 }
 
 impl std::fmt::Debug for CloneSigner {
@@ -78,6 +85,26 @@ impl CloneSigner {
         if config.cert_hours == 0 {
             return Err("clones.cert_hours must be at least 1".into());
         }
+        Ok(Some(CloneSigner {
+            keys: arc_swap::ArcSwap::from_pointee(Self::keys(config)?),
+            hours: config.cert_hours,
+            used: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Reads the delegated CA and the clone key again (a rotated clone
+    /// key, a renewed delegated CA); the nonces used so far stay
+    /// remembered. On an error the keys in use stay.
+    ///
+    /// # Errors
+    ///
+    /// A file cannot be read or used.
+    pub fn reload(&self, config: &ClonesConfig) -> Result<(), String> {
+        self.keys.store(std::sync::Arc::new(Self::keys(config)?));
+        Ok(())
+    }
+
+    fn keys(config: &ClonesConfig) -> Result<Keys, String> {
         let delegate_pem = read("delegate_cert_file", &config.delegate_cert_file)?;
         let key_pem = read("delegate_key_file", &config.delegate_key_file)?;
         let clone_key = read("clone_key_file", &config.clone_key_file)?;
@@ -89,13 +116,11 @@ impl CloneSigner {
         })?;
         let issuer =
             issuer(&delegate_pem, &key_pem).map_err(|e| format!("the delegated CA: {e}"))?;
-        Ok(Some(CloneSigner {
+        Ok(Keys {
             issuer,
             delegate_pem,
             key,
-            hours: config.cert_hours,
-            used: Mutex::new(HashMap::new()),
-        }))
+        })
     }
 
     /// Checks `token` and signs `csr_pem` for the VM it names; returns the
@@ -108,7 +133,8 @@ impl CloneSigner {
     /// `INVALID_ARGUMENT` for a bad request.
     pub fn sign(&self, token: &str, csr_pem: &str) -> Result<(String, String), Status> {
         let now = now_secs();
-        let claim = clone_token::verify(&self.key, token, now)
+        let keys = self.keys.load();
+        let claim = clone_token::verify(&keys.key, token, now)
             .map_err(|e| Status::permission_denied(e.to_string()))?;
         rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
             Status::invalid_argument(format!("the certificate signing request is not valid: {e}"))
@@ -130,11 +156,11 @@ impl CloneSigner {
         }
         let (params, serial) = leaf_params(&claim.vm_id, Role::Vm, &[], &[], self.hours)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let signed = sign_request(&self.issuer, csr_pem, params, serial)
+        let signed = sign_request(&keys.issuer, csr_pem, params, serial)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok((
             claim.vm_id,
-            format!("{}{}", signed.cert_pem, self.delegate_pem),
+            format!("{}{}", signed.cert_pem, keys.delegate_pem),
         ))
     }
 }

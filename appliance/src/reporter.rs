@@ -131,7 +131,8 @@ impl Reporter {
 
     /// Passes a VM's enrollment on to the manager, for the role `vm` only
     /// (a token for an appliance is refused there, unspent). One at a time,
-    /// so that a guest cannot flood the manager through this appliance.
+    /// with no queue, so that a guest cannot flood the manager through this
+    /// appliance or hold other VMs' enrollments behind its own.
     ///
     /// # Errors
     ///
@@ -146,7 +147,13 @@ impl Reporter {
                 "this appliance has no manager to enroll with",
             ));
         };
-        let _one = self.enrolling.lock().await;
+        // One at a time, and no queue: a guest flooding enrollments gets
+        // RESOURCE_EXHAUSTED, and holds no one else's behind it.
+        let Ok(_one) = self.enrolling.try_lock() else {
+            return Err(tonic::Status::resource_exhausted(
+                "another VM's enrollment is in progress; try again shortly",
+            ));
+        };
         client
             .enroll(giva_proto::manager::EnrollRequest {
                 token,

@@ -327,36 +327,27 @@ impl Pki {
         role: Option<Role>,
         days: u32,
     ) -> Result<Enrollment, PkiError> {
+        // Cheap refusals first: a flood of made-up tokens costs one read
+        // each, no key and no write lock.
+        let digest = token_digest(token);
+        let asked = role.map(Role::as_str);
+        let now = giva_proto::now_us();
+        refuse_unless_granted(
+            self.store
+                .peek_enrollment_token(&digest, asked, now)
+                .await?,
+        )?;
         // The requests must be sound before the token is spent on them.
-        let (generation, ca) = self.signer().await?;
         for csr in std::iter::once(csr_pem).chain(delegate_csr_pem) {
             rcgen::CertificateSigningRequestParams::from_pem(csr).map_err(|e| {
                 PkiError::Refused(format!("a certificate signing request is not valid: {e}"))
             })?;
         }
-        let digest = token_digest(token);
-        let (role, name, hosts) = match self
-            .store
-            .use_enrollment_token(&digest, role.map(Role::as_str), giva_proto::now_us())
-            .await?
-        {
-            TokenUse::Granted { role, name, hosts } => (role, name, hosts),
-            TokenUse::Unknown => return Err(PkiError::Refused("unknown enrollment token".into())),
-            TokenUse::Used => {
-                return Err(PkiError::Refused(
-                    "the enrollment token was used already".into(),
-                ));
-            }
-            TokenUse::Expired => {
-                return Err(PkiError::Refused("the enrollment token has expired".into()));
-            }
-            TokenUse::OtherRole(its) => {
-                return Err(PkiError::Refused(format!(
-                    "the enrollment token is for a{} {its}, not this",
-                    if its.starts_with('a') { "n" } else { "" }
-                )));
-            }
-        };
+        let (generation, ca) = self.signer().await?;
+        // Spent once: a second caller with the same token, between the
+        // read above and now, finds it used.
+        let (role, name, hosts) =
+            refuse_unless_granted(self.store.use_enrollment_token(&digest, asked, now).await?)?;
         let role = match role.as_str() {
             "appliance" => Role::Appliance,
             "vm" => Role::Vm,
@@ -450,7 +441,22 @@ impl Pki {
         Ok(self.store.pki_secret("clone_key", move || fresh).await?)
     }
 
-    /// A clone token for `vm_id`, valid for `ttl`.
+    /// Replaces the clone key: tokens signed with the old one stop working
+    /// at every appliance that loads the new one (SIGHUP). Returns it.
+    ///
+    /// # Errors
+    ///
+    /// [`PkiError`]: the store fails, or there is no randomness.
+    pub async fn rotate_clone_key(&self) -> Result<String, PkiError> {
+        let fresh = giva_runtime::token::random_hex(32).map_err(|source| CaError::Io {
+            path: PathBuf::from("/dev/urandom"),
+            source,
+        })?;
+        self.store.set_pki_secret("clone_key", &fresh).await?;
+        Ok(fresh)
+    }
+
+    /// A clone token for `vm_id`, valid for `ttl` (a day at most).
     ///
     /// # Errors
     ///
@@ -460,6 +466,11 @@ impl Pki {
         vm_id: &str,
         ttl: std::time::Duration,
     ) -> Result<String, PkiError> {
+        if ttl.as_secs() > giva_runtime::clone_token::MAX_TTL_SECS {
+            return Err(PkiError::Refused(
+                "a clone token is valid for a day at most".into(),
+            ));
+        }
         let key = hex::decode(self.clone_key().await?)
             .map_err(|_| PkiError::Refused("the stored clone key is not hex".into()))?;
         let now = std::time::SystemTime::now()
@@ -510,7 +521,8 @@ impl Pki {
     }
 
     /// Revokes a certificate by serial number, or every certificate of a
-    /// role and name. Returns those revoked now.
+    /// role and name (an appliance's delegated CAs with it). Returns those
+    /// revoked now.
     ///
     /// # Errors
     ///
@@ -521,15 +533,50 @@ impl Pki {
         role_name: Option<(Role, &str)>,
         reason: &str,
     ) -> Result<Vec<CertificateRecord>, PkiError> {
-        Ok(self
+        let now = giva_proto::now_us();
+        let mut revoked = self
             .store
-            .revoke_certificates(
-                serial,
-                role_name.map(|(r, n)| (r.as_str(), n)),
-                reason,
-                giva_proto::now_us(),
-            )
-            .await?)
+            .revoke_certificates(serial, role_name.map(|(r, n)| (r.as_str(), n)), reason, now)
+            .await?;
+        // A serial the store never recorded (a certificate the CA signed
+        // while it was kept in files, by an earlier release) is recorded
+        // revoked, under the first generation, which is that CA.
+        if let Some(serial) = serial.filter(|_| revoked.is_empty())
+            && hex::decode(serial).is_ok()
+            && !self
+                .store
+                .certificates()
+                .await?
+                .iter()
+                .any(|c| c.serial.eq_ignore_ascii_case(serial))
+        {
+            let record = CertificateRecord {
+                serial: serial.to_ascii_lowercase(),
+                generation: 1,
+                role: "unrecorded".into(),
+                name: String::new(),
+                issued_at_us: 0,
+                not_after_us: 0,
+                issued_to: "signed before the CA was kept in the store".into(),
+                revoked_at_us: 0,
+                revoke_reason: String::new(),
+            };
+            self.store.record_certificate(&record).await?;
+            revoked = self
+                .store
+                .revoke_certificates(Some(serial), None, reason, now)
+                .await?;
+        }
+        // An appliance revoked by name loses its delegated CA too, and with
+        // it every clone certificate the CA signed.
+        if let Some((Role::Appliance, name)) = role_name {
+            revoked.extend(
+                self.store
+                    .revoke_certificates(None, Some((DELEGATE_ROLE, name)), reason, now)
+                    .await?,
+            );
+        }
+        Ok(revoked)
     }
 
     /// True when the certificate (DER) was revoked in this store.
@@ -542,6 +589,22 @@ impl Pki {
             return Ok(false);
         };
         Ok(self.store.is_revoked(&serial).await?)
+    }
+}
+
+/// The grant of a token, or why it is refused.
+fn refuse_unless_granted(used: TokenUse) -> Result<(String, String, String), PkiError> {
+    match used {
+        TokenUse::Granted { role, name, hosts } => Ok((role, name, hosts)),
+        TokenUse::Unknown => Err(PkiError::Refused("unknown enrollment token".into())),
+        TokenUse::Used => Err(PkiError::Refused(
+            "the enrollment token was used already".into(),
+        )),
+        TokenUse::Expired => Err(PkiError::Refused("the enrollment token has expired".into())),
+        TokenUse::OtherRole(its) => Err(PkiError::Refused(format!(
+            "the enrollment token is for a{} {its}, not this",
+            if its.starts_with('a') { "n" } else { "" }
+        ))),
     }
 }
 

@@ -40,7 +40,9 @@ type CommandSender = mpsc::Sender<Result<ApplianceCommand, Status>>;
 /// Open `Subscribe` channels, by appliance id.
 #[derive(Debug, Default)]
 struct Subscribers {
-    open: HashMap<String, CommandSender>,
+    /// Each with the certificate (DER) its appliance showed, if any: a
+    /// command goes out only while that certificate is not revoked.
+    open: HashMap<String, (CommandSender, Option<Vec<u8>>)>,
     /// Set at shutdown: new subscriptions are refused, so that an appliance
     /// re-subscribing the moment its stream ends cannot hold a graceful
     /// stop open.
@@ -341,12 +343,33 @@ impl Manager {
         Ok(vm)
     }
 
-    fn push_command(&self, appliance_id: &str, cmd: ApplianceCommand) -> bool {
+    async fn push_command(&self, appliance_id: &str, cmd: ApplianceCommand) -> bool {
         let sender = lock(&self.subscribers).open.get(appliance_id).cloned();
-        if let Some(tx) = sender
-            && tx.try_send(Ok(cmd.clone())).is_ok()
-        {
-            return true;
+        if let Some((tx, der)) = sender {
+            // A stream opened before its certificate was revoked takes no
+            // more commands: it is closed.
+            let revoked = match &der {
+                Some(der) => self.pki.is_revoked(der).await.unwrap_or(true),
+                None => false,
+            };
+            if revoked {
+                warn!(
+                    appliance_id,
+                    "the certificate of a subscribed appliance was revoked; its command stream is closed"
+                );
+                let mut subs = lock(&self.subscribers);
+                if subs
+                    .open
+                    .get(appliance_id)
+                    .is_some_and(|(t, _)| t.same_channel(&tx))
+                {
+                    subs.open.remove(appliance_id);
+                }
+                return false;
+            }
+            if tx.try_send(Ok(cmd.clone())).is_ok() {
+                return true;
+            }
         }
         lock(&self.pending)
             .entry(appliance_id.to_string())
@@ -512,7 +535,10 @@ impl ManagerService for ManagerGrpc {
         for cmd in lock(&self.0.pending).remove(&appliance).unwrap_or_default() {
             let _ = tx.try_send(Ok(cmd));
         }
-        subs.open.insert(appliance, tx);
+        let der = request
+            .peer_certs()
+            .and_then(|c| c.first().map(|c| c.as_ref().to_vec()));
+        subs.open.insert(appliance, (tx, der));
         drop(subs);
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
@@ -601,7 +627,7 @@ impl ManagerService for ManagerGrpc {
                 recheck_paths,
             })),
         };
-        let delivered = self.0.push_command(&appliance, cmd);
+        let delivered = self.0.push_command(&appliance, cmd).await;
         Ok(Response::new(RequestScanResponse { delivered }))
     }
 
@@ -714,7 +740,13 @@ impl ManagerService for ManagerGrpc {
             .await
         {
             Ok(e) => {
-                let crl_pem = self.0.pki.revocation_lists().await.unwrap_or_default();
+                // Without its revocation lists, an enrolled host would turn
+                // revocation off without knowing it: no answer rather than
+                // that.
+                let crl_pem = self.0.pki.revocation_lists().await.map_err(|e| {
+                    tracing::error!(error = %e, "no revocation lists for an enrollment");
+                    Status::internal(format!("the revocation lists cannot be made: {e}"))
+                })?;
                 info!(role = e.role.as_str(), name = %e.name, serial = %e.cert.serial, delegate = e.delegate.is_some(), ?peer, "enrolled");
                 Ok(Response::new(EnrollResponse {
                     cert_pem: e.cert.cert_pem,

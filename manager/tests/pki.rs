@@ -287,6 +287,52 @@ fn appliances_enroll_once_revocation_is_at_once_and_the_ca_rotates_while_serving
         assert!(refused_at_handshake(&e, "does not trust the CA"), "{e}");
     });
 
+    // The store holds the CA's keys: its owner's alone.
+    for f in [db.clone(), d.join("manager.sqlite-wal")] {
+        if let Ok(meta) = std::fs::metadata(&f) {
+            let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
+            assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", f.display());
+        }
+    }
+    // An appliance revoked by name loses its delegated CA too.
+    ca(
+        &db,
+        &[
+            "issue",
+            "app-d",
+            "--role",
+            "appliance",
+            "--delegate",
+            "--out",
+            p(&d.join("app-d")),
+        ],
+    );
+    let out = ca(
+        &db,
+        &[
+            "revoke",
+            "--role",
+            "appliance",
+            "--name",
+            "app-d",
+            "--dir",
+            p(&pki),
+        ],
+    );
+    assert!(
+        out.contains("revoked appliance app-d") && out.contains("revoked delegate app-d"),
+        "{out}"
+    );
+    // A clone token lives a day at most; the clone key can be replaced.
+    let long = manager(&["ca", "--db", p(&db), "clone-token", "vm-1", "--ttl", "2d"])
+        .output()
+        .expect("run");
+    assert!(!long.status.success(), "{}", text(&long));
+    let before = std::fs::read_to_string(d.join("app-d/clone.key")).expect("clone key");
+    ca(&db, &["rotate-clone-key", "--dir", p(&d.join("rotated"))]);
+    let after = std::fs::read_to_string(d.join("rotated/clone.key")).expect("clone key");
+    assert_ne!(before, after);
+
     // The record of it all.
     let list = ca(&db, &["list"]);
     assert!(

@@ -18,6 +18,12 @@ use subtle::ConstantTimeEq;
 /// What every clone token starts with.
 pub const PREFIX: &str = "giva-clone-v1";
 
+/// The longest a clone token may be valid, in seconds (a day): a token that
+/// claims more is refused, so that whoever held the clone key once cannot
+/// keep using tokens it made long after the key is rotated, and a stolen
+/// token is worth a day at most.
+pub const MAX_TTL_SECS: u64 = 24 * 3600;
+
 /// A clone token that checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloneClaim {
@@ -42,6 +48,9 @@ pub enum CloneTokenError {
     /// Past its time.
     #[error("the clone token has expired")]
     Expired,
+    /// Valid for longer than [`MAX_TTL_SECS`].
+    #[error("the clone token is valid for longer than a day")]
+    TooLong,
     /// The VM id cannot go in a token.
     #[error("'{0}' cannot be named in a clone token")]
     BadName(String),
@@ -101,6 +110,9 @@ pub fn verify(key: &[u8], token: &str, now: u64) -> Result<CloneClaim, CloneToke
     let expires: u64 = expires.parse().map_err(|_| CloneTokenError::Malformed)?;
     if expires <= now {
         return Err(CloneTokenError::Expired);
+    }
+    if expires > now.saturating_add(MAX_TTL_SECS) {
+        return Err(CloneTokenError::TooLong);
     }
     Ok(CloneClaim {
         vm_id: vm_id.to_string(),

@@ -252,13 +252,21 @@ pub enum CaCommand {
         #[arg(long)]
         delegate: bool,
     },
+    /// Replace the clone key (after an appliance that held it is revoked):
+    /// writes the new clone.key into --dir; give it to every appliance and
+    /// send it SIGHUP. Clone tokens signed with the old key stop working.
+    RotateCloneKey {
+        /// Where to write clone.key (default: the state directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Make a clone token for VM: the instant clone's customization step
     /// hands it to `giva-shim enroll`, and the appliance (which has the
     /// clone key) signs the clone's certificate with no manager round trip.
     CloneToken {
         /// The clone's VM id.
         vm: String,
-        /// How long it may be used.
+        /// How long it may be used (a day at most).
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
     },

@@ -89,6 +89,15 @@ async fn run_on(pki: &Pki, command: CaCommand, state: &Path) -> anyhow::Result<(
                 );
             }
         }
+        CaCommand::RotateCloneKey { dir } => {
+            let key = pki.rotate_clone_key().await?;
+            let path = dir.unwrap_or_else(|| state.to_owned()).join("clone.key");
+            write_file(&path, &key, true)?;
+            println!(
+                "new clone key {}: give it to every appliance ([clones] clone_key_file) and send it SIGHUP; tokens made with the old key stop working",
+                path.display()
+            );
+        }
         CaCommand::CloneToken { vm, ttl } => {
             println!("{}", pki.clone_token(&vm, ttl).await?);
         }

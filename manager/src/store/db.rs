@@ -36,6 +36,46 @@ fn migrate_error(e: sqlx::migrate::MigrateError) -> StoreError {
     }
 }
 
+/// Makes the store's file (and its directory, when it is made here)
+/// readable by its owner only, before SQLite opens it: it holds the CA's
+/// keys and the clone key. SQLite gives its `-wal` and `-shm` files the
+/// database file's mode; those of a store made by an earlier release, which
+/// left it world-readable, are closed too.
+fn make_private(path: &Path) -> Result<(), sqlx::Error> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let bad = |what: &Path, e: std::io::Error| {
+        sqlx::Error::Configuration(format!("cannot make {} private: {e}", what.display()).into())
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| bad(dir, e))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| bad(path, e))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = Path::new(&name);
+        if let Ok(meta) = std::fs::symlink_metadata(file)
+            && meta.is_file()
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| bad(file, e))?;
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (or creates) the store at `path` and migrates it to this
     /// build's schema; `:memory:` keeps it in memory (for tests and
@@ -50,13 +90,7 @@ impl Store {
         let options = if memory {
             SqliteConnectOptions::from_str("sqlite::memory:")?
         } else {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    sqlx::Error::Configuration(
-                        format!("cannot create {}: {e}", dir.display()).into(),
-                    )
-                })?;
-            }
+            make_private(path)?;
             SqliteConnectOptions::new()
                 .filename(path)
                 .create_if_missing(true)

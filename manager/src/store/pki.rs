@@ -76,6 +76,28 @@ fn generation(row: &sqlx::sqlite::SqliteRow) -> CaGeneration {
     }
 }
 
+/// What a token's row allows for `role` at `now_us`.
+fn token_use(row: Option<&sqlx::sqlite::SqliteRow>, role: Option<&str>, now_us: i64) -> TokenUse {
+    let Some(row) = row else {
+        return TokenUse::Unknown;
+    };
+    if row.get::<i64, _>("used_at_us") != 0 {
+        return TokenUse::Used;
+    }
+    if row.get::<i64, _>("expires_at_us") <= now_us {
+        return TokenUse::Expired;
+    }
+    let its_role: String = row.get("role");
+    if role.is_some_and(|r| r != its_role) {
+        return TokenUse::OtherRole(its_role);
+    }
+    TokenUse::Granted {
+        role: its_role,
+        name: row.get("name"),
+        hosts: row.get("hosts"),
+    }
+}
+
 fn certificate(row: &sqlx::sqlite::SqliteRow) -> CertificateRecord {
     CertificateRecord {
         serial: row.get("serial"),
@@ -277,8 +299,24 @@ impl Store {
         Ok(())
     }
 
+    /// What using the enrollment token with `digest` for `role` would give,
+    /// without using it (a read, no write lock).
+    pub async fn peek_enrollment_token(
+        &self,
+        digest: &str,
+        role: Option<&str>,
+        now_us: i64,
+    ) -> Result<TokenUse, StoreError> {
+        let row = sqlx::query("SELECT * FROM enrollment_tokens WHERE digest = ?")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(token_use(row.as_ref(), role, now_us))
+    }
+
     /// Uses the enrollment token with `digest`, once: in one transaction
-    /// it is checked, and marked used if it may be.
+    /// it is checked, and marked used if it may be (the update itself
+    /// requires it unused and in time, so two callers cannot both win).
     pub async fn use_enrollment_token(
         &self,
         digest: &str,
@@ -286,34 +324,28 @@ impl Store {
         now_us: i64,
     ) -> Result<TokenUse, StoreError> {
         let mut tx = self.write_tx().await?;
-        let Some(row) = sqlx::query("SELECT * FROM enrollment_tokens WHERE digest = ?")
+        let row = sqlx::query("SELECT * FROM enrollment_tokens WHERE digest = ?")
             .bind(digest)
             .fetch_optional(&mut *tx)
-            .await?
-        else {
-            return Ok(TokenUse::Unknown);
-        };
-        if row.get::<i64, _>("used_at_us") != 0 {
+            .await?;
+        let used = token_use(row.as_ref(), role, now_us);
+        if !matches!(used, TokenUse::Granted { .. }) {
+            return Ok(used);
+        }
+        let done = sqlx::query(
+            "UPDATE enrollment_tokens SET used_at_us = ?
+             WHERE digest = ? AND used_at_us = 0 AND expires_at_us > ?",
+        )
+        .bind(now_us)
+        .bind(digest)
+        .bind(now_us)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
             return Ok(TokenUse::Used);
         }
-        if row.get::<i64, _>("expires_at_us") <= now_us {
-            return Ok(TokenUse::Expired);
-        }
-        let its_role: String = row.get("role");
-        if role.is_some_and(|r| r != its_role) {
-            return Ok(TokenUse::OtherRole(its_role));
-        }
-        sqlx::query("UPDATE enrollment_tokens SET used_at_us = ? WHERE digest = ?")
-            .bind(now_us)
-            .bind(digest)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
-        Ok(TokenUse::Granted {
-            role: row.get("role"),
-            name: row.get("name"),
-            hosts: row.get("hosts"),
-        })
+        Ok(used)
     }
 
     /// The PKI secret `name`, made with `make` (and kept) if there is none.
@@ -339,6 +371,19 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(value)
+    }
+
+    /// Sets the PKI secret `name`.
+    pub async fn set_pki_secret(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO pki_secrets (name, value) VALUES (?, ?)
+             ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Notes the certificate an enrollment token bought.

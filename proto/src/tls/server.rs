@@ -32,11 +32,65 @@ use tokio_rustls::server::TlsStream;
 use super::TlsError;
 
 /// How long a client has to finish its handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Handshakes in progress at once per listener; more wait for a slot, so
-/// that a flood of idle connections cannot take all memory.
-const MAX_HANDSHAKES: usize = 256;
+/// Handshakes in progress at once per listener; a connection beyond is
+/// closed at once (the accept loop never waits), so that a flood of idle
+/// connections neither takes all memory nor stops others from connecting.
+const MAX_HANDSHAKES: usize = 1024;
+
+/// Handshakes in progress at once from one address: one guest's idle
+/// connections cannot fill the listener's slots. Loopback peers (this
+/// host's own processes, which are trusted) are not held to it.
+const MAX_HANDSHAKES_PER_PEER: usize = 16;
+
+/// Handshakes in progress, by peer address.
+#[derive(Default)]
+struct Pending {
+    total: usize,
+    by_peer: std::collections::HashMap<std::net::IpAddr, usize>,
+}
+
+/// A handshake's place in [`Pending`], given back when it ends.
+struct Slot {
+    pending: Arc<std::sync::Mutex<Pending>>,
+    peer: std::net::IpAddr,
+}
+
+impl Slot {
+    /// A place for a handshake from `peer`, if the limits allow one.
+    fn take(pending: &Arc<std::sync::Mutex<Pending>>, peer: std::net::IpAddr) -> Option<Slot> {
+        let mut p = pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mine = p.by_peer.get(&peer).copied().unwrap_or(0);
+        if p.total >= MAX_HANDSHAKES || (mine >= MAX_HANDSHAKES_PER_PEER && !peer.is_loopback()) {
+            return None;
+        }
+        p.total += 1;
+        p.by_peer.insert(peer, mine + 1);
+        Some(Slot {
+            pending: Arc::clone(pending),
+            peer,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut p = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        p.total = p.total.saturating_sub(1);
+        if let Some(n) = p.by_peer.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                p.by_peer.remove(&self.peer);
+            }
+        }
+    }
+}
 
 /// A server's TLS files (empty paths: none).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -120,6 +174,42 @@ fn revocation_lists(path: &Path) -> Result<Vec<CertificateRevocationListDer<'sta
     Ok(crls)
 }
 
+/// With revocation lists, every client CA must have one: otherwise a
+/// certificate from a CA without a list (after a rotation, with an old
+/// crl.pem) would pass unchecked, and revocation would be off for it
+/// without a word.
+fn every_ca_has_a_list(
+    ca_path: &Path,
+    crl_path: &Path,
+    crls: &[CertificateRevocationListDer<'_>],
+) -> Result<(), TlsError> {
+    let issuers: Vec<Vec<u8>> = crls
+        .iter()
+        .filter_map(|c| x509_parser::parse_x509_crl(c.as_ref()).ok())
+        .map(|(_, crl)| crl.issuer().as_raw().to_vec())
+        .collect();
+    for ca in certificates("CA", ca_path)? {
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(ca.as_ref()) else {
+            continue;
+        };
+        if !issuers
+            .iter()
+            .any(|i| i.as_slice() == cert.subject().as_raw())
+        {
+            return Err(TlsError::Invalid {
+                path: crl_path.to_owned(),
+                reason: format!(
+                    "no revocation list from the CA '{}' in {}: write both files again \
+                     (giva-manager ca export) so that they match",
+                    cert.subject(),
+                    ca_path.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Refuses a certificate that has expired or is not valid yet: every
 /// handshake with it would fail, so it is named now.
 fn check_validity(path: &Path, cert: &CertificateDer<'_>) -> Result<(), TlsError> {
@@ -166,7 +256,9 @@ fn build(files: &ServerFiles) -> Result<ServerConfig, TlsError> {
         let crls = if files.crl.as_os_str().is_empty() {
             Vec::new()
         } else {
-            revocation_lists(&files.crl)?
+            let crls = revocation_lists(&files.crl)?;
+            every_ca_has_a_list(&files.client_ca, &files.crl, &crls)?;
+            crls
         };
         // Clients may come without a certificate (operators use tokens);
         // calls that need one check the peer. The lists come from the
@@ -257,12 +349,9 @@ impl ServerTls {
     ) -> tokio_stream::wrappers::ReceiverStream<io::Result<TlsStream<TcpStream>>> {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let tls = Arc::clone(self);
-        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+        let pending = Arc::new(std::sync::Mutex::new(Pending::default()));
         tokio::spawn(async move {
             loop {
-                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-                    return;
-                };
                 let accepted = tokio::select! {
                     a = listener.accept() => a,
                     () = tx.closed() => return,
@@ -275,6 +364,10 @@ impl ServerTls {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
+                };
+                let Some(slot) = Slot::take(&pending, peer.ip()) else {
+                    tracing::debug!(listener = what, %peer, "too many handshakes in progress; connection closed");
+                    continue;
                 };
                 let _ = tcp.set_nodelay(true);
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.load_full());

@@ -31,11 +31,23 @@ async fn enroll(args: &EnrollArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let mut client = crate::client::connect(&args.appliance, &tls).await?;
-    let answer = client
-        .enroll(giva_proto::shim::EnrollRequest { token, csr_pem })
-        .await
-        .map_err(|s| anyhow::anyhow!("the enrollment was refused: {}", s.message()))?
-        .into_inner();
+    // The appliance passes one enrollment at a time to the manager and
+    // queues none: try again a few times when it is busy.
+    let mut attempt = 0;
+    let answer = loop {
+        let request = giva_proto::shim::EnrollRequest {
+            token: token.clone(),
+            csr_pem: csr_pem.clone(),
+        };
+        match client.enroll(request).await {
+            Ok(a) => break a.into_inner(),
+            Err(s) if s.code() == tonic::Code::ResourceExhausted && attempt < 20 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(s) => anyhow::bail!("the enrollment was refused: {}", s.message()),
+        }
+    };
     let saved = giva_proto::enroll::save(&args.out, "vm", &key_pem, &answer)?;
     eprintln!(
         "enrolled as VM {}: certificate {}, key {} (mode 0600)",

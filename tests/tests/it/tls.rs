@@ -523,9 +523,86 @@ async fn a_vm_enrolls_through_its_appliance_and_revocation_reaches_the_appliance
         "{e}"
     );
 
+    // The appliance's command stream takes the manager's orders; once the
+    // appliance is revoked, the stream it opened before takes no more (an
+    // ordered scan of its VM is not delivered).
+    let channel = anonymous
+        .endpoint(&format!("https://{maddr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let operator =
+        giva_proto::manager::manager_service_client::ManagerServiceClient::with_interceptor(
+            channel,
+            giva_manager::cli::WithToken::new(manager.auth().operator_token()),
+        );
+    let order = || {
+        let mut operator = operator.clone();
+        async move {
+            operator
+                .request_scan(giva_proto::manager::RequestScanRequest {
+                    vm_id: "vm-7".into(),
+                })
+                .await
+                .expect("the order is recorded")
+                .into_inner()
+        }
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            order().await.delivered
+        })
+        .await,
+        "the subscribed appliance takes orders"
+    );
+    pki.revoke(None, Some((Role::Appliance, "app-1")), "host retired")
+        .await
+        .expect("revoke");
+    let ordered = order().await;
+    assert!(!ordered.delivered, "a revoked appliance takes no command");
+
     appliance.stop().await;
     let _ = stop.send(());
     let _ = mtask.await;
+}
+
+/// A revocation file must hold a list from every client CA: after a
+/// rotation, an old crl.pem with the new ca.pem would leave the new CA's
+/// certificates unchecked, so the server refuses the pair, by name.
+#[tokio::test]
+async fn revocation_lists_must_cover_every_client_ca() {
+    use giva_manager::pki::Pki;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let manager = giva_manager::Manager::in_memory().await.expect("store");
+    let pki = Pki::new(manager.store().clone());
+    pki.init(None).await.expect("CA");
+    let (_, old_crl) = pki.export(&d.join("before")).await.expect("export");
+    pki.rotate().await.expect("rotate");
+    let (ca, new_crl) = pki.export(&d.join("after")).await.expect("export");
+    let server = pki
+        .issue("manager", Role::Server, &[], &[], 1, "test")
+        .await
+        .expect("issue");
+    let cert = d.join("s.pem");
+    let key = d.join("s.key");
+    std::fs::write(&cert, &server.cert_pem).expect("cert");
+    std::fs::write(&key, &server.key_pem).expect("key");
+    let load = |crl: &Path| {
+        giva_proto::tls::ServerTls::load(giva_proto::tls::ServerFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: ca.clone(),
+            crl: crl.to_owned(),
+        })
+    };
+    let e = load(&old_crl).expect_err("a CA without a list");
+    assert!(
+        e.to_string().contains("no revocation list from the CA"),
+        "{e}"
+    );
+    assert!(load(&new_crl).expect("both lists").is_some());
 }
 
 /// Instant clones: each enrolls at its appliance with a clone token and
