@@ -65,6 +65,12 @@ pub struct Reporter {
     relinked: tokio::sync::watch::Sender<u64>,
     /// Held while a VM's enrollment is passed on.
     enrolling: tokio::sync::Mutex<()>,
+    /// The version of the revocation lists in force, told the manager with
+    /// each heartbeat.
+    revocation_version: std::sync::Mutex<String>,
+    /// Newer revocation lists the manager sent, for the appliance to put in
+    /// force ([`Reporter::revocation_news`]).
+    revocation_news: tokio::sync::watch::Sender<Option<RevocationNews>>,
     notify_immediately: bool,
     heartbeat_interval: Duration,
     stats: Arc<Stats>,
@@ -109,6 +115,8 @@ impl Reporter {
             client: std::sync::RwLock::new(client),
             relinked: tokio::sync::watch::channel(0).0,
             enrolling: tokio::sync::Mutex::new(()),
+            revocation_version: std::sync::Mutex::new(String::new()),
+            revocation_news: tokio::sync::watch::channel(None).0,
             notify_immediately,
             heartbeat_interval,
             stats,
@@ -127,6 +135,19 @@ impl Reporter {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Newer revocation lists from the manager, as they come.
+    pub fn revocation_news(&self) -> tokio::sync::watch::Receiver<Option<RevocationNews>> {
+        self.revocation_news.subscribe()
+    }
+
+    /// Notes the version of the revocation lists now in force.
+    pub fn set_revocation_version(&self, version: &str) {
+        *self
+            .revocation_version
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = version.to_string();
     }
 
     /// Passes a VM's enrollment on to the manager, for the role `vm` only
@@ -363,6 +384,11 @@ impl Reporter {
             vms: registry.vm_infos(),
             stats: Some(self.stats.snapshot()),
             events: fit(self.outbox.pending(false, BATCH).await),
+            revocation_version: self
+                .revocation_version
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
         };
         let result = client.heartbeat(req).await;
         self.link(result.as_ref().map(|_| ()));
@@ -370,6 +396,12 @@ impl Reporter {
             Ok(resp) => {
                 let resp = resp.into_inner();
                 self.outbox.ack(&resp.acked_event_ids).await;
+                if !resp.crl_pem.is_empty() {
+                    self.revocation_news.send_replace(Some(RevocationNews {
+                        version: resp.revocation_version.clone(),
+                        crl_pem: resp.crl_pem.clone(),
+                    }));
+                }
                 Some(resp)
             }
             Err(status) => {
@@ -510,6 +542,15 @@ impl Reporter {
             );
         }
     }
+}
+
+/// Revocation lists the manager sent with a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationNews {
+    /// Their version.
+    pub version: String,
+    /// The lists (PEM).
+    pub crl_pem: String,
 }
 
 /// The client for the manager of `link` (`None`: no URL), connecting

@@ -13,7 +13,7 @@ use crate::admin;
 use crate::appliance::{Appliance, stopped};
 use crate::listen::{bind_unix, bind_vsock};
 use crate::service;
-use crate::tasks::{reload_on_sighup, schedule_full_scans, watch_database};
+use crate::tasks::{apply_revocation_lists, reload_on_sighup, schedule_full_scans, watch_database};
 
 /// Serves `app` on `listener` until `shutdown` completes; then stops taking
 /// new streams, lets the reporter flush, and returns.
@@ -75,6 +75,7 @@ pub async fn serve(
         let _ = app.tls.set(tls.clone());
     }
     let sighup = tokio::spawn(reload_on_sighup(app.clone(), stop_rx.clone()));
+    let revocations = tokio::spawn(apply_revocation_lists(app.clone(), stop_rx.clone()));
     let scheduler = tokio::spawn(schedule_full_scans(app.clone(), stop_rx.clone()));
     let admin = match app.config.server.admin_listen {
         Some(addr) => {
@@ -209,6 +210,7 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let _ = watcher.await;
     let _ = sighup.await;
+    let _ = revocations.await;
     let _ = scheduler.await;
     if let Some(a) = admin {
         let _ = tokio::time::timeout(deadline, a).await;

@@ -122,3 +122,48 @@ pub(crate) async fn reload_on_sighup(
         }
     }
 }
+
+/// Puts in force the revocation lists the manager sends with its heartbeat
+/// answers: written to `server.crl_file` and loaded at once, so that a
+/// revoked shim certificate is refused within a heartbeat. Only over an
+/// authenticated (TLS) manager link, and only when the shims' listener has
+/// a revocation file; lists that do not load are not kept.
+pub(crate) async fn apply_revocation_lists(
+    app: Arc<Appliance>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let path = app.config.server.crl_file.clone();
+    if path.as_os_str().is_empty() || app.config.manager.ca_file.as_os_str().is_empty() {
+        return;
+    }
+    let mut news = app.reporter.revocation_news();
+    loop {
+        tokio::select! {
+            _ = stopped(&mut stop) => return,
+            changed = news.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+        let Some(n) = news.borrow_and_update().clone() else {
+            continue;
+        };
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Err(e) = giva_runtime::dirs::write_file(&path, &n.crl_pem, false) {
+            tracing::error!(path = %path.display(), error = %e, "cannot write the manager's revocation lists");
+            continue;
+        }
+        match app.reload_tls() {
+            Ok(()) => {
+                app.reporter.set_revocation_version(&n.version);
+                tracing::info!(version = %n.version, "revocation lists from the manager in force");
+            }
+            Err(e) => {
+                let _ = giva_runtime::dirs::write_file(&path, &old, false);
+                let _ = app.reload_tls();
+                tracing::error!(error = %e, "the manager's revocation lists do not load; the previous ones stay");
+            }
+        }
+    }
+}

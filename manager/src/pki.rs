@@ -184,6 +184,29 @@ impl Pki {
         Ok(out)
     }
 
+    /// A version of what the revocation lists say (the trusted generations
+    /// and every revoked serial): it changes when they do. `None` when
+    /// there is no CA.
+    ///
+    /// # Errors
+    ///
+    /// [`PkiError`]: the store fails.
+    pub async fn revocation_version(&self) -> Result<Option<String>, PkiError> {
+        let gens = self.store.ca_generations().await?;
+        if gens.is_empty() {
+            return Ok(None);
+        }
+        let mut h = sha2::Sha256::new();
+        for g in gens.iter().filter(|g| g.retired_at_us == 0) {
+            h.update(g.generation.to_le_bytes());
+            for c in self.store.revoked_certificates(g.generation).await? {
+                h.update(c.serial.as_bytes());
+                h.update(b"\n");
+            }
+        }
+        Ok(Some(hex::encode(&h.finalize()[..12])))
+    }
+
     /// Writes the trust bundle (`ca.pem`) and the revocation lists
     /// (`crl.pem`) into `dir`; returns their paths.
     ///

@@ -509,9 +509,26 @@ impl ManagerService for ManagerGrpc {
             warn!(appliance_id = %appliance, problems = ?req.problems, "appliance reports problems");
         }
         let commands = lock(&self.0.pending).remove(&appliance).unwrap_or_default();
+        // Newer revocation lists than the appliance's go out with the
+        // answer, so that a revocation reaches every appliance within a
+        // heartbeat, with no one copying files.
+        let (crl_pem, revocation_version) = match self.0.pki.revocation_version().await {
+            Ok(Some(v)) if v != req.revocation_version => {
+                match self.0.pki.revocation_lists().await {
+                    Ok(pem) => (pem, v),
+                    Err(e) => {
+                        warn!(error = %e, "revocation lists cannot be made for a heartbeat");
+                        (String::new(), String::new())
+                    }
+                }
+            }
+            _ => (String::new(), String::new()),
+        };
         Ok(Response::new(HeartbeatResponse {
             acked_event_ids,
             commands,
+            crl_pem,
+            revocation_version,
             ..Default::default()
         }))
     }
