@@ -6,16 +6,16 @@
 //! What goes in a certificate is [`giva_proto::issue`]'s, shared with the
 //! appliances' delegated CAs. Where the CA is kept, and its generations,
 //! revocations and enrollment tokens, is [`crate::pki`]'s; this module
-//! signs. ([`Ca::init`] keeps a CA in files, as releases before the store
-//! kept it did; [`crate::pki::Pki::init`] adopts such a CA.)
+//! signs. (Releases before the store kept the CA in files; [`Ca::load`]
+//! reads them, and [`crate::pki::Pki::init`] adopts them.)
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 pub use giva_proto::issue::Signed as Issued;
 use giva_proto::issue::{
-    IssueError, delegate_params, issuer, leaf_params, serial_number, sign_new_key, sign_request,
-    validity,
+    IssueError, delegate_params, issuer, leaf_params, micros, serial_number, sign_new_key,
+    sign_request, validity,
 };
 pub use giva_proto::tls::Role;
 use rcgen::{
@@ -95,7 +95,7 @@ fn hours(days: u32) -> u32 {
 
 impl Ca {
     /// The CA's certificate file in `dir`.
-    pub fn cert_path(dir: &Path) -> PathBuf {
+    fn cert_path(dir: &Path) -> PathBuf {
         dir.join("ca.pem")
     }
 
@@ -103,24 +103,7 @@ impl Ca {
         dir.join("ca.key")
     }
 
-    /// Makes a new CA in `dir` (`ca.pem`, and `ca.key` mode 0600), or
-    /// loads the one there.
-    ///
-    /// # Errors
-    ///
-    /// [`CaError`]: the files cannot be written or read.
-    pub fn init(dir: &Path) -> Result<Self, CaError> {
-        if Self::key_path(dir).exists() {
-            return Self::load(dir);
-        }
-        let made = Self::generate()?;
-        write_file(&Self::key_path(dir), &made.key_pem, true)?;
-        write_file(&Self::cert_path(dir), &made.cert_pem, false)?;
-        tracing::info!(dir = %dir.display(), "made a new CA");
-        Self::load(dir)
-    }
-
-    /// Loads the CA in `dir`.
+    /// Loads the CA an earlier release kept in `dir` (`ca.pem`, `ca.key`).
     ///
     /// # Errors
     ///
@@ -290,54 +273,16 @@ impl Ca {
             None => sign_new_key(&self.issuer, params, serial)?,
         })
     }
-
-    /// Issues a certificate for `name` and writes `NAME.pem`, `NAME.key`
-    /// (mode 0600) and the CA's `ca.pem` into `out`; returns the paths of
-    /// the certificate and the key.
-    ///
-    /// # Errors
-    ///
-    /// As for [`issue`](Self::issue), or a file cannot be written.
-    pub fn issue_files(
-        &self,
-        name: &str,
-        role: Role,
-        dns: &[String],
-        ips: &[IpAddr],
-        days: u32,
-        out: &Path,
-    ) -> Result<(PathBuf, PathBuf), CaError> {
-        let issued = self.issue(name, role, dns, ips, days)?;
-        let file = name.replace(['/', '\\'], "_");
-        let cert = out.join(format!("{file}.pem"));
-        let key = out.join(format!("{file}.key"));
-        write_file(&cert, &issued.cert_pem, false)?;
-        write_file(&key, &issued.key_pem, true)?;
-        write_file(&Self::cert_path(out), &self.cert_pem, false)?;
-        Ok((cert, key))
-    }
-}
-
-fn micros(t: time::OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     #[test]
-    fn a_ca_is_made_once_and_its_certificates_name_their_holder() {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = Ca::init(dir.path()).unwrap();
-        let again = Ca::init(dir.path()).unwrap();
-        assert_eq!(ca.cert_pem(), again.cert_pem(), "kept across starts");
-        let mode = std::fs::metadata(dir.path().join("ca.key"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
+    fn a_ca_signs_certificates_that_name_their_holder_and_role() {
+        let made = Ca::generate().unwrap();
+        let ca = Ca::from_pem(&made.cert_pem, &made.key_pem).unwrap();
         let issued = ca
             .issue(
                 "vm-42",
@@ -361,9 +306,15 @@ mod tests {
             giva_proto::tls::certificate_name_pem(&issued.cert_pem).as_deref(),
             Some("vm-42")
         );
-        assert!(matches!(
-            Ca::load(&dir.path().join("none")),
-            Err(CaError::Missing { .. })
-        ));
+    }
+
+    #[test]
+    fn a_ca_kept_in_files_is_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(Ca::load(dir.path()), Err(CaError::Missing { .. })));
+        let made = Ca::generate().unwrap();
+        write_file(&dir.path().join("ca.key"), &made.key_pem, true).unwrap();
+        write_file(&dir.path().join("ca.pem"), &made.cert_pem, false).unwrap();
+        assert_eq!(Ca::load(dir.path()).unwrap().cert_pem(), made.cert_pem);
     }
 }

@@ -318,31 +318,16 @@ impl Pki {
 
     /// Enrolls the holder of `token`: checks it (unknown, used or expired
     /// tokens are refused, as is one for another `role` than asked, and a
-    /// token is used once), signs the request's
-    /// key for the token's role and name, and returns the certificate and
-    /// the trust bundle.
+    /// token is used once), signs the request's key for the token's role
+    /// and name, and returns the certificate and the trust bundle; for an
+    /// appliance that sends `delegate_csr_pem`, its delegated CA and the
+    /// clone key too.
     ///
     /// # Errors
     ///
-    /// [`PkiError::Refused`] with why, or a store or CA failure.
+    /// [`PkiError::Refused`] with why (a delegated CA is refused for a VM),
+    /// or a store or CA failure.
     pub async fn enroll(
-        &self,
-        token: &str,
-        csr_pem: &str,
-        role: Option<Role>,
-        days: u32,
-    ) -> Result<(Issued, String, Role, String), PkiError> {
-        let e = self.enroll_with(token, csr_pem, None, role, days).await?;
-        Ok((e.cert, e.ca_pem, e.role, e.name))
-    }
-
-    /// [`Pki::enroll`], and for an appliance that sends `delegate_csr_pem`,
-    /// its delegated CA and the clone key too.
-    ///
-    /// # Errors
-    ///
-    /// As for [`Pki::enroll`]; a delegated CA is refused for a VM.
-    pub async fn enroll_with(
         &self,
         token: &str,
         csr_pem: &str,
@@ -650,5 +635,24 @@ fn validate_name(name: &str) -> Result<(), PkiError> {
         Err(PkiError::Refused(format!(
             "'{name}' is not a name a certificate can carry: 1 to 128 letters, digits, '-', '_', '.' or '@'"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_ca_kept_in_files_is_adopted_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = Ca::generate().unwrap();
+        write_file(&dir.path().join("ca.key"), &made.key_pem, true).unwrap();
+        write_file(&dir.path().join("ca.pem"), &made.cert_pem, false).unwrap();
+        let pki = Pki::new(Store::open(Path::new(":memory:")).await.unwrap());
+        assert_eq!(pki.init(Some(dir.path())).await.unwrap(), (1, true));
+        assert_eq!(pki.trust_bundle().await.unwrap(), made.cert_pem);
+        // A second init keeps it.
+        assert_eq!(pki.init(Some(dir.path())).await.unwrap(), (1, false));
+        assert_eq!(pki.trust_bundle().await.unwrap(), made.cert_pem);
     }
 }

@@ -753,7 +753,7 @@ impl ManagerService for ManagerGrpc {
         match self
             .0
             .pki
-            .enroll_with(&req.token, &req.csr_pem, delegate, role, ENROLLED_DAYS)
+            .enroll(&req.token, &req.csr_pem, delegate, role, ENROLLED_DAYS)
             .await
         {
             Ok(e) => {

@@ -72,8 +72,7 @@ fn err(what: &str) -> impl FnOnce(rcgen::Error) -> IssueError + '_ {
 ///
 /// [`IssueError::Random`].
 pub fn serial_number() -> Result<(rcgen::SerialNumber, String), IssueError> {
-    let hex = giva_runtime::token::random_hex(16)?;
-    let mut bytes = decode_hex(&hex);
+    let mut bytes = giva_runtime::token::random_bytes(16)?;
     if let Some(first) = bytes.first_mut() {
         // Positive, and 16 bytes long in DER.
         *first = (*first & 0x7f) | 0x10;
@@ -83,13 +82,8 @@ pub fn serial_number() -> Result<(rcgen::SerialNumber, String), IssueError> {
     Ok((serial, hex))
 }
 
-fn decode_hex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2)
-        .filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
-}
-
-fn micros(t: time::OffsetDateTime) -> i64 {
+/// `t` in microseconds since the epoch.
+pub fn micros(t: time::OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
 

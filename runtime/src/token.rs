@@ -148,9 +148,18 @@ pub fn read(path: &Path) -> Result<Secret, TokenError> {
 ///
 /// The kernel's random source cannot be read.
 pub fn random_hex(n: usize) -> std::io::Result<String> {
+    random_bytes(n).map(hex::encode)
+}
+
+/// `n` random bytes from the kernel.
+///
+/// # Errors
+///
+/// `/dev/urandom` cannot be read.
+pub fn random_bytes(n: usize) -> std::io::Result<Vec<u8>> {
     let mut bytes = vec![0u8; n];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(hex::encode(bytes))
+    Ok(bytes)
 }
 
 /// True if `given` is `expected`, in time that does not depend on where

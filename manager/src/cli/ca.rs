@@ -18,8 +18,7 @@ pub async fn run(args: CaArgs, default_db: PathBuf) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the store {}: {e}", db.display()))?;
     let pki = Pki::new(store.clone());
-    let state = || crate::default_state_dir();
-    let result = run_on(&pki, args.command, &state()).await;
+    let result = run_on(&pki, args.command, &crate::default_state_dir()).await;
     store.close().await;
     result
 }

@@ -179,6 +179,7 @@ fn revocation_lists(path: &Path) -> Result<Vec<CertificateRevocationListDer<'sta
 /// crl.pem) would pass unchecked, and revocation would be off for it
 /// without a word.
 fn every_ca_has_a_list(
+    cas: &[CertificateDer<'_>],
     ca_path: &Path,
     crl_path: &Path,
     crls: &[CertificateRevocationListDer<'_>],
@@ -188,7 +189,7 @@ fn every_ca_has_a_list(
         .filter_map(|c| x509_parser::parse_x509_crl(c.as_ref()).ok())
         .map(|(_, crl)| crl.issuer().as_raw().to_vec())
         .collect();
-    for ca in certificates("CA", ca_path)? {
+    for ca in cas {
         let Ok((_, cert)) = x509_parser::parse_x509_certificate(ca.as_ref()) else {
             continue;
         };
@@ -245,8 +246,9 @@ fn build(files: &ServerFiles) -> Result<ServerConfig, TlsError> {
         }
         builder.with_no_client_auth()
     } else {
+        let cas = certificates("CA", &files.client_ca)?;
         let mut roots = RootCertStore::empty();
-        let (added, _) = roots.add_parsable_certificates(certificates("CA", &files.client_ca)?);
+        let (added, _) = roots.add_parsable_certificates(cas.iter().cloned());
         if added == 0 {
             return Err(TlsError::Invalid {
                 path: files.client_ca.clone(),
@@ -257,7 +259,7 @@ fn build(files: &ServerFiles) -> Result<ServerConfig, TlsError> {
             Vec::new()
         } else {
             let crls = revocation_lists(&files.crl)?;
-            every_ca_has_a_list(&files.client_ca, &files.crl, &crls)?;
+            every_ca_has_a_list(&cas, &files.client_ca, &files.crl, &crls)?;
             crls
         };
         // Clients may come without a certificate (operators use tokens);
@@ -320,11 +322,6 @@ impl ServerTls {
     /// The files this configuration is read from.
     pub fn files(&self) -> &ServerFiles {
         &self.files
-    }
-
-    /// True when clients are asked for a certificate.
-    pub fn asks_clients(&self) -> bool {
-        !self.files.client_ca.as_os_str().is_empty()
     }
 
     /// Reads the files again; new connections use what they say. On an

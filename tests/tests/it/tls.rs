@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use giva_manager::ca::{Ca, Role};
+use giva_manager::ca::Role;
 use giva_proto::manager::manager_service_client::ManagerServiceClient;
 use giva_proto::manager::{NotifyRequest, SubscribeRequest};
 use giva_proto::tls::ClientFiles;
@@ -15,46 +15,65 @@ use tokio::net::TcpListener;
 
 use crate::common::{EICAR, Running, eventually, start_appliance, test_config, write};
 
-/// A CA in `dir/ca`, and the files of a certificate it issued for `name`.
-struct Pki {
+/// A manager's CA (in a store of its own, in memory) with its CAs to
+/// trust in `dir/ca`, and the files of the certificates it issues.
+struct TestCa {
     dir: PathBuf,
-    ca: Ca,
+    pki: giva_manager::pki::Pki,
 }
 
-impl Pki {
-    fn new(dir: &Path) -> Self {
-        let ca = Ca::init(&dir.join("ca")).expect("CA");
-        Pki {
+impl TestCa {
+    async fn new(dir: &Path) -> Self {
+        let store = giva_manager::store::Store::open(Path::new(":memory:"))
+            .await
+            .expect("store");
+        let pki = giva_manager::pki::Pki::new(store);
+        pki.init(None).await.expect("CA");
+        pki.export(&dir.join("ca")).await.expect("export");
+        TestCa {
             dir: dir.to_owned(),
-            ca,
+            pki,
         }
     }
 
     fn ca_file(&self) -> PathBuf {
-        Ca::cert_path(&self.dir.join("ca"))
+        self.dir.join("ca").join("ca.pem")
     }
 
     /// A certificate for `name` in `role`, valid for 127.0.0.1 too.
-    fn issue(&self, name: &str, role: Role) -> (PathBuf, PathBuf) {
+    async fn issue(&self, name: &str, role: Role) -> (PathBuf, PathBuf) {
         self.issue_for(name, role, &["127.0.0.1".parse().expect("ip")], 1)
+            .await
     }
 
-    fn issue_for(
+    async fn issue_for(
         &self,
         name: &str,
         role: Role,
         ips: &[std::net::IpAddr],
         days: u32,
     ) -> (PathBuf, PathBuf) {
+        let issued = self
+            .pki
+            .issue(name, role, &[], ips, days, "test")
+            .await
+            .expect("issue");
         let out = self.dir.join("issued").join(role.as_str());
-        self.ca
-            .issue_files(name, role, &[], ips, days, &out)
-            .expect("issue")
+        let (cert, key) = (
+            out.join(format!("{name}.pem")),
+            out.join(format!("{name}.key")),
+        );
+        giva_manager::ca::write_file(&cert, &issued.cert_pem, false).expect("cert");
+        giva_manager::ca::write_file(&key, &issued.key_pem, true).expect("key");
+        (cert, key)
     }
 
     /// A client's files: the CA, and a certificate for `name` in `role`.
-    fn client(&self, holder: Option<(&str, Role)>) -> ClientFiles {
-        let (cert, key) = holder.map(|(n, r)| self.issue(n, r)).unwrap_or_default();
+    async fn client(&self, holder: Option<(&str, Role)>) -> ClientFiles {
+        let (cert, key) = match holder {
+            Some((n, r)) => self.issue(n, r).await,
+            None => Default::default(),
+        };
         ClientFiles {
             ca: self.ca_file(),
             cert,
@@ -131,8 +150,10 @@ fn server_tls(
 
 /// A manager serving TLS with `pki`'s certificate, taking appliances'
 /// calls only from the appliance their certificate names.
-async fn start_tls_manager(pki: &Pki) -> (Running, std::sync::Arc<giva_manager::Manager>, String) {
-    let (cert, key) = pki.issue("manager", Role::Server);
+async fn start_tls_manager(
+    pki: &TestCa,
+) -> (Running, std::sync::Arc<giva_manager::Manager>, String) {
+    let (cert, key) = pki.issue("manager", Role::Server).await;
     let tls = server_tls(&cert, &key, &pki.ca_file(), Path::new(""));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -166,11 +187,11 @@ async fn tls_client(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appliance_and_manager_know_each_others_calls_over_mtls() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let pki = Pki::new(dir.path());
+    let pki = TestCa::new(dir.path()).await;
     let (manager, mgr, url) = start_tls_manager(&pki).await;
 
     // The appliance reports over mTLS as the appliance its certificate names.
-    let (cert, key) = pki.issue("app-1", Role::Appliance);
+    let (cert, key) = pki.issue("app-1", Role::Appliance).await;
     let mut config = test_config();
     config.appliance_id = "app-1".into();
     config.manager.url = url.clone();
@@ -196,7 +217,7 @@ async fn appliance_and_manager_know_each_others_calls_over_mtls() {
         appliance_id: "app-1".into(),
         events: Vec::new(),
     };
-    let mut rogue = tls_client(&url, &pki.client(Some(("app-2", Role::Appliance))))
+    let mut rogue = tls_client(&url, &pki.client(Some(("app-2", Role::Appliance))).await)
         .await
         .expect("TLS connects");
     let e = rogue.notify(forged.clone()).await.expect_err("refused");
@@ -210,14 +231,14 @@ async fn appliance_and_manager_know_each_others_calls_over_mtls() {
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
     // Nor a VM's certificate, even one that bears the appliance's name:
     // it sits in a guest, where malware can read it.
-    let mut guest = tls_client(&url, &pki.client(Some(("app-1", Role::Vm))))
+    let mut guest = tls_client(&url, &pki.client(Some(("app-1", Role::Vm))).await)
         .await
         .expect("TLS connects");
     let e = guest.notify(forged.clone()).await.expect_err("refused");
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
     assert!(e.message().contains("not an appliance's"), "{e:?}");
     // Nor can a caller without a certificate.
-    let mut anon = tls_client(&url, &pki.client(None))
+    let mut anon = tls_client(&url, &pki.client(None).await)
         .await
         .expect("TLS connects");
     let e = anon.notify(forged).await.expect_err("refused");
@@ -243,7 +264,7 @@ async fn appliance_and_manager_know_each_others_calls_over_mtls() {
         }),
         ..Default::default()
     };
-    tls_client(&url, &pki.client(Some(("app-1", Role::Appliance))))
+    tls_client(&url, &pki.client(Some(("app-1", Role::Appliance))).await)
         .await
         .expect("TLS connects")
         .notify(NotifyRequest {
@@ -272,11 +293,11 @@ async fn appliance_and_manager_know_each_others_calls_over_mtls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_failures_are_named() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let pki = Pki::new(dir.path());
+    let pki = TestCa::new(dir.path()).await;
     let (manager, _mgr, url) = start_tls_manager(&pki).await;
     // A client that trusts another CA.
-    let other = Pki::new(&dir.path().join("other"));
-    let e = tls_client(&url, &other.client(None))
+    let other = TestCa::new(&dir.path().join("other")).await;
+    let e = tls_client(&url, &other.client(None).await)
         .await
         .expect_err("unknown CA");
     assert!(e.contains("CA that is not trusted"), "{e}");
@@ -295,7 +316,7 @@ async fn handshake_failures_are_named() {
             "has expired",
         ),
     ] {
-        let (cert, key) = pki.issue_for(name, Role::Server, &ips, days);
+        let (cert, key) = pki.issue_for(name, Role::Server, &ips, days).await;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
@@ -338,7 +359,7 @@ async fn handshake_failures_are_named() {
                 .await;
             })
         };
-        let e = tls_client(&format!("https://{addr}"), &pki.client(None))
+        let e = tls_client(&format!("https://{addr}"), &pki.client(None).await)
             .await
             .expect_err("refused");
         assert!(e.contains(expect), "{name}: {e}");
@@ -350,8 +371,8 @@ async fn handshake_failures_are_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shim_registers_only_as_the_vm_its_certificate_names() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let pki = Pki::new(dir.path());
-    let (cert, key) = pki.issue("appliance-host", Role::Appliance);
+    let pki = TestCa::new(dir.path()).await;
+    let (cert, key) = pki.issue("appliance-host", Role::Appliance).await;
     let mut config = test_config();
     config.server.tls_cert_file = cert;
     config.server.tls_key_file = key;
@@ -361,27 +382,37 @@ async fn a_shim_registers_only_as_the_vm_its_certificate_names() {
     let guest = dir.path().join("guest");
     std::fs::create_dir(&guest).expect("mkdir");
     write(&guest, "eicar.com", EICAR);
-    let ok = scan_as(&url, &guest, "vm-1", pki.client(Some(("vm-1", Role::Vm))))
-        .await
-        .expect("scan");
+    let ok = scan_as(
+        &url,
+        &guest,
+        "vm-1",
+        pki.client(Some(("vm-1", Role::Vm))).await,
+    )
+    .await
+    .expect("scan");
     assert_eq!(ok.infected, 1);
     // vm-1's certificate claiming vm-2: refused, and counted.
-    let e = scan_as(&url, &guest, "vm-2", pki.client(Some(("vm-1", Role::Vm))))
-        .await
-        .expect_err("refused");
+    let e = scan_as(
+        &url,
+        &guest,
+        "vm-2",
+        pki.client(Some(("vm-1", Role::Vm))).await,
+    )
+    .await
+    .expect_err("refused");
     assert!(e.to_string().contains("names VM vm-1, not vm-2"), "{e}");
     // An appliance's certificate is no VM's.
     let e = scan_as(
         &url,
         &guest,
         "app",
-        pki.client(Some(("app", Role::Appliance))),
+        pki.client(Some(("app", Role::Appliance))).await,
     )
     .await
     .expect_err("refused");
     assert!(e.to_string().contains("not a VM's"), "{e}");
     // No certificate at all.
-    let e = scan_as(&url, &guest, "vm-1", pki.client(None))
+    let e = scan_as(&url, &guest, "vm-1", pki.client(None).await)
         .await
         .expect_err("refused");
     assert!(e.to_string().contains("client certificate"), "{e}");
@@ -467,11 +498,11 @@ async fn a_vm_enrolls_through_its_appliance_and_revocation_reaches_the_appliance
         .expect_err("not a VM's");
     assert!(e.message().contains("for an appliance"), "{}", e.message());
     let (_, csr) = giva_proto::enroll::request(&d.join("app-2"), "appliance", false).expect("csr");
-    let (_, _, role, name) = pki
-        .enroll(&app_token, &csr, Some(Role::Appliance), 1)
+    let e = pki
+        .enroll(&app_token, &csr, None, Some(Role::Appliance), 1)
         .await
         .expect("the refused token was not spent");
-    assert_eq!((role, name.as_str()), (Role::Appliance, "app-2"));
+    assert_eq!((e.role, e.name.as_str()), (Role::Appliance, "app-2"));
 
     // The VM's token buys a certificate for the VM it names.
     let token = pki
