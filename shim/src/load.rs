@@ -58,6 +58,14 @@ pub struct LoadConfig {
     pub connections: usize,
     /// Stop issuing events after this long.
     pub duration: Duration,
+    /// Open loop: events per second offered in all, spread evenly over
+    /// every VM, all of them at once (`concurrency` is then unused). A
+    /// verdict's latency counts from when its event was sent, or from when
+    /// it was due if it went out later than the timer's slack
+    /// ([`TIMER_SLACK`]), so a generator or appliance that falls behind
+    /// shows it. `None`: closed
+    /// loop, each VM keeping `inflight_per_vm` events in flight.
+    pub rate: Option<f64>,
     /// Prefix of the VM ids.
     pub vm_prefix: String,
     /// TLS for an `https://` appliance URL.
@@ -89,6 +97,7 @@ impl LoadConfig {
             inflight_per_vm: 4,
             connections: 8,
             duration: Duration::from_secs(300),
+            rate: None,
             vm_prefix: "load-vm".into(),
             tls: giva_proto::tls::ClientFiles::default(),
             template: false,
@@ -185,6 +194,8 @@ pub struct LoadReport {
     pub open_secs: f64,
     /// Verdicts per second in the opens phase.
     pub events_per_sec: f64,
+    /// Events per second offered (open loop); 0: closed loop.
+    pub offered_rate: f64,
     /// Verdict latency (event sent to verdict received).
     pub verdict_latency: Percentiles,
     /// True when the run hit its duration limit.
@@ -221,8 +232,16 @@ impl LoadReport {
             p(&self.register_latency)
         ));
         s.push_str(&format!(
-            "events: {} sent, {} verdicts in {:.3} s = {:.0} events/s\n",
-            self.events, self.verdicts, self.open_secs, self.events_per_sec
+            "events: {} sent, {} verdicts in {:.3} s = {:.0} events/s{}\n",
+            self.events,
+            self.verdicts,
+            self.open_secs,
+            self.events_per_sec,
+            if self.offered_rate > 0.0 {
+                format!(" (offered: {:.0} events/s)", self.offered_rate)
+            } else {
+                String::new()
+            }
         ));
         s.push_str(&format!("verdict latency: {}\n", p(&self.verdict_latency)));
         s.push_str(&format!(
@@ -409,6 +428,7 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
             opens: files.len(),
             exec_percent: 0,
             inflight: config.inflight_per_vm.max(1),
+            pace: None,
             deadline,
         };
         if let Err(e) = vm.run().await {
@@ -477,7 +497,19 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
 
     // Phase 2: the opens.
     let opens_started = Instant::now();
-    let sem = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let active = sessions.len().max(1);
+    // Open loop: every VM at once, each offered an equal share of the rate.
+    let interval = config
+        .rate
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .map(|r| Duration::from_secs_f64(active as f64 / r));
+    report.offered_rate = config.rate.filter(|_| interval.is_some()).unwrap_or(0.0);
+    let concurrency = if interval.is_some() {
+        active
+    } else {
+        config.concurrency.max(1)
+    };
+    let sem = Arc::new(Semaphore::new(concurrency));
     let mut vms = tokio::task::JoinSet::new();
     for (i, sid, channel) in sessions {
         let vm = Vm {
@@ -489,6 +521,12 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
             opens: config.opens_per_vm.unwrap_or(files.len()),
             exec_percent: config.exec_percent.min(100),
             inflight: config.inflight_per_vm.max(1),
+            // The VMs' first events are spread over one interval, so they
+            // do not all fall due at once.
+            pace: interval.map(|every| Pace {
+                first: opens_started + every.mul_f64((i % active) as f64 / active as f64),
+                every,
+            }),
             deadline,
         };
         let sem = sem.clone();
@@ -614,7 +652,28 @@ struct Vm {
     opens: usize,
     exec_percent: u8,
     inflight: usize,
+    pace: Option<Pace>,
     deadline: Instant,
+}
+
+/// How late an open-loop event may go out and still be timed from when it
+/// was sent: the runtime's timers fire on millisecond ticks. Later than
+/// this, it is timed from when it was due, so the wait counts.
+pub const TIMER_SLACK: Duration = Duration::from_millis(2);
+
+/// When an open-loop VM's events fall due: the first at `first`, then one
+/// every `every`.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    first: Instant,
+    every: Duration,
+}
+
+impl Pace {
+    /// When event number `n` (from 0) is due.
+    fn due(&self, n: usize) -> Instant {
+        self.first + self.every.mul_f64(n as f64)
+    }
 }
 
 impl Vm {
@@ -647,6 +706,14 @@ impl Vm {
                 && sent < self.opens
                 && Instant::now() < self.deadline
             {
+                // Open loop: not before the event is due, and timed from
+                // when it was due if it is late by more than the slack.
+                let now = Instant::now();
+                let due = match self.pace.map(|p| p.due(sent)) {
+                    Some(due) if due > now => break,
+                    Some(due) if now - due > TIMER_SLACK => due,
+                    _ => now,
+                };
                 let idx = (start + sent) % n;
                 sent += 1;
                 let seq = sent as u64;
@@ -666,7 +733,7 @@ impl Vm {
                     blocking: true,
                     full_scan_id: 0,
                 };
-                inflight.insert(seq, (idx, Instant::now()));
+                inflight.insert(seq, (idx, due));
                 c.events.fetch_add(1, Ordering::Relaxed);
                 if tx
                     .send(GuestMessage {
@@ -678,10 +745,24 @@ impl Vm {
                     break;
                 }
             }
-            if inflight.is_empty() {
+            let more = sent < self.opens && Instant::now() < self.deadline;
+            if inflight.is_empty() && !more {
                 break Ok(());
             }
-            let wait = tokio::time::timeout(Duration::from_secs(60), inbound.message()).await;
+            // Wake for the next answer, or for the next event falling due.
+            let next_due = self
+                .pace
+                .filter(|_| more && inflight.len() < self.inflight)
+                .map(|p| p.due(sent));
+            let wait = match next_due {
+                Some(due) => {
+                    tokio::select! {
+                        m = inbound.message() => Ok(m),
+                        () = tokio::time::sleep_until(tokio::time::Instant::from_std(due)) => continue,
+                    }
+                }
+                None => tokio::time::timeout(Duration::from_secs(60), inbound.message()).await,
+            };
             let m = match wait {
                 Err(_) => break Err(VmError::Silent { vm: self.index + 1 }),
                 Ok(Err(status)) => {
@@ -755,6 +836,18 @@ impl Vm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_loop_events_fall_due_evenly() {
+        let first = Instant::now();
+        let p = Pace {
+            first,
+            every: Duration::from_millis(50),
+        };
+        assert_eq!(p.due(0), first);
+        assert_eq!(p.due(1), first + Duration::from_millis(50));
+        assert_eq!(p.due(20), first + Duration::from_secs(1));
+    }
 
     #[test]
     fn percentiles_of_a_known_set() {

@@ -96,6 +96,10 @@ pub enum Command {
         /// VMs in the instant-clone storm.
         #[arg(long, default_value_t = 500)]
         storm_vms: usize,
+        /// Events per second offered in the storm (open loop, all clones
+        /// at once); the storm also runs closed loop, for its capacity.
+        #[arg(long, default_value_t = 10_000.0)]
+        storm_rate: f64,
         /// VM counts for the cache-hit runs, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "1,10,200")]
         hit_vms: Vec<usize>,
@@ -108,6 +112,10 @@ pub enum Command {
         /// Signature database for the appliance (default: bundled).
         #[arg(long)]
         db: Option<PathBuf>,
+        /// Run only these sections (storm, cache, heartbeat), comma-separated.
+        /// A partial run prints its table and writes no results.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<crate::e2e::Section>,
         /// Scratch directory (removed and recreated).
         #[arg(long, default_value = "bench/results/tmp/e2e")]
         work: PathBuf,

@@ -132,10 +132,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::E2e {
             storm_vms,
+            storm_rate,
             hit_vms,
             heartbeat_secs,
             duration_secs,
             db,
+            only,
             work,
             bin_dir: bd,
         } => {
@@ -145,15 +147,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 bin_dir: bin_dir(bd)?,
                 work,
                 storm_vms,
+                storm_rate,
                 hit_vms: hit_vms.clone(),
                 heartbeat_secs,
                 duration_secs,
                 db,
+                only: only.clone(),
             };
             let r = e2e::run(&args)?;
+            if !only.is_empty() {
+                // A partial run is for looking, not for the record.
+                println!("{}", r.markdown());
+                return Ok(());
+            }
             let hv: Vec<String> = hit_vms.iter().map(ToString::to_string).collect();
             let command = format!(
-                "cargo run -p giva-bench --release -- e2e --storm-vms {storm_vms} --hit-vms {} --heartbeat-secs {heartbeat_secs}",
+                "cargo run -p giva-bench --release -- e2e --storm-vms {storm_vms} --storm-rate {storm_rate} --hit-vms {} --heartbeat-secs {heartbeat_secs}",
                 hv.join(",")
             );
             let mut md = report::header(

@@ -241,6 +241,11 @@ pub struct LoadArgs {
     /// Stop issuing events after this many seconds.
     #[arg(long, default_value_t = 300)]
     pub duration: u64,
+    /// Open loop: offer this many events per second in all, spread over
+    /// every VM at once, and time each verdict from when its event was due
+    /// (default: closed loop, as fast as the appliance answers).
+    #[arg(long, value_parser = positive_rate)]
+    pub rate: Option<f64>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -277,7 +282,16 @@ impl From<&LoadArgs> for LoadConfig {
         config.inflight_per_vm = a.inflight_per_vm;
         config.connections = a.connections;
         config.duration = Duration::from_secs(a.duration);
+        config.rate = a.rate;
         config
+    }
+}
+
+/// Reads `--rate`: a finite number of events per second above zero.
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("{s}: not a rate above zero (events per second)")),
     }
 }
 

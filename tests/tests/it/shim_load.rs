@@ -74,3 +74,37 @@ async fn load_of_50_clones_counts_every_verdict() {
     );
     appliance.stop().await;
 }
+
+/// Open loop: 20 clones × 10 files at 400 events/s take at least half a
+/// second (the schedule), every event is answered, and the rate is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_load_keeps_to_its_rate() {
+    let image = tempfile::tempdir().expect("tempdir");
+    for i in 0..10u8 {
+        write(image.path(), &format!("f{i}"), &[i; 512]);
+    }
+    let mut aconfig = Config::default();
+    aconfig
+        .inventory
+        .push(giva_appliance::config::InventoryEntry {
+            vm: "load-vm-*".into(),
+            image: "load-image".into(),
+            ..Default::default()
+        });
+    let (appliance, _app) = start_appliance(aconfig).await;
+    let mut config = LoadConfig::new(appliance.url(), 20, image.path());
+    config.rate = Some(400.0);
+    config.duration = Duration::from_secs(60);
+    let report = tokio::time::timeout(Duration::from_secs(120), run(&config))
+        .await
+        .expect("load finishes by itself")
+        .expect("load runs");
+    println!("{}", report.text());
+    assert_eq!(report.verdicts, 200, "{report:?}");
+    assert_eq!(report.errors + report.abandoned, 0, "{report:?}");
+    assert_eq!(report.offered_rate, 400.0);
+    // 10 events a VM, one every 50 ms: the last is due 450 ms in.
+    assert!(report.open_secs >= 0.45, "{report:?}");
+    assert!(report.text().contains("offered: 400 events/s"));
+    appliance.stop().await;
+}
