@@ -137,8 +137,8 @@ impl Appliance {
             stats.clone(),
         )
         .map_err(|e| anyhow::anyhow!(e))?;
-        let clones =
-            crate::clones::CloneSigner::load(&config.clones).map_err(|e| anyhow::anyhow!(e))?;
+        let clones = crate::clones::CloneSigner::load(&config.clones, config.clone_nonce_journal())
+            .map_err(|e| anyhow::anyhow!(e))?;
         Ok(Arc::new(Appliance {
             clones,
             pool: giva_engine::ScanPool::new(giva_engine::PoolConfig {

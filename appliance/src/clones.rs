@@ -6,15 +6,17 @@
 //! pace.
 //!
 //! - A token is used once: its nonce is remembered until it expires, and
-//!   no token is valid for more than a day.
-//!   (The memory is this process's: a token replayed after a restart of
-//!   the appliance, within its time, is accepted again. Tokens are short;
-//!   `docs/security.md` says so.)
+//!   no token is valid for more than a day. The nonces are kept in a
+//!   journal beside the outbox, so a restart does not forget them (it is
+//!   written, not synced: a host crash can lose the last few). Another
+//!   appliance does not know them; `docs/security.md` says so.
 //! - The certificate names the VM (`giva:vm:NAME`), is for a client only,
 //!   and lives `clones.cert_hours`. The delegated CA's own constraints keep
 //!   it from naming any host.
 
 use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use giva_proto::issue::{issuer, leaf_params, sign_request};
@@ -33,7 +35,60 @@ const MAX_REMEMBERED: usize = 1_000_000;
 pub struct CloneSigner {
     keys: arc_swap::ArcSwap<Keys>,
     hours: u32,
-    used: Mutex<HashMap<String, u64>>,
+    used: Mutex<Used>,
+}
+
+/// The nonces used and not yet expired, and the journal they are kept in.
+struct Used {
+    live: HashMap<String, u64>,
+    journal: Option<std::fs::File>,
+}
+
+impl Used {
+    /// The nonces `path` keeps that are still in their time; the journal
+    /// is written anew with only those, and kept open for appending.
+    fn open(path: Option<&Path>, now: u64) -> Result<Self, String> {
+        let mut live = HashMap::new();
+        let Some(path) = path else {
+            return Ok(Used {
+                live,
+                journal: None,
+            });
+        };
+        let bad = |e: std::io::Error| format!("the clone-token journal {}: {e}", path.display());
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                for line in text.lines() {
+                    let Some((expires, nonce)) = line.split_once(' ') else {
+                        continue;
+                    };
+                    let (Ok(expires), Ok(nonce)) = (expires.parse::<u64>(), hex::decode(nonce))
+                    else {
+                        continue;
+                    };
+                    if expires > now {
+                        live.insert(String::from_utf8_lossy(&nonce).into_owned(), expires);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(bad(e)),
+        }
+        let text: String = live.iter().map(|(n, e)| journal_line(n, *e)).collect();
+        giva_runtime::dirs::write_file(path, &text, true).map_err(bad)?;
+        let journal = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(bad)?;
+        Ok(Used {
+            live,
+            journal: Some(journal),
+        })
+    }
+}
+
+fn journal_line(nonce: &str, expires: u64) -> String {
+    format!("{expires} {}\n", hex::encode(nonce.as_bytes()))
 }
 
 /// What [`CloneSigner::reload`] reads again: the delegated CA and the
@@ -61,12 +116,14 @@ fn now_secs() -> u64 {
 }
 
 impl CloneSigner {
-    /// The signer `config` describes; `None` when it names no files.
+    /// The signer `config` describes, remembering used nonces in `journal`
+    /// (`None`: in memory only); `None` when it names no files.
     ///
     /// # Errors
     ///
-    /// Some files are given and others not, or one cannot be read.
-    pub fn load(config: &ClonesConfig) -> Result<Option<Self>, String> {
+    /// Some files are given and others not, or one cannot be read; the
+    /// journal cannot be read or written.
+    pub fn load(config: &ClonesConfig, journal: Option<PathBuf>) -> Result<Option<Self>, String> {
         let given = [
             &config.delegate_cert_file,
             &config.delegate_key_file,
@@ -88,7 +145,7 @@ impl CloneSigner {
         Ok(Some(CloneSigner {
             keys: arc_swap::ArcSwap::from_pointee(Self::keys(config)?),
             hours: config.cert_hours,
-            used: Mutex::new(HashMap::new()),
+            used: Mutex::new(Used::open(journal.as_deref(), now_secs())?),
         }))
     }
 
@@ -141,18 +198,25 @@ impl CloneSigner {
         })?;
         {
             let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-            used.retain(|_, expires| *expires > now);
-            if used.contains_key(&claim.nonce) {
+            let Used { live, journal } = &mut *used;
+            live.retain(|_, expires| *expires > now);
+            if live.contains_key(&claim.nonce) {
                 return Err(Status::permission_denied(
                     "the clone token was used already",
                 ));
             }
-            if used.len() >= MAX_REMEMBERED {
+            if live.len() >= MAX_REMEMBERED {
                 return Err(Status::resource_exhausted(
                     "too many clone tokens in their time; try again later",
                 ));
             }
-            used.insert(claim.nonce.clone(), claim.expires);
+            if let Some(f) = journal
+                && let Err(e) = f.write_all(journal_line(&claim.nonce, claim.expires).as_bytes())
+            {
+                // Still used once while this process runs.
+                tracing::warn!(error = %e, "cannot keep a clone token's nonce in the journal");
+            }
+            live.insert(claim.nonce.clone(), claim.expires);
         }
         let (params, serial) = leaf_params(&claim.vm_id, Role::Vm, &[], &[], self.hours)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;

@@ -478,6 +478,13 @@ impl Config {
         }
     }
 
+    /// Where used clone-token nonces are kept: beside the outbox (`None`
+    /// with an outbox in memory).
+    pub fn clone_nonce_journal(&self) -> Option<PathBuf> {
+        let outbox = self.outbox_path();
+        (outbox.as_os_str() != ":memory:").then(|| outbox.with_file_name("clone-nonces"))
+    }
+
     /// The effective admin token file.
     pub fn admin_token_path(&self) -> PathBuf {
         if self.server.admin_token_file.as_os_str().is_empty() {

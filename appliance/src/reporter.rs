@@ -71,6 +71,9 @@ pub struct Reporter {
     /// Newer revocation lists the manager sent, for the appliance to put in
     /// force ([`Reporter::revocation_news`]).
     revocation_news: tokio::sync::watch::Sender<Option<RevocationNews>>,
+    /// Set when the manager says this appliance's certificate is due for
+    /// renewal ([`Reporter::renewal_due`]).
+    renewal_due: tokio::sync::watch::Sender<u64>,
     notify_immediately: bool,
     heartbeat_interval: Duration,
     stats: Arc<Stats>,
@@ -117,6 +120,7 @@ impl Reporter {
             enrolling: tokio::sync::Mutex::new(()),
             revocation_version: std::sync::Mutex::new(String::new()),
             revocation_news: tokio::sync::watch::channel(None).0,
+            renewal_due: tokio::sync::watch::channel(0).0,
             notify_immediately,
             heartbeat_interval,
             stats,
@@ -140,6 +144,37 @@ impl Reporter {
     /// Newer revocation lists from the manager, as they come.
     pub fn revocation_news(&self) -> tokio::sync::watch::Receiver<Option<RevocationNews>> {
         self.revocation_news.subscribe()
+    }
+
+    /// Bumped each time the manager answers a heartbeat saying that this
+    /// appliance's certificate is due for renewal.
+    pub fn renewal_due(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.renewal_due.subscribe()
+    }
+
+    /// Asks the manager for a new certificate for this appliance, on its
+    /// current one (and for its delegated CA, with `delegate_csr_pem`).
+    ///
+    /// # Errors
+    ///
+    /// No manager, or the manager's refusal.
+    pub async fn renew(
+        &self,
+        csr_pem: String,
+        delegate_csr_pem: String,
+    ) -> Result<giva_proto::manager::EnrollResponse, tonic::Status> {
+        let Some(mut client) = self.client() else {
+            return Err(tonic::Status::failed_precondition(
+                "this appliance has no manager",
+            ));
+        };
+        client
+            .renew(giva_proto::manager::RenewRequest {
+                csr_pem,
+                delegate_csr_pem,
+            })
+            .await
+            .map(tonic::Response::into_inner)
     }
 
     /// Notes the version of the revocation lists now in force.
@@ -396,6 +431,9 @@ impl Reporter {
             Ok(resp) => {
                 let resp = resp.into_inner();
                 self.outbox.ack(&resp.acked_event_ids).await;
+                if resp.renew {
+                    self.renewal_due.send_modify(|n| *n += 1);
+                }
                 if !resp.crl_pem.is_empty() {
                     self.revocation_news.send_replace(Some(RevocationNews {
                         version: resp.revocation_version.clone(),

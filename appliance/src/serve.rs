@@ -13,7 +13,10 @@ use crate::admin;
 use crate::appliance::{Appliance, stopped};
 use crate::listen::{bind_unix, bind_vsock};
 use crate::service;
-use crate::tasks::{apply_revocation_lists, reload_on_sighup, schedule_full_scans, watch_database};
+use crate::tasks::{
+    apply_revocation_lists, reload_on_sighup, renew_certificate, schedule_full_scans,
+    watch_database,
+};
 
 /// Serves `app` on `listener` until `shutdown` completes; then stops taking
 /// new streams, lets the reporter flush, and returns.
@@ -76,6 +79,7 @@ pub async fn serve(
     }
     let sighup = tokio::spawn(reload_on_sighup(app.clone(), stop_rx.clone()));
     let revocations = tokio::spawn(apply_revocation_lists(app.clone(), stop_rx.clone()));
+    let renewals = tokio::spawn(renew_certificate(app.clone(), stop_rx.clone()));
     let scheduler = tokio::spawn(schedule_full_scans(app.clone(), stop_rx.clone()));
     let admin = match app.config.server.admin_listen {
         Some(addr) => {
@@ -211,6 +215,7 @@ pub async fn serve(
     let _ = watcher.await;
     let _ = sighup.await;
     let _ = revocations.await;
+    let _ = renewals.await;
     let _ = scheduler.await;
     if let Some(a) = admin {
         let _ = tokio::time::timeout(deadline, a).await;

@@ -77,6 +77,8 @@ pub struct Stats {
     pub identity_refusals: Family<Labels, Counter>,
     /// Clones whose certificate this appliance signed.
     pub clone_enrollments: Counter,
+    /// This appliance's certificate renewed.
+    pub certificate_renewals: Counter,
     registry: Registry,
 }
 
@@ -119,6 +121,7 @@ impl Stats {
             flight_fallbacks: Family::default(),
             identity_refusals: Family::default(),
             clone_enrollments: Counter::default(),
+            certificate_renewals: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("events", "File events received", s.events.clone());
@@ -223,6 +226,11 @@ impl Stats {
             "clone_enrollments",
             "Instant clones whose certificate this appliance signed against a clone token",
             s.clone_enrollments.clone(),
+        );
+        registry.register(
+            "certificate_renewals",
+            "Times this appliance's certificate was renewed at the manager's word",
+            s.certificate_renewals.clone(),
         );
         Stats { registry, ..s }
     }

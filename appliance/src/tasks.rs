@@ -167,3 +167,119 @@ pub(crate) async fn apply_revocation_lists(
         }
     }
 }
+
+/// Renews this appliance's certificate when the manager's heartbeat answer
+/// says it is due (a newer CA generation signs, or a third of its lifetime
+/// is left): new keys made here, a `Renew` call on the current
+/// certificate, the answer written over the manager link's files (and the
+/// delegated CA's, when clones are signed here), and everything reloaded.
+/// If the new files do not load, the old ones are put back.
+pub(crate) async fn renew_certificate(
+    app: Arc<Appliance>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let link = &app.config.manager;
+    if link.cert_file.as_os_str().is_empty()
+        || link.key_file.as_os_str().is_empty()
+        || link.ca_file.as_os_str().is_empty()
+    {
+        return;
+    }
+    let mut due = app.reporter.renewal_due();
+    loop {
+        tokio::select! {
+            _ = stopped(&mut stop) => return,
+            changed = due.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+        due.borrow_and_update();
+        match renew_once(&app).await {
+            Ok(serial) => {
+                app.stats.certificate_renewals.inc();
+                tracing::info!(%serial, "certificate renewed and in use");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "certificate renewal failed; it is tried again at the next heartbeat")
+            }
+        }
+    }
+}
+
+/// One renewal; returns the new certificate's serial number.
+async fn renew_once(app: &Appliance) -> Result<String, String> {
+    let link = &app.config.manager;
+    let clones = &app.config.clones;
+    let delegated = !clones.delegate_cert_file.as_os_str().is_empty()
+        && !clones.delegate_key_file.as_os_str().is_empty()
+        && !clones.clone_key_file.as_os_str().is_empty();
+    let (key, csr) = giva_proto::enroll::key_request().map_err(|e| e.to_string())?;
+    let (delegate_key, delegate_csr) = if delegated {
+        giva_proto::enroll::key_request().map_err(|e| e.to_string())?
+    } else {
+        (String::new(), String::new())
+    };
+    let answer = app
+        .reporter
+        .renew(csr, delegate_csr)
+        .await
+        .map_err(|s| format!("the manager refused: {}", s.message()))?;
+    if answer.role != "appliance" || answer.name != app.config.appliance_id {
+        return Err(format!(
+            "the manager answered for {} {}, not this appliance",
+            answer.role, answer.name
+        ));
+    }
+    let serial = giva_proto::tls::certificate_serial_pem(&answer.cert_pem)
+        .ok_or("the answer holds no certificate")?;
+    let mut files = vec![
+        (link.cert_file.clone(), answer.cert_pem, false),
+        (link.key_file.clone(), key, true),
+        (link.ca_file.clone(), answer.ca_pem, false),
+    ];
+    // The new CA's revocation list must be in force with it.
+    if !app.config.server.crl_file.as_os_str().is_empty() && !answer.crl_pem.is_empty() {
+        files.push((app.config.server.crl_file.clone(), answer.crl_pem, false));
+    }
+    if delegated {
+        if !answer.delegate_cert_pem.contains("BEGIN CERTIFICATE") {
+            return Err("the answer holds no delegated CA".into());
+        }
+        files.push((
+            clones.delegate_cert_file.clone(),
+            answer.delegate_cert_pem,
+            false,
+        ));
+        files.push((clones.delegate_key_file.clone(), delegate_key, true));
+        files.push((clones.clone_key_file.clone(), answer.clone_key, true));
+    }
+    let old: Vec<Option<String>> = files
+        .iter()
+        .map(|(p, _, _)| std::fs::read_to_string(p).ok())
+        .collect();
+    let put_back = || {
+        for ((path, _, private), text) in files.iter().zip(&old) {
+            if let Some(text) = text {
+                let _ = giva_runtime::dirs::write_file(path, text, *private);
+            }
+        }
+        let _ = app.reload_tls();
+    };
+    for (path, text, private) in &files {
+        if let Err(e) = giva_runtime::dirs::write_file(path, text, *private) {
+            put_back();
+            return Err(format!("{}: {e}", path.display()));
+        }
+    }
+    match app.reload_tls() {
+        Ok(()) => Ok(serial),
+        Err(e) => {
+            put_back();
+            Err(format!(
+                "the renewed files do not load ({e}); the old ones are back"
+            ))
+        }
+    }
+}

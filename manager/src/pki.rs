@@ -398,6 +398,146 @@ impl Pki {
         })
     }
 
+    /// The generation that signs now.
+    async fn signing_generation(&self) -> Result<i64, PkiError> {
+        let gens = self.store.ca_generations().await?;
+        gens.iter()
+            .rev()
+            .find(|g| g.retired_at_us == 0)
+            .map(|g| g.generation)
+            .ok_or(PkiError::NoCa)
+    }
+
+    /// Whether `record` is due for renewal: a newer generation than its own
+    /// signs now, or less than a third of its lifetime is left.
+    async fn due(&self, record: &CertificateRecord) -> Result<bool, PkiError> {
+        if record.generation < self.signing_generation().await? {
+            return Ok(true);
+        }
+        let life = record.not_after_us - record.issued_at_us;
+        Ok(giva_proto::now_us() >= record.not_after_us - life / 3)
+    }
+
+    /// Whether the appliance certificate `der` is due for renewal (see
+    /// [`Pki::renew`]); false for one the store does not know, or revoked.
+    ///
+    /// # Errors
+    ///
+    /// [`PkiError`]: the store fails.
+    pub async fn renewal_due(&self, der: &[u8]) -> Result<bool, PkiError> {
+        let Some(serial) = serial_of(der) else {
+            return Ok(false);
+        };
+        match self.store.certificate(&serial).await? {
+            Some(r) if r.revoked_at_us == 0 && r.role == Role::Appliance.as_str() => {
+                self.due(&r).await
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Renews an appliance's certificate: `current` is the certificate it
+    /// called with (the TLS layer checked it chains to this CA); the new one
+    /// names the same appliance and hosts, from the generation that signs
+    /// now, for the key of `csr_pem`. With `delegate_csr_pem`, its
+    /// delegated CA is renewed too. Granted only when renewal is due, so a
+    /// holder cannot mint certificates at will; the current certificate is
+    /// revoked as superseded when the new one is first used
+    /// ([`Pki::admit`]).
+    ///
+    /// # Errors
+    ///
+    /// [`PkiError::Refused`]: not an appliance certificate this CA
+    /// recorded, revoked, not due, or an unsound request.
+    pub async fn renew(
+        &self,
+        current: &[u8],
+        csr_pem: &str,
+        delegate_csr_pem: Option<&str>,
+        days: u32,
+    ) -> Result<Enrollment, PkiError> {
+        let refused = |why: &str| PkiError::Refused(why.to_string());
+        let serial = serial_of(current).ok_or_else(|| refused("the certificate cannot be read"))?;
+        let record = self.store.certificate(&serial).await?.ok_or_else(|| {
+            refused("the manager has no record of this certificate: enroll with a token")
+        })?;
+        if record.revoked_at_us != 0 {
+            return Err(refused("this certificate was revoked"));
+        }
+        if record.role != Role::Appliance.as_str() {
+            return Err(refused(
+                "only an appliance's certificate is renewed this way",
+            ));
+        }
+        if !self.due(&record).await? {
+            return Err(PkiError::Refused(format!(
+                "not due for renewal: the certificate is from the signing CA and a third of its lifetime is left (expires {})",
+                crate::time::format_us(record.not_after_us)
+            )));
+        }
+        for csr in std::iter::once(csr_pem).chain(delegate_csr_pem) {
+            rcgen::CertificateSigningRequestParams::from_pem(csr).map_err(|e| {
+                PkiError::Refused(format!("a certificate signing request is not valid: {e}"))
+            })?;
+        }
+        // The same hosts; its own name the signing adds again.
+        let (mut dns, ips) = hosts_of(current);
+        dns.retain(|d| *d != record.name);
+        let (generation, ca) = self.signer().await?;
+        let issued = ca.sign_request(csr_pem, &record.name, Role::Appliance, &dns, &ips, days)?;
+        let to = format!("{RENEWAL_OF}{serial}");
+        self.record(generation, &issued, Role::Appliance, &record.name, &to)
+            .await?;
+        let (delegate, clone_key) = match delegate_csr_pem {
+            Some(csr) => {
+                let d = ca.sign_delegate(&record.name, Some(csr), days)?;
+                self.record_delegate(generation, &d, &record.name, &to)
+                    .await?;
+                (Some(d), Some(self.clone_key().await?))
+            }
+            None => (None, None),
+        };
+        Ok(Enrollment {
+            cert: issued,
+            ca_pem: self.trust_bundle().await?,
+            role: Role::Appliance,
+            name: record.name,
+            delegate,
+            clone_key,
+        })
+    }
+
+    /// Whether an appliance's certificate `der` may call: false when it was
+    /// revoked. A renewed certificate's first use revokes the one it
+    /// replaced, as superseded, so that the old key stops working.
+    ///
+    /// # Errors
+    ///
+    /// [`PkiError`]: the store fails.
+    pub async fn admit(&self, der: &[u8]) -> Result<bool, PkiError> {
+        let Some(serial) = serial_of(der) else {
+            return Ok(true);
+        };
+        let Some(record) = self.store.certificate(&serial).await? else {
+            return Ok(true);
+        };
+        if record.revoked_at_us != 0 {
+            return Ok(false);
+        }
+        if let Some(old) = record.issued_to.strip_prefix(RENEWAL_OF)
+            && record.role == Role::Appliance.as_str()
+        {
+            let superseded = self
+                .store
+                .revoke_certificates(Some(old), None, "superseded", giva_proto::now_us())
+                .await?;
+            if !superseded.is_empty() {
+                tracing::info!(appliance = %record.name, old, new = %serial, "renewed certificate in use; the one it replaced is revoked as superseded");
+            }
+        }
+        Ok(true)
+    }
+
     async fn record_delegate(
         &self,
         generation: i64,
@@ -616,6 +756,35 @@ fn refuse_unless_granted(used: TokenUse) -> Result<(String, String, String), Pki
     }
 }
 
+/// How a renewed certificate's record names the one it replaced.
+const RENEWAL_OF: &str = "renewal of ";
+
+/// The DNS names and IP addresses a DER certificate is for.
+fn hosts_of(der: &[u8]) -> (Vec<String>, Vec<std::net::IpAddr>) {
+    use x509_parser::extensions::GeneralName;
+    let mut dns = Vec::new();
+    let mut ips = Vec::new();
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return (dns, ips);
+    };
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            match n {
+                GeneralName::DNSName(d) => dns.push((*d).to_string()),
+                GeneralName::IPAddress(b) => {
+                    if let Ok(a) = <[u8; 4]>::try_from(*b) {
+                        ips.push(std::net::IpAddr::from(a));
+                    } else if let Ok(a) = <[u8; 16]>::try_from(*b) {
+                        ips.push(std::net::IpAddr::from(a));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    (dns, ips)
+}
+
 /// The serial number (lower-case hex, as recorded) of a DER certificate.
 pub fn serial_of(der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
@@ -654,5 +823,96 @@ mod tests {
         // A second init keeps it.
         assert_eq!(pki.init(Some(dir.path())).await.unwrap(), (1, false));
         assert_eq!(pki.trust_bundle().await.unwrap(), made.cert_pem);
+    }
+
+    fn der(pem: &str) -> Vec<u8> {
+        x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .unwrap()
+            .1
+            .contents
+    }
+
+    /// Renewal is for a recorded, unrevoked appliance certificate that is
+    /// due; it keeps the name and hosts, and the new certificate's first
+    /// use revokes the old one.
+    #[tokio::test]
+    async fn renewal_only_when_due_and_the_new_certificate_supersedes_the_old() {
+        let pki = Pki::new(Store::open(Path::new(":memory:")).await.unwrap());
+        pki.init(None).await.unwrap();
+        let ip: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+        let old = pki
+            .issue(
+                "app-1",
+                Role::Appliance,
+                &["app-1.example".into()],
+                &[ip],
+                365,
+                "test",
+            )
+            .await
+            .unwrap();
+        let old_der = der(&old.cert_pem);
+        let (_, csr) = giva_proto::enroll::key_request().unwrap();
+        let not_due = pki.renew(&old_der, &csr, None, 365).await.unwrap_err();
+        assert!(not_due.to_string().contains("not due"), "{not_due}");
+        assert!(!pki.renewal_due(&old_der).await.unwrap());
+
+        // A VM's certificate, or one the store never recorded, is not
+        // renewed here.
+        let vm = pki
+            .issue("vm-1", Role::Vm, &[], &[], 1, "test")
+            .await
+            .unwrap();
+        let e = pki
+            .renew(&der(&vm.cert_pem), &csr, None, 1)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("only an appliance"), "{e}");
+        let stranger = Ca::generate().unwrap();
+        let e = pki
+            .renew(&der(&stranger.cert_pem), &csr, None, 1)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("no record"), "{e}");
+
+        // A rotation makes every certificate of the old generation due.
+        pki.rotate().await.unwrap();
+        assert!(pki.renewal_due(&old_der).await.unwrap());
+        let e = pki
+            .renew(&old_der, "not a request", None, 365)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("not valid"), "{e}");
+        let (_, dcsr) = giva_proto::enroll::key_request().unwrap();
+        let renewed = pki.renew(&old_der, &csr, Some(&dcsr), 365).await.unwrap();
+        assert_eq!(
+            (renewed.role, renewed.name.as_str()),
+            (Role::Appliance, "app-1")
+        );
+        assert!(renewed.delegate.is_some() && renewed.clone_key.is_some());
+        let new_der = der(&renewed.cert.cert_pem);
+        assert_eq!(hosts_of(&new_der), hosts_of(&old_der));
+        assert_eq!(
+            hosts_of(&new_der),
+            (
+                vec!["app-1".to_string(), "app-1.example".to_string()],
+                vec![ip]
+            )
+        );
+        let record = pki
+            .store
+            .certificate(&renewed.cert.serial)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.generation, 2);
+        assert!(!pki.renewal_due(&new_der).await.unwrap());
+
+        // The old one works until the new one is first used.
+        assert!(pki.admit(&old_der).await.unwrap());
+        assert!(pki.admit(&new_der).await.unwrap());
+        assert!(!pki.admit(&old_der).await.unwrap());
+        let e = pki.renew(&old_der, &csr, None, 365).await.unwrap_err();
+        assert!(e.to_string().contains("revoked"), "{e}");
     }
 }

@@ -10,8 +10,9 @@ use giva_proto::manager::{
     AddExceptionRequest, AddExceptionResponse, ApplianceCommand, CancelActionsRequest,
     CancelActionsResponse, EnrollRequest, EnrollResponse, Event, EventKind, FullScanVm,
     HeartbeatRequest, HeartbeatResponse, ListEventsRequest, ListEventsResponse, ListVmsRequest,
-    ListVmsResponse, NotifyRequest, NotifyResponse, RequestScanRequest, RequestScanResponse,
-    SubscribeRequest, UntagVmRequest, UntagVmResponse, VmState, appliance_command,
+    ListVmsResponse, NotifyRequest, NotifyResponse, RenewRequest, RequestScanRequest,
+    RequestScanResponse, SubscribeRequest, UntagVmRequest, UntagVmResponse, VmState,
+    appliance_command,
 };
 use giva_proto::now_us;
 use tokio::sync::mpsc;
@@ -169,9 +170,9 @@ impl Manager {
                     );
                     return Err(refused);
                 }
-                match self.pki.is_revoked(&der).await {
-                    Ok(false) => return Ok(()),
-                    Ok(true) => Status::permission_denied(format!(
+                match self.pki.admit(&der).await {
+                    Ok(true) => return Ok(()),
+                    Ok(false) => Status::permission_denied(format!(
                         "the certificate of appliance {name} was revoked"
                     )),
                     Err(e) => Status::unavailable(format!(
@@ -494,6 +495,12 @@ impl ManagerService for ManagerGrpc {
         self.0
             .authorize_appliance(&request, &claimed, "Heartbeat")
             .await?;
+        let peer_certs = self
+            .0
+            .appliance_certs
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(|| request.peer_certs())
+            .flatten();
         let req = request.into_inner();
         let appliance = req.appliance_id.clone();
         for vm in &req.vms {
@@ -524,11 +531,21 @@ impl ManagerService for ManagerGrpc {
             }
             _ => (String::new(), String::new()),
         };
+        // Told at each heartbeat, so renewal needs no clock on the
+        // appliance's side and follows a CA rotation by itself.
+        let renew = match caller_certificate(&peer_certs) {
+            Some(der) => self.0.pki.renewal_due(&der).await.unwrap_or_else(|e| {
+                warn!(error = %e, "cannot tell whether a certificate is due for renewal");
+                false
+            }),
+            None => false,
+        };
         Ok(Response::new(HeartbeatResponse {
             acked_event_ids,
             commands,
             crl_pem,
             revocation_version,
+            renew,
             ..Default::default()
         }))
     }
@@ -757,36 +774,109 @@ impl ManagerService for ManagerGrpc {
             .await
         {
             Ok(e) => {
-                // Without its revocation lists, an enrolled host would turn
-                // revocation off without knowing it: no answer rather than
-                // that.
-                let crl_pem = self.0.pki.revocation_lists().await.map_err(|e| {
-                    tracing::error!(error = %e, "no revocation lists for an enrollment");
-                    Status::internal(format!("the revocation lists cannot be made: {e}"))
-                })?;
                 info!(role = e.role.as_str(), name = %e.name, serial = %e.cert.serial, delegate = e.delegate.is_some(), ?peer, "enrolled");
-                Ok(Response::new(EnrollResponse {
-                    cert_pem: e.cert.cert_pem,
-                    ca_pem: e.ca_pem,
-                    crl_pem,
-                    role: e.role.as_str().to_string(),
-                    name: e.name,
-                    delegate_cert_pem: e.delegate.map(|d| d.cert_pem).unwrap_or_default(),
-                    clone_key: e.clone_key.unwrap_or_default(),
-                }))
+                enrollment_response(&self.0, e).await.map(Response::new)
             }
             Err(e) => {
-                let status = match &e {
-                    crate::pki::PkiError::Refused(why) => Status::permission_denied(why.clone()),
-                    crate::pki::PkiError::NoCa => Status::failed_precondition(e.to_string()),
-                    _ => Status::internal(e.to_string()),
-                };
+                let status = pki_status(&e);
                 self.0.stats.refusal("Enroll", status.code());
                 warn!(?peer, error = %e, "enrollment refused");
                 Err(status)
             }
         }
     }
+
+    async fn renew(
+        &self,
+        request: Request<RenewRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        let refuse = |status: Status| {
+            self.0.stats.refusal("Renew", status.code());
+            status
+        };
+        if !self
+            .0
+            .appliance_certs
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(refuse(Status::failed_precondition(
+                "renewal needs mTLS: this manager does not authenticate appliances (--client-ca)",
+            )));
+        }
+        let Some(name) = giva_proto::tls::peer_name(&request, giva_proto::tls::Role::Appliance)
+        else {
+            return Err(refuse(Status::unauthenticated(
+                "renewal needs the appliance's current certificate",
+            )));
+        };
+        self.0.authorize_appliance(&request, &name, "Renew").await?;
+        let Some(current) = caller_certificate(&request.peer_certs()) else {
+            return Err(refuse(Status::unauthenticated(
+                "renewal needs the appliance's current certificate",
+            )));
+        };
+        let req = request.into_inner();
+        if req.csr_pem.len() > 16 * 1024 || req.delegate_csr_pem.len() > 16 * 1024 {
+            return Err(refuse(Status::invalid_argument(
+                "a request is at most 16 KiB",
+            )));
+        }
+        let delegate = (!req.delegate_csr_pem.is_empty()).then_some(req.delegate_csr_pem.as_str());
+        let e = match self
+            .0
+            .pki
+            .renew(&current, &req.csr_pem, delegate, ENROLLED_DAYS)
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(appliance = %name, error = %e, "renewal refused");
+                return Err(refuse(pki_status(&e)));
+            }
+        };
+        info!(appliance = %e.name, serial = %e.cert.serial, delegate = e.delegate.is_some(), "certificate renewed");
+        enrollment_response(&self.0, e).await.map(Response::new)
+    }
+}
+
+/// The answer to an enrollment or a renewal, with the revocation lists:
+/// without them an enrolled host would turn revocation off without knowing
+/// it, so no answer rather than that.
+async fn enrollment_response(
+    manager: &Manager,
+    e: crate::pki::Enrollment,
+) -> Result<EnrollResponse, Status> {
+    let crl_pem = manager.pki.revocation_lists().await.map_err(|e| {
+        tracing::error!(error = %e, "no revocation lists for an enrollment");
+        Status::internal(format!("the revocation lists cannot be made: {e}"))
+    })?;
+    Ok(EnrollResponse {
+        cert_pem: e.cert.cert_pem,
+        ca_pem: e.ca_pem,
+        crl_pem,
+        role: e.role.as_str().to_string(),
+        name: e.name,
+        delegate_cert_pem: e.delegate.map(|d| d.cert_pem).unwrap_or_default(),
+        clone_key: e.clone_key.unwrap_or_default(),
+    })
+}
+
+/// The status for a PKI refusal or failure.
+fn pki_status(e: &crate::pki::PkiError) -> Status {
+    match e {
+        crate::pki::PkiError::Refused(why) => Status::permission_denied(why.clone()),
+        crate::pki::PkiError::NoCa => Status::failed_precondition(e.to_string()),
+        _ => Status::internal(e.to_string()),
+    }
+}
+
+/// The first certificate a caller showed (DER).
+fn caller_certificate(
+    certs: &Option<Arc<Vec<tonic::transport::CertificateDer<'static>>>>,
+) -> Option<Vec<u8>> {
+    certs
+        .as_ref()
+        .and_then(|c| c.first().map(|c| c.as_ref().to_vec()))
 }
 
 /// How long an enrolled certificate is valid, in days.

@@ -90,6 +90,16 @@ pub fn request(out: &Path, stem: &str, force: bool) -> Result<(String, String), 
     if key_path.exists() && !force {
         return Err(EnrollError::Exists { path: key_path });
     }
+    key_request()
+}
+
+/// A new key (ECDSA P-256, PEM) and a certificate signing request for it
+/// (PEM) that names nothing.
+///
+/// # Errors
+///
+/// [`EnrollError::Key`]: the key cannot be made.
+pub fn key_request() -> Result<(String, String), EnrollError> {
     let key = rcgen::KeyPair::generate().map_err(|e| EnrollError::Key(e.to_string()))?;
     let csr = rcgen::CertificateParams::new(Vec::<String>::new())
         .and_then(|p| p.serialize_request(&key))

@@ -219,6 +219,15 @@ impl Store {
         Ok(rows.iter().map(certificate).collect())
     }
 
+    /// The record of the certificate with `serial`, if it was issued here.
+    pub async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM certificates WHERE serial = ?")
+            .bind(serial.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(certificate))
+    }
+
     /// True when the certificate with `serial` was revoked.
     pub async fn is_revoked(&self, serial: &str) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar(

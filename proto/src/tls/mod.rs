@@ -317,6 +317,18 @@ pub fn certificate_role_name_pem(pem: &str, role: Role) -> Option<String> {
     certificate_role_name(&block.contents, role)
 }
 
+/// The serial number (lower-case hex) of the first certificate in `pem`.
+pub fn certificate_serial_pem(pem: &str) -> Option<String> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&block.contents).ok()?;
+    Some(
+        cert.raw_serial()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
+}
+
 /// Whether the peer of `request` showed a certificate (the server's TLS
 /// has a client CA, and the certificate chains to it).
 pub fn peer_has_certificate<T>(request: &tonic::Request<T>) -> bool {

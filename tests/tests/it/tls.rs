@@ -678,7 +678,9 @@ async fn instant_clones_get_their_own_certificates_from_the_appliance_alone() {
     config.clones.delegate_cert_file = put("delegate.pem", &delegate.cert_pem);
     config.clones.delegate_key_file = put("delegate.key", &delegate.key_pem);
     config.clones.clone_key_file = put("clone.key", &pki.clone_key().await.expect("key"));
-    let (appliance, app_state) = start_appliance(config).await;
+    // On disk, so that used clone tokens are remembered across a restart.
+    config.outbox.path = d.join("state").join("outbox.sqlite");
+    let (appliance, app_state) = start_appliance(config.clone()).await;
     let url = format!("https://{}", appliance.addr);
     let anonymous = ClientFiles {
         ca: ca_file.clone(),
@@ -753,6 +755,15 @@ async fn instant_clones_get_their_own_certificates_from_the_appliance_alone() {
         metrics.contains("giva_identity_refusals_total{why=\"clone_token\"} 3"),
         "{metrics}"
     );
+    appliance.stop().await;
+
+    // A restarted appliance still knows the token was used.
+    let (appliance, _) = start_appliance(config).await;
+    let url = format!("https://{}", appliance.addr);
+    let e = enroll_vm(&url, &anonymous, t1, &d.join("after-restart"))
+        .await
+        .expect_err("replayed after a restart");
+    assert!(e.message().contains("used already"), "{}", e.message());
     appliance.stop().await;
 
     // What a stolen delegated key can sign is worth nothing elsewhere: a
@@ -846,4 +857,215 @@ async fn instant_clones_get_their_own_certificates_from_the_appliance_alone() {
     assert!(e.contains("delegated CA"), "{e}");
     let _ = stop.send(());
     let _ = task.await;
+}
+
+/// Keys and the CA rotate without downtime: after `ca rotate`, the
+/// manager's heartbeat answer tells the appliance its certificate is due,
+/// the appliance renews it on its current one (no token), writes and loads
+/// the new files, and its old certificate is revoked as superseded once
+/// the new one is used; the old generation can then be retired while the
+/// appliance keeps reporting. A certificate that is not due is not renewed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_appliance_renews_its_certificate_when_the_ca_rotates() {
+    use giva_manager::pki::Pki;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let manager = giva_manager::Manager::in_memory().await.expect("store");
+    manager.require_appliance_certificates();
+    let pki = Pki::new(manager.store().clone());
+    pki.init(None).await.expect("CA");
+    let (ca_file, crl_file) = pki.export(&d.join("pki")).await.expect("export");
+    let put = |name: &str, text: &str| {
+        let p = d.join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    };
+    let localhost = ["127.0.0.1".parse().expect("ip")];
+    let mserver = pki
+        .issue("manager", Role::Server, &[], &localhost, 30, "test")
+        .await
+        .expect("issue");
+    let tls = server_tls(
+        &put("manager.pem", &mserver.cert_pem),
+        &put("manager.key", &mserver.key_pem),
+        &ca_file,
+        &crl_file,
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let maddr = listener.local_addr().expect("addr");
+    let murl = format!("https://{maddr}");
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let (m, mtls) = (manager.clone(), tls.clone());
+    let mtask = tokio::spawn(async move {
+        let _ = giva_manager::serve_tls(m, listener, Some(mtls), async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+
+    // The appliance's own copies of the CA and revocation files, as
+    // `giva enroll` would have written them.
+    let a = d.join("appliance");
+    std::fs::create_dir(&a).expect("mkdir");
+    let app_ca = a.join("ca.pem");
+    let app_crl = a.join("crl.pem");
+    std::fs::copy(&ca_file, &app_ca).expect("copy");
+    std::fs::copy(&crl_file, &app_crl).expect("copy");
+    let first = pki
+        .issue("app-1", Role::Appliance, &[], &localhost, 30, "test")
+        .await
+        .expect("issue");
+    let delegate = pki.issue_delegate("app-1", 30).await.expect("delegate");
+    let (acert, akey) = (
+        put("appliance/app.pem", &first.cert_pem),
+        put("appliance/app.key", &first.key_pem),
+    );
+    let mut config = crate::common::config_with_manager(&murl);
+    config.appliance_id = "app-1".into();
+    config.manager.heartbeat_interval_secs = 1;
+    config.manager.ca_file = app_ca.clone();
+    config.manager.cert_file = acert.clone();
+    config.manager.key_file = akey.clone();
+    config.server.tls_cert_file = acert.clone();
+    config.server.tls_key_file = akey.clone();
+    config.server.client_ca_file = app_ca.clone();
+    config.server.crl_file = app_crl;
+    config.clones.delegate_cert_file = put("appliance/delegate.pem", &delegate.cert_pem);
+    config.clones.delegate_key_file = put("appliance/delegate.key", &delegate.key_pem);
+    config.clones.clone_key_file = put(
+        "appliance/clone.key",
+        &pki.clone_key().await.expect("clone key"),
+    );
+    let (appliance, app_state) = start_appliance(config).await;
+
+    // Not due: a fresh certificate from the signing CA is refused renewal.
+    let old_files = ClientFiles {
+        ca: ca_file.clone(),
+        cert: acert.clone(),
+        key: akey.clone(),
+    };
+    let (_, csr) = giva_proto::enroll::key_request().expect("csr");
+    let e = tls_client(&murl, &old_files)
+        .await
+        .expect("connect")
+        .renew(giva_proto::manager::RenewRequest {
+            csr_pem: csr.clone(),
+            delegate_csr_pem: String::new(),
+        })
+        .await
+        .expect_err("not due");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    assert!(e.message().contains("not due"), "{}", e.message());
+    // Nor without a certificate.
+    let anonymous = ClientFiles {
+        ca: ca_file.clone(),
+        ..Default::default()
+    };
+    let e = tls_client(&murl, &anonymous)
+        .await
+        .expect("connect")
+        .renew(giva_proto::manager::RenewRequest {
+            csr_pem: csr,
+            delegate_csr_pem: String::new(),
+        })
+        .await
+        .expect_err("no certificate");
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+
+    // Rotate: the manager trusts both generations and signs with the new.
+    pki.rotate().await.expect("rotate");
+    pki.export(&d.join("pki")).await.expect("export");
+    tls.reload().expect("manager reloads");
+    let old_serial = giva_proto::tls::certificate_serial_pem(&first.cert_pem).expect("serial");
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            std::fs::read_to_string(&acert).ok().as_deref() != Some(first.cert_pem.as_str())
+        })
+        .await,
+        "the appliance renews within a few heartbeats"
+    );
+    let renewed = std::fs::read_to_string(&acert).expect("cert");
+    let new_serial = giva_proto::tls::certificate_serial_pem(&renewed).expect("serial");
+    let record = manager
+        .store()
+        .certificate(&new_serial)
+        .await
+        .expect("store")
+        .expect("recorded");
+    assert_eq!(record.generation, 2);
+    assert_eq!(record.name, "app-1");
+    assert_ne!(
+        std::fs::read_to_string(a.join("delegate.pem")).expect("delegate"),
+        delegate.cert_pem,
+        "the delegated CA is renewed with it"
+    );
+    assert!(
+        std::fs::read_to_string(&app_ca)
+            .expect("ca")
+            .matches("BEGIN CERTIFICATE")
+            .count()
+            == 2,
+        "the appliance now trusts both generations"
+    );
+    // The old certificate is superseded once the new one is used.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            manager
+                .store()
+                .certificate(&old_serial)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|c| c.revoked_at_us != 0 && c.revoke_reason == "superseded")
+        })
+        .await,
+        "the old certificate is revoked as superseded"
+    );
+
+    // Retire the old generation: the appliance keeps reporting.
+    pki.retire(1).await.expect("retire");
+    pki.export(&d.join("pki")).await.expect("export");
+    tls.reload().expect("manager reloads");
+    let renewals = app_state.stats.certificate_renewals.get();
+    assert_eq!(renewals, 1, "renewed once, not at every heartbeat");
+    let heartbeat = |files: ClientFiles| {
+        let murl = murl.clone();
+        async move {
+            tls_client(&murl, &files)
+                .await?
+                .heartbeat(giva_proto::manager::HeartbeatRequest {
+                    appliance_id: "app-1".into(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|s| s.to_string())
+        }
+    };
+    let renewed_files = ClientFiles {
+        ca: app_ca.clone(),
+        cert: acert.clone(),
+        key: akey.clone(),
+    };
+    heartbeat(renewed_files)
+        .await
+        .expect("the renewed certificate is taken after the retirement");
+    std::fs::write(d.join("old.pem"), &first.cert_pem).expect("write");
+    std::fs::write(d.join("old.key"), &first.key_pem).expect("write");
+    let old = ClientFiles {
+        ca: ca_file.clone(),
+        cert: d.join("old.pem"),
+        key: d.join("old.key"),
+    };
+    heartbeat(old)
+        .await
+        .expect_err("the old certificate is not");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        app_state.reporter.unreachable_for(),
+        None,
+        "the appliance reaches the manager on its renewed certificate"
+    );
+    appliance.stop().await;
+    let _ = stop.send(());
+    let _ = mtask.await;
 }
