@@ -132,6 +132,30 @@ async fn scan_as(
     giva_shim::scan::run(&c, |_| {}, |_, _| {}).await
 }
 
+/// A manager (in memory) with its CA in its store, the CAs to trust and
+/// their revocation lists exported under `dir/pki`.
+async fn manager_with_ca(
+    dir: &Path,
+) -> (
+    std::sync::Arc<giva_manager::Manager>,
+    giva_manager::pki::Pki,
+    PathBuf,
+    PathBuf,
+) {
+    let manager = giva_manager::Manager::in_memory().await.expect("store");
+    let pki = giva_manager::pki::Pki::new(manager.store().clone());
+    pki.init(None).await.expect("CA");
+    let (ca_file, crl_file) = pki.export(&dir.join("pki")).await.expect("export");
+    (manager, pki, ca_file, crl_file)
+}
+
+/// Writes `text` to `dir/name`.
+fn put(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p
+}
+
 fn server_tls(
     cert: &Path,
     key: &Path,
@@ -651,18 +675,10 @@ async fn revocation_lists_must_cover_every_client_ca() {
 /// or as an appliance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instant_clones_get_their_own_certificates_from_the_appliance_alone() {
-    use giva_manager::pki::Pki;
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let store_manager = giva_manager::Manager::in_memory().await.expect("store");
-    let pki = Pki::new(store_manager.store().clone());
-    pki.init(None).await.expect("CA");
-    let (ca_file, crl_file) = pki.export(&d.join("pki")).await.expect("export");
-    let put = |name: &str, text: &str| {
-        let p = d.join(name);
-        std::fs::write(&p, text).expect("write");
-        p
-    };
+    let (store_manager, pki, ca_file, crl_file) = manager_with_ca(d).await;
+    let put = |name: &str, text: &str| put(d, name, text);
     let localhost = ["127.0.0.1".parse().expect("ip")];
     let app = pki
         .issue("app-1", Role::Appliance, &[], &localhost, 1, "test")
@@ -867,19 +883,11 @@ async fn instant_clones_get_their_own_certificates_from_the_appliance_alone() {
 /// appliance keeps reporting. A certificate that is not due is not renewed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_appliance_renews_its_certificate_when_the_ca_rotates() {
-    use giva_manager::pki::Pki;
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let manager = giva_manager::Manager::in_memory().await.expect("store");
+    let (manager, pki, ca_file, crl_file) = manager_with_ca(d).await;
     manager.require_appliance_certificates();
-    let pki = Pki::new(manager.store().clone());
-    pki.init(None).await.expect("CA");
-    let (ca_file, crl_file) = pki.export(&d.join("pki")).await.expect("export");
-    let put = |name: &str, text: &str| {
-        let p = d.join(name);
-        std::fs::write(&p, text).expect("write");
-        p
-    };
+    let put = |name: &str, text: &str| put(d, name, text);
     let localhost = ["127.0.0.1".parse().expect("ip")];
     let mserver = pki
         .issue("manager", Role::Server, &[], &localhost, 30, "test")
