@@ -112,16 +112,10 @@ pub fn verdict_for(seq: u64, result: &ScanResult, deny: bool, db_version: &str) 
             NotScannedReason::TooSmall,
             "too small to scan",
         ),
-        Outcome::LimitExceeded(Limit::ScanBytes) => (
-            VerdictKind::NotScanned,
-            NotScannedReason::ScanBytesLimit,
-            "scan bytes limit",
-        ),
-        Outcome::LimitExceeded(Limit::ScanTime) => (
-            VerdictKind::NotScanned,
-            NotScannedReason::ScanTimeLimit,
-            "scan time limit",
-        ),
+        Outcome::LimitExceeded(limit) => {
+            let (reason, text) = not_scanned_reason(limit);
+            (VerdictKind::NotScanned, reason, text)
+        }
         #[allow(unreachable_patterns)]
         _ => (
             VerdictKind::Error,
@@ -137,6 +131,21 @@ pub fn verdict_for(seq: u64, result: &ScanResult, deny: bool, db_version: &str) 
         not_scanned: not_scanned as i32,
         reason: reason.to_string(),
         database_version: db_version.to_string(),
+    }
+}
+
+/// The reason sent to a shim for a limit, and its words.
+pub fn not_scanned_reason(limit: Limit) -> (NotScannedReason, &'static str) {
+    match limit {
+        Limit::ScanBytes => (NotScannedReason::ScanBytesLimit, "scan bytes limit"),
+        Limit::ScanTime => (NotScannedReason::ScanTimeLimit, "scan time limit"),
+        Limit::Recursion => (NotScannedReason::RecursionLimit, "nested too deep"),
+        Limit::Files => (NotScannedReason::FilesLimit, "too many members"),
+        Limit::FileSize => (NotScannedReason::MemberSizeLimit, "member too large"),
+        Limit::Bomb => (NotScannedReason::Bomb, "decompression bomb"),
+        Limit::Encrypted => (NotScannedReason::Encrypted, "encrypted"),
+        Limit::Unsupported => (NotScannedReason::Unsupported, "not opened"),
+        _ => (NotScannedReason::Unreadable, "unreadable"),
     }
 }
 

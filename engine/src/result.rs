@@ -20,13 +20,64 @@ pub struct Detection {
     pub kind: DetectionKind,
 }
 
-/// A limit from [`ScanOptions`](crate::ScanOptions).
+/// Why part of a file was not scanned: a limit of
+/// [`ScanOptions`](crate::ScanOptions), or, when a file is opened as layers
+/// (archives, compressed streams), a limit of the decomposition or a
+/// member that cannot be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Limit {
-    /// `max_scan_bytes`.
+    /// `max_scan_bytes` (ClamAV's MaxScanSize, for a file and its layers).
     ScanBytes,
-    /// `max_scan_time`.
+    /// `max_scan_time` (MaxScanTime).
     ScanTime,
+    /// Containers nested deeper than allowed (MaxRecursion).
+    Recursion,
+    /// More members than allowed (MaxFiles).
+    Files,
+    /// A member larger than allowed (MaxFileSize).
+    FileSize,
+    /// A decompression bomb: a member expanding past the ratio allowed, or
+    /// archive entries sharing their data.
+    Bomb,
+    /// An encrypted member.
+    Encrypted,
+    /// A container of a kind, or a member stored by a method, not opened.
+    Unsupported,
+    /// A container or member that is corrupt, truncated, or whose parser
+    /// failed.
+    Unreadable,
+}
+
+impl Limit {
+    /// A short name: `scan-size`, `recursion`, `encrypted`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::ScanBytes => "scan-size",
+            Limit::ScanTime => "scan-time",
+            Limit::Recursion => "recursion",
+            Limit::Files => "files",
+            Limit::FileSize => "file-size",
+            Limit::Bomb => "bomb",
+            Limit::Encrypted => "encrypted",
+            Limit::Unsupported => "unsupported",
+            Limit::Unreadable => "unreadable",
+        }
+    }
+
+    /// ClamAV's heuristic name for an alert on this limit, where it has
+    /// one (`Heuristics.Limits.Exceeded.*`, `Heuristics.Encrypted.*`).
+    pub fn alert_name(self) -> Option<&'static str> {
+        Some(match self {
+            Limit::ScanBytes => "Heuristics.Limits.Exceeded.MaxScanSize",
+            Limit::ScanTime => "Heuristics.Limits.Exceeded.MaxScanTime",
+            Limit::Recursion => "Heuristics.Limits.Exceeded.MaxRecursion",
+            Limit::Files => "Heuristics.Limits.Exceeded.MaxFiles",
+            Limit::FileSize => "Heuristics.Limits.Exceeded.MaxFileSize",
+            Limit::Encrypted => "Heuristics.Encrypted.Archive",
+            _ => return None,
+        })
+    }
 }
 
 /// The verdict.

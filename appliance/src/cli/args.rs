@@ -182,6 +182,32 @@ pub struct ScanArgs {
     /// Print only infected files.
     #[arg(short, long = "infected")]
     pub infected_only: bool,
+    /// Report a limit hit inside a file as a detection
+    /// (`Heuristics.Limits.Exceeded.*`), as `clamscan --alert-exceeds-max`.
+    #[arg(long)]
+    pub alert_exceeds_max: bool,
+    /// Report an encrypted member as a detection
+    /// (`Heuristics.Encrypted.Archive`), as `clamscan --alert-encrypted`.
+    #[arg(long)]
+    pub alert_encrypted: bool,
+    /// Largest member extracted from a file, in bytes; a larger one is not
+    /// scanned (ClamAV's default, 100 MB).
+    #[arg(long = "max-filesize", default_value_t = giva_content::Limits::default().max_file_size)]
+    pub max_file_size: u64,
+    /// Bytes scanned for one file and everything extracted from it
+    /// (ClamAV's default, 400 MB).
+    #[arg(long = "max-scansize", default_value_t = giva_content::Limits::default().max_scan_size)]
+    pub max_scan_size: u64,
+    /// Members extracted from one file (ClamAV's default, 10000).
+    #[arg(long = "max-files", default_value_t = giva_content::Limits::default().max_files)]
+    pub max_files: u64,
+    /// Containers opened inside one another (ClamAV's default, 17).
+    #[arg(long = "max-recursion", default_value_t = giva_content::Limits::default().max_recursion)]
+    pub max_recursion: u32,
+    /// Time for one file and all its layers, in milliseconds (ClamAV's
+    /// default, 120000).
+    #[arg(long = "max-scantime", default_value_t = 120_000)]
+    pub max_scan_time_ms: u64,
     /// Files and directories to scan.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,

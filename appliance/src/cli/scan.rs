@@ -6,9 +6,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use giva_engine::{
-    MMAP_THRESHOLD, Outcome, PoolConfig, Priority, ScanOptions, ScanPool, ScanResult,
-};
+use giva_content::{Decomposer, Limits, Report};
+use giva_engine::{MMAP_THRESHOLD, Outcome, PoolConfig, Priority, ScanOptions, ScanPool};
 use giva_signatures::map::MappedFile;
 use serde::Serialize;
 
@@ -44,9 +43,41 @@ struct JsonRow<'a> {
     path: &'a Path,
     status: &'a str,
     signatures: Vec<&'a str>,
+    /// Where each detection was made: the file, or a member inside it
+    /// (`outer.zip!mid.zip!p.exe`), in the order of `signatures`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    found_in: Vec<String>,
+    /// What inside the file was not scanned, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    not_scanned: Vec<JsonGap>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     bytes_scanned: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonGap {
+    path: String,
+    why: &'static str,
+    detail: String,
+}
+
+/// A file's name as the walk names the outermost layer.
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Memory or a mapping, shared with the pool's split scan and kept for
+/// the walk after it.
+struct Shared(std::sync::Arc<MappedFile>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 #[derive(Debug, Default)]
@@ -109,6 +140,18 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
         all_match: args.all_match,
         ..ScanOptions::default()
     };
+    let limits = Limits {
+        max_file_size: args.max_file_size,
+        max_scan_size: args.max_scan_size,
+        max_files: args.max_files,
+        max_recursion: args.max_recursion,
+        max_scan_time: match args.max_scan_time_ms {
+            0 => std::time::Duration::MAX,
+            ms => std::time::Duration::from_millis(ms),
+        },
+        ..Limits::default()
+    };
+    let decomposer = Decomposer::new(engine.clone(), opts.clone(), limits);
     let (files, walk_errors, dirs) = collect(&args.paths, args.recursive);
 
     let totals = Totals::default();
@@ -152,13 +195,22 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
     });
     let threads = workers.min(files.len().max(1));
     let split_at = pool.split_config().threshold as u64;
-    let scan_one = |path: &Path| -> Result<ScanResult, FileError> {
+    // Each file's own bytes are scanned as before; the walk then opens
+    // it if its magic says it is a container (one check for one that is
+    // not).
+    let scan_one = |path: &Path| -> Result<Report, FileError> {
+        let started = Instant::now();
         let len = std::fs::metadata(path)
             .ok()
             .filter(std::fs::Metadata::is_file)
             .map_or(0, |m| m.len());
         if len < MMAP_THRESHOLD {
-            return Ok(engine.scan_file(path, &opts)?);
+            let data = std::fs::read(path).map_err(|source| giva_engine::ScanError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+            let root = engine.scan_bytes(&data, &opts);
+            return Ok(decomposer.scan_inside(&data, &file_name(path), root, started));
         }
         // Operator-named local files are mapped under the policy of
         // `giva_signatures::map`: reading would copy every byte once more.
@@ -168,12 +220,53 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
         })?;
         // With one thread a split buys nothing and costs its overlaps and
         // merge: about 4% of a 1-thread scan of the 1 GiB bench corpus.
-        if workers == 1 || len <= split_at {
-            return Ok(engine.scan_mapped(&map, &opts));
+        let map = std::sync::Arc::new(map);
+        let root = if workers == 1 || len <= split_at {
+            engine.scan_mapped(&map, &opts)
+        } else {
+            pool.scan_bytes(
+                &engine,
+                Shared(map.clone()),
+                &opts,
+                "local",
+                Priority::OnDemand,
+            )?
+            .wait()?
+        };
+        Ok(decomposer.scan_inside(&map, &file_name(path), root, started))
+    };
+    // As clamscan: with --alert-exceeds-max (--alert-encrypted), a limit
+    // (an encrypted member) is a detection of its own.
+    let alerting = |r: Report| -> Report {
+        if r.result.is_infected() {
+            return r;
         }
-        Ok(pool
-            .scan_bytes(&engine, map, &opts, "local", Priority::OnDemand)?
-            .wait()?)
+        let alert = r.gaps.iter().find_map(|g| {
+            let on = match g.limit {
+                giva_engine::Limit::Encrypted => args.alert_encrypted,
+                _ => args.alert_exceeds_max,
+            };
+            on.then(|| g.limit.alert_name())
+                .flatten()
+                .map(|n| (n, g.path.clone()))
+        });
+        match alert {
+            Some((name, path)) => {
+                let mut r = r;
+                let d = giva_engine::Detection {
+                    name: name.to_string(),
+                    kind: giva_engine::DetectionKind::Body,
+                };
+                r.found.push(giva_content::Found {
+                    path,
+                    detection: d.clone(),
+                });
+                r.result.detections.push(d);
+                r.result.outcome = Outcome::Infected;
+                r
+            }
+            None => r,
+        }
     };
     let next = AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -182,12 +275,14 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = files.get(i) else { break };
-                    let result = scan_one(path);
+                    let result = scan_one(path).map(alerting);
                     totals.files.fetch_add(1, Ordering::Relaxed);
                     match &result {
                         Ok(r) => {
-                            totals.bytes.fetch_add(r.bytes_scanned, Ordering::Relaxed);
-                            if r.is_infected() {
+                            totals
+                                .bytes
+                                .fetch_add(r.result.bytes_scanned, Ordering::Relaxed);
+                            if r.result.is_infected() {
                                 totals.infected.fetch_add(1, Ordering::Relaxed);
                             }
                         }
@@ -195,7 +290,7 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
                             totals.errors.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    let infected = matches!(&result, Ok(r) if r.is_infected());
+                    let infected = matches!(&result, Ok(r) if r.result.is_infected());
                     if !args.infected_only || infected || result.is_err() {
                         let shown = result.as_ref().map_err(ToString::to_string);
                         emit(render(
@@ -242,25 +337,58 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
     })
 }
 
-fn render(args: &ScanArgs, path: &Path, result: Result<&ScanResult, &str>) -> String {
+fn render(args: &ScanArgs, path: &Path, result: Result<&Report, &str>) -> String {
     let (status, names, error, bytes) = match result {
-        Ok(r) => match r.outcome {
-            Outcome::Infected => ("found", r.names(), None, r.bytes_scanned),
-            Outcome::LimitExceeded(l) => (
-                "not_scanned",
-                Vec::new(),
-                Some(format!("limit {l:?}")),
-                r.bytes_scanned,
-            ),
-            _ => ("ok", Vec::new(), None, r.bytes_scanned),
+        Ok(r) => match r.result.outcome {
+            Outcome::Infected => ("found", r.result.names(), None, r.result.bytes_scanned),
+            Outcome::LimitExceeded(l) => {
+                let what = r.gaps.first().map_or_else(
+                    || format!("limit {}", l.name()),
+                    |g| {
+                        let at = if g.path.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" at {}", Report::joined(&file_name(path), &g.path))
+                        };
+                        format!("{}: {}{at}", l.name(), g.detail)
+                    },
+                );
+                (
+                    "not_scanned",
+                    Vec::new(),
+                    Some(what),
+                    r.result.bytes_scanned,
+                )
+            }
+            _ => ("ok", Vec::new(), None, r.result.bytes_scanned),
         },
         Err(e) => ("error", Vec::new(), Some(e.to_string()), 0),
     };
     if args.json {
+        let name = file_name(path);
+        let (found_in, not_scanned) = match result {
+            Ok(r) => (
+                r.found
+                    .iter()
+                    .map(|f| Report::joined(&name, &f.path))
+                    .collect(),
+                r.gaps
+                    .iter()
+                    .map(|g| JsonGap {
+                        path: Report::joined(&name, &g.path),
+                        why: g.limit.name(),
+                        detail: g.detail.clone(),
+                    })
+                    .collect(),
+            ),
+            Err(_) => (Vec::new(), Vec::new()),
+        };
         let row = JsonRow {
             path,
             status,
             signatures: names,
+            found_in,
+            not_scanned,
             error,
             bytes_scanned: bytes,
         };

@@ -1,0 +1,141 @@
+//! A member's bytes, read from its decoder under a cap: in memory while
+//! small, in an unlinked temporary file (mapped) past `spill_above`, so a
+//! large member never sits in RAM.
+
+use std::io::{Read, Write};
+
+use crate::limits::Limits;
+
+/// The bytes of an extracted member.
+pub enum Extracted {
+    /// Held in memory.
+    Memory(Vec<u8>),
+    /// Spilled to an unlinked temporary file, mapped.
+    Mapped(memmap2::Mmap),
+}
+
+impl std::fmt::Debug for Extracted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Extracted::Memory(v) => write!(f, "Memory({} bytes)", v.len()),
+            Extracted::Mapped(m) => write!(f, "Mapped({} bytes)", m.len()),
+        }
+    }
+}
+
+impl std::ops::Deref for Extracted {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Extracted::Memory(v) => v,
+            Extracted::Mapped(m) => m,
+        }
+    }
+}
+
+/// Why a member was not extracted whole.
+#[derive(Debug)]
+pub enum Cut {
+    /// It is larger than `max_file_size`.
+    TooLarge,
+    /// It expands past `max_ratio` times its compressed size.
+    Ratio,
+    /// The decoder failed: the data is corrupt or truncated.
+    Corrupt(std::io::Error),
+}
+
+/// Reads `reader` to its end: at most `limits.max_file_size` bytes (and,
+/// when `compressed` is known, at most `max_ratio` times that past
+/// `ratio_floor`).
+///
+/// # Errors
+///
+/// [`Cut`]: a limit, or a decoder error. Nothing partial is returned: a
+/// member not read whole is not scanned as if it were.
+pub fn read_member(
+    mut reader: impl Read,
+    compressed: Option<u64>,
+    limits: &Limits,
+) -> Result<Extracted, Cut> {
+    let mut mem: Vec<u8> = Vec::new();
+    let mut file: Option<std::fs::File> = None;
+    let mut total: u64 = 0;
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Cut::Corrupt(e)),
+        };
+        total += n as u64;
+        if total > limits.max_file_size {
+            return Err(Cut::TooLarge);
+        }
+        if let Some(c) = compressed
+            && limits.max_ratio > 0
+            && total > limits.ratio_floor
+            && total / c.max(1) > limits.max_ratio
+        {
+            return Err(Cut::Ratio);
+        }
+        match &mut file {
+            Some(f) => f.write_all(&buf[..n]).map_err(Cut::Corrupt)?,
+            None if total > limits.spill_above => {
+                let mut f = match &limits.temp_dir {
+                    Some(d) => tempfile::tempfile_in(d),
+                    None => tempfile::tempfile(),
+                }
+                .map_err(Cut::Corrupt)?;
+                f.write_all(&mem).map_err(Cut::Corrupt)?;
+                f.write_all(&buf[..n]).map_err(Cut::Corrupt)?;
+                mem = Vec::new();
+                file = Some(f);
+            }
+            None => mem.extend_from_slice(&buf[..n]),
+        }
+    }
+    match file {
+        None => Ok(Extracted::Memory(mem)),
+        Some(f) => {
+            // SAFETY: the file is ours alone (unlinked at creation) and is
+            // not written again while mapped.
+            #[allow(unsafe_code)]
+            let map = unsafe { memmap2::Mmap::map(&f) }.map_err(Cut::Corrupt)?;
+            Ok(Extracted::Mapped(map))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_stays_in_memory_large_spills_and_caps_hold() {
+        let limits = Limits {
+            spill_above: 100,
+            max_file_size: 1000,
+            ..Limits::default()
+        };
+        let small = read_member(&[7u8; 50][..], None, &limits).unwrap();
+        assert!(matches!(small, Extracted::Memory(_)));
+        assert_eq!(&*small, &[7u8; 50][..]);
+        let large = read_member(&[9u8; 500][..], None, &limits).unwrap();
+        assert!(matches!(large, Extracted::Mapped(_)));
+        assert_eq!(&*large, &[9u8; 500][..]);
+        assert!(matches!(
+            read_member(&[0u8; 1001][..], None, &limits),
+            Err(Cut::TooLarge)
+        ));
+        let ratio = Limits {
+            ratio_floor: 10,
+            max_ratio: 5,
+            ..limits
+        };
+        assert!(matches!(
+            read_member(&[0u8; 200][..], Some(2), &ratio),
+            Err(Cut::Ratio)
+        ));
+    }
+}

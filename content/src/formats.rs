@@ -1,0 +1,369 @@
+//! The members of each container type, handed one at a time to the walk.
+//! Decoders come from crates (zip, flate2, bzip2, lzma-rust2, tar); cpio
+//! and ar, whose headers are a few fixed fields, are read here.
+
+use std::io::{Cursor, Read};
+
+use crate::kind::Kind;
+
+/// One member of a container.
+pub(crate) enum Entry<'r> {
+    /// A file, to be read from `reader`; `compressed` is its stored size
+    /// when the container says it.
+    File {
+        name: String,
+        reader: &'r mut dyn Read,
+        compressed: Option<u64>,
+    },
+    /// A file that is encrypted: it cannot be scanned.
+    Encrypted { name: String },
+    /// A file stored with a method giva cannot decode.
+    Unsupported { name: String, why: String },
+}
+
+/// What the walk wants after a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Why a container could not be read (what was read before stands).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FormatError {
+    /// Corrupt or truncated.
+    #[error("{0}")]
+    Corrupt(String),
+    /// Zip entries whose data overlap: a decompression bomb.
+    #[error("zip entries overlap (a decompression bomb)")]
+    Overlapping,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> FormatError {
+    FormatError::Corrupt(e.to_string())
+}
+
+/// Hands each member of `data` (a container of `kind`) to `each`.
+/// `outer` names the container, for single-stream compressors' members.
+pub(crate) fn members(
+    kind: Kind,
+    data: &[u8],
+    outer: &str,
+    each: &mut dyn FnMut(Entry<'_>) -> Flow,
+) -> Result<(), FormatError> {
+    match kind {
+        Kind::Zip => zip(data, each),
+        Kind::Gzip => {
+            let mut r = flate2::read::MultiGzDecoder::new(data);
+            single(&mut r, data.len(), outer, &[".gz", ".tgz", ".z"], each)
+        }
+        Kind::Bzip2 => {
+            let mut r = bzip2::read::MultiBzDecoder::new(data);
+            single(&mut r, data.len(), outer, &[".bz2", ".tbz2", ".tbz"], each)
+        }
+        Kind::Xz => {
+            let mut r = lzma_rust2::XzReader::new(data, true);
+            single(&mut r, data.len(), outer, &[".xz", ".txz"], each)
+        }
+        Kind::PosixTar | Kind::OldTar => tar(data, each),
+        Kind::CpioNewc | Kind::CpioOdc | Kind::CpioOld => cpio(kind, data, each),
+        Kind::Ar => ar(data, each),
+        _ => Ok(()),
+    }
+}
+
+/// A compressed stream's one member, named after the container without
+/// its suffix (`a.tar.gz` holds `a.tar`; `.tgz` holds `.tar`).
+fn single(
+    reader: &mut dyn Read,
+    compressed: usize,
+    outer: &str,
+    suffixes: &[&str],
+    each: &mut dyn FnMut(Entry<'_>) -> Flow,
+) -> Result<(), FormatError> {
+    let lower = outer.to_ascii_lowercase();
+    let name = suffixes
+        .iter()
+        .find(|s| lower.ends_with(*s))
+        .map(|s| {
+            let stem = &outer[..outer.len() - s.len()];
+            if s.starts_with(".t") && s.len() > 3 {
+                format!("{stem}.tar")
+            } else {
+                stem.to_string()
+            }
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "(stream)".to_string());
+    each(Entry::File {
+        name,
+        reader,
+        compressed: Some(compressed as u64),
+    });
+    Ok(())
+}
+
+fn zip(data: &[u8], each: &mut dyn FnMut(Entry<'_>) -> Flow) -> Result<(), FormatError> {
+    let mut archive = match zip::ZipArchive::new(Cursor::new(data)) {
+        Ok(a) => a,
+        // No usable central directory: read the local headers in order,
+        // as ClamAV does.
+        Err(_) => return zip_stream(data, each),
+    };
+    // Entries whose data overlap are the mark of a decompression bomb
+    // (one deflate stream counted thousands of times).
+    let mut ranges = Vec::with_capacity(archive.len());
+    for i in 0..archive.len() {
+        let f = archive.by_index_raw(i).map_err(corrupt)?;
+        if let Some(start) = f.data_start() {
+            ranges.push((start, start.saturating_add(f.compressed_size())));
+        }
+    }
+    ranges.sort_unstable();
+    if ranges.windows(2).any(|w| w[1].0 < w[0].1) {
+        return Err(FormatError::Overlapping);
+    }
+    for i in 0..archive.len() {
+        let (name, encrypted, dir) = {
+            let f = archive.by_index_raw(i).map_err(corrupt)?;
+            let name = f.name().map_or_else(|_| format!("#{i}"), |n| n.to_string());
+            (name, f.encrypted(), f.is_dir())
+        };
+        if dir {
+            continue;
+        }
+        let flow = if encrypted {
+            each(Entry::Encrypted { name })
+        } else {
+            match archive.by_index(i) {
+                Ok(mut f) => {
+                    let compressed = Some(f.compressed_size());
+                    each(Entry::File {
+                        name,
+                        reader: &mut f,
+                        compressed,
+                    })
+                }
+                Err(
+                    e @ (zip::result::ZipError::UnsupportedArchive(_)
+                    | zip::result::ZipError::CompressionMethodNotSupported(_)),
+                ) => each(Entry::Unsupported {
+                    name,
+                    why: e.to_string(),
+                }),
+                Err(e) => return Err(corrupt(e)),
+            }
+        };
+        if flow == Flow::Stop {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn zip_stream(data: &[u8], each: &mut dyn FnMut(Entry<'_>) -> Flow) -> Result<(), FormatError> {
+    let mut cursor = Cursor::new(data);
+    let mut i = 0usize;
+    loop {
+        let mut f = match zip::read::read_zipfile_from_stream(&mut cursor) {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(()),
+            Err(e) if i == 0 => return Err(corrupt(e)),
+            // What was read before stands; the rest is not a zip.
+            Err(_) => return Ok(()),
+        };
+        i += 1;
+        if f.is_dir() {
+            continue;
+        }
+        let name = f.name().map_or_else(|_| format!("#{i}"), |n| n.to_string());
+        let flow = if f.encrypted() {
+            each(Entry::Encrypted { name })
+        } else {
+            let compressed = Some(f.compressed_size());
+            each(Entry::File {
+                name,
+                reader: &mut f,
+                compressed,
+            })
+        };
+        // The rest of an entry not read must be skipped to reach the next.
+        std::io::copy(&mut f, &mut std::io::sink()).map_err(corrupt)?;
+        if flow == Flow::Stop {
+            return Ok(());
+        }
+    }
+}
+
+fn tar(data: &[u8], each: &mut dyn FnMut(Entry<'_>) -> Flow) -> Result<(), FormatError> {
+    let mut archive = tar::Archive::new(data);
+    for entry in archive.entries().map_err(corrupt)? {
+        let mut entry = entry.map_err(corrupt)?;
+        let t = entry.header().entry_type();
+        if !(t.is_file() || t.is_contiguous() || t.is_gnu_sparse()) {
+            continue;
+        }
+        let name = entry
+            .path()
+            .map_or_else(|_| "(unnamed)".into(), |p| p.display().to_string());
+        let size = entry.size();
+        let flow = each(Entry::File {
+            name,
+            reader: &mut entry,
+            compressed: Some(size),
+        });
+        if flow == Flow::Stop {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A cpio archive's members: newc (`070701`/`070702`), odc (`070707`) or
+/// old binary (either byte order); regular files only, up to `TRAILER!!!`.
+fn cpio(
+    kind: Kind,
+    data: &[u8],
+    each: &mut dyn FnMut(Entry<'_>) -> Flow,
+) -> Result<(), FormatError> {
+    let mut at = 0usize;
+    let truncated = || FormatError::Corrupt("cpio: truncated header".into());
+    let field = |s: &[u8], radix: u32| -> Result<u64, FormatError> {
+        let t = std::str::from_utf8(s).map_err(|_| truncated())?;
+        u64::from_str_radix(t.trim_end_matches('\0'), radix)
+            .map_err(|_| FormatError::Corrupt(format!("cpio: bad header field {t:?}")))
+    };
+    loop {
+        let rest = &data[at.min(data.len())..];
+        let (mode, namesize, filesize, header, align) = match kind {
+            Kind::CpioNewc => {
+                if rest.len() < 110 || !(rest.starts_with(b"070701") || rest.starts_with(b"070702"))
+                {
+                    return Err(truncated());
+                }
+                let h = |i: usize| field(&rest[6 + i * 8..14 + i * 8], 16);
+                (h(1)?, h(11)?, h(6)?, 110usize, 4usize)
+            }
+            Kind::CpioOdc => {
+                if rest.len() < 76 || !rest.starts_with(b"070707") {
+                    return Err(truncated());
+                }
+                (
+                    field(&rest[18..24], 8)?,
+                    field(&rest[59..65], 8)?,
+                    field(&rest[65..76], 8)?,
+                    76,
+                    1,
+                )
+            }
+            _ => {
+                if rest.len() < 26 {
+                    return Err(truncated());
+                }
+                let le = rest[0] == 0xc7 && rest[1] == 0x71;
+                let be = rest[0] == 0x71 && rest[1] == 0xc7;
+                if !le && !be {
+                    return Err(truncated());
+                }
+                let w = |i: usize| -> u64 {
+                    let b = [rest[i * 2], rest[i * 2 + 1]];
+                    u64::from(if le {
+                        u16::from_le_bytes(b)
+                    } else {
+                        u16::from_be_bytes(b)
+                    })
+                };
+                (w(3), w(10), (w(11) << 16) | w(12), 26, 2)
+            }
+        };
+        let pad = |n: usize| n.div_ceil(align) * align;
+        let name_end = at + header + namesize as usize;
+        let data_start = at + pad(header + namesize as usize);
+        let data_end = data_start.saturating_add(filesize as usize);
+        if name_end > data.len() || data_end > data.len() || namesize == 0 {
+            return Err(FormatError::Corrupt("cpio: truncated member".into()));
+        }
+        let name = String::from_utf8_lossy(&data[at + header..name_end - 1]).into_owned();
+        if name == "TRAILER!!!" {
+            return Ok(());
+        }
+        if mode & 0o170000 == 0o100000 {
+            let mut r = &data[data_start..data_end];
+            let flow = each(Entry::File {
+                name,
+                reader: &mut r,
+                compressed: Some(filesize),
+            });
+            if flow == Flow::Stop {
+                return Ok(());
+            }
+        }
+        at = data_start + pad(filesize as usize);
+    }
+}
+
+/// An `ar` archive's members (GNU and BSD long names; the symbol and name
+/// tables are not files).
+fn ar(data: &[u8], each: &mut dyn FnMut(Entry<'_>) -> Flow) -> Result<(), FormatError> {
+    let mut at = 8usize;
+    let mut long_names: &[u8] = &[];
+    while at + 60 <= data.len() {
+        let h = &data[at..at + 60];
+        if &h[58..60] != b"`\n" {
+            return Err(FormatError::Corrupt("ar: bad member header".into()));
+        }
+        let size: usize = std::str::from_utf8(&h[48..58])
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| FormatError::Corrupt("ar: bad member size".into()))?;
+        let start = at + 60;
+        let end = start
+            .checked_add(size)
+            .filter(|e| *e <= data.len())
+            .ok_or_else(|| FormatError::Corrupt("ar: truncated member".into()))?;
+        let raw_name = String::from_utf8_lossy(&h[..16]).trim_end().to_string();
+        let mut body = &data[start..end];
+        let name = if raw_name == "/" || raw_name == "/SYM64/" || raw_name == "__.SYMDEF" {
+            None
+        } else if raw_name == "//" {
+            long_names = body;
+            None
+        } else if let Some(len) = raw_name
+            .strip_prefix("#1/")
+            .and_then(|l| l.parse::<usize>().ok())
+        {
+            let len = len.min(body.len());
+            let n = String::from_utf8_lossy(&body[..len])
+                .trim_end_matches('\0')
+                .to_string();
+            body = &body[len..];
+            Some(n)
+        } else if let Some(off) = raw_name
+            .strip_prefix('/')
+            .and_then(|o| o.parse::<usize>().ok())
+        {
+            let n = long_names.get(off..).unwrap_or_default();
+            let end = n.iter().position(|&b| b == b'\n').unwrap_or(n.len());
+            Some(
+                String::from_utf8_lossy(&n[..end])
+                    .trim_end_matches('/')
+                    .to_string(),
+            )
+        } else {
+            Some(raw_name.trim_end_matches('/').to_string())
+        };
+        if let Some(name) = name {
+            let compressed = Some(body.len() as u64);
+            if each(Entry::File {
+                name,
+                reader: &mut body,
+                compressed,
+            }) == Flow::Stop
+            {
+                return Ok(());
+            }
+        }
+        at = end + (size & 1);
+    }
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! File types by content: the magic at the start of a layer, never its
+//! name. The names are ClamAV's (`CL_TYPE_*`), so that signatures' target
+//! types and `Container:` attributes can refer to them.
+
+/// What a layer is, by its magic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Kind {
+    /// Anything not recognised below: scanned as bytes only.
+    Other,
+    /// Zip (`PK\x03\x04`, or an empty archive's `PK\x05\x06`).
+    Zip,
+    /// gzip.
+    Gzip,
+    /// bzip2.
+    Bzip2,
+    /// xz.
+    Xz,
+    /// tar: POSIX (`ustar` magic) or GNU.
+    PosixTar,
+    /// tar from before POSIX: no magic, a valid header checksum.
+    OldTar,
+    /// cpio, "new" ASCII format (`070701`, `070702` with CRC).
+    CpioNewc,
+    /// cpio, "old" ASCII (portable) format (`070707`).
+    CpioOdc,
+    /// cpio, old binary format (0o070707 as a 16-bit word, either order).
+    CpioOld,
+    /// `ar` archives (and so Debian packages).
+    Ar,
+    /// 7-Zip.
+    SevenZip,
+    /// Microsoft Cabinet.
+    Cab,
+    /// ARJ.
+    Arj,
+    /// ISO 9660 file system image.
+    Iso9660,
+    /// Zstandard frame.
+    Zstd,
+}
+
+impl Kind {
+    /// ClamAV's name for the type.
+    pub fn clamav_name(self) -> &'static str {
+        match self {
+            Kind::Other => "CL_TYPE_BINARY_DATA",
+            Kind::Zip => "CL_TYPE_ZIP",
+            Kind::Gzip => "CL_TYPE_GZ",
+            Kind::Bzip2 => "CL_TYPE_BZ",
+            Kind::Xz => "CL_TYPE_XZ",
+            Kind::PosixTar => "CL_TYPE_POSIX_TAR",
+            Kind::OldTar => "CL_TYPE_OLD_TAR",
+            Kind::CpioNewc => "CL_TYPE_CPIO_NEWC",
+            Kind::CpioOdc => "CL_TYPE_CPIO_ODC",
+            Kind::CpioOld => "CL_TYPE_CPIO_OLD",
+            Kind::Ar => "CL_TYPE_AR",
+            Kind::SevenZip => "CL_TYPE_7Z",
+            Kind::Cab => "CL_TYPE_MSCAB",
+            Kind::Arj => "CL_TYPE_ARJ",
+            Kind::Iso9660 => "CL_TYPE_ISO9660",
+            Kind::Zstd => "CL_TYPE_ZSTD",
+        }
+    }
+
+    /// A short name for messages (`zip`, `gzip`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Other => "data",
+            Kind::Zip => "zip",
+            Kind::Gzip => "gzip",
+            Kind::Bzip2 => "bzip2",
+            Kind::Xz => "xz",
+            Kind::PosixTar | Kind::OldTar => "tar",
+            Kind::CpioNewc | Kind::CpioOdc | Kind::CpioOld => "cpio",
+            Kind::Ar => "ar",
+            Kind::SevenZip => "7z",
+            Kind::Cab => "cab",
+            Kind::Arj => "arj",
+            Kind::Iso9660 => "iso9660",
+            Kind::Zstd => "zstd",
+        }
+    }
+
+    /// Whether this type holds other files (or one compressed stream).
+    pub fn is_container(self) -> bool {
+        self != Kind::Other
+    }
+
+    /// Whether giva opens this type yet; the others are scanned as bytes
+    /// and reported as not scanned inside.
+    pub fn is_supported(self) -> bool {
+        matches!(
+            self,
+            Kind::Zip
+                | Kind::Gzip
+                | Kind::Bzip2
+                | Kind::Xz
+                | Kind::PosixTar
+                | Kind::OldTar
+                | Kind::CpioNewc
+                | Kind::CpioOdc
+                | Kind::CpioOld
+                | Kind::Ar
+        )
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The type of `data`, by its magic. Costs a few comparisons at fixed
+/// offsets (the tar and ISO checks look at offsets 257 and 32769).
+pub fn detect(data: &[u8]) -> Kind {
+    let starts = |m: &[u8]| data.starts_with(m);
+    if starts(b"PK\x03\x04") || starts(b"PK\x05\x06") {
+        return Kind::Zip;
+    }
+    if starts(&[0x1f, 0x8b, 0x08]) {
+        return Kind::Gzip;
+    }
+    if data.len() >= 4 && starts(b"BZh") && (b'1'..=b'9').contains(&data[3]) {
+        return Kind::Bzip2;
+    }
+    if starts(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        return Kind::Xz;
+    }
+    if starts(b"7z\xbc\xaf\x27\x1c") {
+        return Kind::SevenZip;
+    }
+    if starts(b"MSCF\0\0\0\0") {
+        return Kind::Cab;
+    }
+    if starts(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return Kind::Zstd;
+    }
+    if starts(b"070701") || starts(b"070702") {
+        return Kind::CpioNewc;
+    }
+    if starts(b"070707") {
+        return Kind::CpioOdc;
+    }
+    if starts(&[0xc7, 0x71]) || starts(&[0x71, 0xc7]) {
+        return Kind::CpioOld;
+    }
+    if starts(b"!<arch>\n") {
+        return Kind::Ar;
+    }
+    if data.len() >= 512 && &data[257..262] == b"ustar" {
+        return Kind::PosixTar;
+    }
+    if data.len() >= 512 && tar_checksum_ok(&data[..512]) {
+        return Kind::OldTar;
+    }
+    if starts(&[0x60, 0xea]) && data.len() > 10 {
+        return Kind::Arj;
+    }
+    if data.len() > 32774 && &data[32769..32774] == b"CD001" {
+        return Kind::Iso9660;
+    }
+    Kind::Other
+}
+
+/// Whether a 512-byte block is a tar header by its checksum: the sum of
+/// its bytes with the checksum field read as spaces, in octal at 148. An
+/// all-zero block is not a header.
+fn tar_checksum_ok(block: &[u8]) -> bool {
+    let field = &block[148..156];
+    let digits: Vec<u8> = field
+        .iter()
+        .copied()
+        .skip_while(|b| *b == b' ')
+        .take_while(|b| (b'0'..=b'7').contains(b))
+        .collect();
+    if digits.is_empty() || block[0] == 0 {
+        return false;
+    }
+    let Ok(stated) = u32::from_str_radix(std::str::from_utf8(&digits).unwrap_or(""), 8) else {
+        return false;
+    };
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(b)
+            }
+        })
+        .sum();
+    sum == stated
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_decides_not_the_name() {
+        assert_eq!(detect(b"PK\x03\x04rest"), Kind::Zip);
+        assert_eq!(detect(&[0x1f, 0x8b, 0x08, 0]), Kind::Gzip);
+        assert_eq!(detect(b"BZh91AY&SY"), Kind::Bzip2);
+        assert_eq!(detect(b"BZhX"), Kind::Other);
+        assert_eq!(detect(b"070701000"), Kind::CpioNewc);
+        assert_eq!(detect(b"!<arch>\ndebian"), Kind::Ar);
+        assert_eq!(detect(b"plain text"), Kind::Other);
+        assert_eq!(detect(b""), Kind::Other);
+        let mut tar = vec![0u8; 1024];
+        tar[..4].copy_from_slice(b"file");
+        tar[257..262].copy_from_slice(b"ustar");
+        assert_eq!(detect(&tar), Kind::PosixTar);
+        let mut old = vec![0u8; 512];
+        old[..4].copy_from_slice(b"file");
+        let sum: u32 = old.iter().map(|&b| u32::from(b)).sum::<u32>() + 8 * 32;
+        old[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        assert_eq!(detect(&old), Kind::OldTar);
+        old[0] = b'g';
+        assert_eq!(detect(&old), Kind::Other, "a wrong checksum is no header");
+    }
+}

@@ -1,0 +1,30 @@
+//! Decomposition of file content: a file's type by its magic (ClamAV's
+//! type names), containers opened into their members, and every layer
+//! scanned by the engine, under ClamAV's limits.
+//!
+//! - [`kind`]: types by magic ([`detect`]).
+//! - `formats`: the members of each container type: zip (stored, deflate,
+//!   deflate64, bzip2, lzma, xz, implode), gzip, bzip2, xz, tar (ustar,
+//!   GNU, pax, old), cpio (newc, odc, old binary in both byte orders), ar.
+//!   Other containers recognised by their magic (7z, cab, arj, ISO 9660,
+//!   zstd) are scanned as bytes and reported as not opened.
+//! - `extract`: a member's bytes under the caps; large ones go to an
+//!   unlinked temporary file and are mapped.
+//! - [`walk`]: the tree walk ([`Decomposer`]), the limits ([`Limits`]) and
+//!   what it reports ([`Report`]): detections with their member path, and
+//!   every part not scanned, with why. A part not scanned is never a clean
+//!   result.
+//!
+//! Every layer, the file itself included, is scanned with the whole
+//! database (body signatures of target type 0 and hash signatures apply to
+//! each layer, as in ClamAV).
+
+pub mod extract;
+mod formats;
+pub mod kind;
+pub mod limits;
+pub mod walk;
+
+pub use kind::{Kind, detect};
+pub use limits::Limits;
+pub use walk::{Decomposer, Found, Gap, MemberPath, Report};

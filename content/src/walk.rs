@@ -1,0 +1,330 @@
+//! The walk: a file's layers, each scanned by the engine and, when its
+//! magic says it is a container, opened, its members scanned and opened in
+//! turn, under one file's [`Limits`].
+
+use std::time::Instant;
+
+use giva_engine::{Detection, Engine, Limit, Outcome, ScanOptions, ScanResult};
+
+use crate::extract::{Cut, read_member};
+use crate::formats::{Entry, Flow, FormatError, members};
+use crate::kind::{Kind, detect};
+use crate::limits::Limits;
+
+/// Where in a file something was found or skipped: the member names from
+/// the outside in (`["mid.zip", "p.exe"]`), empty for the file itself.
+pub type MemberPath = Vec<String>;
+
+/// A detection and the layer it was made in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The layer.
+    pub path: MemberPath,
+    /// The detection.
+    pub detection: Detection,
+}
+
+/// A part of the file that was not scanned, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    /// The layer (a container: what is inside it was not scanned, or not
+    /// all of it).
+    pub path: MemberPath,
+    /// Why.
+    pub limit: Limit,
+    /// In words, for people (the format's error, the limit's value).
+    pub detail: String,
+}
+
+/// A file's decomposition.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Everything merged: the detections of every layer, bytes scanned in
+    /// all layers, and the outcome (infected if any layer is; otherwise not
+    /// clean if anything was not scanned).
+    pub result: ScanResult,
+    /// The detections with their layers, in the order found.
+    pub found: Vec<Found>,
+    /// What was not scanned.
+    pub gaps: Vec<Gap>,
+    /// Members extracted.
+    pub members: u64,
+}
+
+impl Report {
+    /// `path` joined with `!` after the file's own name, as in
+    /// `outer.zip!mid.zip!p.exe`.
+    pub fn joined(file: &str, path: &[String]) -> String {
+        std::iter::once(file)
+            .chain(path.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join("!")
+    }
+}
+
+/// Opens files' layers and scans each with an engine.
+#[derive(Debug, Clone)]
+pub struct Decomposer {
+    engine: Engine,
+    opts: ScanOptions,
+    limits: Limits,
+}
+
+struct Walk<'a> {
+    d: &'a Decomposer,
+    started: Instant,
+    scanned: u64,
+    members: u64,
+    found: Vec<Found>,
+    gaps: Vec<Gap>,
+    detections: Vec<Detection>,
+    stop: bool,
+}
+
+impl Decomposer {
+    /// A decomposer scanning with `engine` and `opts` (all-match or first
+    /// match; the per-layer byte and time limits come from `limits`).
+    pub fn new(engine: Engine, opts: ScanOptions, limits: Limits) -> Self {
+        Decomposer {
+            engine,
+            opts,
+            limits,
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Scans `data` (a file called `name`) and every layer inside it.
+    pub fn scan(&self, data: &[u8], name: &str) -> Report {
+        let started = Instant::now();
+        let root = self.engine.scan_bytes(data, &self.layer_opts(started, 0));
+        self.scan_inside(data, name, root, started)
+    }
+
+    /// Goes on from `root`, the result of scanning `data` itself (by any
+    /// means: a split scan, a streamed one) begun at `started`: when `data`
+    /// is a container, its layers. A file that is not costs one magic
+    /// check.
+    pub fn scan_inside(
+        &self,
+        data: &[u8],
+        name: &str,
+        root: ScanResult,
+        started: Instant,
+    ) -> Report {
+        let kind = detect(data);
+        let mut w = Walk {
+            d: self,
+            started,
+            scanned: root.bytes_scanned,
+            members: 0,
+            found: Vec::new(),
+            gaps: Vec::new(),
+            detections: Vec::new(),
+            stop: false,
+        };
+        let root_outcome = root.outcome;
+        w.take(&[], root);
+        if kind.is_container() && !w.stop {
+            w.open(kind, data, name, &mut Vec::new(), 0);
+        }
+        let outcome = if !w.detections.is_empty() {
+            Outcome::Infected
+        } else if let Some(g) = w.gaps.first() {
+            Outcome::LimitExceeded(g.limit)
+        } else {
+            root_outcome
+        };
+        Report {
+            result: ScanResult {
+                detections: w.detections,
+                outcome,
+                bytes_scanned: w.scanned,
+            },
+            found: w.found,
+            gaps: w.gaps,
+            members: w.members,
+        }
+    }
+
+    /// Options for one layer: the file's scan-size and time budget left.
+    fn layer_opts(&self, started: Instant, scanned: u64) -> ScanOptions {
+        let left = self.limits.max_scan_time.saturating_sub(started.elapsed());
+        ScanOptions {
+            max_scan_bytes: Some(self.limits.max_scan_size.saturating_sub(scanned))
+                .map(|b| self.opts.max_scan_bytes.map_or(b, |o| o.min(b))),
+            max_scan_time: Some(self.opts.max_scan_time.map_or(left, |o| o.min(left))),
+            ..self.opts.clone()
+        }
+    }
+}
+
+impl Walk<'_> {
+    /// Takes one layer's result.
+    fn take(&mut self, path: &[String], r: ScanResult) {
+        match r.outcome {
+            Outcome::Infected => {
+                for d in r.detections {
+                    self.found.push(Found {
+                        path: path.to_vec(),
+                        detection: d.clone(),
+                    });
+                    self.detections.push(d);
+                }
+                if !self.d.opts.all_match {
+                    self.stop = true;
+                }
+            }
+            Outcome::LimitExceeded(limit) => self.gap(path, limit, "stopped at the limit"),
+            _ => {}
+        }
+    }
+
+    fn gap(&mut self, path: &[String], limit: Limit, detail: impl Into<String>) {
+        self.gaps.push(Gap {
+            path: path.to_vec(),
+            limit,
+            detail: detail.into(),
+        });
+    }
+
+    /// Opens the container `data` at `path`, `depth` levels down.
+    fn open(&mut self, kind: Kind, data: &[u8], name: &str, path: &mut MemberPath, depth: u32) {
+        if !kind.is_supported() {
+            self.gap(
+                path,
+                Limit::Unsupported,
+                format!("{} ({}) is not opened yet", kind.name(), kind.clamav_name()),
+            );
+            return;
+        }
+        if depth >= self.d.limits.max_recursion {
+            self.gap(
+                path,
+                Limit::Recursion,
+                format!("more than {} levels", self.d.limits.max_recursion),
+            );
+            return;
+        }
+        // A parser that panics loses this container, not the process.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            members(kind, data, name, &mut |entry| {
+                self.member(entry, path, depth)
+            })
+        }));
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(FormatError::Overlapping)) => {
+                self.gap(path, Limit::Bomb, FormatError::Overlapping.to_string());
+            }
+            Ok(Err(e)) => self.gap(path, Limit::Unreadable, format!("{kind}: {e}")),
+            Err(_) => {
+                tracing::error!(kind = %kind, "a parser panicked; the container is not scanned");
+                self.gap(
+                    path,
+                    Limit::Unreadable,
+                    format!("{kind}: the parser failed"),
+                );
+            }
+        }
+    }
+
+    /// One member: counted, read under the caps, scanned, and opened if it
+    /// is a container.
+    fn member(&mut self, entry: Entry<'_>, path: &mut MemberPath, depth: u32) -> Flow {
+        if self.stop {
+            return Flow::Stop;
+        }
+        let limits = &self.d.limits;
+        if self.started.elapsed() >= limits.max_scan_time {
+            self.gap(path, Limit::ScanTime, "the file's time ran out");
+            return Flow::Stop;
+        }
+        self.members += 1;
+        if self.members > limits.max_files {
+            self.gap(
+                path,
+                Limit::Files,
+                format!("more than {} members", limits.max_files),
+            );
+            return Flow::Stop;
+        }
+        let (name, reader, compressed) = match entry {
+            Entry::File {
+                name,
+                reader,
+                compressed,
+            } => (name, reader, compressed),
+            Entry::Encrypted { name } => {
+                path.push(name);
+                self.gap(path, Limit::Encrypted, "encrypted");
+                path.pop();
+                return Flow::Continue;
+            }
+            Entry::Unsupported { name, why } => {
+                path.push(name);
+                self.gap(path, Limit::Unsupported, why);
+                path.pop();
+                return Flow::Continue;
+            }
+        };
+        path.push(name);
+        let flow = match read_member(reader, compressed, limits) {
+            Err(Cut::TooLarge) => {
+                self.gap(
+                    path,
+                    Limit::FileSize,
+                    format!("larger than {} bytes", limits.max_file_size),
+                );
+                Flow::Continue
+            }
+            Err(Cut::Ratio) => {
+                self.gap(
+                    path,
+                    Limit::Bomb,
+                    format!("expands more than {} times", limits.max_ratio),
+                );
+                Flow::Continue
+            }
+            Err(Cut::Corrupt(e)) => {
+                self.gap(path, Limit::Unreadable, e.to_string());
+                Flow::Continue
+            }
+            Ok(bytes) => {
+                if self.scanned.saturating_add(bytes.len() as u64) > limits.max_scan_size {
+                    self.gap(
+                        path,
+                        Limit::ScanBytes,
+                        format!(
+                            "the file's {} bytes to scan are used up",
+                            limits.max_scan_size
+                        ),
+                    );
+                    Flow::Stop
+                } else {
+                    let r = self
+                        .d
+                        .engine
+                        .scan_bytes(&bytes, &self.d.layer_opts(self.started, self.scanned));
+                    self.scanned += r.bytes_scanned;
+                    self.take(path, r);
+                    let kind = detect(&bytes);
+                    if kind.is_container() && !self.stop {
+                        let own = path.last().cloned().unwrap_or_default();
+                        self.open(kind, &bytes, &own, path, depth + 1);
+                    }
+                    if self.stop {
+                        Flow::Stop
+                    } else {
+                        Flow::Continue
+                    }
+                }
+            }
+        };
+        path.pop();
+        flow
+    }
+}
