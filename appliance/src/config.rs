@@ -314,14 +314,28 @@ pub struct LimitsConfig {
     pub max_scan_bytes: u64,
     /// Time budget per file, in milliseconds (0 = no limit).
     pub max_scan_time_ms: u64,
+    /// Containers opened inside one another (ClamAV's MaxRecursion).
+    pub max_recursion: u32,
+    /// Members extracted from one file (MaxFiles).
+    pub max_files: u64,
+    /// Largest member extracted from a file (MaxFileSize).
+    pub max_member_size: u64,
+    /// Bytes scanned for a container and everything extracted from it
+    /// (MaxScanSize).
+    pub max_container_bytes: u64,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
+        let clamav = giva_content::Limits::default();
         LimitsConfig {
             max_file_size: 512 * 1024 * 1024,
             max_scan_bytes: 0,
             max_scan_time_ms: 60_000,
+            max_recursion: clamav.max_recursion,
+            max_files: clamav.max_files,
+            max_member_size: clamav.max_file_size,
+            max_container_bytes: clamav.max_scan_size,
         }
     }
 }

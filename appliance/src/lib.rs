@@ -25,6 +25,7 @@ pub mod flight;
 pub mod fullscan;
 pub mod identity;
 pub mod inventory;
+mod layers;
 mod listen;
 mod loading;
 pub mod outbox;

@@ -89,6 +89,21 @@ pub fn scan_options(limits: &LimitsConfig) -> ScanOptions {
     }
 }
 
+/// The limits of opening a file's layers, from the policy's.
+pub fn content_limits(limits: &LimitsConfig) -> giva_content::Limits {
+    giva_content::Limits {
+        max_recursion: limits.max_recursion,
+        max_files: limits.max_files,
+        max_file_size: limits.max_member_size,
+        max_scan_size: limits.max_container_bytes,
+        max_scan_time: match limits.max_scan_time_ms {
+            0 => Duration::MAX,
+            ms => Duration::from_millis(ms),
+        },
+        ..giva_content::Limits::default()
+    }
+}
+
 /// Turns an engine result into a verdict. With `deny` false (report-only
 /// policy), detections are reported on an ALLOW verdict.
 pub fn verdict_for(seq: u64, result: &ScanResult, deny: bool, db_version: &str) -> Verdict {

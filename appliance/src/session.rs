@@ -30,9 +30,10 @@ use sha2::{Digest, Sha256};
 use crate::appliance::Appliance;
 use crate::flight::{Join, Leader, Waited};
 use crate::fullscan::{self, FullScan, Tally};
+use crate::layers::Keeper;
 use crate::policy::Skip;
 use crate::registry::{AttachError, SessionSender};
-use crate::scan::{scan_options, simple_verdict, verdict_for};
+use crate::scan::{content_limits, scan_options, simple_verdict, verdict_for};
 use crate::stats::{Stats, verdict};
 
 /// Messages buffered towards one VM.
@@ -499,6 +500,8 @@ impl Session {
             leader: None,
             tally,
             digest: None,
+            member: None,
+            gap: None,
         };
         // 1. The cache: this VM's own verdicts, then its template's, so
         //    clones of one image share verdicts without content.
@@ -706,6 +709,26 @@ fn count_verdict(stats: &Stats, v: &Verdict) {
     });
 }
 
+/// The result of a container whose bytes could not be kept: its own scan
+/// stands, and its inside is not scanned.
+fn unkept(result: giva_engine::ScanResult, why: String) -> giva_content::Report {
+    let mut result = result;
+    let gap = giva_content::Gap {
+        path: Vec::new(),
+        limit: giva_engine::Limit::Unreadable,
+        detail: format!("its content could not be kept to open it: {why}"),
+    };
+    if !result.is_infected() {
+        result.outcome = giva_engine::Outcome::LimitExceeded(gap.limit);
+    }
+    giva_content::Report {
+        result,
+        found: Vec::new(),
+        gaps: vec![gap],
+        members: 0,
+    }
+}
+
 /// Scans one file's content as it arrives and answers with its verdict.
 struct FileTask {
     /// When the event arrived.
@@ -728,6 +751,11 @@ struct FileTask {
     tally: Option<SharedTally>,
     /// SHA-256 of the content, once all of it was read.
     digest: Option<[u8; 32]>,
+    /// Where inside the file its detection was made
+    /// (`outer.zip!mid.zip!p.exe`), when not in the file itself.
+    member: Option<String>,
+    /// What inside the file was not scanned, for the verdict's reason.
+    gap: Option<String>,
 }
 
 /// Counts a file in flight for as long as it lives.
@@ -745,10 +773,12 @@ impl FileTask {
         let loaded = self.app.signatures.current();
         let version = loaded.database.version().to_string();
         let opts = scan_options(self.policy.limits());
-        let scanner = loaded.scanners.take(opts, Some(self.size));
-        // The scanner and a digest of the content travel together between
-        // pool jobs, one chunk at a time.
-        let mut state = Some((scanner, Sha256::new()));
+        let limits = content_limits(self.policy.limits());
+        let scanner = loaded.scanners.take(opts.clone(), Some(self.size));
+        // The scanner, a digest of the content and what is kept of it for
+        // its layers travel together between pool jobs, one chunk at a
+        // time.
+        let mut state = Some((scanner, Sha256::new(), Keeper::new()));
         let timeout = Duration::from_secs(self.app.config.server.content_timeout_secs.max(1));
         let failure = loop {
             if let Some(l) = &self.leader {
@@ -768,16 +798,18 @@ impl FileTask {
                 FileInput::Failed(reason) => break Some(reason),
             };
             self.app.stats.bytes_scanned.inc_by(data.len() as u64);
-            let Some((mut s, mut digest)) = state.take() else {
+            let Some((mut s, mut digest, mut keeper)) = state.take() else {
                 break Some("scanner lost".to_string());
             };
+            let keep_limits = limits.clone();
             let job = self
                 .app
                 .pool
                 .submit(&self.vm.vm_id, self.priority, move || {
                     s.feed(&data);
                     digest.update(&data);
-                    (s, digest)
+                    keeper.push(&data, last, &keep_limits);
+                    (s, digest, keeper)
                 });
             match job {
                 Err(busy) => break Some(format!("appliance busy: {busy}")),
@@ -791,17 +823,37 @@ impl FileTask {
             }
         };
         let verdict = match (failure, state) {
-            (None, Some((mut scanner, digest))) => {
+            (None, Some((mut scanner, digest, keeper))) => {
+                // The file's own bytes first; then, for a container, its
+                // layers, from what was kept.
+                let decomposer = giva_content::Decomposer::new(loaded.engine.clone(), opts, limits);
+                let name = crate::layers::base_name(&self.path).to_string();
+                let started = self.started;
                 let finished = self
                     .app
                     .pool
                     .submit(&self.vm.vm_id, self.priority, move || {
-                        (scanner.finish(), digest.finalize(), scanner)
+                        let result = scanner.finish();
+                        let report = match keeper.take() {
+                            None => None,
+                            Some(Ok(bytes)) => {
+                                Some(decomposer.scan_inside(&bytes, &name, result.clone(), started))
+                            }
+                            Some(Err(e)) => Some(unkept(result.clone(), e)),
+                        };
+                        (result, report, digest.finalize(), scanner)
                     });
                 let (result, digest) = match finished {
                     Ok(h) => match h.await {
-                        Ok((result, digest, scanner)) => {
+                        Ok((result, report, digest, scanner)) => {
                             loaded.scanners.give(scanner);
+                            let result = match report {
+                                Some(r) => {
+                                    self.note_layers(&r);
+                                    r.result
+                                }
+                                None => result,
+                            };
                             (result, digest)
                         }
                         Err(e) => {
@@ -845,7 +897,10 @@ impl FileTask {
                     leader.complete(cached);
                 }
                 let deny = self.policy.deny_on_detection();
-                let v = verdict_for(self.seq, &result, deny, &version);
+                let mut v = verdict_for(self.seq, &result, deny, &version);
+                if let Some(gap) = &self.gap {
+                    v.reason = format!("{}: {gap}", v.reason);
+                }
                 if result.is_infected() {
                     self.report_detection(&v, deny && self.blocking, &version)
                         .await;
@@ -938,6 +993,7 @@ impl FileTask {
         ev.vm_id = self.vm.vm_id.clone();
         ev.vm_name = self.vm.name.clone();
         ev.path = self.path.clone();
+        ev.member = self.member.clone().unwrap_or_default();
         ev.signatures = names;
         ev.action = if denied {
             Action::Denied
@@ -949,6 +1005,28 @@ impl FileTask {
             .reporter
             .report_with(ev, self.policy.notify_immediately())
             .await;
+    }
+
+    /// Keeps what the layers' walk says for the verdict and the event, and
+    /// counts it.
+    fn note_layers(&mut self, r: &giva_content::Report) {
+        let name = crate::layers::base_name(&self.path);
+        self.app.stats.content_members.inc_by(r.members);
+        for g in &r.gaps {
+            self.app.stats.content_gap(g.limit.name());
+        }
+        self.member = r
+            .found
+            .first()
+            .filter(|f| !f.path.is_empty())
+            .map(|f| giva_content::Report::joined(name, &f.path));
+        self.gap = r.gaps.first().map(|g| {
+            format!(
+                "{} ({})",
+                giva_content::Report::joined(name, &g.path),
+                g.detail
+            )
+        });
     }
 
     async fn answer(&self, v: Verdict, source: &str) {

@@ -79,6 +79,11 @@ pub struct Stats {
     pub clone_enrollments: Counter,
     /// This appliance's certificate renewed.
     pub certificate_renewals: Counter,
+    /// Members extracted from containers and scanned.
+    pub content_members: Counter,
+    /// Parts of files not scanned inside, by why (`encrypted`, `bomb`,
+    /// `unreadable`, a limit's name).
+    pub content_gaps: Family<Labels, Counter>,
     registry: Registry,
 }
 
@@ -122,6 +127,8 @@ impl Stats {
             identity_refusals: Family::default(),
             clone_enrollments: Counter::default(),
             certificate_renewals: Counter::default(),
+            content_members: Counter::default(),
+            content_gaps: Family::default(),
             registry: Registry::default(),
         };
         registry.register("events", "File events received", s.events.clone());
@@ -232,7 +239,24 @@ impl Stats {
             "Times this appliance's certificate was renewed at the manager's word",
             s.certificate_renewals.clone(),
         );
+        registry.register(
+            "content_members",
+            "Members extracted from containers (archives, compressed files) and scanned",
+            s.content_members.clone(),
+        );
+        registry.register(
+            "content_not_scanned",
+            "Parts of files not scanned inside, by why (a limit, encrypted, bomb, unsupported, unreadable)",
+            s.content_gaps.clone(),
+        );
         Stats { registry, ..s }
+    }
+
+    /// Counts a part of a file not scanned inside, by why.
+    pub fn content_gap(&self, why: &str) {
+        self.content_gaps
+            .get_or_create(&vec![("why".to_string(), why.to_string())])
+            .inc();
     }
 
     /// Counts a shim refused for its certificate.

@@ -44,6 +44,85 @@ pub enum Cut {
     Corrupt(std::io::Error),
 }
 
+/// Bytes gathered in order: in memory up to `spill_above`, then in an
+/// unlinked temporary file, mapped at the end.
+#[derive(Debug)]
+pub struct Spool {
+    mem: Vec<u8>,
+    file: Option<std::fs::File>,
+    len: u64,
+    spill_above: u64,
+    temp_dir: Option<std::path::PathBuf>,
+}
+
+impl Spool {
+    /// An empty spool under `limits`' spill size and temporary directory.
+    pub fn new(limits: &Limits) -> Self {
+        Spool {
+            mem: Vec::new(),
+            file: None,
+            len: 0,
+            spill_above: limits.spill_above,
+            temp_dir: limits.temp_dir.clone(),
+        }
+    }
+
+    /// Bytes gathered so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when nothing was gathered.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends `bytes`.
+    ///
+    /// # Errors
+    ///
+    /// The temporary file cannot be made or written.
+    pub fn push(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.len += bytes.len() as u64;
+        match &mut self.file {
+            Some(f) => f.write_all(bytes),
+            None if self.len > self.spill_above => {
+                let mut f = match &self.temp_dir {
+                    Some(d) => tempfile::tempfile_in(d),
+                    None => tempfile::tempfile(),
+                }?;
+                f.write_all(&self.mem)?;
+                f.write_all(bytes)?;
+                self.mem = Vec::new();
+                self.file = Some(f);
+                Ok(())
+            }
+            None => {
+                self.mem.extend_from_slice(bytes);
+                Ok(())
+            }
+        }
+    }
+
+    /// The bytes gathered.
+    ///
+    /// # Errors
+    ///
+    /// The temporary file cannot be mapped.
+    pub fn finish(self) -> std::io::Result<Extracted> {
+        match self.file {
+            None => Ok(Extracted::Memory(self.mem)),
+            Some(f) => {
+                // SAFETY: the file is ours alone (unlinked at creation) and
+                // is not written again while mapped.
+                #[allow(unsafe_code)]
+                let map = unsafe { memmap2::Mmap::map(&f) }?;
+                Ok(Extracted::Mapped(map))
+            }
+        }
+    }
+}
+
 /// Reads `reader` to its end: at most `limits.max_file_size` bytes (and,
 /// when `compressed` is known, at most `max_ratio` times that past
 /// `ratio_floor`).
@@ -57,9 +136,7 @@ pub fn read_member(
     compressed: Option<u64>,
     limits: &Limits,
 ) -> Result<Extracted, Cut> {
-    let mut mem: Vec<u8> = Vec::new();
-    let mut file: Option<std::fs::File> = None;
-    let mut total: u64 = 0;
+    let mut spool = Spool::new(limits);
     let mut buf = vec![0u8; 64 << 10];
     loop {
         let n = match reader.read(&mut buf) {
@@ -68,7 +145,7 @@ pub fn read_member(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Cut::Corrupt(e)),
         };
-        total += n as u64;
+        let total = spool.len() + n as u64;
         if total > limits.max_file_size {
             return Err(Cut::TooLarge);
         }
@@ -79,32 +156,9 @@ pub fn read_member(
         {
             return Err(Cut::Ratio);
         }
-        match &mut file {
-            Some(f) => f.write_all(&buf[..n]).map_err(Cut::Corrupt)?,
-            None if total > limits.spill_above => {
-                let mut f = match &limits.temp_dir {
-                    Some(d) => tempfile::tempfile_in(d),
-                    None => tempfile::tempfile(),
-                }
-                .map_err(Cut::Corrupt)?;
-                f.write_all(&mem).map_err(Cut::Corrupt)?;
-                f.write_all(&buf[..n]).map_err(Cut::Corrupt)?;
-                mem = Vec::new();
-                file = Some(f);
-            }
-            None => mem.extend_from_slice(&buf[..n]),
-        }
+        spool.push(&buf[..n]).map_err(Cut::Corrupt)?;
     }
-    match file {
-        None => Ok(Extracted::Memory(mem)),
-        Some(f) => {
-            // SAFETY: the file is ours alone (unlinked at creation) and is
-            // not written again while mapped.
-            #[allow(unsafe_code)]
-            let map = unsafe { memmap2::Mmap::map(&f) }.map_err(Cut::Corrupt)?;
-            Ok(Extracted::Mapped(map))
-        }
-    }
+    spool.finish().map_err(Cut::Corrupt)
 }
 
 #[cfg(test)]

@@ -43,6 +43,10 @@ pub struct EventRow {
     pub delay_ms: f64,
     /// Free-text detail.
     pub detail: String,
+    /// The member of the file a detection was made in
+    /// (`outer.zip!mid.zip!p.exe`), if not the file itself.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub member: String,
 }
 
 impl From<&StoredEvent> for EventRow {
@@ -71,6 +75,7 @@ impl From<&StoredEvent> for EventRow {
             received_at: format_us(s.received_at_us),
             delay_ms: (s.received_at_us - e.detected_at_us) as f64 / 1000.0,
             detail: e.detail,
+            member: e.member,
         }
     }
 }
@@ -190,6 +195,9 @@ pub async fn events(
                 row.received_at,
                 row.delay_ms,
             );
+            if !row.member.is_empty() {
+                println!("    found in {}", row.member);
+            }
             if !row.detail.is_empty() {
                 println!("    {}", row.detail);
             }

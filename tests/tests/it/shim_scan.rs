@@ -142,3 +142,96 @@ async fn excluded_files_are_not_failures() {
     );
     appliance.stop().await;
 }
+
+/// A zipped and a gzipped EICAR through the shim are denied, and the
+/// manager's detection event names the member; an encrypted member is not
+/// scanned, and says so, never clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archives_are_opened_on_the_appliance_and_the_member_named() {
+    use std::io::Write;
+    let (manager, mgr) = crate::common::start_manager().await;
+    let config = crate::common::config_with_manager(&manager.url());
+    let (appliance, app) = start_appliance(config).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let deflated = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    z.start_file("docs/readme.txt", deflated).expect("zip");
+    z.write_all(b"nothing to see here").expect("zip");
+    z.start_file("bin/eicar.com", deflated).expect("zip");
+    z.write_all(EICAR).expect("zip");
+    write(
+        dir.path(),
+        "bundle.zip",
+        &z.finish().expect("zip").into_inner(),
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(EICAR).expect("gzip");
+    write(dir.path(), "eicar.com.gz", &gz.finish().expect("gzip"));
+    // A stored entry marked encrypted.
+    let mut e = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    e.start_file("secret.bin", zip::write::SimpleFileOptions::default())
+        .expect("zip");
+    e.write_all(&[7u8; 64]).expect("zip");
+    let mut enc = e.finish().expect("zip").into_inner();
+    enc[6] |= 1;
+    let cd = enc
+        .windows(4)
+        .rposition(|w| w == b"PK\x01\x02")
+        .expect("central directory");
+    enc[cd + 8] |= 1;
+    write(dir.path(), "locked.zip", &enc);
+
+    let vm = giva_proto::shim::VmIdentity {
+        vm_id: "vm-archives".into(),
+        ..Default::default()
+    };
+    let config = ScanConfig::new(appliance.url(), vm, vec![dir.path().to_path_buf()]);
+    let mut seen = Vec::new();
+    let summary = giva_shim::scan::run(&config, |r| seen.push(r.clone()), |_, _| {})
+        .await
+        .expect("scan");
+    assert_eq!(summary.infected, 2, "{seen:?}");
+    let locked = seen
+        .iter()
+        .find(|r| r.path.ends_with("locked.zip"))
+        .expect("locked.zip reported");
+    assert!(
+        format!("{locked:?}").contains("encrypted"),
+        "not clean, and why: {locked:?}"
+    );
+    let filter = giva_manager::store::EventFilter {
+        limit: 1000,
+        ..Default::default()
+    };
+    let mut members = Vec::new();
+    for _ in 0..250 {
+        members = mgr
+            .store()
+            .events(&filter)
+            .await
+            .expect("store")
+            .into_iter()
+            .filter_map(|e| e.event)
+            .filter(|e| e.kind == giva_proto::manager::EventKind::Detection as i32)
+            .map(|e| e.member)
+            .collect();
+        if members.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    members.sort();
+    assert_eq!(
+        members,
+        ["bundle.zip!bin/eicar.com", "eicar.com.gz!eicar.com"]
+    );
+    app.stats.observe(&app.cache.stats(), &app.pool.stats());
+    let metrics = app.stats.render();
+    assert!(
+        metrics.contains("giva_content_not_scanned_total{why=\"encrypted\"} 1"),
+        "{metrics}"
+    );
+    appliance.stop().await;
+    manager.stop().await;
+}

@@ -1,0 +1,100 @@
+//! A streamed file's layers: while its bytes arrive, the first 32 KiB (or
+//! all of a smaller file) decide by their magic whether it is a container;
+//! a container's bytes are kept (in memory while small, in an unlinked
+//! temporary file past that), and once its own scan is done, its members
+//! are opened and scanned with the same engine. A file that is not a
+//! container costs one magic check and keeps nothing.
+
+use giva_content::extract::{Extracted, Spool};
+use giva_content::{Limits, detect};
+
+/// Bytes that decide a file's type: far enough for the tar (257) and
+/// ISO 9660 (32769) magics.
+const DECIDE_AT: usize = 32 * 1024 + 7;
+
+/// What of a streamed file is kept for its layers.
+#[derive(Debug)]
+pub(crate) enum Keeper {
+    /// Not enough bytes yet to tell.
+    Deciding(Vec<u8>),
+    /// A container: every byte kept.
+    Keeping(Spool),
+    /// Not a container.
+    Not,
+    /// A container whose bytes could not be kept (the temporary file
+    /// failed): its inside is not scanned, and says so.
+    Failed(String),
+}
+
+impl Keeper {
+    /// Nothing seen yet.
+    pub(crate) fn new() -> Self {
+        Keeper::Deciding(Vec::new())
+    }
+
+    /// Takes the next bytes; `last` when they end the file.
+    pub(crate) fn push(&mut self, data: &[u8], last: bool, limits: &Limits) {
+        match self {
+            Keeper::Deciding(head) => {
+                head.extend_from_slice(data);
+                if head.len() >= DECIDE_AT || last {
+                    *self = if detect(head).is_container() {
+                        let mut spool = Spool::new(limits);
+                        match spool.push(head) {
+                            Ok(()) => Keeper::Keeping(spool),
+                            Err(e) => Keeper::Failed(e.to_string()),
+                        }
+                    } else {
+                        Keeper::Not
+                    };
+                }
+            }
+            Keeper::Keeping(spool) => {
+                if let Err(e) = spool.push(data) {
+                    *self = Keeper::Failed(e.to_string());
+                }
+            }
+            Keeper::Not | Keeper::Failed(_) => {}
+        }
+    }
+
+    /// A container's bytes, or why they are missing; `None` for a file
+    /// that is not a container.
+    pub(crate) fn take(self) -> Option<Result<Extracted, String>> {
+        match self {
+            Keeper::Keeping(spool) => Some(spool.finish().map_err(|e| e.to_string())),
+            Keeper::Failed(e) => Some(Err(e)),
+            Keeper::Deciding(_) | Keeper::Not => None,
+        }
+    }
+}
+
+/// The last part of a guest path: the name of a file's outermost layer.
+pub(crate) fn base_name(path: &str) -> &str {
+    path.rsplit(['/', '\\']).next().unwrap_or(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_container_is_kept() {
+        let limits = Limits::default();
+        let mut k = Keeper::new();
+        k.push(b"plain text that is not", false, &limits);
+        k.push(b" a container", true, &limits);
+        assert!(k.take().is_none());
+        let mut k = Keeper::new();
+        k.push(&[0x1f, 0x8b, 0x08, 0], false, &limits);
+        k.push(b"rest", true, &limits);
+        let kept = k.take().expect("a container").expect("kept");
+        assert_eq!(&*kept, &[0x1f, 0x8b, 0x08, 0, b'r', b'e', b's', b't'][..]);
+        // Decided once enough bytes arrived, before the end.
+        let mut k = Keeper::new();
+        k.push(&vec![b'x'; DECIDE_AT], false, &limits);
+        assert!(matches!(k, Keeper::Not));
+        assert_eq!(base_name("/a/b/c.zip"), "c.zip");
+        assert_eq!(base_name("C:\\dir\\x.zip"), "x.zip");
+    }
+}
