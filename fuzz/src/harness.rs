@@ -3,7 +3,7 @@
 //! This file is compiled twice: into `giva-fuzz` (the fuzz targets) and,
 //! through `#[path]`, into the integration suite, which replays the inputs
 //! kept in `fuzz/regressions/<target>/` through the same function. It only
-//! uses crates both have: the giva crates, `prost`, `tokio`, `tonic`,
+//! uses crates both have: the giva crates (`giva-content` too), `prost`, `tokio`, `tonic`,
 //! `tokio-stream`, `sha2`, `md-5`, `hex` and `arbitrary`.
 //!
 //! Every function panics (and so makes libFuzzer report a crash) when an
@@ -29,6 +29,11 @@ pub const TARGETS: &[&str] = &[
     "scan_diff",
     "proto_decode",
     "appliance_session",
+    "content_zip",
+    "content_tar",
+    "content_cpio",
+    "content_ar",
+    "content_compressed",
 ];
 
 /// Runs the target called `name` on `data`; false for an unknown name.
@@ -40,6 +45,11 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "scan_diff" => scan_diff(data),
         "proto_decode" => proto_decode(data),
         "appliance_session" => appliance_session(data),
+        "content_zip" => content(b"PK\x03\x04", data),
+        "content_tar" => content_tar(data),
+        "content_cpio" => content_cpio(data),
+        "content_ar" => content(b"!<arch>\n", data),
+        "content_compressed" => content_compressed(data),
         _ => return false,
     }
     true
@@ -1150,4 +1160,94 @@ pub fn appliance_session(data: &[u8]) {
             .expect("the appliance stopped answering other VMs");
         }
     });
+}
+
+// ---------------------------------------------------------------------------
+// Containers (giva-content): each parser behind its magic
+
+/// An engine with the EICAR body signature, built once.
+fn content_engine() -> &'static Engine {
+    static E: OnceLock<Engine> = OnceLock::new();
+    E.get_or_init(|| {
+        let text = "Eicar.Body:0:*:58354f2150254041505b345c505a58353428505e2937434329377d2445494341522d5354414e444152442d414e544956495255532d544553542d46494c452124482b482a\n";
+        let mut c = Compiler::new();
+        c.add_source("eicar.ndb", text, false);
+        let db = c.build().expect("the EICAR database builds");
+        Engine::new(&db).expect("engine")
+    })
+}
+
+/// Opens `magic` + `data` as layers under small limits. A parser may say
+/// the input is unreadable, but must not panic (the walk turns a panic
+/// into "the parser failed", which is a crash here), and whatever it
+/// reports must be coherent.
+fn content(magic: &[u8], data: &[u8]) {
+    let mut input = magic.to_vec();
+    input.extend_from_slice(data);
+    content_input(&input);
+}
+
+fn content_input(input: &[u8]) {
+    let limits = giva_content::Limits {
+        max_files: 64,
+        max_file_size: 1 << 20,
+        max_scan_size: 8 << 20,
+        max_scan_time: Duration::from_secs(5),
+        ratio_floor: 64 << 10,
+        spill_above: 256 << 10,
+        ..giva_content::Limits::default()
+    };
+    let d = giva_content::Decomposer::new(content_engine().clone(), ScanOptions::default(), limits);
+    let r = d.scan(input, "fuzz.bin");
+    for g in &r.gaps {
+        assert!(
+            !g.detail.contains("the parser failed"),
+            "a parser panicked: {g:?}"
+        );
+    }
+    assert!(
+        r.members <= 64 + 1,
+        "more members than the limit: {}",
+        r.members
+    );
+    assert_eq!(r.result.is_infected(), !r.found.is_empty());
+    assert!(r.result.bytes_scanned <= input.len() as u64 + (8 << 20));
+}
+
+/// `content_tar`: a 512-byte header (the input's first bytes, with the
+/// `ustar` magic set) and the rest.
+fn content_tar(data: &[u8]) {
+    let mut input = data.to_vec();
+    if input.len() < 512 {
+        input.resize(512, 0);
+    }
+    input[257..262].copy_from_slice(b"ustar");
+    content_input(&input);
+}
+
+/// `content_cpio`: byte 0 picks newc, odc or old binary (either order).
+fn content_cpio(data: &[u8]) {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let magic: &[u8] = match pick % 4 {
+        0 => b"070701",
+        1 => b"070707",
+        2 => &[0xc7, 0x71],
+        _ => &[0x71, 0xc7],
+    };
+    content(magic, rest);
+}
+
+/// `content_compressed`: byte 0 picks gzip, bzip2 or xz.
+fn content_compressed(data: &[u8]) {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let magic: &[u8] = match pick % 3 {
+        0 => &[0x1f, 0x8b, 0x08],
+        1 => b"BZh9",
+        _ => &[0xfd, b'7', b'z', b'X', b'Z', 0],
+    };
+    content(magic, rest);
 }

@@ -114,6 +114,19 @@ fn fuzz_regressions_appliance_session() {
     replay_target("appliance_session");
 }
 
+#[test]
+fn fuzz_regressions_content() {
+    for t in [
+        "content_zip",
+        "content_tar",
+        "content_cpio",
+        "content_ar",
+        "content_compressed",
+    ] {
+        replay_target(t);
+    }
+}
+
 /// How far `scan_diff` gets on a working corpus (`fuzz/corpus/scan_diff`,
 /// left by a long run): how many inputs compile and are compared, and how
 /// many of those detect something. Informational.

@@ -1,0 +1,194 @@
+//! Differential test against `clamscan` in its default mode (archives
+//! opened, not raw mode): generated nested archives of the formats both
+//! open, one body and one hash signature, all-match on both sides; the
+//! signatures found per file must be the same.
+//!
+//! Skipped (with a message) when `clamscan` is not installed, unless
+//! `GIVA_REQUIRE_CLAMAV=1`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+use giva_content::{Decomposer, Limits};
+use giva_engine::{Engine, ScanOptions};
+use sha2::Digest;
+
+fn clamscan_available() -> bool {
+    let ok = Command::new("clamscan")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("GIVA_REQUIRE_CLAMAV").as_deref() != Ok("1"),
+            "clamscan not installed and GIVA_REQUIRE_CLAMAV=1"
+        );
+        eprintln!("SKIPPED: clamscan not installed");
+    }
+    ok
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn zip_of(members: &[(&str, &[u8])], method: zip::CompressionMethod) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default().compression_method(method);
+    for (name, data) in members {
+        w.start_file(*name, opts).expect("start");
+        w.write_all(data).expect("write");
+    }
+    w.finish().expect("finish").into_inner()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).expect("gzip");
+    e.finish().expect("gzip")
+}
+
+fn bzip2(data: &[u8]) -> Vec<u8> {
+    let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+    e.write_all(data).expect("bzip2");
+    e.finish().expect("bzip2")
+}
+
+fn xz(data: &[u8]) -> Vec<u8> {
+    let mut w =
+        lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(6)).expect("xz");
+    w.write_all(data).expect("xz");
+    w.finish().expect("xz")
+}
+
+fn tar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in members {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, *data).expect("tar");
+    }
+    b.into_inner().expect("tar")
+}
+
+#[test]
+fn same_detections_as_clamscan_default_mode_on_nested_archives() {
+    if !clamscan_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    // Two payloads: one with the body signature's bytes, one that only
+    // the hash signature knows (its bytes appear in no other file).
+    let mark = b"GIVA-DIFF-BODY-MARK-0123456789";
+    let mut body: Vec<u8> = (0..30_000u32).map(|i| (i * 13 % 241) as u8).collect();
+    body[12_000..12_000 + mark.len()].copy_from_slice(mark);
+    let hashed: Vec<u8> = (0..25_000u32)
+        .map(|i| (i * 29 % 233) as u8 ^ 0x5a)
+        .collect();
+    let clean: Vec<u8> = (0..9_000u32).map(|i| (i * 3 % 199) as u8).collect();
+    let db = d.join("db");
+    std::fs::create_dir(&db).expect("mkdir");
+    std::fs::write(db.join("t.ndb"), format!("Diff.Body:0:*:{}\n", hex(mark))).expect("ndb");
+    std::fs::write(
+        db.join("t.hsb"),
+        format!(
+            "{}:{}:Diff.Hash\n",
+            hex(&sha2::Sha256::digest(&hashed)),
+            hashed.len()
+        ),
+    )
+    .expect("hsb");
+
+    let both: &[(&str, &[u8])] = &[("a/body.bin", &body), ("b/hashed.bin", &hashed)];
+    let only_hash: &[(&str, &[u8])] = &[("clean.bin", &clean), ("hashed.bin", &hashed)];
+    let nothing: &[(&str, &[u8])] = &[("clean.bin", &clean)];
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("both.zip", zip_of(both, zip::CompressionMethod::Deflated)),
+        ("stored.zip", zip_of(both, zip::CompressionMethod::Stored)),
+        (
+            "hash-bzip2.zip",
+            zip_of(only_hash, zip::CompressionMethod::Bzip2),
+        ),
+        ("both.tar", tar_of(both)),
+        ("both.tar.gz", gzip(&tar_of(both))),
+        ("hash.tar.bz2", bzip2(&tar_of(only_hash))),
+        ("hash.tar.xz", xz(&tar_of(only_hash))),
+        ("hashed.bin.gz", gzip(&hashed)),
+        ("body.bin.bz2", bzip2(&body)),
+        (
+            "nested.zip",
+            zip_of(
+                &[(
+                    "mid.tar.gz",
+                    &gzip(&tar_of(&[(
+                        "in.zip",
+                        &zip_of(only_hash, zip::CompressionMethod::Deflated),
+                    )])),
+                )],
+                zip::CompressionMethod::Deflated,
+            ),
+        ),
+        (
+            "clean.zip",
+            zip_of(nothing, zip::CompressionMethod::Deflated),
+        ),
+        ("clean.tar.gz", gzip(&tar_of(nothing))),
+    ];
+    let scan_dir = d.join("files");
+    std::fs::create_dir(&scan_dir).expect("mkdir");
+    for (name, data) in &files {
+        std::fs::write(scan_dir.join(name), data).expect("write");
+    }
+
+    // clamscan, default mode, all matches.
+    let out = Command::new("clamscan")
+        .args(["--no-summary", "--allmatch", "--infected", "-d"])
+        .arg(&db)
+        .arg(&scan_dir)
+        .output()
+        .expect("clamscan runs");
+    let mut theirs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((path, rest)) = line.rsplit_once(": ")
+            && let Some(name) = rest.strip_suffix(" FOUND")
+        {
+            let file = Path::new(path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            theirs.entry(file).or_default().insert(name.to_string());
+        }
+    }
+
+    // giva, the same files and signatures.
+    let (_, engine) = Engine::load(&[db.join("t.ndb"), db.join("t.hsb")]).expect("engine");
+    let decomposer = Decomposer::new(
+        engine,
+        ScanOptions {
+            all_match: true,
+            ..ScanOptions::default()
+        },
+        Limits::default(),
+    );
+    let mut ours: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (name, data) in &files {
+        let r = decomposer.scan(data, name);
+        assert!(r.gaps.is_empty(), "{name}: {:?}", r.gaps);
+        for det in r.result.detections {
+            ours.entry((*name).to_string())
+                .or_default()
+                .insert(det.name);
+        }
+    }
+    println!("clamscan: {theirs:#?}\ngiva: {ours:#?}");
+    assert!(
+        theirs.len() >= 8,
+        "too few clamscan detections to compare: {theirs:?}"
+    );
+    assert_eq!(ours, theirs);
+}
