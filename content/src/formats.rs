@@ -68,6 +68,12 @@ pub(crate) fn members(
         Kind::PosixTar | Kind::OldTar => tar(data, each),
         Kind::CpioNewc | Kind::CpioOdc | Kind::CpioOld => cpio(kind, data, each),
         Kind::Ar => ar(data, each),
+        Kind::SevenZip => seven_zip(data, each),
+        Kind::Cab => cab(data, each),
+        Kind::Zstd => {
+            let mut r = ruzstd::decoding::StreamingDecoder::new(data).map_err(corrupt)?;
+            single(&mut r, data.len(), outer, &[".zst", ".tzst"], each)
+        }
         _ => Ok(()),
     }
 }
@@ -212,6 +218,90 @@ fn tar(data: &[u8], each: &mut dyn FnMut(Entry<'_>) -> Flow) -> Result<(), Forma
             reader: &mut entry,
             compressed: Some(size),
         });
+        if flow == Flow::Stop {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A 7-Zip archive's members, one thread, no password: an encrypted
+/// archive (or block) is reported so.
+fn seven_zip(data: &[u8], each: &mut dyn FnMut(Entry<'_>) -> Flow) -> Result<(), FormatError> {
+    use sevenz_rust2::{ArchiveReader, Error, Password};
+    let mut reader = match ArchiveReader::new(Cursor::new(data), Password::empty()) {
+        Ok(r) => r,
+        Err(Error::PasswordRequired | Error::MaybeBadPassword(_)) => {
+            each(Entry::Encrypted {
+                name: "(7z headers)".into(),
+            });
+            return Ok(());
+        }
+        Err(e) => return Err(corrupt(e)),
+    };
+    reader.set_thread_count(1);
+    let mut stopped = false;
+    let result = reader.for_each_entries(|entry, r| {
+        if entry.is_directory || !entry.has_stream {
+            return Ok(true);
+        }
+        let flow = each(Entry::File {
+            name: entry.name.clone(),
+            reader: r,
+            compressed: Some(entry.compressed_size).filter(|c| *c > 0),
+        });
+        stopped = flow == Flow::Stop;
+        Ok(!stopped)
+    });
+    match result {
+        Ok(()) => Ok(()),
+        Err(_) if stopped => Ok(()),
+        Err(Error::PasswordRequired | Error::MaybeBadPassword(_)) => {
+            each(Entry::Encrypted {
+                name: "(7z block)".into(),
+            });
+            Ok(())
+        }
+        Err(Error::UnsupportedCompressionMethod(m)) => {
+            each(Entry::Unsupported {
+                name: "(7z block)".into(),
+                why: format!("compression method {m} is not decoded"),
+            });
+            Ok(())
+        }
+        Err(e) => Err(corrupt(e)),
+    }
+}
+
+/// A Microsoft Cabinet's members (stored, MSZIP, LZX; Quantum is not
+/// decoded and is reported so).
+fn cab(data: &[u8], each: &mut dyn FnMut(Entry<'_>) -> Flow) -> Result<(), FormatError> {
+    let mut cabinet = cab::Cabinet::new(Cursor::new(data)).map_err(corrupt)?;
+    let files: Vec<(String, bool)> = cabinet
+        .folder_entries()
+        .flat_map(|folder| {
+            let quantum = matches!(folder.compression_type(), cab::CompressionType::Quantum(..));
+            folder
+                .file_entries()
+                .map(move |f| (f.name().to_string(), quantum))
+        })
+        .collect();
+    for (name, quantum) in files {
+        let flow = if quantum {
+            each(Entry::Unsupported {
+                name,
+                why: "Quantum compression is not decoded".into(),
+            })
+        } else {
+            match cabinet.read_file(&name) {
+                Ok(mut r) => each(Entry::File {
+                    name,
+                    reader: &mut r,
+                    compressed: None,
+                }),
+                Err(e) => return Err(corrupt(e)),
+            }
+        };
         if flow == Flow::Stop {
             break;
         }

@@ -87,8 +87,8 @@ impl Kind {
         self != Kind::Other
     }
 
-    /// Whether giva opens this type yet; the others are scanned as bytes
-    /// and reported as not scanned inside.
+    /// Whether giva opens this type; the others (ARJ, ISO 9660) are
+    /// scanned as bytes and reported as not scanned inside.
     pub fn is_supported(self) -> bool {
         matches!(
             self,
@@ -102,6 +102,9 @@ impl Kind {
                 | Kind::CpioOdc
                 | Kind::CpioOld
                 | Kind::Ar
+                | Kind::SevenZip
+                | Kind::Cab
+                | Kind::Zstd
         )
     }
 }

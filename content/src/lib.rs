@@ -4,10 +4,12 @@
 //!
 //! - [`kind`]: types by magic ([`detect`]).
 //! - `formats`: the members of each container type: zip (stored, deflate,
-//!   deflate64, bzip2, lzma, xz, implode), gzip, bzip2, xz, tar (ustar,
-//!   GNU, pax, old), cpio (newc, odc, old binary in both byte orders), ar.
-//!   Other containers recognised by their magic (7z, cab, arj, ISO 9660,
-//!   zstd) are scanned as bytes and reported as not opened.
+//!   deflate64, bzip2, lzma, xz, implode), gzip, bzip2, xz, zstd, tar
+//!   (ustar, GNU, pax, old), cpio (newc, odc, old binary in both byte
+//!   orders), ar, 7z (LZMA, LZMA2, BZip2, Deflate, copy), Microsoft CAB
+//!   (stored, MSZIP, LZX). Containers recognised by their magic but not
+//!   opened (ARJ, ISO 9660, CAB's Quantum, 7z's PPMd and encryption) are
+//!   scanned as bytes and reported as not scanned inside.
 //! - `extract`: a member's bytes under the caps; large ones go to an
 //!   unlinked temporary file and are mapped.
 //! - [`walk`]: the tree walk ([`Decomposer`]), the limits ([`Limits`]) and

@@ -34,6 +34,8 @@ pub const TARGETS: &[&str] = &[
     "content_cpio",
     "content_ar",
     "content_compressed",
+    "content_7z",
+    "content_cab",
 ];
 
 /// Runs the target called `name` on `data`; false for an unknown name.
@@ -50,6 +52,8 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "content_cpio" => content_cpio(data),
         "content_ar" => content(b"!<arch>\n", data),
         "content_compressed" => content_compressed(data),
+        "content_7z" => content(b"7z\xbc\xaf\x27\x1c", data),
+        "content_cab" => content(b"MSCF\0\0\0\0", data),
         _ => return false,
     }
     true
@@ -1239,15 +1243,16 @@ fn content_cpio(data: &[u8]) {
     content(magic, rest);
 }
 
-/// `content_compressed`: byte 0 picks gzip, bzip2 or xz.
+/// `content_compressed`: byte 0 picks gzip, bzip2, xz or zstd.
 fn content_compressed(data: &[u8]) {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
-    let magic: &[u8] = match pick % 3 {
+    let magic: &[u8] = match pick % 4 {
         0 => &[0x1f, 0x8b, 0x08],
         1 => b"BZh9",
-        _ => &[0xfd, b'7', b'z', b'X', b'Z', 0],
+        2 => &[0xfd, b'7', b'z', b'X', b'Z', 0],
+        _ => &[0x28, 0xb5, 0x2f, 0xfd],
     };
     content(magic, rest);
 }

@@ -122,6 +122,8 @@ fn fuzz_regressions_content() {
         "content_cpio",
         "content_ar",
         "content_compressed",
+        "content_7z",
+        "content_cab",
     ] {
         replay_target(t);
     }
