@@ -455,13 +455,11 @@ fn clamav_testfiles_in_containers() {
         assert_eq!(r.result.outcome, Outcome::Infected, "{f}: {r:?}");
         println!("{f}: found in {}", Report::joined(f, &r.found[0].path));
     }
-    for f in ["clam.arj"] {
-        let data = std::fs::read(dir.join(f)).expect("read");
-        let r = d.scan(&data, f);
-        assert_eq!(
-            r.result.outcome,
-            Outcome::LimitExceeded(Limit::Unsupported),
-            "{f}: {r:?}"
-        );
-    }
+    let data = std::fs::read(dir.join("clam.arj")).expect("read");
+    let r = d.scan(&data, "clam.arj");
+    assert_eq!(
+        r.result.outcome,
+        Outcome::LimitExceeded(Limit::Unsupported),
+        "clam.arj: {r:?}"
+    );
 }
