@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod archives;
 pub mod bandwidth;
 pub mod cli;
 pub mod compare;

@@ -11,7 +11,7 @@ pub enum Extracted {
     /// Held in memory.
     Memory(Vec<u8>),
     /// Spilled to an unlinked temporary file, mapped.
-    Mapped(memmap2::Mmap),
+    Mapped(giva_signatures::map::MappedFile),
 }
 
 impl std::fmt::Debug for Extracted {
@@ -112,13 +112,9 @@ impl Spool {
     pub fn finish(self) -> std::io::Result<Extracted> {
         match self.file {
             None => Ok(Extracted::Memory(self.mem)),
-            Some(f) => {
-                // SAFETY: the file is ours alone (unlinked at creation) and
-                // is not written again while mapped.
-                #[allow(unsafe_code)]
-                let map = unsafe { memmap2::Mmap::map(&f) }?;
-                Ok(Extracted::Mapped(map))
-            }
+            Some(f) => Ok(Extracted::Mapped(
+                giva_signatures::map::MappedFile::open_spool(&f)?,
+            )),
         }
     }
 }

@@ -21,6 +21,8 @@
 //! database (body signatures of target type 0 and hash signatures apply to
 //! each layer, as in ClamAV).
 
+#![forbid(unsafe_code)]
+
 pub mod extract;
 mod formats;
 pub mod kind;

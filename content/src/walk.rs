@@ -128,7 +128,9 @@ impl Decomposer {
         };
         let root_outcome = root.outcome;
         w.take(&[], root);
-        if kind.is_container() && !w.stop {
+        // A container on the allow list (`.fp`, `.sfp`) is not opened, as
+        // in ClamAV: the operator vouched for all of it.
+        if kind.is_container() && !w.stop && !self.allowed(data) {
             w.open(kind, data, name, &mut Vec::new(), 0);
         }
         let outcome = if !w.detections.is_empty() {
@@ -148,6 +150,21 @@ impl Decomposer {
             gaps: w.gaps,
             members: w.members,
         }
+    }
+
+    /// Whether `data`'s MD5, SHA-1 or SHA-256 is on the database's allow
+    /// list (only hashed when the list is not empty).
+    fn allowed(&self, data: &[u8]) -> bool {
+        use giva_signatures::HashAlgo;
+        use md5::Digest as _;
+        let db = self.engine.database();
+        if db.hash_counts().1 == 0 {
+            return false;
+        }
+        let size = data.len() as u64;
+        db.is_allowed(HashAlgo::Md5, &md5::Md5::digest(data), size)
+            || db.is_allowed(HashAlgo::Sha1, &sha1::Sha1::digest(data), size)
+            || db.is_allowed(HashAlgo::Sha256, &sha2::Sha256::digest(data), size)
     }
 
     /// Options for one layer: the file's scan-size and time budget left.

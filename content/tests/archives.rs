@@ -463,3 +463,34 @@ fn clamav_testfiles_in_containers() {
         "clam.arj: {r:?}"
     );
 }
+
+/// A container on the allow list (`.sfp`) is not opened, as in ClamAV; a
+/// member on it is skipped alone.
+#[test]
+fn an_allowed_container_is_not_opened() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = payload();
+    let z = zip_of(&[("p.exe", &p)], zip::CompressionMethod::Deflated);
+    let (_, ndb) = engine(dir.path(), false);
+    let sfp = dir.path().join("t.sfp");
+    std::fs::write(
+        &sfp,
+        format!(
+            "{}:{}:Allowed.Zip\n",
+            hex(&sha2::Sha256::digest(&z)),
+            z.len()
+        ),
+    )
+    .expect("sfp");
+    let (_, e) = Engine::load(&[&ndb, &sfp]).expect("engine");
+    let r = decomposer(e, Limits::default()).scan(&z, "ok.zip");
+    assert_eq!(r.result.outcome, Outcome::Clean, "{r:?}");
+    assert_eq!(r.members, 0);
+    let (_, e) = Engine::load(&[&ndb]).expect("engine");
+    let r = decomposer(e, Limits::default()).scan(&z, "ok.zip");
+    assert_eq!(
+        r.result.outcome,
+        Outcome::Infected,
+        "without the allow list"
+    );
+}

@@ -21,6 +21,10 @@
 //!   content arrives over the network and is streamed; the appliance never
 //!   maps a guest's file, and the engine's own file scan
 //!   (`Engine::scan_file`) reads.
+//! - **Spooled files are mapped** ([`MappedFile::open_spool`]): a
+//!   container's member (or a streamed container) too large to hold in
+//!   memory is written to an unlinked temporary file that only its writer
+//!   holds, and mapped once the writer is done with it.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -101,6 +105,19 @@ impl MappedFile {
         // operator on the command line: the operator vouches that they are
         // not modified while `giva scan` reads them.
         unsafe { Self::open(path) }
+    }
+
+    /// Maps a spooled file: an unlinked temporary file (no name, so no
+    /// other process can open it) that the caller wrote and will not write
+    /// again, under the policy in the module docs.
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error from inspecting or mapping the file.
+    pub fn open_spool(file: &File) -> io::Result<Self> {
+        // SAFETY: giva's policy (module docs) for spooled files: unlinked
+        // at creation, held only by this process, and no longer written.
+        unsafe { Self::from_file(file) }
     }
 
     /// Asks the kernel to map the pages of `range` (byte offsets into the

@@ -123,6 +123,26 @@ pub enum Command {
         #[arg(long)]
         bin_dir: Option<PathBuf>,
     },
+    /// Archives: `giva scan` on one thread beside `clamscan`'s default
+    /// mode, on this machine's compressed docs and on archives of its real
+    /// files.
+    Archives {
+        /// Body signatures cut from shared libraries.
+        #[arg(long, default_value_t = 10_000)]
+        body: usize,
+        /// Runs of each tool; the best is kept.
+        #[arg(long, default_value_t = 2)]
+        repeat: usize,
+        /// Where corpora and signatures are made and kept for reuse.
+        #[arg(long, default_value = "bench/results/tmp")]
+        work: PathBuf,
+        /// Timeout of each run, in seconds.
+        #[arg(long, default_value_t = 900)]
+        timeout_secs: u64,
+        /// Directory of the giva binaries (default: next to this one).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
     /// Regenerate `LATEST.md` from the newest run of each workload.
     Latest,
     /// The memory-read bandwidth probe alone.

@@ -9,7 +9,7 @@ use crate::corpus::{self, CorpusSpec};
 use crate::latest::{self, Row, Summary};
 use crate::notify::{self, Scenario};
 use crate::sigs::{self, SigSpec};
-use crate::{compare, e2e, plot, report};
+use crate::{archives, compare, e2e, plot, report};
 
 fn bin_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     match given {
@@ -125,6 +125,40 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
             std::fs::copy(tmp.path().join("load.svg"), dir.join("compare-load.svg"))?;
             let path = dir.join("compare.md");
+            std::fs::write(&path, md)?;
+            r.summary(&command).write(&dir)?;
+            eprintln!("written: {}", path.display());
+            eprintln!("written: {}", latest::write(&cli.results)?.display());
+        }
+        Command::Archives {
+            body,
+            repeat,
+            work,
+            timeout_secs,
+            bin_dir: bd,
+        } => {
+            let started = std::time::Instant::now();
+            let r = archives::run(&archives::ArchivesArgs {
+                bin_dir: bin_dir(bd)?,
+                work,
+                body,
+                repeat,
+                timeout: Duration::from_secs(timeout_secs),
+            })?;
+            let command = format!(
+                "cargo run -p giva-bench --release -- archives --body {body} --repeat {repeat}"
+            );
+            let mut md = report::header(
+                "Archives: giva scan beside clamscan's default mode",
+                &command,
+            );
+            md.push_str(&format!(
+                "- run took {:.0} s\n\n",
+                started.elapsed().as_secs_f64()
+            ));
+            md.push_str(&r.markdown());
+            let dir = report::results_dir(&cli.results)?;
+            let path = dir.join("archives.md");
             std::fs::write(&path, md)?;
             r.summary(&command).write(&dir)?;
             eprintln!("written: {}", path.display());

@@ -1,0 +1,510 @@
+//! Archives: `giva scan` on one thread beside `clamscan` in its default
+//! mode (archives opened), the same signatures, on two corpora of this
+//! machine's own files:
+//!
+//! - **compressed docs**: the `.gz` files of `/usr/share/man` and
+//!   `/usr/share/doc`, as they are;
+//! - **archive mix**: zip, tar.gz and (with `7z` installed) 7z archives
+//!   built here from real files of `/usr/share/doc`, `/usr/share/man` and
+//!   `/usr/bin`.
+//!
+//! The signatures: 10,000 body signatures cut from the machine's shared
+//! libraries (code neither corpus holds, so a scan pays for every one of
+//! them and finds nothing with them), plus a few cut from the decompressed
+//! content of corpus files, which both tools must find inside the
+//! containers. Both tools' FOUND lines are compared.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::latest::{Row, Summary};
+use crate::rng::Rng;
+use crate::run;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ArchivesArgs {
+    /// Directory of the release binaries.
+    pub bin_dir: PathBuf,
+    /// Scratch directory (corpora and signatures are kept for reuse).
+    pub work: PathBuf,
+    /// Body signatures cut from shared libraries.
+    pub body: usize,
+    /// Runs of each tool; the best is kept.
+    pub repeat: usize,
+    /// Timeout of one run.
+    pub timeout: Duration,
+}
+
+/// One tool on one corpus.
+#[derive(Debug, Clone)]
+pub struct ToolRun {
+    /// The corpus.
+    pub corpus: String,
+    /// The tool.
+    pub tool: String,
+    /// Best wall time, seconds.
+    pub secs: f64,
+    /// Peak RSS, MiB.
+    pub rss_mib: Option<f64>,
+    /// Files found, as (file, signature).
+    pub found: BTreeSet<(String, String)>,
+    /// Files reported as not scanned inside (giva only).
+    pub not_scanned: usize,
+}
+
+/// A corpus: its directory, files and bytes.
+#[derive(Debug, Clone)]
+pub struct Corpus {
+    /// Its name.
+    pub name: String,
+    /// Where it is.
+    pub dir: PathBuf,
+    /// Files.
+    pub files: usize,
+    /// Bytes on disk.
+    pub bytes: u64,
+}
+
+/// The run's results.
+#[derive(Debug, Clone, Default)]
+pub struct ArchivesResult {
+    /// The corpora.
+    pub corpora: Vec<Corpus>,
+    /// Every run.
+    pub runs: Vec<ToolRun>,
+    /// What the signatures are.
+    pub signatures: String,
+    /// Notes (skips, mismatches).
+    pub notes: Vec<String>,
+}
+
+fn files_under(roots: &[&str], keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = roots
+        .iter()
+        .flat_map(|r| walkdir::WalkDir::new(r).follow_links(false))
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file() && keep(e.path()))
+        .map(walkdir::DirEntry::into_path)
+        .collect();
+    v.sort();
+    v
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A run of bytes worth a signature: not mostly one byte value.
+fn varied(b: &[u8]) -> bool {
+    let distinct: BTreeSet<u8> = b.iter().copied().collect();
+    distinct.len() >= b.len() / 2
+}
+
+/// The compressed-docs corpus: the `.gz` files of man and doc, copied so
+/// that the run does not depend on what else is under those directories.
+fn docs_corpus(work: &Path) -> anyhow::Result<Corpus> {
+    let dir = work.join("archives-docs");
+    let gz = files_under(&["/usr/share/man", "/usr/share/doc"], |p| {
+        p.extension().is_some_and(|e| e == "gz")
+    });
+    if !dir.join(".done").is_file() {
+        let _ = std::fs::remove_dir_all(&dir);
+        for (i, f) in gz.iter().enumerate() {
+            let to = dir.join(format!("{:03}", i / 1000)).join(format!(
+                "{i:05}-{}",
+                f.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            std::fs::create_dir_all(to.parent().unwrap_or(&dir))?;
+            std::fs::copy(f, &to)?;
+        }
+        std::fs::write(dir.join(".done"), b"")?;
+    }
+    corpus(
+        "compressed docs (.gz of /usr/share/man and /usr/share/doc)",
+        &dir,
+    )
+}
+
+fn corpus(name: &str, dir: &Path) -> anyhow::Result<Corpus> {
+    let files = files_under(&[&dir.display().to_string()], |p| {
+        p.file_name().is_none_or(|n| n != ".done")
+    });
+    let bytes = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    Ok(Corpus {
+        name: name.into(),
+        dir: dir.to_owned(),
+        files: files.len(),
+        bytes,
+    })
+}
+
+/// The archive mix: 60 zips, 60 tar.gz and (with `7z`) 30 7z archives of
+/// 20 real files each.
+fn mix_corpus(work: &Path, seed: u64) -> anyhow::Result<Corpus> {
+    let dir = work.join("archives-mix");
+    if !dir.join(".done").is_file() {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let pool = files_under(&["/usr/share/doc", "/usr/share/man", "/usr/bin"], |p| {
+            std::fs::metadata(p).is_ok_and(|m| m.len() > 512 && m.len() < 4 << 20)
+        });
+        anyhow::ensure!(pool.len() >= 100, "too few real files for the archive mix");
+        let mut rng = Rng::new(seed, 0xa5c);
+        let mut pick = |n: usize| -> Vec<PathBuf> {
+            (0..n)
+                .map(|_| pool[rng.below(pool.len())].clone())
+                .collect()
+        };
+        let seven = run::which("7z");
+        for i in 0..60 {
+            let files = pick(20);
+            let mut z =
+                zip::ZipWriter::new(std::fs::File::create(dir.join(format!("a{i:03}.zip")))?);
+            let opts = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated);
+            for (j, f) in files.iter().enumerate() {
+                z.start_file(
+                    format!(
+                        "{j:02}-{}",
+                        f.file_name().unwrap_or_default().to_string_lossy()
+                    ),
+                    opts,
+                )?;
+                z.write_all(&std::fs::read(f)?)?;
+            }
+            z.finish()?;
+            let files = pick(20);
+            let gz = flate2::write::GzEncoder::new(
+                std::fs::File::create(dir.join(format!("t{i:03}.tar.gz")))?,
+                flate2::Compression::default(),
+            );
+            let mut t = tar::Builder::new(gz);
+            for (j, f) in files.iter().enumerate() {
+                t.append_path_with_name(
+                    f,
+                    format!(
+                        "{j:02}-{}",
+                        f.file_name().unwrap_or_default().to_string_lossy()
+                    ),
+                )?;
+            }
+            t.into_inner()?.finish()?;
+            if let (Some(seven), true) = (&seven, i < 30) {
+                let files = pick(20);
+                let list = dir.join("list.txt");
+                std::fs::write(
+                    &list,
+                    files
+                        .iter()
+                        .map(|f| format!("{}\n", f.display()))
+                        .collect::<String>(),
+                )?;
+                let st = std::process::Command::new(seven)
+                    .arg("a")
+                    .arg("-bd")
+                    .arg("-y")
+                    .arg(dir.join(format!("s{i:03}.7z")))
+                    .arg(format!("@{}", list.display()))
+                    .stdout(std::process::Stdio::null())
+                    .status()?;
+                anyhow::ensure!(st.success(), "7z failed");
+                std::fs::remove_file(&list)?;
+            }
+        }
+        std::fs::write(dir.join(".done"), b"")?;
+    }
+    corpus("archive mix (zip, tar.gz, 7z of real files)", &dir)
+}
+
+/// The bytes of `path` as its innermost layer: a `.gz` decompressed.
+fn plain(path: &Path) -> Option<Vec<u8>> {
+    let raw = std::fs::read(path).ok()?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .ok()?;
+        Some(out)
+    } else {
+        Some(raw)
+    }
+}
+
+/// The signatures: `body` cut from shared libraries, and 8 cut from the
+/// decompressed content of compressed-docs files (the expected finds).
+fn signatures(
+    work: &Path,
+    body: usize,
+    docs: &Corpus,
+    seed: u64,
+) -> anyhow::Result<(PathBuf, String)> {
+    let path = work.join(format!("archives-sigs-{body}.ndb"));
+    let mut rng = Rng::new(seed, 0x51c);
+    let libs = files_under(&["/usr/lib/x86_64-linux-gnu", "/usr/lib"], |p| {
+        p.to_string_lossy().contains(".so")
+            && std::fs::metadata(p).is_ok_and(|m| m.len() > 64 << 10)
+    });
+    anyhow::ensure!(
+        !libs.is_empty(),
+        "no shared libraries to cut signatures from"
+    );
+    let mut lines = Vec::with_capacity(body + 8);
+    let mut seen = BTreeSet::new();
+    while lines.len() < body {
+        let lib = &libs[rng.below(libs.len())];
+        let Ok(data) = std::fs::read(lib) else {
+            continue;
+        };
+        for _ in 0..50 {
+            let len = 16 + rng.below(17);
+            let at = rng.below(data.len() - len);
+            let cut = &data[at..at + len];
+            if varied(cut) && seen.insert(cut.to_vec()) {
+                lines.push(format!("Bench.Lib.{}:0:*:{}", lines.len(), hex(cut)));
+                if lines.len() == body {
+                    break;
+                }
+            }
+        }
+    }
+    let docs_files = files_under(&[&docs.dir.display().to_string()], |p| {
+        p.extension().is_some_and(|e| e == "gz")
+    });
+    let mut planted = 0;
+    while planted < 8 && !docs_files.is_empty() {
+        let f = &docs_files[rng.below(docs_files.len())];
+        let Some(data) = plain(f) else { continue };
+        if data.len() < 4096 {
+            continue;
+        }
+        let at = data.len() / 2;
+        let cut = &data[at..at + 24];
+        if varied(cut) && seen.insert(cut.to_vec()) {
+            lines.push(format!("Bench.Doc.{planted}:0:*:{}", hex(cut)));
+            planted += 1;
+        }
+    }
+    std::fs::write(&path, lines.join("\n") + "\n")?;
+    Ok((
+        path,
+        format!(
+            "{body} body signatures of 16-32 bytes cut from {} shared libraries of this machine, and {planted} cut from the decompressed content of compressed-docs files (the expected finds)",
+            libs.len()
+        ),
+    ))
+}
+
+/// FOUND lines as (file name, signature).
+fn found(stdout: &str) -> BTreeSet<(String, String)> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let (path, rest) = l.rsplit_once(": ")?;
+            let sig = rest.strip_suffix(" FOUND")?;
+            let name = Path::new(path).file_name()?.to_string_lossy().into_owned();
+            Some((name, sig.trim_end_matches(".UNOFFICIAL").to_string()))
+        })
+        .collect()
+}
+
+/// Runs the workload.
+///
+/// # Errors
+///
+/// giva is not built, or a corpus cannot be made.
+pub fn run(a: &ArchivesArgs) -> anyhow::Result<ArchivesResult> {
+    let giva = a.bin_dir.join("giva");
+    anyhow::ensure!(
+        giva.is_file(),
+        "{} not found: build with `cargo build --release -p giva-appliance`",
+        giva.display()
+    );
+    std::fs::create_dir_all(&a.work)?;
+    let work = a.work.canonicalize()?;
+    let mut res = ArchivesResult::default();
+    eprintln!("archives: corpora (made once, then reused)");
+    let docs = docs_corpus(&work)?;
+    let mix = mix_corpus(&work, 1)?;
+    let (sigs, what) = signatures(&work, a.body, &docs, 1)?;
+    res.signatures = what;
+    let clamscan = run::which("clamscan");
+    if clamscan.is_none() {
+        res.notes
+            .push("clamscan not installed: skipped (apt-get install clamav)".into());
+    }
+    let scratch = work.join("scratch-archives");
+    for c in [&docs, &mix] {
+        let target = c.dir.display().to_string();
+        let giva_args: Vec<String> = vec![
+            "scan".into(),
+            "--threads".into(),
+            "1".into(),
+            "-r".into(),
+            "--no-summary".into(),
+            "--infected".into(),
+            "-d".into(),
+            sigs.display().to_string(),
+            target.clone(),
+        ];
+        let mut tools: Vec<(&str, PathBuf, Vec<String>)> =
+            vec![("giva scan, 1 thread", giva.clone(), giva_args)];
+        if let Some(cs) = &clamscan {
+            tools.push((
+                "clamscan, default mode",
+                cs.clone(),
+                vec![
+                    "-r".into(),
+                    "--no-summary".into(),
+                    "--infected".into(),
+                    "-d".into(),
+                    sigs.display().to_string(),
+                    target.clone(),
+                ],
+            ));
+        }
+        for (tool, prog, args) in tools {
+            let mut best: Option<run::Run> = None;
+            for _ in 0..a.repeat.max(1) {
+                eprintln!("  {tool} on {} …", c.name);
+                let r = run::run(&prog, &args, a.timeout, &scratch)?;
+                eprintln!("    {:.2} s", r.wall.as_secs_f64());
+                if best.as_ref().is_none_or(|b| r.wall < b.wall) {
+                    best = Some(r);
+                }
+            }
+            let r = best.unwrap_or_default();
+            if r.timed_out {
+                res.notes.push(format!("{tool} on {} timed out", c.name));
+            }
+            res.runs.push(ToolRun {
+                corpus: c.name.clone(),
+                tool: tool.into(),
+                secs: r.wall.as_secs_f64(),
+                rss_mib: r.rss_mib(),
+                found: found(&r.stdout),
+                not_scanned: r
+                    .stdout
+                    .lines()
+                    .filter(|l| l.contains(": NOT SCANNED"))
+                    .count(),
+            });
+        }
+    }
+    for c in [&docs, &mix] {
+        let of = |t: &str| {
+            res.runs
+                .iter()
+                .find(|r| r.corpus == c.name && r.tool.starts_with(t))
+        };
+        if let (Some(g), Some(k)) = (of("giva"), of("clamscan"))
+            && g.found != k.found
+        {
+            res.notes.push(format!(
+                "{}: findings differ; giva only: {:?}; clamscan only: {:?}",
+                c.name,
+                g.found.difference(&k.found).collect::<Vec<_>>(),
+                k.found.difference(&g.found).collect::<Vec<_>>()
+            ));
+        }
+    }
+    res.corpora = vec![docs, mix];
+    Ok(res)
+}
+
+impl ArchivesResult {
+    fn pair(&self, corpus: &str) -> (Option<&ToolRun>, Option<&ToolRun>) {
+        let of = |t: &str| {
+            self.runs
+                .iter()
+                .find(|r| r.corpus == corpus && r.tool.starts_with(t))
+        };
+        (of("giva"), of("clamscan"))
+    }
+
+    /// The full report.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        md.push_str(&format!("Signatures: {}.\n\n", self.signatures));
+        md.push_str("| corpus | files | MB on disk | tool | wall s | MB/s (on disk) | × clamscan | peak RSS MiB | found | not scanned inside |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        for c in &self.corpora {
+            let (_, clam) = self.pair(&c.name);
+            for r in self.runs.iter().filter(|r| r.corpus == c.name) {
+                let ratio = clam
+                    .filter(|k| !std::ptr::eq(*k, r))
+                    .map_or(String::new(), |k| format!("{:.1}×", k.secs / r.secs));
+                md.push_str(&format!(
+                    "| {} | {} | {:.1} | {} | {:.2} | {:.1} | {ratio} | {} | {} | {} |\n",
+                    c.name,
+                    c.files,
+                    c.bytes as f64 / 1e6,
+                    r.tool,
+                    r.secs,
+                    c.bytes as f64 / 1e6 / r.secs,
+                    r.rss_mib.map_or("–".into(), |m| format!("{m:.0}")),
+                    r.found.len(),
+                    r.not_scanned
+                ));
+            }
+        }
+        for c in &self.corpora {
+            if let (Some(g), _) = self.pair(&c.name) {
+                md.push_str(&format!("\n{} found by giva: {:?}\n", c.name, g.found));
+            }
+        }
+        if !self.notes.is_empty() {
+            md.push_str("\nNotes:\n\n");
+            for n in &self.notes {
+                md.push_str(&format!("- {n}\n"));
+            }
+        }
+        md
+    }
+
+    /// The headline rows for LATEST.md.
+    pub fn summary(&self, command: &str) -> Summary {
+        let mut s = Summary::new(
+            "archives",
+            "Archives: giva scan beside clamscan's default mode",
+            command,
+            "archives.md",
+        );
+        s.setup = format!(
+            "This machine's own compressed files and archives of its real files; {}. One thread of `giva scan` against `clamscan` (which uses one), both opening containers.",
+            self.signatures
+        );
+        for c in &self.corpora {
+            let (g, k) = self.pair(&c.name);
+            if let Some(g) = g {
+                let ratio = k.map(|k| k.secs / g.secs);
+                s.rows.push(Row {
+                    measure: format!(
+                        "{}: {} files, {:.0} MB",
+                        c.name,
+                        c.files,
+                        c.bytes as f64 / 1e6
+                    ),
+                    giva: format!(
+                        "{:.2} s ({:.1} MB/s), {} found",
+                        g.secs,
+                        c.bytes as f64 / 1e6 / g.secs,
+                        g.found.len()
+                    ),
+                    peer: k.map_or("clamscan not run".into(), |k| {
+                        format!("clamscan default: {:.2} s, {} found", k.secs, k.found.len())
+                    }),
+                    ratio: ratio.map_or(String::new(), |r| format!("{r:.1}×")),
+                    target: "≥ 5× clamscan, same finds".into(),
+                    met: k.map(|k| k.secs / g.secs >= 5.0 && k.found == g.found),
+                });
+            }
+        }
+        s
+    }
+}
