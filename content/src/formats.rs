@@ -225,12 +225,28 @@ fn tar(data: &[u8], each: &mut dyn FnMut(Entry<'_>) -> Flow) -> Result<(), Forma
     Ok(())
 }
 
+/// Memory a 7z header or decoder may claim, in KiB.
+const SEVEN_ZIP_MEMORY_KB: usize = 256 << 10;
+
 /// A 7-Zip archive's members, one thread, no password: an encrypted
 /// archive (or block) is reported so.
 fn seven_zip(data: &[u8], each: &mut dyn FnMut(Entry<'_>) -> Flow) -> Result<(), FormatError> {
     use sevenz_rust2::{ArchiveReader, Error, Password};
-    let mut reader = match ArchiveReader::new(Cursor::new(data), Password::empty()) {
+    // Header buffers and each decoder's dictionary are held to 256 MiB: a
+    // header cannot make the parser allocate what it declares.
+    let mut reader = match ArchiveReader::new_with_memory_limit(
+        Cursor::new(data),
+        Password::empty(),
+        SEVEN_ZIP_MEMORY_KB,
+    ) {
         Ok(r) => r,
+        Err(Error::MaxMemLimited { .. }) => {
+            each(Entry::Unsupported {
+                name: "(7z headers)".into(),
+                why: "needs more memory than allowed".into(),
+            });
+            return Ok(());
+        }
         Err(Error::PasswordRequired | Error::MaybeBadPassword(_)) => {
             each(Entry::Encrypted {
                 name: "(7z headers)".into(),
@@ -259,6 +275,13 @@ fn seven_zip(data: &[u8], each: &mut dyn FnMut(Entry<'_>) -> Flow) -> Result<(),
         Err(Error::PasswordRequired | Error::MaybeBadPassword(_)) => {
             each(Entry::Encrypted {
                 name: "(7z block)".into(),
+            });
+            Ok(())
+        }
+        Err(Error::MaxMemLimited { .. }) => {
+            each(Entry::Unsupported {
+                name: "(7z block)".into(),
+                why: "its dictionary needs more memory than allowed".into(),
             });
             Ok(())
         }

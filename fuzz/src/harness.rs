@@ -47,13 +47,13 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "scan_diff" => scan_diff(data),
         "proto_decode" => proto_decode(data),
         "appliance_session" => appliance_session(data),
-        "content_zip" => content(b"PK\x03\x04", data),
+        "content_zip" => content(b"PK\x03\x04", data, Parser::Crate),
         "content_tar" => content_tar(data),
         "content_cpio" => content_cpio(data),
-        "content_ar" => content(b"!<arch>\n", data),
+        "content_ar" => content(b"!<arch>\n", data, Parser::Own),
         "content_compressed" => content_compressed(data),
-        "content_7z" => content(b"7z\xbc\xaf\x27\x1c", data),
-        "content_cab" => content(b"MSCF\0\0\0\0", data),
+        "content_7z" => content(b"7z\xbc\xaf\x27\x1c", data, Parser::Crate),
+        "content_cab" => content(b"MSCF\0\0\0\0", data, Parser::Crate),
         _ => return false,
     }
     true
@@ -1181,17 +1181,28 @@ fn content_engine() -> &'static Engine {
     })
 }
 
-/// Opens `magic` + `data` as layers under small limits. A parser may say
-/// the input is unreadable, but must not panic (the walk turns a panic
-/// into "the parser failed", which is a crash here), and whatever it
-/// reports must be coherent.
-fn content(magic: &[u8], data: &[u8]) {
-    let mut input = magic.to_vec();
-    input.extend_from_slice(data);
-    content_input(&input);
+/// Whose parser a container target runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Parser {
+    /// giva's own (cpio, ar): a panic is a bug here, and a crash.
+    Own,
+    /// A crate's (zip, tar, gzip, bzip2, xz, zstd, 7z, cab): a panic is
+    /// caught by the walk's boundary and the container reported as
+    /// unreadable, which is the behaviour under test; the crate's bug is
+    /// not giva's to fix.
+    Crate,
 }
 
-fn content_input(input: &[u8]) {
+/// Opens `magic` + `data` as layers under small limits. A parser may say
+/// the input is unreadable; whatever the walk reports must be coherent;
+/// giva's own parsers must not panic.
+fn content(magic: &[u8], data: &[u8], parser: Parser) {
+    let mut input = magic.to_vec();
+    input.extend_from_slice(data);
+    content_input(&input, parser);
+}
+
+fn content_input(input: &[u8], parser: Parser) {
     let limits = giva_content::Limits {
         max_files: 64,
         max_file_size: 1 << 20,
@@ -1202,11 +1213,24 @@ fn content_input(input: &[u8]) {
         ..giva_content::Limits::default()
     };
     let d = giva_content::Decomposer::new(content_engine().clone(), ScanOptions::default(), limits);
+    // Under libFuzzer, any panic aborts through its hook, even one the walk
+    // catches: for a crate's parser, a caught panic is the expected
+    // outcome, so the hook stays quiet while the walk runs.
+    #[cfg(fuzzing)]
+    let hook = (parser == Parser::Crate).then(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        prev
+    });
     let r = d.scan(input, "fuzz.bin");
+    #[cfg(fuzzing)]
+    if let Some(prev) = hook {
+        std::panic::set_hook(prev);
+    }
     for g in &r.gaps {
         assert!(
-            !g.detail.contains("the parser failed"),
-            "a parser panicked: {g:?}"
+            parser == Parser::Crate || !g.detail.contains("the parser failed"),
+            "giva's own parser panicked: {g:?}"
         );
     }
     assert!(
@@ -1226,7 +1250,7 @@ fn content_tar(data: &[u8]) {
         input.resize(512, 0);
     }
     input[257..262].copy_from_slice(b"ustar");
-    content_input(&input);
+    content_input(&input, Parser::Crate);
 }
 
 /// `content_cpio`: byte 0 picks newc, odc or old binary (either order).
@@ -1240,7 +1264,7 @@ fn content_cpio(data: &[u8]) {
         2 => &[0xc7, 0x71],
         _ => &[0x71, 0xc7],
     };
-    content(magic, rest);
+    content(magic, rest, Parser::Own);
 }
 
 /// `content_compressed`: byte 0 picks gzip, bzip2, xz or zstd.
@@ -1254,5 +1278,5 @@ fn content_compressed(data: &[u8]) {
         2 => &[0xfd, b'7', b'z', b'X', b'Z', 0],
         _ => &[0x28, 0xb5, 0x2f, 0xfd],
     };
-    content(magic, rest);
+    content(magic, rest, Parser::Crate);
 }
