@@ -167,6 +167,33 @@ pub fn detect(data: &[u8]) -> Kind {
     Kind::Other
 }
 
+/// Whether `data` is an executable (PE or ELF), whose overlay may hold an
+/// archive (a self-extractor).
+pub fn is_executable(data: &[u8]) -> bool {
+    data.starts_with(b"MZ") || data.starts_with(b"\x7fELF")
+}
+
+/// Archives embedded in `data` past its start: where a zip, CAB or 7z
+/// magic occurs (at most a few of each, in order), to be tried as layers.
+pub fn embedded(data: &[u8]) -> Vec<(usize, Kind)> {
+    const MAX_EACH: usize = 4;
+    let mut found = Vec::new();
+    for (magic, kind) in [
+        (&b"PK\x03\x04"[..], Kind::Zip),
+        (&b"MSCF\0\0\0\0"[..], Kind::Cab),
+        (&b"7z\xbc\xaf\x27\x1c"[..], Kind::SevenZip),
+    ] {
+        found.extend(
+            memchr::memmem::find_iter(data, magic)
+                .filter(|&at| at > 0)
+                .take(MAX_EACH)
+                .map(|at| (at, kind)),
+        );
+    }
+    found.sort_unstable_by_key(|(at, _)| *at);
+    found
+}
+
 /// Whether a 512-byte block is a tar header by its checksum: the sum of
 /// its bytes with the checksum field read as spaces, in octal at 148. An
 /// all-zero block is not a header.

@@ -17,6 +17,11 @@
 //!   every part not scanned, with why. A part not scanned is never a clean
 //!   result.
 //!
+//! An executable (PE or ELF) is also searched for a zip, CAB or 7z
+//! embedded past its start (a self-extractor, an overlay); one that opens
+//! is a layer named by its offset (`setup.exe!@40960!payload.dll`); a
+//! magic that does not open is no archive and costs nothing more.
+//!
 //! Every layer, the file itself included, is scanned with the whole
 //! database (body signatures of target type 0 and hash signatures apply to
 //! each layer, as in ClamAV).
@@ -29,6 +34,6 @@ pub mod kind;
 pub mod limits;
 pub mod walk;
 
-pub use kind::{Kind, detect};
+pub use kind::{Kind, detect, embedded, is_executable};
 pub use limits::Limits;
 pub use walk::{Decomposer, Found, Gap, MemberPath, Report};

@@ -8,7 +8,7 @@ use giva_engine::{Detection, Engine, Limit, Outcome, ScanOptions, ScanResult};
 
 use crate::extract::{Cut, read_member};
 use crate::formats::{Entry, Flow, FormatError, members};
-use crate::kind::{Kind, detect};
+use crate::kind::{Kind, detect, embedded, is_executable};
 use crate::limits::Limits;
 
 /// Where in a file something was found or skipped: the member names from
@@ -132,6 +132,8 @@ impl Decomposer {
         // in ClamAV: the operator vouched for all of it.
         if kind.is_container() && !w.stop && !self.allowed(data) {
             w.open(kind, data, name, &mut Vec::new(), 0);
+        } else if is_executable(data) && !w.stop {
+            w.open_embedded(data, &mut Vec::new(), 0);
         }
         let outcome = if !w.detections.is_empty() {
             Outcome::Infected
@@ -214,7 +216,7 @@ impl Walk<'_> {
             self.gap(
                 path,
                 Limit::Unsupported,
-                format!("{} ({}) is not opened yet", kind.name(), kind.clamav_name()),
+                format!("{} ({}) is not opened", kind.name(), kind.clamav_name()),
             );
             return;
         }
@@ -245,6 +247,38 @@ impl Walk<'_> {
                     Limit::Unreadable,
                     format!("{kind}: the parser failed"),
                 );
+            }
+        }
+    }
+
+    /// Archives embedded in the executable `data` at `path`: each magic
+    /// past the start is tried, in order, and the first that opens as its
+    /// kind is a layer named `@OFFSET`. A magic that does not open is no
+    /// archive: no gap, as ClamAV finds no archive there either.
+    fn open_embedded(&mut self, data: &[u8], path: &mut MemberPath, depth: u32) {
+        if depth >= self.d.limits.max_recursion {
+            return;
+        }
+        for (at, kind) in embedded(data) {
+            if self.stop {
+                break;
+            }
+            let slice = &data[at..];
+            let before = (self.members, self.gaps.len());
+            path.push(format!("@{at}"));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                members(kind, slice, "", &mut |entry| {
+                    self.member(entry, path, depth)
+                })
+            }));
+            path.pop();
+            let opened = matches!(result, Ok(Ok(()))) && self.members > before.0;
+            if opened {
+                // One archive per executable, as a self-extractor has.
+                break;
+            } else if self.members == before.0 {
+                // Nothing came of it: not an archive.
+                self.gaps.truncate(before.1);
             }
         }
     }
@@ -332,6 +366,8 @@ impl Walk<'_> {
                     if kind.is_container() && !self.stop {
                         let own = path.last().cloned().unwrap_or_default();
                         self.open(kind, &bytes, &own, path, depth + 1);
+                    } else if is_executable(&bytes) && !self.stop {
+                        self.open_embedded(&bytes, path, depth + 1);
                     }
                     if self.stop {
                         Flow::Stop

@@ -494,3 +494,36 @@ fn an_allowed_container_is_not_opened() {
         "without the allow list"
     );
 }
+
+/// A zip appended to an executable (a self-extractor) is opened at its
+/// offset; a stray zip magic in an executable's code is no archive and
+/// costs nothing: no gap, no error.
+#[test]
+fn an_archive_appended_to_an_executable_is_opened() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (e, _) = engine(dir.path(), true);
+    let d = decomposer(e, Limits::default());
+    let p = payload();
+    let mut exe = b"MZ\x90\x00".to_vec();
+    exe.extend((0..5000u32).map(|i| (i * 31 % 253) as u8));
+    exe.extend_from_slice(b"PK\x03\x04 not a zip at all, just code that looks like one");
+    let clean = d.scan(&exe, "tool.exe");
+    assert_eq!(clean.result.outcome, Outcome::Clean, "{clean:?}");
+    assert!(clean.gaps.is_empty());
+    exe.extend_from_slice(&zip_of(&[("p.exe", &p)], zip::CompressionMethod::Deflated));
+    let r = d.scan(&exe, "setup.exe");
+    assert_eq!(r.result.outcome, Outcome::Infected, "{r:?}");
+    // Named by the first zip magic from which the archive opens (the zip
+    // reader finds its directory at the end of what follows).
+    assert!(r.found[0].path[0].starts_with('@'), "{:?}", r.found[0].path);
+    assert_eq!(r.found[0].path[1], "p.exe");
+    // The same in an ELF, with a CAB-like magic that is no CAB before it.
+    let mut elf = b"\x7fELF\x02\x01\x01".to_vec();
+    elf.extend_from_slice(b"MSCF\0\0\0\0 junk");
+    elf.extend_from_slice(&gzip(b"padding"));
+    let at = elf.len();
+    elf.extend_from_slice(&zip_of(&[("p.exe", &p)], zip::CompressionMethod::Stored));
+    let r = d.scan(&elf, "installer");
+    assert_eq!(r.result.outcome, Outcome::Infected, "{r:?}");
+    assert_eq!(r.found[0].path[0], format!("@{at}"));
+}
