@@ -167,16 +167,127 @@ pub fn detect(data: &[u8]) -> Kind {
     Kind::Other
 }
 
-/// Whether `data` is an executable (PE or ELF), whose overlay may hold an
-/// archive (a self-extractor).
-pub fn is_executable(data: &[u8]) -> bool {
-    data.starts_with(b"MZ") || data.starts_with(b"\x7fELF")
+/// Where an executable's overlay starts: the bytes past what its headers
+/// account for (a PE's last section, an ELF's segments and section
+/// table), where a self-extractor keeps its archive. `None` for a file
+/// that is not a well-formed PE or ELF, or has no overlay.
+pub fn overlay_start(data: &[u8]) -> Option<usize> {
+    let end = if data.starts_with(b"MZ") {
+        pe_end(data)?
+    } else if data.starts_with(b"\x7fELF") {
+        elf_end(data)?
+    } else {
+        return None;
+    };
+    (end < data.len()).then_some(end)
 }
 
-/// Archives embedded in `data` past its start: where a zip, CAB or 7z
-/// magic occurs (at most a few of each, in order), to be tried as layers.
+fn u16_at(d: &[u8], at: usize, le: bool) -> Option<u64> {
+    let b: [u8; 2] = d.get(at..at.checked_add(2)?)?.try_into().ok()?;
+    Some(u64::from(if le {
+        u16::from_le_bytes(b)
+    } else {
+        u16::from_be_bytes(b)
+    }))
+}
+
+fn u32_at(d: &[u8], at: usize, le: bool) -> Option<u64> {
+    let b: [u8; 4] = d.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(u64::from(if le {
+        u32::from_le_bytes(b)
+    } else {
+        u32::from_be_bytes(b)
+    }))
+}
+
+fn u64_at(d: &[u8], at: usize, le: bool) -> Option<u64> {
+    let b: [u8; 8] = d.get(at..at.checked_add(8)?)?.try_into().ok()?;
+    Some(if le {
+        u64::from_le_bytes(b)
+    } else {
+        u64::from_be_bytes(b)
+    })
+}
+
+/// The end of a PE image's last section in the file.
+fn pe_end(d: &[u8]) -> Option<usize> {
+    let pe = usize::try_from(u32_at(d, 0x3c, true)?).ok()?;
+    if d.get(pe..pe.checked_add(4)?)? != b"PE\0\0" {
+        return None;
+    }
+    let sections = u16_at(d, pe + 6, true)? as usize;
+    let optional = u16_at(d, pe + 20, true)? as usize;
+    let table = pe + 24 + optional;
+    let mut end = table + sections * 40;
+    for i in 0..sections {
+        let s = table + i * 40;
+        let size = u32_at(d, s + 16, true)?;
+        let ptr = u32_at(d, s + 20, true)?;
+        if size > 0 {
+            end = end.max(usize::try_from(ptr + size).ok()?);
+        }
+    }
+    Some(end)
+}
+
+/// The end of what an ELF file's headers account for: its loaded
+/// segments and its section header table.
+fn elf_end(d: &[u8]) -> Option<usize> {
+    let wide = match d.get(4)? {
+        1 => false,
+        2 => true,
+        _ => return None,
+    };
+    let le = match d.get(5)? {
+        1 => true,
+        2 => false,
+        _ => return None,
+    };
+    let word = |at: usize| {
+        if wide {
+            u64_at(d, at, le)
+        } else {
+            u32_at(d, at, le)
+        }
+    };
+    let (phoff, shoff) = if wide {
+        (word(0x20)?, word(0x28)?)
+    } else {
+        (word(0x1c)?, word(0x20)?)
+    };
+    let at = if wide { 0x36 } else { 0x2a };
+    let (phentsize, phnum) = (u16_at(d, at, le)?, u16_at(d, at + 2, le)?);
+    let (shentsize, shnum) = (u16_at(d, at + 4, le)?, u16_at(d, at + 6, le)?);
+    let mut end = shoff.checked_add(shentsize * shnum)?;
+    end = end.max(phoff.checked_add(phentsize * phnum)?);
+    for i in 0..phnum {
+        let ph = usize::try_from(phoff.checked_add(i * phentsize)?).ok()?;
+        let (offset, filesz) = if wide {
+            (
+                u64_at(d, ph.saturating_add(8), le)?,
+                u64_at(d, ph.saturating_add(32), le)?,
+            )
+        } else {
+            (
+                u32_at(d, ph.saturating_add(4), le)?,
+                u32_at(d, ph.saturating_add(16), le)?,
+            )
+        };
+        end = end.max(offset.checked_add(filesz)?);
+    }
+    usize::try_from(end).ok()
+}
+
+/// Archives in an executable's overlay (see [`overlay_start`]): where a
+/// zip, CAB or 7z magic occurs in it (at most a few of each, in order), to
+/// be tried as layers. An executable with no overlay costs the header
+/// reads and no search.
 pub fn embedded(data: &[u8]) -> Vec<(usize, Kind)> {
     const MAX_EACH: usize = 4;
+    let Some(from) = overlay_start(data) else {
+        return Vec::new();
+    };
+    let overlay = &data[from..];
     let mut found = Vec::new();
     for (magic, kind) in [
         (&b"PK\x03\x04"[..], Kind::Zip),
@@ -184,10 +295,9 @@ pub fn embedded(data: &[u8]) -> Vec<(usize, Kind)> {
         (&b"7z\xbc\xaf\x27\x1c"[..], Kind::SevenZip),
     ] {
         found.extend(
-            memchr::memmem::find_iter(data, magic)
-                .filter(|&at| at > 0)
+            memchr::memmem::find_iter(overlay, magic)
                 .take(MAX_EACH)
-                .map(|at| (at, kind)),
+                .map(|at| (from + at, kind)),
         );
     }
     found.sort_unstable_by_key(|(at, _)| *at);
@@ -228,6 +338,23 @@ fn tar_checksum_ok(block: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_executable_headers_give_no_overlay_and_no_panic() {
+        let mut elf = b"\x7fELF\x02\x01\x01".to_vec();
+        elf.resize(0x40, 0);
+        // Program headers claimed at the end of the address space.
+        elf[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes());
+        elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        elf[0x38..0x3a].copy_from_slice(&3u16.to_le_bytes());
+        assert_eq!(overlay_start(&elf), None);
+        let mut pe = b"MZ".to_vec();
+        pe.resize(0x40, 0);
+        pe[0x3c..0x40].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(overlay_start(&pe), None);
+        assert_eq!(overlay_start(b"MZ"), None);
+        assert!(embedded(b"random bytes PK\x03\x04 that are no executable").is_empty());
+    }
 
     #[test]
     fn magic_decides_not_the_name() {

@@ -17,8 +17,9 @@
 //!   every part not scanned, with why. A part not scanned is never a clean
 //!   result.
 //!
-//! An executable (PE or ELF) is also searched for a zip, CAB or 7z
-//! embedded past its start (a self-extractor, an overlay); one that opens
+//! An executable's overlay (the bytes past what its PE or ELF headers
+//! account for) is searched for a zip, CAB or 7z (a self-extractor's
+//! archive); one that opens
 //! is a layer named by its offset (`setup.exe!@40960!payload.dll`); a
 //! magic that does not open is no archive and costs nothing more.
 //!
@@ -34,6 +35,6 @@ pub mod kind;
 pub mod limits;
 pub mod walk;
 
-pub use kind::{Kind, detect, embedded, is_executable};
+pub use kind::{Kind, detect, embedded, overlay_start};
 pub use limits::Limits;
 pub use walk::{Decomposer, Found, Gap, MemberPath, Report};

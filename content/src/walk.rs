@@ -8,7 +8,7 @@ use giva_engine::{Detection, Engine, Limit, Outcome, ScanOptions, ScanResult};
 
 use crate::extract::{Cut, read_member};
 use crate::formats::{Entry, Flow, FormatError, members};
-use crate::kind::{Kind, detect, embedded, is_executable};
+use crate::kind::{Kind, detect, embedded};
 use crate::limits::Limits;
 
 /// Where in a file something was found or skipped: the member names from
@@ -132,7 +132,7 @@ impl Decomposer {
         // in ClamAV: the operator vouched for all of it.
         if kind.is_container() && !w.stop && !self.allowed(data) {
             w.open(kind, data, name, &mut Vec::new(), 0);
-        } else if is_executable(data) && !w.stop {
+        } else if !w.stop {
             w.open_embedded(data, &mut Vec::new(), 0);
         }
         let outcome = if !w.detections.is_empty() {
@@ -251,8 +251,8 @@ impl Walk<'_> {
         }
     }
 
-    /// Archives embedded in the executable `data` at `path`: each magic
-    /// past the start is tried, in order, and the first that opens as its
+    /// Archives in the overlay of the executable `data` at `path` (nothing
+    /// for a file that is not one): each magic is tried, in order, and the first that opens as its
     /// kind is a layer named `@OFFSET`. A magic that does not open is no
     /// archive: no gap, as ClamAV finds no archive there either.
     fn open_embedded(&mut self, data: &[u8], path: &mut MemberPath, depth: u32) {
@@ -366,7 +366,7 @@ impl Walk<'_> {
                     if kind.is_container() && !self.stop {
                         let own = path.last().cloned().unwrap_or_default();
                         self.open(kind, &bytes, &own, path, depth + 1);
-                    } else if is_executable(&bytes) && !self.stop {
+                    } else if !self.stop {
                         self.open_embedded(&bytes, path, depth + 1);
                     }
                     if self.stop {

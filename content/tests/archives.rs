@@ -495,35 +495,72 @@ fn an_allowed_container_is_not_opened() {
     );
 }
 
-/// A zip appended to an executable (a self-extractor) is opened at its
-/// offset; a stray zip magic in an executable's code is no archive and
-/// costs nothing: no gap, no error.
+/// A minimal PE: headers, one section of `section` bytes at 0x200.
+fn pe(section: usize) -> Vec<u8> {
+    let mut d = vec![0u8; 0x200 + section];
+    d[..2].copy_from_slice(b"MZ");
+    d[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+    d[0x80..0x84].copy_from_slice(b"PE\0\0");
+    d[0x86..0x88].copy_from_slice(&1u16.to_le_bytes()); // one section
+    d[0x94..0x96].copy_from_slice(&0u16.to_le_bytes()); // no optional header
+    let s = 0x80 + 24;
+    d[s + 16..s + 20].copy_from_slice(&(section as u32).to_le_bytes());
+    d[s + 20..s + 24].copy_from_slice(&0x200u32.to_le_bytes());
+    for (i, b) in d[0x200..].iter_mut().enumerate() {
+        *b = (i * 31 % 253) as u8;
+    }
+    d
+}
+
+/// A minimal 64-bit little-endian ELF: its section header table (4
+/// entries of 64 bytes) ends the image at 0x40 + `body` + 256.
+fn elf(body: usize) -> Vec<u8> {
+    let mut d = vec![0u8; 0x40 + body + 256];
+    d[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
+    d[0x28..0x30].copy_from_slice(&((0x40 + body) as u64).to_le_bytes()); // e_shoff
+    d[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes()); // e_shentsize
+    d[0x3c..0x3e].copy_from_slice(&4u16.to_le_bytes()); // e_shnum
+    d
+}
+
+/// A zip in an executable's overlay (a self-extractor) is opened at its
+/// offset; a zip magic inside the image itself is not searched for, and a
+/// magic in the overlay that does not open costs nothing: no gap, no
+/// error.
 #[test]
-fn an_archive_appended_to_an_executable_is_opened() {
+fn an_archive_in_an_executables_overlay_is_opened() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (e, _) = engine(dir.path(), true);
     let d = decomposer(e, Limits::default());
     let p = payload();
-    let mut exe = b"MZ\x90\x00".to_vec();
-    exe.extend((0..5000u32).map(|i| (i * 31 % 253) as u8));
-    exe.extend_from_slice(b"PK\x03\x04 not a zip at all, just code that looks like one");
+    let mut exe = pe(0x1000);
+    assert_eq!(giva_content::overlay_start(&exe), None, "no overlay yet");
+    exe[0x300..0x304].copy_from_slice(b"PK\x03\x04");
     let clean = d.scan(&exe, "tool.exe");
     assert_eq!(clean.result.outcome, Outcome::Clean, "{clean:?}");
     assert!(clean.gaps.is_empty());
+    exe.extend_from_slice(b"PK\x03\x04 in the overlay, and no zip");
+    let clean = d.scan(&exe, "tool.exe");
+    assert_eq!(clean.result.outcome, Outcome::Clean, "{clean:?}");
+    assert!(clean.gaps.is_empty());
+    let at = exe.len();
     exe.extend_from_slice(&zip_of(&[("p.exe", &p)], zip::CompressionMethod::Deflated));
+    assert_eq!(giva_content::overlay_start(&exe), Some(0x1200));
     let r = d.scan(&exe, "setup.exe");
     assert_eq!(r.result.outcome, Outcome::Infected, "{r:?}");
-    // Named by the first zip magic from which the archive opens (the zip
-    // reader finds its directory at the end of what follows).
     assert!(r.found[0].path[0].starts_with('@'), "{:?}", r.found[0].path);
     assert_eq!(r.found[0].path[1], "p.exe");
-    // The same in an ELF, with a CAB-like magic that is no CAB before it.
-    let mut elf = b"\x7fELF\x02\x01\x01".to_vec();
-    elf.extend_from_slice(b"MSCF\0\0\0\0 junk");
-    elf.extend_from_slice(&gzip(b"padding"));
-    let at = elf.len();
-    elf.extend_from_slice(&zip_of(&[("p.exe", &p)], zip::CompressionMethod::Stored));
-    let r = d.scan(&elf, "installer");
+    assert!(at >= 0x1200);
+    // The same after an ELF image.
+    let mut bin = elf(4096);
+    let image = bin.len();
+    assert_eq!(giva_content::overlay_start(&bin), None);
+    bin.extend_from_slice(&zip_of(&[("p.exe", &p)], zip::CompressionMethod::Stored));
+    assert_eq!(giva_content::overlay_start(&bin), Some(image));
+    let r = d.scan(&bin, "installer");
     assert_eq!(r.result.outcome, Outcome::Infected, "{r:?}");
-    assert_eq!(r.found[0].path[0], format!("@{at}"));
+    assert_eq!(
+        r.found[0].path,
+        vec![format!("@{image}"), "p.exe".to_string()]
+    );
 }
