@@ -3,7 +3,6 @@
 //! signature detect; nested containers; ClamAV's own test files; and the
 //! bombs, which must end in bounded time with the limit named.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -11,16 +10,15 @@ use giva_content::{Decomposer, Limits, Report};
 use giva_engine::{Engine, Limit, Outcome, ScanOptions};
 use sha2::Digest;
 
+mod common;
+use common::{bzip2, gzip, hex, tar_of, xz, zip_of};
+
 const MARK: &[u8] = b"GIVA-CONTENT-TEST-PAYLOAD-MARK";
 
 fn payload() -> Vec<u8> {
     let mut p: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
     p[5000..5000 + MARK.len()].copy_from_slice(MARK);
     p
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// An engine with one body signature on the mark, or one SHA-256 hash
@@ -47,47 +45,6 @@ fn engine(dir: &Path, hash: bool) -> (Engine, PathBuf) {
 
 fn decomposer(engine: Engine, limits: Limits) -> Decomposer {
     Decomposer::new(engine, ScanOptions::default(), limits)
-}
-
-fn zip_of(members: &[(&str, &[u8])], method: zip::CompressionMethod) -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default().compression_method(method);
-    for (name, data) in members {
-        w.start_file(*name, opts).expect("start");
-        w.write_all(data).expect("write");
-    }
-    w.finish().expect("finish").into_inner()
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(data).expect("gzip");
-    e.finish().expect("gzip")
-}
-
-fn bzip2(data: &[u8]) -> Vec<u8> {
-    let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
-    e.write_all(data).expect("bzip2");
-    e.finish().expect("bzip2")
-}
-
-fn xz(data: &[u8]) -> Vec<u8> {
-    let mut w =
-        lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(1)).expect("xz");
-    w.write_all(data).expect("xz");
-    w.finish().expect("xz")
-}
-
-fn tar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in members {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, name, *data).expect("tar");
-    }
-    b.into_inner().expect("tar")
 }
 
 /// A cpio archive, "new" ASCII format.

@@ -7,13 +7,15 @@
 //! `GIVA_REQUIRE_CLAMAV=1`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
 use giva_content::{Decomposer, Limits};
 use giva_engine::{Engine, ScanOptions};
 use sha2::Digest;
+
+mod common;
+use common::{bzip2, gzip, hex, tar_of, xz, zip_of};
 
 fn clamscan_available() -> bool {
     let ok = Command::new("clamscan")
@@ -28,51 +30,6 @@ fn clamscan_available() -> bool {
         eprintln!("SKIPPED: clamscan not installed");
     }
     ok
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn zip_of(members: &[(&str, &[u8])], method: zip::CompressionMethod) -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default().compression_method(method);
-    for (name, data) in members {
-        w.start_file(*name, opts).expect("start");
-        w.write_all(data).expect("write");
-    }
-    w.finish().expect("finish").into_inner()
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).expect("gzip");
-    e.finish().expect("gzip")
-}
-
-fn bzip2(data: &[u8]) -> Vec<u8> {
-    let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
-    e.write_all(data).expect("bzip2");
-    e.finish().expect("bzip2")
-}
-
-fn xz(data: &[u8]) -> Vec<u8> {
-    let mut w =
-        lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(6)).expect("xz");
-    w.write_all(data).expect("xz");
-    w.finish().expect("xz")
-}
-
-fn tar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in members {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, name, *data).expect("tar");
-    }
-    b.into_inner().expect("tar")
 }
 
 #[test]

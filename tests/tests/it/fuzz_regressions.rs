@@ -116,15 +116,10 @@ fn fuzz_regressions_appliance_session() {
 
 #[test]
 fn fuzz_regressions_content() {
-    for t in [
-        "content_zip",
-        "content_tar",
-        "content_cpio",
-        "content_ar",
-        "content_compressed",
-        "content_7z",
-        "content_cab",
-    ] {
+    for t in harness::TARGETS
+        .iter()
+        .filter(|t| t.starts_with("content_"))
+    {
         replay_target(t);
     }
 }

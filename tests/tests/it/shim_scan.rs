@@ -200,27 +200,20 @@ async fn archives_are_opened_on_the_appliance_and_the_member_named() {
         format!("{locked:?}").contains("encrypted"),
         "not clean, and why: {locked:?}"
     );
-    let filter = giva_manager::store::EventFilter {
-        limit: 1000,
-        ..Default::default()
-    };
-    let mut members = Vec::new();
-    for _ in 0..250 {
-        members = mgr
-            .store()
-            .events(&filter)
+    let members = || async {
+        crate::common::detections(&mgr)
             .await
-            .expect("store")
             .into_iter()
             .filter_map(|e| e.event)
-            .filter(|e| e.kind == giva_proto::manager::EventKind::Detection as i32)
             .map(|e| e.member)
-            .collect();
-        if members.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+            .collect::<Vec<String>>()
+    };
+    let two = crate::common::eventually(std::time::Duration::from_secs(5), || async {
+        members().await.len() == 2
+    })
+    .await;
+    let mut members = members().await;
+    assert!(two, "two detections reach the manager: {members:?}");
     members.sort();
     assert_eq!(
         members,
