@@ -898,7 +898,7 @@ impl FileTask {
                 }
                 let deny = self.policy.deny_on_detection();
                 let mut v = verdict_for(self.seq, &result, deny, &version);
-                if let Some(gap) = &self.gap {
+                if let Some(gap) = self.gap.as_ref().filter(|_| !result.is_infected()) {
                     v.reason = format!("{}: {gap}", v.reason);
                 }
                 if result.is_infected() {

@@ -62,6 +62,24 @@ impl Report {
     }
 }
 
+/// Longest member name kept, in characters.
+const MAX_NAME: usize = 255;
+
+/// A member name as an archive gives it, fit for a log line, a terminal or
+/// an event: control characters (and `!`, the path separator) replaced,
+/// and cut to [`MAX_NAME`] characters.
+fn printable(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .take(MAX_NAME)
+        .map(|c| if c.is_control() || c == '!' { '?' } else { c })
+        .collect();
+    if name.chars().count() > MAX_NAME {
+        out.push('…');
+    }
+    out
+}
+
 /// Opens files' layers and scans each with an engine.
 #[derive(Debug, Clone)]
 pub struct Decomposer {
@@ -284,8 +302,26 @@ impl Walk<'_> {
     }
 
     /// One member: counted, read under the caps, scanned, and opened if it
-    /// is a container.
+    /// is a container. Its name, the archive's word, is made fit to print.
     fn member(&mut self, entry: Entry<'_>, path: &mut MemberPath, depth: u32) -> Flow {
+        let entry = match entry {
+            Entry::File {
+                name,
+                reader,
+                compressed,
+            } => Entry::File {
+                name: printable(&name),
+                reader,
+                compressed,
+            },
+            Entry::Encrypted { name } => Entry::Encrypted {
+                name: printable(&name),
+            },
+            Entry::Unsupported { name, why } => Entry::Unsupported {
+                name: printable(&name),
+                why,
+            },
+        };
         if self.stop {
             return Flow::Stop;
         }
@@ -379,5 +415,18 @@ impl Walk<'_> {
         };
         path.pop();
         flow
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_names_are_made_fit_to_print() {
+        assert_eq!(printable("a/b.exe"), "a/b.exe");
+        assert_eq!(printable("evil\n\x1b[31mname!x"), "evil??[31mname?x");
+        let long = "x".repeat(1000);
+        assert_eq!(printable(&long).chars().count(), MAX_NAME + 1);
     }
 }
