@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::appliance::Appliance;
 use crate::identity::{certified_vm, check_claim};
-use crate::scan::{scan_options, verdict_for};
+use crate::scan::{content_limits, scan_options, verdict_for};
 
 /// Longest VM id, name, image id, OS or version string accepted.
 pub const MAX_IDENTITY_FIELD: usize = 256;
@@ -189,7 +189,8 @@ impl ShimService for ShimGrpc {
         let loaded = app.signatures.current();
         let policy = app.policies.default_policy();
         let opts = scan_options(policy.limits());
-        let data = req.data;
+        let started = std::time::Instant::now();
+        let data: std::sync::Arc<[u8]> = req.data.into();
         let size = data.len() as u64;
         if policy.limits().max_file_size != 0 && size > policy.limits().max_file_size {
             return Err(Status::resource_exhausted(format!(
@@ -226,11 +227,28 @@ impl ShimService for ShimGrpc {
                 app.stats.bytes_scanned.inc_by(size);
                 let job = app
                     .pool
-                    .scan_bytes(&loaded.engine, data, &opts, &vm, Priority::OnDemand)
+                    .scan_bytes(&loaded.engine, data.clone(), &opts, &vm, Priority::OnDemand)
                     .map_err(|busy| Status::resource_exhausted(format!("{busy}; try again")))?;
                 let result = job
                     .await
                     .map_err(|e| Status::internal(format!("scan failed: {e:?}")))?;
+                // Then its layers, as a session's file: a buffer that is a
+                // container is opened under the policy's limits.
+                let decomposer = giva_content::Decomposer::new(
+                    loaded.engine.clone(),
+                    opts.clone(),
+                    content_limits(policy.limits()),
+                );
+                let name = crate::layers::base_name(&req.name).to_string();
+                let layers = app
+                    .pool
+                    .submit(&vm, Priority::OnDemand, move || {
+                        decomposer.scan_inside(&data, &name, result, started)
+                    })
+                    .map_err(|busy| Status::resource_exhausted(format!("{busy}; try again")))?
+                    .await
+                    .map_err(|e| Status::internal(format!("scan failed: {e:?}")))?;
+                let result = layers.result;
                 let cached = match result.outcome {
                     Outcome::Clean | Outcome::TooSmall => Some(CachedVerdict::Clean),
                     Outcome::Infected => {

@@ -256,6 +256,25 @@ async fn malformed_shim_requests_get_grpc_errors() {
         .verdict
         .expect("verdict");
     assert_eq!(v.kind, VerdictKind::Deny as i32);
+    // A gzipped EICAR too: the unary scan opens containers as a session
+    // does (and does not cache such a buffer as clean).
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, EICAR).expect("gzip");
+    let gz = gz.finish().expect("gzip");
+    for _ in 0..2 {
+        let v = client
+            .scan(ScanRequest {
+                vm_id: String::new(),
+                name: "eicar.com.gz".into(),
+                data: gz.clone(),
+            })
+            .await
+            .expect("scan")
+            .into_inner()
+            .verdict
+            .expect("verdict");
+        assert_eq!(v.kind, VerdictKind::Deny as i32, "{v:?}");
+    }
     appliance.stop().await;
 }
 
