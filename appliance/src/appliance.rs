@@ -25,6 +25,9 @@ use crate::stats::Stats;
 pub struct Appliance {
     /// The configuration it was started with.
     pub config: Config,
+    /// Where large members of containers are spooled (made at start);
+    /// `None`: the system's temporary directory.
+    pub spool: Option<std::path::PathBuf>,
     /// The policies for VMs (default and per group).
     pub policies: Arc<Policies>,
     /// The signatures in service.
@@ -139,7 +142,20 @@ impl Appliance {
         .map_err(|e| anyhow::anyhow!(e))?;
         let clones = crate::clones::CloneSigner::load(&config.clones, config.clone_nonce_journal())
             .map_err(|e| anyhow::anyhow!(e))?;
+        let spool = config.spool_dir();
+        if let Some(dir) = &spool {
+            use std::os::unix::fs::DirBuilderExt;
+            // Its files have no name; the directory is the appliance's own.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot make the spool directory {}: {e}", dir.display())
+                })?;
+        }
         Ok(Arc::new(Appliance {
+            spool,
             clones,
             pool: giva_engine::ScanPool::new(giva_engine::PoolConfig {
                 workers: config.pool.workers,

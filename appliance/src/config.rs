@@ -492,6 +492,15 @@ impl Config {
         }
     }
 
+    /// Where large members of containers are spooled (unlinked temporary
+    /// files): `spool/` beside the outbox, in the appliance's data dir
+    /// rather than a `/tmp` that may be memory. `None` with an outbox in
+    /// memory: the system's temporary directory.
+    pub fn spool_dir(&self) -> Option<PathBuf> {
+        let outbox = self.outbox_path();
+        (outbox.as_os_str() != ":memory:").then(|| outbox.with_file_name("spool"))
+    }
+
     /// Where used clone-token nonces are kept: beside the outbox (`None`
     /// with an outbox in memory).
     pub fn clone_nonce_journal(&self) -> Option<PathBuf> {

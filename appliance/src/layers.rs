@@ -98,3 +98,25 @@ mod tests {
         assert_eq!(base_name("C:\\dir\\x.zip"), "x.zip");
     }
 }
+
+#[cfg(test)]
+mod spool_tests {
+    use crate::config::Config;
+
+    #[test]
+    fn large_members_spool_beside_the_outbox_not_in_tmp() {
+        let mut c = Config::default();
+        c.outbox.path = "/var/lib/giva/outbox.sqlite".into();
+        assert_eq!(
+            c.spool_dir(),
+            Some(std::path::PathBuf::from("/var/lib/giva/spool"))
+        );
+        let limits = crate::scan::content_limits(&c.limits, c.spool_dir());
+        assert_eq!(
+            limits.temp_dir,
+            Some(std::path::PathBuf::from("/var/lib/giva/spool"))
+        );
+        c.outbox.path = ":memory:".into();
+        assert_eq!(c.spool_dir(), None);
+    }
+}

@@ -89,9 +89,14 @@ pub fn scan_options(limits: &LimitsConfig) -> ScanOptions {
     }
 }
 
-/// The limits of opening a file's layers, from the policy's.
-pub fn content_limits(limits: &LimitsConfig) -> giva_content::Limits {
+/// The limits of opening a file's layers, from the policy's; large
+/// members spool to `spool`.
+pub fn content_limits(
+    limits: &LimitsConfig,
+    spool: Option<std::path::PathBuf>,
+) -> giva_content::Limits {
     giva_content::Limits {
+        temp_dir: spool,
         max_recursion: limits.max_recursion,
         max_files: limits.max_files,
         max_file_size: limits.max_member_size,

@@ -237,7 +237,7 @@ impl ShimService for ShimGrpc {
                 let decomposer = giva_content::Decomposer::new(
                     loaded.engine.clone(),
                     opts.clone(),
-                    content_limits(policy.limits()),
+                    content_limits(policy.limits(), app.spool.clone()),
                 );
                 let name = crate::layers::base_name(&req.name).to_string();
                 let layers = app

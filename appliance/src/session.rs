@@ -773,7 +773,7 @@ impl FileTask {
         let loaded = self.app.signatures.current();
         let version = loaded.database.version().to_string();
         let opts = scan_options(self.policy.limits());
-        let limits = content_limits(self.policy.limits());
+        let limits = content_limits(self.policy.limits(), self.app.spool.clone());
         let scanner = loaded.scanners.take(opts.clone(), Some(self.size));
         // The scanner, a digest of the content and what is kept of it for
         // its layers travel together between pool jobs, one chunk at a
