@@ -41,21 +41,21 @@ pub struct CloneSigner {
 /// The nonces used and not yet expired, and the journal they are kept in.
 struct Used {
     live: HashMap<String, u64>,
-    journal: Option<std::fs::File>,
+    /// The journal's path, its open file, and the lines written to it.
+    journal: Option<(PathBuf, std::fs::File, usize)>,
 }
 
 impl Used {
     /// The nonces `path` keeps that are still in their time; the journal
     /// is written anew with only those, and kept open for appending.
     fn open(path: Option<&Path>, now: u64) -> Result<Self, String> {
-        let mut live = HashMap::new();
-        let Some(path) = path else {
-            return Ok(Used {
-                live,
-                journal: None,
-            });
+        let mut used = Used {
+            live: HashMap::new(),
+            journal: None,
         };
-        let bad = |e: std::io::Error| format!("the clone-token journal {}: {e}", path.display());
+        let Some(path) = path else {
+            return Ok(used);
+        };
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 for line in text.lines() {
@@ -67,24 +67,49 @@ impl Used {
                         continue;
                     };
                     if expires > now {
-                        live.insert(String::from_utf8_lossy(&nonce).into_owned(), expires);
+                        used.live
+                            .insert(String::from_utf8_lossy(&nonce).into_owned(), expires);
                     }
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(bad(e)),
+            Err(e) => return Err(journal_error(path, &e)),
         }
-        let text: String = live.iter().map(|(n, e)| journal_line(n, *e)).collect();
-        giva_runtime::dirs::write_file(path, &text, true).map_err(bad)?;
-        let journal = std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(bad)?;
-        Ok(Used {
-            live,
-            journal: Some(journal),
-        })
+        used.rewrite(path).map_err(|e| journal_error(path, &e))?;
+        Ok(used)
     }
+
+    /// Writes the journal anew with the live nonces only, and keeps it
+    /// open for appending.
+    fn rewrite(&mut self, path: &Path) -> std::io::Result<()> {
+        let text: String = self.live.iter().map(|(n, e)| journal_line(n, *e)).collect();
+        giva_runtime::dirs::write_file(path, &text, true)?;
+        let file = std::fs::OpenOptions::new().append(true).open(path)?;
+        self.journal = Some((path.to_owned(), file, self.live.len()));
+        Ok(())
+    }
+
+    /// Remembers `nonce` until `expires`, in the journal too; the journal
+    /// is written anew once expired lines outnumber the live ones, so it
+    /// stays the size of what is in its time.
+    fn remember(&mut self, nonce: &str, expires: u64) {
+        self.live.insert(nonce.to_owned(), expires);
+        let Some((path, file, lines)) = &mut self.journal else {
+            return;
+        };
+        let written = file.write_all(journal_line(nonce, expires).as_bytes());
+        *lines += 1;
+        let compact = *lines > 2 * self.live.len() + 1024;
+        let path = path.clone();
+        if let Err(e) = written.and_then(|()| if compact { self.rewrite(&path) } else { Ok(()) }) {
+            // Still used once while this process runs.
+            tracing::warn!(error = %e, "cannot keep a clone token's nonce in the journal");
+        }
+    }
+}
+
+fn journal_error(path: &Path, e: &std::io::Error) -> String {
+    format!("the clone-token journal {}: {e}", path.display())
 }
 
 fn journal_line(nonce: &str, expires: u64) -> String {
@@ -198,25 +223,18 @@ impl CloneSigner {
         })?;
         {
             let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-            let Used { live, journal } = &mut *used;
-            live.retain(|_, expires| *expires > now);
-            if live.contains_key(&claim.nonce) {
+            used.live.retain(|_, expires| *expires > now);
+            if used.live.contains_key(&claim.nonce) {
                 return Err(Status::permission_denied(
                     "the clone token was used already",
                 ));
             }
-            if live.len() >= MAX_REMEMBERED {
+            if used.live.len() >= MAX_REMEMBERED {
                 return Err(Status::resource_exhausted(
                     "too many clone tokens in their time; try again later",
                 ));
             }
-            if let Some(f) = journal
-                && let Err(e) = f.write_all(journal_line(&claim.nonce, claim.expires).as_bytes())
-            {
-                // Still used once while this process runs.
-                tracing::warn!(error = %e, "cannot keep a clone token's nonce in the journal");
-            }
-            live.insert(claim.nonce.clone(), claim.expires);
+            used.remember(&claim.nonce, claim.expires);
         }
         let (params, serial) = leaf_params(&claim.vm_id, Role::Vm, &[], &[], self.hours)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -226,5 +244,35 @@ impl CloneSigner {
             claim.vm_id,
             format!("{}{}", signed.cert_pem, keys.delegate_pem),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The journal keeps what is in its time across a restart, and is
+    /// written anew once expired lines outnumber live ones.
+    #[test]
+    fn the_nonce_journal_survives_a_restart_and_stays_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clone-nonces");
+        let mut used = Used::open(Some(&path), 100).unwrap();
+        for i in 0..2000 {
+            used.remember(&format!("nonce-{i:05}"), 200);
+        }
+        let lines = || std::fs::read_to_string(&path).unwrap().lines().count();
+        assert_eq!(lines(), 2000);
+        // All of them expire; the next one compacts the journal.
+        used.live.clear();
+        used.remember("fresh", 500);
+        assert_eq!(lines(), 1);
+        let again = Used::open(Some(&path), 300).unwrap();
+        assert!(again.live.contains_key("fresh"));
+        assert_eq!(again.live.len(), 1);
+        // Expired at the next start: not kept.
+        let later = Used::open(Some(&path), 600).unwrap();
+        assert!(later.live.is_empty());
+        assert_eq!(lines(), 0);
     }
 }

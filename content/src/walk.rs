@@ -191,8 +191,14 @@ impl Decomposer {
     fn layer_opts(&self, started: Instant, scanned: u64) -> ScanOptions {
         let left = self.limits.max_scan_time.saturating_sub(started.elapsed());
         ScanOptions {
-            max_scan_bytes: Some(self.limits.max_scan_size.saturating_sub(scanned))
-                .map(|b| self.opts.max_scan_bytes.map_or(b, |o| o.min(b))),
+            max_scan_bytes: {
+                let bytes_left = self.limits.max_scan_size.saturating_sub(scanned);
+                Some(
+                    self.opts
+                        .max_scan_bytes
+                        .map_or(bytes_left, |o| o.min(bytes_left)),
+                )
+            },
             max_scan_time: Some(self.opts.max_scan_time.map_or(left, |o| o.min(left))),
             ..self.opts.clone()
         }
@@ -304,24 +310,6 @@ impl Walk<'_> {
     /// One member: counted, read under the caps, scanned, and opened if it
     /// is a container. Its name, the archive's word, is made fit to print.
     fn member(&mut self, entry: Entry<'_>, path: &mut MemberPath, depth: u32) -> Flow {
-        let entry = match entry {
-            Entry::File {
-                name,
-                reader,
-                compressed,
-            } => Entry::File {
-                name: printable(&name),
-                reader,
-                compressed,
-            },
-            Entry::Encrypted { name } => Entry::Encrypted {
-                name: printable(&name),
-            },
-            Entry::Unsupported { name, why } => Entry::Unsupported {
-                name: printable(&name),
-                why,
-            },
-        };
         if self.stop {
             return Flow::Stop;
         }
@@ -346,19 +334,19 @@ impl Walk<'_> {
                 compressed,
             } => (name, reader, compressed),
             Entry::Encrypted { name } => {
-                path.push(name);
+                path.push(printable(&name));
                 self.gap(path, Limit::Encrypted, "encrypted");
                 path.pop();
                 return Flow::Continue;
             }
             Entry::Unsupported { name, why } => {
-                path.push(name);
+                path.push(printable(&name));
                 self.gap(path, Limit::Unsupported, why);
                 path.pop();
                 return Flow::Continue;
             }
         };
-        path.push(name);
+        path.push(printable(&name));
         let flow = match read_member(reader, compressed, limits) {
             Err(Cut::TooLarge) => {
                 self.gap(
