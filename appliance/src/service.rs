@@ -213,11 +213,13 @@ impl ShimService for ShimGrpc {
                         detections: Vec::new(),
                         outcome: Outcome::Clean,
                         bytes_scanned: 0,
+                        allowed: false,
                     },
                     CachedVerdict::Infected(d) => ScanResult {
                         detections: d.to_vec(),
                         outcome: Outcome::Infected,
                         bytes_scanned: 0,
+                        allowed: false,
                     },
                 };
                 (result, true)

@@ -971,6 +971,7 @@ impl FileTask {
                     detections: d.to_vec(),
                     outcome: Outcome::Infected,
                     bytes_scanned: 0,
+                    allowed: false,
                 };
                 verdict_for(self.seq, &result, deny, version)
             }

@@ -145,13 +145,16 @@ impl Decomposer {
             stop: false,
         };
         let root_outcome = root.outcome;
+        // A file on the allow list (`.fp`, `.sfp`) is not opened, as in
+        // ClamAV: the operator vouched for all of it.
+        let allowed = root.allowed;
         w.take(&[], root);
-        // A container on the allow list (`.fp`, `.sfp`) is not opened, as
-        // in ClamAV: the operator vouched for all of it.
-        if kind.is_container() && !w.stop && !self.allowed(data) {
-            w.open(kind, data, name, &mut Vec::new(), 0);
-        } else if !w.stop {
-            w.open_embedded(data, &mut Vec::new(), 0);
+        if !allowed && !w.stop {
+            if kind.is_container() {
+                w.open(kind, data, name, &mut Vec::new(), 0);
+            } else {
+                w.open_embedded(data, &mut Vec::new(), 0);
+            }
         }
         let outcome = if !w.detections.is_empty() {
             Outcome::Infected
@@ -165,26 +168,12 @@ impl Decomposer {
                 detections: w.detections,
                 outcome,
                 bytes_scanned: w.scanned,
+                allowed,
             },
             found: w.found,
             gaps: w.gaps,
             members: w.members,
         }
-    }
-
-    /// Whether `data`'s MD5, SHA-1 or SHA-256 is on the database's allow
-    /// list (only hashed when the list is not empty).
-    fn allowed(&self, data: &[u8]) -> bool {
-        use giva_signatures::HashAlgo;
-        use md5::Digest as _;
-        let db = self.engine.database();
-        if db.hash_counts().1 == 0 {
-            return false;
-        }
-        let size = data.len() as u64;
-        db.is_allowed(HashAlgo::Md5, &md5::Md5::digest(data), size)
-            || db.is_allowed(HashAlgo::Sha1, &sha1::Sha1::digest(data), size)
-            || db.is_allowed(HashAlgo::Sha256, &sha2::Sha256::digest(data), size)
     }
 
     /// Options for one layer: the file's scan-size and time budget left.
@@ -385,13 +374,17 @@ impl Walk<'_> {
                         .engine
                         .scan_bytes(&bytes, &self.d.layer_opts(self.started, self.scanned));
                     self.scanned += r.bytes_scanned;
+                    // A member on the allow list is not opened either.
+                    let allowed = r.allowed;
                     self.take(path, r);
                     let kind = detect(&bytes);
-                    if kind.is_container() && !self.stop {
-                        let own = path.last().cloned().unwrap_or_default();
-                        self.open(kind, &bytes, &own, path, depth + 1);
-                    } else if !self.stop {
-                        self.open_embedded(&bytes, path, depth + 1);
+                    if !allowed && !self.stop {
+                        if kind.is_container() {
+                            let own = path.last().cloned().unwrap_or_default();
+                            self.open(kind, &bytes, &own, path, depth + 1);
+                        } else {
+                            self.open_embedded(&bytes, path, depth + 1);
+                        }
                     }
                     if self.stop {
                         Flow::Stop

@@ -112,6 +112,9 @@ pub struct ScanResult {
     pub outcome: Outcome,
     /// How many bytes were consumed.
     pub bytes_scanned: u64,
+    /// The input's hash is on an allow list (`.fp`, `.sfp`): clean, and a
+    /// container's layers are not to be opened either.
+    pub allowed: bool,
 }
 
 impl ScanResult {

@@ -245,6 +245,7 @@ impl Scanner {
             detections,
             outcome,
             bytes_scanned: size,
+            allowed: false,
         };
         if size <= TOO_SMALL {
             return result(Vec::new(), Outcome::TooSmall);
@@ -302,6 +303,7 @@ pub(crate) fn conclude(
         detections,
         outcome,
         bytes_scanned: size,
+        allowed: false,
     };
     let body = |i: u32| Detection {
         name: inner.names.get(i).to_owned(),
@@ -314,7 +316,10 @@ pub(crate) fn conclude(
         eof.finish(&inner.eof, Some(size), sink);
     }
     if digests.iter().any(|(a, d)| db.is_allowed(*a, d, size)) {
-        return result(Vec::new(), Outcome::Clean);
+        return ScanResult {
+            allowed: true,
+            ..result(Vec::new(), Outcome::Clean)
+        };
     }
     let mut detections = Vec::new();
     for (algo, d) in digests {

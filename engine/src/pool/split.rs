@@ -587,6 +587,7 @@ impl<D: AsRef<[u8]>> Split<D> {
                 detections: d,
                 outcome,
                 bytes_scanned: size,
+                allowed: false,
             };
         }
         let mut sink = Sink::default();
