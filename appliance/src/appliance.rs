@@ -41,7 +41,7 @@ pub struct Appliance {
     /// The work-stealing scan pool.
     pub pool: giva_engine::ScanPool,
     /// Verdicts by file identity and content digest.
-    pub cache: giva_engine::VerdictCache,
+    pub cache: Arc<giva_engine::VerdictCache>,
     /// Scans other VMs wait for.
     pub flights: Arc<flight::Flights>,
     /// Full-scan slots (storm control).
@@ -161,10 +161,10 @@ impl Appliance {
                 workers: config.pool.workers,
                 queue_capacity: config.pool.queue_capacity,
             }),
-            cache: giva_engine::VerdictCache::new(giva_engine::CacheConfig {
+            cache: Arc::new(giva_engine::VerdictCache::new(giva_engine::CacheConfig {
                 max_entries: config.cache.max_entries,
                 max_bytes: config.cache.max_bytes,
-            }),
+            })),
             flights: Arc::new(flight::Flights::default()),
             full_scan_slots: Arc::new(Semaphore::new(config.full_scan.max_concurrent)),
             full_scan_waiting: AtomicUsize::new(0),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use giva_engine::{Engine, IdleScanners, Limit, Outcome, ScanOptions, ScanResult};
+use giva_engine::{CachedVerdict, Engine, IdleScanners, Limit, Outcome, ScanOptions, ScanResult};
 use giva_proto::shim::{Detection, NotScannedReason, Verdict, VerdictKind};
 use giva_signatures::Database;
 
@@ -106,6 +106,17 @@ pub fn content_limits(
             ms => Duration::from_millis(ms),
         },
         ..giva_content::Limits::default()
+    }
+}
+
+/// What of a file's result the verdict cache keeps: a clean result, or the
+/// detections and the layer (`member`) of the first; nothing for a file
+/// not scanned whole.
+pub fn cacheable(result: &ScanResult, member: Vec<String>) -> Option<CachedVerdict> {
+    match result.outcome {
+        Outcome::Clean | Outcome::TooSmall => Some(CachedVerdict::Clean),
+        Outcome::Infected => Some(CachedVerdict::infected(result.detections.clone(), member)),
+        _ => None,
     }
 }
 

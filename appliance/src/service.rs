@@ -205,24 +205,31 @@ impl ShimService for ShimGrpc {
         // The pool's fairness key: per caller, so that a claim cannot queue
         // behind (or ahead of) another VM's work.
         let vm = format!("unary:{caller}");
-        let (result, from_cache) = match app.cache.get(&key, loaded.epoch) {
+        let (result, from_cache, member) = match app.cache.get(&key, loaded.epoch) {
             Some(cached) => {
                 app.stats.cache_hits.inc();
-                let result = match cached {
-                    CachedVerdict::Clean => ScanResult {
-                        detections: Vec::new(),
-                        outcome: Outcome::Clean,
-                        bytes_scanned: 0,
-                        allowed: false,
-                    },
-                    CachedVerdict::Infected(d) => ScanResult {
-                        detections: d.to_vec(),
-                        outcome: Outcome::Infected,
-                        bytes_scanned: 0,
-                        allowed: false,
-                    },
-                };
-                (result, true)
+                match cached {
+                    CachedVerdict::Clean => (
+                        ScanResult {
+                            detections: Vec::new(),
+                            outcome: Outcome::Clean,
+                            bytes_scanned: 0,
+                            allowed: false,
+                        },
+                        true,
+                        Vec::new(),
+                    ),
+                    CachedVerdict::Infected(i) => (
+                        ScanResult {
+                            detections: i.detections.clone(),
+                            outcome: Outcome::Infected,
+                            bytes_scanned: 0,
+                            allowed: false,
+                        },
+                        true,
+                        i.member.clone(),
+                    ),
+                }
             }
             None => {
                 app.stats.cache_misses.inc();
@@ -240,7 +247,8 @@ impl ShimService for ShimGrpc {
                     loaded.engine.clone(),
                     opts.clone(),
                     content_limits(policy.limits(), app.spool.clone()),
-                );
+                )
+                .with_cache(app.cache.clone(), loaded.epoch);
                 let name = crate::layers::base_name(&req.name).to_string();
                 let layers = app
                     .pool
@@ -250,18 +258,18 @@ impl ShimService for ShimGrpc {
                     .map_err(|busy| Status::resource_exhausted(format!("{busy}; try again")))?
                     .await
                     .map_err(|e| Status::internal(format!("scan failed: {e:?}")))?;
+                app.stats.content_members.inc_by(layers.members);
+                app.stats.content_members_cached.inc_by(layers.cached);
+                let member = layers
+                    .found
+                    .first()
+                    .map(|f| f.path.clone())
+                    .unwrap_or_default();
                 let result = layers.result;
-                let cached = match result.outcome {
-                    Outcome::Clean | Outcome::TooSmall => Some(CachedVerdict::Clean),
-                    Outcome::Infected => {
-                        Some(CachedVerdict::Infected(result.detections.clone().into()))
-                    }
-                    _ => None,
-                };
-                if let Some(c) = cached {
+                if let Some(c) = crate::scan::cacheable(&result, member.clone()) {
                     app.cache.insert(key, loaded.epoch, c);
                 }
-                (result, false)
+                (result, false, member)
             }
         };
         let mut verdict = verdict_for(
@@ -283,6 +291,10 @@ impl ShimService for ShimGrpc {
                     req.vm_id
                 )
             };
+            if !member.is_empty() {
+                ev.member =
+                    giva_content::Report::joined(crate::layers::base_name(&req.name), &member);
+            }
             ev.path = req.name;
             ev.signatures = verdict
                 .detections

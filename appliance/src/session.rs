@@ -500,7 +500,7 @@ impl Session {
             leader: None,
             tally,
             digest: None,
-            member: None,
+            member: Vec::new(),
             gap: None,
         };
         // 1. The cache: this VM's own verdicts, then its template's, so
@@ -726,6 +726,7 @@ fn unkept(result: giva_engine::ScanResult, why: String) -> giva_content::Report 
         found: Vec::new(),
         gaps: vec![gap],
         members: 0,
+        cached: 0,
     }
 }
 
@@ -751,9 +752,9 @@ struct FileTask {
     tally: Option<SharedTally>,
     /// SHA-256 of the content, once all of it was read.
     digest: Option<[u8; 32]>,
-    /// Where inside the file its detection was made
-    /// (`outer.zip!mid.zip!p.exe`), when not in the file itself.
-    member: Option<String>,
+    /// The layer inside the file where its detection was made
+    /// (`["mid.zip", "p.exe"]`); empty for the file itself.
+    member: Vec<String>,
     /// What inside the file was not scanned, for the verdict's reason.
     gap: Option<String>,
 }
@@ -826,7 +827,8 @@ impl FileTask {
             (None, Some((mut scanner, digest, keeper))) => {
                 // The file's own bytes first; then, for a container, its
                 // layers, from what was kept.
-                let decomposer = giva_content::Decomposer::new(loaded.engine.clone(), opts, limits);
+                let decomposer = giva_content::Decomposer::new(loaded.engine.clone(), opts, limits)
+                    .with_cache(self.app.cache.clone(), loaded.epoch);
                 let name = crate::layers::base_name(&self.path).to_string();
                 let started = self.started;
                 let finished = self
@@ -878,13 +880,7 @@ impl FileTask {
                         return self.answer(v, "scan").await;
                     }
                 };
-                let cached = match result.outcome {
-                    Outcome::Clean | Outcome::TooSmall => Some(CachedVerdict::Clean),
-                    Outcome::Infected => {
-                        Some(CachedVerdict::Infected(result.detections.clone().into()))
-                    }
-                    _ => None,
-                };
+                let cached = crate::scan::cacheable(&result, self.member.clone());
                 let digest: [u8; 32] = digest.into();
                 self.digest = Some(digest);
                 if let Some(c) = &cached {
@@ -902,7 +898,7 @@ impl FileTask {
                     v.reason = format!("{}: {gap}", v.reason);
                 }
                 if result.is_infected() {
-                    self.report_detection(&v, deny && self.blocking, &version)
+                    self.report_detection(&v, &self.member, deny && self.blocking, &version)
                         .await;
                 }
                 v
@@ -966,9 +962,9 @@ impl FileTask {
                 "",
                 version,
             ),
-            CachedVerdict::Infected(d) => {
+            CachedVerdict::Infected(i) => {
                 let result = giva_engine::ScanResult {
-                    detections: d.to_vec(),
+                    detections: i.detections.clone(),
                     outcome: Outcome::Infected,
                     bytes_scanned: 0,
                     allowed: false,
@@ -978,7 +974,11 @@ impl FileTask {
         };
         v.from_cache = true;
         if matches!(cached, CachedVerdict::Infected(_)) {
-            self.report_detection(&v, deny && self.blocking, version)
+            let member = match cached {
+                CachedVerdict::Infected(i) => i.member.as_slice(),
+                CachedVerdict::Clean => &[],
+            };
+            self.report_detection(&v, member, deny && self.blocking, version)
                 .await;
         }
         self.answer(v, source).await;
@@ -986,7 +986,9 @@ impl FileTask {
 
     /// Records the detection in the outbox (and notifies the manager)
     /// before the verdict goes back to the guest.
-    async fn report_detection(&self, v: &Verdict, denied: bool, version: &str) {
+    /// `member` is the layer of the detection inside the file (empty for
+    /// the file itself).
+    async fn report_detection(&self, v: &Verdict, member: &[String], denied: bool, version: &str) {
         let names: Vec<String> = v.detections.iter().map(|d| d.signature.clone()).collect();
         info!(path = %self.path, signatures = ?names, "detection");
         self.app.registry.note_detection(&self.vm.vm_id, &self.path);
@@ -994,7 +996,9 @@ impl FileTask {
         ev.vm_id = self.vm.vm_id.clone();
         ev.vm_name = self.vm.name.clone();
         ev.path = self.path.clone();
-        ev.member = self.member.clone().unwrap_or_default();
+        if !member.is_empty() {
+            ev.member = giva_content::Report::joined(crate::layers::base_name(&self.path), member);
+        }
         ev.signatures = names;
         ev.action = if denied {
             Action::Denied
@@ -1016,11 +1020,8 @@ impl FileTask {
         for g in &r.gaps {
             self.app.stats.content_gap(g.limit.name());
         }
-        self.member = r
-            .found
-            .first()
-            .filter(|f| !f.path.is_empty())
-            .map(|f| giva_content::Report::joined(name, &f.path));
+        self.app.stats.content_members_cached.inc_by(r.cached);
+        self.member = r.found.first().map(|f| f.path.clone()).unwrap_or_default();
         self.gap = r.gaps.first().map(|g| {
             format!(
                 "{} ({})",

@@ -81,6 +81,9 @@ pub struct Stats {
     pub certificate_renewals: Counter,
     /// Members extracted from containers and scanned.
     pub content_members: Counter,
+    /// Of those, members whose verdict came from the cache (a known member
+    /// in a new wrapper).
+    pub content_members_cached: Counter,
     /// Parts of files not scanned inside, by why (`encrypted`, `bomb`,
     /// `unreadable`, a limit's name).
     pub content_gaps: Family<Labels, Counter>,
@@ -128,6 +131,7 @@ impl Stats {
             clone_enrollments: Counter::default(),
             certificate_renewals: Counter::default(),
             content_members: Counter::default(),
+            content_members_cached: Counter::default(),
             content_gaps: Family::default(),
             registry: Registry::default(),
         };
@@ -243,6 +247,11 @@ impl Stats {
             "content_members",
             "Members extracted from containers (archives, compressed files) and scanned",
             s.content_members.clone(),
+        );
+        registry.register(
+            "content_members_cached",
+            "Members whose verdict came from the cache by their digest, not scanned again",
+            s.content_members_cached.clone(),
         );
         registry.register(
             "content_not_scanned",

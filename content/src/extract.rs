@@ -3,6 +3,7 @@
 //! large member never sits in RAM.
 
 use std::io::{Read, Write};
+use std::time::Instant;
 
 use crate::limits::Limits;
 
@@ -42,6 +43,8 @@ pub enum Cut {
     Ratio,
     /// The decoder failed: the data is corrupt or truncated.
     Corrupt(std::io::Error),
+    /// The deadline passed while it was decoded.
+    Time,
 }
 
 /// Bytes gathered in order: in memory up to `spill_above`, then in an
@@ -121,7 +124,8 @@ impl Spool {
 
 /// Reads `reader` to its end: at most `limits.max_file_size` bytes (and,
 /// when `compressed` is known, at most `max_ratio` times that past
-/// `ratio_floor`).
+/// `ratio_floor`), and no later than `deadline`: a decoder that is slow on
+/// purpose is cut off between its reads of 64 KiB.
 ///
 /// # Errors
 ///
@@ -131,10 +135,14 @@ pub fn read_member(
     mut reader: impl Read,
     compressed: Option<u64>,
     limits: &Limits,
+    deadline: Option<Instant>,
 ) -> Result<Extracted, Cut> {
     let mut spool = Spool::new(limits);
     let mut buf = vec![0u8; 64 << 10];
     loop {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Cut::Time);
+        }
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -168,14 +176,14 @@ mod tests {
             max_file_size: 1000,
             ..Limits::default()
         };
-        let small = read_member(&[7u8; 50][..], None, &limits).unwrap();
+        let small = read_member(&[7u8; 50][..], None, &limits, None).unwrap();
         assert!(matches!(small, Extracted::Memory(_)));
         assert_eq!(&*small, &[7u8; 50][..]);
-        let large = read_member(&[9u8; 500][..], None, &limits).unwrap();
+        let large = read_member(&[9u8; 500][..], None, &limits, None).unwrap();
         assert!(matches!(large, Extracted::Mapped(_)));
         assert_eq!(&*large, &[9u8; 500][..]);
         assert!(matches!(
-            read_member(&[0u8; 1001][..], None, &limits),
+            read_member(&[0u8; 1001][..], None, &limits, None),
             Err(Cut::TooLarge)
         ));
         let ratio = Limits {
@@ -184,8 +192,23 @@ mod tests {
             ..limits
         };
         assert!(matches!(
-            read_member(&[0u8; 200][..], Some(2), &ratio),
+            read_member(&[0u8; 200][..], Some(2), &ratio, None),
             Err(Cut::Ratio)
         ));
+        // A decoder that crawls on for ever is cut off at the deadline.
+        struct Crawl;
+        impl Read for Crawl {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                buf[0] = 1;
+                Ok(1)
+            }
+        }
+        let deadline = Instant::now() + std::time::Duration::from_millis(50);
+        assert!(matches!(
+            read_member(Crawl, None, &Limits::default(), Some(deadline)),
+            Err(Cut::Time)
+        ));
+        assert!(Instant::now() < deadline + std::time::Duration::from_secs(1));
     }
 }

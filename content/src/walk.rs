@@ -2,9 +2,14 @@
 //! magic says it is a container, opened, its members scanned and opened in
 //! turn, under one file's [`Limits`].
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use giva_engine::{Detection, Engine, Limit, Outcome, ScanOptions, ScanResult};
+use giva_engine::cache::content_key;
+use giva_engine::{
+    CachedVerdict, Detection, Engine, Limit, Outcome, ScanOptions, ScanResult, VerdictCache,
+};
+use sha2::{Digest, Sha256};
 
 use crate::extract::{Cut, read_member};
 use crate::formats::{Entry, Flow, FormatError, members};
@@ -49,6 +54,9 @@ pub struct Report {
     pub gaps: Vec<Gap>,
     /// Members extracted.
     pub members: u64,
+    /// Of those, members whose verdict came from the cache (see
+    /// [`Decomposer::with_cache`]).
+    pub cached: u64,
 }
 
 impl Report {
@@ -86,6 +94,7 @@ pub struct Decomposer {
     engine: Engine,
     opts: ScanOptions,
     limits: Limits,
+    cache: Option<(Arc<VerdictCache>, u64)>,
 }
 
 struct Walk<'a> {
@@ -93,6 +102,7 @@ struct Walk<'a> {
     started: Instant,
     scanned: u64,
     members: u64,
+    cached: u64,
     found: Vec<Found>,
     gaps: Vec<Gap>,
     detections: Vec<Detection>,
@@ -107,7 +117,19 @@ impl Decomposer {
             engine,
             opts,
             limits,
+            cache: None,
         }
+    }
+
+    /// Also looks every member up in `cache` by the SHA-256 of its bytes,
+    /// under database generation `epoch`, and stores the verdict of each
+    /// member scanned completely: a known member in a new wrapper is not
+    /// scanned again. A member's verdict covers its own layers; a verdict
+    /// with a part not scanned is not stored.
+    #[must_use]
+    pub fn with_cache(mut self, cache: Arc<VerdictCache>, epoch: u64) -> Self {
+        self.cache = Some((cache, epoch));
+        self
     }
 
     /// The limits in force.
@@ -139,6 +161,7 @@ impl Decomposer {
             started,
             scanned: root.bytes_scanned,
             members: 0,
+            cached: 0,
             found: Vec::new(),
             gaps: Vec::new(),
             detections: Vec::new(),
@@ -173,6 +196,7 @@ impl Decomposer {
             found: w.found,
             gaps: w.gaps,
             members: w.members,
+            cached: w.cached,
         }
     }
 
@@ -336,7 +360,8 @@ impl Walk<'_> {
             }
         };
         path.push(printable(&name));
-        let flow = match read_member(reader, compressed, limits) {
+        let deadline = self.started + limits.max_scan_time;
+        let flow = match read_member(reader, compressed, limits, Some(deadline)) {
             Err(Cut::TooLarge) => {
                 self.gap(
                     path,
@@ -357,45 +382,101 @@ impl Walk<'_> {
                 self.gap(path, Limit::Unreadable, e.to_string());
                 Flow::Continue
             }
-            Ok(bytes) => {
-                if self.scanned.saturating_add(bytes.len() as u64) > limits.max_scan_size {
-                    self.gap(
-                        path,
-                        Limit::ScanBytes,
-                        format!(
-                            "the file's {} bytes to scan are used up",
-                            limits.max_scan_size
-                        ),
-                    );
-                    Flow::Stop
-                } else {
-                    let r = self
-                        .d
-                        .engine
-                        .scan_bytes(&bytes, &self.d.layer_opts(self.started, self.scanned));
-                    self.scanned += r.bytes_scanned;
-                    // A member on the allow list is not opened either.
-                    let allowed = r.allowed;
-                    self.take(path, r);
-                    let kind = detect(&bytes);
-                    if !allowed && !self.stop {
-                        if kind.is_container() {
-                            let own = path.last().cloned().unwrap_or_default();
-                            self.open(kind, &bytes, &own, path, depth + 1);
-                        } else {
-                            self.open_embedded(&bytes, path, depth + 1);
-                        }
-                    }
-                    if self.stop {
-                        Flow::Stop
-                    } else {
-                        Flow::Continue
-                    }
-                }
+            Err(Cut::Time) => {
+                self.gap(
+                    path,
+                    Limit::ScanTime,
+                    "the file's time ran out while this member was decoded",
+                );
+                Flow::Stop
             }
+            Ok(bytes) => self.layer(&bytes, path, depth),
         };
         path.pop();
         flow
+    }
+
+    /// A member's bytes at `path`: its verdict from the cache, or scanned,
+    /// opened if it is a container, and its verdict cached when nothing in
+    /// it was left unscanned.
+    fn layer(&mut self, bytes: &[u8], path: &mut MemberPath, depth: u32) -> Flow {
+        let key = self
+            .d
+            .cache
+            .as_ref()
+            .map(|(c, epoch)| (c, *epoch, content_key(&Sha256::digest(bytes).into())));
+        if let Some((cache, epoch, key)) = &key
+            && let Some(v) = cache.get(key, *epoch)
+        {
+            self.cached += 1;
+            if let CachedVerdict::Infected(i) = v {
+                let at = path.len();
+                path.extend(i.member.iter().cloned());
+                self.take(
+                    path,
+                    ScanResult {
+                        detections: i.detections.clone(),
+                        outcome: Outcome::Infected,
+                        bytes_scanned: 0,
+                        allowed: false,
+                    },
+                );
+                path.truncate(at);
+            }
+            return self.flow();
+        }
+        let max_scan_size = self.d.limits.max_scan_size;
+        if self.scanned.saturating_add(bytes.len() as u64) > max_scan_size {
+            self.gap(
+                path,
+                Limit::ScanBytes,
+                format!("the file's {max_scan_size} bytes to scan are used up"),
+            );
+            return Flow::Stop;
+        }
+        let before = (self.found.len(), self.gaps.len());
+        let r = self
+            .d
+            .engine
+            .scan_bytes(bytes, &self.d.layer_opts(self.started, self.scanned));
+        self.scanned += r.bytes_scanned;
+        // A member on the allow list is not opened either.
+        let allowed = r.allowed;
+        self.take(path, r);
+        if !allowed && !self.stop {
+            let kind = detect(bytes);
+            if kind.is_container() {
+                let own = path.last().cloned().unwrap_or_default();
+                self.open(kind, bytes, &own, path, depth + 1);
+            } else {
+                self.open_embedded(bytes, path, depth + 1);
+            }
+        }
+        let Some((cache, epoch, key)) = key else {
+            return self.flow();
+        };
+        if self.gaps.len() > before.1 {
+            return self.flow();
+        }
+        let found = &self.found[before.0..];
+        let verdict = match found.first() {
+            None => CachedVerdict::Clean,
+            Some(first) => CachedVerdict::infected(
+                found.iter().map(|f| f.detection.clone()).collect(),
+                first.path[path.len()..].to_vec(),
+            ),
+        };
+        cache.insert(key, epoch, verdict);
+        self.flow()
+    }
+
+    /// Whether the walk goes on after a member.
+    fn flow(&self) -> Flow {
+        if self.stop {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
     }
 }
 

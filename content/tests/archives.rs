@@ -521,3 +521,62 @@ fn an_archive_in_an_executables_overlay_is_opened() {
         vec![format!("@{image}"), "p.exe".to_string()]
     );
 }
+
+/// With a verdict cache, a member seen before is not scanned again: a known
+/// payload in a new wrapper is a cache hit that still names its layer, a
+/// known-clean member costs a digest, and a member with a part not scanned
+/// is not cached.
+#[test]
+fn members_are_cached_by_their_digest() {
+    use giva_engine::{CacheConfig, VerdictCache};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (e, _) = engine(dir.path(), false);
+    let cache = Arc::new(VerdictCache::new(CacheConfig::default()));
+    let d = decomposer(e, Limits::default()).with_cache(cache.clone(), 1);
+    let p = payload();
+    let inner = zip_of(&[("p.exe", &p)], zip::CompressionMethod::Deflated);
+    let first = zip_of(
+        &[("readme.txt", b"clean words"), ("inner.zip", &inner)],
+        zip::CompressionMethod::Stored,
+    );
+    let r = d.scan(&first, "first.zip");
+    assert_eq!(r.result.outcome, Outcome::Infected);
+    assert_eq!(r.cached, 0, "{r:?}");
+    assert_eq!(r.found[0].path, ["inner.zip", "p.exe"]);
+
+    // The same inner zip in another wrapper: served from the cache, named.
+    let second = tar_of(&[("notes.txt", b"clean words"), ("x/inner.zip", &inner)]);
+    let r = d.scan(&second, "second.tar");
+    assert_eq!(r.result.outcome, Outcome::Infected);
+    assert_eq!(r.cached, 2, "both members were seen before: {r:?}");
+    assert_eq!(r.found[0].path, ["x/inner.zip", "p.exe"]);
+    assert_eq!(r.found[0].detection.name, "Test.Payload.Body.UNOFFICIAL");
+
+    // Another database generation: nothing is served.
+    let d2 =
+        decomposer(engine(dir.path(), false).0, Limits::default()).with_cache(cache.clone(), 2);
+    let r = d2.scan(&second, "second.tar");
+    assert_eq!((r.result.outcome, r.cached), (Outcome::Infected, 0));
+
+    // A member cut short by a limit is not cached as clean.
+    let tight = Limits {
+        max_file_size: 1000,
+        ..Limits::default()
+    };
+    let big = vec![b'a'; 5000];
+    let holder = zip_of(&[("big.bin", &big)], zip::CompressionMethod::Stored);
+    let wrap = gzip(&holder);
+    let d3 = decomposer(engine(dir.path(), false).0, tight).with_cache(cache, 3);
+    let r = d3.scan(&wrap, "w.zip.gz");
+    assert!(
+        matches!(r.result.outcome, Outcome::LimitExceeded(_)),
+        "{r:?}"
+    );
+    let r = d3.scan(&wrap, "again.zip.gz");
+    assert_eq!(r.cached, 0, "{r:?}");
+    assert!(
+        matches!(r.result.outcome, Outcome::LimitExceeded(_)),
+        "{r:?}"
+    );
+}

@@ -65,8 +65,25 @@ pub fn file_key(scope: &str, path: &str, size: u64, mtime_ns: i64, file_id: u64)
 pub enum CachedVerdict {
     /// Scanned completely, nothing found.
     Clean,
-    /// The detections found.
-    Infected(Arc<[Detection]>),
+    /// The detections found, and where.
+    Infected(Arc<Infection>),
+}
+
+/// What an infected file holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Infection {
+    /// The detections.
+    pub detections: Vec<Detection>,
+    /// The layer of the first, inside the file (`["mid.zip", "p.exe"]`);
+    /// empty for the file's own bytes.
+    pub member: Vec<String>,
+}
+
+impl CachedVerdict {
+    /// An infected verdict for `detections` found in the layer `member`.
+    pub fn infected(detections: Vec<Detection>, member: Vec<String>) -> Self {
+        CachedVerdict::Infected(Arc::new(Infection { detections, member }))
+    }
 }
 
 /// Bounds of a [`VerdictCache`].
@@ -104,11 +121,11 @@ pub struct CacheStats {
     pub bytes: u64,
 }
 
-/// The stored value: the epoch and the detections (`None` = clean; the
-/// `Arc` niche keeps this 24 bytes).
-type Val = (u64, Option<Arc<[Detection]>>);
+/// The stored value: the epoch and the infection (`None` = clean; the
+/// `Arc` niche keeps this 16 bytes).
+type Val = (u64, Option<Arc<Infection>>);
 
-/// Estimated resident bytes of one clean entry: key and value (40) plus
+/// Estimated resident bytes of one clean entry: key and value (32) plus
 /// quick_cache's slot, hash-table and queue overhead (see `DESIGN.md` for
 /// the measurement).
 const ENTRY_BYTES: u64 = 72;
@@ -121,11 +138,18 @@ struct Weigh {
 
 impl Weighter<Key, Val> for Weigh {
     fn weight(&self, _key: &Key, val: &Val) -> u64 {
-        let extra = val.1.as_ref().map_or(0, |d| {
-            16 + d
+        let extra = val.1.as_ref().map_or(0, |i| {
+            let detections = i
+                .detections
                 .iter()
                 .map(|x| (std::mem::size_of::<Detection>() + x.name.len()) as u64)
-                .sum::<u64>()
+                .sum::<u64>();
+            let member = i
+                .member
+                .iter()
+                .map(|m| (std::mem::size_of::<String>() + m.len()) as u64)
+                .sum::<u64>();
+            16 + std::mem::size_of::<Infection>() as u64 + detections + member
         });
         (ENTRY_BYTES + extra).max(self.floor)
     }
@@ -256,6 +280,6 @@ mod tests {
 
     #[test]
     fn value_is_small() {
-        assert_eq!(std::mem::size_of::<Val>(), 24);
+        assert_eq!(std::mem::size_of::<Val>(), 16);
     }
 }

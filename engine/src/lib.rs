@@ -107,7 +107,7 @@ mod scanner;
 mod stored;
 mod util;
 
-pub use cache::{CacheConfig, CacheStats, CachedVerdict, VerdictCache};
+pub use cache::{CacheConfig, CacheStats, CachedVerdict, Infection, VerdictCache};
 pub use engine::Engine;
 pub use error::{BuildError, OpenError, ScanError, StoredError};
 pub use file::MMAP_THRESHOLD;

@@ -15,10 +15,13 @@ fn key(i: u64) -> Key {
 }
 
 fn infected(name: &str) -> CachedVerdict {
-    CachedVerdict::Infected(Arc::from(vec![Detection {
-        name: name.into(),
-        kind: DetectionKind::Body,
-    }]))
+    CachedVerdict::infected(
+        vec![Detection {
+            name: name.into(),
+            kind: DetectionKind::Body,
+        }],
+        Vec::new(),
+    )
 }
 
 #[test]

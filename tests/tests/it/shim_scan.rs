@@ -186,9 +186,9 @@ async fn archives_are_opened_on_the_appliance_and_the_member_named() {
         vm_id: "vm-archives".into(),
         ..Default::default()
     };
-    let config = ScanConfig::new(appliance.url(), vm, vec![dir.path().to_path_buf()]);
+    let first = ScanConfig::new(appliance.url(), vm, vec![dir.path().to_path_buf()]);
     let mut seen = Vec::new();
-    let summary = giva_shim::scan::run(&config, |r| seen.push(r.clone()), |_, _| {})
+    let summary = giva_shim::scan::run(&first, |r| seen.push(r.clone()), |_, _| {})
         .await
         .expect("scan");
     assert_eq!(summary.infected, 2, "{seen:?}");
@@ -212,11 +212,11 @@ async fn archives_are_opened_on_the_appliance_and_the_member_named() {
         members().await.len() == 2
     })
     .await;
-    let mut members = members().await;
-    assert!(two, "two detections reach the manager: {members:?}");
-    members.sort();
+    let mut named = members().await;
+    assert!(two, "two detections reach the manager: {named:?}");
+    named.sort();
     assert_eq!(
-        members,
+        named,
         ["bundle.zip!bin/eicar.com", "eicar.com.gz!eicar.com"]
     );
     app.stats.observe(&app.cache.stats(), &app.pool.stats());
@@ -224,6 +224,61 @@ async fn archives_are_opened_on_the_appliance_and_the_member_named() {
     assert!(
         metrics.contains("giva_content_not_scanned_total{why=\"encrypted\"} 1"),
         "{metrics}"
+    );
+
+    // The same payload in a new wrapper: its verdict comes from the cache
+    // by the member's digest, and the event still names the member.
+    let cached_before = app.stats.content_members_cached.get();
+    let later = tempfile::tempdir().expect("tempdir");
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    z.start_file("x/eicar.txt", zip::write::SimpleFileOptions::default())
+        .expect("zip");
+    z.write_all(EICAR).expect("zip");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&z.finish().expect("zip").into_inner())
+        .expect("gzip");
+    write(later.path(), "again.zip.gz", &gz.finish().expect("gzip"));
+    let vm = giva_proto::shim::VmIdentity {
+        vm_id: "vm-archives".into(),
+        ..Default::default()
+    };
+    let config = ScanConfig::new(appliance.url(), vm, vec![later.path().to_path_buf()]);
+    let summary = giva_shim::scan::run(&config, |_| {}, |_, _| {})
+        .await
+        .expect("scan");
+    assert_eq!(summary.infected, 1);
+    let three = crate::common::eventually(std::time::Duration::from_secs(5), || async {
+        members().await.len() == 3
+    })
+    .await;
+    let named = members().await;
+    assert!(three, "{named:?}");
+    assert!(
+        named.contains(&"again.zip.gz!again.zip!x/eicar.txt".to_string()),
+        "{named:?}"
+    );
+    assert_eq!(app.stats.content_members_cached.get(), cached_before + 1);
+
+    // The first files again: answered from the cache, and still named.
+    let hits = app.stats.cache_hits.get();
+    let summary = giva_shim::scan::run(&first, |_| {}, |_, _| {})
+        .await
+        .expect("scan");
+    assert_eq!(summary.infected, 2);
+    assert!(app.stats.cache_hits.get() >= hits + 2);
+    let five = crate::common::eventually(std::time::Duration::from_secs(5), || async {
+        members().await.len() == 5
+    })
+    .await;
+    let named = members().await;
+    assert!(five, "{named:?}");
+    assert_eq!(
+        named
+            .iter()
+            .filter(|m| *m == "bundle.zip!bin/eicar.com")
+            .count(),
+        2,
+        "{named:?}"
     );
     appliance.stop().await;
     manager.stop().await;
