@@ -340,6 +340,45 @@ impl Default for LimitsConfig {
     }
 }
 
+/// A policy's own limits (`[groups.NAME.limits]`): each one given
+/// replaces the appliance's `[limits]` value for VMs of that policy; the
+/// rest are the appliance's.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitOverrides {
+    /// See [`LimitsConfig::max_file_size`].
+    pub max_file_size: Option<u64>,
+    /// See [`LimitsConfig::max_scan_bytes`].
+    pub max_scan_bytes: Option<u64>,
+    /// See [`LimitsConfig::max_scan_time_ms`].
+    pub max_scan_time_ms: Option<u64>,
+    /// See [`LimitsConfig::max_recursion`].
+    pub max_recursion: Option<u32>,
+    /// See [`LimitsConfig::max_files`].
+    pub max_files: Option<u64>,
+    /// See [`LimitsConfig::max_member_size`].
+    pub max_member_size: Option<u64>,
+    /// See [`LimitsConfig::max_container_bytes`].
+    pub max_container_bytes: Option<u64>,
+}
+
+impl LimitOverrides {
+    /// `base` with these values in place of its own.
+    pub fn over(&self, base: &LimitsConfig) -> LimitsConfig {
+        LimitsConfig {
+            max_file_size: self.max_file_size.unwrap_or(base.max_file_size),
+            max_scan_bytes: self.max_scan_bytes.unwrap_or(base.max_scan_bytes),
+            max_scan_time_ms: self.max_scan_time_ms.unwrap_or(base.max_scan_time_ms),
+            max_recursion: self.max_recursion.unwrap_or(base.max_recursion),
+            max_files: self.max_files.unwrap_or(base.max_files),
+            max_member_size: self.max_member_size.unwrap_or(base.max_member_size),
+            max_container_bytes: self
+                .max_container_bytes
+                .unwrap_or(base.max_container_bytes),
+        }
+    }
+}
+
 /// Full-scan storm control.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -394,6 +433,8 @@ pub struct PolicyConfig {
     /// What an ordered full scan walks in the guest. A scan that walks
     /// anything else does not release a quarantined VM.
     pub full_scan_roots: Vec<String>,
+    /// Limits of this policy's own, over the appliance's `[limits]`.
+    pub limits: LimitOverrides,
 }
 
 impl Default for PolicyConfig {
@@ -411,6 +452,7 @@ impl Default for PolicyConfig {
             notify_immediately: true,
             share_cache: true,
             full_scan_roots: vec!["/".into()],
+            limits: LimitOverrides::default(),
         }
     }
 }

@@ -30,7 +30,10 @@ impl Policy {
     /// # Errors
     ///
     /// [`PolicyError`] for invalid patterns or scan roots, each named.
+    /// `limits` are the appliance's; the policy's own replace them where
+    /// it has them.
     pub fn new(config: PolicyConfig, limits: LimitsConfig) -> Result<Self, PolicyError> {
+        let limits = config.limits.over(&limits);
         let mut policy = Policy {
             config,
             limits,
@@ -220,5 +223,41 @@ mod tests {
             let e = Policy::new(c, LimitsConfig::default()).unwrap_err();
             assert!(e.to_string().contains("full_scan_roots"), "{roots:?}: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod group_limits {
+    use crate::config::Config;
+
+    #[test]
+    fn a_group_sets_its_own_limits_over_the_appliances() {
+        let text = r#"
+[limits]
+max_recursion = 10
+max_files = 500
+
+[groups.build-farm.limits]
+max_recursion = 3
+max_member_size = 1048576
+"#;
+        let config: Config = toml::from_str(text).expect("config");
+        let p = super::Policies::new(&config).expect("policies");
+        let farm = p.for_group("build-farm");
+        assert_eq!(farm.limits().max_recursion, 3);
+        assert_eq!(farm.limits().max_member_size, 1 << 20);
+        // What the group does not set is the appliance's.
+        assert_eq!(farm.limits().max_files, 500);
+        let default = p.for_group("");
+        assert_eq!(default.limits().max_recursion, 10);
+        assert_eq!(
+            default.limits().max_member_size,
+            giva_content::Limits::default().max_file_size
+        );
+        // And the walk is held to them.
+        let limits = crate::scan::content_limits(farm.limits(), None);
+        assert_eq!((limits.max_recursion, limits.max_files), (3, 500));
+        // A misspelt limit is refused, not ignored.
+        assert!(toml::from_str::<Config>("[groups.g.limits]\nmax_recursoin = 3\n").is_err());
     }
 }

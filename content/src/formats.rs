@@ -19,6 +19,8 @@ pub(crate) enum Entry<'r> {
     Encrypted { name: String },
     /// A file stored with a method giva cannot decode.
     Unsupported { name: String, why: String },
+    /// A file whose data cannot be read (it lies past the container's end).
+    Corrupt { name: String, why: String },
 }
 
 /// What the walk wants after a member.
@@ -70,6 +72,8 @@ pub(crate) fn members(
         Kind::Ar => ar(data, each),
         Kind::SevenZip => seven_zip(data, each),
         Kind::Cab => cab(data, each),
+        Kind::Iso9660 => crate::iso::members(data, each),
+        Kind::Arj => crate::arj::members(data, each),
         Kind::Zstd => {
             let mut r = ruzstd::decoding::StreamingDecoder::new(data).map_err(corrupt)?;
             single(&mut r, data.len(), outer, &[".zst", ".tzst"], each)
@@ -130,16 +134,21 @@ fn zip(data: &[u8], each: &mut dyn FnMut(Entry<'_>) -> Flow) -> Result<(), Forma
         return Err(FormatError::Overlapping);
     }
     for i in 0..archive.len() {
-        let (name, encrypted, dir) = {
+        let (name, encrypted, dir, method) = {
             let f = archive.by_index_raw(i).map_err(corrupt)?;
             let name = f.name().map_or_else(|_| format!("#{i}"), |n| n.to_string());
-            (name, f.encrypted(), f.is_dir())
+            (name, f.encrypted(), f.is_dir(), f.compression())
         };
         if dir {
             continue;
         }
         let flow = if encrypted {
             each(Entry::Encrypted { name })
+        } else if !zip_decodes(method) {
+            each(Entry::Unsupported {
+                name,
+                why: format!("compression method {method} is not decoded"),
+            })
         } else {
             match archive.by_index(i) {
                 Ok(mut f) => {
@@ -165,6 +174,25 @@ fn zip(data: &[u8], each: &mut dyn FnMut(Entry<'_>) -> Flow) -> Result<(), Forma
         }
     }
     Ok(())
+}
+
+/// The zip methods the `zip` crate decodes with the features giva builds
+/// it with (zstd would need a C library; AES is a password).
+fn zip_decodes(method: zip::CompressionMethod) -> bool {
+    use zip::CompressionMethod as M;
+    matches!(
+        method,
+        M::Stored
+            | M::Deflated
+            | M::Deflate64
+            | M::Bzip2
+            | M::Lzma
+            | M::Xz
+            | M::Ppmd
+            | M::Shrink
+            | M::Reduce(_)
+            | M::Implode
+    )
 }
 
 fn zip_stream(data: &[u8], each: &mut dyn FnMut(Entry<'_>) -> Flow) -> Result<(), FormatError> {

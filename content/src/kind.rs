@@ -87,8 +87,7 @@ impl Kind {
         self != Kind::Other
     }
 
-    /// Whether giva opens this type; the others (ARJ, ISO 9660) are
-    /// scanned as bytes and reported as not scanned inside.
+    /// Whether giva opens this type (every container type it recognises).
     pub fn is_supported(self) -> bool {
         matches!(
             self,
@@ -105,6 +104,8 @@ impl Kind {
                 | Kind::SevenZip
                 | Kind::Cab
                 | Kind::Zstd
+                | Kind::Iso9660
+                | Kind::Arj
         )
     }
 }

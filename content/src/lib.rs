@@ -4,12 +4,13 @@
 //!
 //! - [`kind`]: types by magic ([`detect`]).
 //! - `formats`: the members of each container type: zip (stored, deflate,
-//!   deflate64, bzip2, lzma, xz, implode), gzip, bzip2, xz, zstd, tar
+//!   deflate64, bzip2, lzma, xz, PPMd, implode), gzip, bzip2, xz, zstd, tar
 //!   (ustar, GNU, pax, old), cpio (newc, odc, old binary in both byte
-//!   orders), ar, 7z (LZMA, LZMA2, BZip2, Deflate, copy), Microsoft CAB
-//!   (stored, MSZIP, LZX). Containers recognised by their magic but not
-//!   opened (ARJ, ISO 9660, CAB's Quantum, 7z's PPMd and encryption) are
-//!   scanned as bytes and reported as not scanned inside.
+//!   orders), ar, 7z (LZMA, LZMA2, PPMd, BZip2, Deflate, copy), Microsoft
+//!   CAB (stored, MSZIP, LZX); `arj` (stored, methods 1-4, giva's own
+//!   decoder) and `iso` (ISO 9660, primary or Joliet tree). A member in a
+//!   method not decoded (CAB's Quantum, zstd in a zip) or encrypted is
+//!   reported as not scanned.
 //! - `extract`: a member's bytes under the caps; large ones go to an
 //!   unlinked temporary file and are mapped.
 //! - [`walk`]: the tree walk ([`Decomposer`]), the limits ([`Limits`]) and
@@ -30,7 +31,9 @@
 #![forbid(unsafe_code)]
 
 pub mod extract;
+mod arj;
 mod formats;
+mod iso;
 pub mod kind;
 pub mod limits;
 pub mod walk;

@@ -358,6 +358,12 @@ impl Walk<'_> {
                 path.pop();
                 return Flow::Continue;
             }
+            Entry::Corrupt { name, why } => {
+                path.push(printable(&name));
+                self.gap(path, Limit::Unreadable, why);
+                path.pop();
+                return Flow::Continue;
+            }
         };
         path.push(printable(&name));
         let deadline = self.started + limits.max_scan_time;

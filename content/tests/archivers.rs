@@ -1,7 +1,6 @@
 //! Containers made by Debian's archivers (`7z`, `gcab`, `cpio`, `zstd`,
-//! `arj`), each wrapping a payload that one hash signature detects: every
-//! format giva opens finds it in the member; ARJ, which giva does not open,
-//! is reported as not scanned inside, never clean.
+//! `genisoimage`, `arj`), each wrapping a payload that one hash signature
+//! detects: every format finds it in the member.
 //!
 //! Skipped (with a message) when an archiver is missing, unless
 //! `GIVA_REQUIRE_ARCHIVERS=1` (CI sets it).
@@ -72,6 +71,17 @@ fn containers_made_by_debians_archivers() {
             "7z a -bd -y -mx=9 -m0=BZip2 b.7z in >/dev/null",
             "b.7z",
         ),
+        ("7z", "7z a -bd -y -m0=PPMd c.7z in >/dev/null", "c.7z"),
+        (
+            "7z",
+            "7z a -bd -y -tzip -mm=PPMd ppmd.zip in >/dev/null",
+            "ppmd.zip",
+        ),
+        (
+            "7z",
+            "7z a -bd -y -tzip -mm=LZMA lzma.zip in >/dev/null",
+            "lzma.zip",
+        ),
         (
             "gcab",
             "gcab -c -z a.cab in/payload.bin in/readme.txt",
@@ -98,6 +108,16 @@ fn containers_made_by_debians_archivers() {
             "zstd -q -o payload.bin.zst in/payload.bin",
             "payload.bin.zst",
         ),
+        (
+            "genisoimage",
+            "genisoimage -quiet -o plain.iso in",
+            "plain.iso",
+        ),
+        (
+            "genisoimage",
+            "genisoimage -quiet -J -R -o joliet.iso in",
+            "joliet.iso",
+        ),
     ];
     let mut tried = 0;
     for (tool, cmd, archive) in cases {
@@ -112,21 +132,48 @@ fn containers_made_by_debians_archivers() {
             r.found[0]
                 .path
                 .last()
-                .is_some_and(|m| m.ends_with("payload.bin")),
+                .is_some_and(|m| m.to_ascii_lowercase().ends_with("payload.bin")),
             "{archive}: {:?}",
             r.found[0].path
         );
+        if *archive == "joliet.iso" {
+            // Joliet's names, not the primary tree's upper-case 8.3 ones.
+            assert_eq!(r.found[0].path, ["payload.bin"]);
+        }
         tried += 1;
     }
     println!("{tried} archives opened");
     if have("arj") {
-        run(d, "arj a -y a.arj in/payload.bin >/dev/null");
-        let data = std::fs::read(d.join("a.arj")).expect("arj");
-        let r = decomposer.scan(&data, "a.arj");
+        // Every method ARJ has: stored, the three Huffman levels, and the
+        // fast one; a member whose data is damaged fails its CRC and is
+        // not scanned, never clean.
+        for m in 0..=4 {
+            let archive = format!("m{m}.arj");
+            run(d, &format!("arj a -y -m{m} {archive} in/payload.bin in/readme.txt >/dev/null"));
+            let data = std::fs::read(d.join(&archive)).expect("arj");
+            let r = decomposer.scan(&data, &archive);
+            assert_eq!(r.result.outcome, Outcome::Infected, "{archive}: {r:?}");
+            assert_eq!(r.found[0].path, ["in/payload.bin"], "{archive}");
+            assert!(r.gaps.is_empty(), "{archive}: {:?}", r.gaps);
+            if m > 0 {
+                let mut bad = data.clone();
+                let mid = bad.len() / 2;
+                bad[mid] ^= 0x55;
+                let r = decomposer.scan(&bad, &archive);
+                assert_eq!(
+                    r.result.outcome,
+                    Outcome::LimitExceeded(Limit::Unreadable),
+                    "{archive} damaged: {r:?}"
+                );
+            }
+        }
+        run(d, "arj a -y -gsecret locked.arj in/payload.bin >/dev/null");
+        let data = std::fs::read(d.join("locked.arj")).expect("arj");
+        let r = decomposer.scan(&data, "locked.arj");
         assert_eq!(
             r.result.outcome,
-            Outcome::LimitExceeded(Limit::Unsupported),
-            "ARJ is not opened, and says so: {r:?}"
+            Outcome::LimitExceeded(Limit::Encrypted),
+            "{r:?}"
         );
     }
 }
