@@ -372,9 +372,7 @@ impl LimitOverrides {
             max_recursion: self.max_recursion.unwrap_or(base.max_recursion),
             max_files: self.max_files.unwrap_or(base.max_files),
             max_member_size: self.max_member_size.unwrap_or(base.max_member_size),
-            max_container_bytes: self
-                .max_container_bytes
-                .unwrap_or(base.max_container_bytes),
+            max_container_bytes: self.max_container_bytes.unwrap_or(base.max_container_bytes),
         }
     }
 }

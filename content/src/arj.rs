@@ -180,7 +180,9 @@ impl<R: Read> Read for Checked<R> {
             }
             return Ok(0);
         }
-        let cap = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let cap = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..cap])?;
         if n == 0 {
             return Err(std::io::Error::new(
@@ -333,7 +335,12 @@ impl<'a> Decoder<'a> {
 
     /// Code lengths sent with `nbits`-bit counts; after the `special`th, a
     /// 2-bit count of zeros.
-    fn lengths(&mut self, n_max: usize, nbits: u32, special: Option<usize>) -> Result<Huff, &'static str> {
+    fn lengths(
+        &mut self,
+        n_max: usize,
+        nbits: u32,
+        special: Option<usize>,
+    ) -> Result<Huff, &'static str> {
         let n = self.bits.get(nbits) as usize;
         if n == 0 {
             return Ok(Huff::One(self.bits.get(nbits) as u16));

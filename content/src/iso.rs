@@ -98,12 +98,17 @@ fn name(raw: &[u8], joliet: bool) -> String {
 }
 
 /// Hands each file of the image to `each`.
-pub(crate) fn members(data: &[u8], each: &mut dyn FnMut(Entry<'_>) -> Flow) -> Result<(), FormatError> {
+pub(crate) fn members(
+    data: &[u8],
+    each: &mut dyn FnMut(Entry<'_>) -> Flow,
+) -> Result<(), FormatError> {
     let (root, block, joliet) = root(data)?;
     if !matches!(block, 512 | 1024 | 2048) {
         return Err(corrupt(&format!("logical block size {block}")));
     }
-    let root = record(&root).filter(|r| r.dir).ok_or_else(|| corrupt("bad root directory record"))?;
+    let root = record(&root)
+        .filter(|r| r.dir)
+        .ok_or_else(|| corrupt("bad root directory record"))?;
     let mut seen = HashSet::new();
     // Directories still to read: (extent, size, path, depth).
     let mut todo = vec![(root.extent, root.size, String::new(), 0usize)];
@@ -118,7 +123,9 @@ pub(crate) fn members(data: &[u8], each: &mut dyn FnMut(Entry<'_>) -> Flow) -> R
             .zip(usize::try_from(end).ok())
             .and_then(|(s, e)| data.get(s..e))
         else {
-            return Err(corrupt(&format!("directory {path:?} lies past the image's end")));
+            return Err(corrupt(&format!(
+                "directory {path:?} lies past the image's end"
+            )));
         };
         let mut at = 0usize;
         while at < dir.len() {

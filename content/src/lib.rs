@@ -30,8 +30,8 @@
 
 #![forbid(unsafe_code)]
 
-pub mod extract;
 mod arj;
+pub mod extract;
 mod formats;
 mod iso;
 pub mod kind;

@@ -149,7 +149,10 @@ fn containers_made_by_debians_archivers() {
         // not scanned, never clean.
         for m in 0..=4 {
             let archive = format!("m{m}.arj");
-            run(d, &format!("arj a -y -m{m} {archive} in/payload.bin in/readme.txt >/dev/null"));
+            run(
+                d,
+                &format!("arj a -y -m{m} {archive} in/payload.bin in/readme.txt >/dev/null"),
+            );
             let data = std::fs::read(d.join(&archive)).expect("arj");
             let r = decomposer.scan(&data, &archive);
             assert_eq!(r.result.outcome, Outcome::Infected, "{archive}: {r:?}");

@@ -1,7 +1,8 @@
 //! Differential test against `clamscan` in its default mode (archives
 //! opened, not raw mode): generated nested archives of the formats both
-//! open, one body and one hash signature, all-match on both sides; the
-//! signatures found per file must be the same.
+//! open (zip, tar, gzip, bzip2, xz, and ARJ and ISO 9660 made by Debian's
+//! `arj` and `genisoimage`), one body and one hash signature, all-match on
+//! both sides; the signatures found per file must be the same.
 //!
 //! Skipped (with a message) when `clamscan` is not installed, unless
 //! `GIVA_REQUIRE_CLAMAV=1`.
@@ -28,6 +29,23 @@ fn clamscan_available() -> bool {
             "clamscan not installed and GIVA_REQUIRE_CLAMAV=1"
         );
         eprintln!("SKIPPED: clamscan not installed");
+    }
+    ok
+}
+
+/// Whether an archiver is installed (required when
+/// `GIVA_REQUIRE_ARCHIVERS=1`).
+fn have(tool: &str) -> bool {
+    let ok = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("GIVA_REQUIRE_ARCHIVERS").as_deref() != Ok("1"),
+            "{tool} not installed and GIVA_REQUIRE_ARCHIVERS=1"
+        );
+        eprintln!("SKIPPED: {tool} not installed; its archives are left out");
     }
     ok
 }
@@ -96,6 +114,44 @@ fn same_detections_as_clamscan_default_mode_on_nested_archives() {
         ),
         ("clean.tar.gz", gzip(&tar_of(nothing))),
     ];
+    let mut files = files;
+    // ARJ and ISO 9660, made by Debian's tools where they are installed.
+    let src = d.join("src");
+    std::fs::create_dir_all(src.join("a")).expect("mkdir");
+    std::fs::write(src.join("a/body.bin"), &body).expect("write");
+    std::fs::write(src.join("hashed.bin"), &hashed).expect("write");
+    for (tool, cmd, name) in [
+        (
+            "arj",
+            "arj a -y -m1 out.arj a/body.bin hashed.bin",
+            "both.arj",
+        ),
+        (
+            "genisoimage",
+            "genisoimage -quiet -J -o out.iso .",
+            "both.iso",
+        ),
+    ] {
+        if !have(tool) {
+            continue;
+        }
+        let ok = Command::new("sh")
+            .args(["-c", &format!("{cmd} >/dev/null 2>&1")])
+            .current_dir(&src)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "{cmd}");
+        let out = src.join(if tool == "arj" { "out.arj" } else { "out.iso" });
+        let data = std::fs::read(&out).expect("made");
+        std::fs::remove_file(&out).expect("rm");
+        files.push((name, data.clone()));
+        if tool == "arj" {
+            files.push((
+                "arj-in.zip",
+                zip_of(&[("x.arj", &data)], zip::CompressionMethod::Deflated),
+            ));
+        }
+    }
     let scan_dir = d.join("files");
     std::fs::create_dir(&scan_dir).expect("mkdir");
     for (name, data) in &files {
