@@ -6,7 +6,7 @@
 //! container costs one magic check and keeps nothing.
 
 use giva_content::extract::{Extracted, Spool};
-use giva_content::{Limits, detect};
+use giva_content::{Limits, detect, target_type};
 
 /// Bytes that decide a file's type: far enough for the tar (257) and
 /// ISO 9660 (32769) magics.
@@ -32,12 +32,15 @@ impl Keeper {
         Keeper::Deciding(Vec::new())
     }
 
-    /// Takes the next bytes; `last` when they end the file.
-    pub(crate) fn push(&mut self, data: &[u8], last: bool, limits: &Limits) {
+    /// Takes the next bytes; `last` when they end the file. Returns the
+    /// file's type (ClamAV's target number, [`target_type`]) once, when its
+    /// first bytes have decided it.
+    pub(crate) fn push(&mut self, data: &[u8], last: bool, limits: &Limits) -> Option<u8> {
         match self {
             Keeper::Deciding(head) => {
                 head.extend_from_slice(data);
                 if head.len() >= DECIDE_AT || last {
+                    let file_type = target_type(head);
                     *self = if detect(head).is_container() {
                         let mut spool = Spool::new(limits);
                         match spool.push(head) {
@@ -47,6 +50,7 @@ impl Keeper {
                     } else {
                         Keeper::Not
                     };
+                    return Some(file_type);
                 }
             }
             Keeper::Keeping(spool) => {
@@ -56,6 +60,7 @@ impl Keeper {
             }
             Keeper::Not | Keeper::Failed(_) => {}
         }
+        None
     }
 
     /// A container's bytes, or why they are missing; `None` for a file
@@ -82,9 +87,12 @@ mod tests {
     fn only_a_container_is_kept() {
         let limits = Limits::default();
         let mut k = Keeper::new();
-        k.push(b"plain text that is not", false, &limits);
-        k.push(b" a container", true, &limits);
+        assert_eq!(k.push(b"plain text that is not", false, &limits), None);
+        assert_eq!(k.push(b" a container", true, &limits), Some(0));
         assert!(k.take().is_none());
+        // The type is told once, when the first bytes decide it.
+        let mut k = Keeper::new();
+        assert_eq!(k.push(b"MZ and a PE's bytes", true, &limits), Some(1));
         let mut k = Keeper::new();
         k.push(&[0x1f, 0x8b, 0x08, 0], false, &limits);
         k.push(b"rest", true, &limits);

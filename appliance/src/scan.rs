@@ -86,6 +86,8 @@ pub fn scan_options(limits: &LimitsConfig) -> ScanOptions {
         max_scan_bytes: (limits.max_scan_bytes != 0).then_some(limits.max_scan_bytes),
         max_scan_time: (limits.max_scan_time_ms != 0)
             .then(|| Duration::from_millis(limits.max_scan_time_ms)),
+        // Each file's own, from its first bytes.
+        file_type: None,
     }
 }
 

@@ -188,9 +188,12 @@ impl ShimService for ShimGrpc {
         let app = self.0.clone();
         let loaded = app.signatures.current();
         let policy = app.policies.default_policy();
-        let opts = scan_options(policy.limits());
         let started = std::time::Instant::now();
         let data: std::sync::Arc<[u8]> = req.data.into();
+        let opts = giva_engine::ScanOptions {
+            file_type: Some(giva_content::target_type(&data)),
+            ..scan_options(policy.limits())
+        };
         let size = data.len() as u64;
         if policy.limits().max_file_size != 0 && size > policy.limits().max_file_size {
             return Err(Status::resource_exhausted(format!(

@@ -807,9 +807,14 @@ impl FileTask {
                 .app
                 .pool
                 .submit(&self.vm.vm_id, self.priority, move || {
+                    // The first bytes decide the file's type, and so
+                    // which typed signatures apply (those that matched
+                    // before are held until then).
+                    if let Some(file_type) = keeper.push(&data, last, &keep_limits) {
+                        s.set_file_type(file_type);
+                    }
                     s.feed(&data);
                     digest.update(&data);
-                    keeper.push(&data, last, &keep_limits);
                     (s, digest, keeper)
                 });
             match job {

@@ -230,7 +230,11 @@ mod tests {
         img
     }
 
-    fn files(img: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<String>, Result<(), FormatError>) {
+    /// The files read (name, bytes), the files that could not be, and the
+    /// walk's result.
+    type Read = (Vec<(String, Vec<u8>)>, Vec<String>, Result<(), FormatError>);
+
+    fn files(img: &[u8]) -> Read {
         let mut got = Vec::new();
         let mut bad = Vec::new();
         let r = members(img, &mut |e| {

@@ -336,9 +336,98 @@ fn tar_checksum_ok(block: &[u8]) -> bool {
     sum == stated
 }
 
+/// ClamAV's target type of `data`, from its first bytes, as `clamscan`
+/// types files for its typed signatures: 1 PE (any file that starts with
+/// `MZ`), 2 OLE2, 5 graphics (GIF, PNG, JPEG, and any file that starts with
+/// `BM` or a TIFF mark), 6 ELF, 9 Mach-O (thin, or universal with fewer
+/// than 32 architectures), 10 PDF (`%PDF-` at the start, or `%PDF-` and a
+/// version `x.` anywhere in the first 1,024 bytes), 11 Flash (`FWS`, `CWS`,
+/// `ZWS`); 0 for every other file. Each rule was checked against
+/// `clamscan` (see `docs/clamav-formats.md`).
+pub fn target_type(data: &[u8]) -> u8 {
+    let starts = |m: &[u8]| data.starts_with(m);
+    if starts(b"MZ") {
+        return 1;
+    }
+    if starts(&[0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]) {
+        return 2;
+    }
+    if starts(b"GIF8")
+        || starts(b"\x89PNG\r\n\x1a\n")
+        || starts(&[0xff, 0xd8, 0xff])
+        || starts(b"BM")
+        || starts(b"II*\0")
+        || starts(b"MM\0*")
+    {
+        return 5;
+    }
+    if starts(b"\x7fELF") {
+        return 6;
+    }
+    if [
+        [0xfe, 0xed, 0xfa, 0xce],
+        [0xfe, 0xed, 0xfa, 0xcf],
+        [0xce, 0xfa, 0xed, 0xfe],
+        [0xcf, 0xfa, 0xed, 0xfe],
+    ]
+    .iter()
+    .any(|m| starts(m))
+    {
+        return 9;
+    }
+    if starts(&[0xca, 0xfe, 0xba, 0xbe])
+        && data
+            .get(4..8)
+            .is_some_and(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]) < 32)
+    {
+        return 9;
+    }
+    if starts(b"%PDF-") {
+        return 10;
+    }
+    let head = &data[..data.len().min(1024)];
+    if memchr::memmem::find_iter(head, b"%PDF-").any(|at| head.get(at + 6) == Some(&b'.')) {
+        return 10;
+    }
+    if starts(b"FWS") || starts(b"CWS") || starts(b"ZWS") {
+        return 11;
+    }
+    0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn target_types_by_first_bytes() {
+        let cases: &[(&[u8], u8)] = &[
+            (b"MZ", 1),
+            (&[0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1, 0], 2),
+            (&[0xd0, 0xcf, 0x11, 0xe0], 0),
+            (b"BMW", 5),
+            (&[0xff, 0xd8, 0xff], 5),
+            (&[0xff, 0xd8], 0),
+            (b"\x7fELF", 6),
+            (&[0xca, 0xfe, 0xba, 0xbe, 0, 0, 0, 31], 9),
+            // A Java class, not typed by giva yet.
+            (&[0xca, 0xfe, 0xba, 0xbe, 0, 0, 0, 32], 0),
+            (b"%PDF-", 10),
+            (b"xx%PDF-1.4", 10),
+            (b"xx%PDF-x", 0),
+            (b"CWS", 11),
+            (b"PK\x03\x04", 0),
+            (b"", 0),
+        ];
+        for (data, want) in cases {
+            assert_eq!(target_type(data), *want, "{data:?}");
+        }
+        let mut late = vec![b' '; 1017];
+        late.extend_from_slice(b"%PDF-1.4");
+        assert_eq!(target_type(&late), 10);
+        late.insert(0, b' ');
+        assert_eq!(target_type(&late), 0);
+    }
 
     #[test]
     fn hostile_executable_headers_give_no_overlay_and_no_panic() {

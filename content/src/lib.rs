@@ -38,6 +38,6 @@ pub mod kind;
 pub mod limits;
 pub mod walk;
 
-pub use kind::{Kind, detect, embedded, overlay_start};
+pub use kind::{Kind, detect, embedded, overlay_start, target_type};
 pub use limits::Limits;
 pub use walk::{Decomposer, Found, Gap, MemberPath, Report};

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::extract::{Cut, read_member};
 use crate::formats::{Entry, Flow, FormatError, members};
-use crate::kind::{Kind, detect, embedded};
+use crate::kind::{Kind, detect, embedded, target_type};
 use crate::limits::Limits;
 
 /// Where in a file something was found or skipped: the member names from
@@ -140,12 +140,16 @@ impl Decomposer {
     /// Scans `data` (a file called `name`) and every layer inside it.
     pub fn scan(&self, data: &[u8], name: &str) -> Report {
         let started = Instant::now();
-        let root = self.engine.scan_bytes(data, &self.layer_opts(started, 0));
+        let root = self
+            .engine
+            .scan_bytes(data, &self.layer_opts(data, started, 0));
         self.scan_inside(data, name, root, started)
     }
 
     /// Goes on from `root`, the result of scanning `data` itself (by any
-    /// means: a split scan, a streamed one) begun at `started`: when `data`
+    /// means: a split scan, a streamed one; with `file_type` set to
+    /// [`target_type`] of `data`, so that typed signatures apply as in a
+    /// member) begun at `started`: when `data`
     /// is a container, its layers. A file that is not costs one magic
     /// check.
     pub fn scan_inside(
@@ -200,8 +204,9 @@ impl Decomposer {
         }
     }
 
-    /// Options for one layer: the file's scan-size and time budget left.
-    fn layer_opts(&self, started: Instant, scanned: u64) -> ScanOptions {
+    /// Options for the layer `data`: its type, and the file's scan-size
+    /// and time budget left.
+    fn layer_opts(&self, data: &[u8], started: Instant, scanned: u64) -> ScanOptions {
         let left = self.limits.max_scan_time.saturating_sub(started.elapsed());
         ScanOptions {
             max_scan_bytes: {
@@ -213,6 +218,7 @@ impl Decomposer {
                 )
             },
             max_scan_time: Some(self.opts.max_scan_time.map_or(left, |o| o.min(left))),
+            file_type: Some(target_type(data)),
             ..self.opts.clone()
         }
     }
@@ -444,7 +450,7 @@ impl Walk<'_> {
         let r = self
             .d
             .engine
-            .scan_bytes(bytes, &self.d.layer_opts(self.started, self.scanned));
+            .scan_bytes(bytes, &self.d.layer_opts(bytes, self.started, self.scanned));
         self.scanned += r.bytes_scanned;
         // A member on the allow list is not opened either.
         let allowed = r.allowed;

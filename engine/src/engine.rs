@@ -36,6 +36,8 @@ pub(crate) struct Inner {
     /// The body signatures' names (scanning never decodes the signatures
     /// themselves).
     pub names: Names,
+    /// Each body signature's target type; empty when none is typed.
+    pub typed: Arc<[u8]>,
     /// For split scans, built on first use: the `main` patterns that are
     /// not bounded (`PatternInfo::split` is false), run sequentially over
     /// the whole input; `None` if there are none.
@@ -55,10 +57,14 @@ impl AsRef<[u8]> for StoredEngine {
     }
 }
 
+/// What [`sources`] finds: the patterns, `lsig_base`, the counter count,
+/// the body signatures' names and their targets.
+type Sources<'a> = (Vec<Source<'a>>, Vec<u32>, usize, Names, Arc<[u8]>);
+
 /// Every pattern of `db` with its owner, in the order that fixes the
-/// body and subsignature indices; with `lsig_base`, the counter count and
-/// the body signatures' names.
-fn sources(db: &Database) -> Result<(Vec<Source<'_>>, Vec<u32>, usize, Names), BuildError> {
+/// body and subsignature indices; with `lsig_base`, the counter count,
+/// the body signatures' names and (when any is typed) their targets.
+fn sources(db: &Database) -> Result<Sources<'_>, BuildError> {
     let mut all: Vec<Source<'_>> = Vec::new();
     let bodies = db.try_body_signatures().map_err(BuildError::Database)?;
     let mut names = Names::default();
@@ -76,6 +82,11 @@ fn sources(db: &Database) -> Result<(Vec<Source<'_>>, Vec<u32>, usize, Names), B
             pattern: &sig.pattern,
         });
     }
+    let typed: Arc<[u8]> = if bodies.iter().any(|b| b.target != 0) {
+        bodies.iter().map(|b| b.target).collect()
+    } else {
+        Arc::default()
+    };
     let (lsig_base, nsubs) = counters(db);
     for (lsig, &base) in db.logical_signatures().iter().zip(&lsig_base) {
         for (j, sub) in lsig.subsigs.iter().enumerate() {
@@ -89,7 +100,7 @@ fn sources(db: &Database) -> Result<(Vec<Source<'_>>, Vec<u32>, usize, Names), B
             }
         }
     }
-    Ok((all, lsig_base, nsubs, names))
+    Ok((all, lsig_base, nsubs, names, typed))
 }
 
 /// The flat counter index of each logical signature's first subsignature,
@@ -179,6 +190,7 @@ impl Engine {
                 lsig_base,
                 nsubs,
                 names: s.names,
+                typed: s.typed,
                 sequential: OnceLock::from(Ok(s.sequential)),
                 from_blob: true,
             }),
@@ -191,7 +203,7 @@ impl Engine {
     ///
     /// As for [`new`](Self::new).
     pub fn build(db: &Database) -> Result<Engine, BuildError> {
-        let (all, lsig_base, nsubs, names) = sources(db)?;
+        let (all, lsig_base, nsubs, names, typed) = sources(db)?;
         let eof_tail = all
             .iter()
             .filter_map(|s| match s.offset {
@@ -218,6 +230,7 @@ impl Engine {
                 lsig_base,
                 nsubs,
                 names,
+                typed,
                 sequential: OnceLock::new(),
                 from_blob: false,
             }),
@@ -237,7 +250,7 @@ impl Engine {
             .map_err(|e| BuildError::Sequential(e.clone()))?;
         let i = &self.inner;
         Ok(stored::write(
-            i.nsubs, i.eof_tail, &i.names, &i.main, &i.eof, seq,
+            i.nsubs, i.eof_tail, &i.names, &i.typed, &i.main, &i.eof, seq,
         ))
     }
 
@@ -279,7 +292,7 @@ impl Engine {
                 if self.inner.main.patterns.iter().all(|p| p.split) {
                     return Ok(None);
                 }
-                let (all, _, _, _) = sources(&self.inner.db).map_err(Arc::new)?;
+                let (all, _, _, _, _) = sources(&self.inner.db).map_err(Arc::new)?;
                 let seq: Vec<Source<'_>> = all
                     .into_iter()
                     .filter(|s| !is_eof(s) && split_span(s.pattern).is_none())

@@ -62,6 +62,7 @@
 //! };
 //! let sig = BodySignature {
 //!     name: "Test.Sig.UNOFFICIAL".into(),
+//!     target: 0,
 //!     offset: Offset::Any,
 //!     pattern: BodyPattern {
 //!         parts: vec![lit(b"evil")],

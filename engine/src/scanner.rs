@@ -27,6 +27,13 @@ pub struct ScanOptions {
     /// Stop after this much time and report [`Limit::ScanTime`] (checked
     /// between pieces of a few MiB, not per byte).
     pub max_scan_time: Option<Duration>,
+    /// The input's type, as ClamAV's target number (1 PE, 2 OLE2, 5
+    /// graphics, 6 ELF, 9 Mach-O, 10 PDF, 11 Flash; 0 for none of them):
+    /// signatures of a target other than 0 apply only to an input of their
+    /// type. `None`: not known yet, set later with
+    /// [`Scanner::set_file_type`] (a stream's first bytes decide it), or
+    /// none at the end.
+    pub file_type: Option<u8>,
 }
 
 /// Scanners kept for reuse by one [`Engine`], so that a stream of small
@@ -172,8 +179,13 @@ impl Scanner {
         let db = &inner.db;
         self.main.reset(&inner.main, 0);
         self.eof_tail.clear();
-        self.sink
-            .reset(inner.names.len(), inner.nsubs, !self.opts.all_match);
+        self.sink.reset(
+            inner.names.len(),
+            inner.nsubs,
+            !self.opts.all_match,
+            &inner.typed,
+            self.opts.file_type,
+        );
         self.hashers = match expected_size {
             Some(size) => Hashers::start(|a| db.needs_hash(a, size)),
             None => {
@@ -186,6 +198,13 @@ impl Scanner {
         self.total = 0;
         self.started = Instant::now();
         self.limit = None;
+    }
+
+    /// The input's type (see [`ScanOptions::file_type`]), once its first
+    /// bytes tell it; typed signatures that matched before are then
+    /// counted if they are of this type. A type already set stays.
+    pub fn set_file_type(&mut self, file_type: u8) {
+        self.sink.set_file_type(file_type);
     }
 
     /// Scans the next chunk of input.
@@ -347,6 +366,9 @@ pub(crate) fn conclude(
             {
                 continue;
             }
+            if lsig.target != 0 && sink.file_type != Some(lsig.target) {
+                continue;
+            }
             let base = inner.lsig_base[li] as usize;
             let counts = &sink.counts[base..base + lsig.subsigs.len()];
             if logical::eval(&lsig.expr, counts) {
@@ -403,6 +425,7 @@ mod tests {
         let sigs = vec![
             BodySignature {
                 name: "Star".into(),
+                target: 0,
                 offset: Offset::Any,
                 pattern: pat(
                     vec![lit(b"ab"), lit(b"zz")],
@@ -411,6 +434,7 @@ mod tests {
             },
             BodySignature {
                 name: "Range".into(),
+                target: 0,
                 offset: Offset::Any,
                 pattern: pat(
                     vec![lit(b"ab"), lit(b"zy")],
@@ -422,6 +446,7 @@ mod tests {
             },
             BodySignature {
                 name: "Eof".into(),
+                target: 0,
                 offset: Offset::FromEnd {
                     back: 100,
                     shift: 0,

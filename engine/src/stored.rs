@@ -5,7 +5,8 @@
 //! magic `GIVAENG` plus a format byte ([`MAGIC`]), the number of body
 //! signatures and of subsignature counters it was built for (checked
 //! against the database; the counters' layout is derived from its logical
-//! signatures), `eof_tail`, the body signatures' [`Names`], then the
+//! signatures), `eof_tail`, the body signatures' [`Names`], the typed
+//! ones' targets (a count, then the index and target of each), then the
 //! `main`, `eof` and (optional) sequential [`Program`]s. Tables are
 //! stored as they are in memory, aligned, and used in place from the
 //! mapping when read back ([`StoredReader::arr`]).
@@ -25,13 +26,14 @@ use crate::util::wire::{StoredReader, StoredResult, invalid};
 /// The magic and format of the blob. Bump the last byte whenever the
 /// layout or the meaning of a stored structure changes: an older blob is
 /// then refused, with a log line, and the engine rebuilt.
-pub(crate) const MAGIC: &[u8; 8] = b"GIVAENG\x0a";
+pub(crate) const MAGIC: &[u8; 8] = b"GIVAENG\x0b";
 
 /// What a stored engine holds besides the database it is stored in.
 #[derive(Debug)]
 pub(crate) struct Stored {
     pub eof_tail: u64,
     pub names: Names,
+    pub typed: std::sync::Arc<[u8]>,
     pub main: Program,
     pub eof: Program,
     pub sequential: Option<Program>,
@@ -42,6 +44,7 @@ pub(crate) fn write(
     nsubs: usize,
     eof_tail: u64,
     names: &Names,
+    typed: &[u8],
     main: &Program,
     eof: &Program,
     sequential: Option<&Program>,
@@ -52,6 +55,17 @@ pub(crate) fn write(
     w.count(nsubs);
     w.u64(eof_tail);
     names.write(&mut w);
+    let typed: Vec<(usize, u8)> = typed
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| **t != 0)
+        .map(|(i, t)| (i, *t))
+        .collect();
+    w.count(typed.len());
+    for (i, t) in typed {
+        w.count(i);
+        w.u8(t);
+    }
     main.write(&mut w);
     eof.write(&mut w);
     match sequential {
@@ -85,6 +99,24 @@ pub(crate) fn read(blob: &Bytes, nbody: usize, nsubs: usize) -> StoredResult<Sto
     if names.len() != nbody {
         return invalid("name count");
     }
+    let ntyped = r.count(0)?;
+    let typed: std::sync::Arc<[u8]> = if ntyped == 0 {
+        std::sync::Arc::default()
+    } else {
+        if ntyped > nbody {
+            return invalid("typed signature count");
+        }
+        let mut t = vec![0u8; nbody];
+        for _ in 0..ntyped {
+            let i = r.count(0)?;
+            let target = r.u8()?;
+            if i >= nbody || target == 0 {
+                return invalid("typed signature");
+            }
+            t[i] = target;
+        }
+        t.into()
+    };
     let main = Program::read(&mut r, nbody, nsubs)?;
     let eof = Program::read(&mut r, nbody, nsubs)?;
     let sequential = match r.u8()? {
@@ -98,6 +130,7 @@ pub(crate) fn read(blob: &Bytes, nbody: usize, nsubs: usize) -> StoredResult<Sto
     Ok(Stored {
         eof_tail,
         names,
+        typed,
         main,
         eof,
         sequential,

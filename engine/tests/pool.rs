@@ -272,6 +272,7 @@ fn a_job_whose_handle_is_dropped_before_it_starts_never_runs() {
 fn engine() -> Engine {
     let sig = |name: &str, bytes: &[u8]| BodySignature {
         name: name.into(),
+        target: 0,
         offset: Offset::Any,
         pattern: BodyPattern {
             parts: vec![Part {

@@ -62,6 +62,7 @@ fn database(r: &mut Rng, unbounded: usize) -> Database {
             };
             BodySignature {
                 name: format!("Sig{i}"),
+                target: 0,
                 offset: Offset::Any,
                 pattern: BodyPattern {
                     parts,

@@ -25,6 +25,7 @@ fn lit(b: &[u8]) -> Part {
 fn body(name: &str, offset: Offset, parts: Vec<Part>, gaps: Vec<Gap>) -> BodySignature {
     BodySignature {
         name: name.into(),
+        target: 0,
         offset,
         pattern: BodyPattern {
             parts,

@@ -131,3 +131,87 @@ fn loading_a_compiled_file_uses_its_stored_engine_after_the_checksum() {
     let err = Engine::load(&[&path]).expect_err("a damaged file is refused");
     assert!(err.to_string().contains("checksum"), "{err}");
 }
+
+/// Typed signatures (ClamAV's targets other than 0) apply only to an input
+/// of their type, whether the engine is built or stored, whole or
+/// streamed, and whether the type is known before the bytes or after.
+#[test]
+fn typed_signatures_apply_only_to_their_type() {
+    let mut c = Compiler::new();
+    c.add_source(
+        "t.ndb",
+        "Any.Mark:0:*:6d61726b2d616e79\nPe.Mark:1:*:6d61726b2d7065\nPdf.Mark:10:*:6d61726b2d706466\n",
+        false,
+    );
+    c.add_source(
+        "t.ldb",
+        "Pe.Logical;Target:1;0&1;6d61726b2d7065;6c6f67\n",
+        false,
+    );
+    let db = c.build().expect("database builds");
+    let built = Engine::build(&db).expect("build");
+    let stored = Engine::new(&with_blob(&db, &built.to_blob().expect("blob"))).expect("load");
+    assert!(stored.is_from_blob());
+    let data = b"..mark-any..mark-pe..mark-pdf..log..";
+    for e in [&built, &stored] {
+        let scan = |file_type: Option<u8>| -> Vec<String> {
+            let opts = ScanOptions {
+                all_match: true,
+                file_type,
+                ..ScanOptions::default()
+            };
+            let mut v: Vec<String> = e
+                .scan_bytes(data, &opts)
+                .detections
+                .into_iter()
+                .map(|d| d.name)
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(scan(Some(0)), ["Any.Mark.UNOFFICIAL"]);
+        assert_eq!(scan(None), ["Any.Mark.UNOFFICIAL"], "no type: untyped only");
+        assert_eq!(
+            scan(Some(1)),
+            [
+                "Any.Mark.UNOFFICIAL",
+                "Pe.Logical.UNOFFICIAL",
+                "Pe.Mark.UNOFFICIAL"
+            ]
+        );
+        assert_eq!(
+            scan(Some(10)),
+            ["Any.Mark.UNOFFICIAL", "Pdf.Mark.UNOFFICIAL"]
+        );
+
+        // Streamed, the type told after the matches: held, then counted.
+        let mut s = e.scanner(ScanOptions {
+            all_match: true,
+            ..ScanOptions::default()
+        });
+        s.reset(None);
+        s.feed(data);
+        s.set_file_type(10);
+        let mut v: Vec<String> = s.finish().detections.into_iter().map(|d| d.name).collect();
+        v.sort();
+        assert_eq!(v, ["Any.Mark.UNOFFICIAL", "Pdf.Mark.UNOFFICIAL"]);
+
+        // First match: a typed signature of another type neither stops the
+        // scan nor wins it.
+        let first = |file_type| {
+            e.scan_bytes(
+                b"..mark-pe..........mark-any..",
+                &ScanOptions {
+                    file_type,
+                    ..ScanOptions::default()
+                },
+            )
+            .detections
+            .into_iter()
+            .map(|d| d.name)
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(first(Some(10)), ["Any.Mark.UNOFFICIAL"]);
+        assert_eq!(first(Some(1)), ["Pe.Mark.UNOFFICIAL"]);
+    }
+}

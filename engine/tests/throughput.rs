@@ -40,6 +40,7 @@ fn database(n: usize, r: &mut Rng) -> Database {
             }
             BodySignature {
                 name: format!("Sig{i}"),
+                target: 0,
                 offset: Offset::Any,
                 pattern: BodyPattern {
                     parts: vec![Part { tokens }],
@@ -112,6 +113,7 @@ fn zero_filled_data_with_a_zero_atom() {
     });
     body.push(BodySignature {
         name: "Zeros".into(),
+        target: 0,
         offset: Offset::Any,
         pattern: BodyPattern {
             parts: vec![Part { tokens }],

@@ -247,12 +247,22 @@ impl Offset {
     }
 }
 
-/// An `.ndb` body signature (target type 0).
+/// ClamAV's target types giva can apply: each names a file type that
+/// giva recognises by its magic (see `giva-content`'s `target_type`).
+/// The others (3 HTML and 7 text, which match normalized text; 4 mail; 12
+/// Java; 13 and 14) are skipped at load and counted (`target:N`).
+pub const TYPED_TARGETS: &[u8] = &[1, 2, 5, 6, 9, 10, 11];
+
+/// An `.ndb` body signature.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BodySignature {
     /// The name as it is reported (with `.UNOFFICIAL` already appended when
     /// the source was not a signed container).
     pub name: String,
+    /// ClamAV's target type: 0 for every layer, else only layers of that
+    /// type (1 PE, 2 OLE2, 5 graphics, 6 ELF, 9 Mach-O, 10 PDF, 11 Flash;
+    /// [`TYPED_TARGETS`]).
+    pub target: u8,
     /// Where the match may start.
     pub offset: Offset,
     /// What must match.
@@ -316,11 +326,13 @@ impl LogicalExpr {
     }
 }
 
-/// An `.ldb` logical signature (target type 0).
+/// An `.ldb` logical signature.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogicalSignature {
     /// The reported name (see [`BodySignature::name`]).
     pub name: String,
+    /// `Target:n` (see [`BodySignature::target`]).
+    pub target: u8,
     /// `FileSize:min-max` from the target description block, inclusive.
     pub file_size: Option<(u64, u64)>,
     /// The condition.

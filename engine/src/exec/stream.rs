@@ -9,6 +9,8 @@
 //! and it guarantees that when part `k` is checked at `start`, every
 //! occurrence of part `k - 1` that ends before `start` was already seen.
 
+use std::sync::Arc;
+
 use crate::compile::{Owner, Program};
 use crate::exec::chain::GapState;
 use crate::exec::verify::{Hay, bytes_match, left_ok, part_matches, right_ok};
@@ -33,10 +35,33 @@ pub(crate) struct Sink {
     pub first_match: bool,
     /// Nothing more to match.
     pub stop: bool,
+    /// Each body signature's target type (empty when none is typed).
+    pub typed: Arc<[u8]>,
+    /// The input's type (ClamAV's target number, 0 for none of them);
+    /// `None` until it is known.
+    pub file_type: Option<u8>,
+    /// Typed body signatures that matched before the type was known:
+    /// `(body, start)`, reported by [`Sink::set_file_type`] if it is theirs.
+    pub pending: Vec<(u32, u64)>,
 }
 
 impl Sink {
-    pub fn reset(&mut self, bodies: usize, subs: usize, first_match: bool) {
+    /// Forgets everything, for an input of type `file_type` (see
+    /// [`Sink::file_type`]) scanned with signatures whose targets are
+    /// `typed`.
+    pub fn reset(
+        &mut self,
+        bodies: usize,
+        subs: usize,
+        first_match: bool,
+        typed: &Arc<[u8]>,
+        file_type: Option<u8>,
+    ) {
+        if !Arc::ptr_eq(&self.typed, typed) {
+            self.typed = typed.clone();
+        }
+        self.file_type = file_type;
+        self.pending.clear();
         self.body_found.clear();
         self.body_found.resize(bodies, false);
         self.body_order.clear();
@@ -52,6 +77,18 @@ impl Sink {
             Owner::Body(i) => {
                 if !self.body_found[i as usize] {
                     self.body_found[i as usize] = true;
+                    // A typed signature counts only on an input of its type.
+                    match self.typed.get(i as usize).copied().unwrap_or(0) {
+                        0 => {}
+                        t => match self.file_type {
+                            Some(ft) if ft == t => {}
+                            Some(_) => return,
+                            None => {
+                                self.pending.push((i, start));
+                                return;
+                            }
+                        },
+                    }
                     self.body_order.push(i);
                     self.body_start.push(start);
                     if self.first_match {
@@ -62,6 +99,24 @@ impl Sink {
             Owner::Sub(i) => {
                 let c = &mut self.counts[i as usize];
                 *c = c.saturating_add(1);
+            }
+        }
+    }
+
+    /// The input's type, once known: the typed matches kept until now that
+    /// are of this type are reported. A type already known stays.
+    pub fn set_file_type(&mut self, file_type: u8) {
+        if self.file_type.is_some() {
+            return;
+        }
+        self.file_type = Some(file_type);
+        for (i, start) in std::mem::take(&mut self.pending) {
+            if self.typed.get(i as usize) == Some(&file_type) {
+                self.body_order.push(i);
+                self.body_start.push(start);
+                if self.first_match {
+                    self.stop = true;
+                }
             }
         }
     }

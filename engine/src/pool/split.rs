@@ -458,7 +458,13 @@ impl<D: AsRef<[u8]>> Split<D> {
                 None => m.reset(p, w0),
             }
             m.event_cap = self.event_cap;
-            sink.reset(inner.names.len(), inner.nsubs, !self.opts.all_match);
+            sink.reset(
+                inner.names.len(),
+                inner.nsubs,
+                !self.opts.all_match,
+                &inner.typed,
+                self.opts.file_type,
+            );
             let mut out = Out::default();
             let lo = window.map(|w| w.end_lo);
             if lo.is_some_and(|lo| self.superseded(lo)) {
@@ -532,7 +538,13 @@ impl<D: AsRef<[u8]>> Split<D> {
         let p = &inner.main;
         SEGMENT.with_borrow_mut(|(matcher, sink)| {
             matcher.reset(p, 0);
-            sink.reset(inner.names.len(), inner.nsubs, !self.opts.all_match);
+            sink.reset(
+                inner.names.len(),
+                inner.nsubs,
+                !self.opts.all_match,
+                &inner.typed,
+                self.opts.file_type,
+            );
             for (_, _, events) in complete {
                 matcher.replay(p, events, sink);
             }
@@ -591,7 +603,13 @@ impl<D: AsRef<[u8]>> Split<D> {
             };
         }
         let mut sink = Sink::default();
-        sink.reset(inner.names.len(), inner.nsubs, first_match);
+        sink.reset(
+            inner.names.len(),
+            inner.nsubs,
+            first_match,
+            &inner.typed,
+            self.opts.file_type,
+        );
         for &(start, b) in &m.bodies {
             if !sink.body_found[b as usize] {
                 sink.body_found[b as usize] = true;

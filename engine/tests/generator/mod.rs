@@ -254,6 +254,7 @@ pub fn case(seed: u64) -> Case {
         }
         body.push(BodySignature {
             name: format!("B{i}"),
+            target: 0,
             offset: offset(r),
             pattern: p,
         });
@@ -278,6 +279,7 @@ pub fn case(seed: u64) -> Case {
         let file_size = r.chance(20).then(|| (r.below(40), 40 + r.below(80)));
         logical.push(LogicalSignature {
             name: format!("L{i}"),
+            target: 0,
             file_size,
             expr: expr(r, n, 0),
             subsigs,

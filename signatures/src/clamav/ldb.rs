@@ -452,7 +452,7 @@ pub(crate) fn parse_line(
             }
         }
     }
-    if tdb.target != 0 {
+    if tdb.target != 0 && !crate::pattern::TYPED_TARGETS.contains(&(tdb.target as u8)) {
         return Ok(Outcome::Skip(format!("target:{}", tdb.target)));
     }
     if let Some(r) = tdb.unsupported.or(skip) {
@@ -460,6 +460,8 @@ pub(crate) fn parse_line(
     }
     Ok(Outcome::Keep(LogicalSignature {
         name: display_name(raw_name, s.official),
+        // Below 15, checked above.
+        target: tdb.target as u8,
         file_size: tdb.file_size,
         expr,
         subsigs,

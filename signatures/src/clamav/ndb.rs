@@ -122,7 +122,7 @@ pub(crate) fn parse_line(
             "signature is too short (a plain string needs 3 bytes)",
         ));
     }
-    if target != 0 {
+    if target != 0 && !crate::pattern::TYPED_TARGETS.contains(&(target as u8)) {
         return Ok(Outcome::Skip(format!("target:{target}")));
     }
     let offset = match offset {
@@ -137,6 +137,8 @@ pub(crate) fn parse_line(
     }
     Ok(Outcome::Keep(BodySignature {
         name: display_name(raw_name, s.official),
+        // Below 15, checked above.
+        target: target as u8,
         offset,
         pattern,
     }))

@@ -275,15 +275,32 @@ impl Wire for BodyPattern {
     }
 }
 
+/// Before a typed signature's offset: the target follows. Offsets' own
+/// tags are 0-2, so a signature of target 0 is written as before typed
+/// signatures existed, and older files read unchanged.
+const TYPED: u8 = 0x40;
+
 impl Wire for BodySignature {
     fn put(&self, w: &mut Writer) {
         w.str(&self.name);
+        if self.target != 0 {
+            w.u8(TYPED);
+            w.u8(self.target);
+        }
         self.offset.put(w);
         self.pattern.put(w);
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let name = r.get()?;
+        let target = if r.peek() == Some(TYPED) {
+            r.u8()?;
+            r.u8()?
+        } else {
+            0
+        };
         Ok(BodySignature {
-            name: r.get()?,
+            name,
+            target,
             offset: r.get()?,
             pattern: r.get()?,
         })
@@ -391,24 +408,35 @@ impl Wire for Subsig {
 impl Wire for LogicalSignature {
     fn put(&self, w: &mut Writer) {
         w.str(&self.name);
+        // Bit 0: a file size follows; bit 1: a target (0 is not written,
+        // so untyped signatures read as before).
+        let typed = if self.target != 0 { 2 } else { 0 };
         match self.file_size {
-            None => w.u8(0),
+            None => w.u8(typed),
             Some((a, b)) => {
-                w.u8(1);
+                w.u8(typed | 1);
                 w.var(a);
                 w.var(b);
             }
+        }
+        if self.target != 0 {
+            w.u8(self.target);
         }
         self.expr.put(w);
         w.list(&self.subsigs);
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
         let name = r.get()?;
-        let file_size = match r.u8()? {
-            0 => None,
-            1 => Some((r.var()?, r.var()?)),
-            t => return r.bad_tag("file size", t),
+        let tag = r.u8()?;
+        if tag > 3 {
+            return r.bad_tag("file size", tag);
+        }
+        let file_size = if tag & 1 == 1 {
+            Some((r.var()?, r.var()?))
+        } else {
+            None
         };
+        let target = if tag & 2 == 2 { r.u8()? } else { 0 };
         let expr: LogicalExpr = r.get()?;
         let subsigs: Vec<Subsig> = r.list(1)?;
         if expr.max_index() >= subsigs.len() {
@@ -416,6 +444,7 @@ impl Wire for LogicalSignature {
         }
         Ok(LogicalSignature {
             name,
+            target,
             file_size,
             expr,
             subsigs,
@@ -475,11 +504,13 @@ mod tests {
         };
         let body = BodySignature {
             name: "A.B".into(),
+            target: 0,
             offset: Offset::FromEnd { back: 5, shift: 1 },
             pattern: pattern.clone(),
         };
         let logical = LogicalSignature {
             name: "L".into(),
+            target: 0,
             file_size: Some((1, 99)),
             expr: LogicalExpr::Count {
                 inner: Box::new(LogicalExpr::And(
@@ -504,10 +535,35 @@ mod tests {
         let mut w = Writer::new();
         w.put(&body);
         w.put(&logical);
-        let bytes = w.into_bytes();
-        let mut r = Reader::new(&bytes);
+        let untyped = w.into_bytes();
+        let mut r = Reader::new(&untyped);
+        assert_eq!(r.get::<BodySignature>(), Ok(body.clone()));
+        assert_eq!(r.get::<LogicalSignature>(), Ok(logical.clone()));
+        assert!(r.is_empty());
+        // An untyped signature is written as before targets were stored:
+        // its name, then its offset's own tag (FromEnd, 2).
+        assert_eq!(untyped[1 + 3], 2, "{untyped:?}");
+
+        // Typed ones carry their target both ways.
+        let body = BodySignature { target: 10, ..body };
+        let logical = LogicalSignature {
+            target: 1,
+            ..logical
+        };
+        let no_size = LogicalSignature {
+            file_size: None,
+            target: 6,
+            ..logical.clone()
+        };
+        let mut w = Writer::new();
+        w.put(&body);
+        w.put(&logical);
+        w.put(&no_size);
+        let typed = w.into_bytes();
+        let mut r = Reader::new(&typed);
         assert_eq!(r.get::<BodySignature>(), Ok(body));
         assert_eq!(r.get::<LogicalSignature>(), Ok(logical));
+        assert_eq!(r.get::<LogicalSignature>(), Ok(no_size));
         assert!(r.is_empty());
     }
 
@@ -515,6 +571,7 @@ mod tests {
     fn an_expression_naming_a_missing_subsignature_is_refused() {
         let l = LogicalSignature {
             name: "L".into(),
+            target: 0,
             file_size: None,
             expr: LogicalExpr::Sub(1),
             subsigs: vec![Subsig {

@@ -283,3 +283,59 @@ async fn archives_are_opened_on_the_appliance_and_the_member_named() {
     appliance.stop().await;
     manager.stop().await;
 }
+
+/// A typed signature (target 1, PE) applies to a file that starts with
+/// `MZ`, alone or as a member, and not to the same bytes in another file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_signatures_apply_to_files_of_their_type() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mark = b"GIVA-TYPED-SHIM-MARK-0123456789";
+    let hex: String = mark.iter().map(|b| format!("{b:02x}")).collect();
+    let db = dir.path().join("typed.ndb");
+    std::fs::write(&db, format!("Typed.Pe:1:*:{hex}\n")).expect("ndb");
+    let mut config = Config::default();
+    config.database.paths = vec![db];
+    let (appliance, _app) = start_appliance(config).await;
+    let files = tempfile::tempdir().expect("tempdir");
+    let body = |head: &[u8]| {
+        let mut v = head.to_vec();
+        v.extend(std::iter::repeat_n(b'.', 40_000));
+        v.extend_from_slice(mark);
+        v.extend(std::iter::repeat_n(b'.', 300_000));
+        v
+    };
+    write(files.path(), "tool.exe", &body(b"MZ"));
+    write(files.path(), "notes.txt", &body(b"just text"));
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let deflated = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    z.start_file("setup/tool.exe", deflated).expect("zip");
+    z.write_all(&body(b"MZ")).expect("zip");
+    z.start_file("readme.txt", deflated).expect("zip");
+    z.write_all(&body(b"text")).expect("zip");
+    write(
+        files.path(),
+        "bundle.zip",
+        &z.finish().expect("zip").into_inner(),
+    );
+    let vm = giva_proto::shim::VmIdentity {
+        vm_id: "vm-typed".into(),
+        ..Default::default()
+    };
+    let config = ScanConfig::new(appliance.url(), vm, vec![files.path().to_path_buf()]);
+    let mut seen = Vec::new();
+    let summary = giva_shim::scan::run(&config, |r| seen.push(r.clone()), |_, _| {})
+        .await
+        .expect("scan");
+    let infected = |name: &str| {
+        seen.iter()
+            .find(|r| r.path.ends_with(name))
+            .map(|r| format!("{r:?}").contains("Typed.Pe"))
+    };
+    assert_eq!(infected("tool.exe"), Some(true), "{seen:?}");
+    assert_eq!(infected("bundle.zip"), Some(true), "{seen:?}");
+    assert_eq!(infected("notes.txt"), Some(false), "{seen:?}");
+    assert_eq!(summary.infected, 2);
+    appliance.stop().await;
+}
