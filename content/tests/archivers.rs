@@ -12,20 +12,8 @@ use giva_content::{Decomposer, Limits};
 use giva_engine::{Engine, Limit, Outcome, ScanOptions};
 use sha2::Digest;
 
-fn have(tool: &str) -> bool {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("GIVA_REQUIRE_ARCHIVERS").as_deref() != Ok("1"),
-            "{tool} not installed and GIVA_REQUIRE_ARCHIVERS=1"
-        );
-        eprintln!("SKIPPED: {tool} not installed");
-    }
-    ok
-}
+mod common;
+use common::have;
 
 fn run(dir: &Path, cmd: &str) {
     let out = Command::new("sh")

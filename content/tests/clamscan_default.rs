@@ -8,7 +8,7 @@
 //! `GIVA_REQUIRE_CLAMAV=1`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use giva_content::{Decomposer, Limits};
@@ -16,7 +16,7 @@ use giva_engine::{Engine, ScanOptions};
 use sha2::Digest;
 
 mod common;
-use common::{bzip2, gzip, hex, tar_of, xz, zip_of};
+use common::{bzip2, gzip, have, hex, tar_of, xz, zip_of};
 
 fn clamscan_available() -> bool {
     let ok = Command::new("clamscan")
@@ -33,21 +33,59 @@ fn clamscan_available() -> bool {
     ok
 }
 
-/// Whether an archiver is installed (required when
-/// `GIVA_REQUIRE_ARCHIVERS=1`).
-fn have(tool: &str) -> bool {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("GIVA_REQUIRE_ARCHIVERS").as_deref() != Ok("1"),
-            "{tool} not installed and GIVA_REQUIRE_ARCHIVERS=1"
-        );
-        eprintln!("SKIPPED: {tool} not installed; its archives are left out");
+/// Signatures found per file name.
+type Found = BTreeMap<String, BTreeSet<String>>;
+
+/// Writes `files` into `dir/files` and runs `clamscan --allmatch` in its
+/// default mode over them with the signatures in `db`.
+fn clamscan_found(db: &Path, dir: &Path, files: &[(String, Vec<u8>)]) -> Found {
+    let scan_dir = dir.join("files");
+    std::fs::create_dir(&scan_dir).expect("mkdir");
+    for (name, data) in files {
+        std::fs::write(scan_dir.join(name), data).expect("write");
     }
-    ok
+    let out = Command::new("clamscan")
+        .args(["--no-summary", "--allmatch", "--infected", "-d"])
+        .arg(db)
+        .arg(&scan_dir)
+        .output()
+        .expect("clamscan runs");
+    let mut theirs = Found::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((path, rest)) = line.rsplit_once(": ")
+            && let Some(name) = rest.strip_suffix(" FOUND")
+        {
+            let file = Path::new(path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            theirs.entry(file).or_default().insert(name.to_string());
+        }
+    }
+    theirs
+}
+
+/// giva on the same files, all-match, with the signature files `sigs`;
+/// with `whole`, every layer of every file must have been scanned.
+fn giva_found(sigs: &[PathBuf], files: &[(String, Vec<u8>)], whole: bool) -> Found {
+    let (_, engine) = Engine::load(sigs).expect("engine");
+    let decomposer = Decomposer::new(
+        engine,
+        ScanOptions {
+            all_match: true,
+            ..ScanOptions::default()
+        },
+        Limits::default(),
+    );
+    let mut ours = Found::new();
+    for (name, data) in files {
+        let r = decomposer.scan(data, name);
+        assert!(!whole || r.gaps.is_empty(), "{name}: {:?}", r.gaps);
+        for det in r.result.detections {
+            ours.entry(name.clone()).or_default().insert(det.name);
+        }
+    }
+    ours
 }
 
 #[test]
@@ -114,7 +152,8 @@ fn same_detections_as_clamscan_default_mode_on_nested_archives() {
         ),
         ("clean.tar.gz", gzip(&tar_of(nothing))),
     ];
-    let mut files = files;
+    let mut files: Vec<(String, Vec<u8>)> =
+        files.into_iter().map(|(n, b)| (n.to_string(), b)).collect();
     // ARJ and ISO 9660, made by Debian's tools where they are installed.
     let src = d.join("src");
     std::fs::create_dir_all(src.join("a")).expect("mkdir");
@@ -144,60 +183,16 @@ fn same_detections_as_clamscan_default_mode_on_nested_archives() {
         let out = src.join(if tool == "arj" { "out.arj" } else { "out.iso" });
         let data = std::fs::read(&out).expect("made");
         std::fs::remove_file(&out).expect("rm");
-        files.push((name, data.clone()));
+        files.push((name.into(), data.clone()));
         if tool == "arj" {
             files.push((
-                "arj-in.zip",
+                "arj-in.zip".into(),
                 zip_of(&[("x.arj", &data)], zip::CompressionMethod::Deflated),
             ));
         }
     }
-    let scan_dir = d.join("files");
-    std::fs::create_dir(&scan_dir).expect("mkdir");
-    for (name, data) in &files {
-        std::fs::write(scan_dir.join(name), data).expect("write");
-    }
-
-    // clamscan, default mode, all matches.
-    let out = Command::new("clamscan")
-        .args(["--no-summary", "--allmatch", "--infected", "-d"])
-        .arg(&db)
-        .arg(&scan_dir)
-        .output()
-        .expect("clamscan runs");
-    let mut theirs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if let Some((path, rest)) = line.rsplit_once(": ")
-            && let Some(name) = rest.strip_suffix(" FOUND")
-        {
-            let file = Path::new(path)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            theirs.entry(file).or_default().insert(name.to_string());
-        }
-    }
-
-    // giva, the same files and signatures.
-    let (_, engine) = Engine::load(&[db.join("t.ndb"), db.join("t.hsb")]).expect("engine");
-    let decomposer = Decomposer::new(
-        engine,
-        ScanOptions {
-            all_match: true,
-            ..ScanOptions::default()
-        },
-        Limits::default(),
-    );
-    let mut ours: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (name, data) in &files {
-        let r = decomposer.scan(data, name);
-        assert!(r.gaps.is_empty(), "{name}: {:?}", r.gaps);
-        for det in r.result.detections {
-            ours.entry((*name).to_string())
-                .or_default()
-                .insert(det.name);
-        }
-    }
+    let theirs = clamscan_found(&db, d, &files);
+    let ours = giva_found(&[db.join("t.ndb"), db.join("t.hsb")], &files, true);
     println!("clamscan: {theirs:#?}\ngiva: {ours:#?}");
     assert!(
         theirs.len() >= 8,
@@ -288,45 +283,8 @@ fn typed_signatures_apply_to_the_same_files_as_in_clamscan() {
         ),
     )
     .expect("ldb");
-    let scan_dir = d.join("files");
-    std::fs::create_dir(&scan_dir).expect("mkdir");
-    for (name, data) in &files {
-        std::fs::write(scan_dir.join(name), data).expect("write");
-    }
-    let out = Command::new("clamscan")
-        .args(["--no-summary", "--allmatch", "--infected", "-d"])
-        .arg(&db)
-        .arg(&scan_dir)
-        .output()
-        .expect("clamscan runs");
-    let mut theirs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if let Some((path, rest)) = line.rsplit_once(": ")
-            && let Some(name) = rest.strip_suffix(" FOUND")
-        {
-            let file = Path::new(path)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            theirs.entry(file).or_default().insert(name.to_string());
-        }
-    }
-    let (_, engine) = Engine::load(&[db.join("t.ndb"), db.join("t.ldb")]).expect("engine");
-    let decomposer = Decomposer::new(
-        engine,
-        ScanOptions {
-            all_match: true,
-            ..ScanOptions::default()
-        },
-        Limits::default(),
-    );
-    let mut ours: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (name, data) in &files {
-        let r = decomposer.scan(data, name);
-        for det in r.result.detections {
-            ours.entry(name.clone()).or_default().insert(det.name);
-        }
-    }
+    let theirs = clamscan_found(&db, d, &files);
+    let ours = giva_found(&[db.join("t.ndb"), db.join("t.ldb")], &files, false);
     println!("clamscan: {theirs:#?}\ngiva: {ours:#?}");
     assert!(
         theirs

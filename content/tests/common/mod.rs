@@ -4,6 +4,23 @@
 
 use std::io::Write;
 
+/// Whether an archiver is installed; when it is not, says so, or fails
+/// when `GIVA_REQUIRE_ARCHIVERS=1` (CI sets it).
+pub fn have(tool: &str) -> bool {
+    let ok = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("GIVA_REQUIRE_ARCHIVERS").as_deref() != Ok("1"),
+            "{tool} not installed and GIVA_REQUIRE_ARCHIVERS=1"
+        );
+        eprintln!("SKIPPED: {tool} not installed");
+    }
+    ok
+}
+
 /// Lower-case hex of `b`.
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()

@@ -356,6 +356,18 @@ struct Split<D> {
 }
 
 impl<D: AsRef<[u8]>> Split<D> {
+    /// Makes `sink` ready for this scan's input (its size, its type).
+    fn reset_sink(&self, sink: &mut Sink, first_match: bool) {
+        let inner = &self.engine.inner;
+        sink.reset(
+            inner.names.len(),
+            inner.nsubs,
+            first_match,
+            &inner.typed,
+            self.opts.file_type,
+        );
+    }
+
     fn data(&self) -> &[u8] {
         (*self.data).as_ref()
     }
@@ -451,20 +463,13 @@ impl<D: AsRef<[u8]>> Split<D> {
         window: Option<Window>,
         started: Instant,
     ) -> Out {
-        let inner = &self.engine.inner;
         SEGMENT.with_borrow_mut(|(m, sink)| {
             match window {
                 Some(w) => m.reset_window(p, w0, w),
                 None => m.reset(p, w0),
             }
             m.event_cap = self.event_cap;
-            sink.reset(
-                inner.names.len(),
-                inner.nsubs,
-                !self.opts.all_match,
-                &inner.typed,
-                self.opts.file_type,
-            );
+            self.reset_sink(sink, !self.opts.all_match);
             let mut out = Out::default();
             let lo = window.map(|w| w.end_lo);
             if lo.is_some_and(|lo| self.superseded(lo)) {
@@ -538,13 +543,7 @@ impl<D: AsRef<[u8]>> Split<D> {
         let p = &inner.main;
         SEGMENT.with_borrow_mut(|(matcher, sink)| {
             matcher.reset(p, 0);
-            sink.reset(
-                inner.names.len(),
-                inner.nsubs,
-                !self.opts.all_match,
-                &inner.typed,
-                self.opts.file_type,
-            );
+            self.reset_sink(sink, !self.opts.all_match);
             for (_, _, events) in complete {
                 matcher.replay(p, events, sink);
             }
@@ -603,13 +602,7 @@ impl<D: AsRef<[u8]>> Split<D> {
             };
         }
         let mut sink = Sink::default();
-        sink.reset(
-            inner.names.len(),
-            inner.nsubs,
-            first_match,
-            &inner.typed,
-            self.opts.file_type,
-        );
+        self.reset_sink(&mut sink, first_match);
         for &(start, b) in &m.bodies {
             if !sink.body_found[b as usize] {
                 sink.body_found[b as usize] = true;
