@@ -433,6 +433,13 @@ pub struct PolicyConfig {
     pub full_scan_roots: Vec<String>,
     /// Limits of this policy's own, over the appliance's `[limits]`.
     pub limits: LimitOverrides,
+    /// A file not scanned whole because of a limit is a detection
+    /// (`Heuristics.Limits.Exceeded.*`, as `clamscan --alert-exceeds-max`),
+    /// denied and reported, rather than NOT_SCANNED.
+    pub alert_exceeds_max: bool,
+    /// A file with an encrypted member is a detection
+    /// (`Heuristics.Encrypted.Archive`, as `clamscan --alert-encrypted`).
+    pub alert_encrypted: bool,
 }
 
 impl Default for PolicyConfig {
@@ -451,6 +458,8 @@ impl Default for PolicyConfig {
             share_cache: true,
             full_scan_roots: vec!["/".into()],
             limits: LimitOverrides::default(),
+            alert_exceeds_max: false,
+            alert_encrypted: false,
         }
     }
 }

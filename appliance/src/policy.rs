@@ -73,6 +73,17 @@ impl Policy {
         self.config.notify_immediately
     }
 
+    /// A file's layers' report with this policy's alerts raised
+    /// (`alert_exceeds_max`, `alert_encrypted`).
+    pub fn alerts(&self, report: giva_content::Report) -> giva_content::Report {
+        report.with_alerts(self.config.alert_exceeds_max, self.config.alert_encrypted)
+    }
+
+    /// True when the policy turns limits or encryption into detections.
+    pub fn alerts_on(&self) -> bool {
+        self.config.alert_exceeds_max || self.config.alert_encrypted
+    }
+
     /// True when cached verdicts may be shared with other VMs of the image.
     pub fn share_cache(&self) -> bool {
         self.config.share_cache

@@ -263,16 +263,25 @@ impl ShimService for ShimGrpc {
                     .map_err(|e| Status::internal(format!("scan failed: {e:?}")))?;
                 app.stats.content_members.inc_by(layers.members);
                 app.stats.content_members_cached.inc_by(layers.cached);
+                // The cache keeps the result as scanned; this policy may
+                // answer a limit as an alert.
+                if let Some(c) = crate::scan::cacheable(
+                    &layers.result,
+                    layers
+                        .found
+                        .first()
+                        .map(|f| f.path.clone())
+                        .unwrap_or_default(),
+                ) {
+                    app.cache.insert(key, loaded.epoch, c);
+                }
+                let layers = policy.alerts(layers);
                 let member = layers
                     .found
                     .first()
                     .map(|f| f.path.clone())
                     .unwrap_or_default();
-                let result = layers.result;
-                if let Some(c) = crate::scan::cacheable(&result, member.clone()) {
-                    app.cache.insert(key, loaded.epoch, c);
-                }
-                (result, false, member)
+                (layers.result, false, member)
             }
         };
         let mut verdict = verdict_for(

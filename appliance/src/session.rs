@@ -850,18 +850,29 @@ impl FileTask {
                         };
                         (result, report, digest.finalize(), scanner)
                     });
-                let (result, digest) = match finished {
+                // The result as scanned (what the cache keeps, for every
+                // policy) and as this policy answers it (a limit may be an
+                // alert).
+                let (result, answered, digest) = match finished {
                     Ok(h) => match h.await {
                         Ok((result, report, digest, scanner)) => {
                             loaded.scanners.give(scanner);
-                            let result = match report {
+                            let (result, answered) = match report {
                                 Some(r) => {
+                                    let scanned = r.result.clone();
+                                    let r = self.policy.alerts(r);
                                     self.note_layers(&r);
-                                    r.result
+                                    (scanned, r.result)
                                 }
-                                None => result,
+                                None => {
+                                    let answered = self
+                                        .policy
+                                        .alerts(giva_content::Report::of(result.clone()))
+                                        .result;
+                                    (result, answered)
+                                }
                             };
-                            (result, digest)
+                            (result, answered, digest)
                         }
                         Err(e) => {
                             let v = simple_verdict(
@@ -898,11 +909,11 @@ impl FileTask {
                     leader.complete(cached);
                 }
                 let deny = self.policy.deny_on_detection();
-                let mut v = verdict_for(self.seq, &result, deny, &version);
-                if let Some(gap) = self.gap.as_ref().filter(|_| !result.is_infected()) {
+                let mut v = verdict_for(self.seq, &answered, deny, &version);
+                if let Some(gap) = self.gap.as_ref().filter(|_| !answered.is_infected()) {
                     v.reason = format!("{}: {gap}", v.reason);
                 }
-                if result.is_infected() {
+                if answered.is_infected() {
                     self.report_detection(&v, &self.member, deny && self.blocking, &version)
                         .await;
                 }

@@ -60,6 +60,60 @@ pub struct Report {
 }
 
 impl Report {
+    /// The report of a file scanned whole that is not a container: its own
+    /// result, and the limit that stopped it, if one did.
+    pub fn of(result: ScanResult) -> Report {
+        let gaps = match result.outcome {
+            Outcome::LimitExceeded(limit) => vec![Gap {
+                path: Vec::new(),
+                limit,
+                detail: "stopped at the limit".into(),
+            }],
+            _ => Vec::new(),
+        };
+        Report {
+            result,
+            found: Vec::new(),
+            gaps,
+            members: 0,
+            cached: 0,
+        }
+    }
+
+    /// As `clamscan --alert-exceeds-max` (`exceeds_max`) and
+    /// `--alert-encrypted` (`encrypted`): a file not otherwise infected
+    /// whose first such gap is a limit (an encrypted member) is infected
+    /// by ClamAV's heuristic name for it (`Heuristics.Limits.Exceeded.*`,
+    /// `Heuristics.Encrypted.Archive`), found where the gap is.
+    #[must_use]
+    pub fn with_alerts(mut self, exceeds_max: bool, encrypted: bool) -> Report {
+        if self.result.is_infected() || !(exceeds_max || encrypted) {
+            return self;
+        }
+        let alert = self.gaps.iter().find_map(|g| {
+            let on = match g.limit {
+                Limit::Encrypted => encrypted,
+                _ => exceeds_max,
+            };
+            on.then(|| g.limit.alert_name())
+                .flatten()
+                .map(|n| (n, g.path.clone()))
+        });
+        if let Some((name, path)) = alert {
+            let d = Detection {
+                name: name.to_string(),
+                kind: giva_engine::DetectionKind::Body,
+            };
+            self.found.push(Found {
+                path,
+                detection: d.clone(),
+            });
+            self.result.detections.push(d);
+            self.result.outcome = Outcome::Infected;
+        }
+        self
+    }
+
     /// `path` joined with `!` after the file's own name, as in
     /// `outer.zip!mid.zip!p.exe`.
     pub fn joined(file: &str, path: &[String]) -> String {

@@ -248,37 +248,8 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
     };
     // As clamscan: with --alert-exceeds-max (--alert-encrypted), a limit
     // (an encrypted member) is a detection of its own.
-    let alerting = |r: Report| -> Report {
-        if r.result.is_infected() {
-            return r;
-        }
-        let alert = r.gaps.iter().find_map(|g| {
-            let on = match g.limit {
-                giva_engine::Limit::Encrypted => args.alert_encrypted,
-                _ => args.alert_exceeds_max,
-            };
-            on.then(|| g.limit.alert_name())
-                .flatten()
-                .map(|n| (n, g.path.clone()))
-        });
-        match alert {
-            Some((name, path)) => {
-                let mut r = r;
-                let d = giva_engine::Detection {
-                    name: name.to_string(),
-                    kind: giva_engine::DetectionKind::Body,
-                };
-                r.found.push(giva_content::Found {
-                    path,
-                    detection: d.clone(),
-                });
-                r.result.detections.push(d);
-                r.result.outcome = Outcome::Infected;
-                r
-            }
-            None => r,
-        }
-    };
+    let alerting =
+        |r: Report| -> Report { r.with_alerts(args.alert_exceeds_max, args.alert_encrypted) };
     let next = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..threads {

@@ -146,6 +146,23 @@ async fn excluded_files_are_not_failures() {
 /// A zipped and a gzipped EICAR through the shim are denied, and the
 /// manager's detection event names the member; an encrypted member is not
 /// scanned, and says so, never clean.
+/// A zip whose one stored entry, `secret.bin`, is marked encrypted.
+fn encrypted_zip() -> Vec<u8> {
+    use std::io::Write;
+    let mut e = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    e.start_file("secret.bin", zip::write::SimpleFileOptions::default())
+        .expect("zip");
+    e.write_all(&[7u8; 64]).expect("zip");
+    let mut enc = e.finish().expect("zip").into_inner();
+    enc[6] |= 1;
+    let cd = enc
+        .windows(4)
+        .rposition(|w| w == b"PK\x01\x02")
+        .expect("central directory");
+    enc[cd + 8] |= 1;
+    enc
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archives_are_opened_on_the_appliance_and_the_member_named() {
     use std::io::Write;
@@ -168,19 +185,7 @@ async fn archives_are_opened_on_the_appliance_and_the_member_named() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(EICAR).expect("gzip");
     write(dir.path(), "eicar.com.gz", &gz.finish().expect("gzip"));
-    // A stored entry marked encrypted.
-    let mut e = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    e.start_file("secret.bin", zip::write::SimpleFileOptions::default())
-        .expect("zip");
-    e.write_all(&[7u8; 64]).expect("zip");
-    let mut enc = e.finish().expect("zip").into_inner();
-    enc[6] |= 1;
-    let cd = enc
-        .windows(4)
-        .rposition(|w| w == b"PK\x01\x02")
-        .expect("central directory");
-    enc[cd + 8] |= 1;
-    write(dir.path(), "locked.zip", &enc);
+    write(dir.path(), "locked.zip", &encrypted_zip());
 
     let vm = giva_proto::shim::VmIdentity {
         vm_id: "vm-archives".into(),
@@ -338,4 +343,76 @@ async fn typed_signatures_apply_to_files_of_their_type() {
     assert_eq!(infected("notes.txt"), Some(false), "{seen:?}");
     assert_eq!(summary.infected, 2);
     appliance.stop().await;
+}
+
+/// With the policy's alerts on, a file not scanned whole (a limit, an
+/// encrypted member) is a detection named as ClamAV names it, denied and
+/// reported with the member; without them, NOT_SCANNED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_can_alert_on_limits_and_encryption() {
+    use std::io::Write;
+    let (manager, mgr) = crate::common::start_manager().await;
+    let mut config = crate::common::config_with_manager(&manager.url());
+    config.limits.max_member_size = 1000;
+    config.policy.alert_exceeds_max = true;
+    config.policy.alert_encrypted = true;
+    let (appliance, _app) = start_appliance(config).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "locked.zip", &encrypted_zip());
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    z.start_file("big.bin", zip::write::SimpleFileOptions::default())
+        .expect("zip");
+    z.write_all(&[b'a'; 5000]).expect("zip");
+    write(
+        dir.path(),
+        "big.zip",
+        &z.finish().expect("zip").into_inner(),
+    );
+    write(dir.path(), "fine.txt", b"nothing wrong here at all");
+    let vm = giva_proto::shim::VmIdentity {
+        vm_id: "vm-alerts".into(),
+        ..Default::default()
+    };
+    let config = ScanConfig::new(appliance.url(), vm, vec![dir.path().to_path_buf()]);
+    let mut seen = Vec::new();
+    let summary = giva_shim::scan::run(&config, |r| seen.push(r.clone()), |_, _| {})
+        .await
+        .expect("scan");
+    assert_eq!(summary.infected, 2, "{seen:?}");
+    let said = |name: &str| {
+        seen.iter()
+            .find(|r| r.path.ends_with(name))
+            .map(|r| format!("{r:?}"))
+            .unwrap_or_default()
+    };
+    assert!(
+        said("locked.zip").contains("Heuristics.Encrypted.Archive"),
+        "{seen:?}"
+    );
+    assert!(
+        said("big.zip").contains("Heuristics.Limits.Exceeded.MaxFileSize"),
+        "{seen:?}"
+    );
+    let members = || async {
+        let mut m: Vec<String> = crate::common::detections(&mgr)
+            .await
+            .into_iter()
+            .filter_map(|e| e.event)
+            .map(|e| e.member)
+            .collect();
+        m.sort();
+        m
+    };
+    assert!(
+        crate::common::eventually(std::time::Duration::from_secs(5), || async {
+            members().await.len() == 2
+        })
+        .await
+    );
+    assert_eq!(
+        members().await,
+        ["big.zip!big.bin", "locked.zip!secret.bin"]
+    );
+    appliance.stop().await;
+    manager.stop().await;
 }
