@@ -6,7 +6,10 @@
 //!
 //! Every number comes from a hostile image: extents and sizes are checked
 //! against the image, a directory is read once however often it is linked
-//! (no loops), and the tree is read no deeper than [`MAX_DEPTH`].
+//! (no loops), the tree is read no deeper than [`MAX_DEPTH`], and the
+//! directories read add up to no more bytes than the image has (in a real
+//! image they do not overlap), so records that point many directories at
+//! the same large extent cannot make the walk quadratic.
 
 use std::collections::HashSet;
 
@@ -110,6 +113,7 @@ pub(crate) fn members(
         .filter(|r| r.dir)
         .ok_or_else(|| corrupt("bad root directory record"))?;
     let mut seen = HashSet::new();
+    let mut dir_bytes = 0u64;
     // Directories still to read: (extent, size, path, depth).
     let mut todo = vec![(root.extent, root.size, String::new(), 0usize)];
     while let Some((extent, size, path, depth)) = todo.pop() {
@@ -127,6 +131,10 @@ pub(crate) fn members(
                 "directory {path:?} lies past the image's end"
             )));
         };
+        dir_bytes += dir.len() as u64;
+        if dir_bytes > data.len() as u64 {
+            return Err(corrupt("its directories add up to more than the image"));
+        }
         let mut at = 0usize;
         while at < dir.len() {
             if dir[at] == 0 {
@@ -275,6 +283,24 @@ mod tests {
         assert!(r.is_ok());
         assert_eq!(got.len(), 1);
         assert_eq!(bad, ["SUB/B.BIN"]);
+        // Directories that overlap (each from its own sector to the end of
+        // the image): refused once they add up to more than the image,
+        // rather than read again and again.
+        let mut wide = vec![0u8; 40 * 2048];
+        wide[..18 * 2048].copy_from_slice(&img[..18 * 2048]);
+        let mut root = Vec::new();
+        root.extend(rec(18, 2048, true, &[0]));
+        root.extend(rec(18, 2048, true, &[1]));
+        for e in 19..40u32 {
+            root.extend(rec(e, (40 - e) * 2048, true, format!("D{e}").as_bytes()));
+        }
+        wide[18 * 2048..18 * 2048 + root.len()].copy_from_slice(&root);
+        let (_, _, r) = files(&wide);
+        assert!(
+            r.as_ref()
+                .is_err_and(|e| e.to_string().contains("more than the image")),
+            "{r:?}"
+        );
         // A root past the end is an error, not a panic.
         let mut lost = img;
         lost[16 * 2048 + 156 + 2..16 * 2048 + 156 + 6].copy_from_slice(&9999u32.to_le_bytes());
