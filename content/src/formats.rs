@@ -74,6 +74,10 @@ pub(crate) fn members(
         Kind::Cab => cab(data, each),
         Kind::Iso9660 => crate::iso::members(data, each),
         Kind::Arj => crate::arj::members(data, each),
+        Kind::Mail => crate::mail::members(data, each),
+        Kind::BinHex => crate::mail::binhex(data, each),
+        Kind::Tnef => crate::mail::tnef(data, each),
+        Kind::Szdd => szdd(data, outer, each),
         Kind::Zstd => {
             let mut r = ruzstd::decoding::StreamingDecoder::new(data).map_err(corrupt)?;
             single(&mut r, data.len(), outer, &[".zst", ".tzst"], each)
@@ -358,6 +362,104 @@ fn cab(data: &[u8], each: &mut dyn FnMut(Entry<'_>) -> Flow) -> Result<(), Forma
         }
     }
     Ok(())
+}
+
+/// A file packed by `COMPRESS.EXE` (SZDD): LZSS over a 4 KiB window that
+/// starts as spaces, decoded as a stream. Its one member is named after
+/// the packed file, with the last character the header keeps (`clam.ex_`
+/// holds `clam.exe`).
+fn szdd(
+    data: &[u8],
+    outer: &str,
+    each: &mut dyn FnMut(Entry<'_>) -> Flow,
+) -> Result<(), FormatError> {
+    if data.len() < 14 || data[8] != b'A' {
+        return Err(FormatError::Corrupt("SZDD: not mode A".into()));
+    }
+    let last = data[9];
+    let size = u64::from(u32::from_le_bytes([data[10], data[11], data[12], data[13]]));
+    let name = match outer.strip_suffix('_') {
+        Some(stem) if last.is_ascii_graphic() => format!("{stem}{}", char::from(last)),
+        _ => "(expanded)".to_string(),
+    };
+    let mut r = Szdd {
+        data,
+        at: 14,
+        window: [b' '; 4096],
+        pos: 4096 - 16,
+        control: 0,
+        bit: 8,
+        copy: (0, 0),
+        left: size,
+    };
+    each(Entry::File {
+        name,
+        reader: &mut r,
+        compressed: Some(data.len() as u64),
+    });
+    Ok(())
+}
+
+/// SZDD's decoder state.
+struct Szdd<'a> {
+    data: &'a [u8],
+    at: usize,
+    window: [u8; 4096],
+    pos: usize,
+    control: u8,
+    bit: u8,
+    /// A match being copied: (bytes left, from).
+    copy: (usize, usize),
+    /// Bytes of the original size still to give.
+    left: u64,
+}
+
+impl Read for Szdd<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() && self.left > 0 {
+            let b = if self.copy.0 > 0 {
+                let b = self.window[self.copy.1];
+                self.copy = (self.copy.0 - 1, (self.copy.1 + 1) & 4095);
+                b
+            } else {
+                if self.bit == 8 {
+                    let Some(&c) = self.data.get(self.at) else {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "SZDD: the data ends before the file does",
+                        ));
+                    };
+                    self.control = c;
+                    self.bit = 0;
+                    self.at += 1;
+                }
+                let literal = self.control & (1 << self.bit) != 0;
+                self.bit += 1;
+                let need = if literal { 1 } else { 2 };
+                let Some(code) = self.data.get(self.at..self.at + need) else {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "SZDD: the data ends before the file does",
+                    ));
+                };
+                self.at += need;
+                if literal {
+                    code[0]
+                } else {
+                    let from = usize::from(code[0]) | (usize::from(code[1] & 0xf0) << 4);
+                    self.copy = (usize::from(code[1] & 0x0f) + 3, from);
+                    continue;
+                }
+            };
+            self.window[self.pos] = b;
+            self.pos = (self.pos + 1) & 4095;
+            buf[n] = b;
+            n += 1;
+            self.left -= 1;
+        }
+        Ok(n)
+    }
 }
 
 /// A cpio archive's members: newc (`070701`/`070702`), odc (`070707`) or

@@ -38,6 +38,14 @@ pub enum Kind {
     Iso9660,
     /// Zstandard frame.
     Zstd,
+    /// A mail message or an mbox file.
+    Mail,
+    /// BinHex 4.0.
+    BinHex,
+    /// MS-TNEF (`winmail.dat`).
+    Tnef,
+    /// A file packed by Microsoft's `COMPRESS.EXE` (SZDD).
+    Szdd,
 }
 
 impl Kind {
@@ -60,6 +68,10 @@ impl Kind {
             Kind::Arj => "CL_TYPE_ARJ",
             Kind::Iso9660 => "CL_TYPE_ISO9660",
             Kind::Zstd => "CL_TYPE_ZSTD",
+            Kind::Mail => "CL_TYPE_MAIL",
+            Kind::BinHex => "CL_TYPE_BINHEX",
+            Kind::Tnef => "CL_TYPE_TNEF",
+            Kind::Szdd => "CL_TYPE_MSSZDD",
         }
     }
 
@@ -79,6 +91,10 @@ impl Kind {
             Kind::Arj => "arj",
             Kind::Iso9660 => "iso9660",
             Kind::Zstd => "zstd",
+            Kind::Mail => "mail",
+            Kind::BinHex => "binhex",
+            Kind::Tnef => "tnef",
+            Kind::Szdd => "szdd",
         }
     }
 
@@ -106,6 +122,10 @@ impl Kind {
                 | Kind::Zstd
                 | Kind::Iso9660
                 | Kind::Arj
+                | Kind::Mail
+                | Kind::BinHex
+                | Kind::Tnef
+                | Kind::Szdd
         )
     }
 }
@@ -164,6 +184,18 @@ pub fn detect(data: &[u8]) -> Kind {
     }
     if data.len() > 32774 && &data[32769..32774] == b"CD001" {
         return Kind::Iso9660;
+    }
+    if starts(&crate::mail::TNEF_MAGIC) {
+        return Kind::Tnef;
+    }
+    if starts(b"SZDD\x88\xf0\x27\x33") {
+        return Kind::Szdd;
+    }
+    if memchr::memmem::find(&data[..data.len().min(512)], crate::mail::BINHEX_MARK).is_some() {
+        return Kind::BinHex;
+    }
+    if crate::mail::is_mail(data) {
+        return Kind::Mail;
     }
     Kind::Other
 }

@@ -36,6 +36,7 @@ mod formats;
 mod iso;
 pub mod kind;
 pub mod limits;
+mod mail;
 pub mod walk;
 
 pub use kind::{Kind, detect, embedded, overlay_start, target_type};

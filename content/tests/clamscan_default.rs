@@ -294,3 +294,101 @@ fn typed_signatures_apply_to_the_same_files_as_in_clamscan() {
     );
     assert_eq!(ours, theirs);
 }
+
+/// Mail as `clamscan` opens it: multipart nested two deep, base64,
+/// quoted-printable (the mark split by a soft line break, so only the
+/// decoded text has it), uuencode in a plain body, a message inside a
+/// message, and an mbox of two messages.
+#[test]
+fn mail_as_clamscan_opens_it() {
+    if !clamscan_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let mark = b"GIVA-MAIL-BODY-MARK-0123456789";
+    let mut body: Vec<u8> = (0..20_000u32).map(|i| (i * 13 % 241) as u8).collect();
+    body[9_000..9_000 + mark.len()].copy_from_slice(mark);
+    let hashed: Vec<u8> = (0..15_000u32)
+        .map(|i| (i * 31 % 229) as u8 ^ 0x77)
+        .collect();
+    let b64 = |data: &[u8]| -> String {
+        let t = common::base64(data);
+        t.as_bytes()
+            .chunks(76)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let head = "From: a@example.com\nTo: b@example.com\nSubject: test\nMIME-Version: 1.0\n";
+    let multipart = format!(
+        "{head}Content-Type: multipart/mixed; boundary=\"OUT\"\n\n--OUT\nContent-Type: text/plain\n\nhello\n--OUT\nContent-Type: application/octet-stream; name=\"b.bin\"\nContent-Transfer-Encoding: base64\n\n{}\n--OUT--\n",
+        b64(&body)
+    );
+    let nested = format!(
+        "{head}Content-Type: multipart/mixed; boundary=\"A\"\n\n--A\nContent-Type: multipart/alternative; boundary=\"B\"\n\n--B\nContent-Type: text/plain\n\nplain\n--B\nContent-Type: application/octet-stream; name=\"h.bin\"\nContent-Transfer-Encoding: base64\n\n{}\n--B--\n--A--\n",
+        b64(&hashed)
+    );
+    let text = String::from_utf8_lossy(mark);
+    let qp = format!(
+        "{head}Content-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\nthe words {}=\n{} and more\n",
+        &text[..12],
+        &text[12..]
+    );
+    let uu = {
+        let mut t = String::from(
+            "From: a@example.com\nTo: b@example.com\nSubject: uu\n\nhere it is\nbegin 644 h.bin\n",
+        );
+        for chunk in hashed.chunks(45) {
+            t.push((b' ' + chunk.len() as u8) as char);
+            for g in chunk.chunks(3) {
+                let b = [g[0], *g.get(1).unwrap_or(&0), *g.get(2).unwrap_or(&0)];
+                for v in [
+                    b[0] >> 2,
+                    ((b[0] & 3) << 4) | (b[1] >> 4),
+                    ((b[1] & 15) << 2) | (b[2] >> 6),
+                    b[2] & 63,
+                ] {
+                    t.push(if v == 0 { '`' } else { (b' ' + v) as char });
+                }
+            }
+            t.push('\n');
+        }
+        t.push_str("`\nend\n");
+        t
+    };
+    let inner = format!(
+        "{head}Content-Type: multipart/mixed; boundary=\"OUT2\"\n\n--OUT2\nContent-Type: message/rfc822\n\n{multipart}\n--OUT2--\n"
+    );
+    let mbox = format!(
+        "From a@example.com Mon Jan  1 00:00:00 2024\n{qp}\nFrom b@example.com Mon Jan  1 00:00:01 2024\n{nested}\n"
+    );
+    let files: Vec<(String, Vec<u8>)> = [
+        ("multipart.eml", multipart),
+        ("nested.eml", nested),
+        ("qp.eml", qp),
+        ("uu.eml", uu),
+        ("inner.eml", inner),
+        ("two.mbox", mbox),
+    ]
+    .into_iter()
+    .map(|(n, t)| (n.to_string(), t.into_bytes()))
+    .collect();
+    let db = d.join("db");
+    std::fs::create_dir(&db).expect("mkdir");
+    std::fs::write(db.join("t.ndb"), format!("Mail.Body:0:*:{}\n", hex(mark))).expect("ndb");
+    std::fs::write(
+        db.join("t.hsb"),
+        format!(
+            "{}:{}:Mail.Hash\n",
+            hex(&sha2::Sha256::digest(&hashed)),
+            hashed.len()
+        ),
+    )
+    .expect("hsb");
+    let theirs = clamscan_found(&db, d, &files);
+    let ours = giva_found(&[db.join("t.ndb"), db.join("t.hsb")], &files, true);
+    println!("clamscan: {theirs:#?}\ngiva: {ours:#?}");
+    assert!(theirs.len() >= 5, "too few clamscan detections: {theirs:?}");
+    assert_eq!(ours, theirs);
+}
