@@ -46,6 +46,8 @@ pub enum Kind {
     Tnef,
     /// A file packed by Microsoft's `COMPRESS.EXE` (SZDD).
     Szdd,
+    /// An OLE2 compound file (`.doc`, `.xls`, `.ppt`, `.msi`, VBA projects).
+    Ole2,
 }
 
 impl Kind {
@@ -72,6 +74,7 @@ impl Kind {
             Kind::BinHex => "CL_TYPE_BINHEX",
             Kind::Tnef => "CL_TYPE_TNEF",
             Kind::Szdd => "CL_TYPE_MSSZDD",
+            Kind::Ole2 => "CL_TYPE_MSOLE2",
         }
     }
 
@@ -95,6 +98,7 @@ impl Kind {
             Kind::BinHex => "binhex",
             Kind::Tnef => "tnef",
             Kind::Szdd => "szdd",
+            Kind::Ole2 => "ole2",
         }
     }
 
@@ -126,6 +130,7 @@ impl Kind {
                 | Kind::BinHex
                 | Kind::Tnef
                 | Kind::Szdd
+                | Kind::Ole2
         )
     }
 }
@@ -184,6 +189,9 @@ pub fn detect(data: &[u8]) -> Kind {
     }
     if data.len() > 32774 && &data[32769..32774] == b"CD001" {
         return Kind::Iso9660;
+    }
+    if starts(&[0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]) {
+        return Kind::Ole2;
     }
     if starts(&crate::mail::TNEF_MAGIC) {
         return Kind::Tnef;

@@ -37,6 +37,7 @@ mod iso;
 pub mod kind;
 pub mod limits;
 mod mail;
+mod ole2;
 pub mod walk;
 
 pub use kind::{Kind, detect, embedded, overlay_start, target_type};
