@@ -79,6 +79,7 @@ pub(crate) fn members(
         Kind::Tnef => crate::mail::tnef(data, each),
         Kind::Szdd => szdd(data, outer, each),
         Kind::Ole2 => crate::ole2::members(data, each),
+        Kind::Pdf => crate::pdf::members(data, each),
         Kind::Zstd => {
             let mut r = ruzstd::decoding::StreamingDecoder::new(data).map_err(corrupt)?;
             single(&mut r, data.len(), outer, &[".zst", ".tzst"], each)

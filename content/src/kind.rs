@@ -48,6 +48,8 @@ pub enum Kind {
     Szdd,
     /// An OLE2 compound file (`.doc`, `.xls`, `.ppt`, `.msi`, VBA projects).
     Ole2,
+    /// PDF.
+    Pdf,
 }
 
 impl Kind {
@@ -75,6 +77,7 @@ impl Kind {
             Kind::Tnef => "CL_TYPE_TNEF",
             Kind::Szdd => "CL_TYPE_MSSZDD",
             Kind::Ole2 => "CL_TYPE_MSOLE2",
+            Kind::Pdf => "CL_TYPE_PDF",
         }
     }
 
@@ -99,6 +102,7 @@ impl Kind {
             Kind::Tnef => "tnef",
             Kind::Szdd => "szdd",
             Kind::Ole2 => "ole2",
+            Kind::Pdf => "pdf",
         }
     }
 
@@ -131,6 +135,7 @@ impl Kind {
                 | Kind::Tnef
                 | Kind::Szdd
                 | Kind::Ole2
+                | Kind::Pdf
         )
     }
 }
@@ -192,6 +197,9 @@ pub fn detect(data: &[u8]) -> Kind {
     }
     if starts(&[0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]) {
         return Kind::Ole2;
+    }
+    if target_type(data) == 10 {
+        return Kind::Pdf;
     }
     if starts(&crate::mail::TNEF_MAGIC) {
         return Kind::Tnef;

@@ -38,6 +38,7 @@ pub mod kind;
 pub mod limits;
 mod mail;
 mod ole2;
+mod pdf;
 pub mod walk;
 
 pub use kind::{Kind, detect, embedded, overlay_start, target_type};

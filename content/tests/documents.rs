@@ -47,6 +47,7 @@ fn clamav_testfiles_in_mail_and_documents() {
         "clam.exe.szdd",
         "clam.ole.doc",
         "clam.ppt",
+        "clam.pdf",
     ];
     let mut missed = Vec::new();
     for f in found {
