@@ -80,6 +80,8 @@ pub(crate) fn members(
         Kind::Szdd => szdd(data, outer, each),
         Kind::Ole2 => crate::ole2::members(data, each),
         Kind::Pdf => crate::pdf::members(data, each),
+        Kind::Rtf => crate::rtf::members(data, each),
+        Kind::Html => crate::html::members(data, each),
         Kind::Zstd => {
             let mut r = ruzstd::decoding::StreamingDecoder::new(data).map_err(corrupt)?;
             single(&mut r, data.len(), outer, &[".zst", ".tzst"], each)

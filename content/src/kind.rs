@@ -50,6 +50,10 @@ pub enum Kind {
     Ole2,
     /// PDF.
     Pdf,
+    /// RTF.
+    Rtf,
+    /// HTML (by a tag in its first KiB).
+    Html,
 }
 
 impl Kind {
@@ -78,6 +82,8 @@ impl Kind {
             Kind::Szdd => "CL_TYPE_MSSZDD",
             Kind::Ole2 => "CL_TYPE_MSOLE2",
             Kind::Pdf => "CL_TYPE_PDF",
+            Kind::Rtf => "CL_TYPE_RTF",
+            Kind::Html => "CL_TYPE_HTML",
         }
     }
 
@@ -103,6 +109,8 @@ impl Kind {
             Kind::Szdd => "szdd",
             Kind::Ole2 => "ole2",
             Kind::Pdf => "pdf",
+            Kind::Rtf => "rtf",
+            Kind::Html => "html",
         }
     }
 
@@ -136,6 +144,8 @@ impl Kind {
                 | Kind::Szdd
                 | Kind::Ole2
                 | Kind::Pdf
+                | Kind::Rtf
+                | Kind::Html
         )
     }
 }
@@ -198,6 +208,9 @@ pub fn detect(data: &[u8]) -> Kind {
     if starts(&[0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]) {
         return Kind::Ole2;
     }
+    if starts(b"{\\rtf") {
+        return Kind::Rtf;
+    }
     if target_type(data) == 10 {
         return Kind::Pdf;
     }
@@ -212,6 +225,9 @@ pub fn detect(data: &[u8]) -> Kind {
     }
     if crate::mail::is_mail(data) {
         return Kind::Mail;
+    }
+    if crate::html::is_html(data) {
+        return Kind::Html;
     }
     Kind::Other
 }

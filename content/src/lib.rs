@@ -33,12 +33,14 @@
 mod arj;
 pub mod extract;
 mod formats;
+mod html;
 mod iso;
 pub mod kind;
 pub mod limits;
 mod mail;
 mod ole2;
 mod pdf;
+mod rtf;
 pub mod walk;
 
 pub use kind::{Kind, detect, embedded, overlay_start, target_type};

@@ -79,7 +79,8 @@ pub(crate) fn members(
                                 return Ok(());
                             }
                             if leaf == "ole10native" {
-                                native(&bytes, &name, each)
+                                // A size, then the package.
+                                package(bytes.get(4..).unwrap_or_default(), &name, each)
                             } else {
                                 powerpoint(&bytes, &name, each)
                             }
@@ -101,10 +102,11 @@ pub(crate) fn members(
     Ok(())
 }
 
-/// The file an `Ole10Native` package holds: a size, a flag, the label and
-/// the original path (NUL-terminated), two words, a temporary path with
-/// its length, then the data with its length.
-fn native(s: &[u8], within: &str, each: &mut dyn FnMut(Entry<'_>) -> Flow) -> Flow {
+/// The file an object package holds (an `Ole10Native` stream after its
+/// size, or an OLE1 `Package` object's native data): a flag, the label
+/// and the original path (NUL-terminated), two words, a temporary path
+/// with its length, then the data with its length.
+pub(crate) fn package(s: &[u8], within: &str, each: &mut dyn FnMut(Entry<'_>) -> Flow) -> Flow {
     fn cstr(s: &[u8], at: &mut usize) -> Option<String> {
         let end = *at + s.get(*at..)?.iter().position(|&b| b == 0)?;
         let v = String::from_utf8_lossy(&s[*at..end]).into_owned();
@@ -116,7 +118,7 @@ fn native(s: &[u8], within: &str, each: &mut dyn FnMut(Entry<'_>) -> Flow) -> Fl
         Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
     };
     let parsed = (|| {
-        let mut at = 6;
+        let mut at = 2;
         let label = cstr(s, &mut at)?;
         let _path = cstr(s, &mut at)?;
         at += 4;

@@ -48,6 +48,8 @@ fn clamav_testfiles_in_mail_and_documents() {
         "clam.ole.doc",
         "clam.ppt",
         "clam.pdf",
+        "clam.exe.rtf",
+        "clam.exe.html",
     ];
     let mut missed = Vec::new();
     for f in found {
