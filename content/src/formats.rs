@@ -82,6 +82,7 @@ pub(crate) fn members(
         Kind::Pdf => crate::pdf::members(data, each),
         Kind::Rtf => crate::rtf::members(data, each),
         Kind::Html => crate::html::members(data, each),
+        Kind::Chm => crate::chm::members(data, each),
         Kind::Zstd => {
             let mut r = ruzstd::decoding::StreamingDecoder::new(data).map_err(corrupt)?;
             single(&mut r, data.len(), outer, &[".zst", ".tzst"], each)

@@ -54,6 +54,8 @@ pub enum Kind {
     Rtf,
     /// HTML (by a tag in its first KiB).
     Html,
+    /// Microsoft Compiled HTML Help (`ITSF`).
+    Chm,
 }
 
 impl Kind {
@@ -84,6 +86,7 @@ impl Kind {
             Kind::Pdf => "CL_TYPE_PDF",
             Kind::Rtf => "CL_TYPE_RTF",
             Kind::Html => "CL_TYPE_HTML",
+            Kind::Chm => "CL_TYPE_MSCHM",
         }
     }
 
@@ -111,6 +114,7 @@ impl Kind {
             Kind::Pdf => "pdf",
             Kind::Rtf => "rtf",
             Kind::Html => "html",
+            Kind::Chm => "chm",
         }
     }
 
@@ -146,6 +150,7 @@ impl Kind {
                 | Kind::Pdf
                 | Kind::Rtf
                 | Kind::Html
+                | Kind::Chm
         )
     }
 }
@@ -213,6 +218,9 @@ pub fn detect(data: &[u8]) -> Kind {
     }
     if target_type(data) == 10 {
         return Kind::Pdf;
+    }
+    if starts(b"ITSF") {
+        return Kind::Chm;
     }
     if starts(&crate::mail::TNEF_MAGIC) {
         return Kind::Tnef;

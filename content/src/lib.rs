@@ -31,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 mod arj;
+mod chm;
 pub mod extract;
 mod formats;
 mod html;

@@ -50,6 +50,7 @@ fn clamav_testfiles_in_mail_and_documents() {
         "clam.pdf",
         "clam.exe.rtf",
         "clam.exe.html",
+        "clam.chm",
     ];
     let mut missed = Vec::new();
     for f in found {
