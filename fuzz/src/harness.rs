@@ -1368,20 +1368,23 @@ fn content_mail(data: &[u8]) {
 }
 
 /// `content_doc`: byte 0 picks an OLE2 file (the `cfb` crate, with giva's
-/// package and PowerPoint readers behind it), a PDF, an RTF document or an
-/// HTML page (giva's own).
+/// package and PowerPoint readers behind it), a PDF, an RTF document, an
+/// HTML page (giva's own) or a CHM file (giva's directory reader, the
+/// `lzxd` crate behind it).
 fn content_doc(data: &[u8]) {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
-    let (magic, parser): (&[u8], Parser) = match pick % 4 {
+    let (magic, parser): (&[u8], Parser) = match pick % 5 {
         0 => (
             &[0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1],
             Parser::Crate,
         ),
         1 => (b"%PDF-1.4\n", Parser::Own),
         2 => (b"{\\rtf1", Parser::Own),
-        _ => (b"<html>", Parser::Own),
+        3 => (b"<html>", Parser::Own),
+        // CHM: giva's directory reader, the `lzxd` crate behind it.
+        _ => (b"ITSF", Parser::Crate),
     };
     content(magic, rest, parser);
 }
