@@ -416,3 +416,68 @@ async fn a_policy_can_alert_on_limits_and_encryption() {
     appliance.stop().await;
     manager.stop().await;
 }
+
+/// Mail and documents through the appliance: an EICAR attached to a
+/// message (base64) and one inside an RTF object are found, and the event
+/// names the member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_and_documents_are_opened_on_the_appliance() {
+    let (manager, mgr) = crate::common::start_manager().await;
+    let config = crate::common::config_with_manager(&manager.url());
+    let (appliance, _app) = start_appliance(config).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut b64 = String::new();
+    for c in EICAR.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            b64.push(if i <= c.len() {
+                B64[(n >> (18 - 6 * i)) as usize & 63] as char
+            } else {
+                '='
+            });
+        }
+    }
+    let mail = format!(
+        "From: a@example.com\nTo: b@example.com\nSubject: invoice\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"X\"\n\n--X\nContent-Type: text/plain\n\nsee attached\n--X\nContent-Type: application/octet-stream; name=\"invoice.com\"\nContent-Transfer-Encoding: base64\n\n{b64}\n--X--\n"
+    );
+    write(dir.path(), "invoice.eml", mail.as_bytes());
+    let hex: String = EICAR.iter().map(|b| format!("{b:02x}")).collect();
+    write(
+        dir.path(),
+        "letter.rtf",
+        format!("{{\\rtf1 hello {{\\object{{\\*\\objdata {hex}}}}}}}").as_bytes(),
+    );
+    let vm = giva_proto::shim::VmIdentity {
+        vm_id: "vm-mail".into(),
+        ..Default::default()
+    };
+    let config = ScanConfig::new(appliance.url(), vm, vec![dir.path().to_path_buf()]);
+    let summary = giva_shim::scan::run(&config, |_| {}, |_, _| {})
+        .await
+        .expect("scan");
+    assert_eq!(summary.infected, 2);
+    let members = || async {
+        let mut m: Vec<String> = crate::common::detections(&mgr)
+            .await
+            .into_iter()
+            .filter_map(|e| e.event)
+            .map(|e| e.member)
+            .collect();
+        m.sort();
+        m
+    };
+    assert!(
+        crate::common::eventually(std::time::Duration::from_secs(5), || async {
+            members().await.len() == 2
+        })
+        .await
+    );
+    assert_eq!(
+        members().await,
+        ["invoice.eml!invoice.com", "letter.rtf!objdata 1"]
+    );
+    appliance.stop().await;
+    manager.stop().await;
+}
