@@ -11,6 +11,11 @@
 //!   decoder) and `iso` (ISO 9660, primary or Joliet tree). A member in a
 //!   method not decoded (CAB's Quantum, zstd in a zip) or encrypted is
 //!   reported as not scanned.
+//! - Mail and documents: `mail` (RFC 822, mbox, MIME by `mail-parser`;
+//!   uuencode, BinHex, TNEF), SZDD (`formats`), `ole2` (compound files by
+//!   `cfb`; object packages, PowerPoint's embedded objects), `pdf`
+//!   (streams and their filters), `rtf` (embedded objects), `html`
+//!   (`data:` URIs), `chm` (LZX by `lzxd`).
 //! - `extract`: a member's bytes under the caps; large ones go to an
 //!   unlinked temporary file and are mapped.
 //! - [`walk`]: the tree walk ([`Decomposer`]), the limits ([`Limits`]) and
