@@ -7,7 +7,11 @@
 //!   document): its label, original path and data;
 //! - `PowerPoint Document`: each `ExOleObjStg` record is an embedded
 //!   object, an OLE2 file of its own, zlib-compressed when the record says
-//!   so.
+//!   so;
+//! - a VBA module stream: its macro source, MS-OVBA compressed after the
+//!   module's performance cache, found as `olevba` finds it (a compressed
+//!   container whose first literals are `Attribut`, as every module's
+//!   source starts `Attribute VB_Name`) and decompressed here.
 
 use std::io::{Cursor, Read};
 
@@ -16,6 +20,10 @@ use crate::formats::{Entry, Flow, FormatError};
 /// Streams read from one file at the most (each is a member, so the walk's
 /// file limit applies as well).
 const MAX_STREAMS: usize = 10_000;
+
+/// Streams larger than this are not searched for macro source (a VBA
+/// module's stream is a few KiB to a few MiB).
+const MAX_MACRO_STREAM: u64 = 16 << 20;
 
 /// An `ExOleObjStg` record.
 const EX_OLE_OBJ_STG: u16 = 0x1011;
@@ -86,12 +94,35 @@ pub(crate) fn members(
                             }
                         }
                     }
-                } else {
+                } else if stream.len() > MAX_MACRO_STREAM {
+                    // Too large for a VBA module: streamed to the walk.
                     each(Entry::File {
                         name,
                         reader: &mut stream,
                         compressed: None,
                     })
+                } else {
+                    let mut bytes = Vec::new();
+                    match stream.read_to_end(&mut bytes) {
+                        Err(e) => each(Entry::Corrupt {
+                            name,
+                            why: format!("the stream cannot be read: {e}"),
+                        }),
+                        Ok(_) => {
+                            let flow = {
+                                let mut r: &[u8] = &bytes;
+                                each(Entry::File {
+                                    name: name.clone(),
+                                    reader: &mut r,
+                                    compressed: None,
+                                })
+                            };
+                            if flow == Flow::Stop {
+                                return Ok(());
+                            }
+                            macro_source(&bytes, &name, each)
+                        }
+                    }
                 }
             }
         };
@@ -189,4 +220,143 @@ fn powerpoint(s: &[u8], within: &str, each: &mut dyn FnMut(Entry<'_>) -> Flow) -
         }
     }
     Flow::Continue
+}
+
+/// A VBA module's source in the stream `s`, if it holds one: the compressed
+/// container (signature byte 1, then a chunk header) whose first token
+/// group is a flag byte of literals spelling `Attribut`.
+fn macro_source(s: &[u8], within: &str, each: &mut dyn FnMut(Entry<'_>) -> Flow) -> Flow {
+    let Some(at) = memchr::memmem::find(s, b"\x00Attribut") else {
+        return Flow::Continue;
+    };
+    if at < 3 || s[at - 3] != 1 {
+        return Flow::Continue;
+    }
+    match ovba_decompress(&s[at - 3..]) {
+        Some(mut source) => {
+            let mut r: &[u8] = &source;
+            let flow = each(Entry::File {
+                name: format!("{within} (VBA source)"),
+                reader: &mut r,
+                compressed: None,
+            });
+            source.clear();
+            flow
+        }
+        None => each(Entry::Corrupt {
+            name: format!("{within} (VBA source)"),
+            why: "the compressed macro source does not decompress".into(),
+        }),
+    }
+}
+
+/// MS-OVBA decompression: a signature byte 1, then chunks of up to 4,096
+/// bytes each, stored raw or as flag bytes over literals and copy tokens
+/// whose offset and length split 16 bits by how far into the chunk they
+/// are. What decompressed before a damaged chunk is kept; `None` if the
+/// first chunk is damaged.
+pub(crate) fn ovba_decompress(c: &[u8]) -> Option<Vec<u8>> {
+    if c.first() != Some(&1) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(c.len() * 2);
+    let mut at = 1;
+    while at + 2 <= c.len() {
+        let header = u16::from_le_bytes([c[at], c[at + 1]]);
+        if header >> 12 & 0b111 != 0b011 {
+            break;
+        }
+        let size = usize::from(header & 0x0fff) + 3;
+        let end = (at + size).min(c.len());
+        let chunk_start = out.len();
+        let mut p = at + 2;
+        if header & 0x8000 == 0 {
+            // Stored: 4,096 bytes as they are.
+            let raw = c.get(p..(p + 4096).min(c.len()))?;
+            out.extend_from_slice(raw);
+            at = p + 4096;
+            continue;
+        }
+        'tokens: while p < end {
+            let flags = c[p];
+            p += 1;
+            for bit in 0..8 {
+                if p >= end {
+                    break 'tokens;
+                }
+                if flags & (1 << bit) == 0 {
+                    out.push(c[p]);
+                    p += 1;
+                    continue;
+                }
+                let token = usize::from(u16::from_le_bytes([c[p], *c.get(p + 1)?]));
+                p += 2;
+                let done = out.len() - chunk_start;
+                let bits = (usize::BITS - done.saturating_sub(1).leading_zeros()).max(4) as usize;
+                let length = (token & (0xffff >> bits)) + 3;
+                let offset = (token >> (16 - bits)) + 1;
+                if offset > done {
+                    if out.is_empty() {
+                        return None;
+                    }
+                    return Some(out);
+                }
+                let from = out.len() - offset;
+                for i in 0..length {
+                    out.push(out[from + i]);
+                }
+            }
+        }
+        at = end;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ovba_decompresses_the_specifications_example() {
+        // MS-OVBA 3.2.3: a chunk of literals and copy tokens.
+        let compressed = [
+            0x01, 0x2f, 0xb0, 0x00, 0x23, 0x61, 0x61, 0x61, 0x62, 0x63, 0x64, 0x65, 0x82, 0x66,
+            0x00, 0x70, 0x61, 0x67, 0x68, 0x69, 0x6a, 0x01, 0x38, 0x08, 0x61, 0x6b, 0x6c, 0x00,
+            0x30, 0x6d, 0x6e, 0x6f, 0x70, 0x06, 0x71, 0x02, 0x70, 0x04, 0x10, 0x72, 0x73, 0x74,
+            0x75, 0x76, 0x10, 0x77, 0x78, 0x79, 0x7a, 0x00, 0x3c,
+        ];
+        assert_eq!(
+            ovba_decompress(&compressed).expect("decompresses"),
+            b"#aaabcdefaaaaghijaaaaaklaaamnopqaaaaaaaaaaaarstuvwxyzaaa"
+        );
+    }
+
+    #[test]
+    fn macro_source_is_found_in_a_module_stream() {
+        let source = b"Attribute VB_Name = \"Module1\"\r\nSub AutoOpen()\r\nEnd Sub\r\n";
+        // Literals only: a flag byte of zeros before each eight.
+        let mut chunk = Vec::new();
+        for group in source.chunks(8) {
+            chunk.push(0);
+            chunk.extend_from_slice(group);
+        }
+        let header = 0xb000u16 | (chunk.len() as u16 + 2 - 3);
+        let mut stream = vec![0xccu8; 40]; // the performance cache
+        stream.push(1);
+        stream.extend_from_slice(&header.to_le_bytes());
+        stream.extend_from_slice(&chunk);
+        let mut got = Vec::new();
+        macro_source(&stream, "VBA/Module1", &mut |e| {
+            if let Entry::File { name, reader, .. } = e {
+                let mut v = Vec::new();
+                reader.read_to_end(&mut v).expect("read");
+                got.push((name, v));
+            }
+            Flow::Continue
+        });
+        assert_eq!(
+            got,
+            [("VBA/Module1 (VBA source)".to_string(), source.to_vec())]
+        );
+    }
 }
