@@ -2,11 +2,12 @@
 //! all of a smaller file) decide by their magic whether it is a container;
 //! a container's bytes are kept (in memory while small, in an unlinked
 //! temporary file past that), and once its own scan is done, its members
-//! are opened and scanned with the same engine. A file that is not a
-//! container costs one magic check and keeps nothing.
+//! are opened and scanned with the same engine (a text file's one layer
+//! inside is its normalized text). A file that is neither costs one magic
+//! check and keeps nothing.
 
 use giva_content::extract::{Extracted, Spool};
-use giva_content::{Limits, detect, target_type};
+use giva_content::{Kind, Limits, detect, target_type};
 
 /// Bytes that decide a file's type: far enough for the tar (257) and
 /// ISO 9660 (32769) magics.
@@ -17,8 +18,9 @@ const DECIDE_AT: usize = 32 * 1024 + 7;
 pub(crate) enum Keeper {
     /// Not enough bytes yet to tell.
     Deciding(Vec<u8>),
-    /// A container: every byte kept.
-    Keeping(Spool),
+    /// A container: every byte kept; for a text file, no more than this
+    /// many (past them it is not normalized, so nothing is kept).
+    Keeping(Spool, Option<u64>),
     /// Not a container.
     Not,
     /// A container whose bytes could not be kept (the temporary file
@@ -41,20 +43,24 @@ impl Keeper {
                 head.extend_from_slice(data);
                 if head.len() >= DECIDE_AT || last {
                     let file_type = target_type(head);
-                    *self = if detect(head).is_container() {
+                    let kind = detect(head);
+                    let cap = (kind == Kind::Text).then_some(limits.max_script_normalize);
+                    *self = if !kind.is_container() || cap.is_some_and(|c| head.len() as u64 > c) {
+                        Keeper::Not
+                    } else {
                         let mut spool = Spool::new(limits);
                         match spool.push(head) {
-                            Ok(()) => Keeper::Keeping(spool),
+                            Ok(()) => Keeper::Keeping(spool, cap),
                             Err(e) => Keeper::Failed(e.to_string()),
                         }
-                    } else {
-                        Keeper::Not
                     };
                     return Some(file_type);
                 }
             }
-            Keeper::Keeping(spool) => {
-                if let Err(e) = spool.push(data) {
+            Keeper::Keeping(spool, cap) => {
+                if cap.is_some_and(|c| spool.len() + data.len() as u64 > c) {
+                    *self = Keeper::Not;
+                } else if let Err(e) = spool.push(data) {
                     *self = Keeper::Failed(e.to_string());
                 }
             }
@@ -67,7 +73,7 @@ impl Keeper {
     /// that is not a container.
     pub(crate) fn take(self) -> Option<Result<Extracted, String>> {
         match self {
-            Keeper::Keeping(spool) => Some(spool.finish().map_err(|e| e.to_string())),
+            Keeper::Keeping(spool, _) => Some(spool.finish().map_err(|e| e.to_string())),
             Keeper::Failed(e) => Some(Err(e)),
             Keeper::Deciding(_) | Keeper::Not => None,
         }
@@ -87,9 +93,13 @@ mod tests {
     fn only_a_container_is_kept() {
         let limits = Limits::default();
         let mut k = Keeper::new();
-        assert_eq!(k.push(b"plain text that is not", false, &limits), None);
+        assert_eq!(k.push(b"binary\0data that is not", false, &limits), None);
         assert_eq!(k.push(b" a container", true, &limits), Some(0));
         assert!(k.take().is_none());
+        // Text is kept, for its normalized layer.
+        let mut k = Keeper::new();
+        k.push(b"plain words", true, &limits);
+        assert!(k.take().is_some());
         // The type is told once, when the first bytes decide it.
         let mut k = Keeper::new();
         assert_eq!(k.push(b"MZ and a PE's bytes", true, &limits), Some(1));
@@ -100,8 +110,19 @@ mod tests {
         assert_eq!(&*kept, &[0x1f, 0x8b, 0x08, 0, b'r', b'e', b's', b't'][..]);
         // Decided once enough bytes arrived, before the end.
         let mut k = Keeper::new();
-        k.push(&vec![b'x'; DECIDE_AT], false, &limits);
+        k.push(&vec![0u8; DECIDE_AT], false, &limits);
         assert!(matches!(k, Keeper::Not));
+        // A text file past the normalization limit is not kept either.
+        let small = Limits {
+            max_script_normalize: 100,
+            ..Limits::default()
+        };
+        let mut k = Keeper::new();
+        k.push(&vec![b'x'; DECIDE_AT], false, &small);
+        assert!(matches!(k, Keeper::Not));
+        let mut k = Keeper::new();
+        k.push(&vec![b'x'; 50], true, &small);
+        assert!(k.take().is_some());
         assert_eq!(base_name("/a/b/c.zip"), "c.zip");
         assert_eq!(base_name("C:\\dir\\x.zip"), "x.zip");
     }

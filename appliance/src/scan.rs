@@ -88,6 +88,7 @@ pub fn scan_options(limits: &LimitsConfig) -> ScanOptions {
             .then(|| Duration::from_millis(limits.max_scan_time_ms)),
         // Each file's own, from its first bytes.
         file_type: None,
+        skip_hashes: false,
     }
 }
 

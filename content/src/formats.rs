@@ -21,6 +21,9 @@ pub(crate) enum Entry<'r> {
     Unsupported { name: String, why: String },
     /// A file whose data cannot be read (it lies past the container's end).
     Corrupt { name: String, why: String },
+    /// The normalized text of a text file: scanned with target-7 and
+    /// target-0 signatures, no hash, and not opened or named as a member.
+    Normalized { reader: &'r mut dyn Read },
 }
 
 /// What the walk wants after a member.
@@ -83,6 +86,14 @@ pub(crate) fn members(
         Kind::Rtf => crate::rtf::members(data, each),
         Kind::Html => crate::html::members(data, each),
         Kind::Chm => crate::chm::members(data, each),
+        Kind::Text => {
+            if let Some(encoding) = crate::text::text_encoding(data) {
+                each(Entry::Normalized {
+                    reader: &mut crate::text::Normalized::new(data, encoding),
+                });
+            }
+            Ok(())
+        }
         Kind::Zstd => {
             let mut r = ruzstd::decoding::StreamingDecoder::new(data).map_err(corrupt)?;
             single(&mut r, data.len(), outer, &[".zst", ".tzst"], each)

@@ -56,6 +56,9 @@ pub enum Kind {
     Html,
     /// Microsoft Compiled HTML Help (`ITSF`).
     Chm,
+    /// Text: no other type, and no NUL in its first KiB (or UTF-16). Its
+    /// one layer inside is its normalized text.
+    Text,
 }
 
 impl Kind {
@@ -87,6 +90,7 @@ impl Kind {
             Kind::Rtf => "CL_TYPE_RTF",
             Kind::Html => "CL_TYPE_HTML",
             Kind::Chm => "CL_TYPE_MSCHM",
+            Kind::Text => "CL_TYPE_TEXT_ASCII",
         }
     }
 
@@ -115,6 +119,7 @@ impl Kind {
             Kind::Rtf => "rtf",
             Kind::Html => "html",
             Kind::Chm => "chm",
+            Kind::Text => "text",
         }
     }
 
@@ -151,6 +156,7 @@ impl Kind {
                 | Kind::Rtf
                 | Kind::Html
                 | Kind::Chm
+                | Kind::Text
         )
     }
 }
@@ -236,6 +242,9 @@ pub fn detect(data: &[u8]) -> Kind {
     }
     if crate::html::is_html(data) {
         return Kind::Html;
+    }
+    if target_type(data) == 0 && crate::text::text_encoding(data).is_some() {
+        return Kind::Text;
     }
     Kind::Other
 }
@@ -523,10 +532,11 @@ mod tests {
         assert_eq!(detect(b"PK\x03\x04rest"), Kind::Zip);
         assert_eq!(detect(&[0x1f, 0x8b, 0x08, 0]), Kind::Gzip);
         assert_eq!(detect(b"BZh91AY&SY"), Kind::Bzip2);
-        assert_eq!(detect(b"BZhX"), Kind::Other);
+        assert_eq!(detect(b"BZh\0"), Kind::Other);
         assert_eq!(detect(b"070701000"), Kind::CpioNewc);
         assert_eq!(detect(b"!<arch>\ndebian"), Kind::Ar);
-        assert_eq!(detect(b"plain text"), Kind::Other);
+        assert_eq!(detect(b"plain text"), Kind::Text);
+        assert_eq!(detect(b"bin\0ary"), Kind::Other);
         assert_eq!(detect(b""), Kind::Other);
         let mut tar = vec![0u8; 1024];
         tar[..4].copy_from_slice(b"file");

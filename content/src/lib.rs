@@ -47,6 +47,7 @@ mod mail;
 mod ole2;
 mod pdf;
 mod rtf;
+mod text;
 pub mod walk;
 
 pub use kind::{Kind, detect, embedded, overlay_start, target_type};

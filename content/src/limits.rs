@@ -31,6 +31,10 @@ pub struct Limits {
     pub spill_above: u64,
     /// Where such files go (default: the system's temporary directory).
     pub temp_dir: Option<PathBuf>,
+    /// Text files larger than this are not normalized (ClamAV's
+    /// MaxScriptNormalize, 5 MiB): their bytes are scanned, their
+    /// normalized text is not, as in ClamAV.
+    pub max_script_normalize: u64,
 }
 
 impl Default for Limits {
@@ -45,6 +49,7 @@ impl Default for Limits {
             ratio_floor: 16 << 20,
             spill_above: 8 << 20,
             temp_dir: None,
+            max_script_normalize: 5 << 20,
         }
     }
 }

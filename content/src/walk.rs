@@ -317,6 +317,10 @@ impl Walk<'_> {
             );
             return;
         }
+        if kind == Kind::Text && data.len() as u64 > self.d.limits.max_script_normalize {
+            // As ClamAV: a large text file is scanned as bytes only.
+            return;
+        }
         if depth >= self.d.limits.max_recursion {
             self.gap(
                 path,
@@ -391,6 +395,10 @@ impl Walk<'_> {
             self.gap(path, Limit::ScanTime, "the file's time ran out");
             return Flow::Stop;
         }
+        // A text file's normalized text is no member: not counted.
+        if let Entry::Normalized { reader } = entry {
+            return self.normalized(reader, path);
+        }
         self.members += 1;
         if self.members > limits.max_files {
             self.gap(
@@ -424,6 +432,8 @@ impl Walk<'_> {
                 path.pop();
                 return Flow::Continue;
             }
+            // Taken above.
+            Entry::Normalized { .. } => return Flow::Continue,
         };
         path.push(printable(&name));
         let deadline = self.started + limits.max_scan_time;
@@ -460,6 +470,51 @@ impl Walk<'_> {
         };
         path.pop();
         flow
+    }
+
+    /// The normalized text of the text file at `path`: scanned as target 7
+    /// (target-0 signatures too), without hashes, and found at the file's
+    /// own path, as ClamAV reports it.
+    fn normalized(&mut self, reader: &mut dyn std::io::Read, path: &mut MemberPath) -> Flow {
+        let limits = &self.d.limits;
+        let deadline = self.started + limits.max_scan_time;
+        let bytes = match read_member(reader, None, limits, Some(deadline)) {
+            Ok(b) => b,
+            Err(Cut::Time) => {
+                self.gap(path, Limit::ScanTime, "the file's time ran out");
+                return Flow::Stop;
+            }
+            Err(Cut::TooLarge) => {
+                self.gap(
+                    path,
+                    Limit::FileSize,
+                    format!(
+                        "its normalized text is larger than {} bytes",
+                        limits.max_file_size
+                    ),
+                );
+                return Flow::Continue;
+            }
+            Err(Cut::Ratio | Cut::Corrupt(_)) => return Flow::Continue,
+        };
+        let max_scan_size = limits.max_scan_size;
+        if self.scanned.saturating_add(bytes.len() as u64) > max_scan_size {
+            self.gap(
+                path,
+                Limit::ScanBytes,
+                format!("the file's {max_scan_size} bytes to scan are used up"),
+            );
+            return Flow::Stop;
+        }
+        let opts = ScanOptions {
+            file_type: Some(7),
+            skip_hashes: true,
+            ..self.d.layer_opts(&bytes, self.started, self.scanned)
+        };
+        let r = self.d.engine.scan_bytes(&bytes, &opts);
+        self.scanned += r.bytes_scanned;
+        self.take(path, r);
+        self.flow()
     }
 
     /// A member's bytes at `path`: its verdict from the cache, or scanned,

@@ -697,3 +697,75 @@ fn vba_macros_as_clamscan_extracts_them() {
     assert!(ours.remove("v4.bin").is_some());
     assert_eq!(ours, theirs);
 }
+
+/// Text as `clamscan` scans it twice: target-7 signatures and target-0
+/// ones against the normalized text (case, spaces, bytes dropped), target-0
+/// ones against the bytes too; in ASCII, UTF-8, Latin-1 and UTF-16 files,
+/// inside a zip, and not in binary data.
+#[test]
+fn text_is_normalized_as_clamscan_normalizes_it() {
+    if !clamscan_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let line = "Some words, then:  Hello   WORLD\tFoo\r\nand the end.\n";
+    let utf16 = |le: bool| -> Vec<u8> {
+        let bom: &[u8] = if le { &[0xff, 0xfe] } else { &[0xfe, 0xff] };
+        bom.iter()
+            .copied()
+            .chain(line.encode_utf16().flat_map(
+                |u| {
+                    if le { u.to_le_bytes() } else { u.to_be_bytes() }
+                },
+            ))
+            .collect()
+    };
+    let mut binary: Vec<u8> = (0..2000u32).map(|i| (i % 256) as u8).collect();
+    binary.extend_from_slice(line.as_bytes());
+    let files: Vec<(String, Vec<u8>)> = vec![
+        ("ascii.txt".into(), line.as_bytes().to_vec()),
+        ("utf8.txt".into(), format!("Grüße. {line}").into_bytes()),
+        (
+            "latin1.txt".into(),
+            [b"Gr\xfc\xdfe. ".as_slice(), line.as_bytes()].concat(),
+        ),
+        ("utf16le.txt".into(), utf16(true)),
+        ("utf16be.txt".into(), utf16(false)),
+        ("binary.bin".into(), binary),
+        (
+            "text.zip".into(),
+            zip_of(
+                &[("a.txt", line.as_bytes())],
+                zip::CompressionMethod::Deflated,
+            ),
+        ),
+        (
+            "other.txt".into(),
+            b"nothing of the kind in here\n".to_vec(),
+        ),
+    ];
+    let db = d.join("db");
+    std::fs::create_dir(&db).expect("mkdir");
+    std::fs::write(
+        db.join("t.ndb"),
+        format!(
+            "Text.T7:7:*:{}\nText.T0.Normalized:0:*:{}\nText.T0.Raw:0:*:{}\nText.T7.Upper:7:*:{}\n",
+            hex(b"hello world foo and"),
+            hex(b"hello world foo and"),
+            hex(b"Hello   WORLD"),
+            hex(b"Hello"),
+        ),
+    )
+    .expect("ndb");
+    let theirs = clamscan_found(&db, d, &files);
+    let ours = giva_found(&[db.join("t.ndb")], &files, true);
+    println!("clamscan: {theirs:#?}\ngiva: {ours:#?}");
+    assert!(
+        theirs
+            .get("ascii.txt")
+            .is_some_and(|s| s.contains("Text.T7.UNOFFICIAL")),
+        "{theirs:?}"
+    );
+    assert_eq!(ours, theirs);
+}

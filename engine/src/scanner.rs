@@ -34,6 +34,10 @@ pub struct ScanOptions {
     /// [`Scanner::set_file_type`] (a stream's first bytes decide it), or
     /// none at the end.
     pub file_type: Option<u8>,
+    /// Apply no hash signature (nor the allow list by hash): for a
+    /// derived view of a file, such as its normalized text, which is no
+    /// file of its own.
+    pub skip_hashes: bool,
 }
 
 /// Scanners kept for reuse by one [`Engine`], so that a stream of small
@@ -187,6 +191,7 @@ impl Scanner {
             self.opts.file_type,
         );
         self.hashers = match expected_size {
+            _ if self.opts.skip_hashes => Hashers::start(|_| false),
             Some(size) => Hashers::start(|a| db.needs_hash(a, size)),
             None => {
                 let any = db.hash_counts() != (0, 0);
