@@ -28,7 +28,8 @@ pub struct ScanOptions {
     /// between pieces of a few MiB, not per byte).
     pub max_scan_time: Option<Duration>,
     /// The input's type, as ClamAV's target number (1 PE, 2 OLE2, 5
-    /// graphics, 6 ELF, 9 Mach-O, 10 PDF, 11 Flash; 0 for none of them):
+    /// graphics, 6 ELF, 7 normalized text, 9 Mach-O, 10 PDF, 11 Flash; 0
+    /// for none of them):
     /// signatures of a target other than 0 apply only to an input of their
     /// type. `None`: not known yet, set later with
     /// [`Scanner::set_file_type`] (a stream's first bytes decide it), or

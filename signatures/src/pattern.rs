@@ -261,8 +261,8 @@ pub struct BodySignature {
     /// the source was not a signed container).
     pub name: String,
     /// ClamAV's target type: 0 for every layer, else only layers of that
-    /// type (1 PE, 2 OLE2, 5 graphics, 6 ELF, 9 Mach-O, 10 PDF, 11 Flash;
-    /// [`TYPED_TARGETS`]).
+    /// type (1 PE, 2 OLE2, 5 graphics, 6 ELF, 7 normalized text, 9 Mach-O,
+    /// 10 PDF, 11 Flash; [`TYPED_TARGETS`]).
     pub target: u8,
     /// Where the match may start.
     pub offset: Offset,
