@@ -6,7 +6,12 @@
 //!   `/usr/share/doc`, as they are;
 //! - **archive mix**: zip, tar.gz and (with `7z` installed) 7z archives
 //!   built here from real files of `/usr/share/doc`, `/usr/share/man` and
-//!   `/usr/bin`.
+//!   `/usr/bin`;
+//! - **mail and documents**: messages and mboxes with base64 attachments
+//!   and quoted-printable text, PDFs of Flate and ASCIIHex streams, OLE2
+//!   compound files, RTF documents with embedded objects and HTML pages
+//!   with `data:` URIs, all built here around real files of the same
+//!   directories.
 //!
 //! The signatures: 10,000 body signatures cut from the machine's shared
 //! libraries (code neither corpus holds, so a scan pays for every one of
@@ -117,8 +122,8 @@ fn binary(b: &[u8]) -> bool {
 
 /// One word of text (letters, digits, `_`) with a capital letter in it:
 /// ClamAV also scans text normalized (spaces collapsed, lines joined, case
-/// folded), which giva does not do yet, and a capital keeps a signature
-/// out of that pass, so both tools can only find it in the raw bytes.
+/// folded), as giva does too, and a capital keeps a signature out of that
+/// pass, so both tools can only find it in the raw bytes.
 fn plain_text(b: &[u8]) -> bool {
     b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
         && b.iter().any(u8::is_ascii_uppercase)
@@ -247,6 +252,233 @@ fn mix_corpus(work: &Path, seed: u64) -> anyhow::Result<Corpus> {
     corpus("archive mix (zip, tar.gz, 7z of real files)", &dir)
 }
 
+/// Base64 of `data` in lines of 76.
+fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len() * 4 / 3 + data.len() / 57 + 4);
+    for (i, c) in data.chunks(3).enumerate() {
+        if i > 0 && i % 19 == 0 {
+            out.push('\n');
+        }
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for k in 0..4 {
+            out.push(if k <= c.len() {
+                A[(n >> (18 - 6 * k)) as usize & 63] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+/// Quoted-printable of `text`: lines of at most 76, `=` and bytes outside
+/// printable ASCII escaped.
+fn quoted_printable(text: &[u8]) -> String {
+    let mut out = String::new();
+    let mut col = 0;
+    for &b in text {
+        let piece = if b == b'\n' {
+            col = 0;
+            out.push('\n');
+            continue;
+        } else if (b' '..=b'~').contains(&b) && b != b'=' {
+            (b as char).to_string()
+        } else {
+            format!("={b:02X}")
+        };
+        if col + piece.len() > 75 {
+            out.push_str("=\n");
+            col = 0;
+        }
+        col += piece.len();
+        out.push_str(&piece);
+    }
+    out
+}
+
+/// Picks a real file: its path and bytes.
+type Pick<'a> = dyn FnMut(&mut Rng) -> anyhow::Result<(PathBuf, Vec<u8>)> + 'a;
+
+/// The mail-and-documents corpus: 150 messages, 20 mboxes of 5, 100
+/// PDFs, 50 OLE2 files, 50 RTF documents and 50 HTML pages, around real
+/// files of this machine. Its text files (whose words the planted
+/// signatures are cut from) are listed beside it.
+fn mail_docs_corpus(work: &Path, seed: u64) -> anyhow::Result<(Corpus, Vec<PathBuf>)> {
+    let dir = work.join("archives-maildocs");
+    let sources = work.join("archives-maildocs.sources");
+    if !dir.join(".done").is_file() || !sources.is_file() {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let texts = files_under(&["/usr/share/doc"], |p| {
+            std::fs::metadata(p).is_ok_and(|m| m.len() > 4096 && m.len() < 256 << 10)
+                && std::fs::read(p).is_ok_and(|b| !b.starts_with(&[0x1f, 0x8b]) && !b.contains(&0))
+        });
+        let bins = files_under(&["/usr/bin"], |p| {
+            std::fs::metadata(p).is_ok_and(|m| m.len() > 4096 && m.len() < 512 << 10)
+        });
+        anyhow::ensure!(
+            texts.len() >= 50 && bins.len() >= 50,
+            "too few real files for the mail and documents corpus"
+        );
+        let mut rng = Rng::new(seed, 0xd0c);
+        let mut used = Vec::new();
+        let mut text = |rng: &mut Rng| -> anyhow::Result<(PathBuf, Vec<u8>)> {
+            let f = texts[rng.below(texts.len())].clone();
+            let b = std::fs::read(&f)?;
+            used.push(f.clone());
+            Ok((f, b))
+        };
+        let bin = |rng: &mut Rng| -> anyhow::Result<(PathBuf, Vec<u8>)> {
+            let f = bins[rng.below(bins.len())].clone();
+            let b = std::fs::read(&f)?;
+            Ok((f, b))
+        };
+        let name = |p: &Path| {
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        };
+        let message = |rng: &mut Rng, text: &mut Pick<'_>| -> anyhow::Result<String> {
+            let (_, body) = text(rng)?;
+            let (tf, tb) = text(rng)?;
+            let (bf, bb) = bin(rng)?;
+            Ok(format!(
+                "From: bench@example.com\nTo: giva@example.com\nSubject: files\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"BENCH\"\n\n--BENCH\nContent-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\n{}\n--BENCH\nContent-Type: text/plain; name=\"{}\"\nContent-Transfer-Encoding: base64\n\n{}\n--BENCH\nContent-Type: application/octet-stream; name=\"{}\"\nContent-Transfer-Encoding: base64\n\n{}\n--BENCH--\n",
+                quoted_printable(&body[..body.len().min(2048)]),
+                name(&tf),
+                base64(&tb),
+                name(&bf),
+                base64(&bb)
+            ))
+        };
+        for i in 0..150 {
+            std::fs::write(
+                dir.join(format!("m{i:03}.eml")),
+                message(&mut rng, &mut text)?,
+            )?;
+        }
+        for i in 0..20 {
+            let mut mbox = String::new();
+            for k in 0..5 {
+                mbox.push_str(&format!(
+                    "From bench@example.com Mon Jan  1 00:00:0{k} 2024\n{}\n",
+                    message(&mut rng, &mut text)?
+                ));
+            }
+            std::fs::write(dir.join(format!("b{i:02}.mbox")), mbox)?;
+        }
+        for i in 0..100 {
+            let mut pdf = b"%PDF-1.5\n1 0 obj\n<< /Type /Catalog >>\nendobj\n".to_vec();
+            for k in 0..4 {
+                let (_, data) = if k % 2 == 0 {
+                    text(&mut rng)?
+                } else {
+                    bin(&mut rng)?
+                };
+                let (filter, bytes) = if k == 3 {
+                    ("/ASCIIHexDecode", format!("{}>", hex(&data)).into_bytes())
+                } else {
+                    let mut z =
+                        flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+                    z.write_all(&data)?;
+                    ("/FlateDecode", z.finish()?)
+                };
+                pdf.extend_from_slice(
+                    format!(
+                        "{} 0 obj\n<< /Length {} /Filter {filter} >>\nstream\n",
+                        k + 2,
+                        bytes.len()
+                    )
+                    .as_bytes(),
+                );
+                pdf.extend_from_slice(&bytes);
+                pdf.extend_from_slice(b"\nendstream\nendobj\n");
+            }
+            pdf.extend_from_slice(b"trailer\n<< /Root 1 0 R >>\n%%EOF\n");
+            std::fs::write(dir.join(format!("p{i:03}.pdf")), pdf)?;
+        }
+        for i in 0..50 {
+            let mut f = cfb::CompoundFile::create_with_version(
+                cfb::Version::V3,
+                std::fs::File::create(dir.join(format!("o{i:02}.doc")))?,
+            )?;
+            for k in 0..4 {
+                let (_, data) = if k % 2 == 0 {
+                    text(&mut rng)?
+                } else {
+                    bin(&mut rng)?
+                };
+                let mut s = f.create_stream(format!("/Stream{k}"))?;
+                s.write_all(&data)?;
+            }
+            f.flush()?;
+        }
+        for i in 0..50 {
+            let (tf, data) = text(&mut rng)?;
+            let label = name(&tf);
+            // An OLE1 object carrying an object package of the file.
+            let mut package = vec![2u8, 0];
+            for s in [&label, &format!("C:\\{label}")] {
+                package.extend_from_slice(s.as_bytes());
+                package.push(0);
+            }
+            package.extend_from_slice(&[0, 0, 3, 0]);
+            let tmp = format!("C:\\{label}\0");
+            package.extend_from_slice(&(tmp.len() as u32).to_le_bytes());
+            package.extend_from_slice(tmp.as_bytes());
+            package.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            package.extend_from_slice(&data);
+            let mut ole1 = Vec::new();
+            ole1.extend_from_slice(&0x0501u32.to_le_bytes());
+            ole1.extend_from_slice(&2u32.to_le_bytes());
+            ole1.extend_from_slice(&8u32.to_le_bytes());
+            ole1.extend_from_slice(b"Package\0");
+            ole1.extend_from_slice(&0u32.to_le_bytes());
+            ole1.extend_from_slice(&0u32.to_le_bytes());
+            ole1.extend_from_slice(&(package.len() as u32).to_le_bytes());
+            ole1.extend_from_slice(&package);
+            let rtf = format!(
+                "{{\\rtf1\\ansi {{\\fonttbl{{\\f0 Times;}}}}\\f0 A document with an object.\\par {{\\object\\objemb{{\\*\\objclass Package}}{{\\*\\objdata {}}}}}}}",
+                hex(&ole1)
+            );
+            std::fs::write(dir.join(format!("r{i:02}.rtf")), rtf)?;
+        }
+        for i in 0..50 {
+            let (_, a) = text(&mut rng)?;
+            let (_, b) = bin(&mut rng)?;
+            let html = format!(
+                "<!DOCTYPE html>\n<html><head><title>files</title></head><body>\n<p>Two files.</p>\n<a href=\"data:text/plain;base64,{}\">a</a>\n<a href=\"data:application/octet-stream;base64,{}\">b</a>\n</body></html>\n",
+                base64(&a).replace('\n', ""),
+                base64(&b).replace('\n', "")
+            );
+            std::fs::write(dir.join(format!("h{i:02}.html")), html)?;
+        }
+        used.sort();
+        used.dedup();
+        std::fs::write(
+            &sources,
+            used.iter()
+                .map(|p| format!("{}\n", p.display()))
+                .collect::<String>(),
+        )?;
+        std::fs::write(dir.join(".done"), b"")?;
+    }
+    let used = std::fs::read_to_string(&sources)?
+        .lines()
+        .map(PathBuf::from)
+        .collect();
+    Ok((
+        corpus(
+            "mail and documents (messages, mboxes, PDF, OLE2, RTF, HTML around real files)",
+            &dir,
+        )?,
+        used,
+    ))
+}
+
 /// The bytes of `path` as its innermost layer: a `.gz` decompressed.
 fn plain(path: &Path) -> Option<Vec<u8>> {
     let raw = std::fs::read(path).ok()?;
@@ -261,12 +493,14 @@ fn plain(path: &Path) -> Option<Vec<u8>> {
     }
 }
 
-/// The signatures: `body` cut from shared libraries, and 8 cut from the
-/// decompressed content of compressed-docs files (the expected finds).
+/// The signatures: `body` cut from shared libraries, 8 cut from the
+/// decompressed content of compressed-docs files and 6 from the text files
+/// inside the mail and documents (the expected finds).
 fn signatures(
     work: &Path,
     body: usize,
     docs: &Corpus,
+    mail_texts: &[PathBuf],
     seed: u64,
 ) -> anyhow::Result<(PathBuf, String)> {
     let path = work.join(format!("archives-sigs-{body}.ndb"));
@@ -321,11 +555,31 @@ fn signatures(
             planted += 1;
         }
     }
+    let mut mail_planted = 0;
+    let mut tries = 0;
+    while mail_planted < 6 && !mail_texts.is_empty() && tries < 10_000 {
+        tries += 1;
+        let Ok(data) = std::fs::read(&mail_texts[rng.below(mail_texts.len())]) else {
+            continue;
+        };
+        if data.len() < 4096 {
+            continue;
+        }
+        let from = rng.below(data.len() - 20);
+        let Some(at) = (from..data.len() - 20).find(|&i| plain_text(&data[i..i + 20])) else {
+            continue;
+        };
+        let cut = &data[at..at + 20];
+        if varied(cut) && seen.insert(cut.to_vec()) {
+            lines.push(format!("Bench.Mail.{mail_planted}:0:*:{}", hex(cut)));
+            mail_planted += 1;
+        }
+    }
     std::fs::write(&path, lines.join("\n") + "\n")?;
     Ok((
         path,
         format!(
-            "{body} body signatures of 16-32 bytes of code (not strings) cut from {} shared libraries of this machine, and {planted} of one-word text (20 letters, digits or `_`, with a capital, so that ClamAV's normalized pass of text, which giva does not have yet, cannot find them where the raw bytes do not) cut from the decompressed content of compressed-docs files (the expected finds)",
+            "{body} body signatures of 16-32 bytes of code (not strings) cut from {} shared libraries of this machine, {planted} of one-word text (20 letters, digits or `_`, with a capital, so that the normalized pass of text that both tools make cannot find them where the raw bytes do not) cut from the decompressed content of compressed-docs files, and {mail_planted} such from the text files inside the mail and documents (the expected finds)",
             libs.len()
         ),
     ))
@@ -367,7 +621,8 @@ pub fn run(a: &ArchivesArgs) -> anyhow::Result<ArchivesResult> {
     eprintln!("archives: corpora (made once, then reused)");
     let docs = docs_corpus(&work)?;
     let mix = mix_corpus(&work, 1)?;
-    let (sigs, what) = signatures(&work, a.body, &docs, 1)?;
+    let (maildocs, mail_texts) = mail_docs_corpus(&work, 1)?;
+    let (sigs, what) = signatures(&work, a.body, &docs, &mail_texts, 1)?;
     res.signatures = what;
     let clamscan = run::which("clamscan");
     if clamscan.is_none() {
@@ -396,7 +651,7 @@ pub fn run(a: &ArchivesArgs) -> anyhow::Result<ArchivesResult> {
         "giva db compile failed: {}",
         compiled.stderr
     );
-    for c in [&docs, &mix] {
+    for c in [&docs, &mix, &maildocs] {
         let target = c.dir.display().to_string();
         let giva_args: Vec<String> = vec![
             "scan".into(),
@@ -453,7 +708,7 @@ pub fn run(a: &ArchivesArgs) -> anyhow::Result<ArchivesResult> {
             });
         }
     }
-    for c in [&docs, &mix] {
+    for c in [&docs, &mix, &maildocs] {
         let of = |t: &str| {
             res.runs
                 .iter()
@@ -480,7 +735,7 @@ pub fn run(a: &ArchivesArgs) -> anyhow::Result<ArchivesResult> {
             }
         }
     }
-    res.corpora = vec![docs, mix];
+    res.corpora = vec![docs, mix, maildocs];
     Ok(res)
 }
 
