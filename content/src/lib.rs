@@ -46,6 +46,7 @@ pub mod limits;
 mod mail;
 mod ole2;
 mod pdf;
+mod pdf_crypt;
 mod rtf;
 mod text;
 pub mod walk;

@@ -10,10 +10,11 @@
 //! holds it; a length that does not fit, or none, gives way to the
 //! `endstream` keyword. A stream that decodes only in part is scanned for
 //! what decoded, as ClamAV does; one that decodes to nothing is reported
-//! unreadable. An encrypted PDF (an `/Encrypt` entry) is reported
-//! encrypted: its streams are not decrypted yet.
+//! unreadable. An encrypted PDF whose user password is empty is decrypted
+//! (`pdf_crypt`); one behind a real password is reported encrypted.
 
 use crate::formats::{Entry, Flow, FormatError};
+use crate::pdf_crypt::{Decryptor, Refused};
 
 /// The most one stream may decode to.
 const MAX_DECODED: usize = 64 << 20;
@@ -25,11 +26,28 @@ pub(crate) fn members(
     data: &[u8],
     each: &mut dyn FnMut(Entry<'_>) -> Flow,
 ) -> Result<(), FormatError> {
-    if encrypted(data) {
-        each(Entry::Encrypted {
-            name: "(encrypted streams)".into(),
-        });
-    }
+    // An encrypted document is opened when its user password is empty;
+    // else its streams are scanned as stored, and it says it is encrypted.
+    let decryptor = if encrypted(data) {
+        match encryption(data) {
+            Ok(d) => Some(d),
+            Err(Refused::Password) => {
+                each(Entry::Encrypted {
+                    name: "(streams, behind a user password)".into(),
+                });
+                None
+            }
+            Err(Refused::Unsupported(why)) => {
+                each(Entry::Unsupported {
+                    name: "(encrypted streams)".into(),
+                    why: format!("its encryption: {why}"),
+                });
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut at = 0usize;
     let mut n = 0usize;
     let finder = memchr::memmem::Finder::new(b"stream");
@@ -59,9 +77,16 @@ pub(crate) fn members(
         let end = stream_end(data, dict, start);
         at = end.max(at);
         n += 1;
-        let name = object_name(data, dict.as_ptr() as usize - data.as_ptr() as usize)
-            .unwrap_or_else(|| format!("stream {n}"));
-        let raw = &data[start..end];
+        let object = object_number(data, dict.as_ptr() as usize - data.as_ptr() as usize);
+        let name = object.map_or_else(|| format!("stream {n}"), |(o, g)| format!("obj {o} {g}"));
+        let stored = &data[start..end];
+        // Cross-reference streams are never encrypted.
+        let xref = value(dict, b"/Type").is_some_and(|t| trim(t) == b"/XRef");
+        let decrypted = match (&decryptor, object) {
+            (Some(d), Some((o, g))) if !xref => d.stream(o, g, stored),
+            _ => None,
+        };
+        let raw: &[u8] = decrypted.as_deref().unwrap_or(stored);
         let filters = filters(dict);
         let flow = match decode(raw, &filters) {
             Decoded::Whole(bytes) | Decoded::Part(bytes) if !bytes.is_empty() || raw.is_empty() => {
@@ -130,20 +155,80 @@ fn dictionary_before(data: &[u8], end: usize) -> Option<&[u8]> {
     None
 }
 
-/// `N G obj` before the dictionary at `at`, as `obj N G`.
-fn object_name(data: &[u8], at: usize) -> Option<String> {
+/// `N G` of the `N G obj` before the dictionary at `at`.
+fn object_number(data: &[u8], at: usize) -> Option<(u32, u16)> {
     let head = trim_end(&data[at.saturating_sub(64)..at]);
     let head = head.strip_suffix(b"obj")?;
     let text = String::from_utf8_lossy(head);
     let mut words = text.split_ascii_whitespace().rev();
-    let g: u32 = words.next()?.parse().ok()?;
+    let g: u16 = words.next()?.parse().ok()?;
     let num: u32 = words.next()?.parse().ok()?;
-    Some(format!("obj {num} {g}"))
+    Some((num, g))
+}
+
+/// Both ends trimmed of whitespace.
+pub(crate) fn trim(b: &[u8]) -> &[u8] {
+    trim_start(trim_end(b))
+}
+
+/// The document's decryptor: its `/Encrypt` dictionary (inline, or the
+/// object a trailer refers to) and the first string of its `/ID`.
+fn encryption(data: &[u8]) -> Result<Decryptor, Refused> {
+    let unsupported = |w: &str| Refused::Unsupported(w.to_string());
+    let at = memchr::memmem::rfind(data, b"/Encrypt").ok_or_else(|| unsupported("no /Encrypt"))?;
+    let rest = trim_start(&data[at + 8..]);
+    let dict: &[u8] = if rest.starts_with(b"<<") {
+        let end = dictionary_end(rest).ok_or_else(|| unsupported("a bad /Encrypt"))?;
+        &rest[..end]
+    } else {
+        let text = String::from_utf8_lossy(&rest[..rest.len().min(32)]).into_owned();
+        let mut w = text.split_ascii_whitespace();
+        let (num, g) = (w.next().unwrap_or_default(), w.next().unwrap_or_default());
+        let mark = format!("{num} {g} obj");
+        let obj = memchr::memmem::find_iter(data, mark.as_bytes())
+            .find(|&p| p == 0 || !data[p - 1].is_ascii_digit())
+            .ok_or_else(|| unsupported("no encryption dictionary"))?;
+        let body = trim_start(&data[obj + mark.len()..]);
+        let end = dictionary_end(body).ok_or_else(|| unsupported("a bad encryption dictionary"))?;
+        &body[..end]
+    };
+    let id = memchr::memmem::rfind(data, b"/ID")
+        .and_then(|at| {
+            let r = trim_start(&data[at + 3..]);
+            let r = trim_start(r.strip_prefix(b"[")?);
+            crate::pdf_crypt::first_string(r)
+        })
+        .unwrap_or_default();
+    Decryptor::new(dict, &id)
+}
+
+/// The length of the dictionary that starts `b` (`<<` … `>>`, nested ones
+/// counted).
+fn dictionary_end(b: &[u8]) -> Option<usize> {
+    let mut depth = 0i32;
+    let mut i = 0;
+    while i + 1 < b.len() {
+        match &b[i..i + 2] {
+            b"<<" => {
+                depth += 1;
+                i += 2;
+            }
+            b">>" => {
+                depth -= 1;
+                i += 2;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// The value after `/Key` in a dictionary (up to the next `/`, `>>` or
 /// `<<` at its level), trimmed.
-fn value<'a>(dict: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+pub(crate) fn value<'a>(dict: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     let mut at = 0;
     while let Some(p) = memchr::memmem::find(&dict[at..], key) {
         let after = at + p + key.len();
@@ -157,6 +242,35 @@ fn value<'a>(dict: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
         let stop = if rest.starts_with(b"[") {
             rest.iter()
                 .position(|&c| c == b']')
+                .map_or(rest.len(), |e| e + 1)
+        } else if rest.starts_with(b"<<") {
+            dictionary_end(rest).unwrap_or(rest.len())
+        } else if rest.starts_with(b"<") {
+            rest.iter()
+                .position(|&c| c == b'>')
+                .map_or(rest.len(), |e| e + 1)
+        } else if rest.starts_with(b"(") {
+            // A literal string: to its closing parenthesis, escapes and
+            // nested pairs counted.
+            let mut depth = 0;
+            let mut escaped = false;
+            rest.iter()
+                .position(|&c| {
+                    if escaped {
+                        escaped = false;
+                        return false;
+                    }
+                    match c {
+                        b'\\' => escaped = true,
+                        b'(' => depth += 1,
+                        b')' => {
+                            depth -= 1;
+                            return depth == 0;
+                        }
+                        _ => {}
+                    }
+                    false
+                })
                 .map_or(rest.len(), |e| e + 1)
         } else {
             let first = usize::from(rest.starts_with(b"/"));

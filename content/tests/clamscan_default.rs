@@ -439,8 +439,10 @@ fn lzw_of(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// PDFs with each filter, a chain of two, and an embedded file, against
-/// `clamscan` in its default mode: the same detections.
+/// PDFs with each filter, a chain of two, an embedded file, and (with
+/// qpdf) encryption with an empty user password in RC4 and AES, against
+/// `clamscan` in its default mode: the same detections. One behind a real
+/// user password is reported encrypted.
 #[test]
 fn pdf_streams_as_clamscan_decodes_them() {
     use std::io::Write;
@@ -531,6 +533,42 @@ fn pdf_streams_as_clamscan_decodes_them() {
         ),
     )
     .expect("hsb");
+    let mut files = files;
+    // Encrypted with an empty user password, by qpdf: RC4 (revisions 2
+    // and 3), AES-128 (4) and AES-256 (6); both tools open them.
+    if have("qpdf") {
+        let src = d.join("src");
+        std::fs::create_dir_all(&src).expect("mkdir");
+        std::fs::write(
+            src.join("in.pdf"),
+            pdf_of(&[("/Filter /FlateDecode", flate(&body))]),
+        )
+        .expect("write");
+        for (name, args) in [
+            ("rc4-40.pdf", "--allow-weak-crypto --encrypt '' owner 40 --"),
+            (
+                "rc4-128.pdf",
+                "--allow-weak-crypto --encrypt '' owner 128 --use-aes=n --",
+            ),
+            ("aes-128.pdf", "--encrypt '' owner 128 --use-aes=y --"),
+            ("aes-256.pdf", "--encrypt '' owner 256 --"),
+        ] {
+            let ok = Command::new("sh")
+                .args([
+                    "-c",
+                    &format!("qpdf {args} in.pdf out.pdf >/dev/null 2>&1; test -s out.pdf"),
+                ])
+                .current_dir(&src)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "qpdf {args}");
+            files.push((
+                name.into(),
+                std::fs::read(src.join("out.pdf")).expect("read"),
+            ));
+            std::fs::remove_file(src.join("out.pdf")).expect("rm");
+        }
+    }
     let theirs = clamscan_found(&db, d, &files);
     let mut ours = giva_found(&[db.join("t.ndb"), db.join("t.hsb")], &files, true);
     println!("clamscan: {theirs:#?}\ngiva: {ours:#?}");
@@ -545,6 +583,31 @@ fn pdf_streams_as_clamscan_decodes_them() {
         Some(vec!["Pdf.Body.UNOFFICIAL".to_string()])
     );
     assert_eq!(ours, theirs);
+    // Behind a real user password, neither tool can read the streams:
+    // clamscan says OK, giva says encrypted (never clean).
+    if have("qpdf") {
+        let src = d.join("src");
+        let ok = Command::new("sh")
+            .args([
+                "-c",
+                // qpdf warns (exit 3) at the test's PDFs, which have no
+                // cross-reference table; what counts is the file it writes.
+                "qpdf --encrypt user owner 256 -- in.pdf locked.pdf >/dev/null 2>&1; test -s locked.pdf",
+            ])
+            .current_dir(&src)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "qpdf");
+        let locked = std::fs::read(src.join("locked.pdf")).expect("read");
+        let (_, engine) = Engine::load(&[db.join("t.ndb")]).expect("engine");
+        let r = Decomposer::new(engine, ScanOptions::default(), Limits::default())
+            .scan(&locked, "locked.pdf");
+        assert_eq!(
+            r.result.outcome,
+            giva_engine::Outcome::LimitExceeded(giva_engine::Limit::Encrypted),
+            "{r:?}"
+        );
+    }
 }
 
 /// MS-OVBA compression with literals only: flag bytes of zeros.
