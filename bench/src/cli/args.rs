@@ -123,9 +123,10 @@ pub enum Command {
         #[arg(long)]
         bin_dir: Option<PathBuf>,
     },
-    /// Archives: `giva scan` on one thread beside `clamscan`'s default
-    /// mode, on this machine's compressed docs and on archives of its real
-    /// files.
+    /// Archives, mail and documents: `giva scan` on one thread beside
+    /// `clamscan`'s default mode, on this machine's compressed docs, on
+    /// archives of its real files, and on mail and documents built around
+    /// them.
     Archives {
         /// Body signatures cut from shared libraries.
         #[arg(long, default_value_t = 10_000)]
