@@ -832,3 +832,31 @@ fn text_is_normalized_as_clamscan_normalizes_it() {
     );
     assert_eq!(ours, theirs);
 }
+
+/// A known divergence: `clamscan` scans an HTML file only through its HTML
+/// normalizer, which folds case, so a case-sensitive target-0 signature in
+/// the page's bytes is not found; giva, which has no HTML normalizer yet,
+/// scans the bytes and finds it (docs/clamav-formats.md §18).
+#[test]
+fn html_bytes_are_scanned_where_clamscan_scans_them_case_folded() {
+    if !clamscan_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let mark = b"GivaRawMarkXyzAbc";
+    let page = [
+        b"<html><body><p>text ".as_slice(),
+        mark,
+        b" more</p></body></html>\n",
+    ]
+    .concat();
+    let files = vec![("page.html".to_string(), page)];
+    let db = d.join("db");
+    std::fs::create_dir(&db).expect("mkdir");
+    std::fs::write(db.join("t.ndb"), format!("Html.Raw:0:*:{}\n", hex(mark))).expect("ndb");
+    let theirs = clamscan_found(&db, d, &files);
+    let ours = giva_found(&[db.join("t.ndb")], &files, true);
+    assert!(theirs.is_empty(), "{theirs:?}");
+    assert!(ours.contains_key("page.html"), "{ours:?}");
+}
