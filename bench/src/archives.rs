@@ -535,46 +535,8 @@ fn signatures(
     let docs_files = files_under(&[&docs.dir.display().to_string()], |p| {
         p.extension().is_some_and(|e| e == "gz")
     });
-    let mut planted = 0;
-    let mut tries = 0;
-    while planted < 8 && !docs_files.is_empty() && tries < 10_000 {
-        tries += 1;
-        let f = &docs_files[rng.below(docs_files.len())];
-        let Some(data) = plain(f) else { continue };
-        if data.len() < 4096 {
-            continue;
-        }
-        // The first one-word run of 20 bytes past a random point.
-        let from = rng.below(data.len() - 20);
-        let Some(at) = (from..data.len() - 20).find(|&i| plain_text(&data[i..i + 20])) else {
-            continue;
-        };
-        let cut = &data[at..at + 20];
-        if varied(cut) && seen.insert(cut.to_vec()) {
-            lines.push(format!("Bench.Doc.{planted}:0:*:{}", hex(cut)));
-            planted += 1;
-        }
-    }
-    let mut mail_planted = 0;
-    let mut tries = 0;
-    while mail_planted < 6 && !mail_texts.is_empty() && tries < 10_000 {
-        tries += 1;
-        let Ok(data) = std::fs::read(&mail_texts[rng.below(mail_texts.len())]) else {
-            continue;
-        };
-        if data.len() < 4096 {
-            continue;
-        }
-        let from = rng.below(data.len() - 20);
-        let Some(at) = (from..data.len() - 20).find(|&i| plain_text(&data[i..i + 20])) else {
-            continue;
-        };
-        let cut = &data[at..at + 20];
-        if varied(cut) && seen.insert(cut.to_vec()) {
-            lines.push(format!("Bench.Mail.{mail_planted}:0:*:{}", hex(cut)));
-            mail_planted += 1;
-        }
-    }
+    let planted = plant(&mut rng, &docs_files, 8, "Bench.Doc", &mut seen, &mut lines);
+    let mail_planted = plant(&mut rng, mail_texts, 6, "Bench.Mail", &mut seen, &mut lines);
     std::fs::write(&path, lines.join("\n") + "\n")?;
     Ok((
         path,
@@ -583,6 +545,40 @@ fn signatures(
             libs.len()
         ),
     ))
+}
+
+/// Cuts `count` signatures named `PREFIX.N` of one-word text from
+/// `files` (a `.gz` decompressed): the first one-word run of 20 bytes past
+/// a random point of a file drawn at random. Returns how many it cut.
+fn plant(
+    rng: &mut Rng,
+    files: &[PathBuf],
+    count: usize,
+    prefix: &str,
+    seen: &mut BTreeSet<Vec<u8>>,
+    lines: &mut Vec<String>,
+) -> usize {
+    let mut planted = 0;
+    let mut tries = 0;
+    while planted < count && !files.is_empty() && tries < 10_000 {
+        tries += 1;
+        let Some(data) = plain(&files[rng.below(files.len())]) else {
+            continue;
+        };
+        if data.len() < 4096 {
+            continue;
+        }
+        let from = rng.below(data.len() - 20);
+        let Some(at) = (from..data.len() - 20).find(|&i| plain_text(&data[i..i + 20])) else {
+            continue;
+        };
+        let cut = &data[at..at + 20];
+        if varied(cut) && seen.insert(cut.to_vec()) {
+            lines.push(format!("{prefix}.{planted}:0:*:{}", hex(cut)));
+            planted += 1;
+        }
+    }
+    planted
 }
 
 /// FOUND lines as (file name, signature).

@@ -26,6 +26,33 @@ pub(crate) enum Entry<'r> {
     Normalized { reader: &'r mut dyn Read },
 }
 
+/// What a parser handed out, for its tests: the files (name, bytes), the
+/// names of those it said cannot be read, and its result.
+#[cfg(test)]
+pub(crate) type Collected = (Vec<(String, Vec<u8>)>, Vec<String>, Result<(), FormatError>);
+
+/// For the parsers' tests: what `parse` hands out, each file read whole.
+#[cfg(test)]
+pub(crate) fn collect(
+    parse: impl FnOnce(&mut dyn FnMut(Entry<'_>) -> Flow) -> Result<(), FormatError>,
+) -> Collected {
+    let mut files = Vec::new();
+    let mut bad = Vec::new();
+    let r = parse(&mut |e| {
+        match e {
+            Entry::File { name, reader, .. } => {
+                let mut v = Vec::new();
+                reader.read_to_end(&mut v).expect("read");
+                files.push((name, v));
+            }
+            Entry::Corrupt { name, .. } => bad.push(name),
+            _ => {}
+        }
+        Flow::Continue
+    });
+    (files, bad, r)
+}
+
 /// What the walk wants after a member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flow {

@@ -137,16 +137,8 @@ mod tests {
     fn data_uris_are_decoded() {
         let page = b"<html><a href=\"data:application/octet-stream;base64,aGVsbG8gd29ybGQ=\">x</a><img src='data:,a%20b'></html>";
         assert!(is_html(page));
-        let mut got = Vec::new();
-        members(page, &mut |e| {
-            if let Entry::File { name, reader, .. } = e {
-                let mut v = Vec::new();
-                reader.read_to_end(&mut v).expect("read");
-                got.push((name, v));
-            }
-            Flow::Continue
-        })
-        .expect("parses");
+        let (got, _, r) = crate::formats::collect(|each| members(page, each));
+        r.expect("parses");
         assert_eq!(
             got,
             [

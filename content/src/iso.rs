@@ -238,26 +238,8 @@ mod tests {
         img
     }
 
-    /// The files read (name, bytes), the files that could not be, and the
-    /// walk's result.
-    type Read = (Vec<(String, Vec<u8>)>, Vec<String>, Result<(), FormatError>);
-
-    fn files(img: &[u8]) -> Read {
-        let mut got = Vec::new();
-        let mut bad = Vec::new();
-        let r = members(img, &mut |e| {
-            match e {
-                Entry::File { name, reader, .. } => {
-                    let mut v = Vec::new();
-                    reader.read_to_end(&mut v).expect("read");
-                    got.push((name, v));
-                }
-                Entry::Corrupt { name, .. } => bad.push(name),
-                _ => {}
-            }
-            Flow::Continue
-        });
-        (got, bad, r)
+    fn files(img: &[u8]) -> crate::formats::Collected {
+        crate::formats::collect(|each| members(img, each))
     }
 
     #[test]

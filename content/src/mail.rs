@@ -430,19 +430,11 @@ mod tests {
     use super::*;
 
     fn files(
-        f: impl Fn(&mut dyn FnMut(Entry<'_>) -> Flow) -> Result<(), FormatError>,
+        f: impl FnOnce(&mut dyn FnMut(Entry<'_>) -> Flow) -> Result<(), FormatError>,
     ) -> Vec<(String, Vec<u8>)> {
-        let mut out = Vec::new();
-        f(&mut |e| {
-            if let Entry::File { name, reader, .. } = e {
-                let mut v = Vec::new();
-                reader.read_to_end(&mut v).expect("read");
-                out.push((name, v));
-            }
-            Flow::Continue
-        })
-        .expect("parses");
-        out
+        let (files, _, r) = crate::formats::collect(f);
+        r.expect("parses");
+        files
     }
 
     #[test]

@@ -65,36 +65,8 @@ pub(crate) fn members(
                             .to_ascii_lowercase()
                     })
                     .unwrap_or_default();
-                if leaf == "ole10native" || leaf == "powerpoint document" {
-                    // Read whole (a stream is at most the file's size), so
-                    // that the object inside can be found in it.
-                    let mut bytes = Vec::new();
-                    match stream.read_to_end(&mut bytes) {
-                        Err(e) => each(Entry::Corrupt {
-                            name,
-                            why: format!("the stream cannot be read: {e}"),
-                        }),
-                        Ok(_) => {
-                            let flow = {
-                                let mut r: &[u8] = &bytes;
-                                each(Entry::File {
-                                    name: name.clone(),
-                                    reader: &mut r,
-                                    compressed: None,
-                                })
-                            };
-                            if flow == Flow::Stop {
-                                return Ok(());
-                            }
-                            if leaf == "ole10native" {
-                                // A size, then the package.
-                                package(bytes.get(4..).unwrap_or_default(), &name, each)
-                            } else {
-                                powerpoint(&bytes, &name, each)
-                            }
-                        }
-                    }
-                } else if stream.len() > MAX_MACRO_STREAM {
+                let special = leaf == "ole10native" || leaf == "powerpoint document";
+                if !special && stream.len() > MAX_MACRO_STREAM {
                     // Too large for a VBA module: streamed to the walk.
                     each(Entry::File {
                         name,
@@ -102,6 +74,8 @@ pub(crate) fn members(
                         compressed: None,
                     })
                 } else {
+                    // Read whole (a stream is at most the file's size), so
+                    // that what is inside can be found in it.
                     let mut bytes = Vec::new();
                     match stream.read_to_end(&mut bytes) {
                         Err(e) => each(Entry::Corrupt {
@@ -120,7 +94,14 @@ pub(crate) fn members(
                             if flow == Flow::Stop {
                                 return Ok(());
                             }
-                            macro_source(&bytes, &name, each)
+                            match leaf.as_str() {
+                                // A size, then the package.
+                                "ole10native" => {
+                                    package(bytes.get(4..).unwrap_or_default(), &name, each)
+                                }
+                                "powerpoint document" => powerpoint(&bytes, &name, each),
+                                _ => macro_source(&bytes, &name, each),
+                            }
                         }
                     }
                 }

@@ -250,28 +250,7 @@ pub(crate) fn value<'a>(dict: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
                 .position(|&c| c == b'>')
                 .map_or(rest.len(), |e| e + 1)
         } else if rest.starts_with(b"(") {
-            // A literal string: to its closing parenthesis, escapes and
-            // nested pairs counted.
-            let mut depth = 0;
-            let mut escaped = false;
-            rest.iter()
-                .position(|&c| {
-                    if escaped {
-                        escaped = false;
-                        return false;
-                    }
-                    match c {
-                        b'\\' => escaped = true,
-                        b'(' => depth += 1,
-                        b')' => {
-                            depth -= 1;
-                            return depth == 0;
-                        }
-                        _ => {}
-                    }
-                    false
-                })
-                .map_or(rest.len(), |e| e + 1)
+            crate::pdf_crypt::literal(rest).map_or(rest.len(), |(_, end)| end)
         } else {
             let first = usize::from(rest.starts_with(b"/"));
             rest[first..]
@@ -602,16 +581,8 @@ mod tests {
     #[test]
     fn streams_with_direct_and_indirect_lengths_are_members() {
         let pdf = b"%PDF-1.4\n1 0 obj\n<< /Length 5 >>\nstream\nhello\nendstream\nendobj\n2 0 obj\n<< /Length 3 0 R /Filter /ASCIIHexDecode >>\nstream\n776f726c64>\nendstream\nendobj\n3 0 obj\n11\nendobj\n";
-        let mut got = Vec::new();
-        members(pdf, &mut |e| {
-            if let Entry::File { name, reader, .. } = e {
-                let mut v = Vec::new();
-                reader.read_to_end(&mut v).expect("read");
-                got.push((name, v));
-            }
-            Flow::Continue
-        })
-        .expect("parses");
+        let (got, _, r) = crate::formats::collect(|each| members(pdf, each));
+        r.expect("parses");
         assert_eq!(
             got,
             [

@@ -87,6 +87,17 @@ fn string(v: &[u8]) -> Option<Vec<u8>> {
         }
         return Some(out);
     }
+    literal(v).map(|(bytes, _)| bytes)
+}
+
+/// The first string (`<hex>` or `(literal)`) at the start of `b`.
+pub(crate) fn first_string(b: &[u8]) -> Option<Vec<u8>> {
+    string(b)
+}
+
+/// The literal string `(…)` that starts `v`: its bytes, escapes decoded
+/// and nested pairs of parentheses kept, and its length in `v`.
+pub(crate) fn literal(v: &[u8]) -> Option<(Vec<u8>, usize)> {
     let body = v.strip_prefix(b"(")?;
     let mut out = Vec::new();
     let mut depth = 0;
@@ -129,7 +140,7 @@ fn string(v: &[u8]) -> Option<Vec<u8>> {
                 depth += 1;
                 out.push(c);
             }
-            b')' if depth == 0 => return Some(out),
+            b')' if depth == 0 => return Some((out, i + 1)),
             b')' => {
                 depth -= 1;
                 out.push(c);
@@ -138,11 +149,6 @@ fn string(v: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
-}
-
-/// The first string (`<hex>` or `(literal)`) at the start of `b`.
-pub(crate) fn first_string(b: &[u8]) -> Option<Vec<u8>> {
-    string(b)
 }
 
 fn number(v: Option<&[u8]>) -> Option<i64> {

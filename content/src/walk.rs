@@ -497,13 +497,7 @@ impl Walk<'_> {
             }
             Err(Cut::Ratio | Cut::Corrupt(_)) => return Flow::Continue,
         };
-        let max_scan_size = limits.max_scan_size;
-        if self.scanned.saturating_add(bytes.len() as u64) > max_scan_size {
-            self.gap(
-                path,
-                Limit::ScanBytes,
-                format!("the file's {max_scan_size} bytes to scan are used up"),
-            );
+        if !self.room_for(bytes.len(), path) {
             return Flow::Stop;
         }
         let opts = ScanOptions {
@@ -546,13 +540,7 @@ impl Walk<'_> {
             }
             return self.flow();
         }
-        let max_scan_size = self.d.limits.max_scan_size;
-        if self.scanned.saturating_add(bytes.len() as u64) > max_scan_size {
-            self.gap(
-                path,
-                Limit::ScanBytes,
-                format!("the file's {max_scan_size} bytes to scan are used up"),
-            );
+        if !self.room_for(bytes.len(), path) {
             return Flow::Stop;
         }
         let before = (self.found.len(), self.gaps.len());
@@ -589,6 +577,21 @@ impl Walk<'_> {
         };
         cache.insert(key, epoch, verdict);
         self.flow()
+    }
+
+    /// Whether `len` more bytes fit in the file's scan size; if not, the
+    /// gap at `path` says so.
+    fn room_for(&mut self, len: usize, path: &[String]) -> bool {
+        let max_scan_size = self.d.limits.max_scan_size;
+        if self.scanned.saturating_add(len as u64) > max_scan_size {
+            self.gap(
+                path,
+                Limit::ScanBytes,
+                format!("the file's {max_scan_size} bytes to scan are used up"),
+            );
+            return false;
+        }
+        true
     }
 
     /// Whether the walk goes on after a member.

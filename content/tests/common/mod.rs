@@ -39,6 +39,52 @@ pub fn base64(data: &[u8]) -> String {
     out
 }
 
+/// ClamAV's test files that hold `clam.exe` in `names`, each scanned with
+/// one SHA-256 signature of `clam.exe`: the ones found (as their path), the
+/// ones missed (with the report). Empty, with a message, when
+/// clamav-testfiles is not installed, unless `GIVA_REQUIRE_CLAMAV=1`.
+pub fn clam_exe_in(names: &[&str]) -> (Vec<String>, Vec<String>) {
+    use sha2::Digest;
+    let dir = std::path::Path::new("/usr/share/clamav-testfiles");
+    if !dir.join("clam.exe").is_file() {
+        assert!(
+            std::env::var("GIVA_REQUIRE_CLAMAV").as_deref() != Ok("1"),
+            "clamav-testfiles not installed and GIVA_REQUIRE_CLAMAV=1"
+        );
+        eprintln!("SKIPPED: clamav-testfiles not installed");
+        return (Vec::new(), Vec::new());
+    }
+    let clam = std::fs::read(dir.join("clam.exe")).expect("clam.exe");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let hsb = tmp.path().join("clam.hsb");
+    std::fs::write(
+        &hsb,
+        format!(
+            "{}:{}:Clam.Exe.Hash\n",
+            hex(&sha2::Sha256::digest(&clam)),
+            clam.len()
+        ),
+    )
+    .expect("write");
+    let (_, e) = giva_engine::Engine::load(&[&hsb]).expect("engine");
+    let d = giva_content::Decomposer::new(
+        e,
+        giva_engine::ScanOptions::default(),
+        giva_content::Limits::default(),
+    );
+    let (mut found, mut missed) = (Vec::new(), Vec::new());
+    for f in names {
+        let data = std::fs::read(dir.join(f)).expect("read");
+        let r = d.scan(&data, f);
+        if r.result.outcome == giva_engine::Outcome::Infected {
+            found.push(giva_content::Report::joined(f, &r.found[0].path));
+        } else {
+            missed.push(format!("{f}: {r:?}"));
+        }
+    }
+    (found, missed)
+}
+
 /// Lower-case hex of `b`.
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()

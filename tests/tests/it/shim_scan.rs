@@ -146,6 +146,26 @@ async fn excluded_files_are_not_failures() {
 /// A zipped and a gzipped EICAR through the shim are denied, and the
 /// manager's detection event names the member; an encrypted member is not
 /// scanned, and says so, never clean.
+/// The member paths of the detections the manager holds, sorted, once
+/// there are `n` of them (or what there is after 5 s).
+async fn members_once(mgr: &giva_manager::Manager, n: usize) -> Vec<String> {
+    let members = || async {
+        let mut m: Vec<String> = crate::common::detections(mgr)
+            .await
+            .into_iter()
+            .filter_map(|e| e.event)
+            .map(|e| e.member)
+            .collect();
+        m.sort();
+        m
+    };
+    crate::common::eventually(std::time::Duration::from_secs(5), || async {
+        members().await.len() >= n
+    })
+    .await;
+    members().await
+}
+
 /// A zip whose one stored entry, `secret.bin`, is marked encrypted.
 fn encrypted_zip() -> Vec<u8> {
     use std::io::Write;
@@ -205,21 +225,7 @@ async fn archives_are_opened_on_the_appliance_and_the_member_named() {
         format!("{locked:?}").contains("encrypted"),
         "not clean, and why: {locked:?}"
     );
-    let members = || async {
-        crate::common::detections(&mgr)
-            .await
-            .into_iter()
-            .filter_map(|e| e.event)
-            .map(|e| e.member)
-            .collect::<Vec<String>>()
-    };
-    let two = crate::common::eventually(std::time::Duration::from_secs(5), || async {
-        members().await.len() == 2
-    })
-    .await;
-    let mut named = members().await;
-    assert!(two, "two detections reach the manager: {named:?}");
-    named.sort();
+    let named = members_once(&mgr, 2).await;
     assert_eq!(
         named,
         ["bundle.zip!bin/eicar.com", "eicar.com.gz!eicar.com"]
@@ -252,12 +258,8 @@ async fn archives_are_opened_on_the_appliance_and_the_member_named() {
         .await
         .expect("scan");
     assert_eq!(summary.infected, 1);
-    let three = crate::common::eventually(std::time::Duration::from_secs(5), || async {
-        members().await.len() == 3
-    })
-    .await;
-    let named = members().await;
-    assert!(three, "{named:?}");
+    let named = members_once(&mgr, 3).await;
+    assert_eq!(named.len(), 3, "{named:?}");
     assert!(
         named.contains(&"again.zip.gz!again.zip!x/eicar.txt".to_string()),
         "{named:?}"
@@ -271,12 +273,8 @@ async fn archives_are_opened_on_the_appliance_and_the_member_named() {
         .expect("scan");
     assert_eq!(summary.infected, 2);
     assert!(app.stats.cache_hits.get() >= hits + 2);
-    let five = crate::common::eventually(std::time::Duration::from_secs(5), || async {
-        members().await.len() == 5
-    })
-    .await;
-    let named = members().await;
-    assert!(five, "{named:?}");
+    let named = members_once(&mgr, 5).await;
+    assert_eq!(named.len(), 5, "{named:?}");
     assert_eq!(
         named
             .iter()
@@ -393,24 +391,8 @@ async fn a_policy_can_alert_on_limits_and_encryption() {
         said("big.zip").contains("Heuristics.Limits.Exceeded.MaxFileSize"),
         "{seen:?}"
     );
-    let members = || async {
-        let mut m: Vec<String> = crate::common::detections(&mgr)
-            .await
-            .into_iter()
-            .filter_map(|e| e.event)
-            .map(|e| e.member)
-            .collect();
-        m.sort();
-        m
-    };
-    assert!(
-        crate::common::eventually(std::time::Duration::from_secs(5), || async {
-            members().await.len() == 2
-        })
-        .await
-    );
     assert_eq!(
-        members().await,
+        members_once(&mgr, 2).await,
         ["big.zip!big.bin", "locked.zip!secret.bin"]
     );
     appliance.stop().await;
@@ -458,24 +440,8 @@ async fn mail_and_documents_are_opened_on_the_appliance() {
         .await
         .expect("scan");
     assert_eq!(summary.infected, 2);
-    let members = || async {
-        let mut m: Vec<String> = crate::common::detections(&mgr)
-            .await
-            .into_iter()
-            .filter_map(|e| e.event)
-            .map(|e| e.member)
-            .collect();
-        m.sort();
-        m
-    };
-    assert!(
-        crate::common::eventually(std::time::Duration::from_secs(5), || async {
-            members().await.len() == 2
-        })
-        .await
-    );
     assert_eq!(
-        members().await,
+        members_once(&mgr, 2).await,
         ["invoice.eml!invoice.com", "letter.rtf!objdata 1"]
     );
     appliance.stop().await;
