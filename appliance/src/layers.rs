@@ -121,7 +121,7 @@ mod tests {
         k.push(&vec![b'x'; DECIDE_AT], false, &small);
         assert!(matches!(k, Keeper::Not));
         let mut k = Keeper::new();
-        k.push(&vec![b'x'; 50], true, &small);
+        k.push(&[b'x'; 50], true, &small);
         assert!(k.take().is_some());
         assert_eq!(base_name("/a/b/c.zip"), "c.zip");
         assert_eq!(base_name("C:\\dir\\x.zip"), "x.zip");
