@@ -13,6 +13,10 @@ use giva_content::{Kind, Limits, detect, target_type};
 /// ISO 9660 (32769) magics.
 const DECIDE_AT: usize = 32 * 1024 + 7;
 
+/// The most of a text file kept in memory (for its normalized layer);
+/// past this it spills to the spool directory.
+const TEXT_IN_MEMORY: u64 = 64 << 10;
+
 /// What of a streamed file is kept for its layers.
 #[derive(Debug)]
 pub(crate) enum Keeper {
@@ -48,6 +52,18 @@ impl Keeper {
                     *self = if !kind.is_container() || cap.is_some_and(|c| head.len() as u64 > c) {
                         Keeper::Not
                     } else {
+                        // Text is common: past 64 KiB it goes to disk, so
+                        // that many open text files do not hold memory.
+                        let text_limits;
+                        let limits = if cap.is_some() {
+                            text_limits = Limits {
+                                spill_above: TEXT_IN_MEMORY,
+                                ..limits.clone()
+                            };
+                            &text_limits
+                        } else {
+                            limits
+                        };
                         let mut spool = Spool::new(limits);
                         match spool.push(head) {
                             Ok(()) => Keeper::Keeping(spool, cap),
@@ -123,6 +139,14 @@ mod tests {
         let mut k = Keeper::new();
         k.push(&[b'x'; 50], true, &small);
         assert!(k.take().is_some());
+        // Text past 64 KiB is kept on disk, not in memory.
+        let mut k = Keeper::new();
+        k.push(&vec![b'y'; 100 << 10], true, &limits);
+        let kept = k.take().expect("text is kept").expect("kept");
+        assert!(
+            matches!(kept, giva_content::extract::Extracted::Mapped(_)),
+            "{kept:?}"
+        );
         assert_eq!(base_name("/a/b/c.zip"), "c.zip");
         assert_eq!(base_name("C:\\dir\\x.zip"), "x.zip");
     }
