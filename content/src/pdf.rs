@@ -20,6 +20,11 @@ use crate::pdf_crypt::{Decryptor, Refused};
 const MAX_DECODED: usize = 64 << 20;
 /// Filters applied to one stream at the most.
 const MAX_FILTERS: usize = 8;
+/// The longest stream dictionary looked for before a `stream` keyword.
+const MAX_DICT: usize = 16 << 10;
+/// `stream` keywords without a dictionary before them, past which the
+/// file is taken to be no PDF to speak of and the search stops.
+const MAX_STRAYS: usize = 10_000;
 
 /// The members of the PDF `data`: its streams, decoded.
 pub(crate) fn members(
@@ -51,6 +56,8 @@ pub(crate) fn members(
     let mut at = 0usize;
     let mut n = 0usize;
     let finder = memchr::memmem::Finder::new(b"stream");
+    let mut objects = Objects::default();
+    let mut strays = 0usize;
     while let Some(p) = finder.find(&data[at..]) {
         let kw = at + p;
         at = kw + 6;
@@ -64,6 +71,14 @@ pub(crate) fn members(
             continue;
         }
         let Some(dict) = dictionary_before(data, before.len()) else {
+            strays += 1;
+            if strays > MAX_STRAYS {
+                each(Entry::Corrupt {
+                    name: format!("stream {}", n + 1),
+                    why: format!("more than {MAX_STRAYS} `stream` keywords without a dictionary"),
+                });
+                break;
+            }
             continue;
         };
         // The data starts after the end of the keyword's line.
@@ -74,7 +89,7 @@ pub(crate) fn members(
         if data.get(start) == Some(&b'\n') {
             start += 1;
         }
-        let end = stream_end(data, dict, start);
+        let end = stream_end(data, dict, start, &mut objects);
         at = end.max(at);
         n += 1;
         let object = object_number(data, dict.as_ptr() as usize - data.as_ptr() as usize);
@@ -136,8 +151,9 @@ fn trim_end(b: &[u8]) -> &[u8] {
 fn dictionary_before(data: &[u8], end: usize) -> Option<&[u8]> {
     let mut depth = 0i32;
     let mut i = end;
-    // Far enough back for any real stream dictionary.
-    let floor = end.saturating_sub(64 << 10);
+    // Far enough back for any real stream dictionary, and no further, so
+    // that a file of `>>stream` without dictionaries stays linear.
+    let floor = end.saturating_sub(MAX_DICT);
     while i >= floor + 2 {
         if &data[i - 2..i] == b">>" {
             depth += 1;
@@ -266,7 +282,7 @@ pub(crate) fn value<'a>(dict: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
 /// Where the stream that starts at `start` ends: its `/Length` (a number,
 /// or the number in the object it refers to) when that ends at an
 /// `endstream`, else the next `endstream`.
-fn stream_end(data: &[u8], dict: &[u8], start: usize) -> usize {
+fn stream_end(data: &[u8], dict: &[u8], start: usize, objects: &mut Objects) -> usize {
     let by_keyword = || {
         memchr::memmem::find(&data[start..], b"endstream").map_or(data.len(), |p| {
             let mut e = start + p;
@@ -285,7 +301,7 @@ fn stream_end(data: &[u8], dict: &[u8], start: usize) -> usize {
         let words: Vec<&str> = text.split_ascii_whitespace().collect();
         match words.as_slice() {
             [n] => n.parse::<usize>().ok(),
-            [num, g, "R"] => indirect_number(data, num, g),
+            [num, g, "R"] => objects.number(data, num.parse().ok()?, g.parse().ok()?),
             _ => None,
         }
     });
@@ -299,22 +315,30 @@ fn trim_start(b: &[u8]) -> &[u8] {
     &b[b.iter().take_while(|c| c.is_ascii_whitespace()).count()..]
 }
 
-/// The integer object `num g obj`, if the file has one.
-fn indirect_number(data: &[u8], num: &str, g: &str) -> Option<usize> {
-    let mark = format!("{num} {g} obj");
-    let mut at = 0;
-    while let Some(p) = memchr::memmem::find(&data[at..], mark.as_bytes()) {
-        let hit = at + p;
-        at = hit + mark.len();
-        // A whole object number.
-        if hit > 0 && data[hit - 1].is_ascii_digit() {
-            continue;
-        }
-        let rest = trim_start(&data[at..]);
+/// Where each object's body starts (`N G obj`), found in one pass the
+/// first time an indirect length needs it; a later definition (an
+/// incremental update) replaces an earlier one.
+#[derive(Default)]
+struct Objects {
+    index: Option<std::collections::HashMap<(u32, u16), usize>>,
+}
+
+impl Objects {
+    /// The integer object `num g`, if the file has one.
+    fn number(&mut self, data: &[u8], num: u32, g: u16) -> Option<usize> {
+        let index = self.index.get_or_insert_with(|| {
+            let mut index = std::collections::HashMap::new();
+            for at in memchr::memmem::find_iter(data, b" obj") {
+                if let Some(key) = object_number(data, at + 4) {
+                    index.insert(key, at + 4);
+                }
+            }
+            index
+        });
+        let rest = trim_start(&data[*index.get(&(num, g))?..]);
         let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
-        return std::str::from_utf8(&rest[..digits]).ok()?.parse().ok();
+        std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
     }
-    None
 }
 
 /// The filter names of a stream dictionary, in order (`FlateDecode`,
@@ -591,6 +615,11 @@ mod tests {
             ]
         );
         assert!(!encrypted(pdf));
+        // `>>stream` over and over, with no dictionary: the search gives up
+        // after a bounded number, and says so.
+        let strays = b">>stream ".repeat(50_000);
+        let (files, bad, r) = crate::formats::collect(|each| members(&strays, each));
+        assert!(r.is_ok() && files.is_empty() && bad.len() == 1, "{bad:?}");
         assert!(encrypted(b"trailer << /Root 1 0 R /Encrypt 9 0 R >>"));
         assert!(!encrypted(b"(a string that says /Encrypt aloud)"));
     }
