@@ -205,7 +205,8 @@ fn decode_section1(
         )
     };
     let mut lzx = lzxd::Lzxd::new(window);
-    let mut out = Vec::with_capacity(length as usize);
+    // Grown as frames decode, not sized by the header's word.
+    let mut out = Vec::with_capacity((length as usize).min(content.len().saturating_mul(4)));
     for i in 0..frames {
         if i > 0 && i % frames_per_reset == 0 {
             lzx.reset();

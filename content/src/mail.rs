@@ -242,6 +242,9 @@ fn uu_line(chars: &[u8], n: usize) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The most a BinHex file may expand to.
+const MAX_BINHEX: usize = 64 << 20;
+
 /// BinHex's 64 characters, in value order.
 const BINHEX_CHARS: &[u8; 64] =
     b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr";
@@ -340,6 +343,10 @@ fn binhex_decode(data: &[u8]) -> Option<(String, [Vec<u8>; 2])> {
             } else {
                 let last = *raw.last()?;
                 raw.extend(std::iter::repeat_n(last, usize::from(n) - 1));
+                // Runs expand 127-fold: a bound, as for any bomb.
+                if raw.len() > MAX_BINHEX {
+                    return None;
+                }
             }
         } else {
             raw.push(b);

@@ -25,6 +25,9 @@ const MAX_STREAMS: usize = 10_000;
 /// module's stream is a few KiB to a few MiB).
 const MAX_MACRO_STREAM: u64 = 16 << 20;
 
+/// The most a module's macro source is decompressed to.
+const MAX_MACRO_SOURCE: usize = 16 << 20;
+
 /// An `ExOleObjStg` record.
 const EX_OLE_OBJ_STG: u16 = 0x1011;
 
@@ -285,6 +288,11 @@ pub(crate) fn ovba_decompress(c: &[u8]) -> Option<Vec<u8>> {
                 let from = out.len() - offset;
                 for i in 0..length {
                     out.push(out[from + i]);
+                }
+                // Copy tokens expand a thousandfold: macro source is far
+                // smaller than this.
+                if out.len() > MAX_MACRO_SOURCE {
+                    return Some(out);
                 }
             }
         }
