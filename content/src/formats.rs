@@ -53,6 +53,17 @@ pub(crate) fn collect(
     (files, bad, r)
 }
 
+/// Hands `each` the member `name` whose bytes a parser already holds
+/// (decoded from text, or cut out of its container).
+pub(crate) fn bytes(each: &mut dyn FnMut(Entry<'_>) -> Flow, name: String, data: &[u8]) -> Flow {
+    let mut reader = data;
+    each(Entry::File {
+        name,
+        reader: &mut reader,
+        compressed: None,
+    })
+}
+
 /// What the walk wants after a member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flow {

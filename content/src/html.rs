@@ -2,7 +2,7 @@
 //! (base64 or percent-encoded), each a member. Normalized HTML for
 //! target-3 signatures is not built yet.
 
-use crate::formats::{Entry, Flow, FormatError};
+use crate::formats::{Entry, Flow, FormatError, bytes};
 
 /// Tags that make a file HTML when one of them appears in its first KiB
 /// (case-insensitive).
@@ -74,13 +74,7 @@ pub(crate) fn members(
             percent(payload)
         };
         n += 1;
-        let mut r: &[u8] = &decoded;
-        if each(Entry::File {
-            name: format!("data URI {n}"),
-            reader: &mut r,
-            compressed: None,
-        }) == Flow::Stop
-        {
+        if bytes(each, format!("data URI {n}"), &decoded) == Flow::Stop {
             break;
         }
     }

@@ -222,7 +222,8 @@ pub fn detect(data: &[u8]) -> Kind {
     if starts(b"{\\rtf") {
         return Kind::Rtf;
     }
-    if target_type(data) == 10 {
+    let typed = target_type(data);
+    if typed == 10 {
         return Kind::Pdf;
     }
     if starts(b"ITSF") {
@@ -243,7 +244,7 @@ pub fn detect(data: &[u8]) -> Kind {
     if crate::html::is_html(data) {
         return Kind::Html;
     }
-    if target_type(data) == 0 && crate::text::text_encoding(data).is_some() {
+    if typed == 0 && crate::text::text_encoding(data).is_some() {
         return Kind::Text;
     }
     Kind::Other

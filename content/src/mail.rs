@@ -13,7 +13,7 @@ use std::borrow::Cow;
 
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 
-use crate::formats::{Entry, Flow, FormatError};
+use crate::formats::{self, Entry, Flow, FormatError};
 
 /// The first line of a BinHex 4.0 file.
 pub(crate) const BINHEX_MARK: &[u8] = b"(This file must be converted with BinHex";
@@ -138,15 +138,7 @@ fn message(
             // mail again.
             PartType::Message(m) => Cow::Borrowed(m.raw_message()),
         };
-        let flow = {
-            let mut r: &[u8] = &bytes;
-            each(Entry::File {
-                name: name.clone(),
-                reader: &mut r,
-                compressed: None,
-            })
-        };
-        if flow == Flow::Stop {
+        if formats::bytes(each, name.clone(), &bytes) == Flow::Stop {
             return Ok(Flow::Stop);
         }
         if matches!(part.body, PartType::Message(_)) {
@@ -163,13 +155,7 @@ fn message(
 /// Uuencoded and BinHex files inside `text` (a part called `within`).
 fn embedded_files(text: &[u8], within: &str, each: &mut dyn FnMut(Entry<'_>) -> Flow) -> Flow {
     for (name, data) in uudecode_all(text) {
-        let mut r: &[u8] = &data;
-        if each(Entry::File {
-            name: format!("{within}/{name}"),
-            reader: &mut r,
-            compressed: None,
-        }) == Flow::Stop
-        {
+        if formats::bytes(each, format!("{within}/{name}"), &data) == Flow::Stop {
             return Flow::Stop;
         }
     }
@@ -281,18 +267,12 @@ fn binhex_entries(data: &[u8], within: &str, each: &mut dyn FnMut(Entry<'_>) -> 
         if fork.is_empty() {
             continue;
         }
-        let mut r: &[u8] = &fork;
         let member = if i == 0 {
             format!("{prefix}{name}")
         } else {
             format!("{prefix}{name} (resource fork)")
         };
-        if each(Entry::File {
-            name: member,
-            reader: &mut r,
-            compressed: None,
-        }) == Flow::Stop
-        {
+        if formats::bytes(each, member, &fork) == Flow::Stop {
             return Flow::Stop;
         }
     }
@@ -418,13 +398,8 @@ pub(crate) fn tnef(
     for (title, datas) in groups {
         for value in datas {
             n += 1;
-            let mut r = value;
-            if each(Entry::File {
-                name: title.clone().unwrap_or_else(|| format!("attachment {n}")),
-                reader: &mut r,
-                compressed: None,
-            }) == Flow::Stop
-            {
+            let name = title.clone().unwrap_or_else(|| format!("attachment {n}"));
+            if formats::bytes(each, name, value) == Flow::Stop {
                 return Ok(());
             }
         }

@@ -15,7 +15,7 @@
 
 use std::io::{Cursor, Read};
 
-use crate::formats::{Entry, Flow, FormatError};
+use crate::formats::{self, Entry, Flow, FormatError};
 
 /// Streams read from one file at the most (each is a member, so the walk's
 /// file limit applies as well).
@@ -86,15 +86,7 @@ pub(crate) fn members(
                             why: format!("the stream cannot be read: {e}"),
                         }),
                         Ok(_) => {
-                            let flow = {
-                                let mut r: &[u8] = &bytes;
-                                each(Entry::File {
-                                    name: name.clone(),
-                                    reader: &mut r,
-                                    compressed: None,
-                                })
-                            };
-                            if flow == Flow::Stop {
+                            if formats::bytes(each, name.clone(), &bytes) == Flow::Stop {
                                 return Ok(());
                             }
                             match leaf.as_str() {
@@ -192,12 +184,7 @@ fn powerpoint(s: &[u8], within: &str, each: &mut dyn FnMut(Entry<'_>) -> Flow) -
                 compressed: Some(body.len() as u64),
             })
         } else {
-            let mut r = body;
-            each(Entry::File {
-                name,
-                reader: &mut r,
-                compressed: None,
-            })
+            formats::bytes(each, name, body)
         };
         if flow == Flow::Stop {
             return Flow::Stop;
@@ -217,16 +204,7 @@ fn macro_source(s: &[u8], within: &str, each: &mut dyn FnMut(Entry<'_>) -> Flow)
         return Flow::Continue;
     }
     match ovba_decompress(&s[at - 3..]) {
-        Some(mut source) => {
-            let mut r: &[u8] = &source;
-            let flow = each(Entry::File {
-                name: format!("{within} (VBA source)"),
-                reader: &mut r,
-                compressed: None,
-            });
-            source.clear();
-            flow
-        }
+        Some(source) => formats::bytes(each, format!("{within} (VBA source)"), &source),
         None => each(Entry::Corrupt {
             name: format!("{within} (VBA source)"),
             why: "the compressed macro source does not decompress".into(),

@@ -131,11 +131,18 @@ pub(crate) fn members(
 /// Whether a trailer (or cross-reference stream) names an encryption
 /// dictionary: `/Encrypt` followed by a reference or a dictionary.
 fn encrypted(data: &[u8]) -> bool {
-    memchr::memmem::find_iter(data, b"/Encrypt").any(|at| {
-        let rest = trim_start(&data[at + 8..]);
-        rest.first()
-            .is_some_and(|c| c.is_ascii_digit() || *c == b'<')
-    })
+    encrypt_entry(data).is_some()
+}
+
+/// What follows the last `/Encrypt` that names an encryption dictionary
+/// (a reference or a dictionary, not a word in a string).
+fn encrypt_entry(data: &[u8]) -> Option<&[u8]> {
+    memchr::memmem::rfind_iter(data, b"/Encrypt")
+        .map(|at| trim_start(&data[at + 8..]))
+        .find(|rest| {
+            rest.first()
+                .is_some_and(|c| c.is_ascii_digit() || *c == b'<')
+        })
 }
 
 fn trim_end(b: &[u8]) -> &[u8] {
@@ -191,8 +198,7 @@ pub(crate) fn trim(b: &[u8]) -> &[u8] {
 /// object a trailer refers to) and the first string of its `/ID`.
 fn encryption(data: &[u8]) -> Result<Decryptor, Refused> {
     let unsupported = |w: &str| Refused::Unsupported(w.to_string());
-    let at = memchr::memmem::rfind(data, b"/Encrypt").ok_or_else(|| unsupported("no /Encrypt"))?;
-    let rest = trim_start(&data[at + 8..]);
+    let rest = encrypt_entry(data).ok_or_else(|| unsupported("no /Encrypt"))?;
     let dict: &[u8] = if rest.starts_with(b"<<") {
         let end = dictionary_end(rest).ok_or_else(|| unsupported("a bad /Encrypt"))?;
         &rest[..end]
@@ -212,7 +218,7 @@ fn encryption(data: &[u8]) -> Result<Decryptor, Refused> {
         .and_then(|at| {
             let r = trim_start(&data[at + 3..]);
             let r = trim_start(r.strip_prefix(b"[")?);
-            crate::pdf_crypt::first_string(r)
+            crate::pdf_crypt::string(r)
         })
         .unwrap_or_default();
     Decryptor::new(dict, &id)

@@ -69,8 +69,9 @@ fn top_level(dict: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A PDF string: `<hex>` or `(literal)` with its escapes.
-fn string(v: &[u8]) -> Option<Vec<u8>> {
+/// The PDF string at the start of `v`: `<hex>` or `(literal)` with its
+/// escapes.
+pub(crate) fn string(v: &[u8]) -> Option<Vec<u8>> {
     let v = super::pdf::trim(v);
     if let Some(hex) = v.strip_prefix(b"<") {
         let end = hex.iter().position(|&c| c == b'>')?;
@@ -88,11 +89,6 @@ fn string(v: &[u8]) -> Option<Vec<u8>> {
         return Some(out);
     }
     literal(v).map(|(bytes, _)| bytes)
-}
-
-/// The first string (`<hex>` or `(literal)`) at the start of `b`.
-pub(crate) fn first_string(b: &[u8]) -> Option<Vec<u8>> {
-    string(b)
 }
 
 /// The literal string `(…)` that starts `v`: its bytes, escapes decoded

@@ -3,7 +3,7 @@
 //! object package's file (`Package`), or its native data (often an OLE2
 //! file, which the walk opens in turn).
 
-use crate::formats::{Entry, Flow, FormatError};
+use crate::formats::{self, Entry, Flow, FormatError};
 
 /// The members of the RTF document `data`.
 pub(crate) fn members(
@@ -19,15 +19,9 @@ pub(crate) fn members(
         n += 1;
         let object = hex_run(&data[at + 8..]);
         let name = format!("objdata {n}");
-        let flow = {
-            let mut r: &[u8] = &object;
-            each(Entry::File {
-                name: name.clone(),
-                reader: &mut r,
-                compressed: None,
-            })
-        };
-        if flow == Flow::Stop || ole1(&object, &name, each) == Flow::Stop {
+        if formats::bytes(each, name.clone(), &object) == Flow::Stop
+            || ole1(&object, &name, each) == Flow::Stop
+        {
             break;
         }
     }
