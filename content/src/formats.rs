@@ -5,6 +5,7 @@
 use std::io::{Cursor, Read};
 
 use crate::kind::Kind;
+use crate::limits::Limits;
 
 /// One member of a container.
 pub(crate) enum Entry<'r> {
@@ -21,9 +22,13 @@ pub(crate) enum Entry<'r> {
     Unsupported { name: String, why: String },
     /// A file whose data cannot be read (it lies past the container's end).
     Corrupt { name: String, why: String },
-    /// The normalized text of a text file: scanned with target-7 and
-    /// target-0 signatures, no hash, and not opened or named as a member.
-    Normalized { reader: &'r mut dyn Read },
+    /// A normalized form of the file (of a text file, target 7; of an
+    /// HTML page, target 3): scanned with signatures of that target and of
+    /// target 0, no hash, and not opened or named as a member.
+    Normalized {
+        reader: &'r mut dyn Read,
+        target: u8,
+    },
 }
 
 /// What a parser handed out, for its tests: the files (name, bytes), the
@@ -92,6 +97,7 @@ pub(crate) fn members(
     kind: Kind,
     data: &[u8],
     outer: &str,
+    limits: &Limits,
     each: &mut dyn FnMut(Entry<'_>) -> Flow,
 ) -> Result<(), FormatError> {
     match kind {
@@ -122,12 +128,16 @@ pub(crate) fn members(
         Kind::Ole2 => crate::ole2::members(data, each),
         Kind::Pdf => crate::pdf::members(data, each),
         Kind::Rtf => crate::rtf::members(data, each),
-        Kind::Html => crate::html::members(data, each),
+        Kind::Html => crate::html::members(data, limits, each),
         Kind::Chm => crate::chm::members(data, each),
         Kind::Text => {
-            if let Some(encoding) = crate::text::text_encoding(data) {
+            // As ClamAV, a large text file is scanned as bytes only.
+            if data.len() as u64 <= limits.max_script_normalize
+                && let Some(encoding) = crate::text::text_encoding(data)
+            {
                 each(Entry::Normalized {
                     reader: &mut crate::text::Normalized::new(data, encoding),
+                    target: 7,
                 });
             }
             Ok(())

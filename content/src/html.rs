@@ -1,8 +1,9 @@
-//! HTML: the files a page carries inline, as RFC 2397 `data:` URIs
-//! (base64 or percent-encoded), each a member. Normalized HTML for
-//! target-3 signatures is not built yet.
+//! HTML: the page normalized for target-3 signatures (`html_norm`), and
+//! the files it carries inline, as RFC 2397 `data:` URIs (base64 or
+//! percent-encoded), each a member.
 
 use crate::formats::{Entry, Flow, FormatError, bytes};
+use crate::limits::Limits;
 
 /// Tags that make a file HTML when one of them appears in its first KiB
 /// (case-insensitive).
@@ -33,11 +34,30 @@ pub(crate) fn is_html(data: &[u8]) -> bool {
     })
 }
 
-/// The `data:` URIs of the page `data`, decoded.
+/// The page `data`'s normalized streams (unless it is larger than
+/// ClamAV normalizes), then its `data:` URIs, decoded: ClamAV's order.
 pub(crate) fn members(
     data: &[u8],
+    limits: &Limits,
     each: &mut dyn FnMut(Entry<'_>) -> Flow,
 ) -> Result<(), FormatError> {
+    let size = data.len() as u64;
+    if size <= limits.max_html_normalize {
+        let normalized = crate::html_norm::normalize(data);
+        let mut streams = vec![normalized.page];
+        if size <= limits.max_html_notags {
+            streams.push(normalized.text);
+        }
+        for stream in streams {
+            let flow = each(Entry::Normalized {
+                reader: &mut stream.as_slice(),
+                target: 3,
+            });
+            if flow == Flow::Stop {
+                return Ok(());
+            }
+        }
+    }
     let mut n = 0;
     // Where the last URI ended: a colon inside one starts none, so that
     // `data:data:data:…` stays linear.
@@ -135,7 +155,7 @@ mod tests {
     fn data_uris_are_decoded() {
         let page = b"<html><a href=\"data:application/octet-stream;base64,aGVsbG8gd29ybGQ=\">x</a><img src='data:,a%20b'></html>";
         assert!(is_html(page));
-        let (got, _, r) = crate::formats::collect(|each| members(page, each));
+        let (got, _, r) = crate::formats::collect(|each| members(page, &Limits::default(), each));
         r.expect("parses");
         assert_eq!(
             got,
@@ -152,7 +172,7 @@ mod tests {
             b"x,y\">",
         ]
         .concat();
-        let (got, _, r) = crate::formats::collect(|each| members(&page, each));
+        let (got, _, r) = crate::formats::collect(|each| members(&page, &Limits::default(), each));
         assert!(r.is_ok());
         assert!(got.len() <= 1, "{}", got.len());
     }

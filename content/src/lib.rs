@@ -15,7 +15,8 @@
 //!   uuencode, BinHex, TNEF), SZDD (`formats`), `ole2` (compound files by
 //!   `cfb`; object packages, PowerPoint's embedded objects), `pdf`
 //!   (streams and their filters), `rtf` (embedded objects), `html`
-//!   (`data:` URIs), `chm` (LZX by `lzxd`).
+//!   (`data:` URIs) and `html_norm` (normalized HTML, target 3), `chm`
+//!   (LZX by `lzxd`), `text` (normalized text, target 7).
 //! - `extract`: a member's bytes under the caps; large ones go to an
 //!   unlinked temporary file and are mapped.
 //! - [`walk`]: the tree walk ([`Decomposer`]), the limits ([`Limits`]) and
@@ -40,6 +41,8 @@ mod chm;
 pub mod extract;
 mod formats;
 mod html;
+mod html_entities;
+pub mod html_norm;
 mod iso;
 pub mod kind;
 pub mod limits;

@@ -32,9 +32,15 @@ pub struct Limits {
     /// Where such files go (default: the system's temporary directory).
     pub temp_dir: Option<PathBuf>,
     /// Text files larger than this are not normalized (ClamAV's
-    /// MaxScriptNormalize, 5 MiB): their bytes are scanned, their
+    /// MaxScriptNormalize, 20 MiB): their bytes are scanned, their
     /// normalized text is not, as in ClamAV.
     pub max_script_normalize: u64,
+    /// HTML pages larger than this are not normalized (MaxHTMLNormalize,
+    /// 40 MiB): target-3 signatures do not apply to them, as in ClamAV.
+    pub max_html_normalize: u64,
+    /// The text stream of a page larger than this is not scanned
+    /// (MaxHTMLNoTags, 8 MiB; the page stream still is).
+    pub max_html_notags: u64,
 }
 
 impl Default for Limits {
@@ -49,7 +55,9 @@ impl Default for Limits {
             ratio_floor: 16 << 20,
             spill_above: 8 << 20,
             temp_dir: None,
-            max_script_normalize: 5 << 20,
+            max_script_normalize: 20 << 20,
+            max_html_normalize: 40 << 20,
+            max_html_notags: 8 << 20,
         }
     }
 }

@@ -317,10 +317,6 @@ impl Walk<'_> {
             );
             return;
         }
-        if kind == Kind::Text && data.len() as u64 > self.d.limits.max_script_normalize {
-            // As ClamAV: a large text file is scanned as bytes only.
-            return;
-        }
         if depth >= self.d.limits.max_recursion {
             self.gap(
                 path,
@@ -331,7 +327,7 @@ impl Walk<'_> {
         }
         // A parser that panics loses this container, not the process.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            members(kind, data, name, &mut |entry| {
+            members(kind, data, name, &self.d.limits, &mut |entry| {
                 self.member(entry, path, depth)
             })
         }));
@@ -368,7 +364,7 @@ impl Walk<'_> {
             let before = (self.members, self.gaps.len());
             path.push(format!("@{at}"));
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                members(kind, slice, "", &mut |entry| {
+                members(kind, slice, "", &self.d.limits, &mut |entry| {
                     self.member(entry, path, depth)
                 })
             }));
@@ -396,8 +392,8 @@ impl Walk<'_> {
             return Flow::Stop;
         }
         // A text file's normalized text is no member: not counted.
-        if let Entry::Normalized { reader } = entry {
-            return self.normalized(reader, path);
+        if let Entry::Normalized { reader, target } = entry {
+            return self.normalized(reader, target, path);
         }
         self.members += 1;
         if self.members > limits.max_files {
@@ -475,7 +471,12 @@ impl Walk<'_> {
     /// The normalized text of the text file at `path`: scanned as target 7
     /// (target-0 signatures too), without hashes, and found at the file's
     /// own path, as ClamAV reports it.
-    fn normalized(&mut self, reader: &mut dyn std::io::Read, path: &mut MemberPath) -> Flow {
+    fn normalized(
+        &mut self,
+        reader: &mut dyn std::io::Read,
+        target: u8,
+        path: &mut MemberPath,
+    ) -> Flow {
         let limits = &self.d.limits;
         let deadline = self.started + limits.max_scan_time;
         let bytes = match read_member(reader, None, limits, Some(deadline)) {
@@ -501,7 +502,7 @@ impl Walk<'_> {
             return Flow::Stop;
         }
         let opts = ScanOptions {
-            file_type: Some(7),
+            file_type: Some(target),
             skip_hashes: true,
             ..self.d.layer_opts(&bytes, self.started, self.scanned)
         };

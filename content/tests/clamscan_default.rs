@@ -833,10 +833,79 @@ fn text_is_normalized_as_clamscan_normalizes_it() {
     assert_eq!(ours, theirs);
 }
 
+/// Normalized HTML (target 3): a page whose script hides its words in
+/// character references, its text split by tags, spaces and a comment,
+/// and a link; alone, in a zip, and as the HTML part of a mail; against
+/// target-3 signatures cut from the normalized page, from its text, from
+/// the link as written, from the comment (dropped) and from the raw bytes
+/// (not normalized), and a target-0 signature on the normalized page.
+/// The same text in a plain text file matches none of the target-3 ones.
+#[test]
+fn html_is_normalized_as_clamscan_normalizes_it() {
+    if !clamscan_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let page = b"<html><head><TITLE>Offer</TITLE>\n<script language='JavaScript'>\n  \
+var s = \"&#101;&#118;&#x61;&#108;\";  document.write(unescape('%3Cb%3E'));\n</script></head>\n\
+<body bgcolor=\"#FFFFFF\"><p>Click   <b>HERE</b> &amp; win</p><!-- hidden EVIL -->\n\
+<a href=\"http://Bad.Example/Path\">go</a></body></html>\n";
+    let mail = format!(
+        "From: a@example.com\nTo: b@example.com\nSubject: html\nMIME-Version: 1.0\n\
+Content-Type: multipart/alternative; boundary=\"B\"\n\n--B\nContent-Type: text/plain\n\n\
+plain words\n--B\nContent-Type: text/html\nContent-Transfer-Encoding: base64\n\n{}\n--B--\n",
+        common::base64(page)
+    );
+    let files: Vec<(String, Vec<u8>)> = vec![
+        ("page.html".into(), page.to_vec()),
+        (
+            "page.zip".into(),
+            zip_of(&[("in/page.html", page)], zip::CompressionMethod::Deflated),
+        ),
+        ("page.eml".into(), mail.into_bytes()),
+        (
+            "words.txt".into(),
+            b"Click HERE win, said http://Bad.Example/Path\n".to_vec(),
+        ),
+    ];
+    let sigs: &[(&str, u8, &[u8])] = &[
+        (
+            "Html.Script",
+            3,
+            b"vars=\"eval\";document.write(unescape(\"%3cb%3e\"));",
+        ),
+        ("Html.Text", 3, b"click here win"),
+        ("Html.Link", 3, b"http://Bad.Example/Path"),
+        ("Html.Comment", 3, b"hidden evil"),
+        ("Html.Raw", 3, b"Click   <b>HERE"),
+        ("Html.Any", 0, b"<p>click <b>here</b>& win</p><a href="),
+    ];
+    let db = d.join("db");
+    std::fs::create_dir(&db).expect("mkdir");
+    let ndb: String = sigs
+        .iter()
+        .map(|(name, target, pattern)| format!("{name}:{target}:*:{}\n", hex(pattern)))
+        .collect();
+    std::fs::write(db.join("t.ndb"), ndb).expect("ndb");
+    let theirs = clamscan_found(&db, d, &files);
+    let ours = giva_found(&[db.join("t.ndb")], &files, true);
+    println!("clamscan: {theirs:#?}\ngiva: {ours:#?}");
+    for name in ["Html.Script", "Html.Text", "Html.Link", "Html.Any"] {
+        assert!(
+            theirs
+                .get("page.html")
+                .is_some_and(|s| s.contains(&format!("{name}.UNOFFICIAL"))),
+            "{name}: {theirs:?}"
+        );
+    }
+    assert_eq!(ours, theirs);
+}
+
 /// A known divergence: `clamscan` scans an HTML file only through its HTML
 /// normalizer, which folds case, so a case-sensitive target-0 signature in
-/// the page's bytes is not found; giva, which has no HTML normalizer yet,
-/// scans the bytes and finds it (docs/clamav-formats.md §18).
+/// the page's bytes is not found; giva scans the page's bytes as well as
+/// its normalized forms, and finds it (docs/clamav-formats.md §18).
 #[test]
 fn html_bytes_are_scanned_where_clamscan_scans_them_case_folded() {
     if !clamscan_available() {

@@ -41,6 +41,7 @@ pub const TARGETS: &[&str] = &[
     "content_arj",
     "content_mail",
     "content_doc",
+    "content_html",
 ];
 
 /// Runs the target called `name` on `data`; false for an unknown name.
@@ -63,6 +64,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "content_arj" => content_arj(data),
         "content_mail" => content_mail(data),
         "content_doc" => content_doc(data),
+        "content_html" => content_html(data),
         _ => return false,
     }
     true
@@ -1387,6 +1389,34 @@ fn content_doc(data: &[u8]) {
         _ => (b"ITSF", Parser::Crate),
     };
     content(magic, rest, parser);
+}
+
+/// `content_html`: the input after `<html>` is a page for giva's HTML
+/// normalizer, checked on its own (both streams at most twice the page,
+/// the same twice) and then walked (the normalized streams scanned, the
+/// `data:` URIs opened).
+fn content_html(data: &[u8]) {
+    let mut page = b"<html>".to_vec();
+    page.extend_from_slice(data);
+    let n = giva_content::html_norm::normalize(&page);
+    assert!(
+        n.page.len() <= 2 * page.len() + 16,
+        "page stream grew {} -> {}",
+        page.len(),
+        n.page.len()
+    );
+    assert!(
+        n.text.len() <= 2 * page.len() + 16,
+        "text stream grew {} -> {}",
+        page.len(),
+        n.text.len()
+    );
+    assert_eq!(
+        giva_content::html_norm::normalize(&page),
+        n,
+        "not deterministic"
+    );
+    content_input(&page, Parser::Own);
 }
 
 /// `content_compressed`: byte 0 picks gzip, bzip2, xz or zstd.

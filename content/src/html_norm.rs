@@ -1,0 +1,941 @@
+//! Normalized HTML, as ClamAV builds it for signatures of target type 3:
+//! two streams made in one pass over the page.
+//!
+//! - The **page** stream: tags, attributes and text folded to lower case;
+//!   comments and `<!…>` declarations dropped; a run of whitespace in text
+//!   one space, and none right after a tag's `>`; whitespace inside a tag
+//!   one space between attributes; attribute values with `"` quotes;
+//!   character references decoded (Latin-1 bytes, larger code points as
+//!   `&#xhhhh;`); inside `<script>` and `<style>` every whitespace byte
+//!   dropped and `'` written `"`; a `data:` URI cut to `data`.
+//! - The **text** stream: the page's text alone, folded, one space for each
+//!   tag or whitespace run, and the `href` of each `<a>` and the `src` of
+//!   each `<img>` as written.
+//!
+//! The rules, quirks included, are ClamAV's (1.4), each checked against
+//! `clamscan --leave-temps` output (`docs/clamav-formats.md` §9.1 lists
+//! them, and what is not reproduced). Among the quirks kept on purpose,
+//! because signatures were written against them: a comment ends at its
+//! first `>`; named references decode only before a `;` and by their exact
+//! case; nothing decoded from a reference reaches the text stream; a byte
+//! from 0x80 up reaches the text stream mangled; the page is read in
+//! pieces of 8,191 bytes cut back to whitespace, and whitespace at the
+//! start of a piece is lost.
+//!
+//! Cost: linear in the page, both streams together no larger than a few
+//! times the page; no tag or name keeps more than 1,024 bytes.
+
+use crate::html_entities::ENTITIES;
+
+/// ClamAV reads the page in pieces of this many bytes (see [`pieces`]).
+const PIECE: usize = 8191;
+/// The most kept of a tag name, an attribute's name or value, or a
+/// reference's name; the rest still reaches the page stream.
+const NAME_MAX: usize = 1024;
+
+/// The two normalized streams of a page.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct NormalizedHtml {
+    /// The page, normalized (ClamAV's `nocomment.html`).
+    pub page: Vec<u8>,
+    /// Its text alone (ClamAV's `notags.html`).
+    pub text: Vec<u8>,
+}
+
+/// Normalizes `data` (an HTML page) into both streams.
+pub fn normalize(data: &[u8]) -> NormalizedHtml {
+    let mut m = Machine::new(data.len());
+    for piece in pieces(data) {
+        m.piece(&piece);
+    }
+    m.finish()
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// The pieces ClamAV reads the page in, NUL bytes left out: at most
+/// [`PIECE`] bytes each, and when a piece would end inside a word, cut back
+/// to just after its last whitespace byte (not its first byte), so that the
+/// word starts the next. The next piece starts as many bytes back as were
+/// cut, counted in the piece: where NULs were among them it starts later,
+/// and the bytes between are lost, as in ClamAV.
+fn pieces(data: &[u8]) -> impl Iterator<Item = std::borrow::Cow<'_, [u8]>> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        if at >= data.len() {
+            return None;
+        }
+        let window = &data[at..(at + PIECE).min(data.len())];
+        let (mut piece, used): (std::borrow::Cow<'_, [u8]>, usize) =
+            if memchr::memchr(0, window).is_none() {
+                (window.into(), window.len())
+            } else {
+                let mut kept = Vec::with_capacity(PIECE);
+                let mut j = at;
+                while j < data.len() && kept.len() < PIECE {
+                    if data[j] != 0 {
+                        kept.push(data[j]);
+                    }
+                    j += 1;
+                }
+                (kept.into(), j - at)
+            };
+        at += used;
+        if data.get(at).is_some_and(|&b| !is_ws(b))
+            && let Some(last) = piece[1.min(piece.len())..].iter().rposition(|&b| is_ws(b))
+        {
+            let keep = 1 + last + 1;
+            at -= piece.len() - keep;
+            match &mut piece {
+                std::borrow::Cow::Borrowed(p) => *p = &p[..keep],
+                std::borrow::Cow::Owned(p) => p.truncate(keep),
+            }
+        }
+        Some(piece)
+    })
+}
+
+/// Where a state returns to, or goes after skipping whitespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Text, and the contents of a script or style.
+    Text,
+    /// A run of whitespace in text.
+    TrimWs,
+    /// Whitespace skipped, then the state given.
+    SkipWs(Next),
+    /// A tag's name.
+    Tag,
+    /// An attribute's name.
+    AttrName,
+    /// Whitespace after an attribute's name: `=` or the next one.
+    AfterName,
+    /// An attribute's value.
+    AttrValue,
+    /// `<!…>`, to its first `>`.
+    Comment,
+    /// A tag complete, acted on at the next byte.
+    ProcessTag,
+    /// After `&`.
+    CharRef(Back),
+    /// `&name`.
+    NamedRef(Back),
+    /// `&#…`.
+    NumRef(Back),
+    /// Bytes from 0x80 up, in text.
+    High,
+    /// A `data:` URI's media type.
+    DataType,
+    /// A `data:` URI's payload.
+    Data,
+}
+
+/// The states [`State::SkipWs`] leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Text,
+    Tag,
+    AttrName,
+    AfterName,
+    AttrValue,
+    ProcessTag,
+    DataType,
+}
+
+/// Where a character reference returns to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Back {
+    Text,
+    AttrValue,
+    Data,
+}
+
+impl Back {
+    fn state(self) -> State {
+        match self {
+            Back::Text => State::Text,
+            Back::AttrValue => State::AttrValue,
+            Back::Data => State::Data,
+        }
+    }
+}
+
+/// What content the text is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Inside {
+    Page,
+    Script,
+    Style,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quote {
+    None,
+    Single,
+    Double,
+}
+
+/// What a byte did: moved on, or is to be looked at again in the new state.
+enum Step {
+    Consume,
+    Again,
+}
+
+struct Machine {
+    out: NormalizedHtml,
+    state: State,
+    inside: Inside,
+    /// The text stream's last byte is a separating space.
+    text_space: bool,
+    tag: Vec<u8>,
+    name: Vec<u8>,
+    /// The name is longer than it was at the last reset (ClamAV counts
+    /// bytes past the cap too).
+    name_len: usize,
+    /// The value as written (with its opening quote, as `"`).
+    value: Vec<u8>,
+    quote: Quote,
+    /// The first `href` and `src` of the tag: `None` when absent, `Some(None)`
+    /// when present without a value.
+    href: Option<Option<Vec<u8>>>,
+    src: Option<Option<Vec<u8>>>,
+    /// A reference's name, or a numeric reference's value.
+    entity: Vec<u8>,
+    number: i64,
+    hex: bool,
+    /// High bytes held, in text and in attribute values.
+    high: u32,
+    high_value: u32,
+    /// In a `data:` payload: line ends are kept as they are.
+    binary: bool,
+}
+
+impl Machine {
+    fn new(size: usize) -> Self {
+        Machine {
+            out: NormalizedHtml {
+                page: Vec::with_capacity(size),
+                text: Vec::with_capacity(size / 2),
+            },
+            state: State::Text,
+            inside: Inside::Page,
+            text_space: false,
+            tag: Vec::new(),
+            name: Vec::new(),
+            name_len: 0,
+            value: Vec::new(),
+            quote: Quote::None,
+            href: None,
+            src: None,
+            entity: Vec::new(),
+            number: 0,
+            hex: false,
+            high: 0,
+            high_value: 0,
+            binary: false,
+        }
+    }
+
+    fn piece(&mut self, piece: &[u8]) {
+        // Whitespace that starts a piece is lost, whatever the state.
+        let start = piece.iter().position(|&b| !is_ws(b)).unwrap_or(piece.len());
+        let mut i = start;
+        while i < piece.len() {
+            let mut b = piece[i];
+            if !self.binary {
+                if b == b'\r' {
+                    i += 1;
+                    continue;
+                }
+                if b == b'\n' {
+                    b = b' ';
+                }
+            }
+            // A `%xx` escape in a `data:` payload takes the bytes after it.
+            if self.state == State::Data && b == b'%' {
+                i += 1;
+                if let Some(&h) = piece.get(i) {
+                    i += 1;
+                    if h.is_ascii_hexdigit() && i < piece.len() {
+                        i += 1;
+                    }
+                }
+                continue;
+            }
+            match self.step(b) {
+                Step::Consume => i += 1,
+                Step::Again => {}
+            }
+        }
+    }
+
+    /// A space in the text stream, unless one ends it; only for the page's
+    /// own text.
+    fn text_sep(&mut self) {
+        if self.inside == Inside::Page && !self.text_space {
+            self.out.text.push(b' ');
+            self.text_space = true;
+        }
+    }
+
+    fn step(&mut self, b: u8) -> Step {
+        let page = &mut self.out.page;
+        match self.state {
+            State::Text => {
+                if b == b'<' {
+                    page.push(b'<');
+                    self.text_sep();
+                    self.tag.clear();
+                    self.state = State::SkipWs(Next::Tag);
+                } else if is_ws(b) {
+                    self.text_sep();
+                    self.state = State::TrimWs;
+                    return Step::Again;
+                } else if b == b'&' {
+                    self.text_sep();
+                    self.state = State::CharRef(Back::Text);
+                } else if b >= 0x80 {
+                    self.high = u32::from(b);
+                    self.state = State::High;
+                } else {
+                    let mut c = b.to_ascii_lowercase();
+                    if self.inside != Inside::Page && c == b'\'' {
+                        c = b'"';
+                    }
+                    page.push(c);
+                    if self.inside == Inside::Page {
+                        if b < 0x20 {
+                            self.text_sep();
+                        } else {
+                            self.out.text.push(c);
+                            self.text_space = false;
+                        }
+                    }
+                }
+            }
+            State::TrimWs => {
+                if is_ws(b) {
+                    return Step::Consume;
+                }
+                if self.inside == Inside::Page {
+                    page.push(b' ');
+                }
+                self.state = State::Text;
+                return Step::Again;
+            }
+            State::SkipWs(next) => {
+                if is_ws(b) {
+                    return Step::Consume;
+                }
+                self.state = match next {
+                    Next::Text => State::Text,
+                    Next::Tag => State::Tag,
+                    Next::AttrName => State::AttrName,
+                    Next::AfterName => State::AfterName,
+                    Next::AttrValue => State::AttrValue,
+                    Next::ProcessTag => State::ProcessTag,
+                    Next::DataType => State::DataType,
+                };
+                return Step::Again;
+            }
+            State::Tag => {
+                let first = self.tag.is_empty();
+                if first && b == b'!' {
+                    if self.inside == Inside::Page {
+                        page.pop();
+                    } else {
+                        page.push(b'!');
+                    }
+                    self.state = State::Comment;
+                } else if b == b'>' {
+                    page.push(b'>');
+                    self.state = State::SkipWs(Next::ProcessTag);
+                } else if is_ws(b) {
+                    self.state = if self.inside == Inside::Page {
+                        self.name.clear();
+                        self.name_len = 0;
+                        State::SkipWs(Next::AttrName)
+                    } else {
+                        State::SkipWs(Next::ProcessTag)
+                    };
+                    return Step::Again;
+                } else {
+                    let c = b.to_ascii_lowercase();
+                    page.push(c);
+                    if self.tag.len() < NAME_MAX {
+                        self.tag.push(c);
+                    }
+                    // Inside a script or style only end tags are tags.
+                    if self.inside != Inside::Page && first && b != b'/' {
+                        self.state = State::Text;
+                    }
+                }
+            }
+            State::AttrName => {
+                if b == b'=' {
+                    page.push(b'=');
+                    self.value_start();
+                    self.state = State::SkipWs(Next::AttrValue);
+                } else if is_ws(b) {
+                    self.state = State::SkipWs(Next::AfterName);
+                } else if b == b'>' {
+                    page.push(b'>');
+                    if self.name_len > 0 {
+                        self.attribute(None);
+                    }
+                    self.state = State::ProcessTag;
+                } else {
+                    if self.name_len == 0 {
+                        page.push(b' ');
+                    }
+                    let c = b.to_ascii_lowercase();
+                    page.push(c);
+                    if self.name.len() < NAME_MAX {
+                        self.name.push(c);
+                    }
+                    self.name_len += 1;
+                }
+            }
+            State::AfterName => {
+                if b == b'=' {
+                    page.push(b'=');
+                    self.value_start();
+                    self.state = State::SkipWs(Next::AttrValue);
+                } else {
+                    if self.name_len > 0 {
+                        self.attribute(None);
+                    }
+                    self.name.clear();
+                    self.name_len = 0;
+                    self.state = State::AttrName;
+                    return Step::Again;
+                }
+            }
+            State::AttrValue => return self.attr_value(b),
+            State::Comment => {
+                if b == b'>' {
+                    if self.inside != Inside::Page {
+                        page.push(b'>');
+                    }
+                    self.state = State::SkipWs(Next::Text);
+                } else if self.inside != Inside::Page && !is_ws(b) {
+                    page.push(match b.to_ascii_lowercase() {
+                        b'\'' => b'"',
+                        c => c,
+                    });
+                }
+            }
+            State::ProcessTag => {
+                self.process_tag();
+                self.state = State::SkipWs(Next::Text);
+                return Step::Again;
+            }
+            State::CharRef(back) => {
+                self.entity.clear();
+                if b == b'#' {
+                    self.number = 0;
+                    self.hex = false;
+                    self.state = State::NumRef(back);
+                } else {
+                    self.state = State::NamedRef(back);
+                    return Step::Again;
+                }
+            }
+            State::NamedRef(back) => {
+                if (b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'-'))
+                    && self.entity.len() < NAME_MAX
+                {
+                    self.entity.push(b);
+                    return Step::Consume;
+                }
+                let decoded = (b == b';').then(|| lookup(&self.entity)).flatten();
+                let mut bytes = Vec::new();
+                match decoded {
+                    Some(cp) => code_point(u32::from(cp), &mut bytes),
+                    None => {
+                        bytes.push(b'&');
+                        bytes.extend(self.entity.iter().map(u8::to_ascii_lowercase));
+                        if b == b';' {
+                            bytes.push(b';');
+                        }
+                    }
+                }
+                page.extend_from_slice(&bytes);
+                if back == Back::AttrValue {
+                    self.value_push(&bytes);
+                }
+                self.state = back.state();
+                if b != b';' {
+                    return Step::Again;
+                }
+            }
+            State::NumRef(back) => {
+                if (b == b'x' || b == b'X') && self.number == 0 {
+                    self.hex = true;
+                    return Step::Consume;
+                }
+                let digit = if self.hex {
+                    (b as char).to_digit(16)
+                } else {
+                    (b as char).to_digit(10)
+                };
+                if let Some(d) = digit {
+                    let d = i64::from(d);
+                    // Past 63 bits the value so far ends the reference.
+                    let grown = if self.hex && self.number < i64::MAX / 16 {
+                        Some(self.number * 16)
+                    } else if self.number < i64::MAX / 10 {
+                        Some(self.number * 10)
+                    } else {
+                        None
+                    };
+                    match grown {
+                        Some(n) if n <= i64::MAX - d => self.number = n + d,
+                        Some(n) => {
+                            page.push(n as u8);
+                            self.state = back.state();
+                        }
+                        None => {
+                            page.push(self.number as u8);
+                            self.state = back.state();
+                        }
+                    }
+                    return Step::Consume;
+                }
+                self.state = back.state();
+                if b == b';' {
+                    if back == Back::AttrValue {
+                        let raw = self.number as u8;
+                        self.value_push(&[raw]);
+                    }
+                    if self.number < 0x80 {
+                        self.out.page.push((self.number as u8).to_ascii_lowercase());
+                    } else {
+                        code_point((self.number % 0x10000) as u32, &mut self.out.page);
+                    }
+                    return Step::Consume;
+                }
+                // Without its `;`, the value's low byte as it is.
+                page.push(self.number as u8);
+                return Step::Again;
+            }
+            State::High => {
+                if b < 0x80 || self.high >= 0x10000 {
+                    if self.high == 0xa1 && matches!(b, b'C' | b'D' | b'O') {
+                        page.push(b'.');
+                        self.out.text.push(b'.');
+                        self.high = 0;
+                        return Step::Consume;
+                    }
+                    let high = std::mem::take(&mut self.high);
+                    self.flush_high_text(high);
+                    self.state = State::Text;
+                    return Step::Again;
+                }
+                self.high = (self.high << 8) | u32::from(b);
+            }
+            State::DataType => return self.data_type(b),
+            State::Data => {
+                let close = match self.quote {
+                    Quote::Single => b == b'\'',
+                    Quote::Double => b == b'"',
+                    Quote::None => is_ws(b) || b == b'>',
+                };
+                if close {
+                    // The URI ends; the attribute's name is not reset, so
+                    // what follows is read as more of it.
+                    self.binary = false;
+                    self.quote = Quote::None;
+                    self.state = State::SkipWs(Next::AttrName);
+                } else if b == b'&' {
+                    self.state = State::CharRef(Back::Data);
+                }
+            }
+        }
+        Step::Consume
+    }
+
+    fn value_start(&mut self) {
+        self.value.clear();
+        self.quote = Quote::None;
+    }
+
+    fn value_push(&mut self, bytes: &[u8]) {
+        let room = NAME_MAX.saturating_sub(self.value.len());
+        self.value
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    fn attr_value(&mut self, b: u8) -> Step {
+        // A value that begins `data:` is an RFC 2397 URI.
+        if self.value == b"data:" || self.value == b"\"data:" {
+            self.out.page.pop();
+            if self.quote != Quote::None {
+                self.out.page.push(b'"');
+            }
+            self.value.clear();
+            self.state = State::DataType;
+            return Step::Again;
+        }
+        let quote = match b {
+            b'\'' => Some(Quote::Single),
+            b'"' => Some(Quote::Double),
+            _ => None,
+        };
+        if b == b'&' {
+            self.state = State::CharRef(Back::AttrValue);
+        } else if let Some(q) = quote {
+            self.out.page.push(b'"');
+            if self.value.is_empty() {
+                self.quote = q;
+                self.value_push(b"\"");
+            } else if self.quote == q {
+                self.value_push(b"\"");
+                let value = self.value.clone();
+                self.attribute(Some(value));
+                self.name.clear();
+                self.name_len = 0;
+                self.state = State::SkipWs(Next::AttrName);
+            } else {
+                self.value_push(b"\"");
+            }
+        } else if is_ws(b) || b == b'>' {
+            if self.quote == Quote::None {
+                let value = self.value.clone();
+                self.attribute(Some(value));
+                self.name.clear();
+                self.name_len = 0;
+                self.state = State::SkipWs(Next::AttrName);
+                return Step::Again;
+            }
+            // The first space or `>` in a quoted value ends its quoting.
+            self.out.page.push(b);
+            self.value_push(if b == b'>' { b">" } else { b" " });
+            self.quote = Quote::None;
+            self.state = State::SkipWs(Next::AttrValue);
+        } else {
+            if self.high_value != 0 && (b < 0x80 || self.high_value >= 0x10000) {
+                let high = std::mem::take(&mut self.high_value);
+                if high == 0xa1 && matches!(b, b'C' | b'D' | b'O') {
+                    self.out.page.push(b'.');
+                    self.value_push(b".");
+                    return Step::Consume;
+                }
+                let mut bytes = Vec::with_capacity(3);
+                high_bytes(high, &mut bytes);
+                self.out.page.extend_from_slice(&bytes);
+                self.value_push(&bytes);
+            }
+            if b >= 0x80 {
+                self.high_value = (self.high_value << 8) | u32::from(b);
+            } else {
+                self.out.page.push(b.to_ascii_lowercase());
+                self.value_push(&[b]);
+            }
+        }
+        Step::Consume
+    }
+
+    fn data_type(&mut self, b: u8) -> Step {
+        let closing = match self.quote {
+            Quote::Single => b == b'\'',
+            Quote::Double => b == b'"',
+            Quote::None => false,
+        };
+        if closing {
+            self.name.clear();
+            self.name_len = 0;
+            self.state = State::SkipWs(Next::AttrName);
+        } else if is_ws(b) || b == b'>' {
+            if self.quote == Quote::None {
+                self.name.clear();
+                self.name_len = 0;
+                self.state = State::SkipWs(Next::AttrName);
+                return Step::Again;
+            }
+            self.quote = Quote::None;
+            self.state = State::SkipWs(Next::DataType);
+        } else if b == b',' {
+            self.binary = true;
+            self.state = State::Data;
+        }
+        Step::Consume
+    }
+
+    /// An attribute of the tag: only the first `href` and `src` matter.
+    fn attribute(&mut self, value: Option<Vec<u8>>) {
+        let slot = match self.name.as_slice() {
+            b"href" => &mut self.href,
+            b"src" => &mut self.src,
+            _ => return,
+        };
+        if slot.is_none() {
+            *slot = Some(value.map(stored));
+        }
+    }
+
+    fn process_tag(&mut self) {
+        let (href, src) = (self.href.take(), self.src.take());
+        let url = match self.tag.as_slice() {
+            b"/script" => {
+                self.inside = Inside::Page;
+                None
+            }
+            b"/style" if self.inside == Inside::Style => {
+                self.inside = Inside::Page;
+                None
+            }
+            b"script" => {
+                self.inside = Inside::Script;
+                None
+            }
+            b"style" => {
+                self.inside = Inside::Style;
+                None
+            }
+            b"a" => href.flatten(),
+            b"img" => src.flatten(),
+            _ => None,
+        };
+        if let Some(url) = url.filter(|u| !u.is_empty()) {
+            self.out.text.extend_from_slice(&url);
+            self.out.text.push(b' ');
+            self.text_space = true;
+        }
+    }
+
+    /// High bytes held in text, given out: the page gets them as they are;
+    /// the text stream a mangled copy (ClamAV's), whatever the content.
+    fn flush_high_text(&mut self, high: u32) {
+        if is_full_stop(high) {
+            self.out.page.push(b'.');
+            self.out.text.push(b'.');
+            return;
+        }
+        let mut bytes = Vec::with_capacity(3);
+        high_bytes(high, &mut bytes);
+        self.out.page.extend_from_slice(&bytes);
+        match *bytes.as_slice() {
+            [_] => self.out.text.push(0),
+            [a, _] => self.out.text.extend_from_slice(&[a, a]),
+            [a, b, _] => self.out.text.extend_from_slice(&[a, b, b]),
+            _ => {}
+        }
+    }
+
+    fn finish(mut self) -> NormalizedHtml {
+        // Only a named reference left open is given out.
+        if let State::NamedRef(_) = self.state {
+            match lookup(&self.entity) {
+                Some(cp) => code_point(u32::from(cp), &mut self.out.page),
+                None => {
+                    self.out.page.push(b'&');
+                    self.out
+                        .page
+                        .extend(self.entity.iter().map(u8::to_ascii_lowercase));
+                }
+            }
+        }
+        self.out
+    }
+}
+
+/// A value as the tag keeps it: to its first NUL; a quoted one without its
+/// first byte (the quote) and its last (whatever it is).
+fn stored(mut value: Vec<u8>) -> Vec<u8> {
+    if let Some(nul) = memchr::memchr(0, &value) {
+        value.truncate(nul);
+    }
+    if value.first() == Some(&b'"') {
+        value.remove(0);
+        value.pop();
+    }
+    value
+}
+
+/// The UTF-8 of the full stops U+3002, U+FF0E and U+FE52.
+fn is_full_stop(high: u32) -> bool {
+    matches!(high, 0xe3_80_82 | 0xef_bc_8e | 0xef_b9_92)
+}
+
+/// The 1 to 3 bytes held in `high`, first first (a value 0 is one NUL).
+fn high_bytes(high: u32, out: &mut Vec<u8>) {
+    if is_full_stop(high) {
+        out.push(b'.');
+    } else if high <= 0xff {
+        out.push(high as u8);
+    } else if high <= 0xffff {
+        out.extend_from_slice(&[(high >> 8) as u8, high as u8]);
+    } else {
+        out.extend_from_slice(&[(high >> 16) as u8, (high >> 8) as u8, high as u8]);
+    }
+}
+
+/// A named reference's code point.
+fn lookup(name: &[u8]) -> Option<u16> {
+    ENTITIES
+        .binary_search_by(|(n, _)| n.as_bytes().cmp(name))
+        .ok()
+        .map(|i| ENTITIES[i].1)
+}
+
+/// A decoded code point as the page gets it: one Latin-1 byte below 0xff,
+/// `.` for the full stops, `&#xhhhh;` otherwise, nothing for 0.
+fn code_point(cp: u32, out: &mut Vec<u8>) {
+    match cp {
+        0 => {}
+        1..=0xfe => out.push(cp as u8),
+        0x3002 | 0xff0e | 0xfe52 => out.push(b'.'),
+        _ => out.extend_from_slice(format!("&#x{cp:04x};").as_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(page: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let n = normalize(page);
+        (n.page, n.text)
+    }
+
+    /// Each case's expected output is what `clamscan` 1.4 wrote for it
+    /// (`--leave-temps`, `nocomment.html` and `notags.html`).
+    #[test]
+    fn as_clamscan_normalizes_pages() {
+        let page = b"<HTML><Head><TITLE>My   Page</TITLE></Head>\n\
+<BODY BGCOLOR=\"#FFFFFF\" onLoad='Foo()'>\n\
+<!-- a comment with EVIL inside -->\n\
+<P>Hello   &amp; WORLD &lt;x&gt; &#65;&#x42; &nbsp; caf&eacute; %41%42</P>\n\
+<a href=\"http://Ex.com/%41B?q=1&amp;r=2\">Link  Text</a>\n\
+<script language=\"javascript\">\n\
+  var X = \"Evil&#65;Code\";   // comment\n\
+  document.write('<b>hi</b>');\n\
+</script>\n\
+<SCRIPT>function F ( a , b ) { return a+b; }</SCRIPT>\n\
+<img src=\"data:text/plain;base64,SGVsbG8=\">\n\
+</BODY></HTML>\n";
+        let (o, t) = norm(page);
+        assert_eq!(
+            o,
+            b"<html><head><title>my page</title></head><body bgcolor=\"#ffffff\" onload=\"foo()\">\
+<p>hello & world <x> ab \xa0 caf\xe9 %41%42</p><a href=\"http://ex.com/%41b?q=1&r=2\">link text</a>\
+<script language=\"javascript\">varx=\"evilacode\";//commentdocument.write(\"<b>hi</b>\");</script>\
+<script>functionf(a,b){returna+b;}</script><img src=\"data\"></body></html>"
+                .as_slice(),
+            "{}",
+            String::from_utf8_lossy(&o)
+        );
+        assert_eq!(
+            t,
+            b" my page hello world x caf %41%42 http://Ex.com/%41B?q=1&r=2 link text ".as_slice(),
+            "{}",
+            String::from_utf8_lossy(&t)
+        );
+    }
+
+    #[test]
+    fn tags_comments_and_references() {
+        let cases: &[(&[u8], &[u8], &[u8])] = &[
+            (
+                b"<html><p>A  B\n\n C</p>  <b> x </b>\n<i>y</i>\t<u>z</u>end &amp;x &AMP; &foo; \
+&#x263a; &#9786; &#65 &#x41 Q&lt\n<!-- c1 --><!--c2--!> <!DOCTYPE html> <?php x ?> </p >< p>tt</ P  >",
+                b"<html><p>a b c</p><b>x </b><i>y</i><u>z</u>end &x &amp; &foo; &#x263a; &#x263a; A A \
+q&lt <?php x ?></p><p>tt</ p>",
+                b" a b c x y z end x q tt ",
+            ),
+            (
+                b"<html><body><a HREF=Foo.HTML TITLE = \"A  B\" x='q\"q' y=\"p'p\" checked z=&#65;b>t</a>\n\
+<img SRC=\"a.gif\" alt=\"%41\">\n<script>\n  if (a < b && c > d) { x = \"A  B\"; }\n  y = 'it\"s'; // Cmt\n\
+  /* blk */ z=1\n</SCRIPT >\n<style>  P { Color : Red }  </style>\n<textarea>  Keep   Me </textarea></body>",
+                b"<html><body><a href=foo.html title=\"a b\" x=\"q\"q\" y=\"p\"p\" checked z=ab>t</a>\
+<img src=\"a.gif\" alt=\"%41\"><script>if(a<b&&c>d){x=\"ab\";}y=\"it\"s\";//cmt/*blk*/z=1</script> \
+<style>p{color:red}</style><textarea>keep me </textarea></body>",
+                b" Foo.HTML t a.gif > keep me ",
+            ),
+            (
+                b"<html><body><a href=\"a&#72;b&#x2F;c&#233;d&#8364;e&Eacute;f&quot;g&#65 h\">x</a></body></html>",
+                b"<html><body><a href=\"ahb/c\xe9d&#x20ac;e\xc9f\"gA h\">x</a></body></html>",
+                b" aHb/c\xe9d\xace\xc9f\"g h x ",
+            ),
+            (
+                b"<html><body>caf\xc3\xa9 x \xe2\x82\xac y p\xa1Cq</body></html>",
+                b"<html><body>caf\xc3\xa9 x \xe2\x82\xac y p.\x00q</body></html>",
+                b" caf\xc3\xc3 x \xe2\x82\x82y p.\x00q ",
+            ),
+            (
+                b"<html><body><img src=\"data:x\" alt=\"y\">after<a href=\"data:\">C</a> tail &amp\
+<img src=\"data:text/plain;base64,SGVsbG8=\" alt=\"x\">after",
+                b"<html><body><img src=\"data\" alt=\"y\">after<a href=\"data\">c</a>tail &amp\
+<img src=\"data\"alt=\"x\">after",
+                b" after c tail after",
+            ),
+        ];
+        for (input, page, text) in cases {
+            let (o, t) = norm(input);
+            assert_eq!(
+                (o.as_slice(), t.as_slice()),
+                (*page, *text),
+                "\n{}\n{}",
+                String::from_utf8_lossy(&o),
+                String::from_utf8_lossy(&t)
+            );
+        }
+    }
+
+    #[test]
+    fn references_decode_as_latin1_or_hex() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"&#65;", b"a"),
+            (b"&#x4a;", b"j"),
+            (b"&#X41;", b"a"),
+            (b"&#;", b"\x00"),
+            (b"&#256;", b"&#x0100;"),
+            (b"&#65601;", b"A"),
+            (b"&#65536;", b""),
+            (b"&#255;", b"&#x00ff;"),
+            (b"&#x3002;", b"."),
+            (b"&#233;", b"\xe9"),
+            (b"&#99999999999999999999;", b"\xff9;"),
+        ];
+        for (input, want) in cases {
+            let page = [b"<html>".as_slice(), input, b" end"].concat();
+            let (o, _) = norm(&page);
+            let want = [b"<html>".as_slice(), want, b" end"].concat();
+            assert_eq!(
+                o,
+                want,
+                "{} gave {}",
+                String::from_utf8_lossy(input),
+                String::from_utf8_lossy(&o)
+            );
+        }
+        assert_eq!(lookup(b"amp"), Some(38));
+        assert_eq!(lookup(b"AMP"), None);
+        assert_eq!(lookup(b"yuml"), Some(255));
+    }
+
+    #[test]
+    fn pieces_are_cut_at_whitespace_and_lose_their_leading_spaces() {
+        let mut long = vec![b'b'; PIECE];
+        long.extend_from_slice(b"   c");
+        let (o, t) = norm(&long);
+        assert_eq!(o.len(), PIECE + 1);
+        assert!(o.ends_with(b"bc") && t.ends_with(b"bc"));
+        let words = b"word ".repeat(4000);
+        let chunks: Vec<_> = pieces(&words).collect();
+        assert!(chunks.iter().all(|c| c.len() <= PIECE));
+        assert_eq!(chunks.concat(), words);
+        // NULs are left out, and where they were in a cut tail, the next
+        // piece starts that many bytes late (ClamAV's arithmetic).
+        let mut nul = vec![b'a'; PIECE - 10];
+        nul.extend_from_slice(b" xy\0\0z");
+        nul.extend_from_slice(&[b'q'; 20]);
+        let chunks: Vec<_> = pieces(&nul).collect();
+        assert_eq!(chunks[0].len(), PIECE - 9);
+        assert_eq!(&*chunks[1], [b"z".as_slice(), &[b'q'; 20]].concat());
+        assert!(chunks[..chunks.len() - 1].iter().all(|c| c.ends_with(b" ")));
+    }
+}
