@@ -16,6 +16,12 @@ pub(crate) enum Entry<'r> {
         reader: &'r mut dyn Read,
         compressed: Option<u64>,
     },
+    /// A message inside a mail message (`message/rfc822`): a file, but
+    /// not target 4, as ClamAV parses it in place.
+    Message {
+        name: String,
+        reader: &'r mut dyn Read,
+    },
     /// A file that is encrypted: it cannot be scanned.
     Encrypted { name: String },
     /// A file stored with a method giva cannot decode.

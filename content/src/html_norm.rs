@@ -46,7 +46,7 @@ pub struct NormalizedHtml {
 pub fn normalize(data: &[u8]) -> NormalizedHtml {
     let mut m = Machine::new(data.len());
     for piece in pieces(data) {
-        m.piece(&piece);
+        m.piece(piece);
     }
     m.finish()
 }
@@ -130,6 +130,13 @@ enum State {
     DataType,
     /// A `data:` URI's payload.
     Data,
+    /// After `<script language="jscript.encode">`: bytes as they are, to
+    /// the Script Encoder's `#@~^`.
+    JsDecode,
+    /// The encoded block's length, in its first 8 bytes.
+    Length,
+    /// The encoded block, decoded in place and read again as script.
+    Decoding,
 }
 
 /// The states [`State::SkipWs`] leads to.
@@ -142,6 +149,7 @@ enum Next {
     AttrValue,
     ProcessTag,
     DataType,
+    JsDecode,
 }
 
 /// Where a character reference returns to.
@@ -210,6 +218,18 @@ struct Machine {
     high_value: u32,
     /// In a `data:` payload: line ends are kept as they are.
     binary: bool,
+    /// A `<script>` tag's attributes, written again (` name="value"`),
+    /// and where its first `language` value is in them.
+    script_attrs: Vec<u8>,
+    language: Option<(Vec<u8>, std::ops::Range<usize>)>,
+    /// Of a Script Encoder block: characters left, and how many were
+    /// decoded (which picks the table).
+    encoded_left: i64,
+    encoded_at: usize,
+    /// An ASP directive said the page's script is encoded: each piece is
+    /// searched for a block (`asp_started` for the piece it came in).
+    asp_encoded: bool,
+    asp_started: bool,
 }
 
 impl Machine {
@@ -235,14 +255,69 @@ impl Machine {
             high: 0,
             high_value: 0,
             binary: false,
+            script_attrs: Vec::new(),
+            language: None,
+            encoded_left: 0,
+            encoded_at: 0,
+            asp_encoded: false,
+            asp_started: false,
         }
     }
 
-    fn piece(&mut self, piece: &[u8]) {
+    fn piece(&mut self, mut piece: std::borrow::Cow<'_, [u8]>) {
         // Whitespace that starts a piece is lost, whatever the state.
         let start = piece.iter().position(|&b| !is_ws(b)).unwrap_or(piece.len());
         let mut i = start;
-        while i < piece.len() {
+        // An encoded block the last piece ended in goes on here.
+        let mut restart = None;
+        if self.encoded_left > 0 {
+            self.state = State::Decoding;
+        } else if self.asp_encoded {
+            restart = mark_encoded(&mut piece, i);
+        }
+        loop {
+            if i >= piece.len() {
+                // After an ASP directive, the piece is read again from its
+                // encoded block on, decoded this time.
+                match restart.take() {
+                    Some(at) => {
+                        // Read as a piece of its own: from its first byte
+                        // that is not whitespace.
+                        i = piece[at..]
+                            .iter()
+                            .position(|&b| !is_ws(b))
+                            .map_or(piece.len(), |n| at + n);
+                        self.state = State::Length;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            match self.state {
+                State::JsDecode if piece[i..].starts_with(b"#@~^") => {
+                    i += 4;
+                    self.state = State::Length;
+                    continue;
+                }
+                State::Length => {
+                    // The length must be in this piece, or nothing is decoded.
+                    if let Some(head) = piece.get(i..i + 8) {
+                        self.encoded_left = encoded_length(head);
+                        self.encoded_at = 0;
+                        i += 8;
+                        self.state = State::Decoding;
+                    } else {
+                        self.state = State::Text;
+                    }
+                    continue;
+                }
+                State::Decoding => {
+                    self.decode(piece.to_mut(), i);
+                    self.state = State::Text;
+                    continue;
+                }
+                _ => {}
+            }
             let mut b = piece[i];
             if !self.binary {
                 if b == b'\r' {
@@ -267,6 +342,11 @@ impl Machine {
             match self.step(b) {
                 Step::Consume => i += 1,
                 Step::Again => {}
+            }
+            if std::mem::take(&mut self.asp_started)
+                && let Some(at) = mark_encoded(&mut piece, i)
+            {
+                restart = Some(at);
             }
         }
     }
@@ -337,6 +417,7 @@ impl Machine {
                     Next::AttrValue => State::AttrValue,
                     Next::ProcessTag => State::ProcessTag,
                     Next::DataType => State::DataType,
+                    Next::JsDecode => State::JsDecode,
                 };
                 return Step::Again;
             }
@@ -428,8 +509,11 @@ impl Machine {
                 }
             }
             State::ProcessTag => {
-                self.process_tag();
-                self.state = State::SkipWs(Next::Text);
+                self.state = State::SkipWs(if self.process_tag() {
+                    Next::JsDecode
+                } else {
+                    Next::Text
+                });
                 return Step::Again;
             }
             State::CharRef(back) => {
@@ -537,6 +621,9 @@ impl Machine {
                 self.high = (self.high << 8) | u32::from(b);
             }
             State::DataType => return self.data_type(b),
+            State::JsDecode => page.push(b.to_ascii_lowercase()),
+            // Taken in `piece`.
+            State::Length | State::Decoding => {}
             State::Data => {
                 let close = match self.quote {
                     Quote::Single => b == b'\'',
@@ -664,8 +751,24 @@ impl Machine {
         Step::Consume
     }
 
-    /// An attribute of the tag: only the first `href` and `src` matter.
+    /// An attribute of the tag: the first `href` and `src`, and a
+    /// script's, matter.
     fn attribute(&mut self, value: Option<Vec<u8>>) {
+        if self.tag == b"script" || self.tag == b"%@" {
+            let value = value.clone().map(stored);
+            self.script_attrs.push(b' ');
+            self.script_attrs.extend_from_slice(&self.name);
+            if let Some(v) = value {
+                self.script_attrs.extend_from_slice(b"=\"");
+                let at = self.script_attrs.len();
+                self.script_attrs
+                    .extend(v.iter().map(u8::to_ascii_lowercase));
+                if self.name == b"language" && self.language.is_none() {
+                    self.language = Some((v, at..self.script_attrs.len()));
+                }
+                self.script_attrs.push(b'"');
+            }
+        }
         let slot = match self.name.as_slice() {
             b"href" => &mut self.href,
             b"src" => &mut self.src,
@@ -676,8 +779,12 @@ impl Machine {
         }
     }
 
-    fn process_tag(&mut self) {
+    /// Acts on the tag just read; true when a Script Encoder block may
+    /// follow.
+    fn process_tag(&mut self) -> bool {
         let (href, src) = (self.href.take(), self.src.take());
+        let attrs = std::mem::take(&mut self.script_attrs);
+        let language = self.language.take();
         let url = match self.tag.as_slice() {
             b"/script" => {
                 self.inside = Inside::Page;
@@ -689,10 +796,40 @@ impl Machine {
             }
             b"script" => {
                 self.inside = Inside::Script;
+                // An encoded script's tag is written again, as plain script.
+                let plain = language.and_then(|(value, at)| {
+                    let plain: &[u8] = if value.eq_ignore_ascii_case(b"jscript.encode") {
+                        b"javascript"
+                    } else if value.eq_ignore_ascii_case(b"vbscript.encode") {
+                        b"vbscript"
+                    } else {
+                        return None;
+                    };
+                    Some((plain, at))
+                });
+                if let Some((plain, at)) = plain {
+                    let page = &mut self.out.page;
+                    page.extend_from_slice(b"<script");
+                    page.extend_from_slice(&attrs[..at.start]);
+                    page.extend_from_slice(plain);
+                    page.extend_from_slice(&attrs[at.end..]);
+                    page.push(b'>');
+                    return true;
+                }
                 None
             }
             b"style" => {
                 self.inside = Inside::Style;
+                None
+            }
+            b"%@" => {
+                if language.is_some_and(|(v, _)| {
+                    v.eq_ignore_ascii_case(b"jscript.encode")
+                        || v.eq_ignore_ascii_case(b"vbscript.encode")
+                }) {
+                    self.asp_encoded = true;
+                    self.asp_started = true;
+                }
                 None
             }
             b"a" => href.flatten(),
@@ -704,6 +841,64 @@ impl Machine {
             self.out.text.push(b' ');
             self.text_space = true;
         }
+        false
+    }
+
+    /// Decodes the Script Encoder block at `at` in `piece`, in place, to
+    /// its end or the piece's: the decoded script replaces the encoded one
+    /// (and its 12-byte checksum and end mark, when the piece holds them),
+    /// to be read as script.
+    fn decode(&mut self, piece: &mut Vec<u8>, at: usize) {
+        let mut out = Vec::new();
+        let mut j = at;
+        while self.encoded_left > 0 && j < piece.len() {
+            let c = piece[j];
+            j += 1;
+            match c {
+                b'\n' | b'\r' => {}
+                0x80.. => {
+                    // A double-byte character, as it is.
+                    out.push(c);
+                    if let Some(&d) = piece.get(j) {
+                        out.push(d);
+                        j += 1;
+                    }
+                    self.encoded_left -= 1;
+                }
+                _ => {
+                    let table = SCRIPT_TABLE_PICK[self.encoded_at % 64];
+                    let d = SCRIPT_TABLES[usize::from(table)][usize::from(c)];
+                    self.encoded_at += 1;
+                    if d == 0xff {
+                        // `@` and the next byte stand for one character.
+                        let e = piece.get(j).copied();
+                        if e.is_some() {
+                            j += 1;
+                        }
+                        out.push(match e {
+                            Some(b'!') => b'<',
+                            Some(b'#') => b'\r',
+                            Some(b'$') => b'@',
+                            Some(b'&') => b'\n',
+                            Some(b'*') => b'>',
+                            _ => 0xff,
+                        });
+                        self.encoded_left -= 2;
+                    } else {
+                        out.push(d);
+                        self.encoded_left -= 1;
+                    }
+                }
+            }
+        }
+        if self.encoded_left <= 0 {
+            self.encoded_left = 0;
+            // The checksum, its padding and `^#~@`, unchecked.
+            if piece.len() - j >= 12 {
+                j += 12;
+            }
+        }
+        piece.splice(at..j, out);
     }
 
     /// High bytes held in text, given out: the page gets them as they are;
@@ -740,6 +935,84 @@ impl Machine {
         }
         self.out
     }
+}
+
+/// After an ASP directive for encoded script: the first `#@~^` in `piece`
+/// from `from` is made `//~^` (read as text the first time), and where its
+/// block starts is returned.
+fn mark_encoded(piece: &mut std::borrow::Cow<'_, [u8]>, from: usize) -> Option<usize> {
+    let at = from + memchr::memmem::find(piece.get(from..)?, b"#@~^")?;
+    piece.to_mut()[at..at + 2].copy_from_slice(b"//");
+    Some(at + 4)
+}
+
+/// Which of [`SCRIPT_TABLES`] decodes the Script Encoder's n-th character
+/// (n modulo 64).
+const SCRIPT_TABLE_PICK: [u8; 64] = [
+    0, 2, 1, 0, 2, 1, 2, 1, 1, 2, 1, 2, 0, 1, 2, 1, 0, 1, 2, 1, 0, 0, 2, 1, 1, 2, 0, 1, 2, 1, 1, 2,
+    0, 0, 1, 2, 1, 2, 1, 0, 1, 0, 0, 2, 1, 0, 1, 2, 0, 1, 2, 1, 0, 0, 2, 1, 1, 0, 0, 2, 1, 0, 1, 2,
+];
+
+/// The Script Encoder's three substitutions: the byte each encoded byte
+/// below 0x80 stands for; 0xff marks `@`, whose next byte says which
+/// character it is.
+const SCRIPT_TABLES: [[u8; 128]; 3] = [TABLE_0, TABLE_1, TABLE_2];
+const TABLE_0: [u8; 128] = [
+    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x57, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
+    0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f,
+    0x2e, 0x47, 0x7a, 0x56, 0x42, 0x6a, 0x2f, 0x26, 0x49, 0x41, 0x34, 0x32, 0x5b, 0x76, 0x72, 0x43,
+    0x38, 0x39, 0x70, 0x45, 0x68, 0x71, 0x4f, 0x09, 0x62, 0x44, 0x23, 0x75, 0x3c, 0x7e, 0x3e, 0x5e,
+    0xff, 0x77, 0x4a, 0x61, 0x5d, 0x22, 0x4b, 0x6f, 0x4e, 0x3b, 0x4c, 0x50, 0x67, 0x2a, 0x7d, 0x74,
+    0x54, 0x2b, 0x2d, 0x2c, 0x30, 0x6e, 0x6b, 0x66, 0x35, 0x25, 0x21, 0x64, 0x4d, 0x52, 0x63, 0x3f,
+    0x7b, 0x78, 0x29, 0x28, 0x73, 0x59, 0x33, 0x7f, 0x6d, 0x55, 0x53, 0x7c, 0x3a, 0x5f, 0x65, 0x46,
+    0x58, 0x31, 0x69, 0x6c, 0x5a, 0x48, 0x27, 0x5c, 0x3d, 0x24, 0x79, 0x37, 0x60, 0x51, 0x20, 0x36,
+];
+const TABLE_1: [u8; 128] = [
+    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x7b, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
+    0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f,
+    0x32, 0x30, 0x21, 0x29, 0x5b, 0x38, 0x33, 0x3d, 0x58, 0x3a, 0x35, 0x65, 0x39, 0x5c, 0x56, 0x73,
+    0x66, 0x4e, 0x45, 0x6b, 0x62, 0x59, 0x78, 0x5e, 0x7d, 0x4a, 0x6d, 0x71, 0x3c, 0x60, 0x3e, 0x53,
+    0xff, 0x42, 0x27, 0x48, 0x72, 0x75, 0x31, 0x37, 0x4d, 0x52, 0x22, 0x54, 0x6a, 0x47, 0x64, 0x2d,
+    0x20, 0x7f, 0x2e, 0x4c, 0x5d, 0x7e, 0x6c, 0x6f, 0x79, 0x74, 0x43, 0x26, 0x76, 0x25, 0x24, 0x2b,
+    0x28, 0x23, 0x41, 0x34, 0x09, 0x2a, 0x44, 0x3f, 0x77, 0x3b, 0x55, 0x69, 0x61, 0x63, 0x50, 0x67,
+    0x51, 0x49, 0x4f, 0x46, 0x68, 0x7c, 0x36, 0x70, 0x6e, 0x7a, 0x2f, 0x5f, 0x4b, 0x5a, 0x2c, 0x57,
+];
+const TABLE_2: [u8; 128] = [
+    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x6e, 0x0a, 0x0b, 0x0c, 0x06, 0x0e, 0x0f,
+    0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f,
+    0x2d, 0x75, 0x52, 0x60, 0x71, 0x5e, 0x49, 0x5c, 0x62, 0x7d, 0x29, 0x36, 0x20, 0x7c, 0x7a, 0x7f,
+    0x6b, 0x63, 0x33, 0x2b, 0x68, 0x51, 0x66, 0x76, 0x31, 0x64, 0x54, 0x43, 0x3c, 0x3a, 0x3e, 0x7e,
+    0xff, 0x45, 0x2c, 0x2a, 0x74, 0x27, 0x37, 0x44, 0x79, 0x59, 0x2f, 0x6f, 0x26, 0x72, 0x6a, 0x39,
+    0x7b, 0x3f, 0x38, 0x77, 0x67, 0x53, 0x47, 0x34, 0x78, 0x5d, 0x30, 0x23, 0x5a, 0x5b, 0x6c, 0x48,
+    0x55, 0x70, 0x69, 0x2e, 0x4c, 0x21, 0x24, 0x4e, 0x50, 0x09, 0x56, 0x73, 0x35, 0x61, 0x4b, 0x58,
+    0x3b, 0x57, 0x22, 0x6d, 0x4d, 0x25, 0x28, 0x46, 0x4a, 0x32, 0x41, 0x3d, 0x5f, 0x4f, 0x42, 0x65,
+];
+
+/// A Script Encoder block's length, from the six base-64 characters that
+/// start its 8-byte head (four bytes, little-endian). A character outside
+/// base 64 counts as ClamAV counts it.
+fn encoded_length(head: &[u8]) -> i64 {
+    let v = |c: u8| -> i32 {
+        match c {
+            b'A'..=b'Z' => i32::from(c - b'A'),
+            b'a'..=b'z' => i32::from(c - b'a') + 26,
+            b'0'..=b'9' => i32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => -1,
+        }
+    };
+    let b: Vec<i32> = head[..6].iter().map(|&c| v(c)).collect();
+    let pos = |x: i32| x.max(0);
+    let byte0 = pos(b[0]) * 4 + (b[1] >> 4);
+    let byte1 = (b[1] & 15) * 16 + pos(b[2]) / 4;
+    let byte2 = (b[2] & 3) * 64 + pos(b[3]);
+    let byte3 = pos(b[4]) * 4 + pos(b[5]) / 16;
+    let n = (byte0 as u32)
+        .wrapping_add((byte1 as u32) << 8)
+        .wrapping_add((byte2 as u32) << 16)
+        .wrapping_add((byte3 as u32) << 24);
+    i64::from(n)
 }
 
 /// A value as the tag keeps it: to its first NUL; a quoted one without its
@@ -883,6 +1156,44 @@ q&lt <?php x ?></p><p>tt</ p>",
                 String::from_utf8_lossy(&t)
             );
         }
+    }
+
+    /// Script Encoder blocks (`var q = 1; alert('x');` encoded): after a
+    /// `<script language="JScript.Encode">`, decoded and normalized as
+    /// script; after an ASP directive, read once as text and then again,
+    /// decoded, with the rest of the piece.
+    #[test]
+    fn encoded_scripts_are_decoded() {
+        let block = b"#@~^FwAAAA==#mD~5P{PFpP,CV\x7fDO`r(EbpAwYAAA==^#~@";
+        let page = [
+            b"<html><script language=\"JScript.Encode\">pre ".as_slice(),
+            block,
+            b"</script>after</html>",
+        ]
+        .concat();
+        assert_eq!(
+            norm(&page),
+            (
+                b"<html><script language=\"jscript.encode\"><script language=\"javascript\">\
+pre varq=1;alert(\"x\");</script>after</html>"
+                    .to_vec(),
+                b" after ".to_vec()
+            )
+        );
+        let page = [
+            b"<html><%@ language=\"JScript.Encode\" %>\n<p>hi</p>\n<script>".as_slice(),
+            block,
+            b"</script>after</html>",
+        ]
+        .concat();
+        let (o, t) = norm(&page);
+        assert_eq!(
+            o,
+            b"<html><%@ language=\"jscript.encode\" %><p>hi</p><script>//~^fwaaaa==#md~5p{pfpp,\
+cv\x7fdo`r(ebpawyaaa==^#~@</script>after</html>var q = 1; alert(\"x\");</script>after</html>"
+                .as_slice()
+        );
+        assert_eq!(t, b" hi after var q = 1; alert(\"x\"); after ".as_slice());
     }
 
     #[test]

@@ -420,7 +420,7 @@ fn tar_checksum_ok(block: &[u8]) -> bool {
 
 /// ClamAV's target type of `data`, from its first bytes, as `clamscan`
 /// types files for its typed signatures: 1 PE (any file that starts with
-/// `MZ`), 2 OLE2, 5 graphics (GIF, PNG, JPEG, and any file that starts with
+/// `MZ`), 2 OLE2, 4 mail (one of [`MAIL_MAGICS`]), 5 graphics (GIF, PNG, JPEG, and any file that starts with
 /// `BM` or a TIFF mark), 6 ELF, 9 Mach-O (thin, or universal with fewer
 /// than 32 architectures), 10 PDF (`%PDF-` at the start, or `%PDF-` and a
 /// version `x.` anywhere in the first 1,024 bytes), 11 Flash (`FWS`, `CWS`,
@@ -474,8 +474,38 @@ pub fn target_type(data: &[u8]) -> u8 {
     if starts(b"FWS") || starts(b"CWS") || starts(b"ZWS") {
         return 11;
     }
+    if MAIL_MAGICS.iter().any(|m| starts(m)) {
+        return 4;
+    }
     0
 }
+
+/// The first bytes that make a file mail for target-4 signatures, as
+/// `clamscan` types it: these exact header names (case counts, and so
+/// does the space after the colon), or an mbox `From ` line. A file that
+/// starts with another header (`MIME-Version:`, `X-Mailer:`, `Sender:`)
+/// is still opened as mail when it looks like one, but is not target 4.
+const MAIL_MAGICS: &[&[u8]] = &[
+    b"From ",
+    b">From ",
+    b"From: ",
+    b"Received: ",
+    b"Subject: ",
+    b"Return-Path: ",
+    b"Date: ",
+    b"Message-ID: ",
+    b"Message-Id: ",
+    b"Delivered-To: ",
+    b"To: ",
+    b"Envelope-to: ",
+    b"X-UIDL: ",
+    b"X-Apparently-To: ",
+    b"X-Envelope-From: ",
+    b"X-Original-To: ",
+    b"X-Real-To: ",
+    b"X-Sieve: ",
+    b"X-Symantec-TimeoutProtection:",
+];
 
 #[cfg(test)]
 mod tests {
@@ -500,6 +530,16 @@ mod tests {
             (b"CWS", 11),
             (b"PK\x03\x04", 0),
             (b"", 0),
+            (b"From: a@example.com\n", 4),
+            (b"From someone Tue Jan  1 00:00:00 2000\n", 4),
+            (b"X-Symantec-TimeoutProtection:0\n", 4),
+            (b"Message-Id: <x@y>\n", 4),
+            // Not these, as in `clamscan`.
+            (b"Message-id: <x@y>\n", 0),
+            (b"from: a@example.com\n", 0),
+            (b"Subject:x\n", 0),
+            (b"MIME-Version: 1.0\n", 0),
+            (b"X-Mailer: m\n", 0),
         ];
         for (data, want) in cases {
             assert_eq!(target_type(data), *want, "{data:?}");

@@ -138,11 +138,18 @@ fn message(
             // mail again.
             PartType::Message(m) => Cow::Borrowed(m.raw_message()),
         };
+        if matches!(part.body, PartType::Message(_)) {
+            let flow = each(Entry::Message {
+                name: name.clone(),
+                reader: &mut bytes.as_ref(),
+            });
+            if flow == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
+            continue;
+        }
         if formats::bytes(each, name.clone(), &bytes) == Flow::Stop {
             return Ok(Flow::Stop);
-        }
-        if matches!(part.body, PartType::Message(_)) {
-            continue;
         }
         // Encoded files inside a part's text.
         if embedded_files(&bytes, &name, each) == Flow::Stop {

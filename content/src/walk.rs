@@ -404,12 +404,13 @@ impl Walk<'_> {
             );
             return Flow::Stop;
         }
-        let (name, reader, compressed) = match entry {
+        let (name, reader, compressed, nested) = match entry {
             Entry::File {
                 name,
                 reader,
                 compressed,
-            } => (name, reader, compressed),
+            } => (name, reader, compressed, false),
+            Entry::Message { name, reader } => (name, reader, None, true),
             Entry::Encrypted { name } => {
                 path.push(printable(&name));
                 self.gap(path, Limit::Encrypted, "encrypted");
@@ -462,7 +463,7 @@ impl Walk<'_> {
                 );
                 Flow::Stop
             }
-            Ok(bytes) => self.layer(&bytes, path, depth),
+            Ok(bytes) => self.layer(&bytes, path, depth, nested),
         };
         path.pop();
         flow
@@ -515,11 +516,20 @@ impl Walk<'_> {
     /// A member's bytes at `path`: its verdict from the cache, or scanned,
     /// opened if it is a container, and its verdict cached when nothing in
     /// it was left unscanned.
-    fn layer(&mut self, bytes: &[u8], path: &mut MemberPath, depth: u32) -> Flow {
+    fn layer(&mut self, bytes: &[u8], path: &mut MemberPath, depth: u32, nested: bool) -> Flow {
+        let mut opts = self.d.layer_opts(bytes, self.started, self.scanned);
+        // A message inside a message is no mail of its own for target-4
+        // signatures (ClamAV parses it in place): its verdict depends on
+        // where it is, so it is not cached by its digest either.
+        let in_place = nested && opts.file_type == Some(4);
+        if in_place {
+            opts.file_type = Some(0);
+        }
         let key = self
             .d
             .cache
             .as_ref()
+            .filter(|_| !in_place)
             .map(|(c, epoch)| (c, *epoch, content_key(&Sha256::digest(bytes).into())));
         if let Some((cache, epoch, key)) = &key
             && let Some(v) = cache.get(key, *epoch)
@@ -545,10 +555,7 @@ impl Walk<'_> {
             return Flow::Stop;
         }
         let before = (self.found.len(), self.gaps.len());
-        let r = self
-            .d
-            .engine
-            .scan_bytes(bytes, &self.d.layer_opts(bytes, self.started, self.scanned));
+        let r = self.d.engine.scan_bytes(bytes, &opts);
         self.scanned += r.bytes_scanned;
         // A member on the allow list is not opened either.
         let allowed = r.allowed;

@@ -204,9 +204,9 @@ fn same_detections_as_clamscan_default_mode_on_nested_archives() {
 /// Typed signatures (targets 1 to 14, one per target, on the same bytes)
 /// against files of each type `clamscan` recognises by their first bytes,
 /// alone and inside archives: giva must find the same signatures, for the
-/// targets it applies; the others (3 and 7, normalized HTML and text; 4
-/// mail; 12 Java; 13, 14) are skipped by giva and never fire on these
-/// files in `clamscan` either.
+/// targets it applies; the others (3 and 7, normalized HTML and text;
+/// 12 Java; 13, 14) never fire on these files in `clamscan` (mail, 4,
+/// has a test of its own).
 #[test]
 fn typed_signatures_apply_to_the_same_files_as_in_clamscan() {
     if !clamscan_available() {
@@ -830,6 +830,84 @@ fn text_is_normalized_as_clamscan_normalizes_it() {
             .is_some_and(|s| s.contains("Text.T7.UNOFFICIAL")),
         "{theirs:?}"
     );
+    assert_eq!(ours, theirs);
+}
+
+/// Mail for target-4 signatures: a file is mail when it starts with one
+/// of the header names `clamscan` types it by (case and the space after
+/// the colon count) or an mbox `From ` line; messages that start with
+/// other headers are not, though both open them. A message in a zip is
+/// mail of its own; one attached to a message is not (ClamAV parses it in
+/// place).
+#[test]
+fn mail_is_typed_for_target_4_as_in_clamscan() {
+    if !clamscan_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let mark = "GivaMailMark0123456789";
+    let mut files: Vec<(String, Vec<u8>)> = [
+        "From: a@example.com\nTo: b@example.com\n",
+        "From someone@example.com Tue Jan  1 00:00:00 2000\nSubject: y\n",
+        "Received: from x\nSubject: y\n",
+        "Subject: y\n",
+        "Return-Path: <a@b>\nTo: c\n",
+        "Message-Id: <x@y>\nFrom: a@b\n",
+        "Message-id: <x@y>\nFrom: a@b\n",
+        "X-Original-To: a@b\nFrom: a@b\n",
+        "X-Mailer: m\nFrom: a@b\n",
+        "Sender: a@b\nFrom: a@b\n",
+        "from: a@b\nto: c@d\n",
+        "Subject:y\nFrom: a@b\n",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, head)| {
+        (
+            format!("m{i:02}.eml"),
+            format!("{head}\nbody {mark}\n").into_bytes(),
+        )
+    })
+    .collect();
+    let inner = format!("From: x@example.com\nSubject: {mark}\n\ninner\n");
+    files.push((
+        "attached.eml".into(),
+        format!(
+            "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"B\"\n\n--B\n\
+Content-Type: text/plain\n\nhi\n--B\nContent-Type: message/rfc822\n\n{inner}--B--\n"
+        )
+        .into_bytes(),
+    ));
+    files.push((
+        "mail.zip".into(),
+        zip_of(
+            &[("in.eml", inner.as_bytes())],
+            zip::CompressionMethod::Deflated,
+        ),
+    ));
+    files.push((
+        "words.txt".into(),
+        format!("no header here {mark}\n").into_bytes(),
+    ));
+    let db = d.join("db");
+    std::fs::create_dir(&db).expect("mkdir");
+    std::fs::write(
+        db.join("t.ndb"),
+        format!(
+            "Mail.T4:4:*:{}\nMail.T0:0:*:{}\n",
+            hex(mark.as_bytes()),
+            hex(mark.as_bytes())
+        ),
+    )
+    .expect("ndb");
+    let theirs = clamscan_found(&db, d, &files);
+    let ours = giva_found(&[db.join("t.ndb")], &files, false);
+    println!("clamscan: {theirs:#?}\ngiva: {ours:#?}");
+    let has = |file: &str, sig: &str| theirs.get(file).is_some_and(|s| s.contains(sig));
+    assert!(has("m00.eml", "Mail.T4.UNOFFICIAL"), "{theirs:?}");
+    assert!(has("mail.zip", "Mail.T4.UNOFFICIAL"), "{theirs:?}");
+    assert!(!has("attached.eml", "Mail.T4.UNOFFICIAL"), "{theirs:?}");
     assert_eq!(ours, theirs);
 }
 

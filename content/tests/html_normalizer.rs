@@ -2,8 +2,8 @@
 //! stream against the `nocomment.html` and the text stream against the
 //! `notags.html` that `clamscan --leave-temps` writes, on 1,500 generated
 //! pages (tags, attributes, quotes, references, comments, scripts, styles,
-//! `data:` URIs, high bytes, NULs, and pages long enough to be read in
-//! several pieces) and on up to 300 of the machine's own HTML files.
+//! `data:` URIs, Script Encoder blocks, high bytes, NULs, and pages long
+//! enough to be read in several pieces) and on up to 300 of the machine's own HTML files.
 //!
 //! Skipped (with a message) when `clamscan` is not installed, unless
 //! `GIVA_REQUIRE_CLAMAV=1`.
@@ -91,6 +91,10 @@ const ATOMS: &[&[u8]] = &[
     b"</style >",
     b"<p>",
     b"</p>",
+    // A Script Encoder block (`var q = 1; alert('x');`), and the tag that
+    // says one follows.
+    b"#@~^FwAAAA==#mD~5P{PFpP,CV\x7fDO`r(EbpAwYAAA==^#~@",
+    b"<script language=\"JScript.Encode\">",
 ];
 
 const ENDINGS: &[&[u8]] = &[b"", b"</body></html>", b"\n", b" x", b"<a href=y>"];

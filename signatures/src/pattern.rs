@@ -250,9 +250,8 @@ impl Offset {
 /// ClamAV's target types giva can apply: each names a file type that
 /// giva recognises by its magic (see `giva-content`'s `target_type`), or
 /// a normalized form: (3) of an HTML page, (7) of a text file. The others
-/// (4 mail; 12 Java; 13 and 14) are skipped at load and counted
-/// (`target:N`).
-pub const TYPED_TARGETS: &[u8] = &[1, 2, 3, 5, 6, 7, 9, 10, 11];
+/// (12 Java; 13 and 14) are skipped at load and counted (`target:N`).
+pub const TYPED_TARGETS: &[u8] = &[1, 2, 3, 4, 5, 6, 7, 9, 10, 11];
 
 /// An `.ndb` body signature.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -261,7 +260,7 @@ pub struct BodySignature {
     /// the source was not a signed container).
     pub name: String,
     /// ClamAV's target type: 0 for every layer, else only layers of that
-    /// type (1 PE, 2 OLE2, 3 normalized HTML, 5 graphics, 6 ELF, 7
+    /// type (1 PE, 2 OLE2, 3 normalized HTML, 4 mail, 5 graphics, 6 ELF, 7
     /// normalized text, 9 Mach-O, 10 PDF, 11 Flash; [`TYPED_TARGETS`]).
     pub target: u8,
     /// Where the match may start.
