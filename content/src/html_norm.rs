@@ -270,6 +270,7 @@ impl Machine {
         let mut i = start;
         // An encoded block the last piece ended in goes on here.
         let mut restart = None;
+        let mut reread = false;
         if self.encoded_left > 0 {
             self.state = State::Decoding;
         } else if self.asp_encoded {
@@ -281,6 +282,7 @@ impl Machine {
                 // encoded block on, decoded this time.
                 match restart.take() {
                     Some(at) => {
+                        reread = true;
                         // Read as a piece of its own: from its first byte
                         // that is not whitespace.
                         i = piece[at..]
@@ -343,7 +345,10 @@ impl Machine {
                 Step::Consume => i += 1,
                 Step::Again => {}
             }
+            // A piece is read again once at the most, so that directive
+            // after directive cannot make it quadratic.
             if std::mem::take(&mut self.asp_started)
+                && !reread
                 && let Some(at) = mark_encoded(&mut piece, i)
             {
                 restart = Some(at);
@@ -1194,6 +1199,35 @@ cv\x7fdo`r(ebpawyaaa==^#~@</script>after</html>var q = 1; alert(\"x\");</script>
                 .as_slice()
         );
         assert_eq!(t, b" hi after var q = 1; alert(\"x\"); after ".as_slice());
+    }
+
+    /// What a hostile page can make of the streams: directive after
+    /// directive, attribute after attribute, references that grow.
+    #[test]
+    fn hostile_pages_stay_linear() {
+        let block = b"#@~^FwAAAA==#mD~5P{PFpP,CV\x7fDO`r(EbpAwYAAA==^#~@";
+        let mut asp = b"<html>".to_vec();
+        for _ in 0..20_000 {
+            asp.extend_from_slice(b"<%@ language=\"JScript.Encode\" %>");
+            asp.extend_from_slice(block);
+        }
+        let script_attrs = [b"<html><script".as_slice(), &b" a".repeat(500_000)].concat();
+        let references = [b"<html>".as_slice(), &b"&#256;".repeat(200_000)].concat();
+        for page in [asp, script_attrs, references] {
+            let n = normalize(&page);
+            assert!(
+                n.page.len() <= 3 * page.len(),
+                "{} -> {}",
+                page.len(),
+                n.page.len()
+            );
+            assert!(
+                n.text.len() <= 3 * page.len(),
+                "{} -> {}",
+                page.len(),
+                n.text.len()
+            );
+        }
     }
 
     #[test]

@@ -1392,8 +1392,9 @@ fn content_doc(data: &[u8]) {
 }
 
 /// `content_html`: the input after `<html>` is a page for giva's HTML
-/// normalizer, checked on its own (both streams at most twice the page,
-/// the same twice) and then walked (the normalized streams scanned, the
+/// normalizer, checked on its own (each stream at most three times the
+/// page: references may grow by a third, and a piece after an ASP
+/// directive is read twice; the same twice) and then walked (the normalized streams scanned, the
 /// `data:` URIs opened).
 fn content_html(data: &[u8]) {
     let mut page = b"<html>".to_vec();

@@ -42,7 +42,7 @@
 //! | `.hdb .hsb` (`.hdu .hsu` with [`Compiler::pua`]) | loaded |
 //! | `.fp .sfp` | loaded (the allow-list) |
 //! | `.ign2 .ign` | applied to every other source, whatever the order |
-//! | `.ndb` (`.ndu`, and `.sdb` read as `.ndb`) | targets 0, 1, 2, 5, 6, 7, 9, 10 and 11 loaded; other targets, exe offsets and macros skipped |
+//! | `.ndb` (`.ndu`, and `.sdb` read as `.ndb`) | targets 0 to 7 and 9 to 11 loaded; targets 8 and 12 to 14, exe offsets and macros skipped |
 //! | `.ldb` (`.ldu`) | content subsignatures of the same targets loaded; PCRE, byte-compare, macro, `fuzzy_img` and container/PE TDB keys skipped |
 //! | `.cvd .cld .cud` | unpacked and verified (MD5, legacy RSA header signature, `.info` signature, sizes and SHA-256) |
 //! | anything else | counted as `file:.ext` (plus `unsupported:.ext` per line for line formats) |
