@@ -123,7 +123,8 @@ impl Manifest {
     }
 }
 
-fn text_fill(rng: &mut Rng, buf: &mut [u8]) {
+/// Fills `buf` with words, commas and line breaks: English-like text.
+pub(crate) fn text_fill(rng: &mut Rng, buf: &mut [u8]) {
     let mut i = 0;
     let mut col = 0;
     while i < buf.len() {

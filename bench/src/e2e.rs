@@ -16,7 +16,8 @@
 //! - **Cache misses and hits by file size** (4 KiB, 64 KiB, 1 MiB): one VM
 //!   opens a fresh image (every open a miss), then 1, 10 and 200 VMs open it
 //!   again (every open a hit, the cache is shared across clones of an
-//!   image).
+//!   image). Misses of 64 KiB text and HTML files too: those the appliance
+//!   keeps and scans again normalized.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -429,6 +430,42 @@ fn make_image(
     Ok(total)
 }
 
+/// Writes an image directory of `files` distinct text files (or HTML
+/// pages, with `html`) of about `size` bytes.
+fn make_text_image(
+    dir: &Path,
+    seed: u64,
+    files: usize,
+    size: usize,
+    html: bool,
+) -> anyhow::Result<u64> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let mut rng = Rng::new(seed, 11 << 40);
+    let mut total = 0u64;
+    for i in 0..files {
+        let mut text = vec![0u8; size];
+        crate::corpus::text_fill(&mut rng, &mut text);
+        let (name, data) = if html {
+            let mut page = b"<html><head><title>Page</title></head><body>\n<p>".to_vec();
+            for &b in &text {
+                match b {
+                    b'\n' => page.extend_from_slice(b"</p>\n<p>"),
+                    b',' => page.extend_from_slice(b" &amp;"),
+                    _ => page.push(b),
+                }
+            }
+            page.extend_from_slice(b"</p></body></html>\n");
+            (format!("page-{i:05}.html"), page)
+        } else {
+            (format!("text-{i:05}.txt"), text)
+        };
+        total += data.len() as u64;
+        std::fs::write(dir.join(name), &data)?;
+    }
+    Ok(total)
+}
+
 /// The result of one `giva-shim load` run.
 #[derive(Debug, Clone)]
 pub struct LoadRun {
@@ -756,7 +793,9 @@ fn cache(a: &E2eArgs, work: &Path, res: &mut E2eResult) -> anyhow::Result<()> {
         let sizes = [(4usize << 10, 400usize), (64 << 10, 200), (1 << 20, 40)];
         let inventory: Vec<Placement> = sizes
             .iter()
-            .flat_map(|(size, _)| image_inventory(&format!("img-{size}"), "0001"))
+            .map(|(size, _)| format!("img-{size}"))
+            .chain(["img-text".to_string(), "img-html".to_string()])
+            .flat_map(|id| image_inventory(&id, "0001"))
             .collect();
         let stack = start_stack(a, &work.join("stack-cache"), true, &inventory, false)?;
         for (size, n) in sizes {
@@ -786,6 +825,20 @@ fn cache(a: &E2eArgs, work: &Path, res: &mut E2eResult) -> anyhow::Result<()> {
                 )?;
                 res.runs.push(r);
             }
+        }
+        // Text and HTML: each file kept and scanned a second time
+        // normalized (HTML twice: its page and its text).
+        for (kind, html) in [("text", false), ("html", true)] {
+            let n = 200;
+            let img = work.join(format!("image-{kind}"));
+            make_text_image(&img, 300, n, 64 << 10, html)?;
+            let id = format!("img-{kind}");
+            let r = load(
+                a,
+                &stack,
+                Run::new(format!("miss {kind} 64 KiB: 1 VM, {n} files"), &img, &id, 1),
+            )?;
+            res.runs.push(r);
         }
     }
 

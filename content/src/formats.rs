@@ -136,6 +136,7 @@ pub(crate) fn members(
         Kind::Rtf => crate::rtf::members(data, each),
         Kind::Html => crate::html::members(data, limits, each),
         Kind::Chm => crate::chm::members(data, each),
+        Kind::OneNote => crate::onenote::members(data, each),
         Kind::Text => {
             // As ClamAV, a large text file is scanned as bytes only.
             if data.len() as u64 <= limits.max_script_normalize

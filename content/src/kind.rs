@@ -56,6 +56,8 @@ pub enum Kind {
     Html,
     /// Microsoft Compiled HTML Help (`ITSF`).
     Chm,
+    /// Microsoft OneNote section (`.one`).
+    OneNote,
     /// Text: no other type, and no NUL in its first KiB (or UTF-16). Its
     /// one layer inside is its normalized text.
     Text,
@@ -90,6 +92,7 @@ impl Kind {
             Kind::Rtf => "CL_TYPE_RTF",
             Kind::Html => "CL_TYPE_HTML",
             Kind::Chm => "CL_TYPE_MSCHM",
+            Kind::OneNote => "CL_TYPE_ONENOTE",
             Kind::Text => "CL_TYPE_TEXT_ASCII",
         }
     }
@@ -119,6 +122,7 @@ impl Kind {
             Kind::Rtf => "rtf",
             Kind::Html => "html",
             Kind::Chm => "chm",
+            Kind::OneNote => "onenote",
             Kind::Text => "text",
         }
     }
@@ -156,6 +160,7 @@ impl Kind {
                 | Kind::Rtf
                 | Kind::Html
                 | Kind::Chm
+                | Kind::OneNote
                 | Kind::Text
         )
     }
@@ -228,6 +233,9 @@ pub fn detect(data: &[u8]) -> Kind {
     }
     if starts(b"ITSF") {
         return Kind::Chm;
+    }
+    if starts(&crate::onenote::MAGIC) {
+        return Kind::OneNote;
     }
     if starts(&crate::mail::TNEF_MAGIC) {
         return Kind::Tnef;

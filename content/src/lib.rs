@@ -16,7 +16,8 @@
 //!   `cfb`; object packages, PowerPoint's embedded objects), `pdf`
 //!   (streams and their filters), `rtf` (embedded objects), `html`
 //!   (`data:` URIs) and `html_norm` (normalized HTML, target 3), `chm`
-//!   (LZX by `lzxd`), `text` (normalized text, target 7).
+//!   (LZX by `lzxd`), `onenote` (embedded files), `text` (normalized
+//!   text, target 7).
 //! - `extract`: a member's bytes under the caps; large ones go to an
 //!   unlinked temporary file and are mapped.
 //! - [`walk`]: the tree walk ([`Decomposer`]), the limits ([`Limits`]) and
@@ -48,6 +49,7 @@ pub mod kind;
 pub mod limits;
 mod mail;
 mod ole2;
+mod onenote;
 mod pdf;
 mod pdf_crypt;
 mod rtf;

@@ -12,6 +12,12 @@
 //!   module's performance cache, found as `olevba` finds it (a compressed
 //!   container whose first literals are `Attribut`, as every module's
 //!   source starts `Attribute VB_Name`) and decompressed here.
+//!
+//! An encrypted document cannot be read: an `EncryptedPackage` stream (an
+//! encrypted OOXML file), a Word stream whose header says it is encrypted
+//! or obfuscated, a workbook with a `FILEPASS` record, a presentation with
+//! an `EncryptedSummary` stream. Each is reported `encrypted` as well as
+//! scanned as its bytes, never taken for a clean document.
 
 use std::io::{Cursor, Read};
 
@@ -89,6 +95,13 @@ pub(crate) fn members(
                             if formats::bytes(each, name.clone(), &bytes) == Flow::Stop {
                                 return Ok(());
                             }
+                            if encrypted(&leaf, &bytes)
+                                && each(Entry::Encrypted {
+                                    name: format!("{name} (encrypted)"),
+                                }) == Flow::Stop
+                            {
+                                return Ok(());
+                            }
                             match leaf.as_str() {
                                 // A size, then the package.
                                 "ole10native" => {
@@ -107,6 +120,34 @@ pub(crate) fn members(
         }
     }
     Ok(())
+}
+
+/// Whether the stream `leaf` (its name, lower case) says that the
+/// document it belongs to is encrypted.
+fn encrypted(leaf: &str, s: &[u8]) -> bool {
+    let le16 = |at: usize| s.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    match leaf {
+        "encryptedpackage" | "encryptedsummary" => true,
+        // The FIB: `wIdent` 0xA5EC, then flags at 0x0A; fEncrypted is
+        // bit 8, fObfuscated bit 15.
+        "worddocument" => le16(0) == Some(0xa5ec) && le16(0x0a).is_some_and(|f| f & 0x8100 != 0),
+        // BIFF records after the first `BOF`: `FILEPASS` (0x002F) comes
+        // before any other content when the workbook is encrypted.
+        "workbook" | "book" => {
+            let mut at = 0;
+            for _ in 0..16 {
+                let (Some(kind), Some(len)) = (le16(at), le16(at + 2)) else {
+                    return false;
+                };
+                if kind == 0x002f {
+                    return true;
+                }
+                at += 4 + usize::from(len);
+            }
+            false
+        }
+        _ => false,
+    }
 }
 
 /// The file an object package holds (an `Ole10Native` stream after its
@@ -325,5 +366,54 @@ mod tests {
             got,
             [("VBA/Module1 (VBA source)".to_string(), source.to_vec())]
         );
+    }
+
+    /// A compound file of the streams given.
+    fn compound(streams: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut file = cfb::CompoundFile::create(Cursor::new(Vec::new())).expect("create");
+        for (name, data) in streams {
+            let mut s = file.create_stream(name).expect("stream");
+            std::io::Write::write_all(&mut s, data).expect("write");
+        }
+        file.flush().expect("flush");
+        file.into_inner().into_inner()
+    }
+
+    #[test]
+    fn encrypted_documents_are_reported() {
+        let mut fib = vec![0u8; 64];
+        fib[..2].copy_from_slice(&0xa5ecu16.to_le_bytes());
+        let plain_fib = fib.clone();
+        fib[0x0a..0x0c].copy_from_slice(&0x0100u16.to_le_bytes());
+        // BOF, then FILEPASS.
+        let mut book = vec![0x09, 0x08, 4, 0, 0, 6, 5, 0];
+        book.extend_from_slice(&[0x2f, 0x00, 2, 0, 1, 0]);
+        type Streams<'a> = &'a [(&'a str, &'a [u8])];
+        let cases: &[(Streams<'_>, bool)] = &[
+            (
+                &[("EncryptionInfo", b"info"), ("EncryptedPackage", b"noise")],
+                true,
+            ),
+            (&[("WordDocument", &fib)], true),
+            (&[("WordDocument", &plain_fib)], false),
+            (&[("Workbook", &book)], true),
+            (&[("Workbook", &book[..8])], false),
+            (
+                &[("EncryptedSummary", b"x"), ("PowerPoint Document", b"")],
+                true,
+            ),
+        ];
+        for (streams, want) in cases {
+            let data = compound(streams);
+            let mut said = Vec::new();
+            members(&data, &mut |e| {
+                if let Entry::Encrypted { name } = e {
+                    said.push(name);
+                }
+                Flow::Continue
+            })
+            .expect("parses");
+            assert_eq!(!said.is_empty(), *want, "{streams:?}: {said:?}");
+        }
     }
 }

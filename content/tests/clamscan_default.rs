@@ -911,6 +911,78 @@ Content-Type: text/plain\n\nhi\n--B\nContent-Type: message/rfc822\n\n{inner}--B-
     assert_eq!(ours, theirs);
 }
 
+/// OneNote sections as `clamscan` opens them: each embedded file (found
+/// by its FileDataStoreObject GUID) a member, alone and in a zip; a file
+/// whose length runs past the section is not.
+#[test]
+fn onenote_as_clamscan_extracts_it() {
+    if !clamscan_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let magic = [
+        0xe4u8, 0x52, 0x5c, 0x7b, 0x8c, 0xd8, 0xa7, 0x4d, 0xae, 0xb1, 0x53, 0x78, 0xd0, 0x29, 0x96,
+        0xd3,
+    ];
+    let guid = [
+        0xe7u8, 0x16, 0xe3, 0xbd, 0x65, 0x26, 0x11, 0x45, 0xa4, 0xc4, 0x8d, 0x4d, 0x0b, 0x7a, 0x9e,
+        0xac,
+    ];
+    let section = |files: &[&[u8]]| -> Vec<u8> {
+        let mut s = magic.to_vec();
+        s.resize(1024, 0);
+        for f in files {
+            s.extend_from_slice(&guid);
+            s.extend_from_slice(&(f.len() as u64).to_le_bytes());
+            s.extend_from_slice(&[0; 12]);
+            s.extend_from_slice(f);
+            s.resize(s.len().next_multiple_of(8), 0);
+            s.extend_from_slice(&[0x22, 0xa7, 0xfb, 0x71, 0x79, 0x0f, 0x0b, 0x4a]);
+            s.extend_from_slice(&[0xbb, 0x13, 0x89, 0x92, 0x56, 0x42, 0x6b, 0x24]);
+        }
+        s.extend_from_slice(&[0; 64]);
+        s
+    };
+    let first: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 253) as u8).collect();
+    let second: Vec<u8> = (0..9000u32).map(|i| (i * 11 % 239) as u8 ^ 0x5a).collect();
+    let one = section(&[&first, &second]);
+    let mut cut = section(&[&second]);
+    cut[1024 + 16..1024 + 24].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let files: Vec<(String, Vec<u8>)> = vec![
+        ("notes.one".into(), one.clone()),
+        (
+            "notes.zip".into(),
+            zip_of(&[("in/notes.one", &one)], zip::CompressionMethod::Deflated),
+        ),
+        ("cut.one".into(), cut),
+    ];
+    let db = d.join("db");
+    std::fs::create_dir(&db).expect("mkdir");
+    let hsb = |name: &str, data: &[u8]| {
+        format!(
+            "{}:{}:{name}\n",
+            hex(&sha2::Sha256::digest(data)),
+            data.len()
+        )
+    };
+    std::fs::write(
+        db.join("t.hsb"),
+        [hsb("One.First", &first), hsb("One.Second", &second)].concat(),
+    )
+    .expect("hsb");
+    let theirs = clamscan_found(&db, d, &files);
+    let ours = giva_found(&[db.join("t.hsb")], &files, false);
+    println!("clamscan: {theirs:#?}\ngiva: {ours:#?}");
+    assert!(
+        theirs
+            .get("notes.one")
+            .is_some_and(|s| s.contains("One.Second.UNOFFICIAL")),
+        "{theirs:?}"
+    );
+    assert_eq!(ours, theirs);
+}
+
 /// Normalized HTML (target 3): a page whose script hides its words in
 /// character references, its text split by tags, spaces and a comment,
 /// and a link; alone, in a zip, and as the HTML part of a mail; against

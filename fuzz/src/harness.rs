@@ -1371,13 +1371,13 @@ fn content_mail(data: &[u8]) {
 
 /// `content_doc`: byte 0 picks an OLE2 file (the `cfb` crate, with giva's
 /// package and PowerPoint readers behind it), a PDF, an RTF document, an
-/// HTML page (giva's own) or a CHM file (giva's directory reader, the
-/// `lzxd` crate behind it).
+/// HTML page (giva's own), a CHM file (giva's directory reader, the
+/// `lzxd` crate behind it) or a OneNote section (giva's own).
 fn content_doc(data: &[u8]) {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
-    let (magic, parser): (&[u8], Parser) = match pick % 5 {
+    let (magic, parser): (&[u8], Parser) = match pick % 6 {
         0 => (
             &[0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1],
             Parser::Crate,
@@ -1386,7 +1386,14 @@ fn content_doc(data: &[u8]) {
         2 => (b"{\\rtf1", Parser::Own),
         3 => (b"<html>", Parser::Own),
         // CHM: giva's directory reader, the `lzxd` crate behind it.
-        _ => (b"ITSF", Parser::Crate),
+        4 => (b"ITSF", Parser::Crate),
+        _ => (
+            &[
+                0xe4, 0x52, 0x5c, 0x7b, 0x8c, 0xd8, 0xa7, 0x4d, 0xae, 0xb1, 0x53, 0x78, 0xd0, 0x29,
+                0x96, 0xd3,
+            ],
+            Parser::Own,
+        ),
     };
     content(magic, rest, parser);
 }
