@@ -51,6 +51,21 @@ pub fn normalize(data: &[u8]) -> NormalizedHtml {
     m.finish()
 }
 
+/// A byte that text copies, folded, and nothing more: printable ASCII
+/// other than `<` and `&` (whitespace, control and high bytes each have
+/// rules of their own).
+fn plain(b: u8) -> bool {
+    matches!(b, 0x21..=0x7e) && b != b'<' && b != b'&'
+}
+
+/// How many bytes from the start of `s` go on a name: up to whitespace or
+/// `>`.
+fn name_run(s: &[u8]) -> usize {
+    s.iter()
+        .position(|&b| is_ws(b) || b == b'>')
+        .unwrap_or(s.len())
+}
+
 fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
@@ -318,6 +333,80 @@ impl Machine {
                     self.state = State::Text;
                     continue;
                 }
+                // Most of a page: a run of text with nothing to decide in
+                // it, taken whole (as the byte-by-byte rules would).
+                State::Text => {
+                    let run = piece[i..]
+                        .iter()
+                        .position(|&b| !plain(b))
+                        .unwrap_or(piece.len() - i);
+                    if run > 0 {
+                        self.plain_run(&piece[i..i + run]);
+                        i += run;
+                        continue;
+                    }
+                }
+                // The rest of a tag's or an attribute's name.
+                State::Tag if !self.tag.is_empty() && self.inside == Inside::Page => {
+                    let run = name_run(&piece[i..]);
+                    if run > 0 {
+                        let bytes = &piece[i..i + run];
+                        let start = self.out.page.len();
+                        self.out
+                            .page
+                            .extend(bytes.iter().map(u8::to_ascii_lowercase));
+                        let room = NAME_MAX.saturating_sub(self.tag.len()).min(run);
+                        self.tag
+                            .extend_from_slice(&self.out.page[start..start + room]);
+                        i += run;
+                        continue;
+                    }
+                }
+                State::AttrName if self.name_len > 0 => {
+                    let run = name_run(&piece[i..]);
+                    let run = piece[i..i + run]
+                        .iter()
+                        .position(|&b| b == b'=')
+                        .unwrap_or(run);
+                    if run > 0 {
+                        let bytes = &piece[i..i + run];
+                        let start = self.out.page.len();
+                        self.out
+                            .page
+                            .extend(bytes.iter().map(u8::to_ascii_lowercase));
+                        let room = NAME_MAX.saturating_sub(self.name.len()).min(run);
+                        self.name
+                            .extend_from_slice(&self.out.page[start..start + room]);
+                        self.name_len += run;
+                        i += run;
+                        continue;
+                    }
+                }
+                // A comment in the page gives nothing up to its `>`.
+                State::Comment if self.inside == Inside::Page => {
+                    i = memchr::memchr(b'>', &piece[i..]).map_or(piece.len(), |n| i + n);
+                    if i == piece.len() {
+                        continue;
+                    }
+                }
+                // The middle of a long value: ordinary bytes, taken whole,
+                // once it can no longer be a `data:` URI and no high bytes
+                // are held.
+                State::AttrValue if self.value.len() > 6 && self.high_value == 0 => {
+                    let run = piece[i..]
+                        .iter()
+                        .position(|&b| !plain(b) || matches!(b, b'\'' | b'"' | b'>'))
+                        .unwrap_or(piece.len() - i);
+                    if run > 0 {
+                        let bytes = &piece[i..i + run];
+                        self.out
+                            .page
+                            .extend(bytes.iter().map(u8::to_ascii_lowercase));
+                        self.value_push(bytes);
+                        i += run;
+                        continue;
+                    }
+                }
                 _ => {}
             }
             let mut b = piece[i];
@@ -331,7 +420,7 @@ impl Machine {
                 }
             }
             // A `%xx` escape in a `data:` payload takes the bytes after it.
-            if self.state == State::Data && b == b'%' {
+            if b == b'%' && self.state == State::Data {
                 i += 1;
                 if let Some(&h) = piece.get(i) {
                     i += 1;
@@ -347,11 +436,30 @@ impl Machine {
             }
             // A piece is read again once at the most, so that directive
             // after directive cannot make it quadratic.
-            if std::mem::take(&mut self.asp_started)
+            if self.asp_started
+                && std::mem::take(&mut self.asp_started)
                 && !reread
                 && let Some(at) = mark_encoded(&mut piece, i)
             {
                 restart = Some(at);
+            }
+        }
+    }
+
+    /// A run of [`plain`] bytes in text: folded into the page stream, and
+    /// into the text stream when they are the page's own text (`'` is
+    /// written `"` in a script or style).
+    fn plain_run(&mut self, run: &[u8]) {
+        let start = self.out.page.len();
+        self.out.page.extend(run.iter().map(u8::to_ascii_lowercase));
+        if self.inside == Inside::Page {
+            self.out.text.extend_from_slice(&self.out.page[start..]);
+            self.text_space = false;
+        } else {
+            for b in &mut self.out.page[start..] {
+                if *b == b'\'' {
+                    *b = b'"';
+                }
             }
         }
     }
@@ -685,8 +793,7 @@ impl Machine {
                 self.value_push(b"\"");
             } else if self.quote == q {
                 self.value_push(b"\"");
-                let value = self.value.clone();
-                self.attribute(Some(value));
+                self.value_attribute();
                 self.name.clear();
                 self.name_len = 0;
                 self.state = State::SkipWs(Next::AttrName);
@@ -695,8 +802,7 @@ impl Machine {
             }
         } else if is_ws(b) || b == b'>' {
             if self.quote == Quote::None {
-                let value = self.value.clone();
-                self.attribute(Some(value));
+                self.value_attribute();
                 self.name.clear();
                 self.name_len = 0;
                 self.state = State::SkipWs(Next::AttrName);
@@ -758,9 +864,9 @@ impl Machine {
 
     /// An attribute of the tag: the first `href` and `src`, and a
     /// script's, matter.
-    fn attribute(&mut self, value: Option<Vec<u8>>) {
+    fn attribute(&mut self, value: Option<&[u8]>) {
         if self.tag == b"script" || self.tag == b"%@" {
-            let value = value.clone().map(stored);
+            let value = value.map(stored);
             self.script_attrs.push(b' ');
             self.script_attrs.extend_from_slice(&self.name);
             if let Some(v) = value {
@@ -782,6 +888,13 @@ impl Machine {
         if slot.is_none() {
             *slot = Some(value.map(stored));
         }
+    }
+
+    /// The attribute whose value was just read.
+    fn value_attribute(&mut self) {
+        let value = std::mem::take(&mut self.value);
+        self.attribute(Some(&value));
+        self.value = value;
     }
 
     /// Acts on the tag just read; true when a Script Encoder block may
@@ -1022,15 +1135,12 @@ fn encoded_length(head: &[u8]) -> i64 {
 
 /// A value as the tag keeps it: to its first NUL; a quoted one without its
 /// first byte (the quote) and its last (whatever it is).
-fn stored(mut value: Vec<u8>) -> Vec<u8> {
-    if let Some(nul) = memchr::memchr(0, &value) {
-        value.truncate(nul);
+fn stored(value: &[u8]) -> Vec<u8> {
+    let mut value = &value[..memchr::memchr(0, value).unwrap_or(value.len())];
+    if let Some(rest) = value.strip_prefix(b"\"") {
+        value = rest.split_last().map_or(rest, |(_, v)| v);
     }
-    if value.first() == Some(&b'"') {
-        value.remove(0);
-        value.pop();
-    }
-    value
+    value.to_vec()
 }
 
 /// The UTF-8 of the full stops U+3002, U+FF0E and U+FE52.

@@ -16,22 +16,7 @@ use giva_engine::{Engine, ScanOptions};
 use sha2::Digest;
 
 mod common;
-use common::{bzip2, gzip, have, hex, tar_of, xz, zip_of};
-
-fn clamscan_available() -> bool {
-    let ok = Command::new("clamscan")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("GIVA_REQUIRE_CLAMAV").as_deref() != Ok("1"),
-            "clamscan not installed and GIVA_REQUIRE_CLAMAV=1"
-        );
-        eprintln!("SKIPPED: clamscan not installed");
-    }
-    ok
-}
+use common::{bzip2, clamscan_available, gzip, have, hex, tar_of, xz, zip_of};
 
 /// Signatures found per file name.
 type Found = BTreeMap<String, BTreeSet<String>>;

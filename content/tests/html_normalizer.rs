@@ -13,20 +13,8 @@ use std::process::Command;
 
 use giva_content::{Kind, detect, html_norm};
 
-fn clamscan_available() -> bool {
-    let ok = Command::new("clamscan")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("GIVA_REQUIRE_CLAMAV").as_deref() != Ok("1"),
-            "clamscan not installed and GIVA_REQUIRE_CLAMAV=1"
-        );
-        eprintln!("SKIPPED: clamscan not installed");
-    }
-    ok
-}
+mod common;
+use common::clamscan_available;
 
 /// Pieces of HTML the generated pages are made of: each of the
 /// normalizer's states, and the bytes that move it between them.

@@ -21,6 +21,23 @@ pub fn have(tool: &str) -> bool {
     ok
 }
 
+/// Whether `clamscan` is installed; when it is not, says so, or fails
+/// when `GIVA_REQUIRE_CLAMAV=1` (CI sets it).
+pub fn clamscan_available() -> bool {
+    let ok = std::process::Command::new("clamscan")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("GIVA_REQUIRE_CLAMAV").as_deref() != Ok("1"),
+            "clamscan not installed and GIVA_REQUIRE_CLAMAV=1"
+        );
+        eprintln!("SKIPPED: clamscan not installed");
+    }
+    ok
+}
+
 /// Standard base64 of `data`, with padding.
 pub fn base64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
