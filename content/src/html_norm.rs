@@ -382,6 +382,18 @@ impl Machine {
                         continue;
                     }
                 }
+                // A `data:` payload gives nothing to either stream up to
+                // its end, a reference or an escape.
+                State::Data => {
+                    let run = piece[i..]
+                        .iter()
+                        .position(|&b| is_ws(b) || matches!(b, b'\'' | b'"' | b'>' | b'&' | b'%'))
+                        .unwrap_or(piece.len() - i);
+                    if run > 0 {
+                        i += run;
+                        continue;
+                    }
+                }
                 // A comment in the page gives nothing up to its `>`.
                 State::Comment if self.inside == Inside::Page => {
                     i = memchr::memchr(b'>', &piece[i..]).map_or(piece.len(), |n| i + n);
