@@ -137,6 +137,8 @@ pub(crate) fn members(
         Kind::Html => crate::html::members(data, limits, each),
         Kind::Chm => crate::chm::members(data, each),
         Kind::OneNote => crate::onenote::members(data, each),
+        Kind::Sis => crate::sis::members(data, each),
+        Kind::InstallShield => crate::ishield::members(data, each),
         Kind::Text => {
             // As ClamAV, a large text file is scanned as bytes only.
             if data.len() as u64 <= limits.max_script_normalize

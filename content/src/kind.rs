@@ -58,6 +58,10 @@ pub enum Kind {
     Chm,
     /// Microsoft OneNote section (`.one`).
     OneNote,
+    /// Symbian installation package (`.sis`, before Symbian OS 9).
+    Sis,
+    /// An InstallShield setup stub's list of files (a PE's overlay).
+    InstallShield,
     /// Text: no other type, and no NUL in its first KiB (or UTF-16). Its
     /// one layer inside is its normalized text.
     Text,
@@ -93,6 +97,8 @@ impl Kind {
             Kind::Html => "CL_TYPE_HTML",
             Kind::Chm => "CL_TYPE_MSCHM",
             Kind::OneNote => "CL_TYPE_ONENOTE",
+            Kind::Sis => "CL_TYPE_SIS",
+            Kind::InstallShield => "CL_TYPE_ISHIELD (setup stub)",
             Kind::Text => "CL_TYPE_TEXT_ASCII",
         }
     }
@@ -123,6 +129,8 @@ impl Kind {
             Kind::Html => "html",
             Kind::Chm => "chm",
             Kind::OneNote => "onenote",
+            Kind::Sis => "sis",
+            Kind::InstallShield => "installshield",
             Kind::Text => "text",
         }
     }
@@ -161,6 +169,8 @@ impl Kind {
                 | Kind::Html
                 | Kind::Chm
                 | Kind::OneNote
+                | Kind::Sis
+                | Kind::InstallShield
                 | Kind::Text
         )
     }
@@ -236,6 +246,9 @@ pub fn detect(data: &[u8]) -> Kind {
     }
     if starts(&crate::onenote::MAGIC) {
         return Kind::OneNote;
+    }
+    if crate::sis::is_sis(data) {
+        return Kind::Sis;
     }
     if starts(&crate::mail::TNEF_MAGIC) {
         return Kind::Tnef;
@@ -369,9 +382,10 @@ fn elf_end(d: &[u8]) -> Option<usize> {
     usize::try_from(end).ok()
 }
 
-/// Archives in an executable's overlay (see [`overlay_start`]): where a
-/// zip, CAB or 7z magic occurs in it (at most a few of each, in order), to
-/// be tried as layers. An executable with no overlay costs the header
+/// Archives in an executable's overlay (see [`overlay_start`]): an
+/// InstallShield stub's list of files at its start, and where a zip, CAB
+/// or 7z magic occurs in it (at most a few of each, in order), to be tried
+/// as layers. An executable with no overlay costs the header
 /// reads and no search.
 pub fn embedded(data: &[u8]) -> Vec<(usize, Kind)> {
     const MAX_EACH: usize = 4;
@@ -380,6 +394,10 @@ pub fn embedded(data: &[u8]) -> Vec<(usize, Kind)> {
     };
     let overlay = &data[from..];
     let mut found = Vec::new();
+    // An InstallShield stub's list of files starts the overlay.
+    if crate::ishield::is_stub(overlay) {
+        found.push((from, Kind::InstallShield));
+    }
     for (magic, kind) in [
         (&b"PK\x03\x04"[..], Kind::Zip),
         (&b"MSCF\0\0\0\0"[..], Kind::Cab),

@@ -16,8 +16,8 @@
 //!   `cfb`; object packages, PowerPoint's embedded objects), `pdf`
 //!   (streams and their filters), `rtf` (embedded objects), `html`
 //!   (`data:` URIs) and `html_norm` (normalized HTML, target 3), `chm`
-//!   (LZX by `lzxd`), `onenote` (embedded files), `text` (normalized
-//!   text, target 7).
+//!   (LZX by `lzxd`), `onenote` (embedded files), `sis` (Symbian
+//!   packages), `text` (normalized text, target 7).
 //! - `extract`: a member's bytes under the caps; large ones go to an
 //!   unlinked temporary file and are mapped.
 //! - [`walk`]: the tree walk ([`Decomposer`]), the limits ([`Limits`]) and
@@ -26,8 +26,9 @@
 //!   result.
 //!
 //! An executable's overlay (the bytes past what its PE or ELF headers
-//! account for) is searched for a zip, CAB or 7z (a self-extractor's
-//! archive); one that opens
+//! account for) is read as an InstallShield stub's list of files
+//! (`ishield`) when it starts as one, and searched for a zip, CAB or 7z (a
+//! self-extractor's archive); one that opens
 //! is a layer named by its offset (`setup.exe!@40960!payload.dll`); a
 //! magic that does not open is no archive and costs nothing more.
 //!
@@ -44,6 +45,7 @@ mod formats;
 mod html;
 mod html_entities;
 pub mod html_norm;
+mod ishield;
 mod iso;
 pub mod kind;
 pub mod limits;
@@ -53,6 +55,7 @@ mod onenote;
 mod pdf;
 mod pdf_crypt;
 mod rtf;
+mod sis;
 mod text;
 pub mod walk;
 

@@ -42,6 +42,7 @@ pub const TARGETS: &[&str] = &[
     "content_mail",
     "content_doc",
     "content_html",
+    "content_installer",
 ];
 
 /// Runs the target called `name` on `data`; false for an unknown name.
@@ -65,6 +66,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "content_mail" => content_mail(data),
         "content_doc" => content_doc(data),
         "content_html" => content_html(data),
+        "content_installer" => content_installer(data),
         _ => return false,
     }
     true
@@ -1425,6 +1427,31 @@ fn content_html(data: &[u8]) {
         "not deterministic"
     );
     content_input(&page, Parser::Own);
+}
+
+/// `content_installer`: byte 0 picks a Symbian package (its three UIDs
+/// set, the rest from the input) or an InstallShield stub (a minimal PE
+/// whose overlay is the input); both giva's own readers.
+fn content_installer(data: &[u8]) {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    if pick % 2 == 0 {
+        let uids = [0, 0, 0, 1, 0x12, 0x3a, 0x00, 0x10, 0x19, 0x04, 0x00, 0x10];
+        content(&uids, rest, Parser::Own);
+    } else {
+        // MZ, PE at 0x80, one section of 0x10 bytes at 0x200, no optional
+        // header: the overlay starts at 0x210.
+        let mut pe = vec![0u8; 0x210];
+        pe[..2].copy_from_slice(b"MZ");
+        pe[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+        pe[0x80..0x84].copy_from_slice(b"PE\0\0");
+        pe[0x86..0x88].copy_from_slice(&1u16.to_le_bytes());
+        let s = 0x80 + 24;
+        pe[s + 16..s + 20].copy_from_slice(&0x10u32.to_le_bytes());
+        pe[s + 20..s + 24].copy_from_slice(&0x200u32.to_le_bytes());
+        content(&pe, rest, Parser::Own);
+    }
 }
 
 /// `content_compressed`: byte 0 picks gzip, bzip2, xz or zstd.
