@@ -139,6 +139,7 @@ pub(crate) fn members(
         Kind::OneNote => crate::onenote::members(data, each),
         Kind::Sis => crate::sis::members(data, each),
         Kind::InstallShield => crate::ishield::members(data, each),
+        Kind::Nsis => crate::nsis::members(data, limits, each),
         Kind::Text => {
             // As ClamAV, a large text file is scanned as bytes only.
             if data.len() as u64 <= limits.max_script_normalize

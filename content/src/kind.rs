@@ -62,6 +62,8 @@ pub enum Kind {
     Sis,
     /// An InstallShield setup stub's list of files (a PE's overlay).
     InstallShield,
+    /// An NSIS installer's archive (a PE's overlay).
+    Nsis,
     /// Text: no other type, and no NUL in its first KiB (or UTF-16). Its
     /// one layer inside is its normalized text.
     Text,
@@ -99,6 +101,7 @@ impl Kind {
             Kind::OneNote => "CL_TYPE_ONENOTE",
             Kind::Sis => "CL_TYPE_SIS",
             Kind::InstallShield => "CL_TYPE_ISHIELD (setup stub)",
+            Kind::Nsis => "CL_TYPE_NULSFT",
             Kind::Text => "CL_TYPE_TEXT_ASCII",
         }
     }
@@ -131,6 +134,7 @@ impl Kind {
             Kind::OneNote => "onenote",
             Kind::Sis => "sis",
             Kind::InstallShield => "installshield",
+            Kind::Nsis => "nsis",
             Kind::Text => "text",
         }
     }
@@ -171,6 +175,7 @@ impl Kind {
                 | Kind::OneNote
                 | Kind::Sis
                 | Kind::InstallShield
+                | Kind::Nsis
                 | Kind::Text
         )
     }
@@ -383,8 +388,8 @@ fn elf_end(d: &[u8]) -> Option<usize> {
 }
 
 /// Archives in an executable's overlay (see [`overlay_start`]): an
-/// InstallShield stub's list of files at its start, and where a zip, CAB
-/// or 7z magic occurs in it (at most a few of each, in order), to be tried
+/// InstallShield stub's list of files at its start, an NSIS archive's
+/// first header, and where a zip, CAB or 7z magic occurs in it (at most a few of each, in order), to be tried
 /// as layers. An executable with no overlay costs the header
 /// reads and no search.
 pub fn embedded(data: &[u8]) -> Vec<(usize, Kind)> {
@@ -397,6 +402,12 @@ pub fn embedded(data: &[u8]) -> Vec<(usize, Kind)> {
     // An InstallShield stub's list of files starts the overlay.
     if crate::ishield::is_stub(overlay) {
         found.push((from, Kind::InstallShield));
+    }
+    // An NSIS archive's first header: flags, then its mark.
+    if let Some(at) = memchr::memmem::find(overlay, crate::nsis::MARK)
+        && at >= 4
+    {
+        found.push((from + at - 4, Kind::Nsis));
     }
     for (magic, kind) in [
         (&b"PK\x03\x04"[..], Kind::Zip),

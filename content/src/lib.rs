@@ -27,8 +27,8 @@
 //!
 //! An executable's overlay (the bytes past what its PE or ELF headers
 //! account for) is read as an InstallShield stub's list of files
-//! (`ishield`) when it starts as one, and searched for a zip, CAB or 7z (a
-//! self-extractor's archive); one that opens
+//! (`ishield`) when it starts as one, and searched for an NSIS archive
+//! (`nsis`) and a zip, CAB or 7z (a self-extractor's archive); one that opens
 //! is a layer named by its offset (`setup.exe!@40960!payload.dll`); a
 //! magic that does not open is no archive and costs nothing more.
 //!
@@ -50,6 +50,7 @@ mod iso;
 pub mod kind;
 pub mod limits;
 mod mail;
+mod nsis;
 mod ole2;
 mod onenote;
 mod pdf;
