@@ -140,6 +140,7 @@ pub(crate) fn members(
         Kind::Sis => crate::sis::members(data, each),
         Kind::InstallShield => crate::ishield::members(data, each),
         Kind::Nsis => crate::nsis::members(data, limits, each),
+        Kind::Upx => crate::upx::members(data, limits, each),
         Kind::Text => {
             // As ClamAV, a large text file is scanned as bytes only.
             if data.len() as u64 <= limits.max_script_normalize

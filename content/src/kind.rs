@@ -64,6 +64,8 @@ pub enum Kind {
     InstallShield,
     /// An NSIS installer's archive (a PE's overlay).
     Nsis,
+    /// A PE packed by UPX (its packed image).
+    Upx,
     /// Text: no other type, and no NUL in its first KiB (or UTF-16). Its
     /// one layer inside is its normalized text.
     Text,
@@ -102,6 +104,7 @@ impl Kind {
             Kind::Sis => "CL_TYPE_SIS",
             Kind::InstallShield => "CL_TYPE_ISHIELD (setup stub)",
             Kind::Nsis => "CL_TYPE_NULSFT",
+            Kind::Upx => "CL_TYPE_PE (UPX)",
             Kind::Text => "CL_TYPE_TEXT_ASCII",
         }
     }
@@ -135,6 +138,7 @@ impl Kind {
             Kind::Sis => "sis",
             Kind::InstallShield => "installshield",
             Kind::Nsis => "nsis",
+            Kind::Upx => "upx",
             Kind::Text => "text",
         }
     }
@@ -176,6 +180,7 @@ impl Kind {
                 | Kind::Sis
                 | Kind::InstallShield
                 | Kind::Nsis
+                | Kind::Upx
                 | Kind::Text
         )
     }
@@ -387,18 +392,23 @@ fn elf_end(d: &[u8]) -> Option<usize> {
     usize::try_from(end).ok()
 }
 
-/// Archives in an executable's overlay (see [`overlay_start`]): an
-/// InstallShield stub's list of files at its start, an NSIS archive's
+/// What an executable holds to be opened: a UPX-packed PE's packed image,
+/// and archives in its overlay (see [`overlay_start`]): an InstallShield
+/// stub's list of files at its start, an NSIS archive's
 /// first header, and where a zip, CAB or 7z magic occurs in it (at most a few of each, in order), to be tried
 /// as layers. An executable with no overlay costs the header
 /// reads and no search.
 pub fn embedded(data: &[u8]) -> Vec<(usize, Kind)> {
     const MAX_EACH: usize = 4;
+    let mut found = Vec::new();
+    // A UPX-packed PE: its packed image.
+    if crate::upx::packed(data).is_some() {
+        found.push((0, Kind::Upx));
+    }
     let Some(from) = overlay_start(data) else {
-        return Vec::new();
+        return found;
     };
     let overlay = &data[from..];
-    let mut found = Vec::new();
     // An InstallShield stub's list of files starts the overlay.
     if crate::ishield::is_stub(overlay) {
         found.push((from, Kind::InstallShield));

@@ -28,9 +28,11 @@
 //! An executable's overlay (the bytes past what its PE or ELF headers
 //! account for) is read as an InstallShield stub's list of files
 //! (`ishield`) when it starts as one, and searched for an NSIS archive
-//! (`nsis`) and a zip, CAB or 7z (a self-extractor's archive); one that opens
-//! is a layer named by its offset (`setup.exe!@40960!payload.dll`); a
-//! magic that does not open is no archive and costs nothing more.
+//! (`nsis`) and a zip, CAB or 7z (a self-extractor's archive); one that
+//! opens is a layer named by its offset (`setup.exe!@40960!payload.dll`);
+//! a magic that does not open is no archive and costs nothing more. A PE
+//! packed by UPX (NRV2B, NRV2D, NRV2E) is unpacked (`upx`): its image,
+//! and each PE file in it, are layers under `UPX`.
 //!
 //! Every layer, the file itself included, is scanned with the whole
 //! database (body signatures of target type 0 and hash signatures apply to
@@ -58,6 +60,7 @@ mod pdf_crypt;
 mod rtf;
 mod sis;
 mod text;
+mod upx;
 pub mod walk;
 
 pub use kind::{Kind, detect, embedded, overlay_start, target_type};

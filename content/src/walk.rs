@@ -362,7 +362,11 @@ impl Walk<'_> {
             }
             let slice = &data[at..];
             let before = (self.members, self.gaps.len());
-            path.push(format!("@{at}"));
+            path.push(if kind == Kind::Upx {
+                "UPX".to_string()
+            } else {
+                format!("@{at}")
+            });
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 members(kind, slice, "", &self.d.limits, &mut |entry| {
                     self.member(entry, path, depth)
@@ -370,8 +374,9 @@ impl Walk<'_> {
             }));
             path.pop();
             let opened = matches!(result, Ok(Ok(()))) && self.members > before.0;
-            if opened {
-                // One archive per executable, as a self-extractor has.
+            if opened && kind != Kind::Upx {
+                // One archive per executable, as a self-extractor has (a
+                // packed image does not count).
                 break;
             } else if self.members == before.0 {
                 // Nothing came of it: not an archive.

@@ -9,7 +9,12 @@ use common::clam_exe_in;
 /// `GIVA_REQUIRE_CLAMAV=1`.
 #[test]
 fn clamav_testfiles_in_installers_and_packages() {
-    let (found, missed) = clam_exe_in(&["clam.sis", "clam_IScab_ext.exe", "clam-nsis.exe"]);
+    let (found, missed) = clam_exe_in(&[
+        "clam.sis",
+        "clam_IScab_ext.exe",
+        "clam-nsis.exe",
+        "clam-upx.exe",
+    ]);
     for f in &found {
         println!("found in {f}");
     }

@@ -43,6 +43,7 @@ pub const TARGETS: &[&str] = &[
     "content_doc",
     "content_html",
     "content_installer",
+    "content_upx",
 ];
 
 /// Runs the target called `name` on `data`; false for an unknown name.
@@ -67,6 +68,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "content_doc" => content_doc(data),
         "content_html" => content_html(data),
         "content_installer" => content_installer(data),
+        "content_upx" => content_upx(data),
         _ => return false,
     }
     true
@@ -1457,6 +1459,34 @@ fn content_installer(data: &[u8]) {
         }
         content(&pe, rest, Parser::Own);
     }
+}
+
+/// `content_upx`: byte 0 picks UPX's NRV2B, NRV2D or NRV2E; the rest is
+/// the packed image of a minimal UPX-packed PE (its `UPX!` header saying
+/// 64 KiB unpacked), giva's own decoders and rebuilder.
+fn content_upx(data: &[u8]) {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let method = [2u8, 5, 8][usize::from(pick) % 3];
+    let mut pe = vec![0u8; 0x400];
+    pe[..2].copy_from_slice(b"MZ");
+    pe[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+    pe[0x80..0x84].copy_from_slice(b"PE\0\0");
+    pe[0x86..0x88].copy_from_slice(&2u16.to_le_bytes());
+    let put =
+        |pe: &mut Vec<u8>, at: usize, v: u32| pe[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    // UPX0: 64 KiB in memory, nothing in the file; UPX1: the input.
+    put(&mut pe, 0x98 + 8, 0x10000);
+    put(&mut pe, 0x98 + 12, 0x1000);
+    put(&mut pe, 0xc0 + 8, 0x10000);
+    put(&mut pe, 0xc0 + 12, 0x11000);
+    put(&mut pe, 0xc0 + 16, rest.len() as u32);
+    put(&mut pe, 0xc0 + 20, 0x400);
+    pe[0x300..0x308].copy_from_slice(&[b'U', b'P', b'X', b'!', 13, 9, method, 8]);
+    put(&mut pe, 0x310, 0x10000);
+    put(&mut pe, 0x314, rest.len() as u32);
+    content(&pe, rest, Parser::Own);
 }
 
 /// `content_compressed`: byte 0 picks gzip, bzip2, xz or zstd.
