@@ -138,7 +138,7 @@ pub(crate) fn members(
         Kind::Chm => crate::chm::members(data, each),
         Kind::OneNote => crate::onenote::members(data, each),
         Kind::Sis => crate::sis::members(data, each),
-        Kind::InstallShield => crate::ishield::members(data, each),
+        Kind::InstallShield => crate::ishield::members(data, limits, each),
         Kind::Nsis => crate::nsis::members(data, limits, each),
         Kind::Upx => crate::upx::members(data, limits, each),
         Kind::Text => {

@@ -1,12 +1,26 @@
 //! InstallShield setup stubs: a PE whose overlay is a list of files, each
 //! written as its name, its path, its version and its size in decimal
 //! (each NUL-terminated), then its bytes. Each file is a member, named by
-//! its path. A cabinet in InstallShield's own format (`ISc(`) is scanned
-//! as its bytes but not opened, and reported so.
+//! its path.
+//!
+//! InstallShield's own cabinets (`ISc(`, versions 6 and later) come in
+//! the list as a header file (`data1.hdr`) and volumes (`data1.cab`,
+//! `data2.cab` …). The header's file table gives each file's name, its
+//! volume, where its data starts there, its compressed and expanded sizes
+//! and its flags; compressed data is a run of chunks, each a 16-bit length
+//! and raw deflate. Each file in a volume of the list is a further member
+//! (`Disk1\data2.cab/clam.exe`). A file that spans volumes, is obfuscated,
+//! or lies in a volume not in the list is reported `unsupported`, and so is
+//! a cabinet whose header is missing or of an older version.
 //!
 //! Cost: one pass over the overlay; a size past its end stops the list.
+//! The file table is read once, bounded by the header; a file is inflated
+//! to no more than its stated size and the largest member.
+
+use std::io::Read;
 
 use crate::formats::{Entry, Flow, FormatError, bytes};
+use crate::limits::Limits;
 
 /// Files read from one stub at the most (each is a member, so the walk's
 /// file limit applies as well).
@@ -45,35 +59,230 @@ pub(crate) fn is_stub(overlay: &[u8]) -> bool {
 /// The files of the stub whose overlay is `data`.
 pub(crate) fn members(
     data: &[u8],
+    limits: &Limits,
     each: &mut dyn FnMut(Entry<'_>) -> Flow,
 ) -> Result<(), FormatError> {
+    let mut files = Vec::new();
     let mut at = 0;
-    let mut n = 0;
-    while n < MAX_FILES {
+    while files.len() < MAX_FILES {
         let Some((path, body)) = entry(data, at) else {
             break;
         };
-        n += 1;
         at = body.end;
-        let file = &data[body];
-        if bytes(each, path.clone(), file) == Flow::Stop {
-            break;
-        }
-        if file.starts_with(b"ISc(")
-            && each(Entry::Unsupported {
-                name: path,
-                why: "an InstallShield cabinet (ISc() is not opened".into(),
-            }) == Flow::Stop
-        {
-            break;
-        }
+        files.push((path, &data[body]));
     }
-    if n == 0 {
+    if files.is_empty() {
         return Err(FormatError::Corrupt(
             "not an InstallShield stub's list of files".into(),
         ));
     }
+    for (path, file) in &files {
+        if bytes(each, path.clone(), file) == Flow::Stop {
+            return Ok(());
+        }
+    }
+    // The cabinets: each header with its volumes.
+    let cabinets: Vec<&(String, &[u8])> = files
+        .iter()
+        .filter(|(p, f)| f.starts_with(b"ISc(") && p.to_ascii_lowercase().ends_with(".hdr"))
+        .collect();
+    for (hdr_path, hdr) in &cabinets {
+        let stem = &hdr_path[..hdr_path.len() - 5];
+        // `data1.hdr`: volumes `data1.cab`, `data2.cab` …
+        let prefix = stem.trim_end_matches(|c: char| c.is_ascii_digit());
+        let volume = |n: u16| -> Option<(&String, &[u8])> {
+            let want = format!("{prefix}{n}.cab").to_ascii_lowercase();
+            files
+                .iter()
+                .find(|(p, _)| p.to_ascii_lowercase() == want)
+                .map(|(p, f)| (p, *f))
+        };
+        if cabinet(hdr, hdr_path, &volume, limits, each) == Flow::Stop {
+            return Ok(());
+        }
+    }
+    // Volumes no header in the list describes.
+    for (path, file) in &files {
+        let lower = path.to_ascii_lowercase();
+        let described = cabinets.iter().any(|(h, _)| {
+            let stem = h[..h.len() - 5].trim_end_matches(|c: char| c.is_ascii_digit());
+            lower.starts_with(&stem.to_ascii_lowercase())
+        });
+        if file.starts_with(b"ISc(")
+            && lower.ends_with(".cab")
+            && !described
+            && each(Entry::Unsupported {
+                name: path.clone(),
+                why: "an InstallShield cabinet without its header file".into(),
+            }) == Flow::Stop
+        {
+            return Ok(());
+        }
+    }
     Ok(())
+}
+
+/// A file of a cabinet, as its header describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CabFile {
+    name: String,
+    flags: u16,
+    expanded: u64,
+    compressed: u64,
+    offset: u64,
+    volume: u16,
+}
+
+fn le16(d: &[u8], at: usize) -> Option<u16> {
+    let b = d.get(at..at.checked_add(2)?)?;
+    Some(u16::from_le_bytes([b[0], b[1]]))
+}
+
+fn le32(d: &[u8], at: usize) -> Option<u32> {
+    let b = d.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn le64(d: &[u8], at: usize) -> Option<u64> {
+    let b = d.get(at..at.checked_add(8)?)?;
+    Some(u64::from_le_bytes(b.try_into().ok()?))
+}
+
+/// The major version of a cabinet's header, as InstallShield writes it.
+fn major_version(version: u32) -> u32 {
+    match version >> 24 {
+        1 => (version >> 12) & 0xf,
+        2 | 4 => (version & 0xffff) / 100,
+        _ => 0,
+    }
+}
+
+/// The files of the cabinet header `hdr` (version 6 and later). Fixed
+/// 0x57-byte descriptors after the file table; names NUL-terminated in it.
+fn cab_files(hdr: &[u8]) -> Result<Vec<CabFile>, String> {
+    let short = || "the header is cut short".to_string();
+    let version = le32(hdr, 4).ok_or_else(short)?;
+    let major = major_version(version);
+    if major < 6 {
+        return Err(format!("InstallShield cabinet version {major} is not read"));
+    }
+    let desc = le32(hdr, 12).ok_or_else(short)? as usize;
+    let table = desc + le32(hdr, desc + 0x0c).ok_or_else(short)? as usize;
+    let count = le32(hdr, desc + 0x28).ok_or_else(short)? as usize;
+    let files_at = table + le32(hdr, desc + 0x2c).ok_or_else(short)? as usize;
+    if count > MAX_FILES || files_at.saturating_add(count * 0x57) > hdr.len() {
+        return Err("the file table runs past the header".into());
+    }
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let d = files_at + i * 0x57;
+        let name_at = table + le32(hdr, d + 58).ok_or_else(short)? as usize;
+        let name = hdr
+            .get(name_at..)
+            .and_then(|s| s.get(..s.iter().take(1024).position(|&b| b == 0)?))
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_default();
+        out.push(CabFile {
+            name,
+            flags: le16(hdr, d).ok_or_else(short)?,
+            expanded: le64(hdr, d + 2).ok_or_else(short)?,
+            compressed: le64(hdr, d + 10).ok_or_else(short)?,
+            offset: le64(hdr, d + 18).ok_or_else(short)?,
+            volume: le16(hdr, d + 85).ok_or_else(short)?,
+        });
+    }
+    Ok(out)
+}
+
+/// A cabinet's compressed file: chunks, each a 16-bit length and raw
+/// deflate, inflated to no more than `max` bytes.
+fn inflate_chunks(mut data: &[u8], max: u64) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    while data.len() >= 2 && (out.len() as u64) <= max {
+        let len = usize::from(u16::from_le_bytes([data[0], data[1]]));
+        let chunk = data
+            .get(2..2 + len)
+            .ok_or("a chunk runs past the file's data")?;
+        flate2::read::DeflateDecoder::new(chunk)
+            .take(max + 1 - out.len() as u64)
+            .read_to_end(&mut out)
+            .map_err(|e| format!("a chunk does not inflate: {e}"))?;
+        data = &data[2 + len..];
+    }
+    Ok(out)
+}
+
+/// The files of one cabinet, from its header `hdr` (at `hdr_path`) and
+/// the volumes `volume` finds.
+fn cabinet<'a>(
+    hdr: &[u8],
+    hdr_path: &str,
+    volume: &dyn Fn(u16) -> Option<(&'a String, &'a [u8])>,
+    limits: &Limits,
+    each: &mut dyn FnMut(Entry<'_>) -> Flow,
+) -> Flow {
+    let files = match cab_files(hdr) {
+        Ok(f) => f,
+        Err(why) => {
+            return each(Entry::Unsupported {
+                name: hdr_path.to_string(),
+                why,
+            });
+        }
+    };
+    for f in files {
+        // Invalid, or not in any volume (kept beside the cabinet).
+        if f.flags & 0x8 != 0 || f.compressed == 0 || f.volume == 0 {
+            continue;
+        }
+        let Some((cab_path, cab)) = volume(f.volume) else {
+            if each(Entry::Unsupported {
+                name: format!("{hdr_path}/{}", f.name),
+                why: format!("its volume ({}) is not in the installer", f.volume),
+            }) == Flow::Stop
+            {
+                return Flow::Stop;
+            }
+            continue;
+        };
+        let name = format!("{cab_path}/{}", f.name);
+        if f.flags & 0x3 != 0 {
+            if each(Entry::Unsupported {
+                name,
+                why: "it spans volumes or is obfuscated".into(),
+            }) == Flow::Stop
+            {
+                return Flow::Stop;
+            }
+            continue;
+        }
+        let stored = usize::try_from(f.offset)
+            .ok()
+            .zip(usize::try_from(f.compressed).ok())
+            .and_then(|(o, n)| cab.get(o..o.checked_add(n)?));
+        let Some(stored) = stored else {
+            if each(Entry::Corrupt {
+                name,
+                why: "its data lies past the volume's end".into(),
+            }) == Flow::Stop
+            {
+                return Flow::Stop;
+            }
+            continue;
+        };
+        let flow = if f.flags & 0x4 == 0 {
+            bytes(each, name, stored)
+        } else {
+            match inflate_chunks(stored, f.expanded.min(limits.max_file_size)) {
+                Ok(out) => bytes(each, name, &out),
+                Err(why) => each(Entry::Corrupt { name, why }),
+            }
+        };
+        if flow == Flow::Stop {
+            return Flow::Stop;
+        }
+    }
+    Flow::Continue
 }
 
 #[cfg(test)]
@@ -95,7 +304,7 @@ mod tests {
     fn files_in_the_list_are_members() {
         let s = stub(&[("a.exe", b"MZ first"), ("data1.cab", b"ISc(\0\0rest")]);
         assert!(is_stub(&s));
-        let (got, _, r) = crate::formats::collect(|each| members(&s, each));
+        let (got, _, r) = crate::formats::collect(|each| members(&s, &Limits::default(), each));
         r.expect("parses");
         assert_eq!(
             got,
@@ -110,5 +319,27 @@ mod tests {
         assert!(!is_stub(&cut));
         assert!(!is_stub(b"NB10\0\0\0\0x\x030J"));
         assert!(!is_stub(b"name\x00path\x00version\x00123\x00"));
+    }
+
+    #[test]
+    fn cabinet_files_inflate_chunk_by_chunk() {
+        use std::io::Write;
+        let chunk = |data: &[u8]| {
+            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(data).expect("write");
+            let c = e.finish().expect("finish");
+            [(c.len() as u16).to_le_bytes().as_slice(), &c].concat()
+        };
+        let stored = [chunk(b"MZ first part, "), chunk(b"and the second")].concat();
+        assert_eq!(
+            inflate_chunks(&stored, 1000).expect("inflates"),
+            b"MZ first part, and the second"
+        );
+        // Cut short, or past the cap.
+        assert!(inflate_chunks(&stored[..stored.len() - 3], 1000).is_err());
+        assert!(inflate_chunks(&stored, 4).expect("inflates").len() <= 5);
+        assert_eq!(major_version(0x0100_9500), 9);
+        assert_eq!(major_version(0x0200_0258), 6);
+        assert!(cab_files(b"ISc(\x00\x50\x00\x01").is_err());
     }
 }

@@ -1,6 +1,6 @@
-//! ClamAV's test files that hide `clam.exe` in an installer or a package,
-//! found with one hash signature of `clam.exe` (the ones giva opens so
-//! far; the rest of #28's list is packers and installers still to come).
+//! ClamAV's test files that hide `clam.exe` in an installer, a package or
+//! a packer, found with one hash signature of `clam.exe` (the ones giva
+//! opens so far; the rest of #28's list is still to come).
 
 mod common;
 use common::clam_exe_in;
@@ -12,6 +12,7 @@ fn clamav_testfiles_in_installers_and_packages() {
     let (found, missed) = clam_exe_in(&[
         "clam.sis",
         "clam_IScab_ext.exe",
+        "clam_IScab_int.exe",
         "clam-nsis.exe",
         "clam-upx.exe",
     ]);
