@@ -75,6 +75,24 @@ pub(crate) fn bytes(each: &mut dyn FnMut(Entry<'_>) -> Flow, name: String, data:
     })
 }
 
+/// The little-endian 16-bit value at `at` in `d`, if it is there.
+pub(crate) fn le16(d: &[u8], at: usize) -> Option<u16> {
+    let b = d.get(at..at.checked_add(2)?)?;
+    Some(u16::from_le_bytes([b[0], b[1]]))
+}
+
+/// The little-endian 32-bit value at `at` in `d`, if it is there.
+pub(crate) fn le32(d: &[u8], at: usize) -> Option<u32> {
+    let b = d.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// The little-endian 64-bit value at `at` in `d`, if it is there.
+pub(crate) fn le64(d: &[u8], at: usize) -> Option<u64> {
+    let b = d.get(at..at.checked_add(8)?)?;
+    Some(u64::from_le_bytes(b.try_into().ok()?))
+}
+
 /// What the walk wants after a member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flow {

@@ -19,7 +19,7 @@
 
 use std::io::Read;
 
-use crate::formats::{Entry, Flow, FormatError, bytes};
+use crate::formats::{Entry, Flow, FormatError, bytes, le16, le32, le64};
 use crate::limits::Limits;
 
 /// Files read from one stub at the most (each is a member, so the walk's
@@ -131,21 +131,6 @@ struct CabFile {
     compressed: u64,
     offset: u64,
     volume: u16,
-}
-
-fn le16(d: &[u8], at: usize) -> Option<u16> {
-    let b = d.get(at..at.checked_add(2)?)?;
-    Some(u16::from_le_bytes([b[0], b[1]]))
-}
-
-fn le32(d: &[u8], at: usize) -> Option<u32> {
-    let b = d.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-fn le64(d: &[u8], at: usize) -> Option<u64> {
-    let b = d.get(at..at.checked_add(8)?)?;
-    Some(u64::from_le_bytes(b.try_into().ok()?))
 }
 
 /// The major version of a cabinet's header, as InstallShield writes it.

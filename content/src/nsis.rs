@@ -19,7 +19,7 @@
 
 use std::io::Read;
 
-use crate::formats::{Entry, Flow, FormatError, bytes};
+use crate::formats::{Entry, Flow, FormatError, bytes, le32};
 use crate::limits::Limits;
 
 /// The first header's signature, 4 bytes in.
@@ -36,11 +36,6 @@ enum Method {
     Lzma,
     Bzip2,
     Deflate,
-}
-
-fn le32(data: &[u8], at: usize) -> Option<u32> {
-    let b = data.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// The compression that `data` starts with, if its first bytes tell:

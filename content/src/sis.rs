@@ -17,7 +17,7 @@
 
 use std::io::Read;
 
-use crate::formats::{Entry, Flow, FormatError, bytes};
+use crate::formats::{Entry, Flow, FormatError, bytes, le16, le32};
 
 /// The second UID of every package, at 4.
 const UID2: [u8; 4] = [0x12, 0x3a, 0x00, 0x10];
@@ -37,16 +37,6 @@ pub(crate) fn is_sis(data: &[u8]) -> bool {
             .get(8..12)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .is_some_and(|u| u == UID3_R6 || u == UID3_R3)
-}
-
-fn le32(data: &[u8], at: usize) -> Option<u32> {
-    let b = data.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-fn le16(data: &[u8], at: usize) -> Option<u16> {
-    let b = data.get(at..at.checked_add(2)?)?;
-    Some(u16::from_le_bytes([b[0], b[1]]))
 }
 
 /// The bytes at `ptr`, `len` long, if they lie in the package.

@@ -18,7 +18,7 @@
 //! states and the largest member, and the original rebuilt no larger than
 //! the largest member; every read is checked against the input.
 
-use crate::formats::{Entry, Flow, FormatError, bytes};
+use crate::formats::{Entry, Flow, FormatError, bytes, le16, le32};
 use crate::limits::Limits;
 
 /// How far into the file the `UPX!` header is looked for.
@@ -36,16 +36,6 @@ pub(crate) struct Packed {
     len: usize,
     unpacked: usize,
     base: usize,
-}
-
-fn le16(d: &[u8], at: usize) -> Option<u16> {
-    let b = d.get(at..at.checked_add(2)?)?;
-    Some(u16::from_le_bytes([b[0], b[1]]))
-}
-
-fn le32(d: &[u8], at: usize) -> Option<u32> {
-    let b = d.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// A PE section: its address and size in memory, its offset and size in
