@@ -13,6 +13,14 @@
 //! or lies in a volume not in the list is reported `unsupported`, and so is
 //! a cabinet whose header is missing or of an older version.
 //!
+//! The MSI setup stubs keep a table of their own after `InstallShield` and
+//! a NUL (`msi_members`): a file count, then each file as a 260-byte name,
+//! two words, its stored size (64 bits), nine words and its data. The data
+//! is obfuscated: each byte's nibbles swapped, then XORed with the name
+//! (itself XORed with `EC CA 79 F8`), the key position starting again every
+//! 1,024 bytes; what that gives is a zlib stream. Each file is a member
+//! named by its name.
+//!
 //! Cost: one pass over the overlay; a size past its end stops the list.
 //! The file table is read once, bounded by the header; a file is inflated
 //! to no more than its stated size and the largest member.
@@ -49,6 +57,87 @@ fn entry(data: &[u8], at: usize) -> Option<(String, std::ops::Range<usize>)> {
         .ok()?;
     let end = at.checked_add(size).filter(|&e| e <= data.len())?;
     Some((path, at..end))
+}
+
+/// The MSI stubs' table: `InstallShield` and a NUL.
+pub(crate) const MSI_MARK: &[u8; 14] = b"InstallShield\0";
+
+/// A name's length in an MSI stub's table, and the whole entry's before
+/// its data.
+const MSI_NAME: usize = 260;
+const MSI_ENTRY: usize = 312;
+
+/// Whether an MSI stub's table starts at `data` (its mark), as ClamAV types
+/// one: the mark, the header and the first name, then the first entry's
+/// two words (6 and 0), its size, and a zero word and a 1.
+pub(crate) fn is_msi_table(data: &[u8]) -> bool {
+    data.starts_with(MSI_MARK)
+        && data.get(306..314) == Some(&[6, 0, 0, 0, 0, 0, 0, 0][..])
+        && data.get(322..327) == Some(&[0, 0, 0, 0, 1][..])
+}
+
+/// The files of an MSI stub's table at the start of `data` (its mark).
+pub(crate) fn msi_members(
+    data: &[u8],
+    each: &mut dyn FnMut(Entry<'_>) -> Flow,
+) -> Result<(), FormatError> {
+    let bad = |why: &str| FormatError::Corrupt(format!("InstallShield MSI table: {why}"));
+    let head = MSI_MARK.len();
+    let count = le32(data, head).ok_or_else(|| bad("too short"))? as usize;
+    let reserved = data
+        .get(head + 8..head + 32)
+        .ok_or_else(|| bad("too short"))?;
+    if count == 0 || reserved.iter().any(|&b| b != 0) {
+        return Err(bad("not a table"));
+    }
+    let mut at = head + 32;
+    for _ in 0..count.min(MAX_FILES) {
+        let Some(name) = data.get(at..at + MSI_NAME) else {
+            break;
+        };
+        let name = &name[..name
+            .iter()
+            .take(MSI_NAME - 1)
+            .position(|&b| b == 0)
+            .unwrap_or(MSI_NAME - 1)];
+        if name.is_empty() {
+            break;
+        }
+        let label = String::from_utf8_lossy(name).into_owned();
+        let size = le64(data, at + 0x10c).ok_or_else(|| bad("too short"))?;
+        let body = at + MSI_ENTRY;
+        let Some(stored) = usize::try_from(size)
+            .ok()
+            .filter(|&n| n > 0)
+            .and_then(|n| data.get(body..body.checked_add(n)?))
+        else {
+            each(Entry::Corrupt {
+                name: label,
+                why: "its data lies past the installer's end".into(),
+            });
+            break;
+        };
+        let key: Vec<u8> = name
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| b ^ [0xec, 0xca, 0x79, 0xf8][i % 4])
+            .collect();
+        let plain: Vec<u8> = stored
+            .iter()
+            .enumerate()
+            .map(|(p, &b)| b.rotate_left(4) ^ key[(p % 1024) % key.len()])
+            .collect();
+        let flow = each(Entry::File {
+            name: label,
+            reader: &mut flate2::read::ZlibDecoder::new(plain.as_slice()),
+            compressed: Some(size),
+        });
+        if flow == Flow::Stop {
+            break;
+        }
+        at = body + stored.len();
+    }
+    Ok(())
 }
 
 /// Whether `overlay` starts as a stub's list of files.
@@ -304,6 +393,60 @@ mod tests {
         assert!(!is_stub(&cut));
         assert!(!is_stub(b"NB10\0\0\0\0x\x030J"));
         assert!(!is_stub(b"name\x00path\x00version\x00123\x00"));
+    }
+
+    /// An MSI stub's table of `files` (name, contents), as InstallShield
+    /// writes one: zlib, then obfuscated with the name.
+    fn msi_table(files: &[(&str, &[u8])]) -> Vec<u8> {
+        use std::io::Write;
+        let mut t = MSI_MARK.to_vec();
+        t.extend_from_slice(&(files.len() as u32).to_le_bytes());
+        t.extend_from_slice(&[0; 28]);
+        for (name, data) in files {
+            let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+            z.write_all(data).expect("write");
+            let z = z.finish().expect("finish");
+            let key: Vec<u8> = name
+                .bytes()
+                .enumerate()
+                .map(|(i, b)| b ^ [0xec, 0xca, 0x79, 0xf8][i % 4])
+                .collect();
+            let mut entry = vec![0u8; MSI_ENTRY];
+            entry[..name.len()].copy_from_slice(name.as_bytes());
+            entry[0x104] = 6;
+            entry[0x10c..0x114].copy_from_slice(&(z.len() as u64).to_le_bytes());
+            entry[0x118] = 1;
+            t.extend_from_slice(&entry);
+            t.extend(
+                z.iter()
+                    .enumerate()
+                    .map(|(p, &b)| (b ^ key[(p % 1024) % key.len()]).rotate_left(4)),
+            );
+        }
+        t
+    }
+
+    #[test]
+    fn msi_tables_give_their_files() {
+        let big: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let t = msi_table(&[("setup.msi", b"MSI file bytes"), ("clam.exe409.bmp", &big)]);
+        assert!(is_msi_table(&t));
+        let (got, bad, r) = crate::formats::collect(|each| msi_members(&t, each));
+        r.expect("parses");
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(
+            got,
+            [
+                ("setup.msi".to_string(), b"MSI file bytes".to_vec()),
+                ("clam.exe409.bmp".to_string(), big)
+            ]
+        );
+        // Cut short: reported; a header that is not zero: no table.
+        let (_, bad, _) = crate::formats::collect(|each| msi_members(&t[..t.len() - 10], each));
+        assert_eq!(bad, ["clam.exe409.bmp"]);
+        let mut odd = t.clone();
+        odd[MSI_MARK.len() + 12] = 1;
+        assert!(msi_members(&odd, &mut |_| Flow::Continue).is_err());
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub enum Kind {
     Nsis,
     /// A PE packed by UPX (its packed image).
     Upx,
+    /// An InstallShield MSI setup stub's table of files (in a PE).
+    IsMsi,
     /// Text: no other type, and no NUL in its first KiB (or UTF-16). Its
     /// one layer inside is its normalized text.
     Text,
@@ -105,6 +107,7 @@ impl Kind {
             Kind::InstallShield => "CL_TYPE_ISHIELD (setup stub)",
             Kind::Nsis => "CL_TYPE_NULSFT",
             Kind::Upx => "CL_TYPE_PE (UPX)",
+            Kind::IsMsi => "CL_TYPE_ISHIELD_MSI",
             Kind::Text => "CL_TYPE_TEXT_ASCII",
         }
     }
@@ -139,6 +142,7 @@ impl Kind {
             Kind::InstallShield => "installshield",
             Kind::Nsis => "nsis",
             Kind::Upx => "upx",
+            Kind::IsMsi => "ishield-msi",
             Kind::Text => "text",
         }
     }
@@ -181,6 +185,7 @@ impl Kind {
                 | Kind::InstallShield
                 | Kind::Nsis
                 | Kind::Upx
+                | Kind::IsMsi
                 | Kind::Text
         )
     }
@@ -393,7 +398,7 @@ fn elf_end(d: &[u8]) -> Option<usize> {
 }
 
 /// What an executable holds to be opened: a UPX-packed PE's packed image,
-/// and archives in its overlay (see [`overlay_start`]): an InstallShield
+/// an InstallShield MSI stub's table, and archives in its overlay (see [`overlay_start`]): an InstallShield
 /// stub's list of files at its start, an NSIS archive's
 /// first header, and where a zip, CAB or 7z magic occurs in it (at most a few of each, in order), to be tried
 /// as layers. An executable with no overlay costs the header
@@ -404,6 +409,15 @@ pub fn embedded(data: &[u8]) -> Vec<(usize, Kind)> {
     // A UPX-packed PE: its packed image.
     if crate::upx::packed(data).is_some() {
         found.push((0, Kind::Upx));
+    }
+    // An InstallShield MSI stub's table, anywhere in a PE, as ClamAV
+    // finds it by its pattern.
+    if data.starts_with(b"MZ")
+        && let Some(at) = memchr::memmem::find_iter(data, crate::ishield::MSI_MARK)
+            .take(MAX_EACH)
+            .find(|&at| crate::ishield::is_msi_table(&data[at..]))
+    {
+        found.push((at, Kind::IsMsi));
     }
     let Some(from) = overlay_start(data) else {
         return found;

@@ -13,6 +13,8 @@ fn clamav_testfiles_in_installers_and_packages() {
         "clam.sis",
         "clam_IScab_ext.exe",
         "clam_IScab_int.exe",
+        "clam_ISmsi_ext.exe",
+        "clam_ISmsi_int.exe",
         "clam-nsis.exe",
         "clam-upx.exe",
     ]);

@@ -1433,7 +1433,8 @@ fn content_html(data: &[u8]) {
 
 /// `content_installer`: byte 0 picks a Symbian package (its three UIDs
 /// set, the rest from the input), an InstallShield stub (a minimal PE
-/// whose overlay is the input) or an NSIS installer (the same PE, its
+/// whose overlay is the input: a list of files, cabinets, or an MSI
+/// stub's table) or an NSIS installer (the same PE, its
 /// overlay NSIS's first header up to its mark, then the input); all
 /// giva's own readers (LZMA and deflate by crates behind them).
 fn content_installer(data: &[u8]) {
