@@ -160,6 +160,7 @@ pub(crate) fn members(
         Kind::Nsis => crate::nsis::members(data, limits, each),
         Kind::Upx => crate::upx::members(data, limits, each),
         Kind::IsMsi => crate::ishield::msi_members(data, each),
+        Kind::AutoIt => crate::autoit::members(data, limits, each),
         Kind::Text => {
             // As ClamAV, a large text file is scanned as bytes only.
             if data.len() as u64 <= limits.max_script_normalize

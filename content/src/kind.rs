@@ -68,6 +68,8 @@ pub enum Kind {
     Upx,
     /// An InstallShield MSI setup stub's table of files (in a PE).
     IsMsi,
+    /// A compiled AutoIt script's archive (`AU3!EA05`, `AU3!EA06`, in a PE).
+    AutoIt,
     /// Text: no other type, and no NUL in its first KiB (or UTF-16). Its
     /// one layer inside is its normalized text.
     Text,
@@ -108,6 +110,7 @@ impl Kind {
             Kind::Nsis => "CL_TYPE_NULSFT",
             Kind::Upx => "CL_TYPE_PE (UPX)",
             Kind::IsMsi => "CL_TYPE_ISHIELD_MSI",
+            Kind::AutoIt => "CL_TYPE_AUTOIT",
             Kind::Text => "CL_TYPE_TEXT_ASCII",
         }
     }
@@ -143,6 +146,7 @@ impl Kind {
             Kind::Nsis => "nsis",
             Kind::Upx => "upx",
             Kind::IsMsi => "ishield-msi",
+            Kind::AutoIt => "autoit",
             Kind::Text => "text",
         }
     }
@@ -186,6 +190,7 @@ impl Kind {
                 | Kind::Nsis
                 | Kind::Upx
                 | Kind::IsMsi
+                | Kind::AutoIt
                 | Kind::Text
         )
     }
@@ -398,7 +403,8 @@ fn elf_end(d: &[u8]) -> Option<usize> {
 }
 
 /// What an executable holds to be opened: a UPX-packed PE's packed image,
-/// an InstallShield MSI stub's table, and archives in its overlay (see [`overlay_start`]): an InstallShield
+/// an InstallShield MSI stub's table, a compiled AutoIt script's archive,
+/// and archives in its overlay (see [`overlay_start`]): an InstallShield
 /// stub's list of files at its start, an NSIS archive's
 /// first header, and where a zip, CAB or 7z magic occurs in it (at most a few of each, in order), to be tried
 /// as layers. An executable with no overlay costs the header
@@ -418,6 +424,16 @@ pub fn embedded(data: &[u8]) -> Vec<(usize, Kind)> {
             .find(|&at| crate::ishield::is_msi_table(&data[at..]))
     {
         found.push((at, Kind::IsMsi));
+    }
+    // A compiled AutoIt script's archive, anywhere in a PE after its
+    // start, as ClamAV's type signature finds it.
+    if data.starts_with(b"MZ") {
+        found.extend(
+            memchr::memmem::find_iter(data, crate::autoit::MARK)
+                .filter(|&at| at > 0 && matches!(data.get(at + 23), Some(b'5' | b'6')))
+                .take(MAX_EACH)
+                .map(|at| (at, Kind::AutoIt)),
+        );
     }
     let Some(from) = overlay_start(data) else {
         return found;

@@ -32,7 +32,9 @@
 //! opens is a layer named by its offset (`setup.exe!@40960!payload.dll`);
 //! a magic that does not open is no archive and costs nothing more. A PE
 //! packed by UPX (NRV2B, NRV2D, NRV2E) is unpacked (`upx`): its image,
-//! and each PE file in it, are layers under `UPX`.
+//! and each PE file in it, are layers under `UPX`. A compiled AutoIt
+//! script's archive in a PE is opened (`autoit`), and so is an
+//! InstallShield MSI stub's table (`ishield`).
 //!
 //! Every layer, the file itself included, is scanned with the whole
 //! database (body signatures of target type 0 and hash signatures apply to
@@ -41,6 +43,7 @@
 #![forbid(unsafe_code)]
 
 mod arj;
+mod autoit;
 mod chm;
 pub mod extract;
 mod formats;

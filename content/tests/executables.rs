@@ -17,6 +17,8 @@ fn clamav_testfiles_in_installers_and_packages() {
         "clam_ISmsi_int.exe",
         "clam-nsis.exe",
         "clam-upx.exe",
+        "clam.ea05.exe",
+        "clam.ea06.exe",
     ]);
     for f in &found {
         println!("found in {f}");

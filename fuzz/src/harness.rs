@@ -1434,14 +1434,16 @@ fn content_html(data: &[u8]) {
 /// `content_installer`: byte 0 picks a Symbian package (its three UIDs
 /// set, the rest from the input), an InstallShield stub (a minimal PE
 /// whose overlay is the input: a list of files, cabinets, or an MSI
-/// stub's table) or an NSIS installer (the same PE, its
-/// overlay NSIS's first header up to its mark, then the input); all
-/// giva's own readers (LZMA and deflate by crates behind them).
+/// stub's table), an NSIS installer (the same PE, its overlay NSIS's
+/// first header up to its mark, then the input) or a compiled AutoIt
+/// script (the same PE, its overlay the AutoIt mark up to `AU3!EA0`, then
+/// the input); all giva's own readers (LZMA and deflate by crates behind
+/// them).
 fn content_installer(data: &[u8]) {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
-    if pick % 3 == 0 {
+    if pick % 4 == 0 {
         let uids = [0, 0, 0, 1, 0x12, 0x3a, 0x00, 0x10, 0x19, 0x04, 0x00, 0x10];
         content(&uids, rest, Parser::Own);
     } else {
@@ -1455,8 +1457,12 @@ fn content_installer(data: &[u8]) {
         let s = 0x80 + 24;
         pe[s + 16..s + 20].copy_from_slice(&0x10u32.to_le_bytes());
         pe[s + 20..s + 24].copy_from_slice(&0x200u32.to_le_bytes());
-        if pick % 3 == 2 {
-            pe.extend_from_slice(b"\0\0\0\0\xef\xbe\xad\xdeNullsoftInst");
+        match pick % 4 {
+            2 => pe.extend_from_slice(b"\0\0\0\0\xef\xbe\xad\xdeNullsoftInst"),
+            3 => pe.extend_from_slice(
+                b"\xa3\x48\x4b\xbe\x98\x6c\x4a\xa9\x99\x4c\x53\x0a\x86\xd6\x48\x7dAU3!EA0",
+            ),
+            _ => {}
         }
         content(&pe, rest, Parser::Own);
     }
