@@ -19,7 +19,7 @@
 //! once, to no more than the largest member; a match may not reach before
 //! the output's start or past its end.
 
-use crate::formats::{Entry, Flow, FormatError, bytes, le32};
+use crate::formats::{Entry, Flow, FormatError, decode_cap, decoded, le32};
 use crate::limits::Limits;
 
 /// The 16 bytes before `AU3!EA0`.
@@ -298,7 +298,7 @@ pub(crate) fn members(
         at += size;
         let plain = decrypt(version, seed, stored);
         let out = if comp == 1 {
-            match expand(version, &plain, max) {
+            match expand(version, &plain, decode_cap(limits, size) as usize) {
                 Some(out) => out,
                 None => {
                     let next = n + usize::from(version == Version::Ea05);
@@ -321,7 +321,7 @@ pub(crate) fn members(
         if version == Version::Ea05 {
             n += 1;
         }
-        if bytes(each, format!("autoit.{n:03}"), &out) == Flow::Stop {
+        if decoded(each, format!("autoit.{n:03}"), &out, size) == Flow::Stop {
             break;
         }
     }

@@ -75,6 +75,37 @@ pub(crate) fn bytes(each: &mut dyn FnMut(Entry<'_>) -> Flow, name: String, data:
     })
 }
 
+/// The most a parser should decode in memory from `stored` bytes before
+/// it hands the result to the walk: the largest member, and no more than
+/// the expansion ratio allows past its floor (one byte more than either,
+/// so that the walk can tell and say so).
+pub(crate) fn decode_cap(limits: &crate::limits::Limits, stored: usize) -> u64 {
+    let by_ratio = if limits.max_ratio == 0 {
+        u64::MAX
+    } else {
+        (stored as u64)
+            .saturating_mul(limits.max_ratio)
+            .max(limits.ratio_floor)
+    };
+    limits.max_file_size.min(by_ratio).saturating_add(1)
+}
+
+/// Hands `each` the member `name` a parser decoded in memory from
+/// `stored` bytes: the walk holds it to the member caps and the ratio.
+pub(crate) fn decoded(
+    each: &mut dyn FnMut(Entry<'_>) -> Flow,
+    name: String,
+    data: &[u8],
+    stored: usize,
+) -> Flow {
+    let mut reader = data;
+    each(Entry::File {
+        name,
+        reader: &mut reader,
+        compressed: Some(stored as u64),
+    })
+}
+
 /// The little-endian 16-bit value at `at` in `d`, if it is there.
 pub(crate) fn le16(d: &[u8], at: usize) -> Option<u16> {
     let b = d.get(at..at.checked_add(2)?)?;
@@ -704,4 +735,24 @@ fn ar(data: &[u8], each: &mut dyn FnMut(Entry<'_>) -> Flow) -> Result<(), Format
         at = end + (size & 1);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod decode_cap_tests {
+    use super::*;
+
+    #[test]
+    fn decoding_in_memory_stops_at_the_member_cap_or_the_ratio() {
+        let limits = crate::limits::Limits::default();
+        // A small block: the ratio's floor (16 MiB), one byte over.
+        assert_eq!(decode_cap(&limits, 100), (16 << 20) + 1);
+        // A large one: a thousand times its size, under the member cap.
+        assert_eq!(decode_cap(&limits, 40_000), 40_000_001);
+        assert_eq!(decode_cap(&limits, 1 << 20), (100 << 20) + 1);
+        let no_ratio = crate::limits::Limits {
+            max_ratio: 0,
+            ..crate::limits::Limits::default()
+        };
+        assert_eq!(decode_cap(&no_ratio, 1), (100 << 20) + 1);
+    }
 }

@@ -27,12 +27,15 @@
 
 use std::io::Read;
 
-use crate::formats::{Entry, Flow, FormatError, bytes, le16, le32, le64};
+use crate::formats::{Entry, Flow, FormatError, bytes, decode_cap, decoded, le16, le32, le64};
 use crate::limits::Limits;
 
 /// Files read from one stub at the most (each is a member, so the walk's
 /// file limit applies as well).
 const MAX_FILES: usize = 10_000;
+
+/// Cabinet headers read from one stub at the most.
+const MAX_CABINETS: usize = 16;
 
 /// One file of the list at `at`: its path and where its bytes are.
 fn entry(data: &[u8], at: usize) -> Option<(String, std::ops::Range<usize>)> {
@@ -170,21 +173,27 @@ pub(crate) fn members(
             return Ok(());
         }
     }
-    // The cabinets: each header with its volumes.
-    let cabinets: Vec<&(String, &[u8])> = files
+    // The cabinets: each header (a few at the most) with its volumes,
+    // found by name.
+    let by_name: std::collections::HashMap<String, usize> = files
+        .iter()
+        .enumerate()
+        .map(|(i, (p, _))| (p.to_ascii_lowercase(), i))
+        .collect();
+    let cabinets: Vec<(&String, &[u8], String)> = files
         .iter()
         .filter(|(p, f)| f.starts_with(b"ISc(") && p.to_ascii_lowercase().ends_with(".hdr"))
+        .take(MAX_CABINETS)
+        .map(|(p, f)| {
+            // `data1.hdr`: volumes `data1.cab`, `data2.cab` …
+            let stem = p[..p.len() - 5].trim_end_matches(|c: char| c.is_ascii_digit());
+            (p, *f, stem.to_ascii_lowercase())
+        })
         .collect();
-    for (hdr_path, hdr) in &cabinets {
-        let stem = &hdr_path[..hdr_path.len() - 5];
-        // `data1.hdr`: volumes `data1.cab`, `data2.cab` …
-        let prefix = stem.trim_end_matches(|c: char| c.is_ascii_digit());
+    for (hdr_path, hdr, prefix) in &cabinets {
         let volume = |n: u16| -> Option<(&String, &[u8])> {
-            let want = format!("{prefix}{n}.cab").to_ascii_lowercase();
-            files
-                .iter()
-                .find(|(p, _)| p.to_ascii_lowercase() == want)
-                .map(|(p, f)| (p, *f))
+            let (p, f) = &files[*by_name.get(&format!("{prefix}{n}.cab"))?];
+            Some((p, *f))
         };
         if cabinet(hdr, hdr_path, &volume, limits, each) == Flow::Stop {
             return Ok(());
@@ -193,10 +202,9 @@ pub(crate) fn members(
     // Volumes no header in the list describes.
     for (path, file) in &files {
         let lower = path.to_ascii_lowercase();
-        let described = cabinets.iter().any(|(h, _)| {
-            let stem = h[..h.len() - 5].trim_end_matches(|c: char| c.is_ascii_digit());
-            lower.starts_with(&stem.to_ascii_lowercase())
-        });
+        let described = cabinets
+            .iter()
+            .any(|(_, _, prefix)| lower.starts_with(prefix.as_str()));
         if file.starts_with(b"ISc(")
             && lower.ends_with(".cab")
             && !described
@@ -347,8 +355,9 @@ fn cabinet<'a>(
         let flow = if f.flags & 0x4 == 0 {
             bytes(each, name, stored)
         } else {
-            match inflate_chunks(stored, f.expanded.min(limits.max_file_size)) {
-                Ok(out) => bytes(each, name, &out),
+            let cap = decode_cap(limits, stored.len()).min(f.expanded);
+            match inflate_chunks(stored, cap) {
+                Ok(out) => decoded(each, name, &out, stored.len()),
                 Err(why) => each(Entry::Corrupt { name, why }),
             }
         };

@@ -19,7 +19,7 @@
 
 use std::io::Read;
 
-use crate::formats::{Entry, Flow, FormatError, bytes, le32};
+use crate::formats::{Entry, Flow, FormatError, bytes, decode_cap, decoded, le32};
 use crate::limits::Limits;
 
 /// The first header's signature, 4 bytes in.
@@ -135,8 +135,8 @@ pub(crate) fn members(
             let flow = if v & 0x8000_0000 == 0 {
                 bytes(each, name(n), block)
             } else {
-                match decode(m, block, limits.max_file_size) {
-                    Ok(out) => bytes(each, name(n), &out),
+                match decode(m, block, decode_cap(limits, block.len())) {
+                    Ok(out) => decoded(each, name(n), &out, block.len()),
                     Err(why) if m == Method::Bzip2 => {
                         each(Entry::Unsupported { name: name(n), why })
                     }
@@ -150,7 +150,8 @@ pub(crate) fn members(
         return Ok(());
     }
     // Solid: one stream, then the blocks inside it, stored.
-    let max = limits.max_file_size;
+    // The member cap, or what the expansion ratio allows.
+    let max = decode_cap(limits, body.len()) - 1;
     let mut whole = match decode(m, body, max) {
         Ok(out) => out,
         Err(why) => {
