@@ -3,8 +3,10 @@
 //! a container's bytes are kept (in memory while small, in an unlinked
 //! temporary file past that), and once its own scan is done, its members
 //! are opened and scanned with the same engine (a text file's one layer
-//! inside is its normalized text). A file that is neither costs one magic
-//! check and keeps nothing.
+//! inside is its normalized text). An executable (PE or ELF) is kept too:
+//! what it carries (an overlay's archive, an installer's files, a packed
+//! image) is only found in the whole file. A file that is none of these
+//! costs one magic check and keeps nothing.
 
 use giva_content::extract::{Extracted, Spool};
 use giva_content::{Kind, Limits, detect, target_type};
@@ -13,8 +15,8 @@ use giva_content::{Kind, Limits, detect, target_type};
 /// ISO 9660 (32769) magics.
 const DECIDE_AT: usize = 32 * 1024 + 7;
 
-/// The most of a text file kept in memory (for its normalized layer);
-/// past this it spills to the spool directory.
+/// The most of a text file or an executable kept in memory (both are
+/// common); past this it spills to the spool directory.
 const TEXT_IN_MEMORY: u64 = 64 << 10;
 
 /// What of a streamed file is kept for its layers.
@@ -49,13 +51,17 @@ impl Keeper {
                     let file_type = target_type(head);
                     let kind = detect(head);
                     let cap = (kind == Kind::Text).then_some(limits.max_script_normalize);
-                    *self = if !kind.is_container() || cap.is_some_and(|c| head.len() as u64 > c) {
+                    let executable = matches!(file_type, 1 | 6);
+                    *self = if !(kind.is_container() || executable)
+                        || cap.is_some_and(|c| head.len() as u64 > c)
+                    {
                         Keeper::Not
                     } else {
-                        // Text is common: past 64 KiB it goes to disk, so
-                        // that many open text files do not hold memory.
+                        // Text and executables are common: past 64 KiB they
+                        // go to disk, so that many open files do not hold
+                        // memory.
                         let text_limits;
-                        let limits = if cap.is_some() {
+                        let limits = if cap.is_some() || executable {
                             text_limits = Limits {
                                 spill_above: TEXT_IN_MEMORY,
                                 ..limits.clone()
@@ -116,9 +122,11 @@ mod tests {
         let mut k = Keeper::new();
         k.push(b"plain words", true, &limits);
         assert!(k.take().is_some());
-        // The type is told once, when the first bytes decide it.
+        // The type is told once, when the first bytes decide it; an
+        // executable is kept, for what it carries.
         let mut k = Keeper::new();
         assert_eq!(k.push(b"MZ and a PE's bytes", true, &limits), Some(1));
+        assert!(k.take().is_some());
         let mut k = Keeper::new();
         k.push(&[0x1f, 0x8b, 0x08, 0], false, &limits);
         k.push(b"rest", true, &limits);

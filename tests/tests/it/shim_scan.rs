@@ -402,6 +402,51 @@ async fn a_policy_can_alert_on_limits_and_encryption() {
 /// Mail and documents through the appliance: an EICAR attached to a
 /// message (base64) and one inside an RTF object are found, and the event
 /// names the member.
+/// An executable streamed to the appliance is kept whole, so that what
+/// it carries is found: here a self-extractor's zip in its overlay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_an_executable_carries_is_opened_on_the_appliance() {
+    use std::io::Write;
+    let (manager, mgr) = crate::common::start_manager().await;
+    let config = crate::common::config_with_manager(&manager.url());
+    let (appliance, _app) = start_appliance(config).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // MZ, PE at 0x80, one section of 0x1000 bytes at 0x200, no optional
+    // header: the image ends at 0x1200, and the overlay follows.
+    let mut exe = vec![0u8; 0x1200];
+    exe[..2].copy_from_slice(b"MZ");
+    exe[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+    exe[0x80..0x84].copy_from_slice(b"PE\0\0");
+    exe[0x86..0x88].copy_from_slice(&1u16.to_le_bytes());
+    exe[0x98 + 16..0x98 + 20].copy_from_slice(&0x1000u32.to_le_bytes());
+    exe[0x98 + 20..0x98 + 24].copy_from_slice(&0x200u32.to_le_bytes());
+    for (i, b) in exe[0x200..].iter_mut().enumerate() {
+        *b = (i * 31 % 253) as u8;
+    }
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    z.start_file(
+        "payload.com",
+        zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated),
+    )
+    .expect("zip");
+    z.write_all(EICAR).expect("zip");
+    exe.extend_from_slice(&z.finish().expect("zip").into_inner());
+    write(dir.path(), "setup.exe", &exe);
+    let vm = giva_proto::shim::VmIdentity {
+        vm_id: "vm-exe".into(),
+        ..Default::default()
+    };
+    let config = ScanConfig::new(appliance.url(), vm, vec![dir.path().to_path_buf()]);
+    let summary = giva_shim::scan::run(&config, |_| {}, |_, _| {})
+        .await
+        .expect("scan");
+    assert_eq!(summary.infected, 1);
+    assert_eq!(members_once(&mgr, 1).await, ["setup.exe!@4608!payload.com"]);
+    appliance.stop().await;
+    manager.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_and_documents_are_opened_on_the_appliance() {
     let (manager, mgr) = crate::common::start_manager().await;
