@@ -396,7 +396,7 @@ impl Walk<'_> {
             self.gap(path, Limit::ScanTime, "the file's time ran out");
             return Flow::Stop;
         }
-        // A text file's normalized text is no member: not counted.
+        // A normalized form of the file is no member: not counted.
         if let Entry::Normalized { reader, target } = entry {
             return self.normalized(reader, target, path);
         }
@@ -474,9 +474,10 @@ impl Walk<'_> {
         flow
     }
 
-    /// The normalized text of the text file at `path`: scanned as target 7
-    /// (target-0 signatures too), without hashes, and found at the file's
-    /// own path, as ClamAV reports it.
+    /// A normalized form of the file at `path` (a text file's text, target
+    /// 7; an HTML page's page or text stream, target 3): scanned with that
+    /// target's and target-0 signatures, without hashes, and found at the
+    /// file's own path, as ClamAV reports it.
     fn normalized(
         &mut self,
         reader: &mut dyn std::io::Read,
