@@ -833,10 +833,9 @@ impl Machine {
                     self.value_push(b".");
                     return Step::Consume;
                 }
-                let mut bytes = Vec::with_capacity(3);
-                high_bytes(high, &mut bytes);
-                self.out.page.extend_from_slice(&bytes);
-                self.value_push(&bytes);
+                let (held, n) = high_bytes(high);
+                self.out.page.extend_from_slice(&held[..n]);
+                self.value_push(&held[..n]);
             }
             if b >= 0x80 {
                 self.high_value = (self.high_value << 8) | u32::from(b);
@@ -1034,15 +1033,13 @@ impl Machine {
     /// High bytes held in text, given out: the page gets them as they are;
     /// the text stream a mangled copy (ClamAV's), whatever the content.
     fn flush_high_text(&mut self, high: u32) {
+        let (held, n) = high_bytes(high);
+        self.out.page.extend_from_slice(&held[..n]);
         if is_full_stop(high) {
-            self.out.page.push(b'.');
             self.out.text.push(b'.');
             return;
         }
-        let mut bytes = Vec::with_capacity(3);
-        high_bytes(high, &mut bytes);
-        self.out.page.extend_from_slice(&bytes);
-        match *bytes.as_slice() {
+        match held[..n] {
             [_] => self.out.text.push(0),
             [a, _] => self.out.text.extend_from_slice(&[a, a]),
             [a, b, _] => self.out.text.extend_from_slice(&[a, b, b]),
@@ -1160,16 +1157,17 @@ fn is_full_stop(high: u32) -> bool {
     matches!(high, 0xe3_80_82 | 0xef_bc_8e | 0xef_b9_92)
 }
 
-/// The 1 to 3 bytes held in `high`, first first (a value 0 is one NUL).
-fn high_bytes(high: u32, out: &mut Vec<u8>) {
+/// The 1 to 3 bytes held in `high`, first first (a value 0 is one NUL),
+/// and how many there are.
+fn high_bytes(high: u32) -> ([u8; 3], usize) {
     if is_full_stop(high) {
-        out.push(b'.');
+        ([b'.', 0, 0], 1)
     } else if high <= 0xff {
-        out.push(high as u8);
+        ([high as u8, 0, 0], 1)
     } else if high <= 0xffff {
-        out.extend_from_slice(&[(high >> 8) as u8, high as u8]);
+        ([(high >> 8) as u8, high as u8, 0], 2)
     } else {
-        out.extend_from_slice(&[(high >> 16) as u8, (high >> 8) as u8, high as u8]);
+        ([(high >> 16) as u8, (high >> 8) as u8, high as u8], 3)
     }
 }
 

@@ -38,12 +38,11 @@ pub(crate) struct Packed {
     base: usize,
 }
 
-/// A PE section: its address and size in memory, its offset and size in
-/// the file.
+/// A PE section: its address in memory, its offset and size in the
+/// file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Section {
     va: usize,
-    vsize: usize,
     raw: usize,
     size: usize,
 }
@@ -62,7 +61,6 @@ fn section_table(d: &[u8], pe: usize) -> Option<Vec<Section>> {
         .map(|i| {
             let s = table + 40 * i;
             Some(Section {
-                vsize: le32(d, s + 8)? as usize,
                 va: le32(d, s + 12)? as usize,
                 size: le32(d, s + 16)? as usize,
                 raw: le32(d, s + 20)? as usize,
@@ -251,10 +249,9 @@ fn rebuild(image: &[u8], base: usize, max: usize) -> Option<Vec<u8>> {
     let mut file = vec![0u8; len];
     for s in &secs {
         let from = s.va - base;
-        let n = s.size.min(s.vsize.max(s.size));
         let (Some(src), Some(dst)) = (
-            image.get(from..from.saturating_add(n).min(image.len())),
-            file.get_mut(s.raw..s.raw + n),
+            image.get(from..from.saturating_add(s.size).min(image.len())),
+            file.get_mut(s.raw..s.raw + s.size),
         ) else {
             continue;
         };
