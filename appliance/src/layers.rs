@@ -51,7 +51,7 @@ impl Keeper {
                     let file_type = target_type(head);
                     let kind = detect(head);
                     let cap = (kind == Kind::Text).then_some(limits.max_script_normalize);
-                    let executable = matches!(file_type, 1 | 6);
+                    let executable = matches!(file_type, 1 | 6 | 9);
                     *self = if !(kind.is_container() || executable)
                         || cap.is_some_and(|c| head.len() as u64 > c)
                     {

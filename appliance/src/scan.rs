@@ -89,6 +89,8 @@ pub fn scan_options(limits: &LimitsConfig) -> ScanOptions {
         // Each file's own, from its first bytes.
         file_type: None,
         skip_hashes: false,
+        // Each executable's own, from its headers.
+        exe: None,
     }
 }
 

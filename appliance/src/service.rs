@@ -190,10 +190,7 @@ impl ShimService for ShimGrpc {
         let policy = app.policies.default_policy();
         let started = std::time::Instant::now();
         let data: std::sync::Arc<[u8]> = req.data.into();
-        let opts = giva_engine::ScanOptions {
-            file_type: Some(giva_content::target_type(&data)),
-            ..scan_options(policy.limits())
-        };
+        let opts = giva_content::typed_options(&scan_options(policy.limits()), &data);
         let size = data.len() as u64;
         if policy.limits().max_file_size != 0 && size > policy.limits().max_file_size {
             return Err(Status::resource_exhausted(format!(

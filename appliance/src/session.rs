@@ -840,8 +840,18 @@ impl FileTask {
                     .app
                     .pool
                     .submit(&self.vm.vm_id, self.priority, move || {
+                        let kept = keeper.take();
+                        // An executable's structure is known once it is
+                        // whole: its executable offsets run over it again.
+                        if let Some(Ok(bytes)) = &kept
+                            && let Some(exe) =
+                                giva_content::exe_info(bytes, giva_content::target_type(bytes))
+                            && scanner.set_exe_info(std::sync::Arc::new(exe))
+                        {
+                            scanner.feed_exe(bytes);
+                        }
                         let result = scanner.finish();
-                        let report = match keeper.take() {
+                        let report = match kept {
                             None => None,
                             Some(Ok(bytes)) => {
                                 Some(decomposer.scan_inside(&bytes, &name, result.clone(), started))

@@ -45,6 +45,7 @@
 mod arj;
 mod autoit;
 mod chm;
+mod exe;
 pub mod extract;
 mod formats;
 mod html;
@@ -66,6 +67,7 @@ mod text;
 mod upx;
 pub mod walk;
 
+pub use exe::exe_info;
 pub use kind::{Kind, detect, embedded, overlay_start, target_type};
 pub use limits::Limits;
-pub use walk::{Decomposer, Found, Gap, MemberPath, Report};
+pub use walk::{Decomposer, Found, Gap, MemberPath, Report, typed_options};

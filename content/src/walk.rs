@@ -11,6 +11,7 @@ use giva_engine::{
 };
 use sha2::{Digest, Sha256};
 
+use crate::exe::exe_info;
 use crate::extract::{Cut, read_member};
 use crate::formats::{Entry, Flow, FormatError, members};
 use crate::kind::{Kind, detect, embedded, target_type};
@@ -272,9 +273,20 @@ impl Decomposer {
                 )
             },
             max_scan_time: Some(self.opts.max_scan_time.map_or(left, |o| o.min(left))),
-            file_type: Some(target_type(data)),
-            ..self.opts.clone()
+            ..typed_options(&self.opts, data)
         }
+    }
+}
+
+/// `opts` for the layer `data`: its type (ClamAV's target number) decides
+/// which typed signatures apply, and an executable's structure where its
+/// executable offsets lie.
+pub fn typed_options(opts: &ScanOptions, data: &[u8]) -> ScanOptions {
+    let target = target_type(data);
+    ScanOptions {
+        file_type: Some(target),
+        exe: exe_info(data, target).map(Arc::new),
+        ..opts.clone()
     }
 }
 
@@ -511,6 +523,7 @@ impl Walk<'_> {
         let opts = ScanOptions {
             file_type: Some(target),
             skip_hashes: true,
+            exe: None,
             ..self.d.layer_opts(&bytes, self.started, self.scanned)
         };
         let r = self.d.engine.scan_bytes(&bytes, &opts);

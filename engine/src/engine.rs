@@ -28,6 +28,9 @@ pub(crate) struct Inner {
     pub eof: Program,
     /// How many trailing bytes the `eof` program needs.
     pub eof_tail: u64,
+    /// The patterns with an executable offset (`EP+n`, `Sx+n`, ...), run
+    /// only over an input whose structure is known.
+    pub exe: Program,
     /// Flat counter index of the first subsignature of each logical
     /// signature.
     pub lsig_base: Vec<u32>,
@@ -119,6 +122,10 @@ fn is_eof(s: &Source<'_>) -> bool {
     matches!(s.offset, Offset::FromEnd { .. })
 }
 
+fn is_exe(s: &Source<'_>) -> bool {
+    matches!(s.offset, Offset::Exe { .. })
+}
+
 impl Engine {
     /// Builds the automata for `db`.
     ///
@@ -187,6 +194,7 @@ impl Engine {
                 main: s.main,
                 eof: s.eof,
                 eof_tail: s.eof_tail,
+                exe: s.exe,
                 lsig_base,
                 nsubs,
                 names: s.names,
@@ -213,12 +221,15 @@ impl Engine {
             .max()
             .unwrap_or(0);
         let (eof, main): (Vec<Source<'_>>, Vec<Source<'_>>) = all.into_iter().partition(is_eof);
+        let (exe, main): (Vec<Source<'_>>, Vec<Source<'_>>) = main.into_iter().partition(is_exe);
         let main = Program::build(&main)?;
         let eof_prog = Program::build(&eof)?;
+        let exe_prog = Program::build(&exe)?;
         tracing::debug!(
             main_patterns = main.patterns.len(),
             main_entries = main.entries.len(),
             eof_patterns = eof_prog.patterns.len(),
+            exe_patterns = exe_prog.patterns.len(),
             "engine built"
         );
         Ok(Engine {
@@ -227,6 +238,7 @@ impl Engine {
                 main,
                 eof: eof_prog,
                 eof_tail: eof_tail + 2,
+                exe: exe_prog,
                 lsig_base,
                 nsubs,
                 names,
@@ -250,7 +262,7 @@ impl Engine {
             .map_err(|e| BuildError::Sequential(e.clone()))?;
         let i = &self.inner;
         Ok(stored::write(
-            i.nsubs, i.eof_tail, &i.names, &i.typed, &i.main, &i.eof, seq,
+            i.nsubs, i.eof_tail, &i.names, &i.typed, &i.main, &i.eof, &i.exe, seq,
         ))
     }
 
@@ -295,7 +307,7 @@ impl Engine {
                 let (all, _, _, _, _) = sources(&self.inner.db).map_err(Arc::new)?;
                 let seq: Vec<Source<'_>> = all
                     .into_iter()
-                    .filter(|s| !is_eof(s) && split_span(s.pattern).is_none())
+                    .filter(|s| !is_eof(s) && !is_exe(s) && split_span(s.pattern).is_none())
                     .collect();
                 Program::build(&seq).map(Some).map_err(Arc::new)
             })

@@ -1,11 +1,12 @@
 //! The [`Scanner`]: one scan at a time, fed in chunks, with its own scratch.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use giva_signatures::HashAlgo;
+use giva_signatures::{ExeInfo, HashAlgo, HashScope};
 
 use crate::engine::Engine;
-use crate::exec::hashing::Hashers;
+use crate::exec::hashing::{Hashers, SectionDigests, SectionHashes, digest};
 use crate::exec::logical;
 use crate::exec::stream::{Matcher, Sink};
 use crate::result::{Detection, DetectionKind, Limit, Outcome, ScanResult};
@@ -39,6 +40,12 @@ pub struct ScanOptions {
     /// derived view of a file, such as its normalized text, which is no
     /// file of its own.
     pub skip_hashes: bool,
+    /// The input's executable structure (its entry point and sections),
+    /// when it is a PE, ELF or Mach-O file whose headers were read: the
+    /// signatures with executable offsets (`EP+n`, `Sx+n`, `SL+n`, `SEx`)
+    /// run only where it is known. For a stream whose headers arrive with
+    /// its first bytes, see [`Scanner::set_exe_info`].
+    pub exe: Option<Arc<ExeInfo>>,
 }
 
 /// Scanners kept for reuse by one [`Engine`], so that a stream of small
@@ -134,6 +141,16 @@ pub struct Scanner {
     opts: ScanOptions,
     main: Matcher,
     eof: Matcher,
+    /// The program of executable offsets, fed with `main` when the
+    /// input's structure is known before its first byte (`exe_live`), or
+    /// over the input again ([`Scanner::feed_exe`]).
+    exe: Matcher,
+    exe_live: bool,
+    /// Bytes given to [`Scanner::feed_exe`] so far.
+    exe_fed: u64,
+    /// A PE's section hashes, fed with the input once its structure is
+    /// known (as the executable offsets are).
+    sections: SectionHashes,
     eof_tail: Vec<u8>,
     sink: Sink,
     hashers: Hashers,
@@ -151,6 +168,10 @@ impl Scanner {
             opts,
             main: Matcher::default(),
             eof: Matcher::default(),
+            exe: Matcher::default(),
+            exe_live: false,
+            exe_fed: 0,
+            sections: SectionHashes::default(),
             eof_tail: Vec::new(),
             sink: Sink::default(),
             hashers: Hashers::default(),
@@ -183,6 +204,7 @@ impl Scanner {
         let inner = &self.engine.inner;
         let db = &inner.db;
         self.main.reset(&inner.main, 0);
+        self.exe.reset(&inner.exe, 0);
         self.eof_tail.clear();
         self.sink.reset(
             inner.names.len(),
@@ -190,7 +212,14 @@ impl Scanner {
             !self.opts.all_match,
             &inner.typed,
             self.opts.file_type,
+            self.opts.exe.as_ref(),
         );
+        self.exe_live = self.opts.exe.is_some();
+        self.exe_fed = 0;
+        self.sections = match &self.opts.exe {
+            Some(exe) => SectionHashes::start(exe, db),
+            None => SectionHashes::default(),
+        };
         self.hashers = match expected_size {
             _ if self.opts.skip_hashes => Hashers::start(|_| false),
             Some(size) => Hashers::start(|a| db.needs_hash(a, size)),
@@ -213,6 +242,47 @@ impl Scanner {
         self.sink.set_file_type(file_type);
     }
 
+    /// The input's executable structure, once its headers are read (see
+    /// [`ScanOptions::exe`]). Before the first [`feed`](Scanner::feed), the
+    /// signatures with executable offsets run along with the rest, and
+    /// this returns false. After it, they (and the PE section hashes)
+    /// have not seen the bytes fed so far: it returns true, and the caller
+    /// must give the input again, from its first byte, to
+    /// [`feed_exe`](Scanner::feed_exe) before [`finish`](Scanner::finish).
+    /// It also returns false when the database has nothing that needs the
+    /// bytes again, or a structure was already given.
+    pub fn set_exe_info(&mut self, exe: Arc<ExeInfo>) -> bool {
+        if self.sink.exe.is_some() {
+            return false;
+        }
+        let inner = &self.engine.inner;
+        self.sections = SectionHashes::start(&exe, &inner.db);
+        self.sink.exe = Some(exe);
+        if self.total == 0 {
+            self.exe_live = true;
+            return false;
+        }
+        !inner.exe.is_empty() || self.sections.any()
+    }
+
+    /// The input again, from its first byte, for the signatures with
+    /// executable offsets (see [`set_exe_info`](Scanner::set_exe_info)):
+    /// only as many bytes as [`feed`](Scanner::feed) took are scanned.
+    pub fn feed_exe(&mut self, data: &[u8]) {
+        let inner = &self.engine.inner;
+        if self.exe_live || self.sink.exe.is_none() || self.limit.is_some() {
+            return;
+        }
+        let end = (self.total - self.exe_fed).min(data.len() as u64) as usize;
+        for piece in data[..end].chunks(PIECE) {
+            self.sections.update(self.exe_fed, piece);
+            self.exe_fed += piece.len() as u64;
+            if !self.sink.stop {
+                self.exe.feed(&inner.exe, piece, None, &mut self.sink);
+            }
+        }
+    }
+
     /// Scans the next chunk of input.
     pub fn feed(&mut self, data: &[u8]) -> Feed {
         if self.limit.is_some() {
@@ -231,6 +301,12 @@ impl Scanner {
         for piece in data.chunks(PIECE) {
             self.hashers.update(piece);
             self.main.feed(&inner.main, piece, None, &mut self.sink);
+            if self.exe_live {
+                if !inner.exe.is_empty() {
+                    self.exe.feed(&inner.exe, piece, None, &mut self.sink);
+                }
+                self.sections.update(self.total, piece);
+            }
             if !inner.eof.is_empty() && !self.sink.stop {
                 let keep = inner.eof_tail as usize;
                 if piece.len() >= keep {
@@ -295,14 +371,18 @@ impl Scanner {
             };
         }
         self.main.finish(&inner.main, None, &mut self.sink);
+        if self.sink.exe.is_some() {
+            self.exe.finish(&inner.exe, None, &mut self.sink);
+        }
         let digests = self.hashers.finish();
+        let sections = self.sections.finish();
         conclude(
             &self.engine,
             &self.opts,
             &mut self.sink,
             &mut self.eof,
             &self.eof_tail,
-            &digests,
+            (&digests, &sections),
             size,
         )
     }
@@ -319,7 +399,7 @@ pub(crate) fn conclude(
     sink: &mut Sink,
     eof: &mut Matcher,
     tail: &[u8],
-    digests: &[(HashAlgo, Vec<u8>)],
+    (digests, sections): (&[(HashAlgo, Vec<u8>)], &[SectionDigests]),
     size: u64,
 ) -> ScanResult {
     let inner = &engine.inner;
@@ -334,7 +414,11 @@ pub(crate) fn conclude(
         name: inner.names.get(i).to_owned(),
         kind: DetectionKind::Body,
     };
-    if !inner.eof.is_empty() && !sink.stop {
+    // On a layer of an executable type whose headers could not be read,
+    // ClamAV resolves no offset relative to the file's structure or its
+    // end: not even an `EOF-n` of a target-0 signature.
+    let relative_ok = !matches!(sink.file_type, Some(1 | 6 | 9)) || sink.exe.is_some();
+    if !inner.eof.is_empty() && !sink.stop && relative_ok {
         let base = size - tail.len() as u64;
         eof.reset(&inner.eof, base);
         eof.feed(&inner.eof, tail, Some(size), sink);
@@ -375,6 +459,16 @@ pub(crate) fn conclude(
             if lsig.target != 0 && sink.file_type != Some(lsig.target) {
                 continue;
             }
+            if lsig.entry_point.is_some() || lsig.sections.is_some() {
+                let Some(exe) = &sink.exe else { continue };
+                let within =
+                    |r: Option<(u64, u64)>, v: u64| r.is_none_or(|(a, b)| a <= v && v <= b);
+                if !within(lsig.entry_point, exe.entry)
+                    || !within(lsig.sections, exe.sections.len() as u64)
+                {
+                    continue;
+                }
+            }
             let base = inner.lsig_base[li] as usize;
             let counts = &sink.counts[base..base + lsig.subsigs.len()];
             if logical::eval(&lsig.expr, counts) {
@@ -388,6 +482,9 @@ pub(crate) fn conclude(
             }
         }
     }
+    if opts.all_match || detections.is_empty() {
+        detections.extend(part_hashes(db, sink.exe.as_deref(), sections));
+    }
     if !opts.all_match {
         detections.truncate(1);
     }
@@ -397,6 +494,42 @@ pub(crate) fn conclude(
         Outcome::Infected
     };
     result(detections, outcome)
+}
+
+/// The detections of an executable's parts, after its patterns' (ClamAV
+/// checks them once the raw scan is done): each PE section hashed as it
+/// passed (`.mdb`, `.msb`), then a 32-bit PE's import table (`.imp`).
+fn part_hashes(
+    db: &giva_signatures::Database,
+    exe: Option<&ExeInfo>,
+    sections: &[SectionDigests],
+) -> Vec<Detection> {
+    let hash = |n: std::borrow::Cow<'_, str>| Detection {
+        name: n.into_owned(),
+        kind: DetectionKind::Hash,
+    };
+    let mut out = Vec::new();
+    for (size, digests) in sections {
+        for (algo, d) in digests {
+            out.extend(
+                db.lookup_scoped_hash(HashScope::Section, *algo, d, *size)
+                    .map(hash),
+            );
+        }
+    }
+    if let Some(imports) = exe.and_then(|e| e.imports.as_deref()) {
+        let size = imports.len() as u64;
+        for algo in HashAlgo::ALL {
+            if db.needs_scoped_hash(HashScope::Import, algo, size) {
+                let d = digest(algo, imports);
+                out.extend(
+                    db.lookup_scoped_hash(HashScope::Import, algo, &d, size)
+                        .map(hash),
+                );
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

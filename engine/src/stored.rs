@@ -7,7 +7,7 @@
 //! against the database; the counters' layout is derived from its logical
 //! signatures), `eof_tail`, the body signatures' [`Names`], the typed
 //! ones' targets (a count, then the index and target of each), then the
-//! `main`, `eof` and (optional) sequential [`Program`]s. Tables are
+//! `main`, `eof`, `exe` and (optional) sequential [`Program`]s. Tables are
 //! stored as they are in memory, aligned, and used in place from the
 //! mapping when read back ([`StoredReader::arr`]).
 //!
@@ -26,7 +26,7 @@ use crate::util::wire::{StoredReader, StoredResult, invalid};
 /// The magic and format of the blob. Bump the last byte whenever the
 /// layout or the meaning of a stored structure changes: an older blob is
 /// then refused, with a log line, and the engine rebuilt.
-pub(crate) const MAGIC: &[u8; 8] = b"GIVAENG\x0b";
+pub(crate) const MAGIC: &[u8; 8] = b"GIVAENG\x0c";
 
 /// What a stored engine holds besides the database it is stored in.
 #[derive(Debug)]
@@ -36,10 +36,12 @@ pub(crate) struct Stored {
     pub typed: std::sync::Arc<[u8]>,
     pub main: Program,
     pub eof: Program,
+    pub exe: Program,
     pub sequential: Option<Program>,
 }
 
 /// The blob of an engine with these parts.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn write(
     nsubs: usize,
     eof_tail: u64,
@@ -47,6 +49,7 @@ pub(crate) fn write(
     typed: &[u8],
     main: &Program,
     eof: &Program,
+    exe: &Program,
     sequential: Option<&Program>,
 ) -> Vec<u8> {
     let mut w = Writer::new();
@@ -68,6 +71,7 @@ pub(crate) fn write(
     }
     main.write(&mut w);
     eof.write(&mut w);
+    exe.write(&mut w);
     match sequential {
         Some(p) => {
             w.u8(1);
@@ -119,6 +123,7 @@ pub(crate) fn read(blob: &Bytes, nbody: usize, nsubs: usize) -> StoredResult<Sto
     };
     let main = Program::read(&mut r, nbody, nsubs)?;
     let eof = Program::read(&mut r, nbody, nsubs)?;
+    let exe = Program::read(&mut r, nbody, nsubs)?;
     let sequential = match r.u8()? {
         0 => None,
         1 => Some(Program::read(&mut r, nbody, nsubs)?),
@@ -133,6 +138,7 @@ pub(crate) fn read(blob: &Bytes, nbody: usize, nsubs: usize) -> StoredResult<Sto
         typed,
         main,
         eof,
+        exe,
         sequential,
     })
 }

@@ -64,6 +64,7 @@ fn five_bytes_are_never_scanned_even_for_hashes() {
     let e = engine(
         vec![body("B", Offset::Any, vec![lit(b"bcd")], vec![])],
         vec![HashEntry {
+            scope: giva_signatures::HashScope::File,
             algo: HashAlgo::Md5,
             digest: md5(data),
             size: Some(5),
@@ -135,6 +136,7 @@ fn first_match_stops_early_only_when_certain() {
     let e2 = engine(
         vec![body("B", Offset::Any, vec![lit(b"needle")], vec![])],
         vec![HashEntry {
+            scope: giva_signatures::HashScope::File,
             algo: HashAlgo::Md5,
             digest: md5(b"other"),
             size: Some(3),
@@ -161,6 +163,7 @@ fn hash_database_prevents_early_stop_and_wins_first_match() {
     let e = engine(
         vec![body("B", Offset::Any, vec![lit(b"needle")], vec![])],
         vec![HashEntry {
+            scope: giva_signatures::HashScope::File,
             algo: HashAlgo::Md5,
             digest: md5(data),
             size: None,

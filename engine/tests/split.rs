@@ -42,6 +42,7 @@ fn big_case(seed: u64) -> (Database, Vec<u8>) {
     if r.chance(25) {
         let algo = r.pick(&HashAlgo::ALL);
         let e = HashEntry {
+            scope: giva_signatures::HashScope::File,
             algo,
             digest: digest_of(algo, &data),
             size: r.chance(50).then_some(data.len() as u64),

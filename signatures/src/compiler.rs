@@ -8,13 +8,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 
 use crate::clamav::cvd as container;
+use crate::clamav::hash::HashLine;
 use crate::clamav::ign::IgnoreList;
 use crate::clamav::line::{self, LineError, Outcome, Settings};
 use crate::clamav::{hash, ldb, ndb};
 use crate::db::{Database, DatabaseInfo};
 use crate::error::{BuildError, CompileError};
 use crate::limits::{FLEVEL, Limits};
-use crate::pattern::{BodySignature, HashEntry, LogicalSignature};
+use crate::pattern::{BodySignature, HashEntry, HashScope, LogicalSignature};
 
 /// One signature source waiting to be compiled.
 #[derive(Clone, Debug)]
@@ -57,8 +58,7 @@ fn ext_of(name: &str) -> String {
 /// Line-based formats giva does not load yet; their signatures are counted
 /// as `unsupported:.ext`.
 const LINE_FORMATS: &[&str] = &[
-    "mdb", "msb", "mdu", "msu", "imp", "cdb", "ftm", "pdb", "gdb", "wdb", "crb", "idb", "db",
-    "zmd", "rmd", "pwdb",
+    "cdb", "ftm", "pdb", "gdb", "wdb", "crb", "idb", "db", "zmd", "rmd", "pwdb",
 ];
 
 /// True if files named `*.ext` hold signatures the compiler reads (text
@@ -77,6 +77,11 @@ fn known_ext(ext: &str) -> bool {
             | "hsu"
             | "fp"
             | "sfp"
+            | "mdb"
+            | "msb"
+            | "mdu"
+            | "msu"
+            | "imp"
             | "ndb"
             | "ndu"
             | "sdb"
@@ -315,7 +320,10 @@ impl Compiler {
                 phishing: self.phishing,
                 limits: &self.limits,
             };
-            let pua_file = matches!(src.ext.as_str(), "hdu" | "hsu" | "ndu" | "ldu");
+            let pua_file = matches!(
+                src.ext.as_str(),
+                "hdu" | "hsu" | "mdu" | "msu" | "ndu" | "ldu"
+            );
             if pua_file && !self.pua {
                 let n = line::lines(&src.text)
                     .filter(|(_, l)| !l.is_empty())
@@ -339,11 +347,20 @@ impl Compiler {
                 self.check_line(src, n, l)?;
                 let map = |e| to_compile(src, n, e);
                 let kept = match src.ext.as_str() {
-                    "hdb" | "hsb" | "hdu" | "hsu" | "fp" | "sfp" => {
-                        let is_allow = matches!(src.ext.as_str(), "fp" | "sfp");
-                        let dst = if is_allow { &mut allow } else { &mut hashes };
-                        let outcome =
-                            hash::parse_line(l, is_allow, &settings, &ign).map_err(map)?;
+                    "hdb" | "hsb" | "hdu" | "hsu" | "fp" | "sfp" | "mdb" | "msb" | "mdu"
+                    | "msu" | "imp" => {
+                        let kind = match src.ext.as_str() {
+                            "fp" | "sfp" => HashLine::Allow,
+                            "mdb" | "msb" | "mdu" | "msu" => HashLine::Section,
+                            "imp" => HashLine::Import,
+                            _ => HashLine::File,
+                        };
+                        let dst = if kind == HashLine::Allow {
+                            &mut allow
+                        } else {
+                            &mut hashes
+                        };
+                        let outcome = hash::parse_line(l, kind, &settings, &ign).map_err(map)?;
                         record(outcome, dst, &mut skipped)
                     }
                     // `.sdb` is read as `.ndb` (clamav-formats.md §1).
@@ -369,7 +386,17 @@ impl Compiler {
             }
         }
         let mut loaded = BTreeMap::new();
-        loaded.insert("hash".to_owned(), hashes.len() as u64);
+        let scoped = |scope| hashes.iter().filter(|h| h.scope == scope).count() as u64;
+        loaded.insert("hash".to_owned(), scoped(HashScope::File));
+        for (key, scope) in [
+            ("section-hash", HashScope::Section),
+            ("import-hash", HashScope::Import),
+        ] {
+            let n = scoped(scope);
+            if n > 0 {
+                loaded.insert(key.to_owned(), n);
+            }
+        }
         loaded.insert("body".to_owned(), body.len() as u64);
         loaded.insert("logical".to_owned(), logical.len() as u64);
         loaded.insert("allow".to_owned(), allow.len() as u64);

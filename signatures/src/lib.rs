@@ -87,7 +87,7 @@ pub use load::{
     BUNDLED_SOURCES, LoadOptions, bundled, compile, is_empty, load, load_with, load_with_options,
 };
 pub use pattern::{
-    Anchor, Assertion, BodyPattern, BodySignature, ByteSet, CountOp, Gap, HashAlgo, HashEntry,
-    LogicalExpr, LogicalSignature, MAX_SUBSIGS, Offset, Part, Subsig, TYPED_TARGETS, Token,
-    UNOFFICIAL,
+    Anchor, Assertion, BodyPattern, BodySignature, ByteSet, CountOp, ExeAnchor, ExeInfo, ExeKind,
+    ExeSection, Gap, HashAlgo, HashEntry, HashScope, LogicalExpr, LogicalSignature, MAX_SUBSIGS,
+    Offset, Part, Subsig, TYPED_TARGETS, Token, UNOFFICIAL,
 };

@@ -227,6 +227,91 @@ pub enum Offset {
         /// How far past `size - back` it may begin.
         shift: u64,
     },
+    /// `EP+n`, `EP-n`, `Sx+n`, `SEx`, `SL+n` (each with an optional
+    /// `,shift`): relative to an executable's entry point or sections, on
+    /// a layer whose [`ExeInfo`] is known. Never matches elsewhere, nor
+    /// where the position it names does not exist (a section the file
+    /// lacks, a start before the file's first byte).
+    Exe {
+        /// What the offset counts from.
+        anchor: ExeAnchor,
+        /// Added to the anchor's position (`EP-n` is `-n`).
+        delta: i64,
+        /// How far past that it may begin.
+        shift: u64,
+    },
+}
+
+/// The structure an [`Offset::Exe`] counts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExeAnchor {
+    /// `EP`: the entry point's file offset.
+    EntryPoint,
+    /// `Sx`: the start of section `x` (from 0) in the file.
+    Section(u32),
+    /// `SL`: the start of the last section.
+    LastSection,
+    /// `SEx`: anywhere in section `x` (its start, shifted by up to its
+    /// size in the file).
+    WholeSection(u32),
+}
+
+/// One section of an executable as its file holds it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ExeSection {
+    /// Where its bytes start in the file.
+    pub raw: u64,
+    /// How many bytes of it the file holds.
+    pub size: u64,
+}
+
+/// Which kind of executable an [`ExeInfo`] describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExeKind {
+    /// A 32-bit PE (`PE32`).
+    Pe32,
+    /// A 64-bit PE (`PE32+`).
+    Pe64,
+    /// An ELF file, 32- or 64-bit.
+    Elf,
+    /// A Mach-O file (one architecture).
+    MachO,
+}
+
+/// What executable offsets, target-description keys and the hashes of an
+/// executable's parts resolve against: the entry point and sections of a
+/// PE, ELF or Mach-O layer, as ClamAV computes them (see
+/// `docs/clamav-formats.md` §5.2).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ExeInfo {
+    /// The kind of executable.
+    pub kind: ExeKind,
+    /// The entry point's offset in the file.
+    pub entry: u64,
+    /// The sections, in header order (ClamAV's `NumberOfSections` is
+    /// their count).
+    pub sections: Vec<ExeSection>,
+    /// A 32-bit PE's imports as `.imp` signatures hash them
+    /// (`kernel32.getprocaddress,...`), or `None` where ClamAV computes
+    /// no import hash.
+    pub imports: Option<Vec<u8>>,
+}
+
+impl ExeInfo {
+    /// The first allowed start and the shift of `anchor` moved by `delta`
+    /// and `shift`, or `None` where the position does not exist.
+    fn resolve(&self, anchor: ExeAnchor, delta: i64, shift: u64) -> Option<(u64, u64)> {
+        let (base, shift) = match anchor {
+            ExeAnchor::EntryPoint => (self.entry, shift),
+            ExeAnchor::Section(x) => (self.sections.get(x as usize)?.raw, shift),
+            ExeAnchor::LastSection => (self.sections.last()?.raw, shift),
+            ExeAnchor::WholeSection(x) => {
+                let s = self.sections.get(x as usize)?;
+                (s.raw, s.size)
+            }
+        };
+        Some((base.checked_add_signed(delta)?, shift))
+    }
 }
 
 impl Offset {
@@ -235,12 +320,27 @@ impl Offset {
     /// satisfied. `size` is required only for [`Offset::FromEnd`]; with an
     /// unknown size (`None`) it returns `None` for that variant.
     pub fn start_range(&self, size: Option<u64>) -> Option<(u64, u64)> {
+        self.start_range_in(size, None)
+    }
+
+    /// [`start_range`](Offset::start_range) on a layer whose executable
+    /// structure is `exe` (`None`: not an executable, or not known), which
+    /// [`Offset::Exe`] needs.
+    pub fn start_range_in(&self, size: Option<u64>, exe: Option<&ExeInfo>) -> Option<(u64, u64)> {
         match *self {
             Offset::Any => Some((0, u64::MAX)),
             Offset::Absolute { start, shift } => Some((start, start.saturating_add(shift))),
             Offset::FromEnd { back, shift } => {
                 let size = size?;
                 let first = size.checked_sub(back)?;
+                Some((first, first.saturating_add(shift)))
+            }
+            Offset::Exe {
+                anchor,
+                delta,
+                shift,
+            } => {
+                let (first, shift) = exe?.resolve(anchor, delta, shift)?;
                 Some((first, first.saturating_add(shift)))
             }
         }
@@ -335,6 +435,11 @@ pub struct LogicalSignature {
     pub target: u8,
     /// `FileSize:min-max` from the target description block, inclusive.
     pub file_size: Option<(u64, u64)>,
+    /// `EntryPoint:min-max`: the entry point's offset in the file
+    /// (targets 1, 6 and 9), inclusive.
+    pub entry_point: Option<(u64, u64)>,
+    /// `NumberOfSections:min-max` (targets 1, 6 and 9), inclusive.
+    pub sections: Option<(u64, u64)>,
     /// The condition.
     pub expr: LogicalExpr,
     /// The subsignatures, indexed by the numbers used in `expr`.
@@ -366,9 +471,29 @@ impl HashAlgo {
     }
 }
 
-/// A whole-file hash entry (detection or allow-list).
+/// What a hash signature hashes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HashScope {
+    /// The whole file (`.hdb`, `.hsb`; the allow-list).
+    File,
+    /// One section of a PE file (`.mdb`, `.msb`): its size is the
+    /// section's in the file.
+    Section,
+    /// A 32-bit PE's import table (`.imp`): its size is the length of the
+    /// hashed string ([`ExeInfo::imports`]).
+    Import,
+}
+
+impl HashScope {
+    /// Every scope, in a fixed order.
+    pub const ALL: [HashScope; 3] = [HashScope::File, HashScope::Section, HashScope::Import];
+}
+
+/// A hash entry (detection or allow-list).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HashEntry {
+    /// What it hashes (the allow-list: always whole files).
+    pub scope: HashScope,
     /// The algorithm.
     pub algo: HashAlgo,
     /// The raw digest (`algo.digest_len()` bytes).

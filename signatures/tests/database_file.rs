@@ -518,6 +518,7 @@ fn million_hashes_open_time() {
     for i in 0..1_000_000u32 {
         let d = Sha256::digest(i.to_le_bytes());
         hashes.push(giva_signatures::HashEntry {
+            scope: giva_signatures::HashScope::File,
             algo: HashAlgo::Md5,
             digest: d[..16].to_vec(),
             size: Some(u64::from(100 + i % 5000)),

@@ -1,7 +1,8 @@
 //! The exact IR the compiler hands to the engine for each construct.
 
 use giva_signatures::{
-    Anchor, Assertion, BodyPattern, ByteSet, Compiler, CountOp, Gap, LogicalExpr, Offset, Token,
+    Anchor, Assertion, BodyPattern, ByteSet, Compiler, CountOp, ExeAnchor, Gap, LogicalExpr,
+    Offset, Token,
 };
 
 fn lit(b: u8) -> Token {
@@ -186,6 +187,14 @@ fn boundaries() {
     }
 }
 
+fn exe(anchor: ExeAnchor, delta: i64, shift: u64) -> Offset {
+    Offset::Exe {
+        anchor,
+        delta,
+        shift,
+    }
+}
+
 #[test]
 fn offsets() {
     for (text, want) in [
@@ -206,9 +215,22 @@ fn offsets() {
         ),
         ("EOF-4", Offset::FromEnd { back: 4, shift: 0 }),
         ("EOF-10,4", Offset::FromEnd { back: 10, shift: 4 }),
+        ("EP+0", exe(ExeAnchor::EntryPoint, 0, 0)),
+        ("EP+16,8", exe(ExeAnchor::EntryPoint, 16, 8)),
+        ("EP-4", exe(ExeAnchor::EntryPoint, -4, 0)),
+        ("S0+7", exe(ExeAnchor::Section(0), 7, 0)),
+        ("S12+0,3", exe(ExeAnchor::Section(12), 0, 3)),
+        ("SL+2", exe(ExeAnchor::LastSection, 2, 0)),
+        ("SE1", exe(ExeAnchor::WholeSection(1), 0, 0)),
+        ("SE3,10", exe(ExeAnchor::WholeSection(3), 0, 10)),
     ] {
+        let target = if matches!(want, Offset::Exe { .. }) {
+            1
+        } else {
+            0
+        };
         let mut c = Compiler::new();
-        c.add_source("t.ndb", &format!("X:0:{text}:414243\n"), false);
+        c.add_source("t.ndb", &format!("X:{target}:{text}:414243\n"), false);
         assert_eq!(
             c.build().unwrap().body_signatures()[0].offset,
             want,

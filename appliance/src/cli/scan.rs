@@ -70,15 +70,6 @@ fn file_name(path: &Path) -> String {
     )
 }
 
-/// `opts` for the file `data`: its type (ClamAV's target number) decides
-/// which typed signatures apply.
-fn typed(opts: &ScanOptions, data: &[u8]) -> ScanOptions {
-    ScanOptions {
-        file_type: Some(giva_content::target_type(data)),
-        ..opts.clone()
-    }
-}
-
 /// Memory or a mapping, shared with the pool's split scan and kept for
 /// the walk after it.
 struct Shared(std::sync::Arc<MappedFile>);
@@ -218,7 +209,7 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
                 path: path.to_owned(),
                 source,
             })?;
-            let opts = typed(&opts, &data);
+            let opts = giva_content::typed_options(&opts, &data);
             let root = engine.scan_bytes(&data, &opts);
             return Ok(decomposer.scan_inside(&data, &file_name(path), root, started));
         }
@@ -231,7 +222,7 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
         // With one thread a split buys nothing and costs its overlaps and
         // merge: about 4% of a 1-thread scan of the 1 GiB bench corpus.
         let map = std::sync::Arc::new(map);
-        let opts = typed(&opts, &map);
+        let opts = giva_content::typed_options(&opts, &map);
         let root = if workers == 1 || len <= split_at {
             engine.scan_mapped(&map, &opts)
         } else {

@@ -11,6 +11,8 @@
 
 use std::sync::Arc;
 
+use giva_signatures::ExeInfo;
+
 use crate::compile::{Owner, Program};
 use crate::exec::chain::GapState;
 use crate::exec::verify::{Hay, bytes_match, left_ok, part_matches, right_ok};
@@ -43,12 +45,16 @@ pub(crate) struct Sink {
     /// Typed body signatures that matched before the type was known:
     /// `(body, start)`, reported by [`Sink::set_file_type`] if it is theirs.
     pub pending: Vec<(u32, u64)>,
+    /// The input's executable structure, which executable offsets
+    /// ([`Offset::Exe`](giva_signatures::Offset::Exe)) resolve against;
+    /// `None`: they match nowhere.
+    pub exe: Option<Arc<ExeInfo>>,
 }
 
 impl Sink {
     /// Forgets everything, for an input of type `file_type` (see
-    /// [`Sink::file_type`]) scanned with signatures whose targets are
-    /// `typed`.
+    /// [`Sink::file_type`]) and executable structure `exe`, scanned with
+    /// signatures whose targets are `typed`.
     pub fn reset(
         &mut self,
         bodies: usize,
@@ -56,11 +62,13 @@ impl Sink {
         first_match: bool,
         typed: &Arc<[u8]>,
         file_type: Option<u8>,
+        exe: Option<&Arc<ExeInfo>>,
     ) {
         if !Arc::ptr_eq(&self.typed, typed) {
             self.typed = typed.clone();
         }
         self.file_type = file_type;
+        self.exe = exe.cloned();
         self.pending.clear();
         self.body_found.clear();
         self.body_found.resize(bodies, false);
@@ -386,7 +394,7 @@ impl Matcher {
                 continue;
             }
             if part == 0 {
-                let Some(range) = pat.offset.start_range(size) else {
+                let Some(range) = pat.offset.start_range_in(size, sink.exe.as_deref()) else {
                     continue;
                 };
                 if !left_ok(pat.left_anchor, pat.start_assertion, range, start, hay) {
@@ -542,7 +550,7 @@ fn push(
         }
         if entry.part == 0 {
             // Cheap offset pre-filter; the exact check happens on verification.
-            let Some((lo, hi)) = pat.offset.start_range(size) else {
+            let Some((lo, hi)) = pat.offset.start_range_in(size, sink.exe.as_deref()) else {
                 continue;
             };
             let reach = pat.left_anchor.map_or(0, |a| u64::from(a.max) + 1);

@@ -36,7 +36,7 @@ use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
 use crate::compile::Program;
 use crate::engine::Engine;
-use crate::exec::hashing::Hashers;
+use crate::exec::hashing::{Hashers, SectionHashes};
 use crate::exec::stream::{Matcher, Sink, Window};
 use crate::pool::job::{Job, JobError};
 use crate::pool::scheduler::Yielder;
@@ -365,6 +365,7 @@ impl<D: AsRef<[u8]>> Split<D> {
             first_match,
             &inner.typed,
             self.opts.file_type,
+            self.opts.exe.as_ref(),
         );
     }
 
@@ -623,6 +624,29 @@ impl<D: AsRef<[u8]>> Split<D> {
         m.digests
             .sort_by_key(|(a, _)| HashAlgo::ALL.iter().position(|x| x == a));
         let data = self.data();
+        if sink.exe.is_some() && !inner.exe.is_empty() && !sink.stop {
+            // The executable offsets are few and resolve near the headers
+            // and sections: one sequential pass.
+            let mut m = Matcher::default();
+            m.reset(&inner.exe, 0);
+            for piece in data.chunks(PIECE) {
+                m.feed(&inner.exe, piece, None, &mut sink);
+                if sink.stop {
+                    break;
+                }
+            }
+            m.finish(&inner.exe, None, &mut sink);
+        }
+        let sections = match &self.opts.exe {
+            Some(exe) => {
+                let mut h = SectionHashes::start(exe, &inner.db);
+                if h.any() {
+                    h.update(0, data);
+                }
+                h.finish()
+            }
+            None => Vec::new(),
+        };
         let keep = (inner.eof_tail as usize).min(data.len());
         let tail = &data[data.len() - keep..];
         let mut eof = Matcher::default();
@@ -632,7 +656,7 @@ impl<D: AsRef<[u8]>> Split<D> {
             &mut sink,
             &mut eof,
             tail,
-            &m.digests,
+            (&m.digests, &sections),
             size,
         )
     }

@@ -281,6 +281,8 @@ pub fn case(seed: u64) -> Case {
             name: format!("L{i}"),
             target: 0,
             file_size,
+            entry_point: None,
+            sections: None,
             expr: expr(r, n, 0),
             subsigs,
         });
@@ -296,6 +298,7 @@ pub fn case(seed: u64) -> Case {
             Some(data.len() as u64 + r.below(2))
         };
         let e = HashEntry {
+            scope: giva_signatures::HashScope::File,
             algo,
             digest,
             size,

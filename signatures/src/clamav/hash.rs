@@ -1,8 +1,11 @@
-//! Whole-file hash signatures: `.hdb .hsb .hdu .hsu` (detections) and
-//! `.fp .sfp` (the allow-list), clamav-formats.md §3.1 and §8.1.
+//! Hash signatures: whole files `.hdb .hsb .hdu .hsu` (detections) and
+//! `.fp .sfp` (the allow-list), PE sections `.mdb .msb .mdu .msu` and PE
+//! import tables `.imp` (clamav-formats.md §3.1, §3.3 and §8.1).
 //!
-//! `HashString:FileSize:MalwareName[:MinFL[:MaxFL]]`; the algorithm is chosen
-//! by the digest length; `*` as the size needs MinFL ≥ 73.
+//! `HashString:FileSize:MalwareName[:MinFL[:MaxFL]]` (a section's line
+//! starts with the size: `SectionSize:HashString:...`); the algorithm is
+//! chosen by the digest length; `*` as the size needs MinFL ≥ 73, except
+//! in `.imp`.
 
 use crate::clamav::ign::IgnoreList;
 use crate::clamav::line::{
@@ -10,16 +13,29 @@ use crate::clamav::line::{
     parse_u64,
 };
 use crate::pattern::HashAlgo;
-use crate::pattern::HashEntry;
+use crate::pattern::{HashEntry, HashScope};
 
 /// The minimum FLEVEL a `*` size needs.
 pub const WILDCARD_SIZE_MIN_FLEVEL: u32 = 73;
 
-/// Parses one hash line. `allow` selects the allow-list (the name is kept
-/// as written, without `.UNOFFICIAL`).
+/// The kinds of hash line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HashLine {
+    /// `.hdb .hsb .hdu .hsu`: a whole file.
+    File,
+    /// `.fp .sfp`: the allow-list (the name is kept as written, without
+    /// `.UNOFFICIAL`).
+    Allow,
+    /// `.mdb .msb .mdu .msu`: a PE section, `Size:Hash:Name`.
+    Section,
+    /// `.imp`: a PE's import table; `*` as the size needs no level.
+    Import,
+}
+
+/// Parses one hash line of kind `kind`.
 pub(crate) fn parse_line(
     line: &str,
-    allow: bool,
+    kind: HashLine,
     s: &Settings<'_>,
     ign: &IgnoreList,
 ) -> LineResult<HashEntry> {
@@ -31,7 +47,11 @@ pub(crate) fn parse_line(
             format!("expected 3 to 5 fields, found {}", fields.len()),
         ));
     }
-    let (hash, size, raw_name) = (fields[0], fields[1], fields[2]);
+    let (hash, size, raw_name) = match kind {
+        HashLine::Section => (fields[1], fields[0], fields[2]),
+        _ => (fields[0], fields[1], fields[2]),
+    };
+    let allow = kind == HashLine::Allow;
     // ClamAV reads these two with atoi: `abc` is level 0.
     let min = fields.get(3).filter(|f| !f.is_empty()).map(|f| atoi_u32(f));
     let max = fields.get(4).filter(|f| !f.is_empty()).map(|f| atoi_u32(f));
@@ -39,7 +59,7 @@ pub(crate) fn parse_line(
         return Ok(Outcome::Skip(r));
     }
     let size = if size == "*" {
-        if min.is_none_or(|m| m < WILDCARD_SIZE_MIN_FLEVEL) {
+        if kind != HashLine::Import && min.is_none_or(|m| m < WILDCARD_SIZE_MIN_FLEVEL) {
             return Err(LineError::new(
                 name,
                 format!(
@@ -91,6 +111,11 @@ pub(crate) fn parse_line(
         display_name(raw_name, s.official)
     };
     Ok(Outcome::Keep(HashEntry {
+        scope: match kind {
+            HashLine::File | HashLine::Allow => HashScope::File,
+            HashLine::Section => HashScope::Section,
+            HashLine::Import => HashScope::Import,
+        },
         algo,
         digest,
         size,

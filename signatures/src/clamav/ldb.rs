@@ -212,6 +212,8 @@ struct Tdb {
     engine: Option<(u32, u32)>,
     target: u32,
     file_size: Option<(u64, u64)>,
+    entry_point: Option<(u64, u64)>,
+    sections: Option<(u64, u64)>,
     unsupported: Option<String>,
 }
 
@@ -220,6 +222,8 @@ fn parse_tdb(tdb: &str, name: &str) -> Result<Tdb, LineError> {
     let mut engine = None;
     let mut target = None;
     let mut file_size = None;
+    let mut entry_point = None;
+    let mut sections = None;
     let mut unsupported = None;
     let mut other_keys = false;
     let mut exe_keys: Vec<String> = Vec::new();
@@ -255,7 +259,12 @@ fn parse_tdb(tdb: &str, name: &str) -> Result<Tdb, LineError> {
             "entrypoint" | "numberofsections" => {
                 other_keys = true;
                 exe_keys.push(k.to_owned());
-                unsupported.get_or_insert(format!("tdb:{k}"));
+                let r = Some(range_u64(v).ok_or_else(|| err(format!("bad {k} range {v:?}")))?);
+                if key == "entrypoint" {
+                    entry_point = r;
+                } else {
+                    sections = r;
+                }
             }
             "icongroup1" | "icongroup2" => {
                 other_keys = true;
@@ -292,6 +301,8 @@ fn parse_tdb(tdb: &str, name: &str) -> Result<Tdb, LineError> {
         engine,
         target,
         file_size,
+        entry_point,
+        sections,
         unsupported,
     })
 }
@@ -347,7 +358,7 @@ fn parse_subsig(
         None => crate::pattern::Offset::Any,
         Some(o) => match parse_offset(o, target).map_err(err)? {
             OffsetSpec::Plain(o) => o,
-            OffsetSpec::Exe => return Ok(Outcome::Skip("offset:exe".into())),
+            OffsetSpec::VersionInfo => return Ok(Outcome::Skip("offset:VI".into())),
             OffsetSpec::Macro => return Ok(Outcome::Skip("macro".into())),
         },
     };
@@ -463,6 +474,8 @@ pub(crate) fn parse_line(
         // Below 15, checked above.
         target: tdb.target as u8,
         file_size: tdb.file_size,
+        entry_point: tdb.entry_point,
+        sections: tdb.sections,
         expr,
         subsigs,
     }))

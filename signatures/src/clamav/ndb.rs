@@ -9,15 +9,15 @@ use crate::clamav::line::{
     LineError, LineResult, Outcome, Settings, display_name, flevel_skip, parse_flevel, parse_u32,
     parse_u64,
 };
-use crate::pattern::{BodySignature, Offset};
+use crate::pattern::{BodySignature, ExeAnchor, Offset};
 
 /// A parsed offset field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OffsetSpec {
-    /// A plain-file offset.
+    /// An offset giva resolves (plain or executable-relative).
     Plain(Offset),
-    /// An executable-relative offset (`EP`, `Sx`, `SEx`, `SL`, `VI`).
-    Exe,
+    /// `VI`, the version information of a PE (not supported).
+    VersionInfo,
     /// A macro group (`$n`).
     Macro,
 }
@@ -34,6 +34,46 @@ fn parse_off_shift(s: &str) -> Option<(u64, u64)> {
     }
 }
 
+/// The executable-relative forms: `EP+n`, `EP-n`, `Sx+n`, `SEx`, `SL+n`,
+/// each with an optional `,shift`; `None` if `s` is none of them.
+fn parse_exe_offset(s: &str) -> Option<Result<Offset, ()>> {
+    let signed = |rest: &str, neg: bool| {
+        let (n, shift) = parse_off_shift(rest).ok_or(())?;
+        let n = i64::try_from(n).map_err(|_| ())?;
+        Ok((if neg { -n } else { n }, shift))
+    };
+    let exe = |anchor, (delta, shift)| Offset::Exe {
+        anchor,
+        delta,
+        shift,
+    };
+    if let Some(rest) = s.strip_prefix("EP+") {
+        return Some(signed(rest, false).map(|d| exe(ExeAnchor::EntryPoint, d)));
+    }
+    if let Some(rest) = s.strip_prefix("EP-") {
+        return Some(signed(rest, true).map(|d| exe(ExeAnchor::EntryPoint, d)));
+    }
+    if let Some(rest) = s.strip_prefix("SL+") {
+        return Some(signed(rest, false).map(|d| exe(ExeAnchor::LastSection, d)));
+    }
+    if let Some(rest) = s.strip_prefix("SE") {
+        return Some((|| {
+            let (x, shift) = parse_off_shift(rest).ok_or(())?;
+            let x = u32::try_from(x).map_err(|_| ())?;
+            Ok(exe(ExeAnchor::WholeSection(x), (0, shift)))
+        })());
+    }
+    let rest = s.strip_prefix('S')?;
+    if !rest.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    Some((|| {
+        let (x, rest) = rest.split_once('+').ok_or(())?;
+        let x = parse_u32(x).ok_or(())?;
+        Ok(exe(ExeAnchor::Section(x), signed(rest, false)?))
+    })())
+}
+
 /// Parses an offset field; `target` decides whether executable forms are
 /// allowed (1, 6 and 9 only, as in ClamAV).
 pub(crate) fn parse_offset(s: &str, target: u32) -> Result<OffsetSpec, String> {
@@ -48,17 +88,16 @@ pub(crate) fn parse_offset(s: &str, target: u32) -> Result<OffsetSpec, String> {
     if s.starts_with('$') {
         return Ok(OffsetSpec::Macro);
     }
-    let exe = s.starts_with("EP+")
-        || s.starts_with("EP-")
-        || s.starts_with("SL+")
-        || s.starts_with("SE")
-        || s == "VI"
-        || (s.starts_with('S') && s.len() > 1 && s.as_bytes()[1].is_ascii_digit());
-    if exe {
-        if matches!(target, 1 | 6 | 9) {
-            return Ok(OffsetSpec::Exe);
+    let exe = parse_exe_offset(s);
+    if exe.is_some() || s == "VI" {
+        if !matches!(target, 1 | 6 | 9) {
+            return Err(format!("invalid offset type {s:?} for target {target}"));
         }
-        return Err(format!("invalid offset type {s:?} for target {target}"));
+        return match exe {
+            Some(Ok(o)) => Ok(OffsetSpec::Plain(o)),
+            Some(Err(())) => Err(bad()),
+            None => Ok(OffsetSpec::VersionInfo),
+        };
     }
     let (start, shift) = parse_off_shift(s).ok_or_else(bad)?;
     Ok(OffsetSpec::Plain(Offset::Absolute { start, shift }))
@@ -127,7 +166,7 @@ pub(crate) fn parse_line(
     }
     let offset = match offset {
         OffsetSpec::Plain(o) => o,
-        OffsetSpec::Exe => return Ok(Outcome::Skip("offset:exe".into())),
+        OffsetSpec::VersionInfo => return Ok(Outcome::Skip("offset:VI".into())),
         OffsetSpec::Macro => return Ok(Outcome::Skip("macro".into())),
     };
     if !s.phishing

@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use crate::db::info::DatabaseInfo;
 use crate::db::layout::{
-    self, EXT_MIN, SEC_ALLOW, SEC_BODY, SEC_HASH, SEC_INFO, SEC_LOGICAL, SEC_NAMES, Section,
-    algo_index, record_len,
+    self, EXT_MIN, SEC_ALLOW, SEC_BODY, SEC_INFO, SEC_LOGICAL, Section, algo_index, record_len,
+    scope_index, scope_kinds,
 };
 use crate::db::names::{NAME_BLOCK, decode_name};
 use crate::db::write::{assemble, encode};
@@ -29,7 +29,7 @@ use crate::error::LoadError;
 /// db compile`, read by `giva_engine::Engine::new`). Opaque here.
 pub const EXT_ENGINE: u32 = EXT_MIN;
 use crate::map::MappedFile;
-use crate::pattern::{BodySignature, HashAlgo, HashEntry, LogicalSignature, Token};
+use crate::pattern::{BodySignature, HashAlgo, HashEntry, HashScope, LogicalSignature, Token};
 use crate::wire::{Reader, WireError};
 
 #[derive(Debug)]
@@ -60,10 +60,11 @@ struct Inner {
     extensions: BTreeMap<u32, Section>,
     storage: Option<Storage>,
     payload_start: usize,
-    hash: [Section; 3],
+    /// Detection records by scope ([`scope_index`]) and algorithm.
+    hash: [[Section; 3]; 3],
     allow: [Section; 3],
     /// The names of the `hash` records.
-    names: [Section; 3],
+    names: [[Section; 3]; 3],
 }
 
 /// An immutable, validated signature database. Cheap to clone; `Send + Sync`.
@@ -117,34 +118,40 @@ fn open_storage(storage: Storage, decoded: Option<Decoded>) -> Result<Inner, Loa
     let secs = layout::parse_sections(payload)?;
     let get = |k: u32| secs.get(&k).copied();
     let slice = |s: Section| &payload[s.start..s.start + s.len];
-    let mut hash = [Section::default(); 3];
+    let mut hash = [[Section::default(); 3]; 3];
     let mut allow = [Section::default(); 3];
-    let mut names = [Section::default(); 3];
+    let mut names = [[Section::default(); 3]; 3];
+    let table = |kind: u32, algo: HashAlgo| -> Result<Section, LoadError> {
+        let Some(s) = get(kind) else {
+            return Ok(Section::default());
+        };
+        if s.len % record_len(algo) != 0 {
+            return Err(LoadError::Corrupt(format!(
+                "hash section {kind} length {} is not a multiple of {}",
+                s.len,
+                record_len(algo)
+            )));
+        }
+        Ok(s)
+    };
     for algo in HashAlgo::ALL {
         let i = algo_index(algo) as usize;
-        for (kind, dst) in [(SEC_HASH, &mut hash), (SEC_ALLOW, &mut allow)] {
-            if let Some(s) = get(kind + i as u32) {
-                if s.len % record_len(algo) != 0 {
+        allow[i] = table(SEC_ALLOW + i as u32, algo)?;
+        for scope in HashScope::ALL {
+            let (kind, names_kind) = scope_kinds(scope);
+            let si = scope_index(scope);
+            hash[si][i] = table(kind + i as u32, algo)?;
+            // Each block of names needs its start in the index.
+            let records = hash[si][i].len / record_len(algo);
+            match get(names_kind + i as u32) {
+                Some(s) if s.len >= records.div_ceil(NAME_BLOCK) * 4 => names[si][i] = s,
+                None if records == 0 => {}
+                _ => {
                     return Err(LoadError::Corrupt(format!(
-                        "hash section {} length {} is not a multiple of {}",
-                        kind + i as u32,
-                        s.len,
-                        record_len(algo)
+                        "name section {} does not fit {records} hash records",
+                        names_kind + i as u32
                     )));
                 }
-                dst[i] = s;
-            }
-        }
-        // Each block of names needs its start in the index.
-        let records = hash[i].len / record_len(algo);
-        match get(SEC_NAMES + i as u32) {
-            Some(s) if s.len >= records.div_ceil(NAME_BLOCK) * 4 => names[i] = s,
-            None if records == 0 => {}
-            _ => {
-                return Err(LoadError::Corrupt(format!(
-                    "name section {} does not fit {records} hash records",
-                    SEC_NAMES + i as u32
-                )));
             }
         }
     }
@@ -498,13 +505,23 @@ impl Database {
     /// `size` bytes (or for any size), so the scanner must compute it.
     pub fn needs_hash(&self, algo: HashAlgo, size: u64) -> bool {
         let i = algo_index(algo) as usize;
-        [self.inner.hash[i], self.inner.allow[i]]
+        [self.inner.hash[0][i], self.inner.allow[i]]
             .into_iter()
-            .any(|sec| {
-                let t = Records::new(self.section(sec), algo);
-                t.size(t.len().wrapping_sub(1)) == Some(u64::MAX)
-                    || t.size(t.lower_bound(&size.to_be_bytes())) == Some(size)
-            })
+            .any(|sec| self.has_size(sec, algo, size))
+    }
+
+    /// True if a detection hash of `scope` and `algo` exists for parts of
+    /// `size` bytes (or for any size).
+    pub fn needs_scoped_hash(&self, scope: HashScope, algo: HashAlgo, size: u64) -> bool {
+        let sec = self.inner.hash[scope_index(scope)][algo_index(algo) as usize];
+        self.has_size(sec, algo, size)
+    }
+
+    /// True if `table` has a record for `size` or for any size.
+    fn has_size(&self, table: Section, algo: HashAlgo, size: u64) -> bool {
+        let t = Records::new(self.section(table), algo);
+        t.size(t.len().wrapping_sub(1)) == Some(u64::MAX)
+            || t.size(t.lower_bound(&size.to_be_bytes())) == Some(size)
     }
 
     /// Indices of the records of `table` with this digest and a size of
@@ -549,9 +566,22 @@ impl Database {
         digest: &'a [u8],
         size: u64,
     ) -> impl Iterator<Item = Cow<'a, str>> + 'a {
+        self.lookup_scoped_hash(HashScope::File, algo, digest, size)
+    }
+
+    /// Names of the detection hashes of `scope` equal to `digest` for a
+    /// part (a PE section, an import table) of `size` bytes.
+    pub fn lookup_scoped_hash<'a>(
+        &'a self,
+        scope: HashScope,
+        algo: HashAlgo,
+        digest: &'a [u8],
+        size: u64,
+    ) -> impl Iterator<Item = Cow<'a, str>> + 'a {
         let i = algo_index(algo) as usize;
-        let names = self.section(self.inner.names[i]);
-        self.matching(self.inner.hash[i], algo, digest, size)
+        let si = scope_index(scope);
+        let names = self.section(self.inner.names[si][i]);
+        self.matching(self.inner.hash[si][i], algo, digest, size)
             .map(move |r| {
                 // Unreachable for a file this crate wrote (checksummed,
                 // section sizes checked): the detection is still reported.
@@ -566,16 +596,26 @@ impl Database {
         self.matching(table, algo, digest, size).next().is_some()
     }
 
-    /// Number of detection and allow-list hash entries.
+    /// Number of whole-file detection and allow-list hash entries.
     pub fn hash_counts(&self) -> (u64, u64) {
-        let count = |secs: &[Section; 3]| {
-            HashAlgo::ALL
-                .iter()
-                .map(|&a| (secs[algo_index(a) as usize].len / record_len(a)) as u64)
-                .sum::<u64>()
-        };
-        (count(&self.inner.hash), count(&self.inner.allow))
+        (
+            self.scoped_hash_count(HashScope::File),
+            count_records(&self.inner.allow),
+        )
     }
+
+    /// Number of detection hash entries of `scope`.
+    pub fn scoped_hash_count(&self, scope: HashScope) -> u64 {
+        count_records(&self.inner.hash[scope_index(scope)])
+    }
+}
+
+/// The records in one table per algorithm.
+fn count_records(secs: &[Section; 3]) -> u64 {
+    HashAlgo::ALL
+        .iter()
+        .map(|&a| (secs[algo_index(a) as usize].len / record_len(a)) as u64)
+        .sum()
 }
 
 /// Reported for a detection hash whose name cannot be decoded.

@@ -23,8 +23,9 @@
 //! Sections: the info counters; per algorithm a table of fixed-size
 //! detection records and one of allow-list records (`size u64 big-endian
 //! (u64::MAX = any) | digest`), sorted bytewise, so by size and then
-//! digest; per algorithm the names of the detection records, front-coded
-//! in blocks (see `db/names.rs`); and the body and logical signatures in
+//! digest, and the same for PE sections' and import tables' hashes; per
+//! algorithm the names of each table's detection records, front-coded in
+//! blocks (see `db/names.rs`); and the body and logical signatures in
 //! their [`wire`](crate::wire) encoding. The hash tables are binary-searched in place
 //! in the mapped bytes, both to find a digest and to tell whether a file
 //! of some size needs hashing at all; the logical signatures are decoded
@@ -39,13 +40,13 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::error::LoadError;
-use crate::pattern::HashAlgo;
+use crate::pattern::{HashAlgo, HashScope};
 
 /// The 8-byte magic at the start of every compiled database file.
 pub const MAGIC: &[u8; 8] = b"GIVADB\r\n";
 
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// Length of the fixed part of the header.
 pub const HEADER_FIXED_LEN: usize = 68;
@@ -60,6 +61,31 @@ pub(crate) const SEC_ALLOW: u32 = 20;
 /// `db/names.rs`).
 pub(crate) const SEC_NAMES: u32 = 30;
 pub(crate) const SEC_BODY: u32 = 40;
+/// Per algorithm, PE section hashes (`.mdb`, `.msb`) and their names.
+pub(crate) const SEC_SECTION_HASH: u32 = 50;
+pub(crate) const SEC_SECTION_NAMES: u32 = 60;
+/// Per algorithm, import-table hashes (`.imp`) and their names.
+pub(crate) const SEC_IMPORT_HASH: u32 = 70;
+pub(crate) const SEC_IMPORT_NAMES: u32 = 80;
+
+/// The first section kinds of the detection records of `scope` and of
+/// their names (plus [`algo_index`]).
+pub(crate) fn scope_kinds(scope: HashScope) -> (u32, u32) {
+    match scope {
+        HashScope::File => (SEC_HASH, SEC_NAMES),
+        HashScope::Section => (SEC_SECTION_HASH, SEC_SECTION_NAMES),
+        HashScope::Import => (SEC_IMPORT_HASH, SEC_IMPORT_NAMES),
+    }
+}
+
+/// The position of `scope` in tables indexed by scope.
+pub(crate) fn scope_index(scope: HashScope) -> usize {
+    match scope {
+        HashScope::File => 0,
+        HashScope::Section => 1,
+        HashScope::Import => 2,
+    }
+}
 pub(crate) const SEC_LOGICAL: u32 = 41;
 /// Section kinds from here up are extensions: stored and checksummed with
 /// the rest, opaque to this crate (see [`EXT_ENGINE`](crate::EXT_ENGINE)).

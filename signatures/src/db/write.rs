@@ -3,11 +3,11 @@
 
 use crate::db::info::DatabaseInfo;
 use crate::db::layout::{
-    self, FORMAT_VERSION, HEADER_FIXED_LEN, MAGIC, SEC_ALLOW, SEC_BODY, SEC_HASH, SEC_INFO,
-    SEC_LOGICAL, SEC_NAMES, algo_index, record_len,
+    self, FORMAT_VERSION, HEADER_FIXED_LEN, MAGIC, SEC_ALLOW, SEC_BODY, SEC_INFO, SEC_LOGICAL,
+    algo_index, record_len, scope_kinds,
 };
 use crate::db::names::encode_names;
-use crate::pattern::{BodySignature, HashAlgo, HashEntry, LogicalSignature};
+use crate::pattern::{BodySignature, HashAlgo, HashEntry, HashScope, LogicalSignature};
 use crate::wire::Writer;
 
 /// The bytes of a database file holding these signatures.
@@ -19,14 +19,24 @@ pub(crate) fn encode(
     allow: &[HashEntry],
 ) -> Vec<u8> {
     let mut sections: Vec<(u32, Vec<u8>)> = Vec::new();
-    for (kind, list) in [(SEC_HASH, hashes), (SEC_ALLOW, allow)] {
+    let mut tables: Vec<(u32, Option<u32>, &[HashEntry], HashScope)> = HashScope::ALL
+        .into_iter()
+        .map(|scope| {
+            let (kind, names) = scope_kinds(scope);
+            (kind, Some(names), hashes, scope)
+        })
+        .collect();
+    // Allow-list names are never reported: not stored.
+    tables.push((SEC_ALLOW, None, allow, HashScope::File));
+    for (kind, names_kind, list, scope) in tables {
         for algo in HashAlgo::ALL {
             let ai = algo_index(algo);
-            // Allow-list names are never reported: not stored.
-            let named = kind == SEC_HASH;
+            let named = names_kind.is_some();
             let mut recs: Vec<([u8; 8], &[u8], &str)> = list
                 .iter()
-                .filter(|h| h.algo == algo && h.digest.len() == algo.digest_len())
+                .filter(|h| {
+                    h.scope == scope && h.algo == algo && h.digest.len() == algo.digest_len()
+                })
                 .map(|h| {
                     (
                         h.size.unwrap_or(u64::MAX).to_be_bytes(),
@@ -46,8 +56,8 @@ pub(crate) fn encode(
                 buf.extend_from_slice(d);
             }
             sections.push((kind + ai, buf));
-            if named {
-                sections.push((SEC_NAMES + ai, encode_names(recs.iter().map(|r| r.2))));
+            if let Some(names) = names_kind {
+                sections.push((names + ai, encode_names(recs.iter().map(|r| r.2))));
             }
         }
     }

@@ -10,7 +10,7 @@
 //! decoded signature is one the parsers could have produced.
 
 use crate::pattern::{
-    Anchor, Assertion, BodyPattern, BodySignature, ByteSet, CountOp, Gap, LogicalExpr,
+    Anchor, Assertion, BodyPattern, BodySignature, ByteSet, CountOp, ExeAnchor, Gap, LogicalExpr,
     LogicalSignature, MAX_SUBSIGS, Offset, Part, Subsig, Token,
 };
 use crate::wire::{Reader, Wire, WireError, WireErrorKind, Writer};
@@ -36,6 +36,23 @@ impl Wire for Offset {
                 w.var(back);
                 w.var(shift);
             }
+            Offset::Exe {
+                anchor,
+                delta,
+                shift,
+            } => {
+                let (tag, x) = match anchor {
+                    ExeAnchor::EntryPoint => (3, 0),
+                    ExeAnchor::Section(x) => (4, x),
+                    ExeAnchor::LastSection => (5, 0),
+                    ExeAnchor::WholeSection(x) => (6, x),
+                };
+                w.u8(tag);
+                w.var(u64::from(x));
+                // Zigzag, so that a small `EP-n` stays short.
+                w.var(((delta << 1) ^ (delta >> 63)) as u64);
+                w.var(shift);
+            }
         }
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
@@ -49,6 +66,25 @@ impl Wire for Offset {
                 back: r.var()?,
                 shift: r.var()?,
             }),
+            t @ 3..=6 => {
+                let x = r.var_u32()?;
+                let anchor = match t {
+                    3 => ExeAnchor::EntryPoint,
+                    4 => ExeAnchor::Section(x),
+                    5 => ExeAnchor::LastSection,
+                    _ => ExeAnchor::WholeSection(x),
+                };
+                if x != 0 && matches!(anchor, ExeAnchor::EntryPoint | ExeAnchor::LastSection) {
+                    return r.invalid("offset anchor number");
+                }
+                let z = r.var()?;
+                let delta = ((z >> 1) as i64) ^ -((z & 1) as i64);
+                Ok(Offset::Exe {
+                    anchor,
+                    delta,
+                    shift: r.var()?,
+                })
+            }
             t => r.bad_tag("offset", t),
         }
     }
@@ -409,18 +445,26 @@ impl Wire for LogicalSignature {
     fn put(&self, w: &mut Writer) {
         w.str(&self.name);
         // Bit 0: a file size follows; bit 1: a target (0 is not written,
-        // so untyped signatures read as before).
-        let typed = if self.target != 0 { 2 } else { 0 };
-        match self.file_size {
-            None => w.u8(typed),
-            Some((a, b)) => {
-                w.u8(typed | 1);
-                w.var(a);
-                w.var(b);
+        // so untyped signatures read as before); bits 2 and 3: an entry
+        // point and a section count range.
+        let ranges = [self.file_size, self.entry_point, self.sections];
+        let mut tag = if self.target != 0 { 2 } else { 0 };
+        for (bit, r) in [1, 4, 8].into_iter().zip(ranges) {
+            if r.is_some() {
+                tag |= bit;
             }
+        }
+        w.u8(tag);
+        if let Some((a, b)) = self.file_size {
+            w.var(a);
+            w.var(b);
         }
         if self.target != 0 {
             w.u8(self.target);
+        }
+        for (a, b) in [self.entry_point, self.sections].into_iter().flatten() {
+            w.var(a);
+            w.var(b);
         }
         self.expr.put(w);
         w.list(&self.subsigs);
@@ -428,7 +472,7 @@ impl Wire for LogicalSignature {
     fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
         let name = r.get()?;
         let tag = r.u8()?;
-        if tag > 3 {
+        if tag > 15 {
             return r.bad_tag("file size", tag);
         }
         let file_size = if tag & 1 == 1 {
@@ -437,6 +481,15 @@ impl Wire for LogicalSignature {
             None
         };
         let target = if tag & 2 == 2 { r.u8()? } else { 0 };
+        let mut range = |bit: u8| -> Result<Option<(u64, u64)>, WireError> {
+            Ok(if tag & bit != 0 {
+                Some((r.var()?, r.var()?))
+            } else {
+                None
+            })
+        };
+        let entry_point = range(4)?;
+        let sections = range(8)?;
         let expr: LogicalExpr = r.get()?;
         let subsigs: Vec<Subsig> = r.list(1)?;
         if expr.max_index() >= subsigs.len() {
@@ -446,6 +499,8 @@ impl Wire for LogicalSignature {
             name,
             target,
             file_size,
+            entry_point,
+            sections,
             expr,
             subsigs,
         })
@@ -512,6 +567,8 @@ mod tests {
             name: "L".into(),
             target: 0,
             file_size: Some((1, 99)),
+            entry_point: None,
+            sections: None,
             expr: LogicalExpr::Count {
                 inner: Box::new(LogicalExpr::And(
                     Box::new(LogicalExpr::Sub(0)),
@@ -548,6 +605,8 @@ mod tests {
         let body = BodySignature { target: 10, ..body };
         let logical = LogicalSignature {
             target: 1,
+            entry_point: Some((0x400, 0x4ff)),
+            sections: Some((3, 3)),
             ..logical
         };
         let no_size = LogicalSignature {
@@ -573,6 +632,8 @@ mod tests {
             name: "L".into(),
             target: 0,
             file_size: None,
+            entry_point: None,
+            sections: None,
             expr: LogicalExpr::Sub(1),
             subsigs: vec![Subsig {
                 offset: Offset::Any,

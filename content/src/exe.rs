@@ -1,0 +1,569 @@
+//! An executable's structure as ClamAV's signatures see it: the entry
+//! point's offset in the file and each section's place in it, for the
+//! executable offsets (`EP+n`, `Sx+n`, `SL+n`, `SEx`), the target
+//! description keys `EntryPoint` and `NumberOfSections`, the section
+//! hashes (`.mdb`) and the import hash (`.imp`); `docs/clamav-formats.md`
+//! §5.2 and §3.3 state the rules.
+//!
+//! The arithmetic is ClamAV's, quirks included, so the headers are read
+//! here with bounds-checked little readers rather than through a general
+//! parser whose own validation would accept and refuse other files than
+//! ClamAV does: a PE section's offset and size are aligned to the file
+//! alignment (even a value that is no power of two), the entry point is
+//! found through the headers or the last section whose bytes in the file
+//! hold its address, an ELF's through its first program header that holds
+//! it. A header ClamAV refuses leaves the file without a structure
+//! ([`ExeInfo`] `None`): its executable offsets then match nowhere, as in
+//! ClamAV. Every read is checked; the work is bounded by ClamAV's caps on
+//! section and header counts (96 PE sections, 128 ELF program headers,
+//! 256 ELF sections, 1,024 Mach-O load commands and import descriptors).
+
+use giva_signatures::{ExeInfo, ExeKind, ExeSection};
+
+use crate::formats::{le16, le32, le64};
+
+/// The structure of `data` if it is a PE, ELF or Mach-O file whose
+/// headers ClamAV accepts; `target` is its
+/// [`target_type`](crate::target_type) (1, 6 or 9; any other: `None`).
+pub fn exe_info(data: &[u8], target: u8) -> Option<ExeInfo> {
+    match target {
+        1 => pe_info(data),
+        6 => elf_info(data),
+        9 => macho_info(data),
+        _ => None,
+    }
+}
+
+/// `v` rounded down to a multiple of `a` (`a` = 0: unchanged).
+fn align_down(v: u32, a: u32) -> u32 {
+    v.checked_div(a).map_or(v, |q| q * a)
+}
+
+/// `v` rounded up to a multiple of `a` (`a` = 0: unchanged), in 32 bits
+/// as ClamAV computes it: past 4 GiB it wraps.
+fn align_up(v: u32, a: u32) -> u32 {
+    v.checked_div(a).map_or(v, |q| {
+        q.wrapping_add(u32::from(!v.is_multiple_of(a)))
+            .wrapping_mul(a)
+    })
+}
+
+/// One PE section as ClamAV computes it.
+#[derive(Clone, Copy, Debug)]
+struct PeSection {
+    rva: u32,
+    raw: u32,
+    rsz: u32,
+}
+
+/// What a PE's addresses are mapped with.
+struct PeMap {
+    sections: Vec<PeSection>,
+    /// The headers' size, aligned to the section alignment: an address
+    /// below it is its own file offset.
+    headers: u32,
+    size: u64,
+}
+
+impl PeMap {
+    /// The file offset of address `rva`, as ClamAV maps it: in the
+    /// headers, itself; else through the last section whose bytes in the
+    /// file hold it.
+    fn raw(&self, rva: u32) -> Option<u64> {
+        if rva < self.headers {
+            return (u64::from(rva) < self.size).then_some(u64::from(rva));
+        }
+        let s = self
+            .sections
+            .iter()
+            .rev()
+            .find(|s| s.rsz != 0 && s.rva <= rva && rva - s.rva < s.rsz)?;
+        Some(u64::from(rva - s.rva) + u64::from(s.raw))
+    }
+}
+
+/// The most sections a PE may declare (ClamAV's limit, applied when the
+/// section table is read).
+const PE_MAX_SECTIONS: usize = 96;
+
+fn pe_info(d: &[u8]) -> Option<ExeInfo> {
+    if !(d.starts_with(b"MZ") || d.starts_with(b"ZM")) {
+        return None;
+    }
+    let size = d.len() as u64;
+    let pe = le32(d, 60)? as usize;
+    if pe == 0 || d.get(pe..pe.checked_add(4)?)? != b"PE\0\0" {
+        return None;
+    }
+    let count = le16(d, pe + 6)? as usize;
+    let opt_size = le16(d, pe + 20)? as usize;
+    if count == 0 || count > PE_MAX_SECTIONS || opt_size < 96 {
+        return None;
+    }
+    let opt = pe + 24;
+    let plus = le16(d, opt)? == 0x20b;
+    let fixed = if plus { 112 } else { 96 };
+    if opt_size < fixed {
+        return None;
+    }
+    d.get(opt..opt + fixed)?;
+    // The data directories ClamAV reads must be there; the ones it does
+    // not (past the declared count) are zero.
+    let dirs = (le32(d, opt + fixed - 4)? as usize).min(16);
+    if opt_size < fixed + 8 * dirs {
+        return None;
+    }
+    let dir = |i: usize| {
+        if i < dirs {
+            Some((
+                le32(d, opt + fixed + 8 * i)?,
+                le32(d, opt + fixed + 8 * i + 4)?,
+            ))
+        } else {
+            Some((0, 0))
+        }
+    };
+    let imports_dir = dir(1)?;
+    let entry = le32(d, opt + 16)?;
+    let salign = le32(d, opt + 32)?;
+    let mut falign = le32(d, opt + 36)?;
+    let headers = align_up(le32(d, opt + 60)?, salign);
+    let table = opt + opt_size;
+    let raw_table = d.get(table..table.checked_add(40 * count)?)?;
+    let field = |i: usize, at: usize| le32(raw_table, 40 * i + at).unwrap_or(0);
+    // A section not on the file alignment but on 0x200 makes ClamAV read
+    // every section on 0x200 instead.
+    if falign != 0x200
+        && falign != 0
+        && (0..count).any(|i| {
+            let (rsz, ptr) = (field(i, 16), field(i, 20));
+            rsz != 0 && !ptr.is_multiple_of(falign) && ptr.is_multiple_of(0x200)
+        })
+    {
+        falign = 0x200;
+    }
+    let mut sections = Vec::with_capacity(count);
+    for i in 0..count {
+        let (vsz, va, ursz, uraw) = (field(i, 8), field(i, 12), field(i, 16), field(i, 20));
+        let raw = align_down(uraw, falign);
+        let mut rsz = align_up(ursz, falign);
+        let mut ursz = ursz;
+        if rsz != 0 {
+            if u64::from(raw) >= size || u64::from(uraw) >= size {
+                // Kept in the list, empty: `Sx+n` still counts from it.
+                rsz = 0;
+                ursz = 0;
+            } else {
+                if u64::from(raw) + u64::from(rsz) > size {
+                    rsz = (size - u64::from(raw)) as u32;
+                }
+                if u64::from(uraw) + u64::from(ursz) > size {
+                    ursz = (size - u64::from(uraw)) as u32;
+                }
+            }
+        }
+        const SIGN: u32 = 1 << 31;
+        if va >= SIGN || vsz >= SIGN || (rsz != 0 && uraw >= SIGN) || ursz >= SIGN {
+            return None;
+        }
+        sections.push(PeSection {
+            rva: align_down(va, salign),
+            raw,
+            rsz,
+        });
+    }
+    let map = PeMap {
+        sections,
+        headers,
+        size,
+    };
+    let entry = map.raw(entry)?;
+    let imports = if plus {
+        None
+    } else {
+        import_string(d, &map, imports_dir)
+    };
+    Some(ExeInfo {
+        kind: if plus { ExeKind::Pe64 } else { ExeKind::Pe32 },
+        entry,
+        sections: map
+            .sections
+            .iter()
+            .map(|s| ExeSection {
+                raw: u64::from(s.raw),
+                size: u64::from(s.rsz),
+            })
+            .collect(),
+        imports,
+    })
+}
+
+/// The most import descriptors read.
+const MAX_IMPORT_DLLS: usize = 1024;
+
+/// The most bytes of a DLL or function name read.
+const MAX_IMPORT_NAME: usize = 256;
+
+/// The NUL-terminated name at `at`, read no further than `max` bytes.
+fn c_name(d: &[u8], at: u64, max: usize) -> Option<&[u8]> {
+    let at = usize::try_from(at).ok()?;
+    let b = d.get(at..)?;
+    let b = &b[..b.len().min(max)];
+    Some(b.iter().position(|&c| c == 0).map_or(b, |n| &b[..n]))
+}
+
+/// The import table as ClamAV hashes it (`.imp`): `dll.function` for
+/// each import, lower case, joined by `,`; `None` where ClamAV computes no
+/// hash (no import directory, a name it cannot read or refuses).
+fn import_string(d: &[u8], map: &PeMap, (va, len): (u32, u32)) -> Option<Vec<u8>> {
+    if va == 0 || len == 0 {
+        return None;
+    }
+    let size = map.size;
+    let start = map.raw(va)?;
+    if start + u64::from(len) > size {
+        return None;
+    }
+    let mut out: Vec<u8> = Vec::new();
+    let mut left = len;
+    let mut at = start as usize;
+    for _ in 0..MAX_IMPORT_DLLS {
+        // ClamAV reads a descriptor only while more than one's length of
+        // the directory is left.
+        if left <= 20 {
+            break;
+        }
+        let Some(desc) = d.get(at..at + 20) else {
+            break;
+        };
+        let name_rva = le32(desc, 12)?;
+        if name_rva == 0 {
+            break;
+        }
+        let name_at = map.raw(name_rva)?;
+        if name_at > size {
+            return None;
+        }
+        let dll = c_name(d, name_at, MAX_IMPORT_NAME)?;
+        let stem = match dll.iter().position(|&c| c == b'.') {
+            Some(p)
+                if [&b".dll"[..], b".ocx", b".sys"]
+                    .iter()
+                    .any(|e| dll[p..].len() >= 4 && dll[p..p + 4].eq_ignore_ascii_case(e)) =>
+            {
+                &dll[..p]
+            }
+            _ => dll,
+        };
+        let (first_thunk, original) = (le32(desc, 16)?, le32(desc, 0)?);
+        let thunks = match map.raw(original).filter(|&o| original != 0 && o != 0) {
+            Some(o) => o,
+            None => map.raw(first_thunk)?,
+        };
+        let mut t = thunks as usize;
+        while let Some(v) = le32(d, t).filter(|&v| v != 0) {
+            t += 4;
+            let func: Vec<u8> = if v & 0x8000_0000 != 0 {
+                let ord = (v & 0xffff) as u16;
+                match ordinal_name(dll, ord) {
+                    Some(n) => n.as_bytes().to_vec(),
+                    None => format!("ord{ord}").into_bytes(),
+                }
+            } else {
+                // ClamAV does not notice an address it cannot map, and
+                // reads the name as if at offset 0.
+                let off = map.raw(v).unwrap_or(0);
+                let room = size.saturating_sub(off);
+                let n = room.min(MAX_IMPORT_NAME as u64);
+                // The name must lie whole in the file, hint included, or
+                // the import is left out.
+                if off + 2 + n > size {
+                    continue;
+                }
+                let name = c_name(d, off + 2, n as usize)?;
+                if !name
+                    .iter()
+                    .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.')
+                {
+                    return None;
+                }
+                name.to_vec()
+            };
+            if !out.is_empty() {
+                out.push(b',');
+            }
+            out.extend(stem.iter().map(u8::to_ascii_lowercase));
+            out.push(b'.');
+            out.extend(func.iter().map(u8::to_ascii_lowercase));
+        }
+        at += 20;
+        left -= 20;
+    }
+    Some(out)
+}
+
+/// The names ClamAV gives Winsock's functions imported by ordinal (the
+/// classic Windows Sockets 1.1 exports, the same in `ws2_32.dll` and
+/// `wsock32.dll`).
+const WINSOCK_ORDINALS: &[(u16, &str)] = &[
+    (1, "accept"),
+    (2, "bind"),
+    (3, "closesocket"),
+    (4, "connect"),
+    (5, "getpeername"),
+    (6, "getsockname"),
+    (7, "getsockopt"),
+    (8, "htonl"),
+    (9, "htons"),
+    (10, "ioctlsocket"),
+    (11, "inet_addr"),
+    (12, "inet_ntoa"),
+    (13, "listen"),
+    (14, "ntohl"),
+    (15, "ntohs"),
+    (16, "recv"),
+    (17, "recvfrom"),
+    (18, "select"),
+    (19, "send"),
+    (20, "sendto"),
+    (21, "setsockopt"),
+    (22, "shutdown"),
+    (23, "socket"),
+    (51, "gethostbyaddr"),
+    (52, "gethostbyname"),
+    (53, "getprotobyname"),
+    (54, "getprotobynumber"),
+    (55, "getservbyname"),
+    (56, "getservbyport"),
+    (57, "gethostname"),
+    (101, "WSAAsyncSelect"),
+    (102, "WSAAsyncGetHostByAddr"),
+    (103, "WSAAsyncGetHostByName"),
+    (104, "WSAAsyncGetProtoByNumber"),
+    (105, "WSAAsyncGetProtoByName"),
+    (106, "WSAAsyncGetServByPort"),
+    (107, "WSAAsyncGetServByName"),
+    (108, "WSACancelAsyncRequest"),
+    (109, "WSASetBlockingHook"),
+    (110, "WSAUnhookBlockingHook"),
+    (111, "WSAGetLastError"),
+    (112, "WSASetLastError"),
+    (113, "WSACancelBlockingCall"),
+    (114, "WSAIsBlocking"),
+    (115, "WSAStartup"),
+    (116, "WSACleanup"),
+    (151, "__WSAFDIsSet"),
+    (500, "WEP"),
+];
+
+/// The name of ordinal `ord` of `dll` where ClamAV has one.
+fn ordinal_name(dll: &[u8], ord: u16) -> Option<&'static str> {
+    let starts = |p: &[u8]| dll.len() >= p.len() && dll[..p.len()].eq_ignore_ascii_case(p);
+    if starts(b"ws2_32.dll") || starts(b"wsock32.dll") {
+        return WINSOCK_ORDINALS
+            .iter()
+            .find(|(o, _)| *o == ord)
+            .map(|(_, n)| *n);
+    }
+    None
+}
+
+/// Reads an ELF's fields in its byte order and width.
+struct Elf<'a> {
+    d: &'a [u8],
+    big: bool,
+    wide: bool,
+}
+
+impl Elf<'_> {
+    fn u16(&self, at: usize) -> Option<u64> {
+        let v = le16(self.d, at)?;
+        Some(u64::from(if self.big { v.swap_bytes() } else { v }))
+    }
+
+    fn u32(&self, at: usize) -> Option<u64> {
+        let v = le32(self.d, at)?;
+        Some(u64::from(if self.big { v.swap_bytes() } else { v }))
+    }
+
+    /// An address-sized field (32 or 64 bits).
+    fn word(&self, at: usize) -> Option<u64> {
+        if self.wide {
+            let v = le64(self.d, at)?;
+            Some(if self.big { v.swap_bytes() } else { v })
+        } else {
+            self.u32(at)
+        }
+    }
+}
+
+/// The most program headers (128) and section headers (256) ClamAV reads.
+const ELF_MAX_PHDRS: u64 = 128;
+const ELF_MAX_SHDRS: u64 = 256;
+
+fn elf_info(d: &[u8]) -> Option<ExeInfo> {
+    if !d.starts_with(b"\x7fELF") || d.len() < 52 {
+        return None;
+    }
+    let wide = match d[4] {
+        1 => false,
+        2 => true,
+        _ => return None,
+    };
+    if wide && d.len() < 64 {
+        return None;
+    }
+    // ClamAV reads any byte-order mark other than 1 as big-endian.
+    let e = Elf {
+        d,
+        big: d[5] != 1,
+        wide,
+    };
+    // Where the fields after e_entry lie in each width.
+    let (phoff, shoff, phent, phnum, shent, shnum) = if wide {
+        (32, 40, 54, 56, 58, 60)
+    } else {
+        (28, 32, 42, 44, 46, 48)
+    };
+    let entry = e.word(24)?;
+    let nph = e.u16(phnum)?;
+    if nph > ELF_MAX_PHDRS {
+        return None;
+    }
+    // ELF32 addresses wrap in 32 bits; an ELF64 entry is kept to its low
+    // 32 bits, as ClamAV stores it.
+    let mask: u64 = if wide { u64::MAX } else { u64::from(u32::MAX) };
+    let entry = if nph == 0 || entry == 0 {
+        0
+    } else {
+        let size = if wide { 56 } else { 32 };
+        if e.u16(phent)? != size {
+            return None;
+        }
+        let base = usize::try_from(e.word(phoff)?).ok()?;
+        let (off_at, va_at, mem_at) = if wide { (8, 16, 40) } else { (4, 8, 20) };
+        let mut found = None;
+        for i in 0..nph as usize {
+            let p = base.checked_add(i * size as usize)?;
+            let (off, va, mem) = (e.word(p + off_at)?, e.word(p + va_at)?, e.word(p + mem_at)?);
+            if found.is_none() && va <= entry && entry - va < mem {
+                found = Some((entry.wrapping_sub(va).wrapping_add(off)) & mask);
+            }
+        }
+        found? & u64::from(u32::MAX)
+    };
+    let nsh = e.u16(shnum)?;
+    if nsh > ELF_MAX_SHDRS || e.u16(shent)? != if wide { 64 } else { 40 } {
+        return None;
+    }
+    let mut sections = Vec::with_capacity(nsh as usize);
+    if nsh > 0 {
+        let base = usize::try_from(e.word(shoff)?).ok()?;
+        let (size, off_at, len_at) = if wide { (64, 24, 32) } else { (40, 16, 20) };
+        for i in 0..nsh as usize {
+            let s = base.checked_add(i * size)?;
+            // ELF64 values are kept to their low 32 bits.
+            sections.push(ExeSection {
+                raw: e.word(s + off_at)? & u64::from(u32::MAX),
+                size: e.word(s + len_at)? & u64::from(u32::MAX),
+            });
+        }
+    }
+    Some(ExeInfo {
+        kind: ExeKind::Elf,
+        entry,
+        sections,
+        imports: None,
+    })
+}
+
+/// The most load commands (1,024) and sections per segment (255) ClamAV
+/// reads from a Mach-O file.
+const MACHO_MAX_COMMANDS: u32 = 1024;
+const MACHO_MAX_SECTIONS: u32 = 255;
+
+fn macho_info(d: &[u8]) -> Option<ExeInfo> {
+    let (big, wide) = match d.get(..4)? {
+        [0xce, 0xfa, 0xed, 0xfe] => (false, false),
+        [0xfe, 0xed, 0xfa, 0xce] => (true, false),
+        [0xcf, 0xfa, 0xed, 0xfe] => (false, true),
+        [0xfe, 0xed, 0xfa, 0xcf] => (true, true),
+        _ => return None,
+    };
+    let m = Elf { d, big, wide };
+    let cpu = m.u32(4)?;
+    let ncmds = m.u32(16)? as u32;
+    if ncmds == 0 || ncmds > MACHO_MAX_COMMANDS {
+        return None;
+    }
+    let mut at: usize = if wide { 32 } else { 28 };
+    d.get(..at)?;
+    // (address, size in memory, offset in the file, size in the file)
+    let mut sections: Vec<(u64, u64, u64, u64)> = Vec::new();
+    let mut entry: u64 = 0;
+    for _ in 0..ncmds {
+        let (cmd, cmdsize) = (m.u32(at)?, m.u32(at + 4)?);
+        at += 8;
+        let segment = if wide { 0x19 } else { 0x1 };
+        if cmd == segment {
+            // The segment's body, then its sections, at their fixed sizes.
+            let (body, sect, nsects_at) = if wide { (64, 80, 56) } else { (48, 68, 40) };
+            d.get(at..at + body)?;
+            let nsects = m.u32(at + nsects_at)? as u32;
+            if nsects > MACHO_MAX_SECTIONS {
+                return None;
+            }
+            at += body;
+            for _ in 0..nsects {
+                d.get(at..at + sect)?;
+                let (addr, size, off_at) = if wide {
+                    (m.word(at + 32)?, m.word(at + 40)?, 48)
+                } else {
+                    (m.u32(at + 32)?, m.u32(at + 36)?, 40)
+                };
+                let (offset, align) = (m.u32(at + off_at)?, m.u32(at + off_at + 4)?);
+                if !wide && align >= 32 {
+                    return None;
+                }
+                let (addr, size) = (addr & 0xffff_ffff, size & 0xffff_ffff);
+                // The size in the file is the size in memory rounded up to
+                // the section's alignment (64-bit files: taken mod 32).
+                let file_size = u64::from(align_up(size as u32, 1u32 << (align % 32)));
+                sections.push((addr, size, offset, file_size));
+                at += sect;
+            }
+        } else if (cmd == 4 || cmd == 5) && matches!(cpu, 7 | 18 | 0x0100_0012) {
+            // A thread's state: only PowerPC's gives ClamAV an entry point.
+            at += 8;
+            let state = match cpu {
+                7 => 64,
+                18 => 160,
+                _ => 312,
+            };
+            d.get(at..at + state)?;
+            match cpu {
+                18 => entry = m.u32(at)?,
+                0x0100_0012 => entry = m.word(at)? & 0xffff_ffff,
+                _ => {}
+            }
+            at += state;
+        } else if cmdsize > 8 {
+            at = at.checked_add(cmdsize as usize - 8)?;
+        }
+    }
+    if entry != 0 && !sections.is_empty() {
+        let &(addr, _, offset, _) = sections
+            .iter()
+            .find(|(addr, size, _, _)| *addr <= entry && entry - addr < *size)?;
+        entry = (entry - addr + offset) & 0xffff_ffff;
+    }
+    Some(ExeInfo {
+        kind: ExeKind::MachO,
+        entry,
+        sections: sections
+            .iter()
+            .map(|&(_, _, raw, size)| ExeSection { raw, size })
+            .collect(),
+        imports: None,
+    })
+}
