@@ -845,8 +845,8 @@ impl FileTask {
                         // whole: its executable offsets run over it again.
                         if let Some(Ok(bytes)) = &kept
                             && let Some(exe) =
-                                giva_content::exe_info(bytes, giva_content::target_type(bytes))
-                            && scanner.set_exe_info(std::sync::Arc::new(exe))
+                                giva_content::typed_options(&Default::default(), bytes).exe
+                            && scanner.set_exe_info(exe)
                         {
                             scanner.feed_exe(bytes);
                         }

@@ -567,3 +567,282 @@ fn macho_info(d: &[u8]) -> Option<ExeInfo> {
         imports: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One section: (address, size in memory, offset, size in the file).
+    type Sec = (u32, u32, u32, u32);
+
+    /// A PE32 of `len` bytes: headers at 0x40, the file and section
+    /// alignments, the headers' size, the entry point's address, the
+    /// sections, and the import directory `(address, size)`.
+    fn pe(
+        len: usize,
+        (falign, salign, headers): (u32, u32, u32),
+        entry: u32,
+        secs: &[Sec],
+        imports: (u32, u32),
+    ) -> Vec<u8> {
+        let mut d = vec![0u8; len];
+        let put =
+            |d: &mut Vec<u8>, at: usize, v: u32| d[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        d[..2].copy_from_slice(b"MZ");
+        put(&mut d, 0x3c, 0x40);
+        d[0x40..0x44].copy_from_slice(b"PE\0\0");
+        d[0x46..0x48].copy_from_slice(&(secs.len() as u16).to_le_bytes());
+        d[0x54..0x56].copy_from_slice(&(96u16 + 16 * 8).to_le_bytes());
+        let opt = 0x58;
+        d[opt..opt + 2].copy_from_slice(&0x10bu16.to_le_bytes());
+        put(&mut d, opt + 16, entry);
+        put(&mut d, opt + 32, salign);
+        put(&mut d, opt + 36, falign);
+        put(&mut d, opt + 60, headers);
+        put(&mut d, opt + 92, 16);
+        put(&mut d, opt + 96 + 8, imports.0);
+        put(&mut d, opt + 96 + 12, imports.1);
+        let table = opt + 96 + 16 * 8;
+        for (i, &(va, vsz, raw, rsz)) in secs.iter().enumerate() {
+            let s = table + 40 * i;
+            put(&mut d, s + 8, vsz);
+            put(&mut d, s + 12, va);
+            put(&mut d, s + 16, rsz);
+            put(&mut d, s + 20, raw);
+        }
+        d
+    }
+
+    fn raws(i: &ExeInfo) -> Vec<(u64, u64)> {
+        i.sections.iter().map(|s| (s.raw, s.size)).collect()
+    }
+
+    #[test]
+    fn pe_sections_are_aligned_as_clamav_aligns_them() {
+        // File alignment 0x400: 0x900 is rounded down to 0x800, and the
+        // size up to 0x400.
+        let d = pe(
+            0x2000,
+            (0x400, 0x1000, 0x400),
+            0x1000,
+            &[(0x1000, 0x100, 0x900, 0x300)],
+            (0, 0),
+        );
+        let i = exe_info(&d, 1).expect("parses");
+        assert_eq!(raws(&i), [(0x800, 0x400)]);
+        assert_eq!(i.entry, 0x800);
+        // A section on 0x200 but not on 0x400 makes every section 0x200
+        // aligned.
+        let d = pe(
+            0x2000,
+            (0x400, 0x1000, 0x400),
+            0x2010,
+            &[(0x1000, 0x100, 0x900, 0x300), (0x2000, 0x100, 0xa00, 0x200)],
+            (0, 0),
+        );
+        let i = exe_info(&d, 1).expect("parses");
+        assert_eq!(raws(&i), [(0x800, 0x400), (0xa00, 0x200)]);
+        assert_eq!(i.entry, 0xa10);
+        // A section past the end stays, empty; one running past it ends
+        // with the file.
+        let d = pe(
+            0x1100,
+            (0x200, 0x1000, 0x200),
+            0x1000,
+            &[
+                (0x1000, 0x100, 0x400, 0x1000),
+                (0x3000, 0x100, 0x4000, 0x200),
+            ],
+            (0, 0),
+        );
+        let i = exe_info(&d, 1).expect("parses");
+        assert_eq!(raws(&i), [(0x400, 0xd00), (0x4000, 0)]);
+    }
+
+    #[test]
+    fn pe_entry_points_map_as_in_clamav_or_the_headers_are_refused() {
+        // Below the headers' size (aligned to the section alignment), an
+        // address is its own offset, even where a section lies.
+        let d = pe(
+            0x1000,
+            (0x200, 0x1000, 0x100),
+            0x300,
+            &[(0x1000, 0x200, 0x200, 0x200)],
+            (0, 0),
+        );
+        assert_eq!(exe_info(&d, 1).map(|i| i.entry), Some(0x300));
+        // In the part of a section that only memory holds: refused.
+        let d = pe(
+            0x1000,
+            (0x200, 0x1000, 0x200),
+            0x1300,
+            &[(0x1000, 0x1000, 0x200, 0x200)],
+            (0, 0),
+        );
+        assert_eq!(exe_info(&d, 1), None);
+        // A raw size that wraps when aligned: refused.
+        let d = pe(
+            0x1000,
+            (0x200, 0x1000, 0x200),
+            0x100,
+            &[(0x1000, 0x100, 0x200, u32::MAX)],
+            (0, 0),
+        );
+        assert_eq!(exe_info(&d, 1), None);
+        // No sections, no `PE\0\0`, a zero e_lfanew: refused.
+        let d = pe(0x1000, (0x200, 0x1000, 0x200), 0x100, &[], (0, 0));
+        assert_eq!(exe_info(&d, 1), None);
+        let mut d = pe(
+            0x1000,
+            (0x200, 0x1000, 0x200),
+            0x100,
+            &[(0x1000, 0x100, 0x200, 0x200)],
+            (0, 0),
+        );
+        assert!(exe_info(&d, 1).is_some());
+        d[0x3c..0x40].fill(0);
+        assert_eq!(exe_info(&d, 1), None);
+    }
+
+    #[test]
+    fn pe_imports_read_as_clamav_hashes_them() {
+        // One section at 0x200 (address 0x1000) holds the import table.
+        let mut d = pe(
+            0x800,
+            (0x200, 0x1000, 0x200),
+            0x1000,
+            &[(0x1000, 0x600, 0x200, 0x600)],
+            (0x1000, 61),
+        );
+        let raw = |rva: usize| rva - 0x1000 + 0x200;
+        let put =
+            |d: &mut Vec<u8>, at: usize, v: u32| d[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        let text = |d: &mut Vec<u8>, at: usize, s: &[u8]| d[at..at + s.len()].copy_from_slice(s);
+        // Descriptors: KERNEL32.dll (thunks at 0x1100), WS2_32.dll (0x1200).
+        put(&mut d, raw(0x1000), 0x1100);
+        put(&mut d, raw(0x1000) + 12, 0x1300);
+        put(&mut d, raw(0x1000) + 16, 0x1100);
+        put(&mut d, raw(0x1014), 0x1200);
+        put(&mut d, raw(0x1014) + 12, 0x1320);
+        put(&mut d, raw(0x1014) + 16, 0x1200);
+        text(&mut d, raw(0x1300), b"KERNEL32.dll\0");
+        text(&mut d, raw(0x1320), b"WS2_32.dll\0");
+        put(&mut d, raw(0x1100), 0x1400);
+        put(&mut d, raw(0x1104), 0x1410);
+        text(&mut d, raw(0x1400) + 2, b"LoadLibraryA\0");
+        text(&mut d, raw(0x1410) + 2, b"GetProcAddress\0");
+        put(&mut d, raw(0x1200), 0x8000_0001);
+        put(&mut d, raw(0x1204), 0x8000_03e7);
+        let i = exe_info(&d, 1).expect("parses");
+        assert_eq!(
+            i.imports.as_deref(),
+            Some(&b"kernel32.loadlibrarya,kernel32.getprocaddress,ws2_32.accept,ws2_32.ord999"[..])
+        );
+        // A directory of exactly two descriptors' length: the second is
+        // not read.
+        put(&mut d, 0x58 + 96 + 12, 40);
+        let i = exe_info(&d, 1).expect("parses");
+        assert_eq!(
+            i.imports.as_deref(),
+            Some(&b"kernel32.loadlibrarya,kernel32.getprocaddress"[..])
+        );
+        // A name ClamAV refuses (a C++ one) leaves no import hash at all.
+        text(&mut d, raw(0x1410) + 2, b"??0x@@QAE\0");
+        assert_eq!(exe_info(&d, 1).expect("parses").imports, None);
+    }
+
+    /// An ELF64 little-endian file of `len` bytes with program headers
+    /// `(offset, address, size in memory)` and `sections` section headers.
+    fn elf(
+        len: usize,
+        entry: u64,
+        phdrs: &[(u64, u64, u64)],
+        sections: u16,
+        shentsize: u16,
+    ) -> Vec<u8> {
+        let mut d = vec![0u8; len];
+        d[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        d[24..32].copy_from_slice(&entry.to_le_bytes());
+        d[32..40].copy_from_slice(&64u64.to_le_bytes());
+        d[54..56].copy_from_slice(&56u16.to_le_bytes());
+        d[56..58].copy_from_slice(&(phdrs.len() as u16).to_le_bytes());
+        let shoff = 64 + 56 * phdrs.len() as u64;
+        d[40..48].copy_from_slice(&shoff.to_le_bytes());
+        d[58..60].copy_from_slice(&shentsize.to_le_bytes());
+        d[60..62].copy_from_slice(&sections.to_le_bytes());
+        for (i, &(off, va, mem)) in phdrs.iter().enumerate() {
+            let p = 64 + 56 * i;
+            d[p + 8..p + 16].copy_from_slice(&off.to_le_bytes());
+            d[p + 16..p + 24].copy_from_slice(&va.to_le_bytes());
+            d[p + 40..p + 48].copy_from_slice(&mem.to_le_bytes());
+        }
+        for i in 0..sections as usize {
+            let s = shoff as usize + 64 * i;
+            d[s + 24..s + 32].copy_from_slice(&(0x100 * i as u64).to_le_bytes());
+            d[s + 32..s + 40].copy_from_slice(&0x80u64.to_le_bytes());
+        }
+        d
+    }
+
+    #[test]
+    fn elf_entry_points_come_from_the_first_program_header_that_holds_them() {
+        // Both headers hold the entry: the first in the table wins.
+        let d = elf(
+            0x1000,
+            0x401010,
+            &[(0x200, 0x401000, 0x100), (0x0, 0x400000, 0x10000)],
+            3,
+            64,
+        );
+        let i = exe_info(&d, 6).expect("parses");
+        assert_eq!(i.entry, 0x210);
+        assert_eq!(raws(&i), [(0, 0x80), (0x100, 0x80), (0x200, 0x80)]);
+        // No header holds it: refused; none at all: 0.
+        assert_eq!(
+            exe_info(&elf(0x1000, 0x900000, &[(0, 0x400000, 0x100)], 0, 64), 6),
+            None
+        );
+        assert_eq!(
+            exe_info(&elf(0x1000, 0x401010, &[], 0, 64), 6).map(|i| i.entry),
+            Some(0)
+        );
+        // The section header size must be right even with no sections.
+        assert_eq!(exe_info(&elf(0x1000, 0x401010, &[], 0, 0), 6), None);
+    }
+
+    #[test]
+    fn macho_sections_are_read_and_x86_64_has_no_entry_point() {
+        // A 64-bit Mach-O: one LC_SEGMENT_64 with two sections, then LC_MAIN.
+        let mut d = vec![0u8; 0x1000];
+        let put =
+            |d: &mut Vec<u8>, at: usize, v: u32| d[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        d[..4].copy_from_slice(&[0xcf, 0xfa, 0xed, 0xfe]);
+        put(&mut d, 4, 0x0100_0007);
+        put(&mut d, 16, 2);
+        let seg = 32;
+        put(&mut d, seg, 0x19);
+        put(&mut d, seg + 4, 72 + 2 * 80);
+        put(&mut d, seg + 8 + 56, 2);
+        for (k, (addr, size, off, align)) in [
+            (0x1000u64, 0x30u64, 0x400u32, 4u32),
+            (0x2000, 0x101, 0x800, 3),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let s = seg + 72 + 80 * k;
+            d[s + 32..s + 40].copy_from_slice(&addr.to_le_bytes());
+            d[s + 40..s + 48].copy_from_slice(&size.to_le_bytes());
+            put(&mut d, s + 48, off);
+            put(&mut d, s + 52, align);
+        }
+        let main = seg + 72 + 160;
+        put(&mut d, main, 0x8000_0028);
+        put(&mut d, main + 4, 24);
+        let i = exe_info(&d, 9).expect("parses");
+        assert_eq!(i.entry, 0);
+        assert_eq!(raws(&i), [(0x400, 0x30), (0x800, 0x108)]);
+        // A fat file has no structure of its own.
+        assert_eq!(exe_info(&[0xca, 0xfe, 0xba, 0xbe, 0, 0, 0, 1], 9), None);
+    }
+}

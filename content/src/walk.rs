@@ -283,9 +283,14 @@ impl Decomposer {
 /// executable offsets lie.
 pub fn typed_options(opts: &ScanOptions, data: &[u8]) -> ScanOptions {
     let target = target_type(data);
+    // The headers are the guest's: a reader's bug must not take the
+    // appliance down (a panic here reads as headers ClamAV refuses).
+    let exe = std::panic::catch_unwind(|| exe_info(data, target))
+        .ok()
+        .flatten();
     ScanOptions {
         file_type: Some(target),
-        exe: exe_info(data, target).map(Arc::new),
+        exe: exe.map(Arc::new),
         ..opts.clone()
     }
 }

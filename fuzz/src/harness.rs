@@ -44,6 +44,7 @@ pub const TARGETS: &[&str] = &[
     "content_html",
     "content_installer",
     "content_upx",
+    "content_exe",
 ];
 
 /// Runs the target called `name` on `data`; false for an unknown name.
@@ -69,6 +70,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "content_html" => content_html(data),
         "content_installer" => content_installer(data),
         "content_upx" => content_upx(data),
+        "content_exe" => content_exe(data),
         _ => return false,
     }
     true
@@ -1191,6 +1193,20 @@ fn content_engine() -> &'static Engine {
         let text = "Eicar.Body:0:*:58354f2150254041505b345c505a58353428505e2937434329377d2445494341522d5354414e444152442d414e544956495255532d544553542d46494c452124482b482a\n";
         let mut c = Compiler::new();
         c.add_source("eicar.ndb", text, false);
+        // Executable offsets, section and import hashes, so that an
+        // executable's structure is used as it is read.
+        c.add_source(
+            "exe.ndb",
+            "Fuzz.EP:1:EP+0,16:4d5a??00\nFuzz.SE:6:SE1,4:7f454c46\nFuzz.SL:9:SL+0:cffaedfe\n",
+            false,
+        );
+        c.add_source("exe.mdb", "*:d41d8cd98f00b204e9800998ecf8427e:Fuzz.Section:73\n", false);
+        c.add_source("exe.imp", "d41d8cd98f00b204e9800998ecf8427e:*:Fuzz.Imports\n", false);
+        c.add_source(
+            "exe.ldb",
+            "Fuzz.Ldb;Engine:51-255,Target:1,EntryPoint:0-4096,NumberOfSections:1-3;0;EP-2:4d5a\n",
+            false,
+        );
         let db = c.build().expect("the EICAR database builds");
         Engine::new(&db).expect("engine")
     })
@@ -1494,6 +1510,37 @@ fn content_upx(data: &[u8]) {
     put(&mut pe, 0x310, 0x10000);
     put(&mut pe, 0x314, rest.len() as u32);
     content(&pe, rest, Parser::Own);
+}
+
+/// `content_exe`: byte 0 picks a PE (the input from its `e_lfanew` on),
+/// an ELF or a Mach-O (the input after the magic): giva's own header
+/// readers, the offsets, section and import hashes that use them. The
+/// structure must be coherent: a PE's entry point lies in the file, its
+/// sections number 1 to 96.
+fn content_exe(data: &[u8]) {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let mut input: Vec<u8> = match pick % 3 {
+        0 => {
+            let mut pe = vec![0u8; 0x40];
+            pe[..2].copy_from_slice(b"MZ");
+            pe[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
+            pe.extend_from_slice(b"PE\0\0");
+            pe
+        }
+        1 => b"\x7fELF".to_vec(),
+        _ => vec![0xcf, 0xfa, 0xed, 0xfe],
+    };
+    input.extend_from_slice(rest);
+    let target = giva_content::target_type(&input);
+    if let Some(info) = giva_content::exe_info(&input, target)
+        && target == 1
+    {
+        assert!(info.entry < input.len() as u64, "{info:?}");
+        assert!((1..=96).contains(&info.sections.len()), "{info:?}");
+    }
+    content_input(&input, Parser::Own);
 }
 
 /// `content_compressed`: byte 0 picks gzip, bzip2, xz or zstd.
