@@ -14,12 +14,15 @@
 //! hold its address, an ELF's through its first program header that holds
 //! it. A header ClamAV refuses leaves the file without a structure
 //! ([`ExeInfo`] `None`): its executable offsets then match nowhere, as in
-//! ClamAV. Every read is checked; the work is bounded by ClamAV's caps on
-//! section and header counts (96 PE sections, 128 ELF program headers,
-//! 256 ELF sections, 1,024 Mach-O load commands and import descriptors).
+//! ClamAV. Every read is checked; the work is bounded by the header counts
+//! (65,535 PE sections at most, and ClamAV's caps: 128 ELF program
+//! headers, 256 ELF sections, 1,024 Mach-O load commands and import
+//! descriptors) and, for the import hash, by [`MAX_IMPORTS`] and
+//! [`MAX_IMPORT_STRING`].
 
 use giva_signatures::{ExeInfo, ExeKind, ExeSection};
 
+use crate::exe_ordinals::{OLEAUT32_ORDINALS, WINSOCK_ORDINALS};
 use crate::formats::{le16, le32, le64};
 
 /// The structure of `data` if it is a PE, ELF or Mach-O file whose
@@ -82,10 +85,6 @@ impl PeMap {
     }
 }
 
-/// The most sections a PE may declare (ClamAV's limit, applied when the
-/// section table is read).
-const PE_MAX_SECTIONS: usize = 96;
-
 fn pe_info(d: &[u8]) -> Option<ExeInfo> {
     if !(d.starts_with(b"MZ") || d.starts_with(b"ZM")) {
         return None;
@@ -97,7 +96,7 @@ fn pe_info(d: &[u8]) -> Option<ExeInfo> {
     }
     let count = le16(d, pe + 6)? as usize;
     let opt_size = le16(d, pe + 20)? as usize;
-    if count == 0 || count > PE_MAX_SECTIONS || opt_size < 96 {
+    if count == 0 || opt_size < 96 {
         return None;
     }
     let opt = pe + 24;
@@ -204,6 +203,15 @@ const MAX_IMPORT_DLLS: usize = 1024;
 /// The most bytes of a DLL or function name read.
 const MAX_IMPORT_NAME: usize = 256;
 
+/// The most imported functions read for the import hash: a hostile table
+/// can name one function from every thunk of every descriptor (a billion
+/// of them in a few MiB). Past it, or past [`MAX_IMPORT_STRING`], the
+/// file gets no import hash (a real program imports a few thousand).
+const MAX_IMPORTS: usize = 1 << 16;
+
+/// The longest import string built.
+const MAX_IMPORT_STRING: usize = 4 << 20;
+
 /// The NUL-terminated name at `at`, read no further than `max` bytes.
 fn c_name(d: &[u8], at: u64, max: usize) -> Option<&[u8]> {
     let at = usize::try_from(at).ok()?;
@@ -225,6 +233,7 @@ fn import_string(d: &[u8], map: &PeMap, (va, len): (u32, u32)) -> Option<Vec<u8>
         return None;
     }
     let mut out: Vec<u8> = Vec::new();
+    let mut imports = 0usize;
     let mut left = len;
     let mut at = start as usize;
     for _ in 0..MAX_IMPORT_DLLS {
@@ -263,6 +272,10 @@ fn import_string(d: &[u8], map: &PeMap, (va, len): (u32, u32)) -> Option<Vec<u8>
         let mut t = thunks as usize;
         while let Some(v) = le32(d, t).filter(|&v| v != 0) {
             t += 4;
+            imports += 1;
+            if imports > MAX_IMPORTS || out.len() > MAX_IMPORT_STRING {
+                return None;
+            }
             let func: Vec<u8> = if v & 0x8000_0000 != 0 {
                 let ord = (v & 0xffff) as u16;
                 match ordinal_name(dll, ord) {
@@ -302,70 +315,22 @@ fn import_string(d: &[u8], map: &PeMap, (va, len): (u32, u32)) -> Option<Vec<u8>
     Some(out)
 }
 
-/// The names ClamAV gives Winsock's functions imported by ordinal (the
-/// classic Windows Sockets 1.1 exports, the same in `ws2_32.dll` and
-/// `wsock32.dll`).
-const WINSOCK_ORDINALS: &[(u16, &str)] = &[
-    (1, "accept"),
-    (2, "bind"),
-    (3, "closesocket"),
-    (4, "connect"),
-    (5, "getpeername"),
-    (6, "getsockname"),
-    (7, "getsockopt"),
-    (8, "htonl"),
-    (9, "htons"),
-    (10, "ioctlsocket"),
-    (11, "inet_addr"),
-    (12, "inet_ntoa"),
-    (13, "listen"),
-    (14, "ntohl"),
-    (15, "ntohs"),
-    (16, "recv"),
-    (17, "recvfrom"),
-    (18, "select"),
-    (19, "send"),
-    (20, "sendto"),
-    (21, "setsockopt"),
-    (22, "shutdown"),
-    (23, "socket"),
-    (51, "gethostbyaddr"),
-    (52, "gethostbyname"),
-    (53, "getprotobyname"),
-    (54, "getprotobynumber"),
-    (55, "getservbyname"),
-    (56, "getservbyport"),
-    (57, "gethostname"),
-    (101, "WSAAsyncSelect"),
-    (102, "WSAAsyncGetHostByAddr"),
-    (103, "WSAAsyncGetHostByName"),
-    (104, "WSAAsyncGetProtoByNumber"),
-    (105, "WSAAsyncGetProtoByName"),
-    (106, "WSAAsyncGetServByPort"),
-    (107, "WSAAsyncGetServByName"),
-    (108, "WSACancelAsyncRequest"),
-    (109, "WSASetBlockingHook"),
-    (110, "WSAUnhookBlockingHook"),
-    (111, "WSAGetLastError"),
-    (112, "WSASetLastError"),
-    (113, "WSACancelBlockingCall"),
-    (114, "WSAIsBlocking"),
-    (115, "WSAStartup"),
-    (116, "WSACleanup"),
-    (151, "__WSAFDIsSet"),
-    (500, "WEP"),
-];
-
-/// The name of ordinal `ord` of `dll` where ClamAV has one.
+/// The name of ordinal `ord` of `dll` where ClamAV has one: the DLL's
+/// name must start with `ws2_32.dll`, `wsock32.dll` (one table for both)
+/// or `oleaut32.dll`, in any case.
 fn ordinal_name(dll: &[u8], ord: u16) -> Option<&'static str> {
     let starts = |p: &[u8]| dll.len() >= p.len() && dll[..p.len()].eq_ignore_ascii_case(p);
-    if starts(b"ws2_32.dll") || starts(b"wsock32.dll") {
-        return WINSOCK_ORDINALS
-            .iter()
-            .find(|(o, _)| *o == ord)
-            .map(|(_, n)| *n);
-    }
-    None
+    let table = if starts(b"ws2_32.dll") || starts(b"wsock32.dll") {
+        WINSOCK_ORDINALS
+    } else if starts(b"oleaut32.dll") {
+        OLEAUT32_ORDINALS
+    } else {
+        return None;
+    };
+    table
+        .binary_search_by_key(&ord, |(o, _)| *o)
+        .ok()
+        .map(|i| table[i].1)
 }
 
 /// Reads an ELF's fields in its byte order and width.
@@ -414,58 +379,73 @@ fn elf_info(d: &[u8]) -> Option<ExeInfo> {
         return None;
     }
     // ClamAV reads any byte-order mark other than 1 as big-endian.
-    let e = Elf {
-        d,
-        big: d[5] != 1,
-        wide,
-    };
+    let big = d[5] != 1;
+    let e = Elf { d, big, wide };
     // Where the fields after e_entry lie in each width.
     let (phoff, shoff, phent, phnum, shent, shnum) = if wide {
         (32, 40, 54, 56, 58, 60)
     } else {
         (28, 32, 42, 44, 46, 48)
     };
+    // One whole table entry, read as ClamAV reads it (a short read
+    // refuses the headers), as a reader of its own.
+    let entry_at = |table: u64, i: usize, size: usize| -> Option<Elf<'_>> {
+        let at = usize::try_from(table)
+            .ok()?
+            .checked_add(i.checked_mul(size)?)?;
+        Some(Elf {
+            d: d.get(at..at.checked_add(size)?)?,
+            big,
+            wide,
+        })
+    };
     let entry = e.word(24)?;
     let nph = e.u16(phnum)?;
     if nph > ELF_MAX_PHDRS {
         return None;
     }
-    // ELF32 addresses wrap in 32 bits; an ELF64 entry is kept to its low
-    // 32 bits, as ClamAV stores it.
-    let mask: u64 = if wide { u64::MAX } else { u64::from(u32::MAX) };
     let entry = if nph == 0 || entry == 0 {
         0
     } else {
         let size = if wide { 56 } else { 32 };
-        if e.u16(phent)? != size {
+        if e.u16(phent)? != size as u64 {
             return None;
         }
-        let base = usize::try_from(e.word(phoff)?).ok()?;
+        let table = e.word(phoff)?;
         let (off_at, va_at, mem_at) = if wide { (8, 16, 40) } else { (4, 8, 20) };
         let mut found = None;
         for i in 0..nph as usize {
-            let p = base.checked_add(i * size as usize)?;
-            let (off, va, mem) = (e.word(p + off_at)?, e.word(p + va_at)?, e.word(p + mem_at)?);
-            if found.is_none() && va <= entry && entry - va < mem {
-                found = Some((entry.wrapping_sub(va).wrapping_add(off)) & mask);
+            let p = entry_at(table, i, size)?;
+            let (off, va, mem) = (p.word(off_at)?, p.word(va_at)?, p.word(mem_at)?);
+            // ClamAV's test, in the file's width, wrapping as it does.
+            let holds = if wide {
+                va <= entry && va.wrapping_add(mem) > entry
+            } else {
+                let (va, mem, entry) = (va as u32, mem as u32, entry as u32);
+                va <= entry && va.wrapping_add(mem) > entry
+            };
+            if found.is_none() && holds {
+                found = Some(entry.wrapping_sub(va).wrapping_add(off));
             }
         }
+        // Kept to the low 32 bits, as ClamAV stores it.
         found? & u64::from(u32::MAX)
     };
     let nsh = e.u16(shnum)?;
-    if nsh > ELF_MAX_SHDRS || e.u16(shent)? != if wide { 64 } else { 40 } {
+    let size = if wide { 64 } else { 40 };
+    if nsh > ELF_MAX_SHDRS || e.u16(shent)? != size as u64 {
         return None;
     }
     let mut sections = Vec::with_capacity(nsh as usize);
     if nsh > 0 {
-        let base = usize::try_from(e.word(shoff)?).ok()?;
-        let (size, off_at, len_at) = if wide { (64, 24, 32) } else { (40, 16, 20) };
+        let table = e.word(shoff)?;
+        let (off_at, len_at) = if wide { (24, 32) } else { (16, 20) };
         for i in 0..nsh as usize {
-            let s = base.checked_add(i * size)?;
+            let s = entry_at(table, i, size)?;
             // ELF64 values are kept to their low 32 bits.
             sections.push(ExeSection {
-                raw: e.word(s + off_at)? & u64::from(u32::MAX),
-                size: e.word(s + len_at)? & u64::from(u32::MAX),
+                raw: s.word(off_at)? & u64::from(u32::MAX),
+                size: s.word(len_at)? & u64::from(u32::MAX),
             });
         }
     }
@@ -552,9 +532,11 @@ fn macho_info(d: &[u8]) -> Option<ExeInfo> {
         }
     }
     if entry != 0 && !sections.is_empty() {
-        let &(addr, _, offset, _) = sections
-            .iter()
-            .find(|(addr, size, _, _)| *addr <= entry && entry - addr < *size)?;
+        // ClamAV's test, in 32 bits, wrapping as it does.
+        let &(addr, _, offset, _) = sections.iter().find(|(addr, size, _, _)| {
+            let (a, z, e) = (*addr as u32, *size as u32, entry as u32);
+            a <= e && a.wrapping_add(z) > e
+        })?;
         entry = (entry - addr + offset) & 0xffff_ffff;
     }
     Some(ExeInfo {
@@ -749,6 +731,19 @@ mod tests {
         // A name ClamAV refuses (a C++ one) leaves no import hash at all.
         text(&mut d, raw(0x1410) + 2, b"??0x@@QAE\0");
         assert_eq!(exe_info(&d, 1).expect("parses").imports, None);
+    }
+
+    #[test]
+    fn ordinals_are_named_from_clamavs_tables() {
+        assert_eq!(
+            ordinal_name(b"WS2_32.DLL", 58),
+            Some("WSAInstallServiceClassA")
+        );
+        assert_eq!(ordinal_name(b"wsock32.dll", 10), Some("ioctlsocket"));
+        assert_eq!(ordinal_name(b"OLEAUT32.dll", 144), Some("DllCanUnloadNow"));
+        assert_eq!(ordinal_name(b"oleaut32.dll", 302), None);
+        assert_eq!(ordinal_name(b"ws2_32", 1), None);
+        assert_eq!(ordinal_name(b"oleaut32.ocx", 2), None);
     }
 
     /// An ELF64 little-endian file of `len` bytes with program headers

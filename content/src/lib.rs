@@ -46,6 +46,7 @@ mod arj;
 mod autoit;
 mod chm;
 mod exe;
+mod exe_ordinals;
 pub mod extract;
 mod formats;
 mod html;

@@ -150,11 +150,22 @@ fn executable_structure_as_clamscan_sees_it() {
                 // files of 256 KiB or more (docs/compatibility.md).
                 writeln!(&mut ndb, "X{i}.SE{j}:{t}:SE{j},0:{h}").unwrap();
             }
+            // Past the section's end: only its own shift reaches there.
+            if s.size >= 64
+                && let Some(h) = cut(s.raw + s.size + 4, 12)
+            {
+                writeln!(&mut ndb, "X{i}.SEp{j}:{t}:SE{j},16:{h}").unwrap();
+                writeln!(&mut ndb, "X{i}.SEpno{j}:{t}:SE{j},3:{h}").unwrap();
+            }
         }
         if let Some(last) = info.sections.last()
             && let Some(h) = cut(last.raw, 12)
         {
             writeln!(&mut ndb, "X{i}.SL:{t}:SL+0:{h}").unwrap();
+        }
+        if let Some(h) = cut(b.len() as u64 - 20, 12) {
+            writeln!(&mut ndb, "X{i}.EOF:0:EOF-20:{h}").unwrap();
+            sure("EOF");
         }
         let n = info.sections.len();
         if let Some(h) = cut(e, 8) {
@@ -214,6 +225,27 @@ fn executable_structure_as_clamscan_sees_it() {
             }
         }
     }
+    // Data starting with `MZ` that is no PE: no offset relative to its
+    // end resolves (a target-0 signature's neither), as in ClamAV; the
+    // same bytes without the `MZ` are found.
+    let junk: Vec<u8> = (0..4000u32).map(|k| (k * 37 % 251) as u8 ^ 0xa5).collect();
+    let mut mz = b"MZ".to_vec();
+    mz.extend_from_slice(&junk);
+    assert!(giva_content::exe_info(&mz, 1).is_none());
+    writeln!(
+        &mut ndb,
+        "Junk.EOF:0:EOF-20:{}",
+        hex(&junk[junk.len() - 20..junk.len() - 8])
+    )
+    .unwrap();
+    let mut nomz = b"..".to_vec();
+    nomz.extend_from_slice(&junk);
+    expect
+        .entry("nomz.bin".into())
+        .or_default()
+        .insert("Junk.EOF.UNOFFICIAL".into());
+    files.push(("mz.bin".into(), mz));
+    files.push(("nomz.bin".into(), nomz));
     // The MinGW files import by name from three DLLs.
     if have("i686-w64-mingw32-gcc") {
         let t32 = files.iter().find(|(n, _)| n == "t32.exe").expect("t32");

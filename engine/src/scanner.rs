@@ -275,10 +275,18 @@ impl Scanner {
         }
         let end = (self.total - self.exe_fed).min(data.len() as u64) as usize;
         for piece in data[..end].chunks(PIECE) {
+            if self.sink.stop {
+                break;
+            }
             self.sections.update(self.exe_fed, piece);
             self.exe_fed += piece.len() as u64;
-            if !self.sink.stop {
-                self.exe.feed(&inner.exe, piece, None, &mut self.sink);
+            self.exe.feed(&inner.exe, piece, None, &mut self.sink);
+            // The time limit covers this pass too.
+            if let Some(t) = self.opts.max_scan_time
+                && self.started.elapsed() > t
+            {
+                self.limit = Some(Limit::ScanTime);
+                return;
             }
         }
     }

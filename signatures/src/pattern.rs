@@ -251,8 +251,8 @@ pub enum ExeAnchor {
     Section(u32),
     /// `SL`: the start of the last section.
     LastSection,
-    /// `SEx`: anywhere in section `x` (its start, shifted by up to its
-    /// size in the file).
+    /// `SEx`: anywhere in section `x`: from its start, shifted by up to
+    /// its size in the file plus the offset's own shift.
     WholeSection(u32),
 }
 
@@ -307,7 +307,7 @@ impl ExeInfo {
             ExeAnchor::LastSection => (self.sections.last()?.raw, shift),
             ExeAnchor::WholeSection(x) => {
                 let s = self.sections.get(x as usize)?;
-                (s.raw, s.size)
+                (s.raw, s.size.saturating_add(shift))
             }
         };
         Some((base.checked_add_signed(delta)?, shift))

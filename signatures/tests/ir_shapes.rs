@@ -223,6 +223,11 @@ fn offsets() {
         ("SL+2", exe(ExeAnchor::LastSection, 2, 0)),
         ("SE1", exe(ExeAnchor::WholeSection(1), 0, 0)),
         ("SE3,10", exe(ExeAnchor::WholeSection(3), 0, 10)),
+        // As in ClamAV: an empty number is 0, and what follows `Sx+n`'s
+        // digits is ignored.
+        ("EP+", exe(ExeAnchor::EntryPoint, 0, 0)),
+        ("SE,3", exe(ExeAnchor::WholeSection(0), 0, 3)),
+        ("S2+4junk", exe(ExeAnchor::Section(2), 4, 0)),
     ] {
         let target = if matches!(want, Offset::Exe { .. }) {
             1

@@ -624,33 +624,39 @@ impl<D: AsRef<[u8]>> Split<D> {
         m.digests
             .sort_by_key(|(a, _)| HashAlgo::ALL.iter().position(|x| x == a));
         let data = self.data();
-        if sink.exe.is_some() && !inner.exe.is_empty() && !sink.stop {
-            // The executable offsets are few and resolve near the headers
-            // and sections: one sequential pass.
+        // The executable offsets' program and the PE's section hashes: one
+        // sequential pass, under the scan's time limit.
+        let mut sections = Vec::new();
+        let mut cut = false;
+        if let Some(exe) = self.opts.exe.as_ref().filter(|_| !sink.stop) {
+            let started = *self.started.get_or_init(Instant::now);
             let mut m = Matcher::default();
             m.reset(&inner.exe, 0);
-            for piece in data.chunks(PIECE) {
-                m.feed(&inner.exe, piece, None, &mut sink);
-                if sink.stop {
-                    break;
+            let mut hashes = SectionHashes::start(exe, &inner.db);
+            if !inner.exe.is_empty() || hashes.any() {
+                let mut at = 0u64;
+                for piece in data.chunks(PIECE) {
+                    if sink.stop {
+                        break;
+                    }
+                    hashes.update(at, piece);
+                    at += piece.len() as u64;
+                    m.feed(&inner.exe, piece, None, &mut sink);
+                    if self.over_time(started) {
+                        cut = true;
+                        break;
+                    }
+                }
+                m.finish(&inner.exe, None, &mut sink);
+                if !cut && !sink.stop {
+                    sections = hashes.finish();
                 }
             }
-            m.finish(&inner.exe, None, &mut sink);
         }
-        let sections = match &self.opts.exe {
-            Some(exe) => {
-                let mut h = SectionHashes::start(exe, &inner.db);
-                if h.any() {
-                    h.update(0, data);
-                }
-                h.finish()
-            }
-            None => Vec::new(),
-        };
         let keep = (inner.eof_tail as usize).min(data.len());
         let tail = &data[data.len() - keep..];
         let mut eof = Matcher::default();
-        conclude(
+        let mut result = conclude(
             &self.engine,
             &self.opts,
             &mut sink,
@@ -658,6 +664,10 @@ impl<D: AsRef<[u8]>> Split<D> {
             tail,
             (&m.digests, &sections),
             size,
-        )
+        );
+        if cut && result.outcome == Outcome::Clean {
+            result.outcome = Outcome::LimitExceeded(Limit::ScanTime);
+        }
+        result
     }
 }

@@ -34,43 +34,56 @@ fn parse_off_shift(s: &str) -> Option<(u64, u64)> {
     }
 }
 
+/// A number ClamAV reads after an offset's prefix: all digits, the empty
+/// string being 0.
+fn digits_or_zero(s: &str) -> Option<u64> {
+    if s.is_empty() { Some(0) } else { parse_u64(s) }
+}
+
 /// The executable-relative forms: `EP+n`, `EP-n`, `Sx+n`, `SEx`, `SL+n`,
-/// each with an optional `,shift`; `None` if `s` is none of them.
+/// each with an optional `,shift`; `None` if `s` is none of them. As in
+/// ClamAV, an empty number is 0 and anything after `Sx+n`'s digits is
+/// ignored.
 fn parse_exe_offset(s: &str) -> Option<Result<Offset, ()>> {
-    let signed = |rest: &str, neg: bool| {
-        let (n, shift) = parse_off_shift(rest).ok_or(())?;
-        let n = i64::try_from(n).map_err(|_| ())?;
-        Ok((if neg { -n } else { n }, shift))
+    let (body, shift) = match s.split_once(',') {
+        Some((b, sh)) => (b, Some(sh)),
+        None => (s, None),
     };
-    let exe = |anchor, (delta, shift)| Offset::Exe {
-        anchor,
-        delta,
-        shift,
+    let exe = |anchor, delta: u64, neg: bool| -> Result<Offset, ()> {
+        let shift = shift.map_or(Some(0), digits_or_zero).ok_or(())?;
+        let delta = i64::try_from(delta).map_err(|_| ())?;
+        Ok(Offset::Exe {
+            anchor,
+            delta: if neg { -delta } else { delta },
+            shift,
+        })
     };
-    if let Some(rest) = s.strip_prefix("EP+") {
-        return Some(signed(rest, false).map(|d| exe(ExeAnchor::EntryPoint, d)));
+    let num = |rest: &str| digits_or_zero(rest).ok_or(());
+    if let Some(rest) = body.strip_prefix("EP+") {
+        return Some(num(rest).and_then(|n| exe(ExeAnchor::EntryPoint, n, false)));
     }
-    if let Some(rest) = s.strip_prefix("EP-") {
-        return Some(signed(rest, true).map(|d| exe(ExeAnchor::EntryPoint, d)));
+    if let Some(rest) = body.strip_prefix("EP-") {
+        return Some(num(rest).and_then(|n| exe(ExeAnchor::EntryPoint, n, true)));
     }
-    if let Some(rest) = s.strip_prefix("SL+") {
-        return Some(signed(rest, false).map(|d| exe(ExeAnchor::LastSection, d)));
+    if let Some(rest) = body.strip_prefix("SL+") {
+        return Some(num(rest).and_then(|n| exe(ExeAnchor::LastSection, n, false)));
     }
-    if let Some(rest) = s.strip_prefix("SE") {
+    if let Some(rest) = body.strip_prefix("SE") {
         return Some((|| {
-            let (x, shift) = parse_off_shift(rest).ok_or(())?;
-            let x = u32::try_from(x).map_err(|_| ())?;
-            Ok(exe(ExeAnchor::WholeSection(x), (0, shift)))
+            let x = u32::try_from(num(rest)?).map_err(|_| ())?;
+            exe(ExeAnchor::WholeSection(x), 0, false)
         })());
     }
-    let rest = s.strip_prefix('S')?;
-    if !rest.starts_with(|c: char| c.is_ascii_digit()) {
-        return None;
-    }
+    let rest = body.strip_prefix('S')?;
     Some((|| {
-        let (x, rest) = rest.split_once('+').ok_or(())?;
-        let x = parse_u32(x).ok_or(())?;
-        Ok(exe(ExeAnchor::Section(x), signed(rest, false)?))
+        // `S%u+%u`: digits, `+`, digits; the rest is ignored.
+        let lead = |t: &str| t.bytes().take_while(u8::is_ascii_digit).count();
+        let n = lead(rest);
+        let x: u32 = rest[..n].parse().map_err(|_| ())?;
+        let after = rest[n..].strip_prefix('+').ok_or(())?;
+        let m = lead(after);
+        let delta: u64 = after[..m].parse().map_err(|_| ())?;
+        exe(ExeAnchor::Section(x), delta, false)
     })())
 }
 
@@ -89,7 +102,7 @@ pub(crate) fn parse_offset(s: &str, target: u32) -> Result<OffsetSpec, String> {
         return Ok(OffsetSpec::Macro);
     }
     let exe = parse_exe_offset(s);
-    if exe.is_some() || s == "VI" {
+    if exe.is_some() || s.starts_with("VI") {
         if !matches!(target, 1 | 6 | 9) {
             return Err(format!("invalid offset type {s:?} for target {target}"));
         }
