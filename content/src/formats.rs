@@ -192,6 +192,10 @@ pub(crate) fn members(
         Kind::Upx => crate::upx::members(data, limits, each),
         Kind::IsMsi => crate::ishield::msi_members(data, each),
         Kind::AutoIt => crate::autoit::members(data, limits, each),
+        Kind::EmbeddedPe => {
+            bytes(each, "PE".into(), data);
+            Ok(())
+        }
         Kind::Text => {
             // As ClamAV, a large text file is scanned as bytes only.
             if data.len() as u64 <= limits.max_script_normalize

@@ -70,6 +70,8 @@ pub enum Kind {
     IsMsi,
     /// A compiled AutoIt script's archive (`AU3!EA05`, `AU3!EA06`, in a PE).
     AutoIt,
+    /// A PE file inside a PE, from its `MZ` to the end.
+    EmbeddedPe,
     /// Text: no other type, and no NUL in its first KiB (or UTF-16). Its
     /// one layer inside is its normalized text.
     Text,
@@ -111,6 +113,7 @@ impl Kind {
             Kind::Upx => "CL_TYPE_PE (UPX)",
             Kind::IsMsi => "CL_TYPE_ISHIELD_MSI",
             Kind::AutoIt => "CL_TYPE_AUTOIT",
+            Kind::EmbeddedPe => "CL_TYPE_MSEXE (embedded)",
             Kind::Text => "CL_TYPE_TEXT_ASCII",
         }
     }
@@ -147,6 +150,7 @@ impl Kind {
             Kind::Upx => "upx",
             Kind::IsMsi => "ishield-msi",
             Kind::AutoIt => "autoit",
+            Kind::EmbeddedPe => "embedded-pe",
             Kind::Text => "text",
         }
     }
@@ -191,6 +195,7 @@ impl Kind {
                 | Kind::Upx
                 | Kind::IsMsi
                 | Kind::AutoIt
+                | Kind::EmbeddedPe
                 | Kind::Text
         )
     }
@@ -435,7 +440,13 @@ pub fn embedded(data: &[u8]) -> Vec<(usize, Kind)> {
                 .map(|at| (at, Kind::AutoIt)),
         );
     }
+    // A PE inside a PE, as ClamAV finds one: the first of its candidates
+    // whose headers it accepts.
+    if let Some(at) = embedded_pe(data) {
+        found.push((at, Kind::EmbeddedPe));
+    }
     let Some(from) = overlay_start(data) else {
+        found.sort_unstable_by_key(|(at, _)| *at);
         return found;
     };
     let overlay = &data[from..];
@@ -462,6 +473,40 @@ pub fn embedded(data: &[u8]) -> Vec<(usize, Kind)> {
     }
     found.sort_unstable_by_key(|(at, _)| *at);
     found
+}
+
+/// The most candidates for a PE inside a PE that are checked (ClamAV
+/// records at most 10 embedded objects of a layer).
+const MAX_EMBEDDED_PE_CANDIDATES: usize = 10;
+
+/// The largest PE inside a PE that is cut out (ClamAV's `MaxEmbeddedPE`).
+const MAX_EMBEDDED_PE: usize = 40 << 20;
+
+/// Where a PE file inside the PE `data` starts, as ClamAV finds one. Its
+/// type pattern (`4d5a{60-300}50450000`) is reported, in practice, at every
+/// `MZ` that some `PE\0\0` follows, however far [verified: an `MZ`
+/// followed by 1,000 zero bytes is a candidate]; ClamAV keeps the first 10
+/// (the file's own `MZ` among them), and takes the first after the first
+/// byte whose headers it accepts, no further than 40 MiB from the end. It
+/// is a layer from its `MZ` to the end of `data`; a PE inside it is found
+/// in turn when that layer is opened. So a PE with more than nine stray
+/// `MZ` before the one it carries carries nothing, for ClamAV as for giva.
+fn embedded_pe(data: &[u8]) -> Option<usize> {
+    if !data.starts_with(b"MZ") {
+        return None;
+    }
+    let last_pe = memchr::memmem::rfind(data, b"PE\0\0")?;
+    memchr::memmem::find_iter(data, b"MZ")
+        .filter(|&at| last_pe >= at + 62)
+        .take(MAX_EMBEDDED_PE_CANDIDATES)
+        .filter(|&at| at > 0)
+        .find(|&at| {
+            data.len() - at <= MAX_EMBEDDED_PE
+                && std::panic::catch_unwind(|| crate::exe::exe_info(&data[at..], 1))
+                    .ok()
+                    .flatten()
+                    .is_some()
+        })
 }
 
 /// Whether a 512-byte block is a tar header by its checksum: the sum of

@@ -1,5 +1,4 @@
-//! UPX-packed PE files: the packed image unpacked, and the executables in
-//! it. UPX keeps a header (`UPX!`, then its version, the format, the
+//! UPX-packed PE files: the packed image unpacked. UPX keeps a header (`UPX!`, then its version, the format, the
 //! compression method, the level, two checksums, the unpacked and packed
 //! lengths) near the start of the file, and the packed image at the start
 //! of the second section's raw data. The methods giva decodes are UPX's
@@ -10,9 +9,9 @@
 //! The original file is rebuilt from the unpacked image (the sections as
 //! they lie in memory) with the original PE header UPX keeps after it, and
 //! is a member, `UPX unpacked` (the image itself when no header there
-//! describes it); so is each PE file in it, from its `MZ` to the end
-//! (`UPX unpacked@OFFSET`), as ClamAV cuts an embedded executable: a file a
-//! dropper carries is found as itself.
+//! describes it). A PE file the original carries is then found in it as in
+//! any PE (`kind::embedded`), as ClamAV finds it: a file a dropper carries
+//! is found as itself.
 //!
 //! Cost: the image is decoded once, to no more than the length the header
 //! states and the largest member, and the original rebuilt no larger than
@@ -23,9 +22,6 @@ use crate::limits::Limits;
 
 /// How far into the file the `UPX!` header is looked for.
 const HEADER_WITHIN: usize = 0x1000;
-
-/// PE files cut out of one unpacked image at the most.
-const MAX_EMBEDDED: usize = 16;
 
 /// A packed PE: where its packed image is, how, how long unpacked, and
 /// the address the image starts at (the first section's).
@@ -237,8 +233,9 @@ fn nrv(variant: Nrv, src: &[u8], max: usize) -> (Vec<u8>, bool) {
 /// The original file, rebuilt from the unpacked `image` (whose first byte
 /// is at address `base`): UPX keeps the original PE header (from its
 /// `PE\0\0`) after the image; each of its sections is copied from the
-/// image to where the header says it lies in the file. `None` when no
-/// header there describes the image, or the file would exceed `max`.
+/// image to where the header says it lies in the file, behind a DOS
+/// header and that PE header. `None` when no header there describes the
+/// image, or the file would exceed `max`.
 fn rebuild(image: &[u8], base: usize, max: usize) -> Option<Vec<u8>> {
     let at = memchr::memmem::rfind(image, b"PE\0\0")?;
     let secs = section_table(image, at)?;
@@ -247,6 +244,18 @@ fn rebuild(image: &[u8], base: usize, max: usize) -> Option<Vec<u8>> {
         return None;
     }
     let mut file = vec![0u8; len];
+    // A DOS header and the original PE header in front of the first
+    // section, where there is room, so that the file is a PE again (its
+    // type, its structure, a PE inside it found as in any PE).
+    let header_len = 24 + usize::from(le16(image, at + 20)?) + 40 * secs.len();
+    let first = secs.iter().map(|s| s.raw).min()?;
+    if let Some(header) = image.get(at..at + header_len)
+        && 0x40 + header_len <= first
+    {
+        file[..2].copy_from_slice(b"MZ");
+        file[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
+        file[0x40..0x40 + header_len].copy_from_slice(header);
+    }
     for s in &secs {
         let from = s.va - base;
         let (Some(src), Some(dst)) = (
@@ -260,18 +269,8 @@ fn rebuild(image: &[u8], base: usize, max: usize) -> Option<Vec<u8>> {
     Some(file)
 }
 
-/// Where PE files start in `file` after its first byte (a valid `MZ`
-/// header whose `PE\0\0` is in the file); each runs to the end of `file`,
-/// as ClamAV cuts an embedded executable.
-fn embedded_pes(file: &[u8]) -> Vec<usize> {
-    memchr::memmem::find_iter(file, b"MZ")
-        .filter(|&at| at > 0 && sections(&file[at..]).is_some())
-        .take(MAX_EMBEDDED)
-        .collect()
-}
-
 /// The original file of the UPX-packed PE `data` (or its unpacked image,
-/// when the original cannot be rebuilt), and the PE files in it.
+/// when the original cannot be rebuilt).
 pub(crate) fn members(
     data: &[u8],
     limits: &Limits,
@@ -303,11 +302,6 @@ pub(crate) fn members(
     let file = rebuild(&image, p.base, limits.max_file_size as usize).unwrap_or(image);
     if bytes(each, name.clone(), &file) == Flow::Stop {
         return Ok(());
-    }
-    for at in embedded_pes(&file) {
-        if bytes(each, format!("{name}@{at}"), &file[at..]) == Flow::Stop {
-            return Ok(());
-        }
     }
     if !whole && file.len() < max {
         each(Entry::Corrupt {
@@ -341,7 +335,10 @@ mod tests {
         // with the file it carries.
         let file = rebuild(&image, p.base, 100 << 20).expect("rebuilt");
         assert_eq!(file.len(), 6656);
-        assert_eq!(embedded_pes(&file), [6656 - clam.len()]);
+        assert_eq!(
+            crate::kind::embedded(&file),
+            [(6656 - clam.len(), crate::Kind::EmbeddedPe)]
+        );
         assert!(file.ends_with(&clam));
         assert!(packed(&clam).is_none());
     }

@@ -246,6 +246,39 @@ fn executable_structure_as_clamscan_sees_it() {
         .insert("Junk.EOF.UNOFFICIAL".into());
     files.push(("mz.bin".into(), mz));
     files.push(("nomz.bin".into(), nomz));
+    // A dropper: a PE carrying `clam.exe` after its own bytes is found by
+    // `clam.exe`'s hash, as ClamAV cuts an embedded PE out; one whose
+    // carried file's `PE\0\0` is damaged carries nothing.
+    let mut hsb = String::new();
+    if let Some((_, clam)) = files.iter().find(|(n, _)| n == "clam.exe").cloned()
+        && let Some((_, host)) = files.iter().find(|(n, _)| n == "t32.exe").cloned()
+    {
+        writeln!(
+            &mut hsb,
+            "{}:{}:Clam.Carried",
+            hex(&sha2::Sha256::digest(&clam)),
+            clam.len()
+        )
+        .unwrap();
+        // The MinGW file has nine stray `MZ` of its own: ClamAV looks at no
+        // more than ten, so what it carries is not found.
+        let mut crowded = host.clone();
+        crowded.extend_from_slice(&clam);
+        files.push(("crowded-dropper.exe".into(), crowded));
+        let mut dropper = clam.clone();
+        dropper.extend_from_slice(&[0u8; 1000]);
+        dropper.extend_from_slice(&clam);
+        expect
+            .entry("dropper.exe".into())
+            .or_default()
+            .insert("Clam.Carried.UNOFFICIAL".into());
+        let mut broken = clam.clone();
+        let at = broken.len() + 256;
+        broken.extend_from_slice(&clam);
+        broken[at + 3] = 1;
+        files.push(("dropper.exe".into(), dropper));
+        files.push(("broken-dropper.exe".into(), broken));
+    }
     // The MinGW files import by name from three DLLs.
     if have("i686-w64-mingw32-gcc") {
         let t32 = files.iter().find(|(n, _)| n == "t32.exe").expect("t32");
@@ -269,6 +302,7 @@ fn executable_structure_as_clamscan_sees_it() {
         ("t.mdb", &mdb),
         ("t.msb", &msb),
         ("t.imp", &imp),
+        ("t.hsb", &hsb),
     ] {
         if !text.is_empty() {
             std::fs::write(db.join(f), text.as_bytes()).expect("write db");
