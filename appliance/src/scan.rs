@@ -91,6 +91,8 @@ pub fn scan_options(limits: &LimitsConfig) -> ScanOptions {
         skip_hashes: false,
         // Each executable's own, from its headers.
         exe: None,
+        // A file of its own; a member's is its container's.
+        container: None,
     }
 }
 

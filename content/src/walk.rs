@@ -150,6 +150,9 @@ pub struct Decomposer {
     opts: ScanOptions,
     limits: Limits,
     cache: Option<(Arc<VerdictCache>, u64)>,
+    /// Some logical signature depends on the container (`Container:`): a
+    /// member's verdict is cached with its container's type.
+    container_keyed: bool,
 }
 
 struct Walk<'a> {
@@ -162,6 +165,33 @@ struct Walk<'a> {
     gaps: Vec<Gap>,
     detections: Vec<Detection>,
     stop: bool,
+    /// ClamAV's type of the layer that holds the layers scanned now
+    /// (`Container:`): `CL_TYPE_ANY` for the file itself.
+    parent: &'static str,
+    /// The same for the layer being opened (its normalized forms').
+    outer: &'static str,
+}
+
+/// Whether a logical signature of `engine` names a container type.
+fn engine_has_container_keys(engine: &Engine) -> bool {
+    engine
+        .database()
+        .logical_signatures()
+        .iter()
+        .any(|l| l.container.is_some())
+}
+
+/// ClamAV's type of a layer of `kind` as the container of what is found
+/// in it: an unpacked image, a carried PE or an installer stub's files are
+/// the executable's.
+fn container_type(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Upx | Kind::EmbeddedPe | Kind::InstallShield => "CL_TYPE_MSEXE",
+        k => {
+            let n = k.clamav_name();
+            n.split(' ').next().unwrap_or(n)
+        }
+    }
 }
 
 impl Decomposer {
@@ -169,6 +199,7 @@ impl Decomposer {
     /// match; the per-layer byte and time limits come from `limits`).
     pub fn new(engine: Engine, opts: ScanOptions, limits: Limits) -> Self {
         Decomposer {
+            container_keyed: engine_has_container_keys(&engine),
             engine,
             opts,
             limits,
@@ -225,6 +256,8 @@ impl Decomposer {
             gaps: Vec::new(),
             detections: Vec::new(),
             stop: false,
+            parent: "CL_TYPE_ANY",
+            outer: "CL_TYPE_ANY",
         };
         let root_outcome = root.outcome;
         // A file on the allow list (`.fp`, `.sfp`) is not opened, as in
@@ -343,11 +376,14 @@ impl Walk<'_> {
             return;
         }
         // A parser that panics loses this container, not the process.
+        let saved = (self.parent, self.outer);
+        (self.outer, self.parent) = (self.parent, container_type(kind));
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             members(kind, data, name, &self.d.limits, &mut |entry| {
                 self.member(entry, path, depth)
             })
         }));
+        (self.parent, self.outer) = saved;
         match result {
             Ok(Ok(())) => {}
             Ok(Err(FormatError::Overlapping)) => {
@@ -384,11 +420,14 @@ impl Walk<'_> {
             } else {
                 format!("@{at}")
             });
+            let saved = (self.parent, self.outer);
+            (self.outer, self.parent) = (self.parent, container_type(kind));
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 members(kind, slice, "", &self.d.limits, &mut |entry| {
                     self.member(entry, path, depth)
                 })
             }));
+            (self.parent, self.outer) = saved;
             path.pop();
             let opened = matches!(result, Ok(Ok(()))) && self.members > before.0;
             if opened && kind != Kind::Upx {
@@ -529,6 +568,7 @@ impl Walk<'_> {
             file_type: Some(target),
             skip_hashes: true,
             exe: None,
+            container: Some(self.outer),
             ..self.d.layer_opts(&bytes, self.started, self.scanned)
         };
         let r = self.d.engine.scan_bytes(&bytes, &opts);
@@ -542,6 +582,7 @@ impl Walk<'_> {
     /// it was left unscanned.
     fn layer(&mut self, bytes: &[u8], path: &mut MemberPath, depth: u32, nested: bool) -> Flow {
         let mut opts = self.d.layer_opts(bytes, self.started, self.scanned);
+        opts.container = Some(self.parent);
         // A message inside a message is no mail of its own for target-4
         // signatures (ClamAV parses it in place): its verdict depends on
         // where it is, so it is not cached by its digest either.
@@ -554,7 +595,18 @@ impl Walk<'_> {
             .cache
             .as_ref()
             .filter(|_| !in_place)
-            .map(|(c, epoch)| (c, *epoch, content_key(&Sha256::digest(bytes).into())));
+            .map(|(c, epoch)| {
+                let mut digest: [u8; 32] = Sha256::digest(bytes).into();
+                if self.d.container_keyed {
+                    // Its verdict depends on what holds it.
+                    digest = Sha256::new()
+                        .chain_update(digest)
+                        .chain_update(self.parent)
+                        .finalize()
+                        .into();
+                }
+                (c, *epoch, content_key(&digest))
+            });
         if let Some((cache, epoch, key)) = &key
             && let Some(v) = cache.get(key, *epoch)
         {

@@ -1064,3 +1064,83 @@ fn html_bytes_are_scanned_where_clamscan_scans_them_case_folded() {
     assert!(theirs.is_empty(), "{theirs:?}");
     assert!(ours.contains_key("page.html"), "{ours:?}");
 }
+
+/// `Container:` in logical signatures as `clamscan` reads it: the type of
+/// the layer that holds the one scanned, `CL_TYPE_ANY` for a file of its
+/// own, the type a normalized text's file has, a carried PE's host's
+/// `CL_TYPE_MSEXE`. One marker in a file alone, in a zip, a tar.gz, a
+/// gzip, a mail attachment, and `clam.exe` carried by `clam.exe`.
+#[test]
+fn container_keys_as_clamscan_reads_them() {
+    if !clamscan_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let mark = b"GivaContainerMark-0123456789";
+    let mut inner: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+    inner[1000..1000 + mark.len()].copy_from_slice(mark);
+    let mail = format!(
+        "From: a@example.com\nTo: b@example.com\nMIME-Version: 1.0\n\
+Content-Type: multipart/mixed; boundary=\"B\"\n\n--B\nContent-Type: text/plain\n\nhi\n--B\n\
+Content-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\n{}\n--B--\n",
+        common::base64(&inner)
+    );
+    let mut files: Vec<(String, Vec<u8>)> = vec![
+        ("alone.bin".into(), inner.clone()),
+        (
+            "in.zip".into(),
+            zip_of(&[("a.bin", &inner)], zip::CompressionMethod::Deflated),
+        ),
+        ("in.tar.gz".into(), gzip(&tar_of(&[("a.bin", &inner)]))),
+        ("in.gz".into(), gzip(&inner)),
+        ("in.eml".into(), mail.into_bytes()),
+        (
+            "zip-in.zip".into(),
+            zip_of(
+                &[(
+                    "z.zip",
+                    &zip_of(&[("a.bin", &inner)], zip::CompressionMethod::Stored),
+                )],
+                zip::CompressionMethod::Deflated,
+            ),
+        ),
+    ];
+    let mut sigs = String::new();
+    let m = hex(mark);
+    for (name, ty) in [
+        ("Any", "CL_TYPE_ANY"),
+        ("Zip", "CL_TYPE_ZIP"),
+        ("Gz", "CL_TYPE_GZ"),
+        ("Tar", "CL_TYPE_POSIX_TAR"),
+        ("Mail", "CL_TYPE_MAIL"),
+        ("Exe", "CL_TYPE_MSEXE"),
+        ("Unknown", "CL_TYPE_NO_SUCH_TYPE"),
+    ] {
+        sigs.push_str(&format!(
+            "C.{name};Engine:81-255,Container:{ty},Target:0;0;{m}\n"
+        ));
+    }
+    if let Ok(clam) = std::fs::read("/usr/share/clamav-testfiles/clam.exe") {
+        // `KERNEL32.DLL\0\0Ex` in clam.exe, itself and carried.
+        let k = "4b45524e454c33322e444c4c00004578";
+        sigs.push_str(&format!(
+            "K.Any;Engine:81-255,Container:CL_TYPE_ANY,Target:1;0;{k}\n\
+K.Exe;Engine:81-255,Container:CL_TYPE_MSEXE,Target:1;0;{k}\n"
+        ));
+        let mut dropper = clam.clone();
+        dropper.extend_from_slice(&[0u8; 1000]);
+        dropper.extend_from_slice(&clam);
+        files.push(("dropper.exe".into(), dropper));
+    }
+    let db = d.join("db");
+    std::fs::create_dir(&db).expect("mkdir");
+    std::fs::write(db.join("t.ldb"), &sigs).expect("ldb");
+    let theirs = clamscan_found(&db, d, &files);
+    let ours = giva_found(&[db.join("t.ldb")], &files, false);
+    println!("clamscan: {theirs:#?}\ngiva: {ours:#?}");
+    let has = |file: &str, sig: &str| ours.get(file).is_some_and(|s| s.contains(sig));
+    assert!(has("alone.bin", "C.Any.UNOFFICIAL"), "{ours:?}");
+    assert!(has("in.zip", "C.Zip.UNOFFICIAL"), "{ours:?}");
+    assert_eq!(ours, theirs);
+}

@@ -46,6 +46,10 @@ pub struct ScanOptions {
     /// run only where it is known. For a stream whose headers arrive with
     /// its first bytes, see [`Scanner::set_exe_info`].
     pub exe: Option<Arc<ExeInfo>>,
+    /// ClamAV's name for the type of the layer that holds the input
+    /// (`CL_TYPE_ZIP`, ...), for `Container:` in logical signatures;
+    /// `None`: a file of its own (`CL_TYPE_ANY`).
+    pub container: Option<&'static str>,
 }
 
 /// Scanners kept for reuse by one [`Engine`], so that a stream of small
@@ -465,6 +469,13 @@ pub(crate) fn conclude(
                 continue;
             }
             if lsig.target != 0 && sink.file_type != Some(lsig.target) {
+                continue;
+            }
+            if lsig
+                .container
+                .as_deref()
+                .is_some_and(|c| c != opts.container.unwrap_or("CL_TYPE_ANY"))
+            {
                 continue;
             }
             if lsig.entry_point.is_some() || lsig.sections.is_some() {

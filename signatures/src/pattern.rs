@@ -440,6 +440,9 @@ pub struct LogicalSignature {
     pub entry_point: Option<(u64, u64)>,
     /// `NumberOfSections:min-max` (targets 1, 6 and 9), inclusive.
     pub sections: Option<(u64, u64)>,
+    /// `Container:CL_TYPE_X`: the type of the layer that holds the one
+    /// scanned (`CL_TYPE_ANY` for a file of its own).
+    pub container: Option<String>,
     /// The condition.
     pub expr: LogicalExpr,
     /// The subsignatures, indexed by the numbers used in `expr`.

@@ -283,6 +283,7 @@ pub fn case(seed: u64) -> Case {
             file_size,
             entry_point: None,
             sections: None,
+            container: None,
             expr: expr(r, n, 0),
             subsigs,
         });

@@ -214,6 +214,7 @@ struct Tdb {
     file_size: Option<(u64, u64)>,
     entry_point: Option<(u64, u64)>,
     sections: Option<(u64, u64)>,
+    container: Option<String>,
     unsupported: Option<String>,
 }
 
@@ -224,6 +225,7 @@ fn parse_tdb(tdb: &str, name: &str) -> Result<Tdb, LineError> {
     let mut file_size = None;
     let mut entry_point = None;
     let mut sections = None;
+    let mut container = None;
     let mut unsupported = None;
     let mut other_keys = false;
     let mut exe_keys: Vec<String> = Vec::new();
@@ -271,7 +273,11 @@ fn parse_tdb(tdb: &str, name: &str) -> Result<Tdb, LineError> {
                 icon_keys.push(k.to_owned());
                 unsupported.get_or_insert(format!("tdb:{k}"));
             }
-            "container" | "intermediates" | "handlertype" => {
+            "container" => {
+                other_keys = true;
+                container = Some(v.to_owned());
+            }
+            "intermediates" | "handlertype" => {
                 other_keys = true;
                 unsupported.get_or_insert(format!("tdb:{k}"));
             }
@@ -303,6 +309,7 @@ fn parse_tdb(tdb: &str, name: &str) -> Result<Tdb, LineError> {
         file_size,
         entry_point,
         sections,
+        container,
         unsupported,
     })
 }
@@ -476,6 +483,7 @@ pub(crate) fn parse_line(
         file_size: tdb.file_size,
         entry_point: tdb.entry_point,
         sections: tdb.sections,
+        container: tdb.container,
         expr,
         subsigs,
     }))

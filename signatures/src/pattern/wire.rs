@@ -446,13 +446,16 @@ impl Wire for LogicalSignature {
         w.str(&self.name);
         // Bit 0: a file size follows; bit 1: a target (0 is not written,
         // so untyped signatures read as before); bits 2 and 3: an entry
-        // point and a section count range.
+        // point and a section count range; bit 4: a container type.
         let ranges = [self.file_size, self.entry_point, self.sections];
         let mut tag = if self.target != 0 { 2 } else { 0 };
         for (bit, r) in [1, 4, 8].into_iter().zip(ranges) {
             if r.is_some() {
                 tag |= bit;
             }
+        }
+        if self.container.is_some() {
+            tag |= 16;
         }
         w.u8(tag);
         if let Some((a, b)) = self.file_size {
@@ -466,13 +469,16 @@ impl Wire for LogicalSignature {
             w.var(a);
             w.var(b);
         }
+        if let Some(c) = &self.container {
+            w.str(c);
+        }
         self.expr.put(w);
         w.list(&self.subsigs);
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
         let name = r.get()?;
         let tag = r.u8()?;
-        if tag > 15 {
+        if tag > 31 {
             return r.bad_tag("file size", tag);
         }
         let file_size = if tag & 1 == 1 {
@@ -490,6 +496,11 @@ impl Wire for LogicalSignature {
         };
         let entry_point = range(4)?;
         let sections = range(8)?;
+        let container = if tag & 16 != 0 {
+            Some(r.str()?.to_owned())
+        } else {
+            None
+        };
         let expr: LogicalExpr = r.get()?;
         let subsigs: Vec<Subsig> = r.list(1)?;
         if expr.max_index() >= subsigs.len() {
@@ -501,6 +512,7 @@ impl Wire for LogicalSignature {
             file_size,
             entry_point,
             sections,
+            container,
             expr,
             subsigs,
         })
@@ -569,6 +581,7 @@ mod tests {
             file_size: Some((1, 99)),
             entry_point: None,
             sections: None,
+            container: None,
             expr: LogicalExpr::Count {
                 inner: Box::new(LogicalExpr::And(
                     Box::new(LogicalExpr::Sub(0)),
@@ -607,6 +620,7 @@ mod tests {
             target: 1,
             entry_point: Some((0x400, 0x4ff)),
             sections: Some((3, 3)),
+            container: Some("CL_TYPE_ZIP".into()),
             ..logical
         };
         let no_size = LogicalSignature {
@@ -634,6 +648,7 @@ mod tests {
             file_size: None,
             entry_point: None,
             sections: None,
+            container: None,
             expr: LogicalExpr::Sub(1),
             subsigs: vec![Subsig {
                 offset: Offset::Any,
