@@ -53,10 +53,28 @@ fn align_up(v: u32, a: u32) -> u32 {
 
 /// One PE section as ClamAV computes it.
 #[derive(Clone, Copy, Debug)]
-struct PeSection {
-    rva: u32,
-    raw: u32,
-    rsz: u32,
+pub(crate) struct PeSection {
+    pub rva: u32,
+    /// Its size in memory, aligned.
+    pub vsz: u32,
+    pub raw: u32,
+    pub rsz: u32,
+}
+
+/// A PE as ClamAV lays it out: its sections (aligned and cut as ClamAV
+/// does), its headers' offset and addresses, and the entry point.
+pub(crate) struct PeLayout {
+    pub sections: Vec<PeSection>,
+    /// The offset of `PE\0\0`.
+    pub pe: usize,
+    /// A PE32+ file.
+    pub plus: bool,
+    /// The entry point's address and its offset in the file.
+    pub entry_rva: u32,
+    pub entry: u64,
+    /// The import directory `(address, size)`.
+    imports_dir: (u32, u32),
+    map: PeMap,
 }
 
 /// What a PE's addresses are mapped with.
@@ -86,6 +104,33 @@ impl PeMap {
 }
 
 fn pe_info(d: &[u8]) -> Option<ExeInfo> {
+    let l = pe_layout(d, false)?;
+    let imports = if l.plus {
+        None
+    } else {
+        import_string(d, &l.map, l.imports_dir)
+    };
+    Some(ExeInfo {
+        kind: if l.plus { ExeKind::Pe64 } else { ExeKind::Pe32 },
+        entry: l.entry,
+        sections: l
+            .sections
+            .iter()
+            .map(|s| ExeSection {
+                raw: u64::from(s.raw),
+                size: u64::from(s.rsz),
+            })
+            .collect(),
+        imports,
+    })
+}
+
+/// The layout of the PE `d` as ClamAV computes it, or `None` where ClamAV
+/// refuses its headers. `remove_missing`: a section that starts past the
+/// end of the file is dropped from the list (as ClamAV's scanner and
+/// unpackers see a PE), rather than kept empty (as its signature offsets
+/// do); none left refuses the headers.
+pub(crate) fn pe_layout(d: &[u8], remove_missing: bool) -> Option<PeLayout> {
     if !(d.starts_with(b"MZ") || d.starts_with(b"ZM")) {
         return None;
     }
@@ -149,6 +194,9 @@ fn pe_info(d: &[u8]) -> Option<ExeInfo> {
         let mut ursz = ursz;
         if rsz != 0 {
             if u64::from(raw) >= size || u64::from(uraw) >= size {
+                if remove_missing {
+                    continue;
+                }
                 // Kept in the list, empty: `Sx+n` still counts from it.
                 rsz = 0;
                 ursz = 0;
@@ -165,35 +213,34 @@ fn pe_info(d: &[u8]) -> Option<ExeInfo> {
         if va >= SIGN || vsz >= SIGN || (rsz != 0 && uraw >= SIGN) || ursz >= SIGN {
             return None;
         }
+        let mut vsz = align_up(vsz, salign);
+        if vsz == 0 && rsz != 0 {
+            vsz = align_up(ursz, salign);
+        }
         sections.push(PeSection {
             rva: align_down(va, salign),
+            vsz,
             raw,
             rsz,
         });
     }
+    if sections.is_empty() {
+        return None;
+    }
     let map = PeMap {
-        sections,
+        sections: sections.clone(),
         headers,
         size,
     };
-    let entry = map.raw(entry)?;
-    let imports = if plus {
-        None
-    } else {
-        import_string(d, &map, imports_dir)
-    };
-    Some(ExeInfo {
-        kind: if plus { ExeKind::Pe64 } else { ExeKind::Pe32 },
-        entry,
-        sections: map
-            .sections
-            .iter()
-            .map(|s| ExeSection {
-                raw: u64::from(s.raw),
-                size: u64::from(s.rsz),
-            })
-            .collect(),
-        imports,
+    let entry_at = map.raw(entry)?;
+    Some(PeLayout {
+        sections,
+        pe,
+        plus,
+        entry_rva: entry,
+        entry: entry_at,
+        imports_dir,
+        map,
     })
 }
 

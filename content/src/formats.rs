@@ -192,6 +192,8 @@ pub(crate) fn members(
         Kind::Upx => crate::upx::members(data, limits, each),
         Kind::IsMsi => crate::ishield::msi_members(data, each),
         Kind::AutoIt => crate::autoit::members(data, limits, each),
+        Kind::WwPack => crate::wwpack::members(data, limits, each),
+        Kind::Mew => crate::mew::members(data, limits, each),
         Kind::EmbeddedPe => {
             bytes(each, "PE".into(), data);
             Ok(())

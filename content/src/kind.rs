@@ -72,6 +72,10 @@ pub enum Kind {
     AutoIt,
     /// A PE file inside a PE, from its `MZ` to the end.
     EmbeddedPe,
+    /// A PE packed by WWPack32.
+    WwPack,
+    /// A PE packed by MEW 11.
+    Mew,
     /// Text: no other type, and no NUL in its first KiB (or UTF-16). Its
     /// one layer inside is its normalized text.
     Text,
@@ -114,6 +118,8 @@ impl Kind {
             Kind::IsMsi => "CL_TYPE_ISHIELD_MSI",
             Kind::AutoIt => "CL_TYPE_AUTOIT",
             Kind::EmbeddedPe => "CL_TYPE_MSEXE (embedded)",
+            Kind::WwPack => "CL_TYPE_PE (WWPack)",
+            Kind::Mew => "CL_TYPE_PE (MEW)",
             Kind::Text => "CL_TYPE_TEXT_ASCII",
         }
     }
@@ -151,8 +157,16 @@ impl Kind {
             Kind::IsMsi => "ishield-msi",
             Kind::AutoIt => "autoit",
             Kind::EmbeddedPe => "embedded-pe",
+            Kind::WwPack => "wwpack",
+            Kind::Mew => "mew",
             Kind::Text => "text",
         }
+    }
+
+    /// Whether this is a packed executable, whose unpacked image is a
+    /// layer as well as what the file carries (not an archive in it).
+    pub fn is_packer(self) -> bool {
+        matches!(self, Kind::Upx | Kind::WwPack | Kind::Mew)
     }
 
     /// Whether this type holds other files (or one compressed stream).
@@ -196,6 +210,8 @@ impl Kind {
                 | Kind::IsMsi
                 | Kind::AutoIt
                 | Kind::EmbeddedPe
+                | Kind::WwPack
+                | Kind::Mew
                 | Kind::Text
         )
     }
@@ -407,19 +423,24 @@ fn elf_end(d: &[u8]) -> Option<usize> {
     usize::try_from(end).ok()
 }
 
-/// What an executable holds to be opened: a UPX-packed PE's packed image,
-/// an InstallShield MSI stub's table, a compiled AutoIt script's archive,
-/// and archives in its overlay (see [`overlay_start`]): an InstallShield
-/// stub's list of files at its start, an NSIS archive's
-/// first header, and where a zip, CAB or 7z magic occurs in it (at most a few of each, in order), to be tried
-/// as layers. An executable with no overlay costs the header
-/// reads and no search.
+/// What an executable holds to be opened: a packed PE's image (UPX,
+/// WWPack), an InstallShield MSI stub's table, a compiled AutoIt script's
+/// archive, a PE it carries, in its overlay (see [`overlay_start`]) an
+/// InstallShield stub's list of files at its start and an NSIS archive's
+/// first header, and where a zip, CAB or 7z magic occurs in a PE after its
+/// first byte or in an ELF's overlay (at most a few of each, in order), to
+/// be tried as layers. A file that is none of these costs the header reads
+/// and a few searches of its bytes.
 pub fn embedded(data: &[u8]) -> Vec<(usize, Kind)> {
     const MAX_EACH: usize = 4;
     let mut found = Vec::new();
-    // A UPX-packed PE: its packed image.
+    // A packed PE: its packed image (UPX), or the program (MEW, WWPack).
     if crate::upx::packed(data).is_some() {
         found.push((0, Kind::Upx));
+    } else if data.starts_with(b"MZ") && crate::mew::packed(data).is_some() {
+        found.push((0, Kind::Mew));
+    } else if data.starts_with(b"MZ") && crate::wwpack::packed(data).is_some() {
+        found.push((0, Kind::WwPack));
     }
     // An InstallShield MSI stub's table, anywhere in a PE, as ClamAV
     // finds it by its pattern.
@@ -445,28 +466,38 @@ pub fn embedded(data: &[u8]) -> Vec<(usize, Kind)> {
     if let Some(at) = embedded_pe(data) {
         found.push((at, Kind::EmbeddedPe));
     }
-    let Some(from) = overlay_start(data) else {
+    let overlay = overlay_start(data);
+    if let Some(from) = overlay {
+        let overlay = &data[from..];
+        // An InstallShield stub's list of files starts the overlay.
+        if crate::ishield::is_stub(overlay) {
+            found.push((from, Kind::InstallShield));
+        }
+        // An NSIS archive's first header: flags, then its mark.
+        if let Some(at) = memchr::memmem::find(overlay, crate::nsis::MARK)
+            && at >= 4
+        {
+            found.push((from + at - 4, Kind::Nsis));
+        }
+    }
+    // A self-extractor's archive: in a PE anywhere after its first byte,
+    // as ClamAV's type patterns find one in a PE's bytes (an unpacked
+    // program keeps its archive in a section); in an ELF, in its overlay.
+    let (from, region) = if data.starts_with(b"MZ") {
+        (1, &data[1..])
+    } else if let Some(from) = overlay {
+        (from, &data[from..])
+    } else {
         found.sort_unstable_by_key(|(at, _)| *at);
         return found;
     };
-    let overlay = &data[from..];
-    // An InstallShield stub's list of files starts the overlay.
-    if crate::ishield::is_stub(overlay) {
-        found.push((from, Kind::InstallShield));
-    }
-    // An NSIS archive's first header: flags, then its mark.
-    if let Some(at) = memchr::memmem::find(overlay, crate::nsis::MARK)
-        && at >= 4
-    {
-        found.push((from + at - 4, Kind::Nsis));
-    }
     for (magic, kind) in [
         (&b"PK\x03\x04"[..], Kind::Zip),
         (&b"MSCF\0\0\0\0"[..], Kind::Cab),
         (&b"7z\xbc\xaf\x27\x1c"[..], Kind::SevenZip),
     ] {
         found.extend(
-            memchr::memmem::find_iter(overlay, magic)
+            memchr::memmem::find_iter(region, magic)
                 .take(MAX_EACH)
                 .map(|at| (from + at, kind)),
         );

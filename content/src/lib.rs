@@ -31,8 +31,12 @@
 //! (`nsis`) and a zip, CAB or 7z (a self-extractor's archive); one that
 //! opens is a layer named by its offset (`setup.exe!@40960!payload.dll`);
 //! a magic that does not open is no archive and costs nothing more. A PE
-//! packed by UPX (NRV2B, NRV2D, NRV2E) is unpacked (`upx`): its image,
-//! and each PE file in it, are layers under `UPX`. A compiled AutoIt
+//! packed by UPX (NRV2B, NRV2D, NRV2E; `upx`), WWPack32 (`wwpack`) or MEW 11
+//! (`mew`) is unpacked, its program a layer under `UPX`, `WWPack` or `MEW`;
+//! a PE carried in a PE (`kind::embedded`) is a layer from its `MZ` to the
+//! end. An executable's structure (`exe`: entry point, sections, a 32-bit
+//! PE's imports) is read as ClamAV reads it, for the engine's executable
+//! offsets and the hashes of its parts. A compiled AutoIt
 //! script's archive in a PE is opened (`autoit`), and so is an
 //! InstallShield MSI stub's table (`ishield`).
 //!
@@ -57,6 +61,7 @@ mod iso;
 pub mod kind;
 pub mod limits;
 mod mail;
+mod mew;
 mod nsis;
 mod ole2;
 mod onenote;
@@ -67,6 +72,7 @@ mod sis;
 mod text;
 mod upx;
 pub mod walk;
+mod wwpack;
 
 pub use exe::exe_info;
 pub use kind::{Kind, detect, embedded, overlay_start, target_type};

@@ -186,7 +186,9 @@ fn engine_has_container_keys(engine: &Engine) -> bool {
 /// the executable's.
 fn container_type(kind: Kind) -> &'static str {
     match kind {
-        Kind::Upx | Kind::EmbeddedPe | Kind::InstallShield => "CL_TYPE_MSEXE",
+        Kind::Upx | Kind::WwPack | Kind::Mew | Kind::EmbeddedPe | Kind::InstallShield => {
+            "CL_TYPE_MSEXE"
+        }
         k => {
             let n = k.clamav_name();
             n.split(' ').next().unwrap_or(n)
@@ -415,10 +417,11 @@ impl Walk<'_> {
             }
             let slice = &data[at..];
             let before = (self.members, self.gaps.len());
-            path.push(if kind == Kind::Upx {
-                "UPX".to_string()
-            } else {
-                format!("@{at}")
+            path.push(match kind {
+                Kind::Upx => "UPX".to_string(),
+                Kind::WwPack => "WWPack".to_string(),
+                Kind::Mew => "MEW".to_string(),
+                _ => format!("@{at}"),
             });
             let saved = (self.parent, self.outer);
             (self.outer, self.parent) = (self.parent, container_type(kind));
@@ -430,7 +433,7 @@ impl Walk<'_> {
             (self.parent, self.outer) = saved;
             path.pop();
             let opened = matches!(result, Ok(Ok(()))) && self.members > before.0;
-            if opened && kind != Kind::Upx {
+            if opened && !kind.is_packer() {
                 // One archive per executable, as a self-extractor has (a
                 // packed image does not count).
                 break;

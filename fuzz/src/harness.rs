@@ -45,6 +45,7 @@ pub const TARGETS: &[&str] = &[
     "content_installer",
     "content_upx",
     "content_exe",
+    "content_packer",
 ];
 
 /// Runs the target called `name` on `data`; false for an unknown name.
@@ -71,6 +72,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "content_installer" => content_installer(data),
         "content_upx" => content_upx(data),
         "content_exe" => content_exe(data),
+        "content_packer" => content_packer(data),
         _ => return false,
     }
     true
@@ -1541,6 +1543,73 @@ fn content_exe(data: &[u8]) {
         assert!(!info.sections.is_empty(), "{info:?}");
     }
     content_input(&input, Parser::Own);
+}
+
+/// `content_packer`: byte 0 picks WWPack or MEW; the rest is the packed
+/// stream of a minimal PE that each recognises (WWPack: one block filling
+/// the first section; MEW: one chunk after its header), giva's own
+/// decoders and rebuilders.
+fn content_packer(data: &[u8]) {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let stream = &rest[..rest.len().min(0x200)];
+    let put =
+        |pe: &mut Vec<u8>, at: usize, v: u32| pe[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    let mut pe = vec![0u8; 0xa00];
+    pe[..2].copy_from_slice(b"MZ");
+    put(&mut pe, 0x3c, 0x80);
+    pe[0x80..0x84].copy_from_slice(b"PE\0\0");
+    pe[0x86..0x88].copy_from_slice(&2u16.to_le_bytes());
+    pe[0x94..0x96].copy_from_slice(&0xe0u16.to_le_bytes());
+    let opt = 0x98;
+    pe[opt..opt + 2].copy_from_slice(&0x10bu16.to_le_bytes());
+    put(&mut pe, opt + 28, 0x40_0000);
+    put(&mut pe, opt + 32, 0x1000);
+    put(&mut pe, opt + 36, 0x200);
+    put(&mut pe, opt + 60, 0x200);
+    put(&mut pe, opt + 92, 16);
+    let table = opt + 0xe0;
+    let section = |pe: &mut Vec<u8>, i: usize, (va, vsz, raw, rsz): (u32, u32, u32, u32)| {
+        let at = table + 40 * i;
+        put(pe, at + 8, vsz);
+        put(pe, at + 12, va);
+        put(pe, at + 16, rsz);
+        put(pe, at + 20, raw);
+    };
+    if pick % 2 == 0 {
+        // WWPack: the program at 0x1000 (its stream in the file at 0x200),
+        // WWPack's section at 0x2000 (the file at 0x400), the entry point.
+        section(&mut pe, 0, (0x1000, 0x1000, 0x200, 0x200));
+        section(&mut pe, 1, (0x2000, 0x1000, 0x400, 0x400));
+        put(&mut pe, opt + 16, 0x2000);
+        pe[0x200..0x200 + stream.len()].copy_from_slice(stream);
+        let w = 0x400;
+        pe[w..w + 7].copy_from_slice(b"\x53\x55\x8b\xe8\x33\xdb\xeb");
+        pe[w + 0x68..w + 0x68 + 19].copy_from_slice(
+            b"\xe8\x00\x00\x00\x00\x58\x2d\x6d\x00\x00\x00\x50\x60\x33\xc9\x50\x58\x50\x50",
+        );
+        // One block: from 0x1000, 0x200 bytes, no more.
+        put(&mut pe, w + 0x2a1, 0x1000);
+        put(&mut pe, w + 0x2a1 + 8, 0x80);
+        put(&mut pe, w + 0x2a1 + 12, 0x200 - 4);
+    } else {
+        // MEW: the program's empty section at 0x1000, MEW's at 0x6000
+        // (the file at 0x200), the entry point jumping to 0x154, where
+        // `mov esi` gives the chunks at 0x1c in MEW's section.
+        section(&mut pe, 0, (0x1000, 0x5000, 0, 0));
+        section(&mut pe, 1, (0x6000, 0x1000, 0x200, 0x400));
+        put(&mut pe, opt + 16, 0x6000);
+        pe[0x200] = 0xe9;
+        put(&mut pe, 0x201, 0x154u32.wrapping_sub(0x6005));
+        pe[0x154] = 0xbe;
+        put(&mut pe, 0x155, 0x40_601c);
+        let h = 0x200 + 0x1c;
+        put(&mut pe, h + 4, 0x40_1000);
+        put(&mut pe, h + 8, 0x40_1000);
+        pe[h + 12..h + 12 + stream.len()].copy_from_slice(stream);
+    }
+    content_input(&pe, Parser::Own);
 }
 
 /// `content_compressed`: byte 0 picks gzip, bzip2, xz or zstd.
