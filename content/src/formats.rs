@@ -75,6 +75,23 @@ pub(crate) fn bytes(each: &mut dyn FnMut(Entry<'_>) -> Flow, name: String, data:
     })
 }
 
+/// An unpacked program `data` as a member, made from `packed` bytes: its
+/// expansion is checked as a compressed member's is (a bomb is reported
+/// as one).
+pub(crate) fn unpacked(
+    each: &mut dyn FnMut(Entry<'_>) -> Flow,
+    name: String,
+    data: &[u8],
+    packed: usize,
+) -> Flow {
+    let mut reader = data;
+    each(Entry::File {
+        name,
+        reader: &mut reader,
+        compressed: Some(packed as u64),
+    })
+}
+
 /// The most a parser should decode in memory from `stored` bytes before
 /// it hands the result to the walk: the largest member, and no more than
 /// the expansion ratio allows past its floor (one byte more than either,

@@ -432,7 +432,9 @@ fn elf_end(d: &[u8]) -> Option<usize> {
 /// be tried as layers. A file that is none of these costs the header reads
 /// and a few searches of its bytes.
 pub fn embedded(data: &[u8]) -> Vec<(usize, Kind)> {
-    const MAX_EACH: usize = 4;
+    // Magic bytes also occur by chance in a PE's code and data: enough
+    // candidates of each kind that strays do not hide the real one.
+    const MAX_EACH: usize = 16;
     let mut found = Vec::new();
     // A packed PE: its packed image (UPX), or the program (MEW, WWPack).
     if crate::upx::packed(data).is_some() {

@@ -6,9 +6,10 @@
 //! jumps to code at file offset 0x154 or 0x158 whose `mov esi` gives where
 //! the chunks start. Each chunk decompresses to the address its header
 //! gives, the next chunk's address follows it, and an address of 0 ends
-//! them. The program is rebuilt as a PE of its own (giva's header; each
-//! chunk a section of whole 4 KiB pages), a member `MEW unpacked`; what it
-//! holds (a zip, a PE) is found in it as in any PE.
+//! them. The program is rebuilt as a PE laid out as ClamAV lays out the
+//! programs it rebuilds (each chunk a section of whole 4 KiB pages; the
+//! same offsets, the header's other bytes giva's), a member `MEW
+//! unpacked`; what it holds (a zip, a PE) is found in it as in any PE.
 //!
 //! The decoder is the aPLib-style one ClamAV shares between MEW and FSG:
 //! tag bits taken from the top of tag bytes that sit between the data
@@ -18,10 +19,11 @@
 //! the source and the output share one buffer, as in MEW.
 //!
 //! Cost: one buffer of the two sections' sizes in memory (no larger than
-//! the member cap), each byte written once.
+//! the member cap), and no more than twice the program written: chunks
+//! that rewrite it again and again make the file unreadable.
 
 use crate::exe::{PeLayout, pe_layout};
-use crate::formats::{Entry, Flow, FormatError, bytes, le32};
+use crate::formats::{Entry, Flow, FormatError, le32, unpacked};
 use crate::limits::Limits;
 
 /// Where MEW's code is: the two sections, the start of its chunks in the
@@ -115,13 +117,14 @@ impl Source {
     }
 }
 
-/// Decompresses `buf[src..src + src_len]` into `buf[dst..dst + dst_len]`:
-/// where the source and the output end, or `None` where the stream goes
-/// wrong.
+/// Decompresses `buf[src..src + src_len]` into `buf[dst..dst + dst_len]`,
+/// writing no more than `budget` bytes: where the source and the output
+/// end, or `None` where the stream goes wrong or the budget is spent.
 fn decode(
     buf: &mut [u8],
     (src, src_len): (usize, usize),
     (dst, dst_len): (usize, usize),
+    budget: &mut usize,
 ) -> Option<(usize, usize)> {
     let mut s = Source {
         at: src,
@@ -138,6 +141,7 @@ fn decode(
     let mut d = dst + 1;
     let (mut last, mut after_literal) = (0usize, 1u32);
     loop {
+        *budget = budget.checked_sub(1)?;
         if s.bit(buf)? == 0 {
             if d >= end {
                 return None;
@@ -196,6 +200,7 @@ fn decode(
         if len == 0 || from < dst || d.checked_add(len)? > end {
             return None;
         }
+        *budget = budget.checked_sub(len)?;
         for i in 0..len {
             buf[d + i] = buf[from + i];
         }
@@ -209,52 +214,75 @@ struct Section {
     data: Vec<u8>,
 }
 
-/// A PE of `sections`, each from its address, with its entry point at
-/// `entry` and its image at `base`: a DOS header, giva's PE header and
-/// section table, each section's bytes at a file offset of whole 512-byte
-/// blocks, sizes in memory rounded to 4 KiB.
-fn rebuild(sections: &[Section], base: u32, entry: u32) -> Vec<u8> {
-    let table = 0x40 + 24 + 0xe0;
-    let headers = (table + 40 * sections.len()).next_multiple_of(0x200);
-    let mut out = vec![0u8; headers];
-    let put16 =
-        |o: &mut Vec<u8>, at: usize, v: u16| o[at..at + 2].copy_from_slice(&v.to_le_bytes());
-    let put32 =
-        |o: &mut Vec<u8>, at: usize, v: u32| o[at..at + 4].copy_from_slice(&v.to_le_bytes());
+/// A PE of `sections` laid out as ClamAV lays out the programs it
+/// rebuilds, so that offsets in it are ClamAV's: `PE\0\0` at 0xd0, the
+/// section table at 0x1c8, the sections' bytes from the first 512-byte
+/// block after it, one after the other in whole blocks; an empty first
+/// section in memory when the program starts past the headers' page. The
+/// header's other bytes are giva's. `None` past 96 sections.
+fn rebuild(sections: &[Section], base: u32, entry: u32) -> Option<Vec<u8>> {
+    const TABLE: usize = 0x1c8;
+    let first = sections.first()?.rva;
+    let count = sections.len();
+    let mut raw = (TABLE + 40 * count).next_multiple_of(0x200);
+    let ghost = first as usize > raw.next_multiple_of(0x1000);
+    if ghost {
+        raw = (TABLE + 40 * (count + 1)).next_multiple_of(0x200);
+    }
+    if count + usize::from(ghost) > 96 {
+        return None;
+    }
+    let total = raw
+        + sections
+            .iter()
+            .map(|s| s.data.len().next_multiple_of(0x200))
+            .sum::<usize>();
+    let mut out = vec![0u8; total];
+    let put16 = |o: &mut [u8], at: usize, v: u16| o[at..at + 2].copy_from_slice(&v.to_le_bytes());
+    let put32 = |o: &mut [u8], at: usize, v: u32| o[at..at + 4].copy_from_slice(&v.to_le_bytes());
     out[..2].copy_from_slice(b"MZ");
-    put32(&mut out, 0x3c, 0x40);
-    out[0x40..0x44].copy_from_slice(b"PE\0\0");
-    put16(&mut out, 0x44, 0x14c);
-    put16(&mut out, 0x46, sections.len() as u16);
-    put16(&mut out, 0x54, 0xe0);
-    put16(&mut out, 0x56, 0x0102);
-    let opt = 0x58;
+    put32(&mut out, 0x3c, 0xd0);
+    out[0xd0..0xd4].copy_from_slice(b"PE\0\0");
+    put16(&mut out, 0xd4, 0x14c);
+    put16(&mut out, 0xd6, (count + usize::from(ghost)) as u16);
+    put16(&mut out, 0xe4, 0xe0);
+    put16(&mut out, 0xe6, 0x010f);
+    let opt = 0xe8;
     put16(&mut out, opt, 0x10b);
     put32(&mut out, opt + 16, entry);
     put32(&mut out, opt + 28, base);
     put32(&mut out, opt + 32, 0x1000);
     put32(&mut out, opt + 36, 0x200);
-    put32(&mut out, opt + 60, headers as u32);
+    put32(&mut out, opt + 60, raw as u32);
     put16(&mut out, opt + 68, 2);
     put32(&mut out, opt + 92, 16);
-    let mut image_end = headers.next_multiple_of(0x1000) as u32;
-    for (i, s) in sections.iter().enumerate() {
-        let at = table + 40 * i;
-        let name = format!(".giva{i:02}");
-        out[at..at + name.len().min(8)].copy_from_slice(&name.as_bytes()[..name.len().min(8)]);
-        let raw = out.len();
-        let vsz = (s.data.len() as u32).next_multiple_of(0x1000);
+    let mut at = TABLE;
+    let mut image = raw.next_multiple_of(0x1000) as u32;
+    if ghost {
+        out[at..at + 5].copy_from_slice(b"empty");
+        let vsz = first.saturating_sub(image);
         put32(&mut out, at + 8, vsz);
-        put32(&mut out, at + 12, s.rva);
-        put32(&mut out, at + 16, s.data.len() as u32);
-        put32(&mut out, at + 20, raw as u32);
-        put32(&mut out, at + 36, 0xe000_0060);
-        out.extend_from_slice(&s.data);
-        out.resize(out.len().next_multiple_of(0x200), 0);
-        image_end = image_end.max(s.rva.saturating_add(vsz));
+        put32(&mut out, at + 12, image);
+        put32(&mut out, at + 36, 0xffff_ffff);
+        image = image.saturating_add(vsz.checked_next_multiple_of(0x1000).unwrap_or(u32::MAX));
+        at += 40;
     }
-    put32(&mut out, opt + 56, image_end);
-    out
+    for (i, s) in sections.iter().enumerate() {
+        let name = format!(".giva{:02}", (i + 1) % 100);
+        out[at..at + 7].copy_from_slice(&name.as_bytes()[..7]);
+        let len = s.data.len() as u32;
+        put32(&mut out, at + 8, len);
+        put32(&mut out, at + 12, s.rva);
+        put32(&mut out, at + 16, len);
+        put32(&mut out, at + 20, raw as u32);
+        put32(&mut out, at + 36, 0xffff_ffff);
+        out[raw..raw + s.data.len()].copy_from_slice(&s.data);
+        raw += s.data.len().next_multiple_of(0x200);
+        image = image.saturating_add(len.checked_next_multiple_of(0x1000).unwrap_or(u32::MAX));
+        at += 40;
+    }
+    put32(&mut out, opt + 56, image);
+    Some(out)
 }
 
 /// The program MEW packed in `data`, rebuilt; `Err` with why when it
@@ -285,6 +313,10 @@ fn unpack(data: &[u8], l: &PeLayout, p: &Packed, limits: &Limits) -> Result<Vec<
     let mut src_len = (ssize as u32).wrapping_sub(12).wrapping_sub(off as u32) as usize;
     let mut sections: Vec<Section> = Vec::new();
     let mut start = 0usize;
+    // MEW writes each chunk once; chunks that send the output over the
+    // program again and again (96 of them, each a few bytes) stop at
+    // twice its size.
+    let mut budget = dsize.saturating_mul(2);
     loop {
         let inside =
             |at: usize, len: usize| len != 0 && at.checked_add(len).is_some_and(|e| e <= total);
@@ -292,8 +324,8 @@ fn unpack(data: &[u8], l: &PeLayout, p: &Packed, limits: &Limits) -> Result<Vec<
         if !inside(src, src_len) || !inside(dst, dst_len) {
             return Err("a chunk lies outside the program".into());
         }
-        let (src_end, dst_end) =
-            decode(&mut buf, (src, src_len), (dst, dst_len)).ok_or("a chunk does not decode")?;
+        let (src_end, dst_end) = decode(&mut buf, (src, src_len), (dst, dst_len), &mut budget)
+            .ok_or("a chunk does not decode")?;
         let next_va = le32(&buf, src_end).ok_or("a chunk has no successor")?;
         src_len = src_len.wrapping_sub(src_end + 4 - src);
         src = src_end + 4;
@@ -309,13 +341,14 @@ fn unpack(data: &[u8], l: &PeLayout, p: &Packed, limits: &Limits) -> Result<Vec<
         });
         start = end;
         if sections.len() > 96 {
-            return Err("more than 96 chunks".into());
+            return Err("more than 96 sections".into());
         }
         if next_va == 0 {
             break;
         }
     }
-    Ok(rebuild(&sections, p.base, entry.wrapping_sub(p.base)))
+    rebuild(&sections, p.base, entry.wrapping_sub(p.base))
+        .ok_or_else(|| "more than 96 sections".into())
 }
 
 /// The program MEW packed in `data`, rebuilt, as a member.
@@ -335,7 +368,7 @@ pub(crate) fn members(
     }
     match unpack(data, &l, &p, limits) {
         Ok(image) => {
-            bytes(each, name, &image);
+            unpacked(each, name, &image, data.len());
         }
         Err(why) => {
             each(Entry::Corrupt { name, why });
@@ -367,10 +400,12 @@ mod tests {
             &image[code..code + 16],
             b"\x6a\x00\x68\x54\x20\x40\x00\x68\x1c\x20\x40\x00\x6a\x00\xff\x15"
         );
-        // The zip at RVA 0x4e6c: the fourth section (0x4000) at 0xe6c.
-        let zip = info.sections[3].raw as usize + 0xe6c;
-        assert_eq!(&image[zip..zip + 4], b"PK\x03\x04");
-        assert_eq!(le32(&image, 0x58 + 16), Some(0x1020));
+        // Laid out as ClamAV's rebuilt file: 21,504 bytes, the zip at RVA
+        // 0x4e6c at offset 17,004, where ClamAV's file has it.
+        assert_eq!(image.len(), 21504);
+        assert_eq!(&image[17004..17008], b"PK\x03\x04");
+        assert_eq!(info.entry, 0x420);
+        assert_eq!(le32(&image, 0xe8 + 16), Some(0x1020));
     }
 
     #[test]
@@ -378,10 +413,10 @@ mod tests {
         // A first byte, then a tag asking for a gamma match far back.
         let mut buf = vec![0u8; 64];
         buf[..4].copy_from_slice(&[0x41, 0x80, 0xff, 0xff]);
-        assert_eq!(decode(&mut buf, (0, 8), (32, 32)), None);
+        assert_eq!(decode(&mut buf, (0, 8), (32, 32), &mut 1000), None);
         // Empty windows.
-        assert_eq!(decode(&mut buf, (0, 0), (32, 32)), None);
-        assert_eq!(decode(&mut buf, (0, 8), (32, 0)), None);
+        assert_eq!(decode(&mut buf, (0, 0), (32, 32), &mut 1000), None);
+        assert_eq!(decode(&mut buf, (0, 8), (32, 0), &mut 1000), None);
     }
 
     /// Random streams end, one way or the other, without a panic.
@@ -396,7 +431,7 @@ mod tests {
                 x ^= x << 17;
                 *b = x as u8;
             }
-            let _ = decode(&mut image, (0, 96), (600, 400));
+            let _ = decode(&mut image, (0, 96), (600, 400), &mut 800);
         }
     }
 }

@@ -17,7 +17,7 @@
 //! states and the largest member, and the original rebuilt no larger than
 //! the largest member; every read is checked against the input.
 
-use crate::formats::{Entry, Flow, FormatError, bytes, le16, le32};
+use crate::formats::{Entry, Flow, FormatError, le16, le32, unpacked};
 use crate::limits::Limits;
 
 /// How far into the file the `UPX!` header is looked for.
@@ -300,7 +300,7 @@ pub(crate) fn members(
         return Ok(());
     }
     let file = rebuild(&image, p.base, limits.max_file_size as usize).unwrap_or(image);
-    if bytes(each, name.clone(), &file) == Flow::Stop {
+    if unpacked(each, name.clone(), &file, data.len()) == Flow::Stop {
         return Ok(());
     }
     if !whole && file.len() < max {

@@ -411,9 +411,16 @@ impl Walk<'_> {
         if depth >= self.d.limits.max_recursion {
             return;
         }
+        // The kinds of archive already opened: one of each, as a
+        // self-extractor has one (a later magic of that kind is most often
+        // a header inside it); a packed image does not count.
+        let mut opened_kinds: Vec<Kind> = Vec::new();
         for (at, kind) in embedded(data) {
             if self.stop {
                 break;
+            }
+            if opened_kinds.contains(&kind) {
+                continue;
             }
             let slice = &data[at..];
             let before = (self.members, self.gaps.len());
@@ -434,9 +441,7 @@ impl Walk<'_> {
             path.pop();
             let opened = matches!(result, Ok(Ok(()))) && self.members > before.0;
             if opened && !kind.is_packer() {
-                // One archive per executable, as a self-extractor has (a
-                // packed image does not count).
-                break;
+                opened_kinds.push(kind);
             } else if self.members == before.0 {
                 // Nothing came of it: not an archive.
                 self.gaps.truncate(before.1);

@@ -20,10 +20,12 @@
 //! that points outside it fails, and the file is reported unreadable.
 //!
 //! Cost: one image of the program's size in memory (no larger than the
-//! member cap), each byte written once per block.
+//! member cap), and no more than twice its size written: records that send
+//! blocks over the image again and again (ClamAV follows them for minutes)
+//! make the file unreadable.
 
 use crate::exe::{PeLayout, PeSection, pe_layout};
-use crate::formats::{Entry, Flow, FormatError, bytes, le32};
+use crate::formats::{Entry, Flow, FormatError, le32, unpacked};
 use crate::limits::Limits;
 
 /// The decompressor's first bytes at the entry point.
@@ -115,23 +117,26 @@ impl Bits<'_> {
 }
 
 /// Copies `len` bytes from `dist` back to `at` in `image`, forward (the
-/// two may overlap); false if either lies outside it.
-fn copy_back(image: &mut [u8], at: usize, dist: usize, len: usize) -> bool {
+/// two may overlap), out of the `budget` of bytes the unpacker may still
+/// write; false if either lies outside the image or the budget is spent.
+fn copy_back(image: &mut [u8], at: usize, dist: usize, len: usize, budget: &mut usize) -> bool {
     let Some(from) = at.checked_sub(dist) else {
         return false;
     };
-    if len == 0 || at + len > image.len() {
+    if len == 0 || at + len > image.len() || len > *budget {
         return false;
     }
+    *budget -= len;
     for i in 0..len {
         image[at + i] = image[from + i];
     }
     true
 }
 
-/// Decompresses `src` into `image` from `at`: `Some(())` at the end mark,
-/// `None` where the stream goes wrong.
-fn decode(src: &[u8], image: &mut [u8], mut at: usize) -> Option<()> {
+/// Decompresses `src` into `image` from `at`, writing no more than
+/// `budget` bytes: `Some(())` at the end mark, `None` where the stream goes
+/// wrong or the budget is spent.
+fn decode(src: &[u8], image: &mut [u8], mut at: usize, budget: &mut usize) -> Option<()> {
     let mut r = Bits {
         src,
         at: 0,
@@ -143,6 +148,7 @@ fn decode(src: &[u8], image: &mut [u8], mut at: usize) -> Option<()> {
     while !r.error {
         if r.bit() == 0 {
             let b = r.byte()?;
+            *budget = budget.checked_sub(1)?;
             *image.get_mut(at)? = b;
             at += 1;
             continue;
@@ -156,7 +162,7 @@ fn decode(src: &[u8], image: &mut [u8], mut at: usize) -> Option<()> {
             if r.error || v == 0x1ff {
                 break;
             }
-            if !copy_back(image, at, (base + v) as usize, 2) {
+            if !copy_back(image, at, (base + v) as usize, 2, budget) {
                 return None;
             }
             at += 2;
@@ -199,7 +205,7 @@ fn decode(src: &[u8], image: &mut [u8], mut at: usize) -> Option<()> {
                 x => x + 6,
             }
         };
-        if !copy_back(image, at, dist as usize, len as usize) {
+        if !copy_back(image, at, dist as usize, len as usize, budget) {
             return None;
         }
         at += len as usize;
@@ -240,6 +246,10 @@ fn unpack(data: &[u8], l: &PeLayout, limits: &Limits) -> Result<Vec<u8>, String>
         .get(raw..raw + last.rsz as usize)
         .filter(|p| !p.is_empty())
         .ok_or("WWPack's section is empty")?;
+    // WWPack writes each block once; ClamAV follows records that send
+    // blocks over the whole image again and again (minutes for a small
+    // file). giva writes no more than twice the image, blocks included.
+    let mut budget = image.len().saturating_mul(2);
     let mut rec = RECORDS;
     while let Some(r) = packer.get(rec..rec + 17) {
         let src = last.rva.wrapping_sub(le32(r, 0).unwrap_or(0));
@@ -253,9 +263,12 @@ fn unpack(data: &[u8], l: &PeLayout, limits: &Limits) -> Result<Vec<u8>, String>
             break;
         }
         // The block decompresses in place over its compressed bytes.
+        budget = budget
+            .checked_sub(len)
+            .ok_or("its blocks rewrite the program over and over")?;
         let stream = image[at..at + len].to_vec();
         image[at..at + len].fill(0xff);
-        decode(&stream, &mut image, at).ok_or("a block does not decode")?;
+        decode(&stream, &mut image, at, &mut budget).ok_or("a block does not decode")?;
         if r[16] == 0 {
             break;
         }
@@ -314,7 +327,7 @@ pub(crate) fn members(
     let name = "WWPack unpacked".to_string();
     match unpack(data, &l, limits) {
         Ok(image) => {
-            bytes(each, name, &image);
+            unpacked(each, name, &image, data.len());
         }
         Err(why) => {
             each(Entry::Corrupt { name, why });
@@ -349,11 +362,13 @@ mod tests {
     fn streams_that_point_outside_the_image_fail() {
         let mut image = vec![0u8; 64];
         // A bit word whose first bit asks for a match, with nothing before.
-        assert_eq!(decode(&[0, 0, 0, 0xff], &mut image, 0), None);
+        assert_eq!(decode(&[0, 0, 0, 0xff], &mut image, 0, &mut 1000), None);
         // Too short for even one word.
-        assert_eq!(decode(&[1, 2], &mut image, 0), None);
+        assert_eq!(decode(&[1, 2], &mut image, 0, &mut 1000), None);
         // A literal past the end of the image.
-        assert_eq!(decode(&[0, 0, 0, 0, 7], &mut image, 64), None);
+        assert_eq!(decode(&[0, 0, 0, 0, 7], &mut image, 64, &mut 1000), None);
+        // Literals past the budget.
+        assert_eq!(decode(&[0, 0, 0, 0, 7, 7, 7], &mut image, 0, &mut 2), None);
     }
 
     /// Random streams end, one way or the other, without a panic.
@@ -369,7 +384,7 @@ mod tests {
                 *b = x as u8;
             }
             let mut image = vec![0u8; 512];
-            let _ = decode(&stream, &mut image, 64);
+            let _ = decode(&stream, &mut image, 64, &mut 1024);
         }
     }
 }
