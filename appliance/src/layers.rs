@@ -3,10 +3,11 @@
 //! a container's bytes are kept (in memory while small, in an unlinked
 //! temporary file past that), and once its own scan is done, its members
 //! are opened and scanned with the same engine (a text file's one layer
-//! inside is its normalized text). An executable (PE or ELF) is kept too:
-//! what it carries (an overlay's archive, an installer's files, a packed
-//! image) is only found in the whole file. A file that is none of these
-//! costs one magic check and keeps nothing.
+//! inside is its normalized text). An executable (PE, ELF or Mach-O) is
+//! kept too: what it carries (an archive, an installer's files, a packed
+//! program, a PE) is only found in the whole file, and its structure (for
+//! executable offsets and section hashes) only read from it. A file that
+//! is none of these costs one magic check and keeps nothing.
 
 use giva_content::extract::{Extracted, Spool};
 use giva_content::{Kind, Limits, detect, target_type};
