@@ -72,6 +72,21 @@ fn scan_prints_clamscan_lines_summary_and_exit_codes() {
 
     let clean = dir.path().join("clean.txt");
     assert_eq!(giva(&["scan", p(&clean)]).status.code(), Some(0));
+    // As clamscan: an empty file is said to be empty and not counted as
+    // scanned; a file of a few bytes is OK.
+    let empty = dir.path().join("empty.bin");
+    let small = dir.path().join("small.bin");
+    std::fs::write(&empty, b"").expect("write");
+    std::fs::write(&small, b"abc").expect("write");
+    let out = giva(&["scan", p(&empty), p(&small)]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!("{}: Empty file", empty.display())),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{}: OK", small.display())), "{text}");
+    assert!(text.contains("Scanned files: 1\n"), "{text}");
     let missing = giva(&["scan", "/nonexistent/giva-test"]);
     assert_eq!(missing.status.code(), Some(2), "{}", stdout(&missing));
     assert!(stdout(&missing).contains("/nonexistent/giva-test: ERROR"));

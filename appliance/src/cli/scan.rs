@@ -41,6 +41,7 @@ enum FileError {
 #[derive(Debug, Serialize)]
 struct JsonRow<'a> {
     path: &'a Path,
+    /// `found`, `ok`, `empty` (no bytes), `not_scanned` or `error`.
     status: &'a str,
     signatures: Vec<&'a str>,
     /// Where each detection was made: the file, or a member inside it
@@ -249,7 +250,11 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = files.get(i) else { break };
                     let result = scan_one(path).map(alerting);
-                    totals.files.fetch_add(1, Ordering::Relaxed);
+                    // As clamscan: an empty file is said to be empty, and
+                    // not counted as scanned.
+                    if !result.as_ref().is_ok_and(is_empty) {
+                        totals.files.fetch_add(1, Ordering::Relaxed);
+                    }
                     match &result {
                         Ok(r) => {
                             totals
@@ -310,8 +315,14 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
     })
 }
 
+/// A file of no bytes (clamscan's `Empty file`).
+fn is_empty(r: &Report) -> bool {
+    r.result.outcome == Outcome::TooSmall && r.result.bytes_scanned == 0
+}
+
 fn render(args: &ScanArgs, path: &Path, result: Result<&Report, &str>) -> String {
     let (status, names, error, bytes) = match result {
+        Ok(r) if is_empty(r) => ("empty", Vec::new(), None, 0),
         Ok(r) => match r.result.outcome {
             Outcome::Infected => ("found", r.result.names(), None, r.result.bytes_scanned),
             Outcome::LimitExceeded(l) => {
@@ -375,6 +386,7 @@ fn render(args: &ScanArgs, path: &Path, result: Result<&Report, &str>) -> String
             .collect::<Vec<_>>()
             .join("\n"),
         "ok" => format!("{p}: OK"),
+        "empty" => format!("{p}: Empty file"),
         "not_scanned" => format!("{p}: NOT SCANNED ({})", error.unwrap_or_default()),
         _ => format!("{p}: ERROR {}", error.unwrap_or_default()),
     }
