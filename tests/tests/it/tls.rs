@@ -987,7 +987,13 @@ async fn an_appliance_renews_its_certificate_when_the_ca_rotates() {
     let old_serial = giva_proto::tls::certificate_serial_pem(&first.cert_pem).expect("serial");
     assert!(
         eventually(Duration::from_secs(20), || async {
+            // The certificate and the delegated CA are written one after
+            // the other: both, before either is checked.
             std::fs::read_to_string(&acert).ok().as_deref() != Some(first.cert_pem.as_str())
+                && std::fs::read_to_string(a.join("delegate.pem"))
+                    .ok()
+                    .as_deref()
+                    != Some(delegate.cert_pem.as_str())
         })
         .await,
         "the appliance renews within a few heartbeats"
