@@ -75,21 +75,27 @@ pub(crate) fn bytes(each: &mut dyn FnMut(Entry<'_>) -> Flow, name: String, data:
     })
 }
 
-/// An unpacked program `data` as a member, made from `packed` bytes: its
+/// An unpacked program as a member, made from `packed` bytes: its
 /// expansion is checked as a compressed member's is (a bomb is reported
-/// as one).
+/// as one); a program that could not be unpacked (`Err`, with why) is
+/// reported unreadable.
 pub(crate) fn unpacked(
     each: &mut dyn FnMut(Entry<'_>) -> Flow,
     name: String,
-    data: &[u8],
+    program: Result<&[u8], String>,
     packed: usize,
 ) -> Flow {
-    let mut reader = data;
-    each(Entry::File {
-        name,
-        reader: &mut reader,
-        compressed: Some(packed as u64),
-    })
+    match program {
+        Ok(data) => {
+            let mut reader = data;
+            each(Entry::File {
+                name,
+                reader: &mut reader,
+                compressed: Some(packed as u64),
+            })
+        }
+        Err(why) => each(Entry::Corrupt { name, why }),
+    }
 }
 
 /// The most a parser should decode in memory from `stored` bytes before

@@ -366,14 +366,13 @@ pub(crate) fn members(
         });
         return Ok(());
     }
-    match unpack(data, &l, &p, limits) {
-        Ok(image) => {
-            unpacked(each, name, &image, data.len());
-        }
-        Err(why) => {
-            each(Entry::Corrupt { name, why });
-        }
-    }
+    let program = unpack(data, &l, &p, limits);
+    unpacked(
+        each,
+        name,
+        program.as_deref().map_err(Clone::clone),
+        data.len(),
+    );
     Ok(())
 }
 

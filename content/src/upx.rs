@@ -300,7 +300,7 @@ pub(crate) fn members(
         return Ok(());
     }
     let file = rebuild(&image, p.base, limits.max_file_size as usize).unwrap_or(image);
-    if unpacked(each, name.clone(), &file, data.len()) == Flow::Stop {
+    if unpacked(each, name.clone(), Ok(&file), data.len()) == Flow::Stop {
         return Ok(());
     }
     if !whole && file.len() < max {

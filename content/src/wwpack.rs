@@ -325,14 +325,13 @@ pub(crate) fn members(
 ) -> Result<(), FormatError> {
     let l = packed(data).ok_or_else(|| FormatError::Corrupt("WWPack: not packed".into()))?;
     let name = "WWPack unpacked".to_string();
-    match unpack(data, &l, limits) {
-        Ok(image) => {
-            unpacked(each, name, &image, data.len());
-        }
-        Err(why) => {
-            each(Entry::Corrupt { name, why });
-        }
-    }
+    let program = unpack(data, &l, limits);
+    unpacked(
+        each,
+        name,
+        program.as_deref().map_err(Clone::clone),
+        data.len(),
+    );
     Ok(())
 }
 
