@@ -99,9 +99,18 @@ fn scan_json_and_allmatch() {
     std::fs::write(&both, EICAR).expect("write");
     let out = giva(&["scan", "--json", "--allmatch", p(&both)]);
     assert_eq!(out.status.code(), Some(1));
-    let line = stdout(&out);
-    let v: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON object");
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "a row and the summary: {text}");
+    let v: serde_json::Value = serde_json::from_str(lines[0]).expect("one JSON object");
     assert_eq!(v["status"], "found");
+    let summary: serde_json::Value = serde_json::from_str(lines[1]).expect("the summary");
+    assert_eq!(summary["summary"]["infected_files"], 1);
+    assert!(
+        summary["summary"]["known_viruses"].as_u64() > Some(0),
+        "{text}"
+    );
+    assert_eq!(summary["summary"]["skipped"], serde_json::json!({}));
     let sigs: Vec<&str> = v["signatures"]
         .as_array()
         .expect("array")
@@ -111,6 +120,61 @@ fn scan_json_and_allmatch() {
     assert!(
         sigs.contains(&"Eicar-Test-Signature") && sigs.contains(&"Eicar-Signature"),
         "{sigs:?}"
+    );
+}
+
+/// Nothing is skipped silently: what the databases held but giva did not
+/// load is one line on stderr at load, with a count per kind, and in the
+/// `--json` summary; `Known viruses` counts what was loaded.
+#[test]
+fn scan_says_what_it_skipped_at_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("db");
+    std::fs::create_dir(&db).expect("mkdir");
+    std::fs::write(
+        db.join("t.ndb"),
+        "Loaded:0:*:68656c6c6f\nOther:0:*:776f726c64\n",
+    )
+    .expect("write");
+    std::fs::write(
+        db.join("t.ldb"),
+        "Vi;Engine:51-255,Target:1;0;VI:68656c6c6f\nTooNew;Engine:999-1000,Target:0;0;68656c6c6f\n",
+    )
+    .expect("write");
+    std::fs::write(db.join("x.ign2"), "Other\n").expect("write");
+    let file = dir.path().join("f");
+    std::fs::write(&file, b"xx hello xx").expect("write");
+    let out = giva(&["scan", "-d", p(&db), p(&file)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("skipped at load"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    for kind in ["offset:VI 1", "flevel 1", "ignored 1"] {
+        assert!(lines[0].contains(kind), "{kind} in {}", lines[0]);
+    }
+    assert!(
+        stdout(&out).contains("Known viruses: 1\n"),
+        "{}",
+        stdout(&out)
+    );
+    let out = giva(&["scan", "--json", "-d", p(&db), p(&file)]);
+    let text = stdout(&out);
+    let last = text.lines().last().expect("a summary");
+    let v: serde_json::Value = serde_json::from_str(last).expect("JSON");
+    assert_eq!(v["summary"]["known_viruses"], 1);
+    assert_eq!(
+        v["summary"]["skipped"],
+        serde_json::json!({"flevel": 1, "ignored": 1, "offset:VI": 1})
+    );
+    // The bundled database skips nothing, and says nothing.
+    let clean = giva(&["scan", p(&file)]);
+    assert!(
+        !String::from_utf8_lossy(&clean.stderr).contains("skipped"),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
     );
 }
 

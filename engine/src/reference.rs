@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use giva_signatures::{Assertion, BodyPattern, Database, HashAlgo, Offset, Token};
 
-use giva_signatures::pattern::{boundary_left, boundary_right};
+use giva_signatures::pattern::{boundary_any, boundary_left, boundary_right};
 
 use crate::exec::logical;
 use crate::result::{Detection, DetectionKind};
@@ -58,10 +58,13 @@ fn match_seq(tokens: &[Token], data: &[u8], pos: usize, out: &mut Vec<usize>) {
 
 fn before_ok(a: Assertion, data: &[u8], start: usize) -> bool {
     if start == 0 {
-        return true;
+        return !a.needs_neighbour();
     }
     let p = data[start - 1];
     match a {
+        Assertion::NotBoundary => !boundary_any(p),
+        Assertion::NotLine => p != b'\n',
+        Assertion::Alnum => p.is_ascii_alphanumeric(),
         Assertion::Boundary => boundary_left(p),
         Assertion::Line => p == b'\n',
         Assertion::NonAlnum => !p.is_ascii_alphanumeric(),
@@ -73,11 +76,14 @@ fn before_ok(a: Assertion, data: &[u8], start: usize) -> bool {
 
 fn after_ok(a: Assertion, data: &[u8], end: usize) -> bool {
     if end >= data.len() {
-        return true;
+        return !a.needs_neighbour();
     }
     let n = data[end];
     let n2 = data.get(end + 1).copied();
     match a {
+        Assertion::NotBoundary => !boundary_right(n),
+        Assertion::NotLine => n != b'\n',
+        Assertion::Alnum => n.is_ascii_alphanumeric(),
         Assertion::Boundary => boundary_right(n),
         Assertion::Line => n == b'\n' || (n == b'\r' && n2 == Some(b'\n')),
         Assertion::NonAlnum => !n.is_ascii_alphanumeric(),
@@ -120,10 +126,18 @@ pub fn match_ends(pattern: &BodyPattern, offset: Offset, data: &[u8]) -> BTreeSe
             if k == 0 {
                 let ok = match pattern.left_anchor {
                     None => start_ok(s),
-                    Some(an) => (an.min..=an.max).any(|d| {
-                        let d = d as usize + 1;
-                        s >= d && data[s - d] == an.byte && start_ok(s - d)
-                    }),
+                    // The offset counts from the body, not the anchor byte.
+                    Some(an) => {
+                        in_range(s)
+                            && (an.min..=an.max).any(|d| {
+                                let d = d as usize + 1;
+                                s >= d
+                                    && data[s - d] == an.byte
+                                    && pattern
+                                        .start_assertion
+                                        .is_none_or(|x| before_ok(x, data, s - d))
+                            })
+                    }
                 };
                 if !ok {
                     continue;

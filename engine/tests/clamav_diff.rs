@@ -9,6 +9,8 @@
 //! §14.1): signatures with `[x-y]` anchors interfere with each other, so each
 //! anchored signature is checked in a database of its own.
 
+mod match_table;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -706,4 +708,77 @@ fn clamav_testfiles_raw_mode() {
     assert_eq!(hash.len(), 1);
     assert!(hash[0].ends_with("clam.exe"));
     compare("clamav-testfiles", &dbs, &files);
+}
+
+/// Runs clamscan in raw mode, all-match, over one file with the databases
+/// in `db_dir`: the names it reports, or why it refused the databases.
+fn clamscan_one(db_dir: &Path, file: &Path) -> Result<BTreeSet<String>, String> {
+    let out = Command::new("clamscan")
+        .args(RAW_FLAGS)
+        .arg("--allmatch")
+        .arg("-d")
+        .arg(db_dir)
+        .arg(file)
+        .output()
+        .expect("run clamscan");
+    if !matches!(out.status.code(), Some(0 | 1)) {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(err.lines().last().unwrap_or("failed").to_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_suffix(" FOUND")?.rsplit_once(": "))
+        .map(|(_, name)| name.to_owned())
+        .collect())
+}
+
+/// Every row of the match table (`tests/testdata/match.toml`) goes through
+/// clamscan too. A row agrees with clamscan, or says why not with
+/// `clamav_bug`; a `clamav_bug` row on which clamscan agrees after all is
+/// reported too, so that the table stays honest both ways. (That giva
+/// gives each row's `expect` is `table.rs`'s job.)
+#[test]
+fn match_table_agrees_with_clamscan() {
+    if !clamscan_available() {
+        return;
+    }
+    let t = match_table::table();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut problems = Vec::new();
+    let mut bugs = 0;
+    for (n, c) in t.case.iter().enumerate() {
+        let row = dir.path().join(format!("row{n}"));
+        let db_dir = row.join("db");
+        std::fs::create_dir_all(&db_dir).expect("mkdir");
+        for (name, text) in c.db_files() {
+            std::fs::write(db_dir.join(name), text).expect("write db");
+        }
+        let file = row.join("data");
+        std::fs::write(&file, c.bytes()).expect("write data");
+        let expect: BTreeSet<String> = c.expect.iter().cloned().collect();
+        let theirs = clamscan_one(&db_dir, &file);
+        let agrees = theirs.as_ref() == Ok(&expect);
+        match (&c.clamav_bug, agrees) {
+            (None, false) => problems.push(format!(
+                "{}: expect {expect:?}, clamscan {theirs:?} (fix the row, or giva, or say `clamav_bug`)",
+                c.id
+            )),
+            (Some(why), true) => problems.push(format!(
+                "{}: marked `clamav_bug` ({why}) but clamscan gives {expect:?} too",
+                c.id
+            )),
+            (Some(_), false) => bugs += 1,
+            (None, true) => {}
+        }
+    }
+    eprintln!(
+        "match table: {} rows through clamscan, {bugs} marked as ClamAV bugs",
+        t.case.len()
+    );
+    assert!(
+        problems.is_empty(),
+        "{} rows disagree with clamscan:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }

@@ -2,48 +2,11 @@
 //! buffer, chunked at random boundaries (several seeds, 1 byte to 1 MiB),
 //! file via mmap, file via read, `Read` stream; first-match and all-match.
 
-use std::path::PathBuf;
+mod match_table;
 
 use giva_engine::{Engine, ScanOptions, ScanResult};
-use giva_signatures::{Compiler, Database, EXT_ENGINE};
-use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct Table {
-    case: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct DbFile {
-    name: String,
-    text: String,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    id: String,
-    db: Option<String>,
-    sig: Option<String>,
-    #[serde(default)]
-    files: Vec<DbFile>,
-    data: Option<String>,
-    data_hex: Option<String>,
-    expect: Vec<String>,
-    #[allow(dead_code)]
-    source: Option<String>,
-}
-
-fn table() -> Table {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/testdata/match.toml");
-    let text = std::fs::read_to_string(&path).expect("read match.toml");
-    toml::from_str(&text).expect("parse match.toml")
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
-        .collect()
-}
+use giva_signatures::{Database, EXT_ENGINE};
+use match_table::table;
 
 /// Sizes for chunked feeding: tiny to large.
 const CHUNKS: &[usize] = &[1, 2, 3, 5, 7, 16, 64, 4096, 1 << 20];
@@ -101,25 +64,14 @@ fn match_table() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut failures = Vec::new();
     for (n, c) in t.case.iter().enumerate() {
-        let mut comp = Compiler::new();
-        if let (Some(db), Some(sig)) = (&c.db, &c.sig) {
-            comp.add_source(db, &format!("{sig}\n"), false);
-        }
-        for f in &c.files {
-            comp.add_source(&f.name, &format!("{}\n", f.text), false);
-        }
-        let db = match comp.build() {
+        let db = match c.database() {
             Ok(db) => db,
             Err(e) => {
                 failures.push(format!("{}: database does not build: {e}", c.id));
                 continue;
             }
         };
-        let data = match (&c.data, &c.data_hex) {
-            (_, Some(h)) => unhex(h),
-            (Some(d), None) => d.as_bytes().to_vec(),
-            (None, None) => panic!("{}: no data", c.id),
-        };
+        let data = c.bytes();
         let engine = match Engine::new(&db) {
             Ok(e) => e,
             Err(e) => {
@@ -141,6 +93,7 @@ fn match_table() {
         for all in [false, true] {
             let opts = ScanOptions {
                 all_match: all,
+                file_type: c.file_type,
                 ..Default::default()
             };
             let whole = engine.scan_bytes(&data, &opts);

@@ -450,7 +450,10 @@ impl Compiler {
                 file: src.name.clone(),
                 line: Some(n),
                 name: None,
-                what: format!("line is {} bytes (limit {limit})", l.len()),
+                what: format!(
+                    "line is {} bytes (limit {limit}; ClamAV refuses a database with a longer line)",
+                    l.len()
+                ),
             });
         }
         if src.ext == "ldb" && l.ends_with(';') {

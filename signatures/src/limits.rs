@@ -6,13 +6,22 @@
 /// `Engine:216-255` loads, `Engine:217-255` and `Engine:51-215` are skipped).
 pub const FLEVEL: u32 = 216;
 
+/// The longest line ClamAV 1.4.6 accepts in a signature file other than an
+/// `.ldb` (measured: `.ndb` and `.hdb` lines of 8,191 bytes are refused).
+pub const CLAMAV_MAX_LINE: usize = 8190;
+
+/// The longest `.ldb` line ClamAV 1.4.6 accepts (32,768 bytes are refused).
+pub const CLAMAV_MAX_LDB_LINE: usize = 32767;
+
 /// Limits against hostile or broken signature input. Exceeding one gives a
 /// [`CompileError::Limit`](crate::CompileError::Limit) naming it; nothing is allocated beyond them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Longest line of any text format except `.ldb`, in bytes.
+    /// Longest line of any text format except `.ldb`, in bytes. ClamAV
+    /// reads these lines into 8,192-byte buffers and refuses a database
+    /// with a line of 8,191 bytes or more, so that is the default.
     pub max_line_len: usize,
-    /// Longest `.ldb` line, in bytes.
+    /// Longest `.ldb` line, in bytes: ClamAV refuses 32,768 or more.
     pub max_ldb_line_len: usize,
     /// Longest hex signature (one body or subsignature), in characters.
     pub max_pattern_len: usize,
@@ -35,8 +44,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_line_len: 1 << 20,
-            max_ldb_line_len: 1 << 20,
+            max_line_len: CLAMAV_MAX_LINE,
+            max_ldb_line_len: CLAMAV_MAX_LDB_LINE,
             max_pattern_len: 1 << 18,
             max_pattern_tokens: 1 << 18,
             max_nesting: 15,

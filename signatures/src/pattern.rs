@@ -121,6 +121,25 @@ pub enum Assertion {
     /// alphanumeric ASCII character followed by (end) or preceding (start)
     /// a `00` byte, i.e. the wide neighbour character is not alphanumeric.
     NonAlnumWide,
+    /// `!(B)`: there is a neighbouring byte and it is not a word boundary
+    /// (at the start, in neither of ClamAV's boundary sets; at the end, not
+    /// in the right-hand one).
+    NotBoundary,
+    /// `!(L)`: there is a neighbouring byte and it is not `\n`.
+    NotLine,
+    /// `!(W)`: there is a neighbouring byte and it is ASCII alphanumeric.
+    Alnum,
+}
+
+impl Assertion {
+    /// True for the negated classes, which need a neighbouring byte: at the
+    /// very start or end of the file they fail. (clamscan 1.4.6 crashes on
+    /// a negated class at the start of a file; giva keeps the documented
+    /// reading, "the neighbour is not of the class", which has no neighbour
+    /// to test there.)
+    pub fn needs_neighbour(self) -> bool {
+        matches!(self, Self::NotBoundary | Self::NotLine | Self::Alnum)
+    }
 }
 
 /// True if `b` may stand immediately *before* a `(B)` match (the left

@@ -140,6 +140,77 @@ fn clamscan_agrees_on_every_row() {
     println!("clamscan agrees on {} rows", rows.len());
 }
 
+/// `len` bytes of an `ndb` or `ldb` signature line that loads if its length
+/// is allowed: the body padded with a gap and literal bytes.
+fn line_of(ext: &str, len: usize) -> String {
+    let head = if ext == "ldb" {
+        "T;Target:0;0;68656c6c6f"
+    } else {
+        "T:0:*:68656c6c6f"
+    };
+    let rest = len - head.len();
+    if rest % 2 == 1 {
+        format!("{head}*{}", "6c".repeat((rest - 1) / 2))
+    } else {
+        format!("{head}{}", "6c".repeat(rest / 2))
+    }
+}
+
+/// ClamAV's line buffers: an `.ndb` line (any format but `.ldb`) of 8,191
+/// bytes or more, or an `.ldb` line of 32,768 or more, refuses the whole
+/// database. giva refuses the same lines, and loads the ones just shorter.
+#[test]
+fn line_lengths_as_clamscan_reads_them() {
+    let have = Command::new("clamscan")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data.bin");
+    std::fs::write(&data, DATA).unwrap();
+    for (ext, len, loads) in [
+        ("ndb", 8190, true),
+        ("ndb", 8191, false),
+        ("ldb", 32767, true),
+        ("ldb", 32768, false),
+    ] {
+        let text = format!("{}\n", line_of(ext, len));
+        assert_eq!(text.len(), len + 1);
+        let mut c = giva_signatures::Compiler::new();
+        c.add_source(&format!("t.{ext}"), &text, false);
+        let got = c.build();
+        assert_eq!(
+            got.is_ok(),
+            loads,
+            "giva, {ext} line of {len}: {:?}",
+            got.err()
+        );
+        if let Err(e) = got {
+            assert!(e.to_string().contains("ClamAV refuses"), "{e}");
+        }
+        if have {
+            let case = Case {
+                id: format!("line-{ext}-{len}"),
+                file: format!("t.{ext}"),
+                text,
+                expect: String::new(),
+                extra: Vec::new(),
+                clamav: true,
+            };
+            let theirs = clamscan_accepts(&case, work.path(), &data).expect("clamscan runs");
+            assert_eq!(theirs, loads, "clamscan, {ext} line of {len}");
+        } else {
+            assert!(
+                std::env::var("GIVA_REQUIRE_CLAMAV").as_deref() != Ok("1"),
+                "clamscan is required (GIVA_REQUIRE_CLAMAV=1)"
+            );
+        }
+    }
+    if !have {
+        println!("SKIPPED (the clamscan half): clamscan not installed");
+    }
+}
+
 /// Exploratory: random hex signatures, loaded by giva and by clamscan, must
 /// be accepted or refused alike. `GIVA_DIFF_CASES` sets the count (default
 /// 300). Run with `--ignored random_hex`.

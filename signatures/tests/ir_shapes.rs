@@ -259,6 +259,7 @@ fn modifiers() {
         l.subsigs[0].variants[0].parts[0].tokens,
         vec![set(b"Aa"), set(b"Bb")]
     );
+    // `::w` widens `??` too (as ClamAV does); `::i` folds letters only.
     let l = sub("0;41??62::iwf");
     let p = &l.subsigs[0].variants[0];
     assert_eq!(
@@ -267,6 +268,7 @@ fn modifiers() {
             set(b"Aa"),
             lit(0),
             Token::Byte { value: 0, mask: 0 },
+            lit(0),
             set(b"Bb"),
             lit(0),
         ]

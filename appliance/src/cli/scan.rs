@@ -136,7 +136,11 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
             allow_empty: args.allow_empty,
         },
     )?;
-    let known: u64 = db.info().loaded.values().sum();
+    let info = db.info();
+    let known: u64 = info.loaded.values().sum();
+    if let Some(line) = skip_line(&info.skipped) {
+        eprintln!("{line}");
+    }
     let opts = ScanOptions {
         all_match: args.all_match,
         ..ScanOptions::default()
@@ -289,6 +293,22 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
     }
     let infected = totals.infected.load(Ordering::Relaxed);
     let errors = totals.errors.load(Ordering::Relaxed);
+    if !args.no_summary && args.json {
+        let summary = JsonSummary {
+            known_viruses: known,
+            skipped: &info.skipped,
+            database_version: db.version(),
+            scanned_directories: dirs,
+            scanned_files: totals.files.load(Ordering::Relaxed),
+            infected_files: infected,
+            errors,
+            bytes_scanned: totals.bytes.load(Ordering::Relaxed),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        let row = serde_json::json!({ "summary": summary });
+        let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(o, "{row}");
+    }
     if !args.no_summary && !args.json {
         let elapsed = started.elapsed().as_secs_f64();
         let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
@@ -313,6 +333,40 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
     } else {
         0
     })
+}
+
+/// The last line of `--json` output (unless `--no-summary`): the text
+/// summary's numbers, and what the database skipped.
+#[derive(Serialize)]
+struct JsonSummary<'a> {
+    known_viruses: u64,
+    skipped: &'a std::collections::BTreeMap<String, u64>,
+    database_version: &'a str,
+    scanned_directories: u64,
+    scanned_files: u64,
+    infected_files: u64,
+    errors: u64,
+    bytes_scanned: u64,
+    seconds: f64,
+}
+
+/// The one line printed to stderr at load when the databases held
+/// signatures (or files) that were not loaded, with a count per reason,
+/// as ClamAV warns at load. `None` when nothing was skipped.
+pub(crate) fn skip_line(skipped: &std::collections::BTreeMap<String, u64>) -> Option<String> {
+    let total: u64 = skipped.values().sum();
+    if total == 0 {
+        return None;
+    }
+    let kinds: Vec<String> = skipped
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    Some(format!(
+        "giva: skipped at load ({total}, by kind): {}",
+        kinds.join(", ")
+    ))
 }
 
 /// A file of no bytes (clamscan's `Empty file`).

@@ -553,8 +553,8 @@ fn push(
             let Some((lo, hi)) = pat.offset.start_range_in(size, sink.exe.as_deref()) else {
                 continue;
             };
-            let reach = pat.left_anchor.map_or(0, |a| u64::from(a.max) + 1);
-            if start < lo || start > hi.saturating_add(reach) {
+            // (The offset counts from the body, so a left anchor adds nothing.)
+            if start < lo || start > hi {
                 continue;
             }
         }

@@ -1,7 +1,7 @@
 //! Verifying a candidate: the bytes of a part variant, anchors and
 //! zero-width assertions, over a window that may straddle a chunk seam.
 
-use giva_signatures::pattern::{boundary_left, boundary_right};
+use giva_signatures::pattern::{boundary_any, boundary_left, boundary_right};
 use giva_signatures::{Anchor, Assertion, ByteSet};
 
 use crate::compile::{Elem, Entry, Program};
@@ -110,6 +110,9 @@ pub(crate) fn start_assertion_ok(a: Assertion, start: u64, hay: &Hay<'_>) -> boo
         Assertion::Boundary => prev.is_none_or(boundary_left),
         Assertion::Line => prev.is_none_or(|b| b == b'\n'),
         Assertion::NonAlnum => prev.is_none_or(|b| !b.is_ascii_alphanumeric()),
+        Assertion::NotBoundary => prev.is_some_and(|b| !boundary_any(b)),
+        Assertion::NotLine => prev.is_some_and(|b| b != b'\n'),
+        Assertion::Alnum => prev.is_some_and(|b| b.is_ascii_alphanumeric()),
         Assertion::NonAlnumWide => {
             !(start >= 2
                 && prev == Some(0)
@@ -131,6 +134,9 @@ pub(crate) fn end_assertion_ok(a: Assertion, end: u64, hay: &Hay<'_>) -> bool {
             Some(_) => false,
         },
         Assertion::NonAlnum => next.is_none_or(|b| !b.is_ascii_alphanumeric()),
+        Assertion::NotBoundary => next.is_some_and(|b| !boundary_right(b)),
+        Assertion::NotLine => next.is_some_and(|b| b != b'\n'),
+        Assertion::Alnum => next.is_some_and(|b| b.is_ascii_alphanumeric()),
         // clamscan 1.4.6: an alphanumeric last byte of the file also fails
         // (checked: `a\0b\0c\0a` + EOF does not match `616263::wf`).
         Assertion::NonAlnumWide => {
@@ -142,7 +148,7 @@ pub(crate) fn end_assertion_ok(a: Assertion, end: u64, hay: &Hay<'_>) -> bool {
 
 /// The left side of a match whose first part starts at `start`: the
 /// anchor byte (if any), the start assertion and the offset range, which
-/// applies to the start of the whole match (anchor byte included).
+/// applies to the start of the body (the anchor byte is not counted).
 pub(crate) fn left_ok(
     anchor: Option<Anchor>,
     assertion: Option<Assertion>,
@@ -154,13 +160,15 @@ pub(crate) fn left_ok(
     let assert_ok = |a: u64| assertion.is_none_or(|x| start_assertion_ok(x, a, hay));
     match anchor {
         None => in_range(start) && assert_ok(start),
-        Some(an) => (an.min..=an.max).any(|d| {
-            let d = u64::from(d) + 1;
-            start >= d
-                && in_range(start - d)
-                && hay.get(start - d) == Some(an.byte)
-                && assert_ok(start - d)
-        }),
+        // The offset counts from the body, not from the anchor byte, as in
+        // ClamAV (`T:0:4:61[0-1]6263` matches `xxxabc`).
+        Some(an) => {
+            in_range(start)
+                && (an.min..=an.max).any(|d| {
+                    let d = u64::from(d) + 1;
+                    start >= d && hay.get(start - d) == Some(an.byte) && assert_ok(start - d)
+                })
+        }
     }
 }
 

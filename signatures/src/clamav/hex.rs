@@ -26,6 +26,12 @@ pub(crate) struct HexOptions {
     pub wide: bool,
     /// `::f`
     pub fullword: bool,
+    /// Any modifier was given (`::a` included): ClamAV then refuses a
+    /// negated alternation.
+    pub modified: bool,
+    /// `[x-y]` is read as `{x-y}`: ClamAV does so with `::w` and `::f`, for
+    /// the ASCII form of `::wa` too.
+    pub braces: bool,
 }
 
 /// Why a hex body was not turned into a pattern.
@@ -44,6 +50,10 @@ fn malformed<T>(msg: impl Into<String>) -> Result<T, HexError> {
 }
 
 const WILDCARD: Token = Token::Byte { value: 0, mask: 0 };
+
+/// What `{n}` (0 < n < 128) is written as inside a part: a wildcard byte
+/// that `::w` does not widen (ClamAV widens a written `??`, not `{n}`).
+const FILL: &str = "~~";
 
 fn lit(b: u8) -> Token {
     Token::Byte {
@@ -79,8 +89,7 @@ pub(crate) fn parse_body(
         return malformed("empty hex signature");
     }
     let mut unsupported: Option<&'static str> = None;
-    let text: String = if opts.wide {
-        // `[x-y]` becomes `{x-y}` in wide mode.
+    let text: String = if opts.braces {
         hex.chars()
             .map(|c| match c {
                 '[' => '{',
@@ -114,30 +123,37 @@ pub(crate) fn parse_body(
             pos: 0,
             budget: &mut budget,
             limits,
+            opts,
         };
         let items = tz.top()?;
         // Resolve (B)(L)(W).
         let mut tokens: Vec<Token> = Vec::with_capacity(items.len());
         let n_items = items.len();
         let mut lead = 0;
-        while lead < n_items && matches!(items[lead], Item::Special(_)) {
+        while lead < n_items && matches!(items[lead], Item::Special(..)) {
             lead += 1;
         }
         let mut trail = 0;
-        while trail < n_items - lead && matches!(items[n_items - 1 - trail], Item::Special(_)) {
+        while trail < n_items - lead && matches!(items[n_items - 1 - trail], Item::Special(..)) {
             trail += 1;
         }
         for (k, item) in items.into_iter().enumerate() {
             match item {
+                // `::w` widens what was written, not `{n}` nor the classes.
+                Item::Tok(t) if opts.wide => tokens.extend(widen(vec![t])),
                 Item::Tok(t) => tokens.push(t),
-                Item::Special(c) => {
+                Item::Fill => tokens.push(WILDCARD),
+                Item::Special(c, negated) => {
                     let at_start = i == 0 && lanchor.is_none() && k < lead;
                     let at_end = i + 1 == nparts && ranchor.is_none() && k + trail >= n_items;
                     if at_start || at_end {
-                        let a = match c {
-                            b'B' => Assertion::Boundary,
-                            b'L' => Assertion::Line,
-                            _ => Assertion::NonAlnum,
+                        let a = match (c, negated) {
+                            (b'B', false) => Assertion::Boundary,
+                            (b'L', false) => Assertion::Line,
+                            (_, false) => Assertion::NonAlnum,
+                            (b'B', true) => Assertion::NotBoundary,
+                            (b'L', true) => Assertion::NotLine,
+                            (_, true) => Assertion::Alnum,
                         };
                         let slot = if at_start {
                             &mut start_assertion
@@ -149,7 +165,7 @@ pub(crate) fn parse_body(
                         }
                         *slot = Some(a);
                     } else {
-                        tokens.push(mid_class(c));
+                        tokens.push(mid_class(c, negated));
                     }
                 }
             }
@@ -180,11 +196,15 @@ pub(crate) fn parse_body(
                 t => anchors_inline[1] = Some((t, min, max)),
             }
         }
-        if opts.wide {
-            tokens = widen(tokens);
-        }
         check_static(&tokens, pnum)?;
+        if opts.nocase {
+            // The letters written at the top level; those inside an
+            // alternation were folded as they were read, and a nibble is
+            // never folded (ClamAV: `4?4243::i` does not match `qbc`).
+            tokens = tokens.into_iter().map(fold_literal).collect();
+        }
         if let Some((t, min, max)) = anchors_inline[0].take() {
+            let t = if opts.nocase { fold_literal(t) } else { t };
             let branches = (min..=max)
                 .map(|k| {
                     let mut b = vec![t.clone()];
@@ -195,6 +215,7 @@ pub(crate) fn parse_body(
             tokens.insert(0, Token::Alt(branches));
         }
         if let Some((t, min, max)) = anchors_inline[1].take() {
+            let t = if opts.nocase { fold_literal(t) } else { t };
             let branches = (min..=max)
                 .map(|k| {
                     let mut b: Vec<Token> = std::iter::repeat_n(WILDCARD, k as usize).collect();
@@ -203,9 +224,6 @@ pub(crate) fn parse_body(
                 })
                 .collect();
             tokens.push(Token::Alt(branches));
-        }
-        if opts.nocase {
-            tokens = tokens.into_iter().map(nocase).collect();
         }
         parts.push(Part { tokens });
     }
@@ -249,27 +267,23 @@ pub(crate) fn is_plain_literal(p: &BodyPattern) -> Option<usize> {
     part.tokens.iter().all(is_lit).then_some(part.tokens.len())
 }
 
-fn mid_class(c: u8) -> Token {
+/// `(B)`, `(L)` or `(W)` (negated with `!`) inside a pattern: one byte of
+/// the class (or, for `(L)`, a `\r\n` too).
+fn mid_class(c: u8, negated: bool) -> Token {
+    let class = |f: &dyn Fn(u8) -> bool| {
+        let mut s = ByteSet::EMPTY;
+        for b in 0..=255u8 {
+            if f(b) != negated {
+                s.insert(b);
+            }
+        }
+        Token::Set(s)
+    };
     match c {
-        b'B' => {
-            let mut s = ByteSet::EMPTY;
-            for b in 0..=255u8 {
-                if boundary_any(b) {
-                    s.insert(b);
-                }
-            }
-            Token::Set(s)
-        }
-        b'L' => Token::Alt(vec![vec![lit(b'\n')], vec![lit(b'\r'), lit(b'\n')]]),
-        _ => {
-            let mut s = ByteSet::EMPTY;
-            for b in 0..=255u8 {
-                if !b.is_ascii_alphanumeric() {
-                    s.insert(b);
-                }
-            }
-            Token::Set(s)
-        }
+        b'B' => class(&boundary_any),
+        b'L' if !negated => Token::Alt(vec![vec![lit(b'\n')], vec![lit(b'\r'), lit(b'\n')]]),
+        b'L' => class(&|b| b == b'\n'),
+        _ => class(&|b: u8| !b.is_ascii_alphanumeric()),
     }
 }
 
@@ -298,11 +312,11 @@ fn widen(tokens: Vec<Token>) -> Vec<Token> {
     let mut out = Vec::with_capacity(tokens.len() * 2);
     for t in tokens {
         match t {
-            Token::Byte { mask: 0xff, .. } | Token::Set(_) => {
+            // ClamAV widens `??` and nibbles too (`41??::w` is `4100??00`).
+            Token::Byte { .. } | Token::Set(_) => {
                 out.push(t);
                 out.push(lit(0));
             }
-            Token::Byte { .. } => out.push(t),
             Token::Alt(branches) => out.push(Token::Alt(branches.into_iter().map(widen).collect())),
             Token::NotAlt { len, branches } => out.push(Token::NotAlt {
                 len: len * 2,
@@ -316,44 +330,17 @@ fn widen(tokens: Vec<Token>) -> Vec<Token> {
     out
 }
 
-fn nocase(t: Token) -> Token {
+/// `::i` on one literal byte: a letter matches in either case. Anything
+/// else (nibbles, classes, alternations) is left as it is.
+fn fold_literal(t: Token) -> Token {
     match t {
-        Token::Byte { value, mask } => {
-            if mask == 0xff && !value.is_ascii_alphabetic() {
-                return t;
-            }
+        Token::Byte { value, mask: 0xff } if value.is_ascii_alphabetic() => {
             let mut s = ByteSet::EMPTY;
-            let mut letter = false;
-            for b in 0..=255u8 {
-                if b & mask == value & mask {
-                    s.insert(b);
-                    if b.is_ascii_alphabetic() {
-                        letter = true;
-                        s.insert(b.to_ascii_lowercase());
-                        s.insert(b.to_ascii_uppercase());
-                    }
-                }
-            }
-            if letter && s != ByteSet::ALL {
-                Token::Set(s)
-            } else {
-                t
-            }
-        }
-        Token::Set(mut s) => {
-            for b in s.iter().collect::<Vec<_>>() {
-                s.insert(b.to_ascii_lowercase());
-                s.insert(b.to_ascii_uppercase());
-            }
+            s.insert(value.to_ascii_lowercase());
+            s.insert(value.to_ascii_uppercase());
             Token::Set(s)
         }
-        Token::Alt(branches) => Token::Alt(
-            branches
-                .into_iter()
-                .map(|b| b.into_iter().map(nocase).collect())
-                .collect(),
-        ),
-        t @ Token::NotAlt { .. } => t,
+        t => t,
     }
 }
 
@@ -443,7 +430,7 @@ fn split_parts(
                         )));
                     }
                     for _ in 0..min {
-                        cur.push_str("??");
+                        cur.push_str(FILL);
                     }
                 } else if depth > 0 {
                     return malformed(format!(
@@ -588,7 +575,10 @@ fn byte_token(a: u8, b: u8) -> Result<Token, HexError> {
 
 enum Item {
     Tok(Token),
-    Special(u8),
+    /// A byte of `{n}`.
+    Fill,
+    /// `(B)`, `(L)`, `(W)`; `true` when negated (`!(B)`).
+    Special(u8, bool),
 }
 
 struct Tokenizer<'a> {
@@ -596,6 +586,7 @@ struct Tokenizer<'a> {
     pos: usize,
     budget: &'a mut usize,
     limits: &'a Limits,
+    opts: HexOptions,
 }
 
 impl Tokenizer<'_> {
@@ -621,7 +612,7 @@ impl Tokenizer<'_> {
                     {
                         self.pos += 3;
                         self.spend(1)?;
-                        out.push(Item::Special(k));
+                        out.push(Item::Special(k, false));
                     } else {
                         let t = self.alt(false, 1)?;
                         out.push(Item::Tok(t));
@@ -631,11 +622,24 @@ impl Tokenizer<'_> {
                     if self.s.get(self.pos + 1) != Some(&b'(') {
                         return malformed("`!` must be followed by `(`");
                     }
+                    if let Some(&[b'(', k @ (b'B' | b'L' | b'W'), b')']) =
+                        self.s.get(self.pos + 1..self.pos + 4)
+                    {
+                        self.pos += 4;
+                        self.spend(1)?;
+                        out.push(Item::Special(k, true));
+                        continue;
+                    }
                     self.pos += 1;
                     let t = self.alt(true, 1)?;
                     out.push(Item::Tok(t));
                 }
                 b')' | b'|' => return malformed(format!("unexpected `{}`", c as char)),
+                b'~' if self.s.get(self.pos..self.pos + 2) == Some(FILL.as_bytes()) => {
+                    self.pos += 2;
+                    self.spend(1)?;
+                    out.push(Item::Fill);
+                }
                 _ => {
                     let t = self.byte()?;
                     out.push(Item::Tok(t));
@@ -653,7 +657,11 @@ impl Tokenizer<'_> {
         if matches!(b, b'(' | b')' | b'|' | b'!') {
             return malformed("odd number of hex digits");
         }
-        let t = byte_token(a, b)?;
+        let t = if (a, b) == (b'~', b'~') {
+            WILDCARD
+        } else {
+            byte_token(a, b)?
+        };
         self.pos += 2;
         self.spend(1)?;
         Ok(t)
@@ -669,6 +677,13 @@ impl Tokenizer<'_> {
                 "alternations nested deeper than {} levels inside the outermost one",
                 self.limits.max_nesting
             )));
+        }
+        if negated && self.opts.modified {
+            // ClamAV: "can't apply negation operation to generic alternate
+            // strings"; with any modifier every alternation is generic.
+            return malformed(
+                "a negated alternation can't take modifiers (`::i`, `::a`, `::w`, `::f`)",
+            );
         }
         self.pos += 1; // '('
         let mut branches: Vec<Vec<Token>> = vec![Vec::new()];
@@ -691,26 +706,26 @@ impl Tokenizer<'_> {
                     }
                     branches.push(Vec::new());
                 }
-                b'(' | b'!' => {
-                    let neg = c == b'!';
-                    if neg {
-                        if self.s.get(self.pos + 1) != Some(&b'(') {
-                            return malformed("`!` must be followed by `(`");
-                        }
-                        self.pos += 1;
-                    }
+                b'!' => {
+                    return malformed("an alternation can't contain a negation");
+                }
+                b'(' => {
                     if let Some(&[b'(', b'B' | b'L' | b'W', b')']) =
                         self.s.get(self.pos..self.pos + 3)
                     {
                         return malformed("(B), (L) and (W) are not allowed inside an alternation");
                     }
-                    let t = self.alt(neg, depth + 1)?;
+                    let t = self.alt(false, depth + 1)?;
                     if let Some(last) = branches.last_mut() {
                         last.push(t);
                     }
                 }
                 _ => {
                     let t = self.byte()?;
+                    // `::i` folds the letters of an alternation here, before
+                    // its bytes are merged into sets, so that a nibble in
+                    // it stays unfolded.
+                    let t = if self.opts.nocase { fold_literal(t) } else { t };
                     if let Some(last) = branches.last_mut() {
                         last.push(t);
                     }
@@ -867,6 +882,8 @@ mod tests {
             wide: true,
             nocase: true,
             fullword: true,
+            modified: true,
+            braces: true,
         };
         let b = parse_body("414243", o, &Limits::default()).unwrap();
         assert_eq!(b.parts[0].tokens.len(), 6);

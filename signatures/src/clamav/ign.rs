@@ -1,14 +1,22 @@
 //! `.ign2` and legacy `.ign` ignore lists (clamav-formats.md §8.2).
 //!
 //! Forms: `SigName`, `SigName:md5-of-the-signature-line`, and the legacy
-//! `dbname:line:SigName`. Matching is exact and case-sensitive against the
-//! name as written in the database (no `.UNOFFICIAL`).
+//! `dbname:line:SigName`. Matching is case-sensitive against the name as
+//! written in the database, read as ClamAV reads it: one trailing
+//! `.UNOFFICIAL` is taken off the signature's name, and a name (in the
+//! database or in the list) shorter than 3 characters is padded with
+//! spaces to 3 (`F` and `F  ` are the same name).
 
 use std::collections::HashMap;
 
 use md5::{Digest, Md5};
 
 use crate::clamav::line::{LineError, decode_hex};
+
+/// `name`, padded with spaces to ClamAV's shortest name of 3 characters.
+fn padded(name: &str) -> String {
+    format!("{name:<3}")
+}
 
 /// A set of names to ignore, optionally pinned to the MD5 of the line.
 #[derive(Debug, Default, Clone)]
@@ -42,14 +50,20 @@ impl IgnoreList {
         if name.is_empty() {
             return Err(LineError::new(None, "empty signature name"));
         }
-        self.by_name.entry(name.to_owned()).or_default().push(md5);
+        self.by_name.entry(padded(name)).or_default().push(md5);
         Ok(())
     }
 
     /// True if the signature `name` (as written), from database line `line`,
     /// is ignored.
     pub fn ignores(&self, name: &str, line: &str) -> bool {
-        let Some(list) = self.by_name.get(name) else {
+        if self.by_name.is_empty() {
+            return false;
+        }
+        let name = name
+            .strip_suffix(crate::pattern::UNOFFICIAL)
+            .unwrap_or(name);
+        let Some(list) = self.by_name.get(&padded(name)) else {
             return false;
         };
         let mut line_md5: Option<Vec<u8>> = None;

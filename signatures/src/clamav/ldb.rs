@@ -136,12 +136,21 @@ fn count_op(s: &[u8]) -> Option<(CountOp, &[u8])> {
     Some((op, rest))
 }
 
-/// Blanks, then at least one digit: the number and what follows it.
+/// Blanks, then at least one digit: the number and what follows it. The
+/// number is read as ClamAV reads it, with C's `strtol` (saturating at
+/// 2^63 - 1) stored in 32 bits: `4294967298` is 2, and anything from 2^63
+/// up is 4294967295.
 fn leading_number(s: &[u8]) -> Option<(u32, &[u8])> {
     let lead = s.iter().take_while(|c| c.is_ascii_whitespace()).count();
     let s = &s[lead..];
     let n = s.iter().take_while(|c| c.is_ascii_digit()).count();
-    let v = std::str::from_utf8(&s[..n]).ok()?.parse().ok()?;
+    if n == 0 {
+        return None;
+    }
+    let v = s[..n].iter().try_fold(0i64, |v, d| {
+        v.checked_mul(10)?.checked_add(i64::from(d - b'0'))
+    });
+    let v = v.unwrap_or(i64::MAX) as u64 as u32;
     Some((v, &s[n..]))
 }
 
@@ -173,16 +182,10 @@ fn block_modifier(inner: LogicalExpr, rest: &[u8], text: &str) -> Result<Logical
             if !tail.iter().all(|c| c.is_ascii_digit() || *c == b',') {
                 return Err(bad());
             }
-            let n = tail.iter().take_while(|c| c.is_ascii_digit()).count();
-            if n == 0 {
-                None
+            if tail.first().is_some_and(u8::is_ascii_digit) {
+                leading_number(tail).map(|(m, _)| m)
             } else {
-                Some(
-                    std::str::from_utf8(&tail[..n])
-                        .ok()
-                        .and_then(|d| d.parse().ok())
-                        .ok_or_else(|| format!("bad count in {text:?}"))?,
-                )
+                None
             }
         }
         Some(_) => return Err(bad()),
@@ -357,6 +360,8 @@ fn parse_subsig(
             c => return Err(err(format!("invalid option {c:?}"))),
         }
     }
+    opts.modified = !mods.is_empty();
+    opts.braces = opts.wide || opts.fullword;
     let (offset, hex) = match main.split_once(':') {
         Some((o, h)) => (Some(o), h),
         None => (None, main),

@@ -42,8 +42,8 @@ pub(crate) struct Settings<'a> {
     pub limits: &'a Limits,
 }
 
-/// Splits text into `(line number, line)` pairs, handling CRLF, comments and
-/// a missing final newline. Empty lines are returned (the caller refuses
+/// Splits text into `(line number, line)` pairs, handling CRLF, comments,
+/// a NUL (which ends the line, as in ClamAV) and a missing final newline. Empty lines are returned (the caller refuses
 /// them); comment lines are not.
 pub(crate) fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
     let body = text.strip_suffix('\n').unwrap_or(text);
@@ -57,6 +57,8 @@ pub(crate) fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
         loop {
             let l = it.as_mut()?.next()?;
             n += 1;
+            // ClamAV reads a line as a C string: a NUL ends it.
+            let l = l.split_once('\0').map_or(l, |(head, _)| head);
             let l = l.strip_suffix('\r').unwrap_or(l);
             if l.starts_with('#') {
                 continue;
@@ -66,12 +68,12 @@ pub(crate) fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
     })
 }
 
-/// The reported name: ` (Clam)` stripped and [`UNOFFICIAL`] appended unless
-/// the source is official.
+/// The reported name: cut at ` (Clam)` (ClamAV drops the rest of the name
+/// with it) and [`UNOFFICIAL`] appended unless the source is official.
 pub(crate) fn display_name(raw: &str, official: bool) -> String {
-    let base = raw.replace(" (Clam)", "");
+    let base = raw.split_once(" (Clam)").map_or(raw, |(head, _)| head);
     if official {
-        base
+        base.to_owned()
     } else {
         format!("{base}{UNOFFICIAL}")
     }

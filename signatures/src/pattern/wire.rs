@@ -114,6 +114,9 @@ impl Wire for Option<Assertion> {
             Some(Assertion::Line) => 2,
             Some(Assertion::NonAlnum) => 3,
             Some(Assertion::NonAlnumWide) => 4,
+            Some(Assertion::NotBoundary) => 5,
+            Some(Assertion::NotLine) => 6,
+            Some(Assertion::Alnum) => 7,
         });
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
@@ -123,6 +126,9 @@ impl Wire for Option<Assertion> {
             2 => Some(Assertion::Line),
             3 => Some(Assertion::NonAlnum),
             4 => Some(Assertion::NonAlnumWide),
+            5 => Some(Assertion::NotBoundary),
+            6 => Some(Assertion::NotLine),
+            7 => Some(Assertion::Alnum),
             t => return r.bad_tag("assertion", t),
         })
     }
