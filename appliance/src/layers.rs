@@ -6,8 +6,11 @@
 //! inside is its normalized text). An executable (PE, ELF or Mach-O) is
 //! kept too: what it carries (an archive, an installer's files, a packed
 //! program, a PE) is only found in the whole file, and its structure (for
-//! executable offsets and section hashes) only read from it. A file that
-//! is none of these costs one magic check and keeps nothing.
+//! executable offsets and section hashes) only read from it. When the
+//! database has signatures that are evaluated over the whole file once it
+//! is scanned (PCRE and byte-compare subsignatures), every file is kept,
+//! up to ClamAV's `PCREMaxFileSize` (100 MiB). Otherwise a file that is
+//! none of these costs one magic check and keeps nothing.
 
 use giva_content::extract::{Extracted, Spool};
 use giva_content::{Kind, Limits, detect, target_type};
@@ -20,11 +23,16 @@ const DECIDE_AT: usize = 32 * 1024 + 7;
 /// common); past this it spills to the spool directory.
 const TEXT_IN_MEMORY: u64 = 64 << 10;
 
+/// The most of a file kept only for the checks that run over the whole
+/// file: past ClamAV's `PCREMaxFileSize` its PCREs do not run anyway.
+const WHOLE_CAP: u64 = giva_engine::PCRE_MAX_INPUT;
+
 /// What of a streamed file is kept for its layers.
 #[derive(Debug)]
 pub(crate) enum Keeper {
-    /// Not enough bytes yet to tell.
-    Deciding(Vec<u8>),
+    /// Not enough bytes yet to tell; `true` when every file is kept for
+    /// the checks that run over the whole file.
+    Deciding(Vec<u8>, bool),
     /// A container: every byte kept; for a text file, no more than this
     /// many (past them it is not normalized, so nothing is kept).
     Keeping(Spool, Option<u64>),
@@ -36,9 +44,10 @@ pub(crate) enum Keeper {
 }
 
 impl Keeper {
-    /// Nothing seen yet.
-    pub(crate) fn new() -> Self {
-        Keeper::Deciding(Vec::new())
+    /// Nothing seen yet; `whole` when the engine needs every file whole
+    /// ([`giva_engine::Engine::needs_input`]).
+    pub(crate) fn new(whole: bool) -> Self {
+        Keeper::Deciding(Vec::new(), whole)
     }
 
     /// Takes the next bytes; `last` when they end the file. Returns the
@@ -46,14 +55,23 @@ impl Keeper {
     /// first bytes have decided it.
     pub(crate) fn push(&mut self, data: &[u8], last: bool, limits: &Limits) -> Option<u8> {
         match self {
-            Keeper::Deciding(head) => {
+            Keeper::Deciding(head, whole) => {
                 head.extend_from_slice(data);
                 if head.len() >= DECIDE_AT || last {
                     let file_type = target_type(head);
                     let kind = detect(head);
-                    let cap = (kind == Kind::Text).then_some(limits.max_script_normalize);
                     let executable = matches!(file_type, 1 | 6 | 9);
-                    *self = if !(kind.is_container() || executable)
+                    // Text is kept up to the normalization limit; a file
+                    // kept (also) for the checks, up to theirs.
+                    let text_cap = (kind == Kind::Text).then_some(limits.max_script_normalize);
+                    let for_checks =
+                        *whole && !executable && (!kind.is_container() || text_cap.is_some());
+                    let cap = if for_checks {
+                        Some(text_cap.unwrap_or(0).max(WHOLE_CAP))
+                    } else {
+                        text_cap
+                    };
+                    *self = if !(kind.is_container() || executable || *whole)
                         || cap.is_some_and(|c| head.len() as u64 > c)
                     {
                         Keeper::Not
@@ -98,7 +116,7 @@ impl Keeper {
         match self {
             Keeper::Keeping(spool, _) => Some(spool.finish().map_err(|e| e.to_string())),
             Keeper::Failed(e) => Some(Err(e)),
-            Keeper::Deciding(_) | Keeper::Not => None,
+            Keeper::Deciding(..) | Keeper::Not => None,
         }
     }
 }
@@ -115,26 +133,26 @@ mod tests {
     #[test]
     fn only_a_container_is_kept() {
         let limits = Limits::default();
-        let mut k = Keeper::new();
+        let mut k = Keeper::new(false);
         assert_eq!(k.push(b"binary\0data that is not", false, &limits), None);
         assert_eq!(k.push(b" a container", true, &limits), Some(0));
         assert!(k.take().is_none());
         // Text is kept, for its normalized layer.
-        let mut k = Keeper::new();
+        let mut k = Keeper::new(false);
         k.push(b"plain words", true, &limits);
         assert!(k.take().is_some());
         // The type is told once, when the first bytes decide it; an
         // executable is kept, for what it carries.
-        let mut k = Keeper::new();
+        let mut k = Keeper::new(false);
         assert_eq!(k.push(b"MZ and a PE's bytes", true, &limits), Some(1));
         assert!(k.take().is_some());
-        let mut k = Keeper::new();
+        let mut k = Keeper::new(false);
         k.push(&[0x1f, 0x8b, 0x08, 0], false, &limits);
         k.push(b"rest", true, &limits);
         let kept = k.take().expect("a container").expect("kept");
         assert_eq!(&*kept, &[0x1f, 0x8b, 0x08, 0, b'r', b'e', b's', b't'][..]);
         // Decided once enough bytes arrived, before the end.
-        let mut k = Keeper::new();
+        let mut k = Keeper::new(false);
         k.push(&vec![0u8; DECIDE_AT], false, &limits);
         assert!(matches!(k, Keeper::Not));
         // A text file past the normalization limit is not kept either.
@@ -142,14 +160,14 @@ mod tests {
             max_script_normalize: 100,
             ..Limits::default()
         };
-        let mut k = Keeper::new();
+        let mut k = Keeper::new(false);
         k.push(&vec![b'x'; DECIDE_AT], false, &small);
         assert!(matches!(k, Keeper::Not));
-        let mut k = Keeper::new();
+        let mut k = Keeper::new(false);
         k.push(&[b'x'; 50], true, &small);
         assert!(k.take().is_some());
         // Text past 64 KiB is kept on disk, not in memory.
-        let mut k = Keeper::new();
+        let mut k = Keeper::new(false);
         k.push(&vec![b'y'; 100 << 10], true, &limits);
         let kept = k.take().expect("text is kept").expect("kept");
         assert!(

@@ -779,7 +779,8 @@ impl FileTask {
         // The scanner, a digest of the content and what is kept of it for
         // its layers travel together between pool jobs, one chunk at a
         // time.
-        let mut state = Some((scanner, Sha256::new(), Keeper::new()));
+        let whole = loaded.engine.needs_input();
+        let mut state = Some((scanner, Sha256::new(), Keeper::new(whole)));
         let timeout = Duration::from_secs(self.app.config.server.content_timeout_secs.max(1));
         let failure = loop {
             if let Some(l) = &self.leader {
@@ -850,7 +851,12 @@ impl FileTask {
                         {
                             scanner.feed_exe(bytes);
                         }
-                        let result = scanner.finish();
+                        // The checks over the whole file (PCRE, byte-compare)
+                        // run on what was kept.
+                        let result = match &kept {
+                            Some(Ok(bytes)) if whole => scanner.finish_with(bytes),
+                            _ => scanner.finish(),
+                        };
                         let report = match kept {
                             None => None,
                             Some(Ok(bytes)) => {

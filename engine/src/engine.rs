@@ -47,6 +47,14 @@ pub(crate) struct Inner {
     pub sequential: OnceLock<Result<Option<Program>, Arc<BuildError>>>,
     /// Loaded from the database's stored index.
     pub from_blob: bool,
+    /// Some logical signature has subsignatures evaluated over the whole
+    /// input after the scan ([`Engine::needs_input`]).
+    pub checks: bool,
+}
+
+/// True if some logical signature of `db` has checks.
+fn has_checks(db: &Database) -> bool {
+    db.logical_signatures().iter().any(|l| !l.checks.is_empty())
 }
 
 /// A database's stored engine bytes ([`EXT_ENGINE`]) as the owner of a
@@ -201,6 +209,7 @@ impl Engine {
                 typed: s.typed,
                 sequential: OnceLock::from(Ok(s.sequential)),
                 from_blob: true,
+                checks: has_checks(db),
             }),
         }))
     }
@@ -212,10 +221,14 @@ impl Engine {
     /// As for [`new`](Self::new).
     pub fn build(db: &Database) -> Result<Engine, BuildError> {
         let (all, lsig_base, nsubs, names, typed) = sources(db)?;
+        // An `EOF-n` offset counts from the body, so a left anchor's byte
+        // (and the assertion before it) may lie further back.
         let eof_tail = all
             .iter()
             .filter_map(|s| match s.offset {
-                Offset::FromEnd { back, .. } => Some(back),
+                Offset::FromEnd { back, .. } => {
+                    Some(back + s.pattern.left_anchor.map_or(0, |a| u64::from(a.max) + 1))
+                }
                 _ => None,
             })
             .max()
@@ -245,6 +258,7 @@ impl Engine {
                 typed,
                 sequential: OnceLock::new(),
                 from_blob: false,
+                checks: has_checks(db),
             }),
         })
     }
@@ -318,6 +332,14 @@ impl Engine {
     /// The database this engine was built from.
     pub fn database(&self) -> &Database {
         &self.inner.db
+    }
+
+    /// True if some signature is evaluated over the whole input once it is
+    /// scanned (a byte-compare subsignature): a streaming caller must then
+    /// keep the input and end with
+    /// [`Scanner::finish_with`](crate::Scanner::finish_with).
+    pub fn needs_input(&self) -> bool {
+        self.inner.checks
     }
 }
 

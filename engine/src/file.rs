@@ -59,7 +59,11 @@ impl Engine {
                 break;
             }
         }
-        scanner.finish()
+        if self.needs_input() {
+            scanner.finish_with(map)
+        } else {
+            scanner.finish()
+        }
     }
 
     /// Scans everything `reader` yields, in chunks. The size is not known
@@ -86,6 +90,8 @@ impl Engine {
         let mut scanner = self.scanner(opts.clone());
         scanner.reset(size);
         let mut buf = vec![0u8; READ_CHUNK];
+        // The input, kept (up to a bound) for the checks evaluated over it.
+        let mut kept: Option<Vec<u8>> = self.needs_input().then(Vec::new);
         loop {
             let n = match reader.read(&mut buf) {
                 Ok(0) => break,
@@ -93,10 +99,22 @@ impl Engine {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(ScanError::Read(e)),
             };
+            if let Some(k) = &mut kept {
+                // Past ClamAV's `PCREMaxFileSize` the input is scanned
+                // without the checks.
+                if (k.len() + n) as u64 <= crate::PCRE_MAX_INPUT {
+                    k.extend_from_slice(&buf[..n]);
+                } else {
+                    kept = None;
+                }
+            }
             if scanner.feed(&buf[..n]) == Feed::Done {
                 break;
             }
         }
-        Ok(scanner.finish())
+        Ok(match &kept {
+            Some(k) => scanner.finish_with(k),
+            None => scanner.finish(),
+        })
     }
 }

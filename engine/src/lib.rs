@@ -111,6 +111,7 @@ mod util;
 pub use cache::{CacheConfig, CacheStats, CachedVerdict, Infection, VerdictCache};
 pub use engine::Engine;
 pub use error::{BuildError, OpenError, ScanError, StoredError};
+pub use exec::checks::{PCRE_LIMITS, PCRE_MAX_INPUT};
 pub use file::MMAP_THRESHOLD;
 pub use pool::{Busy, JobError, JobHandle, PoolConfig, PoolStats, Priority, ScanPool, SplitConfig};
 pub use result::{Detection, DetectionKind, Limit, Outcome, ScanResult};

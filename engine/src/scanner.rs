@@ -7,8 +7,8 @@ use giva_signatures::{ExeInfo, HashAlgo, HashScope};
 
 use crate::engine::Engine;
 use crate::exec::hashing::{Hashers, SectionDigests, SectionHashes, digest};
-use crate::exec::logical;
 use crate::exec::stream::{Matcher, Sink};
+use crate::exec::{checks, logical};
 use crate::result::{Detection, DetectionKind, Limit, Outcome, ScanResult};
 
 /// Files of this many bytes or fewer are never scanned (ClamAV's rule).
@@ -121,7 +121,7 @@ impl Engine {
         let mut s = self.scanner(opts.clone());
         s.reset(Some(data.len() as u64));
         s.feed(data);
-        s.finish()
+        s.finish_with(data)
     }
 }
 
@@ -351,7 +351,23 @@ impl Scanner {
 
     /// Ends the input and returns the verdict. The scanner can then be
     /// [`reset`](Scanner::reset) for the next input.
+    ///
+    /// The subsignatures that are evaluated over the whole input after the
+    /// scan (byte-compare) do not match: give the input to
+    /// [`finish_with`](Scanner::finish_with) when the engine
+    /// [needs it](Engine::needs_input).
     pub fn finish(&mut self) -> ScanResult {
+        self.finish_inner(None)
+    }
+
+    /// [`finish`](Scanner::finish), with the whole input (the bytes given
+    /// to [`feed`](Scanner::feed), from the first) for the subsignatures
+    /// that are evaluated over it.
+    pub fn finish_with(&mut self, whole: &[u8]) -> ScanResult {
+        self.finish_inner(Some(whole))
+    }
+
+    fn finish_inner(&mut self, whole: Option<&[u8]>) -> ScanResult {
         let inner = &self.engine.inner;
         let size = self.total;
         let result = |detections: Vec<Detection>, outcome| ScanResult {
@@ -388,6 +404,7 @@ impl Scanner {
         }
         let digests = self.hashers.finish();
         let sections = self.sections.finish();
+        let whole = whole.map(|w| &w[..w.len().min(size as usize)]);
         conclude(
             &self.engine,
             &self.opts,
@@ -396,6 +413,7 @@ impl Scanner {
             &self.eof_tail,
             (&digests, &sections),
             size,
+            whole.map(|w| (w, self.started)),
         )
     }
 }
@@ -404,7 +422,10 @@ impl Scanner {
 /// end-of-file program over `tail` (the last bytes of the input, at least
 /// `eof_tail` of them when the input is that long) unless the scan already
 /// stopped, then applies hashes, the allow-list, body and logical
-/// detections. Shared by [`Scanner::finish`] and split scans.
+/// detections (the checks of logical signatures over `whole`, the input,
+/// when it is given with the scan's start, from which its time limit
+/// counts). Shared by [`Scanner::finish`] and split scans.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn conclude(
     engine: &Engine,
     opts: &ScanOptions,
@@ -413,6 +434,7 @@ pub(crate) fn conclude(
     tail: &[u8],
     (digests, sections): (&[(HashAlgo, Vec<u8>)], &[SectionDigests]),
     size: u64,
+    whole: Option<(&[u8], Instant)>,
 ) -> ScanResult {
     let inner = &engine.inner;
     let db = &inner.db;
@@ -460,7 +482,10 @@ pub(crate) fn conclude(
     } else {
         detections.extend(sink.body_order.iter().copied().map(body));
     }
+    let mut checks_out_of_time = false;
     if opts.all_match || detections.is_empty() {
+        let deadline = whole.and_then(|(_, started)| Some(started + opts.max_scan_time?));
+        let mut check_state = checks::Checks::new(deadline);
         for (li, lsig) in db.logical_signatures().iter().enumerate() {
             if lsig
                 .file_size
@@ -489,7 +514,17 @@ pub(crate) fn conclude(
                 }
             }
             let base = inner.lsig_base[li] as usize;
-            let counts = &sink.counts[base..base + lsig.subsigs.len()];
+            let range = base..base + lsig.subsigs.len();
+            let mut checked;
+            let counts = match whole {
+                Some((data, _)) if !lsig.checks.is_empty() => {
+                    checked = sink.counts[range.clone()].to_vec();
+                    let last = &sink.last_start[range];
+                    check_state.run(lsig, &mut checked, last, data, sink.exe.as_deref());
+                    &checked[..]
+                }
+                _ => &sink.counts[range],
+            };
             if logical::eval(&lsig.expr, counts) {
                 detections.push(Detection {
                     name: lsig.name.clone(),
@@ -500,6 +535,7 @@ pub(crate) fn conclude(
                 }
             }
         }
+        checks_out_of_time = check_state.out_of_time();
     }
     if opts.all_match || detections.is_empty() {
         detections.extend(part_hashes(db, sink.exe.as_deref(), sections));
@@ -507,10 +543,12 @@ pub(crate) fn conclude(
     if !opts.all_match {
         detections.truncate(1);
     }
-    let outcome = if detections.is_empty() {
-        Outcome::Clean
-    } else {
+    let outcome = if !detections.is_empty() {
         Outcome::Infected
+    } else if checks_out_of_time {
+        Outcome::LimitExceeded(Limit::ScanTime)
+    } else {
+        Outcome::Clean
     };
     result(detections, outcome)
 }

@@ -26,7 +26,13 @@ fn chunked(engine: &Engine, data: &[u8], opts: &ScanOptions, seed: u64, sized: b
         s.feed(a);
         rest = b;
     }
-    s.finish()
+    // The checks (PCRE, byte-compare) run over the whole input, which a
+    // streaming caller keeps and gives at the end.
+    if engine.needs_input() {
+        s.finish_with(data)
+    } else {
+        s.finish()
+    }
 }
 
 fn check(

@@ -74,11 +74,12 @@ mod limits;
 mod load;
 pub mod map;
 pub mod pattern;
+pub mod pcre;
 pub mod wire;
 
 pub use clamav::cvd;
+pub use clamav::expr::parse_expression;
 pub use clamav::hash::WILDCARD_SIZE_MIN_FLEVEL;
-pub use clamav::ldb::parse_expression;
 pub use compiler::Compiler;
 pub use db::{Database, DatabaseInfo, EXT_ENGINE};
 pub use error::{BuildError, CompileError, ContainerError, EmptySource, Error, LoadError};
@@ -87,7 +88,8 @@ pub use load::{
     BUNDLED_SOURCES, LoadOptions, bundled, compile, is_empty, load, load_with, load_with_options,
 };
 pub use pattern::{
-    Anchor, Assertion, BodyPattern, BodySignature, ByteSet, CountOp, ExeAnchor, ExeInfo, ExeKind,
-    ExeSection, Gap, HashAlgo, HashEntry, HashScope, LogicalExpr, LogicalSignature, MAX_SUBSIGS,
-    Offset, Part, Subsig, TYPED_TARGETS, Token, UNOFFICIAL,
+    Anchor, Assertion, BodyPattern, BodySignature, ByteCompare, ByteSet, Check, CountOp, ExeAnchor,
+    ExeInfo, ExeKind, ExeSection, Gap, HashAlgo, HashEntry, HashScope, LogicalExpr,
+    LogicalSignature, MAX_SUBSIGS, NumberForm, Offset, Part, PcreCheck, Subsig, TYPED_TARGETS,
+    Token, UNOFFICIAL,
 };

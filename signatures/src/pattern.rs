@@ -394,7 +394,8 @@ pub struct Subsig {
     /// Where a match may start.
     pub offset: Offset,
     /// The patterns, any of which counts as a match of this subsignature.
-    /// Usually one; two for `::wa` (the ASCII and the wide form).
+    /// Usually one; two for `::wa` (the ASCII and the wide form); none for
+    /// a subsignature evaluated after the scan ([`LogicalSignature::checks`]).
     pub variants: Vec<BodyPattern>,
 }
 
@@ -445,6 +446,87 @@ impl LogicalExpr {
     }
 }
 
+/// How a byte-compare subsignature reads its number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum NumberForm {
+    /// `i`: raw bytes, an unsigned integer of 1, 2, 4 or 8 bytes.
+    Binary {
+        /// `b` (else `l`).
+        big: bool,
+    },
+    /// `h`: hexadecimal text (`l` reverses its digit pairs).
+    Hex {
+        /// `b` (else `l`).
+        big: bool,
+    },
+    /// `d`: decimal text.
+    Decimal,
+    /// `a`: hexadecimal text after `0x`, else decimal.
+    Auto {
+        /// `b` (else `l`, which never reads a decimal).
+        big: bool,
+    },
+    /// A combination ClamAV loads but never evaluates: no base letter, or
+    /// `i`, `h` or `a` without `b` or `l`.
+    #[default]
+    Never,
+}
+
+/// A byte-compare subsignature, `N(>>off#opts#cmp[,cmp])`: reads a number
+/// near the last match of subsignature `trigger`, once the content scan is
+/// done, and matches (once) if every comparison holds.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ByteCompare {
+    /// The subsignature whose last match start the offset counts from, as
+    /// ClamAV keeps it (16 bits, at most 64). One that is not an earlier
+    /// byte-compare or a content subsignature of the same signature never
+    /// fires.
+    pub trigger: i16,
+    /// Bytes from the trigger's match start (`>>n`, or `<<n` negative).
+    pub offset: i64,
+    /// How the bytes are read.
+    pub form: NumberForm,
+    /// `e`: the text must be exactly `width` bytes of number.
+    pub exact: bool,
+    /// Bytes read.
+    pub width: u32,
+    /// The comparisons (one or two), all of which must hold, in signed
+    /// 64-bit arithmetic.
+    pub comparisons: Vec<(CountOp, i64)>,
+}
+
+/// A PCRE subsignature, `[offset:]trigger/regex/flags`: once the content
+/// scan is done and if its trigger holds, the regular expression runs over
+/// the input from the offset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PcreCheck {
+    /// The condition over earlier subsignatures' counts under which the
+    /// expression runs; `None` for ClamAV's bypass trigger (always).
+    pub trigger: Option<LogicalExpr>,
+    /// Where the subject starts (and, with a shift, where a match may
+    /// start).
+    pub offset: Offset,
+    /// The compiled expression (the flags `i s m x A E U`).
+    pub regex: crate::pcre::Regex,
+    /// `g`: count every match, not only the first.
+    pub global: bool,
+    /// `r`: search from the offset on, not only at it.
+    pub rolling: bool,
+    /// `e`: with a shift, the match must lie within it.
+    pub encompass: bool,
+}
+
+/// A subsignature that is evaluated once the content scan is done, not by
+/// the pattern matcher (its entry in [`LogicalSignature::subsigs`] has no
+/// variants).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// A byte-compare subsignature.
+    ByteCompare(ByteCompare),
+    /// A PCRE subsignature.
+    Pcre(PcreCheck),
+}
+
 /// An `.ldb` logical signature.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogicalSignature {
@@ -466,6 +548,9 @@ pub struct LogicalSignature {
     pub expr: LogicalExpr,
     /// The subsignatures, indexed by the numbers used in `expr`.
     pub subsigs: Vec<Subsig>,
+    /// The subsignatures evaluated after the scan, by index, in index
+    /// order (the entries of `subsigs` at those indexes have no variants).
+    pub checks: Vec<(usize, Check)>,
 }
 
 /// A whole-file hash algorithm, chosen by the length of the hex digest.

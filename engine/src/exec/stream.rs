@@ -33,6 +33,10 @@ pub(crate) struct Sink {
     pub body_start: Vec<u64>,
     /// Match counts of every subsignature (flat index).
     pub counts: Vec<u32>,
+    /// The greatest start (of its first part) of a match of every
+    /// subsignature, plus one; 0 when it did not match. Byte-compare
+    /// subsignatures count from it.
+    pub last_start: Vec<u64>,
     /// First-match mode: stop at the first body detection.
     pub first_match: bool,
     /// Nothing more to match.
@@ -76,11 +80,15 @@ impl Sink {
         self.body_start.clear();
         self.counts.clear();
         self.counts.resize(subs, 0);
+        self.last_start.clear();
+        self.last_start.resize(subs, 0);
         self.first_match = first_match;
         self.stop = false;
     }
 
-    fn report(&mut self, owner: Owner, start: u64) {
+    /// A match of `owner` whose last part starts at `start` and first part
+    /// at `origin`.
+    fn report(&mut self, owner: Owner, start: u64, origin: u64) {
         match owner {
             Owner::Body(i) => {
                 if !self.body_found[i as usize] {
@@ -107,6 +115,8 @@ impl Sink {
             Owner::Sub(i) => {
                 let c = &mut self.counts[i as usize];
                 *c = c.saturating_add(1);
+                let l = &mut self.last_start[i as usize];
+                *l = (*l).max(origin + 1);
             }
         }
     }
@@ -387,8 +397,13 @@ impl Matcher {
             // merge, which chains them in order over the whole input.
             let event = self.window.is_some() && !pat.split;
             let part = entry.part as usize;
-            if part > 0 && !event && !self.gap_allows(p, eid, start) {
-                continue;
+            // Where the match's first part started.
+            let mut origin = start;
+            if part > 0 && !event {
+                match self.gap_allows(p, eid, start) {
+                    Some(o) => origin = o,
+                    None => continue,
+                }
             }
             if !part_matches(p, entry, start, hay, &mut self.scratch) {
                 continue;
@@ -419,7 +434,7 @@ impl Matcher {
                 }
                 continue;
             }
-            self.chain(p, eid, start, sink);
+            self.chain(p, eid, start, origin, sink);
         }
         self.queue = queue;
         if sink.stop {
@@ -429,22 +444,25 @@ impl Matcher {
         }
     }
 
-    /// True if part `k > 0` of entry `eid`'s pattern may start at `start`:
-    /// part `k - 1` validly ended within the gap before.
-    fn gap_allows(&mut self, p: &Program, eid: u32, start: u64) -> bool {
+    /// Whether part `k > 0` of entry `eid`'s pattern may start at `start`
+    /// (part `k - 1` validly ended within the gap before): the origin of
+    /// the chain it continues.
+    fn gap_allows(&mut self, p: &Program, eid: u32, start: u64) -> Option<u64> {
         let entry = &p.entries[eid as usize];
         let pat = &p.patterns[entry.pattern as usize];
         let part = entry.part as usize;
         let slot = pat.gap_slot as usize + part - 1;
         self.gaps
             .get_mut(slot)
-            .is_some_and(|g| !g.is_empty() && g.allows(p.gap(pat, part - 1), start))
+            .filter(|g| !g.is_empty())
+            .and_then(|g| g.allows(p.gap(pat, part - 1), start))
     }
 
     /// A verified part match of entry `eid` at `start` (its gap from the
-    /// previous part checked): the last part reports a match of its
-    /// pattern, an earlier one opens the gap to the next.
-    fn chain(&mut self, p: &Program, eid: u32, start: u64, sink: &mut Sink) {
+    /// previous part checked), on a chain whose first part started at
+    /// `origin`: the last part reports a match of its pattern, an earlier
+    /// one opens the gap to the next.
+    fn chain(&mut self, p: &Program, eid: u32, start: u64, origin: u64, sink: &mut Sink) {
         let entry = &p.entries[eid as usize];
         let pat = &p.patterns[entry.pattern as usize];
         let part = entry.part as usize;
@@ -463,10 +481,10 @@ impl Matcher {
             {
                 return;
             }
-            sink.report(pat.owner, start);
+            sink.report(pat.owner, start, origin);
         } else {
             let slot = pat.gap_slot as usize + part;
-            self.gaps.entry(slot).record(p.gap(pat, part), end);
+            self.gaps.entry(slot).record(p.gap(pat, part), end, origin);
         }
     }
 
@@ -484,10 +502,18 @@ impl Matcher {
                 continue;
             };
             let pat = &p.patterns[entry.pattern as usize];
-            if sink.skip(pat.owner) || (entry.part > 0 && !self.gap_allows(p, eid, start)) {
+            if sink.skip(pat.owner) {
                 continue;
             }
-            self.chain(p, eid, start, sink);
+            let origin = if entry.part > 0 {
+                match self.gap_allows(p, eid, start) {
+                    Some(o) => o,
+                    None => continue,
+                }
+            } else {
+                start
+            };
+            self.chain(p, eid, start, origin, sink);
         }
     }
 

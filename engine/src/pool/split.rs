@@ -103,7 +103,7 @@ fn scan_whole(engine: &Engine, data: &[u8], opts: &ScanOptions) -> ScanResult {
         };
         s.reset(Some(data.len() as u64));
         s.feed(data);
-        s.finish()
+        s.finish_with(data)
     })
 }
 
@@ -287,8 +287,8 @@ struct Out {
     /// `(start of last part, body index)` of the first match of each body
     /// signature found.
     bodies: Vec<(u64, u32)>,
-    /// Non-zero subsignature counts.
-    counts: Vec<(u32, u32)>,
+    /// Non-zero subsignature counts, with the subsignature's last start.
+    counts: Vec<Count>,
     digests: Vec<(HashAlgo, Vec<u8>)>,
     limit: bool,
     /// A segment's first byte and its events (see [`Window::events_lo`]).
@@ -297,9 +297,13 @@ struct Out {
     overflow: bool,
 }
 
+/// A subsignature's matches in one job: `(flat index, count, greatest
+/// start + 1)` (see [`Sink::last_start`]).
+type Count = (u32, u32, u64);
+
 /// Appends what `sink` found: `(start of last part, body index)` of each
 /// body signature, and the non-zero subsignature counts.
-fn take_found(sink: &Sink, bodies: &mut Vec<(u64, u32)>, counts: &mut Vec<(u32, u32)>) {
+fn take_found(sink: &Sink, bodies: &mut Vec<(u64, u32)>, counts: &mut Vec<Count>) {
     bodies.extend(
         sink.body_start
             .iter()
@@ -311,7 +315,7 @@ fn take_found(sink: &Sink, bodies: &mut Vec<(u64, u32)>, counts: &mut Vec<(u32, 
             .iter()
             .enumerate()
             .filter(|(_, c)| **c > 0)
-            .map(|(i, c)| (i as u32, *c)),
+            .map(|(i, c)| (i as u32, *c, sink.last_start[i])),
     );
 }
 
@@ -323,7 +327,7 @@ type Events = Vec<(u64, u32)>;
 struct Merge {
     remaining: usize,
     bodies: Vec<(u64, u32)>,
-    counts: Vec<(u32, u32)>,
+    counts: Vec<Count>,
     digests: Vec<(HashAlgo, Vec<u8>)>,
     limit: bool,
     /// Per segment: its first byte, whether it ran out of time, its events.
@@ -617,9 +621,11 @@ impl<D: AsRef<[u8]>> Split<D> {
             sink.body_start.truncate(1);
             sink.stop = true;
         }
-        for (i, c) in m.counts {
+        for (i, c, last) in m.counts {
             let x = &mut sink.counts[i as usize];
             *x = x.saturating_add(c);
+            let l = &mut sink.last_start[i as usize];
+            *l = (*l).max(last);
         }
         m.digests
             .sort_by_key(|(a, _)| HashAlgo::ALL.iter().position(|x| x == a));
@@ -664,6 +670,7 @@ impl<D: AsRef<[u8]>> Split<D> {
             tail,
             (&m.digests, &sections),
             size,
+            Some((data, *self.started.get_or_init(Instant::now))),
         );
         if cut && result.outcome == Outcome::Clean {
             result.outcome = Outcome::LimitExceeded(Limit::ScanTime);

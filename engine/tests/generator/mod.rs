@@ -286,6 +286,7 @@ pub fn case(seed: u64) -> Case {
             container: None,
             expr: expr(r, n, 0),
             subsigs,
+            checks: Vec::new(),
         });
     }
     let mut hashes = Vec::new();

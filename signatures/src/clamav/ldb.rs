@@ -1,202 +1,25 @@
 //! `.ldb` logical signatures (clamav-formats.md §6):
 //! `SignatureName;TargetDescriptionBlock;LogicalExpression;Subsig0;…`.
 
+use crate::clamav::bytecmp;
+use crate::clamav::expr::parse_expression;
 use crate::clamav::hex::{self, HexOptions};
 use crate::clamav::ign::IgnoreList;
 use crate::clamav::line::{
     LineError, LineResult, Outcome, Settings, display_name, parse_u32, parse_u64,
 };
 use crate::clamav::ndb::{OffsetSpec, hex_err, parse_offset};
-use crate::pattern::{CountOp, LogicalExpr, LogicalSignature, MAX_SUBSIGS, Subsig};
+use crate::clamav::pcre_sub::{self, split_outside_regex};
+use crate::pattern::{Check, LogicalSignature, MAX_SUBSIGS, Subsig};
+
+/// One parsed subsignature: matched by the scan, or checked after it.
+enum Item {
+    Content(Subsig),
+    Check(Check),
+}
 
 /// The minimum `Engine` level required by any TDB key other than `Target`.
 pub const TDB_KEYS_MIN_FLEVEL: u32 = 51;
-
-/// Deepest expression nesting accepted.
-const MAX_EXPR_DEPTH: usize = 200;
-
-/// Parses a logical expression with ClamAV's grouping: split at the first
-/// top-level `&` or `|`, so `a & b | c` is `a & (b | c)`.
-///
-/// # Errors
-///
-/// A plain reason when the expression does not parse.
-pub fn parse_expression(s: &str) -> Result<LogicalExpr, String> {
-    expr(s.as_bytes(), 0)
-}
-
-fn expr(s: &[u8], depth: usize) -> Result<LogicalExpr, String> {
-    if depth > MAX_EXPR_DEPTH {
-        return Err(format!("expression nested deeper than {MAX_EXPR_DEPTH}"));
-    }
-    if s.is_empty() {
-        return Err("syntax error: missing argument".into());
-    }
-    let mut d = 0usize;
-    for (i, &c) in s.iter().enumerate() {
-        match c {
-            b'(' => d += 1,
-            b')' => {
-                d = d.checked_sub(1).ok_or("syntax error: unbalanced `)`")?;
-            }
-            b'&' | b'|' if d == 0 => {
-                if i + 1 == s.len() {
-                    return Err("syntax error: missing right argument".into());
-                }
-                if i == 0 {
-                    return Err("syntax error: missing left argument".into());
-                }
-                let l = Box::new(expr(&s[..i], depth + 1)?);
-                let r = Box::new(expr(&s[i + 1..], depth + 1)?);
-                return Ok(if c == b'&' {
-                    LogicalExpr::And(l, r)
-                } else {
-                    LogicalExpr::Or(l, r)
-                });
-            }
-            _ => {}
-        }
-    }
-    if d != 0 {
-        return Err("syntax error: missing `)`".into());
-    }
-    term(s, depth)
-}
-
-fn term(s: &[u8], depth: usize) -> Result<LogicalExpr, String> {
-    let text = String::from_utf8_lossy(s);
-    if s.first() == Some(&b'(') {
-        let mut d = 0usize;
-        let mut close = None;
-        for (i, &c) in s.iter().enumerate() {
-            match c {
-                b'(' => d += 1,
-                b')' => {
-                    d -= 1;
-                    if d == 0 {
-                        close = Some(i);
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        let close = close.ok_or("syntax error: missing `)`")?;
-        let inside = &s[1..close];
-        let inner = expr(inside, depth + 1)?;
-        let rest = &s[close + 1..];
-        // ClamAV counts only blocks that hold an operator at their top
-        // level: `(0)>1` and `((0|1))>1` are syntax errors, `(0|1)>1` is not.
-        if !rest.is_empty() && !has_top_level_operator(inside) {
-            return Err(format!(
-                "a count on a parenthesised block needs `&` or `|` inside it: {text:?}"
-            ));
-        }
-        return block_modifier(inner, rest, &text);
-    }
-    // A single index: ClamAV skips leading blanks and ignores anything
-    // after `N`, `N<op>count` or `N<op>count,m` (`1,1`, `0x`, `2>01>0`).
-    let lead = s.iter().take_while(|c| c.is_ascii_whitespace()).count();
-    let s = &s[lead..];
-    let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
-    if digits == 0 {
-        return Err(format!("can't parse {text:?}"));
-    }
-    let n: usize = std::str::from_utf8(&s[..digits])
-        .ok()
-        .and_then(|d| d.parse().ok())
-        .filter(|&n| n < MAX_SUBSIGS)
-        .ok_or_else(|| format!("subsignature index in {text:?} is out of range"))?;
-    let inner = LogicalExpr::Sub(n);
-    // ...but not a parenthesis.
-    if s[digits..].iter().any(|&c| c == b'(' || c == b')') {
-        return Err(format!("can't parse {text:?}"));
-    }
-    let Some((op, rest)) = count_op(&s[digits..]) else {
-        return Ok(inner);
-    };
-    let (count, _) = leading_number(rest).ok_or_else(|| format!("bad count in {text:?}"))?;
-    // `,m` on a single index is parsed and ignored by ClamAV.
-    Ok(LogicalExpr::Count {
-        inner: Box::new(inner),
-        op,
-        count,
-        distinct: None,
-    })
-}
-
-fn count_op(s: &[u8]) -> Option<(CountOp, &[u8])> {
-    let (&c, rest) = s.split_first()?;
-    let op = match c {
-        b'=' => CountOp::Eq,
-        b'>' => CountOp::Gt,
-        b'<' => CountOp::Lt,
-        _ => return None,
-    };
-    Some((op, rest))
-}
-
-/// Blanks, then at least one digit: the number and what follows it. The
-/// number is read as ClamAV reads it, with C's `strtol` (saturating at
-/// 2^63 - 1) stored in 32 bits: `4294967298` is 2, and anything from 2^63
-/// up is 4294967295.
-fn leading_number(s: &[u8]) -> Option<(u32, &[u8])> {
-    let lead = s.iter().take_while(|c| c.is_ascii_whitespace()).count();
-    let s = &s[lead..];
-    let n = s.iter().take_while(|c| c.is_ascii_digit()).count();
-    if n == 0 {
-        return None;
-    }
-    let v = s[..n].iter().try_fold(0i64, |v, d| {
-        v.checked_mul(10)?.checked_add(i64::from(d - b'0'))
-    });
-    let v = v.unwrap_or(i64::MAX) as u64 as u32;
-    Some((v, &s[n..]))
-}
-
-fn has_top_level_operator(s: &[u8]) -> bool {
-    let mut d = 0usize;
-    for &c in s {
-        match c {
-            b'(' => d += 1,
-            b')' => d = d.saturating_sub(1),
-            b'&' | b'|' if d == 0 => return true,
-            _ => {}
-        }
-    }
-    false
-}
-
-/// The count after a parenthesised block: `=n`, `=n,m` (ClamAV also takes
-/// `=n,` and further `,`-separated digits, and nothing else).
-fn block_modifier(inner: LogicalExpr, rest: &[u8], text: &str) -> Result<LogicalExpr, String> {
-    if rest.is_empty() {
-        return Ok(inner);
-    }
-    let bad = || format!("can't parse {text:?}");
-    let (op, rest) = count_op(rest).ok_or_else(bad)?;
-    let (count, rest) = leading_number(rest).ok_or_else(|| format!("bad count in {text:?}"))?;
-    let distinct = match rest.split_first() {
-        None => None,
-        Some((b',', tail)) => {
-            if !tail.iter().all(|c| c.is_ascii_digit() || *c == b',') {
-                return Err(bad());
-            }
-            if tail.first().is_some_and(u8::is_ascii_digit) {
-                leading_number(tail).map(|(m, _)| m)
-            } else {
-                None
-            }
-        }
-        Some(_) => return Err(bad()),
-    };
-    Ok(LogicalExpr::Count {
-        inner: Box::new(inner),
-        op,
-        count,
-        distinct,
-    })
-}
 
 /// `min-max` with an optional (unbounded) maximum, as ClamAV reads ranges
 /// in the target description block (`10-` is 10 and up; `10` alone is an
@@ -323,7 +146,7 @@ fn parse_subsig(
     target: u32,
     name: &str,
     s: &Settings<'_>,
-) -> LineResult<Subsig> {
+) -> LineResult<Item> {
     let err = |r: String| LineError::new(Some(name), format!("subsignature {idx}: {r}"));
     if text.is_empty() {
         return Err(err("empty subsignature".into()));
@@ -333,17 +156,17 @@ fn parse_subsig(
         return Ok(Outcome::Skip("macro".into()));
     }
     if text.contains('/') {
-        return Ok(Outcome::Skip("pcre".into()));
+        return match pcre_sub::parse(text, idx, target).map_err(|r| err(format!("PCRE: {r}")))? {
+            pcre_sub::Parsed::Check(c) => Ok(Outcome::Keep(Item::Check(Check::Pcre(c)))),
+            pcre_sub::Parsed::Skip(r) => Ok(Outcome::Skip(r.into())),
+        };
+    }
+    if bytecmp::is_byte_compare(text) {
+        let b = bytecmp::parse(text).map_err(|r| err(format!("byte compare: {r}")))?;
+        return Ok(Outcome::Keep(Item::Check(Check::ByteCompare(b))));
     }
     if text.starts_with("fuzzy_img#") {
         return Ok(Outcome::Skip("fuzzy_img".into()));
-    }
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    if digits > 0
-        && text[digits..].starts_with('(')
-        && (text[digits..].starts_with("(>>") || text[digits..].starts_with("(<<"))
-    {
-        return Ok(Outcome::Skip("byte-compare".into()));
     }
     let (main, mods) = match text.split_once("::") {
         Some((m, o)) => (m, o),
@@ -387,7 +210,7 @@ fn parse_subsig(
         match hex::parse_body(hex, o, s.limits) {
             Ok(p) => variants.push(p),
             Err(e) => {
-                return match hex_err::<Subsig>(e, name) {
+                return match hex_err::<Item>(e, name) {
                     Err(mut le) => {
                         le.reason = format!("subsignature {idx}: {}", le.reason);
                         Err(le)
@@ -397,7 +220,7 @@ fn parse_subsig(
             }
         }
     }
-    Ok(Outcome::Keep(Subsig { offset, variants }))
+    Ok(Outcome::Keep(Item::Content(Subsig { offset, variants })))
 }
 
 /// Parses one `.ldb` line.
@@ -417,7 +240,15 @@ pub(crate) fn parse_line(
             limit: true,
         });
     }
-    let fields: Vec<&str> = line.split(';').collect();
+    // The name and the target description block split at every `;`; from
+    // the expression on, a `;` inside a PCRE's `/…/` does not (and the
+    // `/` toggle carries from one subsignature to the next, as in ClamAV).
+    let mut fields: Vec<&str> = line.splitn(3, ';').collect();
+    if fields.len() == 3 {
+        let rest = fields.pop().unwrap_or_default();
+        let mut toggle = false;
+        fields.extend(split_outside_regex(rest, b';', &mut toggle));
+    }
     let raw_name = fields.first().copied().unwrap_or("");
     if fields.len() < 4 {
         return Err(LineError::new(
@@ -466,10 +297,18 @@ pub(crate) fn parse_line(
         return Ok(Outcome::Skip("target>=15".into()));
     }
     let mut subsigs = Vec::with_capacity(subsig_texts.len());
+    let mut checks = Vec::new();
     let mut skip: Option<String> = None;
     for (i, t) in subsig_texts.iter().enumerate() {
         match parse_subsig(t, i, tdb.target, raw_name, s)? {
-            Outcome::Keep(ss) => subsigs.push(ss),
+            Outcome::Keep(Item::Content(ss)) => subsigs.push(ss),
+            Outcome::Keep(Item::Check(c)) => {
+                subsigs.push(Subsig {
+                    offset: crate::pattern::Offset::Any,
+                    variants: Vec::new(),
+                });
+                checks.push((i, c));
+            }
             Outcome::Skip(r) => {
                 skip.get_or_insert(r);
             }
@@ -491,29 +330,6 @@ pub(crate) fn parse_line(
         container: tdb.container,
         expr,
         subsigs,
+        checks,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grouping_splits_at_first_operator() {
-        let e = parse_expression("0&1|2").unwrap();
-        assert!(matches!(e, LogicalExpr::And(_, ref r) if matches!(**r, LogicalExpr::Or(..))));
-        let e = parse_expression("((0|1|2)>5,2)&(3|1)").unwrap();
-        assert_eq!(e.max_index(), 3);
-        assert!(parse_expression("0&!1").is_err());
-        assert!(parse_expression("0&").is_err());
-        let e = parse_expression("0=3,5").unwrap();
-        assert!(matches!(
-            e,
-            LogicalExpr::Count {
-                distinct: None,
-                count: 3,
-                ..
-            }
-        ));
-    }
 }

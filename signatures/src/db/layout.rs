@@ -46,7 +46,7 @@ use crate::pattern::{HashAlgo, HashScope};
 pub const MAGIC: &[u8; 8] = b"GIVADB\r\n";
 
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 /// Length of the fixed part of the header.
 pub const HEADER_FIXED_LEN: usize = 68;

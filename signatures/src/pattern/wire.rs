@@ -10,9 +10,11 @@
 //! decoded signature is one the parsers could have produced.
 
 use crate::pattern::{
-    Anchor, Assertion, BodyPattern, BodySignature, ByteSet, CountOp, ExeAnchor, Gap, LogicalExpr,
-    LogicalSignature, MAX_SUBSIGS, Offset, Part, Subsig, Token,
+    Anchor, Assertion, BodyPattern, BodySignature, ByteCompare, ByteSet, Check, CountOp, ExeAnchor,
+    Gap, LogicalExpr, LogicalSignature, MAX_SUBSIGS, NumberForm, Offset, Part, PcreCheck, Subsig,
+    Token,
 };
+use crate::pcre::{Options, Regex};
 use crate::wire::{Reader, Wire, WireError, WireErrorKind, Writer};
 
 /// Token tag of a run of literal bytes.
@@ -371,11 +373,7 @@ fn put_expr(w: &mut Writer, e: &LogicalExpr) {
             distinct,
         } => {
             w.u8(3);
-            w.u8(match op {
-                CountOp::Eq => 0,
-                CountOp::Gt => 1,
-                CountOp::Lt => 2,
-            });
+            w.u8(op_tag(*op));
             w.var(u64::from(*count));
             w.opt(distinct.as_ref());
             put_expr(w, inner);
@@ -405,12 +403,7 @@ fn get_expr(r: &mut Reader<'_>, depth: usize) -> Result<LogicalExpr, WireError> 
             })
         }
         3 => {
-            let op = match r.u8()? {
-                0 => CountOp::Eq,
-                1 => CountOp::Gt,
-                2 => CountOp::Lt,
-                t => return r.bad_tag("count operator", t),
-            };
+            let op = get_op(r)?;
             let count = r.var_u32()?;
             let distinct = r.opt()?;
             let inner = Box::new(get_expr(r, depth + 1)?);
@@ -431,6 +424,165 @@ impl Wire for LogicalExpr {
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
         get_expr(r, 0)
+    }
+}
+
+fn op_tag(op: CountOp) -> u8 {
+    match op {
+        CountOp::Eq => 0,
+        CountOp::Gt => 1,
+        CountOp::Lt => 2,
+    }
+}
+
+fn get_op(r: &mut Reader<'_>) -> Result<CountOp, WireError> {
+    Ok(match r.u8()? {
+        0 => CountOp::Eq,
+        1 => CountOp::Gt,
+        2 => CountOp::Lt,
+        t => return r.bad_tag("count operator", t),
+    })
+}
+
+/// A signed number as a varint (zigzag).
+fn put_signed(w: &mut Writer, v: i64) {
+    w.var(((v << 1) ^ (v >> 63)) as u64);
+}
+
+fn get_signed(r: &mut Reader<'_>) -> Result<i64, WireError> {
+    let z = r.var()?;
+    Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
+}
+
+/// The flags of a PCRE subsignature in one 16-bit word.
+fn pcre_flags(c: &PcreCheck) -> u32 {
+    let o = c.regex.options();
+    [
+        o.caseless,
+        o.dotall,
+        o.multiline,
+        o.extended,
+        o.anchored,
+        o.dollar_endonly,
+        o.ungreedy,
+        c.global,
+        c.rolling,
+        c.encompass,
+    ]
+    .iter()
+    .enumerate()
+    .fold(0, |acc, (i, &on)| acc | u32::from(on) << i)
+}
+
+/// A byte-compare (tag 1) or a PCRE (tag 2), then its fields. A PCRE is
+/// stored as its expression and flags, and compiled again when read.
+impl Wire for Check {
+    fn put(&self, w: &mut Writer) {
+        match self {
+            Check::ByteCompare(b) => {
+                w.u8(1);
+                put_signed(w, i64::from(b.trigger));
+                put_signed(w, b.offset);
+                let (form, big) = match b.form {
+                    NumberForm::Binary { big } => (1, big),
+                    NumberForm::Hex { big } => (2, big),
+                    NumberForm::Decimal => (3, true),
+                    NumberForm::Auto { big } => (4, big),
+                    NumberForm::Never => (0, false),
+                };
+                w.u8(form | u8::from(big) << 4 | u8::from(b.exact) << 5);
+                w.var(u64::from(b.width));
+                w.count(b.comparisons.len());
+                for (op, v) in &b.comparisons {
+                    w.u8(op_tag(*op));
+                    put_signed(w, *v);
+                }
+            }
+            Check::Pcre(p) => {
+                w.u8(2);
+                match &p.trigger {
+                    None => w.u8(0),
+                    Some(e) => {
+                        w.u8(1);
+                        e.put(w);
+                    }
+                }
+                p.offset.put(w);
+                w.bytes(p.regex.pattern());
+                w.var(u64::from(pcre_flags(p)));
+            }
+        }
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        match r.u8()? {
+            1 => {
+                let trigger = i16::try_from(get_signed(r)?)
+                    .map_err(|_| r.error(WireErrorKind::OutOfRange("byte-compare trigger")))?;
+                let offset = get_signed(r)?;
+                let bits = r.u8()?;
+                let big = bits & 16 != 0;
+                let form = match bits & 15 {
+                    0 => NumberForm::Never,
+                    1 => NumberForm::Binary { big },
+                    2 => NumberForm::Hex { big },
+                    3 => NumberForm::Decimal,
+                    4 => NumberForm::Auto { big },
+                    t => return r.bad_tag("byte-compare form", t),
+                };
+                let width = r.var_u32()?;
+                let n = r.count(2)?;
+                if !(1..=2).contains(&n) {
+                    return r.invalid("byte-compare comparisons");
+                }
+                let mut comparisons = Vec::with_capacity(n);
+                for _ in 0..n {
+                    comparisons.push((get_op(r)?, get_signed(r)?));
+                }
+                Ok(Check::ByteCompare(ByteCompare {
+                    trigger,
+                    offset,
+                    form,
+                    exact: bits & 32 != 0,
+                    width,
+                    comparisons,
+                }))
+            }
+            2 => {
+                let trigger = match r.u8()? {
+                    0 => None,
+                    1 => Some(r.get()?),
+                    t => return r.bad_tag("PCRE trigger", t),
+                };
+                let offset = r.get()?;
+                let pattern = r.bytes()?;
+                let bits = r.var_u32()?;
+                if bits >= 1 << 10 {
+                    return r.invalid("PCRE flags");
+                }
+                let on = |i: u32| bits & 1 << i != 0;
+                let options = Options {
+                    caseless: on(0),
+                    dotall: on(1),
+                    multiline: on(2),
+                    extended: on(3),
+                    anchored: on(4),
+                    dollar_endonly: on(5),
+                    ungreedy: on(6),
+                };
+                let Ok(regex) = Regex::new(pattern, options) else {
+                    return r.invalid("PCRE expression");
+                };
+                Ok(Check::Pcre(PcreCheck {
+                    trigger,
+                    offset,
+                    regex,
+                    global: on(7),
+                    rolling: on(8),
+                    encompass: on(9),
+                }))
+            }
+            t => r.bad_tag("check", t),
+        }
     }
 }
 
@@ -463,6 +615,9 @@ impl Wire for LogicalSignature {
         if self.container.is_some() {
             tag |= 16;
         }
+        if !self.checks.is_empty() {
+            tag |= 32;
+        }
         w.u8(tag);
         if let Some((a, b)) = self.file_size {
             w.var(a);
@@ -480,11 +635,19 @@ impl Wire for LogicalSignature {
         }
         self.expr.put(w);
         w.list(&self.subsigs);
+        // Bit 5 of the tag: the checks follow.
+        if !self.checks.is_empty() {
+            w.count(self.checks.len());
+            for (i, c) in &self.checks {
+                w.var(*i as u64);
+                c.put(w);
+            }
+        }
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
         let name = r.get()?;
         let tag = r.u8()?;
-        if tag > 31 {
+        if tag > 63 {
             return r.bad_tag("file size", tag);
         }
         let file_size = if tag & 1 == 1 {
@@ -512,6 +675,17 @@ impl Wire for LogicalSignature {
         if expr.max_index() >= subsigs.len() {
             return r.invalid("expression refers to a missing subsignature");
         }
+        let mut checks = Vec::new();
+        if tag & 32 != 0 {
+            let n = r.count(2)?;
+            for _ in 0..n {
+                let i = r.var()? as usize;
+                if i >= subsigs.len() || checks.last().is_some_and(|(j, _)| *j >= i) {
+                    return r.invalid("check index");
+                }
+                checks.push((i, r.get()?));
+            }
+        }
         Ok(LogicalSignature {
             name,
             target,
@@ -521,6 +695,7 @@ impl Wire for LogicalSignature {
             container,
             expr,
             subsigs,
+            checks,
         })
     }
 }
@@ -607,6 +782,7 @@ mod tests {
                     variants: vec![pattern],
                 },
             ],
+            checks: Vec::new(),
         };
         let mut w = Writer::new();
         w.put(&body);
@@ -632,6 +808,49 @@ mod tests {
         let no_size = LogicalSignature {
             file_size: None,
             target: 6,
+            subsigs: [
+                logical.subsigs.clone(),
+                vec![
+                    Subsig {
+                        offset: Offset::Any,
+                        variants: Vec::new(),
+                    };
+                    2
+                ],
+            ]
+            .concat(),
+            checks: vec![
+                (
+                    2,
+                    Check::ByteCompare(ByteCompare {
+                        trigger: -1,
+                        offset: -7,
+                        form: NumberForm::Hex { big: false },
+                        exact: true,
+                        width: 18,
+                        comparisons: vec![(CountOp::Gt, i64::MIN), (CountOp::Lt, i64::MAX)],
+                    }),
+                ),
+                (
+                    3,
+                    Check::Pcre(PcreCheck {
+                        trigger: Some(LogicalExpr::Sub(2)),
+                        offset: Offset::FromEnd { back: 9, shift: 3 },
+                        regex: Regex::new(
+                            b"a+(b|c)$",
+                            Options {
+                                caseless: true,
+                                ungreedy: true,
+                                ..Options::default()
+                            },
+                        )
+                        .expect("compiles"),
+                        global: true,
+                        rolling: false,
+                        encompass: true,
+                    }),
+                ),
+            ],
             ..logical.clone()
         };
         let mut w = Writer::new();
@@ -667,6 +886,7 @@ mod tests {
                     end_assertion: None,
                 }],
             }],
+            checks: Vec::new(),
         };
         let mut w = Writer::new();
         w.put(&l);

@@ -519,6 +519,69 @@ async fn an_executables_entry_point_and_sections_are_found_through_the_shim() {
     manager.stop().await;
 }
 
+/// PCRE and byte-compare subsignatures run over the whole file once it is
+/// scanned: the appliance keeps a streamed file whole when the database
+/// has them, so they work through the shim as on a local file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pcre_and_byte_compare_subsignatures_work_on_streamed_files() {
+    let hex = |s: &str| -> String { s.bytes().map(|b| format!("{b:02x}")).collect() };
+    let db = tempfile::tempdir().expect("tempdir");
+    write(
+        db.path(),
+        "checks.ldb",
+        format!(
+            "Pcre.Sig;Engine:81-255,Target:0;0&1;{};0/secret-[0-9]{{4}}-payload/\n\
+             Bcmp.Sig;Engine:81-255,Target:0;0&1;{};0(>>4#db4#>1000)\n",
+            hex("GIVA-TRIGGER"),
+            hex("LEN=")
+        )
+        .as_bytes(),
+    );
+    let (manager, mgr) = crate::common::start_manager().await;
+    let mut config = crate::common::config_with_manager(&manager.url());
+    config.database.paths = vec![db.path().to_path_buf()];
+    let (appliance, _app) = start_appliance(config).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Binary files of several chunks, neither containers nor executables:
+    // the expression's match lies far from its trigger.
+    // NULs and control bytes: binary, not text (which would be kept for
+    // its normalized layer anyway).
+    let binary = |n: usize| -> Vec<u8> { (0..n).map(|i| [0u8, 1, 0xA5, 7][i % 4]).collect() };
+    let mut pcre = binary(300 << 10);
+    pcre[10..22].copy_from_slice(b"GIVA-TRIGGER");
+    pcre[200_000..200_019].copy_from_slice(b"secret-1234-payload");
+    write(dir.path(), "pcre.bin", &pcre);
+    let mut bcmp = binary(200 << 10);
+    bcmp[150_000..150_008].copy_from_slice(b"LEN=4096");
+    write(dir.path(), "bcmp.bin", &bcmp);
+    let mut small = bcmp.clone();
+    small[150_004..150_008].copy_from_slice(b"0999");
+    write(dir.path(), "small.bin", &small);
+    let vm = giva_proto::shim::VmIdentity {
+        vm_id: "vm-checks".into(),
+        ..Default::default()
+    };
+    let config = ScanConfig::new(appliance.url(), vm, vec![dir.path().to_path_buf()]);
+    let summary = giva_shim::scan::run(&config, |_| {}, |_, _| {})
+        .await
+        .expect("scan");
+    assert_eq!(summary.infected, 2, "{summary:?}");
+    crate::common::eventually(std::time::Duration::from_secs(5), || async {
+        crate::common::detections(&mgr).await.len() >= 2
+    })
+    .await;
+    let mut found: Vec<String> = crate::common::detections(&mgr)
+        .await
+        .into_iter()
+        .filter_map(|e| e.event)
+        .flat_map(|e| e.signatures)
+        .collect();
+    found.sort();
+    assert_eq!(found, ["Bcmp.Sig.UNOFFICIAL", "Pcre.Sig.UNOFFICIAL"]);
+    appliance.stop().await;
+    manager.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_and_documents_are_opened_on_the_appliance() {
     let (manager, mgr) = crate::common::start_manager().await;
