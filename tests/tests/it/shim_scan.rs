@@ -143,27 +143,51 @@ async fn excluded_files_are_not_failures() {
     appliance.stop().await;
 }
 
-/// A zipped and a gzipped EICAR through the shim are denied, and the
-/// manager's detection event names the member; an encrypted member is not
-/// scanned, and says so, never clean.
 /// The member paths of the detections the manager holds, sorted, once
 /// there are `n` of them (or what there is after 5 s).
 async fn members_once(mgr: &giva_manager::Manager, n: usize) -> Vec<String> {
-    let members = || async {
-        let mut m: Vec<String> = crate::common::detections(mgr)
+    events_once(mgr, n, |e| vec![e.member]).await
+}
+
+/// The signature names of the detections the manager holds, sorted, once
+/// there are `n` detections (or what there is after 5 s).
+async fn signatures_once(mgr: &giva_manager::Manager, n: usize) -> Vec<String> {
+    events_once(mgr, n, |e| e.signatures).await
+}
+
+/// What `pick` takes of each detection event the manager holds, sorted,
+/// once there are `n` events (or after 5 s).
+async fn events_once(
+    mgr: &giva_manager::Manager,
+    n: usize,
+    pick: impl Fn(giva_proto::manager::Event) -> Vec<String> + Copy,
+) -> Vec<String> {
+    let events = || async {
+        crate::common::detections(mgr)
             .await
             .into_iter()
             .filter_map(|e| e.event)
-            .map(|e| e.member)
-            .collect();
-        m.sort();
-        m
+            .collect::<Vec<_>>()
     };
     crate::common::eventually(std::time::Duration::from_secs(5), || async {
-        members().await.len() >= n
+        events().await.len() >= n
     })
     .await;
-    members().await
+    let mut out: Vec<String> = events().await.into_iter().flat_map(pick).collect();
+    out.sort();
+    out
+}
+
+/// Scans `dir` through the shim as VM `vm_id`.
+async fn scan_as(appliance: &str, vm_id: &str, dir: &std::path::Path) -> giva_shim::scan::Summary {
+    let vm = giva_proto::shim::VmIdentity {
+        vm_id: vm_id.into(),
+        ..Default::default()
+    };
+    let config = ScanConfig::new(appliance.to_string(), vm, vec![dir.to_path_buf()]);
+    giva_shim::scan::run(&config, |_| {}, |_, _| {})
+        .await
+        .expect("scan")
 }
 
 /// A zip whose one stored entry, `secret.bin`, is marked encrypted.
@@ -183,6 +207,9 @@ fn encrypted_zip() -> Vec<u8> {
     enc
 }
 
+/// A zipped and a gzipped EICAR through the shim are denied, and the
+/// manager's detection event names the member; an encrypted member is not
+/// scanned, and says so, never clean.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archives_are_opened_on_the_appliance_and_the_member_named() {
     use std::io::Write;
@@ -433,14 +460,7 @@ async fn what_an_executable_carries_is_opened_on_the_appliance() {
     z.write_all(EICAR).expect("zip");
     exe.extend_from_slice(&z.finish().expect("zip").into_inner());
     write(dir.path(), "setup.exe", &exe);
-    let vm = giva_proto::shim::VmIdentity {
-        vm_id: "vm-exe".into(),
-        ..Default::default()
-    };
-    let config = ScanConfig::new(appliance.url(), vm, vec![dir.path().to_path_buf()]);
-    let summary = giva_shim::scan::run(&config, |_| {}, |_, _| {})
-        .await
-        .expect("scan");
+    let summary = scan_as(&appliance.url(), "vm-exe", dir.path()).await;
     assert_eq!(summary.infected, 1);
     assert_eq!(members_once(&mgr, 1).await, ["setup.exe!@4608!payload.com"]);
     appliance.stop().await;
@@ -492,25 +512,9 @@ async fn an_executables_entry_point_and_sections_are_found_through_the_shim() {
     let (appliance, _app) = start_appliance(config).await;
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "ls", &ls);
-    let vm = giva_proto::shim::VmIdentity {
-        vm_id: "vm-elf".into(),
-        ..Default::default()
-    };
-    let config = ScanConfig::new(appliance.url(), vm, vec![dir.path().to_path_buf()]);
-    let summary = giva_shim::scan::run(&config, |_| {}, |_, _| {})
-        .await
-        .expect("scan");
+    let summary = scan_as(&appliance.url(), "vm-elf", dir.path()).await;
     assert_eq!(summary.infected, 1);
-    crate::common::eventually(std::time::Duration::from_secs(5), || async {
-        !crate::common::detections(&mgr).await.is_empty()
-    })
-    .await;
-    let found: Vec<String> = crate::common::detections(&mgr)
-        .await
-        .into_iter()
-        .filter_map(|e| e.event)
-        .flat_map(|e| e.signatures)
-        .collect();
+    let found = signatures_once(&mgr, 1).await;
     // First match: the section's signature, which starts first in the
     // replay once the file is whole (.interp lies before the code).
     assert!(s1 < e);
@@ -557,27 +561,12 @@ async fn pcre_and_byte_compare_subsignatures_work_on_streamed_files() {
     let mut small = bcmp.clone();
     small[150_004..150_008].copy_from_slice(b"0999");
     write(dir.path(), "small.bin", &small);
-    let vm = giva_proto::shim::VmIdentity {
-        vm_id: "vm-checks".into(),
-        ..Default::default()
-    };
-    let config = ScanConfig::new(appliance.url(), vm, vec![dir.path().to_path_buf()]);
-    let summary = giva_shim::scan::run(&config, |_| {}, |_, _| {})
-        .await
-        .expect("scan");
+    let summary = scan_as(&appliance.url(), "vm-checks", dir.path()).await;
     assert_eq!(summary.infected, 2, "{summary:?}");
-    crate::common::eventually(std::time::Duration::from_secs(5), || async {
-        crate::common::detections(&mgr).await.len() >= 2
-    })
-    .await;
-    let mut found: Vec<String> = crate::common::detections(&mgr)
-        .await
-        .into_iter()
-        .filter_map(|e| e.event)
-        .flat_map(|e| e.signatures)
-        .collect();
-    found.sort();
-    assert_eq!(found, ["Bcmp.Sig.UNOFFICIAL", "Pcre.Sig.UNOFFICIAL"]);
+    assert_eq!(
+        signatures_once(&mgr, 2).await,
+        ["Bcmp.Sig.UNOFFICIAL", "Pcre.Sig.UNOFFICIAL"]
+    );
     appliance.stop().await;
     manager.stop().await;
 }
@@ -611,14 +600,7 @@ async fn mail_and_documents_are_opened_on_the_appliance() {
         "letter.rtf",
         format!("{{\\rtf1 hello {{\\object{{\\*\\objdata {hex}}}}}}}").as_bytes(),
     );
-    let vm = giva_proto::shim::VmIdentity {
-        vm_id: "vm-mail".into(),
-        ..Default::default()
-    };
-    let config = ScanConfig::new(appliance.url(), vm, vec![dir.path().to_path_buf()]);
-    let summary = giva_shim::scan::run(&config, |_| {}, |_, _| {})
-        .await
-        .expect("scan");
+    let summary = scan_as(&appliance.url(), "vm-mail", dir.path()).await;
     assert_eq!(summary.infected, 2);
     assert_eq!(
         members_once(&mgr, 2).await,
