@@ -50,11 +50,21 @@ pub(crate) struct Inner {
     /// Some logical signature has subsignatures evaluated over the whole
     /// input after the scan ([`Engine::needs_input`]).
     pub checks: bool,
+    /// Some is a byte-compare: scans track where subsignatures matched.
+    pub starts: bool,
 }
 
 /// True if some logical signature of `db` has checks.
 fn has_checks(db: &Database) -> bool {
     db.logical_signatures().iter().any(|l| !l.checks.is_empty())
+}
+
+/// True if some logical signature of `db` has a byte-compare.
+fn has_byte_compares(db: &Database) -> bool {
+    db.logical_signatures()
+        .iter()
+        .flat_map(|l| &l.checks)
+        .any(|(_, c)| matches!(c, giva_signatures::Check::ByteCompare(_)))
 }
 
 /// A database's stored engine bytes ([`EXT_ENGINE`]) as the owner of a
@@ -210,6 +220,7 @@ impl Engine {
                 sequential: OnceLock::from(Ok(s.sequential)),
                 from_blob: true,
                 checks: has_checks(db),
+                starts: has_byte_compares(db),
             }),
         }))
     }
@@ -259,6 +270,7 @@ impl Engine {
                 sequential: OnceLock::new(),
                 from_blob: false,
                 checks: has_checks(db),
+                starts: has_byte_compares(db),
             }),
         })
     }

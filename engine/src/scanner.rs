@@ -218,6 +218,9 @@ impl Scanner {
             self.opts.file_type,
             self.opts.exe.as_ref(),
         );
+        if inner.starts {
+            self.sink.track_starts(inner.nsubs);
+        }
         self.exe_live = self.opts.exe.is_some();
         self.exe_fed = 0;
         self.sections = match &self.opts.exe {
@@ -519,7 +522,7 @@ pub(crate) fn conclude(
             let counts = match whole {
                 Some((data, _)) if !lsig.checks.is_empty() => {
                     checked = sink.counts[range.clone()].to_vec();
-                    let last = &sink.last_start[range];
+                    let last = sink.last_start.get(range).unwrap_or_default();
                     check_state.run(lsig, &mut checked, last, data, sink.exe.as_deref());
                     &checked[..]
                 }

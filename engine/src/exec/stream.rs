@@ -35,7 +35,7 @@ pub(crate) struct Sink {
     pub counts: Vec<u32>,
     /// The greatest start (of its first part) of a match of every
     /// subsignature, plus one; 0 when it did not match. Byte-compare
-    /// subsignatures count from it.
+    /// subsignatures count from it; empty when the database has none.
     pub last_start: Vec<u64>,
     /// First-match mode: stop at the first body detection.
     pub first_match: bool,
@@ -81,7 +81,6 @@ impl Sink {
         self.counts.clear();
         self.counts.resize(subs, 0);
         self.last_start.clear();
-        self.last_start.resize(subs, 0);
         self.first_match = first_match;
         self.stop = false;
     }
@@ -115,10 +114,17 @@ impl Sink {
             Owner::Sub(i) => {
                 let c = &mut self.counts[i as usize];
                 *c = c.saturating_add(1);
-                let l = &mut self.last_start[i as usize];
-                *l = (*l).max(origin + 1);
+                if let Some(l) = self.last_start.get_mut(i as usize) {
+                    *l = (*l).max(origin + 1);
+                }
             }
         }
+    }
+
+    /// Records where each of the `subs` subsignatures last matched
+    /// ([`Sink::last_start`]), after a [`reset`](Sink::reset).
+    pub fn track_starts(&mut self, subs: usize) {
+        self.last_start.resize(subs, 0);
     }
 
     /// The input's type, once known: the typed matches kept until now that

@@ -315,7 +315,7 @@ fn take_found(sink: &Sink, bodies: &mut Vec<(u64, u32)>, counts: &mut Vec<Count>
             .iter()
             .enumerate()
             .filter(|(_, c)| **c > 0)
-            .map(|(i, c)| (i as u32, *c, sink.last_start[i])),
+            .map(|(i, c)| (i as u32, *c, sink.last_start.get(i).copied().unwrap_or(0))),
     );
 }
 
@@ -371,6 +371,9 @@ impl<D: AsRef<[u8]>> Split<D> {
             self.opts.file_type,
             self.opts.exe.as_ref(),
         );
+        if inner.starts {
+            sink.track_starts(inner.nsubs);
+        }
     }
 
     fn data(&self) -> &[u8] {
@@ -624,8 +627,9 @@ impl<D: AsRef<[u8]>> Split<D> {
         for (i, c, last) in m.counts {
             let x = &mut sink.counts[i as usize];
             *x = x.saturating_add(c);
-            let l = &mut sink.last_start[i as usize];
-            *l = (*l).max(last);
+            if let Some(l) = sink.last_start.get_mut(i as usize) {
+                *l = (*l).max(last);
+            }
         }
         m.digests
             .sort_by_key(|(a, _)| HashAlgo::ALL.iter().position(|x| x == a));
