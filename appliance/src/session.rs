@@ -100,6 +100,8 @@ pub async fn open(
     let span = info_span!("session", vm_id = %vm.vm_id);
     let session_id = open.session_id;
     let (rescan_tx, rescan_rx) = mpsc::channel(OUT_BUFFER);
+    // One message per file whose scan task ended: a few bytes each.
+    let (ended_tx, ended_rx) = mpsc::unbounded_channel();
     tokio::spawn(
         async move {
             info!("session opened");
@@ -115,6 +117,9 @@ pub async fn open(
                 scans: HashMap::new(),
                 rescan_tx,
                 rescan_rx,
+                ended_tx,
+                ended_rx,
+                abandoned: std::collections::VecDeque::new(),
                 following: Arc::default(),
             };
             let result = session.run(&mut inbound).await;
@@ -150,8 +155,30 @@ struct Session {
     /// here, to be scanned from this VM's own content.
     rescan_tx: mpsc::Sender<FileTask>,
     rescan_rx: mpsc::Receiver<FileTask>,
+    /// The sequence numbers of files whose scan task ended (answered,
+    /// timed out, failed): one whose content is still open is dropped from
+    /// `files`, so that it no longer holds one of the VM's slots.
+    ended_tx: mpsc::UnboundedSender<u64>,
+    ended_rx: mpsc::UnboundedReceiver<u64>,
+    /// Files given up while their content was still open: the next chunk
+    /// of one is dropped (the guest may be slow rather than hostile), a
+    /// later one ends the session. At most [`MAX_ABANDONED`].
+    abandoned: std::collections::VecDeque<u64>,
     /// Files waiting on another VM's scan (counted in the in-flight limit).
     following: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Files given up with their content open that one session remembers.
+const MAX_ABANDONED: usize = 1024;
+
+/// Tells the session when a file's scan task ends, however it ends (a
+/// panic included).
+struct Ended(mpsc::UnboundedSender<u64>, u64);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        let _ = self.0.send(self.1);
+    }
 }
 
 /// Counts a file waiting on another VM's scan for as long as it waits.
@@ -214,6 +241,18 @@ impl Session {
                         task.answer(v, "flight").await;
                     } else {
                         self.start_scan(task.seq, task.size, task).await?;
+                    }
+                    continue;
+                }
+                Some(seq) = self.ended_rx.recv() => {
+                    // A task that gave up (a content time-out) no longer
+                    // reads its channel: the file's slot is free.
+                    if self.files.get(&seq).is_some_and(|f| f.tx.is_closed()) {
+                        self.files.remove(&seq);
+                        if self.abandoned.len() >= MAX_ABANDONED {
+                            self.abandoned.pop_front();
+                        }
+                        self.abandoned.push_back(seq);
                     }
                     continue;
                 }
@@ -558,7 +597,15 @@ impl Session {
             },
         );
         self.app.stats.inflight.inc();
-        tokio::spawn(task.run(rx).in_current_span());
+        self.abandoned.retain(|&s| s != seq);
+        let ended = Ended(self.ended_tx.clone(), seq);
+        tokio::spawn(
+            async move {
+                let _ended = ended;
+                task.run(rx).await;
+            }
+            .in_current_span(),
+        );
         self.send(appliance_message::Msg::ContentRequest(ContentRequest {
             seq,
             offset: 0,
@@ -569,6 +616,11 @@ impl Session {
 
     async fn on_chunk(&mut self, chunk: ContentChunk) -> Result<(), Status> {
         let Some(file) = self.files.get_mut(&chunk.seq) else {
+            if let Some(i) = self.abandoned.iter().position(|&s| s == chunk.seq) {
+                // The first late chunk of a file given up: dropped.
+                self.abandoned.remove(i);
+                return Ok(());
+            }
             return Err(Status::invalid_argument(format!(
                 "content for sequence number {} that has no content request open",
                 chunk.seq

@@ -276,6 +276,57 @@ async fn a_file_never_finished_gets_an_error_verdict_after_the_content_timeout()
     appliance.stop().await;
 }
 
+/// A file whose content never comes gives its slot back at the time-out:
+/// with two slots per VM, two stalled files do not make the VM's next file
+/// "appliance busy", and the appliance stops without waiting for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_file_frees_its_slot() {
+    let _serial = SERIAL.lock().await;
+    let mut config = test_config();
+    config.server.content_timeout_secs = 1;
+    config.server.max_inflight_per_vm = 2;
+    let (appliance, app) = start_appliance(config).await;
+    let mut vm = RawVm::open(&appliance.url(), "vm-slots").await;
+    for seq in [1, 2] {
+        vm.event(seq, &format!("/tmp/stalled-{seq}"), 1000).await;
+        vm.chunk(seq, 0, &[b'x'; 100], false).await;
+    }
+    for _ in 0..2 {
+        let v = vm.verdict().await;
+        assert_eq!(v.kind, VerdictKind::Error as i32, "{v:?}");
+        assert!(v.reason.contains("no content"), "{v:?}");
+    }
+    // Both slots are free again (the session learns it as the tasks end).
+    assert!(
+        crate::common::eventually(Duration::from_secs(5), || async {
+            app.stats.inflight.get() == 0
+        })
+        .await,
+        "files still counted in flight"
+    );
+    // Two files at once: both slots.
+    let clean = b"nothing to see here, twice over";
+    vm.event(3, "/tmp/eicar.com", EICAR.len() as u64).await;
+    vm.event(4, "/tmp/clean.txt", clean.len() as u64).await;
+    vm.chunk(3, 0, EICAR, true).await;
+    vm.chunk(4, 0, clean, true).await;
+    let mut kinds = [vm.verdict().await, vm.verdict().await].map(|v| {
+        (
+            v.seq,
+            VerdictKind::try_from(v.kind).expect("a verdict kind"),
+        )
+    });
+    kinds.sort_by_key(|k| k.0);
+    assert_eq!(kinds, [(3, VerdictKind::Deny), (4, VerdictKind::Allow)]);
+    let started = Instant::now();
+    appliance.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopping waited {:?} for files that were given up",
+        started.elapsed()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_file_does_not_hold_up_the_same_vms_other_files() {
     let _serial = SERIAL.lock().await;
