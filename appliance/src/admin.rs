@@ -30,6 +30,9 @@ async fn metrics(
         )],
         {
             app.stats.observe(&app.cache.stats(), &app.pool.stats());
+            app.stats
+                .outbox_dead_letters
+                .set(i64::try_from(app.reporter.outbox().dead_letters()).unwrap_or(i64::MAX));
             app.stats.render()
         },
     )

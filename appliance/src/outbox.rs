@@ -102,6 +102,8 @@ struct Inner {
     bytes: AtomicI64,
     /// Events whose disk write failed: still delivered, but not durable.
     fallback: Mutex<VecDeque<Event>>,
+    /// Events in the dead-letter table.
+    dead: AtomicI64,
 }
 
 type Write = (Event, oneshot::Sender<Pushed>);
@@ -175,11 +177,16 @@ impl Outbox {
             .fetch_one(&pool)
             .await?
             .get(0);
+        let dead: i64 = sqlx::query("SELECT COUNT(*) FROM dead_letter")
+            .fetch_one(&pool)
+            .await?
+            .get(0);
         let inner = Arc::new(Inner {
             pool,
             quota_bytes: i64::try_from(quota_bytes).unwrap_or(i64::MAX),
             bytes: AtomicI64::new(bytes),
             fallback: Mutex::new(VecDeque::new()),
+            dead: AtomicI64::new(dead),
         });
         let (writer, rx) = mpsc::channel(GROUP_COMMIT_MAX * 4);
         tokio::spawn(write_loop(inner.clone(), rx));
@@ -336,10 +343,11 @@ impl Outbox {
             .collect();
         let rest = i64::try_from(limit.saturating_sub(out.len())).unwrap_or(i64::MAX);
         let sql = if urgent_only {
-            "SELECT payload FROM outbox WHERE urgent = 1 ORDER BY seq LIMIT ?"
+            "SELECT seq, payload FROM outbox WHERE urgent = 1 ORDER BY seq LIMIT ?"
         } else {
-            "SELECT payload FROM outbox ORDER BY seq LIMIT ?"
+            "SELECT seq, payload FROM outbox ORDER BY seq LIMIT ?"
         };
+        let mut corrupt = Vec::new();
         match sqlx::query(sql)
             .bind(rest)
             .fetch_all(&self.inner.pool)
@@ -347,21 +355,83 @@ impl Outbox {
         {
             Ok(rows) => {
                 for r in rows {
-                    match Event::decode(r.get::<&[u8], _>(0)) {
+                    match Event::decode(r.get::<&[u8], _>(1)) {
                         Ok(ev) => out.push(ev),
-                        Err(e) => error!(error = %e, "corrupt outbox record skipped"),
+                        Err(e) => corrupt.push((r.get::<i64, _>(0), e.to_string())),
                     }
                 }
             }
             Err(e) => error!(error = %e, "cannot read the outbox"),
         }
+        // A record that no longer decodes can never be sent: it goes to the
+        // dead-letter table rather than stay at the head of the queue.
+        for (seq, why) in corrupt {
+            self.bury(
+                "seq",
+                seq.to_string(),
+                &format!("the record does not decode: {why}"),
+            )
+            .await;
+        }
         out
     }
 
-    /// Removes acknowledged events.
-    pub async fn ack(&self, ids: &[String]) {
+    /// Moves the event `event_id`, which the manager refuses for good, to
+    /// the dead-letter table.
+    pub async fn set_aside(&self, event_id: &str, reason: &str) {
+        self.fallback().retain(|e| e.event_id != event_id);
+        self.bury("event_id", event_id.to_string(), reason).await;
+    }
+
+    /// Moves the outbox row whose `column` (`seq` or `event_id`) is `key`
+    /// to the dead-letter table, with `reason`; logs it at ERROR.
+    async fn bury(&self, column: &str, key: String, reason: &str) {
+        let moved: Result<Option<i64>, sqlx::Error> = async {
+            let mut tx = self.inner.pool.begin().await?;
+            sqlx::query(&format!(
+                "INSERT INTO dead_letter (seq, event_id, payload, reason, moved_at_us)
+                 SELECT seq, event_id, payload, ?, ? FROM outbox WHERE {column} = ?"
+            ))
+            .bind(reason)
+            .bind(giva_proto::now_us())
+            .bind(&key)
+            .execute(&mut *tx)
+            .await?;
+            let freed = sqlx::query(&format!(
+                "DELETE FROM outbox WHERE {column} = ? RETURNING LENGTH(payload)"
+            ))
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.get::<i64, _>(0));
+            tx.commit().await?;
+            Ok(freed)
+        }
+        .await;
+        match moved {
+            Ok(Some(freed)) => {
+                self.inner.bytes.fetch_sub(freed, Ordering::Relaxed);
+                self.inner.dead.fetch_add(1, Ordering::Relaxed);
+                error!(%column, %key, %reason, "an outbox event can never be delivered; it is kept in the dead-letter table");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                error!(error = %e, %column, %key, "cannot move an undeliverable event to the dead-letter table")
+            }
+        }
+    }
+
+    /// Events in the dead-letter table: never delivered, kept for an
+    /// operator.
+    pub fn dead_letters(&self) -> u64 {
+        u64::try_from(self.inner.dead.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// Removes acknowledged events; false if they could not be removed
+    /// (they would be sent again: the caller should back off).
+    pub async fn ack(&self, ids: &[String]) -> bool {
         if ids.is_empty() {
-            return;
+            return true;
         }
         self.fallback().retain(|e| !ids.contains(&e.event_id));
         let result: Result<i64, sqlx::Error> = async {
@@ -384,9 +454,11 @@ impl Outbox {
         match result {
             Ok(freed) => {
                 self.inner.bytes.fetch_sub(freed, Ordering::Relaxed);
+                true
             }
             Err(e) => {
-                error!(error = %e, "cannot remove acknowledged events; they will be sent again")
+                error!(error = %e, "cannot remove acknowledged events; they will be sent again");
+                false
             }
         }
     }
@@ -497,7 +569,57 @@ mod tests {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-        assert_eq!(versions, [1]);
+        assert_eq!(versions, [1, 2]);
+    }
+
+    /// A record that no longer decodes cannot stay at the head of the
+    /// queue: it moves to the dead-letter table, kept and counted, and the
+    /// events behind it go on; an event the manager refuses goes there too.
+    #[tokio::test]
+    async fn undeliverable_events_go_to_the_dead_letter_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite");
+        let outbox = Outbox::open(&path, 1 << 20).await.unwrap();
+        outbox.push(&detection("d1")).await;
+        outbox.close().await;
+        let mut conn = raw(&path).await;
+        sqlx::query(
+            "INSERT INTO outbox (event_id, urgent, payload) VALUES ('bad', 1, x'ffffffff')",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+
+        let outbox = Outbox::open(&path, 1 << 20).await.unwrap();
+        outbox.push(&detection("d2")).await;
+        let ids = |v: Vec<Event>| v.into_iter().map(|e| e.event_id).collect::<Vec<_>>();
+        assert_eq!(ids(outbox.pending(true, 10).await), ["d1", "d2"]);
+        assert_eq!(outbox.dead_letters(), 1);
+        assert_eq!(outbox.len().await, 2);
+        outbox.set_aside("d1", "the manager refuses it").await;
+        assert_eq!(ids(outbox.pending(true, 10).await), ["d2"]);
+        assert_eq!(outbox.dead_letters(), 2);
+        // Acknowledging works, and reports when it cannot.
+        assert!(outbox.ack(&["d2".to_string()]).await);
+        assert!(outbox.is_empty().await);
+        outbox.push(&detection("d3")).await;
+        outbox.close().await;
+        assert!(!outbox.ack(&["d3".to_string()]).await);
+
+        // Kept across a restart, with their reasons.
+        let outbox = Outbox::open(&path, 1 << 20).await.unwrap();
+        assert_eq!(outbox.dead_letters(), 2);
+        outbox.close().await;
+        let mut conn = raw(&path).await;
+        let reasons: Vec<String> =
+            sqlx::query_scalar("SELECT reason FROM dead_letter ORDER BY seq")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(reasons.len(), 2);
+        assert!(reasons[0].contains("manager refuses"), "{reasons:?}");
+        assert!(reasons[1].contains("does not decode"), "{reasons:?}");
     }
 
     #[tokio::test]

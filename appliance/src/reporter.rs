@@ -360,7 +360,11 @@ impl Reporter {
                 Ok(resp) => {
                     let acked = resp.into_inner().acked_event_ids;
                     debug!(sent = n, acked = acked.len(), "notify acknowledged");
-                    self.outbox.ack(&acked).await;
+                    if !self.outbox.ack(&acked).await {
+                        // The outbox cannot forget them: sending them again
+                        // at once would loop; retry with the backoff.
+                        return false;
+                    }
                 }
                 Err(status) if status.code() == tonic::Code::InvalidArgument => {
                     // The manager refuses something in the batch for good:
@@ -377,9 +381,10 @@ impl Reporter {
         }
     }
 
-    /// Sends the events `ids` one at a time; drops from the outbox each one
-    /// the manager refuses as invalid (logged and counted), acknowledges
-    /// the others as the manager does.
+    /// Sends the events `ids` one at a time; moves each one the manager
+    /// refuses as invalid to the outbox's dead-letter table (logged,
+    /// counted and reported with the heartbeat), acknowledges the others
+    /// as the manager does.
     async fn set_aside_refused(&self, client: &mut ManagerServiceClient<Channel>, ids: &[String]) {
         let pending = self.outbox.pending(true, BATCH).await;
         for ev in pending.into_iter().filter(|e| ids.contains(&e.event_id)) {
@@ -389,11 +394,14 @@ impl Reporter {
                 events: vec![ev],
             };
             match client.notify(req).await {
-                Ok(resp) => self.outbox.ack(&resp.into_inner().acked_event_ids).await,
+                Ok(resp) => {
+                    if !self.outbox.ack(&resp.into_inner().acked_event_ids).await {
+                        return;
+                    }
+                }
                 Err(status) if status.code() == tonic::Code::InvalidArgument => {
-                    tracing::error!(event_id = %id, error = %status.message(), "the manager refuses this event for good; it is set aside");
-                    self.stats.outbox_dropped.inc();
-                    self.outbox.ack(std::slice::from_ref(&id)).await;
+                    let reason = format!("the manager refuses it: {}", status.message());
+                    self.outbox.set_aside(&id, &reason).await;
                 }
                 Err(_) => return,
             }
@@ -408,6 +416,13 @@ impl Reporter {
         problems: Vec<String>,
     ) -> Option<HeartbeatResponse> {
         let mut client = self.client()?;
+        let mut problems = problems;
+        let dead = self.outbox.dead_letters();
+        if dead > 0 {
+            problems.push(format!(
+                "{dead} event(s) could never be delivered and are kept in the outbox's dead_letter table"
+            ));
+        }
         let req = HeartbeatRequest {
             appliance_id: self.appliance_id.clone(),
             hostname: self.appliance_id.clone(),
@@ -430,7 +445,8 @@ impl Reporter {
         match result {
             Ok(resp) => {
                 let resp = resp.into_inner();
-                self.outbox.ack(&resp.acked_event_ids).await;
+                // A failed removal sends them again with the next heartbeat.
+                let _ = self.outbox.ack(&resp.acked_event_ids).await;
                 if resp.renew {
                     self.renewal_due.send_modify(|n| *n += 1);
                 }

@@ -69,6 +69,9 @@ pub struct Stats {
     /// Scans dropped unrun or stopped early because nobody waited for them
     /// any more (the request was cancelled).
     pub pool_abandoned: Gauge,
+    /// Events that can never be delivered, kept in the outbox's
+    /// dead-letter table.
+    pub outbox_dead_letters: Gauge,
     /// Files whose shared scan by another VM failed or stalled, scanned
     /// from their own VM's content instead, by why (`failed`, `stalled`).
     pub flight_fallbacks: Family<Labels, Counter>,
@@ -126,6 +129,7 @@ impl Stats {
             split_stolen: Gauge::default(),
             split_yields: Gauge::default(),
             pool_abandoned: Gauge::default(),
+            outbox_dead_letters: Gauge::default(),
             flight_fallbacks: Family::default(),
             identity_refusals: Family::default(),
             clone_enrollments: Counter::default(),
@@ -156,6 +160,11 @@ impl Stats {
             "outbox_dropped",
             "Low-value events dropped because the outbox quota was reached",
             s.outbox_dropped.clone(),
+        );
+        registry.register(
+            "outbox_dead_letters",
+            "Events that can never be delivered, kept in the outbox's dead_letter table",
+            s.outbox_dead_letters.clone(),
         );
         registry.register(
             "inflight_files",
