@@ -206,6 +206,11 @@ pub struct ServerConfig {
     pub max_inflight_per_vm: usize,
     /// Longest path accepted in an event, in bytes.
     pub max_path_len: usize,
+    /// HTTP/2 streams (calls) one connection may have open at once
+    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`): a shim needs its session and a
+    /// few calls; a client that opens thousands waits (or is refused), and
+    /// holds no memory for them.
+    pub max_streams_per_connection: u32,
     /// How long a graceful shutdown may take before in-flight work is dropped.
     pub shutdown_deadline_secs: u64,
 }
@@ -227,6 +232,7 @@ impl Default for ServerConfig {
             content_timeout_secs: 30,
             max_inflight_per_vm: 1024,
             max_path_len: 4096,
+            max_streams_per_connection: 64,
             shutdown_deadline_secs: 10,
         }
     }
@@ -519,6 +525,11 @@ impl Config {
             "server.max_inflight_per_vm",
             self.server.max_inflight_per_vm as u64,
             1,
+        )?;
+        at_least(
+            "server.max_streams_per_connection",
+            u64::from(self.server.max_streams_per_connection),
+            2,
         )?;
         at_least(
             "server.max_message_bytes",

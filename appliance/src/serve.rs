@@ -130,6 +130,8 @@ pub async fn serve(
         let svc = ShimServiceServer::new(service::ShimGrpc(app.clone()))
             .max_decoding_message_size(app.config.server.max_message_bytes);
         tonic::transport::Server::builder()
+            // tonic's default is no limit at all (not even hyper's 200).
+            .max_concurrent_streams(app.config.server.max_streams_per_connection)
             .add_service(health_service.clone())
             .add_service(svc)
     };

@@ -345,6 +345,59 @@ async fn a_stalled_file_does_not_hold_up_the_same_vms_other_files() {
     appliance.stop().await;
 }
 
+/// One connection holds at most `server.max_streams_per_connection` calls
+/// at once: a client that opens more waits for a slot, holding nothing on
+/// the appliance, and gets one when a stream ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_per_connection_are_capped() {
+    let _serial = SERIAL.lock().await;
+    let mut config = test_config();
+    config.server.max_streams_per_connection = 4;
+    let (appliance, _app) = start_appliance(config).await;
+    let mut c = client(&appliance.url()).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(register(&mut c, &format!("vm-cap-{i}")).await);
+    }
+    let open = |session_id: String| {
+        let mut c = c.clone();
+        async move {
+            let (tx, rx) = mpsc::channel(4);
+            tx.send(GuestMessage {
+                msg: Some(guest_message::Msg::Open(SessionOpen { session_id })),
+            })
+            .await
+            .expect("queue open");
+            let inbound = c
+                .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+                .expect("session opens")
+                .into_inner();
+            RawVm { tx, inbound }
+        }
+    };
+    let mut held = Vec::new();
+    for id in &ids[..4] {
+        held.push(open(id.clone()).await);
+    }
+    // The fifth waits for a free stream on this connection...
+    let fifth = tokio::spawn(open(ids[4].clone()));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        !fifth.is_finished(),
+        "a fifth stream opened past the cap of 4"
+    );
+    // ...and opens once one of the four ends.
+    drop(held.pop());
+    let mut fifth = tokio::time::timeout(Duration::from_secs(10), fifth)
+        .await
+        .expect("the fifth stream opens once a slot is free")
+        .expect("task");
+    fifth.expect_eicar_denied(1).await;
+    held[0].expect_eicar_denied(1).await;
+    appliance.stop().await;
+}
+
 /// How many VMs register in `many_vms_and_streams_stay_bounded`.
 const MANY_VMS: usize = 10_000;
 /// How many of them hold a session stream open at once.
@@ -378,16 +431,17 @@ async fn many_vms_and_streams_stay_bounded() {
     .expect("10,000 registrations within 60 s");
     let registered = started.elapsed();
 
-    // 1,000 of them hold a stream open at once, over 4 connections, and
-    // each gets a verdict for a clean file.
+    // 1,000 of them hold a stream open at once, over 20 connections (50
+    // streams each, under the default cap of 64 per connection), and each
+    // gets a verdict for a clean file.
     let mut clients = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..20 {
         clients.push(client(&url).await);
     }
     let mut vms = Vec::new();
     let opening = async {
         for i in 0..MANY_STREAMS {
-            let c = &mut clients[i % 4];
+            let c = &mut clients[i % 20];
             vms.push(RawVm::open_on(c, &format!("vm-many-{i:05}")).await);
         }
     };
