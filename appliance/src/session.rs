@@ -44,6 +44,9 @@ const CHUNK_BUFFER: usize = 8;
 enum FileInput {
     Chunk(bytes::Bytes),
     Last(bytes::Bytes),
+    /// The last bytes asked for, short of the file's end: the scan's byte
+    /// limit cut the transfer.
+    Cut(bytes::Bytes),
     Failed(String),
 }
 
@@ -51,6 +54,13 @@ struct InFlight {
     tx: mpsc::Sender<FileInput>,
     next_offset: u64,
     size: u64,
+    /// Where the content asked for ends: the file's size, or one byte past
+    /// the scan's byte limit (which tells the scanner the limit was hit).
+    end: u64,
+    /// The bytes asked for arrived, but the shim did not end the file
+    /// there (a shim that ignores the request's length): what it sends
+    /// until its last chunk is dropped.
+    drained: bool,
 }
 
 fn msg(m: appliance_message::Msg) -> Result<ApplianceMessage, Status> {
@@ -586,14 +596,24 @@ impl Session {
     }
 
     /// Opens the content stream of a file and hands it to its scan task.
+    /// Past the policy's scan byte limit the file is not read: only the
+    /// bytes up to one past the limit are asked for.
     async fn start_scan(&mut self, seq: u64, size: u64, task: FileTask) -> Result<(), Status> {
         let (tx, rx) = mpsc::channel(CHUNK_BUFFER);
+        let limit = task.policy.limits().max_scan_bytes;
+        let end = if limit == 0 {
+            size
+        } else {
+            size.min(limit.saturating_add(1))
+        };
         self.files.insert(
             seq,
             InFlight {
                 tx,
                 next_offset: 0,
                 size,
+                end,
+                drained: false,
             },
         );
         self.app.stats.inflight.inc();
@@ -609,12 +629,17 @@ impl Session {
         self.send(appliance_message::Msg::ContentRequest(ContentRequest {
             seq,
             offset: 0,
-            length: 0,
+            // 0: to the end of the file.
+            length: if end < size { end } else { 0 },
         }))
         .await
     }
 
     async fn on_chunk(&mut self, chunk: ContentChunk) -> Result<(), Status> {
+        self.app
+            .stats
+            .content_received
+            .inc_by(chunk.data.len() as u64);
         let Some(file) = self.files.get_mut(&chunk.seq) else {
             if let Some(i) = self.abandoned.iter().position(|&s| s == chunk.seq) {
                 // The first late chunk of a file given up: dropped.
@@ -640,7 +665,27 @@ impl Session {
             )));
         }
         file.next_offset = end;
-        let data = bytes::Bytes::from(chunk.data);
+        if file.drained {
+            // Past the bytes asked for: dropped until the shim's last chunk.
+            if chunk.last {
+                self.files.remove(&chunk.seq);
+            }
+            return Ok(());
+        }
+        let mut data = bytes::Bytes::from(chunk.data);
+        if file.end < file.size && end >= file.end {
+            // The bytes asked for are here (a shim that sent more than
+            // asked has the rest cut and dropped).
+            data.truncate(data.len() - (end - file.end) as usize);
+            let tx = file.tx.clone();
+            if chunk.last {
+                self.files.remove(&chunk.seq);
+            } else {
+                file.drained = true;
+            }
+            let _ = tx.send(FileInput::Cut(data)).await;
+            return Ok(());
+        }
         if chunk.last {
             let f = self.files.remove(&chunk.seq);
             if let Some(f) = f {
@@ -834,6 +879,8 @@ impl FileTask {
         let whole = loaded.engine.needs_input();
         let mut state = Some((scanner, Sha256::new(), Keeper::new(whole)));
         let timeout = Duration::from_secs(self.app.config.server.content_timeout_secs.max(1));
+        // The transfer stopped at the scan's byte limit.
+        let mut cut = false;
         let failure = loop {
             if let Some(l) = &self.leader {
                 l.waiting_for_content(true);
@@ -849,6 +896,10 @@ impl FileTask {
             let (data, last) = match input {
                 FileInput::Chunk(d) => (d, false),
                 FileInput::Last(d) => (d, true),
+                FileInput::Cut(d) => {
+                    cut = true;
+                    (d, true)
+                }
                 FileInput::Failed(reason) => break Some(reason),
             };
             self.app.stats.bytes_scanned.inc_by(data.len() as u64);
@@ -965,13 +1016,16 @@ impl FileTask {
                     }
                 };
                 let cached = crate::scan::cacheable(&result, self.member.clone());
-                let digest: [u8; 32] = digest.into();
-                self.digest = Some(digest);
+                // A digest of the part read is not the file's.
+                let digest: Option<[u8; 32]> = (!cut).then(|| digest.into());
+                self.digest = digest;
                 if let Some(c) = &cached {
                     self.app.cache.insert(self.key, loaded.epoch, c.clone());
-                    self.app
-                        .cache
-                        .insert(content_key(&digest), loaded.epoch, c.clone());
+                    if let Some(d) = &digest {
+                        self.app
+                            .cache
+                            .insert(content_key(d), loaded.epoch, c.clone());
+                    }
                 }
                 if let Some(leader) = self.leader.take() {
                     leader.complete(cached);

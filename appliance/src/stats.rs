@@ -32,6 +32,9 @@ pub struct Stats {
     pub events: Counter,
     /// Content bytes scanned.
     pub bytes_scanned: Counter,
+    /// Content bytes received from shims, dropped ones included (past a
+    /// limit, or for a file given up).
+    pub content_received: Counter,
     /// Verdicts, by kind.
     pub verdicts: Family<Labels, Counter>,
     /// Verdicts answered from the cache.
@@ -106,6 +109,7 @@ impl Stats {
         let s = Stats {
             events: Counter::default(),
             bytes_scanned: Counter::default(),
+            content_received: Counter::default(),
             verdicts: Family::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
@@ -144,6 +148,11 @@ impl Stats {
             "scanned_bytes",
             "Content bytes scanned",
             s.bytes_scanned.clone(),
+        );
+        registry.register(
+            "content_received_bytes",
+            "Content bytes received from shims, dropped ones included",
+            s.content_received.clone(),
         );
         registry.register("verdicts", "Verdicts by kind", s.verdicts.clone());
         registry.register(

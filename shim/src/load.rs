@@ -784,12 +784,17 @@ impl Vm {
                     let size = self.files[idx].identity.size;
                     let (tx, counters) = (tx.clone(), self.counters.clone());
                     tokio::spawn(async move {
-                        match crate::scan::stream_file(&path, req.seq, req.offset, size, &tx).await
-                        {
+                        let range = (req.offset, req.length);
+                        match crate::scan::stream_file(&path, req.seq, range, size, &tx).await {
                             Ok(()) => {
+                                let end = if req.length == 0 {
+                                    size
+                                } else {
+                                    req.offset.saturating_add(req.length).min(size)
+                                };
                                 counters
                                     .content_bytes
-                                    .fetch_add(size.saturating_sub(req.offset), Ordering::Relaxed);
+                                    .fetch_add(end.saturating_sub(req.offset), Ordering::Relaxed);
                             }
                             Err(e) => {
                                 let m = guest_message::Msg::ContentError(ContentError {

@@ -306,7 +306,8 @@ pub async fn run(
                 let tx = tx.clone();
                 let errors = readers_tx.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = stream_file(&path, req.seq, req.offset, size, &tx).await {
+                    let range = (req.offset, req.length);
+                    if let Err(e) = stream_file(&path, req.seq, range, size, &tx).await {
                         let _ = errors.send((req.seq, e.to_string())).await;
                     }
                 });
@@ -564,9 +565,10 @@ fn identity_size(ev: &FileEvent) -> u64 {
     ev.identity.as_ref().map_or(0, |i| i.size)
 }
 
-/// Streams a file's content from `offset` up to `size`, the size announced
-/// in its event, in chunks. A file that grew since is cut at `size`; one
-/// that shrank ends early, and the appliance answers that it changed.
+/// Streams a file's content from `offset`, `length` bytes of it (0: up to
+/// `size`, the size announced in its event), in chunks; the last chunk
+/// ends there. A file that grew since is cut at `size`; one that shrank
+/// ends early, and the appliance answers that it changed.
 ///
 /// # Errors
 ///
@@ -574,10 +576,17 @@ fn identity_size(ev: &FileEvent) -> u64 {
 pub async fn stream_file(
     path: &Path,
     seq: u64,
-    offset: u64,
+    (offset, length): (u64, u64),
     size: u64,
     tx: &mpsc::Sender<GuestMessage>,
 ) -> Result<(), StreamError> {
+    // The bytes asked for end here (a length of 0: the file's end); the
+    // last chunk sent ends there.
+    let size = if length == 0 {
+        size
+    } else {
+        offset.saturating_add(length).min(size)
+    };
     let mut file = tokio::fs::File::open(path).await?;
     if offset > 0 {
         use tokio::io::AsyncSeekExt;

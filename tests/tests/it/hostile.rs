@@ -654,6 +654,49 @@ async fn a_large_stream_is_scanned_in_bounded_memory() {
     appliance.stop().await;
 }
 
+/// A file past the scan's byte limit is not transferred whole: the
+/// appliance asks for one byte past the limit, answers NOT_SCANNED at the
+/// limit, and drops what a shim that ignores the request sends beyond it;
+/// the real shim sends no more than asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_stops_the_transfer() {
+    let _serial = SERIAL.lock().await;
+    let mut config = test_config();
+    config.limits.max_scan_bytes = MIB;
+    let (appliance, app) = start_appliance(config).await;
+    let mut vm = RawVm::open(&appliance.url(), "vm-limit").await;
+    vm.event(1, "/tmp/huge.bin", 10 * MIB).await;
+    let asked = match vm.next().await {
+        Ok(Some(ApplianceMessage {
+            msg: Some(appliance_message::Msg::ContentRequest(r)),
+        })) => r,
+        other => panic!("expected a content request, got {other:?}"),
+    };
+    assert_eq!((asked.seq, asked.offset, asked.length), (1, 0, MIB + 1));
+    // A shim that ignores the length and sends everything: the appliance
+    // answers at the limit and drops the rest without ending the session.
+    let chunk = vec![0x41u8; MIB as usize];
+    for i in 0..10u64 {
+        vm.chunk(1, i * MIB, &chunk, i == 9).await;
+    }
+    let v = vm.verdict().await;
+    assert_eq!(v.kind, VerdictKind::NotScanned as i32, "{v:?}");
+    vm.expect_eicar_denied(2).await;
+
+    // The real shim sends no more than asked for.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("huge.bin"), vec![0x42u8; 10 * MIB as usize]).expect("write");
+    let before = app.stats.content_received.get();
+    let summary = shim_scan(&appliance.url(), "vm-limit-shim", dir.path()).await;
+    assert_eq!(summary.skipped, 1, "{summary:?}");
+    let moved = app.stats.content_received.get() - before;
+    assert!(
+        moved <= MIB + 2 * (4 << 20),
+        "{moved} bytes crossed the wire for a limit of {MIB}"
+    );
+    appliance.stop().await;
+}
+
 /// Runs `f` on a thread of its own (default 2 MiB stack, like a worker)
 /// with a time bound.
 async fn bounded<T: Send + 'static>(
