@@ -9,8 +9,8 @@
 //! - [`serve`] runs the gRPC service (`giva.shim.v1`), its listeners, the
 //!   [`admin`] endpoint, the background tasks (database watch, SIGHUP,
 //!   scheduled full scans) and the reporter until a shutdown future fires.
-//! - [`service`] translates gRPC calls; a [`session`] serves one shim's
-//!   stream; [`flight`] lets clones wait for one scan; [`outbox`] keeps
+//! - [`service`] translates gRPC calls (with `status` giving unary calls
+//!   the sessions' status codes); a [`session`] serves one shim's stream; [`flight`] lets clones wait for one scan; [`outbox`] keeps
 //!   events until the manager acknowledges them.
 //! - [`cli`] is the command line; `main.rs` only parses it and runs it.
 #![deny(missing_docs)]
@@ -38,6 +38,7 @@ mod serve;
 pub mod service;
 pub mod session;
 pub mod stats;
+mod status;
 mod tasks;
 
 pub use appliance::{Appliance, ReloadError};

@@ -132,6 +132,9 @@ pub async fn serve(
         tonic::transport::Server::builder()
             // tonic's default is no limit at all (not even hyper's 200).
             .max_concurrent_streams(app.config.server.max_streams_per_connection)
+            .layer(tower::util::MapResponseLayer::new(
+                crate::status::unary_codes::<tonic::body::Body>,
+            ))
             .add_service(health_service.clone())
             .add_service(svc)
     };

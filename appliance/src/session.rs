@@ -181,6 +181,9 @@ struct Session {
 /// Files given up with their content open that one session remembers.
 const MAX_ABANDONED: usize = 1024;
 
+/// The largest content chunk (`ContentChunk` in `shim.proto`).
+const MAX_CHUNK: usize = 4 << 20;
+
 /// Tells the session when a file's scan task ends, however it ends (a
 /// panic included).
 struct Ended(mpsc::UnboundedSender<u64>, u64);
@@ -640,6 +643,12 @@ impl Session {
             .stats
             .content_received
             .inc_by(chunk.data.len() as u64);
+        if chunk.data.len() > MAX_CHUNK {
+            return Err(Status::resource_exhausted(format!(
+                "a content chunk holds at most {MAX_CHUNK} bytes, not {}",
+                chunk.data.len()
+            )));
+        }
         let Some(file) = self.files.get_mut(&chunk.seq) else {
             if let Some(i) = self.abandoned.iter().position(|&s| s == chunk.seq) {
                 // The first late chunk of a file given up: dropped.
