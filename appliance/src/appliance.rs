@@ -129,10 +129,16 @@ impl Appliance {
                 "vsock shims are not authenticated: no inventory entry gives a VM's cid, so a VM's id is its own claim"
             );
         }
-        let registry = Arc::new(Registry::new(
-            policies.clone(),
-            crate::inventory::Inventory::new(&config.inventory),
-        ));
+        let registry = Arc::new(
+            Registry::new(
+                policies.clone(),
+                crate::inventory::Inventory::new(&config.inventory),
+            )
+            .with_limits(
+                config.server.max_registered_vms,
+                std::time::Duration::from_secs(config.server.registration_ttl_secs),
+            ),
+        );
         let reporter = Reporter::new(
             outbox,
             config.effective_appliance_id(),

@@ -206,6 +206,15 @@ pub struct ServerConfig {
     pub max_inflight_per_vm: usize,
     /// Longest path accepted in an event, in bytes.
     pub max_path_len: usize,
+    /// VMs registered at once. A VM that registered and never opened its
+    /// session is forgotten after `registration_ttl_secs`; past the cap,
+    /// `Register` answers RESOURCE_EXHAUSTED. It also bounds the VM list of
+    /// a heartbeat (about 1.4 KB a VM, 6 MB for the default), far under
+    /// the manager's message limit.
+    pub max_registered_vms: usize,
+    /// Seconds after which a VM that registered but never opened a
+    /// session is forgotten.
+    pub registration_ttl_secs: u64,
     /// HTTP/2 streams (calls) one connection may have open at once
     /// (`SETTINGS_MAX_CONCURRENT_STREAMS`): a shim needs its session and a
     /// few calls; a client that opens thousands waits (or is refused), and
@@ -233,6 +242,8 @@ impl Default for ServerConfig {
             max_inflight_per_vm: 1024,
             max_path_len: 4096,
             max_streams_per_connection: 64,
+            max_registered_vms: 4096,
+            registration_ttl_secs: 600,
             shutdown_deadline_secs: 10,
         }
     }
@@ -524,6 +535,16 @@ impl Config {
         at_least(
             "server.max_inflight_per_vm",
             self.server.max_inflight_per_vm as u64,
+            1,
+        )?;
+        at_least(
+            "server.max_registered_vms",
+            self.server.max_registered_vms as u64,
+            1,
+        )?;
+        at_least(
+            "server.registration_ttl_secs",
+            self.server.registration_ttl_secs,
             1,
         )?;
         at_least(

@@ -34,6 +34,8 @@ struct VmEntry {
     registered_at_us: i64,
     /// Set while a session stream is open.
     stream: Option<SessionSender>,
+    /// A session was opened at least once: the VM is not forgotten.
+    attached: bool,
 }
 
 /// Why a VM could not register, or a session could not be attached.
@@ -45,6 +47,9 @@ pub enum AttachError {
     /// The VM already has an open stream.
     #[error("VM {0} already has a live session")]
     AlreadyConnected(String),
+    /// The registry holds as many VMs as it may.
+    #[error("{0} VMs are registered, the most this appliance takes (server.max_registered_vms)")]
+    Full(usize),
 }
 
 /// Registered VMs, by VM id, and their session ids.
@@ -60,9 +65,37 @@ pub struct Registry {
     detected: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
     policies: std::sync::Arc<Policies>,
     inventory: Inventory,
+    /// The most VMs registered at once.
+    max_vms: usize,
+    /// How long a VM that never opened a session stays registered.
+    ttl: std::time::Duration,
 }
 
 impl Registry {
+    /// The same registry, holding at most `max_vms` VMs, and forgetting a
+    /// VM that never opened a session after `ttl`.
+    pub fn with_limits(self, max_vms: usize, ttl: std::time::Duration) -> Self {
+        Registry {
+            max_vms,
+            ttl,
+            ..self
+        }
+    }
+
+    /// Forgets the VMs that registered before `now_us - ttl` and never
+    /// opened a session.
+    fn prune(&self, vms: &mut HashMap<String, VmEntry>, now_us: i64) {
+        let ttl = i64::try_from(self.ttl.as_micros()).unwrap_or(i64::MAX);
+        let before = now_us.saturating_sub(ttl);
+        let mut sessions = self.sessions();
+        vms.retain(|_, e| {
+            let keep = e.attached || e.registered_at_us >= before;
+            if !keep {
+                sessions.remove(&e.session_id);
+            }
+            keep
+        });
+    }
     /// An empty registry; VMs are placed by `inventory`, and ordered scans
     /// walk the roots of `policies`.
     pub fn new(policies: std::sync::Arc<Policies>, inventory: Inventory) -> Self {
@@ -74,6 +107,8 @@ impl Registry {
             detected: Mutex::default(),
             policies,
             inventory,
+            max_vms: usize::MAX,
+            ttl: std::time::Duration::MAX,
         }
     }
 
@@ -217,11 +252,18 @@ impl Registry {
         let session_id = giva_runtime::token::random_hex(16)
             .unwrap_or_else(|_| format!("{:032x}-{now_us:x}-{n:x}", fastrand::u128(..)));
         let mut vms = self.lock();
+        let mut attached = false;
         if let Some(old) = vms.get(&identity.vm_id) {
             if old.stream.as_ref().is_some_and(|s| !s.is_closed()) {
                 return Err(AttachError::AlreadyConnected(identity.vm_id.clone()));
             }
+            attached = old.attached;
             self.sessions().remove(&old.session_id);
+        } else if vms.len() >= self.max_vms {
+            self.prune(&mut vms, now_us);
+            if vms.len() >= self.max_vms {
+                return Err(AttachError::Full(self.max_vms));
+            }
         }
         self.sessions()
             .insert(session_id.clone(), identity.vm_id.clone());
@@ -233,6 +275,7 @@ impl Registry {
                 session_id: session_id.clone(),
                 registered_at_us: now_us,
                 stream: None,
+                attached,
             },
         );
         Ok((session_id, identity))
@@ -270,6 +313,7 @@ impl Registry {
             return Err(AttachError::AlreadyConnected(vm_id));
         }
         entry.stream = Some(tx);
+        entry.attached = true;
         Ok(entry.identity.clone())
     }
 
@@ -302,10 +346,12 @@ impl Registry {
             .collect()
     }
 
-    /// The VM list for the heartbeat.
+    /// The VM list for the heartbeat (VMs that registered long ago and
+    /// never opened a session are forgotten first).
     pub fn vm_infos(&self) -> Vec<VmInfo> {
-        self.lock()
-            .values()
+        let mut vms = self.lock();
+        self.prune(&mut vms, giva_proto::now_us());
+        vms.values()
             .map(|e| VmInfo {
                 vm_id: e.identity.vm_id.clone(),
                 name: e.identity.name.clone(),

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::appliance::Appliance;
 use crate::identity::{certified_vm, check_claim};
+use crate::registry::AttachError;
 use crate::scan::{content_limits, scan_options, verdict_for};
 
 /// Longest VM id, name, image id, OS or version string accepted.
@@ -106,10 +107,10 @@ impl ShimService for ShimGrpc {
             check_field(name, value)?;
         }
         let app = &self.0;
-        let (session_id, vm) = app
-            .registry
-            .register(vm, now_us())
-            .map_err(|e| Status::already_exists(e.to_string()))?;
+        let (session_id, vm) = app.registry.register(vm, now_us()).map_err(|e| match e {
+            AttachError::Full(_) => Status::resource_exhausted(e.to_string()),
+            _ => Status::already_exists(e.to_string()),
+        })?;
         info!(vm_id = %vm.vm_id, name = %vm.name, image_id = %vm.image_id, "VM registered");
         // Registration never waits on the manager: the event rides the
         // next heartbeat.

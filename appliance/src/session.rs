@@ -106,6 +106,7 @@ pub async fn open(
                 "VM {id} already has an open session"
             )));
         }
+        Err(e @ AttachError::Full(_)) => return Err(Status::resource_exhausted(e.to_string())),
     };
     let span = info_span!("session", vm_id = %vm.vm_id);
     let session_id = open.session_id;

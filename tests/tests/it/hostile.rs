@@ -398,6 +398,54 @@ async fn streams_per_connection_are_capped() {
     appliance.stop().await;
 }
 
+/// Registrations are capped: past `server.max_registered_vms`, Register
+/// answers RESOURCE_EXHAUSTED; a VM that registered and never opened its
+/// session is forgotten after `server.registration_ttl_secs`, and one
+/// that did is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_are_capped_and_unused_ones_age_out() {
+    let _serial = SERIAL.lock().await;
+    let mut config = test_config();
+    config.server.max_registered_vms = 10;
+    config.server.registration_ttl_secs = 1;
+    let (appliance, app) = start_appliance(config).await;
+    let mut c = client(&appliance.url()).await;
+    // One VM with a session, nine without.
+    let mut live = RawVm::open_on(&mut c, "vm-reg-live").await;
+    for i in 0..9 {
+        register(&mut c, &format!("vm-reg-{i}")).await;
+    }
+    let refused = c
+        .register(RegisterRequest {
+            vm: Some(VmIdentity {
+                vm_id: "vm-reg-extra".into(),
+                ..VmIdentity::default()
+            }),
+        })
+        .await
+        .expect_err("an eleventh VM was registered past the cap of 10");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("max_registered_vms"),
+        "{refused:?}"
+    );
+    // A VM already registered may register again.
+    register(&mut c, "vm-reg-3").await;
+    // After the time-out, the unused registrations are gone.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    register(&mut c, "vm-reg-extra").await;
+    let listed: Vec<String> = app
+        .registry
+        .vm_infos()
+        .into_iter()
+        .map(|v| v.vm_id)
+        .collect();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed.contains(&"vm-reg-live".to_string()), "{listed:?}");
+    live.expect_eicar_denied(1).await;
+    appliance.stop().await;
+}
+
 /// How many VMs register in `many_vms_and_streams_stay_bounded`.
 const MANY_VMS: usize = 10_000;
 /// How many of them hold a session stream open at once.
@@ -406,7 +454,10 @@ const MANY_STREAMS: usize = 1_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_vms_and_streams_stay_bounded() {
     let _serial = SERIAL.lock().await;
-    let (appliance, app) = start_appliance(test_config()).await;
+    // Past the default cap of registrations (4,096), which bounds them.
+    let mut config = test_config();
+    config.server.max_registered_vms = MANY_VMS + 10;
+    let (appliance, app) = start_appliance(config).await;
     let url = appliance.url();
     let before = rss();
     let started = Instant::now();
