@@ -104,6 +104,7 @@ impl Appliance {
         let outbox_path = config.outbox_path();
         let outbox = outbox::Outbox::open(&outbox_path, config.outbox.quota_bytes)
             .await
+            .map(|o| o.with_reserve(config.outbox.reserve_bytes))
             .map_err(|e| {
                 anyhow::anyhow!("cannot open the outbox {}: {e}", outbox_path.display())
             })?;
@@ -250,7 +251,8 @@ impl Appliance {
         out
     }
 
-    /// Problems of the database, reported in health checks and heartbeats.
+    /// Problems of the database and of the outbox (events held only in
+    /// memory, its disk full), reported in health checks and heartbeats.
     pub fn problems(&self) -> Vec<String> {
         let err = self
             .reloads
@@ -260,6 +262,7 @@ impl Appliance {
             .clone();
         err.map(|e| format!("database reload failed, previous database in service: {e}"))
             .into_iter()
+            .chain(self.reporter.outbox().problems())
             .collect()
     }
 

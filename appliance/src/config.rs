@@ -147,6 +147,10 @@ pub struct OutboxConfig {
     /// Most bytes of pending events kept. Past it, low-value events are
     /// dropped first (counted); detections are always kept.
     pub quota_bytes: u64,
+    /// Disk space set aside at start (a file beside the outbox,
+    /// `<outbox>.reserve`), given back to the outbox when its disk is
+    /// full, so that detections can still be committed. 0: none.
+    pub reserve_bytes: u64,
 }
 
 impl Default for OutboxConfig {
@@ -154,6 +158,7 @@ impl Default for OutboxConfig {
         OutboxConfig {
             path: PathBuf::new(),
             quota_bytes: 256 * 1024 * 1024,
+            reserve_bytes: 16 * 1024 * 1024,
         }
     }
 }

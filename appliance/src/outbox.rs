@@ -9,7 +9,7 @@
 //! always kept, even over the quota.
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
@@ -104,6 +104,79 @@ struct Inner {
     fallback: Mutex<VecDeque<Event>>,
     /// Events in the dead-letter table.
     dead: AtomicI64,
+    /// The disk space set aside for a full disk.
+    reserve: Mutex<Reserve>,
+    /// The database file (`None` in memory).
+    path: Option<PathBuf>,
+}
+
+/// Disk space set aside beside the outbox: a file of zeros, removed to
+/// give its space back when the outbox's disk is full.
+#[derive(Debug, Default)]
+struct Reserve {
+    /// The file (`None`: no reserve configured, or an outbox in memory).
+    file: Option<PathBuf>,
+    bytes: u64,
+    /// The file is there, holding its space.
+    present: bool,
+    /// Why it is missing: used for a full disk, or not creatable.
+    missing: Option<String>,
+    /// When it was last tried again (at most once a minute).
+    tried: Option<std::time::Instant>,
+}
+
+impl Reserve {
+    /// Writes the file (real blocks, not a sparse file); true on success.
+    fn create(&mut self) -> bool {
+        let Some(file) = &self.file else { return false };
+        self.tried = Some(std::time::Instant::now());
+        let result = (|| -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(file)?;
+            let block = vec![0u8; 1 << 20];
+            let mut left = self.bytes;
+            while left > 0 {
+                let n = left.min(block.len() as u64) as usize;
+                f.write_all(&block[..n])?;
+                left -= n as u64;
+            }
+            f.sync_all()
+        })();
+        match result {
+            Ok(()) => {
+                self.present = true;
+                self.missing = None;
+                true
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(file);
+                self.present = false;
+                if self.missing.is_none() {
+                    self.missing = Some(format!(
+                        "no disk space could be set aside for the outbox ({} bytes at {}): {e}",
+                        self.bytes,
+                        file.display()
+                    ));
+                }
+                false
+            }
+        }
+    }
+
+    /// Removes the file, giving its space back; true if it was there.
+    fn release(&mut self) -> bool {
+        let Some(file) = &self.file else { return false };
+        if !self.present {
+            return false;
+        }
+        self.present = false;
+        self.missing = Some(format!(
+            "the outbox's disk filled up: the {} bytes set aside for it ({}) were used; free space on that disk",
+            self.bytes,
+            file.display()
+        ));
+        std::fs::remove_file(file).is_ok()
+    }
 }
 
 type Write = (Event, oneshot::Sender<Pushed>);
@@ -187,6 +260,8 @@ impl Outbox {
             bytes: AtomicI64::new(bytes),
             fallback: Mutex::new(VecDeque::new()),
             dead: AtomicI64::new(dead),
+            reserve: Mutex::default(),
+            path: (!memory).then(|| path.to_path_buf()),
         });
         let (writer, rx) = mpsc::channel(GROUP_COMMIT_MAX * 4);
         tokio::spawn(write_loop(inner.clone(), rx));
@@ -195,6 +270,69 @@ impl Outbox {
 
     fn fallback(&self) -> std::sync::MutexGuard<'_, VecDeque<Event>> {
         self.inner.fallback()
+    }
+
+    /// Sets `bytes` of disk aside beside the outbox file
+    /// (`<outbox>.reserve`), given back when the disk is full so that
+    /// detections can still be committed. A reserve that cannot be made is
+    /// reported in [`problems`](Self::problems). Nothing for an outbox in
+    /// memory, or with `bytes` 0.
+    pub fn with_reserve(self, bytes: u64) -> Self {
+        if let Some(path) = self.inner.path.as_ref().filter(|_| bytes > 0) {
+            let mut file = path.clone().into_os_string();
+            file.push(".reserve");
+            let mut r = self.inner.reserve();
+            r.file = Some(PathBuf::from(file));
+            r.bytes = bytes;
+            if !r.create()
+                && let Some(why) = &r.missing
+            {
+                warn!("{why}");
+            }
+        }
+        self
+    }
+
+    /// What is wrong with the outbox, for health checks and heartbeats:
+    /// events held only in memory, its reserve used or missing.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let n = self.fallback().len();
+        if n > 0 {
+            out.push(format!(
+                "{n} event(s) could not be written to the outbox and are held in memory only"
+            ));
+        }
+        out.extend(self.inner.reserve().missing.clone());
+        out
+    }
+
+    /// At shutdown: writes the events held only in memory into the outbox,
+    /// in the space of its reserve if need be. What still cannot be
+    /// written is logged in full at ERROR, so that it is in the log.
+    pub async fn persist_fallback(&self) {
+        let held: Vec<Event> = self.fallback().iter().cloned().collect();
+        if held.is_empty() {
+            return;
+        }
+        self.inner.reserve().release();
+        let refs: Vec<&Event> = held.iter().collect();
+        match self.inner.write_batch(&refs).await {
+            Ok(_) => {
+                let ids: Vec<&str> = held.iter().map(|e| e.event_id.as_str()).collect();
+                self.fallback()
+                    .retain(|e| !ids.contains(&e.event_id.as_str()));
+                warn!(
+                    events = held.len(),
+                    "events held only in memory were written to the outbox at shutdown, in the space set aside for it"
+                );
+            }
+            Err(e) => {
+                for ev in &held {
+                    error!(error = %e, event_id = %ev.event_id, vm_id = %ev.vm_id, path = %ev.path, kind = ev.kind, detail = %ev.detail, "an event could not be written to the outbox at shutdown: it is lost unless the manager got it");
+                }
+            }
+        }
     }
 
     /// Hands an event to the writer, in order; await the result to know it
@@ -230,7 +368,17 @@ async fn write_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Write>) {
             }
         }
         let events: Vec<&Event> = batch.iter().map(|(e, _)| e).collect();
-        match inner.write_batch(&events).await {
+        let mut written = inner.write_batch(&events).await;
+        if written.is_err() && inner.reserve().release() {
+            // The disk is full: the reserve's space is given back, and the
+            // batch tried again.
+            error!("the outbox's disk is full: using the space set aside for it");
+            written = inner.write_batch(&events).await;
+        }
+        if written.is_ok() {
+            inner.restore_reserve();
+        }
+        match written {
             Ok(results) => {
                 for ((_, reply), pushed) in batch.into_iter().zip(results) {
                     let _ = reply.send(pushed);
@@ -250,6 +398,26 @@ async fn write_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Write>) {
 impl Inner {
     fn fallback(&self) -> std::sync::MutexGuard<'_, VecDeque<Event>> {
         self.fallback.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn reserve(&self) -> std::sync::MutexGuard<'_, Reserve> {
+        self.reserve.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes the reserve again once it was used (or could not be made),
+    /// trying at most once a minute.
+    fn restore_reserve(&self) {
+        let mut r = self.reserve();
+        if r.file.is_none()
+            || r.present
+            || r.tried
+                .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(60))
+        {
+            return;
+        }
+        if r.create() {
+            tracing::info!("the outbox's reserve of disk space is made again");
+        }
     }
 
     /// Writes `events` in one transaction, applying the quota to each.

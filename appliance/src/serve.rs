@@ -232,5 +232,8 @@ pub async fn serve(
             "reporter did not flush before the deadline; the outbox keeps the rest"
         );
     }
+    // What the outbox could not write (a full disk) goes to disk now, in
+    // the space set aside for it, rather than be lost with the process.
+    app.reporter.outbox().persist_fallback().await;
     result.map_err(|e| anyhow::anyhow!("gRPC server failed: {e}"))
 }

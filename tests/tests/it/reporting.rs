@@ -188,3 +188,91 @@ async fn full_outbox_keeps_detections_and_drops_low_value_events() {
     appliance.stop().await;
     manager.stop().await;
 }
+
+/// A tmpfs of `mib` MiB mounted on `dir`, unmounted on drop; `None` (with
+/// the reason printed) where mounting is not allowed, unless
+/// `GIVA_REQUIRE_TMPFS=1` (CI sets it), which makes that a failure.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, mib: u64) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs(dir.to_path_buf())),
+            other => {
+                let why = match other {
+                    Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+                    Err(e) => e.to_string(),
+                };
+                assert!(
+                    std::env::var("GIVA_REQUIRE_TMPFS").as_deref() != Ok("1"),
+                    "cannot mount a tmpfs and GIVA_REQUIRE_TMPFS=1: {why}"
+                );
+                eprintln!("SKIPPED: cannot mount a tmpfs: {why}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The outbox's disk fills up while the manager is down: the detections
+/// are still committed (in the space set aside at start), the appliance
+/// says its disk filled up, and after a graceful stop and a restart the
+/// manager gets each detection once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detection_survives_a_full_disk_and_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(disk) = Tmpfs::mount(&dir.path().join("disk"), 24) else {
+        return;
+    };
+    let addr = free_addr().await;
+    let mut config = config_with_manager(&format!("http://{addr}"));
+    config.outbox.path = disk.0.join("outbox.sqlite");
+    let (appliance, app) = start_appliance(config.clone()).await;
+    assert!(app.problems().is_empty(), "{:?}", app.problems());
+    // Fill what the reserve left free.
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(disk.0.join("filler")).expect("filler");
+        let block = vec![0xAAu8; 64 << 10];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let files = dir.path().join("guest");
+    std::fs::create_dir(&files).expect("mkdir");
+    write_eicars(&files, 2);
+    let summary = shim_scan(&appliance.url(), "vm-full", &files).await;
+    assert_eq!(summary.infected, 2);
+    let problems = app.problems();
+    assert!(
+        problems.iter().any(|p| p.contains("disk filled up")),
+        "{problems:?}"
+    );
+    assert!(
+        !problems.iter().any(|p| p.contains("held in memory")),
+        "the detections reached the disk: {problems:?}"
+    );
+    appliance.stop().await;
+
+    // Back up, with the manager: each detection once.
+    let _ = std::fs::remove_file(disk.0.join("filler"));
+    let (manager, mgr) = start_manager_at(addr, &dir.path().join("m.sqlite")).await;
+    let (appliance, _app) = start_appliance(config).await;
+    let stored = wait_for(&mgr, 2).await;
+    assert_exactly_once(&stored, 2);
+    appliance.stop().await;
+    manager.stop().await;
+}
