@@ -102,7 +102,7 @@ impl Appliance {
         let stats = Arc::new(Stats::default());
         stats.set_database(&signatures.version());
         let outbox_path = config.outbox_path();
-        let outbox = outbox::Outbox::open(&outbox_path, config.outbox.quota_bytes)
+        let outbox = outbox::Outbox::open_or_recover(&outbox_path, config.outbox.quota_bytes)
             .await
             .map(|o| o.with_reserve(config.outbox.reserve_bytes))
             .map_err(|e| {

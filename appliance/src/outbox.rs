@@ -106,6 +106,9 @@ struct Inner {
     dead: AtomicI64,
     /// The disk space set aside for a full disk.
     reserve: Mutex<Reserve>,
+    /// A damaged outbox file moved aside at start, and what was said of
+    /// it: reported until an operator removes the file.
+    damaged: Mutex<Option<(PathBuf, String)>>,
     /// The database file (`None` in memory).
     path: Option<PathBuf>,
 }
@@ -261,6 +264,7 @@ impl Outbox {
             fallback: Mutex::new(VecDeque::new()),
             dead: AtomicI64::new(dead),
             reserve: Mutex::default(),
+            damaged: Mutex::default(),
             path: (!memory).then(|| path.to_path_buf()),
         });
         let (writer, rx) = mpsc::channel(GROUP_COMMIT_MAX * 4);
@@ -304,7 +308,105 @@ impl Outbox {
             ));
         }
         out.extend(self.inner.reserve().missing.clone());
+        let damaged = self
+            .inner
+            .damaged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some((file, what)) = damaged.filter(|(f, _)| f.exists()) {
+            out.push(format!(
+                "{what}; it was moved aside to {} (remove that file once it is dealt with)",
+                file.display()
+            ));
+        }
         out
+    }
+
+    /// Opens the outbox at `path` as [`open`](Self::open) does; but an
+    /// outbox file that is empty (0 bytes) or that cannot be opened is
+    /// moved aside, never deleted, and a fresh outbox started in its
+    /// place, so that guests stay protected. The events that can still be
+    /// read from the damaged file are replayed into the new one. The
+    /// outbox then reports the damage in its [`problems`](Self::problems)
+    /// until an operator removes the moved file. An outbox written by a
+    /// newer giva is still refused.
+    ///
+    /// # Errors
+    ///
+    /// As for [`open`](Self::open), when even a fresh outbox cannot be
+    /// made, or the outbox is from a newer giva.
+    pub async fn open_or_recover(path: &Path, quota_bytes: u64) -> Result<Self, OutboxError> {
+        let memory = path.as_os_str() == ":memory:";
+        let empty = !memory && std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0);
+        let why = if empty {
+            "the outbox file was empty (0 bytes)".to_string()
+        } else {
+            match Self::open(path, quota_bytes).await {
+                Ok(o) => return Ok(o),
+                Err(e @ (OutboxError::NewerSchema { .. } | OutboxError::Directory { .. })) => {
+                    return Err(e);
+                }
+                Err(e) if memory => return Err(e),
+                Err(e) => format!("the outbox file could not be opened ({e})"),
+            }
+        };
+        let stamp = giva_proto::now_us() / 1_000_000;
+        let mut aside = path.to_path_buf().into_os_string();
+        aside.push(format!(".damaged-{stamp}"));
+        let aside = PathBuf::from(aside);
+        for suffix in ["", "-wal", "-shm"] {
+            let mut from = path.to_path_buf().into_os_string();
+            from.push(suffix);
+            let mut to = aside.clone().into_os_string();
+            to.push(suffix);
+            if std::path::Path::new(&from).exists() {
+                std::fs::rename(&from, &to).map_err(|source| OutboxError::Directory {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+        error!(%why, moved_to = %aside.display(), "damaged outbox moved aside; starting a fresh one");
+        let outbox = Self::open(path, quota_bytes).await?;
+        let recovered = outbox.replay_from(&aside).await;
+        let what = if recovered > 0 {
+            format!("{why}; {recovered} event(s) were recovered from it")
+        } else {
+            why
+        };
+        *outbox
+            .inner
+            .damaged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((aside, what));
+        Ok(outbox)
+    }
+
+    /// Copies the events that can still be read from the outbox file
+    /// `damaged` (read-only, best effort) into this one; how many.
+    async fn replay_from(&self, damaged: &Path) -> usize {
+        let options = SqliteConnectOptions::new()
+            .filename(damaged)
+            .read_only(true)
+            .immutable(true);
+        let Ok(mut conn) = sqlx::ConnectOptions::connect(&options).await else {
+            return 0;
+        };
+        let rows = sqlx::query("SELECT payload FROM outbox ORDER BY seq")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
+        let _ = sqlx::Connection::close(conn).await;
+        let mut n = 0;
+        for r in rows {
+            if let Ok(ev) = Event::decode(r.get::<&[u8], _>(0))
+                && matches!(self.push(&ev).await, Pushed::Stored { .. })
+            {
+                n += 1;
+            }
+        }
+        n
     }
 
     /// At shutdown: writes the events held only in memory into the outbox,
@@ -788,6 +890,82 @@ mod tests {
         assert_eq!(reasons.len(), 2);
         assert!(reasons[0].contains("manager refuses"), "{reasons:?}");
         assert!(reasons[1].contains("does not decode"), "{reasons:?}");
+    }
+
+    /// The files `outbox.sqlite.damaged-*` beside `path`.
+    fn moved_aside(dir: &Path) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.to_string_lossy().contains(".damaged-")
+                    && !p.to_string_lossy().ends_with("-shm")
+                    && !p.to_string_lossy().ends_with("-wal")
+            })
+            .collect()
+    }
+
+    /// An empty or unreadable outbox file is moved aside (kept), a fresh
+    /// outbox starts, what can be read from the old file is replayed, and
+    /// the damage is reported until the moved file is removed.
+    #[tokio::test]
+    async fn a_damaged_outbox_is_moved_aside_and_what_it_held_replayed() {
+        // 0 bytes.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite");
+        std::fs::write(&path, b"").unwrap();
+        let outbox = Outbox::open_or_recover(&path, 1 << 20).await.unwrap();
+        let problems = outbox.problems();
+        assert!(problems.iter().any(|p| p.contains("empty")), "{problems:?}");
+        let aside = moved_aside(dir.path());
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        outbox.push(&detection("d1")).await;
+        assert_eq!(outbox.len().await, 1);
+        std::fs::remove_file(&aside[0]).unwrap();
+        assert!(outbox.problems().is_empty(), "{:?}", outbox.problems());
+        outbox.close().await;
+
+        // An outbox whose schema record no longer matches: it does not
+        // open, but its events are read back.
+        let mut conn = raw(&path).await;
+        sqlx::query("UPDATE _sqlx_migrations SET checksum = x'00' WHERE version = 1")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        assert!(Outbox::open(&path, 1 << 20).await.is_err());
+        let outbox = Outbox::open_or_recover(&path, 1 << 20).await.unwrap();
+        let pending: Vec<String> = outbox
+            .pending(true, 10)
+            .await
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect();
+        assert_eq!(pending, ["d1"]);
+        let problems = outbox.problems();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("1 event(s) were recovered")),
+            "{problems:?}"
+        );
+        outbox.close().await;
+
+        // Not a database at all.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite");
+        std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+        let outbox = Outbox::open_or_recover(&path, 1 << 20).await.unwrap();
+        assert!(
+            outbox
+                .problems()
+                .iter()
+                .any(|p| p.contains("could not be opened")),
+            "{:?}",
+            outbox.problems()
+        );
+        assert_eq!(moved_aside(dir.path()).len(), 1);
+        outbox.close().await;
     }
 
     #[tokio::test]

@@ -276,3 +276,38 @@ async fn a_detection_survives_a_full_disk_and_a_restart() {
     appliance.stop().await;
     manager.stop().await;
 }
+
+/// An outbox file found empty at start (0 bytes) is moved aside, not
+/// silently reused: the appliance starts on a fresh outbox, keeps
+/// detecting, and its health says what happened until the moved file is
+/// removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_outbox_file_is_moved_aside_and_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr = free_addr().await;
+    let mut config = config_with_manager(&format!("http://{addr}"));
+    config.outbox.path = dir.path().join("outbox.sqlite");
+    std::fs::write(&config.outbox.path, b"").expect("empty outbox");
+    let (appliance, app) = start_appliance(config).await;
+    let health = app.health().await;
+    assert!(
+        health.iter().any(|p| p.contains("empty") && p.contains("moved aside")),
+        "{health:?}"
+    );
+    let files = dir.path().join("guest");
+    std::fs::create_dir(&files).expect("mkdir");
+    write_eicars(&files, 1);
+    assert_eq!(shim_scan(&appliance.url(), "vm-empty", &files).await.infected, 1);
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let s = p.to_string_lossy().into_owned();
+            s.contains(".damaged-") && !s.ends_with("-wal") && !s.ends_with("-shm")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    std::fs::remove_file(&aside[0]).expect("acknowledge");
+    assert!(app.health().await.iter().all(|p| !p.contains("moved aside")));
+    appliance.stop().await;
+}
