@@ -89,6 +89,11 @@ impl RawVm {
 
     async fn open_on(c: &mut ShimServiceClient<Channel>, vm_id: &str) -> RawVm {
         let session_id = register(c, vm_id).await;
+        RawVm::attach(c.clone(), session_id).await
+    }
+
+    /// Opens the session stream of a registered VM.
+    async fn attach(mut c: ShimServiceClient<Channel>, session_id: String) -> RawVm {
         let (tx, rx) = mpsc::channel(64);
         tx.send(GuestMessage {
             msg: Some(guest_message::Msg::Open(SessionOpen { session_id })),
@@ -359,23 +364,7 @@ async fn streams_per_connection_are_capped() {
     for i in 0..5 {
         ids.push(register(&mut c, &format!("vm-cap-{i}")).await);
     }
-    let open = |session_id: String| {
-        let mut c = c.clone();
-        async move {
-            let (tx, rx) = mpsc::channel(4);
-            tx.send(GuestMessage {
-                msg: Some(guest_message::Msg::Open(SessionOpen { session_id })),
-            })
-            .await
-            .expect("queue open");
-            let inbound = c
-                .session(tokio_stream::wrappers::ReceiverStream::new(rx))
-                .await
-                .expect("session opens")
-                .into_inner();
-            RawVm { tx, inbound }
-        }
-    };
+    let open = |session_id: String| RawVm::attach(c.clone(), session_id);
     let mut held = Vec::new();
     for id in &ids[..4] {
         held.push(open(id.clone()).await);

@@ -291,13 +291,20 @@ async fn an_empty_outbox_file_is_moved_aside_and_reported() {
     let (appliance, app) = start_appliance(config).await;
     let health = app.health().await;
     assert!(
-        health.iter().any(|p| p.contains("empty") && p.contains("moved aside")),
+        health
+            .iter()
+            .any(|p| p.contains("empty") && p.contains("moved aside")),
         "{health:?}"
     );
     let files = dir.path().join("guest");
     std::fs::create_dir(&files).expect("mkdir");
     write_eicars(&files, 1);
-    assert_eq!(shim_scan(&appliance.url(), "vm-empty", &files).await.infected, 1);
+    assert_eq!(
+        shim_scan(&appliance.url(), "vm-empty", &files)
+            .await
+            .infected,
+        1
+    );
     let aside: Vec<_> = std::fs::read_dir(dir.path())
         .expect("dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -308,6 +315,11 @@ async fn an_empty_outbox_file_is_moved_aside_and_reported() {
         .collect();
     assert_eq!(aside.len(), 1, "{aside:?}");
     std::fs::remove_file(&aside[0]).expect("acknowledge");
-    assert!(app.health().await.iter().all(|p| !p.contains("moved aside")));
+    assert!(
+        app.health()
+            .await
+            .iter()
+            .all(|p| !p.contains("moved aside"))
+    );
     appliance.stop().await;
 }

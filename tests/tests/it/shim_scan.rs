@@ -178,6 +178,22 @@ async fn events_once(
     out
 }
 
+/// A manager, and an appliance reporting to it with the signatures in
+/// `db`.
+async fn with_database(
+    db: &std::path::Path,
+) -> (
+    crate::common::Running,
+    std::sync::Arc<giva_manager::Manager>,
+    crate::common::Running,
+) {
+    let (manager, mgr) = crate::common::start_manager().await;
+    let mut config = crate::common::config_with_manager(&manager.url());
+    config.database.paths = vec![db.to_path_buf()];
+    let (appliance, _app) = start_appliance(config).await;
+    (manager, mgr, appliance)
+}
+
 /// Scans `dir` through the shim as VM `vm_id`.
 async fn scan_as(appliance: &str, vm_id: &str, dir: &std::path::Path) -> giva_shim::scan::Summary {
     let vm = giva_proto::shim::VmIdentity {
@@ -506,10 +522,7 @@ async fn an_executables_entry_point_and_sections_are_found_through_the_shim() {
         )
         .as_bytes(),
     );
-    let (manager, mgr) = crate::common::start_manager().await;
-    let mut config = crate::common::config_with_manager(&manager.url());
-    config.database.paths = vec![db.path().to_path_buf()];
-    let (appliance, _app) = start_appliance(config).await;
+    let (manager, mgr, appliance) = with_database(db.path()).await;
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "ls", &ls);
     let summary = scan_as(&appliance.url(), "vm-elf", dir.path()).await;
@@ -541,10 +554,7 @@ async fn pcre_and_byte_compare_subsignatures_work_on_streamed_files() {
         )
         .as_bytes(),
     );
-    let (manager, mgr) = crate::common::start_manager().await;
-    let mut config = crate::common::config_with_manager(&manager.url());
-    config.database.paths = vec![db.path().to_path_buf()];
-    let (appliance, _app) = start_appliance(config).await;
+    let (manager, mgr, appliance) = with_database(db.path()).await;
     let dir = tempfile::tempdir().expect("tempdir");
     // Binary files of several chunks, neither containers nor executables:
     // the expression's match lies far from its trigger.
