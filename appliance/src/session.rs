@@ -171,10 +171,12 @@ struct Session {
     /// `files`, so that it no longer holds one of the VM's slots.
     ended_tx: mpsc::UnboundedSender<u64>,
     ended_rx: mpsc::UnboundedReceiver<u64>,
-    /// Files given up while their content was still open: the next chunk
-    /// of one is dropped (the guest may be slow rather than hostile), a
-    /// later one ends the session. At most [`MAX_ABANDONED`].
-    abandoned: std::collections::VecDeque<u64>,
+    /// Files given up while their content was still open, with `true`
+    /// for one cut at the scan's byte limit. The next chunk of a file
+    /// given up is dropped (the guest may be slow rather than hostile), a
+    /// later one ends the session; a cut file's chunks are all dropped
+    /// until its last. At most [`MAX_ABANDONED`].
+    abandoned: std::collections::VecDeque<(u64, bool)>,
     /// Files waiting on another VM's scan (counted in the in-flight limit).
     following: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -261,12 +263,13 @@ impl Session {
                 Some(seq) = self.ended_rx.recv() => {
                     // A task that gave up (a content time-out) no longer
                     // reads its channel: the file's slot is free.
-                    if self.files.get(&seq).is_some_and(|f| f.tx.is_closed()) {
-                        self.files.remove(&seq);
+                    if self.files.get(&seq).is_some_and(|f| f.tx.is_closed())
+                        && let Some(f) = self.files.remove(&seq)
+                    {
                         if self.abandoned.len() >= MAX_ABANDONED {
                             self.abandoned.pop_front();
                         }
-                        self.abandoned.push_back(seq);
+                        self.abandoned.push_back((seq, f.drained));
                     }
                     continue;
                 }
@@ -621,7 +624,7 @@ impl Session {
             },
         );
         self.app.stats.inflight.inc();
-        self.abandoned.retain(|&s| s != seq);
+        self.abandoned.retain(|&(s, _)| s != seq);
         let ended = Ended(self.ended_tx.clone(), seq);
         tokio::spawn(
             async move {
@@ -651,9 +654,12 @@ impl Session {
             )));
         }
         let Some(file) = self.files.get_mut(&chunk.seq) else {
-            if let Some(i) = self.abandoned.iter().position(|&s| s == chunk.seq) {
-                // The first late chunk of a file given up: dropped.
-                self.abandoned.remove(i);
+            if let Some(i) = self.abandoned.iter().position(|&(s, _)| s == chunk.seq) {
+                // The first late chunk of a file given up, or any chunk
+                // of a file cut at the limit until its last: dropped.
+                if !self.abandoned[i].1 || chunk.last {
+                    self.abandoned.remove(i);
+                }
                 return Ok(());
             }
             return Err(Status::invalid_argument(format!(

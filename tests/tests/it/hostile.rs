@@ -711,13 +711,18 @@ async fn a_limit_stops_the_transfer() {
     };
     assert_eq!((asked.seq, asked.offset, asked.length), (1, 0, MIB + 1));
     // A shim that ignores the length and sends everything: the appliance
-    // answers at the limit and drops the rest without ending the session.
+    // answers at the limit, and drops the rest, sent after its verdict,
+    // without ending the session.
     let chunk = vec![0x41u8; MIB as usize];
-    for i in 0..10u64 {
-        vm.chunk(1, i * MIB, &chunk, i == 9).await;
+    for i in 0..2u64 {
+        vm.chunk(1, i * MIB, &chunk, false).await;
     }
     let v = vm.verdict().await;
     assert_eq!(v.kind, VerdictKind::NotScanned as i32, "{v:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 2..10u64 {
+        vm.chunk(1, i * MIB, &chunk, i == 9).await;
+    }
     vm.expect_eicar_denied(2).await;
 
     // The real shim sends no more than asked for.
