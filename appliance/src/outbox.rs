@@ -308,12 +308,7 @@ impl Outbox {
             ));
         }
         out.extend(self.inner.reserve().missing.clone());
-        let damaged = self
-            .inner
-            .damaged
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let damaged = self.inner.damaged().clone();
         if let Some((file, what)) = damaged.filter(|(f, _)| f.exists()) {
             out.push(format!(
                 "{what}; it was moved aside to {} (remove that file once it is dealt with)",
@@ -375,11 +370,7 @@ impl Outbox {
         } else {
             why
         };
-        *outbox
-            .inner
-            .damaged
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some((aside, what));
+        *outbox.inner.damaged() = Some((aside, what));
         Ok(outbox)
     }
 
@@ -504,6 +495,10 @@ impl Inner {
 
     fn reserve(&self) -> std::sync::MutexGuard<'_, Reserve> {
         self.reserve.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn damaged(&self) -> std::sync::MutexGuard<'_, Option<(PathBuf, String)>> {
+        self.damaged.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Makes the reserve again once it was used (or could not be made),

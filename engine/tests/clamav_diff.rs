@@ -51,8 +51,10 @@ fn clamscan_available() -> bool {
 
 type Findings = BTreeMap<PathBuf, BTreeSet<String>>;
 
-/// Runs clamscan in raw mode over `files` with the databases `dbs`.
-fn clamscan(dbs: &[PathBuf], files: &[PathBuf], all_match: bool) -> Findings {
+/// Runs clamscan in raw mode over `files` with the databases `dbs`
+/// (files or directories): the names reported per file, or clamscan's
+/// last error line when it refused the databases.
+fn run_clamscan(dbs: &[&Path], files: &[PathBuf], all_match: bool) -> Result<Findings, String> {
     let mut cmd = Command::new("clamscan");
     cmd.args(RAW_FLAGS);
     if all_match {
@@ -63,17 +65,13 @@ fn clamscan(dbs: &[PathBuf], files: &[PathBuf], all_match: bool) -> Findings {
     }
     cmd.args(files);
     let out = cmd.output().expect("run clamscan");
-    let code = out.status.code();
-    if !matches!(code, Some(0 | 1)) {
-        let texts: Vec<String> = dbs
-            .iter()
-            .map(|d| std::fs::read_to_string(d).unwrap_or_default())
-            .collect();
-        panic!(
-            "clamscan failed ({code:?}): {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            texts.join("---\n")
-        );
+    if !matches!(out.status.code(), Some(0 | 1)) {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "clamscan failed ({:?}): {}",
+            out.status.code(),
+            err.lines().last().unwrap_or("")
+        ));
     }
     let mut found: Findings = files.iter().map(|f| (f.clone(), BTreeSet::new())).collect();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -86,7 +84,20 @@ fn clamscan(dbs: &[PathBuf], files: &[PathBuf], all_match: bool) -> Findings {
                 .insert(name.to_owned());
         }
     }
-    found
+    Ok(found)
+}
+
+/// Runs clamscan in raw mode over `files` with the databases `dbs`; a
+/// refused database fails the test, with the databases' text.
+fn clamscan(dbs: &[PathBuf], files: &[PathBuf], all_match: bool) -> Findings {
+    let paths: Vec<&Path> = dbs.iter().map(PathBuf::as_path).collect();
+    run_clamscan(&paths, files, all_match).unwrap_or_else(|e| {
+        let texts: Vec<String> = dbs
+            .iter()
+            .map(|d| std::fs::read_to_string(d).unwrap_or_default())
+            .collect();
+        panic!("{e}\n{}", texts.join("---\n"))
+    })
 }
 
 /// Runs giva over the same files with the same databases.
@@ -944,23 +955,9 @@ fn clamav_testfiles_raw_mode() {
 /// Runs clamscan in raw mode, all-match, over one file with the databases
 /// in `db_dir`: the names it reports, or why it refused the databases.
 fn clamscan_one(db_dir: &Path, file: &Path) -> Result<BTreeSet<String>, String> {
-    let out = Command::new("clamscan")
-        .args(RAW_FLAGS)
-        .arg("--allmatch")
-        .arg("-d")
-        .arg(db_dir)
-        .arg(file)
-        .output()
-        .expect("run clamscan");
-    if !matches!(out.status.code(), Some(0 | 1)) {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(err.lines().last().unwrap_or("failed").to_owned());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_suffix(" FOUND")?.rsplit_once(": "))
-        .map(|(_, name)| name.to_owned())
-        .collect())
+    let files = [file.to_path_buf()];
+    let mut found = run_clamscan(&[db_dir], &files, true)?;
+    Ok(found.remove(file).unwrap_or_default())
 }
 
 /// Every row of the match table (`tests/testdata/match.toml`) goes through

@@ -1,7 +1,8 @@
 //! PCRE2, for the PCRE subsignatures of logical signatures: the one module
 //! that calls C. A [`Regex`] is compiled once (the database's load refuses
 //! a pattern PCRE2 refuses, as ClamAV does) and matched from any thread,
-//! each match with its own match data and its own limits.
+//! each search (a [`Searcher`], reused across a global search's matches)
+//! with its own match data and its own limits.
 //!
 //! PCRE2 is built from the source the `pcre2-sys` crate bundles
 //! (`PCRE2_SYS_STATIC=1` in `.cargo/config.toml`), so every build runs the
@@ -84,7 +85,7 @@ pub struct Regex {
 // SAFETY: a compiled PCRE2 pattern is not modified by matching; PCRE2's
 // documentation allows one compiled pattern to be used by several threads
 // at once, each with its own match data and match context, which is what
-// `find_at` does.
+// each `Searcher` has.
 unsafe impl Send for Regex {}
 // SAFETY: as for `Send`: matching only reads the compiled pattern.
 unsafe impl Sync for Regex {}
@@ -181,24 +182,61 @@ impl Regex {
         anchored: bool,
         limits: MatchLimits,
     ) -> Result<Option<(usize, usize)>, MatchError> {
+        self.searcher(limits)?.find_at(subject, start, anchored)
+    }
+
+    /// A searcher for several matches in a row (a global search), with
+    /// its match data and limits made once.
+    ///
+    /// # Errors
+    ///
+    /// PCRE2 could not allocate them.
+    pub fn searcher(&self, limits: MatchLimits) -> Result<Searcher<'_>, MatchError> {
+        Ok(Searcher {
+            re: self,
+            data: MatchData::new(self)?,
+            ctx: MatchContext::new(limits)?,
+        })
+    }
+}
+
+/// Searches with one [`Regex`], reusing its match data and limits; one
+/// thread at a time.
+#[derive(Debug)]
+pub struct Searcher<'a> {
+    re: &'a Regex,
+    data: MatchData,
+    ctx: MatchContext,
+}
+
+impl Searcher<'_> {
+    /// As [`Regex::find_at`].
+    ///
+    /// # Errors
+    ///
+    /// A limit was reached, or PCRE2 failed.
+    pub fn find_at(
+        &mut self,
+        subject: &[u8],
+        start: usize,
+        anchored: bool,
+    ) -> Result<Option<(usize, usize)>, MatchError> {
         if start > subject.len() {
             return Ok(None);
         }
-        let data = MatchData::new(self)?;
-        let ctx = MatchContext::new(limits)?;
         let options = if anchored { ffi::PCRE2_ANCHORED } else { 0 };
-        // SAFETY: `code`, the match data and the context are live and
+        // SAFETY: the pattern, the match data and the context are live and
         // were made for this pattern; the subject pointer and length
         // describe a live slice and `start` is within it.
         let rc = unsafe {
             ffi::pcre2_match_8(
-                self.code.as_ptr(),
+                self.re.code.as_ptr(),
                 subject.as_ptr(),
                 subject.len(),
                 start,
                 options,
-                data.0.as_ptr(),
-                ctx.0.as_ptr(),
+                self.data.0.as_ptr(),
+                self.ctx.0.as_ptr(),
             )
         };
         match rc {
@@ -211,7 +249,7 @@ impl Regex {
                 // SAFETY: after a successful match the ovector holds at
                 // least one pair (the whole match).
                 let (s, e) = unsafe {
-                    let ov = ffi::pcre2_get_ovector_pointer_8(data.0.as_ptr());
+                    let ov = ffi::pcre2_get_ovector_pointer_8(self.data.0.as_ptr());
                     (*ov, *ov.add(1))
                 };
                 Ok(Some((s, e.max(s))))
@@ -221,6 +259,7 @@ impl Regex {
 }
 
 /// Match data, freed on drop.
+#[derive(Debug)]
 struct MatchData(NonNull<ffi::pcre2_match_data_8>);
 
 impl MatchData {
@@ -244,6 +283,7 @@ impl Drop for MatchData {
 }
 
 /// A match context carrying the limits, freed on drop.
+#[derive(Debug)]
 struct MatchContext(NonNull<ffi::pcre2_match_context_8>);
 
 impl MatchContext {

@@ -122,10 +122,17 @@ impl Checks {
             size
         };
         let subject = &data[start as usize..end as usize];
+        let mut searcher = match p.regex.searcher(PCRE_LIMITS) {
+            Ok(s) => s,
+            Err(_) => {
+                self.pcre_failed = true;
+                return 0;
+            }
+        };
         let mut count = 0u32;
         let mut at = 0usize;
         loop {
-            match p.regex.find_at(subject, at, anchored, PCRE_LIMITS) {
+            match searcher.find_at(subject, at, anchored) {
                 Ok(Some((s, e))) => {
                     // Without `e`, a shift bounds where a match may start.
                     if !window && shift > 0 && s as u64 > shift {
