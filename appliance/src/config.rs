@@ -225,6 +225,17 @@ pub struct ServerConfig {
     /// few calls; a client that opens thousands waits (or is refused), and
     /// holds no memory for them.
     pub max_streams_per_connection: u32,
+    /// Connections one peer address may hold open at once on the TCP
+    /// listener (and one CID on vsock); a connection past it is closed as
+    /// soon as it is accepted. A shim needs one.
+    pub max_connections_per_peer: usize,
+    /// Connections held open at once on each listener, all peers together.
+    pub max_connections: usize,
+    /// Content bytes one session may have buffered on their way to its
+    /// files' scans; past it the appliance stops reading the session's
+    /// stream until a scan takes some (HTTP/2 flow control then holds the
+    /// shim). At least one chunk (4 MiB).
+    pub max_pending_content_bytes: usize,
     /// How long a graceful shutdown may take before in-flight work is dropped.
     pub shutdown_deadline_secs: u64,
 }
@@ -247,6 +258,9 @@ impl Default for ServerConfig {
             max_inflight_per_vm: 1024,
             max_path_len: 4096,
             max_streams_per_connection: 64,
+            max_connections_per_peer: 16,
+            max_connections: 8192,
+            max_pending_content_bytes: 32 << 20,
             max_registered_vms: 4096,
             registration_ttl_secs: 600,
             shutdown_deadline_secs: 10,
@@ -556,6 +570,21 @@ impl Config {
             "server.max_streams_per_connection",
             u64::from(self.server.max_streams_per_connection),
             2,
+        )?;
+        at_least(
+            "server.max_connections_per_peer",
+            self.server.max_connections_per_peer as u64,
+            1,
+        )?;
+        at_least(
+            "server.max_connections",
+            self.server.max_connections as u64,
+            1,
+        )?;
+        at_least(
+            "server.max_pending_content_bytes",
+            self.server.max_pending_content_bytes as u64,
+            4 << 20,
         )?;
         at_least(
             "server.max_message_bytes",

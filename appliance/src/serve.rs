@@ -11,7 +11,7 @@ use tracing::info;
 
 use crate::admin;
 use crate::appliance::{Appliance, stopped};
-use crate::listen::{bind_unix, bind_vsock};
+use crate::listen::{ConnectionCap, Peer, bind_unix, bind_vsock, vsock_peer};
 use crate::service;
 use crate::tasks::{
     apply_revocation_lists, reload_on_sighup, renew_certificate, schedule_full_scans,
@@ -81,6 +81,18 @@ pub async fn serve(
     let revocations = tokio::spawn(apply_revocation_lists(app.clone(), stop_rx.clone()));
     let renewals = tokio::spawn(renew_certificate(app.clone(), stop_rx.clone()));
     let scheduler = tokio::spawn(schedule_full_scans(app.clone(), stop_rx.clone()));
+    // Memory freed after a burst (a flood of sessions, a storm of scans)
+    // goes back to the system instead of staying in the allocator.
+    let trimmer = {
+        let mut rx = stop_rx.clone();
+        tokio::spawn(giva_runtime::memory::give_back_periodically(
+            Duration::from_secs(5),
+            32 << 20,
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            },
+        ))
+    };
     let admin = match app.config.server.admin_listen {
         Some(addr) => {
             // The token before the port opens.
@@ -144,23 +156,31 @@ pub async fn serve(
     };
     let addr = listener.local_addr().ok();
     info!(?addr, database = %app.signatures.version(), "appliance serving");
+    // Connections open at once are capped per peer on the network
+    // listeners; a Unix socket's peers are this host's own processes.
+    let cap = |what| ConnectionCap::new(server, app.stats.connections_refused.clone(), what);
     let tcp = {
         let router = router();
         let draining = draining(app.clone());
+        let cap = cap("shims (TCP)");
         async move {
             match tls {
                 Some(tls) => {
+                    let incoming = cap.apply(tls.incoming(listener, "shims"), |s| {
+                        s.get_ref().0.peer_addr().ok().map(Peer::of)
+                    });
                     router
-                        .serve_with_incoming_shutdown(tls.incoming(listener, "shims"), draining)
+                        .serve_with_incoming_shutdown(incoming, draining)
                         .await
                 }
                 None => {
+                    let incoming = cap.apply(
+                        tonic::transport::server::TcpIncoming::from(listener)
+                            .with_nodelay(Some(true)),
+                        |s| s.peer_addr().ok().map(Peer::of),
+                    );
                     router
-                        .serve_with_incoming_shutdown(
-                            tonic::transport::server::TcpIncoming::from(listener)
-                                .with_nodelay(Some(true)),
-                            draining,
-                        )
+                        .serve_with_incoming_shutdown(incoming, draining)
                         .await
                 }
             }
@@ -177,7 +197,7 @@ pub async fn serve(
     };
     let vsock = match app.config.server.vsock_port {
         Some(port) => {
-            let incoming = bind_vsock(port)?;
+            let incoming = cap("shims (vsock)").apply(bind_vsock(port)?, vsock_peer);
             info!(port, "appliance serving on vsock");
             Some(tokio::spawn(router().serve_with_incoming_shutdown(
                 incoming,
@@ -222,6 +242,7 @@ pub async fn serve(
     let _ = revocations.await;
     let _ = renewals.await;
     let _ = scheduler.await;
+    let _ = trimmer.await;
     if let Some(a) = admin {
         let _ = tokio::time::timeout(deadline, a).await;
     }

@@ -19,7 +19,8 @@ use giva_proto::shim::{
     GuestMessage, NotScannedReason, Verdict, VerdictKind, VmIdentity, appliance_message,
     guest_message,
 };
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tonic::{Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -38,16 +39,60 @@ use crate::stats::{Stats, verdict};
 
 /// Messages buffered towards one VM.
 pub const OUT_BUFFER: usize = 256;
+/// How long a new session stream has to send its `open`.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Chunks buffered towards one file's scan task.
 const CHUNK_BUFFER: usize = 8;
 
 enum FileInput {
-    Chunk(bytes::Bytes),
-    Last(bytes::Bytes),
+    Chunk(Content),
+    Last(Content),
     /// The last bytes asked for, short of the file's end: the scan's byte
     /// limit cut the transfer.
-    Cut(bytes::Bytes),
+    Cut(Content),
     Failed(String),
+}
+
+/// A chunk's bytes on their way to their file's scan. They hold their
+/// place in the session's budget (`server.max_pending_content_bytes`) until
+/// the scan has read them, or until they are dropped unread.
+struct Content {
+    data: bytes::Bytes,
+    _held: Held,
+}
+
+/// Bytes' place in a session's content budget, and in the appliance's
+/// `content_buffered_bytes` gauge.
+struct Held {
+    _permit: Option<OwnedSemaphorePermit>,
+    gauge: Gauge,
+    bytes: i64,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.gauge.dec_by(self.bytes);
+    }
+}
+
+impl Content {
+    /// Waits until `budget` has room for `data`, and holds it.
+    async fn hold(data: bytes::Bytes, budget: &Arc<Semaphore>, stats: &Stats) -> Content {
+        // A chunk is at most MAX_CHUNK bytes, and the budget at least that
+        // (`Config::validate`): the wait always ends.
+        let n = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        // (The budget is never closed, so this is always a permit.)
+        let permit = budget.clone().acquire_many_owned(n).await.ok();
+        stats.content_buffered.inc_by(i64::from(n));
+        Content {
+            data,
+            _held: Held {
+                _permit: permit,
+                gauge: stats.content_buffered.clone(),
+                bytes: i64::from(n),
+            },
+        }
+    }
 }
 
 struct InFlight {
@@ -79,9 +124,16 @@ pub async fn open(
     certified: Option<String>,
     mut inbound: Streaming<GuestMessage>,
 ) -> Result<mpsc::Receiver<Result<ApplianceMessage, Status>>, Status> {
-    let first = inbound
-        .message()
-        .await?
+    // A stream that never says who it is holds a task and a stream slot:
+    // it has a few seconds to.
+    let first = tokio::time::timeout(OPEN_TIMEOUT, inbound.message())
+        .await
+        .map_err(|_| {
+            Status::deadline_exceeded(format!(
+                "no `open` within {} s of the session's start",
+                OPEN_TIMEOUT.as_secs()
+            ))
+        })??
         .ok_or_else(|| Status::invalid_argument("session stream closed before `open`"))?;
     let Some(guest_message::Msg::Open(open)) = first.msg else {
         return Err(Status::invalid_argument(
@@ -132,6 +184,12 @@ pub async fn open(
                 ended_rx,
                 abandoned: std::collections::VecDeque::new(),
                 following: Arc::default(),
+                budget: Arc::new(Semaphore::new(
+                    app.config
+                        .server
+                        .max_pending_content_bytes
+                        .min(Semaphore::MAX_PERMITS),
+                )),
             };
             let result = session.run(&mut inbound).await;
             session.cut_off_scans().await;
@@ -179,6 +237,9 @@ struct Session {
     abandoned: std::collections::VecDeque<(u64, bool)>,
     /// Files waiting on another VM's scan (counted in the in-flight limit).
     following: Arc<std::sync::atomic::AtomicUsize>,
+    /// Content bytes this session may have buffered towards its scans
+    /// (`server.max_pending_content_bytes`), one permit a byte.
+    budget: Arc<Semaphore>,
 }
 
 /// Files given up with their content open that one session remembers.
@@ -689,24 +750,31 @@ impl Session {
             return Ok(());
         }
         let mut data = bytes::Bytes::from(chunk.data);
-        if file.end < file.size && end >= file.end {
+        let cut = file.end < file.size && end >= file.end;
+        if cut {
             // The bytes asked for are here (a shim that sent more than
             // asked has the rest cut and dropped).
             data.truncate(data.len() - (end - file.end) as usize);
+        }
+        // The session reads no further until the bytes have a place in
+        // its budget: a shim that sends faster than its files are scanned
+        // is held by HTTP/2's flow control, not by the appliance's memory.
+        let content = Content::hold(data, &self.budget, &self.app.stats).await;
+        if cut {
             let tx = file.tx.clone();
             if chunk.last {
                 self.files.remove(&chunk.seq);
             } else {
                 file.drained = true;
             }
-            let _ = tx.send(FileInput::Cut(data)).await;
+            let _ = tx.send(FileInput::Cut(content)).await;
             return Ok(());
         }
         if chunk.last {
             let f = self.files.remove(&chunk.seq);
             if let Some(f) = f {
                 let input = if end == f.size {
-                    FileInput::Last(data)
+                    FileInput::Last(content)
                 } else {
                     FileInput::Failed(format!(
                         "file ended at {end} bytes but its declared size is {}; it changed while being read",
@@ -715,7 +783,7 @@ impl Session {
                 };
                 let _ = f.tx.send(input).await;
             }
-        } else if file.tx.send(FileInput::Chunk(data)).await.is_err() {
+        } else if file.tx.send(FileInput::Chunk(content)).await.is_err() {
             // The scan task already gave up (time-out); forget the file.
             self.files.remove(&chunk.seq);
         }
@@ -909,12 +977,12 @@ impl FileTask {
             if let Some(l) = &self.leader {
                 l.waiting_for_content(false);
             }
-            let (data, last) = match input {
-                FileInput::Chunk(d) => (d, false),
-                FileInput::Last(d) => (d, true),
-                FileInput::Cut(d) => {
+            let (Content { data, _held }, last) = match input {
+                FileInput::Chunk(c) => (c, false),
+                FileInput::Last(c) => (c, true),
+                FileInput::Cut(c) => {
                     cut = true;
-                    (d, true)
+                    (c, true)
                 }
                 FileInput::Failed(reason) => break Some(reason),
             };

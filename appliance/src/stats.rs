@@ -35,6 +35,13 @@ pub struct Stats {
     /// Content bytes received from shims, dropped ones included (past a
     /// limit, or for a file given up).
     pub content_received: Counter,
+    /// Content bytes received and not yet scanned, all sessions together
+    /// (each session's share is capped by
+    /// `server.max_pending_content_bytes`).
+    pub content_buffered: Gauge,
+    /// Connections closed as soon as they were accepted, because their
+    /// peer (or the listener) had as many open as allowed.
+    pub connections_refused: Counter,
     /// Verdicts, by kind.
     pub verdicts: Family<Labels, Counter>,
     /// Verdicts answered from the cache.
@@ -110,6 +117,8 @@ impl Stats {
             events: Counter::default(),
             bytes_scanned: Counter::default(),
             content_received: Counter::default(),
+            content_buffered: Gauge::default(),
+            connections_refused: Counter::default(),
             verdicts: Family::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
@@ -153,6 +162,16 @@ impl Stats {
             "content_received_bytes",
             "Content bytes received from shims, dropped ones included",
             s.content_received.clone(),
+        );
+        registry.register(
+            "content_buffered_bytes",
+            "Content bytes received and waiting for their scan",
+            s.content_buffered.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at once: their peer or listener was at its cap",
+            s.connections_refused.clone(),
         );
         registry.register("verdicts", "Verdicts by kind", s.verdicts.clone());
         registry.register(

@@ -10,6 +10,7 @@
 //! - [`secret`]: passwords and tokens that never print ([`Secret`]), read
 //!   inline, from a file or from the environment;
 //! - [`token`]: bearer tokens made at first start, kept in 0600 files;
+//! - [`memory`]: giving freed heap memory back to the system;
 //! - [`exit`]: running a program's body and turning its result into an
 //!   exit code, with errors printed once, as `program: error`.
 //!
@@ -21,12 +22,13 @@
 //! let first = b.next_delay();
 //! assert!(first <= Duration::from_millis(100) && first >= Duration::from_millis(50));
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // `memory.rs` alone allows it
 #![deny(missing_docs)]
 
 pub mod clone_token;
 pub mod dirs;
 pub mod exit;
+pub mod memory;
 pub mod retry;
 pub mod secret;
 pub mod signal;

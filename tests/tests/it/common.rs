@@ -522,3 +522,59 @@ impl RawSession {
         m.msg.expect("non-empty")
     }
 }
+
+/// A tmpfs of `mib` MiB mounted on `dir`, unmounted on drop; `None` (with
+/// the reason printed) where mounting is not allowed, unless
+/// `GIVA_REQUIRE_TMPFS=1` (CI sets it), which makes that a failure.
+pub struct Tmpfs(pub std::path::PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &std::path::Path, mib: u64) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs(dir.to_path_buf())),
+            other => {
+                let why = match other {
+                    Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+                    Err(e) => e.to_string(),
+                };
+                assert!(
+                    std::env::var("GIVA_REQUIRE_TMPFS").as_deref() != Ok("1"),
+                    "cannot mount a tmpfs and GIVA_REQUIRE_TMPFS=1: {why}"
+                );
+                eprintln!("SKIPPED: cannot mount a tmpfs: {why}");
+                None
+            }
+        }
+    }
+}
+
+impl Tmpfs {
+    /// Fills what is left free with a file named `filler`, as another
+    /// program filling the disk would.
+    pub fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.0.join("filler")).expect("filler");
+        let block = vec![0xAAu8; 64 << 10];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+
+    /// Removes the filler: the disk has room again.
+    pub fn unfill(&self) {
+        let _ = std::fs::remove_file(self.0.join("filler"));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}

@@ -387,6 +387,166 @@ async fn streams_per_connection_are_capped() {
     appliance.stop().await;
 }
 
+/// One peer holds at most `server.max_connections_per_peer` connections:
+/// one more is closed as soon as it is accepted (and counted), and one
+/// closing makes room. A session stream that never sends its `open` is
+/// ended with DEADLINE_EXCEEDED rather than held for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_peer_are_capped_and_a_silent_stream_ends() {
+    let _serial = SERIAL.lock().await;
+    let mut config = test_config();
+    config.server.max_connections_per_peer = 3;
+    let (appliance, app) = start_appliance(config).await;
+    let url = appliance.url();
+    // A stream that says nothing, on the first connection.
+    let mut first = client(&url).await;
+    register(&mut first, "vm-conn-0").await;
+    let silent_started = Instant::now();
+    let silent = {
+        let mut c = first.clone();
+        tokio::spawn(async move {
+            let (_tx, rx) = mpsc::channel::<GuestMessage>(1);
+            c.session(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+                .map(|_| ())
+        })
+    };
+    let mut held = vec![first];
+    for i in 1..3 {
+        let mut c = client(&url).await;
+        register(&mut c, &format!("vm-conn-{i}")).await;
+        held.push(c);
+    }
+    // The fourth connection from this address is closed at once.
+    let fourth = async {
+        let mut c = ShimServiceClient::connect(url.clone()).await.ok()?;
+        c.register(RegisterRequest {
+            vm: Some(VmIdentity {
+                vm_id: "vm-conn-3".into(),
+                ..VmIdentity::default()
+            }),
+        })
+        .await
+        .ok()
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), fourth)
+            .await
+            .expect("the refusal is prompt")
+            .is_none(),
+        "a fourth connection was served past the cap of 3"
+    );
+    assert!(app.stats.connections_refused.get() >= 1);
+    // The three still work; one closing makes room for a new one.
+    register(&mut held[1], "vm-conn-1b").await;
+    held.pop();
+    assert!(
+        crate::common::eventually(Duration::from_secs(10), || {
+            let url = url.clone();
+            async move {
+                match ShimServiceClient::connect(url).await {
+                    Ok(mut c) => c
+                        .register(RegisterRequest {
+                            vm: Some(VmIdentity {
+                                vm_id: "vm-conn-4".into(),
+                                ..VmIdentity::default()
+                            }),
+                        })
+                        .await
+                        .is_ok(),
+                    Err(_) => false,
+                }
+            }
+        })
+        .await,
+        "no room after a connection closed"
+    );
+    let s = tokio::time::timeout(Duration::from_secs(20), silent)
+        .await
+        .expect("the silent stream ends")
+        .expect("task")
+        .expect_err("a stream without `open` was accepted");
+    assert_eq!(s.code(), Code::DeadlineExceeded, "{s:?}");
+    assert!(silent_started.elapsed() >= Duration::from_secs(9));
+    drop(held);
+    other_vm_still_detects(&url, "vm-conn-other").await;
+    appliance.stop().await;
+}
+
+/// A session's content waiting for its scans is capped
+/// (`server.max_pending_content_bytes`): a guest that sends many files
+/// faster than they are scanned is held back by the stream's flow
+/// control, and every file still gets its verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_content_per_session_is_capped() {
+    let _serial = SERIAL.lock().await;
+    const FILES: u64 = 24;
+    const SIZE: usize = 4 << 20;
+    const CAP: usize = 4 << 20;
+    let mut config = test_config();
+    config.server.max_pending_content_bytes = CAP;
+    let (appliance, app) = start_appliance(config).await;
+    let mut vm = RawVm::open(&appliance.url(), "vm-pending").await;
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let peak = peak.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            loop {
+                let now = u64::try_from(app.stats.content_buffered.get()).unwrap_or(0);
+                peak.fetch_max(now, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    // Every file announced first, then their content in 1 MiB chunks,
+    // file by file, as fast as the stream takes them.
+    for seq in 1..=FILES {
+        vm.event(seq, &format!("/tmp/pending-{seq}"), SIZE as u64)
+            .await;
+    }
+    let sender = {
+        let tx = vm.tx.clone();
+        tokio::spawn(async move {
+            for seq in 1..=FILES {
+                for (i, part) in (0..SIZE).step_by(1 << 20).enumerate() {
+                    let data: Vec<u8> = (part..part + (1 << 20))
+                        .map(|b| (b as u64 * 31 + seq) as u8)
+                        .collect();
+                    let last = part + (1 << 20) == SIZE;
+                    let _ = tx
+                        .send(GuestMessage {
+                            msg: Some(guest_message::Msg::Chunk(ContentChunk {
+                                seq,
+                                offset: (i << 20) as u64,
+                                data,
+                                last,
+                            })),
+                        })
+                        .await;
+                }
+            }
+        })
+    };
+    let mut answered = std::collections::HashSet::new();
+    while answered.len() < FILES as usize {
+        let v = vm.verdict().await;
+        assert_eq!(v.kind, VerdictKind::Allow as i32, "{v:?}");
+        answered.insert(v.seq);
+    }
+    sender.await.expect("sender");
+    sampler.abort();
+    let peak = peak.load(Ordering::Relaxed);
+    eprintln!("content buffered at most: {} KiB", peak / 1024);
+    assert!(
+        peak <= CAP as u64,
+        "{peak} bytes buffered past the cap of {CAP}"
+    );
+    assert_eq!(app.stats.content_buffered.get(), 0);
+    other_vm_still_detects(&appliance.url(), "vm-pending-other").await;
+    appliance.stop().await;
+}
+
 /// Registrations are capped: past `server.max_registered_vms`, Register
 /// answers RESOURCE_EXHAUSTED; a VM that registered and never opened its
 /// session is forgotten after `server.registration_ttl_secs`, and one
@@ -446,6 +606,8 @@ async fn many_vms_and_streams_stay_bounded() {
     // Past the default cap of registrations (4,096), which bounds them.
     let mut config = test_config();
     config.server.max_registered_vms = MANY_VMS + 10;
+    // Its 30 connections all come from loopback.
+    config.server.max_connections_per_peer = 64;
     let (appliance, app) = start_appliance(config).await;
     let url = appliance.url();
     let before = rss();
@@ -1167,11 +1329,14 @@ fn soak_secs() -> u64 {
 }
 
 /// 200 simulated VMs against one appliance whose manager restarts every
-/// minute: zero lost detections, no duplicate events, flat RSS.
+/// minute, and whose outbox's disk (a 64 MiB tmpfs) is full for the
+/// middle sixth of the run: zero lost detections, no duplicate events,
+/// flat RSS.
 ///
 /// Opt-in: `GIVA_SOAK_SECS=600 cargo test -p giva-tests --release --
 /// --ignored soak --nocapture`. `GIVA_SOAK_VMS` and
-/// `GIVA_SOAK_RESTART_SECS` change the defaults (200, 60).
+/// `GIVA_SOAK_RESTART_SECS` change the defaults (200, 60);
+/// `GIVA_SOAK_REPORT=FILE` writes the figures to FILE as Markdown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "soak test, minutes long: run with --ignored soak"]
 async fn soak_200_vms_with_manager_restarts() {
@@ -1192,7 +1357,13 @@ async fn soak_200_vms_with_manager_restarts() {
     let mgr_addr = crate::common::free_addr().await;
     let (mut manager, _) = crate::common::start_manager_at(mgr_addr, &mgr_db).await;
     let mut config: Config = crate::common::config_with_manager(&format!("http://{mgr_addr}"));
-    config.outbox.path = state.path().join("outbox.sqlite");
+    // Every simulated VM connects from loopback.
+    config.server.max_connections_per_peer = vms + 16;
+    let disk = crate::common::Tmpfs::mount(&state.path().join("disk"), 64);
+    config.outbox.path = match &disk {
+        Some(d) => d.0.join("outbox.sqlite"),
+        None => state.path().join("outbox.sqlite"),
+    };
     let (appliance, app) = start_appliance(config).await;
     let url = appliance.url();
 
@@ -1243,9 +1414,28 @@ async fn soak_200_vms_with_manager_restarts() {
     let mut samples = Vec::new();
     let mut next_restart = Instant::now() + restart_every;
     let mut restarts = 0;
+    let begun = Instant::now();
+    let full_from = begun + Duration::from_secs(secs * 5 / 12);
+    let full_until = begun + Duration::from_secs(secs * 7 / 12);
+    let (mut filled, mut full_reported) = (false, false);
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_secs(5)).await;
         samples.push((Instant::now(), rss()));
+        if let Some(d) = &disk {
+            let now = Instant::now();
+            if !filled && now >= full_from && now < full_until {
+                d.fill();
+                filled = true;
+                eprintln!("soak: the outbox's disk is full");
+            } else if filled && now >= full_until {
+                d.unfill();
+                filled = false;
+                eprintln!("soak: the outbox's disk has room again");
+            }
+            if filled {
+                full_reported |= app.problems().iter().any(|p| p.contains("disk filled up"));
+            }
+        }
         if Instant::now() >= next_restart {
             manager.stop().await;
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -1284,10 +1474,22 @@ async fn soak_200_vms_with_manager_restarts() {
     let first = samples.get(samples.len() / 4).map_or(0, |s| s.1);
     let last = samples.last().map_or(0, |s| s.1);
     let peak = samples.iter().map(|s| s.1).max().unwrap_or(0);
-    eprintln!(
-        "soak: {secs} s, {vms} VMs, {restarts} manager restarts; {sent} infected files sent, \
-         {} denied, {} clean allowed; {total} detections stored, {} distinct; \
-         RSS at 1/4: {} MiB, at end: {} MiB, peak: {} MiB; outbox: {} pending, {} dropped",
+    let disk_full = match &disk {
+        Some(_) => format!(
+            "full from {} s to {} s of the run; the appliance reported it: {full_reported}",
+            secs * 5 / 12,
+            secs * 7 / 12
+        ),
+        None => "not filled (no tmpfs could be mounted)".to_string(),
+    };
+    let figures = format!(
+        "| run | {secs} s, {vms} VMs, {restarts} manager restarts |\n\
+         | outbox disk | {disk_full} |\n\
+         | infected files sent | {sent} |\n\
+         | denied / clean allowed | {} / {} |\n\
+         | detections stored / distinct | {total} / {} |\n\
+         | RSS at 1/4 / at end / peak (test process: appliance, manager, VMs) | {} / {} / {} MiB |\n\
+         | outbox at end: pending / dropped low-value | {} / {} |\n",
         denied.load(Ordering::Relaxed),
         allowed.load(Ordering::Relaxed),
         keys.len(),
@@ -1297,6 +1499,14 @@ async fn soak_200_vms_with_manager_restarts() {
         app.reporter.pending().await,
         app.stats.outbox_dropped.get(),
     );
+    eprintln!("soak:\n{figures}");
+    if let Ok(path) = std::env::var("GIVA_SOAK_REPORT") {
+        let page = format!("| figure | value |\n|---|---|\n{figures}");
+        std::fs::write(&path, page).expect("write the soak report");
+    }
+    if disk.is_some() {
+        assert!(full_reported, "the full outbox disk was not reported");
+    }
     assert!(all_in, "lost detections: {sent} sent, {total} stored");
     assert_eq!(keys.len(), total, "duplicate detection events stored");
     assert_eq!(

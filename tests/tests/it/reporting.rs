@@ -8,7 +8,7 @@ use std::time::Duration;
 use giva_proto::manager::StoredEvent;
 
 use crate::common::{
-    CrashableAppliance, FlakyProxy, config_with_manager, detections, eventually, free_addr,
+    CrashableAppliance, FlakyProxy, Tmpfs, config_with_manager, detections, eventually, free_addr,
     shim_scan, start_appliance, start_manager_at, write_eicars,
 };
 
@@ -189,45 +189,6 @@ async fn full_outbox_keeps_detections_and_drops_low_value_events() {
     manager.stop().await;
 }
 
-/// A tmpfs of `mib` MiB mounted on `dir`, unmounted on drop; `None` (with
-/// the reason printed) where mounting is not allowed, unless
-/// `GIVA_REQUIRE_TMPFS=1` (CI sets it), which makes that a failure.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &std::path::Path, mib: u64) -> Option<Tmpfs> {
-        std::fs::create_dir_all(dir).expect("mkdir");
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(dir)
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Some(Tmpfs(dir.to_path_buf())),
-            other => {
-                let why = match other {
-                    Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
-                    Err(e) => e.to_string(),
-                };
-                assert!(
-                    std::env::var("GIVA_REQUIRE_TMPFS").as_deref() != Ok("1"),
-                    "cannot mount a tmpfs and GIVA_REQUIRE_TMPFS=1: {why}"
-                );
-                eprintln!("SKIPPED: cannot mount a tmpfs: {why}");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 /// The outbox's disk fills up while the manager is down: the detections
 /// are still committed (in the space set aside at start), the appliance
 /// says its disk filled up, and after a graceful stop and a restart the
@@ -244,13 +205,7 @@ async fn a_detection_survives_a_full_disk_and_a_restart() {
     let (appliance, app) = start_appliance(config.clone()).await;
     assert!(app.problems().is_empty(), "{:?}", app.problems());
     // Fill what the reserve left free.
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(disk.0.join("filler")).expect("filler");
-        let block = vec![0xAAu8; 64 << 10];
-        while f.write_all(&block).is_ok() {}
-        let _ = f.sync_all();
-    }
+    disk.fill();
     let files = dir.path().join("guest");
     std::fs::create_dir(&files).expect("mkdir");
     write_eicars(&files, 2);
@@ -268,7 +223,7 @@ async fn a_detection_survives_a_full_disk_and_a_restart() {
     appliance.stop().await;
 
     // Back up, with the manager: each detection once.
-    let _ = std::fs::remove_file(disk.0.join("filler"));
+    disk.unfill();
     let (manager, mgr) = start_manager_at(addr, &dir.path().join("m.sqlite")).await;
     let (appliance, _app) = start_appliance(config).await;
     let stored = wait_for(&mgr, 2).await;
