@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_stream::{Stream, StreamExt};
 
-
 /// Listens on vsock `port` (any CID).
 #[cfg(feature = "vsock")]
 pub(crate) fn bind_vsock(port: u32) -> anyhow::Result<tokio_vsock::Incoming> {
@@ -132,7 +131,9 @@ impl ConnectionCap {
     /// stream dropped, so the connection closed) when a cap is reached.
     fn admit<S>(&self, stream: S, peer: Option<Peer>) -> Option<Capped<S>> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let mine = peer.and_then(|p| open.by_peer.get(&p).copied()).unwrap_or(0);
+        let mine = peer
+            .and_then(|p| open.by_peer.get(&p).copied())
+            .unwrap_or(0);
         if open.total >= self.total || mine >= self.per_peer {
             self.refused.inc();
             let now = Instant::now();
@@ -150,7 +151,11 @@ impl ConnectionCap {
                     "connection refused: too many open (giva_connections_refused counts them; this is said at most once a minute)"
                 );
             } else {
-                tracing::debug!(listener = self.what, ?peer, "connection refused: too many open");
+                tracing::debug!(
+                    listener = self.what,
+                    ?peer,
+                    "connection refused: too many open"
+                );
             }
             return None;
         }
@@ -251,10 +256,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Capped<S> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -239,7 +239,10 @@ fn a_flood_of_streams_is_capped_and_memory_comes_back() {
         before / MIB,
         peak / MIB
     );
-    assert!(served <= 16, "{served} connections served past the cap of 16");
+    assert!(
+        served <= 16,
+        "{served} connections served past the cap of 16"
+    );
     assert!(refused >= 1.0, "no connection was refused");
     assert!(opened <= 16 * PER_CONNECTION, "{opened} sessions opened");
 

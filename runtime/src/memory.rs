@@ -107,7 +107,10 @@ mod tests {
         }
         match idle_resident() {
             Some(before) => {
-                assert!(before >= 8 << 20, "{before} bytes idle after freeing 16 MiB");
+                assert!(
+                    before >= 8 << 20,
+                    "{before} bytes idle after freeing 16 MiB"
+                );
                 assert!(give_back(), "nothing given back");
                 let after = idle_resident().unwrap_or(0);
                 assert!(

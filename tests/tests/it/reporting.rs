@@ -278,3 +278,54 @@ async fn an_empty_outbox_file_is_moved_aside_and_reported() {
     );
     appliance.stop().await;
 }
+
+/// With no reserve and a full disk, a detection cannot be committed: the
+/// guest still gets DENY, the appliance says the event is held in memory
+/// only (health 503), and a graceful stop (SIGTERM) writes it to the
+/// outbox once there is room, so the manager gets it after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detection_held_in_memory_is_written_at_shutdown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(disk) = Tmpfs::mount(&dir.path().join("disk"), 8) else {
+        return;
+    };
+    let addr = free_addr().await;
+    let mut config = config_with_manager(&format!("http://{addr}"));
+    config.outbox.path = disk.0.join("outbox.sqlite");
+    config.outbox.reserve_bytes = 0;
+    let (appliance, app) = start_appliance(config.clone()).await;
+    disk.fill();
+    let files = dir.path().join("guest");
+    std::fs::create_dir(&files).expect("mkdir");
+    write_eicars(&files, 2);
+    let summary = shim_scan(&appliance.url(), "vm-held", &files).await;
+    assert_eq!(summary.infected, 2, "DENY even though the disk is full");
+    let health = app.health().await;
+    assert!(
+        health.iter().any(|p| p.contains("held in memory")),
+        "{health:?}"
+    );
+    // Room again, then the graceful stop writes what memory held. (Until
+    // this was fixed, the outbox's connection was left inside a
+    // transaction by the failed writes, and this write was lost.)
+    disk.unfill();
+    // A detection after the disk has room again is committed as usual.
+    let later = dir.path().join("later");
+    std::fs::create_dir(&later).expect("mkdir");
+    std::fs::write(later.join("again.com"), crate::common::EICAR).expect("write");
+    assert_eq!(
+        shim_scan(&appliance.url(), "vm-held-2", &later)
+            .await
+            .infected,
+        1
+    );
+    appliance.stop().await;
+    assert!(app.problems().is_empty(), "{:?}", app.problems());
+    let (manager, mgr) = start_manager_at(addr, &dir.path().join("m.sqlite")).await;
+    let (appliance, app) = start_appliance(config).await;
+    let stored = wait_for(&mgr, 3).await;
+    assert_exactly_once(&stored, 3);
+    assert!(app.problems().is_empty(), "{:?}", app.problems());
+    appliance.stop().await;
+    manager.stop().await;
+}
