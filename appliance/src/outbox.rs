@@ -241,7 +241,7 @@ impl Outbox {
         .busy_timeout(Duration::from_secs(10));
         // One connection: writes are serialized anyway, and an in-memory
         // database lives per connection.
-        let pool = SqlitePoolOptions::new()
+        let pool = giva_runtime::sqlite::clean_on_release(SqlitePoolOptions::new())
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
@@ -449,45 +449,6 @@ impl Outbox {
     }
 }
 
-/// The outbox's connection for one transaction. Unless the transaction
-/// [`succeeded`](WriteConn::succeeded), the connection is closed rather
-/// than given back to the pool: after a failed write (a full disk) SQLite
-/// may have rolled the transaction back on its own, and the driver's count
-/// of open transactions is then wrong, so that on that connection a later
-/// "commit" stays inside a transaction nobody ends, and is lost when the
-/// connection closes. A fresh connection starts clean.
-struct WriteConn {
-    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
-    ok: bool,
-}
-
-impl WriteConn {
-    async fn acquire(pool: &sqlx::SqlitePool) -> Result<WriteConn, sqlx::Error> {
-        Ok(WriteConn {
-            conn: pool.acquire().await?,
-            ok: false,
-        })
-    }
-
-    /// The transaction committed: the connection may be reused.
-    fn succeeded(&mut self) {
-        self.ok = true;
-    }
-
-    async fn begin(&mut self) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>, sqlx::Error> {
-        use sqlx::Connection;
-        self.conn.begin().await
-    }
-}
-
-impl Drop for WriteConn {
-    fn drop(&mut self) {
-        if !self.ok {
-            self.conn.close_on_drop();
-        }
-    }
-}
-
 /// Commits writes in groups: everything waiting when a transaction starts
 /// goes into it.
 async fn write_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Write>) {
@@ -558,8 +519,7 @@ impl Inner {
 
     /// Writes `events` in one transaction, applying the quota to each.
     async fn write_batch(&self, events: &[&Event]) -> Result<Vec<Pushed>, OutboxError> {
-        let mut conn = WriteConn::acquire(&self.pool).await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = self.pool.begin().await?;
         let start = self.bytes.load(Ordering::Relaxed);
         let mut delta = 0i64;
         let mut out = Vec::with_capacity(events.len());
@@ -569,7 +529,6 @@ impl Inner {
             out.push(pushed);
         }
         tx.commit().await?;
-        conn.succeeded();
         // Acknowledgements may have freed bytes meanwhile: add, never store.
         self.bytes.fetch_add(delta, Ordering::Relaxed);
         Ok(out)
@@ -693,8 +652,7 @@ impl Outbox {
     /// to the dead-letter table, with `reason`; logs it at ERROR.
     async fn bury(&self, column: &str, key: String, reason: &str) {
         let moved: Result<Option<i64>, sqlx::Error> = async {
-            let mut conn = WriteConn::acquire(&self.inner.pool).await?;
-            let mut tx = conn.begin().await?;
+            let mut tx = self.inner.pool.begin().await?;
             sqlx::query(&format!(
                 "INSERT INTO dead_letter (seq, event_id, payload, reason, moved_at_us)
                  SELECT seq, event_id, payload, ?, ? FROM outbox WHERE {column} = ?"
@@ -712,7 +670,6 @@ impl Outbox {
             .await?
             .map(|r| r.get::<i64, _>(0));
             tx.commit().await?;
-            conn.succeeded();
             Ok(freed)
         }
         .await;
@@ -743,8 +700,7 @@ impl Outbox {
         }
         self.fallback().retain(|e| !ids.contains(&e.event_id));
         let result: Result<i64, sqlx::Error> = async {
-            let mut conn = WriteConn::acquire(&self.inner.pool).await?;
-            let mut tx = conn.begin().await?;
+            let mut tx = self.inner.pool.begin().await?;
             let mut freed = 0i64;
             for id in ids {
                 let row =
@@ -757,7 +713,6 @@ impl Outbox {
                 }
             }
             tx.commit().await?;
-            conn.succeeded();
             Ok(freed)
         }
         .await;

@@ -11,6 +11,7 @@
 //!   inline, from a file or from the environment;
 //! - [`token`]: bearer tokens made at first start, kept in 0600 files;
 //! - [`memory`]: giving freed heap memory back to the system;
+//! - `sqlite` (feature `sqlite`): what the SQLite pools share;
 //! - [`exit`]: running a program's body and turning its result into an
 //!   exit code, with errors printed once, as `program: error`.
 //!
@@ -32,6 +33,8 @@ pub mod memory;
 pub mod retry;
 pub mod secret;
 pub mod signal;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod telemetry;
 pub mod token;
 

@@ -329,3 +329,77 @@ async fn a_detection_held_in_memory_is_written_at_shutdown() {
     appliance.stop().await;
     manager.stop().await;
 }
+
+/// The manager's store on a disk that fills up: a write fails, and once
+/// there is room again the next write is committed for good. (Before, the
+/// failed write left its connection inside a transaction, and the pool's
+/// later writes on it failed or were lost.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_managers_store_writes_again_once_its_disk_has_room() {
+    use giva_manager::quarantine::Rules;
+    use giva_manager::store::{EventFilter, Store};
+    use giva_proto::manager::{Event, EventKind};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(disk) = Tmpfs::mount(&dir.path().join("disk"), 8) else {
+        return;
+    };
+    let path = disk.0.join("manager.sqlite");
+    let rules = Rules {
+        policy: giva_manager::config::QuarantineConfig::default(),
+        actions: Vec::new(),
+    };
+    let detection = |id: String| Event {
+        event_id: id,
+        kind: EventKind::Detection as i32,
+        vm_id: "vm-store".into(),
+        appliance_id: "a".into(),
+        signatures: vec!["Eicar-Test-Signature".into()],
+        detected_at_us: 10,
+        detail: "x".repeat(2000),
+        ..Event::default()
+    };
+    let store = Store::open(&path).await.expect("store");
+    disk.fill();
+    let mut failures = 0;
+    for i in 0..2000 {
+        if store
+            .insert_events(&[detection(format!("full-{i}"))], 100, &rules, false)
+            .await
+            .is_err()
+        {
+            failures += 1;
+            if failures == 8 {
+                break;
+            }
+        }
+    }
+    assert!(failures > 0, "the full disk never refused a write");
+    disk.unfill();
+    for i in 0..8 {
+        store
+            .insert_events(&[detection(format!("after-{i}"))], 100, &rules, false)
+            .await
+            .expect("a write once the disk has room");
+    }
+    store.close().await;
+    let store = Store::open(&path).await.expect("store reopened");
+    let filter = EventFilter {
+        limit: 10_000,
+        ..EventFilter::default()
+    };
+    let ids: Vec<String> = store
+        .events(&filter)
+        .await
+        .expect("events")
+        .into_iter()
+        .filter_map(|e| e.event.map(|e| e.event_id))
+        .collect();
+    for i in 0..8 {
+        assert!(
+            ids.contains(&format!("after-{i}")),
+            "after-{i} lost: {} events stored",
+            ids.len()
+        );
+    }
+    store.close().await;
+}
