@@ -46,6 +46,10 @@ pub struct Appliance {
     pub flights: Arc<flight::Flights>,
     /// Full-scan slots (storm control).
     pub full_scan_slots: Arc<Semaphore>,
+    /// Content bytes all sessions together may have received and not yet
+    /// scanned (`server.max_pending_content_total_bytes`), a permit a
+    /// byte; each session also has its own share.
+    pub content_budget: Arc<Semaphore>,
     /// VMs waiting for a full-scan slot.
     pub full_scan_waiting: AtomicUsize,
     /// Set once a graceful shutdown begins; sessions watch it.
@@ -174,6 +178,12 @@ impl Appliance {
             })),
             flights: Arc::new(flight::Flights::default()),
             full_scan_slots: Arc::new(Semaphore::new(config.full_scan.max_concurrent)),
+            content_budget: Arc::new(Semaphore::new(
+                config
+                    .server
+                    .max_pending_content_total_bytes
+                    .min(Semaphore::MAX_PERMITS),
+            )),
             full_scan_waiting: AtomicUsize::new(0),
             shutdown: tokio::sync::watch::Sender::new(false),
             reloads: ReloadState::new(&config.database.paths),

@@ -215,7 +215,7 @@ pub struct ServerConfig {
     /// session is forgotten after `registration_ttl_secs`; past the cap,
     /// `Register` answers RESOURCE_EXHAUSTED. It also bounds the VM list of
     /// a heartbeat (about 1.4 KB a VM, 6 MB for the default), far under
-    /// the manager's message limit.
+    /// the manager's message limit; at most [`MAX_REGISTERED_VMS`].
     pub max_registered_vms: usize,
     /// Seconds after which a VM that registered but never opened a
     /// session is forgotten.
@@ -227,15 +227,23 @@ pub struct ServerConfig {
     pub max_streams_per_connection: u32,
     /// Connections one peer address may hold open at once on the TCP
     /// listener (and one CID on vsock); a connection past it is closed as
-    /// soon as it is accepted. A shim needs one.
+    /// soon as it is accepted, before any TLS handshake. A shim needs one.
+    /// Loopback counts like any address: raise this when a local
+    /// forwarder, or a NAT, carries many guests' connections.
     pub max_connections_per_peer: usize,
-    /// Connections held open at once on each listener, all peers together.
+    /// Connections held open at once on each listener, all peers together
+    /// (held under the process's open-files limit, which the appliance
+    /// raises to its hard limit at start).
     pub max_connections: usize,
     /// Content bytes one session may have buffered on their way to its
     /// files' scans; past it the appliance stops reading the session's
     /// stream until a scan takes some (HTTP/2 flow control then holds the
     /// shim). At least one chunk (4 MiB).
     pub max_pending_content_bytes: usize,
+    /// Content bytes all sessions together may have received and not yet
+    /// scanned: the appliance's memory for content in transit, however
+    /// many sessions a flood opens. At least `max_pending_content_bytes`.
+    pub max_pending_content_total_bytes: usize,
     /// How long a graceful shutdown may take before in-flight work is dropped.
     pub shutdown_deadline_secs: u64,
 }
@@ -261,6 +269,7 @@ impl Default for ServerConfig {
             max_connections_per_peer: 16,
             max_connections: 8192,
             max_pending_content_bytes: 32 << 20,
+            max_pending_content_total_bytes: 512 << 20,
             max_registered_vms: 4096,
             registration_ttl_secs: 600,
             shutdown_deadline_secs: 10,
@@ -500,14 +509,23 @@ impl Default for PolicyConfig {
     }
 }
 
-/// A configuration option below its minimum.
+/// The most VMs one appliance may have registered: a heartbeat lists them
+/// all, at most about 1.4 KB each (five fields of at most 256 bytes), and
+/// must stay under the manager's 64 MiB message limit with room to spare.
+pub const MAX_REGISTERED_VMS: usize = 32_768;
+
+/// A configuration option out of its range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{option} must be at least {min}")]
+#[error("{option} must be {}{}", if *max == u64::MAX { format!("at least {min}") } else { format!("from {min} to {max}") }, why.map(|w| format!(" ({w})")).unwrap_or_default())]
 pub struct InvalidOption {
     /// The option, as `section.key`.
     pub option: &'static str,
     /// Its smallest valid value.
     pub min: u64,
+    /// Its largest valid value (`u64::MAX`: none).
+    pub max: u64,
+    /// Why the range is what it is, where that is not plain.
+    pub why: Option<&'static str>,
 }
 
 impl Config {
@@ -536,11 +554,26 @@ impl Config {
     pub fn validate(&self) -> Result<(), InvalidOption> {
         let at_least = |option: &'static str, value: u64, min: u64| {
             if value < min {
-                Err(InvalidOption { option, min })
+                Err(InvalidOption {
+                    option,
+                    min,
+                    max: u64::MAX,
+                    why: None,
+                })
             } else {
                 Ok(())
             }
         };
+        if self.server.max_registered_vms > MAX_REGISTERED_VMS {
+            return Err(InvalidOption {
+                option: "server.max_registered_vms",
+                min: 1,
+                max: MAX_REGISTERED_VMS as u64,
+                why: Some(
+                    "a heartbeat lists every registered VM, and past this it could pass the manager's 64 MiB message limit",
+                ),
+            });
+        }
         at_least(
             "manager.heartbeat_interval_secs",
             self.manager.heartbeat_interval_secs,
@@ -585,6 +618,11 @@ impl Config {
             "server.max_pending_content_bytes",
             self.server.max_pending_content_bytes as u64,
             4 << 20,
+        )?;
+        at_least(
+            "server.max_pending_content_total_bytes",
+            self.server.max_pending_content_total_bytes as u64,
+            self.server.max_pending_content_bytes as u64,
         )?;
         at_least(
             "server.max_message_bytes",
@@ -643,5 +681,34 @@ impl Config {
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "localhost".to_string());
         format!("giva-{host}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid_and_ranges_are_named() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let mut c = Config::default();
+        c.server.max_registered_vms = MAX_REGISTERED_VMS + 1;
+        let e = c.validate().expect_err("past the heartbeat's bound");
+        assert_eq!(e.option, "server.max_registered_vms");
+        assert!(e.to_string().contains("from 1 to 32768"), "{e}");
+        assert!(e.to_string().contains("64 MiB"), "{e}");
+        let mut c = Config::default();
+        c.server.max_pending_content_bytes = (4 << 20) - 1;
+        let e = c.validate().expect_err("under one chunk");
+        assert_eq!(
+            e.to_string(),
+            "server.max_pending_content_bytes must be at least 4194304"
+        );
+        let mut c = Config::default();
+        c.server.max_connections_per_peer = 0;
+        assert_eq!(
+            c.validate().map_err(|e| e.option),
+            Err("server.max_connections_per_peer")
+        );
     }
 }

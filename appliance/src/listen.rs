@@ -66,25 +66,21 @@ pub(crate) fn bind_unix(path: &std::path::Path) -> anyhow::Result<tokio::net::Un
         .map_err(|e| anyhow::anyhow!("cannot listen on the Unix socket {}: {e}", path.display()))
 }
 
-/// Who a connection comes from, for [`ConnectionCap`]: an IP address
-/// (an IPv6 one by its /64, what one host is usually given), or a vsock
-/// CID.
+/// Who a connection comes from, for [`ConnectionCap`]: an IP address (an
+/// IPv4 address mapped into IPv6 as itself), or a vsock CID. An IPv6
+/// address counts alone, not by its /64: guests on one host usually share
+/// a /64, and one of them must not lock the others out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Peer {
     Ip(std::net::IpAddr),
+    #[cfg_attr(not(feature = "vsock"), allow(dead_code))]
     Vsock(u32),
 }
 
 impl Peer {
     /// The peer of an address.
     pub(crate) fn of(addr: std::net::SocketAddr) -> Peer {
-        match addr.ip().to_canonical() {
-            std::net::IpAddr::V6(v6) => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                Peer::Ip(std::net::IpAddr::V6(prefix.into()))
-            }
-            v4 => Peer::Ip(v4),
-        }
+        Peer::Ip(addr.ip().to_canonical())
     }
 }
 
@@ -111,17 +107,18 @@ struct Open {
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
 impl ConnectionCap {
-    /// The caps of `config`, counting refusals in `refused`; `what` names
-    /// the listener in logs.
+    /// At most `per_peer` connections from one peer and `total` in all,
+    /// counting refusals in `refused`; `what` names the listener in logs.
     pub(crate) fn new(
-        config: &crate::config::ServerConfig,
+        per_peer: usize,
+        total: usize,
         refused: prometheus_client::metrics::counter::Counter,
         what: &'static str,
     ) -> Self {
         ConnectionCap {
             open: Arc::default(),
-            per_peer: config.max_connections_per_peer,
-            total: config.max_connections,
+            per_peer,
+            total,
             refused,
             what,
         }
@@ -129,7 +126,7 @@ impl ConnectionCap {
 
     /// `stream`, counted against its peer while it lives; `None` (the
     /// stream dropped, so the connection closed) when a cap is reached.
-    fn admit<S>(&self, stream: S, peer: Option<Peer>) -> Option<Capped<S>> {
+    pub(crate) fn admit<S>(&self, stream: S, peer: Option<Peer>) -> Option<Capped<S>> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let mine = peer
             .and_then(|p| open.by_peer.get(&p).copied())
@@ -277,12 +274,7 @@ mod tests {
     use super::*;
 
     fn cap(per_peer: usize, total: usize) -> ConnectionCap {
-        let config = crate::config::ServerConfig {
-            max_connections_per_peer: per_peer,
-            max_connections: total,
-            ..crate::config::ServerConfig::default()
-        };
-        ConnectionCap::new(&config, Default::default(), "test")
+        ConnectionCap::new(per_peer, total, Default::default(), "test")
     }
 
     fn ip(s: &str) -> Option<Peer> {
@@ -318,11 +310,12 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_peers_are_counted_by_their_64_and_mapped_ipv4_as_ipv4() {
+    fn ipv6_peers_count_alone_and_mapped_ipv4_as_ipv4() {
         let cap = cap(1, 10);
         let _a = cap.admit((), ip("2001:db8::1"));
-        assert!(cap.admit((), ip("2001:db8::ffff:1")).is_none());
-        assert!(cap.admit((), ip("2001:db8:0:1::1")).is_some());
+        assert!(cap.admit((), ip("2001:db8::1")).is_none());
+        // A neighbour in the same /64 is another guest.
+        assert!(cap.admit((), ip("2001:db8::2")).is_some());
         let _b = cap.admit((), ip("10.0.0.1"));
         assert!(cap.admit((), ip("::ffff:10.0.0.1")).is_none());
     }

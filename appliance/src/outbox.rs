@@ -241,7 +241,7 @@ impl Outbox {
         .busy_timeout(Duration::from_secs(10));
         // One connection: writes are serialized anyway, and an in-memory
         // database lives per connection.
-        let pool = giva_runtime::sqlite::clean_on_release(SqlitePoolOptions::new())
+        let pool = giva_runtime::sqlite::clean_on_release(SqlitePoolOptions::new(), memory)
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)

@@ -18,6 +18,10 @@ use crate::tasks::{
     watch_database,
 };
 
+/// TCP keepalive on shims' plaintext connections (TLS ones rely on HTTP/2
+/// pings alone).
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
 /// Serves `app` on `listener` until `shutdown` completes; then stops taking
 /// new streams, lets the reporter flush, and returns.
 ///
@@ -85,7 +89,7 @@ pub async fn serve(
     // goes back to the system instead of staying in the allocator.
     let trimmer = {
         let mut rx = stop_rx.clone();
-        tokio::spawn(giva_runtime::memory::give_back_periodically(
+        tokio::spawn(giva_runtime::system::give_back_periodically(
             Duration::from_secs(5),
             32 << 20,
             async move {
@@ -144,6 +148,11 @@ pub async fn serve(
         tonic::transport::Server::builder()
             // tonic's default is no limit at all (not even hyper's 200).
             .max_concurrent_streams(app.config.server.max_streams_per_connection)
+            // A peer that vanished (a VM reset, a NAT mapping gone) does not
+            // answer pings: its connection, and its place in the per-peer
+            // count, is given back within half a minute.
+            .http2_keepalive_interval(Some(Duration::from_secs(20)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .layer(tower::util::MapResponseLayer::new(
                 crate::status::unary_codes::<tonic::body::Body>,
             ))
@@ -157,8 +166,34 @@ pub async fn serve(
     let addr = listener.local_addr().ok();
     info!(?addr, database = %app.signatures.version(), "appliance serving");
     // Connections open at once are capped per peer on the network
-    // listeners; a Unix socket's peers are this host's own processes.
-    let cap = |what| ConnectionCap::new(server, app.stats.connections_refused.clone(), what);
+    // listeners; a Unix socket's peers are this host's own processes. Each
+    // connection is a descriptor: the cap stays under the process's limit,
+    // with room for the databases, the spool and the admin endpoint.
+    let max_connections = match giva_runtime::system::raise_open_files_limit() {
+        Some(fds) => {
+            let room = usize::try_from(fds.saturating_sub(512) / 2)
+                .unwrap_or(usize::MAX)
+                .max(64);
+            if room < server.max_connections {
+                tracing::warn!(
+                    open_files_limit = fds,
+                    max_connections = server.max_connections,
+                    cap = room,
+                    "the open-files limit holds each listener to fewer connections than server.max_connections; raise the limit (LimitNOFILE= under systemd)"
+                );
+            }
+            room.min(server.max_connections)
+        }
+        None => server.max_connections,
+    };
+    let cap = |what| {
+        ConnectionCap::new(
+            server.max_connections_per_peer,
+            max_connections,
+            app.stats.connections_refused.clone(),
+            what,
+        )
+    };
     let tcp = {
         let router = router();
         let draining = draining(app.clone());
@@ -166,8 +201,10 @@ pub async fn serve(
         async move {
             match tls {
                 Some(tls) => {
-                    let incoming = cap.apply(tls.incoming(listener, "shims"), |s| {
-                        s.get_ref().0.peer_addr().ok().map(Peer::of)
+                    // Counted as accepted, before the handshake: a peer at
+                    // its cap costs no handshake.
+                    let incoming = tls.incoming_with(listener, "shims", move |tcp, addr| {
+                        cap.admit(tcp, Some(Peer::of(addr)))
                     });
                     router
                         .serve_with_incoming_shutdown(incoming, draining)
@@ -176,7 +213,8 @@ pub async fn serve(
                 None => {
                     let incoming = cap.apply(
                         tonic::transport::server::TcpIncoming::from(listener)
-                            .with_nodelay(Some(true)),
+                            .with_nodelay(Some(true))
+                            .with_keepalive(Some(TCP_KEEPALIVE)),
                         |s| s.peer_addr().ok().map(Peer::of),
                     );
                     router

@@ -61,10 +61,11 @@ struct Content {
     _held: Held,
 }
 
-/// Bytes' place in a session's content budget, and in the appliance's
-/// `content_buffered_bytes` gauge.
+/// Bytes' place in a session's content budget and in the appliance's,
+/// and in the appliance's `content_buffered_bytes` gauge.
 struct Held {
-    _permit: Option<OwnedSemaphorePermit>,
+    _session: Option<OwnedSemaphorePermit>,
+    _appliance: Option<OwnedSemaphorePermit>,
     gauge: Gauge,
     bytes: i64,
 }
@@ -76,19 +77,23 @@ impl Drop for Held {
 }
 
 impl Content {
-    /// Waits until `budget` has room for `data`, and holds it.
-    async fn hold(data: bytes::Bytes, budget: &Arc<Semaphore>, stats: &Stats) -> Content {
-        // A chunk is at most MAX_CHUNK bytes, and the budget at least that
-        // (`Config::validate`): the wait always ends.
+    /// Waits until the session's budget, then the appliance's, has room
+    /// for `data`, and holds it. Scans give bytes back without waiting on
+    /// any session, so the wait always ends.
+    async fn hold(data: bytes::Bytes, session: &Arc<Semaphore>, app: &Appliance) -> Content {
+        // A chunk is at most MAX_CHUNK bytes, and both budgets at least
+        // that (`Config::validate`).
         let n = u32::try_from(data.len()).unwrap_or(u32::MAX);
-        // (The budget is never closed, so this is always a permit.)
-        let permit = budget.clone().acquire_many_owned(n).await.ok();
-        stats.content_buffered.inc_by(i64::from(n));
+        // (Neither budget is ever closed, so these are always permits.)
+        let mine = session.clone().acquire_many_owned(n).await.ok();
+        let all = app.content_budget.clone().acquire_many_owned(n).await.ok();
+        app.stats.content_buffered.inc_by(i64::from(n));
         Content {
             data,
             _held: Held {
-                _permit: permit,
-                gauge: stats.content_buffered.clone(),
+                _session: mine,
+                _appliance: all,
+                gauge: app.stats.content_buffered.clone(),
                 bytes: i64::from(n),
             },
         }
@@ -759,7 +764,7 @@ impl Session {
         // The session reads no further until the bytes have a place in
         // its budget: a shim that sends faster than its files are scanned
         // is held by HTTP/2's flow control, not by the appliance's memory.
-        let content = Content::hold(data, &self.budget, &self.app.stats).await;
+        let content = Content::hold(data, &self.budget, &self.app).await;
         if cut {
             let tx = file.tx.clone();
             if chunk.last {

@@ -333,6 +333,12 @@ fn start_stack(
     if !immediate {
         toml = toml.replace("notify_immediately = true", "notify_immediately = false");
     }
+    // Every simulated VM connects from loopback (with identity on, each on
+    // a connection of its own): the per-address cap would hold them to 16.
+    toml = toml.replace(
+        "max_connections_per_peer = 16",
+        "max_connections_per_peer = 4096",
+    );
     // The inventory: which VM is each image's template (clones share only
     // a template's verdicts).
     let entries: Vec<String> = inventory

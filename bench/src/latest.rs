@@ -87,7 +87,7 @@ impl Summary {
 }
 
 /// The order of the sections on the page.
-const ORDER: &[&str] = &["compare", "e2e", "notify", "tagging"];
+const ORDER: &[&str] = &["compare", "e2e", "notify", "tagging", "soak"];
 
 /// Every summary under `history`, with the directory it is in.
 fn summaries(history: &Path) -> Vec<(PathBuf, Summary)> {

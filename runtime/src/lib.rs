@@ -10,7 +10,8 @@
 //! - [`secret`]: passwords and tokens that never print ([`Secret`]), read
 //!   inline, from a file or from the environment;
 //! - [`token`]: bearer tokens made at first start, kept in 0600 files;
-//! - [`memory`]: giving freed heap memory back to the system;
+//! - [`system`]: giving freed heap memory back to the system, and the
+//!   open-files limit;
 //! - `sqlite` (feature `sqlite`): what the SQLite pools share;
 //! - [`exit`]: running a program's body and turning its result into an
 //!   exit code, with errors printed once, as `program: error`.
@@ -23,18 +24,18 @@
 //! let first = b.next_delay();
 //! assert!(first <= Duration::from_millis(100) && first >= Duration::from_millis(50));
 //! ```
-#![deny(unsafe_code)] // `memory.rs` alone allows it
+#![deny(unsafe_code)] // `system.rs` alone allows it
 #![deny(missing_docs)]
 
 pub mod clone_token;
 pub mod dirs;
 pub mod exit;
-pub mod memory;
 pub mod retry;
 pub mod secret;
 pub mod signal;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod system;
 pub mod telemetry;
 pub mod token;
 

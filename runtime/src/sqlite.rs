@@ -5,7 +5,9 @@
 use sqlx::sqlite::SqlitePoolOptions;
 
 /// `options`, with a check on every connection given back to the pool: one
-/// still inside a transaction is closed instead of reused.
+/// still inside a transaction is closed instead of reused. Not for an
+/// in-memory database, which lives and dies with its connection: pass
+/// `memory` and the options are returned as they are.
 ///
 /// After a write fails (a full disk), SQLite may roll the transaction back
 /// on its own; the driver's `ROLLBACK` then fails, and its count of open
@@ -13,7 +15,10 @@ use sqlx::sqlite::SqlitePoolOptions;
 /// only a savepoint: its "commit" reports success and is lost when the
 /// connection closes (or, with a custom `BEGIN`, every later transaction
 /// fails). A fresh connection starts clean.
-pub fn clean_on_release(options: SqlitePoolOptions) -> SqlitePoolOptions {
+pub fn clean_on_release(options: SqlitePoolOptions, memory: bool) -> SqlitePoolOptions {
+    if memory {
+        return options;
+    }
     options.after_release(|conn, _| {
         Box::pin(async move {
             use sqlx::Connection;

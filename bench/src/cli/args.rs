@@ -170,6 +170,21 @@ pub enum Command {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// The reliability soak (`giva-tests`' ignored `soak` test): simulated
+    /// VMs against one appliance for `--secs`, the manager restarted every
+    /// minute and the outbox's disk (a tmpfs) full, with the manager down,
+    /// for the middle sixth of the run. Needs root for the tmpfs.
+    Soak {
+        /// Length of the run, in seconds.
+        #[arg(long, default_value_t = 600)]
+        secs: u64,
+        /// Simulated VMs.
+        #[arg(long, default_value_t = 200)]
+        vms: usize,
+        /// Build the test in release mode (slower to build, faster to run).
+        #[arg(long)]
+        release: bool,
+    },
     /// Detection → manager-commit latency, immediate notify vs heartbeat only.
     Notify {
         /// Detections per scenario at 1/s.

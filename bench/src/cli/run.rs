@@ -243,6 +243,72 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             std::fs::write(&path, md)?;
             eprintln!("written: {}", path.display());
         }
+        Command::Soak { secs, vms, release } => {
+            let release_flag = if release { " --release" } else { "" };
+            let command = format!(
+                "cargo run -p giva-bench --release -- soak --secs {secs} --vms {vms}{release_flag}"
+            );
+            let figures =
+                std::env::temp_dir().join(format!("giva-soak-{}.json", std::process::id()));
+            let mut test = std::process::Command::new(
+                std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+            );
+            test.args(["test", "-p", "giva-tests", "--test", "it"]);
+            if release {
+                test.arg("--release");
+            }
+            test.args([
+                "--",
+                "--ignored",
+                "--exact",
+                "hostile::soak_200_vms_with_manager_restarts",
+                "--nocapture",
+            ])
+            .env("GIVA_SOAK_SECS", secs.to_string())
+            .env("GIVA_SOAK_VMS", vms.to_string())
+            .env("GIVA_SOAK_REPORT", &figures);
+            eprintln!("running: the soak, {secs} s with {vms} VMs");
+            let status = test.status()?;
+            let text = std::fs::read_to_string(&figures)
+                .map_err(|e| anyhow::anyhow!("the soak wrote no figures ({status}): {e}"))?;
+            let _ = std::fs::remove_file(&figures);
+            let rows: Vec<(String, String)> = serde_json::from_str(&text)?;
+            let title = "Reliability soak: VMs, manager restarts, a full outbox disk";
+            let mut md = report::header(title, &command);
+            let mut summary = Summary::new("soak", title, &command, "soak.md");
+            summary.setup = format!(
+                "{vms} simulated VMs against one appliance for {secs} s (one EICAR and three clean files each, then a pause); the manager restarted every minute; the outbox's disk, a 64 MiB tmpfs, full for the middle sixth of the run, with the manager down all that time, so that the outbox must grow. The RSS is the test process's: appliance, manager and VMs together; the verdict cache fills towards its bound as every file is new. Passes when every detection reaches the manager exactly once and RSS is flat. The test ({}): `hostile::soak_200_vms_with_manager_restarts`.",
+                if status.success() {
+                    "passed"
+                } else {
+                    "**failed**"
+                }
+            );
+            md.push_str(&format!(
+                "{}\n\n| figure | value |\n|---|---|\n",
+                summary.setup
+            ));
+            for (measure, value) in rows {
+                md.push_str(&format!("| {measure} | {value} |\n"));
+                summary.rows.push(Row {
+                    measure,
+                    giva: value,
+                    peer: String::new(),
+                    ratio: String::new(),
+                    target: String::new(),
+                    met: None,
+                });
+            }
+            let dir = report::results_dir(&cli.results)?;
+            let path = dir.join("soak.md");
+            std::fs::write(&path, md)?;
+            summary.write(&dir)?;
+            eprintln!("written: {}", path.display());
+            eprintln!("written: {}", latest::write(&cli.results)?.display());
+            if !status.success() {
+                anyhow::bail!("the soak test failed ({status}); its figures are written");
+            }
+        }
         Command::Notify {
             slow_count,
             fast_count,

@@ -112,7 +112,7 @@ impl Store {
         }
         // In-memory databases live per connection: keep exactly one.
         let max = if memory { 1 } else { 4 };
-        let pool = giva_runtime::sqlite::clean_on_release(SqlitePoolOptions::new())
+        let pool = giva_runtime::sqlite::clean_on_release(SqlitePoolOptions::new(), memory)
             .max_connections(max)
             .min_connections(1)
             .idle_timeout(None)

@@ -344,6 +344,23 @@ impl ServerTls {
         listener: TcpListener,
         what: &'static str,
     ) -> tokio_stream::wrappers::ReceiverStream<io::Result<TlsStream<TcpStream>>> {
+        self.incoming_with(listener, what, |tcp, _| Some(tcp))
+    }
+
+    /// As [`incoming`](Self::incoming), with `admit` deciding first, as a
+    /// connection is accepted and before any handshake, whether it is
+    /// served at all (`None`: it is closed at once) and over what stream
+    /// (a wrapper that counts it, say).
+    pub fn incoming_with<IO, F>(
+        self: &Arc<Self>,
+        listener: TcpListener,
+        what: &'static str,
+        admit: F,
+    ) -> tokio_stream::wrappers::ReceiverStream<io::Result<TlsStream<IO>>>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        F: Fn(TcpStream, std::net::SocketAddr) -> Option<IO> + Send + 'static,
+    {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let tls = Arc::clone(self);
         let pending = Arc::new(std::sync::Mutex::new(Pending::default()));
@@ -362,16 +379,19 @@ impl ServerTls {
                         continue;
                     }
                 };
+                let _ = tcp.set_nodelay(true);
+                let Some(io) = admit(tcp, peer) else {
+                    continue;
+                };
                 let Some(slot) = Slot::take(&pending, peer.ip()) else {
                     tracing::debug!(listener = what, %peer, "too many handshakes in progress; connection closed");
                     continue;
                 };
-                let _ = tcp.set_nodelay(true);
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.load_full());
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let _slot = slot;
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
                         Ok(Ok(stream)) => {
                             let _ = tx.send(Ok(stream)).await;
                         }

@@ -1,4 +1,5 @@
-//! Giving freed heap memory back to the system.
+//! What giva asks of the C library and the kernel directly: giving freed
+//! heap memory back to the system, and the open-files limit.
 //!
 //! The C library's allocator (glibc) keeps memory freed by a program in
 //! its arenas for reuse. After a burst (a flood of sessions, a storm of
@@ -9,12 +10,18 @@
 //! ([`idle_resident`]).
 //! On other C libraries both do nothing.
 //!
+//! [`raise_open_files_limit`] lifts the soft limit on open files to the
+//! hard one, as servers do: each connection is a descriptor.
+//!
 //! # Safety
 //!
-//! This is the crate's only `unsafe` code: two calls into glibc,
-//! `mallinfo2` and `malloc_trim`. Both are thread-safe (each takes its
-//! arenas' locks), take no pointers from the caller and have no
-//! preconditions; `mallinfo2` returns a plain struct by value.
+//! This is the crate's only `unsafe` code: calls into the C library.
+//! `mallinfo` and `malloc_trim` (glibc) are thread-safe (each takes its
+//! arenas' locks), take no pointers and have no preconditions; `mallinfo`
+//! returns a plain struct by value (`mallinfo2`, which does not wrap, is
+//! not used: it needs glibc 2.33, and the appliance would not start on an
+//! older one). `getrlimit` and `setrlimit` are given a pointer to an
+//! `rlimit` that lives on the stack for the whole call.
 #![allow(unsafe_code)]
 
 use std::time::Duration;
@@ -31,10 +38,14 @@ pub fn idle_resident() -> Option<u64> {
             .find_map(|l| l.strip_prefix("RssAnon:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())?
             * 1024;
-        // SAFETY: `mallinfo2` has no preconditions and is thread-safe (see
+        // SAFETY: `mallinfo` has no preconditions and is thread-safe (see
         // the module's `# Safety`).
-        let info = unsafe { libc::mallinfo2() };
-        Some(anon.saturating_sub((info.uordblks + info.hblkhd) as u64))
+        let info = unsafe { libc::mallinfo() };
+        // Its fields are C `int`s, which glibc fills from sizes that may
+        // pass 2 GiB: read as unsigned, they are right up to 4 GiB. Past
+        // that the estimate errs towards trimming, which only costs time.
+        let in_use = u64::from(info.uordblks as u32) + u64::from(info.hblkhd as u32);
+        Some(anon.saturating_sub(in_use))
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
@@ -76,7 +87,10 @@ pub async fn give_back_periodically(
             () = &mut stop => return,
             _ = tick.tick() => {}
         }
-        let Some(idle) = idle_resident() else { return };
+        // A tick whose figures cannot be read is skipped.
+        let Some(idle) = idle_resident() else {
+            continue;
+        };
         if idle > floor + threshold {
             // The walk holds the arenas' locks: off the async workers.
             let _ = tokio::task::spawn_blocking(give_back).await;
@@ -89,6 +103,37 @@ pub async fn give_back_periodically(
         } else {
             floor = floor.min(idle);
         }
+    }
+}
+
+/// Raises this process's soft limit on open files to its hard limit, and
+/// returns the soft limit now in force (`None` where it cannot be read).
+pub fn raise_open_files_limit() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `limit` is a valid, writable `rlimit` for the whole call.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            // SAFETY: `raised` is a valid `rlimit` for the whole call.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                limit.rlim_cur = limit.rlim_max;
+            }
+        }
+        Some(limit.rlim_cur)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
     }
 }
 
@@ -121,5 +166,16 @@ mod tests {
             None => eprintln!("SKIPPED: this C library does not report its free memory"),
         }
         drop(blocks);
+    }
+
+    #[test]
+    fn the_open_files_limit_is_raised_to_the_hard_limit() {
+        let now = raise_open_files_limit().expect("the limit can be read");
+        assert!(now >= 64, "{now}");
+        assert_eq!(
+            raise_open_files_limit(),
+            Some(now),
+            "a second call changes nothing"
+        );
     }
 }
