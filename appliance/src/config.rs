@@ -552,18 +552,6 @@ impl Config {
     ///
     /// [`InvalidOption`] naming the first invalid option.
     pub fn validate(&self) -> Result<(), InvalidOption> {
-        let at_least = |option: &'static str, value: u64, min: u64| {
-            if value < min {
-                Err(InvalidOption {
-                    option,
-                    min,
-                    max: u64::MAX,
-                    why: None,
-                })
-            } else {
-                Ok(())
-            }
-        };
         if self.server.max_registered_vms > MAX_REGISTERED_VMS {
             return Err(InvalidOption {
                 option: "server.max_registered_vms",
@@ -574,61 +562,70 @@ impl Config {
                 ),
             });
         }
-        at_least(
-            "manager.heartbeat_interval_secs",
-            self.manager.heartbeat_interval_secs,
-            1,
-        )?;
-        at_least(
-            "full_scan.max_concurrent",
-            self.full_scan.max_concurrent as u64,
-            1,
-        )?;
-        at_least(
-            "server.max_inflight_per_vm",
-            self.server.max_inflight_per_vm as u64,
-            1,
-        )?;
-        at_least(
-            "server.max_registered_vms",
-            self.server.max_registered_vms as u64,
-            1,
-        )?;
-        at_least(
-            "server.registration_ttl_secs",
-            self.server.registration_ttl_secs,
-            1,
-        )?;
-        at_least(
-            "server.max_streams_per_connection",
-            u64::from(self.server.max_streams_per_connection),
-            2,
-        )?;
-        at_least(
-            "server.max_connections_per_peer",
-            self.server.max_connections_per_peer as u64,
-            1,
-        )?;
-        at_least(
-            "server.max_connections",
-            self.server.max_connections as u64,
-            1,
-        )?;
-        at_least(
-            "server.max_pending_content_bytes",
-            self.server.max_pending_content_bytes as u64,
-            4 << 20,
-        )?;
-        at_least(
-            "server.max_pending_content_total_bytes",
-            self.server.max_pending_content_total_bytes as u64,
-            self.server.max_pending_content_bytes as u64,
-        )?;
-        at_least(
-            "server.max_message_bytes",
-            self.server.max_message_bytes as u64,
-            64 * 1024,
-        )
+        let server = &self.server;
+        // (option, value, smallest valid value)
+        let minimums: [(&'static str, u64, u64); 11] = [
+            (
+                "manager.heartbeat_interval_secs",
+                self.manager.heartbeat_interval_secs,
+                1,
+            ),
+            (
+                "full_scan.max_concurrent",
+                self.full_scan.max_concurrent as u64,
+                1,
+            ),
+            (
+                "server.max_inflight_per_vm",
+                server.max_inflight_per_vm as u64,
+                1,
+            ),
+            (
+                "server.max_registered_vms",
+                server.max_registered_vms as u64,
+                1,
+            ),
+            (
+                "server.registration_ttl_secs",
+                server.registration_ttl_secs,
+                1,
+            ),
+            (
+                "server.max_streams_per_connection",
+                u64::from(server.max_streams_per_connection),
+                2,
+            ),
+            (
+                "server.max_connections_per_peer",
+                server.max_connections_per_peer as u64,
+                1,
+            ),
+            ("server.max_connections", server.max_connections as u64, 1),
+            (
+                "server.max_pending_content_bytes",
+                server.max_pending_content_bytes as u64,
+                4 << 20,
+            ),
+            (
+                "server.max_pending_content_total_bytes",
+                server.max_pending_content_total_bytes as u64,
+                server.max_pending_content_bytes as u64,
+            ),
+            (
+                "server.max_message_bytes",
+                server.max_message_bytes as u64,
+                64 * 1024,
+            ),
+        ];
+        match minimums.into_iter().find(|&(_, value, min)| value < min) {
+            Some((option, _, min)) => Err(InvalidOption {
+                option,
+                min,
+                max: u64::MAX,
+                why: None,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The configuration as TOML (for `--print-config`).

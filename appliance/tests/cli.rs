@@ -1,5 +1,8 @@
 //! The `giva` binary as a user runs it: `scan`, `db`, `serve`.
 
+mod common;
+use common::free_port;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -254,14 +257,6 @@ fn print_config_round_trips() {
     let bad = giva(&["serve", "--config", p(&cfg)]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("giva.toml"));
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// A detection is on disk before the guest gets DENY: a SIGKILL right after

@@ -4,6 +4,9 @@
 //! The resident set is the process's own (`/proc/PID/status`), so nothing
 //! the test itself allocates is counted.
 
+mod common;
+use common::free_port;
+
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -21,14 +24,6 @@ const MIB: u64 = 1024 * 1024;
 const STREAMS: usize = 10_000;
 /// Streams per connection: the appliance's default cap.
 const PER_CONNECTION: usize = 64;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// The resident set of process `pid`, in bytes.
 fn rss(pid: u32) -> u64 {

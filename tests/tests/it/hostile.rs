@@ -1539,11 +1539,10 @@ async fn soak_200_vms_with_manager_restarts() {
         ),
         (
             "verdict cache at end (bounded by cache.max_bytes, 100 MiB): entries / bytes".into(),
-            format!(
-                "{} / {} MiB",
-                app.stats.cache_entries.get(),
-                app.stats.cache_bytes.get() / (1 << 20)
-            ),
+            {
+                let cache = app.cache.stats();
+                format!("{} / {} MiB", cache.entries, cache.bytes >> 20)
+            },
         ),
         (
             "outbox at end: pending / low-value dropped".into(),
