@@ -15,6 +15,8 @@ pub mod inprocess;
 pub mod latest;
 pub mod notify;
 pub mod plot;
+pub mod real;
+pub mod realsigs;
 pub mod report;
 pub mod rng;
 pub mod run;

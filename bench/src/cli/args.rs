@@ -144,6 +144,33 @@ pub enum Command {
         #[arg(long)]
         bin_dir: Option<PathBuf>,
     },
+    /// Real files: this machine's own files as the corpus, signatures cut
+    /// from the Rust toolchain's libraries, and giva, clamscan (raw),
+    /// yara, YARA-X and Hyperscan on one core, each run checked to report
+    /// the same detections.
+    Real {
+        /// Corpus size.
+        #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+        corpus: u64,
+        /// Signature counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+        count: Vec<usize>,
+        /// Signature seeds, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5")]
+        seeds: Vec<u64>,
+        /// Runs of each engine; the fastest counts.
+        #[arg(long, default_value_t = 2)]
+        repeat: usize,
+        /// Where the corpus, signatures and the venv are made and kept.
+        #[arg(long, default_value = "bench/results/tmp")]
+        work: PathBuf,
+        /// Timeout of each run, in seconds.
+        #[arg(long, default_value_t = 1800)]
+        timeout_secs: u64,
+        /// Directory of the giva binaries (default: next to this one).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
     /// Regenerate `LATEST.md` from the newest run of each workload.
     Latest,
     /// The memory-read bandwidth probe alone.

@@ -148,21 +148,48 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let command = format!(
                 "cargo run -p giva-bench --release -- archives --body {body} --repeat {repeat}"
             );
-            let mut md = report::header(
+            publish(
+                &cli.results,
                 "Archives: giva scan beside clamscan's default mode",
                 &command,
+                started,
+                &r.markdown(),
+                &r.summary(&command),
+            )?;
+        }
+        Command::Real {
+            corpus,
+            count,
+            seeds,
+            repeat,
+            work,
+            timeout_secs,
+            bin_dir: bd,
+        } => {
+            let started = std::time::Instant::now();
+            let r = crate::real::run(&crate::real::RealArgs {
+                bin_dir: bin_dir(bd)?,
+                work,
+                corpus_bytes: corpus,
+                counts: count.clone(),
+                seeds: seeds.clone(),
+                repeat,
+                timeout: Duration::from_secs(timeout_secs),
+            })?;
+            let join = |v: &[String]| v.join(",");
+            let command = format!(
+                "cargo run -p giva-bench --release -- real --corpus {corpus} --count {} --seeds {} --repeat {repeat}",
+                join(&count.iter().map(ToString::to_string).collect::<Vec<_>>()),
+                join(&seeds.iter().map(ToString::to_string).collect::<Vec<_>>()),
             );
-            md.push_str(&format!(
-                "- run took {:.0} s\n\n",
-                started.elapsed().as_secs_f64()
-            ));
-            md.push_str(&r.markdown());
-            let dir = report::results_dir(&cli.results)?;
-            let path = dir.join("archives.md");
-            std::fs::write(&path, md)?;
-            r.summary(&command).write(&dir)?;
-            eprintln!("written: {}", path.display());
-            eprintln!("written: {}", latest::write(&cli.results)?.display());
+            publish(
+                &cli.results,
+                "Real files: giva beside clamscan, yara, YARA-X and Hyperscan",
+                &command,
+                started,
+                &r.markdown(),
+                &r.summary(&command),
+            )?;
         }
         Command::E2e {
             storm_vms,
@@ -371,5 +398,32 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("written: {}", latest::write(&cli.results)?.display());
         }
     }
+    Ok(())
+}
+
+/// Writes a workload's full report (`title`, `command`, how long the run
+/// took since `started`, then `body`) as `<summary's report file>` in
+/// today's results directory, with its summary beside it, and regenerates
+/// LATEST.md.
+fn publish(
+    results: &std::path::Path,
+    title: &str,
+    command: &str,
+    started: std::time::Instant,
+    body: &str,
+    summary: &Summary,
+) -> anyhow::Result<()> {
+    let mut md = report::header(title, command);
+    md.push_str(&format!(
+        "- run took {:.0} s\n\n",
+        started.elapsed().as_secs_f64()
+    ));
+    md.push_str(body);
+    let dir = report::results_dir(results)?;
+    let path = dir.join(&summary.report);
+    std::fs::write(&path, md)?;
+    summary.write(&dir)?;
+    eprintln!("written: {}", path.display());
+    eprintln!("written: {}", latest::write(results)?.display());
     Ok(())
 }
