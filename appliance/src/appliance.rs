@@ -178,12 +178,9 @@ impl Appliance {
             })),
             flights: Arc::new(flight::Flights::default()),
             full_scan_slots: Arc::new(Semaphore::new(config.full_scan.max_concurrent)),
-            content_budget: Arc::new(Semaphore::new(
-                config
-                    .server
-                    .max_pending_content_total_bytes
-                    .min(Semaphore::MAX_PERMITS),
-            )),
+            content_budget: crate::session::byte_budget(
+                config.server.max_pending_content_total_bytes,
+            ),
             full_scan_waiting: AtomicUsize::new(0),
             shutdown: tokio::sync::watch::Sender::new(false),
             reloads: ReloadState::new(&config.database.paths),

@@ -189,7 +189,7 @@ fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
 
-fn check(r: &Run, what: &str, ok_codes: &[i32]) -> String {
+pub(crate) fn check(r: &Run, what: &str, ok_codes: &[i32]) -> String {
     if r.timed_out {
         format!("{what}: timed out after {:.0} s", r.wall.as_secs_f64())
     } else if r.code.is_none_or(|c| !ok_codes.contains(&c)) {
@@ -335,7 +335,7 @@ fn version(prog: &Path) -> String {
 
 /// Runs `f` `n` times (at least once) and keeps the fastest successful run;
 /// a failed or timed-out run ends the series.
-fn best_of(n: usize, mut f: impl FnMut() -> anyhow::Result<Run>) -> anyhow::Result<Run> {
+pub(crate) fn best_of(n: usize, mut f: impl FnMut() -> anyhow::Result<Run>) -> anyhow::Result<Run> {
     let mut best = f()?;
     for _ in 1..n.max(1) {
         if best.timed_out || best.code.is_none_or(|c| c > 1) {

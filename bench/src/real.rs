@@ -176,19 +176,28 @@ pub fn sources() -> anyhow::Result<Vec<Vec<u8>>> {
 }
 
 /// The signature files of `sigs` for every engine, in `dir`: `sigs.ndb`
-/// and `sigs.ldb`, `sigs.yar`, `sigs.hs.json`.
+/// and `sigs.ldb` (only with logical signatures: ClamAV's tools refuse an
+/// empty database file), `sigs.yar`, `sigs.hs.json`. Returns the ClamAV
+/// files.
 ///
 /// # Errors
 ///
 /// A file cannot be written.
-pub fn write_signatures(dir: &Path, sigs: &[Signature]) -> anyhow::Result<()> {
+pub fn write_signatures(dir: &Path, sigs: &[Signature]) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let (ndb, ldb) = realsigs::clamav(sigs);
-    std::fs::write(dir.join("sigs.ndb"), ndb)?;
-    std::fs::write(dir.join("sigs.ldb"), ldb)?;
+    let mut clamav = Vec::new();
+    for (name, text) in [("sigs.ndb", ndb), ("sigs.ldb", ldb)] {
+        let path = dir.join(name);
+        let _ = std::fs::remove_file(&path);
+        if !text.is_empty() {
+            std::fs::write(&path, text)?;
+            clamav.push(path);
+        }
+    }
     std::fs::write(dir.join("sigs.yar"), realsigs::yara(sigs))?;
     std::fs::write(dir.join("sigs.hs.json"), realsigs::hyperscan(sigs))?;
-    Ok(())
+    Ok(clamav)
 }
 
 /// (file name, signature name) pairs from `path: NAME` lines (the
@@ -239,16 +248,16 @@ pub fn signatures(
     // A tenth more than asked: some will match the corpus.
     let drawn = realsigs::draw(&mut rng, &sources, count + count / 10 + 10, "Real", &MIX);
     let dir = work.join(format!("real-filter-{seed}-{count}"));
-    write_signatures(&dir, &drawn)?;
+    let clamav = write_signatures(&dir, &drawn)?;
     let mut args = vec![
         "scan".to_string(),
         "--allmatch".into(),
         "--infected".into(),
         "--no-summary".into(),
     ];
-    for f in ["sigs.ndb", "sigs.ldb"] {
+    for f in &clamav {
         args.push("-d".into());
-        args.push(dir.join(f).display().to_string());
+        args.push(f.display().to_string());
     }
     args.push(corpus.dir.join("files").display().to_string());
     let r = run::run(giva, &args, timeout, &dir.join("scratch"))?;
@@ -271,7 +280,9 @@ pub fn signatures(
     // The planted set: cut from corpus files drawn at random.
     let mut planted = Vec::new();
     let mut prng = Rng::new(seed, 0x91a7);
-    while planted.len() < PLANTED && !corpus.files.is_empty() {
+    let mut tries = 0;
+    while planted.len() < PLANTED && !corpus.files.is_empty() && tries < PLANTED * 100 {
+        tries += 1;
         let f = &corpus.files[prng.below(corpus.files.len())];
         let Ok(data) = std::fs::read(f) else { continue };
         let mut one = realsigs::draw(&mut prng, &[data], 1, "Planted", &MIX);
@@ -384,48 +395,23 @@ pub struct RealResult {
     pub configs: Vec<Config>,
 }
 
-fn best(
-    repeat: usize,
-    mut f: impl FnMut() -> anyhow::Result<(Run, Option<f64>)>,
-) -> anyhow::Result<(Run, f64)> {
-    let mut out: Option<(Run, f64)> = None;
-    for _ in 0..repeat.max(1) {
-        let (r, inner) = f()?;
-        let secs = inner.unwrap_or(r.wall.as_secs_f64());
-        let failed = r.timed_out || r.code.is_none_or(|c| c > 1);
-        if out.as_ref().is_none_or(|(_, b)| secs < *b) {
-            out = Some((r, secs));
-        }
-        if failed {
-            break;
-        }
-    }
-    out.ok_or_else(|| anyhow::anyhow!("no run"))
-}
-
-fn engine_run(engine: &str, r: &Run, secs: f64) -> EngineRun {
-    let note = if r.timed_out {
-        format!("timed out after {:.0} s", r.wall.as_secs_f64())
-    } else if r.code.is_none_or(|c| c > 1) {
-        format!(
-            "exit {:?}: {}",
-            r.code,
-            r.stderr
-                .lines()
-                .rev()
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(" / ")
-        )
-    } else {
-        String::new()
-    };
-    EngineRun {
+/// The fastest of `a.repeat` runs of `program` (by wall time), as an
+/// engine's result; the scan time is the run's own, or for a Python runner
+/// the time it reports for its scan loop.
+fn engine_run(
+    engine: &str,
+    program: &Path,
+    args: &[String],
+    a: &RealArgs,
+    scratch: &Path,
+) -> anyhow::Result<EngineRun> {
+    let r = crate::compare::best_of(a.repeat, || run::run(program, args, a.timeout, scratch))?;
+    Ok(EngineRun {
         engine: engine.into(),
-        scan_s: secs,
+        scan_s: python_scan_s(&r).unwrap_or(r.wall.as_secs_f64()),
         found: detections(&r.stdout),
-        note,
-    }
+        note: crate::compare::check(&r, engine, &[0, 1]),
+    })
 }
 
 /// Runs the benchmark.
@@ -455,7 +441,7 @@ pub fn run(a: &RealArgs) -> anyhow::Result<RealResult> {
         for &seed in &a.seeds {
             let (sigs, dropped) = signatures(&giva, &corpus, &a.work, count, seed, a.timeout)?;
             let dir = a.work.join(format!("real-sigs-{seed}-{count}"));
-            write_signatures(&dir, &sigs)?;
+            let clamav = write_signatures(&dir, &sigs)?;
             eprintln!(
                 "signatures: {} ({dropped} of the draw dropped for matching the corpus), seed {seed}",
                 sigs.len()
@@ -467,9 +453,7 @@ pub fn run(a: &RealArgs) -> anyhow::Result<RealResult> {
             let compiled = dir.join("sigs.gdb");
             let mut args = vec!["db".to_string(), "compile".into(), "-o".into()];
             args.push(compiled.display().to_string());
-            for f in ["sigs.ndb", "sigs.ldb"] {
-                args.push(dir.join(f).display().to_string());
-            }
+            args.extend(clamav.iter().map(|f| f.display().to_string()));
             let c = run::run(&giva, &args, a.timeout, &scratch)?;
             anyhow::ensure!(c.code == Some(0), "giva db compile: {}", c.stderr);
             // As the others scan: the bytes of each file, no container
@@ -498,10 +482,7 @@ pub fn run(a: &RealArgs) -> anyhow::Result<RealResult> {
                 v
             };
             let args = giva_args(true);
-            let (r, secs) = best(a.repeat, || {
-                Ok((run::run(&giva, &args, a.timeout, &scratch)?, None))
-            })?;
-            runs.push(engine_run("giva", &r, secs));
+            runs.push(engine_run("giva", &giva, &args, a, &scratch)?);
             if let Some(cs) = &clamscan {
                 let mut args: Vec<String> = vec![
                     "--no-summary".into(),
@@ -514,16 +495,13 @@ pub fn run(a: &RealArgs) -> anyhow::Result<RealResult> {
                         .iter()
                         .map(|s| s.to_string()),
                 );
-                for f in ["sigs.ndb", "sigs.ldb"] {
+                for f in &clamav {
                     args.push("-d".into());
-                    args.push(dir.join(f).display().to_string());
+                    args.push(f.display().to_string());
                 }
                 args.push("-r".into());
                 args.push(files.clone());
-                let (r, secs) = best(a.repeat, || {
-                    Ok((run::run(cs, &args, a.timeout, &scratch)?, None))
-                })?;
-                runs.push(engine_run("clamscan (raw)", &r, secs));
+                runs.push(engine_run("clamscan (raw)", cs, &args, a, &scratch)?);
             }
             if let (Some(yara), Some(yarac)) = (&yara, &yarac) {
                 let rules = dir.join("sigs.yarc");
@@ -547,10 +525,7 @@ pub fn run(a: &RealArgs) -> anyhow::Result<RealResult> {
                         rules.display().to_string(),
                         files.clone(),
                     ];
-                    let (r, secs) = best(a.repeat, || {
-                        Ok((run::run(yara, &args, a.timeout, &scratch)?, None))
-                    })?;
-                    runs.push(engine_run("yara", &r, secs));
+                    runs.push(engine_run("yara", yara, &args, a, &scratch)?);
                 }
             }
             for (engine, script, input) in [
@@ -562,18 +537,10 @@ pub fn run(a: &RealArgs) -> anyhow::Result<RealResult> {
                     dir.join(input).display().to_string(),
                     corpus.list.display().to_string(),
                 ];
-                let (r, secs) = best(a.repeat, || {
-                    let r = run::run(&python, &args, a.timeout, &scratch)?;
-                    let inner = python_scan_s(&r);
-                    Ok((r, inner))
-                })?;
-                runs.push(engine_run(engine, &r, secs));
+                runs.push(engine_run(engine, &python, &args, a, &scratch)?);
             }
             let args = giva_args(false);
-            let (r, secs) = best(a.repeat, || {
-                Ok((run::run(&giva, &args, a.timeout, &scratch)?, None))
-            })?;
-            runs.push(engine_run(GIVA_OPENING, &r, secs));
+            runs.push(engine_run(GIVA_OPENING, &giva, &args, a, &scratch)?);
             for r in &runs {
                 eprintln!(
                     "  {}: {:.2} s, {} detections {}",
