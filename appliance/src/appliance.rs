@@ -178,9 +178,7 @@ impl Appliance {
             })),
             flights: Arc::new(flight::Flights::default()),
             full_scan_slots: Arc::new(Semaphore::new(config.full_scan.max_concurrent)),
-            content_budget: crate::session::byte_budget(
-                config.server.max_pending_content_total_bytes,
-            ),
+            content_budget: byte_budget(config.server.max_pending_content_total_bytes),
             full_scan_waiting: AtomicUsize::new(0),
             shutdown: tokio::sync::watch::Sender::new(false),
             reloads: ReloadState::new(&config.database.paths),
@@ -362,4 +360,10 @@ impl Appliance {
 /// Completes when the watched flag turns true (or its sender is gone).
 pub(crate) async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
+}
+
+/// A budget of `bytes` content bytes, a permit a byte (held to what a
+/// semaphore can count): the appliance's, and each session's.
+pub(crate) fn byte_budget(bytes: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS)))
 }

@@ -76,12 +76,6 @@ impl Drop for Held {
     }
 }
 
-/// A budget of `bytes` content bytes, a permit a byte (held to what a
-/// semaphore can count).
-pub(crate) fn byte_budget(bytes: usize) -> Arc<Semaphore> {
-    Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS)))
-}
-
 impl Content {
     /// Waits until the session's budget, then the appliance's, has room
     /// for `data`, and holds it. Scans give bytes back without waiting on
@@ -195,7 +189,7 @@ pub async fn open(
                 ended_rx,
                 abandoned: std::collections::VecDeque::new(),
                 following: Arc::default(),
-                budget: byte_budget(app.config.server.max_pending_content_bytes),
+                budget: crate::appliance::byte_budget(app.config.server.max_pending_content_bytes),
             };
             let result = session.run(&mut inbound).await;
             session.cut_off_scans().await;
