@@ -99,6 +99,8 @@ mod engine;
 mod error;
 mod exec;
 mod file;
+#[cfg(test)]
+mod heat_tests;
 mod index;
 mod names;
 pub mod pool;

@@ -35,14 +35,26 @@ fn choices(e: &Elem, sets: &[ByteSet]) -> Option<([u8; 4], usize)> {
     }
 }
 
+/// A variant's atom.
+#[derive(Clone, Debug)]
+pub(super) struct Atom {
+    /// Where it starts in the variant.
+    pub off: usize,
+    /// Its strings, all of one length (small byte sets expand).
+    pub strings: Vec<Vec<u8>>,
+    /// How rare it is, with the bonus of its length class (quarter bits;
+    /// higher is better).
+    pub score: u32,
+}
+
 /// The score bonus of one step up in atom length class: 8 bits, so a
 /// shorter atom wins only when it is 256 times rarer.
 const CLASS_STEP: u32 = 32;
 
 /// Picks the best atom window: the highest-scoring run of at most
 /// [`MAX_ATOM`] positions that are literal bytes or tiny sets, expanding
-/// into at most [`MAX_ATOM_EXPANSION`] strings. Returns `(offset, strings)`.
-pub(super) fn pick_atom(elems: &[Elem], sets: &[ByteSet]) -> Option<(usize, Vec<Vec<u8>>)> {
+/// into at most [`MAX_ATOM_EXPANSION`] strings.
+pub(super) fn pick_atom(elems: &[Elem], sets: &[ByteSet]) -> Option<Atom> {
     let ch: Vec<Option<([u8; 4], usize)>> = elems.iter().map(|e| choices(e, sets)).collect();
     let mut best: Option<(u32, usize, usize)> = None; // score, start, len
     for start in 0..ch.len() {
@@ -77,14 +89,15 @@ pub(super) fn pick_atom(elems: &[Elem], sets: &[ByteSet]) -> Option<(usize, Vec<
             }
         }
     }
-    let (_, start, len) = best?;
+    let (score, start, len) = best?;
     let window = &ch[start..start + len];
     if window.iter().flatten().all(|&(_, n)| n == 1) {
         // The common case: one string, one allocation.
-        return Some((
-            start,
-            vec![window.iter().flatten().map(|(c, _)| c[0]).collect()],
-        ));
+        return Some(Atom {
+            off: start,
+            strings: vec![window.iter().flatten().map(|(c, _)| c[0]).collect()],
+            score,
+        });
     }
     let mut out: Vec<Vec<u8>> = vec![Vec::with_capacity(len)];
     for (c, n) in window.iter().flatten() {
@@ -99,5 +112,9 @@ pub(super) fn pick_atom(elems: &[Elem], sets: &[ByteSet]) -> Option<(usize, Vec<
             })
             .collect();
     }
-    Some((start, out))
+    Some(Atom {
+        off: start,
+        strings: out,
+        score,
+    })
 }

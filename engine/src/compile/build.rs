@@ -6,10 +6,11 @@ use std::collections::HashMap;
 
 use giva_signatures::{BodyPattern, ByteSet, Offset};
 
-use crate::compile::atom::pick_atom;
+use crate::compile::atom::{Atom, pick_atom};
+use crate::compile::derive::{PartInfo, Role, plan};
 use crate::compile::expand::{Flat, expand};
 use crate::compile::program::{
-    ASSERT_CTX, Elem, Entry, NotAltCheck, Owner, PatternInfo, Program, entry_context, split_span,
+    ASSERT_CTX, Elem, Entry, NotAltCheck, Owner, PatternInfo, Program, entry_needs, split_span,
 };
 use crate::error::BuildError;
 use crate::index::AtomIndex;
@@ -45,6 +46,67 @@ fn atom_key(a: &[u8]) -> u128 {
     u128::from_le_bytes(b)
 }
 
+/// One fixed-length variant of a part, lowered to byte predicates, with
+/// its atom.
+struct Variant {
+    elems: Vec<Elem>,
+    not_alts: Vec<NotAltCheck>,
+    atom: Option<Atom>,
+}
+
+impl Variant {
+    /// Lowers an expanded variant (its byte sets go to `sets`, once each).
+    fn lower(
+        flat: Vec<Flat>,
+        sets: &mut Vec<ByteSet>,
+        set_ids: &mut HashMap<ByteSet, u32>,
+    ) -> Self {
+        let mut elems = Vec::new();
+        let mut not_alts = Vec::new();
+        for f in flat {
+            match f {
+                Flat::Byte { value, mask } => elems.push(Elem::Byte { value, mask }),
+                Flat::Set(s) => {
+                    let next = sets.len() as u32;
+                    let id = *set_ids.entry(s).or_insert_with(|| {
+                        sets.push(s);
+                        next
+                    });
+                    elems.push(Elem::Set(id));
+                }
+                Flat::NotAlt { len, branches } => {
+                    not_alts.push(NotAltCheck {
+                        off: elems.len() as u32,
+                        len: len as u32,
+                        branches,
+                    });
+                    elems.extend((0..len).map(|_| Elem::Byte { value: 0, mask: 0 }));
+                }
+            }
+        }
+        Variant {
+            elems,
+            not_alts,
+            atom: None,
+        }
+    }
+}
+
+/// What the derivation plan needs of a part's variants.
+fn part_info(variants: &[Variant]) -> PartInfo {
+    let lens = variants.iter().map(|v| v.elems.len() as u64);
+    PartInfo {
+        variants: variants.len(),
+        min_len: lens.clone().min().unwrap_or(0),
+        max_len: lens.max().unwrap_or(0),
+        score: variants
+            .iter()
+            .filter_map(|v| v.atom.as_ref().map(|a| a.score))
+            .min()
+            .unwrap_or(0),
+    }
+}
+
 impl Program {
     /// Compiles `sources` into one program.
     pub fn build(sources: &[Source<'_>]) -> Result<Program, BuildError> {
@@ -74,83 +136,104 @@ impl Program {
             let pid = patterns.len() as u32;
             let nparts = pat.parts.len();
             let mut multi_end = false;
+            // Every part's variants and their atoms first: which parts are
+            // derived from which depends on all of them.
+            let mut parts: Vec<Vec<Variant>> = Vec::with_capacity(nparts);
             for (k, part) in pat.parts.iter().enumerate() {
-                let variants = expand(&part.tokens, MAX_VARIANTS).ok_or_else(|| {
+                let flats = expand(&part.tokens, MAX_VARIANTS).ok_or_else(|| {
                     BuildError::TooManyVariants {
                         name: src.name.to_owned(),
                         part: k,
                         limit: MAX_VARIANTS,
                     }
                 })?;
-                if k + 1 == nparts && variants.len() > 1 {
+                if k + 1 == nparts && flats.len() > 1 {
                     multi_end = true;
                 }
-                for flat in variants {
-                    let mut elems = Vec::new();
-                    let mut not_alts = Vec::new();
-                    for f in flat {
-                        match f {
-                            Flat::Byte { value, mask } => elems.push(Elem::Byte { value, mask }),
-                            Flat::Set(s) => {
-                                let next = sets.len() as u32;
-                                let id = *set_ids.entry(s).or_insert_with(|| {
-                                    sets.push(s);
-                                    next
-                                });
-                                elems.push(Elem::Set(id));
-                            }
-                            Flat::NotAlt { len, branches } => {
-                                not_alts.push(NotAltCheck {
-                                    off: elems.len() as u32,
-                                    len: len as u32,
-                                    branches,
-                                });
-                                elems.extend((0..len).map(|_| Elem::Byte { value: 0, mask: 0 }));
-                            }
-                        }
-                    }
-                    let Some((atom_off, strings)) = pick_atom(&elems, &sets) else {
+                let mut variants = Vec::with_capacity(flats.len());
+                for flat in flats {
+                    let mut v = Variant::lower(flat, &mut sets, &mut set_ids);
+                    v.atom = pick_atom(&v.elems, &sets);
+                    if v.atom.is_none() {
                         return Err(BuildError::NoStaticBytes {
                             name: src.name.to_owned(),
                             part: k,
                         });
-                    };
-                    let (after, before) = entry_context(
-                        elems.len() as u64,
-                        (k + 1 == nparts).then_some(pat.right_anchor).flatten(),
-                        (k == 0).then_some(pat.left_anchor).flatten(),
-                    );
-                    lookahead = lookahead.max(after);
-                    history = history.max(before);
-                    let eid = entries.len() as u32;
-                    for atom in strings {
-                        max_atom = max_atom.max(atom.len());
+                    }
+                    variants.push(v);
+                }
+                parts.push(variants);
+            }
+            let info: Vec<PartInfo> = parts.iter().map(|v| part_info(v)).collect();
+            let roles = plan(&info, &pat.gaps);
+            // Entry ids follow the parts and their variants in order.
+            let first_eid = entries.len();
+            let mut eid = first_eid as u32;
+            let mut eids = Vec::with_capacity(nparts);
+            for variants in &parts {
+                eids.push(eid);
+                eid += variants.len() as u32;
+            }
+            // The atoms of the parts found by their own, and for a part of
+            // one variant (an anchor), where its atom starts and its ids.
+            let mut anchors: Vec<Option<(usize, Vec<usize>)>> = vec![None; nparts];
+            for (k, variants) in parts.iter().enumerate() {
+                if roles[k] != Role::Own {
+                    continue;
+                }
+                for (i, v) in variants.iter().enumerate() {
+                    let atom = v.atom.as_ref().expect("every variant has an atom");
+                    let mut ids = Vec::with_capacity(atom.strings.len());
+                    for string in &atom.strings {
+                        max_atom = max_atom.max(string.len());
                         let next = atoms.len();
-                        let aid = *atom_ids.entry(atom_key(&atom)).or_insert_with(|| {
-                            atoms.push(atom);
+                        let aid = *atom_ids.entry(atom_key(string)).or_insert_with(|| {
+                            atoms.push(string.clone());
                             atom_targets.push(Vec::new());
                             next
                         });
-                        atom_targets[aid].push(eid);
+                        atom_targets[aid].push(eids[k] + i as u32);
+                        ids.push(aid);
                     }
-                    entries.push(Entry {
+                    anchors[k] = Some((atom.off, ids));
+                }
+            }
+            for (k, variants) in parts.into_iter().enumerate() {
+                for (i, v) in variants.into_iter().enumerate() {
+                    let atom = v.atom.expect("every variant has an atom");
+                    let len = v.elems.len() as u64;
+                    let (atom_off, spread) = match (roles[k], roles[k].starts(len)) {
+                        (Role::From { anchor, .. }, Some((lo, hi))) => {
+                            let (off, ids) = anchors[anchor].as_ref().expect("an anchor is own");
+                            for &aid in ids {
+                                atom_targets[aid].push(eids[k] + i as u32);
+                            }
+                            // The atom starts `off - lo` bytes after the
+                            // earliest start (the plan keeps it small).
+                            (*off as i64 - lo, (hi - lo) as u32)
+                        }
+                        _ => (atom.off as i64, 0),
+                    };
+                    let part_entry = Entry {
                         pattern: pid,
                         part: k as u32,
-                        atom_off: atom_off as u32,
+                        atom_off: atom_off as i32,
+                        spread,
                         elem_start: arena_index(all_elems.len(), src.name)?,
-                        elem_len: elems.len() as u32,
+                        elem_len: len as u32,
                         not_alt_start: arena_index(all_not_alts.len(), src.name)?,
-                        not_alt_len: not_alts.len() as u32,
-                    });
-                    all_elems.extend_from_slice(&elems);
-                    all_not_alts.extend(not_alts);
+                        not_alt_len: v.not_alts.len() as u32,
+                    };
+                    all_elems.extend_from_slice(&v.elems);
+                    all_not_alts.extend(v.not_alts);
+                    entries.push(part_entry);
                 }
             }
             let span = split_span(pat);
             max_split_span = max_split_span.max(span.unwrap_or(0));
             let gap_slot = gap_slots.len() as u32;
             gap_slots.extend(pat.gaps.iter().copied());
-            patterns.push(PatternInfo {
+            let pattern_info = PatternInfo {
                 owner: src.owner,
                 offset: src.offset,
                 nparts: nparts as u32,
@@ -161,7 +244,13 @@ impl Program {
                 gap_slot,
                 multi_end,
                 split: span.is_some(),
-            });
+            };
+            for e in &entries[first_eid..] {
+                let (after, before) = entry_needs(e, &pattern_info);
+                lookahead = lookahead.max(after);
+                history = history.max(before);
+            }
+            patterns.push(pattern_info);
         }
         let mut target_start = Vec::with_capacity(atom_targets.len() + 1);
         let mut targets = Vec::with_capacity(entries.len());

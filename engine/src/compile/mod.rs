@@ -6,6 +6,7 @@
 
 mod atom;
 mod build;
+mod derive;
 mod expand;
 mod program;
 

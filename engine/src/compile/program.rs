@@ -46,7 +46,13 @@ pub(crate) struct NotAltCheck {
 pub(crate) struct Entry {
     pub pattern: u32,
     pub part: u32,
-    pub atom_off: u32,
+    /// Where the entry's atom starts relative to the entry's start: inside
+    /// it for an atom of its own; for an entry derived from another part's
+    /// atom (`derive.rs`), the earliest start is `atom_off` bytes before
+    /// the atom (negative: after it), and the others follow, `spread` of
+    /// them.
+    pub atom_off: i32,
+    pub spread: u32,
     pub elem_start: u32,
     pub elem_len: u32,
     pub not_alt_start: u32,
@@ -86,6 +92,27 @@ pub(crate) fn entry_context(len: u64, right: Option<Anchor>, left: Option<Anchor
     let after = len + ASSERT_CTX + right.map_or(0, |a| u64::from(a.max) + 1);
     let before = left.map_or(ASSERT_CTX, |a| u64::from(a.max) + 1 + ASSERT_CTX);
     (after, before)
+}
+
+/// The bytes an entry needs after its start (`lookahead`: its own and its
+/// context, and for a derived entry its anchor's atom, which the scan must
+/// have passed before the entry is verified) and before it (`history`: its
+/// left context, and the distance back to a derived entry's atom, which a
+/// segment of a split scan must hold).
+pub(crate) fn entry_needs(e: &Entry, pat: &PatternInfo) -> (u64, u64) {
+    let (after, before) = entry_context(
+        u64::from(e.elem_len),
+        (e.part + 1 == pat.nparts)
+            .then_some(pat.right_anchor)
+            .flatten(),
+        (e.part == 0).then_some(pat.left_anchor).flatten(),
+    );
+    let hi = i64::from(e.atom_off);
+    let lo = hi - i64::from(e.spread);
+    (
+        after.max(hi.saturating_add(1).max(0) as u64),
+        before.max(lo.min(0).unsigned_abs()),
+    )
 }
 
 /// A compiled, read-only set of patterns.

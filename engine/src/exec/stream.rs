@@ -341,7 +341,8 @@ impl Matcher {
                 });
             }
             // A candidate starting at s has its atom at s + atom_off, with
-            // atom_off < lookahead: every candidate with s + lookahead <=
+            // atom_off < lookahead (for a derived entry too; see
+            // `entry_needs`): every candidate with s + lookahead <=
             // chunk_base + b1 is queued by now, and its bytes are available.
             self.drain(
                 p,
@@ -564,43 +565,52 @@ fn push(
 ) {
     for &eid in p.targets(atom) {
         let entry = &p.entries[eid as usize];
-        let Some(start) = atom_start.checked_sub(u64::from(entry.atom_off)) else {
-            continue;
-        };
         let pat = &p.patterns[entry.pattern as usize];
         if sink.skip(pat.owner) {
             continue;
         }
-        if let Some(w) = window
-            && !(if pat.split {
-                start >= w.cand_lo
-            } else {
-                (w.events_lo..w.events_hi).contains(&start)
-            })
-        {
+        // The starts this atom implies: one for an atom of the entry's own,
+        // a range for one of another part (`compile/derive.rs`).
+        let first = i64::try_from(atom_start)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(i64::from(entry.atom_off));
+        let last = first.saturating_add(i64::from(entry.spread));
+        let (Ok(mut lo), Ok(mut hi)) = (u64::try_from(first.max(0)), u64::try_from(last)) else {
             continue;
+        };
+        if let Some(w) = window {
+            if pat.split {
+                lo = lo.max(w.cand_lo);
+            } else {
+                lo = lo.max(w.events_lo);
+                hi = hi.min(w.events_hi.saturating_sub(1));
+                if w.events_hi == 0 {
+                    continue;
+                }
+            }
         }
         if entry.part == 0 {
             // Cheap offset pre-filter; the exact check happens on verification.
-            let Some((lo, hi)) = pat.offset.start_range_in(size, sink.exe.as_deref()) else {
+            // (The offset counts from the body, so a left anchor adds nothing.)
+            let Some((olo, ohi)) = pat.offset.start_range_in(size, sink.exe.as_deref()) else {
                 continue;
             };
-            // (The offset counts from the body, so a left anchor adds nothing.)
-            if start < lo || start > hi {
+            lo = lo.max(olo);
+            hi = hi.min(ohi);
+        }
+        for start in lo..=hi {
+            // When the variant lies inside the current chunk, check its
+            // bytes now: most candidates die here without being queued.
+            // (The full, ordered verification still happens later.)
+            if let Some((bytes, base)) = chunk
+                && start >= base
+                && let Some(w) =
+                    bytes.get((start - base) as usize..(start - base + entry.len()) as usize)
+                && !bytes_match(p, entry, w)
+            {
                 continue;
             }
+            queue.push((start, eid));
         }
-        // When the variant lies inside the current chunk, check its bytes
-        // now: most candidates die here without being queued. (The full,
-        // ordered verification still happens later.)
-        if let Some((bytes, base)) = chunk
-            && start >= base
-            && let Some(w) =
-                bytes.get((start - base) as usize..(start - base + entry.len()) as usize)
-            && !bytes_match(p, entry, w)
-        {
-            continue;
-        }
-        queue.push((start, eid));
     }
 }

@@ -16,7 +16,7 @@ pub(crate) struct AtomIndex {
     pub(super) starts: Arr<u32>,
     /// The positions looked up are the multiples of this: 2, or 4 when
     /// every atom of 4 bytes or more has 7 or more.
-    pub(super) stride: u32,
+    pub(crate) stride: u32,
     /// The filter in front of `q4` and `back`.
     pub(super) bloom: Bloom,
     /// The second filter, for the positions that pass `bloom`.

@@ -51,6 +51,8 @@ mod simd;
 mod table;
 
 pub(crate) use atom_index::AtomIndex;
+#[cfg(test)]
+pub(crate) use scan::Census;
 
 #[cfg(test)]
 mod tests;

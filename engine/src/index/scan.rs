@@ -227,3 +227,62 @@ impl AtomIndex {
         }
     }
 }
+
+/// What one scan cost, by stage (a diagnostic of the tests).
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct Census {
+    pub bytes: u64,
+    pub bloom: u64,
+    pub sieve: u64,
+    /// Table values looked at, and those whose atom was there.
+    pub probed: u64,
+    pub confirmed: u64,
+    /// Per atom: (confirmed, probed without confirming).
+    pub per_atom: std::collections::HashMap<u32, (u64, u64)>,
+    /// Per 3-byte word prefix of positions that passed the bloom filter.
+    pub passed_prefix: std::collections::HashMap<[u8; 4], u64>,
+}
+
+#[cfg(test)]
+impl AtomIndex {
+    /// [`AtomIndex::scan`], counting into `c`.
+    pub(crate) fn census(&self, hay: &[u8], c: &mut Census) {
+        let views = [self.q4.view(), self.back.view()];
+        let sieve = &self.sieve.bits[..];
+        let mut passes = Vec::new();
+        let mut from = 0;
+        c.bytes += hay.len() as u64;
+        while from < hay.len() {
+            passes.clear();
+            let next = self.filter(simd::Level::best(), hay, from, from + CHUNK, &mut passes);
+            c.bloom += passes.len() as u64;
+            for &e in &passes {
+                let (t, p) = ((e & 1) as usize, from + (e >> 1) as usize);
+                let q = if t == 0 { p } else { p - 1 };
+                let x = gram(hay, q);
+                let mut k = [0u8; 4];
+                let end = (q + 4).min(hay.len());
+                k[..end - q].copy_from_slice(&hay[q..end]);
+                *c.passed_prefix.entry(k).or_insert(0) += 1;
+                if !sieve.is_empty() && !Sieve::maybe(sieve, self.sieve.shift, x, t) {
+                    continue;
+                }
+                c.sieve += 1;
+                for v in views[t].get(x) {
+                    c.probed += 1;
+                    let off = v.off();
+                    let ok = p >= off && self.confirm(v, hay, p - off);
+                    let s = c.per_atom.entry(v.atom).or_insert((0, 0));
+                    if ok {
+                        c.confirmed += 1;
+                        s.0 += 1;
+                    } else {
+                        s.1 += 1;
+                    }
+                }
+            }
+            from = next;
+        }
+    }
+}

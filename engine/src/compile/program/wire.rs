@@ -6,9 +6,9 @@
 use giva_signatures::wire::{Wire, Writer};
 use giva_signatures::{ByteSet, Gap};
 
+use crate::compile::derive::{MAX_DISTANCE, MAX_SPREAD};
 use crate::compile::program::{
-    ASSERT_CTX, Elem, Entry, MAX_SPLIT_SPAN, NotAltCheck, Owner, PatternInfo, Program,
-    entry_context,
+    ASSERT_CTX, Elem, Entry, MAX_SPLIT_SPAN, NotAltCheck, Owner, PatternInfo, Program, entry_needs,
 };
 use crate::index::AtomIndex;
 use crate::util::arr::Arr;
@@ -40,6 +40,19 @@ fn elem_of(c: u32) -> StoredResult<Elem> {
 
 fn idx(x: u64) -> StoredResult<usize> {
     usize::try_from(x).or_else(|_| invalid("index out of range"))
+}
+
+/// Whether an entry's atom lies where the compiler can put it: inside
+/// the entry, or for a derived entry no farther than the plan allows (its
+/// distance, plus where the atom lies in its anchor, at most `longest`
+/// bytes in): so that a stored program cannot make a scanner keep more
+/// bytes, or queue more candidates per atom, than a compiled one could.
+fn atom_in_reach(e: &Entry, longest: u32) -> bool {
+    if e.spread == 0 && e.atom_off >= 0 && e.atom_off as u32 <= e.elem_len {
+        return true;
+    }
+    let far = MAX_DISTANCE as i64 + i64::from(longest);
+    u64::from(e.spread) <= MAX_SPREAD && i64::from(e.atom_off).abs() <= far
 }
 
 impl Program {
@@ -189,6 +202,7 @@ impl Program {
                 return invalid("pattern gaps out of range");
             }
         }
+        let longest = self.entries.iter().map(|e| e.elem_len).max().unwrap_or(0);
         for e in &self.entries {
             let pat = self.patterns.get(e.pattern as usize);
             let elems_end = u64::from(e.elem_start) + u64::from(e.elem_len);
@@ -196,7 +210,7 @@ impl Program {
             if pat.is_none_or(|p| e.part >= p.nparts)
                 || elems_end > self.elems.len() as u64
                 || nots_end > self.not_alts.len() as u64
-                || e.atom_off > e.elem_len
+                || !atom_in_reach(e, longest)
             {
                 return invalid("entry out of range");
             }
@@ -234,14 +248,7 @@ impl Program {
         }
         let (mut lookahead, mut history) = (ASSERT_CTX + 1, ASSERT_CTX);
         for e in &self.entries {
-            let pat = &self.patterns[e.pattern as usize];
-            let (after, before) = entry_context(
-                u64::from(e.elem_len),
-                (e.part + 1 == pat.nparts)
-                    .then_some(pat.right_anchor)
-                    .flatten(),
-                (e.part == 0).then_some(pat.left_anchor).flatten(),
-            );
+            let (after, before) = entry_needs(e, &self.patterns[e.pattern as usize]);
             lookahead = lookahead.max(after);
             history = history.max(before);
         }
