@@ -167,8 +167,7 @@ impl Program {
             let info: Vec<PartInfo> = parts.iter().map(|v| part_info(v)).collect();
             let roles = plan(&info, &pat.gaps);
             // Entry ids follow the parts and their variants in order.
-            let first_eid = entries.len();
-            let mut eid = first_eid as u32;
+            let mut eid = entries.len() as u32;
             let mut eids = Vec::with_capacity(nparts);
             for variants in &parts {
                 eids.push(eid);
@@ -245,12 +244,14 @@ impl Program {
                 multi_end,
                 split: span.is_some(),
             };
-            for e in &entries[first_eid..] {
-                let (after, before) = entry_needs(e, &pattern_info);
-                lookahead = lookahead.max(after);
-                history = history.max(before);
-            }
             patterns.push(pattern_info);
+        }
+        // (After every atom is known: a derived entry needs its anchor's
+        // atom, and `max_atom` stands for its length.)
+        for e in &entries {
+            let (after, before) = entry_needs(e, &patterns[e.pattern as usize], max_atom);
+            lookahead = lookahead.max(after);
+            history = history.max(before);
         }
         let mut target_start = Vec::with_capacity(atom_targets.len() + 1);
         let mut targets = Vec::with_capacity(entries.len());

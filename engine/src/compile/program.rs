@@ -95,11 +95,11 @@ pub(crate) fn entry_context(len: u64, right: Option<Anchor>, left: Option<Anchor
 }
 
 /// The bytes an entry needs after its start (`lookahead`: its own and its
-/// context, and for a derived entry its anchor's atom, which the scan must
-/// have passed before the entry is verified) and before it (`history`: its
-/// left context, and the distance back to a derived entry's atom, which a
-/// segment of a split scan must hold).
-pub(crate) fn entry_needs(e: &Entry, pat: &PatternInfo) -> (u64, u64) {
+/// context, and for a derived entry its anchor's atom, at most `max_atom`
+/// bytes, which the scan must have passed before the entry is verified and
+/// a segment of a split scan must hold) and before it (`history`: its left
+/// context, and the distance back to a derived entry's atom).
+pub(crate) fn entry_needs(e: &Entry, pat: &PatternInfo, max_atom: usize) -> (u64, u64) {
     let (after, before) = entry_context(
         u64::from(e.elem_len),
         (e.part + 1 == pat.nparts)
@@ -110,7 +110,7 @@ pub(crate) fn entry_needs(e: &Entry, pat: &PatternInfo) -> (u64, u64) {
     let hi = i64::from(e.atom_off);
     let lo = hi - i64::from(e.spread);
     (
-        after.max(hi.saturating_add(1).max(0) as u64),
+        after.max(hi.saturating_add(max_atom as i64).max(0) as u64),
         before.max(lo.min(0).unsigned_abs()),
     )
 }

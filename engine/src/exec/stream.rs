@@ -390,11 +390,20 @@ impl Matcher {
         self.queue.sort();
         let queue = std::mem::take(&mut self.queue);
         let mut done = 0;
+        let mut last = None;
         for &(start, eid) in &queue {
             if start > limit || sink.stop {
                 break;
             }
             done += 1;
+            // A derived entry's starts come from every occurrence of its
+            // anchor's atom, and the ranges of two near occurrences
+            // overlap: each start is verified once. (All copies are queued
+            // by the time the first is due: each lies within `lookahead`
+            // of its atom.)
+            if last.replace((start, eid)) == Some((start, eid)) {
+                continue;
+            }
             let entry = &p.entries[eid as usize];
             let pat = &p.patterns[entry.pattern as usize];
             if sink.skip(pat.owner) {

@@ -248,7 +248,7 @@ impl Program {
         }
         let (mut lookahead, mut history) = (ASSERT_CTX + 1, ASSERT_CTX);
         for e in &self.entries {
-            let (after, before) = entry_needs(e, &self.patterns[e.pattern as usize]);
+            let (after, before) = entry_needs(e, &self.patterns[e.pattern as usize], self.max_atom);
             lookahead = lookahead.max(after);
             history = history.max(before);
         }
