@@ -7,6 +7,7 @@
 
 pub mod archives;
 pub mod bandwidth;
+pub mod bigrams;
 pub mod cli;
 pub mod compare;
 pub mod corpus;

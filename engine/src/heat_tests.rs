@@ -49,6 +49,18 @@ fn heat() {
         c.probed as f64 / mb,
         c.confirmed as f64 / mb
     );
+    let mut hist = [0usize; 13];
+    for a in 0..p.atoms.len() as u32 {
+        let l = p.atoms.atom_len(a);
+        hist[l.min(12)] += 1;
+        if (4..7).contains(&l) && std::env::var_os("GIVA_HEAT_SHORT").is_some() {
+            eprintln!(
+                "short atom {:?}",
+                p.atoms.atom(a).escape_ascii().to_string()
+            );
+        }
+    }
+    eprintln!("atom lengths {hist:?}");
     let mut v: Vec<_> = c.per_atom.iter().collect();
     v.sort_by_key(|(_, (a, b))| std::cmp::Reverse(a + b));
     for (atom, (ok, bad)) in v.iter().take(40) {

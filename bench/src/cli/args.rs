@@ -197,6 +197,14 @@ pub enum Command {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// Counts the byte pairs of real files outside the real corpus
+    /// (`bench/src/bigrams.rs`) and writes the table the engine rates atoms
+    /// with.
+    Bigrams {
+        /// Where to write it.
+        #[arg(long, default_value = "engine/src/index/bigrams.bin")]
+        out: std::path::PathBuf,
+    },
     /// The reliability soak (`giva-tests`' ignored `soak` test): simulated
     /// VMs against one appliance for `--secs`, the manager restarted every
     /// minute and the outbox's disk (a tmpfs) full, with the manager down,

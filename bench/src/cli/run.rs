@@ -270,6 +270,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             std::fs::write(&path, md)?;
             eprintln!("written: {}", path.display());
         }
+        Command::Bigrams { out } => {
+            let c = crate::bigrams::count(crate::bigrams::ROOTS, crate::bigrams::PER_ROOT);
+            std::fs::write(&out, c.table())?;
+            eprintln!(
+                "written: {} ({} files, {:.0} MB counted)",
+                out.display(),
+                c.files,
+                c.bytes as f64 / 1e6
+            );
+        }
         Command::Soak { secs, vms, release } => {
             let release_flag = if release { " --release" } else { "" };
             let command = format!(

@@ -3,10 +3,10 @@ use bytes::Bytes;
 use giva_signatures::wire::Writer;
 
 use crate::index::atom_index::AtomIndex;
-use crate::index::build::{gram_rarity, word_heat};
+use crate::index::build::{HOT_WORD_BITS, gram_rarity, word_heat};
 use crate::index::filter::{Bloom, Sieve};
 use crate::index::hash::{BYTE_BIT, MUL, bloom};
-use crate::index::rarity::rarity;
+use crate::index::rarity::{UNIT, rarity};
 use crate::index::scan::CHUNK;
 use crate::index::simd;
 use crate::util::wire::StoredReader;
@@ -164,11 +164,12 @@ fn a_back_key_is_turned_away_by_the_byte_before_its_last_three() {
 
 #[test]
 fn a_gram_in_the_word_of_a_common_text_string_counts_as_common() {
-    // `ess\xff` is rarer than `s\xff\0\xff` by itself (20.25 bits
-    // against 18.5), but its first 3 bytes, which pick its word, are
-    // text (8.25 bits): capped at 18.25, it loses the window choice.
-    assert!(rarity(b"ess\xff") > rarity(b"s\xff\0\xff"));
-    assert!(gram_rarity(b"ess\xff", u32::MAX) < gram_rarity(b"s\xff\0\xff", u32::MAX));
+    // `ess\x9a` is rare by itself (26 bits), but its first 3 bytes, which
+    // pick its word, are text (13 bits): it counts as 23, and loses the
+    // window choice to a gram of 23.5 bits or more.
+    let capped = rarity(b"ess") + HOT_WORD_BITS * UNIT;
+    assert!(rarity(b"ess\x9a") > capped);
+    assert_eq!(gram_rarity(b"ess\x9a", u32::MAX), capped);
     assert_eq!(
         gram_rarity(&[0x9a, 0x3e, 0xd7, 0x61], u32::MAX),
         rarity(&[0x9a, 0x3e, 0xd7, 0x61])
