@@ -89,3 +89,25 @@ fn heat() {
         eprintln!("pass {n:>10} {:?}", k.escape_ascii().to_string());
     }
 }
+
+#[test]
+#[ignore = "diagnostic: GIVA_LOAD_SIGS (comma-separated text databases)"]
+fn load_time() {
+    let paths: Vec<String> = std::env::var("GIVA_LOAD_SIGS")
+        .unwrap()
+        .split(',')
+        .map(String::from)
+        .collect();
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let db = giva_signatures::load(&paths).unwrap();
+        let parsed = t.elapsed();
+        let t = std::time::Instant::now();
+        let e = Engine::build(&db).unwrap();
+        let built = t.elapsed();
+        eprintln!(
+            "parse {parsed:?} build {built:?} atoms {}",
+            e.inner.main.atoms.len()
+        );
+    }
+}

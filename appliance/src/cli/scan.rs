@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use giva_content::{Decomposer, Limits, Report};
@@ -89,16 +89,20 @@ struct Totals {
     bytes: AtomicU64,
 }
 
-/// Lists the files to scan: files as given; directories' files, and with
+/// Walks the files to scan: files as given; directories' files, and with
 /// `recursive` their subdirectories' too (symlinks are not followed below
-/// the top level). Unreadable entries come back as errors.
-pub fn collect(paths: &[PathBuf], recursive: bool) -> (Vec<PathBuf>, Vec<(PathBuf, String)>, u64) {
-    let mut files = Vec::new();
-    let mut errors = Vec::new();
+/// the top level). Each file goes to `file` as it is found, each
+/// unreadable entry to `error`; returns the number of directories.
+pub fn walk(
+    paths: &[PathBuf],
+    recursive: bool,
+    mut file: impl FnMut(PathBuf),
+    mut error: impl FnMut(PathBuf, String),
+) -> u64 {
     let mut dirs = 0u64;
     for root in paths {
         match std::fs::metadata(root) {
-            Ok(md) if md.is_file() => files.push(root.clone()),
+            Ok(md) if md.is_file() => file(root.clone()),
             Ok(md) if md.is_dir() => {
                 let depth = if recursive { usize::MAX } else { 1 };
                 for entry in walkdir::WalkDir::new(root)
@@ -106,21 +110,21 @@ pub fn collect(paths: &[PathBuf], recursive: bool) -> (Vec<PathBuf>, Vec<(PathBu
                     .follow_links(false)
                 {
                     match entry {
-                        Ok(e) if e.file_type().is_file() => files.push(e.into_path()),
+                        Ok(e) if e.file_type().is_file() => file(e.into_path()),
                         Ok(e) if e.file_type().is_dir() => dirs += 1,
                         Ok(_) => {}
-                        Err(e) => errors.push((
+                        Err(e) => error(
                             e.path().map_or_else(|| root.clone(), Path::to_path_buf),
                             e.to_string(),
-                        )),
+                        ),
                     }
                 }
             }
             Ok(_) => {} // sockets, devices, fifos: skipped like clamscan
-            Err(e) => errors.push((root.clone(), e.to_string())),
+            Err(e) => error(root.clone(), e.to_string()),
         }
     }
-    (files, errors, dirs)
+    dirs
 }
 
 /// Runs `giva scan`; returns the exit code (0 clean, 1 found, 2 error).
@@ -157,12 +161,11 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
         ..Limits::default()
     };
     let decomposer = Decomposer::new(engine.clone(), opts.clone(), limits);
-    let (files, walk_errors, dirs) = collect(&args.paths, args.recursive);
-
     let totals = Totals::default();
     let out = Mutex::new(std::io::stdout());
-    let bar = (!args.json && std::io::stderr().is_terminal() && files.len() > 1).then(|| {
-        let b = indicatif::ProgressBar::new(files.len() as u64);
+    // The walk runs beside the scans and lengthens the bar as it goes.
+    let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(0);
         b.set_style(
             indicatif::ProgressStyle::with_template(
                 "{spinner} {pos}/{len} files {binary_bytes_per_sec} [{elapsed_precise}] {wide_bar}",
@@ -182,11 +185,6 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
             let _ = writeln!(o, "{line}");
         }
     };
-    for (path, err) in &walk_errors {
-        totals.errors.fetch_add(1, Ordering::Relaxed);
-        emit(render(args, path, Err(err)));
-    }
-
     let workers = match args.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -198,22 +196,28 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
         workers,
         ..PoolConfig::default()
     });
-    let threads = workers.min(files.len().max(1));
     let split_at = pool.split_config().threshold as u64;
     // Each file's own bytes are scanned as before; the walk then opens
     // it if its magic says it is a container (one check for one that is
     // not).
     let scan_one = |path: &Path| -> Result<Report, FileError> {
         let started = Instant::now();
-        let len = std::fs::metadata(path)
+        let io = |source| giva_engine::ScanError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        // Opened once: its size from the open file, and a small one read
+        // from it (a second open by path cost a lookup of every
+        // directory on the way, for each of thousands of small files).
+        let mut f = std::fs::File::open(path).map_err(io)?;
+        let len = f
+            .metadata()
             .ok()
             .filter(std::fs::Metadata::is_file)
             .map_or(0, |m| m.len());
         if len < MMAP_THRESHOLD {
-            let data = std::fs::read(path).map_err(|source| giva_engine::ScanError::Io {
-                path: path.to_owned(),
-                source,
-            })?;
+            let mut data = Vec::with_capacity(len as usize + 1);
+            std::io::Read::read_to_end(&mut f, &mut data).map_err(io)?;
             let opts = giva_content::typed_options(&opts, &data);
             let root = engine.scan_bytes(&data, &opts);
             return Ok(decomposer.scan_inside(&data, &file_name(path), root, started));
@@ -246,13 +250,36 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
     // (an encrypted member) is a detection of its own.
     let alerting =
         |r: Report| -> Report { r.with_alerts(args.alert_exceeds_max, args.alert_encrypted) };
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
+    // The files as the walk finds them (a bounded queue: a walk far ahead
+    // of the scans would only hold memory).
+    let (found, queue) = std::sync::mpsc::sync_channel::<PathBuf>(4096);
+    let queue = Mutex::new(queue);
+    let dirs = std::thread::scope(|s| {
+        let walker = s.spawn(|| {
+            // Moved in: the queue closes when the walk ends, and the
+            // workers stop once it is empty.
+            let found = found;
+            walk(
+                &args.paths,
+                args.recursive,
+                |path| {
+                    if let Some(b) = &bar {
+                        b.inc_length(1);
+                    }
+                    let _ = found.send(path);
+                },
+                |path, err| {
+                    totals.errors.fetch_add(1, Ordering::Relaxed);
+                    emit(render(args, &path, Err(&err)));
+                },
+            )
+        });
+        for _ in 0..workers {
             s.spawn(|| {
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(path) = files.get(i) else { break };
+                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok(path) = next else { break };
+                    let path = path.as_path();
                     let result = scan_one(path).map(alerting);
                     // As clamscan: an empty file is said to be empty, and
                     // not counted as scanned.
@@ -287,6 +314,7 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
                 }
             });
         }
+        walker.join().unwrap_or_default()
     });
     if let Some(b) = bar {
         b.finish_and_clear();
