@@ -343,10 +343,15 @@ impl Compiler {
                     reason: "empty database file".into(),
                 }));
             }
-            for (n, l) in line::lines(&src.text) {
+            // Lines are parsed on every core (a database of 100k
+            // signatures is mostly parsing), and taken in order: the first
+            // refused line is the one reported, and signatures keep their
+            // order.
+            let lines: Vec<(usize, &str)> = line::lines(&src.text).collect();
+            let parse = |n: usize, l: &str| -> Result<Parsed, CompileError> {
                 self.check_line(src, n, l)?;
                 let map = |e| to_compile(src, n, e);
-                let kept = match src.ext.as_str() {
+                Ok(match src.ext.as_str() {
                     "hdb" | "hsb" | "hdu" | "hsu" | "fp" | "sfp" | "mdb" | "msb" | "mdu"
                     | "msu" | "imp" => {
                         let kind = match src.ext.as_str() {
@@ -355,24 +360,33 @@ impl Compiler {
                             "imp" => HashLine::Import,
                             _ => HashLine::File,
                         };
-                        let dst = if kind == HashLine::Allow {
-                            &mut allow
-                        } else {
-                            &mut hashes
-                        };
                         let outcome = hash::parse_line(l, kind, &settings, &ign).map_err(map)?;
-                        record(outcome, dst, &mut skipped)
+                        if kind == HashLine::Allow {
+                            Parsed::Allow(outcome)
+                        } else {
+                            Parsed::Hash(outcome)
+                        }
                     }
                     // `.sdb` is read as `.ndb` (clamav-formats.md §1).
                     "ndb" | "ndu" | "sdb" => {
-                        let outcome = ndb::parse_line(l, &settings, &ign).map_err(map)?;
-                        record(outcome, &mut body, &mut skipped)
+                        Parsed::Body(ndb::parse_line(l, &settings, &ign).map_err(map)?)
                     }
                     "ldb" | "ldu" => {
-                        let outcome = ldb::parse_line(l, &settings, &ign).map_err(map)?;
-                        record(outcome, &mut logical, &mut skipped)
+                        Parsed::Logical(ldb::parse_line(l, &settings, &ign).map_err(map)?)
                     }
-                    _ => false,
+                    _ => Parsed::Other,
+                })
+            };
+            let parsed = crate::parallel::chunks(&lines, 2048, |chunk| {
+                chunk.iter().map(|&(n, l)| parse(n, l)).collect::<Vec<_>>()
+            });
+            for parsed in parsed.into_iter().flatten() {
+                let kept = match parsed? {
+                    Parsed::Hash(o) => record(o, &mut hashes, &mut skipped),
+                    Parsed::Allow(o) => record(o, &mut allow, &mut skipped),
+                    Parsed::Body(o) => record(o, &mut body, &mut skipped),
+                    Parsed::Logical(o) => record(o, &mut logical, &mut skipped),
+                    Parsed::Other => false,
                 };
                 if kept {
                     total += 1;
@@ -469,6 +483,15 @@ impl Compiler {
 }
 
 /// Stores a kept signature or counts a skipped one; true if kept.
+/// One parsed line, of whichever kind its file holds.
+enum Parsed {
+    Hash(Outcome<HashEntry>),
+    Allow(Outcome<HashEntry>),
+    Body(Outcome<BodySignature>),
+    Logical(Outcome<LogicalSignature>),
+    Other,
+}
+
 fn record<T>(outcome: Outcome<T>, dst: &mut Vec<T>, skipped: &mut BTreeMap<String, u64>) -> bool {
     match outcome {
         Outcome::Keep(x) => {

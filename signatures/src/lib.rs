@@ -73,6 +73,7 @@ mod error;
 mod limits;
 mod load;
 pub mod map;
+pub mod parallel;
 pub mod pattern;
 pub mod pcre;
 pub mod wire;

@@ -3,7 +3,7 @@
 use giva_signatures::ByteSet;
 
 use crate::compile::program::Elem;
-use crate::index::rarity::Cost;
+use crate::index::rarity::position_cost;
 
 /// Atoms are at most this long: longer ones add automaton states but hardly
 /// any selectivity.
@@ -56,34 +56,50 @@ const CLASS_STEP: u32 = 32;
 /// into at most [`MAX_ATOM_EXPANSION`] strings.
 pub(super) fn pick_atom(elems: &[Elem], sets: &[ByteSet]) -> Option<Atom> {
     let ch: Vec<Option<([u8; 4], usize)>> = elems.iter().map(|e| choices(e, sets)).collect();
+    // Each position's cost as a window's first, and after the one before
+    // (as `rarity::Cost` adds them), computed once: a window's cost is then
+    // a sum.
+    let alone: Vec<u32> = ch
+        .iter()
+        .map(|c| c.map_or(0, |(b, n)| position_cost(&[], &b[..n])))
+        .collect();
+    let after: Vec<u32> = (0..ch.len())
+        .map(|i| match (i.checked_sub(1).and_then(|p| ch[p]), ch[i]) {
+            (Some((a, m)), Some((b, n))) => position_cost(&a[..m], &b[..n]),
+            _ => 0,
+        })
+        .collect();
     let mut best: Option<(u32, usize, usize)> = None; // score, start, len
     for start in 0..ch.len() {
         let mut product = 1usize;
-        let mut cost = Cost::default();
+        let mut cost = 0;
         let mut len = 0;
         while start + len < ch.len() && len < MAX_ATOM {
-            let Some((c, n)) = &ch[start + len] else {
+            let Some((_, n)) = &ch[start + len] else {
                 break;
             };
             if product * n > MAX_ATOM_EXPANSION {
                 break;
             }
             product *= n;
-            cost.add(&c[..*n]);
+            cost += if len == 0 {
+                alone[start]
+            } else {
+                after[start + len]
+            };
             len += 1;
-            // Rarity (quarter bits in the kind of data where the window is
-            // most likely; `rarity.rs`) plus a bonus for the length classes
-            // the atom index scans cheaply (an index whose atoms all have
-            // 7+ bytes looks up every 4th position, one with 4-6 byte atoms
-            // every 2nd; atoms of 1-3 bytes are checked at every
-            // position). A lone byte is a last resort.
+            // Rarity (quarter bits, `rarity.rs`) plus a bonus for the
+            // length classes the atom index scans cheaply (an index whose
+            // atoms all have 7+ bytes looks up every 4th position, one with
+            // 4-6 byte atoms every 2nd; atoms of 1-3 bytes are checked at
+            // every position). A lone byte is a last resort.
             let class = match len {
                 7.. => 3 * CLASS_STEP,
                 4..=6 => 2 * CLASS_STEP,
                 2..=3 => CLASS_STEP,
                 _ => 0,
             };
-            let s = cost.rarity() + class;
+            let s = cost + class;
             if best.is_none_or(|(b, _, _)| s > b) {
                 best = Some((s, start, len));
             }

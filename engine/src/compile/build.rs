@@ -92,6 +92,57 @@ impl Variant {
     }
 }
 
+/// A pattern's parts, expanded into variants with their atoms; byte sets
+/// numbered in the tables `lower` was given.
+struct Lowered {
+    parts: Vec<Vec<Variant>>,
+    /// The last part has several variants.
+    multi_end: bool,
+}
+
+/// Checks `src`'s shape, expands its parts and picks each variant's atom.
+fn lower(
+    src: &Source<'_>,
+    sets: &mut Vec<ByteSet>,
+    set_ids: &mut HashMap<ByteSet, u32>,
+) -> Result<Lowered, BuildError> {
+    let pat = src.pattern;
+    if pat.parts.is_empty() || pat.gaps.len() + 1 != pat.parts.len() {
+        return Err(BuildError::Malformed {
+            name: src.name.to_owned(),
+            reason: "a pattern needs parts and one gap between each two parts",
+        });
+    }
+    let nparts = pat.parts.len();
+    let mut multi_end = false;
+    let mut parts: Vec<Vec<Variant>> = Vec::with_capacity(nparts);
+    for (k, part) in pat.parts.iter().enumerate() {
+        let flats =
+            expand(&part.tokens, MAX_VARIANTS).ok_or_else(|| BuildError::TooManyVariants {
+                name: src.name.to_owned(),
+                part: k,
+                limit: MAX_VARIANTS,
+            })?;
+        if k + 1 == nparts && flats.len() > 1 {
+            multi_end = true;
+        }
+        let mut variants = Vec::with_capacity(flats.len());
+        for flat in flats {
+            let mut v = Variant::lower(flat, sets, set_ids);
+            v.atom = pick_atom(&v.elems, sets);
+            if v.atom.is_none() {
+                return Err(BuildError::NoStaticBytes {
+                    name: src.name.to_owned(),
+                    part: k,
+                });
+            }
+            variants.push(v);
+        }
+        parts.push(variants);
+    }
+    Ok(Lowered { parts, multi_end })
+}
+
 /// What the derivation plan needs of a part's variants.
 fn part_info(variants: &[Variant]) -> PartInfo {
     let lens = variants.iter().map(|v| v.elems.len() as u64);
@@ -125,126 +176,124 @@ impl Program {
         let mut max_atom = 1;
         let mut max_split_span = 0;
 
-        for src in sources {
-            let pat = src.pattern;
-            if pat.parts.is_empty() || pat.gaps.len() + 1 != pat.parts.len() {
-                return Err(BuildError::Malformed {
-                    name: src.name.to_owned(),
-                    reason: "a pattern needs parts and one gap between each two parts",
-                });
-            }
-            let pid = patterns.len() as u32;
-            let nparts = pat.parts.len();
-            let mut multi_end = false;
-            // Every part's variants and their atoms first: which parts are
-            // derived from which depends on all of them.
-            let mut parts: Vec<Vec<Variant>> = Vec::with_capacity(nparts);
-            for (k, part) in pat.parts.iter().enumerate() {
-                let flats = expand(&part.tokens, MAX_VARIANTS).ok_or_else(|| {
-                    BuildError::TooManyVariants {
-                        name: src.name.to_owned(),
-                        part: k,
-                        limit: MAX_VARIANTS,
+        // Expanding the parts and choosing atoms is most of the work, and
+        // each pattern's alone: it runs on every core, each run of sources
+        // with byte sets of its own, numbered into the program's here.
+        let runs = giva_signatures::parallel::chunks(sources, 1024, |run| {
+            let mut sets = Vec::new();
+            let mut ids = HashMap::new();
+            let lowered: Vec<_> = run.iter().map(|s| lower(s, &mut sets, &mut ids)).collect();
+            (lowered, sets)
+        });
+        let mut sources = sources.iter();
+        for (lowered, run_sets) in runs {
+            let remap: Vec<u32> = run_sets
+                .into_iter()
+                .map(|set| {
+                    let next = sets.len() as u32;
+                    *set_ids.entry(set).or_insert_with(|| {
+                        sets.push(set);
+                        next
+                    })
+                })
+                .collect();
+            for lowered in lowered {
+                let src = sources.next().expect("one result per source");
+                let Lowered {
+                    mut parts,
+                    multi_end,
+                } = lowered?;
+                for e in parts.iter_mut().flatten().flat_map(|v| v.elems.iter_mut()) {
+                    if let Elem::Set(i) = e {
+                        *i = remap[*i as usize];
                     }
-                })?;
-                if k + 1 == nparts && flats.len() > 1 {
-                    multi_end = true;
                 }
-                let mut variants = Vec::with_capacity(flats.len());
-                for flat in flats {
-                    let mut v = Variant::lower(flat, &mut sets, &mut set_ids);
-                    v.atom = pick_atom(&v.elems, &sets);
-                    if v.atom.is_none() {
-                        return Err(BuildError::NoStaticBytes {
-                            name: src.name.to_owned(),
-                            part: k,
-                        });
+                let pat = src.pattern;
+                let pid = patterns.len() as u32;
+                let nparts = pat.parts.len();
+                let info: Vec<PartInfo> = parts.iter().map(|v| part_info(v)).collect();
+                let roles = plan(&info, &pat.gaps);
+                // Entry ids follow the parts and their variants in order.
+                let mut eid = entries.len() as u32;
+                let mut eids = Vec::with_capacity(nparts);
+                for variants in &parts {
+                    eids.push(eid);
+                    eid += variants.len() as u32;
+                }
+                // The atoms of the parts found by their own, and for a part of
+                // one variant (an anchor), where its atom starts and its ids.
+                let mut anchors: Vec<Option<(usize, Vec<usize>)>> = vec![None; nparts];
+                for (k, variants) in parts.iter().enumerate() {
+                    if roles[k] != Role::Own {
+                        continue;
                     }
-                    variants.push(v);
-                }
-                parts.push(variants);
-            }
-            let info: Vec<PartInfo> = parts.iter().map(|v| part_info(v)).collect();
-            let roles = plan(&info, &pat.gaps);
-            // Entry ids follow the parts and their variants in order.
-            let mut eid = entries.len() as u32;
-            let mut eids = Vec::with_capacity(nparts);
-            for variants in &parts {
-                eids.push(eid);
-                eid += variants.len() as u32;
-            }
-            // The atoms of the parts found by their own, and for a part of
-            // one variant (an anchor), where its atom starts and its ids.
-            let mut anchors: Vec<Option<(usize, Vec<usize>)>> = vec![None; nparts];
-            for (k, variants) in parts.iter().enumerate() {
-                if roles[k] != Role::Own {
-                    continue;
-                }
-                for (i, v) in variants.iter().enumerate() {
-                    let atom = v.atom.as_ref().expect("every variant has an atom");
-                    let mut ids = Vec::with_capacity(atom.strings.len());
-                    for string in &atom.strings {
-                        max_atom = max_atom.max(string.len());
-                        let next = atoms.len();
-                        let aid = *atom_ids.entry(atom_key(string)).or_insert_with(|| {
-                            atoms.push(string.clone());
-                            atom_targets.push(Vec::new());
-                            next
-                        });
-                        atom_targets[aid].push(eids[k] + i as u32);
-                        ids.push(aid);
-                    }
-                    anchors[k] = Some((atom.off, ids));
-                }
-            }
-            for (k, variants) in parts.into_iter().enumerate() {
-                for (i, v) in variants.into_iter().enumerate() {
-                    let atom = v.atom.expect("every variant has an atom");
-                    let len = v.elems.len() as u64;
-                    let (atom_off, spread) = match (roles[k], roles[k].starts(len)) {
-                        (Role::From { anchor, .. }, Some((lo, hi))) => {
-                            let (off, ids) = anchors[anchor].as_ref().expect("an anchor is own");
-                            for &aid in ids {
-                                atom_targets[aid].push(eids[k] + i as u32);
-                            }
-                            // The atom starts `off - lo` bytes after the
-                            // earliest start (the plan keeps it small).
-                            (*off as i64 - lo, (hi - lo) as u32)
+                    for (i, v) in variants.iter().enumerate() {
+                        let atom = v.atom.as_ref().expect("every variant has an atom");
+                        let mut ids = Vec::with_capacity(atom.strings.len());
+                        for string in &atom.strings {
+                            max_atom = max_atom.max(string.len());
+                            let next = atoms.len();
+                            let aid = *atom_ids.entry(atom_key(string)).or_insert_with(|| {
+                                atoms.push(string.clone());
+                                atom_targets.push(Vec::new());
+                                next
+                            });
+                            atom_targets[aid].push(eids[k] + i as u32);
+                            ids.push(aid);
                         }
-                        _ => (atom.off as i64, 0),
-                    };
-                    let part_entry = Entry {
-                        pattern: pid,
-                        part: k as u32,
-                        atom_off: atom_off as i32,
-                        spread,
-                        elem_start: arena_index(all_elems.len(), src.name)?,
-                        elem_len: len as u32,
-                        not_alt_start: arena_index(all_not_alts.len(), src.name)?,
-                        not_alt_len: v.not_alts.len() as u32,
-                    };
-                    all_elems.extend_from_slice(&v.elems);
-                    all_not_alts.extend(v.not_alts);
-                    entries.push(part_entry);
+                        anchors[k] = Some((atom.off, ids));
+                    }
                 }
+                for (k, variants) in parts.into_iter().enumerate() {
+                    for (i, v) in variants.into_iter().enumerate() {
+                        let atom = v.atom.expect("every variant has an atom");
+                        let len = v.elems.len() as u64;
+                        let (atom_off, spread) = match (roles[k], roles[k].starts(len)) {
+                            (Role::From { anchor, .. }, Some((lo, hi))) => {
+                                let (off, ids) =
+                                    anchors[anchor].as_ref().expect("an anchor is own");
+                                for &aid in ids {
+                                    atom_targets[aid].push(eids[k] + i as u32);
+                                }
+                                // The atom starts `off - lo` bytes after the
+                                // earliest start (the plan keeps it small).
+                                (*off as i64 - lo, (hi - lo) as u32)
+                            }
+                            _ => (atom.off as i64, 0),
+                        };
+                        let part_entry = Entry {
+                            pattern: pid,
+                            part: k as u32,
+                            atom_off: atom_off as i32,
+                            spread,
+                            elem_start: arena_index(all_elems.len(), src.name)?,
+                            elem_len: len as u32,
+                            not_alt_start: arena_index(all_not_alts.len(), src.name)?,
+                            not_alt_len: v.not_alts.len() as u32,
+                        };
+                        all_elems.extend_from_slice(&v.elems);
+                        all_not_alts.extend(v.not_alts);
+                        entries.push(part_entry);
+                    }
+                }
+                let span = split_span(pat);
+                max_split_span = max_split_span.max(span.unwrap_or(0));
+                let gap_slot = gap_slots.len() as u32;
+                gap_slots.extend(pat.gaps.iter().copied());
+                let pattern_info = PatternInfo {
+                    owner: src.owner,
+                    offset: src.offset,
+                    nparts: nparts as u32,
+                    left_anchor: pat.left_anchor,
+                    right_anchor: pat.right_anchor,
+                    start_assertion: pat.start_assertion,
+                    end_assertion: pat.end_assertion,
+                    gap_slot,
+                    multi_end,
+                    split: span.is_some(),
+                };
+                patterns.push(pattern_info);
             }
-            let span = split_span(pat);
-            max_split_span = max_split_span.max(span.unwrap_or(0));
-            let gap_slot = gap_slots.len() as u32;
-            gap_slots.extend(pat.gaps.iter().copied());
-            let pattern_info = PatternInfo {
-                owner: src.owner,
-                offset: src.offset,
-                nparts: nparts as u32,
-                left_anchor: pat.left_anchor,
-                right_anchor: pat.right_anchor,
-                start_assertion: pat.start_assertion,
-                end_assertion: pat.end_assertion,
-                gap_slot,
-                multi_end,
-                split: span.is_some(),
-            };
-            patterns.push(pattern_info);
         }
         // (After every atom is known: a derived entry needs its anchor's
         // atom, and `max_atom` stands for its length.)

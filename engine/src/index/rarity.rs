@@ -47,19 +47,7 @@ impl Cost {
     /// most likely choice after the most likely one before, less the bits
     /// the alternatives give away.
     pub fn add(&mut self, choices: &[u8]) {
-        let give = UNIT * choices.len().next_power_of_two().trailing_zeros();
-        let c = choices
-            .iter()
-            .map(|&b| {
-                self.prev[..self.n]
-                    .iter()
-                    .map(|&a| after(a, b))
-                    .min()
-                    .unwrap_or_else(|| first(b))
-            })
-            .min()
-            .unwrap_or(0);
-        self.cost += c.saturating_sub(give);
+        self.cost += position_cost(&self.prev[..self.n], choices);
         self.n = choices.len().min(4);
         self.prev[..self.n].copy_from_slice(&choices[..self.n]);
     }
@@ -68,6 +56,25 @@ impl Cost {
     pub fn rarity(&self) -> u32 {
         self.cost
     }
+}
+
+/// What a position that takes any of `choices` adds to a string whose
+/// last position took any of `prev` (none: the string starts here): the
+/// most likely choice after the most likely one before, less the bits the
+/// alternatives give away.
+pub(crate) fn position_cost(prev: &[u8], choices: &[u8]) -> u32 {
+    let give = UNIT * choices.len().next_power_of_two().trailing_zeros();
+    let c = choices
+        .iter()
+        .map(|&b| {
+            prev.iter()
+                .map(|&a| after(a, b))
+                .min()
+                .unwrap_or_else(|| first(b))
+        })
+        .min()
+        .unwrap_or(0);
+    c.saturating_sub(give)
 }
 
 /// The rarity of a literal string (see [`Cost::rarity`]).
