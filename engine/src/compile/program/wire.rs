@@ -45,8 +45,10 @@ fn idx(x: u64) -> StoredResult<usize> {
 /// Whether an entry's atom lies where the compiler can put it: inside
 /// the entry, or for a derived entry no farther than the plan allows (its
 /// distance, plus where the atom lies in its anchor, at most `longest`
-/// bytes in): so that a stored program cannot make a scanner keep more
-/// bytes, or queue more candidates per atom, than a compiled one could.
+/// bytes in), with at most `MAX_SPREAD` further starts: so that a stored
+/// program cannot make a scanner keep more bytes than a compiled one
+/// could. (With the check that no atom lists an entry twice, each target
+/// of an atom queues at most 64 candidates per occurrence.)
 fn atom_in_reach(e: &Entry, longest: u32) -> bool {
     if e.spread == 0 && e.atom_off >= 0 && e.atom_off as u32 <= e.elem_len {
         return true;
@@ -234,6 +236,17 @@ impl Program {
                 .any(|&t| t as usize >= self.entries.len())
         {
             return invalid("atom targets out of range");
+        }
+        // No atom lists an entry twice (the compiler never does; each copy
+        // would queue the entry's starts again).
+        let mut seen = Vec::new();
+        for a in 0..natoms {
+            seen.clear();
+            seen.extend_from_slice(self.targets(a));
+            seen.sort_unstable();
+            if seen.windows(2).any(|w| w[0] == w[1]) {
+                return invalid("an atom lists an entry twice");
+            }
         }
         // The context sizes decide how much a scanner keeps: recompute them
         // as the compiler does, so that a bad value cannot make it allocate.
