@@ -94,13 +94,10 @@ fn bits(n: u64) -> u32 {
 /// anchor is rarer than the part by more than the spread costs.
 pub(super) fn plan(parts: &[PartInfo], gaps: &[Gap]) -> Vec<Role> {
     let mut roles: Vec<Option<Role>> = vec![None; parts.len()];
-    loop {
-        let Some(a) = (0..parts.len())
-            .filter(|&k| roles[k].is_none() && parts[k].variants == 1)
-            .max_by_key(|&k| (parts[k].score, std::cmp::Reverse(k)))
-        else {
-            break;
-        };
+    while let Some(a) = (0..parts.len())
+        .filter(|&k| roles[k].is_none() && parts[k].variants == 1)
+        .max_by_key(|&k| (parts[k].score, std::cmp::Reverse(k)))
+    {
         roles[a] = Some(Role::Own);
         let anchor = parts[a].score;
         let mut fanout = 0u64;
