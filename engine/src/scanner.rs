@@ -103,6 +103,16 @@ impl IdleScanners {
         }
     }
 
+    /// Scans a whole buffer as [`Engine::scan_bytes`] does, with an idle
+    /// scanner if there is one.
+    pub fn scan_bytes(&self, data: &[u8], opts: &ScanOptions) -> ScanResult {
+        let mut s = self.take(opts.clone(), Some(data.len() as u64));
+        s.feed(data);
+        let result = s.finish_with(data);
+        self.give(s);
+        result
+    }
+
     /// The idle scanners kept now.
     pub fn idle(&self) -> usize {
         self.free.lock().unwrap_or_else(|e| e.into_inner()).len()

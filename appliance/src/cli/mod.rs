@@ -3,6 +3,7 @@
 //! (compile, inspect and verify databases).
 
 mod args;
+mod backlog;
 pub mod db;
 mod enroll;
 mod run;

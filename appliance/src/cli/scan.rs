@@ -7,11 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use giva_content::{Decomposer, Limits, Report};
-use giva_engine::{MMAP_THRESHOLD, Outcome, PoolConfig, Priority, ScanOptions, ScanPool};
+use giva_engine::{
+    IdleScanners, MMAP_THRESHOLD, Outcome, PoolConfig, Priority, ScanOptions, ScanPool,
+};
 use giva_signatures::map::MappedFile;
 use serde::Serialize;
 
 use crate::cli::args::ScanArgs;
+use crate::cli::backlog::{Backlog, CloseOnDrop};
 use crate::loading::load_signatures;
 
 /// Why one file could not be scanned (printed as its line, as `clamscan`
@@ -127,6 +130,33 @@ pub fn walk(
     dirs
 }
 
+/// Files the walk may find ahead of the scans (about 100 bytes each).
+const BACKLOG: usize = 8192;
+
+/// Reads up to `len` bytes of `f` into `buf`, which grows to the largest
+/// file it has held and is never shrunk; returns the bytes read (fewer
+/// if the file shrank since its size was taken).
+fn read_into<'b>(
+    f: &mut std::fs::File,
+    len: usize,
+    buf: &'b mut Vec<u8>,
+) -> std::io::Result<&'b [u8]> {
+    use std::io::Read;
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    let mut filled = 0;
+    while filled < len {
+        match f.read(&mut buf[filled..len]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(&buf[..filled])
+}
+
 /// Runs `giva scan`; returns the exit code (0 clean, 1 found, 2 error).
 ///
 /// # Errors
@@ -197,10 +227,13 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
         ..PoolConfig::default()
     });
     let split_at = pool.split_config().threshold as u64;
+    // A fresh scanner's scratch for each small file cost about 4% of a
+    // scan of many small files.
+    let idle = IdleScanners::new(engine.clone(), workers);
     // Each file's own bytes are scanned as before; the walk then opens
     // it if its magic says it is a container (one check for one that is
     // not).
-    let scan_one = |path: &Path| -> Result<Report, FileError> {
+    let scan_one = |path: &Path, buf: &mut Vec<u8>| -> Result<Report, FileError> {
         let started = Instant::now();
         let io = |source| giva_engine::ScanError::Io {
             path: path.to_owned(),
@@ -216,11 +249,15 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
             .filter(std::fs::Metadata::is_file)
             .map_or(0, |m| m.len());
         if len < MMAP_THRESHOLD {
-            let mut data = Vec::with_capacity(len as usize + 1);
-            std::io::Read::read_to_end(&mut f, &mut data).map_err(io)?;
-            let opts = giva_content::typed_options(&opts, &data);
-            let root = engine.scan_bytes(&data, &opts);
-            return Ok(decomposer.scan_inside(&data, &file_name(path), root, started));
+            // Into the thread's own buffer, the size the open file gave
+            // (as a mapping would take it): one read, where
+            // `read_to_end` asked the size again and read once more for
+            // the end, and a fresh buffer for each file was freed back
+            // to the system at a cost to every thread.
+            let data = read_into(&mut f, len as usize, buf).map_err(io)?;
+            let opts = giva_content::typed_options(&opts, data);
+            let root = idle.scan_bytes(data, &opts);
+            return Ok(decomposer.scan_inside(data, &file_name(path), root, started));
         }
         // Operator-named local files are mapped under the policy of
         // `giva_signatures::map`: reading would copy every byte once more.
@@ -250,15 +287,14 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
     // (an encrypted member) is a detection of its own.
     let alerting =
         |r: Report| -> Report { r.with_alerts(args.alert_exceeds_max, args.alert_encrypted) };
-    // The files as the walk finds them (a bounded queue: a walk far ahead
-    // of the scans would only hold memory).
-    let (found, queue) = std::sync::mpsc::sync_channel::<PathBuf>(4096);
-    let queue = Mutex::new(queue);
+    // The files as the walk finds them (bounded: a walk far ahead of the
+    // scans would only hold memory).
+    let queue = Backlog::<PathBuf>::new(BACKLOG);
     let dirs = std::thread::scope(|s| {
         let walker = s.spawn(|| {
-            // Moved in: the queue closes when the walk ends, and the
+            // The queue closes when the walk ends (or fails), and the
             // workers stop once it is empty.
-            let found = found;
+            let _close = CloseOnDrop(&queue);
             walk(
                 &args.paths,
                 args.recursive,
@@ -266,7 +302,7 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
                     if let Some(b) = &bar {
                         b.inc_length(1);
                     }
-                    let _ = found.send(path);
+                    queue.push(path);
                 },
                 |path, err| {
                     totals.errors.fetch_add(1, Ordering::Relaxed);
@@ -276,11 +312,10 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
         });
         for _ in 0..workers {
             s.spawn(|| {
-                loop {
-                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    let Ok(path) = next else { break };
+                let mut buf = Vec::new();
+                while let Some(path) = queue.pop() {
                     let path = path.as_path();
-                    let result = scan_one(path).map(alerting);
+                    let result = scan_one(path, &mut buf).map(alerting);
                     // As clamscan: an empty file is said to be empty, and
                     // not counted as scanned.
                     if !result.as_ref().is_ok_and(is_empty) {
