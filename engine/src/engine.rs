@@ -52,6 +52,19 @@ pub(crate) struct Inner {
     pub checks: bool,
     /// Some is a byte-compare: scans track where subsignatures matched.
     pub starts: bool,
+    /// Each logical signature's verdict when none of its subsignatures
+    /// matched, which is what most files give most of them: evaluating
+    /// every expression for every file was 8% of a scan of many small
+    /// files at 100k signatures.
+    pub lsig_zero: Box<[bool]>,
+}
+
+/// Each logical signature's expression over all-zero counts.
+fn zero_verdicts(db: &Database) -> Box<[bool]> {
+    db.logical_signatures()
+        .iter()
+        .map(|l| crate::exec::logical::eval(&l.expr, &vec![0; l.subsigs.len()]))
+        .collect()
 }
 
 /// True if some logical signature of `db` has checks.
@@ -221,6 +234,7 @@ impl Engine {
                 from_blob: true,
                 checks: has_checks(db),
                 starts: has_byte_compares(db),
+                lsig_zero: zero_verdicts(db),
             }),
         }))
     }
@@ -271,6 +285,7 @@ impl Engine {
                 from_blob: false,
                 checks: has_checks(db),
                 starts: has_byte_compares(db),
+                lsig_zero: zero_verdicts(db),
             }),
         })
     }

@@ -528,17 +528,19 @@ pub(crate) fn conclude(
             }
             let base = inner.lsig_base[li] as usize;
             let range = base..base + lsig.subsigs.len();
-            let mut checked;
-            let counts = match whole {
+            let counts = &sink.counts[range.clone()];
+            let hit = match whole {
                 Some((data, _)) if !lsig.checks.is_empty() => {
-                    checked = sink.counts[range.clone()].to_vec();
+                    let mut checked = counts.to_vec();
                     let last = sink.last_start.get(range).unwrap_or_default();
                     check_state.run(lsig, &mut checked, last, data, sink.exe.as_deref());
-                    &checked[..]
+                    logical::eval(&lsig.expr, &checked)
                 }
-                _ => &sink.counts[range],
+                // The expression depends on the counts alone.
+                _ if counts.iter().all(|&c| c == 0) => inner.lsig_zero[li],
+                _ => logical::eval(&lsig.expr, counts),
             };
-            if logical::eval(&lsig.expr, counts) {
+            if hit {
                 detections.push(Detection {
                     name: lsig.name.clone(),
                     kind: DetectionKind::Logical,

@@ -311,3 +311,38 @@ fn missing_file_is_an_error() {
     );
     assert!(matches!(err, Err(giva_engine::ScanError::Io { .. })));
 }
+
+#[test]
+fn a_reused_scanner_finds_again_and_judges_untouched_logical_signatures_alike() {
+    // `Absent` holds only while its subsignature does not match: its
+    // verdict over all-zero counts is kept from the build, and must be
+    // the one the expression gives.
+    let mut c = giva_signatures::Compiler::new();
+    c.add_source("t.ndb", "Needle:0:*:6e6565646c65\n", false);
+    c.add_source(
+        "t.ldb",
+        "Absent;Engine:51-255,Target:0;0=0;6861797374\n\
+         Both;Engine:51-255,Target:0;0&1;6e6565646c65;6861797374\n",
+        false,
+    );
+    let db = c.build().expect("database builds");
+    let e = Engine::build(&db).expect("engine builds");
+    let pool = IdleScanners::new(e.clone(), 1);
+    let all = ScanOptions {
+        all_match: true,
+        ..Default::default()
+    };
+    for (input, want) in [
+        (&b"a needle"[..], &["Needle", "Absent"][..]),
+        (b"a needle again", &["Needle", "Absent"]),
+        (b"hayst and needle", &["Needle", "Both"]),
+        (b"nothing here", &["Absent"]),
+        (b"hayst", &[]),
+        (b"needle", &["Needle", "Absent"]),
+    ] {
+        let r = pool.scan_bytes(input, &all);
+        let names: Vec<String> = want.iter().map(|n| format!("{n}.UNOFFICIAL")).collect();
+        assert_eq!(r.names(), names, "{:?}", input.escape_ascii().to_string());
+        assert_eq!(r, e.scan_bytes(input, &all));
+    }
+}

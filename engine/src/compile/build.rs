@@ -98,6 +98,10 @@ struct Lowered {
     parts: Vec<Vec<Variant>>,
     /// The last part has several variants.
     multi_end: bool,
+    /// How each part is found (see [`plan`]).
+    roles: Vec<Role>,
+    /// See [`split_span`].
+    span: Option<u64>,
 }
 
 /// Checks `src`'s shape, expands its parts and picks each variant's atom.
@@ -140,7 +144,16 @@ fn lower(
         }
         parts.push(variants);
     }
-    Ok(Lowered { parts, multi_end })
+    // The plan and the span are the pattern's alone, so they are made
+    // here on every core rather than where the program is put together.
+    let info: Vec<PartInfo> = parts.iter().map(|v| part_info(v)).collect();
+    let roles = plan(&info, &pat.gaps);
+    Ok(Lowered {
+        parts,
+        multi_end,
+        roles,
+        span: split_span(pat),
+    })
 }
 
 /// What the derivation plan needs of a part's variants.
@@ -202,6 +215,8 @@ impl Program {
                 let Lowered {
                     mut parts,
                     multi_end,
+                    roles,
+                    span,
                 } = lowered?;
                 for e in parts.iter_mut().flatten().flat_map(|v| v.elems.iter_mut()) {
                     if let Elem::Set(i) = e {
@@ -211,8 +226,6 @@ impl Program {
                 let pat = src.pattern;
                 let pid = patterns.len() as u32;
                 let nparts = pat.parts.len();
-                let info: Vec<PartInfo> = parts.iter().map(|v| part_info(v)).collect();
-                let roles = plan(&info, &pat.gaps);
                 // Entry ids follow the parts and their variants in order.
                 let mut eid = entries.len() as u32;
                 let mut eids = Vec::with_capacity(nparts);
@@ -276,7 +289,6 @@ impl Program {
                         entries.push(part_entry);
                     }
                 }
-                let span = split_span(pat);
                 max_split_span = max_split_span.max(span.unwrap_or(0));
                 let gap_slot = gap_slots.len() as u32;
                 gap_slots.extend(pat.gaps.iter().copied());

@@ -612,8 +612,7 @@ impl<D: AsRef<[u8]>> Split<D> {
         let mut sink = Sink::default();
         self.reset_sink(&mut sink, first_match);
         for &(start, b) in &m.bodies {
-            if !sink.body_found[b as usize] {
-                sink.body_found[b as usize] = true;
+            if sink.mark(b) {
                 sink.body_order.push(b);
                 sink.body_start.push(start);
             }
