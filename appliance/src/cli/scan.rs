@@ -389,6 +389,11 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
         let _ = writeln!(o, "Data scanned: {mib:.2} MiB");
         let _ = writeln!(o, "Time: {elapsed:.3} sec");
     }
+    // The signatures are freed beside the exit rather than before it: at
+    // 100k text signatures that took 20-35 ms of the run.
+    let _ = std::thread::Builder::new()
+        .name("giva-free".into())
+        .spawn(move || drop((db, engine, decomposer, idle)));
     Ok(if infected > 0 {
         1
     } else if errors > 0 {

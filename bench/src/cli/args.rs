@@ -170,6 +170,11 @@ pub enum Command {
         /// Directory of the giva binaries (default: next to this one).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+        /// Above this many signatures only Hyperscan runs beside giva
+        /// (clamscan takes over ten minutes a run at 100k); default: every
+        /// peer at every count.
+        #[arg(long)]
+        all_peers_up_to: Option<usize>,
     },
     /// Regenerate `LATEST.md` from the newest run of each workload.
     Latest,

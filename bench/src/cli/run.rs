@@ -165,9 +165,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             work,
             timeout_secs,
             bin_dir: bd,
+            all_peers_up_to,
         } => {
             let started = std::time::Instant::now();
             let r = crate::real::run(&crate::real::RealArgs {
+                all_peers_up_to: all_peers_up_to.unwrap_or(usize::MAX),
                 bin_dir: bin_dir(bd)?,
                 work,
                 corpus_bytes: corpus,
@@ -178,9 +180,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             })?;
             let join = |v: &[String]| v.join(",");
             let command = format!(
-                "cargo run -p giva-bench --release -- real --corpus {corpus} --count {} --seeds {} --repeat {repeat}",
+                "cargo run -p giva-bench --release -- real --corpus {corpus} --count {} --seeds {} --repeat {repeat}{}",
                 join(&count.iter().map(ToString::to_string).collect::<Vec<_>>()),
                 join(&seeds.iter().map(ToString::to_string).collect::<Vec<_>>()),
+                all_peers_up_to.map_or(String::new(), |n| format!(" --all-peers-up-to {n}")),
             );
             publish(
                 &cli.results,
