@@ -590,3 +590,28 @@ fn enroll_says_what_is_missing_and_keeps_an_enrolled_key() {
         "kept"
     );
 }
+
+#[test]
+fn a_file_that_says_it_is_empty_is_read_to_its_end() {
+    // `/proc` files have size 0 but content: giva's own command line
+    // holds the marker given as an argument, and is scanned for it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("m.ndb");
+    let marker = "giva-proc-marker";
+    let hex: String = marker.bytes().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&db, format!("Proc.Marker:0:*:{hex}\n")).expect("write");
+    let out = giva(&[
+        "scan",
+        "--no-summary",
+        "-d",
+        p(&db),
+        "/proc/self/cmdline",
+        marker,
+    ]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("/proc/self/cmdline: Proc.Marker.UNOFFICIAL FOUND"),
+        "{text}\n{}",
+        stderr(&out)
+    );
+}

@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// Work from one producer for many consumers, bounded with hysteresis.
+/// (Several producers work too, but take turns at the bound.)
 #[derive(Debug)]
 pub struct Backlog<T> {
     state: Mutex<State<T>>,
@@ -60,9 +61,13 @@ impl<T> Backlog<T> {
     /// After [`close`](Self::close) the item is dropped.
     pub fn push(&self, item: T) {
         let mut s = self.lock();
-        while s.items.len() >= self.high && !s.closed {
+        if s.items.len() >= self.high && !s.closed {
+            // Until a consumer has taken the queue down to `low` (a
+            // spurious wake-up leaves `full` set).
             s.full = true;
-            s = self.room.wait(s).unwrap_or_else(|e| e.into_inner());
+            while s.full && !s.closed {
+                s = self.room.wait(s).unwrap_or_else(|e| e.into_inner());
+            }
         }
         if s.closed {
             return;
@@ -81,7 +86,7 @@ impl<T> Backlog<T> {
             if let Some(item) = s.items.pop_front() {
                 if s.full && s.items.len() <= self.low {
                     s.full = false;
-                    self.room.notify_one();
+                    self.room.notify_all();
                 }
                 return Some(item);
             }
@@ -113,6 +118,19 @@ pub struct CloseOnDrop<'a, T>(pub &'a Backlog<T>);
 impl<T> Drop for CloseOnDrop<'_, T> {
     fn drop(&mut self) {
         self.0.close();
+    }
+}
+
+/// Closes the backlog if a consumer panics, so that a producer waiting
+/// for room returns instead of waiting for consumers that are gone.
+#[derive(Debug)]
+pub struct CloseOnPanic<'a, T>(pub &'a Backlog<T>);
+
+impl<T> Drop for CloseOnPanic<'_, T> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.close();
+        }
     }
 }
 
@@ -191,5 +209,25 @@ mod tests {
         }));
         assert!(r.is_err());
         assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn a_panicking_consumer_releases_a_waiting_producer() {
+        let q = Backlog::<u32>::new(2);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let _guard = CloseOnPanic(&q);
+                    // Let the producer fill the queue and wait for room.
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    let _ = q.pop();
+                    panic!("a scan failed");
+                });
+                for i in 0..100 {
+                    q.push(i);
+                }
+            });
+        }));
+        assert!(r.is_err());
     }
 }

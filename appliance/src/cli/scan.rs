@@ -14,7 +14,7 @@ use giva_signatures::map::MappedFile;
 use serde::Serialize;
 
 use crate::cli::args::ScanArgs;
-use crate::cli::backlog::{Backlog, CloseOnDrop};
+use crate::cli::backlog::{Backlog, CloseOnDrop, CloseOnPanic};
 use crate::loading::load_signatures;
 
 /// Why one file could not be scanned (printed as its line, as `clamscan`
@@ -135,13 +135,21 @@ const BACKLOG: usize = 8192;
 
 /// Reads up to `len` bytes of `f` into `buf`, which grows to the largest
 /// file it has held and is never shrunk; returns the bytes read (fewer
-/// if the file shrank since its size was taken).
+/// if the file shrank since its size was taken). A file whose size is 0
+/// (as `/proc` and some FUSE files say of content they do have) is read
+/// to its end, or to `cap` bytes.
 fn read_into<'b>(
     f: &mut std::fs::File,
     len: usize,
+    cap: u64,
     buf: &'b mut Vec<u8>,
 ) -> std::io::Result<&'b [u8]> {
     use std::io::Read;
+    if len == 0 {
+        buf.clear();
+        f.take(cap).read_to_end(buf)?;
+        return Ok(buf);
+    }
     if buf.len() < len {
         buf.resize(len, 0);
     }
@@ -254,7 +262,9 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
             // `read_to_end` asked the size again and read once more for
             // the end, and a fresh buffer for each file was freed back
             // to the system at a cost to every thread.
-            let data = read_into(&mut f, len as usize, buf).map_err(io)?;
+            // (One byte past the size limit, so that the scan reports it.)
+            let cap = args.max_file_size.max(MMAP_THRESHOLD).saturating_add(1);
+            let data = read_into(&mut f, len as usize, cap, buf).map_err(io)?;
             let opts = giva_content::typed_options(&opts, data);
             let root = idle.scan_bytes(data, &opts);
             return Ok(decomposer.scan_inside(data, &file_name(path), root, started));
@@ -312,6 +322,7 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<u8> {
         });
         for _ in 0..workers {
             s.spawn(|| {
+                let _release = CloseOnPanic(&queue);
                 let mut buf = Vec::new();
                 while let Some(path) = queue.pop() {
                     let path = path.as_path();
