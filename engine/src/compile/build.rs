@@ -254,7 +254,10 @@ impl Program {
                             atom_targets[aid].push(eids[k] + i as u32);
                             ids.push(aid);
                         }
-                        anchors[k] = Some((atom.off, ids));
+                        // Only a part of one variant anchors others.
+                        if variants.len() == 1 {
+                            anchors[k] = Some((atom.off, ids));
+                        }
                     }
                 }
                 for (k, variants) in parts.into_iter().enumerate() {

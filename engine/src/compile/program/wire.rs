@@ -273,3 +273,36 @@ impl Program {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes_of(p: &Program) -> bytes::Bytes {
+        let mut w = Writer::new();
+        p.write(&mut w);
+        bytes::Bytes::from(w.into_bytes())
+    }
+
+    #[test]
+    fn a_stored_program_whose_atom_lists_an_entry_twice_is_refused() {
+        // One literal signature: one atom with one entry.
+        let mut c = giva_signatures::Compiler::new();
+        c.add_source("t.ndb", "One:0:*:6e6565646c652121\n", false);
+        let db = c.build().expect("database");
+        let e = crate::Engine::build(&db).expect("engine");
+        let stored = bytes_of(&e.inner.main);
+        let mut p = Program::read(&mut StoredReader::new(&stored), 1, 0).expect("as written");
+        assert_eq!(&p.target_start[..], &[0, 1]);
+        // The same entry twice under its atom: each copy would queue the
+        // entry's starts again.
+        let t = p.targets[0];
+        p.targets = vec![t, t].into();
+        p.target_start = vec![0, 2].into();
+        let damaged = bytes_of(&p);
+        match Program::read(&mut StoredReader::new(&damaged), 1, 0) {
+            Err(e) => assert!(e.to_string().contains("twice"), "{e}"),
+            Ok(_) => panic!("a duplicated target was accepted"),
+        }
+    }
+}
