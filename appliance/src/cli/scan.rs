@@ -145,6 +145,10 @@ fn read_into<'b>(
     buf: &'b mut Vec<u8>,
 ) -> std::io::Result<&'b [u8]> {
     use std::io::Read;
+    // A buffer grown by such a file is not kept for the small ones.
+    if buf.capacity() > 4 * MMAP_THRESHOLD as usize {
+        *buf = Vec::new();
+    }
     if len == 0 {
         buf.clear();
         f.take(cap).read_to_end(buf)?;
