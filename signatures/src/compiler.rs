@@ -482,7 +482,6 @@ impl Compiler {
     }
 }
 
-/// Stores a kept signature or counts a skipped one; true if kept.
 /// One parsed line, of whichever kind its file holds.
 enum Parsed {
     Hash(Outcome<HashEntry>),
@@ -492,6 +491,7 @@ enum Parsed {
     Other,
 }
 
+/// Stores a kept signature or counts a skipped one; true if kept.
 fn record<T>(outcome: Outcome<T>, dst: &mut Vec<T>, skipped: &mut BTreeMap<String, u64>) -> bool {
     match outcome {
         Outcome::Keep(x) => {

@@ -133,11 +133,11 @@ pub fn walk(
 /// Files the walk may find ahead of the scans (about 100 bytes each).
 const BACKLOG: usize = 8192;
 
-/// Reads up to `len` bytes of `f` into `buf`, which grows to the largest
-/// file it has held and is never shrunk; returns the bytes read (fewer
-/// if the file shrank since its size was taken). A file whose size is 0
-/// (as `/proc` and some FUSE files say of content they do have) is read
-/// to its end, or to `cap` bytes.
+/// Reads up to `len` bytes of `f` into `buf`, which is kept from file to
+/// file (grown as needed, dropped only past a few small files' size);
+/// returns the bytes read (fewer if the file shrank since its size was
+/// taken). A file whose size is 0 (as `/proc` and some FUSE files say of
+/// content they do have) is read to its end, or to `cap` bytes.
 fn read_into<'b>(
     f: &mut std::fs::File,
     len: usize,
