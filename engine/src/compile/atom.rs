@@ -35,13 +35,16 @@ fn choices(e: &Elem, sets: &[ByteSet]) -> Option<([u8; 4], usize)> {
     }
 }
 
-/// A variant's atom.
-#[derive(Clone, Debug)]
+/// A variant's atom; its strings are in the caller's buffer.
+#[derive(Clone, Copy, Debug)]
 pub(super) struct Atom {
     /// Where it starts in the variant.
     pub off: usize,
-    /// Its strings, all of one length (small byte sets expand).
-    pub strings: Vec<Vec<u8>>,
+    /// The length of each string.
+    pub len: usize,
+    /// How many strings (small byte sets expand), back to back in the
+    /// buffer `pick_atom` was given, in the order of their bytes' choices.
+    pub count: usize,
     /// How rare it is, with the bonus of its length class (quarter bits;
     /// higher is better).
     pub score: u32,
@@ -51,24 +54,43 @@ pub(super) struct Atom {
 /// shorter atom wins only when it is 256 times rarer.
 const CLASS_STEP: u32 = 32;
 
+/// What [`pick_atom`] works in, kept from one variant to the next so that
+/// a load of 100k patterns does not allocate it 100k times.
+#[derive(Default)]
+pub(super) struct Scratch {
+    ch: Vec<Option<([u8; 4], usize)>>,
+    alone: Vec<u32>,
+    after: Vec<u32>,
+}
+
 /// Picks the best atom window: the highest-scoring run of at most
 /// [`MAX_ATOM`] positions that are literal bytes or tiny sets, expanding
-/// into at most [`MAX_ATOM_EXPANSION`] strings.
-pub(super) fn pick_atom(elems: &[Elem], sets: &[ByteSet]) -> Option<Atom> {
-    let ch: Vec<Option<([u8; 4], usize)>> = elems.iter().map(|e| choices(e, sets)).collect();
+/// into at most [`MAX_ATOM_EXPANSION`] strings, which are appended to
+/// `out`.
+pub(super) fn pick_atom(
+    elems: &[Elem],
+    sets: &[ByteSet],
+    scratch: &mut Scratch,
+    out: &mut Vec<u8>,
+) -> Option<Atom> {
+    let Scratch { ch, alone, after } = scratch;
+    ch.clear();
+    ch.extend(elems.iter().map(|e| choices(e, sets)));
     // Each position's cost as a window's first, and after the one before
     // (as `rarity::Cost` adds them), computed once: a window's cost is then
     // a sum.
-    let alone: Vec<u32> = ch
-        .iter()
-        .map(|c| c.map_or(0, |(b, n)| position_cost(&[], &b[..n])))
-        .collect();
-    let after: Vec<u32> = (0..ch.len())
-        .map(|i| match (i.checked_sub(1).and_then(|p| ch[p]), ch[i]) {
+    alone.clear();
+    alone.extend(
+        ch.iter()
+            .map(|c| c.map_or(0, |(b, n)| position_cost(&[], &b[..n]))),
+    );
+    after.clear();
+    after.extend(
+        (0..ch.len()).map(|i| match (i.checked_sub(1).and_then(|p| ch[p]), ch[i]) {
             (Some((a, m)), Some((b, n))) => position_cost(&a[..m], &b[..n]),
             _ => 0,
-        })
-        .collect();
+        }),
+    );
     let mut best: Option<(u32, usize, usize)> = None; // score, start, len
     for start in 0..ch.len() {
         let mut product = 1usize;
@@ -106,31 +128,27 @@ pub(super) fn pick_atom(elems: &[Elem], sets: &[ByteSet]) -> Option<Atom> {
         }
     }
     let (score, start, len) = best?;
-    let window = &ch[start..start + len];
-    if window.iter().flatten().all(|&(_, n)| n == 1) {
-        // The common case: one string, one allocation.
-        return Some(Atom {
-            off: start,
-            strings: vec![window.iter().flatten().map(|(c, _)| c[0]).collect()],
-            score,
-        });
-    }
-    let mut out: Vec<Vec<u8>> = vec![Vec::with_capacity(len)];
-    for (c, n) in window.iter().flatten() {
-        out = out
-            .iter()
-            .flat_map(|prefix| {
-                c[..*n].iter().map(move |&b| {
-                    let mut p = prefix.clone();
-                    p.push(b);
-                    p
-                })
-            })
-            .collect();
+    let window: [([u8; 4], usize); MAX_ATOM] =
+        std::array::from_fn(|k| ch.get(start + k).copied().flatten().unwrap_or(([0; 4], 1)));
+    let window = &window[..len];
+    // Every combination of the positions' choices, the last position
+    // changing fastest (a mixed-radix count).
+    let count: usize = window.iter().map(|&(_, n)| n).product();
+    let mut digit = [0usize; MAX_ATOM];
+    for _ in 0..count {
+        out.extend(window.iter().zip(&digit).map(|(&(c, _), &d)| c[d]));
+        for (k, &(_, n)) in window.iter().enumerate().rev() {
+            digit[k] += 1;
+            if digit[k] < n {
+                break;
+            }
+            digit[k] = 0;
+        }
     }
     Some(Atom {
         off: start,
-        strings: out,
+        len,
+        count,
         score,
     })
 }

@@ -88,6 +88,122 @@ pub(crate) fn parse_body(
     if hex.is_empty() {
         return malformed("empty hex signature");
     }
+    if opts == HexOptions::default()
+        && let Some(p) = parse_plain(hex, limits)
+    {
+        return Ok(p);
+    }
+    parse_general(hex, opts, limits)
+}
+
+/// The common shape of a body read without the general parser's
+/// allocations: no modifier, and nothing but hex digits, `?`, `*` and
+/// `{…}` ranges. `None` for anything else, and for anything the general
+/// parser would refuse or skip, which it then reads again and explains;
+/// what this returns, the general parser returns too (tested).
+fn parse_plain(hex: &str, limits: &Limits) -> Option<BodyPattern> {
+    let s = hex.as_bytes();
+    if !s
+        .iter()
+        .all(|&c| c.is_ascii_hexdigit() || matches!(c, b'?' | b'*' | b'{' | b'}' | b'-'))
+    {
+        return None;
+    }
+    let mut parts = Vec::new();
+    let mut gaps = Vec::new();
+    // Each part is gathered here and then copied out at its size.
+    let mut tokens: Vec<Token> = Vec::with_capacity(s.len() / 2);
+    // As the general parser counts: tokens over all parts, and characters
+    // with each `{n}` as `2n`.
+    let mut spent = 0usize;
+    let mut expanded = 0usize;
+    let mut end_part = |tokens: &mut Vec<Token>, gap: Option<Gap>| -> Option<()> {
+        check_static(tokens, 0).ok()?;
+        parts.push(Part {
+            tokens: tokens.clone(),
+        });
+        tokens.clear();
+        if parts.len() > limits.max_pattern_tokens {
+            return None;
+        }
+        gaps.extend(gap);
+        Some(())
+    };
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'*' => {
+                end_part(&mut tokens, Some(Gap { min: 0, max: None }))?;
+                i += 1;
+            }
+            b'{' => {
+                let end = i + 1 + s[i + 1..].iter().position(|&c| c == b'}')?;
+                let inner = &hex[i + 1..end];
+                i = end + 1;
+                let (min, max) = parse_range(inner).ok()?;
+                if !inner.contains('-') && max == Some(min) && min > 0 && min < 128 {
+                    expanded += min as usize * 2;
+                    spent += min as usize;
+                    tokens.extend(std::iter::repeat_n(WILDCARD, min as usize));
+                } else {
+                    if max.is_some_and(|m| m < min) {
+                        return None;
+                    }
+                    end_part(&mut tokens, Some(Gap { min, max }))?;
+                }
+            }
+            b'}' | b'-' => return None,
+            a => {
+                let b = *s.get(i + 1)?;
+                tokens.push(plain_byte(a, b)?);
+                i += 2;
+                expanded += 2;
+                spent += 1;
+            }
+        }
+        if expanded > limits.max_pattern_tokens.saturating_mul(2) {
+            return None;
+        }
+    }
+    if spent > limits.max_pattern_tokens {
+        return None;
+    }
+    end_part(&mut tokens, None)?;
+    Some(BodyPattern {
+        parts,
+        gaps,
+        left_anchor: None,
+        right_anchor: None,
+        start_assertion: None,
+        end_assertion: None,
+    })
+}
+
+/// Two characters of [`parse_plain`] as a byte token, if they are one.
+fn plain_byte(a: u8, b: u8) -> Option<Token> {
+    let nib = |c: u8| {
+        if c == b'?' {
+            Some(None)
+        } else {
+            hexval(c).map(Some)
+        }
+    };
+    Some(match (nib(a)?, nib(b)?) {
+        (None, None) => WILDCARD,
+        (None, Some(lo)) => Token::Byte {
+            value: lo,
+            mask: 0x0f,
+        },
+        (Some(hi), None) => Token::Byte {
+            value: hi << 4,
+            mask: 0xf0,
+        },
+        (Some(hi), Some(lo)) => lit(hi << 4 | lo),
+    })
+}
+
+/// [`parse_body`] for any body: the four steps of the module's comment.
+fn parse_general(hex: &str, opts: HexOptions, limits: &Limits) -> Result<BodyPattern, HexError> {
     let mut unsupported: Option<&'static str> = None;
     let text: String = if opts.braces {
         hex.chars()
@@ -894,5 +1010,95 @@ mod tests {
     fn nesting_limit() {
         let deep = format!("6161{}62{}", "(".repeat(40), ")".repeat(40));
         assert!(matches!(p(&deep), Err(HexError::Limit(_))));
+    }
+
+    /// The plain reader agrees with the general parser on every body it
+    /// takes, and leaves to it only bodies the general parser refuses or
+    /// skips.
+    #[test]
+    fn the_plain_reader_agrees_with_the_general_parser() {
+        let tight = Limits {
+            max_pattern_tokens: 24,
+            ..Limits::default()
+        };
+        let fixed = [
+            "6161",
+            "61",
+            "616",
+            "6?",
+            "?6",
+            "????",
+            "61??62",
+            "6162*6364",
+            "6162{5}6364",
+            "6162{0}6364",
+            "6162{-4}6364",
+            "6162{3-}6364",
+            "6162{4-2}6364",
+            "6162{127}63",
+            "6162{128}6364",
+            "{3}6162",
+            "6162{3}",
+            "*6162",
+            "6162*",
+            "6162**6364",
+            "{}6162",
+            "6162{-}6364",
+            "6162{1-2-3}6364",
+            "6162}6364",
+            "6162{5",
+            "6162-6364",
+            "a?b?c?",
+            "6162{2-3}6?6?",
+            "AAbb{1}ccDD",
+            "6162{99999999999}6364",
+        ];
+        // Bodies made of the plain reader's pieces, now and then with a
+        // stray character of its alphabet.
+        let pieces = [
+            "61", "62", "aB", "6?", "?6", "??", "00", "*", "{3}", "{0}", "{200}", "{2-5}", "{-4}",
+            "{3-}", "{5-2}", "{}", "}", "{", "-", "6", "?",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut random = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let generated: Vec<String> = (0..20_000)
+            .map(|_| {
+                let len = 1 + (random() % 16) as usize;
+                (0..len)
+                    .map(|_| {
+                        // Hex pairs most of the time, as in real bodies.
+                        let k = random() as usize;
+                        if k.is_multiple_of(3) {
+                            pieces[k / 3 % pieces.len()]
+                        } else {
+                            pieces[k / 3 % 6]
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut taken = 0;
+        for hex in fixed.iter().map(|s| s.to_string()).chain(generated) {
+            for limits in [&Limits::default(), &tight] {
+                let general = parse_general(&hex, HexOptions::default(), limits);
+                match parse_plain(&hex, limits) {
+                    Some(plain) => {
+                        taken += 1;
+                        assert_eq!(general, Ok(plain), "{hex}");
+                    }
+                    // (Every body here is of the plain alphabet.)
+                    None => assert!(
+                        general.is_err(),
+                        "{hex}: the general parser reads it, the plain one leaves it"
+                    ),
+                }
+            }
+        }
+        assert!(taken > 2_000, "only {taken} bodies took the plain path");
     }
 }
