@@ -37,6 +37,7 @@ fn match_seq(tokens: &[Token], data: &[u8], pos: usize, out: &mut Vec<usize>) {
             }
         }
         Token::NotAlt { len, branches } => {
+            let len = *len as usize;
             if pos + len <= data.len() {
                 let w = &data[pos..pos + len];
                 if !branches.iter().any(|b| b.as_slice() == w) {
@@ -45,7 +46,7 @@ fn match_seq(tokens: &[Token], data: &[u8], pos: usize, out: &mut Vec<usize>) {
             }
         }
         Token::Alt(branches) => {
-            for b in branches {
+            for b in branches.iter() {
                 let mut mids = Vec::new();
                 match_seq(b, data, pos, &mut mids);
                 for m in mids {

@@ -36,7 +36,7 @@ fn set(bytes: &[u8]) -> Token {
     for &b in bytes {
         s.insert(b);
     }
-    Token::Set(s)
+    Token::Set(Box::new(s))
 }
 
 #[test]
@@ -126,10 +126,10 @@ fn anchors_elsewhere_are_alternations() {
         vec![
             lit(0x62),
             lit(0x62),
-            Token::Alt(vec![
+            Token::Alt(Box::new(vec![
                 vec![w.clone(), lit(0x63)],
                 vec![w.clone(), w, lit(0x63)]
-            ]),
+            ])),
         ]
     );
 }
@@ -142,18 +142,21 @@ fn alternations() {
     assert_eq!(t[3], set(&[0x45, 0x46]).negate_set());
     assert_eq!(
         t[4],
-        Token::Alt(vec![vec![lit(0x47), lit(0x48)], vec![lit(0x49), lit(0x4a)]])
+        Token::Alt(Box::new(vec![
+            vec![lit(0x47), lit(0x48)],
+            vec![lit(0x49), lit(0x4a)]
+        ]))
     );
     assert_eq!(
         t[5],
         Token::NotAlt {
             len: 2,
-            branches: vec![vec![0x4b, 0x4c], vec![0x4d, 0x4e]]
+            branches: Box::new(vec![vec![0x4b, 0x4c], vec![0x4d, 0x4e]])
         }
     );
     assert_eq!(
         t[6],
-        Token::Alt(vec![vec![lit(0x4f)], vec![lit(0x50), lit(0x51)]])
+        Token::Alt(Box::new(vec![vec![lit(0x4f)], vec![lit(0x50), lit(0x51)]]))
     );
 }
 
@@ -163,7 +166,7 @@ trait Negate {
 impl Negate for Token {
     fn negate_set(self) -> Token {
         match self {
-            Token::Set(s) => Token::Set(s.negate()),
+            Token::Set(s) => Token::Set(Box::new(s.negate())),
             t => t,
         }
     }
@@ -177,7 +180,10 @@ fn boundaries() {
     let t = &p.parts[0].tokens;
     assert_eq!(
         t[2],
-        Token::Alt(vec![vec![lit(b'\n')], vec![lit(b'\r'), lit(b'\n')]])
+        Token::Alt(Box::new(vec![
+            vec![lit(b'\n')],
+            vec![lit(b'\r'), lit(b'\n')]
+        ]))
     );
     match &t[5] {
         Token::Set(s) => {

@@ -218,10 +218,10 @@ fn flat_of(t: &Token) -> Flat {
             value: value & mask,
             mask: *mask,
         },
-        Token::Set(s) => Flat::Set(*s),
+        Token::Set(s) => Flat::Set(**s),
         Token::NotAlt { len, branches } => Flat::NotAlt {
-            len: *len,
-            branches: branches.clone(),
+            len: *len as usize,
+            branches: branches.to_vec(),
         },
         Token::Alt(_) => unreachable!("a part with an alternation is expanded"),
     }

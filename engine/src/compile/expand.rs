@@ -20,17 +20,17 @@ pub(super) fn expand(tokens: &[Token], limit: usize) -> Option<Vec<Vec<Flat>>> {
                 };
                 out.iter_mut().for_each(|v| v.push(f.clone()));
             }
-            Token::Set(s) => out.iter_mut().for_each(|v| v.push(Flat::Set(*s))),
+            Token::Set(s) => out.iter_mut().for_each(|v| v.push(Flat::Set(**s))),
             Token::NotAlt { len, branches } => {
                 let f = Flat::NotAlt {
-                    len: *len,
-                    branches: branches.clone(),
+                    len: *len as usize,
+                    branches: branches.to_vec(),
                 };
                 out.iter_mut().for_each(|v| v.push(f.clone()));
             }
             Token::Alt(branches) => {
                 let mut alts = Vec::new();
-                for b in branches {
+                for b in branches.iter() {
                     alts.extend(expand(b, limit)?);
                     if alts.len() > limit {
                         return None;

@@ -57,25 +57,28 @@ pub fn simple_token(r: &mut Rng, depth: u32) -> Token {
             if r.chance(20) {
                 s = s.negate();
             }
-            Token::Set(s)
+            Token::Set(Box::new(s))
         }
         4 => {
             let n = 2 + r.below(2) as usize;
-            let branches = (0..n)
+            let branches: Vec<Vec<Token>> = (0..n)
                 .map(|_| {
                     (0..1 + r.below(2))
                         .map(|_| simple_token(r, depth + 1))
                         .collect()
                 })
                 .collect();
-            Token::Alt(branches)
+            Token::Alt(Box::new(branches))
         }
         _ => {
-            let len = 1 + r.below(2) as usize;
-            let branches = (0..1 + r.below(2))
+            let len = 1 + r.below(2) as u32;
+            let branches: Vec<Vec<u8>> = (0..1 + r.below(2))
                 .map(|_| (0..len).map(|_| r.pick(ALPHA)).collect())
                 .collect();
-            Token::NotAlt { len, branches }
+            Token::NotAlt {
+                len,
+                branches: Box::new(branches),
+            }
         }
     }
 }

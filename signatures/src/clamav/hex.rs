@@ -328,7 +328,7 @@ fn parse_general(hex: &str, opts: HexOptions, limits: &Limits) -> Result<BodyPat
                     b
                 })
                 .collect();
-            tokens.insert(0, Token::Alt(branches));
+            tokens.insert(0, Token::Alt(Box::new(branches)));
         }
         if let Some((t, min, max)) = anchors_inline[1].take() {
             let t = if opts.nocase { fold_literal(t) } else { t };
@@ -339,7 +339,7 @@ fn parse_general(hex: &str, opts: HexOptions, limits: &Limits) -> Result<BodyPat
                     b
                 })
                 .collect();
-            tokens.push(Token::Alt(branches));
+            tokens.push(Token::Alt(Box::new(branches)));
         }
         parts.push(Part { tokens });
     }
@@ -393,11 +393,14 @@ fn mid_class(c: u8, negated: bool) -> Token {
                 s.insert(b);
             }
         }
-        Token::Set(s)
+        Token::Set(Box::new(s))
     };
     match c {
         b'B' => class(&boundary_any),
-        b'L' if !negated => Token::Alt(vec![vec![lit(b'\n')], vec![lit(b'\r'), lit(b'\n')]]),
+        b'L' if !negated => Token::Alt(Box::new(vec![
+            vec![lit(b'\n')],
+            vec![lit(b'\r'), lit(b'\n')],
+        ])),
         b'L' => class(&|b| b == b'\n'),
         _ => class(&|b: u8| !b.is_ascii_alphanumeric()),
     }
@@ -433,13 +436,17 @@ fn widen(tokens: Vec<Token>) -> Vec<Token> {
                 out.push(t);
                 out.push(lit(0));
             }
-            Token::Alt(branches) => out.push(Token::Alt(branches.into_iter().map(widen).collect())),
+            Token::Alt(branches) => out.push(Token::Alt(Box::new(
+                branches.into_iter().map(widen).collect(),
+            ))),
             Token::NotAlt { len, branches } => out.push(Token::NotAlt {
                 len: len * 2,
-                branches: branches
-                    .into_iter()
-                    .map(|b| b.into_iter().flat_map(|x| [x, 0]).collect())
-                    .collect(),
+                branches: Box::new(
+                    branches
+                        .into_iter()
+                        .map(|b| b.into_iter().flat_map(|x| [x, 0]).collect())
+                        .collect(),
+                ),
             }),
         }
     }
@@ -454,7 +461,7 @@ fn fold_literal(t: Token) -> Token {
             let mut s = ByteSet::EMPTY;
             s.insert(value.to_ascii_lowercase());
             s.insert(value.to_ascii_uppercase());
-            Token::Set(s)
+            Token::Set(Box::new(s))
         }
         t => t,
     }
@@ -870,13 +877,13 @@ fn classify(branches: Vec<Vec<Token>>, negated: bool) -> Result<Token, HexError>
                 s.insert(*value);
             }
         }
-        return Ok(Token::Set(if negated { s.negate() } else { s }));
+        return Ok(Token::Set(Box::new(if negated { s.negate() } else { s })));
     }
     if negated {
         if !fixed_lit {
             return malformed("can't negate a generic alternation");
         }
-        let bytes = branches
+        let bytes: Vec<Vec<u8>> = branches
             .iter()
             .map(|b| {
                 b.iter()
@@ -887,9 +894,10 @@ fn classify(branches: Vec<Vec<Token>>, negated: bool) -> Result<Token, HexError>
                     .collect()
             })
             .collect();
+        // (A branch is shorter than the pattern, which is far below 4 GiB.)
         return Ok(Token::NotAlt {
-            len: len0,
-            branches: bytes,
+            len: len0 as u32,
+            branches: Box::new(bytes),
         });
     }
     // A single-byte alternation with nibbles or nested single-byte sets is
@@ -900,8 +908,8 @@ fn classify(branches: Vec<Vec<Token>>, negated: bool) -> Result<Token, HexError>
     {
         let mut s = ByteSet::EMPTY;
         for b in &branches {
-            match b[0] {
-                Token::Byte { value, mask } => {
+            match &b[0] {
+                &Token::Byte { value, mask } => {
                     for x in 0..=255u8 {
                         if x & mask == value & mask {
                             s.insert(x);
@@ -916,9 +924,9 @@ fn classify(branches: Vec<Vec<Token>>, negated: bool) -> Result<Token, HexError>
                 _ => {}
             }
         }
-        return Ok(Token::Set(s));
+        return Ok(Token::Set(Box::new(s)));
     }
-    Ok(Token::Alt(branches))
+    Ok(Token::Alt(Box::new(branches)))
 }
 
 #[cfg(test)]
@@ -973,7 +981,7 @@ mod tests {
     #[test]
     fn alternations() {
         let b = p("6161(62|63)6161").unwrap();
-        assert!(matches!(b.parts[0].tokens[2], Token::Set(s) if s.len() == 2));
+        assert!(matches!(&b.parts[0].tokens[2], Token::Set(s) if s.len() == 2));
         let b = p("6161!(6263|6465)6161").unwrap();
         assert!(matches!(b.parts[0].tokens[2], Token::NotAlt { len: 2, .. }));
         assert!(p("6161!(62|6465)6161").is_err());

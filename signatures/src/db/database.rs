@@ -29,7 +29,9 @@ use crate::error::LoadError;
 /// db compile`, read by `giva_engine::Engine::new`). Opaque here.
 pub const EXT_ENGINE: u32 = EXT_MIN;
 use crate::map::MappedFile;
-use crate::pattern::{BodySignature, HashAlgo, HashEntry, HashScope, LogicalSignature, Token};
+use crate::pattern::{
+    BodySignature, ByteSet, HashAlgo, HashEntry, HashScope, LogicalSignature, Token,
+};
 use crate::wire::{Reader, WireError};
 
 #[derive(Debug)]
@@ -212,13 +214,18 @@ fn verify_checksum(b: &[u8]) -> Result<(), LoadError> {
 }
 
 fn tokens_estimate(ts: &[Token]) -> usize {
+    // A token, and what its box holds (a list's header and its items).
+    let token = std::mem::size_of::<Token>();
     ts.iter()
         .map(|t| match t {
-            Token::Alt(bs) => 32 + bs.iter().map(|b| tokens_estimate(b)).sum::<usize>(),
-            Token::NotAlt { branches, .. } => {
-                32 + branches.iter().map(|b| 24 + b.len()).sum::<usize>()
+            Token::Alt(bs) => {
+                token + 24 + bs.iter().map(|b| 24 + tokens_estimate(b)).sum::<usize>()
             }
-            _ => std::mem::size_of::<Token>(),
+            Token::NotAlt { branches, .. } => {
+                token + 24 + branches.iter().map(|b| 24 + b.len()).sum::<usize>()
+            }
+            Token::Set(_) => token + std::mem::size_of::<ByteSet>(),
+            Token::Byte { .. } => token,
         })
         .sum()
 }

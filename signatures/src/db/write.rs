@@ -8,7 +8,7 @@ use crate::db::layout::{
 };
 use crate::db::names::encode_names;
 use crate::pattern::{BodySignature, HashAlgo, HashEntry, HashScope, LogicalSignature};
-use crate::wire::Writer;
+use crate::wire::{Wire, Writer};
 
 /// The bytes of a database file holding these signatures.
 pub(crate) fn encode(
@@ -70,14 +70,32 @@ pub(crate) fn encode(
         }
     }
     sections.push((SEC_INFO, w.into_bytes()));
-    let mut w = Writer::new();
-    w.list(body);
-    sections.push((SEC_BODY, w.into_bytes()));
+    sections.push((SEC_BODY, list_on_every_core(body)));
     let mut w = Writer::new();
     w.list(logical);
     sections.push((SEC_LOGICAL, w.into_bytes()));
 
     assemble(&info.version, info.built_at, &sections)
+}
+
+/// The bytes [`Writer::list`] writes of `v`, its values encoded on every
+/// core (a value's encoding does not depend on where it lands).
+fn list_on_every_core<T: Wire + Sync>(v: &[T]) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.count(v.len());
+    let mut out = w.into_bytes();
+    let runs = crate::parallel::chunks(v, 4096, |run| {
+        let mut w = Writer::new();
+        for x in run {
+            x.put(&mut w);
+        }
+        w.into_bytes()
+    });
+    out.reserve(runs.iter().map(Vec::len).sum());
+    for run in runs {
+        out.extend_from_slice(&run);
+    }
+    out
 }
 
 /// Lays out `sections` as a payload behind a header and seals it.
@@ -121,4 +139,19 @@ pub(crate) fn assemble(version: &str, built_at: u64, sections: &[(u32, Vec<u8>)]
     out.extend_from_slice(&payload);
     layout::seal(&mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_encoded_on_every_core_is_the_list_encoded_on_one() {
+        for n in [0, 1, 4095, 20_000] {
+            let v: Vec<String> = (0..n).map(|i| format!("{}", i * 7919)).collect();
+            let mut w = Writer::new();
+            w.list(&v);
+            assert_eq!(list_on_every_core(&v), w.into_bytes(), "{n} values");
+        }
+    }
 }

@@ -175,15 +175,15 @@ fn put_token(w: &mut Writer, t: &Token) {
         Token::Alt(branches) => {
             w.u8(2);
             w.count(branches.len());
-            for b in branches {
+            for b in branches.iter() {
                 put_tokens(w, b);
             }
         }
         Token::NotAlt { len, branches } => {
             w.u8(3);
-            w.count(*len);
+            w.count(*len as usize);
             w.count(branches.len());
-            for b in branches {
+            for b in branches.iter() {
                 w.bytes(b);
             }
         }
@@ -198,27 +198,29 @@ fn literal(t: &Token) -> Option<u8> {
 }
 
 fn put_tokens(w: &mut Writer, ts: &[Token]) {
-    let mut items: Vec<&[Token]> = Vec::new();
+    // A run of literal bytes is one item, any other token one.
+    let run = |ts: &[Token]| ts.iter().take_while(|t| literal(t).is_some()).count();
+    let mut items = 0;
+    let mut rest = ts;
+    while !rest.is_empty() {
+        let n = run(rest).max(1);
+        items += 1;
+        rest = &rest[n..];
+    }
+    w.count(items);
     let mut rest = ts;
     while let Some(first) = rest.first() {
-        let n = if literal(first).is_some() {
-            rest.iter().take_while(|t| literal(t).is_some()).count()
+        let n = run(rest);
+        if n == 0 {
+            put_token(w, first);
+            rest = &rest[1..];
         } else {
-            1
-        };
-        let (item, tail) = rest.split_at(n);
-        items.push(item);
-        rest = tail;
-    }
-    w.count(items.len());
-    for item in items {
-        match item {
-            [t] if literal(t).is_none() => put_token(w, t),
-            run => {
-                w.u8(LITERAL_RUN);
-                let bytes: Vec<u8> = run.iter().filter_map(literal).collect();
-                w.bytes(&bytes);
+            w.u8(LITERAL_RUN);
+            w.count(n);
+            for t in &rest[..n] {
+                w.u8(literal(t).unwrap_or(0));
             }
+            rest = &rest[n..];
         }
     }
 }
@@ -232,14 +234,14 @@ fn get_token(r: &mut Reader<'_>, depth: usize) -> Result<Token, WireError> {
             value: r.u8()?,
             mask: r.u8()?,
         }),
-        1 => Ok(Token::Set(r.get()?)),
+        1 => Ok(Token::Set(Box::new(r.get()?))),
         2 => {
             let n = r.count(1)?;
             let mut branches = Vec::new();
             for _ in 0..n {
                 branches.push(get_tokens(r, depth + 1)?);
             }
-            Ok(Token::Alt(branches))
+            Ok(Token::Alt(Box::new(branches)))
         }
         3 => {
             let len = r.count(1)?;
@@ -252,7 +254,13 @@ fn get_token(r: &mut Reader<'_>, depth: usize) -> Result<Token, WireError> {
                 }
                 branches.push(b.to_vec());
             }
-            Ok(Token::NotAlt { len, branches })
+            let Ok(len) = u32::try_from(len) else {
+                return r.invalid("negated branch too long");
+            };
+            Ok(Token::NotAlt {
+                len,
+                branches: Box::new(branches),
+            })
         }
         t => r.bad_tag("token", t),
     }
@@ -727,12 +735,12 @@ mod tests {
                             value: 0x40,
                             mask: 0xf0,
                         },
-                        Token::Alt(vec![lit(b"ab").tokens, lit(b"c").tokens]),
+                        Token::Alt(Box::new(vec![lit(b"ab").tokens, lit(b"c").tokens])),
                         Token::NotAlt {
                             len: 2,
-                            branches: vec![b"xy".to_vec()],
+                            branches: Box::new(vec![b"xy".to_vec()]),
                         },
-                        Token::Set(ByteSet::single(7)),
+                        Token::Set(Box::new(ByteSet::single(7))),
                     ],
                 },
                 lit(b"zz"),
