@@ -91,6 +91,7 @@ impl AtomIndex {
         let word_shift = 32 - (Bloom::size(most) / 32).trailing_zeros();
         let word_of = |k3: u32| k3.wrapping_mul(MUL) >> word_shift;
         let heat = word_heat(word_shift);
+        let mut worth: Vec<i64> = Vec::new();
         for (id, a) in atoms.iter().enumerate() {
             let id = id as u32;
             match a.len() {
@@ -120,32 +121,33 @@ impl AtomIndex {
             // so pick the window whose most common q-gram is rarest: text-like
             // grams ("the ", "erne") hit constantly and are shared by many
             // atoms.
+            // Each q-gram's worth is computed once (the counts change only
+            // after the choice), and each window takes its worst.
+            worth.clear();
+            worth.extend((0..=a.len() - 4).map(|o| {
+                let g = gram(a, o);
+                // A hit on a gram shared by `n` atoms costs `n`
+                // confirmations: sharing is worth log2(n + 1) bits
+                // of rarity (in rarity's quarter bits). So is
+                // sharing a filter word with `w` keys: each sets
+                // more bits that other grams of that word can hit.
+                // With both, 100k bench signatures scanned text
+                // at 1.0 GB/s instead of 0.42. Counting the keys
+                // of the word itself rather than those with the
+                // same first 3 bytes (which share it too) evens
+                // out the filter: the random files of the bench
+                // passed it 1,742 times per MB instead of 2,691.
+                let n = *uses.get(&g).unwrap_or(&0);
+                let word = word_of(g & 0x00ff_ffff);
+                let w = *words.get(&word).unwrap_or(&0);
+                let shared = 4 * (2 * u32::BITS - n.leading_zeros() - w.leading_zeros());
+                let hot = heat[word as usize];
+                i64::from(gram_rarity(&a[o..o + 4], hot)) - i64::from(shared)
+            }));
             let last = a.len() + 1 - 4 - stride;
             let mut best = (i64::MIN, 0usize);
             for j in 0..=last {
-                let worst = (j..j + stride)
-                    .map(|o| {
-                        let g = gram(a, o);
-                        // A hit on a gram shared by `n` atoms costs `n`
-                        // confirmations: sharing is worth log2(n + 1) bits
-                        // of rarity (in rarity's quarter bits). So is
-                        // sharing a filter word with `w` keys: each sets
-                        // more bits that other grams of that word can hit.
-                        // With both, 100k bench signatures scanned text
-                        // at 1.0 GB/s instead of 0.42. Counting the keys
-                        // of the word itself rather than those with the
-                        // same first 3 bytes (which share it too) evens
-                        // out the filter: the random files of the bench
-                        // passed it 1,742 times per MB instead of 2,691.
-                        let n = *uses.get(&g).unwrap_or(&0);
-                        let word = word_of(g & 0x00ff_ffff);
-                        let w = *words.get(&word).unwrap_or(&0);
-                        let shared = 4 * (2 * u32::BITS - n.leading_zeros() - w.leading_zeros());
-                        let hot = heat[word as usize];
-                        i64::from(gram_rarity(&a[o..o + 4], hot)) - i64::from(shared)
-                    })
-                    .min()
-                    .unwrap_or(0);
+                let worst = worth[j..j + stride].iter().copied().min().unwrap_or(0);
                 if worst > best.0 {
                     best = (worst, j);
                 }
