@@ -16,6 +16,10 @@ use crate::error::BuildError;
 use crate::index::AtomIndex;
 use crate::util::FxBuild;
 
+/// Patterns lowered in one run on one core (enough that a run is worth a
+/// hand-over, few enough that putting the runs together keeps pace).
+const RUN: usize = 2048;
+
 /// A part may expand into at most this many fixed-length variants.
 pub(crate) const MAX_VARIANTS: usize = 4096;
 
@@ -254,9 +258,10 @@ impl Program {
 
         // Expanding the parts and choosing atoms is most of the work, and
         // each pattern's alone: it runs on every core.
-        let runs = giva_signatures::parallel::chunks(sources, 1024, Run::lower_all);
-        let mut sources = sources.iter();
-        for run in runs {
+        // Each run is put into the program here while the next are lowered.
+        let mut next = sources.iter();
+        giva_signatures::parallel::in_order(sources, RUN, Run::lower_all, |run| {
+            let sources = &mut next;
             let remap: Vec<u32> = run
                 .sets
                 .iter()
@@ -376,10 +381,8 @@ impl Program {
                     split: lp.span.is_some(),
                 });
             }
-            if let Some(e) = run.error {
-                return Err(e);
-            }
-        }
+            run.error.map_or(Ok(()), Err)
+        })?;
         // (After every atom is known: a derived entry needs its anchor's
         // atom, and `max_atom` stands for its length.)
         for e in &entries {

@@ -111,18 +111,25 @@ fn parse_plain(hex: &str, limits: &Limits) -> Option<BodyPattern> {
     }
     let mut parts = Vec::new();
     let mut gaps = Vec::new();
-    // Each part is gathered here and then copied out at its size.
-    let mut tokens: Vec<Token> = Vec::with_capacity(s.len() / 2);
+    // Each part's bytes (value, mask) are gathered here, then made its
+    // tokens at their number.
+    let mut bytes: Vec<(u8, u8)> = Vec::with_capacity(s.len() / 2);
     // As the general parser counts: tokens over all parts, and characters
     // with each `{n}` as `2n`.
     let mut spent = 0usize;
     let mut expanded = 0usize;
-    let mut end_part = |tokens: &mut Vec<Token>, gap: Option<Gap>| -> Option<()> {
-        check_static(tokens, 0).ok()?;
+    let mut end_part = |bytes: &mut Vec<(u8, u8)>, gap: Option<Gap>| -> Option<()> {
+        // As `check_static`: two consecutive fixed bytes.
+        if !bytes.windows(2).any(|w| w[0].1 == 0xff && w[1].1 == 0xff) {
+            return None;
+        }
         parts.push(Part {
-            tokens: tokens.clone(),
+            tokens: bytes
+                .iter()
+                .map(|&(value, mask)| Token::Byte { value, mask })
+                .collect(),
         });
-        tokens.clear();
+        bytes.clear();
         if parts.len() > limits.max_pattern_tokens {
             return None;
         }
@@ -133,7 +140,7 @@ fn parse_plain(hex: &str, limits: &Limits) -> Option<BodyPattern> {
     while i < s.len() {
         match s[i] {
             b'*' => {
-                end_part(&mut tokens, Some(Gap { min: 0, max: None }))?;
+                end_part(&mut bytes, Some(Gap { min: 0, max: None }))?;
                 i += 1;
             }
             b'{' => {
@@ -144,18 +151,18 @@ fn parse_plain(hex: &str, limits: &Limits) -> Option<BodyPattern> {
                 if !inner.contains('-') && max == Some(min) && min > 0 && min < 128 {
                     expanded += min as usize * 2;
                     spent += min as usize;
-                    tokens.extend(std::iter::repeat_n(WILDCARD, min as usize));
+                    bytes.extend(std::iter::repeat_n((0, 0), min as usize));
                 } else {
                     if max.is_some_and(|m| m < min) {
                         return None;
                     }
-                    end_part(&mut tokens, Some(Gap { min, max }))?;
+                    end_part(&mut bytes, Some(Gap { min, max }))?;
                 }
             }
             b'}' | b'-' => return None,
             a => {
                 let b = *s.get(i + 1)?;
-                tokens.push(plain_byte(a, b)?);
+                bytes.push(plain_byte(a, b)?);
                 i += 2;
                 expanded += 2;
                 spent += 1;
@@ -168,7 +175,7 @@ fn parse_plain(hex: &str, limits: &Limits) -> Option<BodyPattern> {
     if spent > limits.max_pattern_tokens {
         return None;
     }
-    end_part(&mut tokens, None)?;
+    end_part(&mut bytes, None)?;
     Some(BodyPattern {
         parts,
         gaps,
@@ -179,8 +186,9 @@ fn parse_plain(hex: &str, limits: &Limits) -> Option<BodyPattern> {
     })
 }
 
-/// Two characters of [`parse_plain`] as a byte token, if they are one.
-fn plain_byte(a: u8, b: u8) -> Option<Token> {
+/// Two characters of [`parse_plain`] as a byte `(value, mask)`, if they
+/// are one.
+fn plain_byte(a: u8, b: u8) -> Option<(u8, u8)> {
     let nib = |c: u8| {
         if c == b'?' {
             Some(None)
@@ -189,16 +197,10 @@ fn plain_byte(a: u8, b: u8) -> Option<Token> {
         }
     };
     Some(match (nib(a)?, nib(b)?) {
-        (None, None) => WILDCARD,
-        (None, Some(lo)) => Token::Byte {
-            value: lo,
-            mask: 0x0f,
-        },
-        (Some(hi), None) => Token::Byte {
-            value: hi << 4,
-            mask: 0xf0,
-        },
-        (Some(hi), Some(lo)) => lit(hi << 4 | lo),
+        (None, None) => (0, 0),
+        (None, Some(lo)) => (lo, 0x0f),
+        (Some(hi), None) => (hi << 4, 0xf0),
+        (Some(hi), Some(lo)) => (hi << 4 | lo, 0xff),
     })
 }
 

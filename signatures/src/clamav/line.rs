@@ -72,11 +72,12 @@ pub(crate) fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 /// with it) and [`UNOFFICIAL`] appended unless the source is official.
 pub(crate) fn display_name(raw: &str, official: bool) -> String {
     let base = raw.split_once(" (Clam)").map_or(raw, |(head, _)| head);
-    if official {
-        base.to_owned()
-    } else {
-        format!("{base}{UNOFFICIAL}")
+    let mut name = String::with_capacity(base.len() + UNOFFICIAL.len());
+    name.push_str(base);
+    if !official {
+        name.push_str(UNOFFICIAL);
     }
+    name
 }
 
 /// Parses an optional FLEVEL field (`""` means absent).

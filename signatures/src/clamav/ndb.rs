@@ -135,12 +135,20 @@ pub(crate) fn parse_line(
     s: &Settings<'_>,
     ign: &IgnoreList,
 ) -> LineResult<BodySignature> {
-    let fields: Vec<&str> = line.split(':').collect();
-    let raw_name = fields.first().copied().unwrap_or("");
-    if !(4..=6).contains(&fields.len()) {
+    // The first six fields, and how many there are.
+    let mut fields = [""; 6];
+    let mut count = 0;
+    for f in line.split(':') {
+        if let Some(slot) = fields.get_mut(count) {
+            *slot = f;
+        }
+        count += 1;
+    }
+    let raw_name = fields[0];
+    if !(4..=6).contains(&count) {
         return Err(LineError::new(
             Some(raw_name).filter(|n| !n.is_empty()),
-            format!("expected 4 to 6 fields, found {}", fields.len()),
+            format!("expected 4 to 6 fields, found {count}"),
         ));
     }
     if raw_name.is_empty() {
@@ -150,8 +158,9 @@ pub(crate) fn parse_line(
     if ign.ignores(raw_name, line) {
         return Ok(Outcome::Skip("ignored".into()));
     }
-    let min = parse_flevel(fields.get(4).copied(), raw_name)?;
-    let max = parse_flevel(fields.get(5).copied(), raw_name)?;
+    let field = |k: usize| (k < count).then_some(fields[k]);
+    let min = parse_flevel(field(4), raw_name)?;
+    let max = parse_flevel(field(5), raw_name)?;
     if let Some(r) = flevel_skip(min, max, s.flevel) {
         return Ok(Outcome::Skip(r));
     }
