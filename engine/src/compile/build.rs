@@ -8,7 +8,7 @@ use giva_signatures::{BodyPattern, ByteSet, Offset, Token};
 
 use crate::compile::atom::{Atom, Scratch, pick_atom};
 use crate::compile::derive::{PartInfo, Role, plan};
-use crate::compile::expand::{Flat, expand};
+use crate::compile::expand::{Flat, expand, flat_of};
 use crate::compile::program::{
     ASSERT_CTX, Elem, Entry, NotAltCheck, Owner, PatternInfo, Program, entry_needs, split_span,
 };
@@ -215,22 +215,6 @@ impl Run {
     }
 }
 
-/// A token without alternation as `expand` flattens it.
-fn flat_of(t: &Token) -> Flat {
-    match t {
-        Token::Byte { value, mask } => Flat::Byte {
-            value: value & mask,
-            mask: *mask,
-        },
-        Token::Set(s) => Flat::Set(**s),
-        Token::NotAlt { len, branches } => Flat::NotAlt {
-            len: *len as usize,
-            branches: branches.to_vec(),
-        },
-        Token::Alt(_) => unreachable!("a part with an alternation is expanded"),
-    }
-}
-
 impl Program {
     /// Compiles `sources` into one program.
     pub fn build(sources: &[Source<'_>]) -> Result<Program, BuildError> {
@@ -257,8 +241,8 @@ impl Program {
         let mut starts: Vec<usize> = Vec::new();
 
         // Expanding the parts and choosing atoms is most of the work, and
-        // each pattern's alone: it runs on every core.
-        // Each run is put into the program here while the next are lowered.
+        // each pattern's alone: it runs on every core, and each run is put
+        // into the program here while the next are lowered.
         let mut next = sources.iter();
         giva_signatures::parallel::in_order(sources, RUN, Run::lower_all, |run| {
             let sources = &mut next;

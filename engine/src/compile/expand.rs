@@ -13,19 +13,8 @@ pub(super) fn expand(tokens: &[Token], limit: usize) -> Option<Vec<Vec<Flat>>> {
     let mut out: Vec<Vec<Flat>> = vec![Vec::with_capacity(tokens.len())];
     for t in tokens {
         match t {
-            Token::Byte { value, mask } => {
-                let f = Flat::Byte {
-                    value: value & mask,
-                    mask: *mask,
-                };
-                out.iter_mut().for_each(|v| v.push(f.clone()));
-            }
-            Token::Set(s) => out.iter_mut().for_each(|v| v.push(Flat::Set(**s))),
-            Token::NotAlt { len, branches } => {
-                let f = Flat::NotAlt {
-                    len: *len as usize,
-                    branches: branches.to_vec(),
-                };
+            Token::Byte { .. } | Token::Set(_) | Token::NotAlt { .. } => {
+                let f = flat_of(t);
                 out.iter_mut().for_each(|v| v.push(f.clone()));
             }
             Token::Alt(branches) => {
@@ -52,4 +41,20 @@ pub(super) fn expand(tokens: &[Token], limit: usize) -> Option<Vec<Vec<Flat>>> {
         }
     }
     Some(out)
+}
+
+/// A token without alternation, flattened.
+pub(super) fn flat_of(t: &Token) -> Flat {
+    match t {
+        Token::Byte { value, mask } => Flat::Byte {
+            value: value & mask,
+            mask: *mask,
+        },
+        Token::Set(s) => Flat::Set(**s),
+        Token::NotAlt { len, branches } => Flat::NotAlt {
+            len: *len as usize,
+            branches: branches.to_vec(),
+        },
+        Token::Alt(_) => unreachable!("an alternation is expanded, not flattened"),
+    }
 }

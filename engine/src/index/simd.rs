@@ -107,9 +107,9 @@ impl Level {
 
 /// Whether this is an AMD Zen 4 (family 19h; Zen 3 shares the family but
 /// has no AVX-512), where the AVX-512 loop is the slower one (Zen 4 runs
-/// 512-bit operations as two 256-bit halves). On the bench's real corpus (`giva scan --threads
-/// 1` of a compiled database, `perf stat -r 5`, the two loops interleaved,
-/// 2026-12-07) the AVX2 loop scanned 8-11% faster at 10k signatures, and
+/// 512-bit operations as two 256-bit halves). On the bench's real corpus
+/// (`giva scan --threads 1` of a compiled database, `perf stat -r 5`, the
+/// two loops interleaved, 2026-12-07) the AVX2 loop scanned 8-11% faster at 10k signatures, and
 /// at 100k within noise (from 2% slower to 4% faster by draw).
 #[cfg(target_arch = "x86_64")]
 fn gathers_slowly() -> bool {
