@@ -9,8 +9,8 @@ use common::free_port;
 
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use giva_proto::shim::shim_service_client::ShimServiceClient;
@@ -24,6 +24,13 @@ const MIB: u64 = 1024 * 1024;
 const STREAMS: usize = 10_000;
 /// Streams per connection: the appliance's default cap.
 const PER_CONNECTION: usize = 64;
+/// How long one connection attempt, with its first call, may take.
+const CONNECT: Duration = Duration::from_secs(10);
+/// How long the flood keeps opening connections.
+const FLOOD_BUDGET: Duration = Duration::from_secs(120);
+/// How long the whole test may run before the watchdog ends it. It takes
+/// about 20 s; a wait that never ends must fail the run, not hold it.
+const TEST_LIMIT: Duration = Duration::from_secs(420);
 
 /// The resident set of process `pid`, in bytes.
 fn rss(pid: u32) -> u64 {
@@ -38,6 +45,10 @@ fn rss(pid: u32) -> u64 {
 /// One metric's value from the admin endpoint's `/metrics`.
 fn metric(admin: u16, name: &str) -> f64 {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).expect("admin endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    s.set_write_timeout(Some(Duration::from_secs(10)))
+        .expect("write timeout");
     s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
         .expect("request");
     let mut body = String::new();
@@ -49,6 +60,30 @@ fn metric(admin: u16, name: &str) -> f64 {
 
 struct Serving(Child);
 
+/// Where the test is, for the watchdog's message.
+type Phase = Arc<Mutex<&'static str>>;
+
+fn enter(phase: &Phase, name: &'static str) {
+    *phase.lock().unwrap_or_else(|e| e.into_inner()) = name;
+}
+
+/// Kills the appliance `pid` and ends the test process if the test is still
+/// running after [`TEST_LIMIT`], saying which phase it was in.
+fn watchdog(pid: u32, phase: Phase) {
+    std::thread::spawn(move || {
+        std::thread::sleep(TEST_LIMIT);
+        let at = *phase.lock().unwrap_or_else(|e| e.into_inner());
+        eprintln!(
+            "flood: still running after {TEST_LIMIT:?}, in phase \"{at}\"; \
+             killing the appliance and failing the test"
+        );
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        std::process::exit(101);
+    });
+}
+
 impl Drop for Serving {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -58,11 +93,10 @@ impl Drop for Serving {
 
 /// Registers `vm_id`, opens its session, announces a 1 MiB file and sends
 /// its first 64 KiB; then holds the stream open, sending nothing more,
-/// until `stop` is dropped. Returns whether the session opened.
+/// until the task is aborted. Counts the session in `opened` once it opens.
 async fn stalled_session(
     mut c: ShimServiceClient<tonic::transport::Channel>,
     vm_id: String,
-    stop: Arc<tokio::sync::Notify>,
     opened: Arc<AtomicUsize>,
 ) {
     let Ok(r) = c
@@ -110,7 +144,9 @@ async fn stalled_session(
     };
     opened.fetch_add(1, Ordering::Relaxed);
     let _inbound = response.into_inner();
-    stop.notified().await;
+    // Aborting the task drops the stream and its sender: the flood ends
+    // for every session at once, however far each one got.
+    std::future::pending::<()>().await;
     drop(tx);
 }
 
@@ -119,6 +155,9 @@ async fn stalled_session(
 /// (16) of the connections and refuses the rest as they arrive, so at most
 /// 16 × 64 sessions are open; 10 s after the flood ends the process holds
 /// at most 64 MiB more than before it, and scans as before.
+///
+/// Every wait is bounded: a session still opening when the flood ends is
+/// aborted with the rest, and a watchdog fails the test past its limit.
 #[test]
 fn a_flood_of_streams_is_capped_and_memory_comes_back() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -142,6 +181,8 @@ fn a_flood_of_streams_is_capped_and_memory_comes_back() {
         .expect("start giva serve");
     let serving = Serving(child);
     let pid = serving.0.id();
+    let phase: Phase = Arc::new(Mutex::new("start"));
+    watchdog(pid, phase.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -153,62 +194,70 @@ fn a_flood_of_streams_is_capped_and_memory_comes_back() {
         b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*",
     )
     .expect("write");
-    let scan = |vm: &str| {
-        let config = giva_shim::scan::ScanConfig::new(
+    let scan_config = |vm: &str| {
+        giva_shim::scan::ScanConfig::new(
             url.clone(),
             VmIdentity {
                 vm_id: vm.into(),
                 ..VmIdentity::default()
             },
             vec![guest.path().to_path_buf()],
-        );
-        rt.block_on(async {
-            for _ in 0..100 {
-                if let Ok(s) = giva_shim::scan::run(&config, |_| {}, |_, _| {}).await {
-                    return s;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            panic!("the appliance did not come up");
-        })
+        )
     };
-    assert_eq!(scan("vm-before").infected, 1);
+
+    enter(&phase, "first scan");
+    let config = scan_config("vm-before");
+    let first = rt.block_on(async {
+        for _ in 0..100 {
+            let attempt = giva_shim::scan::run(&config, |_| {}, |_, _| {});
+            if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(20), attempt).await {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the appliance did not come up");
+    });
+    assert_eq!(first.infected, 1);
     std::thread::sleep(Duration::from_secs(1));
     let before = rss(pid);
 
-    let stop = Arc::new(tokio::sync::Notify::new());
+    enter(&phase, "flood");
     let opened = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let (served, peak) = rt.block_on(async {
         let mut tasks = Vec::new();
         let mut served = 0;
         for conn in 0..STREAMS.div_ceil(PER_CONNECTION) {
-            let Ok(channel) = tonic::transport::Endpoint::from_shared(url.clone())
-                .expect("url")
-                .connect()
-                .await
-            else {
-                continue;
-            };
-            let mut c = ShimServiceClient::new(channel);
+            if started.elapsed() > FLOOD_BUDGET {
+                eprintln!("flood: stopped opening connections at {conn} after {FLOOD_BUDGET:?}");
+                break;
+            }
             // A connection the appliance closed fails its first call.
-            let probe = c
-                .register(RegisterRequest {
+            let first_call = async {
+                let channel = tonic::transport::Endpoint::from_shared(url.clone())
+                    .expect("url")
+                    .connect()
+                    .await
+                    .ok()?;
+                let mut c = ShimServiceClient::new(channel);
+                c.register(RegisterRequest {
                     vm: Some(VmIdentity {
                         vm_id: format!("vm-flood-probe-{conn}"),
                         ..VmIdentity::default()
                     }),
                 })
-                .await;
-            if probe.is_err() {
+                .await
+                .ok()?;
+                Some(c)
+            };
+            let Ok(Some(c)) = tokio::time::timeout(CONNECT, first_call).await else {
                 continue;
-            }
+            };
             served += 1;
             for i in 0..PER_CONNECTION {
                 tasks.push(tokio::spawn(stalled_session(
                     c.clone(),
                     format!("vm-flood-{conn:03}-{i:02}"),
-                    stop.clone(),
                     opened.clone(),
                 )));
             }
@@ -219,12 +268,15 @@ fn a_flood_of_streams_is_capped_and_memory_comes_back() {
             tokio::time::sleep(Duration::from_millis(100)).await;
             peak = peak.max(rss(pid));
         }
-        stop.notify_waiters();
+        for t in &tasks {
+            t.abort();
+        }
         for t in tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+            let _ = t.await;
         }
         (served, peak)
     });
+    enter(&phase, "after the flood");
     let refused = metric(admin, "giva_connections_refused_total");
     let opened = opened.load(Ordering::Relaxed);
     eprintln!(
@@ -253,18 +305,16 @@ fn a_flood_of_streams_is_capped_and_memory_comes_back() {
         before / MIB
     );
     assert_eq!(metric(admin, "giva_sessions"), 0.0);
-    // And it still scans.
+
+    enter(&phase, "scan after the flood");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let config = giva_shim::scan::ScanConfig::new(
-        url.clone(),
-        VmIdentity {
-            vm_id: "vm-after".into(),
-            ..VmIdentity::default()
-        },
-        vec![guest.path().to_path_buf()],
-    );
+    let config = scan_config("vm-after");
     let summary = rt
-        .block_on(giva_shim::scan::run(&config, |_| {}, |_, _| {}))
+        .block_on(async {
+            let scan = giva_shim::scan::run(&config, |_| {}, |_, _| {});
+            tokio::time::timeout(Duration::from_secs(60), scan).await
+        })
+        .expect("the scan after the flood took over 60 s")
         .expect("scan after the flood");
     assert_eq!(summary.infected, 1);
 }
