@@ -19,7 +19,8 @@ fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
 fn heat() {
     let db = std::env::var("GIVA_HEAT_DB").unwrap();
     let corpus = std::env::var("GIVA_HEAT_CORPUS").unwrap();
-    let (_db, engine) = Engine::load(&[db]).unwrap();
+    let dbs: Vec<String> = db.split(',').map(String::from).collect();
+    let (_db, engine) = Engine::load(&dbs).unwrap();
     let p = &engine.inner.main;
     let mut all = Vec::new();
     files(corpus.as_ref(), &mut all);
@@ -31,13 +32,30 @@ fn heat() {
         p.atoms.census(&b, &mut c);
     }
     eprintln!("census {:?}", t.elapsed());
-    let t = std::time::Instant::now();
-    let mut hits = 0u64;
-    for f in &all {
-        let b = std::fs::read(f).unwrap();
-        p.atoms.scan(&b, |_, _| hits += 1);
+    let bufs: Vec<Vec<u8>> = all.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let cpu = || -> u64 {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        let c0 = cpu();
+        let mut hits = 0u64;
+        for b in &bufs {
+            p.atoms.scan(b, |_, _| hits += 1);
+        }
+        let c1 = cpu();
+        eprintln!(
+            "index scan {:?} hits {hits} cpu {} ms",
+            t.elapsed(),
+            (c1 - c0) / 1_000_000
+        );
     }
-    eprintln!("index scan {:?} hits {hits}", t.elapsed());
     let mb = c.bytes as f64 / 1e6;
     eprintln!(
         "stride {} atoms {} bytes {} MB; per MB: bloom {:.0} sieve {:.0} probed {:.0} confirmed {:.0}",

@@ -26,7 +26,7 @@ use crate::util::wire::{StoredReader, StoredResult, invalid};
 /// The magic and format of the blob. Bump the last byte whenever the
 /// layout or the meaning of a stored structure changes: an older blob is
 /// then refused, with a log line, and the engine rebuilt.
-pub(crate) const MAGIC: &[u8; 8] = b"GIVAENG\x0d";
+pub(crate) const MAGIC: &[u8; 8] = b"GIVAENG\x0e";
 
 /// What a stored engine holds besides the database it is stored in.
 #[derive(Debug)]

@@ -61,6 +61,15 @@ pub(super) const HOT_BITS: u32 = 14;
 /// See [`gram_rarity`].
 pub(super) const HOT_WORD_BITS: u32 = 10;
 
+/// What a window of keys that the sieve takes by 8 bytes (see [`Sieve`])
+/// is worth over one it takes by 4, in rarity: 4 bits. At 100k bench
+/// signatures, real files then passed the sieve 3,361 times per MB instead
+/// of 4,718 (the atom values probed went from 7,312 to 5,904, and 356
+/// confirmed), while the filter in front passed as often as before
+/// (26,479 against 26,777). Preferring such a window whatever its rarity
+/// made the filter pass 114,876 times per MB; 8 bits did as well as 4.
+const SIEVED_BONUS: i64 = (4 * rarity::UNIT) as i64;
+
 impl AtomIndex {
     /// Indexes `atoms` (each non-empty); atom ids are their positions.
     pub fn new(atoms: Vec<Vec<u8>>) -> Self {
@@ -145,12 +154,17 @@ impl AtomIndex {
                 let hot = heat[word as usize];
                 i64::from(gram_rarity(&a[o..o + 4], hot)) - i64::from(shared)
             }));
+            // A window whose keys all have 8 bytes of the atom around
+            // them is worth more (see `SIEVED_BONUS`): the sieve turns away
+            // the occurrences of a common key whose other bytes differ.
             let last = a.len() + 1 - 4 - stride;
+            let sieved = |j: usize| (j..j + stride).all(|o| o + 8 <= a.len() || o >= 4);
             let mut best = (i64::MIN, 0usize);
             for j in 0..=last {
                 let worst = worth[j..j + stride].iter().copied().min().unwrap_or(0);
-                if worst > best.0 {
-                    best = (worst, j);
+                let rank = worst + if sieved(j) { SIEVED_BONUS } else { 0 };
+                if rank > best.0 {
+                    best = (rank, j);
                 }
             }
             let j = best.1;
@@ -182,7 +196,7 @@ impl AtomIndex {
             short_first,
         };
         index.bloom = Bloom::new(&index.q4, &index.back);
-        index.sieve = Sieve::new(&index.q4, &index.back);
+        index.sieve = Sieve::new(&index);
         index
     }
 }

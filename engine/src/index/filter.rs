@@ -2,9 +2,10 @@
 //! that the SIMD loops probe ([`Bloom`]) and the plain one that sieves
 //! what passes it ([`Sieve`]).
 
+use crate::index::atom_index::AtomIndex;
 use crate::index::hash::bloom;
 use crate::index::simd;
-use crate::index::table::GramTable;
+use crate::index::table::{GramTable, Val};
 use crate::util::arr::Arr;
 use crate::util::wire::{StoredReader, StoredResult, invalid, put_arr};
 use giva_signatures::wire::Writer;
@@ -113,41 +114,90 @@ impl Bloom {
     }
 }
 
-/// The second filter: a plain Bloom filter over the keys of both tables,
-/// two bits per key anywhere in it, from hashes unrelated to [`bloom`]'s.
-/// The positions that pass [`Bloom`] go through it in a batch before
-/// their slot probes. A probe costs about 35 ns, mostly mispredicted
-/// branches (whether the slot is empty, holds the key or holds another is
-/// random); this check is two loads and a branch that is nearly always
-/// taken the same way, because at 1k and 10k bench signatures nearly every
-/// position that passes [`Bloom`] is a false positive (`engine/DESIGN.md`).
-/// It made `giva scan` of the bench corpus 2% faster at 1k and 4-6% at
-/// 10k and 100k. Stored with the tables: building it at load took 3 ms at
-/// 100k.
+/// The second filter: a plain Bloom filter, two bits per key anywhere in
+/// it, from hashes unrelated to [`bloom`]'s. The positions that pass
+/// [`Bloom`] go through it in a batch before their slot probes. A probe
+/// costs about 35 ns, mostly mispredicted branches (whether the slot is
+/// empty, holds the key or holds another is random); a sieve check is a
+/// few loads and no branch on its outcome.
+///
+/// **Keys.** A back key is sieved as itself. A 4-byte key is sieved by
+/// 8 bytes of each of its atoms where it can be: the 8 bytes from the key
+/// when the atom has 4 more after it (a *forward* key), else the 8 bytes
+/// from 4 before it when the atom has 4 before it (a *behind* key); a key
+/// with an atom that has neither is sieved as its 4 bytes. A position then
+/// passes if its 4 bytes, the 8 from it or the 8 from 4 before it are in
+/// the sieve. The 4 bytes alone could not tell a rare atom from the common
+/// structure that shares its key: at 100k bench signatures, 16,000 positions
+/// per MB of real files passed a sieve of 4-byte keys (real hits of keys
+/// like `\x02\x00\x00\x00` or `A\A]`, shared by prologues and headers),
+/// and 356 of them confirmed.
+///
+/// At 1k and 10k bench signatures nearly every position that passes
+/// [`Bloom`] is a false positive (`engine/DESIGN.md`); the sieve made
+/// `giva scan` of the bench corpus 2% faster at 1k and 4-6% at 10k and
+/// 100k even with 4-byte keys only. Stored with the tables.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Sieve {
     /// Empty if there are no keys (then there is nothing to sieve).
     pub(super) bits: Arr<u64>,
-    /// `64 - log2(bit count)`: a bit number is the top bits of a product.
+    /// `64 - log2(bit count)`: a bit number is the top bits of a hash.
     pub(super) shift: u32,
 }
 
+/// What a sieve key is, mixed into its hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SieveKey {
+    /// A 4-byte key's own 4 bytes.
+    Wide = 0,
+    /// A back key.
+    Back = 1,
+    /// The 8 bytes from a 4-byte key.
+    Forward = 2,
+    /// The 8 bytes from 4 before a 4-byte key.
+    Behind = 3,
+}
+
 impl Sieve {
-    /// About 16 bits per key (about 1% false positives), 4096 bits at
-    /// least, 2^22 (512 KiB) at most.
-    pub(super) fn new(wide: &GramTable, back: &GramTable) -> Sieve {
-        let keys = wide.keys().count() + back.keys().count();
-        if keys == 0 {
+    /// About 16 bits per sieve key (about 1% false positives a check),
+    /// 4096 bits at least, 2^23 (1 MiB) at most. `index` has its tables
+    /// and atoms.
+    pub(super) fn new(index: &AtomIndex) -> Sieve {
+        let mut keys: Vec<(u64, SieveKey)> = index
+            .back
+            .keys()
+            .map(|x| (u64::from(x), SieveKey::Back))
+            .collect();
+        let eight = |v: &Val| {
+            let (off, len, atom) = (v.off(), v.len(), index.atom(v.atom));
+            if off + 8 <= len {
+                Some((word8(&atom[off..off + 8]), SieveKey::Forward))
+            } else if off >= 4 {
+                Some((word8(&atom[off - 4..off + 4]), SieveKey::Behind))
+            } else {
+                None
+            }
+        };
+        for (x, values) in index.q4.groups() {
+            // One atom without 8 bytes around the key lets every
+            // occurrence of the key through anyway.
+            if values.iter().all(|v| eight(v).is_some()) {
+                keys.extend(values.iter().filter_map(eight));
+            } else {
+                keys.push((u64::from(x), SieveKey::Wide));
+            }
+        }
+        if keys.is_empty() {
             return Sieve::default();
         }
-        let nbits = (keys * 16).next_power_of_two().clamp(1 << 12, 1 << 22);
+        let nbits = (keys.len() * 16)
+            .next_power_of_two()
+            .clamp(1 << 12, 1 << 23);
         let shift = 64 - nbits.trailing_zeros();
         let mut bits = vec![0u64; nbits / 64];
-        for (table, kind) in [(wide, 0), (back, 1)] {
-            for key in table.keys() {
-                for b in Sieve::bit_numbers(key, kind, shift) {
-                    bits[b >> 6] |= 1 << (b & 63);
-                }
+        for &(k, kind) in &keys {
+            for b in Sieve::bit_numbers(k, kind, shift) {
+                bits[b >> 6] |= 1 << (b & 63);
             }
         }
         Sieve {
@@ -156,23 +206,39 @@ impl Sieve {
         }
     }
 
-    /// The two bits of key `x` of kind `kind` (0 for 4 bytes, 1 for 3).
+    /// The two bits of key `k` of kind `kind`: two fields of a hash of
+    /// all its bits (two multiplies, the high bits folded in between).
     #[inline(always)]
-    pub(super) fn bit_numbers(x: u32, kind: usize, shift: u32) -> [usize; 2] {
-        let k = u64::from(x) | (kind as u64) << 32;
-        [
-            (k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> shift) as usize,
-            (k.wrapping_mul(0xc2b2_ae3d_27d4_eb4f) >> shift) as usize,
-        ]
+    pub(super) fn bit_numbers(k: u64, kind: SieveKey, shift: u32) -> [usize; 2] {
+        let m = (k ^ (kind as u64) << 61).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let h = (m ^ m >> 29).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+        [(h >> shift) as usize, (h << (64 - shift) >> shift) as usize]
     }
 
-    /// Whether key `x` of kind `kind` may be in its table, given the
-    /// sieve's `bits` (taken as a slice once per scan, as [`GramView`]
-    /// does: an [`Arr`] checks its view on every access) and `shift`.
+    /// Whether key `k` of kind `kind` may be in the sieve, given its
+    /// `bits` (taken as a slice once per scan, as [`GramView`] does: an
+    /// [`Arr`] checks its view on every access) and `shift`.
     #[inline(always)]
-    pub(super) fn maybe(bits: &[u64], shift: u32, x: u32, kind: usize) -> bool {
-        let [a, b] = Sieve::bit_numbers(x, kind, shift);
+    fn maybe(bits: &[u64], shift: u32, k: u64, kind: SieveKey) -> bool {
+        let [a, b] = Sieve::bit_numbers(k, kind, shift);
         (bits[a >> 6] >> (a & 63)) & (bits[b >> 6] >> (b & 63)) & 1 != 0
+    }
+
+    /// Whether the position `p` of `hay` that passed [`Bloom`] with key
+    /// `x` (a back key if `back`) may hold an atom. Near either end of
+    /// `hay`, where 8 bytes around a 4-byte key do not fit, it passes.
+    #[inline(always)]
+    pub(super) fn pass(bits: &[u64], shift: u32, hay: &[u8], p: usize, x: u32, back: bool) -> bool {
+        if back {
+            return Sieve::maybe(bits, shift, u64::from(x), SieveKey::Back);
+        }
+        let (Some(fwd), Some(behind)) = (hay.get(p..p + 8), p.checked_sub(4)) else {
+            return true;
+        };
+        let behind = word8(&hay[behind..behind + 8]);
+        Sieve::maybe(bits, shift, u64::from(x), SieveKey::Wide)
+            | Sieve::maybe(bits, shift, word8(fwd), SieveKey::Forward)
+            | Sieve::maybe(bits, shift, behind, SieveKey::Behind)
     }
 
     pub(super) fn write(&self, w: &mut Writer) {
@@ -192,11 +258,19 @@ impl Sieve {
         }
         let nbits = s.bits.len() * 64;
         if !nbits.is_power_of_two()
-            || !(12..=22).contains(&nbits.trailing_zeros())
+            || !(12..=23).contains(&nbits.trailing_zeros())
             || s.shift != 64 - nbits.trailing_zeros()
         {
             return invalid("gram sieve out of range");
         }
         Ok(s)
     }
+}
+
+/// 8 bytes as a little-endian word.
+#[inline(always)]
+fn word8(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(b);
+    u64::from_le_bytes(w)
 }

@@ -23,7 +23,8 @@
 //!   both, and a 64-byte block costs two 16-lane gathers (`simd.rs` runs
 //!   8 or 16 positions at once where the CPU has AVX2 or AVX-512).
 //!   Positions that pass, collected 16 KiB of input at a time, go through
-//!   a second, plain Bloom filter (the [`Sieve`]), and those that pass it
+//!   a second, plain Bloom filter (the [`Sieve`]), which holds most
+//!   4-byte keys by 8 bytes of their atoms around them, and those that pass it
 //!   too to an exact open-addressing table per kind (their slots
 //!   prefetched first), whose values carry each atom's first 8 bytes so
 //!   that a candidate is mostly confirmed or rejected by one 8-byte

@@ -90,9 +90,9 @@ impl AtomIndex {
                 let mut kept = 0;
                 for k in 0..passes.len() {
                     let e = passes[k];
-                    let (t, _, x) = key(&e);
+                    let (t, p, x) = key(&e);
                     passes[kept] = e;
-                    kept += usize::from(Sieve::maybe(sieve, self.sieve.shift, x, t));
+                    kept += usize::from(Sieve::pass(sieve, self.sieve.shift, hay, p, x, t == 1));
                 }
                 passes.truncate(kept);
             }
@@ -265,7 +265,7 @@ impl AtomIndex {
                 let end = (q + 4).min(hay.len());
                 k[..end - q].copy_from_slice(&hay[q..end]);
                 *c.passed_prefix.entry(k).or_insert(0) += 1;
-                if !sieve.is_empty() && !Sieve::maybe(sieve, self.sieve.shift, x, t) {
+                if !sieve.is_empty() && !Sieve::pass(sieve, self.sieve.shift, hay, p, x, t == 1) {
                     continue;
                 }
                 c.sieve += 1;

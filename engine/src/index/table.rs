@@ -127,6 +127,16 @@ impl GramTable {
         self.slots.iter().filter(|s| s.len != 0).map(|s| s.key)
     }
 
+    /// Each key in the table with its values.
+    pub(super) fn groups(&self) -> impl Iterator<Item = (u32, &[Val])> + '_ {
+        self.slots.iter().filter(|s| s.len != 0).map(|s| {
+            (
+                s.key,
+                &self.values[s.start as usize..(s.start + s.len) as usize],
+            )
+        })
+    }
+
     #[inline(always)]
     /// The table as plain slices, taken once per scan rather than per
     /// lookup (an [`Arr`] checks its view on every access).

@@ -2,6 +2,7 @@
 use bytes::Bytes;
 use giva_signatures::wire::Writer;
 
+use crate::index::Census;
 use crate::index::atom_index::AtomIndex;
 use crate::index::build::{HOT_WORD_BITS, gram_rarity, word_heat};
 use crate::index::filter::{Bloom, Sieve};
@@ -160,6 +161,59 @@ fn a_back_key_is_turned_away_by_the_byte_before_its_last_three() {
     let mut got = Vec::new();
     index.scan(&hay, |id, s| got.push((id, s)));
     assert_eq!(got, naive(&atoms, &hay));
+}
+
+#[test]
+fn a_common_key_is_turned_away_by_the_bytes_around_it() {
+    // Data full of the index's own 4-byte keys, each amid other bytes than
+    // its atom's: every occurrence passes the filter (its 4 bytes are a
+    // real key), but the sieve holds 8 bytes of each atom around its key,
+    // so only the atoms' own occurrences go on to a probe. The 5-byte
+    // atom has no 8 bytes around a key: its keys are sieved by 4 bytes.
+    let atoms = vec![
+        b"\x02\x00\x00\x00rare-tail".to_vec(),
+        b"lead-in\x02\x00\x00\x00".to_vec(),
+        b"\x09\x08\x07\x06\x05".to_vec(),
+    ];
+    let index = AtomIndex::new(atoms.clone());
+    let keys: Vec<u32> = index.q4.keys().collect();
+    let mut hay = Vec::new();
+    for i in 0..1000u32 {
+        for &k in &keys {
+            hay.extend_from_slice(&i.to_le_bytes());
+            hay.extend_from_slice(&k.to_le_bytes());
+            hay.extend_from_slice(&(!i).to_le_bytes());
+        }
+    }
+    let plant = |hay: &mut Vec<u8>, at: usize, a: &[u8]| hay[at..at + a.len()].copy_from_slice(a);
+    plant(&mut hay, 3000, &atoms[0]);
+    plant(&mut hay, 9001, &atoms[1]);
+    plant(&mut hay, 20_000, &atoms[0]);
+    plant(&mut hay, 30_001, &atoms[2]);
+    let mut c = Census::default();
+    index.census(&hay, &mut c);
+    // The short atom's keys pass the sieve whatever surrounds them;
+    // of the others, the planted atoms and a few false positives.
+    let short = index.q4.view().get(u32::from_le_bytes([9, 8, 7, 6])).len()
+        + index.q4.view().get(u32::from_le_bytes([8, 7, 6, 5])).len();
+    assert_eq!(short, 2, "the short atom has both its keys");
+    let others = (keys.len() - 2) as u64 * 1000;
+    assert!(
+        c.bloom >= others,
+        "{} of {others} passed the filter",
+        c.bloom
+    );
+    assert!(
+        c.sieve < 2 * 1000 + 3 + others / 50,
+        "{} of {} passed the sieve",
+        c.sieve,
+        c.bloom
+    );
+    let mut got = Vec::new();
+    index.scan(&hay, |id, s| got.push((id, s)));
+    got.sort_unstable();
+    assert_eq!(got, naive(&atoms, &hay));
+    assert_eq!(got.iter().filter(|&&(id, _)| id < 2).count(), 3);
 }
 
 #[test]
