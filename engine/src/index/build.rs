@@ -196,7 +196,7 @@ impl AtomIndex {
             short_first,
         };
         index.bloom = Bloom::new(&index.q4, &index.back);
-        index.sieve = Sieve::new(&index);
+        index.sieve = Sieve::new(&index.q4, &index.back, |a| index.atom(a));
         index
     }
 }

@@ -2,7 +2,6 @@
 //! that the SIMD loops probe ([`Bloom`]) and the plain one that sieves
 //! what passes it ([`Sieve`]).
 
-use crate::index::atom_index::AtomIndex;
 use crate::index::hash::bloom;
 use crate::index::simd;
 use crate::index::table::{GramTable, Val};
@@ -159,17 +158,21 @@ pub(super) enum SieveKey {
 }
 
 impl Sieve {
-    /// About 16 bits per sieve key (about 1% false positives a check),
-    /// 4096 bits at least, 2^23 (1 MiB) at most. `index` has its tables
-    /// and atoms.
-    pub(super) fn new(index: &AtomIndex) -> Sieve {
-        let mut keys: Vec<(u64, SieveKey)> = index
-            .back
+    /// The sieve over the keys of `wide` (4-byte keys) and `back` (back
+    /// keys), `atom` giving an atom's bytes: about 16 bits per sieve key
+    /// (about 1% false positives a check), 4096 bits at least, 2^23
+    /// (1 MiB) at most.
+    pub(super) fn new<'a>(
+        wide: &GramTable,
+        back: &GramTable,
+        atom: impl Fn(u32) -> &'a [u8],
+    ) -> Sieve {
+        let mut keys: Vec<(u64, SieveKey)> = back
             .keys()
             .map(|x| (u64::from(x), SieveKey::Back))
             .collect();
         let eight = |v: &Val| {
-            let (off, len, atom) = (v.off(), v.len(), index.atom(v.atom));
+            let (off, len, atom) = (v.off(), v.len(), atom(v.atom));
             if off + 8 <= len {
                 Some((word8(&atom[off..off + 8]), SieveKey::Forward))
             } else if off >= 4 {
@@ -178,7 +181,7 @@ impl Sieve {
                 None
             }
         };
-        for (x, values) in index.q4.groups() {
+        for (x, values) in wide.groups() {
             // One atom without 8 bytes around the key lets every
             // occurrence of the key through anyway.
             if values.iter().all(|v| eight(v).is_some()) {
