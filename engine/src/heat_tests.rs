@@ -33,28 +33,13 @@ fn heat() {
     }
     eprintln!("census {:?}", t.elapsed());
     let bufs: Vec<Vec<u8>> = all.iter().map(|f| std::fs::read(f).unwrap()).collect();
-    let cpu = || -> u64 {
-        std::fs::read_to_string("/proc/thread-self/schedstat")
-            .unwrap()
-            .split(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
     for _ in 0..5 {
         let t = std::time::Instant::now();
-        let c0 = cpu();
         let mut hits = 0u64;
         for b in &bufs {
             p.atoms.scan(b, |_, _| hits += 1);
         }
-        let c1 = cpu();
-        eprintln!(
-            "index scan {:?} hits {hits} cpu {} ms",
-            t.elapsed(),
-            (c1 - c0) / 1_000_000
-        );
+        eprintln!("index scan {:?} hits {hits}", t.elapsed());
     }
     let mb = c.bytes as f64 / 1e6;
     eprintln!(

@@ -158,7 +158,8 @@ impl AtomIndex {
             // them is worth more (see `SIEVED_BONUS`): the sieve turns away
             // the occurrences of a common key whose other bytes differ.
             let last = a.len() + 1 - 4 - stride;
-            let sieved = |j: usize| (j..j + stride).all(|o| o + 8 <= a.len() || o >= 4);
+            let sieved =
+                |j: usize| (j..j + stride).all(|o| Sieve::eight_around(o, a.len()).is_some());
             let mut best = (i64::MIN, 0usize);
             for j in 0..=last {
                 let worst = worth[j..j + stride].iter().copied().min().unwrap_or(0);

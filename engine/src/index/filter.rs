@@ -172,19 +172,16 @@ impl Sieve {
             .map(|x| (u64::from(x), SieveKey::Back))
             .collect();
         let eight = |v: &Val| {
-            let (off, len, atom) = (v.off(), v.len(), atom(v.atom));
-            if off + 8 <= len {
-                Some((word8(&atom[off..off + 8]), SieveKey::Forward))
-            } else if off >= 4 {
-                Some((word8(&atom[off - 4..off + 4]), SieveKey::Behind))
-            } else {
-                None
-            }
+            let (from, kind) = Sieve::eight_around(v.off(), v.len())?;
+            Some((word8(&atom(v.atom)[from..from + 8]), kind))
         };
         for (x, values) in wide.groups() {
             // One atom without 8 bytes around the key lets every
             // occurrence of the key through anyway.
-            if values.iter().all(|v| eight(v).is_some()) {
+            if values
+                .iter()
+                .all(|v| Sieve::eight_around(v.off(), v.len()).is_some())
+            {
                 keys.extend(values.iter().filter_map(eight));
             } else {
                 keys.push((u64::from(x), SieveKey::Wide));
@@ -206,6 +203,20 @@ impl Sieve {
         Sieve {
             bits: bits.into(),
             shift,
+        }
+    }
+
+    /// Where in an atom of `len` bytes the sieve's 8 bytes around a
+    /// 4-byte key at `off` start, and their kind: from the key if 4 more
+    /// bytes follow it, else from 4 before it if there are 4; `None` if
+    /// neither (then the key is sieved by its 4 bytes).
+    pub(super) fn eight_around(off: usize, len: usize) -> Option<(usize, SieveKey)> {
+        if off + 8 <= len {
+            Some((off, SieveKey::Forward))
+        } else if off >= 4 {
+            Some((off - 4, SieveKey::Behind))
+        } else {
+            None
         }
     }
 
